@@ -1,0 +1,211 @@
+package pool
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+// Mode is a pooling mode: how long a client keeps a server connection.
+type Mode string
+
+const (
+	// ModeSession lends a server connection for the client's whole session.
+	ModeSession Mode = "session"
+	// ModeTransaction lends a server connection for one transaction (the default).
+	ModeTransaction Mode = "transaction"
+	// ModeStatement lends a server connection for one statement; multi-statement
+	// transactions are refused.
+	ModeStatement Mode = "statement"
+)
+
+// ParseMode parses "session", "transaction" or "statement".
+func ParseMode(s string) (Mode, error) {
+	switch Mode(s) {
+	case ModeSession, ModeTransaction, ModeStatement:
+		return Mode(s), nil
+	}
+	return "", fmt.Errorf("pool: unknown pool mode %q (want session, transaction or statement)", s)
+}
+
+// Config configures a Server. The zero value of every field has a documented meaning;
+// New validates the Config and fills in defaults.
+type Config struct {
+	// Listen is the TCP address ListenAndServe listens on. Empty means "127.0.0.1:6432".
+	Listen string
+
+	// Primary is the connection URL (or keyword/value DSN) of the primary server. Required.
+	// Its host, port, password and TLS settings are used for every server connection; the
+	// database and user come from each client unless a Databases entry says otherwise.
+	Primary string
+
+	// Replicas are connection URLs of streaming replicas. Empty means no replicas.
+	Replicas []string
+
+	// PoolMode is the default pooling mode. Empty means ModeTransaction.
+	PoolMode Mode
+
+	// DefaultPoolSize is the most server connections per (database, user, backend) pool.
+	// Zero means 20.
+	DefaultPoolSize int
+
+	// MinPoolSize is how many server connections each pool keeps open even when idle,
+	// once the pool has been used. Zero means none are kept.
+	MinPoolSize int
+
+	// MaxClientConn is the most client connections served at once; past it a new client
+	// gets SQLSTATE 53300. Zero means 1000.
+	MaxClientConn int
+
+	// ServerIdleTimeout closes server connections idle longer than this. Zero means 600s;
+	// a negative value disables it.
+	ServerIdleTimeout time.Duration
+
+	// ServerLifetime closes server connections older than this when they are returned.
+	// Zero means 3600s; a negative value disables it.
+	ServerLifetime time.Duration
+
+	// ServerConnectTimeout bounds connecting and authenticating to a server.
+	// Zero means 15s.
+	ServerConnectTimeout time.Duration
+
+	// QueryWaitTimeout is how long a client may wait for a server connection before it
+	// gets an error (SQLSTATE 57014). Zero means 120s; a negative value waits forever.
+	QueryWaitTimeout time.Duration
+
+	// ClientLoginTimeout bounds a client's startup and login. Zero means 60s.
+	ClientLoginTimeout time.Duration
+
+	// ServerResetQuery runs on a server connection before it goes back to the pool in
+	// session mode. Empty means "DISCARD ALL"; "-" disables it.
+	ServerResetQuery string
+
+	// MaxPacketSize is the largest client message body accepted, in bytes; a larger
+	// message gets SQLSTATE 08P01 and the connection is closed. Zero means 1 GiB.
+	MaxPacketSize int
+
+	// Databases overrides settings per client-visible database name. A client asking for
+	// a database with no entry gets the primary's host with the client's database name.
+	Databases map[string]Database
+
+	// AuthFile is a PgBouncer-format userlist.txt ("user" "password" per line). Plain-text
+	// passwords found there are used to log in to servers as that user. Empty means none.
+	AuthFile string
+
+	// Logger receives the server's logs. Nil means slog.Default().
+	Logger *slog.Logger
+}
+
+// Database is a [databases.NAME] entry.
+type Database struct {
+	// URL is the server this database name maps to. Empty means the primary with the
+	// client's database name.
+	URL string
+	// DBName is the database name on the server. Empty means the URL's database, or the
+	// client's database name when URL is empty.
+	DBName string
+	// User forces server connections to log in as this user. Empty means the client's user.
+	User string
+	// Password is the password for User. Empty means the URL's or the auth file's.
+	Password string
+	// PoolSize overrides DefaultPoolSize for this database. Zero means DefaultPoolSize.
+	PoolSize int
+	// PoolMode overrides PoolMode for this database. Empty means PoolMode.
+	PoolMode Mode
+}
+
+// Defaults applied by New.
+const (
+	DefaultListen               = "127.0.0.1:6432"
+	DefaultPoolSizeValue        = 20
+	DefaultMaxClientConn        = 1000
+	DefaultServerIdleTimeout    = 600 * time.Second
+	DefaultServerLifetime       = 3600 * time.Second
+	DefaultServerConnectTimeout = 15 * time.Second
+	DefaultQueryWaitTimeout     = 120 * time.Second
+	DefaultClientLoginTimeout   = 60 * time.Second
+	DefaultServerResetQuery     = "DISCARD ALL"
+	DefaultMaxPacketSize        = 1 << 30
+)
+
+// ErrNoPrimary is returned by New when Config.Primary is empty.
+var ErrNoPrimary = errors.New("pool: no primary configured (set Primary, --primary or DATABASE_URL)")
+
+// withDefaults validates c and returns a copy with defaults filled in.
+func (c Config) withDefaults() (Config, error) {
+	if c.Primary == "" {
+		return c, ErrNoPrimary
+	}
+	if _, err := pgconn.ParseConfig(c.Primary); err != nil {
+		return c, fmt.Errorf("pool: primary: %w", err)
+	}
+	for i, r := range c.Replicas {
+		if _, err := pgconn.ParseConfig(r); err != nil {
+			return c, fmt.Errorf("pool: replica %d: %w", i, err)
+		}
+	}
+	if c.Listen == "" {
+		c.Listen = DefaultListen
+	}
+	if c.PoolMode == "" {
+		c.PoolMode = ModeTransaction
+	}
+	if _, err := ParseMode(string(c.PoolMode)); err != nil {
+		return c, err
+	}
+	if c.DefaultPoolSize == 0 {
+		c.DefaultPoolSize = DefaultPoolSizeValue
+	}
+	if c.DefaultPoolSize < 0 || c.MinPoolSize < 0 || c.MaxClientConn < 0 {
+		return c, errors.New("pool: pool sizes and max_client_conn must not be negative")
+	}
+	if c.MinPoolSize > c.DefaultPoolSize {
+		return c, fmt.Errorf("pool: min_pool_size %d is larger than default_pool_size %d", c.MinPoolSize, c.DefaultPoolSize)
+	}
+	if c.MaxClientConn == 0 {
+		c.MaxClientConn = DefaultMaxClientConn
+	}
+	if c.ServerIdleTimeout == 0 {
+		c.ServerIdleTimeout = DefaultServerIdleTimeout
+	}
+	if c.ServerLifetime == 0 {
+		c.ServerLifetime = DefaultServerLifetime
+	}
+	if c.ServerConnectTimeout <= 0 {
+		c.ServerConnectTimeout = DefaultServerConnectTimeout
+	}
+	if c.QueryWaitTimeout == 0 {
+		c.QueryWaitTimeout = DefaultQueryWaitTimeout
+	}
+	if c.ClientLoginTimeout <= 0 {
+		c.ClientLoginTimeout = DefaultClientLoginTimeout
+	}
+	if c.ServerResetQuery == "" {
+		c.ServerResetQuery = DefaultServerResetQuery
+	}
+	if c.MaxPacketSize <= 0 {
+		c.MaxPacketSize = DefaultMaxPacketSize
+	}
+	for name, d := range c.Databases {
+		if d.URL != "" {
+			if _, err := pgconn.ParseConfig(d.URL); err != nil {
+				return c, fmt.Errorf("pool: database %q: %w", name, err)
+			}
+		}
+		if d.PoolMode != "" {
+			if _, err := ParseMode(string(d.PoolMode)); err != nil {
+				return c, fmt.Errorf("pool: database %q: %w", name, err)
+			}
+		}
+		if d.PoolSize < 0 {
+			return c, fmt.Errorf("pool: database %q: negative pool_size", name)
+		}
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	return c, nil
+}
