@@ -1,13 +1,52 @@
 package pool
 
 import (
+	"bufio"
 	"context"
+	"crypto/rand"
+	"crypto/subtle"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
 	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgproto3"
+
+	"github.com/cmlite/cmpool/protocol"
 )
 
-// Server is a running cmpool proxy. Create it with New.
+// ErrServerClosed is returned by Serve and ListenAndServe after Shutdown.
+var ErrServerClosed = errors.New("pool: server closed")
+
+// Server is a cmpool proxy. Create it with New, then call Serve or ListenAndServe.
 type Server struct {
-	cfg Config
+	cfg        Config
+	log        *slog.Logger
+	primaryCfg *pgconn.Config
+	passwords  map[string]string // from the auth file
+
+	mu        sync.Mutex
+	pools     map[poolKey]*backendPool
+	listeners map[net.Listener]struct{}
+	clients   map[uint32]*clientSession // by cancel key pid
+
+	nClients atomic.Int64
+	closing  atomic.Bool
+	wg       sync.WaitGroup
+	// ctx is cancelled when Shutdown gives up waiting; it ends every wait for a server.
+	ctx    context.Context
+	cancel context.CancelFunc
+}
+
+// cancelKey is the BackendKeyData cmpool gives a client.
+type cancelKey struct {
+	pid    uint32
+	secret [4]byte
 }
 
 // New validates cfg, fills in defaults and returns a Server that is not yet serving.
@@ -16,14 +55,263 @@ func New(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Server{cfg: c}, nil
+	pc, err := pgconn.ParseConfig(c.Primary)
+	if err != nil {
+		return nil, fmt.Errorf("pool: primary: %w", err)
+	}
+	s := &Server{
+		cfg:        c,
+		log:        c.Logger,
+		primaryCfg: pc,
+		pools:      make(map[poolKey]*backendPool),
+		listeners:  make(map[net.Listener]struct{}),
+		clients:    make(map[uint32]*clientSession),
+	}
+	if c.AuthFile != "" {
+		s.passwords, err = readAuthFile(c.AuthFile)
+		if err != nil {
+			return nil, err
+		}
+	}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	return s, nil
 }
 
-// Serve accepts client connections on ln until Shutdown. It returns ErrServerClosed after Shutdown.
-func (s *Server) Serve(ln net.Listener) error { panic("todo") }
+// ListenAndServe listens on Config.Listen and serves until Shutdown.
+func (s *Server) ListenAndServe() error {
+	ln, err := net.Listen("tcp", s.cfg.Listen)
+	if err != nil {
+		return err
+	}
+	return s.Serve(ln)
+}
 
-// ListenAndServe listens on Config.Listen and serves.
-func (s *Server) ListenAndServe() error { panic("todo") }
+// Serve accepts client connections on ln until Shutdown, then returns ErrServerClosed.
+// Serve closes ln.
+func (s *Server) Serve(ln net.Listener) error {
+	s.mu.Lock()
+	if s.closing.Load() {
+		s.mu.Unlock()
+		_ = ln.Close()
+		return ErrServerClosed
+	}
+	s.listeners[ln] = struct{}{}
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.listeners, ln)
+		s.mu.Unlock()
+		_ = ln.Close()
+	}()
+	s.log.Info("listening", "addr", ln.Addr().String(), "pool_mode", string(s.cfg.PoolMode))
+	var backoff time.Duration
+	for {
+		conn, err := ln.Accept()
+		if err != nil {
+			if s.closing.Load() {
+				return ErrServerClosed
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+				time.Sleep(backoff)
+				continue
+			}
+			return err
+		}
+		backoff = 0
+		s.wg.Go(func() { s.serveConn(conn) })
+	}
+}
 
-// Shutdown stops accepting, waits for clients to finish or ctx to end, then closes everything.
-func (s *Server) Shutdown(ctx context.Context) error { panic("todo") }
+// serveConn runs one client connection.
+func (s *Server) serveConn(conn net.Conn) {
+	if tc, ok := conn.(*net.TCPConn); ok {
+		_ = tc.SetNoDelay(true)
+	}
+	s.nClients.Add(1)
+	r := bufio.NewReaderSize(conn, clientBufSize)
+	c := &clientSession{
+		srv:  s,
+		conn: conn,
+		r:    r,
+		fr:   protocol.NewFrameReader(r, s.cfg.MaxPacketSize),
+		w:    bufio.NewWriterSize(conn, clientBufSize),
+		log:  s.log.With("client", conn.RemoteAddr().String()),
+	}
+	s.registerClient(c)
+	c.serve(s.ctx)
+}
+
+// overClientLimit reports whether this client is past max_client_conn.
+func (s *Server) overClientLimit() bool {
+	return s.nClients.Load() > int64(s.cfg.MaxClientConn)
+}
+
+// registerClient gives c a unique cancel key.
+func (s *Server) registerClient(c *clientSession) {
+	var b [8]byte
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for {
+		_, _ = rand.Read(b[:])
+		pid := binary.BigEndian.Uint32(b[:4]) &^ (1 << 31) // positive, like a real pid
+		if _, used := s.clients[pid]; used || pid == 0 {
+			continue
+		}
+		c.key.pid = pid
+		copy(c.key.secret[:], b[4:])
+		s.clients[pid] = c
+		return
+	}
+}
+
+func (s *Server) forgetClient(c *clientSession) {
+	s.mu.Lock()
+	if s.clients[c.key.pid] == c {
+		delete(s.clients, c.key.pid)
+	}
+	s.mu.Unlock()
+	s.nClients.Add(-1)
+}
+
+// handleCancel forwards a client's CancelRequest to the server that client holds right
+// now, if any, and nowhere else.
+func (s *Server) handleCancel(ctx context.Context, req *pgproto3.CancelRequest) {
+	s.mu.Lock()
+	c := s.clients[req.ProcessID]
+	s.mu.Unlock()
+	if c == nil || subtle.ConstantTimeCompare(c.key.secret[:], req.SecretKey) != 1 {
+		s.log.Debug("cancel request for unknown client", "pid", req.ProcessID)
+		return
+	}
+	c.mu.Lock()
+	l := c.lease
+	if l != nil {
+		l.cancels.Add(1)
+	}
+	c.mu.Unlock()
+	if l == nil {
+		return // nothing running: nothing to cancel
+	}
+	defer l.cancels.Done()
+	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if err := l.sc.cancel(cctx); err != nil {
+		s.log.Warn("cancel request failed", "error", err)
+	}
+}
+
+// poolFor returns the pool of primary connections for a client's database and user.
+func (s *Server) poolFor(database, user string) (*backendPool, error) {
+	key := poolKey{database: database, user: user}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if bp := s.pools[key]; bp != nil {
+		return bp, nil
+	}
+	if s.closing.Load() {
+		return nil, ErrServerClosed
+	}
+	db := s.cfg.Databases[database]
+	base := s.primaryCfg
+	if db.URL != "" {
+		var err error
+		if base, err = pgconn.ParseConfig(db.URL); err != nil {
+			return nil, err
+		}
+	}
+	cc := base.Copy()
+	switch {
+	case db.DBName != "":
+		cc.Database = db.DBName
+	case db.URL == "":
+		cc.Database = database
+	}
+	serverUser := user
+	if db.User != "" {
+		serverUser = db.User
+	}
+	if serverUser != cc.User {
+		cc.Password = "" // the URL's password belongs to the URL's user
+	}
+	cc.User = serverUser
+	if p, ok := s.passwords[serverUser]; ok {
+		cc.Password = p
+	}
+	if db.Password != "" {
+		cc.Password = db.Password
+	}
+	cc.ConnectTimeout = s.cfg.ServerConnectTimeout
+	size := s.cfg.DefaultPoolSize
+	if db.PoolSize > 0 {
+		size = db.PoolSize
+	}
+	mode := s.cfg.PoolMode
+	if db.PoolMode != "" {
+		mode = db.PoolMode
+	}
+	bp, err := newBackendPool(key, mode, cc, size, s.cfg.MinPoolSize, s.cfg.ServerIdleTimeout, s.cfg.ServerLifetime, s.cfg.ServerConnectTimeout)
+	if err != nil {
+		return nil, err
+	}
+	s.pools[key] = bp
+	return bp, nil
+}
+
+// Shutdown stops accepting clients and asks each to leave at its next transaction
+// boundary. It waits for them until ctx ends, then closes the rest, and closes every
+// server connection.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	s.closing.Store(true)
+	for ln := range s.listeners {
+		_ = ln.Close()
+	}
+	clients := make([]*clientSession, 0, len(s.clients))
+	for _, c := range s.clients {
+		clients = append(clients, c)
+	}
+	s.mu.Unlock()
+	for _, c := range clients {
+		c.requestClose()
+	}
+	done := make(chan struct{})
+	go func() { s.wg.Wait(); close(done) }()
+	var err error
+	select {
+	case <-done:
+	case <-ctx.Done():
+		err = ctx.Err()
+		s.cancel()
+		s.mu.Lock()
+		for _, c := range s.clients {
+			_ = c.conn.Close()
+		}
+		s.mu.Unlock()
+		<-done
+	}
+	s.cancel()
+	s.mu.Lock()
+	pools := make([]*backendPool, 0, len(s.pools))
+	for _, bp := range s.pools {
+		pools = append(pools, bp)
+	}
+	s.mu.Unlock()
+	for _, bp := range pools {
+		bp.close()
+	}
+	return err
+}
+
+// requestClose asks the client to leave at its next transaction boundary: now, if it
+// holds no server.
+func (c *clientSession) requestClose() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.closing.Store(true)
+	l := c.lease
+	if l == nil || l.pending == 0 && !l.unsynced && l.sc.txStatus == 'I' {
+		_ = c.conn.SetReadDeadline(time.Now())
+	}
+}

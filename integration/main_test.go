@@ -1,0 +1,76 @@
+package integration_test
+
+import (
+	"context"
+	"errors"
+	"os"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/stretchr/testify/require"
+
+	"github.com/cmlite/cmpool/integration"
+	"github.com/cmlite/cmpool/pool"
+)
+
+// One cluster (primary + one replica) serves every proxy test in this package; each test
+// starts its own cmpool in front of it.
+var shared struct {
+	once sync.Once
+	c    *integration.Cluster
+	err  error
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if shared.c != nil {
+		_ = shared.c.Stop()
+	}
+	os.Exit(code)
+}
+
+func sharedCluster(t *testing.T) *integration.Cluster {
+	t.Helper()
+	shared.once.Do(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+		defer cancel()
+		shared.c, shared.err = integration.Start(ctx, integration.Options{Replicas: 1})
+	})
+	if errors.Is(shared.err, integration.ErrPostgresNotFound) && os.Getenv("CI") != "true" {
+		t.Skipf("PostgreSQL not installed: %v", shared.err)
+	}
+	require.NoError(t, shared.err, "start PostgreSQL cluster")
+	return shared.c
+}
+
+// proxy starts cmpool in front of the shared cluster with cfg (transaction mode, pool
+// size 20 unless cfg says otherwise).
+func proxy(t *testing.T, cfg pool.Config) (*integration.Cluster, *integration.Proxy) {
+	t.Helper()
+	c := sharedCluster(t)
+	return c, integration.StartProxy(t, c, cfg)
+}
+
+func ctxT(t *testing.T, d time.Duration) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func connect(t *testing.T, url string, mode pgx.QueryExecMode) *pgx.Conn {
+	t.Helper()
+	cfg, err := pgx.ParseConfig(url)
+	require.NoError(t, err)
+	cfg.DefaultQueryExecMode = mode
+	conn, err := pgx.ConnectConfig(ctxT(t, 30*time.Second), cfg)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = conn.Close(context.Background()) })
+	return conn
+}
+
+// direct connects to the primary without the proxy.
+func direct(t *testing.T, c *integration.Cluster) *pgx.Conn {
+	return connect(t, c.Primary.URL("", ""), pgx.QueryExecModeSimpleProtocol)
+}

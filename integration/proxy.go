@@ -1,0 +1,80 @@
+package integration
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/cmlite/cmpool/pool"
+)
+
+// Proxy is an in-process cmpool serving on a free loopback port.
+type Proxy struct {
+	Server *pool.Server
+	Addr   string
+	done   chan error
+}
+
+// URL returns a connection URL through the proxy.
+func (p *Proxy) URL(database, user string) string {
+	if database == "" {
+		database = "postgres"
+	}
+	if user == "" {
+		user = "postgres"
+	}
+	return fmt.Sprintf("postgres://%s@%s/%s?sslmode=disable", user, p.Addr, database)
+}
+
+// StartProxy starts cmpool with cfg in front of the cluster: Primary and Replicas default
+// to the cluster's nodes when empty. The proxy is shut down with t.Cleanup.
+func StartProxy(t testing.TB, c *Cluster, cfg pool.Config) *Proxy {
+	t.Helper()
+	if cfg.Primary == "" {
+		cfg.Primary = c.Primary.URL("", "")
+		if len(cfg.Replicas) == 0 {
+			for _, r := range c.Replicas {
+				cfg.Replicas = append(cfg.Replicas, r.URL("", ""))
+			}
+		}
+	}
+	p, err := ServeProxy(cfg)
+	if err != nil {
+		t.Fatalf("start cmpool: %v", err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := p.Close(ctx); err != nil {
+			t.Errorf("cmpool shutdown: %v", err)
+		}
+	})
+	return p
+}
+
+// ServeProxy starts cmpool with cfg on a free loopback port.
+func ServeProxy(cfg pool.Config) (*Proxy, error) {
+	srv, err := pool.New(cfg)
+	if err != nil {
+		return nil, err
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	p := &Proxy{Server: srv, Addr: ln.Addr().String(), done: make(chan error, 1)}
+	go func() { p.done <- srv.Serve(ln) }()
+	return p, nil
+}
+
+// Close shuts the proxy down, waiting for clients until ctx ends.
+func (p *Proxy) Close(ctx context.Context) error {
+	err := p.Server.Shutdown(ctx)
+	if serr := <-p.done; !errors.Is(serr, pool.ErrServerClosed) {
+		return serr
+	}
+	return err
+}

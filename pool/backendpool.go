@@ -1,0 +1,133 @@
+package pool
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/puddle/v2"
+)
+
+// poolKey names one pool of server connections.
+type poolKey struct {
+	database string // as the client named it
+	user     string // as the client named it
+	backend  int    // 0 is the primary
+}
+
+// backendPool is the set of server connections for one (database, user, backend).
+type backendPool struct {
+	key         poolKey
+	mode        Mode
+	connCfg     *pgconn.Config
+	p           *puddle.Pool[*serverConn]
+	minSize     int
+	idleTimeout time.Duration
+	lifetime    time.Duration
+
+	stopOnce sync.Once
+	stop     chan struct{}
+	done     chan struct{}
+}
+
+// aliveCheckAfter is how long a connection may sit idle before acquire checks that the
+// server has not closed it.
+const aliveCheckAfter = time.Second
+
+func newBackendPool(key poolKey, mode Mode, connCfg *pgconn.Config, size, minSize int, idleTimeout, lifetime, connectTimeout time.Duration) (*backendPool, error) {
+	bp := &backendPool{
+		key:         key,
+		mode:        mode,
+		connCfg:     connCfg,
+		minSize:     minSize,
+		idleTimeout: idleTimeout,
+		lifetime:    lifetime,
+		stop:        make(chan struct{}),
+		done:        make(chan struct{}),
+	}
+	p, err := puddle.NewPool(&puddle.Config[*serverConn]{
+		Constructor: func(ctx context.Context) (*serverConn, error) {
+			ctx, cancel := context.WithTimeout(ctx, connectTimeout)
+			defer cancel()
+			return connectServer(ctx, connCfg)
+		},
+		Destructor: func(sc *serverConn) { _ = sc.close() },
+		MaxSize:    int32(size),
+	})
+	if err != nil {
+		return nil, err
+	}
+	bp.p = p
+	go bp.maintain()
+	return bp, nil
+}
+
+// acquire returns a server connection that looks alive, waiting for one until ctx ends.
+func (bp *backendPool) acquire(ctx context.Context) (*puddle.Resource[*serverConn], error) {
+	for {
+		res, err := bp.p.Acquire(ctx)
+		if err != nil {
+			return nil, err
+		}
+		if res.IdleDuration() > aliveCheckAfter && !res.Value().alive() {
+			res.Destroy()
+			continue
+		}
+		return res, nil
+	}
+}
+
+// release returns a clean server connection, or closes it once it has lived too long.
+func (bp *backendPool) release(res *puddle.Resource[*serverConn]) {
+	if bp.lifetime > 0 && time.Since(res.CreationTime()) > bp.lifetime {
+		res.Destroy()
+		return
+	}
+	res.Release()
+}
+
+// maintain closes connections idle past idleTimeout and keeps minSize open.
+func (bp *backendPool) maintain() {
+	defer close(bp.done)
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for {
+		select {
+		case <-bp.stop:
+			return
+		case <-tick.C:
+		}
+		total := int(bp.p.Stat().TotalResources())
+		for _, res := range bp.p.AcquireAllIdle() {
+			if bp.idleTimeout > 0 && res.IdleDuration() > bp.idleTimeout && total > bp.minSize {
+				res.Destroy()
+				total--
+				continue
+			}
+			if bp.lifetime > 0 && time.Since(res.CreationTime()) > bp.lifetime {
+				res.Destroy()
+				total--
+				continue
+			}
+			res.ReleaseUnused()
+		}
+		for i := total; i < bp.minSize; i++ {
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			err := bp.p.CreateResource(ctx)
+			cancel()
+			if err != nil {
+				break
+			}
+		}
+	}
+}
+
+// close stops maintenance and closes every connection; acquired ones close on return.
+func (bp *backendPool) close() {
+	bp.stopOnce.Do(func() {
+		close(bp.stop)
+		<-bp.done
+		bp.p.Close()
+	})
+}

@@ -1,0 +1,835 @@
+package pool
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"maps"
+	"net"
+	"os"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgproto3"
+	"github.com/jackc/puddle/v2"
+
+	"github.com/cmlite/cmpool/protocol"
+)
+
+// clientSession is one client connection. Its goroutine reads client messages and
+// forwards them; while it holds a server (a lease), a relay goroutine copies the server's
+// replies back and decides, at each ReadyForQuery, whether the lease ends.
+type clientSession struct {
+	srv  *Server
+	conn net.Conn
+	r    *bufio.Reader
+	fr   *protocol.FrameReader
+	// w writes to the client. While a lease is active only its relay goroutine uses it;
+	// otherwise only the client goroutine does.
+	w   *bufio.Writer
+	log *slog.Logger
+
+	key      cancelKey
+	database string
+	user     string
+	pool     *backendPool
+	mode     Mode
+
+	// params are the session parameters this client wants on any server it uses, and
+	// paramsVersion counts their changes. The client goroutine reads them between leases;
+	// the relay updates them from ParameterStatus while a lease is active.
+	params        map[string]string
+	paramsVersion uint64
+
+	mu      sync.Mutex
+	lease   *lease      // the server held now, or nil
+	closing atomic.Bool // Shutdown asked this client to go
+
+	// discarding is set after an extended-protocol message failed before reaching a
+	// server: later messages are dropped until Sync, as a server would.
+	discarding bool
+}
+
+// lease is one loan of a server connection to a client.
+type lease struct {
+	res *puddle.Resource[*serverConn]
+	sc  *serverConn
+	// Guarded by clientSession.mu:
+	pending   int  // Query/Sync/FunctionCall sent whose ReadyForQuery has not come back
+	unsynced  bool // extended-protocol messages sent since the last Sync
+	abandoned bool // the client is gone; the relay must destroy the server
+	stopping  bool // the client goroutine wants the relay to stop without closing
+	destroyed bool // the relay destroyed the server; set before done is closed
+	// wmu is held while the client goroutine writes to the server, so the relay can wait
+	// for a write in progress before giving the server to someone else.
+	wmu sync.Mutex
+	// cancels counts cancel requests in flight to this server; the lease is not ended
+	// until they are done.
+	cancels sync.WaitGroup
+	done    chan struct{} // closed when the relay goroutine exits
+}
+
+const clientBufSize = 8 * 1024
+
+// ignoredStartupParams are startup parameters that are not session settings.
+var ignoredStartupParams = map[string]bool{
+	"user": true, "database": true, "options": true, "replication": true,
+}
+
+// serve runs one client connection from startup to close.
+func (c *clientSession) serve(ctx context.Context) {
+	defer func() {
+		if p := recover(); p != nil {
+			c.log.Error("client session panic", "panic", p)
+		}
+		c.endLease()
+		c.srv.forgetClient(c)
+		_ = c.conn.Close()
+	}()
+	if err := c.startup(ctx); err != nil {
+		c.reportAndLog(err)
+		return
+	}
+	if err := c.loop(ctx); err != nil {
+		c.reportAndLog(err)
+	}
+}
+
+// reportAndLog sends a protocol error to the client when there is one, and logs the rest.
+func (c *clientSession) reportAndLog(err error) {
+	var pe *protocol.Error
+	switch {
+	case errors.As(err, &pe):
+		c.sendError(pe)
+		lvl := slog.LevelInfo
+		if pe.Code == protocol.CodeAdminShutdown {
+			lvl = slog.LevelDebug
+		}
+		c.log.Log(context.Background(), lvl, "client closed", "code", pe.Code, "error", pe.Message)
+	case isNormalClose(err):
+		c.log.Debug("client closed", "error", err)
+	default:
+		c.log.Warn("client closed", "error", err)
+	}
+}
+
+// sendError writes an ErrorResponse to the client, when nothing else is writing to it.
+func (c *clientSession) sendError(e *protocol.Error) {
+	_ = c.conn.SetWriteDeadline(time.Now().Add(5 * time.Second))
+	_, _ = c.w.Write(protocol.AppendErrorResponse(nil, e))
+	_ = c.w.Flush()
+}
+
+func isNormalClose(err error) bool {
+	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, net.ErrClosed) ||
+		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
+}
+
+// startup negotiates SSL, reads the StartupMessage, logs the client in and sends the
+// initial parameter statuses, all under client_login_timeout.
+func (c *clientSession) startup(ctx context.Context) error {
+	_ = c.conn.SetDeadline(time.Now().Add(c.srv.cfg.ClientLoginTimeout))
+	var req *protocol.StartupRequest
+	for sslDone, gssDone := false, false; ; {
+		var err error
+		req, err = protocol.ReadStartupRequest(c.r)
+		if err != nil {
+			if isTimeout(err) {
+				return protocol.NewFatal(protocol.CodeProtocolViolation, "client_login_timeout: startup not completed in time")
+			}
+			return err
+		}
+		switch {
+		case req.SSL && !sslDone:
+			sslDone = true
+			if _, err := c.conn.Write([]byte{'N'}); err != nil {
+				return err
+			}
+			continue
+		case req.GSSENC && !gssDone:
+			gssDone = true
+			if _, err := c.conn.Write([]byte{'N'}); err != nil {
+				return err
+			}
+			continue
+		case req.SSL || req.GSSENC:
+			return protocol.NewFatal(protocol.CodeProtocolViolation, "duplicate SSL or GSSAPI negotiation request")
+		case req.Cancel != nil:
+			c.srv.handleCancel(ctx, req.Cancel)
+			return io.EOF
+		}
+		break
+	}
+	sm := req.Startup
+	c.user = sm.Parameters["user"]
+	c.database = sm.Parameters["database"]
+	if c.database == "" {
+		c.database = c.user
+	}
+	c.log = c.log.With("user", c.user, "database", c.database)
+	if sm.Parameters["replication"] != "" && sm.Parameters["replication"] != "false" && sm.Parameters["replication"] != "off" {
+		return protocol.NewFatal(protocol.CodeFeatureNotSupported, "replication connections are not supported through cmpool")
+	}
+	if req.NeedsNegotiation() {
+		b, _ := req.NegotiateMessage().Encode(nil)
+		_, _ = c.w.Write(b)
+	}
+	if c.srv.overClientLimit() {
+		return protocol.NewFatal(protocol.CodeTooManyConnections,
+			fmt.Sprintf("no more connections allowed (max_client_conn %d)", c.srv.cfg.MaxClientConn))
+	}
+	if c.srv.closing.Load() {
+		return protocol.NewFatal(protocol.CodeCannotConnectNow, "cmpool is shutting down")
+	}
+
+	params := make(map[string]string, len(sm.Parameters))
+	for k, v := range sm.Parameters {
+		if !ignoredStartupParams[k] {
+			params[k] = v
+		}
+	}
+	if opts := sm.Parameters["options"]; opts != "" {
+		o, err := protocol.ParseOptions(opts)
+		if err != nil {
+			return protocol.NewFatal(protocol.CodeFeatureNotSupported, err.Error())
+		}
+		maps.Copy(params, o)
+	}
+	c.params = params
+
+	bp, err := c.srv.poolFor(c.database, c.user)
+	if err != nil {
+		return protocol.NewFatal(protocol.CodeInvalidCatalogName, err.Error())
+	}
+	c.pool = bp
+	c.mode = bp.mode
+
+	// Client auth is trust until an authenticator is configured.
+	ok, _ := (&pgproto3.AuthenticationOk{}).Encode(nil)
+	_, _ = c.w.Write(ok)
+
+	// Log in on a real server: it proves the database and user exist, and it gives the
+	// server's canonical values of the client's parameters to report back.
+	acqCtx, cancel := c.waitContext(ctx)
+	res, err := bp.acquire(acqCtx)
+	cancel()
+	if err != nil {
+		return c.acquireError(err, true)
+	}
+	sc := res.Value()
+	applyCtx, cancel2 := context.WithTimeout(ctx, c.srv.cfg.ServerConnectTimeout)
+	err = c.applyParams(applyCtx, sc)
+	cancel2()
+	if err != nil {
+		var pe *protocol.Error
+		if errors.As(err, &pe) {
+			// The server refused a parameter value: the server itself is fine.
+			bp.release(res)
+			return pe
+		}
+		res.Destroy()
+		return protocol.NewFatal(protocol.CodeConnectionFailure, "server connection failed during login: "+err.Error())
+	}
+	// Report the server's values, then the client's canonical ones.
+	report := maps.Clone(sc.defaults)
+	for k, v := range sc.set {
+		report[k] = v
+	}
+	for k := range c.params {
+		if v, ok := report[k]; ok {
+			c.params[k] = v
+		}
+	}
+	names := make([]string, 0, len(report))
+	for k := range report {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	var out []byte
+	for _, k := range names {
+		out, _ = (&pgproto3.ParameterStatus{Name: k, Value: report[k]}).Encode(out)
+	}
+	out, _ = (&pgproto3.BackendKeyData{ProcessID: c.key.pid, SecretKey: c.key.secret[:]}).Encode(out)
+	out = protocol.AppendReadyForQuery(out, 'I')
+	sc.configuredFor, sc.configuredVersion = c, c.paramsVersion
+	_ = c.conn.SetDeadline(time.Time{})
+	if err := c.writeLocal(out); err != nil {
+		bp.release(res)
+		return err
+	}
+	if c.mode == ModeSession {
+		c.startLease(res)
+	} else {
+		bp.release(res)
+	}
+	return nil
+}
+
+// waitContext bounds waiting for a server by query_wait_timeout.
+func (c *clientSession) waitContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	if t := c.srv.cfg.QueryWaitTimeout; t > 0 {
+		return context.WithTimeout(ctx, t)
+	}
+	return context.WithCancel(ctx)
+}
+
+// acquireError turns a failure to get a server into the error the client sees.
+func (c *clientSession) acquireError(err error, fatal bool) *protocol.Error {
+	sev := protocol.SeverityError
+	if fatal {
+		sev = protocol.SeverityFatal
+	}
+	var pgErr *pgconn.PgError
+	var connErr *pgconn.ConnectError
+	switch {
+	case errors.As(err, &pgErr):
+		return &protocol.Error{Severity: sev, Code: pgErr.Code, Message: pgErr.Message, Detail: pgErr.Detail, Hint: pgErr.Hint}
+	case errors.As(err, &connErr):
+		return &protocol.Error{Severity: sev, Code: protocol.CodeConnectionFailure, Message: "could not connect to server: " + connErr.Error()}
+	case errors.Is(err, context.DeadlineExceeded):
+		return &protocol.Error{Severity: sev, Code: protocol.CodeQueryCanceled,
+			Message: fmt.Sprintf("query_wait_timeout: no server connection available within %s", c.srv.cfg.QueryWaitTimeout),
+			Hint:    "raise default_pool_size or query_wait_timeout, or shorten transactions"}
+	case errors.Is(err, puddle.ErrClosedPool), errors.Is(err, context.Canceled):
+		return &protocol.Error{Severity: protocol.SeverityFatal, Code: protocol.CodeAdminShutdown, Message: "cmpool is shutting down"}
+	default:
+		return &protocol.Error{Severity: sev, Code: protocol.CodeConnectionFailure, Message: "could not connect to server: " + err.Error()}
+	}
+}
+
+// applyParams makes sc's session parameters match the client's, with one round trip when
+// anything differs.
+func (c *clientSession) applyParams(ctx context.Context, sc *serverConn) error {
+	if sc.configuredFor == c && sc.configuredVersion == c.paramsVersion {
+		return nil
+	}
+	var sql strings.Builder
+	for k, v := range c.params {
+		if cur, ok := sc.param(k); !ok || cur != v {
+			fmt.Fprintf(&sql, "SET %s = %s;", quoteIdent(k), quoteLiteral(v))
+		}
+	}
+	for k := range sc.set {
+		if _, ok := c.params[k]; !ok {
+			if _, isDefault := sc.defaults[k]; isDefault || !strings.Contains(k, ".") {
+				fmt.Fprintf(&sql, "RESET %s;", quoteIdent(k))
+			}
+		}
+	}
+	if sql.Len() > 0 {
+		res, err := sc.exec(ctx, sql.String())
+		if err != nil {
+			return err
+		}
+		if res.err != nil {
+			if sc.txStatus != 'I' {
+				return fmt.Errorf("server left in transaction after SET: %w", res.err)
+			}
+			return &protocol.Error{Severity: protocol.SeverityFatal, Code: res.err.Code, Message: res.err.Message, Detail: res.err.Detail}
+		}
+		// Record what we asked for where the server did not report a value.
+		for k, v := range c.params {
+			if _, ok := sc.set[k]; !ok {
+				if d, isDefault := sc.defaults[k]; !isDefault || d != v {
+					sc.set[k] = v
+				}
+			}
+		}
+		for k := range sc.set {
+			if _, ok := c.params[k]; !ok {
+				delete(sc.set, k)
+			}
+		}
+	}
+	sc.configuredFor, sc.configuredVersion = c, c.paramsVersion
+	return nil
+}
+
+// loop reads client messages and forwards them until the client leaves.
+func (c *clientSession) loop(ctx context.Context) error {
+	for {
+		if c.isClosing() && c.currentLease() == nil {
+			return protocol.NewFatal(protocol.CodeAdminShutdown, "terminating connection due to administrator command")
+		}
+		fr, err := c.fr.Next()
+		if err != nil {
+			if c.isClosing() {
+				return protocol.NewFatal(protocol.CodeAdminShutdown, "terminating connection due to administrator command")
+			}
+			if errors.Is(err, protocol.ErrMessageTooLarge) {
+				return protocol.NewFatal(protocol.CodeProtocolViolation, err.Error())
+			}
+			var fe *protocol.FrameError
+			if errors.As(err, &fe) {
+				return protocol.NewFatal(protocol.CodeProtocolViolation, fe.Error())
+			}
+			return err
+		}
+		switch fr.Type {
+		case 'X':
+			return nil
+		case 'Q', 'F', 'S', 'P', 'B', 'D', 'E', 'C', 'H':
+		case 'd', 'c', 'f':
+			// Copy messages belong to a lease; outside one the server would ignore them.
+			if c.currentLease() == nil {
+				if err := c.fr.Skip(); err != nil {
+					return err
+				}
+				continue
+			}
+		default:
+			return protocol.NewFatal(protocol.CodeProtocolViolation, fmt.Sprintf("invalid frontend message type %q", fr.Type))
+		}
+
+		if c.discarding {
+			if fr.Type != 'S' && fr.Type != 'Q' {
+				if err := c.fr.Skip(); err != nil {
+					return err
+				}
+				continue
+			}
+			c.discarding = false
+			if fr.Type == 'S' {
+				if err := c.fr.Skip(); err != nil {
+					return err
+				}
+				if err := c.writeLocal(protocol.AppendReadyForQuery(nil, 'I')); err != nil {
+					return err
+				}
+				continue
+			}
+		}
+
+		l := c.claim(fr.Type)
+		if l == nil {
+			if fr.Type == 'S' {
+				// A Sync with nothing before it: nothing to ask a server.
+				if err := c.fr.Skip(); err != nil {
+					return err
+				}
+				if err := c.writeLocal(protocol.AppendReadyForQuery(nil, 'I')); err != nil {
+					return err
+				}
+				continue
+			}
+			if fr.Type == 'H' {
+				if err := c.fr.Skip(); err != nil {
+					return err
+				}
+				continue
+			}
+			l, err = c.acquire(ctx)
+			if err != nil {
+				var pe *protocol.Error
+				if !errors.As(err, &pe) || pe.Fatal() {
+					return err
+				}
+				if err := c.failRequest(fr, pe); err != nil {
+					return err
+				}
+				continue
+			}
+			c.mu.Lock()
+			l.account(fr.Type)
+			c.mu.Unlock()
+		}
+		if err := c.forward(l, fr); err != nil {
+			return err
+		}
+	}
+}
+
+// failRequest answers a request that could not reach a server with pe, as a server
+// would: a simple query gets ReadyForQuery at once; an extended-protocol message makes
+// the session discard input until Sync.
+func (c *clientSession) failRequest(fr protocol.Frame, pe *protocol.Error) error {
+	if err := c.fr.Skip(); err != nil {
+		return err
+	}
+	out := protocol.AppendErrorResponse(nil, pe)
+	switch fr.Type {
+	case 'Q', 'F':
+		out = protocol.AppendReadyForQuery(out, 'I')
+	default:
+		c.discarding = true
+	}
+	return c.writeLocal(out)
+}
+
+// writeLocal sends bytes cmpool itself produced, when no lease is active.
+func (c *clientSession) writeLocal(b []byte) error {
+	if _, err := c.w.Write(b); err != nil {
+		return err
+	}
+	return c.w.Flush()
+}
+
+func (c *clientSession) currentLease() *lease {
+	c.mu.Lock()
+	l := c.lease
+	c.mu.Unlock()
+	return l
+}
+
+func (c *clientSession) isClosing() bool { return c.closing.Load() }
+
+// acquire gets a server for the next request, makes its parameters match this client's
+// and starts the relay.
+func (c *clientSession) acquire(ctx context.Context) (*lease, error) {
+	for attempt := 0; ; attempt++ {
+		actx, cancel := c.waitContext(ctx)
+		res, err := c.pool.acquire(actx)
+		cancel()
+		if err != nil {
+			return nil, c.acquireError(err, false)
+		}
+		actx, cancel = context.WithTimeout(ctx, c.srv.cfg.ServerConnectTimeout)
+		err = c.applyParams(actx, res.Value())
+		cancel()
+		if err != nil {
+			var pe *protocol.Error
+			if errors.As(err, &pe) {
+				c.pool.release(res)
+				pe.Severity = protocol.SeverityError
+				return nil, pe
+			}
+			res.Destroy()
+			if attempt < 2 {
+				continue
+			}
+			return nil, c.acquireError(err, false)
+		}
+		return c.startLease(res), nil
+	}
+}
+
+// startLease makes res this client's server and starts its relay goroutine.
+func (c *clientSession) startLease(res *puddle.Resource[*serverConn]) *lease {
+	l := &lease{res: res, sc: res.Value(), done: make(chan struct{})}
+	c.mu.Lock()
+	c.lease = l
+	c.mu.Unlock()
+	go c.relay(l)
+	return l
+}
+
+// claim returns the current lease with a message of type typ accounted to it, so the
+// relay cannot end the lease before that message is answered; or nil with no lease.
+func (c *clientSession) claim(typ byte) *lease {
+	c.mu.Lock()
+	l := c.lease
+	if l != nil {
+		l.account(typ)
+	}
+	c.mu.Unlock()
+	return l
+}
+
+// account records a message sent on the lease. The caller holds clientSession.mu.
+func (l *lease) account(typ byte) {
+	switch typ {
+	case 'Q', 'F':
+		l.pending++
+	case 'S':
+		l.pending++
+		l.unsynced = false
+	case 'P', 'B', 'D', 'E', 'C', 'H':
+		l.unsynced = true
+	}
+}
+
+// forward sends one client frame, already accounted to l, to the lease's server.
+func (c *clientSession) forward(l *lease, fr protocol.Frame) error {
+	l.wmu.Lock()
+	defer l.wmu.Unlock()
+	w := l.sc.w
+	if err := c.fr.Forward(w); err != nil {
+		return err
+	}
+	// Coalesce: flush once the client has nothing more for us right now.
+	if c.fr.Buffered() == 0 {
+		if err := w.Flush(); err != nil {
+			// The server is gone; the relay will see it and tell the client.
+			c.log.Debug("write to server failed", "error", err)
+		}
+	}
+	return nil
+}
+
+// relay copies the server's replies to the client until the lease ends.
+func (c *clientSession) relay(l *lease) {
+	defer close(l.done)
+	sc := l.sc
+	for {
+		fr, err := sc.fr.Next()
+		if err != nil {
+			c.relayFailed(l, err)
+			return
+		}
+		switch fr.Type {
+		case 'Z':
+			msg, err := sc.fr.Message()
+			if err != nil || len(msg) != 6 {
+				c.relayFailed(l, fmt.Errorf("malformed ReadyForQuery: %v", err))
+				return
+			}
+			status := msg[5]
+			if c.mode == ModeStatement && status != 'I' {
+				c.refuseTransactionBlock(l, status)
+				return
+			}
+			if _, err := c.w.Write(msg); err != nil {
+				c.clientGone(l)
+				return
+			}
+			if end, dead := c.endsLease(l, status); dead {
+				return
+			} else if end {
+				c.finishLease(l)
+				return
+			}
+		case 'S':
+			msg, err := sc.fr.Message()
+			if err != nil {
+				c.relayFailed(l, err)
+				return
+			}
+			if name, value, ok := parseParameterStatus(msg[protocol.HeaderLen:]); ok {
+				sc.noteParameterStatus(name, value)
+				c.noteParameterStatus(name, value)
+			}
+			if _, err := c.w.Write(msg); err != nil {
+				c.clientGone(l)
+				return
+			}
+		default:
+			if err := sc.fr.Forward(c.w); err != nil {
+				if isClientWriteErr(err) {
+					c.clientGone(l)
+				} else {
+					c.relayFailed(l, err)
+				}
+				return
+			}
+		}
+		if sc.fr.Buffered() == 0 {
+			if err := c.w.Flush(); err != nil {
+				c.clientGone(l)
+				return
+			}
+		}
+	}
+}
+
+// clientGone ends a lease whose client can no longer be written to: the server may be
+// mid-transaction or mid-result, so it is destroyed, and the client is closed.
+func (c *clientSession) clientGone(l *lease) {
+	c.mu.Lock()
+	l.abandoned = true
+	if c.lease == l {
+		c.lease = nil
+	}
+	l.destroyed = true
+	c.mu.Unlock()
+	l.res.Destroy()
+	_ = c.conn.Close()
+}
+
+// isClientWriteErr tells a failed write to the client (ignored: the client goroutine will
+// see the close) from a failed read from the server.
+func isClientWriteErr(err error) bool {
+	var oe *net.OpError
+	return errors.As(err, &oe) && oe.Op == "write"
+}
+
+// noteParameterStatus keeps a parameter the server reported as the client's own.
+func (c *clientSession) noteParameterStatus(name, value string) {
+	c.mu.Lock()
+	if c.params[name] != value {
+		c.params[name] = value
+		c.paramsVersion++
+	}
+	l := c.lease
+	c.mu.Unlock()
+	if l != nil {
+		l.sc.configuredFor, l.sc.configuredVersion = c, c.paramsVersion
+	}
+}
+
+// endsLease runs at each ReadyForQuery, after it was written to the client. It decides
+// whether the server goes back to the pool: only when it is idle, every request has been
+// answered and the mode allows it. The client's output is flushed before the lease ends,
+// since after that the client goroutine may write to the client.
+func (c *clientSession) endsLease(l *lease, status byte) (end, dead bool) {
+	c.mu.Lock()
+	l.sc.txStatus = status
+	if l.pending > 0 {
+		l.pending--
+	}
+	ends := l.pending == 0 && !l.unsynced && status == 'I' && (c.mode != ModeSession || c.closing.Load())
+	c.mu.Unlock()
+	if !ends {
+		return false, false
+	}
+	if err := c.w.Flush(); err != nil {
+		c.clientGone(l)
+		return false, true
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	// The client may have sent more on this lease while we flushed.
+	if l.pending > 0 || l.unsynced || c.lease != l {
+		return false, false
+	}
+	c.lease = nil
+	if c.closing.Load() {
+		// Wake the client goroutine so it can say goodbye.
+		_ = c.conn.SetReadDeadline(time.Now())
+	}
+	return true, false
+}
+
+// finishLease returns a clean server once no write or cancel is in progress on it.
+func (c *clientSession) finishLease(l *lease) {
+	l.wmu.Lock()
+	//lint:ignore SA2001 waiting for the writer to finish is the point
+	l.wmu.Unlock()
+	l.cancels.Wait()
+	if c.mode == ModeSession && c.srv.cfg.ServerResetQuery != "-" {
+		ctx, cancel := context.WithTimeout(context.Background(), c.srv.cfg.ServerConnectTimeout)
+		res, err := l.sc.exec(ctx, c.srv.cfg.ServerResetQuery)
+		cancel()
+		if err != nil || res.err != nil || l.sc.txStatus != 'I' {
+			l.res.Destroy()
+			return
+		}
+		l.sc.set = make(map[string]string)
+		l.sc.configuredFor = nil
+	}
+	c.pool.release(l.res)
+}
+
+// refuseTransactionBlock handles a transaction left open in statement mode. The
+// ReadyForQuery is withheld; the server is rolled back and the client gets an error and an
+// idle ReadyForQuery. If more requests are queued behind this one, both ends are closed.
+func (c *clientSession) refuseTransactionBlock(l *lease, status byte) {
+	pe := protocol.NewError(protocol.CodeFeatureNotSupported, "transaction blocks are not allowed in statement pooling mode")
+	pe.Hint = "use pool_mode = transaction for this database, or run each statement on its own"
+	c.mu.Lock()
+	l.sc.txStatus = status
+	if l.pending > 0 {
+		l.pending--
+	}
+	last := l.pending == 0 && !l.unsynced
+	c.mu.Unlock()
+	if !last {
+		pe.Severity = protocol.SeverityFatal
+		c.relayFailedWith(l, pe)
+		return
+	}
+	l.wmu.Lock()
+	res, err := l.sc.exec(context.Background(), "ROLLBACK")
+	l.wmu.Unlock()
+	_, _ = c.w.Write(protocol.AppendErrorResponse(nil, pe))
+	_, _ = c.w.Write(protocol.AppendReadyForQuery(nil, 'I'))
+	if err := c.w.Flush(); err != nil {
+		c.clientGone(l)
+		return
+	}
+	c.mu.Lock()
+	if l.pending > 0 || l.unsynced || c.lease != l {
+		// The client sent more while we rolled back: it cannot be told apart safely.
+		c.mu.Unlock()
+		pe.Severity = protocol.SeverityFatal
+		c.relayFailedWith(l, pe)
+		return
+	}
+	c.lease = nil
+	c.mu.Unlock()
+	if err != nil || res.err != nil || l.sc.txStatus != 'I' {
+		l.destroyed = true
+		l.res.Destroy()
+		return
+	}
+	c.finishLease(l)
+}
+
+// relayFailed ends a lease whose server failed or was closed under it.
+func (c *clientSession) relayFailed(l *lease, err error) {
+	c.mu.Lock()
+	abandoned, stopping := l.abandoned, l.stopping
+	c.mu.Unlock()
+	if stopping && isTimeout(err) {
+		// The client goroutine stopped us to take the server back itself.
+		return
+	}
+	if !abandoned {
+		c.log.Warn("server connection lost", "error", err)
+	}
+	c.relayFailedWith(l, protocol.NewFatal(protocol.CodeConnectionFailure, "server connection lost: "+err.Error()))
+}
+
+// relayFailedWith destroys the lease's server and, unless the client already left, sends
+// it pe and closes it. The error is written while the relay still owns the client writer.
+func (c *clientSession) relayFailedWith(l *lease, pe *protocol.Error) {
+	c.mu.Lock()
+	abandoned := l.abandoned
+	c.mu.Unlock()
+	if !abandoned {
+		_ = c.conn.SetWriteDeadline(time.Now().Add(5 * time.Second))
+		_, _ = c.w.Write(protocol.AppendErrorResponse(nil, pe))
+		_ = c.w.Flush()
+	}
+	c.mu.Lock()
+	if c.lease == l {
+		c.lease = nil
+	}
+	l.destroyed = true
+	c.mu.Unlock()
+	l.res.Destroy()
+	if !abandoned {
+		_ = c.conn.Close()
+	}
+}
+
+// endLease runs when the client leaves: a clean server goes back (session mode, after
+// the reset query); a busy one is closed, never reused dirty.
+func (c *clientSession) endLease() {
+	c.mu.Lock()
+	l := c.lease
+	if l == nil {
+		c.mu.Unlock()
+		return
+	}
+	c.lease = nil
+	clean := l.pending == 0 && !l.unsynced && l.sc.txStatus == 'I'
+	if clean {
+		l.stopping = true
+		_ = l.sc.conn.SetReadDeadline(time.Now())
+	} else {
+		l.abandoned = true
+		_ = l.sc.conn.Close()
+	}
+	c.mu.Unlock()
+	<-l.done
+	if clean && !l.destroyed {
+		_ = l.sc.conn.SetReadDeadline(time.Time{})
+		c.finishLease(l)
+	}
+}
+
+func isTimeout(err error) bool {
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		return true
+	}
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
