@@ -84,21 +84,45 @@ var ignoredStartupParams = map[string]bool{
 	"user": true, "database": true, "options": true, "replication": true,
 }
 
+// reportedParams are the parameters PostgreSQL reports with ParameterStatus, in the
+// spelling it uses. Parameter names are case-insensitive; cmpool keeps these in the
+// server's spelling and every other name in lower case, so that names compare equal.
+var reportedParams = func() map[string]string {
+	m := make(map[string]string)
+	for _, n := range []string{"application_name", "client_encoding", "DateStyle", "default_transaction_read_only",
+		"in_hot_standby", "integer_datetimes", "IntervalStyle", "is_superuser", "scram_iterations", "search_path",
+		"server_encoding", "server_version", "session_authorization", "standard_conforming_strings", "TimeZone"} {
+		m[strings.ToLower(n)] = n
+	}
+	return m
+}()
+
+func canonicalParamName(name string) string {
+	l := strings.ToLower(name)
+	if n, ok := reportedParams[l]; ok {
+		return n
+	}
+	return l
+}
+
 // serve runs one client connection from startup to close.
 func (c *clientSession) serve(ctx context.Context) {
 	defer func() {
 		if p := recover(); p != nil {
 			c.log.Error("client session panic", "panic", p)
+			c.endLease()
 		}
-		c.endLease()
 		c.srv.forgetClient(c)
 		_ = c.conn.Close()
 	}()
-	if err := c.startup(ctx); err != nil {
-		c.reportAndLog(err)
-		return
+	err := c.startup(ctx)
+	if err == nil {
+		err = c.loop(ctx)
 	}
-	if err := c.loop(ctx); err != nil {
+	// The server goes back (or is destroyed) before cmpool writes to the client itself,
+	// since until then the relay owns the client's writer.
+	c.endLease()
+	if err != nil {
 		c.reportAndLog(err)
 	}
 }
@@ -193,7 +217,7 @@ func (c *clientSession) startup(ctx context.Context) error {
 	params := make(map[string]string, len(sm.Parameters))
 	for k, v := range sm.Parameters {
 		if !ignoredStartupParams[k] {
-			params[k] = v
+			params[canonicalParamName(k)] = v
 		}
 	}
 	if opts := sm.Parameters["options"]; opts != "" {
@@ -201,7 +225,9 @@ func (c *clientSession) startup(ctx context.Context) error {
 		if err != nil {
 			return protocol.NewFatal(protocol.CodeFeatureNotSupported, err.Error())
 		}
-		maps.Copy(params, o)
+		for k, v := range o {
+			params[canonicalParamName(k)] = v
+		}
 	}
 	c.params = params
 

@@ -1,0 +1,275 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+
+	"github.com/BurntSushi/toml"
+
+	"github.com/cmlite/cmpool/pool"
+)
+
+// settings is everything the binary reads from flags, the environment and the TOML file.
+// The TOML tags are the file's keys; the file is decoded straight into it.
+type settings struct {
+	// ConfigFile is the TOML file that was read. Empty means none.
+	ConfigFile string `toml:"-"`
+
+	Listen          string     `toml:"listen"`
+	Primary         string     `toml:"primary"`
+	Replicas        []string   `toml:"replicas"`
+	PoolMode        poolMode   `toml:"pool_mode"`
+	DefaultPoolSize count      `toml:"default_pool_size"`
+	MaxClientConn   count      `toml:"max_client_conn"`
+	MetricsListen   string     `toml:"metrics_listen"`
+	AuthFile        string     `toml:"auth_file"`
+	LogLevel        slog.Level `toml:"log_level"`
+
+	// File-only keys, named after PgBouncer's settings.
+	MinPoolSize          count    `toml:"min_pool_size"`
+	ServerIdleTimeout    duration `toml:"server_idle_timeout"`
+	ServerLifetime       duration `toml:"server_lifetime"`
+	ServerConnectTimeout duration `toml:"server_connect_timeout"`
+	QueryWaitTimeout     duration `toml:"query_wait_timeout"`
+	ClientLoginTimeout   duration `toml:"client_login_timeout"`
+	ServerResetQuery     string   `toml:"server_reset_query"`
+	MaxPacketSize        count    `toml:"max_packet_size"`
+
+	Databases map[string]databaseSettings `toml:"databases"`
+}
+
+// databaseSettings is a [databases.NAME] section.
+type databaseSettings struct {
+	URL      string   `toml:"url"`
+	DBName   string   `toml:"dbname"`
+	User     string   `toml:"user"`
+	Password string   `toml:"password"`
+	PoolSize count    `toml:"pool_size"`
+	PoolMode poolMode `toml:"pool_mode"`
+}
+
+// option is a command-line flag and its environment twin.
+type option struct {
+	flag  string // flag name, without dashes
+	env   string // environment variable
+	arg   string // placeholder for the value in the usage text
+	usage string
+}
+
+// options lists the flags in the order the usage text shows them.
+var options = []option{
+	{"config", "CMPOOL_CONFIG", "FILE", "TOML configuration file"},
+	{"listen", "CMPOOL_LISTEN", "ADDR", "address to accept clients on"},
+	{"primary", "DATABASE_URL", "URL", "connection URL of the primary server"},
+	{"replica", "REPLICA_URLS", "URL", "connection URL of a streaming replica; repeatable (env: comma-separated)"},
+	{"pool-mode", "POOL_MODE", "MODE", "session, transaction or statement"},
+	{"default-pool-size", "DEFAULT_POOL_SIZE", "N", "most server connections per database, user and backend"},
+	{"max-client-conn", "MAX_CLIENT_CONN", "N", "most client connections at once"},
+	{"metrics-listen", "CMPOOL_METRICS_LISTEN", "ADDR", "address for the HTTP endpoint (/healthz); empty means off"},
+	{"auth-file", "CMPOOL_AUTH_FILE", "FILE", "PgBouncer-format userlist.txt"},
+	{"log-level", "CMPOOL_LOG_LEVEL", "LEVEL", "debug, info, warn or error"},
+}
+
+// defaultSettings returns the settings used when nothing else is given.
+func defaultSettings() settings {
+	return settings{
+		Listen:          pool.DefaultListen,
+		PoolMode:        poolMode(pool.ModeTransaction),
+		DefaultPoolSize: pool.DefaultPoolSizeValue,
+		MaxClientConn:   pool.DefaultMaxClientConn,
+		LogLevel:        slog.LevelInfo,
+	}
+}
+
+// newFlagSet returns a flag set whose flags write into s. Each flag's default is the value s
+// holds now, so parsing only changes what the arguments name.
+func newFlagSet(s *settings) *flag.FlagSet {
+	fs := flag.NewFlagSet("cmpool", flag.ContinueOnError)
+	fs.SetOutput(io.Discard) // run prints errors and usage itself
+	usage := make(map[string]string, len(options))
+	for _, o := range options {
+		usage[o.flag] = o.usage
+	}
+	fs.StringVar(&s.ConfigFile, "config", s.ConfigFile, usage["config"])
+	fs.StringVar(&s.Listen, "listen", s.Listen, usage["listen"])
+	fs.StringVar(&s.Primary, "primary", s.Primary, usage["primary"])
+	fs.Var(&urlList{urls: &s.Replicas}, "replica", usage["replica"])
+	fs.Var(&s.PoolMode, "pool-mode", usage["pool-mode"])
+	fs.Var(&s.DefaultPoolSize, "default-pool-size", usage["default-pool-size"])
+	fs.Var(&s.MaxClientConn, "max-client-conn", usage["max-client-conn"])
+	fs.StringVar(&s.MetricsListen, "metrics-listen", s.MetricsListen, usage["metrics-listen"])
+	fs.StringVar(&s.AuthFile, "auth-file", s.AuthFile, usage["auth-file"])
+	fs.TextVar(&s.LogLevel, "log-level", s.LogLevel, usage["log-level"])
+	return fs
+}
+
+// loadConfig builds the settings from the arguments after the subcommand, the environment
+// (through getenv) and the TOML file they name. Flags win over the environment, the
+// environment over the file, and the file over the defaults. A -h or --help argument
+// returns flag.ErrHelp.
+func loadConfig(args []string, getenv func(string) string) (settings, error) {
+	// A first pass validates the arguments and finds --config.
+	probe := defaultSettings()
+	fs := newFlagSet(&probe)
+	if err := fs.Parse(args); err != nil {
+		return settings{}, err
+	}
+	if fs.NArg() > 0 {
+		return settings{}, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+
+	s := defaultSettings()
+	path := probe.ConfigFile
+	if path == "" {
+		path = getenv("CMPOOL_CONFIG")
+	}
+	if path != "" {
+		if err := loadFile(path, &s); err != nil {
+			return settings{}, err
+		}
+	}
+	if err := applyEnv(&s, getenv); err != nil {
+		return settings{}, err
+	}
+	if err := newFlagSet(&s).Parse(args); err != nil {
+		return settings{}, err // cannot happen: the first pass accepted args
+	}
+	s.ConfigFile = path
+	return s, nil
+}
+
+// applyEnv sets every option whose environment variable is set and not empty.
+func applyEnv(s *settings, getenv func(string) string) error {
+	fs := newFlagSet(s)
+	for _, o := range options {
+		v := getenv(o.env)
+		if v == "" {
+			continue
+		}
+		if o.flag == "replica" {
+			// Comma-separated; each URL goes through the same check as --replica.
+			for u := range strings.SplitSeq(v, ",") {
+				if u = strings.TrimSpace(u); u == "" {
+					continue
+				}
+				if err := fs.Set(o.flag, u); err != nil {
+					return fmt.Errorf("invalid value in %s: %w", o.env, err)
+				}
+			}
+			continue
+		}
+		if err := fs.Set(o.flag, v); err != nil {
+			return fmt.Errorf("invalid value %q for %s: %w", v, o.env, err)
+		}
+	}
+	return nil
+}
+
+// loadFile decodes the TOML file at path over s. Keys the file does not set keep their value.
+func loadFile(path string, s *settings) error {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("config file: %w", err)
+	}
+	md, err := toml.NewDecoder(bytes.NewReader(data)).Decode(s)
+	if err != nil {
+		return fmt.Errorf("config file %s: %w", path, err)
+	}
+	if keys := unknownKeys(md.Undecoded()); len(keys) > 0 {
+		return fmt.Errorf("config file %s: unknown key %s", path, strings.Join(keys, ", "))
+	}
+	if err := s.checkDurations(); err != nil {
+		return fmt.Errorf("config file %s: %w", path, err)
+	}
+	return nil
+}
+
+// unknownKeys returns the quoted undecoded keys, leaving out those inside an unknown
+// table: [users.alice] with a password gives just "users.alice".
+func unknownKeys(undecoded []toml.Key) []string {
+	var keys []string
+	seen := map[string]bool{}
+	for _, k := range undecoded { // a table comes before its keys
+		inUnknown := false
+		for i := 1; i < len(k); i++ {
+			if seen[k[:i].String()] {
+				inUnknown = true
+				break
+			}
+		}
+		seen[k.String()] = true
+		if !inUnknown {
+			keys = append(keys, fmt.Sprintf("%q", k.String()))
+		}
+	}
+	return keys
+}
+
+// checkDurations applies PgBouncer's meaning of an explicit 0 where pool.Config can express
+// it, and refuses it where it cannot, instead of silently using pool's default.
+func (s *settings) checkDurations() error {
+	// 0 disables these in PgBouncer; pool.Config disables them with a negative value.
+	for _, d := range []*duration{&s.ServerIdleTimeout, &s.QueryWaitTimeout} {
+		if d.set && d.d == 0 {
+			d.d = -1
+		}
+	}
+	if s.ServerLifetime.set && s.ServerLifetime.d == 0 {
+		return errors.New(`server_lifetime = 0 (use each server connection once) is not supported; ` +
+			`use a positive duration, or a negative one to disable`)
+	}
+	for _, c := range []struct {
+		key string
+		d   duration
+	}{
+		{"server_connect_timeout", s.ServerConnectTimeout},
+		{"client_login_timeout", s.ClientLoginTimeout},
+	} {
+		if c.d.set && c.d.d <= 0 {
+			return fmt.Errorf("%s must be positive, got %s", c.key, c.d.d)
+		}
+	}
+	return nil
+}
+
+// poolConfig returns the pool.Config these settings describe.
+func (s *settings) poolConfig(logger *slog.Logger) pool.Config {
+	cfg := pool.Config{
+		Listen:               s.Listen,
+		Primary:              s.Primary,
+		Replicas:             s.Replicas,
+		PoolMode:             pool.Mode(s.PoolMode),
+		DefaultPoolSize:      int(s.DefaultPoolSize),
+		MinPoolSize:          int(s.MinPoolSize),
+		MaxClientConn:        int(s.MaxClientConn),
+		ServerIdleTimeout:    s.ServerIdleTimeout.d,
+		ServerLifetime:       s.ServerLifetime.d,
+		ServerConnectTimeout: s.ServerConnectTimeout.d,
+		QueryWaitTimeout:     s.QueryWaitTimeout.d,
+		ClientLoginTimeout:   s.ClientLoginTimeout.d,
+		ServerResetQuery:     s.ServerResetQuery,
+		MaxPacketSize:        int(s.MaxPacketSize),
+		AuthFile:             s.AuthFile,
+		Logger:               logger,
+	}
+	if len(s.Databases) > 0 {
+		cfg.Databases = make(map[string]pool.Database, len(s.Databases))
+		for name, d := range s.Databases {
+			cfg.Databases[name] = pool.Database{
+				URL:      d.URL,
+				DBName:   d.DBName,
+				User:     d.User,
+				Password: d.Password,
+				PoolSize: int(d.PoolSize),
+				PoolMode: pool.Mode(d.PoolMode),
+			}
+		}
+	}
+	return cfg
+}

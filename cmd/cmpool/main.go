@@ -1,0 +1,109 @@
+// Command cmpool is a PostgreSQL connection pooler that sends reads to streaming replicas.
+//
+// Usage:
+//
+//	cmpool [serve] [flags]   run the proxy
+//	cmpool demo [flags]      run the proxy in front of a throwaway primary and replica
+//	cmpool version           print the version
+//	cmpool help              print the usage
+//
+// Every flag has an environment twin; flags win over the environment, which wins over the
+// TOML file named by --config. Run "cmpool help" for the list.
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "0.1.0-dev"
+
+func main() {
+	// Buffered for two: the first signal starts a graceful shutdown, the second cuts it short.
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	os.Exit(run(os.Args[1:], os.Getenv, os.Stdout, os.Stderr, sigs))
+}
+
+// run runs the subcommand in args and returns the process exit code.
+func run(args []string, getenv func(string) string, stdout, stderr io.Writer, sigs <-chan os.Signal) int {
+	cmd := "serve"
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		cmd, args = args[0], args[1:]
+	}
+	switch cmd {
+	case "serve", "demo":
+	case "version":
+		fmt.Fprintf(stdout, "cmpool %s\n", version)
+		return 0
+	case "help":
+		printUsage(stdout)
+		return 0
+	default:
+		fmt.Fprintf(stderr, "cmpool: unknown command %q\nRun 'cmpool help' for usage.\n", cmd)
+		return 2
+	}
+	if len(args) == 1 && (args[0] == "--version" || args[0] == "-version") {
+		fmt.Fprintf(stdout, "cmpool %s\n", version)
+		return 0
+	}
+
+	s, err := loadConfig(args, getenv)
+	if errors.Is(err, flag.ErrHelp) {
+		printUsage(stdout)
+		return 0
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "cmpool: %v\nRun 'cmpool help' for usage.\n", err)
+		return 2
+	}
+	logger := newLogger(stderr, s.LogLevel)
+	if cmd == "demo" {
+		return runDemo(s, logger, stdout, sigs)
+	}
+	return runServe(s, logger, sigs)
+}
+
+// printUsage writes the help text, with every flag, its environment twin and its default.
+func printUsage(w io.Writer) {
+	fmt.Fprint(w, `cmpool: a PostgreSQL connection pooler that sends reads to streaming replicas.
+
+Usage:
+  cmpool [serve] [flags]   run the proxy
+  cmpool demo [flags]      start a throwaway local primary and replica and serve in front of them
+                           (--primary, --replica and their environment twins are ignored)
+  cmpool version           print the version
+  cmpool help              print this help
+
+Flags (environment variable in brackets; flags win over the environment, which wins over
+the --config file):
+`)
+	def := defaultSettings()
+	defaults := map[string]string{}
+	newFlagSet(&def).VisitAll(func(f *flag.Flag) {
+		defaults[f.Name] = strings.ToLower(f.DefValue) // "INFO" reads better as "info"
+	})
+	for _, o := range options {
+		fmt.Fprintf(w, "  --%s %s  [%s]\n", o.flag, o.arg, o.env)
+		line := "        " + o.usage
+		if d := defaults[o.flag]; d != "" {
+			line += fmt.Sprintf(" (default %s)", d)
+		}
+		fmt.Fprintln(w, line)
+	}
+	fmt.Fprint(w, `
+The TOML file takes the same names in snake_case (listen, primary, replicas, pool_mode,
+default_pool_size, max_client_conn, metrics_listen, auth_file, log_level), PgBouncer's
+min_pool_size, server_idle_timeout, server_lifetime, server_connect_timeout,
+query_wait_timeout, client_login_timeout, server_reset_query and max_packet_size, and
+[databases.NAME] sections with url, dbname, user, password, pool_size and pool_mode.
+Durations are Go durations ("2s", "500ms") or a bare number of seconds.
+`)
+}

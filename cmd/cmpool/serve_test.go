@@ -1,0 +1,89 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"os"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+// fakeServer stands in for *pool.Server in proxy.wait.
+type fakeServer struct {
+	serveErr     chan error    // what Serve returns, when sent
+	shutdownErr  error         // what Shutdown returns
+	hangShutdown bool          // Shutdown blocks until its ctx ends
+	shutdown     chan struct{} // closed when Shutdown is called
+}
+
+func (f *fakeServer) Serve(net.Listener) error { return <-f.serveErr }
+
+func (f *fakeServer) Shutdown(ctx context.Context) error {
+	close(f.shutdown)
+	if f.hangShutdown {
+		<-ctx.Done()
+		return ctx.Err()
+	}
+	return f.shutdownErr
+}
+
+func TestProxyWait(t *testing.T) {
+	tests := []struct {
+		name     string
+		fake     *fakeServer
+		act      func(f *fakeServer, sigs chan os.Signal)
+		wantCode int
+	}{
+		{
+			name:     "signal, clean shutdown",
+			fake:     &fakeServer{},
+			act:      func(_ *fakeServer, sigs chan os.Signal) { sigs <- syscall.SIGTERM },
+			wantCode: 0,
+		},
+		{
+			name:     "signal, shutdown fails",
+			fake:     &fakeServer{shutdownErr: errors.New("clients left")},
+			act:      func(_ *fakeServer, sigs chan os.Signal) { sigs <- syscall.SIGINT },
+			wantCode: 1,
+		},
+		{
+			name: "second signal cuts a hanging shutdown short",
+			fake: &fakeServer{hangShutdown: true},
+			act: func(f *fakeServer, sigs chan os.Signal) {
+				sigs <- syscall.SIGINT
+				<-f.shutdown
+				sigs <- syscall.SIGINT
+			},
+			wantCode: 1,
+		},
+		{
+			name:     "serve fails on its own",
+			fake:     &fakeServer{},
+			act:      func(f *fakeServer, _ chan os.Signal) { f.serveErr <- errors.New("accept: too many open files") },
+			wantCode: 1,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tt.fake.serveErr = make(chan error, 1)
+			tt.fake.shutdown = make(chan struct{})
+			p := &proxy{srv: tt.fake, served: make(chan error, 1), logger: slog.New(slog.DiscardHandler)}
+			go func() { p.served <- p.srv.Serve(nil) }()
+			sigs := make(chan os.Signal, 2)
+			codes := make(chan int, 1)
+			go func() { codes <- p.wait(sigs) }()
+			tt.act(tt.fake, sigs)
+			select {
+			case code := <-codes:
+				require.Equal(t, tt.wantCode, code)
+			case <-time.After(5 * time.Second):
+				t.Fatal("wait did not return")
+			}
+		})
+	}
+}
