@@ -1,0 +1,108 @@
+package integration_test
+
+import (
+	"context"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/cmlite/cmpool/pool"
+)
+
+// pgTool finds a PostgreSQL client program next to the server binaries or on PATH.
+func pgTool(t *testing.T, name string) string {
+	t.Helper()
+	dirs, _ := filepath.Glob("/usr/lib/postgresql/*/bin")
+	sort.Sort(sort.Reverse(sort.StringSlice(dirs)))
+	for _, d := range dirs {
+		p := filepath.Join(d, name)
+		if _, err := exec.LookPath(p); err == nil {
+			return p
+		}
+	}
+	p, err := exec.LookPath(name)
+	require.NoError(t, err, "%s not found", name)
+	return p
+}
+
+func TestPsql(t *testing.T) {
+	c, p := proxy(t, pool.Config{})
+	_, err := direct(t, c).Exec(ctxT(t, 10*time.Second), "drop table if exists pt; create table pt(x int)")
+	require.NoError(t, err)
+	out, err := exec.Command(pgTool(t, "psql"), "-X", "-At", "-v", "ON_ERROR_STOP=1", p.URL("", ""),
+		"-c", "select 1", "-c", "select current_setting('application_name')",
+		"-c", `\copy pt from program 'seq 1 100'`,
+		"-c", "select sum(x) from pt").CombinedOutput()
+	require.NoError(t, err, string(out))
+	require.Equal(t, "1\npsql\nCOPY 100\n5050\n", string(out))
+
+	out, err = exec.Command(pgTool(t, "psql"), "-X", "-At", "-v", "ON_ERROR_STOP=1", p.URL("", ""),
+		"-c", "select 1/0").CombinedOutput()
+	require.Error(t, err)
+	require.Contains(t, string(out), "division by zero")
+}
+
+// TestPgbench runs pgbench's select-only and TPC-B workloads with 200 clients through a
+// pool of 20, and checks that no more than 20 server connections ever reach the primary.
+func TestPgbench(t *testing.T) {
+	c, p := proxy(t, pool.Config{DefaultPoolSize: 20})
+	ctx := ctxT(t, 5*time.Minute)
+	admin := direct(t, c)
+	_, err := admin.Exec(ctx, "drop database if exists bench")
+	require.NoError(t, err)
+	_, err = admin.Exec(ctx, "create database bench")
+	require.NoError(t, err)
+	out, err := exec.Command(pgTool(t, "pgbench"), "-i", "-q", "-s", "1", c.Primary.URL("bench", "")).CombinedOutput()
+	require.NoError(t, err, string(out))
+
+	var mu sync.Mutex
+	maxServers := 0
+	sampleCtx, stopSampling := context.WithCancel(ctx)
+	var sampler sync.WaitGroup
+	sampler.Go(func() {
+		for sampleCtx.Err() == nil {
+			var n int
+			if err := admin.QueryRow(sampleCtx, "select count(*) from pg_stat_activity where datname = 'bench'").Scan(&n); err == nil {
+				mu.Lock()
+				maxServers = max(maxServers, n)
+				mu.Unlock()
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	})
+
+	for _, tc := range []struct {
+		name string
+		args []string
+	}{
+		{"select-only", []string{"-S"}},
+		{"tpc-b", nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			args := append([]string{"-n", "-c", "200", "-j", "2", "-t", "25"}, tc.args...)
+			args = append(args, p.URL("bench", ""))
+			out, err := exec.Command(pgTool(t, "pgbench"), args...).CombinedOutput()
+			require.NoError(t, err, string(out))
+			processed := regexp.MustCompile(`number of transactions actually processed: (\d+)`).FindStringSubmatch(string(out))
+			require.NotNil(t, processed, string(out))
+			n, _ := strconv.Atoi(processed[1])
+			require.Equal(t, 200*25, n, string(out))
+			if strings.Contains(string(out), "number of failed transactions") {
+				require.Contains(t, string(out), "number of failed transactions: 0 ", string(out))
+			}
+		})
+	}
+	stopSampling()
+	sampler.Wait()
+	require.Greater(t, maxServers, 0)
+	require.LessOrEqual(t, maxServers, 20, "server connections to the primary")
+	t.Logf("at most %d server connections for 200 clients", maxServers)
+}
