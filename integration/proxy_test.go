@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"strings"
 	"sync"
 	"testing"
@@ -354,4 +355,124 @@ func assertNoDirtyServers(t *testing.T, c *integration.Cluster) {
 		"select count(*) from pg_stat_activity where backend_type = 'client backend' and state like 'idle in transaction%'").Scan(&n)
 	require.NoError(t, err)
 	require.Zero(t, n, "server connections left idle in transaction")
+}
+
+func TestServerIdleTimeoutAndMinPoolSize(t *testing.T) {
+	c := sharedCluster(t)
+	ctx := ctxT(t, 60*time.Second)
+	admin := direct(t, c)
+	_, err := admin.Exec(ctx, "drop database if exists idlepool")
+	require.NoError(t, err)
+	_, err = admin.Exec(ctx, "create database idlepool")
+	require.NoError(t, err)
+	p := integration.StartProxy(t, c, pool.Config{DefaultPoolSize: 10, MinPoolSize: 2, ServerIdleTimeout: time.Second})
+	servers := func() int {
+		var n int
+		require.NoError(t, admin.QueryRow(ctx, "select count(*) from pg_stat_activity where datname = 'idlepool'").Scan(&n))
+		return n
+	}
+
+	// Six clients in transactions at once need six servers.
+	var conns []*pgx.Conn
+	for range 6 {
+		conn := connect(t, p.URL("idlepool", ""), pgx.QueryExecModeSimpleProtocol)
+		_, err := conn.Exec(ctx, "begin")
+		require.NoError(t, err)
+		conns = append(conns, conn)
+	}
+	require.Equal(t, 6, servers())
+	for _, conn := range conns {
+		_, err := conn.Exec(ctx, "commit")
+		require.NoError(t, err)
+	}
+	// Idle servers are closed after server_idle_timeout, down to min_pool_size.
+	require.Eventually(t, func() bool { return servers() == 2 }, 10*time.Second, 100*time.Millisecond)
+	time.Sleep(2 * time.Second)
+	require.Equal(t, 2, servers(), "min_pool_size connections stay open")
+}
+
+func TestServerConnectTimeout(t *testing.T) {
+	// A server that accepts TCP and never answers.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = ln.Close() })
+	var held []net.Conn
+	var mu sync.Mutex
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			held = append(held, c)
+			mu.Unlock()
+		}
+	}()
+	t.Cleanup(func() {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, c := range held {
+			_ = c.Close()
+		}
+	})
+	p, err := integration.ServeProxy(pool.Config{
+		Primary:              "postgres://postgres@" + ln.Addr().String() + "/postgres?sslmode=disable",
+		ServerConnectTimeout: 500 * time.Millisecond,
+	})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = p.Close(context.Background()) })
+
+	start := time.Now()
+	_, err = pgx.Connect(ctxT(t, 10*time.Second), p.URL("", ""))
+	require.Equal(t, "08006", pgCode(err), "got %v", err)
+	require.Less(t, time.Since(start), 5*time.Second)
+}
+
+func TestPrimaryDown(t *testing.T) {
+	// Nothing listens on this port.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	addr := ln.Addr().String()
+	require.NoError(t, ln.Close())
+	p, err := integration.ServeProxy(pool.Config{Primary: "postgres://postgres@" + addr + "/postgres?sslmode=disable"})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = p.Close(context.Background()) })
+	_, err = pgx.Connect(ctxT(t, 10*time.Second), p.URL("", ""))
+	require.Equal(t, "08006", pgCode(err), "got %v", err)
+	require.Contains(t, err.Error(), "could not connect to server")
+}
+
+func TestGracefulShutdownWaitsForTransactions(t *testing.T) {
+	c := sharedCluster(t)
+	p, err := integration.ServeProxy(pool.Config{Primary: c.Primary.URL("", "")})
+	require.NoError(t, err)
+	ctx := ctxT(t, 30*time.Second)
+	busy := connect(t, p.URL("", ""), pgx.QueryExecModeSimpleProtocol)
+	idle := connect(t, p.URL("", ""), pgx.QueryExecModeSimpleProtocol)
+	_, err = busy.Exec(ctx, "begin")
+	require.NoError(t, err)
+
+	shutdownDone := make(chan error, 1)
+	go func() { shutdownDone <- p.Close(ctx) }()
+
+	// The idle client is told to go at once.
+	require.Eventually(t, func() bool {
+		_, err := idle.Exec(ctx, "select 1")
+		return err != nil
+	}, 5*time.Second, 50*time.Millisecond)
+
+	// The busy one finishes its transaction, then is closed.
+	_, err = busy.Exec(ctx, "select 1")
+	require.NoError(t, err)
+	_, err = busy.Exec(ctx, "commit")
+	require.NoError(t, err)
+	select {
+	case err := <-shutdownDone:
+		require.NoError(t, err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("shutdown did not finish after the last transaction")
+	}
+	_, err = pgx.Connect(ctxT(t, 5*time.Second), p.URL("", ""))
+	require.Error(t, err)
 }

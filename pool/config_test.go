@@ -1,0 +1,44 @@
+package pool_test
+
+import (
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/cmlite/cmpool/pool"
+)
+
+func TestNewValidatesConfig(t *testing.T) {
+	const primary = "postgres://u@127.0.0.1:5432/db"
+	for _, tc := range []struct {
+		name string
+		cfg  pool.Config
+		want string
+	}{
+		{"no primary", pool.Config{}, "no primary"},
+		{"bad primary", pool.Config{Primary: "postgres://u@host:notaport/db"}, "primary"},
+		{"bad replica", pool.Config{Primary: primary, Replicas: []string{"postgres://u@host:notaport/db"}}, "replica 0"},
+		{"bad mode", pool.Config{Primary: primary, PoolMode: "sometimes"}, "unknown pool mode"},
+		{"min above max", pool.Config{Primary: primary, DefaultPoolSize: 2, MinPoolSize: 3}, "min_pool_size"},
+		{"negative size", pool.Config{Primary: primary, DefaultPoolSize: -1}, "negative"},
+		{"bad database mode", pool.Config{Primary: primary, Databases: map[string]pool.Database{"x": {PoolMode: "nope"}}}, `database "x"`},
+		{"missing auth file", pool.Config{Primary: primary, AuthFile: "/nonexistent/userlist.txt"}, "auth_file"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := pool.New(tc.cfg)
+			require.ErrorContains(t, err, tc.want)
+		})
+	}
+	_, err := pool.New(pool.Config{Primary: primary})
+	require.NoError(t, err)
+}
+
+func TestParseMode(t *testing.T) {
+	for _, m := range []string{"session", "transaction", "statement"} {
+		got, err := pool.ParseMode(m)
+		require.NoError(t, err)
+		require.Equal(t, pool.Mode(m), got)
+	}
+	_, err := pool.ParseMode("Transaction")
+	require.Error(t, err)
+}
