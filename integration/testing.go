@@ -1,0 +1,40 @@
+package integration
+
+import (
+	"context"
+	"errors"
+	"os"
+	"testing"
+	"time"
+)
+
+// startTimeout bounds StartCluster's start of the servers.
+const startTimeout = 90 * time.Second
+
+// StartCluster starts a cluster for a test and stops it in t.Cleanup. It skips the test when no
+// PostgreSQL binaries are found, unless the environment variable CI is "true": in CI a missing
+// PostgreSQL fails the test. Any other start error fails the test. A nil opts.Logf logs to t.Logf.
+func StartCluster(t testing.TB, opts Options) *Cluster {
+	t.Helper()
+	if opts.Logf == nil {
+		opts.Logf = t.Logf
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), startTimeout)
+	defer cancel()
+	c, err := Start(ctx, opts)
+	if errors.Is(err, ErrPostgresNotFound) {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("integration: PostgreSQL is required in CI: %v", err)
+		}
+		t.Skipf("skipping: %v", err)
+	}
+	if err != nil {
+		t.Fatalf("integration: start cluster: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := c.Stop(); err != nil {
+			t.Errorf("integration: stop cluster: %v", err)
+		}
+	})
+	return c
+}
