@@ -35,7 +35,7 @@ type backendPool struct {
 // server has not closed it.
 const aliveCheckAfter = time.Second
 
-func newBackendPool(key poolKey, mode Mode, connCfg *pgconn.Config, size, minSize int, idleTimeout, lifetime, connectTimeout time.Duration) (*backendPool, error) {
+func newBackendPool(key poolKey, mode Mode, connCfg *pgconn.Config, size, minSize, maxPrepared int, idleTimeout, lifetime, connectTimeout time.Duration) (*backendPool, error) {
 	bp := &backendPool{
 		key:         key,
 		mode:        mode,
@@ -50,7 +50,12 @@ func newBackendPool(key poolKey, mode Mode, connCfg *pgconn.Config, size, minSiz
 		Constructor: func(ctx context.Context) (*serverConn, error) {
 			ctx, cancel := context.WithTimeout(ctx, connectTimeout)
 			defer cancel()
-			return connectServer(ctx, connCfg)
+			sc, err := connectServer(ctx, connCfg)
+			if err != nil {
+				return nil, err
+			}
+			sc.prepared = newStmtLRU(maxPrepared)
+			return sc, nil
 		},
 		Destructor: func(sc *serverConn) { _ = sc.close() },
 		MaxSize:    int32(size),

@@ -32,9 +32,10 @@ type clientSession struct {
 	conn net.Conn
 	r    *bufio.Reader
 	fr   *protocol.FrameReader
-	// w writes to the client. While a lease is active only its relay goroutine uses it;
-	// otherwise only the client goroutine does.
+	// w writes to the client, under wmu: the relay writes server replies, the client
+	// goroutine cmpool's own answers.
 	w   *bufio.Writer
+	wmu sync.Mutex
 	log *slog.Logger
 
 	key      cancelKey
@@ -48,8 +49,24 @@ type clientSession struct {
 	// the relay updates them from ParameterStatus while a lease is active.
 	params        map[string]string
 	paramsVersion uint64
+	// initialParams are the parameters as the session started, for DISCARD ALL.
+	initialParams map[string]string
+
+	// stmts maps the client's prepared-statement names to shared server statements.
+	// Guarded by mu (the relay forgets statements whose Parse failed).
+	stmts map[string]*preparedStmt
+	// unnamed is the client's last Parse of the unnamed statement (the whole message),
+	// and unnamedGen counts those Parses.
+	unnamed    []byte
+	unnamedGen uint64
+	// deferred holds named Parse messages received outside a transaction, not yet sent
+	// anywhere (see deferParse).
+	deferred [][]byte
+	evicted    []*preparedStmt // scratch for evictFor
+	out        []byte          // scratch for rewritten messages
 
 	mu      sync.Mutex
+	idle    *sync.Cond  // on mu; signalled at every ReadyForQuery
 	lease   *lease      // the server held now, or nil
 	closing atomic.Bool // Shutdown asked this client to go
 
@@ -63,8 +80,12 @@ type lease struct {
 	res *puddle.Resource[*serverConn]
 	sc  *serverConn
 	// Guarded by clientSession.mu:
-	pending   int  // Query/Sync/FunctionCall sent whose ReadyForQuery has not come back
-	unsynced  bool // extended-protocol messages sent since the last Sync
+	pending   int    // Query/Sync/FunctionCall sent whose ReadyForQuery has not come back
+	unsynced  bool   // extended-protocol messages sent since the last Sync
+	sentSeq   uint64 // Query/Sync/FunctionCall messages sent
+	recvSeq   uint64 // ReadyForQuery messages received
+	parses    inflightQueue
+	closes    inflightQueue
 	abandoned bool // the client is gone; the relay must destroy the server
 	stopping  bool // the client goroutine wants the relay to stop without closing
 	destroyed bool // the relay destroyed the server; set before done is closed
@@ -147,6 +168,8 @@ func (c *clientSession) reportAndLog(err error) {
 
 // sendError writes an ErrorResponse to the client, when nothing else is writing to it.
 func (c *clientSession) sendError(e *protocol.Error) {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
 	_ = c.conn.SetWriteDeadline(time.Now().Add(5 * time.Second))
 	_, _ = c.w.Write(protocol.AppendErrorResponse(nil, e))
 	_ = c.w.Flush()
@@ -274,6 +297,7 @@ func (c *clientSession) startup(ctx context.Context) error {
 			c.params[k] = v
 		}
 	}
+	c.initialParams = maps.Clone(c.params)
 	names := make([]string, 0, len(report))
 	for k := range report {
 		names = append(names, k)
@@ -434,6 +458,33 @@ func (c *clientSession) loop(ctx context.Context) error {
 			}
 		}
 
+		// The messages cmpool may answer or rewrite are read whole; the rest stream.
+		var msg []byte
+		switch fr.Type {
+		case 'Q', 'P', 'B', 'D', 'C':
+			if msg, err = c.fr.Message(); err != nil {
+				return err
+			}
+		}
+		if fr.Type == 'Q' {
+			if handled, err := c.simpleCommand(msg); handled || err != nil {
+				if err != nil {
+					return err
+				}
+				continue
+			}
+		}
+
+		if fr.Type == 'P' && c.deferParse(msg) {
+			continue
+		}
+		if len(c.deferred) > 0 && (fr.Type == 'S' || fr.Type == 'H') && c.currentLease() == nil {
+			if err := c.answerDeferred(fr.Type == 'S'); err != nil {
+				return err
+			}
+			continue
+		}
+
 		l := c.claim(fr.Type)
 		if l == nil {
 			if fr.Type == 'S' {
@@ -467,7 +518,10 @@ func (c *clientSession) loop(ctx context.Context) error {
 			l.account(fr.Type)
 			c.mu.Unlock()
 		}
-		if err := c.forward(l, fr); err != nil {
+		if err := c.sendDeferred(l); err != nil {
+			return err
+		}
+		if err := c.send(l, msg); err != nil {
 			return err
 		}
 	}
@@ -480,6 +534,7 @@ func (c *clientSession) failRequest(fr protocol.Frame, pe *protocol.Error) error
 	if err := c.fr.Skip(); err != nil {
 		return err
 	}
+	c.deferred = c.deferred[:0] // a server would have skipped them too
 	out := protocol.AppendErrorResponse(nil, pe)
 	switch fr.Type {
 	case 'Q', 'F':
@@ -492,6 +547,8 @@ func (c *clientSession) failRequest(fr protocol.Frame, pe *protocol.Error) error
 
 // writeLocal sends bytes cmpool itself produced, when no lease is active.
 func (c *clientSession) writeLocal(b []byte) error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
 	if _, err := c.w.Write(b); err != nil {
 		return err
 	}
@@ -564,20 +621,43 @@ func (l *lease) account(typ byte) {
 	switch typ {
 	case 'Q', 'F':
 		l.pending++
+		l.sentSeq++
 	case 'S':
 		l.pending++
 		l.unsynced = false
+		l.sentSeq++
 	case 'P', 'B', 'D', 'E', 'C', 'H':
 		l.unsynced = true
 	}
 }
 
-// forward sends one client frame, already accounted to l, to the lease's server.
-func (c *clientSession) forward(l *lease, fr protocol.Frame) error {
+// send passes one client message, already accounted to l, to the lease's server: msg
+// when it was read whole (and rewritten if it names a prepared statement), else the
+// current frame, streamed.
+func (c *clientSession) send(l *lease, msg []byte) error {
+	out := msg
+	if msg != nil && msg[0] == 'Q' {
+		l.sc.unnamedOwner = nil // a simple query replaces the unnamed statement
+	} else if msg != nil {
+		var err error
+		c.mu.Lock()
+		out, err = c.planExtended(l, msg, c.out[:0])
+		c.mu.Unlock()
+		if err != nil {
+			return err
+		}
+		if cap(out) <= maxScratch {
+			c.out = out
+		}
+	}
 	l.wmu.Lock()
 	defer l.wmu.Unlock()
 	w := l.sc.w
-	if err := c.fr.Forward(w); err != nil {
+	if out != nil {
+		if _, err := w.Write(out); err != nil {
+			c.log.Debug("write to server failed", "error", err)
+		}
+	} else if err := c.fr.Forward(w); err != nil {
 		return err
 	}
 	// Coalesce: flush once the client has nothing more for us right now.
@@ -590,69 +670,114 @@ func (c *clientSession) forward(l *lease, fr protocol.Frame) error {
 	return nil
 }
 
+// maxScratch bounds the rewrite buffer a client keeps between messages.
+const maxScratch = 64 << 10
+
 // relay copies the server's replies to the client until the lease ends.
 func (c *clientSession) relay(l *lease) {
 	defer close(l.done)
-	sc := l.sc
 	for {
-		fr, err := sc.fr.Next()
+		fr, err := l.sc.fr.Next()
 		if err != nil {
 			c.relayFailed(l, err)
 			return
 		}
-		switch fr.Type {
-		case 'Z':
-			msg, err := sc.fr.Message()
-			if err != nil || len(msg) != 6 {
-				c.relayFailed(l, fmt.Errorf("malformed ReadyForQuery: %v", err))
-				return
-			}
-			status := msg[5]
-			if c.mode == ModeStatement && status != 'I' {
-				c.refuseTransactionBlock(l, status)
-				return
-			}
-			if _, err := c.w.Write(msg); err != nil {
-				c.clientGone(l)
-				return
-			}
-			if end, dead := c.endsLease(l, status); dead {
-				return
-			} else if end {
-				c.finishLease(l)
-				return
-			}
-		case 'S':
-			msg, err := sc.fr.Message()
-			if err != nil {
-				c.relayFailed(l, err)
-				return
-			}
-			if name, value, ok := parseParameterStatus(msg[protocol.HeaderLen:]); ok {
-				sc.noteParameterStatus(name, value)
-				c.noteParameterStatus(name, value)
-			}
-			if _, err := c.w.Write(msg); err != nil {
-				c.clientGone(l)
-				return
-			}
-		default:
-			if err := sc.fr.Forward(c.w); err != nil {
-				if isClientWriteErr(err) {
-					c.clientGone(l)
-				} else {
-					c.relayFailed(l, err)
-				}
-				return
-			}
+		c.wmu.Lock()
+		step, status, err := c.relayOne(l, fr)
+		c.wmu.Unlock()
+		switch step {
+		case stepContinue:
+			continue
+		case stepEnd:
+			c.finishLease(l)
+		case stepFailed:
+			c.relayFailed(l, err)
+		case stepClientGone:
+			c.clientGone(l)
+		case stepTransactionBlock:
+			c.refuseTransactionBlock(l, status)
 		}
-		if sc.fr.Buffered() == 0 {
-			if err := c.w.Flush(); err != nil {
-				c.clientGone(l)
-				return
+		return
+	}
+}
+
+// relayStep is what the relay does after one server message.
+type relayStep int
+
+const (
+	stepContinue         relayStep = iota // keep relaying
+	stepEnd                               // the lease ended cleanly: return the server
+	stepFailed                            // the server failed
+	stepClientGone                        // the client cannot be written to
+	stepTransactionBlock                  // statement mode saw a transaction begin
+	stepStop                              // already handled: just stop
+)
+
+// relayOne passes one server message to the client. The caller holds c.wmu.
+func (c *clientSession) relayOne(l *lease, fr protocol.Frame) (relayStep, byte, error) {
+	sc := l.sc
+	var out []byte // a message read whole, possibly replaced; nil when streamed
+	switch fr.Type {
+	case 'Z':
+		msg, err := sc.fr.Message()
+		if err != nil || len(msg) != 6 {
+			return stepFailed, 0, fmt.Errorf("malformed ReadyForQuery: %v", err)
+		}
+		status := msg[5]
+		if c.mode == ModeStatement && status != 'I' {
+			return stepTransactionBlock, status, nil
+		}
+		if _, err := c.w.Write(msg); err != nil {
+			return stepClientGone, 0, nil
+		}
+		switch end, dead := c.endsLease(l, status); {
+		case dead:
+			return stepStop, 0, nil
+		case end:
+			return stepEnd, 0, nil
+		}
+	case 'S':
+		msg, err := sc.fr.Message()
+		if err != nil {
+			return stepFailed, 0, err
+		}
+		if name, value, ok := parseParameterStatus(msg[protocol.HeaderLen:]); ok {
+			sc.noteParameterStatus(name, value)
+			c.noteParameterStatus(name, value)
+		}
+		out = msg
+	case '1', '3', 'E':
+		msg, err := sc.fr.Message()
+		if err != nil {
+			return stepFailed, 0, err
+		}
+		switch fr.Type {
+		case '1':
+			out = c.replyParseComplete(l, msg)
+		case '3':
+			out = c.replyCloseComplete(l, msg)
+		default:
+			out = c.replyError(l, msg)
+		}
+	default:
+		if err := sc.fr.Forward(c.w); err != nil {
+			if isClientWriteErr(err) {
+				return stepClientGone, 0, nil
 			}
+			return stepFailed, 0, err
 		}
 	}
+	if out != nil {
+		if _, err := c.w.Write(out); err != nil {
+			return stepClientGone, 0, nil
+		}
+	}
+	if sc.fr.Buffered() == 0 {
+		if err := c.w.Flush(); err != nil {
+			return stepClientGone, 0, nil
+		}
+	}
+	return stepContinue, 0, nil
 }
 
 // clientGone ends a lease whose client can no longer be written to: the server may be
@@ -664,6 +789,7 @@ func (c *clientSession) clientGone(l *lease) {
 		c.lease = nil
 	}
 	l.destroyed = true
+	c.idle.Broadcast()
 	c.mu.Unlock()
 	l.res.Destroy()
 	_ = c.conn.Close()
@@ -697,9 +823,11 @@ func (c *clientSession) noteParameterStatus(name, value string) {
 func (c *clientSession) endsLease(l *lease, status byte) (end, dead bool) {
 	c.mu.Lock()
 	l.sc.txStatus = status
+	l.recvSeq++
 	if l.pending > 0 {
 		l.pending--
 	}
+	c.idle.Broadcast()
 	ends := l.pending == 0 && !l.unsynced && status == 'I' && (c.mode != ModeSession || c.closing.Load())
 	c.mu.Unlock()
 	if !ends {
@@ -711,6 +839,7 @@ func (c *clientSession) endsLease(l *lease, status byte) (end, dead bool) {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	defer c.idle.Broadcast()
 	// The client may have sent more on this lease while we flushed.
 	if l.pending > 0 || l.unsynced || c.lease != l {
 		return false, false
@@ -739,6 +868,8 @@ func (c *clientSession) finishLease(l *lease) {
 		}
 		l.sc.set = make(map[string]string)
 		l.sc.configuredFor = nil
+		l.sc.prepared.clear()
+		l.sc.unnamedOwner = nil
 	}
 	c.pool.release(l.res)
 }
@@ -751,10 +882,12 @@ func (c *clientSession) refuseTransactionBlock(l *lease, status byte) {
 	pe.Hint = "use pool_mode = transaction for this database, or run each statement on its own"
 	c.mu.Lock()
 	l.sc.txStatus = status
+	l.recvSeq++
 	if l.pending > 0 {
 		l.pending--
 	}
 	last := l.pending == 0 && !l.unsynced
+	c.idle.Broadcast()
 	c.mu.Unlock()
 	if !last {
 		pe.Severity = protocol.SeverityFatal
@@ -764,9 +897,12 @@ func (c *clientSession) refuseTransactionBlock(l *lease, status byte) {
 	l.wmu.Lock()
 	res, err := l.sc.exec(context.Background(), "ROLLBACK")
 	l.wmu.Unlock()
+	c.wmu.Lock()
 	_, _ = c.w.Write(protocol.AppendErrorResponse(nil, pe))
 	_, _ = c.w.Write(protocol.AppendReadyForQuery(nil, 'I'))
-	if err := c.w.Flush(); err != nil {
+	werr := c.w.Flush()
+	c.wmu.Unlock()
+	if werr != nil {
 		c.clientGone(l)
 		return
 	}
@@ -810,15 +946,18 @@ func (c *clientSession) relayFailedWith(l *lease, pe *protocol.Error) {
 	abandoned := l.abandoned
 	c.mu.Unlock()
 	if !abandoned {
+		c.wmu.Lock()
 		_ = c.conn.SetWriteDeadline(time.Now().Add(5 * time.Second))
 		_, _ = c.w.Write(protocol.AppendErrorResponse(nil, pe))
 		_ = c.w.Flush()
+		c.wmu.Unlock()
 	}
 	c.mu.Lock()
 	if c.lease == l {
 		c.lease = nil
 	}
 	l.destroyed = true
+	c.idle.Broadcast()
 	c.mu.Unlock()
 	l.res.Destroy()
 	if !abandoned {

@@ -87,6 +87,10 @@ type Config struct {
 	// message gets SQLSTATE 08P01 and the connection is closed. Zero means 1 GiB.
 	MaxPacketSize int
 
+	// MaxPreparedStatements is how many of cmpool's shared prepared statements each server
+	// connection keeps; the least recently used are closed past it. Zero means 200.
+	MaxPreparedStatements int
+
 	// Databases overrides settings per client-visible database name. A client asking for
 	// a database with no entry gets the primary's host with the client's database name.
 	Databases map[string]Database
@@ -119,16 +123,17 @@ type Database struct {
 
 // Defaults applied by New.
 const (
-	DefaultListen               = "127.0.0.1:6432"
-	DefaultPoolSizeValue        = 20
-	DefaultMaxClientConn        = 1000
-	DefaultServerIdleTimeout    = 600 * time.Second
-	DefaultServerLifetime       = 3600 * time.Second
-	DefaultServerConnectTimeout = 15 * time.Second
-	DefaultQueryWaitTimeout     = 120 * time.Second
-	DefaultClientLoginTimeout   = 60 * time.Second
-	DefaultServerResetQuery     = "DISCARD ALL"
-	DefaultMaxPacketSize        = 1 << 30
+	DefaultListen                = "127.0.0.1:6432"
+	DefaultPoolSizeValue         = 20
+	DefaultMaxClientConn         = 1000
+	DefaultServerIdleTimeout     = 600 * time.Second
+	DefaultServerLifetime        = 3600 * time.Second
+	DefaultServerConnectTimeout  = 15 * time.Second
+	DefaultQueryWaitTimeout      = 120 * time.Second
+	DefaultClientLoginTimeout    = 60 * time.Second
+	DefaultServerResetQuery      = "DISCARD ALL"
+	DefaultMaxPacketSize         = 1 << 30
+	DefaultMaxPreparedStatements = 200
 )
 
 // ErrNoPrimary is returned by New when Config.Primary is empty.
@@ -185,6 +190,9 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.ServerResetQuery == "" {
 		c.ServerResetQuery = DefaultServerResetQuery
+	}
+	if c.MaxPreparedStatements <= 0 {
+		c.MaxPreparedStatements = DefaultMaxPreparedStatements
 	}
 	if c.MaxPacketSize <= 0 {
 		c.MaxPacketSize = DefaultMaxPacketSize

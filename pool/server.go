@@ -29,6 +29,7 @@ type Server struct {
 	log        *slog.Logger
 	primaryCfg *pgconn.Config
 	passwords  map[string]string // from the auth file
+	stmts      *stmtRegistry
 
 	mu        sync.Mutex
 	pools     map[poolKey]*backendPool
@@ -66,6 +67,7 @@ func New(cfg Config) (*Server, error) {
 		pools:      make(map[poolKey]*backendPool),
 		listeners:  make(map[net.Listener]struct{}),
 		clients:    make(map[uint32]*clientSession),
+		stmts:      newStmtRegistry(),
 	}
 	if c.AuthFile != "" {
 		s.passwords, err = readAuthFile(c.AuthFile)
@@ -132,13 +134,15 @@ func (s *Server) serveConn(conn net.Conn) {
 	s.nClients.Add(1)
 	r := bufio.NewReaderSize(conn, clientBufSize)
 	c := &clientSession{
-		srv:  s,
-		conn: conn,
-		r:    r,
-		fr:   protocol.NewFrameReader(r, s.cfg.MaxPacketSize),
-		w:    bufio.NewWriterSize(conn, clientBufSize),
-		log:  s.log.With("client", conn.RemoteAddr().String()),
+		srv:   s,
+		conn:  conn,
+		r:     r,
+		fr:    protocol.NewFrameReader(r, s.cfg.MaxPacketSize),
+		w:     bufio.NewWriterSize(conn, clientBufSize),
+		log:   s.log.With("client", conn.RemoteAddr().String()),
+		stmts: make(map[string]*preparedStmt),
 	}
+	c.idle = sync.NewCond(&c.mu)
 	s.registerClient(c)
 	c.serve(s.ctx)
 }
@@ -251,7 +255,7 @@ func (s *Server) poolFor(database, user string) (*backendPool, error) {
 	if db.PoolMode != "" {
 		mode = db.PoolMode
 	}
-	bp, err := newBackendPool(key, mode, cc, size, s.cfg.MinPoolSize, s.cfg.ServerIdleTimeout, s.cfg.ServerLifetime, s.cfg.ServerConnectTimeout)
+	bp, err := newBackendPool(key, mode, cc, size, s.cfg.MinPoolSize, s.cfg.MaxPreparedStatements, s.cfg.ServerIdleTimeout, s.cfg.ServerLifetime, s.cfg.ServerConnectTimeout)
 	if err != nil {
 		return nil, err
 	}

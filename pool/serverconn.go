@@ -38,6 +38,12 @@ type serverConn struct {
 	configuredVersion uint64
 	txStatus          byte
 	createdAt         time.Time
+	// prepared is what this server has prepared of cmpool's shared statements.
+	prepared *stmtLRU
+	// unnamedOwner is the client whose unnamed statement (of generation unnamedGen) the
+	// server holds, or nil.
+	unnamedOwner *clientSession
+	unnamedGen   uint64
 }
 
 const serverBufSize = 32 * 1024

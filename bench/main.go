@@ -1,0 +1,352 @@
+// Command bench runs pgbench side by side against PostgreSQL directly, through PgBouncer and
+// through cmpool on this machine, and writes a markdown report.
+//
+//	go run ./bench [-clients 20,50,200] [-duration 15s] [-rounds 3] [-workloads select,tpcb]
+//
+// It starts a throwaway PostgreSQL with the integration harness, fills database bench with
+// pgbench -i, starts PgBouncer and a freshly built cmpool binary as separate processes (both in
+// transaction mode with 20 server connections), and runs every workload and client count
+// against the three targets in turn, round after round, so that the machine's noise hits all
+// three alike. Everything it starts is stopped on exit and on Ctrl-C.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// Targets, in the order of the first round; later rounds rotate it.
+const (
+	targetDirect    = "direct"
+	targetPgbouncer = "pgbouncer"
+	targetCmpool    = "cmpool"
+)
+
+var targetNames = []string{targetDirect, targetPgbouncer, targetCmpool}
+
+// config is what the flags set.
+type config struct {
+	clients   []int         // pgbench -c values
+	duration  time.Duration // pgbench -T of each run
+	rounds    int           // repetitions of every workload × clients × target run
+	workloads []string      // keys of workloads
+	scale     int           // pgbench -i -s
+	jobs      int           // pgbench -j
+	warmup    time.Duration // select-only run per target before the first round; 0 means none
+	out       string        // markdown report file
+}
+
+func main() {
+	cfg, err := parseFlags(os.Args[1:], os.Stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(2)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, cfg, commandLine(os.Args[1:])); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		stop()
+		os.Exit(1)
+	}
+}
+
+// parseFlags parses the command-line arguments.
+func parseFlags(args []string, output io.Writer) (config, error) {
+	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
+	fs.SetOutput(output)
+	clients := fs.String("clients", "50", "pgbench client counts, comma-separated")
+	workloadList := fs.String("workloads", "select", "comma-separated workloads: "+strings.Join(workloadNames, ", "))
+	cfg := config{}
+	fs.DurationVar(&cfg.duration, "duration", 15*time.Second, "pgbench run time (-T), rounded up to whole seconds")
+	fs.IntVar(&cfg.rounds, "rounds", 3, "rounds; each runs every workload and client count against every target")
+	fs.IntVar(&cfg.scale, "scale", 10, "pgbench scale factor (-i -s)")
+	fs.IntVar(&cfg.jobs, "jobs", 2, "pgbench threads (-j)")
+	fs.DurationVar(&cfg.warmup, "warmup", 3*time.Second, "select-only warm-up run per target before the first round; 0 disables")
+	fs.StringVar(&cfg.out, "out", "docs/benchmarks/results.md", "markdown report file")
+	if err := fs.Parse(args); err != nil {
+		return config{}, err
+	}
+	if fs.NArg() > 0 {
+		return config{}, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	for _, s := range strings.Split(*clients, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(s))
+		if err != nil || n < 1 || n > maxConnections-50 {
+			return config{}, fmt.Errorf("-clients: %q is not a client count between 1 and %d", s, maxConnections-50)
+		}
+		cfg.clients = append(cfg.clients, n)
+	}
+	for _, w := range strings.Split(*workloadList, ",") {
+		w = strings.TrimSpace(w)
+		if _, ok := workloads[w]; !ok {
+			return config{}, fmt.Errorf("-workloads: unknown workload %q (want %s)", w, strings.Join(workloadNames, ", "))
+		}
+		cfg.workloads = append(cfg.workloads, w)
+	}
+	switch {
+	case cfg.duration < time.Second:
+		return config{}, errors.New("-duration must be at least 1s")
+	case cfg.rounds < 1:
+		return config{}, errors.New("-rounds must be at least 1")
+	case cfg.scale < 1:
+		return config{}, errors.New("-scale must be at least 1")
+	case cfg.jobs < 1:
+		return config{}, errors.New("-jobs must be at least 1")
+	case cfg.warmup < 0:
+		return config{}, errors.New("-warmup must not be negative")
+	case cfg.out == "":
+		return config{}, errors.New("-out must name a file")
+	}
+	return cfg, nil
+}
+
+// commandLine renders the invocation for the report.
+func commandLine(args []string) string {
+	parts := []string{"go", "run", "./bench"}
+	for _, a := range args {
+		if a == "" || strings.ContainsAny(a, " \t\"'$\\") {
+			a = strconv.Quote(a)
+		}
+		parts = append(parts, a)
+	}
+	return strings.Join(parts, " ")
+}
+
+// logf prints a progress line to stderr.
+func logf(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "%s %s\n", time.Now().Format("15:04:05"), fmt.Sprintf(format, args...))
+}
+
+// run sets everything up, runs the benchmark, writes the report and tears everything down.
+func run(ctx context.Context, cfg config, command string) (err error) {
+	runs := cfg.rounds * len(cfg.workloads) * len(cfg.clients) * len(targetNames)
+	budget := time.Duration(runs)*(cfg.duration+30*time.Second) + 3*(cfg.warmup+30*time.Second) + 20*time.Minute
+	ctx, cancel := context.WithTimeout(ctx, budget)
+	defer cancel()
+
+	pgbench, err := findPGTool("pgbench")
+	if err != nil {
+		return err
+	}
+	pgbouncer, err := findPgbouncer()
+	if err != nil {
+		return err
+	}
+	root, err := moduleRoot(ctx)
+	if err != nil {
+		return err
+	}
+	tmp, err := os.MkdirTemp("", "cmpool-bench-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(tmp)
+	if err := os.Chmod(tmp, 0o755); err != nil { // PgBouncer may run as the postgres OS user
+		return err
+	}
+	dirs := map[string]string{}
+	for _, name := range []string{"bin", "pgbouncer", "cmpool", "txlog"} {
+		dirs[name] = filepath.Join(tmp, name)
+		if err := os.Mkdir(dirs[name], 0o755); err != nil {
+			return err
+		}
+	}
+
+	machine := readMachine(ctx, pgbouncer, pgbench, root)
+	logf("building cmpool %s", machine.Cmpool)
+	cmpool, err := buildCmpool(ctx, root, dirs["bin"])
+	if err != nil {
+		return err
+	}
+	logf("starting postgres")
+	cluster, version, err := startPostgres(ctx, pgbench, cfg.scale, logf)
+	if cluster != nil {
+		defer func() {
+			logf("stopping postgres")
+			if serr := cluster.Stop(); serr != nil {
+				logf("stop postgres: %v", serr)
+			}
+		}()
+	}
+	if err != nil {
+		return err
+	}
+	machine.Postgres = version
+	pgPort := cluster.Primary.Port
+
+	logf("starting pgbouncer")
+	bouncer, err := startPgbouncer(ctx, pgbouncer, dirs["pgbouncer"], pgPort)
+	if err != nil {
+		return err
+	}
+	defer stopProxy(bouncer)
+	logf("starting cmpool")
+	pooler, err := startCmpool(ctx, cmpool, dirs["cmpool"], pgPort)
+	if err != nil {
+		return err
+	}
+	defer stopProxy(pooler)
+
+	b := &benchmark{
+		cfg:     cfg,
+		pgbench: pgbench,
+		logDir:  dirs["txlog"],
+		admin:   cluster.Primary.URL("bench", ""),
+		urls: map[string]string{
+			targetDirect:    cluster.Primary.URL("bench", ""),
+			targetPgbouncer: bouncer.url("bench"),
+			targetCmpool:    pooler.url("bench"),
+		},
+		procs:            map[string]*proxyProcess{targetPgbouncer: bouncer, targetCmpool: pooler},
+		pgbouncerVersion: machine.PgBouncer,
+	}
+	if err := b.runAll(ctx); err != nil {
+		return err
+	}
+
+	rep := report{cfg: cfg, command: command, machine: machine, runs: b.results, cmpoolLog: pooler.log()}
+	text := rep.markdown()
+	fmt.Print(text)
+	if err := os.MkdirAll(filepath.Dir(cfg.out), 0o755); err != nil {
+		return err
+	}
+	if err := os.WriteFile(cfg.out, []byte(text), 0o644); err != nil {
+		return err
+	}
+	logf("wrote %s", cfg.out)
+	if n := rep.failures(); n > 0 {
+		return fmt.Errorf("%d run(s) failed; see the Failures section of %s", n, cfg.out)
+	}
+	return nil
+}
+
+// stopProxy stops a proxy on the way out and logs what went wrong.
+func stopProxy(p *proxyProcess) {
+	logf("stopping %s", p.name)
+	if err := p.stop(); err != nil {
+		logf("%v", err)
+	}
+}
+
+// benchmark runs the pgbench runs and collects their results.
+type benchmark struct {
+	cfg     config
+	pgbench string
+	logDir  string
+	admin   string                   // URL of database bench on the primary, for resetTables
+	urls    map[string]string        // target -> URL of database bench
+	procs   map[string]*proxyProcess // target -> proxy; none for direct
+	results []runResult
+
+	pgbouncerVersion string // for knownLimitation
+}
+
+// runAll runs the warm-up, then every round. A failed pgbench run is recorded and the others
+// go on; only a cancelled context or a broken setup stops it.
+func (b *benchmark) runAll(ctx context.Context) error {
+	if b.cfg.warmup > 0 {
+		for _, t := range targetNames {
+			b.runOne(ctx, 0, "select", slices.Max(b.cfg.clients), t, b.cfg.warmup)
+		}
+	}
+	for round := 1; round <= b.cfg.rounds; round++ {
+		for _, w := range b.cfg.workloads {
+			for _, c := range b.cfg.clients {
+				for i := range targetNames {
+					t := targetNames[(i+round-1)%len(targetNames)]
+					if writes(w) {
+						if err := resetTables(ctx, b.admin); err != nil {
+							return fmt.Errorf("reset tables before %s: %w", w, err)
+						}
+					}
+					b.runOne(ctx, round, w, c, t, b.cfg.duration)
+					if ctx.Err() != nil {
+						return fmt.Errorf("benchmark interrupted: %w", context.Cause(ctx))
+					}
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// runOne runs pgbench once against target t and records the result; round 0 is the warm-up.
+func (b *benchmark) runOne(ctx context.Context, round int, workload string, clients int, t string, d time.Duration) {
+	res := runResult{Round: round, Workload: workload, Clients: clients, Target: t, CPUPerTx: math.NaN()}
+	proc := b.procs[t]
+	if proc != nil && proc.exited() {
+		res.Err = fmt.Errorf("%s is not running (exited: %v)", t, proc.waitErr)
+		res.Output = proc.logTail()
+		b.record(res)
+		return
+	}
+	var before int64
+	if proc != nil {
+		before, _ = proc.cpuTicks()
+	}
+	r := pgbenchRun{Bin: b.pgbench, URL: b.urls[t], Workload: workload, Clients: clients, Jobs: b.cfg.jobs, Duration: d, LogDir: b.logDir}
+	sum, lat, output, err := r.run(ctx)
+	res.Summary, res.Latency = sum, lat
+	if proc != nil {
+		after, cerr := proc.cpuTicks()
+		if cerr == nil && err == nil && sum.Processed > 0 {
+			res.CPUPerTx = float64(after-before) * (1e6 / clockTicks) / float64(sum.Processed)
+		}
+	}
+	if err != nil {
+		res.Err = err
+		res.Output = output
+		res.Expected = knownLimitation(t, workload, b.pgbouncerVersion, output)
+		if proc != nil {
+			res.Output += proc.logTail()
+		}
+	}
+	b.record(res)
+}
+
+// record keeps a result and logs it.
+func (b *benchmark) record(res runResult) {
+	b.results = append(b.results, res)
+	name := fmt.Sprintf("round %d/%d", res.Round, b.cfg.rounds)
+	if res.Round == 0 {
+		name = "warm-up"
+	}
+	if res.Err != nil && res.Expected != "" {
+		logf("%s %s c=%d %s: failed as expected: %s", name, res.Workload, res.Clients, res.Target, res.Expected)
+		return
+	}
+	if res.Err != nil {
+		logf("%s %s c=%d %s: FAILED: %v\n%s", name, res.Workload, res.Clients, res.Target, res.Err, indent(abbreviate(res.Output, 4000)))
+		return
+	}
+	cpu := ""
+	if !math.IsNaN(res.CPUPerTx) {
+		cpu = fmt.Sprintf(", proxy %.1f µs/tx", res.CPUPerTx)
+	}
+	logf("%s %s c=%d %s: %.0f tps, p50 %.2f ms, p99 %.2f ms%s", name, res.Workload, res.Clients, res.Target,
+		res.Summary.TPS, res.Latency.P50, res.Latency.P99, cpu)
+}
+
+func indent(s string) string {
+	s = strings.TrimSpace(s)
+	if s == "" {
+		return ""
+	}
+	return "    " + strings.ReplaceAll(s, "\n", "\n    ")
+}

@@ -1,0 +1,384 @@
+package pool
+
+import (
+	"bytes"
+	"encoding/binary"
+	"fmt"
+	"maps"
+	"strings"
+
+	"github.com/jackc/pgx/v5/pgproto3"
+
+	"github.com/cmlite/cmpool/protocol"
+)
+
+// This file maps clients' named prepared statements onto shared server-side statements
+// (see prepared.go) and answers the SQL commands that manage them.
+
+var errMalformed = protocol.NewFatal(protocol.CodeProtocolViolation, "malformed extended-protocol message")
+
+// planExtended returns, appended to out, what to send the server for the client's Parse,
+// Bind, Describe or Close msg, and records the replies to expect. The caller holds c.mu.
+func (c *clientSession) planExtended(l *lease, msg []byte, out []byte) ([]byte, error) {
+	typ, body := msg[0], msg[protocol.HeaderLen:]
+	sc := l.sc
+	seg := l.sentSeq
+	switch typ {
+	case 'P':
+		name, query, types, ok := parseParse(body)
+		if !ok {
+			return out, errMalformed
+		}
+		if len(name) == 0 {
+			// The unnamed statement is the client's too: keep it, so that a Bind in a
+			// later transaction (on whatever server) binds this client's statement.
+			c.unnamed = append(c.unnamed[:0], msg...)
+			c.unnamedGen++
+			sc.unnamedOwner, sc.unnamedGen = c, c.unnamedGen
+			l.parses.push(inflight{action: replyForward, segment: seg})
+			return append(out, msg...), nil
+		}
+		if existing := c.stmts[string(name)]; existing != nil {
+			// Make the server raise 42P05 in the right place: prepare the existing
+			// statement there if needed, then Parse its name again.
+			out = c.ensurePrepared(l, existing, out)
+			l.parses.push(inflight{action: replyDupStatement, segment: seg, stmt: existing, client: string(name)})
+			return appendParse(out, existing.name, "SELECT 1", []byte{0, 0}), nil
+		}
+		stmt := c.srv.stmts.get(string(query), types)
+		cname := string(name)
+		c.stmts[cname] = stmt
+		if sc.prepared.has(stmt) {
+			l.closes.push(inflight{action: replyAsParse, segment: seg, stmt: stmt, client: cname})
+			return appendClose(out, 'S', noopStmtName), nil
+		}
+		out = c.evictFor(l, stmt, out)
+		l.parses.push(inflight{action: replyForward, segment: seg, stmt: stmt, client: cname})
+		return append(out, stmt.parse...), nil
+
+	case 'B':
+		portal, rest, ok := cstring(body)
+		if !ok {
+			return out, errMalformed
+		}
+		name, rest, ok := cstring(rest)
+		if !ok {
+			return out, errMalformed
+		}
+		if len(name) == 0 {
+			out = c.ensureUnnamed(l, out)
+			return append(out, msg...), nil
+		}
+		stmt := c.lookupForUse(name)
+		if stmt == nil {
+			return append(out, msg...), nil
+		}
+		out = c.ensurePrepared(l, stmt, out)
+		start := len(out)
+		out = append(out, 'B', 0, 0, 0, 0)
+		out = append(out, portal...)
+		out = append(out, 0)
+		out = append(out, stmt.name...)
+		out = append(out, 0)
+		out = append(out, rest...)
+		binary.BigEndian.PutUint32(out[start+1:], uint32(len(out)-start-1))
+		return out, nil
+
+	case 'D':
+		if len(body) < 2 {
+			return out, errMalformed
+		}
+		name, _, ok := cstring(body[1:])
+		if !ok {
+			return out, errMalformed
+		}
+		if body[0] != 'S' {
+			return append(out, msg...), nil
+		}
+		if len(name) == 0 {
+			out = c.ensureUnnamed(l, out)
+			return append(out, msg...), nil
+		}
+		stmt := c.lookupForUse(name)
+		if stmt == nil {
+			return append(out, msg...), nil
+		}
+		out = c.ensurePrepared(l, stmt, out)
+		start := len(out)
+		out = append(out, 'D', 0, 0, 0, 0, 'S')
+		out = append(out, stmt.name...)
+		out = append(out, 0)
+		binary.BigEndian.PutUint32(out[start+1:], uint32(len(out)-start-1))
+		return out, nil
+
+	case 'C':
+		if len(body) < 2 {
+			return out, errMalformed
+		}
+		name, _, ok := cstring(body[1:])
+		if !ok {
+			return out, errMalformed
+		}
+		l.closes.push(inflight{action: replyForward, segment: seg})
+		if body[0] == 'S' && len(name) == 0 {
+			c.unnamed = c.unnamed[:0]
+			sc.unnamedOwner = nil
+		}
+		if body[0] == 'S' && len(name) > 0 {
+			// The server's copy may serve other clients: only the mapping goes.
+			delete(c.stmts, string(name))
+			return appendClose(out, 'S', noopStmtName), nil
+		}
+		return append(out, msg...), nil
+	}
+	return append(out, msg...), nil
+}
+
+// deferParse holds a named Parse that arrives while the client has no server. A
+// Parse+Sync (libpq's PQprepare, pgbench -M prepared) is then answered without taking a
+// server from the pool, so a client preparing statements never waits behind, or blocks,
+// clients in transactions. Anything else sends the held Parses first, in order. The cost:
+// a statement that does not parse fails at its first Bind rather than at Parse.
+func (c *clientSession) deferParse(msg []byte) bool {
+	name, _, _, ok := parseParse(msg[protocol.HeaderLen:])
+	if !ok || len(name) == 0 || c.currentLease() != nil {
+		return false
+	}
+	c.deferred = append(c.deferred, bytes.Clone(msg))
+	return true
+}
+
+// answerDeferred answers held Parses without a server, as a server would: each maps the
+// name, or fails with 42P05 if the name is taken, which skips the rest; a Sync then gets
+// ReadyForQuery.
+func (c *clientSession) answerDeferred(sync bool) error {
+	var out []byte
+	failed := false
+	c.mu.Lock()
+	for _, msg := range c.deferred {
+		name, query, types, _ := parseParse(msg[protocol.HeaderLen:])
+		if _, taken := c.stmts[string(name)]; taken {
+			out = protocol.AppendErrorResponse(out, protocol.NewError("42P05", fmt.Sprintf("prepared statement %q already exists", name)))
+			failed = true
+			break
+		}
+		c.stmts[string(name)] = c.srv.stmts.get(string(query), types)
+		out = append(out, parseCompleteMsg...)
+	}
+	c.mu.Unlock()
+	c.deferred = c.deferred[:0]
+	if failed && !sync {
+		c.discarding = true
+	}
+	if sync {
+		out = protocol.AppendReadyForQuery(out, 'I')
+	}
+	return c.writeLocal(out)
+}
+
+// sendDeferred sends held Parses on l, ahead of the message that needed a server.
+func (c *clientSession) sendDeferred(l *lease) error {
+	for _, msg := range c.deferred {
+		c.mu.Lock()
+		l.account('P')
+		c.mu.Unlock()
+		if err := c.send(l, msg); err != nil {
+			return err
+		}
+	}
+	c.deferred = c.deferred[:0]
+	return nil
+}
+
+// lookupForUse maps a client's statement name for Bind or Describe. It returns nil when
+// the message should go unchanged: the unnamed statement, or a name the client never
+// prepared, which the server then reports as 26000 in the right place. A name in cmpool's
+// own namespace is never passed through, so it cannot reach another client's statement.
+func (c *clientSession) lookupForUse(name []byte) *preparedStmt {
+	if len(name) == 0 {
+		return nil
+	}
+	if stmt := c.stmts[string(name)]; stmt != nil {
+		return stmt
+	}
+	if bytes.HasPrefix(name, []byte(stmtPrefix)) {
+		return noopStmt
+	}
+	return nil
+}
+
+// ensureUnnamed appends a hidden replay of the client's unnamed Parse when the server's
+// unnamed statement is not that one (another client's, or none).
+func (c *clientSession) ensureUnnamed(l *lease, out []byte) []byte {
+	sc := l.sc
+	if len(c.unnamed) == 0 || sc.unnamedOwner == c && sc.unnamedGen == c.unnamedGen {
+		return out
+	}
+	sc.unnamedOwner, sc.unnamedGen = c, c.unnamedGen
+	l.parses.push(inflight{action: replyHide, segment: l.sentSeq})
+	return append(out, c.unnamed...)
+}
+
+// ensurePrepared appends a hidden Parse of stmt when the server lacks it.
+func (c *clientSession) ensurePrepared(l *lease, stmt *preparedStmt, out []byte) []byte {
+	if stmt == noopStmt || l.sc.prepared.has(stmt) {
+		return out
+	}
+	out = c.evictFor(l, stmt, out)
+	l.parses.push(inflight{action: replyHide, segment: l.sentSeq, stmt: stmt})
+	return append(out, stmt.parse...)
+}
+
+// evictFor records stmt as prepared on the lease's server and appends hidden Closes of
+// the statements evicted to make room.
+func (c *clientSession) evictFor(l *lease, stmt *preparedStmt, out []byte) []byte {
+	c.evicted = l.sc.prepared.add(stmt, c.evicted[:0])
+	for _, old := range c.evicted {
+		l.closes.push(inflight{action: replyHide, segment: l.sentSeq, stmt: old})
+		out = appendClose(out, 'S', old.name)
+	}
+	clear(c.evicted)
+	return out
+}
+
+// replyParseComplete decides what the client sees for a ParseComplete; nil hides it.
+func (c *clientSession) replyParseComplete(l *lease, msg []byte) []byte {
+	c.mu.Lock()
+	it, _ := l.parses.pop()
+	c.mu.Unlock()
+	if it.action == replyHide {
+		return nil
+	}
+	return msg
+}
+
+// replyCloseComplete decides what the client sees for a CloseComplete; nil hides it.
+func (c *clientSession) replyCloseComplete(l *lease, msg []byte) []byte {
+	c.mu.Lock()
+	it, _ := l.closes.pop()
+	c.mu.Unlock()
+	switch it.action {
+	case replyHide:
+		return nil
+	case replyAsParse:
+		return parseCompleteMsg
+	}
+	return msg
+}
+
+// replyError runs at an ErrorResponse: the server skips the rest of this Sync segment, so
+// what its Parses and Closes would have done did not happen. It returns the message to
+// send, rewritten when it is the duplicate-statement error cmpool provoked.
+func (c *clientSession) replyError(l *lease, msg []byte) []byte {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if l.parses.empty() && l.closes.empty() {
+		return msg
+	}
+	if head, ok := l.parses.peek(); ok && head.action == replyDupStatement &&
+		bytes.Contains(msg, []byte("42P05")) && bytes.Contains(msg, []byte(head.stmt.name)) {
+		l.parses.pop()
+		if rewritten := rewriteDupError(msg[protocol.HeaderLen:], head.client); rewritten != nil {
+			msg = rewritten
+		}
+	}
+	seg := l.recvSeq
+	l.parses.dropSegment(seg, func(it inflight) {
+		if it.stmt == nil || it.action == replyDupStatement {
+			return
+		}
+		l.sc.prepared.remove(it.stmt.name)
+		if it.client != "" && c.stmts[it.client] == it.stmt {
+			delete(c.stmts, it.client)
+		}
+	})
+	l.closes.dropSegment(seg, func(it inflight) {
+		switch it.action {
+		case replyHide:
+			// The eviction did not happen: the server still has the statement.
+			if it.stmt != nil {
+				l.sc.prepared.restore(it.stmt)
+			}
+		case replyAsParse:
+			if c.stmts[it.client] == it.stmt {
+				delete(c.stmts, it.client)
+			}
+		}
+	})
+	return msg
+}
+
+// simpleCommand answers DEALLOCATE, DISCARD ALL and SQL PREPARE/EXECUTE where pooling
+// changes their meaning. It reports whether the query was handled here.
+func (c *clientSession) simpleCommand(msg []byte) (bool, error) {
+	body := msg[protocol.HeaderLen:]
+	q := string(bytes.TrimSuffix(body, []byte{0}))
+	kind, name := classifySQL(q)
+	if kind == sqlOther {
+		return false, nil
+	}
+	session := c.mode == ModeSession
+	var reply []byte
+	switch kind {
+	case sqlPrepare, sqlExecute:
+		if session {
+			return false, nil
+		}
+		pe := protocol.NewError(protocol.CodeFeatureNotSupported,
+			fmt.Sprintf("SQL-level %s is not supported in %s pooling mode", strings.ToUpper(q[:strings.IndexAny(q+" ", " \t\n(")]), c.mode))
+		pe.Hint = "use protocol-level prepared statements (Parse/Bind, as drivers do), which cmpool maps across server connections, or pool_mode = session"
+		reply = protocol.AppendErrorResponse(nil, pe)
+	case sqlDeallocate:
+		c.mu.Lock()
+		_, known := c.stmts[name]
+		delete(c.stmts, name)
+		c.mu.Unlock()
+		if !known {
+			if session {
+				return false, nil // an SQL-level statement of the session's own
+			}
+			reply = protocol.AppendErrorResponse(nil, protocol.NewError("26000", fmt.Sprintf("prepared statement %q does not exist", name)))
+		} else {
+			reply, _ = (&pgproto3.CommandComplete{CommandTag: []byte("DEALLOCATE")}).Encode(nil)
+		}
+	case sqlDeallocateAll, sqlDiscardAll:
+		c.mu.Lock()
+		clear(c.stmts)
+		if kind == sqlDiscardAll && !session {
+			// DISCARD ALL resets the session's settings to what it started with.
+			c.params = maps.Clone(c.initialParams)
+			c.paramsVersion++
+		}
+		if session && c.lease != nil {
+			// The server runs it: its statements, cmpool's included, are gone.
+			c.lease.sc.prepared.clear()
+			c.mu.Unlock()
+			return false, nil
+		}
+		c.mu.Unlock()
+		tag := "DEALLOCATE ALL"
+		if kind == sqlDiscardAll {
+			tag = "DISCARD ALL"
+		}
+		reply, _ = (&pgproto3.CommandComplete{CommandTag: []byte(tag)}).Encode(nil)
+	}
+	return true, c.replyLocally(reply)
+}
+
+// replyLocally answers a simple query without a server: the reply, then ReadyForQuery
+// with the session's transaction status. With a lease it first waits until every earlier
+// request has been answered, so replies stay in order.
+func (c *clientSession) replyLocally(reply []byte) error {
+	c.mu.Lock()
+	for c.lease != nil && (c.lease.pending > 0 || c.lease.unsynced) {
+		c.idle.Wait()
+	}
+	// Inside a transaction block the server's status stands: a refused command does not
+	// abort the transaction, unlike a server-side error (see docs/pooling.md).
+	status := byte('I')
+	if c.lease != nil {
+		status = c.lease.sc.txStatus
+	}
+	c.mu.Unlock()
+	return c.writeLocal(protocol.AppendReadyForQuery(reply, status))
+}

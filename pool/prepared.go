@@ -1,0 +1,269 @@
+package pool
+
+import (
+	"bytes"
+	"container/list"
+	"encoding/binary"
+	"strconv"
+	"sync"
+
+	"github.com/jackc/pgx/v5/pgproto3"
+)
+
+// Named prepared statements in transaction mode.
+//
+// A client's Parse(name, text, types) is mapped to a server-side statement whose name is
+// unique per (text, types) across the proxy, so clients share preparations. Each server
+// connection keeps an LRU of what it has prepared. A Bind or Describe of a statement the
+// current server lacks replays the Parse first and hides its ParseComplete. A client's
+// Close of a statement is answered without touching the server's copy.
+//
+// Every message cmpool adds or changes produces exactly one server reply of the kind the
+// client expects, or one that is hidden, so replies stay in order without a full model of
+// the protocol:
+//   - a Parse of a statement the server already has is sent as a Close of a name that
+//     never exists ("cmpool_noop"), and its CloseComplete is turned into ParseComplete;
+//   - a client's Close of a statement is sent as that same no-op Close;
+//   - replayed Parses and LRU evictions are hidden.
+// Two queues on the lease (parses and closes in flight) say what to do with each
+// ParseComplete and CloseComplete. After an ErrorResponse the server skips to Sync, so the
+// entries of the current Sync segment are dropped, and what they would have created is
+// forgotten.
+
+// stmtPrefix starts every server-side statement name cmpool creates.
+const stmtPrefix = "cmpool_"
+
+// noopStmtName is never prepared: closing it is a no-op that yields CloseComplete.
+const noopStmtName = stmtPrefix + "noop"
+
+// noopStmt stands for a name in cmpool's namespace that the client never prepared: it is
+// sent as noopStmtName, which no server has, so the server reports 26000.
+var noopStmt = &preparedStmt{name: noopStmtName}
+
+// preparedStmt is one statement text with its parameter types, under its server-side name.
+type preparedStmt struct {
+	name  string
+	query string
+	parse []byte // the Parse message servers get, header included
+}
+
+// stmtRegistry hands out server-side names, one per distinct (text, parameter types).
+type stmtRegistry struct {
+	mu    sync.Mutex
+	byKey map[string]*preparedStmt
+	next  uint64
+}
+
+func newStmtRegistry() *stmtRegistry {
+	return &stmtRegistry{byKey: make(map[string]*preparedStmt)}
+}
+
+// get returns the statement for a Parse body's query and parameter-type section.
+func (r *stmtRegistry) get(query string, types []byte) *preparedStmt {
+	key := query + "\x00" + string(types)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if s := r.byKey[key]; s != nil {
+		return s
+	}
+	r.next++
+	s := &preparedStmt{name: stmtPrefix + strconv.FormatUint(r.next, 10), query: query}
+	s.parse = appendParse(nil, s.name, query, types)
+	r.byKey[key] = s
+	return s
+}
+
+// Len is the number of distinct statements seen.
+func (r *stmtRegistry) Len() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.byKey)
+}
+
+// stmtLRU is the set of statements one server connection has prepared.
+type stmtLRU struct {
+	cap    int
+	order  *list.List // of *preparedStmt, most recent first
+	byName map[string]*list.Element
+}
+
+func newStmtLRU(capacity int) *stmtLRU {
+	return &stmtLRU{cap: capacity, order: list.New(), byName: make(map[string]*list.Element)}
+}
+
+// has reports whether s is prepared, and marks it most recently used.
+func (l *stmtLRU) has(s *preparedStmt) bool {
+	e, ok := l.byName[s.name]
+	if ok {
+		l.order.MoveToFront(e)
+	}
+	return ok
+}
+
+// add records s as prepared and returns the statements evicted to make room.
+func (l *stmtLRU) add(s *preparedStmt, evicted []*preparedStmt) []*preparedStmt {
+	if _, ok := l.byName[s.name]; ok {
+		return evicted
+	}
+	for l.cap > 0 && l.order.Len() >= l.cap {
+		back := l.order.Back()
+		old := back.Value.(*preparedStmt)
+		l.order.Remove(back)
+		delete(l.byName, old.name)
+		evicted = append(evicted, old)
+	}
+	l.byName[s.name] = l.order.PushFront(s)
+	return evicted
+}
+
+// remove forgets s, after a Parse of it failed.
+func (l *stmtLRU) remove(name string) {
+	if e, ok := l.byName[name]; ok {
+		l.order.Remove(e)
+		delete(l.byName, name)
+	}
+}
+
+// restore records s as prepared again, as least recently used, after a Close of it was
+// skipped by the server.
+func (l *stmtLRU) restore(s *preparedStmt) {
+	if _, ok := l.byName[s.name]; !ok {
+		l.byName[s.name] = l.order.PushBack(s)
+	}
+}
+
+func (l *stmtLRU) clear() {
+	l.order.Init()
+	clear(l.byName)
+}
+
+func (l *stmtLRU) len() int { return l.order.Len() }
+
+// What the relay does with a ParseComplete or CloseComplete.
+const (
+	replyForward      = iota // pass it on
+	replyHide                // cmpool's own message: drop the reply
+	replyAsParse             // a Close stood in for a Parse: send ParseComplete instead
+	replyDupStatement        // a Parse that must fail with 42P05 naming the client's statement
+)
+
+// inflight is one Parse or Close sent to the server whose reply has not come back.
+type inflight struct {
+	action  int
+	segment uint64        // how many Syncs and Queries were sent before it
+	stmt    *preparedStmt // the statement a Parse (or stand-in Close) prepares
+	client  string        // the client's name for stmt, if the client asked for it
+}
+
+// inflightQueue is a FIFO of in-flight Parses or Closes.
+type inflightQueue struct {
+	items []inflight
+	head  int
+}
+
+func (q *inflightQueue) push(it inflight) { q.items = append(q.items, it) }
+
+func (q *inflightQueue) pop() (inflight, bool) {
+	if q.head >= len(q.items) {
+		return inflight{}, false
+	}
+	it := q.items[q.head]
+	q.head++
+	if q.head == len(q.items) {
+		q.items, q.head = q.items[:0], 0
+	}
+	return it, true
+}
+
+func (q *inflightQueue) peek() (inflight, bool) {
+	if q.head >= len(q.items) {
+		return inflight{}, false
+	}
+	return q.items[q.head], true
+}
+
+// dropSegment removes the entries of Sync segment seg (all at the front, since replies
+// come in order) and passes each to drop.
+func (q *inflightQueue) dropSegment(seg uint64, drop func(inflight)) {
+	for q.head < len(q.items) && q.items[q.head].segment <= seg {
+		drop(q.items[q.head])
+		q.head++
+	}
+	if q.head == len(q.items) {
+		q.items, q.head = q.items[:0], 0
+	}
+}
+
+func (q *inflightQueue) empty() bool { return q.head >= len(q.items) }
+
+// Wire helpers for the messages cmpool rewrites.
+
+// appendParse appends a Parse message. types is the parameter-type section as sent by the
+// client (int16 count then the OIDs).
+func appendParse(dst []byte, name, query string, types []byte) []byte {
+	start := len(dst)
+	dst = append(dst, 'P', 0, 0, 0, 0)
+	dst = append(dst, name...)
+	dst = append(dst, 0)
+	dst = append(dst, query...)
+	dst = append(dst, 0)
+	dst = append(dst, types...)
+	binary.BigEndian.PutUint32(dst[start+1:], uint32(len(dst)-start-1))
+	return dst
+}
+
+// appendClose appends a Close of a statement ('S') or portal ('P').
+func appendClose(dst []byte, kind byte, name string) []byte {
+	start := len(dst)
+	dst = append(dst, 'C', 0, 0, 0, 0, kind)
+	dst = append(dst, name...)
+	dst = append(dst, 0)
+	binary.BigEndian.PutUint32(dst[start+1:], uint32(len(dst)-start-1))
+	return dst
+}
+
+var (
+	parseCompleteMsg = []byte{'1', 0, 0, 0, 4}
+	closeCompleteMsg = []byte{'3', 0, 0, 0, 4}
+)
+
+// cstring splits a NUL-terminated string off b.
+func cstring(b []byte) (s, rest []byte, ok bool) {
+	i := bytes.IndexByte(b, 0)
+	if i < 0 {
+		return nil, nil, false
+	}
+	return b[:i], b[i+1:], true
+}
+
+// parseParse splits a Parse body into name, query and the parameter-type section.
+func parseParse(body []byte) (name, query, types []byte, ok bool) {
+	name, rest, ok := cstring(body)
+	if !ok {
+		return
+	}
+	query, types, ok = cstring(rest)
+	if !ok || len(types) < 2 {
+		return nil, nil, nil, false
+	}
+	n := int(binary.BigEndian.Uint16(types))
+	if len(types) != 2+4*n {
+		return nil, nil, nil, false
+	}
+	return name, query, types, true
+}
+
+// rewriteDupError turns the server's 42P05 about its own statement name into the error
+// PostgreSQL would give for the client's name.
+func rewriteDupError(body []byte, clientName string) []byte {
+	var er pgproto3.ErrorResponse
+	if err := er.Decode(body); err != nil {
+		return nil
+	}
+	er.Message = `prepared statement "` + clientName + `" already exists`
+	out, err := er.Encode(nil)
+	if err != nil {
+		return nil
+	}
+	return out
+}

@@ -1,0 +1,143 @@
+package pool
+
+import (
+	"strings"
+)
+
+// The few SQL commands cmpool answers or refuses itself, recognised on simple-protocol
+// queries by their leading keywords. Anything else, including these inside a longer
+// multi-statement string, goes to the server.
+const (
+	sqlOther = iota
+	sqlDeallocate
+	sqlDeallocateAll
+	sqlDiscardAll
+	sqlPrepare
+	sqlExecute
+)
+
+// classifySQL returns the command kind of a single-statement query and, for DEALLOCATE,
+// the statement name.
+func classifySQL(q string) (kind int, name string) {
+	lx := lexer{s: q}
+	first := lx.word()
+	switch first {
+	case "prepare":
+		return sqlPrepare, ""
+	case "execute":
+		return sqlExecute, ""
+	case "discard":
+		if lx.word() == "all" && lx.end() {
+			return sqlDiscardAll, ""
+		}
+	case "deallocate":
+		w, quoted := lx.ident()
+		if w == "prepare" && !quoted {
+			w, quoted = lx.ident()
+		}
+		if w == "" || !lx.end() {
+			return sqlOther, ""
+		}
+		if w == "all" && !quoted {
+			return sqlDeallocateAll, ""
+		}
+		return sqlDeallocate, w
+	}
+	return sqlOther, ""
+}
+
+// lexer reads keywords and identifiers, skipping whitespace and comments.
+type lexer struct {
+	s string
+	i int
+}
+
+func (lx *lexer) skip() {
+	for lx.i < len(lx.s) {
+		switch c := lx.s[lx.i]; {
+		case c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f':
+			lx.i++
+		case strings.HasPrefix(lx.s[lx.i:], "--"):
+			nl := strings.IndexByte(lx.s[lx.i:], '\n')
+			if nl < 0 {
+				lx.i = len(lx.s)
+			} else {
+				lx.i += nl + 1
+			}
+		case strings.HasPrefix(lx.s[lx.i:], "/*"):
+			depth := 0
+			for lx.i < len(lx.s) {
+				if strings.HasPrefix(lx.s[lx.i:], "/*") {
+					depth++
+					lx.i += 2
+				} else if strings.HasPrefix(lx.s[lx.i:], "*/") {
+					depth--
+					lx.i += 2
+					if depth == 0 {
+						break
+					}
+				} else {
+					lx.i++
+				}
+			}
+		default:
+			return
+		}
+	}
+}
+
+// word returns the next bare word in lower case, or "".
+func (lx *lexer) word() string {
+	w, quoted := lx.ident()
+	if quoted {
+		return ""
+	}
+	return w
+}
+
+// ident returns the next identifier: a bare word folded to lower case, or a
+// double-quoted one as written.
+func (lx *lexer) ident() (string, bool) {
+	lx.skip()
+	if lx.i >= len(lx.s) {
+		return "", false
+	}
+	if lx.s[lx.i] == '"' {
+		var b strings.Builder
+		for j := lx.i + 1; j < len(lx.s); j++ {
+			if lx.s[j] == '"' {
+				if j+1 < len(lx.s) && lx.s[j+1] == '"' {
+					b.WriteByte('"')
+					j++
+					continue
+				}
+				lx.i = j + 1
+				return b.String(), true
+			}
+			b.WriteByte(lx.s[j])
+		}
+		return "", false
+	}
+	start := lx.i
+	for lx.i < len(lx.s) {
+		c := lx.s[lx.i]
+		if c == '_' || c == '$' || c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= 0x80 {
+			lx.i++
+			continue
+		}
+		break
+	}
+	return strings.ToLower(lx.s[start:lx.i]), false
+}
+
+// end reports whether only whitespace, comments and semicolons remain.
+func (lx *lexer) end() bool {
+	for {
+		lx.skip()
+		if lx.i < len(lx.s) && lx.s[lx.i] == ';' {
+			lx.i++
+			continue
+		}
+		return lx.i >= len(lx.s)
+	}
+}
