@@ -68,6 +68,22 @@ func newBackendPool(key poolKey, mode Mode, connCfg *pgconn.Config, size, minSiz
 	return bp, nil
 }
 
+// tryAcquire returns an idle server connection that looks alive, or nil without waiting.
+// When none is idle and the pool has room, a new connection starts in the background.
+func (bp *backendPool) tryAcquire(ctx context.Context) *puddle.Resource[*serverConn] {
+	for {
+		res, err := bp.p.TryAcquire(ctx)
+		if err != nil {
+			return nil
+		}
+		if res.IdleDuration() > aliveCheckAfter && !res.Value().alive() {
+			res.Destroy()
+			continue
+		}
+		return res
+	}
+}
+
 // acquire returns a server connection that looks alive, waiting for one until ctx ends.
 func (bp *backendPool) acquire(ctx context.Context) (*puddle.Resource[*serverConn], error) {
 	for {

@@ -57,13 +57,14 @@ type clientSession struct {
 	stmts map[string]*preparedStmt
 	// unnamed is the client's last Parse of the unnamed statement (the whole message),
 	// and unnamedGen counts those Parses.
-	unnamed    []byte
-	unnamedGen uint64
+	unnamed       []byte
+	unnamedGen    uint64
+	unnamedTraits queryTraits
 	// deferred holds named Parse messages received outside a transaction, not yet sent
 	// anywhere (see deferParse).
 	deferred [][]byte
-	evicted    []*preparedStmt // scratch for evictFor
-	out        []byte          // scratch for rewritten messages
+	evicted  []*preparedStmt // scratch for evictFor
+	out      []byte          // scratch for rewritten messages
 
 	mu      sync.Mutex
 	idle    *sync.Cond  // on mu; signalled at every ReadyForQuery
@@ -80,15 +81,19 @@ type lease struct {
 	res *puddle.Resource[*serverConn]
 	sc  *serverConn
 	// Guarded by clientSession.mu:
-	pending   int    // Query/Sync/FunctionCall sent whose ReadyForQuery has not come back
-	unsynced  bool   // extended-protocol messages sent since the last Sync
-	sentSeq   uint64 // Query/Sync/FunctionCall messages sent
-	recvSeq   uint64 // ReadyForQuery messages received
-	parses    inflightQueue
-	closes    inflightQueue
-	abandoned bool // the client is gone; the relay must destroy the server
-	stopping  bool // the client goroutine wants the relay to stop without closing
-	destroyed bool // the relay destroyed the server; set before done is closed
+	pending     int    // Query/Sync/FunctionCall sent whose ReadyForQuery has not come back
+	unsynced    bool   // extended-protocol messages sent since the last Sync
+	sentSeq     uint64 // Query/Sync/FunctionCall messages sent
+	recvSeq     uint64 // ReadyForQuery messages received
+	parses      inflightQueue
+	closes      inflightQueue
+	bound       []boundStmt // named statements bound in Sync segments not yet answered
+	track       []string    // parameters changed by this lease's statements, to read back
+	syncing     bool        // the relay is reading them back; the client goroutine waits
+	resetNeeded bool        // session-bound features were used: DISCARD ALL before reuse
+	abandoned   bool        // the client is gone; the relay must destroy the server
+	stopping    bool        // the client goroutine wants the relay to stop without closing
+	destroyed   bool        // the relay destroyed the server; set before done is closed
 	// wmu is held while the client goroutine writes to the server, so the relay can wait
 	// for a write in progress before giving the server to someone else.
 	wmu sync.Mutex
@@ -274,9 +279,7 @@ func (c *clientSession) startup(ctx context.Context) error {
 		return c.acquireError(err, true)
 	}
 	sc := res.Value()
-	applyCtx, cancel2 := context.WithTimeout(ctx, c.srv.cfg.ServerConnectTimeout)
-	err = c.applyParams(applyCtx, sc)
-	cancel2()
+	err = c.applyParams(ctx, sc)
 	if err != nil {
 		var pe *protocol.Error
 		if errors.As(err, &pe) {
@@ -356,26 +359,35 @@ func (c *clientSession) acquireError(err error, fatal bool) *protocol.Error {
 }
 
 // applyParams makes sc's session parameters match the client's, with one round trip when
-// anything differs.
+// anything differs. Values go through set_config, which parses them as a configuration
+// file would, so list values such as search_path keep their meaning.
 func (c *clientSession) applyParams(ctx context.Context, sc *serverConn) error {
 	if sc.configuredFor == c && sc.configuredVersion == c.paramsVersion {
 		return nil
 	}
-	var sql strings.Builder
+	var sets, resets strings.Builder
 	for k, v := range c.params {
 		if cur, ok := sc.param(k); !ok || cur != v {
-			fmt.Fprintf(&sql, "SET %s = %s;", quoteIdent(k), quoteLiteral(v))
+			if sets.Len() == 0 {
+				sets.WriteString("SELECT ")
+			} else {
+				sets.WriteString(", ")
+			}
+			fmt.Fprintf(&sets, "set_config(%s, %s, false)", quoteLiteral(k), quoteLiteral(v))
 		}
 	}
 	for k := range sc.set {
 		if _, ok := c.params[k]; !ok {
-			if _, isDefault := sc.defaults[k]; isDefault || !strings.Contains(k, ".") {
-				fmt.Fprintf(&sql, "RESET %s;", quoteIdent(k))
-			}
+			fmt.Fprintf(&resets, "RESET %s;", quoteIdent(k))
 		}
 	}
-	if sql.Len() > 0 {
-		res, err := sc.exec(ctx, sql.String())
+	if sets.Len() > 0 || resets.Len() > 0 {
+		if sets.Len() > 0 {
+			sets.WriteString(";")
+		}
+		ctx, cancel := context.WithTimeout(ctx, c.srv.cfg.ServerConnectTimeout)
+		defer cancel()
+		res, err := sc.exec(ctx, resets.String()+sets.String())
 		if err != nil {
 			return err
 		}
@@ -568,15 +580,17 @@ func (c *clientSession) isClosing() bool { return c.closing.Load() }
 // and starts the relay.
 func (c *clientSession) acquire(ctx context.Context) (*lease, error) {
 	for attempt := 0; ; attempt++ {
-		actx, cancel := c.waitContext(ctx)
-		res, err := c.pool.acquire(actx)
-		cancel()
-		if err != nil {
-			return nil, c.acquireError(err, false)
+		res := c.pool.tryAcquire(ctx)
+		if res == nil {
+			actx, cancel := c.waitContext(ctx)
+			var err error
+			res, err = c.pool.acquire(actx)
+			cancel()
+			if err != nil {
+				return nil, c.acquireError(err, false)
+			}
 		}
-		actx, cancel = context.WithTimeout(ctx, c.srv.cfg.ServerConnectTimeout)
-		err = c.applyParams(actx, res.Value())
-		cancel()
+		err := c.applyParams(ctx, res.Value())
 		if err != nil {
 			var pe *protocol.Error
 			if errors.As(err, &pe) {
@@ -608,6 +622,9 @@ func (c *clientSession) startLease(res *puddle.Resource[*serverConn]) *lease {
 // relay cannot end the lease before that message is answered; or nil with no lease.
 func (c *clientSession) claim(typ byte) *lease {
 	c.mu.Lock()
+	for c.lease != nil && c.lease.syncing {
+		c.idle.Wait()
+	}
 	l := c.lease
 	if l != nil {
 		l.account(typ)
@@ -638,13 +655,26 @@ func (c *clientSession) send(l *lease, msg []byte) error {
 	out := msg
 	if msg != nil && msg[0] == 'Q' {
 		l.sc.unnamedOwner = nil // a simple query replaces the unnamed statement
+		if c.mode != ModeSession {
+			t := traitsOf(string(msg[protocol.HeaderLen : len(msg)-1]))
+			c.mu.Lock()
+			warn := c.applyTraits(l, t)
+			c.mu.Unlock()
+			if warn {
+				c.warnSessionBound()
+			}
+		}
 	} else if msg != nil {
 		var err error
+		var warn bool
 		c.mu.Lock()
-		out, err = c.planExtended(l, msg, c.out[:0])
+		out, warn, err = c.planExtended(l, msg, c.out[:0])
 		c.mu.Unlock()
 		if err != nil {
 			return err
+		}
+		if warn {
+			c.warnSessionBound()
 		}
 		if cap(out) <= maxScratch {
 			c.out = out
@@ -827,6 +857,9 @@ func (c *clientSession) endsLease(l *lease, status byte) (end, dead bool) {
 	if l.pending > 0 {
 		l.pending--
 	}
+	if len(l.bound) > 0 {
+		l.bound = trimBound(l.bound, l.recvSeq)
+	}
 	c.idle.Broadcast()
 	ends := l.pending == 0 && !l.unsynced && status == 'I' && (c.mode != ModeSession || c.closing.Load())
 	c.mu.Unlock()
@@ -844,7 +877,12 @@ func (c *clientSession) endsLease(l *lease, status byte) (end, dead bool) {
 	if l.pending > 0 || l.unsynced || c.lease != l {
 		return false, false
 	}
-	c.lease = nil
+	if len(l.track) > 0 {
+		// The lease ends after syncTracked has read the parameters back.
+		l.syncing = true
+	} else {
+		c.lease = nil
+	}
 	if c.closing.Load() {
 		// Wake the client goroutine so it can say goodbye.
 		_ = c.conn.SetReadDeadline(time.Now())
@@ -858,6 +896,14 @@ func (c *clientSession) finishLease(l *lease) {
 	//lint:ignore SA2001 waiting for the writer to finish is the point
 	l.wmu.Unlock()
 	l.cancels.Wait()
+	if l.syncing && !c.syncTracked(l) {
+		l.res.Destroy()
+		return
+	}
+	if l.resetNeeded && !resetServer(l.sc, c.srv.cfg.ServerConnectTimeout) {
+		l.res.Destroy()
+		return
+	}
 	if c.mode == ModeSession && c.srv.cfg.ServerResetQuery != "-" {
 		ctx, cancel := context.WithTimeout(context.Background(), c.srv.cfg.ServerConnectTimeout)
 		res, err := l.sc.exec(ctx, c.srv.cfg.ServerResetQuery)

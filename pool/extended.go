@@ -19,7 +19,17 @@ var errMalformed = protocol.NewFatal(protocol.CodeProtocolViolation, "malformed 
 
 // planExtended returns, appended to out, what to send the server for the client's Parse,
 // Bind, Describe or Close msg, and records the replies to expect. The caller holds c.mu.
-func (c *clientSession) planExtended(l *lease, msg []byte, out []byte) ([]byte, error) {
+func (c *clientSession) planExtended(l *lease, msg []byte, out []byte) (_ []byte, warn bool, err error) {
+	out, t, err := c.planExtendedMsg(l, msg, out)
+	if t != nil {
+		warn = c.applyTraits(l, *t)
+	}
+	return out, warn, err
+}
+
+// planExtendedMsg does planExtended's work; it also returns the traits of a statement
+// being bound, if any.
+func (c *clientSession) planExtendedMsg(l *lease, msg []byte, out []byte) ([]byte, *queryTraits, error) {
 	typ, body := msg[0], msg[protocol.HeaderLen:]
 	sc := l.sc
 	seg := l.sentSeq
@@ -27,53 +37,55 @@ func (c *clientSession) planExtended(l *lease, msg []byte, out []byte) ([]byte, 
 	case 'P':
 		name, query, types, ok := parseParse(body)
 		if !ok {
-			return out, errMalformed
+			return out, nil, errMalformed
 		}
 		if len(name) == 0 {
 			// The unnamed statement is the client's too: keep it, so that a Bind in a
 			// later transaction (on whatever server) binds this client's statement.
 			c.unnamed = append(c.unnamed[:0], msg...)
 			c.unnamedGen++
+			c.unnamedTraits = traitsOf(string(query))
 			sc.unnamedOwner, sc.unnamedGen = c, c.unnamedGen
 			l.parses.push(inflight{action: replyForward, segment: seg})
-			return append(out, msg...), nil
+			return append(out, msg...), nil, nil
 		}
 		if existing := c.stmts[string(name)]; existing != nil {
 			// Make the server raise 42P05 in the right place: prepare the existing
 			// statement there if needed, then Parse its name again.
 			out = c.ensurePrepared(l, existing, out)
 			l.parses.push(inflight{action: replyDupStatement, segment: seg, stmt: existing, client: string(name)})
-			return appendParse(out, existing.name, "SELECT 1", []byte{0, 0}), nil
+			return appendParse(out, existing.name, "SELECT 1", []byte{0, 0}), nil, nil
 		}
 		stmt := c.srv.stmts.get(string(query), types)
 		cname := string(name)
 		c.stmts[cname] = stmt
 		if sc.prepared.has(stmt) {
 			l.closes.push(inflight{action: replyAsParse, segment: seg, stmt: stmt, client: cname})
-			return appendClose(out, 'S', noopStmtName), nil
+			return appendClose(out, 'S', noopStmtName), nil, nil
 		}
 		out = c.evictFor(l, stmt, out)
 		l.parses.push(inflight{action: replyForward, segment: seg, stmt: stmt, client: cname})
-		return append(out, stmt.parse...), nil
+		return append(out, stmt.parse...), nil, nil
 
 	case 'B':
 		portal, rest, ok := cstring(body)
 		if !ok {
-			return out, errMalformed
+			return out, nil, errMalformed
 		}
 		name, rest, ok := cstring(rest)
 		if !ok {
-			return out, errMalformed
+			return out, nil, errMalformed
 		}
 		if len(name) == 0 {
 			out = c.ensureUnnamed(l, out)
-			return append(out, msg...), nil
+			return append(out, msg...), &c.unnamedTraits, nil
 		}
 		stmt := c.lookupForUse(name)
 		if stmt == nil {
-			return append(out, msg...), nil
+			return append(out, msg...), nil, nil
 		}
 		out = c.ensurePrepared(l, stmt, out)
+		l.bound = append(l.bound, boundStmt{stmt: stmt, client: string(name), segment: l.sentSeq})
 		start := len(out)
 		out = append(out, 'B', 0, 0, 0, 0)
 		out = append(out, portal...)
@@ -82,26 +94,26 @@ func (c *clientSession) planExtended(l *lease, msg []byte, out []byte) ([]byte, 
 		out = append(out, 0)
 		out = append(out, rest...)
 		binary.BigEndian.PutUint32(out[start+1:], uint32(len(out)-start-1))
-		return out, nil
+		return out, &stmt.traits, nil
 
 	case 'D':
 		if len(body) < 2 {
-			return out, errMalformed
+			return out, nil, errMalformed
 		}
 		name, _, ok := cstring(body[1:])
 		if !ok {
-			return out, errMalformed
+			return out, nil, errMalformed
 		}
 		if body[0] != 'S' {
-			return append(out, msg...), nil
+			return append(out, msg...), nil, nil
 		}
 		if len(name) == 0 {
 			out = c.ensureUnnamed(l, out)
-			return append(out, msg...), nil
+			return append(out, msg...), nil, nil
 		}
 		stmt := c.lookupForUse(name)
 		if stmt == nil {
-			return append(out, msg...), nil
+			return append(out, msg...), nil, nil
 		}
 		out = c.ensurePrepared(l, stmt, out)
 		start := len(out)
@@ -109,15 +121,15 @@ func (c *clientSession) planExtended(l *lease, msg []byte, out []byte) ([]byte, 
 		out = append(out, stmt.name...)
 		out = append(out, 0)
 		binary.BigEndian.PutUint32(out[start+1:], uint32(len(out)-start-1))
-		return out, nil
+		return out, nil, nil
 
 	case 'C':
 		if len(body) < 2 {
-			return out, errMalformed
+			return out, nil, errMalformed
 		}
 		name, _, ok := cstring(body[1:])
 		if !ok {
-			return out, errMalformed
+			return out, nil, errMalformed
 		}
 		l.closes.push(inflight{action: replyForward, segment: seg})
 		if body[0] == 'S' && len(name) == 0 {
@@ -127,11 +139,11 @@ func (c *clientSession) planExtended(l *lease, msg []byte, out []byte) ([]byte, 
 		if body[0] == 'S' && len(name) > 0 {
 			// The server's copy may serve other clients: only the mapping goes.
 			delete(c.stmts, string(name))
-			return appendClose(out, 'S', noopStmtName), nil
+			return appendClose(out, 'S', noopStmtName), nil, nil
 		}
-		return append(out, msg...), nil
+		return append(out, msg...), nil, nil
 	}
-	return append(out, msg...), nil
+	return append(out, msg...), nil, nil
 }
 
 // deferParse holds a named Parse that arrives while the client has no server. A
@@ -266,12 +278,45 @@ func (c *clientSession) replyCloseComplete(l *lease, msg []byte) []byte {
 	return msg
 }
 
+// boundStmt is a named statement bound in Sync segment segment.
+type boundStmt struct {
+	stmt    *preparedStmt
+	client  string
+	segment uint64
+}
+
+// trimBound drops the entries of segments already answered.
+func trimBound(b []boundStmt, answered uint64) []boundStmt {
+	i := 0
+	for i < len(b) && b[i].segment < answered {
+		i++
+	}
+	if i == len(b) {
+		return b[:0]
+	}
+	return b[i:]
+}
+
+var cachedPlanChanged = []byte("cached plan must not change result type")
+
 // replyError runs at an ErrorResponse: the server skips the rest of this Sync segment, so
 // what its Parses and Closes would have done did not happen. It returns the message to
 // send, rewritten when it is the duplicate-statement error cmpool provoked.
 func (c *clientSession) replyError(l *lease, msg []byte) []byte {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if len(l.bound) > 0 && bytes.Contains(msg, cachedPlanChanged) {
+		// The statement's result type changed (DDL): a fresh server-side name makes its
+		// next use prepare it again, on every server.
+		for _, b := range l.bound {
+			if b.segment == l.recvSeq {
+				fresh := c.srv.stmts.renew(b.stmt)
+				if c.stmts[b.client] == b.stmt {
+					c.stmts[b.client] = fresh
+				}
+			}
+		}
+	}
 	if l.parses.empty() && l.closes.empty() {
 		return msg
 	}
@@ -314,12 +359,16 @@ func (c *clientSession) simpleCommand(msg []byte) (bool, error) {
 	body := msg[protocol.HeaderLen:]
 	q := string(bytes.TrimSuffix(body, []byte{0}))
 	kind, name := classifySQL(q)
-	if kind == sqlOther {
-		return false, nil
-	}
 	session := c.mode == ModeSession
 	var reply []byte
 	switch kind {
+	default:
+		return false, nil
+	case sqlListen:
+		if session {
+			return false, nil
+		}
+		reply = protocol.AppendErrorResponse(nil, c.refuseListen())
 	case sqlPrepare, sqlExecute:
 		if session {
 			return false, nil
@@ -370,7 +419,7 @@ func (c *clientSession) simpleCommand(msg []byte) (bool, error) {
 // request has been answered, so replies stay in order.
 func (c *clientSession) replyLocally(reply []byte) error {
 	c.mu.Lock()
-	for c.lease != nil && (c.lease.pending > 0 || c.lease.unsynced) {
+	for c.lease != nil && (c.lease.pending > 0 || c.lease.unsynced || c.lease.syncing) {
 		c.idle.Wait()
 	}
 	// Inside a transaction block the server's status stands: a refused command does not

@@ -42,9 +42,11 @@ var noopStmt = &preparedStmt{name: noopStmtName}
 
 // preparedStmt is one statement text with its parameter types, under its server-side name.
 type preparedStmt struct {
-	name  string
-	query string
-	parse []byte // the Parse message servers get, header included
+	name   string
+	key    string // query and parameter types
+	query  string
+	parse  []byte // the Parse message servers get, header included
+	traits queryTraits
 }
 
 // stmtRegistry hands out server-side names, one per distinct (text, parameter types).
@@ -66,10 +68,31 @@ func (r *stmtRegistry) get(query string, types []byte) *preparedStmt {
 	if s := r.byKey[key]; s != nil {
 		return s
 	}
+	s := r.newStmt(key, query, types)
+	s.traits = traitsOf(query)
+	return s
+}
+
+// newStmt names a statement and makes it the one for key. The caller holds r.mu.
+func (r *stmtRegistry) newStmt(key, query string, types []byte) *preparedStmt {
 	r.next++
-	s := &preparedStmt{name: stmtPrefix + strconv.FormatUint(r.next, 10), query: query}
+	s := &preparedStmt{name: stmtPrefix + strconv.FormatUint(r.next, 10), key: key, query: query}
 	s.parse = appendParse(nil, s.name, query, types)
 	r.byKey[key] = s
+	return s
+}
+
+// renew gives old's text a fresh server-side name, after a server said its cached plan
+// no longer fits (the result type changed under it): the next use prepares it anew.
+func (r *stmtRegistry) renew(old *preparedStmt) *preparedStmt {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if cur := r.byKey[old.key]; cur != old {
+		return cur // renewed already
+	}
+	_, _, types, _ := parseParse(old.parse[5:])
+	s := r.newStmt(old.key, old.query, types)
+	s.traits = old.traits
 	return s
 }
 

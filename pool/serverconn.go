@@ -119,6 +119,8 @@ type execResult struct {
 	reported [][2]string
 	// err is the first ErrorResponse, if any.
 	err *pgconn.PgError
+	// row is the first data row, if any.
+	row []string
 }
 
 // exec runs a simple query that cmpool itself issues and reads until ReadyForQuery. Row
@@ -179,6 +181,16 @@ func (sc *serverConn) exec(ctx context.Context, sql string) (execResult, error) 
 				}
 				res.err = pgconn.ErrorResponseToPgError(&er)
 			}
+		case 'D':
+			body, err := sc.fr.Body()
+			if err != nil {
+				return res, err
+			}
+			if res.row == nil {
+				if res.row, err = decodeDataRow(body); err != nil {
+					return res, err
+				}
+			}
 		case 'G', 'W':
 			// A COPY FROM STDIN cmpool never asked for: refuse it.
 			if err := sc.fr.Skip(); err != nil {
@@ -198,6 +210,19 @@ func (sc *serverConn) exec(ctx context.Context, sql string) (execResult, error) 
 			}
 		}
 	}
+}
+
+// decodeDataRow decodes a DataRow of text values; NULL becomes "".
+func decodeDataRow(body []byte) ([]string, error) {
+	var dr pgproto3.DataRow
+	if err := dr.Decode(body); err != nil {
+		return nil, err
+	}
+	row := make([]string, len(dr.Values))
+	for i, v := range dr.Values {
+		row[i] = string(v)
+	}
+	return row, nil
 }
 
 // parseParameterStatus splits a ParameterStatus body into name and value.

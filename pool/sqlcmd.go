@@ -14,14 +14,60 @@ const (
 	sqlDiscardAll
 	sqlPrepare
 	sqlExecute
+	sqlListen
+	sqlSet      // a non-LOCAL SET of parameter name
+	sqlReset    // RESET name
+	sqlResetAll // RESET ALL
 )
 
-// classifySQL returns the command kind of a single-statement query and, for DEALLOCATE,
-// the statement name.
+// characteristicsParams are what SET SESSION CHARACTERISTICS AS TRANSACTION changes.
+var characteristicsParams = []string{"default_transaction_isolation", "default_transaction_read_only", "default_transaction_deferrable"}
+
+// classifySQL returns the command kind of a query's first statement and, for DEALLOCATE,
+// SET and RESET, the name it acts on (parameter names in lower case; "characteristics" for
+// SET SESSION CHARACTERISTICS).
 func classifySQL(q string) (kind int, name string) {
 	lx := lexer{s: q}
 	first := lx.word()
 	switch first {
+	case "listen":
+		return sqlListen, ""
+	case "set":
+		w := lx.word()
+		if w == "local" || w == "transaction" || w == "constraints" || w == "" {
+			return sqlOther, ""
+		}
+		if w == "session" {
+			save := lx.i
+			switch lx.word() {
+			case "characteristics":
+				return sqlSet, "characteristics"
+			case "authorization":
+				return sqlSet, "session_authorization"
+			}
+			lx.i = save
+			w = lx.word()
+		}
+		switch w {
+		case "time":
+			return sqlSet, "timezone"
+		case "role":
+			return sqlSet, "role"
+		}
+		return sqlSet, lx.dotted(w)
+	case "reset":
+		w := lx.word()
+		switch w {
+		case "":
+			return sqlOther, ""
+		case "all":
+			return sqlResetAll, ""
+		case "time":
+			return sqlReset, "timezone"
+		case "session":
+			return sqlReset, "session_authorization"
+		}
+		return sqlReset, lx.dotted(w)
 	case "prepare":
 		return sqlPrepare, ""
 	case "execute":
@@ -84,6 +130,55 @@ func (lx *lexer) skip() {
 			return
 		}
 	}
+}
+
+// dotted completes a possibly qualified parameter name (a.b) whose first part is w.
+func (lx *lexer) dotted(w string) string {
+	for lx.i < len(lx.s) && lx.s[lx.i] == '.' {
+		lx.i++
+		w += "." + lx.word()
+	}
+	return w
+}
+
+// sessionBound reports whether a query uses something that outlives its transaction on
+// the server: a temporary table, a session advisory lock or a WITH HOLD cursor.
+func sessionBound(q string) bool {
+	lx := lexer{s: q}
+	switch lx.word() {
+	case "create":
+		w := lx.word()
+		if w == "global" || w == "local" {
+			w = lx.word()
+		}
+		if w == "temp" || w == "temporary" {
+			return true
+		}
+	case "declare":
+		if containsFold(q, "with hold") {
+			return true
+		}
+	}
+	return containsFold(q, "advisory_lock")
+}
+
+// containsFold reports whether s contains the lower-case ASCII substr, ignoring case.
+func containsFold(s, substr string) bool {
+	n := len(substr)
+outer:
+	for i := 0; i+n <= len(s); i++ {
+		for j := 0; j < n; j++ {
+			c := s[i+j]
+			if 'A' <= c && c <= 'Z' {
+				c += 'a' - 'A'
+			}
+			if c != substr[j] {
+				continue outer
+			}
+		}
+		return true
+	}
+	return false
 }
 
 // word returns the next bare word in lower case, or "".

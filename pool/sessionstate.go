@@ -1,0 +1,174 @@
+package pool
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgproto3"
+
+	"github.com/cmlite/cmpool/protocol"
+)
+
+// Session state that outlives a transaction, in transaction and statement modes.
+//
+// Parameters PostgreSQL reports (TimeZone, application_name, …) follow the client through
+// ParameterStatus. For the others (search_path on PostgreSQL 15, work_mem, role, …) a
+// non-LOCAL SET or RESET is noticed by statement, and when the transaction that ran it
+// ends, cmpool reads the values back with current_setting before the server goes back to
+// the pool; they are then applied, like startup parameters, on any server the client uses.
+//
+// Temporary tables, session advisory locks and WITH HOLD cursors cannot follow a client
+// from server to server. cmpool warns the client, and resets the server with DISCARD ALL
+// before another client can get it, so nothing leaks.
+
+// queryTraits is what cmpool needs to know about a statement's text.
+type queryTraits struct {
+	track        []string // parameters it may change ("*" for RESET ALL)
+	sessionBound bool     // uses something that outlives the transaction on the server
+}
+
+// traitsOf inspects the first statement of a query.
+func traitsOf(q string) queryTraits {
+	var t queryTraits
+	switch kind, name := classifySQL(q); kind {
+	case sqlSet, sqlReset:
+		switch {
+		case name == "characteristics":
+			t.track = characteristicsParams
+		case name == "timezone" || name == "session_authorization":
+			// Reported by the server: ParameterStatus covers it.
+		default:
+			if _, reported := reportedParams[name]; !reported || name == "search_path" {
+				t.track = []string{name}
+			}
+		}
+	case sqlResetAll:
+		t.track = []string{"*"}
+	}
+	t.sessionBound = sessionBound(q)
+	return t
+}
+
+// applyTraits records a statement sent on l. The caller holds c.mu. It reports whether
+// the client should be warned now (the first session-bound statement of the lease).
+func (c *clientSession) applyTraits(l *lease, t queryTraits) (warn bool) {
+	if c.mode == ModeSession {
+		return false
+	}
+	for _, n := range t.track {
+		if n == "*" {
+			for k := range c.params {
+				if _, reported := reportedParams[strings.ToLower(k)]; !reported {
+					l.track = appendUnique(l.track, k)
+				}
+			}
+			l.track = appendUnique(l.track, "search_path")
+			continue
+		}
+		l.track = appendUnique(l.track, canonicalParamName(n))
+	}
+	if t.sessionBound && !l.resetNeeded {
+		l.resetNeeded = true
+		return true
+	}
+	return false
+}
+
+func appendUnique(list []string, s string) []string {
+	for _, x := range list {
+		if x == s {
+			return list
+		}
+	}
+	return append(list, s)
+}
+
+// warnSessionBound tells the client that what it just did will not outlive the
+// transaction. It is written between whole messages, under wmu.
+func (c *clientSession) warnSessionBound() {
+	n := pgproto3.NoticeResponse{
+		Severity: "WARNING", SeverityUnlocalized: "WARNING", Code: "01000",
+		Message: fmt.Sprintf("temporary tables, session advisory locks and WITH HOLD cursors do not outlive the transaction in %s pooling mode", c.mode),
+		Hint:    "cmpool resets the server connection when this transaction ends; use pool_mode = session for session state",
+	}
+	b, _ := n.Encode(nil)
+	c.wmu.Lock()
+	_, _ = c.w.Write(b)
+	_ = c.w.Flush()
+	c.wmu.Unlock()
+}
+
+// syncTracked reads back the parameters the lease's transactions changed, makes them the
+// client's, and only then ends the lease. The client goroutine waits meanwhile (the lease
+// is marked syncing), so nothing else is sent on the server. It reports whether the server
+// is still usable.
+func (c *clientSession) syncTracked(l *lease) bool {
+	names := l.track
+	var q strings.Builder
+	q.WriteString("SELECT ")
+	for i, n := range names {
+		if i > 0 {
+			q.WriteString(", ")
+		}
+		fmt.Fprintf(&q, "current_setting(%s, true)", quoteLiteral(n))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), c.srv.cfg.ServerConnectTimeout)
+	res, err := l.sc.exec(ctx, q.String())
+	cancel()
+	ok := err == nil && res.err == nil && len(res.row) == len(names) && l.sc.txStatus == 'I'
+
+	c.mu.Lock()
+	if ok {
+		params := maps.Clone(c.params)
+		for i, n := range names {
+			v := res.row[i]
+			if v == "" {
+				delete(params, n)
+				delete(l.sc.set, n)
+				continue
+			}
+			params[n] = v
+			l.sc.set[n] = v
+		}
+		c.params = params
+		c.paramsVersion++
+		l.sc.configuredFor, l.sc.configuredVersion = c, c.paramsVersion
+	} else {
+		c.log.Warn("could not read back session parameters", "error", err)
+	}
+	l.track = nil
+	l.syncing = false
+	if c.lease == l {
+		c.lease = nil
+	}
+	c.idle.Broadcast()
+	c.mu.Unlock()
+	return ok
+}
+
+// resetServer runs DISCARD ALL on a server whose transaction used session-bound features,
+// and forgets what cmpool knew of its state. It reports whether the server is usable.
+func resetServer(sc *serverConn, timeout time.Duration) bool {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	res, err := sc.exec(ctx, "DISCARD ALL")
+	if err != nil || res.err != nil || sc.txStatus != 'I' {
+		return false
+	}
+	sc.set = make(map[string]string)
+	sc.configuredFor = nil
+	sc.prepared.clear()
+	sc.unnamedOwner = nil
+	return true
+}
+
+// refuseListen is the error for LISTEN outside session mode.
+func (c *clientSession) refuseListen() *protocol.Error {
+	pe := protocol.NewError(protocol.CodeFeatureNotSupported,
+		fmt.Sprintf("LISTEN is not supported in %s pooling mode: notifications would reach whichever client next uses the server", c.mode))
+	pe.Hint = "listen on a connection with pool_mode = session, or connect directly"
+	return pe
+}
