@@ -84,6 +84,17 @@ func TestPgbenchPrepared(t *testing.T) {
 		require.NoError(t, err, string(out))
 		require.Contains(t, string(out), "number of transactions actually processed: 2000/2000", string(out))
 	}
+	// Clients share server preparations: far fewer Parses reach the servers than clients send.
+	var ps pool.PoolStat
+	for _, s := range p.Server.Stat().Pools {
+		if s.Database == "benchprep" {
+			ps = s
+		}
+	}
+	require.Positive(t, ps.ClientParses)
+	require.Positive(t, ps.Binds)
+	require.Less(t, ps.ServerParses, ps.ClientParses/2, "%+v", ps)
+	t.Logf("prepared-statement counters: %+v", ps)
 }
 
 func TestPreparedStatementErrors(t *testing.T) {

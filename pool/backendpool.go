@@ -25,6 +25,7 @@ type backendPool struct {
 	minSize     int
 	idleTimeout time.Duration
 	lifetime    time.Duration
+	counters    poolCounters
 
 	stopOnce sync.Once
 	stop     chan struct{}

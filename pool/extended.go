@@ -33,8 +33,10 @@ func (c *clientSession) planExtendedMsg(l *lease, msg []byte, out []byte) ([]byt
 	typ, body := msg[0], msg[protocol.HeaderLen:]
 	sc := l.sc
 	seg := l.sentSeq
+	counters := &c.pool.counters
 	switch typ {
 	case 'P':
+		counters.clientParses.Add(1)
 		name, query, types, ok := parseParse(body)
 		if !ok {
 			return out, nil, errMalformed
@@ -47,6 +49,7 @@ func (c *clientSession) planExtendedMsg(l *lease, msg []byte, out []byte) ([]byt
 			c.unnamedTraits = traitsOf(string(query))
 			sc.unnamedOwner, sc.unnamedGen = c, c.unnamedGen
 			l.parses.push(inflight{action: replyForward, segment: seg})
+			counters.serverParses.Add(1)
 			return append(out, msg...), nil, nil
 		}
 		if existing := c.stmts[string(name)]; existing != nil {
@@ -65,9 +68,11 @@ func (c *clientSession) planExtendedMsg(l *lease, msg []byte, out []byte) ([]byt
 		}
 		out = c.evictFor(l, stmt, out)
 		l.parses.push(inflight{action: replyForward, segment: seg, stmt: stmt, client: cname})
+		counters.serverParses.Add(1)
 		return append(out, stmt.parse...), nil, nil
 
 	case 'B':
+		counters.binds.Add(1)
 		portal, rest, ok := cstring(body)
 		if !ok {
 			return out, nil, errMalformed
@@ -175,6 +180,7 @@ func (c *clientSession) answerDeferred(sync bool) error {
 			break
 		}
 		c.stmts[string(name)] = c.srv.stmts.get(string(query), types)
+		c.pool.counters.clientParses.Add(1)
 		out = append(out, parseCompleteMsg...)
 	}
 	c.mu.Unlock()
@@ -228,6 +234,7 @@ func (c *clientSession) ensureUnnamed(l *lease, out []byte) []byte {
 	}
 	sc.unnamedOwner, sc.unnamedGen = c, c.unnamedGen
 	l.parses.push(inflight{action: replyHide, segment: l.sentSeq})
+	c.pool.counters.serverParses.Add(1)
 	return append(out, c.unnamed...)
 }
 
@@ -238,6 +245,7 @@ func (c *clientSession) ensurePrepared(l *lease, stmt *preparedStmt, out []byte)
 	}
 	out = c.evictFor(l, stmt, out)
 	l.parses.push(inflight{action: replyHide, segment: l.sentSeq, stmt: stmt})
+	c.pool.counters.serverParses.Add(1)
 	return append(out, stmt.parse...)
 }
 

@@ -1,0 +1,76 @@
+package pool
+
+import (
+	"sort"
+	"sync/atomic"
+	"time"
+)
+
+// Stat is a snapshot of a Server.
+type Stat struct {
+	// Clients is the number of client connections open now.
+	Clients int
+	// PreparedStatements is the number of distinct statements (text and parameter types)
+	// that clients have prepared, each with one server-side name.
+	PreparedStatements int
+	// Pools has one entry per (database, user, backend) pool, sorted by database and user.
+	Pools []PoolStat
+}
+
+// PoolStat describes one pool of server connections.
+type PoolStat struct {
+	Database string
+	User     string
+	Mode     Mode
+	// Server connections: open in all, idle, lent to a client, and the most allowed.
+	Servers, IdleServers, ActiveServers, MaxServers int
+	// Acquires counts server connections lent; Waits counts those a client had to wait
+	// for, and WaitTime is the time spent waiting.
+	Acquires, Waits int64
+	WaitTime        time.Duration
+	// ClientParses counts Parse messages from clients; ServerParses counts Parses sent to
+	// servers (first preparations and replays); Binds counts Bind messages.
+	ClientParses, ServerParses, Binds int64
+}
+
+// poolCounters are a pool's prepared-statement counters.
+type poolCounters struct {
+	clientParses, serverParses, binds atomic.Int64
+}
+
+// Stat returns a snapshot of the server's pools.
+func (s *Server) Stat() Stat {
+	s.mu.Lock()
+	pools := make([]*backendPool, 0, len(s.pools))
+	for _, bp := range s.pools {
+		pools = append(pools, bp)
+	}
+	s.mu.Unlock()
+	st := Stat{Clients: int(s.nClients.Load()), PreparedStatements: s.stmts.Len()}
+	for _, bp := range pools {
+		ps := bp.p.Stat()
+		st.Pools = append(st.Pools, PoolStat{
+			Database:      bp.key.database,
+			User:          bp.key.user,
+			Mode:          bp.mode,
+			Servers:       int(ps.TotalResources()),
+			IdleServers:   int(ps.IdleResources()),
+			ActiveServers: int(ps.AcquiredResources()),
+			MaxServers:    int(ps.MaxResources()),
+			Acquires:      ps.AcquireCount(),
+			Waits:         ps.EmptyAcquireCount(),
+			WaitTime:      ps.EmptyAcquireWaitTime(),
+			ClientParses:  bp.counters.clientParses.Load(),
+			ServerParses:  bp.counters.serverParses.Load(),
+			Binds:         bp.counters.binds.Load(),
+		})
+	}
+	sort.Slice(st.Pools, func(i, j int) bool {
+		a, b := st.Pools[i], st.Pools[j]
+		if a.Database != b.Database {
+			return a.Database < b.Database
+		}
+		return a.User < b.User
+	})
+	return st
+}
