@@ -92,8 +92,15 @@ type lease struct {
 	syncing     bool        // the relay is reading them back; the client goroutine waits
 	resetNeeded bool        // session-bound features were used: DISCARD ALL before reuse
 	abandoned   bool        // the client is gone; the relay must destroy the server
-	stopping    bool        // the client goroutine wants the relay to stop without closing
-	destroyed   bool        // the relay destroyed the server; set before done is closed
+	// The current Sync segment, kept for a retry (retry.go). Guarded by mu.
+	seg                     []byte
+	segOK, segDone, retried bool
+	// Relay-owned: whether the segment being answered has sent the client anything, and
+	// an error held back for a retry.
+	answered  bool
+	heldErr   []byte
+	stopping  bool // the client goroutine wants the relay to stop without closing
+	destroyed bool // the relay destroyed the server; set before done is closed
 	// wmu is held while the client goroutine writes to the server, so the relay can wait
 	// for a write in progress before giving the server to someone else.
 	wmu sync.Mutex
@@ -473,7 +480,7 @@ func (c *clientSession) loop(ctx context.Context) error {
 		// The messages cmpool may answer or rewrite are read whole; the rest stream.
 		var msg []byte
 		switch fr.Type {
-		case 'Q', 'P', 'B', 'D', 'C':
+		case 'Q', 'P', 'B', 'D', 'C', 'E':
 			if msg, err = c.fr.Message(); err != nil {
 				return err
 			}
@@ -533,6 +540,7 @@ func (c *clientSession) loop(ctx context.Context) error {
 		if err := c.sendDeferred(l); err != nil {
 			return err
 		}
+		c.recordForRetry(l, fr.Type, msg)
 		if err := c.send(l, msg); err != nil {
 			return err
 		}
@@ -610,7 +618,7 @@ func (c *clientSession) acquire(ctx context.Context) (*lease, error) {
 
 // startLease makes res this client's server and starts its relay goroutine.
 func (c *clientSession) startLease(res *puddle.Resource[*serverConn]) *lease {
-	l := &lease{res: res, sc: res.Value(), done: make(chan struct{})}
+	l := &lease{res: res, sc: res.Value(), done: make(chan struct{}), segDone: true}
 	c.mu.Lock()
 	c.lease = l
 	c.mu.Unlock()
@@ -754,6 +762,16 @@ func (c *clientSession) relayOne(l *lease, fr protocol.Frame) (relayStep, byte, 
 			return stepFailed, 0, fmt.Errorf("malformed ReadyForQuery: %v", err)
 		}
 		status := msg[5]
+		if len(l.heldErr) > 0 {
+			if c.retrySegment(l, status) {
+				return stepContinue, 0, nil
+			}
+			if _, err := c.w.Write(l.heldErr); err != nil {
+				return stepClientGone, 0, nil
+			}
+			l.heldErr = l.heldErr[:0]
+		}
+		l.answered = false
 		if c.mode == ModeStatement && status != 'I' {
 			return stepTransactionBlock, status, nil
 		}
@@ -788,6 +806,9 @@ func (c *clientSession) relayOne(l *lease, fr protocol.Frame) (relayStep, byte, 
 			out = c.replyCloseComplete(l, msg)
 		default:
 			out = c.replyError(l, msg)
+			if c.holdForRetry(l, out) {
+				out = nil
+			}
 		}
 	default:
 		if err := sc.fr.Forward(c.w); err != nil {
@@ -801,6 +822,9 @@ func (c *clientSession) relayOne(l *lease, fr protocol.Frame) (relayStep, byte, 
 		if _, err := c.w.Write(out); err != nil {
 			return stepClientGone, 0, nil
 		}
+	}
+	if out != nil || fr.Type != '1' && fr.Type != '3' && fr.Type != 'E' {
+		l.answered = true
 	}
 	if sc.fr.Buffered() == 0 {
 		if err := c.w.Flush(); err != nil {

@@ -200,6 +200,7 @@ func (c *clientSession) sendDeferred(l *lease) error {
 		c.mu.Lock()
 		l.account('P')
 		c.mu.Unlock()
+		c.recordForRetry(l, 'P', msg)
 		if err := c.send(l, msg); err != nil {
 			return err
 		}

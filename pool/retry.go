@@ -1,0 +1,120 @@
+package pool
+
+import (
+	"bytes"
+	"encoding/binary"
+
+	"github.com/cmlite/cmpool/protocol"
+)
+
+// Retrying a statement whose cached plan went stale.
+//
+// After DDL changes a prepared statement's result type, the server fails its next Bind
+// with 0A000 "cached plan must not change result type". cmpool renews the statement's
+// server-side name (see replyError) and, when it is safe, replays the client's request
+// once, hiding the first failure:
+//   - the failed Sync segment held only extended-protocol messages, at most
+//     maxRetrySegment bytes, and the client sent nothing after its Sync;
+//   - the server was idle when the segment began (no explicit transaction to break);
+//   - nothing of the segment's replies had reached the client yet;
+//   - the segment has a Describe, so the client learns the new row shape from the replay.
+//     A client that skips Describe trusts a row description it cached (pgx's default
+//     mode does): it must see the error, or it would read rows of the new shape with the
+//     old description.
+// Otherwise the client gets the error, and its next execution prepares afresh.
+
+// maxRetrySegment bounds the copy of a Sync segment kept for a retry.
+const maxRetrySegment = 16 << 10
+
+// recordForRetry keeps a copy of the client's extended-protocol messages of the current
+// Sync segment. It runs on the client goroutine for every message sent on l.
+func (c *clientSession) recordForRetry(l *lease, typ byte, msg []byte) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	switch typ {
+	case 'S':
+		l.segDone = true
+		return
+	case 'P', 'B', 'D', 'E', 'C':
+		if l.segDone {
+			l.seg, l.segDone, l.segOK = l.seg[:0], false, l.pending == 0 && l.sc.txStatus == 'I'
+		}
+		if l.segOK && msg != nil && len(l.seg)+len(msg) <= maxRetrySegment {
+			l.seg = append(l.seg, msg...)
+		} else {
+			l.segOK = false
+		}
+	case 'H':
+	default:
+		l.segOK, l.segDone = false, true
+	}
+}
+
+// holdForRetry decides, at an ErrorResponse, whether to hide it and replay the segment
+// at its ReadyForQuery. It runs on the relay.
+func (c *clientSession) holdForRetry(l *lease, msg []byte) bool {
+	if !bytes.Contains(msg, cachedPlanChanged) || l.answered {
+		return false
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !l.segOK || !l.segDone || l.retried || l.unsynced || l.sentSeq != l.recvSeq+1 || !hasDescribe(l.seg) {
+		return false
+	}
+	l.retried = true
+	l.heldErr = append(l.heldErr[:0], msg...)
+	return true
+}
+
+// retrySegment replays the held segment at the ReadyForQuery that closed its failure. It
+// reports false when the client sent more meanwhile: then the held error goes out and the
+// ReadyForQuery is handled as usual.
+func (c *clientSession) retrySegment(l *lease, status byte) bool {
+	c.mu.Lock()
+	if status != 'I' || l.unsynced || l.sentSeq != l.recvSeq+1 {
+		c.mu.Unlock()
+		return false
+	}
+	l.recvSeq++ // the failed segment is answered; its replay is a new one
+	l.syncing = true
+	var out []byte
+	for b := l.seg; len(b) >= protocol.HeaderLen; {
+		n := frameLen(b)
+		out, _, _ = c.planExtended(l, b[:n], out)
+		b = b[n:]
+	}
+	out = append(out, 'S', 0, 0, 0, 4)
+	l.sentSeq++
+	c.mu.Unlock()
+
+	l.wmu.Lock()
+	_, _ = l.sc.w.Write(out)
+	err := l.sc.w.Flush()
+	l.wmu.Unlock()
+
+	c.mu.Lock()
+	l.syncing = false
+	c.idle.Broadcast()
+	c.mu.Unlock()
+	l.heldErr = l.heldErr[:0]
+	if err != nil {
+		c.log.Debug("retry write failed", "error", err)
+	}
+	return true
+}
+
+// hasDescribe reports whether a run of whole messages includes a Describe.
+func hasDescribe(b []byte) bool {
+	for len(b) >= protocol.HeaderLen {
+		if b[0] == 'D' {
+			return true
+		}
+		b = b[frameLen(b):]
+	}
+	return false
+}
+
+// frameLen is the length of the whole message at the start of b.
+func frameLen(b []byte) int {
+	return 1 + int(binary.BigEndian.Uint32(b[1:5]))
+}
