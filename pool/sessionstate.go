@@ -47,6 +47,11 @@ func traitsOf(q string) queryTraits {
 		}
 	case sqlResetAll:
 		t.track = []string{"*"}
+	case sqlListen, sqlPrepare:
+		// Refused as simple queries; through the extended protocol they reach the server,
+		// so the server is reset before anyone else gets it.
+		t.sessionBound = true
+		return t
 	}
 	t.sessionBound = sessionBound(q)
 	return t

@@ -32,14 +32,15 @@ type settings struct {
 	LogLevel        slog.Level `toml:"log_level"`
 
 	// File-only keys, named after PgBouncer's settings.
-	MinPoolSize          count    `toml:"min_pool_size"`
-	ServerIdleTimeout    duration `toml:"server_idle_timeout"`
-	ServerLifetime       duration `toml:"server_lifetime"`
-	ServerConnectTimeout duration `toml:"server_connect_timeout"`
-	QueryWaitTimeout     duration `toml:"query_wait_timeout"`
-	ClientLoginTimeout   duration `toml:"client_login_timeout"`
-	ServerResetQuery     string   `toml:"server_reset_query"`
-	MaxPacketSize        count    `toml:"max_packet_size"`
+	MinPoolSize           count    `toml:"min_pool_size"`
+	ServerIdleTimeout     duration `toml:"server_idle_timeout"`
+	ServerLifetime        duration `toml:"server_lifetime"`
+	ServerConnectTimeout  duration `toml:"server_connect_timeout"`
+	QueryWaitTimeout      duration `toml:"query_wait_timeout"`
+	ClientLoginTimeout    duration `toml:"client_login_timeout"`
+	ServerResetQuery      string   `toml:"server_reset_query"`
+	MaxPacketSize         count    `toml:"max_packet_size"`
+	MaxPreparedStatements count    `toml:"max_prepared_statements"`
 
 	Databases map[string]databaseSettings `toml:"databases"`
 }
@@ -241,22 +242,23 @@ func (s *settings) checkDurations() error {
 // poolConfig returns the pool.Config these settings describe.
 func (s *settings) poolConfig(logger *slog.Logger) pool.Config {
 	cfg := pool.Config{
-		Listen:               s.Listen,
-		Primary:              s.Primary,
-		Replicas:             s.Replicas,
-		PoolMode:             pool.Mode(s.PoolMode),
-		DefaultPoolSize:      int(s.DefaultPoolSize),
-		MinPoolSize:          int(s.MinPoolSize),
-		MaxClientConn:        int(s.MaxClientConn),
-		ServerIdleTimeout:    s.ServerIdleTimeout.d,
-		ServerLifetime:       s.ServerLifetime.d,
-		ServerConnectTimeout: s.ServerConnectTimeout.d,
-		QueryWaitTimeout:     s.QueryWaitTimeout.d,
-		ClientLoginTimeout:   s.ClientLoginTimeout.d,
-		ServerResetQuery:     s.ServerResetQuery,
-		MaxPacketSize:        int(s.MaxPacketSize),
-		AuthFile:             s.AuthFile,
-		Logger:               logger,
+		Listen:                s.Listen,
+		Primary:               s.Primary,
+		Replicas:              s.Replicas,
+		PoolMode:              pool.Mode(s.PoolMode),
+		DefaultPoolSize:       int(s.DefaultPoolSize),
+		MinPoolSize:           int(s.MinPoolSize),
+		MaxClientConn:         int(s.MaxClientConn),
+		ServerIdleTimeout:     s.ServerIdleTimeout.d,
+		ServerLifetime:        s.ServerLifetime.d,
+		ServerConnectTimeout:  s.ServerConnectTimeout.d,
+		QueryWaitTimeout:      s.QueryWaitTimeout.d,
+		ClientLoginTimeout:    s.ClientLoginTimeout.d,
+		ServerResetQuery:      s.ServerResetQuery,
+		MaxPacketSize:         int(s.MaxPacketSize),
+		MaxPreparedStatements: int(s.MaxPreparedStatements),
+		AuthFile:              s.AuthFile,
+		Logger:                logger,
 	}
 	if len(s.Databases) > 0 {
 		cfg.Databases = make(map[string]pool.Database, len(s.Databases))

@@ -270,25 +270,27 @@ query_wait_timeout = "45"
 client_login_timeout = "10s"
 server_reset_query = "DISCARD ALL; RESET ROLE"
 max_packet_size = 16777216
+max_prepared_statements = 50
 `)
 	s, err := loadConfig([]string{"--config", file}, envMap{}.get)
 	require.NoError(t, err)
 	logger := slog.New(slog.DiscardHandler)
 	require.Equal(t, pool.Config{
-		Listen:               "127.0.0.1:6432",
-		Primary:              "postgres://p/db",
-		PoolMode:             pool.ModeTransaction,
-		DefaultPoolSize:      20,
-		MinPoolSize:          3,
-		MaxClientConn:        1000,
-		ServerIdleTimeout:    30 * time.Second,
-		ServerLifetime:       1800 * time.Second,
-		ServerConnectTimeout: 2500 * time.Millisecond,
-		QueryWaitTimeout:     45 * time.Second,
-		ClientLoginTimeout:   10 * time.Second,
-		ServerResetQuery:     "DISCARD ALL; RESET ROLE",
-		MaxPacketSize:        16777216,
-		Logger:               logger,
+		Listen:                "127.0.0.1:6432",
+		Primary:               "postgres://p/db",
+		PoolMode:              pool.ModeTransaction,
+		DefaultPoolSize:       20,
+		MinPoolSize:           3,
+		MaxClientConn:         1000,
+		ServerIdleTimeout:     30 * time.Second,
+		ServerLifetime:        1800 * time.Second,
+		ServerConnectTimeout:  2500 * time.Millisecond,
+		QueryWaitTimeout:      45 * time.Second,
+		ClientLoginTimeout:    10 * time.Second,
+		ServerResetQuery:      "DISCARD ALL; RESET ROLE",
+		MaxPacketSize:         16777216,
+		MaxPreparedStatements: 50,
+		Logger:                logger,
 	}, s.poolConfig(logger))
 }
 

@@ -29,6 +29,14 @@ func main() {
 	// Buffered for two: the first signal starts a graceful shutdown, the second cuts it short.
 	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	// PgBouncer reloads on SIGHUP; cmpool cannot reload yet, and must not die of it.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	go func() {
+		for range hup {
+			fmt.Fprintln(os.Stderr, "cmpool: SIGHUP ignored: configuration reload is not supported yet")
+		}
+	}()
 	os.Exit(run(os.Args[1:], os.Getenv, os.Stdout, os.Stderr, sigs))
 }
 
@@ -102,7 +110,8 @@ the --config file):
 The TOML file takes the same names in snake_case (listen, primary, replicas, pool_mode,
 default_pool_size, max_client_conn, metrics_listen, auth_file, log_level), PgBouncer's
 min_pool_size, server_idle_timeout, server_lifetime, server_connect_timeout,
-query_wait_timeout, client_login_timeout, server_reset_query and max_packet_size, and
+query_wait_timeout, client_login_timeout, server_reset_query, max_packet_size and
+max_prepared_statements, and
 [databases.NAME] sections with url, dbname, user, password, pool_size and pool_mode.
 Durations are Go durations ("2s", "500ms") or a bare number of seconds.
 `)
