@@ -1044,6 +1044,12 @@ func (c *clientSession) endLease() {
 		c.mu.Unlock()
 		return
 	}
+	if l.syncing {
+		// The relay is ending this lease itself (reading parameters back): let it.
+		c.mu.Unlock()
+		<-l.done
+		return
+	}
 	c.lease = nil
 	clean := l.pending == 0 && !l.unsynced && l.sc.txStatus == 'I'
 	if clean {
