@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/stretchr/testify/require"
 
 	"github.com/cmlite/cmpool/integration"
@@ -73,4 +74,32 @@ func connect(t *testing.T, url string, mode pgx.QueryExecMode) *pgx.Conn {
 // direct connects to the primary without the proxy.
 func direct(t *testing.T, c *integration.Cluster) *pgx.Conn {
 	return connect(t, c.Primary.URL("", ""), pgx.QueryExecModeSimpleProtocol)
+}
+
+// pipelineOutcomes reads a pipeline's results up to its syncs-th Sync: "" for a
+// statement that succeeded, its SQLSTATE for one that failed, "prepared" for a prepared
+// statement, "sync" for each Sync.
+func pipelineOutcomes(t *testing.T, pl *pgconn.Pipeline, syncs int) []string {
+	t.Helper()
+	var out []string
+	for syncs > 0 {
+		res, err := pl.GetResults()
+		if err != nil {
+			out = append(out, pgCode(err))
+			continue
+		}
+		switch r := res.(type) {
+		case nil:
+			t.Fatalf("pipeline ended before %d more syncs: %v", syncs, out)
+		case *pgconn.ResultReader:
+			_, err := r.Close()
+			out = append(out, pgCode(err))
+		case *pgconn.StatementDescription:
+			out = append(out, "prepared")
+		case *pgconn.PipelineSync:
+			out = append(out, "sync")
+			syncs--
+		}
+	}
+	return out
 }

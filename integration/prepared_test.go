@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/stretchr/testify/require"
 
 	"github.com/cmlite/cmpool/pool"
@@ -248,29 +247,7 @@ func TestPreparedStatementsInPipelineWithError(t *testing.T) {
 	pl.SendQueryPrepared("known", [][]byte{[]byte("not-an-int")}, nil, nil)
 	pl.SendPrepare("p_skipped", "select 'skipped'::text", nil)
 	require.NoError(t, pl.Sync())
-	var errCodes []string
-	for {
-		res, err := pl.GetResults()
-		if err != nil {
-			errCodes = append(errCodes, pgCode(err))
-			continue
-		}
-		if res == nil {
-			break
-		}
-		switch r := res.(type) {
-		case *pgconn.ResultReader:
-			_, err := r.Close()
-			errCodes = append(errCodes, pgCode(err))
-		case *pgconn.StatementDescription:
-			errCodes = append(errCodes, "prepared")
-		case *pgconn.PipelineSync:
-			errCodes = append(errCodes, "sync")
-		}
-		if _, ok := res.(*pgconn.PipelineSync); ok {
-			break
-		}
-	}
+	errCodes := pipelineOutcomes(t, pl, 1)
 	_ = pl.Close()
 	require.Equal(t, "prepared,22P02,sync", strings.Join(errCodes, ","))
 

@@ -93,24 +93,7 @@ func TestPipelineWithErrorInTheMiddle(t *testing.T) {
 	pl.SendQueryParams("insert into pipe values (3)", nil, nil, nil, nil)
 	require.NoError(t, pl.Sync())
 
-	var errs []string
-	for {
-		res, err := pl.GetResults()
-		if err != nil {
-			errs = append(errs, pgCode(err))
-			continue
-		}
-		if res == nil {
-			break
-		}
-		switch r := res.(type) {
-		case *pgconn.ResultReader:
-			_, err := r.Close()
-			errs = append(errs, pgCode(err))
-		case *pgconn.PipelineSync:
-			errs = append(errs, "sync")
-		}
-	}
+	errs := pipelineOutcomes(t, pl, 2)
 	require.NoError(t, pl.Close())
 	// The first batch failed as a unit at the second statement; the third statement was
 	// skipped; the second batch ran.

@@ -112,6 +112,9 @@ type lease struct {
 
 const clientBufSize = 8 * 1024
 
+// readyIdle is ReadyForQuery with status idle.
+var readyIdle = protocol.AppendReadyForQuery(nil, 'I')
+
 // ignoredStartupParams are startup parameters that are not session settings.
 var ignoredStartupParams = map[string]bool{
 	"user": true, "database": true, "options": true, "replication": true,
@@ -459,22 +462,17 @@ func (c *clientSession) loop(ctx context.Context) error {
 		}
 
 		if c.discarding {
-			if fr.Type != 'S' && fr.Type != 'Q' {
-				if err := c.fr.Skip(); err != nil {
-					return err
-				}
-				continue
+			// As a server does after an error in an extended-protocol batch.
+			if err := c.fr.Skip(); err != nil {
+				return err
 			}
-			c.discarding = false
 			if fr.Type == 'S' {
-				if err := c.fr.Skip(); err != nil {
+				c.discarding = false
+				if err := c.writeLocal(readyIdle); err != nil {
 					return err
 				}
-				if err := c.writeLocal(protocol.AppendReadyForQuery(nil, 'I')); err != nil {
-					return err
-				}
-				continue
 			}
+			continue
 		}
 
 		// The messages cmpool may answer or rewrite are read whole; the rest stream.
@@ -511,7 +509,7 @@ func (c *clientSession) loop(ctx context.Context) error {
 				if err := c.fr.Skip(); err != nil {
 					return err
 				}
-				if err := c.writeLocal(protocol.AppendReadyForQuery(nil, 'I')); err != nil {
+				if err := c.writeLocal(readyIdle); err != nil {
 					return err
 				}
 				continue
