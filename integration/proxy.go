@@ -29,17 +29,13 @@ func (p *Proxy) URL(database, user string) string {
 	return fmt.Sprintf("postgres://%s@%s/%s?sslmode=disable", user, p.Addr, database)
 }
 
-// StartProxy starts cmpool with cfg in front of the cluster: Primary and Replicas default
-// to the cluster's nodes when empty. The proxy is shut down with t.Cleanup.
+// StartProxy starts cmpool with cfg in front of the cluster: Primary defaults to the
+// cluster's primary. Replicas are used only when cfg names them (see ReplicaURLs). The
+// proxy is shut down with t.Cleanup.
 func StartProxy(t testing.TB, c *Cluster, cfg pool.Config) *Proxy {
 	t.Helper()
 	if cfg.Primary == "" {
 		cfg.Primary = c.Primary.URL("", "")
-		if len(cfg.Replicas) == 0 {
-			for _, r := range c.Replicas {
-				cfg.Replicas = append(cfg.Replicas, r.URL("", ""))
-			}
-		}
 	}
 	p, err := ServeProxy(cfg)
 	if err != nil {
@@ -77,4 +73,13 @@ func (p *Proxy) Close(ctx context.Context) error {
 		return serr
 	}
 	return err
+}
+
+// ReplicaURLs returns the URLs of the cluster's replicas, for pool.Config.Replicas.
+func (c *Cluster) ReplicaURLs() []string {
+	urls := make([]string, 0, len(c.Replicas))
+	for _, r := range c.Replicas {
+		urls = append(urls, r.URL("", ""))
+	}
+	return urls
 }

@@ -22,6 +22,7 @@ import (
 	"github.com/jackc/puddle/v2"
 
 	"github.com/cmlite/cmpool/protocol"
+	"github.com/cmlite/cmpool/router"
 )
 
 // clientSession is one client connection. Its goroutine reads client messages and
@@ -66,6 +67,11 @@ type clientSession struct {
 	evicted  []*preparedStmt // scratch for evictFor
 	out      []byte          // scratch for rewritten messages
 
+	// Routing: cmpool.route for the session and for the next transaction only, and the
+	// WAL positions this client's reads must see. Guarded by mu.
+	route, routeOnce     string
+	lastWriteLSN, minLSN router.LSN
+
 	mu      sync.Mutex
 	idle    *sync.Cond  // on mu; signalled at every ReadyForQuery
 	lease   *lease      // the server held now, or nil
@@ -78,8 +84,14 @@ type clientSession struct {
 
 // lease is one loan of a server connection to a client.
 type lease struct {
-	res *puddle.Resource[*serverConn]
-	sc  *serverConn
+	pool *backendPool
+	res  *puddle.Resource[*serverConn]
+	sc   *serverConn
+	// replica is the replica set index the lease reads from, or -1 on the primary.
+	replica int
+	// needLSN: the lease may have written on the primary; its commit position is read
+	// before it ends, for read-your-writes.
+	needLSN bool
 	// Guarded by clientSession.mu:
 	pending     int    // Query/Sync/FunctionCall sent whose ReadyForQuery has not come back
 	unsynced    bool   // extended-protocol messages sent since the last Sync
@@ -267,9 +279,22 @@ func (c *clientSession) startup(ctx context.Context) error {
 			params[canonicalParamName(k)] = v
 		}
 	}
+	c.route = routeAuto
+	if r, ok := params["cmpool.route"]; ok {
+		delete(params, "cmpool.route")
+		switch r = strings.ToLower(r); r {
+		case routeAuto, routePrimary, routeReplica:
+			c.route = r
+		default:
+			return protocol.NewFatal("22023", fmt.Sprintf("invalid value for cmpool.route: %q (want primary, replica or auto)", r))
+		}
+	}
+	if r := c.srv.cfg.Databases[c.database].Route; r != "" {
+		c.route = r
+	}
 	c.params = params
 
-	bp, err := c.srv.poolFor(c.database, c.user)
+	bp, err := c.srv.poolFor(c.database, c.user, backendPrimary)
 	if err != nil {
 		return protocol.NewFatal(protocol.CodeInvalidCatalogName, err.Error())
 	}
@@ -329,7 +354,7 @@ func (c *clientSession) startup(ctx context.Context) error {
 		return err
 	}
 	if c.mode == ModeSession {
-		c.startLease(res)
+		c.startLease(bp, res)
 	} else {
 		bp.release(res)
 	}
@@ -484,7 +509,11 @@ func (c *clientSession) loop(ctx context.Context) error {
 			}
 		}
 		if fr.Type == 'Q' {
-			if handled, err := c.simpleCommand(msg); handled || err != nil {
+			handled, err := c.proxyCommand(string(msg[protocol.HeaderLen : len(msg)-1]))
+			if !handled && err == nil {
+				handled, err = c.simpleCommand(msg)
+			}
+			if handled || err != nil {
 				if err != nil {
 					return err
 				}
@@ -520,7 +549,7 @@ func (c *clientSession) loop(ctx context.Context) error {
 				}
 				continue
 			}
-			l, err = c.acquire(ctx)
+			l, err = c.acquire(ctx, fr.Type, msg)
 			if err != nil {
 				var pe *protocol.Error
 				if !errors.As(err, &pe) || pe.Fatal() {
@@ -584,23 +613,40 @@ func (c *clientSession) isClosing() bool { return c.closing.Load() }
 
 // acquire gets a server for the next request, makes its parameters match this client's
 // and starts the relay.
-func (c *clientSession) acquire(ctx context.Context) (*lease, error) {
+func (c *clientSession) acquire(ctx context.Context, typ byte, msg []byte) (*lease, error) {
+	backend, replica, mayWrite := c.routeFor(ctx, typ, msg)
 	for attempt := 0; ; attempt++ {
-		res := c.pool.tryAcquire(ctx)
+		bp, err := c.poolAt(backend)
+		if err != nil {
+			return nil, c.acquireError(err, false)
+		}
+		res := bp.tryAcquire(ctx)
 		if res == nil {
 			actx, cancel := c.waitContext(ctx)
-			var err error
-			res, err = c.pool.acquire(actx)
+			res, err = bp.acquire(actx)
 			cancel()
+			if err != nil && replica >= 0 && !errors.Is(err, context.DeadlineExceeded) {
+				// The replica is unreachable: ban it and take the primary.
+				c.srv.replicas.Ban(replica, err)
+				c.srv.replicas.Done(replica)
+				backend, replica, mayWrite = backendPrimary, -1, true
+				continue
+			}
 			if err != nil {
+				if replica >= 0 {
+					c.srv.replicas.Done(replica)
+				}
 				return nil, c.acquireError(err, false)
 			}
 		}
-		err := c.applyParams(ctx, res.Value())
+		err = c.applyParams(ctx, res.Value())
 		if err != nil {
 			var pe *protocol.Error
 			if errors.As(err, &pe) {
-				c.pool.release(res)
+				bp.release(res)
+				if replica >= 0 {
+					c.srv.replicas.Done(replica)
+				}
 				pe.Severity = protocol.SeverityError
 				return nil, pe
 			}
@@ -608,15 +654,21 @@ func (c *clientSession) acquire(ctx context.Context) (*lease, error) {
 			if attempt < 2 {
 				continue
 			}
+			if replica >= 0 {
+				c.srv.replicas.Done(replica)
+			}
 			return nil, c.acquireError(err, false)
 		}
-		return c.startLease(res), nil
+		l := c.startLease(bp, res)
+		l.replica = replica
+		l.needLSN = mayWrite && backend == backendPrimary && c.srv.replicas != nil && c.srv.cfg.Consistency != "eventual"
+		return l, nil
 	}
 }
 
 // startLease makes res this client's server and starts its relay goroutine.
-func (c *clientSession) startLease(res *puddle.Resource[*serverConn]) *lease {
-	l := &lease{res: res, sc: res.Value(), done: make(chan struct{}), segDone: true}
+func (c *clientSession) startLease(bp *backendPool, res *puddle.Resource[*serverConn]) *lease {
+	l := &lease{pool: bp, res: res, sc: res.Value(), done: make(chan struct{}), segDone: true, replica: -1}
 	c.mu.Lock()
 	c.lease = l
 	c.mu.Unlock()
@@ -899,7 +951,8 @@ func (c *clientSession) endsLease(l *lease, status byte) (end, dead bool) {
 	if l.pending > 0 || l.unsynced || c.lease != l {
 		return false, false
 	}
-	if len(l.track) > 0 {
+	c.routeOnce = ""
+	if len(l.track) > 0 || l.needLSN {
 		// The lease ends after syncTracked has read the parameters back.
 		l.syncing = true
 	} else {
@@ -918,6 +971,9 @@ func (c *clientSession) finishLease(l *lease) {
 	//lint:ignore SA2001 waiting for the writer to finish is the point
 	l.wmu.Unlock()
 	l.cancels.Wait()
+	if l.replica >= 0 {
+		c.srv.replicas.Done(l.replica)
+	}
 	if l.syncing && !c.syncTracked(l) {
 		l.res.Destroy()
 		return
@@ -939,7 +995,7 @@ func (c *clientSession) finishLease(l *lease) {
 		l.sc.prepared.clear()
 		l.sc.unnamedOwner = nil
 	}
-	c.pool.release(l.res)
+	l.pool.release(l.res)
 }
 
 // refuseTransactionBlock handles a transaction left open in statement mode. The

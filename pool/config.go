@@ -42,8 +42,39 @@ type Config struct {
 	// database and user come from each client unless a Databases entry says otherwise.
 	Primary string
 
-	// Replicas are connection URLs of streaming replicas. Empty means no replicas.
+	// Replicas are connection URLs of streaming replicas. Empty means no replicas, and
+	// every query goes to the primary. With replicas, reads are routed to them in
+	// transaction and statement modes (see docs/routing.md).
 	Replicas []string
+
+	// Balance picks among usable replicas: "round_robin", "random" or
+	// "least_outstanding". Empty means round_robin.
+	Balance string
+
+	// MaxReplicaLagBytes skips replicas further behind the primary than this many bytes
+	// of WAL. Zero means no byte limit.
+	MaxReplicaLagBytes int64
+
+	// MaxReplicaLag skips replicas whose replay is older than this while they are behind.
+	// Zero means no time limit.
+	MaxReplicaLag time.Duration
+
+	// ReplicaCheckInterval is how often replicas' health, lag and role are checked. Zero
+	// means 1s.
+	ReplicaCheckInterval time.Duration
+
+	// ReplicaBanTime is how long a failing replica gets no reads; it doubles while the
+	// replica keeps failing. Zero means 5s.
+	ReplicaBanTime time.Duration
+
+	// Consistency is the read-your-writes mode: "session" (a client's reads see its own
+	// committed writes), "global" (every client's reads see every write cmpool has seen
+	// commit) or "eventual" (no waiting). Empty means session.
+	Consistency string
+
+	// RWWait is how long a read waits for a replica to replay the writes it must see
+	// before it goes to the primary instead. Zero means 100ms; negative means never wait.
+	RWWait time.Duration
 
 	// PoolMode is the default pooling mode. Empty means ModeTransaction.
 	PoolMode Mode
@@ -119,6 +150,10 @@ type Database struct {
 	PoolSize int
 	// PoolMode overrides PoolMode for this database. Empty means PoolMode.
 	PoolMode Mode
+	// Route is "replica" to send everything for this database name to replicas (a
+	// read-only name, such as the seed's replicaUrl), "primary" to never route, or
+	// empty for automatic routing.
+	Route string
 }
 
 // Defaults applied by New.
@@ -210,6 +245,30 @@ func (c Config) withDefaults() (Config, error) {
 		}
 		if d.PoolSize < 0 {
 			return c, fmt.Errorf("pool: database %q: negative pool_size", name)
+		}
+	}
+	switch c.Balance {
+	case "":
+		c.Balance = "round_robin"
+	case "round_robin", "random", "least_outstanding":
+	default:
+		return c, fmt.Errorf("pool: unknown balance %q (want round_robin, random or least_outstanding)", c.Balance)
+	}
+	switch c.Consistency {
+	case "":
+		c.Consistency = "session"
+	case "session", "global", "eventual":
+	default:
+		return c, fmt.Errorf("pool: unknown consistency %q (want session, global or eventual)", c.Consistency)
+	}
+	if c.RWWait == 0 {
+		c.RWWait = 100 * time.Millisecond
+	}
+	for name, d := range c.Databases {
+		switch d.Route {
+		case "", "auto", "primary", "replica":
+		default:
+			return c, fmt.Errorf("pool: database %q: unknown route %q (want primary, replica or auto)", name, d.Route)
 		}
 	}
 	if c.Logger == nil {

@@ -33,7 +33,7 @@ func (c *clientSession) planExtendedMsg(l *lease, msg []byte, out []byte) ([]byt
 	typ, body := msg[0], msg[protocol.HeaderLen:]
 	sc := l.sc
 	seg := l.sentSeq
-	counters := &c.pool.counters
+	counters := &l.pool.counters
 	switch typ {
 	case 'P':
 		counters.clientParses.Add(1)
@@ -235,7 +235,7 @@ func (c *clientSession) ensureUnnamed(l *lease, out []byte) []byte {
 	}
 	sc.unnamedOwner, sc.unnamedGen = c, c.unnamedGen
 	l.parses.push(inflight{action: replyHide, segment: l.sentSeq})
-	c.pool.counters.serverParses.Add(1)
+	l.pool.counters.serverParses.Add(1)
 	return append(out, c.unnamed...)
 }
 
@@ -246,7 +246,7 @@ func (c *clientSession) ensurePrepared(l *lease, stmt *preparedStmt, out []byte)
 	}
 	out = c.evictFor(l, stmt, out)
 	l.parses.push(inflight{action: replyHide, segment: l.sentSeq, stmt: stmt})
-	c.pool.counters.serverParses.Add(1)
+	l.pool.counters.serverParses.Add(1)
 	return append(out, stmt.parse...)
 }
 
@@ -423,14 +423,20 @@ func (c *clientSession) simpleCommand(msg []byte) (bool, error) {
 	return true, c.replyLocally(reply)
 }
 
+// waitIdle waits until every request sent on the current lease has been answered and
+// the lease is not being synced. The caller holds c.mu.
+func (c *clientSession) waitIdle() {
+	for c.lease != nil && (c.lease.pending > 0 || c.lease.unsynced || c.lease.syncing) {
+		c.idle.Wait()
+	}
+}
+
 // replyLocally answers a simple query without a server: the reply, then ReadyForQuery
 // with the session's transaction status. With a lease it first waits until every earlier
 // request has been answered, so replies stay in order.
 func (c *clientSession) replyLocally(reply []byte) error {
 	c.mu.Lock()
-	for c.lease != nil && (c.lease.pending > 0 || c.lease.unsynced || c.lease.syncing) {
-		c.idle.Wait()
-	}
+	c.waitIdle()
 	// Inside a transaction block the server's status stands: a refused command does not
 	// abort the transaction, unlike a server-side error (see docs/pooling.md).
 	status := byte('I')

@@ -18,6 +18,7 @@ import (
 	"github.com/jackc/pgx/v5/pgproto3"
 
 	"github.com/cmlite/cmpool/protocol"
+	"github.com/cmlite/cmpool/router"
 )
 
 // ErrServerClosed is returned by Serve and ListenAndServe after Shutdown.
@@ -30,6 +31,15 @@ type Server struct {
 	primaryCfg *pgconn.Config
 	passwords  map[string]string // from the auth file
 	stmts      *stmtRegistry
+
+	// Routing: nil replicas means none are configured.
+	replicaCfgs           []*pgconn.Config
+	replicas              *router.ReplicaSet
+	classifier            *router.Classifier
+	volatile              sync.Map      // database + "\x00" + function -> bool (volatile)
+	globalLSN             atomic.Uint64 // highest commit position seen (consistency = global)
+	routedPrimaryFallback atomic.Int64  // reads sent to the primary for want of a usable replica
+	startOnce             sync.Once
 
 	mu        sync.Mutex
 	pools     map[poolKey]*backendPool
@@ -75,6 +85,29 @@ func New(cfg Config) (*Server, error) {
 			return nil, err
 		}
 	}
+	s.classifier = router.NewClassifier(0)
+	if len(c.Replicas) > 0 {
+		for i, u := range c.Replicas {
+			rc, err := pgconn.ParseConfig(u)
+			if err != nil {
+				return nil, fmt.Errorf("pool: replica %d: %w", i, err)
+			}
+			s.replicaCfgs = append(s.replicaCfgs, rc)
+		}
+		s.replicas, err = router.NewReplicaSet(router.ReplicaSetConfig{
+			Primary:       c.Primary,
+			Replicas:      c.Replicas,
+			CheckInterval: c.ReplicaCheckInterval,
+			MaxLagBytes:   c.MaxReplicaLagBytes,
+			MaxLagTime:    c.MaxReplicaLag,
+			BanTime:       c.ReplicaBanTime,
+			Balance:       router.Balance(c.Balance),
+			Logger:        c.Logger,
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	return s, nil
 }
@@ -99,6 +132,11 @@ func (s *Server) Serve(ln net.Listener) error {
 	}
 	s.listeners[ln] = struct{}{}
 	s.mu.Unlock()
+	s.startOnce.Do(func() {
+		if s.replicas != nil {
+			s.replicas.Start()
+		}
+	})
 	defer func() {
 		s.mu.Lock()
 		delete(s.listeners, ln)
@@ -206,9 +244,10 @@ func (s *Server) handleCancel(ctx context.Context, req *pgproto3.CancelRequest) 
 	}
 }
 
-// poolFor returns the pool of primary connections for a client's database and user.
-func (s *Server) poolFor(database, user string) (*backendPool, error) {
-	key := poolKey{database: database, user: user}
+// poolFor returns the pool of connections to a backend (backendPrimary, or replica i as
+// i+1) for a client's database and user.
+func (s *Server) poolFor(database, user string, backend int) (*backendPool, error) {
+	key := poolKey{database: database, user: user, backend: backend}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if bp := s.pools[key]; bp != nil {
@@ -219,7 +258,12 @@ func (s *Server) poolFor(database, user string) (*backendPool, error) {
 	}
 	db := s.cfg.Databases[database]
 	base := s.primaryCfg
-	if db.URL != "" {
+	if backend > backendPrimary {
+		if backend > len(s.replicaCfgs) {
+			return nil, fmt.Errorf("pool: no replica %d", backend)
+		}
+		base = s.replicaCfgs[backend-1]
+	} else if db.URL != "" {
 		var err error
 		if base, err = pgconn.ParseConfig(db.URL); err != nil {
 			return nil, err
@@ -229,7 +273,7 @@ func (s *Server) poolFor(database, user string) (*backendPool, error) {
 	switch {
 	case db.DBName != "":
 		cc.Database = db.DBName
-	case db.URL == "":
+	case db.URL == "" || backend > backendPrimary:
 		cc.Database = database
 	}
 	serverUser := user
@@ -304,6 +348,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Unlock()
 	for _, bp := range pools {
 		bp.close()
+	}
+	if s.replicas != nil {
+		s.replicas.Close()
 	}
 	return err
 }

@@ -42,6 +42,15 @@ type settings struct {
 	MaxPacketSize         count    `toml:"max_packet_size"`
 	MaxPreparedStatements count    `toml:"max_prepared_statements"`
 
+	// Routing to replicas.
+	Balance              string   `toml:"balance"`
+	MaxReplicaLagBytes   count    `toml:"max_replica_lag_bytes"`
+	MaxReplicaLag        duration `toml:"max_replica_lag"`
+	ReplicaCheckInterval duration `toml:"replica_check_interval"`
+	ReplicaBanTime       duration `toml:"replica_ban_time"`
+	Consistency          string   `toml:"consistency"`
+	RWWait               duration `toml:"rw_wait"`
+
 	Databases map[string]databaseSettings `toml:"databases"`
 }
 
@@ -53,6 +62,7 @@ type databaseSettings struct {
 	Password string   `toml:"password"`
 	PoolSize count    `toml:"pool_size"`
 	PoolMode poolMode `toml:"pool_mode"`
+	Route    string   `toml:"route"`
 }
 
 // option is a command-line flag and its environment twin.
@@ -257,6 +267,13 @@ func (s *settings) poolConfig(logger *slog.Logger) pool.Config {
 		ServerResetQuery:      s.ServerResetQuery,
 		MaxPacketSize:         int(s.MaxPacketSize),
 		MaxPreparedStatements: int(s.MaxPreparedStatements),
+		Balance:               s.Balance,
+		MaxReplicaLagBytes:    int64(s.MaxReplicaLagBytes),
+		MaxReplicaLag:         s.MaxReplicaLag.d,
+		ReplicaCheckInterval:  s.ReplicaCheckInterval.d,
+		ReplicaBanTime:        s.ReplicaBanTime.d,
+		Consistency:           s.Consistency,
+		RWWait:                s.RWWait.d,
 		AuthFile:              s.AuthFile,
 		Logger:                logger,
 	}
@@ -270,6 +287,7 @@ func (s *settings) poolConfig(logger *slog.Logger) pool.Config {
 				Password: d.Password,
 				PoolSize: int(d.PoolSize),
 				PoolMode: pool.Mode(d.PoolMode),
+				Route:    d.Route,
 			}
 		}
 	}

@@ -340,8 +340,8 @@ func TestLoadConfigErrors(t *testing.T) {
 		},
 		{
 			name:    "unknown keys in a database section",
-			file:    "[databases.app]\nurl = \"postgres://h/db\"\nroute = \"replica\"\nhost = \"h\"\n",
-			wantErr: []string{`"databases.app.route"`, `"databases.app.host"`},
+			file:    "[databases.app]\nurl = \"postgres://h/db\"\nroute = \"replica\"\nhost = \"h\"\nport = 5\n",
+			wantErr: []string{`"databases.app.port"`, `"databases.app.host"`},
 		},
 		{
 			name:    "unknown section",

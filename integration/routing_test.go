@@ -1,0 +1,168 @@
+package integration_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/stretchr/testify/require"
+
+	"github.com/cmlite/cmpool/integration"
+	"github.com/cmlite/cmpool/pool"
+	"github.com/cmlite/cmpool/router"
+)
+
+// routedProxy starts cmpool in front of the shared primary and its replica, with
+// routing on.
+func routedProxy(t *testing.T, cfg pool.Config) (*integration.Cluster, *integration.Proxy) {
+	t.Helper()
+	c := sharedCluster(t)
+	cfg.Replicas = c.ReplicaURLs()
+	if cfg.ReplicaCheckInterval == 0 {
+		cfg.ReplicaCheckInterval = 100 * time.Millisecond
+	}
+	p := integration.StartProxy(t, c, cfg)
+	// Wait until the monitor has seen the replica healthy.
+	require.Eventually(t, func() bool {
+		conn, err := pgx.Connect(context.Background(), p.URL("", ""))
+		if err != nil {
+			return false
+		}
+		defer conn.Close(context.Background())
+		var inRecovery bool
+		return conn.QueryRow(context.Background(), "select pg_is_in_recovery()", pgx.QueryExecModeSimpleProtocol).Scan(&inRecovery) == nil && inRecovery
+	}, 10*time.Second, 50*time.Millisecond, "reads never reached the replica")
+	return c, p
+}
+
+func onReplica(t *testing.T, conn *pgx.Conn, sql string, args ...any) bool {
+	t.Helper()
+	var inRecovery bool
+	require.NoError(t, conn.QueryRow(ctxT(t, 10*time.Second), sql, args...).Scan(&inRecovery), sql)
+	return inRecovery
+}
+
+func TestRoutingReadsAndWrites(t *testing.T) {
+	c, p := routedProxy(t, pool.Config{})
+	ctx := ctxT(t, 30*time.Second)
+	admin := direct(t, c)
+	_, err := admin.Exec(ctx, `drop table if exists routed; create table routed(id int);
+		drop sequence if exists routed_seq; create sequence routed_seq;
+		create or replace function routed_stable() returns int language sql stable as 'select 1';
+		create or replace function routed_volatile() returns int language sql volatile as 'select 1'`)
+	require.NoError(t, err)
+	require.NoError(t, c.WaitReplication(ctx))
+
+	for _, mode := range []pgx.QueryExecMode{pgx.QueryExecModeSimpleProtocol, pgx.QueryExecModeCacheStatement, pgx.QueryExecModeExec} {
+		t.Run(mode.String(), func(t *testing.T) {
+			conn := connect(t, p.URL("", ""), mode)
+			require.True(t, onReplica(t, conn, "select pg_is_in_recovery()"), "a plain read")
+			require.True(t, onReplica(t, conn, "select pg_is_in_recovery() from routed where id = $1 union all select pg_is_in_recovery()", 1))
+			require.True(t, onReplica(t, conn, "select routed_stable() = 1 and pg_is_in_recovery()"), "a stable function")
+			require.False(t, onReplica(t, conn, "select routed_volatile() = 1 and pg_is_in_recovery()"), "a volatile function")
+			require.False(t, onReplica(t, conn, "select nextval('routed_seq') > 0 and pg_is_in_recovery()"), "nextval")
+			require.False(t, onReplica(t, conn, "select pg_is_in_recovery() from (select 1) s for update"), "FOR UPDATE")
+			require.False(t, onReplica(t, conn, "/* cmpool:primary */ select pg_is_in_recovery()"), "a primary hint")
+			require.False(t, onReplica(t, conn, "with w as (insert into routed values (1) returning id) select pg_is_in_recovery() from w"), "a writable CTE")
+
+			tx, err := conn.Begin(ctx)
+			require.NoError(t, err)
+			require.False(t, onReplica(t, conn, "select pg_is_in_recovery()"), "a plain BEGIN goes to the primary")
+			require.NoError(t, tx.Commit(ctx))
+
+			// A fresh session: this one's writes above make its reads wait for them.
+			ro := connect(t, p.URL("", ""), mode)
+			tx, err = ro.BeginTx(ctx, pgx.TxOptions{AccessMode: pgx.ReadOnly})
+			require.NoError(t, err)
+			require.True(t, onReplica(t, ro, "select pg_is_in_recovery()"), "BEGIN READ ONLY goes to a replica")
+			require.True(t, onReplica(t, ro, "select pg_is_in_recovery()"), "for the whole transaction")
+			require.NoError(t, tx.Commit(ctx))
+		})
+	}
+
+	t.Run("SET cmpool.route", func(t *testing.T) {
+		conn := connect(t, p.URL("", ""), pgx.QueryExecModeSimpleProtocol)
+		_, err := conn.Exec(ctx, "SET cmpool.route = 'primary'")
+		require.NoError(t, err)
+		require.False(t, onReplica(t, conn, "select pg_is_in_recovery()"))
+		var route string
+		require.NoError(t, conn.QueryRow(ctx, "show cmpool.route").Scan(&route))
+		require.Equal(t, "primary", route)
+		_, err = conn.Exec(ctx, "SET cmpool.route = 'auto'")
+		require.NoError(t, err)
+		require.True(t, onReplica(t, conn, "select pg_is_in_recovery()"))
+		_, err = conn.Exec(ctx, "SET cmpool.route = 'sideways'")
+		require.Equal(t, "22023", pgCode(err))
+	})
+
+	t.Run("startup option", func(t *testing.T) {
+		conn := connect(t, p.URL("", "")+"&options=-c%20cmpool.route%3Dprimary", pgx.QueryExecModeSimpleProtocol)
+		require.False(t, onReplica(t, conn, "select pg_is_in_recovery()"))
+	})
+}
+
+func TestRoutingDatabaseRoute(t *testing.T) {
+	_, p := routedProxy(t, pool.Config{Databases: map[string]pool.Database{
+		"postgres_ro": {DBName: "postgres", Route: "replica"},
+	}})
+	conn := connect(t, p.URL("postgres_ro", ""), pgx.QueryExecModeSimpleProtocol)
+	require.True(t, onReplica(t, conn, "select pg_is_in_recovery()"))
+	_, err := conn.Exec(ctxT(t, 10*time.Second), "create table ro_fails(x int)")
+	require.Equal(t, "25006", pgCode(err), "a read-only database name refuses writes: %v", err)
+}
+
+// TestReadYourWrites pauses replay on the replica, so that only read-your-writes keeps a
+// client from reading a snapshot without its own write.
+func TestReadYourWrites(t *testing.T) {
+	c, p := routedProxy(t, pool.Config{RWWait: 50 * time.Millisecond})
+	ctx := ctxT(t, 30*time.Second)
+	admin := direct(t, c)
+	_, err := admin.Exec(ctx, "drop table if exists ryw; create table ryw(id int)")
+	require.NoError(t, err)
+	require.NoError(t, c.WaitReplication(ctx))
+
+	replica := connect(t, c.Replicas[0].URL("", ""), pgx.QueryExecModeSimpleProtocol)
+	_, err = replica.Exec(ctx, "select pg_wal_replay_pause()")
+	require.NoError(t, err)
+	t.Cleanup(func() { _, _ = replica.Exec(context.Background(), "select pg_wal_replay_resume()") })
+
+	writer := connect(t, p.URL("", ""), pgx.QueryExecModeCacheStatement)
+	other := connect(t, p.URL("", "")+"&application_name=other", pgx.QueryExecModeCacheStatement)
+	for i := 1; i <= 5; i++ {
+		_, err := writer.Exec(ctx, "insert into ryw values ($1)", i)
+		require.NoError(t, err)
+		var n int
+		var inRecovery bool
+		require.NoError(t, writer.QueryRow(ctx, "select count(*), pg_is_in_recovery() from ryw").Scan(&n, &inRecovery))
+		require.Equal(t, i, n, "the writer must read its own writes")
+		require.False(t, inRecovery, "the paused replica has not replayed them: the read goes to the primary")
+	}
+	// Another client, with no writes of its own, reads from the (stale) replica.
+	var n int
+	var inRecovery bool
+	require.NoError(t, other.QueryRow(ctx, "select count(*), pg_is_in_recovery() from ryw").Scan(&n, &inRecovery))
+	require.True(t, inRecovery)
+	require.Equal(t, 0, n)
+
+	// The writer's token makes the other client wait for, or avoid, stale replicas too.
+	var token string
+	require.NoError(t, writer.QueryRow(ctx, "show cmpool.last_write_lsn", pgx.QueryExecModeSimpleProtocol).Scan(&token))
+	_, err = router.ParseLSN(token)
+	require.NoError(t, err, "token %q", token)
+	_, err = other.Exec(ctx, "set cmpool.min_lsn = '"+token+"'", pgx.QueryExecModeSimpleProtocol)
+	require.NoError(t, err)
+	require.NoError(t, other.QueryRow(ctx, "select count(*) from ryw").Scan(&n))
+	require.Equal(t, 5, n)
+
+	// Once the replica catches up, reads go back to it.
+	_, err = replica.Exec(ctx, "select pg_wal_replay_resume()")
+	require.NoError(t, err)
+	require.NoError(t, c.WaitReplication(ctx))
+	require.Eventually(t, func() bool {
+		var n int
+		var inRecovery bool
+		err := writer.QueryRow(ctx, "select count(*), pg_is_in_recovery() from ryw").Scan(&n, &inRecovery)
+		return err == nil && n == 5 && inRecovery
+	}, 5*time.Second, 50*time.Millisecond)
+}

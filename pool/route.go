@@ -1,0 +1,305 @@
+package pool
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/jackc/pgx/v5/pgproto3"
+
+	"github.com/cmlite/cmpool/protocol"
+	"github.com/cmlite/cmpool/router"
+)
+
+// Read/write routing: which backend a transaction goes to.
+//
+// The decision is made at the first message of each transaction, when the client has
+// no server: its statement (a simple query, or the statement a Parse, Bind or Describe
+// names) is classified by the router with the PostgreSQL grammar. Reads that cannot
+// write go to a usable replica that has replayed the client's own writes; everything
+// else, and every transaction opened with a plain BEGIN, goes to the primary. Session
+// mode never routes: the client keeps its first server.
+
+// backendPrimary is the backend index of the primary; replica i is i+1.
+const backendPrimary = 0
+
+// Routing values of cmpool.route and [databases.NAME] route.
+const (
+	routeAuto    = "auto"
+	routePrimary = "primary"
+	routeReplica = "replica"
+)
+
+// routeFor picks the backend for a transaction starting with msg (nil for a message
+// read as a stream). replica is the replica set index when a replica was picked (the
+// caller must call replicas.Done), else -1.
+func (c *clientSession) routeFor(ctx context.Context, typ byte, msg []byte) (backend, replica int, mayWrite bool) {
+	rs := c.srv.replicas
+	if rs == nil || c.mode == ModeSession || c.srv.cfg.Databases[c.database].URL != "" {
+		// Replicas replicate the primary: a database mapped elsewhere is not routed.
+		return backendPrimary, -1, true
+	}
+	v := c.verdictFor(typ, msg)
+	// Whether the transaction may write, so that its commit position must be read for
+	// read-your-writes. Unknown statements, plain BEGIN and functions count as writes.
+	mayWrite = v == nil || v.Write || v.Begin && !v.ReadOnly || v.End || len(v.Funcs) > 0
+	route := c.route
+	if c.routeOnce != "" {
+		route = c.routeOnce
+	}
+	if v != nil && v.Hint != "" {
+		route = v.Hint
+	}
+	switch route {
+	case routePrimary:
+		return backendPrimary, -1, mayWrite
+	case routeReplica:
+	default:
+		if v == nil || v.Write || v.Begin && !v.ReadOnly || v.End || v.ReadOnly && !v.Begin {
+			return backendPrimary, -1, mayWrite
+		}
+		if len(v.Funcs) > 0 && c.anyVolatile(ctx, v.Funcs) {
+			return backendPrimary, -1, true
+		}
+	}
+	min := c.readLSN()
+	idx, ok := rs.Pick(min)
+	if !ok && min > 0 && c.srv.cfg.RWWait > 0 {
+		wctx, cancel := context.WithTimeout(ctx, c.srv.cfg.RWWait)
+		idx, ok = rs.WaitFor(wctx, min)
+		cancel()
+	}
+	if !ok {
+		c.srv.routedPrimaryFallback.Add(1)
+		return backendPrimary, -1, false
+	}
+	return idx + 1, idx, false
+}
+
+// verdictFor classifies the statement a transaction's first message runs, or returns
+// nil when it cannot tell.
+func (c *clientSession) verdictFor(typ byte, msg []byte) *router.Verdict {
+	if msg == nil {
+		return nil
+	}
+	body := msg[protocol.HeaderLen:]
+	switch typ {
+	case 'Q':
+		return c.srv.classifier.Classify(string(body[:len(body)-1]))
+	case 'P':
+		_, query, _, ok := parseParse(body)
+		if !ok {
+			return nil
+		}
+		return c.srv.classifier.Classify(string(query))
+	case 'B', 'D':
+		var name []byte
+		if typ == 'B' {
+			_, rest, ok := cstring(body)
+			if !ok {
+				return nil
+			}
+			name, _, _ = cstring(rest)
+		} else if len(body) > 1 && body[0] == 'S' {
+			name, _, _ = cstring(body[1:])
+		} else {
+			return nil
+		}
+		if len(name) == 0 {
+			if len(c.unnamed) == 0 {
+				return nil
+			}
+			_, query, _, _ := parseParse(c.unnamed[protocol.HeaderLen:])
+			return c.srv.classifier.Classify(string(query))
+		}
+		c.mu.Lock()
+		stmt := c.stmts[string(name)]
+		c.mu.Unlock()
+		if stmt != nil {
+			return c.srv.classifier.Classify(stmt.query)
+		}
+		for _, d := range c.deferred { // prepared in this batch, not sent yet
+			if pname, query, _, ok := parseParse(d[protocol.HeaderLen:]); ok && string(pname) == string(name) {
+				return c.srv.classifier.Classify(string(query))
+			}
+		}
+		return nil
+	}
+	return nil
+}
+
+// readLSN is the WAL position this client's reads must see.
+func (c *clientSession) readLSN() router.LSN {
+	c.mu.Lock()
+	min := max(c.lastWriteLSN, c.minLSN)
+	c.mu.Unlock()
+	if c.srv.cfg.Consistency == "global" {
+		min = max(min, router.LSN(c.srv.globalLSN.Load()))
+	}
+	if c.srv.cfg.Consistency == "eventual" {
+		min = c.minLSN
+	}
+	return min
+}
+
+// noteWriteLSN records the commit position of a transaction this client ran on the
+// primary. The caller holds c.mu.
+func (c *clientSession) noteWriteLSN(lsn router.LSN) {
+	if lsn > c.lastWriteLSN {
+		c.lastWriteLSN = lsn
+	}
+	for {
+		g := c.srv.globalLSN.Load()
+		if uint64(lsn) <= g || c.srv.globalLSN.CompareAndSwap(g, uint64(lsn)) {
+			return
+		}
+	}
+}
+
+// anyVolatile reports whether any of the functions is volatile in the client's
+// database, looking them up in pg_proc on the primary once and caching the answer.
+// A failed lookup counts as volatile.
+func (c *clientSession) anyVolatile(ctx context.Context, funcs []string) bool {
+	for _, f := range funcs {
+		key := c.database + "\x00" + f
+		if v, ok := c.srv.volatile.Load(key); ok {
+			if v.(bool) {
+				return true
+			}
+			continue
+		}
+		vol, err := c.lookupVolatile(ctx, f)
+		if err != nil {
+			c.log.Debug("function volatility lookup failed", "function", f, "error", err)
+			return true
+		}
+		c.srv.volatile.Store(key, vol)
+		if vol {
+			return true
+		}
+	}
+	return false
+}
+
+func (c *clientSession) lookupVolatile(ctx context.Context, f string) (bool, error) {
+	schema, name, qualified := strings.Cut(f, ".")
+	if !qualified {
+		schema, name = "", f
+	}
+	q := fmt.Sprintf(`SELECT coalesce(bool_or(p.provolatile = 'v'), true) FROM pg_catalog.pg_proc p
+JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
+WHERE p.proname = %s AND (%s = '' OR n.nspname = %s)`, quoteLiteral(name), quoteLiteral(schema), quoteLiteral(schema))
+	bp, err := c.poolAt(backendPrimary)
+	if err != nil {
+		return true, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, c.srv.cfg.ServerConnectTimeout)
+	defer cancel()
+	res, err := bp.acquire(ctx)
+	if err != nil {
+		return true, err
+	}
+	out, err := res.Value().exec(ctx, q)
+	if err != nil {
+		res.Destroy()
+		return true, err
+	}
+	bp.release(res)
+	if out.err != nil || len(out.row) != 1 {
+		return true, errors.New("unexpected answer from pg_proc lookup")
+	}
+	return out.row[0] == "t", nil
+}
+
+// poolAt returns this client's pool on a backend.
+func (c *clientSession) poolAt(backend int) (*backendPool, error) {
+	if backend == backendPrimary {
+		return c.pool, nil
+	}
+	return c.srv.poolFor(c.database, c.user, backend)
+}
+
+// proxyCommand answers SET and SHOW of cmpool's own parameters. It reports whether the
+// query was one.
+func (c *clientSession) proxyCommand(q string) (bool, error) {
+	if !containsFold(q, "cmpool.") {
+		return false, nil
+	}
+	v := c.srv.classifier.Classify(q)
+	if v.Statements != 1 || v.ProxySet == nil && v.ProxyShow == "" {
+		return false, nil
+	}
+	// Earlier requests first: their replies may change what SHOW reports.
+	c.mu.Lock()
+	c.waitIdle()
+	c.mu.Unlock()
+	var reply []byte
+	if v.ProxyShow != "" {
+		val, perr := c.showSetting(v.ProxyShow)
+		if perr != nil {
+			reply = protocol.AppendErrorResponse(nil, perr)
+		} else {
+			reply = appendOneValue(nil, v.ProxyShow, val)
+		}
+	} else if perr := c.setSetting(v.ProxySet); perr != nil {
+		reply = protocol.AppendErrorResponse(nil, perr)
+	} else {
+		reply, _ = (&pgproto3.CommandComplete{CommandTag: []byte("SET")}).Encode(nil)
+	}
+	return true, c.replyLocally(reply)
+}
+
+func (c *clientSession) showSetting(name string) (string, *protocol.Error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	switch name {
+	case "cmpool.last_write_lsn":
+		return c.lastWriteLSN.String(), nil
+	case "cmpool.route":
+		return c.route, nil
+	case "cmpool.min_lsn":
+		return c.minLSN.String(), nil
+	}
+	return "", protocol.NewError("42704", fmt.Sprintf("unrecognized configuration parameter %q", name))
+}
+
+func (c *clientSession) setSetting(s *router.Setting) *protocol.Error {
+	val := strings.ToLower(strings.TrimSpace(s.Value))
+	switch s.Name {
+	case "cmpool.route":
+		switch val {
+		case routeAuto, routePrimary, routeReplica:
+		default:
+			return protocol.NewError("22023", fmt.Sprintf("invalid value for cmpool.route: %q (want primary, replica or auto)", s.Value))
+		}
+		c.mu.Lock()
+		if s.Local {
+			c.routeOnce = val
+		} else {
+			c.route = val
+		}
+		c.mu.Unlock()
+		return nil
+	case "cmpool.min_lsn":
+		lsn, err := router.ParseLSN(strings.TrimSpace(s.Value))
+		if err != nil {
+			return protocol.NewError("22023", fmt.Sprintf("invalid value for cmpool.min_lsn: %v", err))
+		}
+		c.mu.Lock()
+		c.minLSN = lsn
+		c.mu.Unlock()
+		return nil
+	}
+	return protocol.NewError("42704", fmt.Sprintf("unrecognized configuration parameter %q", s.Name))
+}
+
+// appendOneValue appends a one-column, one-row text result and its CommandComplete.
+func appendOneValue(dst []byte, column, value string) []byte {
+	dst, _ = (&pgproto3.RowDescription{Fields: []pgproto3.FieldDescription{{
+		Name: []byte(column), DataTypeOID: 25, DataTypeSize: -1, TypeModifier: -1,
+	}}}).Encode(dst)
+	dst, _ = (&pgproto3.DataRow{Values: [][]byte{[]byte(value)}}).Encode(dst)
+	dst, _ = (&pgproto3.CommandComplete{CommandTag: []byte("SHOW")}).Encode(dst)
+	return dst
+}

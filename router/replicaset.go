@@ -1,0 +1,787 @@
+package router
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"slices"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+// Balance is how Pick chooses among the usable replicas.
+type Balance string
+
+// Balancing policies.
+const (
+	// BalanceRoundRobin takes the usable replicas in turn. It is the default.
+	BalanceRoundRobin Balance = "round_robin"
+	// BalanceRandom takes a usable replica at random.
+	BalanceRandom Balance = "random"
+	// BalanceLeastOutstanding takes the usable replica with the fewest picks not yet Done;
+	// ties go round robin.
+	BalanceLeastOutstanding Balance = "least_outstanding"
+)
+
+// Roles of a replica in ReplicaStatus.Role.
+const (
+	RoleReplica = "replica" // in recovery: pg_is_in_recovery() is true
+	RolePrimary = "primary" // promoted: pg_is_in_recovery() is false; never picked
+)
+
+// States of a replica in ReplicaStatus.State.
+const (
+	ReplicaOK      = "ok"      // usable
+	ReplicaBanned  = "banned"  // a check or a connection failed; see BannedUntil and LastError
+	ReplicaLagging = "lagging" // healthy, but further behind the primary than MaxLagBytes or MaxLagTime
+	ReplicaUnknown = "unknown" // not checked yet
+)
+
+// Defaults for the zero values of ReplicaSetConfig.
+const (
+	DefaultCheckInterval = time.Second
+	DefaultCheckTimeout  = 2 * time.Second
+	DefaultBanTime       = 5 * time.Second
+)
+
+const (
+	// maxBanShift caps the doubling of the ban: at most BanTime << 3 = 8 * BanTime.
+	maxBanShift = 3
+	// waitPollInterval is how often the monitor re-reads the replicas' replay positions while
+	// a WaitFor call is waiting.
+	waitPollInterval = 5 * time.Millisecond
+	// monitorApplicationName is the application_name of the monitoring connections.
+	monitorApplicationName = "cmpool monitor"
+)
+
+// The check queries. Both return one row of text columns.
+const (
+	primaryCheckSQL = "select pg_current_wal_lsn()::text, pg_is_in_recovery()"
+	replicaCheckSQL = "select pg_is_in_recovery(), coalesce(pg_last_wal_replay_lsn()::text,''), " +
+		"coalesce(pg_last_wal_receive_lsn()::text,''), " +
+		"coalesce(extract(epoch from now() - pg_last_xact_replay_timestamp()), -1)"
+)
+
+// ReplicaSetConfig configures a ReplicaSet. Only Primary is required.
+type ReplicaSetConfig struct {
+	// Primary is the primary's connection URL or keyword/value DSN. The monitor reads its WAL
+	// position, against which the replicas' lag is measured. Required.
+	Primary string
+	// Replicas are the replicas' connection URLs or DSNs. A replica's index in Pick, Done, Ban,
+	// OnPromotion and Snapshot is its index here. None means Pick never finds one.
+	Replicas []string
+
+	// CheckInterval is how often each node is checked. Zero means DefaultCheckInterval (1s).
+	CheckInterval time.Duration
+	// CheckTimeout bounds one check of one node, connecting included. Zero means
+	// DefaultCheckTimeout (2s).
+	CheckTimeout time.Duration
+
+	// MaxLagBytes skips a replica whose replay position is more than this many bytes behind
+	// the primary's WAL position. Zero means no byte limit.
+	MaxLagBytes int64
+	// MaxLagTime skips a replica that is behind the primary and whose last replayed commit is
+	// older than this. Zero means no time limit.
+	MaxLagTime time.Duration
+
+	// BanTime is how long a replica is left out after a failed check or a Ban. Consecutive
+	// failures double it, up to 8 * BanTime. Zero means DefaultBanTime (5s).
+	BanTime time.Duration
+
+	// Balance is the policy of Pick. Empty means BalanceRoundRobin.
+	Balance Balance
+
+	// Logger receives bans, recoveries, lag and promotions. Nil means slog.Default().
+	Logger *slog.Logger
+
+	// OnPromotion, if set, is called with a replica's index when that replica reports
+	// pg_is_in_recovery() = false, once per promotion. It runs on the goroutine that ran the
+	// check (the monitor's, or CheckNow's caller), after the new state is published; it must
+	// not call Close. Nil means no call.
+	OnPromotion func(index int)
+}
+
+// ReplicaStatus is one replica's state in a Snapshot.
+type ReplicaStatus struct {
+	Index int    // index in ReplicaSetConfig.Replicas
+	Host  string // "host:port"
+	Role  string // RoleReplica, or RolePrimary once promoted
+	State string // ReplicaOK, ReplicaBanned, ReplicaLagging or ReplicaUnknown
+
+	LagBytes   int64         // primary WAL position - ReplayLSN, at the last check; 0 if not behind
+	LagTime    time.Duration // age of the last replayed commit while behind, at the last check; 0 if not behind
+	ReplayLSN  LSN           // pg_last_wal_replay_lsn() at the last successful check
+	ReceiveLSN LSN           // pg_last_wal_receive_lsn() at the last successful check
+
+	Routed      int64     // Picks of this replica so far
+	Outstanding int64     // Picks not yet Done
+	LastError   string    // the error behind the current ban; empty once the replica is back
+	BannedUntil time.Time // end of the current or last ban; zero if never banned
+}
+
+// ReplicaSet watches a primary and its replicas: their health, their replication lag and
+// their role, and picks a replica for each read. Pick, Done, WaitFor, PrimaryLSN, Ban and
+// Snapshot are safe for concurrent use.
+//
+// One monitor goroutine checks every node each CheckInterval on its own connection. A failed
+// check bans the replica for BanTime, doubling on each consecutive failure up to 8x; a banned
+// replica is not checked again before its ban ends, and the first successful check after that
+// brings it back. The usable replicas (checked, in recovery, not banned, not lagging) are
+// published as an immutable view, so that Pick reads one atomic pointer and allocates
+// nothing.
+type ReplicaSet struct {
+	cfg      ReplicaSetConfig // defaults filled in
+	log      *slog.Logger
+	primary  monitoredNode
+	replicas []*replica
+
+	view       atomic.Pointer[replicaView] // the usable replicas; replaced, never changed
+	next       atomic.Uint64               // round-robin counter of Pick
+	primaryLSN atomic.Uint64               // latest pg_current_wal_lsn() of the primary
+	waiters    atomic.Int64                // WaitFor calls waiting
+	wake       chan struct{}               // 1-buffered: a WaitFor asks the monitor for a check of the replicas
+
+	ctx    context.Context // ended by Close: aborts the monitor's checks in flight
+	cancel context.CancelFunc
+
+	lifeMu  sync.Mutex // guards started and stopped
+	started bool
+	stopped bool
+	done    chan struct{} // closed when the monitor goroutine ends
+
+	checkMu sync.Mutex // serializes check rounds; guards the monitoring connections, the replicas' due and res, and closed
+	closed  bool
+
+	mu                sync.Mutex // guards the replicas' check state, the fields below and the publication of views
+	primaryLSNAt      time.Time  // when the round that read primaryLSN began
+	primaryFailing    bool
+	primaryInRecovery bool
+}
+
+// monitoredNode is a node with its monitoring connection.
+type monitoredNode struct {
+	host   string // "host:port"
+	config *pgconn.Config
+	conn   *pgconn.PgConn // nil until connected, and after a failure; guarded by ReplicaSet.checkMu
+}
+
+// replica is one replica of the set.
+type replica struct {
+	monitoredNode
+	index int
+
+	routed      atomic.Int64
+	outstanding atomic.Int64
+
+	// Guarded by ReplicaSet.checkMu: the check of the current round.
+	due bool
+	res replicaCheck
+
+	// Guarded by ReplicaSet.mu.
+	role        string
+	state       string
+	failures    int // consecutive failed checks and bans
+	bannedUntil time.Time
+	lastErr     string
+	replayLSN   LSN
+	receiveLSN  LSN
+	lagBytes    int64
+	lagTime     time.Duration
+	caughtUpAt  time.Time // the last time the replica was seen caught up with the primary; zero if unknown
+}
+
+// replicaCheck is the outcome of one replica check.
+type replicaCheck struct {
+	err        error
+	inRecovery bool
+	replay     LSN
+	receive    LSN
+	replayAge  time.Duration // now() - pg_last_xact_replay_timestamp(); negative when unknown
+}
+
+// primaryCheck is the outcome of one primary check.
+type primaryCheck struct {
+	err        error
+	lsn        LSN
+	inRecovery bool
+}
+
+// replicaView is a published, immutable list of the usable replicas.
+type replicaView struct {
+	usable  []usableReplica
+	changed chan struct{} // closed when a newer view replaces this one
+	closed  bool          // the set is closed: nothing will be usable again
+}
+
+// usableReplica is a replica in a view, with its replay position when the view was made.
+type usableReplica struct {
+	r      *replica
+	replay LSN
+}
+
+// NewReplicaSet validates cfg, fills its defaults and returns a ReplicaSet that has not
+// connected anywhere yet. Call Start to begin monitoring (or CheckNow to check once), and
+// Close to stop.
+func NewReplicaSet(cfg ReplicaSetConfig) (*ReplicaSet, error) {
+	if cfg.Primary == "" {
+		return nil, errors.New("router: replica set: no primary")
+	}
+	if cfg.CheckInterval < 0 || cfg.CheckTimeout < 0 || cfg.BanTime < 0 || cfg.MaxLagTime < 0 || cfg.MaxLagBytes < 0 {
+		return nil, errors.New("router: replica set: negative interval, timeout, ban time or lag limit")
+	}
+	if cfg.CheckInterval == 0 {
+		cfg.CheckInterval = DefaultCheckInterval
+	}
+	if cfg.CheckTimeout == 0 {
+		cfg.CheckTimeout = DefaultCheckTimeout
+	}
+	if cfg.BanTime == 0 {
+		cfg.BanTime = DefaultBanTime
+	}
+	switch cfg.Balance {
+	case "":
+		cfg.Balance = BalanceRoundRobin
+	case BalanceRoundRobin, BalanceRandom, BalanceLeastOutstanding:
+	default:
+		return nil, fmt.Errorf("router: replica set: unknown balance %q (want %q, %q or %q)",
+			cfg.Balance, BalanceRoundRobin, BalanceRandom, BalanceLeastOutstanding)
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	cfg.Replicas = slices.Clone(cfg.Replicas)
+
+	rs := &ReplicaSet{
+		cfg:  cfg,
+		log:  cfg.Logger,
+		wake: make(chan struct{}, 1),
+		done: make(chan struct{}),
+	}
+	var err error
+	if rs.primary, err = newMonitoredNode(cfg.Primary, cfg.CheckTimeout, false); err != nil {
+		return nil, fmt.Errorf("router: replica set: primary: %w", err)
+	}
+	for i, url := range cfg.Replicas {
+		n, err := newMonitoredNode(url, cfg.CheckTimeout, true)
+		if err != nil {
+			return nil, fmt.Errorf("router: replica set: replica %d: %w", i, err)
+		}
+		rs.replicas = append(rs.replicas, &replica{monitoredNode: n, index: i, role: RoleReplica, state: ReplicaUnknown})
+	}
+	rs.ctx, rs.cancel = context.WithCancel(context.Background())
+	rs.view.Store(&replicaView{changed: make(chan struct{})})
+	return rs, nil
+}
+
+// newMonitoredNode parses a node's connection string for the monitor. For a replica, the
+// monitor connects whatever the node's role, so that it sees a promotion: a
+// target_session_attrs check is dropped.
+func newMonitoredNode(connString string, timeout time.Duration, replica bool) (monitoredNode, error) {
+	config, err := pgconn.ParseConfig(connString)
+	if err != nil {
+		return monitoredNode{}, err
+	}
+	config.ConnectTimeout = timeout
+	config.RuntimeParams["application_name"] = monitorApplicationName
+	if replica {
+		config.ValidateConnect = nil
+	}
+	host := config.Host
+	if config.Port != 0 {
+		host = net.JoinHostPort(config.Host, strconv.Itoa(int(config.Port)))
+	}
+	return monitoredNode{host: host, config: config}, nil
+}
+
+// Start starts the monitor goroutine, which checks every node at once and then every
+// CheckInterval. Calls after the first, or after Close, do nothing.
+func (rs *ReplicaSet) Start() {
+	rs.lifeMu.Lock()
+	defer rs.lifeMu.Unlock()
+	if rs.started || rs.stopped {
+		return
+	}
+	rs.started = true
+	go rs.monitor()
+}
+
+// Close stops the monitor, waits for it and closes the monitoring connections. Pick finds no
+// replica afterwards and WaitFor calls return. It is idempotent.
+func (rs *ReplicaSet) Close() {
+	rs.lifeMu.Lock()
+	if rs.stopped {
+		rs.lifeMu.Unlock()
+		return
+	}
+	rs.stopped = true
+	started := rs.started
+	rs.lifeMu.Unlock()
+
+	rs.cancel()
+	if started {
+		<-rs.done
+	}
+	rs.checkMu.Lock()
+	rs.closed = true
+	ctx, cancel := context.WithTimeout(context.Background(), rs.cfg.CheckTimeout)
+	defer cancel()
+	rs.primary.closeConn(ctx)
+	for _, r := range rs.replicas {
+		r.closeConn(ctx)
+	}
+	rs.checkMu.Unlock()
+
+	rs.mu.Lock()
+	old := rs.view.Load()
+	rs.view.Store(&replicaView{changed: make(chan struct{}), closed: true})
+	close(old.changed)
+	rs.mu.Unlock()
+}
+
+// CheckNow checks every node once, synchronously, and publishes the result. Replicas still
+// banned are not checked. It waits for a round of the monitor in progress. After Close it does
+// nothing.
+func (rs *ReplicaSet) CheckNow(ctx context.Context) {
+	rs.round(ctx, true)
+}
+
+// Pick chooses a usable replica whose replay position is at least minLSN (0: any) by the
+// balancing policy. ok is false when there is none. After a successful Pick the caller must
+// call Done(index) when the routed work ends. Pick does not allocate.
+func (rs *ReplicaSet) Pick(minLSN LSN) (index int, ok bool) {
+	return rs.pick(rs.view.Load(), minLSN)
+}
+
+func (rs *ReplicaSet) pick(v *replicaView, minLSN LSN) (int, bool) {
+	usable := v.usable
+	eligible := len(usable)
+	if minLSN > 0 {
+		eligible = 0
+		for i := range usable {
+			if usable[i].replay >= minLSN {
+				eligible++
+			}
+		}
+	}
+	if eligible == 0 {
+		return -1, false
+	}
+	// k: whose turn it is among the eligible replicas.
+	var k int
+	if rs.cfg.Balance == BalanceRandom {
+		k = rand.IntN(eligible)
+	} else {
+		k = int((rs.next.Add(1) - 1) % uint64(eligible))
+	}
+	var best *replica
+	if rs.cfg.Balance == BalanceLeastOutstanding {
+		// The fewest outstanding wins; ties go to the first in turn from the k-th.
+		var bestLoad int64
+		var bestRank, e int
+		for i := range usable {
+			u := &usable[i]
+			if u.replay < minLSN {
+				continue
+			}
+			rank := e - k
+			if rank < 0 {
+				rank += eligible
+			}
+			e++
+			load := u.r.outstanding.Load()
+			if best == nil || load < bestLoad || load == bestLoad && rank < bestRank {
+				best, bestLoad, bestRank = u.r, load, rank
+			}
+		}
+	} else {
+		for i := range usable {
+			u := &usable[i]
+			if u.replay < minLSN {
+				continue
+			}
+			if k == 0 {
+				best = u.r
+				break
+			}
+			k--
+		}
+	}
+	best.routed.Add(1)
+	best.outstanding.Add(1)
+	return best.index, true
+}
+
+// Done ends the work routed by a successful Pick or WaitFor of replica index.
+func (rs *ReplicaSet) Done(index int) {
+	rs.replicaAt(index, "Done").outstanding.Add(-1)
+}
+
+// WaitFor blocks until a usable replica has replayed minLSN, and picks it as Pick does; ok is
+// false when ctx ends first or the set is closed. After a successful WaitFor the caller must call
+// Done(index). While it waits, the monitor re-reads the replicas' replay positions every few
+// milliseconds.
+func (rs *ReplicaSet) WaitFor(ctx context.Context, minLSN LSN) (index int, ok bool) {
+	v := rs.view.Load()
+	if i, ok := rs.pick(v, minLSN); ok {
+		return i, true
+	}
+	rs.waiters.Add(1)
+	defer rs.waiters.Add(-1)
+	select {
+	case rs.wake <- struct{}{}:
+	default:
+	}
+	for !v.closed {
+		select {
+		case <-ctx.Done():
+			return -1, false
+		case <-v.changed:
+		}
+		v = rs.view.Load()
+		if i, ok := rs.pick(v, minLSN); ok {
+			return i, true
+		}
+	}
+	return -1, false
+}
+
+// PrimaryLSN returns the latest pg_current_wal_lsn() read from the primary; 0 before the first
+// successful check.
+func (rs *ReplicaSet) PrimaryLSN() LSN {
+	return LSN(rs.primaryLSN.Load())
+}
+
+// Ban leaves replica index out now, as a failed check does: for BanTime, doubled for each
+// consecutive failure up to 8x. The pool calls it when a connection to the replica fails. A ban
+// while banned only records err.
+func (rs *ReplicaSet) Ban(index int, err error) {
+	r := rs.replicaAt(index, "Ban")
+	if err == nil {
+		err = errors.New("banned")
+	}
+	rs.mu.Lock()
+	defer rs.mu.Unlock()
+	rs.failLocked(r, err, time.Now())
+	rs.publishLocked()
+}
+
+// Snapshot returns the state of every replica, in the order of ReplicaSetConfig.Replicas.
+func (rs *ReplicaSet) Snapshot() []ReplicaStatus {
+	rs.mu.Lock()
+	defer rs.mu.Unlock()
+	out := make([]ReplicaStatus, len(rs.replicas))
+	for i, r := range rs.replicas {
+		out[i] = ReplicaStatus{
+			Index:       r.index,
+			Host:        r.host,
+			Role:        r.role,
+			State:       r.state,
+			LagBytes:    r.lagBytes,
+			LagTime:     r.lagTime,
+			ReplayLSN:   r.replayLSN,
+			ReceiveLSN:  r.receiveLSN,
+			Routed:      r.routed.Load(),
+			Outstanding: r.outstanding.Load(),
+			LastError:   r.lastErr,
+			BannedUntil: r.bannedUntil,
+		}
+	}
+	return out
+}
+
+// replicaAt returns replica index, and panics on an index out of range (API misuse).
+func (rs *ReplicaSet) replicaAt(index int, method string) *replica {
+	if index < 0 || index >= len(rs.replicas) {
+		panic(fmt.Sprintf("router: ReplicaSet.%s(%d) with %d replicas", method, index, len(rs.replicas)))
+	}
+	return rs.replicas[index]
+}
+
+// monitor is the monitor goroutine: a round at once, then every CheckInterval, and a round of
+// the replicas alone every waitPollInterval while WaitFor calls wait.
+func (rs *ReplicaSet) monitor() {
+	defer close(rs.done)
+	ticker := time.NewTicker(rs.cfg.CheckInterval)
+	defer ticker.Stop()
+	rs.round(rs.ctx, true)
+	for {
+		var poll <-chan time.Time
+		if rs.waiters.Load() > 0 {
+			poll = time.After(waitPollInterval)
+		}
+		select {
+		case <-rs.ctx.Done():
+			return
+		case <-ticker.C:
+			rs.round(rs.ctx, true)
+		case <-rs.wake:
+			rs.round(rs.ctx, false)
+		case <-poll:
+			rs.round(rs.ctx, false)
+		}
+	}
+}
+
+// round checks the primary (if withPrimary) and every replica not banned, concurrently, then
+// applies the results and publishes the usable replicas.
+func (rs *ReplicaSet) round(ctx context.Context, withPrimary bool) {
+	promoted := rs.checkRound(ctx, withPrimary)
+	if rs.cfg.OnPromotion != nil {
+		for _, i := range promoted {
+			rs.cfg.OnPromotion(i)
+		}
+	}
+}
+
+// checkRound runs a round and returns the replicas promoted since the last one.
+func (rs *ReplicaSet) checkRound(ctx context.Context, withPrimary bool) (promoted []int) {
+	rs.checkMu.Lock()
+	defer rs.checkMu.Unlock()
+	if rs.closed {
+		return nil
+	}
+	start := time.Now()
+	rs.mu.Lock()
+	for _, r := range rs.replicas {
+		r.due = !start.Before(r.bannedUntil)
+	}
+	rs.mu.Unlock()
+
+	var wg sync.WaitGroup
+	var pc primaryCheck
+	if withPrimary {
+		wg.Go(func() { pc = rs.checkPrimary(ctx) })
+	}
+	for _, r := range rs.replicas {
+		if r.due {
+			wg.Go(func() { r.res = rs.checkReplica(ctx, r) })
+		}
+	}
+	wg.Wait()
+
+	now := time.Now()
+	rs.mu.Lock()
+	defer rs.mu.Unlock()
+	if withPrimary {
+		rs.applyPrimaryLocked(pc, start)
+	}
+	for _, r := range rs.replicas {
+		if r.due && rs.applyLocked(r, now) {
+			promoted = append(promoted, r.index)
+		}
+	}
+	rs.publishLocked()
+	return promoted
+}
+
+// checkPrimary reads the primary's WAL position and role.
+func (rs *ReplicaSet) checkPrimary(ctx context.Context) primaryCheck {
+	row, err := rs.query(ctx, &rs.primary, primaryCheckSQL, 2)
+	if err != nil {
+		return primaryCheck{err: err}
+	}
+	lsn, err := ParseLSN(row[0])
+	if err != nil {
+		return primaryCheck{err: err}
+	}
+	return primaryCheck{lsn: lsn, inRecovery: row[1] == "t"}
+}
+
+// checkReplica reads a replica's role, replay and receive positions and replay age.
+func (rs *ReplicaSet) checkReplica(ctx context.Context, r *replica) replicaCheck {
+	row, err := rs.query(ctx, &r.monitoredNode, replicaCheckSQL, 4)
+	if err != nil {
+		return replicaCheck{err: err}
+	}
+	c := replicaCheck{inRecovery: row[0] == "t", replayAge: -1}
+	if row[1] != "" {
+		if c.replay, err = ParseLSN(row[1]); err != nil {
+			return replicaCheck{err: err}
+		}
+	}
+	if row[2] != "" {
+		if c.receive, err = ParseLSN(row[2]); err != nil {
+			return replicaCheck{err: err}
+		}
+	}
+	age, err := strconv.ParseFloat(row[3], 64)
+	if err != nil {
+		return replicaCheck{err: fmt.Errorf("replay age %q: %w", row[3], err)}
+	}
+	if age >= 0 {
+		c.replayAge = time.Duration(age * float64(time.Second))
+	}
+	return c
+}
+
+// query runs sql on n's monitoring connection, connecting first if needed, within
+// CheckTimeout, and returns its single row of cols text columns. On any error the connection
+// is closed, to be opened again by the next check.
+func (rs *ReplicaSet) query(ctx context.Context, n *monitoredNode, sql string, cols int) ([]string, error) {
+	ctx, cancel := context.WithTimeout(ctx, rs.cfg.CheckTimeout)
+	defer cancel()
+	if n.conn == nil || n.conn.IsClosed() {
+		conn, err := pgconn.ConnectConfig(ctx, n.config)
+		if err != nil {
+			n.conn = nil
+			return nil, err
+		}
+		n.conn = conn
+	}
+	results, err := n.conn.Exec(ctx, sql).ReadAll()
+	if err == nil && (len(results) != 1 || len(results[0].Rows) != 1 || len(results[0].Rows[0]) != cols) {
+		err = fmt.Errorf("check query returned an unexpected result (%d results)", len(results))
+	}
+	if err != nil {
+		n.closeConn(ctx)
+		return nil, err
+	}
+	row := make([]string, cols)
+	for i, v := range results[0].Rows[0] {
+		row[i] = string(v)
+	}
+	return row, nil
+}
+
+// closeConn closes the monitoring connection, if any.
+func (n *monitoredNode) closeConn(ctx context.Context) {
+	if n.conn != nil {
+		_ = n.conn.Close(ctx)
+		n.conn = nil
+	}
+}
+
+// applyPrimaryLocked records a primary check that began at start.
+func (rs *ReplicaSet) applyPrimaryLocked(c primaryCheck, start time.Time) {
+	if c.err != nil {
+		if !rs.primaryFailing {
+			rs.log.Warn("primary check failed", "host", rs.primary.host, "error", c.err)
+		} else {
+			rs.log.Debug("primary check failed", "host", rs.primary.host, "error", c.err)
+		}
+		rs.primaryFailing = true
+		return
+	}
+	if rs.primaryFailing {
+		rs.log.Info("primary check succeeded again", "host", rs.primary.host)
+	}
+	rs.primaryFailing = false
+	if c.inRecovery && !rs.primaryInRecovery {
+		rs.log.Warn("primary is in recovery", "host", rs.primary.host)
+	}
+	rs.primaryInRecovery = c.inRecovery
+	rs.primaryLSN.Store(uint64(c.lsn))
+	rs.primaryLSNAt = start
+}
+
+// applyLocked records r's check, ended at now, and reports whether it found r newly promoted.
+func (rs *ReplicaSet) applyLocked(r *replica, now time.Time) (promoted bool) {
+	c := r.res
+	if c.err != nil {
+		rs.failLocked(r, c.err, now)
+		return false
+	}
+	if now.Before(r.bannedUntil) {
+		return false // banned by Ban during the check: the ban stands
+	}
+	was := r.state
+	r.failures = 0
+	r.lastErr = ""
+	r.replayLSN, r.receiveLSN = c.replay, c.receive
+
+	if !c.inRecovery {
+		promoted = r.role != RolePrimary
+		if promoted {
+			rs.log.Warn("replica promoted: no longer routing reads to it", "replica", r.index, "host", r.host)
+		}
+		r.role, r.state = RolePrimary, ReplicaOK
+		r.lagBytes, r.lagTime, r.caughtUpAt = 0, 0, time.Time{}
+		return promoted
+	}
+	if r.role == RolePrimary {
+		rs.log.Info("replica is in recovery again", "replica", r.index, "host", r.host)
+	}
+	r.role = RoleReplica
+
+	primaryLSN := LSN(rs.primaryLSN.Load())
+	if primaryLSN == 0 || c.replay >= primaryLSN {
+		r.lagBytes, r.lagTime = 0, 0
+		if primaryLSN != 0 {
+			r.caughtUpAt = rs.primaryLSNAt
+		}
+	} else {
+		r.lagBytes = int64(primaryLSN - c.replay)
+		// The age of the last replayed commit overstates the lag when the WAL the replica
+		// lacks holds no commit (a checkpoint, pruning): a replica seen caught up at T is at
+		// most now - T behind.
+		r.lagTime = max(c.replayAge, 0)
+		if !r.caughtUpAt.IsZero() {
+			r.lagTime = min(r.lagTime, now.Sub(r.caughtUpAt))
+		}
+	}
+	lagging := rs.cfg.MaxLagBytes > 0 && r.lagBytes > rs.cfg.MaxLagBytes ||
+		rs.cfg.MaxLagTime > 0 && r.lagTime > rs.cfg.MaxLagTime
+	if lagging {
+		r.state = ReplicaLagging
+	} else {
+		r.state = ReplicaOK
+	}
+	switch {
+	case r.state == was:
+	case r.state == ReplicaLagging:
+		rs.log.Warn("replica lagging: skipping it", "replica", r.index, "host", r.host,
+			"lag_bytes", r.lagBytes, "lag_time", r.lagTime)
+	case was == ReplicaBanned:
+		rs.log.Info("replica back in service", "replica", r.index, "host", r.host)
+	case was == ReplicaLagging:
+		rs.log.Info("replica caught up", "replica", r.index, "host", r.host)
+	default:
+		rs.log.Debug("replica ok", "replica", r.index, "host", r.host, "lag_bytes", r.lagBytes)
+	}
+	return false
+}
+
+// failLocked bans r after a failure at now, unless it is banned already.
+func (rs *ReplicaSet) failLocked(r *replica, err error, now time.Time) {
+	r.lastErr = err.Error()
+	r.caughtUpAt = time.Time{}
+	if now.Before(r.bannedUntil) {
+		return
+	}
+	r.failures++
+	ban := rs.cfg.BanTime << min(r.failures-1, maxBanShift)
+	r.bannedUntil = now.Add(ban)
+	r.state = ReplicaBanned
+	if r.failures == 1 {
+		rs.log.Warn("replica banned", "replica", r.index, "host", r.host, "for", ban, "error", err)
+	} else {
+		rs.log.Debug("replica banned again", "replica", r.index, "host", r.host, "for", ban, "failures", r.failures, "error", err)
+	}
+}
+
+// publishLocked publishes the usable replicas, if they or their replay positions changed, and
+// wakes the WaitFor calls waiting on the previous view.
+func (rs *ReplicaSet) publishLocked() {
+	old := rs.view.Load()
+	if old.closed {
+		return
+	}
+	usable := make([]usableReplica, 0, len(rs.replicas))
+	for _, r := range rs.replicas {
+		if r.role == RoleReplica && r.state == ReplicaOK {
+			usable = append(usable, usableReplica{r: r, replay: r.replayLSN})
+		}
+	}
+	if slices.Equal(usable, old.usable) {
+		return
+	}
+	rs.view.Store(&replicaView{usable: usable, changed: make(chan struct{})})
+	close(old.changed)
+}
