@@ -166,3 +166,42 @@ func TestReadYourWrites(t *testing.T) {
 		return err == nil && n == 5 && inRecovery
 	}, 5*time.Second, 50*time.Millisecond)
 }
+
+// TestReadOnlySafetyNet makes the router send a writing statement to the replica (a
+// function that became volatile after its volatility was cached): the replica refuses
+// it with 25006, and cmpool runs it on the primary instead, unseen by the client.
+func TestReadOnlySafetyNet(t *testing.T) {
+	c, p := routedProxy(t, pool.Config{})
+	ctx := ctxT(t, 30*time.Second)
+	admin := direct(t, c)
+	_, err := admin.Exec(ctx, `drop table if exists safety; create table safety(x int);
+		create or replace function safety_fn() returns int language sql stable as 'select 1'`)
+	require.NoError(t, err)
+	require.NoError(t, c.WaitReplication(ctx))
+
+	for _, mode := range []pgx.QueryExecMode{pgx.QueryExecModeSimpleProtocol, pgx.QueryExecModeExec} {
+		t.Run(mode.String(), func(t *testing.T) {
+			// A fresh proxy each time, so the volatility cache starts empty.
+			_, p := routedProxy(t, pool.Config{})
+			conn := connect(t, p.URL("", ""), mode)
+			require.True(t, onReplica(t, conn, "select safety_fn() = 1 and pg_is_in_recovery()"))
+			_, err := admin.Exec(ctx, `create or replace function safety_fn() returns int language plpgsql volatile as
+				$$ begin insert into safety values (1); return 1; end $$`)
+			require.NoError(t, err)
+			require.NoError(t, c.WaitReplication(ctx))
+
+			var inRecovery bool
+			require.NoError(t, conn.QueryRow(ctx, "select safety_fn() = 1 and pg_is_in_recovery()").Scan(&inRecovery),
+				"the replica's 25006 must not reach the client")
+			require.False(t, inRecovery, "the statement ran on the primary")
+			require.EqualValues(t, 1, p.Server.Stat().ReadOnlyReplays)
+			var n int
+			require.NoError(t, admin.QueryRow(ctx, "select count(*) from safety").Scan(&n))
+			require.Positive(t, n)
+			_, err = admin.Exec(ctx, "create or replace function safety_fn() returns int language sql stable as 'select 1'")
+			require.NoError(t, err)
+			require.NoError(t, c.WaitReplication(ctx))
+		})
+	}
+	_ = p
+}

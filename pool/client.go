@@ -109,10 +109,13 @@ type lease struct {
 	segOK, segDone, retried bool
 	// Relay-owned: whether the segment being answered has sent the client anything, and
 	// an error held back for a retry.
-	answered  bool
-	heldErr   []byte
-	stopping  bool // the client goroutine wants the relay to stop without closing
-	destroyed bool // the relay destroyed the server; set before done is closed
+	answered    bool
+	heldErr     []byte
+	toPrimary   bool   // the held error is a replica's 25006: replay on the primary
+	forced      bool   // the client chose the replica: no 25006 safety net
+	heldReplies []byte // a replica's describing replies, held until the first row or end
+	stopping    bool   // the client goroutine wants the relay to stop without closing
+	destroyed   bool   // the relay destroyed the server; set before done is closed
 	// wmu is held while the client goroutine writes to the server, so the relay can wait
 	// for a write in progress before giving the server to someone else.
 	wmu sync.Mutex
@@ -614,7 +617,7 @@ func (c *clientSession) isClosing() bool { return c.closing.Load() }
 // acquire gets a server for the next request, makes its parameters match this client's
 // and starts the relay.
 func (c *clientSession) acquire(ctx context.Context, typ byte, msg []byte) (*lease, error) {
-	backend, replica, mayWrite := c.routeFor(ctx, typ, msg)
+	backend, replica, mayWrite, forced := c.routeFor(ctx, typ, msg)
 	for attempt := 0; ; attempt++ {
 		bp, err := c.poolAt(backend)
 		if err != nil {
@@ -661,6 +664,7 @@ func (c *clientSession) acquire(ctx context.Context, typ byte, msg []byte) (*lea
 		}
 		l := c.startLease(bp, res)
 		l.replica = replica
+		l.forced = forced
 		l.needLSN = mayWrite && backend == backendPrimary && c.srv.replicas != nil && c.srv.cfg.Consistency != "eventual"
 		return l, nil
 	}
@@ -805,6 +809,28 @@ const (
 func (c *clientSession) relayOne(l *lease, fr protocol.Frame) (relayStep, byte, error) {
 	sc := l.sc
 	var out []byte // a message read whole, possibly replaced; nil when streamed
+	// On a replica, a statement may yet be refused with 25006 and move to the primary,
+	// until its first row: so the replies that only describe it are held until then.
+	if l.replica >= 0 && !l.answered && l.segOK {
+		switch fr.Type {
+		case '1', '2', 't', 'T', 'n':
+			msg, err := sc.fr.Message()
+			if err != nil {
+				return stepFailed, 0, err
+			}
+			if fr.Type == '1' {
+				msg = c.replyParseComplete(l, msg)
+			}
+			l.heldReplies = append(l.heldReplies, msg...)
+			return stepContinue, 0, nil
+		}
+	}
+	if len(l.heldReplies) > 0 && fr.Type != 'E' {
+		if _, err := c.w.Write(l.heldReplies); err != nil {
+			return stepClientGone, 0, nil
+		}
+		l.heldReplies = l.heldReplies[:0]
+	}
 	switch fr.Type {
 	case 'Z':
 		msg, err := sc.fr.Message()
@@ -813,7 +839,10 @@ func (c *clientSession) relayOne(l *lease, fr protocol.Frame) (relayStep, byte, 
 		}
 		status := msg[5]
 		if len(l.heldErr) > 0 {
-			if c.retrySegment(l, status) {
+			if l.toPrimary && c.replayOnPrimary(l, status) {
+				return stepStop, 0, nil
+			}
+			if !l.toPrimary && c.retrySegment(l, status) {
 				return stepContinue, 0, nil
 			}
 			if _, err := c.w.Write(l.heldErr); err != nil {
@@ -858,6 +887,12 @@ func (c *clientSession) relayOne(l *lease, fr protocol.Frame) (relayStep, byte, 
 			out = c.replyError(l, msg)
 			if c.holdForRetry(l, out) {
 				out = nil
+				l.heldReplies = l.heldReplies[:0]
+			} else if len(l.heldReplies) > 0 {
+				if _, err := c.w.Write(l.heldReplies); err != nil {
+					return stepClientGone, 0, nil
+				}
+				l.heldReplies = l.heldReplies[:0]
 			}
 		}
 	default:
@@ -1099,9 +1134,11 @@ func (c *clientSession) endLease() {
 		return
 	}
 	if l.syncing {
-		// The relay is ending this lease itself (reading parameters back): let it.
+		// The relay is ending this lease itself (reading parameters back, or moving the
+		// request to the primary): let it, then look again.
 		c.mu.Unlock()
 		<-l.done
+		c.endLease()
 		return
 	}
 	c.lease = nil

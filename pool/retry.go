@@ -44,6 +44,13 @@ func (c *clientSession) recordForRetry(l *lease, typ byte, msg []byte) {
 		} else {
 			l.segOK = false
 		}
+	case 'Q':
+		// Kept only on replicas, for the read-only safety net.
+		l.segDone = true
+		l.segOK = l.replica >= 0 && len(msg) <= maxRetrySegment && l.pending == 1 && l.sc.txStatus == 'I'
+		if l.segOK {
+			l.seg = append(l.seg[:0], msg...)
+		}
 	case 'H':
 	default:
 		l.segOK, l.segDone = false, true
@@ -53,16 +60,104 @@ func (c *clientSession) recordForRetry(l *lease, typ byte, msg []byte) {
 // holdForRetry decides, at an ErrorResponse, whether to hide it and replay the segment
 // at its ReadyForQuery. It runs on the relay.
 func (c *clientSession) holdForRetry(l *lease, msg []byte) bool {
-	if !bytes.Contains(msg, cachedPlanChanged) || l.answered {
+	stale := bytes.Contains(msg, cachedPlanChanged)
+	readOnly := l.replica >= 0 && !l.forced && bytes.Contains(msg, readOnlyCode)
+	if !stale && !readOnly || l.answered {
 		return false
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if !l.segOK || !l.segDone || l.retried || l.unsynced || l.sentSeq != l.recvSeq+1 || !hasDescribe(l.seg) {
+	if !l.segOK || !l.segDone || l.retried || l.unsynced || l.sentSeq != l.recvSeq+1 || stale && !hasDescribe(l.seg) {
 		return false
 	}
 	l.retried = true
+	l.toPrimary = readOnly
 	l.heldErr = append(l.heldErr[:0], msg...)
+	return true
+}
+
+// readOnlyCode is the SQLSTATE field of read_only_sql_transaction (25006), which a
+// replica raises for a statement that writes.
+var readOnlyCode = []byte("C25006\x00")
+
+// replayOnPrimary runs on the relay, which holds c.wmu. It is the safety net for a statement routed to a replica that turned out
+// to write: the replica refused it with 25006 before anything reached the client, so the
+// replica lease ends and the same request runs on the primary, on a new lease. It reports
+// false when the request cannot be replayed; then the held error goes to the client.
+func (c *clientSession) replayOnPrimary(l *lease, status byte) bool {
+	c.mu.Lock()
+	if status != 'I' || l.unsynced || l.sentSeq != l.recvSeq+1 {
+		c.mu.Unlock()
+		return false
+	}
+	l.recvSeq++
+	l.pending = 0
+	l.syncing = true // the client goroutine waits for the new lease
+	seg := bytes.Clone(l.seg)
+	c.mu.Unlock()
+
+	// Give the replica's server back.
+	l.wmu.Lock()
+	//lint:ignore SA2001 waiting for the writer to finish is the point
+	l.wmu.Unlock()
+	l.cancels.Wait()
+	c.srv.replicas.Done(l.replica)
+	l.replica = -1
+	l.pool.release(l.res)
+
+	// Take a primary server with the client's settings.
+	ctx, cancel := c.waitContext(c.srv.ctx)
+	res, err := c.pool.acquire(ctx)
+	cancel()
+	if err == nil {
+		if err = c.applyParams(c.srv.ctx, res.Value()); err != nil {
+			res.Destroy()
+		}
+	}
+	if err != nil {
+		c.log.Warn("cannot replay a read-only failure on the primary", "error", err)
+		// The relay holds c.wmu.
+		_, _ = c.w.Write(l.heldErr)
+		_, _ = c.w.Write(readyIdle)
+		_ = c.w.Flush()
+		c.mu.Lock()
+		l.syncing = false
+		if c.lease == l {
+			c.lease = nil
+		}
+		c.idle.Broadcast()
+		c.mu.Unlock()
+		return true
+	}
+	nl := &lease{pool: c.pool, res: res, sc: res.Value(), done: make(chan struct{}), segDone: true, replica: -1, needLSN: true}
+	var out []byte
+	c.mu.Lock()
+	if seg[0] == 'Q' {
+		nl.account('Q')
+		out = seg
+	} else {
+		for b := seg; len(b) >= protocol.HeaderLen; {
+			n := frameLen(b)
+			nl.account(b[0])
+			out, _, _ = c.planExtended(nl, b[:n], out)
+			b = b[n:]
+		}
+		nl.account('S')
+		out = append(out, 'S', 0, 0, 0, 4)
+	}
+	c.lease = nl
+	l.syncing = false
+	c.idle.Broadcast()
+	c.mu.Unlock()
+	c.srv.readOnlyReplays.Add(1)
+
+	nl.wmu.Lock()
+	_, _ = nl.sc.w.Write(out)
+	if err := nl.sc.w.Flush(); err != nil {
+		c.log.Debug("replay write failed", "error", err)
+	}
+	nl.wmu.Unlock()
+	go c.relay(nl)
 	return true
 }
 

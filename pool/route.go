@@ -33,12 +33,14 @@ const (
 
 // routeFor picks the backend for a transaction starting with msg (nil for a message
 // read as a stream). replica is the replica set index when a replica was picked (the
-// caller must call replicas.Done), else -1.
-func (c *clientSession) routeFor(ctx context.Context, typ byte, msg []byte) (backend, replica int, mayWrite bool) {
+// caller must call replicas.Done), else -1. forced is set when a hint, cmpool.route or
+// the database's route chose the replica: then a write there fails instead of moving to
+// the primary.
+func (c *clientSession) routeFor(ctx context.Context, typ byte, msg []byte) (backend, replica int, mayWrite, forced bool) {
 	rs := c.srv.replicas
 	if rs == nil || c.mode == ModeSession || c.srv.cfg.Databases[c.database].URL != "" {
 		// Replicas replicate the primary: a database mapped elsewhere is not routed.
-		return backendPrimary, -1, true
+		return backendPrimary, -1, true, false
 	}
 	v := c.verdictFor(typ, msg)
 	// Whether the transaction may write, so that its commit position must be read for
@@ -53,14 +55,15 @@ func (c *clientSession) routeFor(ctx context.Context, typ byte, msg []byte) (bac
 	}
 	switch route {
 	case routePrimary:
-		return backendPrimary, -1, mayWrite
+		return backendPrimary, -1, mayWrite, true
 	case routeReplica:
+		forced = true
 	default:
 		if v == nil || v.Write || v.Begin && !v.ReadOnly || v.End || v.ReadOnly && !v.Begin {
-			return backendPrimary, -1, mayWrite
+			return backendPrimary, -1, mayWrite, false
 		}
 		if len(v.Funcs) > 0 && c.anyVolatile(ctx, v.Funcs) {
-			return backendPrimary, -1, true
+			return backendPrimary, -1, true, false
 		}
 	}
 	min := c.readLSN()
@@ -72,9 +75,9 @@ func (c *clientSession) routeFor(ctx context.Context, typ byte, msg []byte) (bac
 	}
 	if !ok {
 		c.srv.routedPrimaryFallback.Add(1)
-		return backendPrimary, -1, false
+		return backendPrimary, -1, false, false
 	}
-	return idx + 1, idx, false
+	return idx + 1, idx, false, forced
 }
 
 // verdictFor classifies the statement a transaction's first message runs, or returns

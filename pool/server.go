@@ -39,6 +39,7 @@ type Server struct {
 	volatile              sync.Map      // database + "\x00" + function -> bool (volatile)
 	globalLSN             atomic.Uint64 // highest commit position seen (consistency = global)
 	routedPrimaryFallback atomic.Int64  // reads sent to the primary for want of a usable replica
+	readOnlyReplays       atomic.Int64  // requests a replica refused with 25006, replayed on the primary
 	startOnce             sync.Once
 
 	mu        sync.Mutex

@@ -1,9 +1,12 @@
 package pool
 
 import (
+	"fmt"
 	"sort"
 	"sync/atomic"
 	"time"
+
+	"github.com/cmlite/cmpool/router"
 )
 
 // Stat is a snapshot of a Server.
@@ -13,15 +16,24 @@ type Stat struct {
 	// PreparedStatements is the number of distinct statements (text and parameter types)
 	// that clients have prepared, each with one server-side name.
 	PreparedStatements int
-	// Pools has one entry per (database, user, backend) pool, sorted by database and user.
+	// Pools has one entry per (database, user, backend) pool, sorted by database, user
+	// and backend.
 	Pools []PoolStat
+	// Replicas describes each configured replica; empty without replicas.
+	Replicas []router.ReplicaStatus
+	// ReadsOnPrimary counts reads that went to the primary for want of a usable,
+	// caught-up replica; ReadOnlyReplays counts requests a replica refused with 25006
+	// that were run again on the primary.
+	ReadsOnPrimary, ReadOnlyReplays int64
 }
 
 // PoolStat describes one pool of server connections.
 type PoolStat struct {
 	Database string
 	User     string
-	Mode     Mode
+	// Backend is "primary", or the replica's host:port.
+	Backend string
+	Mode    Mode
 	// Server connections: open in all, idle, lent to a client, and the most allowed.
 	Servers, IdleServers, ActiveServers, MaxServers int
 	// Acquires counts server connections lent; Waits counts those a client had to wait
@@ -46,12 +58,25 @@ func (s *Server) Stat() Stat {
 		pools = append(pools, bp)
 	}
 	s.mu.Unlock()
-	st := Stat{Clients: int(s.nClients.Load()), PreparedStatements: s.stmts.Len()}
+	st := Stat{
+		Clients:            int(s.nClients.Load()),
+		PreparedStatements: s.stmts.Len(),
+		ReadsOnPrimary:     s.routedPrimaryFallback.Load(),
+		ReadOnlyReplays:    s.readOnlyReplays.Load(),
+	}
+	if s.replicas != nil {
+		st.Replicas = s.replicas.Snapshot()
+	}
 	for _, bp := range pools {
 		ps := bp.p.Stat()
+		backend := "primary"
+		if bp.key.backend > backendPrimary {
+			backend = fmt.Sprintf("%s:%d", bp.connCfg.Host, bp.connCfg.Port)
+		}
 		st.Pools = append(st.Pools, PoolStat{
 			Database:      bp.key.database,
 			User:          bp.key.user,
+			Backend:       backend,
 			Mode:          bp.mode,
 			Servers:       int(ps.TotalResources()),
 			IdleServers:   int(ps.IdleResources()),
@@ -70,7 +95,10 @@ func (s *Server) Stat() Stat {
 		if a.Database != b.Database {
 			return a.Database < b.Database
 		}
-		return a.User < b.User
+		if a.User != b.User {
+			return a.User < b.User
+		}
+		return a.Backend < b.Backend
 	})
 	return st
 }

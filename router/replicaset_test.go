@@ -25,9 +25,9 @@ import (
 // fakeNode is an in-process server on 127.0.0.1:0 that speaks just enough of the protocol
 // (trust startup, simple queries) to answer the ReplicaSet's checks with the values it holds.
 type fakeNode struct {
-	ln      net.Listener
+	ln       net.Listener
 	attempts atomic.Int64 // startup messages and queries received (cancel requests are not counted)
-	wg      sync.WaitGroup
+	wg       sync.WaitGroup
 
 	mu         sync.Mutex
 	inRecovery bool
