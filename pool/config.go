@@ -73,7 +73,7 @@ type Config struct {
 	Consistency string
 
 	// RWWait is how long a read waits for a replica to replay the writes it must see
-	// before it goes to the primary instead. Zero means 100ms; negative means never wait.
+	// before it goes to the primary instead. Zero means 50ms; negative means never wait.
 	RWWait time.Duration
 
 	// PoolMode is the default pooling mode. Empty means ModeTransaction.
@@ -262,7 +262,7 @@ func (c Config) withDefaults() (Config, error) {
 		return c, fmt.Errorf("pool: unknown consistency %q (want session, global or eventual)", c.Consistency)
 	}
 	if c.RWWait == 0 {
-		c.RWWait = 100 * time.Millisecond
+		c.RWWait = 50 * time.Millisecond
 	}
 	for name, d := range c.Databases {
 		switch d.Route {

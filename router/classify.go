@@ -87,6 +87,11 @@ func classify(sql string) *Verdict {
 	if isPlainSelect(sql) {
 		return plainRead
 	}
+	return classifyFull(sql)
+}
+
+// classifyFull classifies with the full grammar.
+func classifyFull(sql string) *Verdict {
 	tree, err := pg_query.Parse(sql)
 	if err != nil {
 		return &Verdict{Write: true, Reason: "unparsable: " + err.Error(), Hint: commentHint(sql), Statements: 1}
