@@ -205,3 +205,29 @@ func TestReadOnlySafetyNet(t *testing.T) {
 	}
 	_ = p
 }
+
+// TestFollowsPromotion promotes the replica with the old primary stopped, as a failover
+// tool would: writes reach the new primary without restarting cmpool.
+func TestFollowsPromotion(t *testing.T) {
+	c := integration.StartCluster(t, integration.Options{Replicas: 1})
+	p := integration.StartProxy(t, c, pool.Config{Replicas: c.ReplicaURLs(), ReplicaCheckInterval: 100 * time.Millisecond})
+	ctx := ctxT(t, 60*time.Second)
+	before := connect(t, p.URL("", ""), pgx.QueryExecModeSimpleProtocol)
+	_, err := before.Exec(ctx, "create table failover(x int); insert into failover values (1)")
+	require.NoError(t, err)
+	require.NoError(t, c.WaitReplication(ctx))
+
+	require.NoError(t, c.StopNode(c.Primary))
+	require.NoError(t, c.Promote(ctx, c.Replicas[0]))
+	require.Eventually(t, func() bool { return p.Server.Stat().Promotions == 1 }, 10*time.Second, 50*time.Millisecond)
+
+	for _, conn := range []*pgx.Conn{before, connect(t, p.URL("", ""), pgx.QueryExecModeSimpleProtocol)} {
+		_, err = conn.Exec(ctx, "insert into failover values (2)")
+		require.NoError(t, err, "a write after the promotion")
+		var port int
+		var inRecovery bool
+		require.NoError(t, conn.QueryRow(ctx, "select inet_server_port(), pg_is_in_recovery()").Scan(&port, &inRecovery))
+		require.Equal(t, c.Replicas[0].Port, port, "the promoted replica serves")
+		require.False(t, inRecovery)
+	}
+}

@@ -42,7 +42,8 @@ type clientSession struct {
 	key      cancelKey
 	database string
 	user     string
-	pool     *backendPool
+	pool     *backendPool // on the primary; see poolAt
+	poolGen  uint64       // Server.primaryGen when pool was looked up
 	mode     Mode
 
 	// params are the session parameters this client wants on any server it uses, and
@@ -301,7 +302,7 @@ func (c *clientSession) startup(ctx context.Context) error {
 	if err != nil {
 		return protocol.NewFatal(protocol.CodeInvalidCatalogName, err.Error())
 	}
-	c.pool = bp
+	c.pool, c.poolGen = bp, c.srv.primaryGen.Load()
 	c.mode = bp.mode
 
 	// Client auth is trust until an authenticator is configured.

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"encoding/binary"
 
+	"github.com/jackc/puddle/v2"
+
 	"github.com/cmlite/cmpool/protocol"
 )
 
@@ -107,7 +109,11 @@ func (c *clientSession) replayOnPrimary(l *lease, status byte) bool {
 
 	// Take a primary server with the client's settings.
 	ctx, cancel := c.waitContext(c.srv.ctx)
-	res, err := c.pool.acquire(ctx)
+	primary, err := c.poolAt(backendPrimary)
+	var res *puddle.Resource[*serverConn]
+	if err == nil {
+		res, err = primary.acquire(ctx)
+	}
 	cancel()
 	if err == nil {
 		if err = c.applyParams(c.srv.ctx, res.Value()); err != nil {
@@ -129,7 +135,7 @@ func (c *clientSession) replayOnPrimary(l *lease, status byte) bool {
 		c.mu.Unlock()
 		return true
 	}
-	nl := &lease{pool: c.pool, res: res, sc: res.Value(), done: make(chan struct{}), segDone: true, replica: -1, needLSN: true}
+	nl := &lease{pool: primary, res: res, sc: res.Value(), done: make(chan struct{}), segDone: true, replica: -1, needLSN: true}
 	var out []byte
 	c.mu.Lock()
 	if seg[0] == 'Q' {

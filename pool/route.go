@@ -215,12 +215,47 @@ WHERE p.proname = %s AND (%s = '' OR n.nspname = %s)`, quoteLiteral(name), quote
 	return out.row[0] == "t", nil
 }
 
-// poolAt returns this client's pool on a backend.
+// poolAt returns this client's pool on a backend. The primary's pool is looked up again
+// after a promotion changed which server is the primary.
 func (c *clientSession) poolAt(backend int) (*backendPool, error) {
-	if backend == backendPrimary {
-		return c.pool, nil
+	if backend != backendPrimary {
+		return c.srv.poolFor(c.database, c.user, backend)
 	}
-	return c.srv.poolFor(c.database, c.user, backend)
+	if gen := c.srv.primaryGen.Load(); gen != c.poolGen {
+		bp, err := c.srv.poolFor(c.database, c.user, backendPrimary)
+		if err != nil {
+			return nil, err
+		}
+		c.pool, c.poolGen = bp, gen
+	}
+	return c.pool, nil
+}
+
+// followPromotion makes replica index the primary: another tool promoted it (it reports
+// pg_is_in_recovery() = false). Pools of the old primary are closed; clients find the new
+// one at their next transaction.
+func (s *Server) followPromotion(index int) {
+	s.mu.Lock()
+	if s.closing.Load() || index >= len(s.replicaCfgs) {
+		s.mu.Unlock()
+		return
+	}
+	newPrimary := s.replicaCfgs[index]
+	s.log.Warn("a replica was promoted: it is now the primary", "host", newPrimary.Host, "port", newPrimary.Port)
+	s.primaryCfg = newPrimary
+	var old []*backendPool
+	for key, bp := range s.pools {
+		if key.backend == backendPrimary {
+			old = append(old, bp)
+			delete(s.pools, key)
+		}
+	}
+	s.primaryGen.Add(1)
+	s.mu.Unlock()
+	s.promotions.Add(1)
+	for _, bp := range old {
+		go bp.close() // waits for connections in use to come back
+	}
 }
 
 // proxyCommand answers SET and SHOW of cmpool's own parameters. It reports whether the

@@ -40,6 +40,8 @@ type Server struct {
 	globalLSN             atomic.Uint64 // highest commit position seen (consistency = global)
 	routedPrimaryFallback atomic.Int64  // reads sent to the primary for want of a usable replica
 	readOnlyReplays       atomic.Int64  // requests a replica refused with 25006, replayed on the primary
+	primaryGen            atomic.Uint64 // counts promotions followed; see poolAt
+	promotions            atomic.Int64
 	startOnce             sync.Once
 
 	mu        sync.Mutex
@@ -104,6 +106,7 @@ func New(cfg Config) (*Server, error) {
 			BanTime:       c.ReplicaBanTime,
 			Balance:       router.Balance(c.Balance),
 			Logger:        c.Logger,
+			OnPromotion:   func(i int) { s.followPromotion(i) },
 		})
 		if err != nil {
 			return nil, err

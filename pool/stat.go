@@ -25,6 +25,8 @@ type Stat struct {
 	// caught-up replica; ReadOnlyReplays counts requests a replica refused with 25006
 	// that were run again on the primary.
 	ReadsOnPrimary, ReadOnlyReplays int64
+	// Promotions counts replicas that became the primary and that cmpool followed.
+	Promotions int64
 }
 
 // PoolStat describes one pool of server connections.
@@ -63,6 +65,7 @@ func (s *Server) Stat() Stat {
 		PreparedStatements: s.stmts.Len(),
 		ReadsOnPrimary:     s.routedPrimaryFallback.Load(),
 		ReadOnlyReplays:    s.readOnlyReplays.Load(),
+		Promotions:         s.promotions.Load(),
 	}
 	if s.replicas != nil {
 		st.Replicas = s.replicas.Snapshot()
