@@ -100,6 +100,13 @@ func (bp *backendPool) acquire(ctx context.Context) (*puddle.Resource[*serverCon
 	}
 }
 
+// destroyIdle closes every idle connection, after one of them turned out dead.
+func (bp *backendPool) destroyIdle() {
+	for _, res := range bp.p.AcquireAllIdle() {
+		res.Destroy()
+	}
+}
+
 // release returns a clean server connection, or closes it once it has lived too long.
 func (bp *backendPool) release(res *puddle.Resource[*serverConn]) {
 	if bp.lifetime > 0 && time.Since(res.CreationTime()) > bp.lifetime {

@@ -103,6 +103,7 @@ type lease struct {
 	bound       []boundStmt // named statements bound in Sync segments not yet answered
 	track       []string    // parameters changed by this lease's statements, to read back
 	syncing     bool        // the relay is reading them back; the client goroutine waits
+	ending      bool        // the relay is flushing the reply that ends the lease; likewise
 	resetNeeded bool        // session-bound features were used: DISCARD ALL before reuse
 	abandoned   bool        // the client is gone; the relay must destroy the server
 	// The current Sync segment, kept for a retry (retry.go). Guarded by mu.
@@ -655,11 +656,20 @@ func (c *clientSession) acquire(ctx context.Context, typ byte, msg []byte) (*lea
 				return nil, pe
 			}
 			res.Destroy()
-			if attempt < 2 {
+			if replica >= 0 {
+				if attempt == 0 {
+					// Likely a replica that restarted: its idle connections are dead too.
+					bp.destroyIdle()
+					continue
+				}
+				// Still failing: ban it and take the primary.
+				c.srv.replicas.Ban(replica, err)
+				c.srv.replicas.Done(replica)
+				backend, replica, mayWrite = backendPrimary, -1, true
 				continue
 			}
-			if replica >= 0 {
-				c.srv.replicas.Done(replica)
+			if attempt < 2 {
+				continue
 			}
 			return nil, c.acquireError(err, false)
 		}
@@ -685,7 +695,7 @@ func (c *clientSession) startLease(bp *backendPool, res *puddle.Resource[*server
 // relay cannot end the lease before that message is answered; or nil with no lease.
 func (c *clientSession) claim(typ byte) *lease {
 	c.mu.Lock()
-	for c.lease != nil && c.lease.syncing {
+	for c.lease != nil && (c.lease.syncing || c.lease.ending) {
 		c.idle.Wait()
 	}
 	l := c.lease
@@ -972,20 +982,26 @@ func (c *clientSession) endsLease(l *lease, status byte) (end, dead bool) {
 	}
 	c.idle.Broadcast()
 	ends := l.pending == 0 && !l.unsynced && status == 'I' && (c.mode != ModeSession || c.closing.Load())
+	if ends {
+		// The client's next message must not join this lease: it may belong elsewhere.
+		l.ending = true
+	}
 	c.mu.Unlock()
 	if !ends {
 		return false, false
 	}
-	if err := c.w.Flush(); err != nil {
+	ferr := c.w.Flush()
+	c.mu.Lock()
+	l.ending = false
+	c.idle.Broadcast()
+	if ferr != nil {
+		c.mu.Unlock()
 		c.clientGone(l)
 		return false, true
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	defer c.idle.Broadcast()
-	// The client may have sent more on this lease while we flushed.
-	if l.pending > 0 || l.unsynced || c.lease != l {
-		return false, false
+	if c.lease != l {
+		c.mu.Unlock()
+		return false, false // the client left meanwhile (endLease took over)
 	}
 	c.routeOnce = ""
 	if len(l.track) > 0 || l.needLSN {
@@ -998,6 +1014,7 @@ func (c *clientSession) endsLease(l *lease, status byte) (end, dead bool) {
 		// Wake the client goroutine so it can say goodbye.
 		_ = c.conn.SetReadDeadline(time.Now())
 	}
+	c.mu.Unlock()
 	return true, false
 }
 

@@ -426,7 +426,7 @@ func (c *clientSession) simpleCommand(msg []byte) (bool, error) {
 // waitIdle waits until every request sent on the current lease has been answered and
 // the lease is not being synced. The caller holds c.mu.
 func (c *clientSession) waitIdle() {
-	for c.lease != nil && (c.lease.pending > 0 || c.lease.unsynced || c.lease.syncing) {
+	for c.lease != nil && (c.lease.pending > 0 || c.lease.unsynced || c.lease.syncing || c.lease.ending) {
 		c.idle.Wait()
 	}
 }
