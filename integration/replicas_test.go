@@ -121,6 +121,9 @@ func TestTwoReplicasBalanceBanAndReadYourWrites(t *testing.T) {
 				onReplica.Add(1)
 			}
 		}
-		t.Logf("%d of 1000 reads were served by the unpaused replica", onReplica.Load())
+		st := p.Server.Stat()
+		t.Logf("%d of 1000 reads were served by the unpaused replica; %d reads waited, %d went to the primary",
+			onReplica.Load(), st.ReadWaits, st.ReadsOnPrimary)
+		require.Positive(t, st.ReadWaits)
 	})
 }

@@ -69,6 +69,7 @@ func (c *clientSession) routeFor(ctx context.Context, typ byte, msg []byte) (bac
 	min := c.readLSN()
 	idx, ok := rs.Pick(min)
 	if !ok && min > 0 && c.srv.cfg.RWWait > 0 {
+		c.srv.readWaits.Add(1)
 		wctx, cancel := context.WithTimeout(ctx, c.srv.cfg.RWWait)
 		idx, ok = rs.WaitFor(wctx, min)
 		cancel()

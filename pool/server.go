@@ -42,6 +42,7 @@ type Server struct {
 	readOnlyReplays       atomic.Int64  // requests a replica refused with 25006, replayed on the primary
 	primaryGen            atomic.Uint64 // counts promotions followed; see poolAt
 	promotions            atomic.Int64
+	readWaits             atomic.Int64 // reads that waited for a replica to replay their writes
 	startOnce             sync.Once
 
 	mu        sync.Mutex

@@ -27,6 +27,9 @@ type Stat struct {
 	ReadsOnPrimary, ReadOnlyReplays int64
 	// Promotions counts replicas that became the primary and that cmpool followed.
 	Promotions int64
+	// ReadWaits counts reads that waited (up to rw_wait) for a replica to replay the
+	// writes they must see.
+	ReadWaits int64
 }
 
 // PoolStat describes one pool of server connections.
@@ -66,6 +69,7 @@ func (s *Server) Stat() Stat {
 		ReadsOnPrimary:     s.routedPrimaryFallback.Load(),
 		ReadOnlyReplays:    s.readOnlyReplays.Load(),
 		Promotions:         s.promotions.Load(),
+		ReadWaits:          s.readWaits.Load(),
 	}
 	if s.replicas != nil {
 		st.Replicas = s.replicas.Snapshot()
