@@ -707,6 +707,9 @@ func serverConf(replicas int, settings map[string]string) string {
 	set("shared_buffers", "128MB")
 	set("logging_collector", "off")
 	set("wal_retrieve_retry_interval", "500ms") // a replica reconnects quickly to a restarted primary
+	// Keep WAL for replicas that start streaming after later base backups' checkpoints
+	// have passed them (no slots: a stopped replica must not fill the disk).
+	set("wal_keep_size", "256MB")
 	for _, k := range slices.Sorted(maps.Keys(settings)) {
 		set(k, settings[k])
 	}

@@ -935,6 +935,14 @@ func (c *clientSession) relayOne(l *lease, fr protocol.Frame) (relayStep, byte, 
 func (c *clientSession) clientGone(l *lease) {
 	c.mu.Lock()
 	l.abandoned = true
+	c.mu.Unlock()
+	c.destroyLease(l)
+	_ = c.conn.Close()
+}
+
+// destroyLease ends l by closing its server, which may be in any state.
+func (c *clientSession) destroyLease(l *lease) {
+	c.mu.Lock()
 	if c.lease == l {
 		c.lease = nil
 	}
@@ -942,7 +950,6 @@ func (c *clientSession) clientGone(l *lease) {
 	c.idle.Broadcast()
 	c.mu.Unlock()
 	l.res.Destroy()
-	_ = c.conn.Close()
 }
 
 // isClientWriteErr tells a failed write to the client (ignored: the client goroutine will
@@ -1129,14 +1136,7 @@ func (c *clientSession) relayFailedWith(l *lease, pe *protocol.Error) {
 		_ = c.w.Flush()
 		c.wmu.Unlock()
 	}
-	c.mu.Lock()
-	if c.lease == l {
-		c.lease = nil
-	}
-	l.destroyed = true
-	c.idle.Broadcast()
-	c.mu.Unlock()
-	l.res.Destroy()
+	c.destroyLease(l)
 	if !abandoned {
 		_ = c.conn.Close()
 	}
