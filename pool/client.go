@@ -359,7 +359,7 @@ func (c *clientSession) startup(ctx context.Context) error {
 		return err
 	}
 	if c.mode == ModeSession {
-		c.startLease(bp, res)
+		c.startLease(nil, bp, res)
 	} else {
 		bp.release(res)
 	}
@@ -673,17 +673,20 @@ func (c *clientSession) acquire(ctx context.Context, typ byte, msg []byte) (*lea
 			}
 			return nil, c.acquireError(err, false)
 		}
-		l := c.startLease(bp, res)
-		l.replica = replica
-		l.forced = forced
-		l.needLSN = mayWrite && backend == backendPrimary && c.srv.replicas != nil && c.srv.cfg.Consistency != "eventual"
-		return l, nil
+		l := &lease{replica: replica, forced: forced,
+			needLSN: mayWrite && backend == backendPrimary && c.srv.replicas != nil && c.srv.cfg.Consistency != "eventual"}
+		return c.startLease(l, bp, res), nil
 	}
 }
 
-// startLease makes res this client's server and starts its relay goroutine.
-func (c *clientSession) startLease(bp *backendPool, res *puddle.Resource[*serverConn]) *lease {
-	l := &lease{pool: bp, res: res, sc: res.Value(), done: make(chan struct{}), segDone: true, replica: -1}
+// startLease makes res this client's server, on lease l (its routing fields set, or nil
+// for a primary lease), and starts its relay goroutine.
+func (c *clientSession) startLease(l *lease, bp *backendPool, res *puddle.Resource[*serverConn]) *lease {
+	if l == nil {
+		l = &lease{replica: -1}
+	}
+	l.pool, l.res, l.sc = bp, res, res.Value()
+	l.done, l.segDone = make(chan struct{}), true
 	c.mu.Lock()
 	c.lease = l
 	c.mu.Unlock()
