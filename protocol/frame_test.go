@@ -138,3 +138,28 @@ func FuzzFrameReader(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkForward is the relay's inner loop: a DataRow-sized frame peeked and copied to
+// a buffered writer.
+func BenchmarkForward(b *testing.B) {
+	msg := frame('D', bytes.Repeat([]byte("x"), 100))
+	stream := bytes.Repeat(msg, 1000)
+	r := bytes.NewReader(stream)
+	br := bufio.NewReaderSize(r, 32<<10)
+	fr := protocol.NewFrameReader(br, 0)
+	w := bufio.NewWriterSize(io.Discard, 16<<10)
+	b.ReportAllocs()
+	b.SetBytes(int64(len(msg)))
+	for i := 0; i < b.N; i++ {
+		if _, err := fr.Next(); err != nil {
+			r.Reset(stream)
+			br.Reset(r)
+			if _, err := fr.Next(); err != nil {
+				b.Fatal(err)
+			}
+		}
+		if err := fr.Forward(w); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
