@@ -169,6 +169,21 @@ func (s *Server) Serve(ln net.Listener) error {
 	}
 }
 
+// DialContext connects to the proxy in-process, without TCP: the returned connection is
+// served like an accepted one. Its signature fits pgconn.Config.DialFunc, so a Go program
+// can use an embedded cmpool through pgx; network and address are ignored.
+func (s *Server) DialContext(ctx context.Context, network, address string) (net.Conn, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if s.closing.Load() {
+		return nil, ErrServerClosed
+	}
+	client, server := net.Pipe()
+	s.wg.Go(func() { s.serveConn(server) })
+	return client, nil
+}
+
 // serveConn runs one client connection.
 func (s *Server) serveConn(conn net.Conn) {
 	if tc, ok := conn.(*net.TCPConn); ok {

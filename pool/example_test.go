@@ -1,0 +1,104 @@
+package pool_test
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/cmlite/cmpool/pool"
+)
+
+// Embedding cmpool and talking to it in-process, with pgx dialing through the server
+// instead of TCP. (The backend here is a stand-in; point Primary at a real server.)
+func ExampleServer_DialContext() {
+	backend, stop := exampleBackend()
+	defer stop()
+
+	srv, err := pool.New(pool.Config{
+		Primary: "postgres://app@" + backend + "/app?sslmode=disable",
+		Logger:  slog.New(slog.DiscardHandler),
+	})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer srv.Shutdown(context.Background())
+
+	cfg, err := pgx.ParseConfig("postgres://app@127.0.0.1/app?sslmode=disable") // the address is not dialed
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	cfg.DialFunc = srv.DialContext
+	cfg.DefaultQueryExecMode = pgx.QueryExecModeSimpleProtocol
+	conn, err := pgx.ConnectConfig(context.Background(), cfg)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer conn.Close(context.Background())
+
+	var one int
+	if err := conn.QueryRow(context.Background(), "SELECT 1").Scan(&one); err != nil {
+		fmt.Println(err)
+		return
+	}
+	fmt.Println(one)
+	// Output: 1
+}
+
+// Serving cmpool on a listener of your own, next to the rest of a Go service.
+func ExampleServer_Serve() {
+	backend, stop := exampleBackend()
+	defer stop()
+
+	srv, err := pool.New(pool.Config{
+		Primary:         "postgres://app@" + backend + "/app?sslmode=disable",
+		PoolMode:        pool.ModeTransaction,
+		DefaultPoolSize: 10,
+		Logger:          slog.New(slog.DiscardHandler),
+	})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	go srv.Serve(ln)
+	defer srv.Shutdown(context.Background())
+
+	conn, err := pgx.Connect(context.Background(), "postgres://app@"+ln.Addr().String()+"/app?sslmode=disable&default_query_exec_mode=simple_protocol")
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer conn.Close(context.Background())
+	var one int
+	_ = conn.QueryRow(context.Background(), "SELECT 1").Scan(&one)
+	fmt.Println(one, srv.Stat().Clients)
+	// Output: 1 1
+}
+
+// exampleBackend starts the benchmarks' stand-in server outside a test.
+func exampleBackend() (addr string, stop func()) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		panic(err)
+	}
+	go func() {
+		for {
+			conn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go serveFake(conn)
+		}
+	}()
+	return ln.Addr().String(), func() { _ = ln.Close() }
+}
