@@ -63,6 +63,12 @@ func TestPgbench(t *testing.T) {
 	out, err := exec.Command(pgTool(t, "pgbench"), "-i", "-q", "-s", "1", c.Primary.URL("bench", "")).CombinedOutput()
 	require.NoError(t, err, string(out))
 
+	// pgbench -i's own backend may take a moment to exit.
+	require.Eventually(t, func() bool {
+		var n int
+		return admin.QueryRow(ctx, "select count(*) from pg_stat_activity where datname = 'bench'").Scan(&n) == nil && n == 0
+	}, 10*time.Second, 20*time.Millisecond)
+
 	var mu sync.Mutex
 	maxServers := 0
 	sampleCtx, stopSampling := context.WithCancel(ctx)
