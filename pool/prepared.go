@@ -160,8 +160,6 @@ func (l *stmtLRU) clear() {
 	clear(l.byName)
 }
 
-func (l *stmtLRU) len() int { return l.order.Len() }
-
 // What the relay does with a ParseComplete or CloseComplete.
 const (
 	replyForward      = iota // pass it on
@@ -245,10 +243,7 @@ func appendClose(dst []byte, kind byte, name string) []byte {
 	return dst
 }
 
-var (
-	parseCompleteMsg = []byte{'1', 0, 0, 0, 4}
-	closeCompleteMsg = []byte{'3', 0, 0, 0, 4}
-)
+var parseCompleteMsg = []byte{'1', 0, 0, 0, 4}
 
 // cstring splits a NUL-terminated string off b.
 func cstring(b []byte) (s, rest []byte, ok bool) {
