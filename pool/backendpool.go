@@ -2,7 +2,10 @@ package pool
 
 import (
 	"context"
+	"net"
+	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
@@ -26,6 +29,13 @@ type backendPool struct {
 	idleTimeout time.Duration
 	lifetime    time.Duration
 	counters    poolCounters
+	// name is "primary" or the replica's host:port, for stats and events.
+	name string
+	// reconnectBefore (Unix ns): connections made before it are closed on release
+	// (RECONNECT).
+	reconnectBefore atomic.Int64
+	// conns holds every open server connection (*serverConn -> struct{}), for SHOW SERVERS.
+	conns sync.Map
 
 	stopOnce sync.Once
 	stop     chan struct{}
@@ -37,7 +47,12 @@ type backendPool struct {
 const aliveCheckAfter = time.Second
 
 func newBackendPool(key poolKey, mode Mode, connCfg *pgconn.Config, size, minSize, maxPrepared int, idleTimeout, lifetime, connectTimeout time.Duration) (*backendPool, error) {
+	name := "primary"
+	if key.backend > 0 {
+		name = net.JoinHostPort(connCfg.Host, strconv.Itoa(int(connCfg.Port)))
+	}
 	bp := &backendPool{
+		name:        name,
 		key:         key,
 		mode:        mode,
 		connCfg:     connCfg,
@@ -56,10 +71,14 @@ func newBackendPool(key poolKey, mode Mode, connCfg *pgconn.Config, size, minSiz
 				return nil, err
 			}
 			sc.prepared = newStmtLRU(maxPrepared)
+			bp.conns.Store(sc, struct{}{})
 			return sc, nil
 		},
-		Destructor: func(sc *serverConn) { _ = sc.close() },
-		MaxSize:    int32(size),
+		Destructor: func(sc *serverConn) {
+			bp.conns.Delete(sc)
+			_ = sc.close()
+		},
+		MaxSize: int32(size),
 	})
 	if err != nil {
 		return nil, err
@@ -109,7 +128,9 @@ func (bp *backendPool) destroyIdle() {
 
 // release returns a clean server connection, or closes it once it has lived too long.
 func (bp *backendPool) release(res *puddle.Resource[*serverConn]) {
-	if bp.lifetime > 0 && time.Since(res.CreationTime()) > bp.lifetime {
+	res.Value().linked.Store(nil)
+	if bp.lifetime > 0 && time.Since(res.CreationTime()) > bp.lifetime ||
+		res.CreationTime().UnixNano() < bp.reconnectBefore.Load() {
 		res.Destroy()
 		return
 	}

@@ -81,6 +81,14 @@ type clientSession struct {
 	// discarding is set after an extended-protocol message failed before reaching a
 	// server: later messages are dropped until Sync, as a server would.
 	discarding bool
+
+	// For the admin console's SHOW CLIENTS and SHOW POOLS.
+	admin        bool         // connected to the admin console
+	loggedIn     atomic.Bool  // startup is complete
+	connectedAt  time.Time    // when the connection was accepted
+	requestAt    atomic.Int64 // Unix ns of the last transaction start
+	waitingSince atomic.Int64 // nanotime when it began waiting for a server; 0 if not
+	idleArmed    atomic.Bool  // an idle timeout is set as the read deadline
 }
 
 // lease is one loan of a server connection to a client.
@@ -88,8 +96,10 @@ type lease struct {
 	pool *backendPool
 	res  *puddle.Resource[*serverConn]
 	sc   *serverConn
-	// replica is the replica set index the lease reads from, or -1 on the primary.
+	// replica is the index in rs of the replica the lease reads from, or -1 on the
+	// primary; rs is the replica set in force when the lease began.
 	replica int
+	rs      *router.ReplicaSet
 	// needLSN: the lease may have written on the primary; its commit position is read
 	// before it ends, for read-your-writes.
 	needLSN bool
@@ -125,6 +135,15 @@ type lease struct {
 	// until they are done.
 	cancels sync.WaitGroup
 	done    chan struct{} // closed when the relay goroutine exits
+
+	// Statistics: nanotime of the oldest unanswered request and of the transaction's
+	// first request (0: none; guarded by clientSession.mu); bytes from the client
+	// (client goroutine) and to it (relay goroutine) not yet added to the pool's counters.
+	qStart, xStart int64
+	recvBytes      atomic.Int64
+	sentBytes      int64
+	// queryTimer cancels a request running past query_timeout; nil until first armed.
+	queryTimer *time.Timer
 }
 
 const clientBufSize = 8 * 1024
@@ -170,14 +189,31 @@ func (c *clientSession) serve(ctx context.Context) {
 	}()
 	err := c.startup(ctx)
 	if err == nil {
-		err = c.loop(ctx)
+		c.logConnection("client logged in", "admin", c.admin)
+		if c.admin {
+			err = c.adminLoop(ctx)
+		} else {
+			err = c.loop(ctx)
+		}
 	}
 	// The server goes back (or is destroyed) before cmpool writes to the client itself,
 	// since until then the relay owns the client's writer.
 	c.endLease()
 	if err != nil {
 		c.reportAndLog(err)
+	} else {
+		c.logConnection("client closed")
 	}
+}
+
+// logConnection logs a connection or disconnection: at info level with log_connections,
+// else at debug level.
+func (c *clientSession) logConnection(msg string, args ...any) {
+	lvl := slog.LevelDebug
+	if c.srv.conf().LogConnections {
+		lvl = slog.LevelInfo
+	}
+	c.log.Log(context.Background(), lvl, msg, args...)
 }
 
 // reportAndLog sends a protocol error to the client when there is one, and logs the rest.
@@ -192,7 +228,7 @@ func (c *clientSession) reportAndLog(err error) {
 		}
 		c.log.Log(context.Background(), lvl, "client closed", "code", pe.Code, "error", pe.Message)
 	case isNormalClose(err):
-		c.log.Debug("client closed", "error", err)
+		c.logConnection("client closed", "error", err)
 	default:
 		c.log.Warn("client closed", "error", err)
 	}
@@ -200,6 +236,7 @@ func (c *clientSession) reportAndLog(err error) {
 
 // sendError writes an ErrorResponse to the client, when nothing else is writing to it.
 func (c *clientSession) sendError(e *protocol.Error) {
+	c.noteError(nil, e.Code)
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
 	_ = c.conn.SetWriteDeadline(time.Now().Add(5 * time.Second))
@@ -215,7 +252,7 @@ func isNormalClose(err error) bool {
 // startup negotiates SSL, reads the StartupMessage, logs the client in and sends the
 // initial parameter statuses, all under client_login_timeout.
 func (c *clientSession) startup(ctx context.Context) error {
-	_ = c.conn.SetDeadline(time.Now().Add(c.srv.cfg.ClientLoginTimeout))
+	_ = c.conn.SetDeadline(time.Now().Add(c.srv.conf().ClientLoginTimeout))
 	var req *protocol.StartupRequest
 	for sslDone, gssDone := false, false; ; {
 		var err error
@@ -263,7 +300,7 @@ func (c *clientSession) startup(ctx context.Context) error {
 	}
 	if c.srv.overClientLimit() {
 		return protocol.NewFatal(protocol.CodeTooManyConnections,
-			fmt.Sprintf("no more connections allowed (max_client_conn %d)", c.srv.cfg.MaxClientConn))
+			fmt.Sprintf("no more connections allowed (max_client_conn %d)", c.srv.conf().MaxClientConn))
 	}
 	if c.srv.closing.Load() {
 		return protocol.NewFatal(protocol.CodeCannotConnectNow, "cmpool is shutting down")
@@ -294,10 +331,13 @@ func (c *clientSession) startup(ctx context.Context) error {
 			return protocol.NewFatal("22023", fmt.Sprintf("invalid value for cmpool.route: %q (want primary, replica or auto)", r))
 		}
 	}
-	if r := c.srv.cfg.Databases[c.database].Route; r != "" {
+	if r := c.srv.conf().Databases[c.database].Route; r != "" {
 		c.route = r
 	}
 	c.params = params
+	if c.srv.isAdminDatabase(c.database) {
+		return c.adminStartup()
+	}
 
 	bp, err := c.srv.poolFor(c.database, c.user, backendPrimary)
 	if err != nil {
@@ -313,10 +353,20 @@ func (c *clientSession) startup(ctx context.Context) error {
 	// Log in on a real server: it proves the database and user exist, and it gives the
 	// server's canonical values of the client's parameters to report back.
 	acqCtx, cancel := c.waitContext(ctx)
-	res, err := bp.acquire(acqCtx)
-	cancel()
-	if err != nil {
+	defer cancel()
+	if err := c.waitUnpaused(acqCtx); err != nil {
 		return c.acquireError(err, true)
+	}
+	res := bp.tryAcquire(acqCtx)
+	if res == nil {
+		start := nanotime()
+		c.waitingSince.Store(start)
+		res, err = bp.acquire(acqCtx)
+		c.waitingSince.Store(0)
+		c.noteWait(bp, time.Duration(nanotime()-start))
+		if err != nil {
+			return c.acquireError(err, true)
+		}
 	}
 	sc := res.Value()
 	err = c.applyParams(ctx, sc)
@@ -358,17 +408,19 @@ func (c *clientSession) startup(ctx context.Context) error {
 		bp.release(res)
 		return err
 	}
+	c.loggedIn.Store(true)
 	if c.mode == ModeSession {
 		c.startLease(nil, bp, res)
 	} else {
 		bp.release(res)
+		c.armIdleTimeout(false)
 	}
 	return nil
 }
 
 // waitContext bounds waiting for a server by query_wait_timeout.
 func (c *clientSession) waitContext(ctx context.Context) (context.Context, context.CancelFunc) {
-	if t := c.srv.cfg.QueryWaitTimeout; t > 0 {
+	if t := c.srv.conf().QueryWaitTimeout; t > 0 {
 		return context.WithTimeout(ctx, t)
 	}
 	return context.WithCancel(ctx)
@@ -389,7 +441,7 @@ func (c *clientSession) acquireError(err error, fatal bool) *protocol.Error {
 		return &protocol.Error{Severity: sev, Code: protocol.CodeConnectionFailure, Message: "could not connect to server: " + connErr.Error()}
 	case errors.Is(err, context.DeadlineExceeded):
 		return &protocol.Error{Severity: sev, Code: protocol.CodeQueryCanceled,
-			Message: fmt.Sprintf("query_wait_timeout: no server connection available within %s", c.srv.cfg.QueryWaitTimeout),
+			Message: fmt.Sprintf("query_wait_timeout: no server connection available within %s", c.srv.conf().QueryWaitTimeout),
 			Hint:    "raise default_pool_size or query_wait_timeout, or shorten transactions"}
 	case errors.Is(err, puddle.ErrClosedPool), errors.Is(err, context.Canceled):
 		return &protocol.Error{Severity: protocol.SeverityFatal, Code: protocol.CodeAdminShutdown, Message: "cmpool is shutting down"}
@@ -425,7 +477,7 @@ func (c *clientSession) applyParams(ctx context.Context, sc *serverConn) error {
 		if sets.Len() > 0 {
 			sets.WriteString(";")
 		}
-		ctx, cancel := context.WithTimeout(ctx, c.srv.cfg.ServerConnectTimeout)
+		ctx, cancel := context.WithTimeout(ctx, c.srv.conf().ServerConnectTimeout)
 		defer cancel()
 		res, err := sc.exec(ctx, resets.String()+sets.String())
 		if err != nil {
@@ -466,6 +518,11 @@ func (c *clientSession) loop(ctx context.Context) error {
 			if c.isClosing() {
 				return protocol.NewFatal(protocol.CodeAdminShutdown, "terminating connection due to administrator command")
 			}
+			if isTimeout(err) {
+				if pe := c.idleTimeoutError(); pe != nil {
+					return pe
+				}
+			}
 			if errors.Is(err, protocol.ErrMessageTooLarge) {
 				return protocol.NewFatal(protocol.CodeProtocolViolation, err.Error())
 			}
@@ -475,6 +532,7 @@ func (c *clientSession) loop(ctx context.Context) error {
 			}
 			return err
 		}
+		c.disarmIdleTimeout()
 		switch fr.Type {
 		case 'X':
 			return nil
@@ -576,6 +634,10 @@ func (c *clientSession) loop(ctx context.Context) error {
 		if err := c.send(l, msg); err != nil {
 			return err
 		}
+		l.recvBytes.Add(int64(protocol.HeaderLen + fr.BodyLen))
+		if c.srv.conf().QueryTimeout > 0 && (fr.Type == 'Q' || fr.Type == 'S' || fr.Type == 'F') {
+			c.armQueryTimer(l)
+		}
 	}
 }
 
@@ -587,6 +649,7 @@ func (c *clientSession) failRequest(fr protocol.Frame, pe *protocol.Error) error
 		return err
 	}
 	c.deferred = c.deferred[:0] // a server would have skipped them too
+	c.noteError(nil, pe.Code)
 	out := protocol.AppendErrorResponse(nil, pe)
 	switch fr.Type {
 	case 'Q', 'F':
@@ -619,7 +682,17 @@ func (c *clientSession) isClosing() bool { return c.closing.Load() }
 // acquire gets a server for the next request, makes its parameters match this client's
 // and starts the relay.
 func (c *clientSession) acquire(ctx context.Context, typ byte, msg []byte) (*lease, error) {
-	backend, replica, mayWrite, forced := c.routeFor(ctx, typ, msg)
+	if c.srv.pauses.Load() != nil {
+		wctx, cancel := c.waitContext(ctx)
+		err := c.waitUnpaused(wctx)
+		cancel()
+		if err != nil {
+			return nil, c.acquireError(err, false)
+		}
+	}
+	c.requestAt.Store(time.Now().UnixNano())
+	rs := c.srv.rs()
+	backend, replica, mayWrite, forced := c.routeFor(ctx, rs, typ, msg)
 	for attempt := 0; ; attempt++ {
 		bp, err := c.poolAt(backend)
 		if err != nil {
@@ -628,18 +701,22 @@ func (c *clientSession) acquire(ctx context.Context, typ byte, msg []byte) (*lea
 		res := bp.tryAcquire(ctx)
 		if res == nil {
 			actx, cancel := c.waitContext(ctx)
+			start := nanotime()
+			c.waitingSince.Store(start)
 			res, err = bp.acquire(actx)
+			c.waitingSince.Store(0)
+			c.noteWait(bp, time.Duration(nanotime()-start))
 			cancel()
 			if err != nil && replica >= 0 && !errors.Is(err, context.DeadlineExceeded) {
 				// The replica is unreachable: ban it and take the primary.
-				c.srv.replicas.Ban(replica, err)
-				c.srv.replicas.Done(replica)
+				rs.Ban(replica, err)
+				rs.Done(replica)
 				backend, replica, mayWrite = backendPrimary, -1, true
 				continue
 			}
 			if err != nil {
 				if replica >= 0 {
-					c.srv.replicas.Done(replica)
+					rs.Done(replica)
 				}
 				return nil, c.acquireError(err, false)
 			}
@@ -650,7 +727,7 @@ func (c *clientSession) acquire(ctx context.Context, typ byte, msg []byte) (*lea
 			if errors.As(err, &pe) {
 				bp.release(res)
 				if replica >= 0 {
-					c.srv.replicas.Done(replica)
+					rs.Done(replica)
 				}
 				pe.Severity = protocol.SeverityError
 				return nil, pe
@@ -663,8 +740,8 @@ func (c *clientSession) acquire(ctx context.Context, typ byte, msg []byte) (*lea
 					continue
 				}
 				// Still failing: ban it and take the primary.
-				c.srv.replicas.Ban(replica, err)
-				c.srv.replicas.Done(replica)
+				rs.Ban(replica, err)
+				rs.Done(replica)
 				backend, replica, mayWrite = backendPrimary, -1, true
 				continue
 			}
@@ -673,8 +750,14 @@ func (c *clientSession) acquire(ctx context.Context, typ byte, msg []byte) (*lea
 			}
 			return nil, c.acquireError(err, false)
 		}
-		l := &lease{replica: replica, forced: forced,
-			needLSN: mayWrite && backend == backendPrimary && c.srv.replicas != nil && c.srv.cfg.Consistency != "eventual"}
+		if rs != nil {
+			if replica < 0 {
+				c.srv.routedPrimary.Add(1)
+			}
+			c.srv.observer.Observe(Event{Kind: EventRoute, Database: c.database, User: c.user, Backend: bp.name})
+		}
+		l := &lease{replica: replica, rs: rs, forced: forced,
+			needLSN: mayWrite && backend == backendPrimary && rs != nil && c.srv.conf().Consistency != "eventual"}
 		return c.startLease(l, bp, res), nil
 	}
 }
@@ -686,6 +769,7 @@ func (c *clientSession) startLease(l *lease, bp *backendPool, res *puddle.Resour
 		l = &lease{replica: -1}
 	}
 	l.pool, l.res, l.sc = bp, res, res.Value()
+	l.sc.linked.Store(c)
 	l.done, l.segDone = make(chan struct{}), true
 	c.mu.Lock()
 	c.lease = l
@@ -711,6 +795,12 @@ func (c *clientSession) claim(typ byte) *lease {
 
 // account records a message sent on the lease. The caller holds clientSession.mu.
 func (l *lease) account(typ byte) {
+	if l.qStart == 0 {
+		l.qStart = nanotime()
+		if l.xStart == 0 {
+			l.xStart = l.qStart
+		}
+	}
 	switch typ {
 	case 'Q', 'F':
 		l.pending++
@@ -822,6 +912,7 @@ const (
 // relayOne passes one server message to the client. The caller holds c.wmu.
 func (c *clientSession) relayOne(l *lease, fr protocol.Frame) (relayStep, byte, error) {
 	sc := l.sc
+	l.sentBytes += int64(protocol.HeaderLen + fr.BodyLen)
 	var out []byte // a message read whole, possibly replaced; nil when streamed
 	// On a replica, a statement may yet be refused with 25006 and move to the primary,
 	// until its first row: so the replies that only describe it are held until then.
@@ -898,6 +989,7 @@ func (c *clientSession) relayOne(l *lease, fr protocol.Frame) (relayStep, byte, 
 		case '3':
 			out = c.replyCloseComplete(l, msg)
 		default:
+			c.noteError(l.pool, protocol.ErrorCode(msg[protocol.HeaderLen:]))
 			out = c.replyError(l, msg)
 			if c.holdForRetry(l, out) {
 				out = nil
@@ -945,6 +1037,10 @@ func (c *clientSession) clientGone(l *lease) {
 
 // destroyLease ends l by closing its server, which may be in any state.
 func (c *clientSession) destroyLease(l *lease) {
+	c.flushBytes(l)
+	if l.queryTimer != nil {
+		l.queryTimer.Stop()
+	}
 	c.mu.Lock()
 	if c.lease == l {
 		c.lease = nil
@@ -986,6 +1082,11 @@ func (c *clientSession) endsLease(l *lease, status byte) (end, dead bool) {
 	l.recvSeq++
 	if l.pending > 0 {
 		l.pending--
+	}
+	c.noteReady(l, status)
+	if l.pending == 0 && !l.unsynced {
+		l.stopQueryTimer()
+		c.armIdleTimeout(status != 'I')
 	}
 	if len(l.bound) > 0 {
 		l.bound = trimBound(l.bound, l.recvSeq)
@@ -1035,19 +1136,19 @@ func (c *clientSession) finishLease(l *lease) {
 	l.wmu.Unlock()
 	l.cancels.Wait()
 	if l.replica >= 0 {
-		c.srv.replicas.Done(l.replica)
+		l.rs.Done(l.replica)
 	}
 	if l.syncing && !c.syncTracked(l) {
 		l.res.Destroy()
 		return
 	}
-	if l.resetNeeded && !resetServer(l.sc, c.srv.cfg.ServerConnectTimeout) {
+	if l.resetNeeded && !resetServer(l.sc, c.srv.conf().ServerConnectTimeout) {
 		l.res.Destroy()
 		return
 	}
-	if c.mode == ModeSession && c.srv.cfg.ServerResetQuery != "-" {
-		ctx, cancel := context.WithTimeout(context.Background(), c.srv.cfg.ServerConnectTimeout)
-		res, err := l.sc.exec(ctx, c.srv.cfg.ServerResetQuery)
+	if c.mode == ModeSession && c.srv.conf().ServerResetQuery != "-" {
+		ctx, cancel := context.WithTimeout(context.Background(), c.srv.conf().ServerConnectTimeout)
+		res, err := l.sc.exec(ctx, c.srv.conf().ServerResetQuery)
 		cancel()
 		if err != nil || res.err != nil || l.sc.txStatus != 'I' {
 			l.res.Destroy()

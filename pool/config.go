@@ -130,6 +130,49 @@ type Config struct {
 	// passwords found there are used to log in to servers as that user. Empty means none.
 	AuthFile string
 
+	// AdminUsers may use every command of the admin console (the virtual database
+	// "cmpool", alias "pgbouncer"). Empty means nobody.
+	AdminUsers []string
+
+	// StatsUsers may run the admin console's SHOW commands. Empty means nobody besides
+	// AdminUsers.
+	StatsUsers []string
+
+	// ClientIdleTimeout closes a client that has sent nothing for this long while holding
+	// no server, with FATAL 57P05. Zero means never.
+	ClientIdleTimeout time.Duration
+
+	// IdleTransactionTimeout ends a client's session when it holds a server idle in a
+	// transaction for this long: the server is rolled back and returned, and the client
+	// gets FATAL 25P03. Zero means never.
+	IdleTransactionTimeout time.Duration
+
+	// QueryTimeout cancels a query running longer than this on its server; the client
+	// gets the server's 57014 error. Zero means never.
+	QueryTimeout time.Duration
+
+	// ShutdownTimeout is how long Shutdown-by-signal and the console's SHUTDOWN wait for
+	// transactions in flight before closing every client. Zero means 30s.
+	ShutdownTimeout time.Duration
+
+	// LogConnections logs each client connection and disconnection at info level
+	// (PgBouncer's log_connections and log_disconnections). False logs them at debug.
+	LogConnections bool
+
+	// SlowTransaction logs transactions that held a server longer than this, at warn
+	// level. Zero means no slow-transaction log.
+	SlowTransaction time.Duration
+
+	// Observer receives an event for each query, transaction, client wait and error,
+	// for metrics or tracing. Nil means none. Its methods run on the proxy's hot path:
+	// they must be fast and must not block.
+	Observer Observer
+
+	// LoadConfig is called by the admin console's RELOAD to obtain the configuration to
+	// apply (the binary re-reads its file). Nil means RELOAD re-applies the current
+	// configuration, which refreshes cached function volatilities.
+	LoadConfig func() (Config, error)
+
 	// Logger receives the server's logs. Nil means slog.Default().
 	Logger *slog.Logger
 }
@@ -169,6 +212,7 @@ const (
 	DefaultServerResetQuery      = "DISCARD ALL"
 	DefaultMaxPacketSize         = 1 << 30
 	DefaultMaxPreparedStatements = 200
+	DefaultShutdownTimeout       = 30 * time.Second
 )
 
 // ErrNoPrimary is returned by New when Config.Primary is empty.
@@ -270,6 +314,12 @@ func (c Config) withDefaults() (Config, error) {
 		default:
 			return c, fmt.Errorf("pool: database %q: unknown route %q (want primary, replica or auto)", name, d.Route)
 		}
+	}
+	if c.ClientIdleTimeout < 0 || c.IdleTransactionTimeout < 0 || c.QueryTimeout < 0 || c.ShutdownTimeout < 0 || c.SlowTransaction < 0 {
+		return c, errors.New("pool: timeouts must not be negative")
+	}
+	if c.ShutdownTimeout == 0 {
+		c.ShutdownTimeout = DefaultShutdownTimeout
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()

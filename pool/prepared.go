@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"strconv"
 	"sync"
+	"sync/atomic"
 
 	"github.com/jackc/pgx/v5/pgproto3"
 )
@@ -108,7 +109,11 @@ type stmtLRU struct {
 	cap    int
 	order  *list.List // of *preparedStmt, most recent first
 	byName map[string]*list.Element
+	size   atomic.Int64 // order.Len(), readable by the admin console
 }
+
+// Len is the number of statements prepared, safe to call from any goroutine.
+func (l *stmtLRU) Len() int { return int(l.size.Load()) }
 
 func newStmtLRU(capacity int) *stmtLRU {
 	return &stmtLRU{cap: capacity, order: list.New(), byName: make(map[string]*list.Element)}
@@ -136,6 +141,7 @@ func (l *stmtLRU) add(s *preparedStmt, evicted []*preparedStmt) []*preparedStmt 
 		evicted = append(evicted, old)
 	}
 	l.byName[s.name] = l.order.PushFront(s)
+	l.size.Store(int64(l.order.Len()))
 	return evicted
 }
 
@@ -144,6 +150,7 @@ func (l *stmtLRU) remove(name string) {
 	if e, ok := l.byName[name]; ok {
 		l.order.Remove(e)
 		delete(l.byName, name)
+		l.size.Store(int64(l.order.Len()))
 	}
 }
 
@@ -152,12 +159,14 @@ func (l *stmtLRU) remove(name string) {
 func (l *stmtLRU) restore(s *preparedStmt) {
 	if _, ok := l.byName[s.name]; !ok {
 		l.byName[s.name] = l.order.PushBack(s)
+		l.size.Store(int64(l.order.Len()))
 	}
 }
 
 func (l *stmtLRU) clear() {
 	l.order.Init()
 	clear(l.byName)
+	l.size.Store(0)
 }
 
 // What the relay does with a ParseComplete or CloseComplete.

@@ -103,7 +103,7 @@ func (c *clientSession) replayOnPrimary(l *lease, status byte) bool {
 	//lint:ignore SA2001 waiting for the writer to finish is the point
 	l.wmu.Unlock()
 	l.cancels.Wait()
-	c.srv.replicas.Done(l.replica)
+	l.rs.Done(l.replica)
 	l.replica = -1
 	l.pool.release(l.res)
 

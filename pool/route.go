@@ -36,9 +36,8 @@ const (
 // caller must call replicas.Done), else -1. forced is set when a hint, cmpool.route or
 // the database's route chose the replica: then a write there fails instead of moving to
 // the primary.
-func (c *clientSession) routeFor(ctx context.Context, typ byte, msg []byte) (backend, replica int, mayWrite, forced bool) {
-	rs := c.srv.replicas
-	if rs == nil || c.mode == ModeSession || c.srv.cfg.Databases[c.database].URL != "" {
+func (c *clientSession) routeFor(ctx context.Context, rs *router.ReplicaSet, typ byte, msg []byte) (backend, replica int, mayWrite, forced bool) {
+	if rs == nil || c.mode == ModeSession || c.srv.conf().Databases[c.database].URL != "" {
 		// Replicas replicate the primary: a database mapped elsewhere is not routed.
 		return backendPrimary, -1, true, false
 	}
@@ -68,9 +67,9 @@ func (c *clientSession) routeFor(ctx context.Context, typ byte, msg []byte) (bac
 	}
 	min := c.readLSN()
 	idx, ok := rs.Pick(min)
-	if !ok && min > 0 && c.srv.cfg.RWWait > 0 {
+	if !ok && min > 0 && c.srv.conf().RWWait > 0 {
 		c.srv.readWaits.Add(1)
-		wctx, cancel := context.WithTimeout(ctx, c.srv.cfg.RWWait)
+		wctx, cancel := context.WithTimeout(ctx, c.srv.conf().RWWait)
 		idx, ok = rs.WaitFor(wctx, min)
 		cancel()
 	}
@@ -138,10 +137,10 @@ func (c *clientSession) readLSN() router.LSN {
 	c.mu.Lock()
 	min := max(c.lastWriteLSN, c.minLSN)
 	c.mu.Unlock()
-	if c.srv.cfg.Consistency == "global" {
+	if c.srv.conf().Consistency == "global" {
 		min = max(min, router.LSN(c.srv.globalLSN.Load()))
 	}
-	if c.srv.cfg.Consistency == "eventual" {
+	if c.srv.conf().Consistency == "eventual" {
 		min = c.minLSN
 	}
 	return min
@@ -198,7 +197,7 @@ WHERE p.proname = %s AND (%s = '' OR n.nspname = %s)`, quoteLiteral(name), quote
 	if err != nil {
 		return true, err
 	}
-	ctx, cancel := context.WithTimeout(ctx, c.srv.cfg.ServerConnectTimeout)
+	ctx, cancel := context.WithTimeout(ctx, c.srv.conf().ServerConnectTimeout)
 	defer cancel()
 	res, err := bp.acquire(ctx)
 	if err != nil {
@@ -252,6 +251,7 @@ func (s *Server) followPromotion(index int) {
 		}
 	}
 	s.primaryGen.Add(1)
+	s.retirePoolsLocked(old)
 	s.mu.Unlock()
 	s.promotions.Add(1)
 	for _, bp := range old {

@@ -26,7 +26,8 @@ var ErrServerClosed = errors.New("pool: server closed")
 
 // Server is a cmpool proxy. Create it with New, then call Serve or ListenAndServe.
 type Server struct {
-	cfg        Config
+	cfg        Config                 // as given to New; see conf for the live one
+	live       atomic.Pointer[Config] // the configuration in force, replaced by Reload
 	log        *slog.Logger
 	primaryCfg *pgconn.Config
 	passwords  map[string]string // from the auth file
@@ -34,7 +35,7 @@ type Server struct {
 
 	// Routing: nil replicas means none are configured.
 	replicaCfgs           []*pgconn.Config
-	replicas              *router.ReplicaSet
+	replicaSet            atomic.Pointer[router.ReplicaSet] // nil: none; replaced by Reload
 	classifier            *router.Classifier
 	volatile              sync.Map      // database + "\x00" + function -> bool (volatile)
 	globalLSN             atomic.Uint64 // highest commit position seen (consistency = global)
@@ -43,7 +44,17 @@ type Server struct {
 	primaryGen            atomic.Uint64 // counts promotions followed; see poolAt
 	promotions            atomic.Int64
 	readWaits             atomic.Int64 // reads that waited for a replica to replay their writes
-	startOnce             sync.Once
+	routedPrimary         atomic.Int64 // transactions sent to the primary while replicas are configured
+	errors                errorCounts
+	observer              Observer // never nil
+	started               time.Time
+
+	// pauses holds PAUSE and KILL state; nil while nothing is paused.
+	pauses    atomic.Pointer[pauseState]
+	retired   atomic.Pointer[retiredTotals]
+	averages  atomic.Pointer[map[string]averages]
+	reloadMu  sync.Mutex // serializes Reload
+	startOnce sync.Once
 
 	mu        sync.Mutex
 	pools     map[poolKey]*backendPool
@@ -82,7 +93,14 @@ func New(cfg Config) (*Server, error) {
 		listeners:  make(map[net.Listener]struct{}),
 		clients:    make(map[uint32]*clientSession),
 		stmts:      newStmtRegistry(),
+		observer:   c.Observer,
+		started:    time.Now(),
 	}
+	if s.observer == nil {
+		s.observer = ObserverFunc(func(Event) {})
+	}
+	s.live.Store(&c)
+	s.retired.Store(&retiredTotals{})
 	if c.AuthFile != "" {
 		s.passwords, err = readAuthFile(c.AuthFile)
 		if err != nil {
@@ -98,24 +116,42 @@ func New(cfg Config) (*Server, error) {
 			}
 			s.replicaCfgs = append(s.replicaCfgs, rc)
 		}
-		s.replicas, err = router.NewReplicaSet(router.ReplicaSetConfig{
-			Primary:       c.Primary,
-			Replicas:      c.Replicas,
-			CheckInterval: c.ReplicaCheckInterval,
-			MaxLagBytes:   c.MaxReplicaLagBytes,
-			MaxLagTime:    c.MaxReplicaLag,
-			BanTime:       c.ReplicaBanTime,
-			Balance:       router.Balance(c.Balance),
-			Logger:        c.Logger,
-			OnPromotion:   func(i int) { s.followPromotion(i) },
-		})
+		rs, err := s.newReplicaSet(&c)
 		if err != nil {
 			return nil, err
 		}
+		s.replicaSet.Store(rs)
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	return s, nil
 }
+
+// rs returns the replica set in force, or nil without replicas.
+func (s *Server) rs() *router.ReplicaSet { return s.replicaSet.Load() }
+
+// newReplicaSet makes the replica set for c's replicas, not yet started.
+func (s *Server) newReplicaSet(c *Config) (*router.ReplicaSet, error) {
+	var rs *router.ReplicaSet
+	rs, err := router.NewReplicaSet(router.ReplicaSetConfig{
+		Primary:       c.Primary,
+		Replicas:      c.Replicas,
+		CheckInterval: c.ReplicaCheckInterval,
+		MaxLagBytes:   c.MaxReplicaLagBytes,
+		MaxLagTime:    c.MaxReplicaLag,
+		BanTime:       c.ReplicaBanTime,
+		Balance:       router.Balance(c.Balance),
+		Logger:        c.Logger,
+		OnPromotion: func(i int) {
+			if s.rs() == rs {
+				s.followPromotion(i)
+			}
+		},
+	})
+	return rs, err
+}
+
+// conf returns the configuration in force.
+func (s *Server) conf() *Config { return s.live.Load() }
 
 // ListenAndServe listens on Config.Listen and serves until Shutdown.
 func (s *Server) ListenAndServe() error {
@@ -138,9 +174,10 @@ func (s *Server) Serve(ln net.Listener) error {
 	s.listeners[ln] = struct{}{}
 	s.mu.Unlock()
 	s.startOnce.Do(func() {
-		if s.replicas != nil {
-			s.replicas.Start()
+		if rs := s.rs(); rs != nil {
+			rs.Start()
 		}
+		go s.statsSampler()
 	})
 	defer func() {
 		s.mu.Lock()
@@ -148,7 +185,7 @@ func (s *Server) Serve(ln net.Listener) error {
 		s.mu.Unlock()
 		_ = ln.Close()
 	}()
-	s.log.Info("listening", "addr", ln.Addr().String(), "pool_mode", string(s.cfg.PoolMode))
+	s.log.Info("listening", "addr", ln.Addr().String(), "pool_mode", string(s.conf().PoolMode))
 	var backoff time.Duration
 	for {
 		conn, err := ln.Accept()
@@ -192,13 +229,14 @@ func (s *Server) serveConn(conn net.Conn) {
 	s.nClients.Add(1)
 	r := bufio.NewReaderSize(conn, clientBufSize)
 	c := &clientSession{
-		srv:   s,
-		conn:  conn,
-		r:     r,
-		fr:    protocol.NewFrameReader(r, s.cfg.MaxPacketSize),
-		w:     bufio.NewWriterSize(conn, clientBufSize),
-		log:   s.log.With("client", conn.RemoteAddr().String()),
-		stmts: make(map[string]*preparedStmt),
+		srv:         s,
+		conn:        conn,
+		r:           r,
+		fr:          protocol.NewFrameReader(r, s.conf().MaxPacketSize),
+		w:           bufio.NewWriterSize(conn, clientBufSize),
+		log:         s.log.With("client", conn.RemoteAddr().String()),
+		stmts:       make(map[string]*preparedStmt),
+		connectedAt: time.Now(),
 	}
 	c.idle = sync.NewCond(&c.mu)
 	s.registerClient(c)
@@ -207,7 +245,7 @@ func (s *Server) serveConn(conn net.Conn) {
 
 // overClientLimit reports whether this client is past max_client_conn.
 func (s *Server) overClientLimit() bool {
-	return s.nClients.Load() > int64(s.cfg.MaxClientConn)
+	return s.nClients.Load() > int64(s.conf().MaxClientConn)
 }
 
 // registerClient gives c a unique cancel key.
@@ -276,7 +314,7 @@ func (s *Server) poolFor(database, user string, backend int) (*backendPool, erro
 	if s.closing.Load() {
 		return nil, ErrServerClosed
 	}
-	db := s.cfg.Databases[database]
+	db := s.conf().Databases[database]
 	base := s.primaryCfg
 	if backend > backendPrimary {
 		if backend > len(s.replicaCfgs) {
@@ -310,16 +348,17 @@ func (s *Server) poolFor(database, user string, backend int) (*backendPool, erro
 	if db.Password != "" {
 		cc.Password = db.Password
 	}
-	cc.ConnectTimeout = s.cfg.ServerConnectTimeout
-	size := s.cfg.DefaultPoolSize
+	cc.ConnectTimeout = s.conf().ServerConnectTimeout
+	size := s.conf().DefaultPoolSize
 	if db.PoolSize > 0 {
 		size = db.PoolSize
 	}
-	mode := s.cfg.PoolMode
+	mode := s.conf().PoolMode
 	if db.PoolMode != "" {
 		mode = db.PoolMode
 	}
-	bp, err := newBackendPool(key, mode, cc, size, s.cfg.MinPoolSize, s.cfg.MaxPreparedStatements, s.cfg.ServerIdleTimeout, s.cfg.ServerLifetime, s.cfg.ServerConnectTimeout)
+	cfg := s.conf()
+	bp, err := newBackendPool(key, mode, cc, size, cfg.MinPoolSize, cfg.MaxPreparedStatements, cfg.ServerIdleTimeout, cfg.ServerLifetime, cfg.ServerConnectTimeout)
 	if err != nil {
 		return nil, err
 	}
@@ -369,8 +408,8 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	for _, bp := range pools {
 		bp.close()
 	}
-	if s.replicas != nil {
-		s.replicas.Close()
+	if s.rs() != nil {
+		s.rs().Close()
 	}
 	return err
 }

@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
@@ -44,6 +45,8 @@ type serverConn struct {
 	// server holds, or nil.
 	unnamedOwner *clientSession
 	unnamedGen   uint64
+	// linked is the client holding this server now, or nil (for SHOW SERVERS).
+	linked atomic.Pointer[clientSession]
 }
 
 const serverBufSize = 32 * 1024

@@ -129,7 +129,7 @@ func (c *clientSession) syncTracked(l *lease) bool {
 		}
 		fmt.Fprintf(&q, "current_setting(%s, true)", quoteLiteral(n))
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), c.srv.cfg.ServerConnectTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), c.srv.conf().ServerConnectTimeout)
 	res, err := l.sc.exec(ctx, q.String())
 	cancel()
 	ok := err == nil && res.err == nil && len(res.row) == cols && l.sc.txStatus == 'I'

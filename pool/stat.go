@@ -6,6 +6,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/cmlite/cmpool/protocol"
 	"github.com/cmlite/cmpool/router"
 )
 
@@ -30,6 +31,26 @@ type Stat struct {
 	// ReadWaits counts reads that waited (up to rw_wait) for a replica to replay the
 	// writes they must see.
 	ReadWaits int64
+	// RoutedPrimary counts transactions sent to the primary while replicas are
+	// configured (each replica's count is in Replicas).
+	RoutedPrimary int64
+	// ClientGroups has the logged-in clients by (database, user), sorted.
+	ClientGroups []ClientGroupStat
+	// Errors counts ErrorResponses sent to clients by SQLSTATE class ("57", "08", …).
+	Errors map[string]int64
+	// Paused lists the paused databases ("*" for PAUSE of everything).
+	Paused []string
+	// ShuttingDown is set once Shutdown has begun.
+	ShuttingDown bool
+}
+
+// ClientGroupStat counts the clients of one (database, user).
+type ClientGroupStat struct {
+	Database, User string
+	// Active clients are logged in and not waiting; Waiting ones wait for a server
+	// (or for RESUME); MaxWait is how long the oldest of them has waited.
+	Active, Waiting int
+	MaxWait         time.Duration
 }
 
 // PoolStat describes one pool of server connections.
@@ -42,27 +63,31 @@ type PoolStat struct {
 	// Server connections: open in all, idle, lent to a client, and the most allowed.
 	Servers, IdleServers, ActiveServers, MaxServers int
 	// Acquires counts server connections lent; Waits counts those a client had to wait
-	// for, and WaitTime is the time spent waiting.
+	// for, and WaitTime is the time clients spent waiting.
 	Acquires, Waits int64
 	WaitTime        time.Duration
+	// Transactions and Queries (requests) answered, with their total durations, and the
+	// bytes received from and sent to clients.
+	Transactions, Queries      int64
+	TransactionTime, QueryTime time.Duration
+	BytesReceived, BytesSent   int64
 	// ClientParses counts Parse messages from clients; ServerParses counts Parses sent to
 	// servers (first preparations and replays); Binds counts Bind messages.
 	ClientParses, ServerParses, Binds int64
 }
 
-// poolCounters are a pool's prepared-statement counters.
+// poolCounters are a pool's counters, added to as leases progress.
 type poolCounters struct {
 	clientParses, serverParses, binds atomic.Int64
+	// Requests answered and transactions ended, and their total durations (ns).
+	queries, xacts      atomic.Int64
+	queryTime, xactTime atomic.Int64
+	received, sent      atomic.Int64 // bytes from and to clients
+	waitTime, waits     atomic.Int64 // clients' waits for a server (ns), and their count
 }
 
 // Stat returns a snapshot of the server's pools.
 func (s *Server) Stat() Stat {
-	s.mu.Lock()
-	pools := make([]*backendPool, 0, len(s.pools))
-	for _, bp := range s.pools {
-		pools = append(pools, bp)
-	}
-	s.mu.Unlock()
 	st := Stat{
 		Clients:            int(s.nClients.Load()),
 		PreparedStatements: s.stmts.Len(),
@@ -70,32 +95,42 @@ func (s *Server) Stat() Stat {
 		ReadOnlyReplays:    s.readOnlyReplays.Load(),
 		Promotions:         s.promotions.Load(),
 		ReadWaits:          s.readWaits.Load(),
+		RoutedPrimary:      s.routedPrimary.Load(),
+		Errors:             s.errors.snapshot(),
+		ShuttingDown:       s.closing.Load(),
 	}
-	if s.replicas != nil {
-		st.Replicas = s.replicas.Snapshot()
+	if rs := s.rs(); rs != nil {
+		st.Replicas = rs.Snapshot()
 	}
-	for _, bp := range pools {
-		ps := bp.p.Stat()
-		backend := "primary"
-		if bp.key.backend > backendPrimary {
-			backend = fmt.Sprintf("%s:%d", bp.connCfg.Host, bp.connCfg.Port)
+	if p := s.pauses.Load(); p != nil {
+		if p.all {
+			st.Paused = append(st.Paused, "*")
 		}
-		st.Pools = append(st.Pools, PoolStat{
-			Database:      bp.key.database,
-			User:          bp.key.user,
-			Backend:       backend,
-			Mode:          bp.mode,
-			Servers:       int(ps.TotalResources()),
-			IdleServers:   int(ps.IdleResources()),
-			ActiveServers: int(ps.AcquiredResources()),
-			MaxServers:    int(ps.MaxResources()),
-			Acquires:      ps.AcquireCount(),
-			Waits:         ps.EmptyAcquireCount(),
-			WaitTime:      ps.EmptyAcquireWaitTime(),
-			ClientParses:  bp.counters.clientParses.Load(),
-			ServerParses:  bp.counters.serverParses.Load(),
-			Binds:         bp.counters.binds.Load(),
-		})
+		st.Paused = append(st.Paused, sortedKeys(p.dbs)...)
+	}
+	totals := s.totalsByPool()
+	live := make(map[poolKey]*backendPool)
+	for _, bp := range s.poolsOf("") {
+		live[bp.key] = bp
+	}
+	for key, t := range totals {
+		ps := PoolStat{
+			Database: key.database, User: key.user, Backend: "primary",
+			Acquires: t.assignments, Waits: t.waits, WaitTime: time.Duration(t.waitTime),
+			Transactions: t.xacts, Queries: t.queries,
+			TransactionTime: time.Duration(t.xactTime), QueryTime: time.Duration(t.queryTime),
+			BytesReceived: t.received, BytesSent: t.sent,
+			ClientParses: t.clientParses, ServerParses: t.serverParses, Binds: t.binds,
+		}
+		if bp := live[key]; bp != nil {
+			pst := bp.p.Stat()
+			ps.Backend, ps.Mode = bp.name, bp.mode
+			ps.Servers, ps.IdleServers = int(pst.TotalResources()), int(pst.IdleResources())
+			ps.ActiveServers, ps.MaxServers = int(pst.AcquiredResources()), int(pst.MaxResources())
+		} else if key.backend != backendPrimary {
+			ps.Backend = fmt.Sprintf("replica %d", key.backend-1)
+		}
+		st.Pools = append(st.Pools, ps)
 	}
 	sort.Slice(st.Pools, func(i, j int) bool {
 		a, b := st.Pools[i], st.Pools[j]
@@ -107,5 +142,77 @@ func (s *Server) Stat() Stat {
 		}
 		return a.Backend < b.Backend
 	})
+	for k, cc := range s.countClients() {
+		st.ClientGroups = append(st.ClientGroups, ClientGroupStat{Database: k.database, User: k.user,
+			Active: cc.active, Waiting: cc.waiting, MaxWait: cc.maxWait})
+	}
+	sort.Slice(st.ClientGroups, func(i, j int) bool {
+		a, b := st.ClientGroups[i], st.ClientGroups[j]
+		if a.Database != b.Database {
+			return a.Database < b.Database
+		}
+		return a.User < b.User
+	})
 	return st
+}
+
+// noteReady counts the request a ReadyForQuery answered and, at status idle, the
+// transaction it ended. The caller holds c.mu; l.pending is already decremented.
+func (c *clientSession) noteReady(l *lease, status byte) {
+	now := nanotime()
+	bp := l.pool
+	if l.qStart != 0 {
+		d := now - l.qStart
+		bp.counters.queries.Add(1)
+		bp.counters.queryTime.Add(d)
+		c.srv.observer.Observe(Event{Kind: EventQuery, Database: c.database, User: c.user, Backend: bp.name, Duration: time.Duration(d)})
+		l.qStart = 0
+		if l.pending > 0 {
+			l.qStart = now // the next pipelined request is running now
+		}
+	}
+	if status == 'I' && l.xStart != 0 {
+		d := now - l.xStart
+		bp.counters.xacts.Add(1)
+		bp.counters.xactTime.Add(d)
+		c.srv.observer.Observe(Event{Kind: EventTransaction, Database: c.database, User: c.user, Backend: bp.name, Duration: time.Duration(d)})
+		if slow := c.srv.conf().SlowTransaction; slow > 0 && time.Duration(d) > slow {
+			c.log.Warn("slow transaction", "duration", time.Duration(d).Round(time.Microsecond), "backend", bp.name)
+		}
+		l.xStart = l.qStart
+	}
+	c.flushBytes(l)
+}
+
+// flushBytes adds the bytes l relayed to its pool's counters. It runs on the relay
+// goroutine, which owns l.sentBytes.
+func (c *clientSession) flushBytes(l *lease) {
+	if n := l.recvBytes.Swap(0); n > 0 {
+		l.pool.counters.received.Add(n)
+	}
+	if l.sentBytes > 0 {
+		l.pool.counters.sent.Add(l.sentBytes)
+		l.sentBytes = 0
+	}
+}
+
+// noteError counts an ErrorResponse sent to the client with SQLSTATE code. bp is the
+// pool whose server raised it, or nil for cmpool's own errors.
+func (c *clientSession) noteError(bp *backendPool, code string) {
+	if code == "" {
+		code = protocol.CodeInternalError
+	}
+	c.srv.errors.add(code)
+	backend := ""
+	if bp != nil {
+		backend = bp.name
+	}
+	c.srv.observer.Observe(Event{Kind: EventError, Database: c.database, User: c.user, Backend: backend, Code: code})
+}
+
+// noteWait counts a client's wait of d for a server of bp.
+func (c *clientSession) noteWait(bp *backendPool, d time.Duration) {
+	bp.counters.waits.Add(1)
+	bp.counters.waitTime.Add(int64(d))
+	c.srv.observer.Observe(Event{Kind: EventWait, Database: c.database, User: c.user, Backend: bp.name, Duration: d})
 }

@@ -20,6 +20,11 @@ const (
 	CodeInternalError              = "XX000" // internal_error
 	CodeConfigurationLimitExceeded = "53400" // configuration_limit_exceeded
 	CodeIdleSessionTimeout         = "57P05" // idle_session_timeout
+	CodeIdleInTransactionTimeout   = "25P03" // idle_in_transaction_session_timeout
+	CodeInsufficientPrivilege      = "42501" // insufficient_privilege
+	CodeSyntaxError                = "42601" // syntax_error
+	CodeObjectNotInState           = "55000" // object_not_in_prerequisite_state
+	CodeInvalidParameterValue      = "22023" // invalid_parameter_value
 )
 
 // Severities.
@@ -74,4 +79,25 @@ func AppendErrorResponse(dst []byte, e *Error) []byte {
 // AppendReadyForQuery appends a ReadyForQuery with the given transaction status.
 func AppendReadyForQuery(dst []byte, txStatus byte) []byte {
 	return append(dst, 'Z', 0, 0, 0, 5, txStatus)
+}
+
+// ErrorCode returns the SQLSTATE (field 'C') of an ErrorResponse or NoticeResponse body,
+// or "" when it has none or the body is malformed.
+func ErrorCode(body []byte) string {
+	for len(body) > 0 && body[0] != 0 {
+		typ := body[0]
+		body = body[1:]
+		end := 0
+		for end < len(body) && body[end] != 0 {
+			end++
+		}
+		if end == len(body) {
+			return ""
+		}
+		if typ == 'C' {
+			return string(body[:end])
+		}
+		body = body[end+1:]
+	}
+	return ""
 }

@@ -1,0 +1,160 @@
+package pool
+
+import (
+	"context"
+	"time"
+)
+
+// PAUSE, RESUME and KILL: databases whose new transactions wait.
+//
+// pauseState is an immutable snapshot, replaced on every change; changed is closed when
+// it is replaced, which wakes the clients waiting on it.
+type pauseState struct {
+	all     bool            // PAUSE with no database
+	dbs     map[string]bool // paused (or killed) databases
+	changed chan struct{}
+}
+
+func (p *pauseState) covers(database string) bool {
+	return p != nil && (p.all || p.dbs[database])
+}
+
+// setPause pauses database ("" for every database), or resumes it when paused is false.
+// It reports whether anything changed.
+func (s *Server) setPause(database string, paused bool) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	old := s.pauses.Load()
+	next := &pauseState{dbs: make(map[string]bool), changed: make(chan struct{})}
+	if old != nil {
+		next.all = old.all
+		for db := range old.dbs {
+			next.dbs[db] = true
+		}
+	}
+	switch {
+	case database == "" && paused:
+		next.all = true
+	case database == "":
+		next.all = false
+		clear(next.dbs)
+	case paused:
+		next.dbs[database] = true
+	default:
+		delete(next.dbs, database)
+	}
+	if old != nil && old.all == next.all && len(old.dbs) == len(next.dbs) && (database == "" || old.dbs[database] == next.dbs[database]) {
+		return false
+	}
+	if !next.all && len(next.dbs) == 0 {
+		s.pauses.Store(nil)
+	} else {
+		s.pauses.Store(next)
+	}
+	if old != nil {
+		close(old.changed)
+	}
+	return true
+}
+
+// waitUnpaused blocks while the client's database is paused, until ctx ends. The client
+// counts as waiting meanwhile.
+func (c *clientSession) waitUnpaused(ctx context.Context) error {
+	p := c.srv.pauses.Load()
+	if !p.covers(c.database) {
+		return nil
+	}
+	c.waitingSince.Store(nanotime())
+	defer c.waitingSince.Store(0)
+	for p.covers(c.database) {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-p.changed:
+		}
+		p = c.srv.pauses.Load()
+	}
+	return nil
+}
+
+// poolsOf returns the pools serving database, or every pool for "".
+func (s *Server) poolsOf(database string) []*backendPool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]*backendPool, 0, len(s.pools))
+	for key, bp := range s.pools {
+		if database == "" || key.database == database {
+			out = append(out, bp)
+		}
+	}
+	return out
+}
+
+// clientsOf returns the clients of database, or every client for "".
+func (s *Server) clientsOf(database string) []*clientSession {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]*clientSession, 0, len(s.clients))
+	for _, c := range s.clients {
+		if database == "" || c.database == database {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// pause is the console's PAUSE: new transactions of database ("" for all) wait, and
+// pause returns once every server connection of it is back in its pool, after closing
+// them. It returns early, leaving the pause in place, when ctx ends.
+func (s *Server) pause(ctx context.Context, database string) error {
+	s.setPause(database, true)
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		busy := false
+		for _, bp := range s.poolsOf(database) {
+			if bp.p.Stat().AcquiredResources() > 0 {
+				busy = true
+				break
+			}
+		}
+		if !busy {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-tick.C:
+		}
+	}
+	for _, bp := range s.poolsOf(database) {
+		bp.destroyIdle()
+	}
+	return nil
+}
+
+// kill is the console's KILL: database is paused, and its clients and server
+// connections are closed at once.
+func (s *Server) kill(database string) {
+	s.setPause(database, true)
+	for _, c := range s.clientsOf(database) {
+		if c.admin {
+			continue
+		}
+		c.log.Info("client killed by the admin console")
+		_ = c.conn.Close()
+	}
+	for _, bp := range s.poolsOf(database) {
+		bp.destroyIdle()
+	}
+}
+
+// reconnect is the console's RECONNECT: every server connection of database ("" for
+// all) is closed once it is back in its pool, idle ones at once.
+func (s *Server) reconnect(database string) {
+	now := time.Now()
+	for _, bp := range s.poolsOf(database) {
+		bp.reconnectBefore.Store(now.UnixNano())
+		bp.destroyIdle()
+	}
+}

@@ -1,0 +1,106 @@
+package pool
+
+import (
+	"context"
+	"time"
+
+	"github.com/cmlite/cmpool/protocol"
+)
+
+// Client-side timeouts: client_idle_timeout, idle_transaction_timeout and query_timeout.
+// (client_login_timeout bounds startup; query_wait_timeout bounds waiting for a server;
+// the server_* timeouts belong to the backend pools.)
+//
+// The idle timeouts are read deadlines on the client's socket. The relay arms one when a
+// ReadyForQuery leaves the client idle, or idle in a transaction; the client goroutine
+// disarms it when the next message arrives, and tells the two apart when it fires.
+
+// armIdleTimeout sets the client's read deadline for the state it is left in by a
+// ReadyForQuery with nothing outstanding: inTx tells idle in a transaction from idle.
+func (c *clientSession) armIdleTimeout(inTx bool) {
+	cfg := c.srv.conf()
+	d := cfg.ClientIdleTimeout
+	if inTx {
+		d = cfg.IdleTransactionTimeout
+	}
+	if d <= 0 {
+		return
+	}
+	c.idleArmed.Store(true)
+	_ = c.conn.SetReadDeadline(time.Now().Add(d))
+	if c.isClosing() {
+		_ = c.conn.SetReadDeadline(time.Now())
+	}
+}
+
+// disarmIdleTimeout clears an idle deadline after the client sent something.
+func (c *clientSession) disarmIdleTimeout() {
+	if c.idleArmed.Swap(false) && !c.isClosing() {
+		_ = c.conn.SetReadDeadline(time.Time{})
+	}
+}
+
+// idleTimeoutError is the error that ends a client whose idle deadline passed, or nil
+// when the deadline was not an idle timeout.
+func (c *clientSession) idleTimeoutError() *protocol.Error {
+	if !c.idleArmed.Load() {
+		return nil
+	}
+	c.mu.Lock()
+	l := c.lease
+	inTx := l != nil && l.pending == 0 && !l.unsynced && l.sc.txStatus != 'I'
+	busy := l != nil && (l.pending > 0 || l.unsynced)
+	c.mu.Unlock()
+	switch {
+	case busy:
+		return nil
+	case inTx:
+		return protocol.NewFatal(protocol.CodeIdleInTransactionTimeout,
+			"terminating connection due to idle-in-transaction timeout (idle_transaction_timeout)")
+	default:
+		return protocol.NewFatal(protocol.CodeIdleSessionTimeout,
+			"terminating connection due to idle timeout (client_idle_timeout)")
+	}
+}
+
+// armQueryTimer starts query_timeout for the request just sent on l, when it is the only
+// one outstanding (a pipelined request runs after the ones before it).
+func (c *clientSession) armQueryTimer(l *lease) {
+	d := c.srv.conf().QueryTimeout
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.lease != l || l.pending != 1 {
+		return
+	}
+	if l.queryTimer == nil {
+		l.queryTimer = time.AfterFunc(d, func() { c.queryTimedOut(l) })
+		return
+	}
+	l.queryTimer.Reset(d)
+}
+
+// stopQueryTimer stops query_timeout once nothing is outstanding. The caller holds c.mu.
+func (l *lease) stopQueryTimer() {
+	if l.queryTimer != nil && l.pending == 0 {
+		l.queryTimer.Stop()
+	}
+}
+
+// queryTimedOut cancels the request running on l's server: the server then answers it
+// with 57014, which reaches the client as usual.
+func (c *clientSession) queryTimedOut(l *lease) {
+	c.mu.Lock()
+	if c.lease != l || l.pending == 0 {
+		c.mu.Unlock()
+		return
+	}
+	l.cancels.Add(1)
+	c.mu.Unlock()
+	defer l.cancels.Done()
+	c.log.Warn("query_timeout: cancelling the running query", "timeout", c.srv.conf().QueryTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := l.sc.cancel(ctx); err != nil {
+		c.log.Warn("query_timeout: cancel request failed", "error", err)
+	}
+}
