@@ -231,3 +231,26 @@ func TestFollowsPromotion(t *testing.T) {
 		require.False(t, inRecovery)
 	}
 }
+
+// A SET runs on the primary but writes nothing: it must not make the client's next reads
+// wait for the replicas to replay everyone else's writes (PgJDBC sends two SETs at connect).
+func TestRoutingSessionSetIsNoWrite(t *testing.T) {
+	_, p := routedProxy(t, pool.Config{})
+	ctx := ctxT(t, 30*time.Second)
+	for _, mode := range []pgx.QueryExecMode{pgx.QueryExecModeSimpleProtocol, pgx.QueryExecModeExec} {
+		t.Run(mode.String(), func(t *testing.T) {
+			conn := connect(t, p.URL("", ""), mode)
+			_, err := conn.Exec(ctx, "SET extra_float_digits = 3")
+			require.NoError(t, err)
+			_, err = conn.Exec(ctx, "SET application_name = 'PostgreSQL JDBC Driver'")
+			require.NoError(t, err)
+			var token string
+			require.NoError(t, conn.QueryRow(ctx, "show cmpool.last_write_lsn", pgx.QueryExecModeSimpleProtocol).Scan(&token))
+			require.Equal(t, "0/0", token, "a SET is no write to wait for")
+			require.True(t, onReplica(t, conn, "select pg_is_in_recovery()"))
+			var app string
+			require.NoError(t, conn.QueryRow(ctx, "show application_name").Scan(&app))
+			require.Equal(t, "PostgreSQL JDBC Driver", app, "the SET follows the client to the replica")
+		})
+	}
+}

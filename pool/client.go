@@ -357,16 +357,16 @@ func (c *clientSession) startup(ctx context.Context) error {
 	if err := c.waitUnpaused(acqCtx); err != nil {
 		return c.acquireError(err, true)
 	}
-	res := bp.tryAcquire(acqCtx)
-	if res == nil {
-		start := nanotime()
-		c.waitingSince.Store(start)
-		res, err = bp.acquire(acqCtx)
-		c.waitingSince.Store(0)
-		c.noteWait(bp, time.Duration(nanotime()-start))
-		if err != nil {
-			return c.acquireError(err, true)
-		}
+	// Waiting here counts as waiting for a server, as it does later.
+	start := nanotime()
+	c.waitingSince.Store(start)
+	res, err := bp.acquire(acqCtx)
+	c.waitingSince.Store(0)
+	if d := time.Duration(nanotime() - start); d > time.Millisecond {
+		c.noteWait(bp, d)
+	}
+	if err != nil {
+		return c.acquireError(err, true)
 	}
 	sc := res.Value()
 	err = c.applyParams(ctx, sc)

@@ -44,7 +44,7 @@ func (c *clientSession) routeFor(ctx context.Context, rs *router.ReplicaSet, typ
 	v := c.verdictFor(typ, msg)
 	// Whether the transaction may write, so that its commit position must be read for
 	// read-your-writes. Unknown statements, plain BEGIN and functions count as writes.
-	mayWrite = v == nil || v.Write || v.Begin && !v.ReadOnly || v.End || len(v.Funcs) > 0
+	mayWrite = v == nil || v.Write && !v.SessionOnly || v.Begin && !v.ReadOnly || v.End || len(v.Funcs) > 0
 	route := c.route
 	if c.routeOnce != "" {
 		route = c.routeOnce

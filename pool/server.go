@@ -54,6 +54,7 @@ type Server struct {
 	retired   atomic.Pointer[retiredTotals]
 	averages  atomic.Pointer[map[string]averages]
 	reloadMu  sync.Mutex // serializes Reload
+	readiness readyCache
 	startOnce sync.Once
 
 	mu        sync.Mutex
@@ -424,4 +425,39 @@ func (c *clientSession) requestClose() {
 	if l == nil || l.pending == 0 && !l.unsynced && l.sc.txStatus == 'I' {
 		_ = c.conn.SetReadDeadline(time.Now())
 	}
+}
+
+// readyCache remembers the last readiness probe of the primary for a second, so that
+// frequent probes cost at most one server login per second.
+type readyCache struct {
+	mu  sync.Mutex
+	at  time.Time
+	err error
+}
+
+// Ready reports whether the server can take clients: it returns ErrServerClosed once
+// Shutdown has begun, or the error of a login to the primary when that fails. For
+// readiness probes (cmd/cmpool's /readyz).
+func (s *Server) Ready(ctx context.Context) error {
+	if s.closing.Load() {
+		return ErrServerClosed
+	}
+	s.readiness.mu.Lock()
+	defer s.readiness.mu.Unlock()
+	if time.Since(s.readiness.at) < time.Second {
+		return s.readiness.err
+	}
+	s.mu.Lock()
+	cfg := s.primaryCfg.Copy()
+	s.mu.Unlock()
+	cfg.RuntimeParams["application_name"] = "cmpool readiness"
+	conn, err := pgconn.ConnectConfig(ctx, cfg)
+	if err == nil {
+		err = conn.Close(ctx)
+	}
+	if err != nil {
+		err = fmt.Errorf("primary unreachable: %w", err)
+	}
+	s.readiness.at, s.readiness.err = time.Now(), err
+	return err
 }

@@ -38,6 +38,10 @@ type Verdict struct {
 
 	// Statements is how many statements the query string holds.
 	Statements int
+
+	// SessionOnly is set when Write is, but only because the query changes session
+	// settings (SET, RESET): it writes no data, so it is no write for read-your-writes.
+	SessionOnly bool
 }
 
 // Setting is a SET of one of cmpool's own parameters.
@@ -97,9 +101,14 @@ func classifyFull(sql string) *Verdict {
 		return &Verdict{Write: true, Reason: "unparsable: " + err.Error(), Hint: commentHint(sql), Statements: 1}
 	}
 	v := &Verdict{Statements: len(tree.Stmts), Hint: commentHint(sql)}
+	dataWrite := false
 	for _, raw := range tree.Stmts {
 		classifyStmt(v, raw.Stmt)
+		if !dataWrite && raw.Stmt.GetVariableSetStmt() == nil && isWriteStmt(raw.Stmt) {
+			dataWrite = true
+		}
 	}
+	v.SessionOnly = v.Write && !dataWrite
 	return v
 }
 
@@ -375,4 +384,12 @@ func statementName(n *pg_query.Node) string {
 		}
 	}
 	return "statement"
+}
+
+// isWriteStmt reports whether a statement other than SET would be routed to the primary
+// on its own.
+func isWriteStmt(n *pg_query.Node) bool {
+	v := &Verdict{}
+	classifyStmt(v, n)
+	return v.Write
 }

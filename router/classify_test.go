@@ -167,3 +167,29 @@ func BenchmarkClassify(b *testing.B) {
 		})
 	}
 }
+
+func TestClassifySessionOnly(t *testing.T) {
+	for _, tc := range []struct {
+		sql         string
+		sessionOnly bool
+	}{
+		{"SET extra_float_digits = 3", true},
+		{"SET application_name = 'PostgreSQL JDBC Driver'", true},
+		{"set search_path = a, b; set work_mem = '8MB'", true},
+		{"reset all", true},
+		{"set work_mem = '8MB'; insert into t values (1)", false},
+		{"insert into t values (1); set work_mem = '8MB'", false},
+		{"select nextval('s'); set work_mem = '8MB'", false},
+		{"discard all", false},
+		{"update t set a = 1", false},
+		{"select 1", false},
+	} {
+		t.Run(tc.sql, func(t *testing.T) {
+			v := router.NewClassifier(0).Classify(tc.sql)
+			require.Equal(t, tc.sessionOnly, v.SessionOnly, "%+v", v)
+			if tc.sessionOnly {
+				require.True(t, v.Write, "a SET still runs on the primary")
+			}
+		})
+	}
+}

@@ -42,6 +42,18 @@ type settings struct {
 	MaxPacketSize         count    `toml:"max_packet_size"`
 	MaxPreparedStatements count    `toml:"max_prepared_statements"`
 
+	// Operations.
+	AdminUsers             stringList `toml:"admin_users"`
+	StatsUsers             stringList `toml:"stats_users"`
+	ClientIdleTimeout      duration   `toml:"client_idle_timeout"`
+	IdleTransactionTimeout duration   `toml:"idle_transaction_timeout"`
+	QueryTimeout           duration   `toml:"query_timeout"`
+	ShutdownTimeout        duration   `toml:"shutdown_timeout"`
+	SlowTransaction        duration   `toml:"slow_transaction"`
+	LogConnections         bool       `toml:"log_connections"`
+	LogFormat              string     `toml:"log_format"`
+	ReusePort              bool       `toml:"so_reuseport"`
+
 	// Routing to replicas.
 	Balance              string   `toml:"balance"`
 	MaxReplicaLagBytes   count    `toml:"max_replica_lag_bytes"`
@@ -231,6 +243,24 @@ func (s *settings) checkDurations() error {
 			d.d = -1
 		}
 	}
+	for _, c := range []struct {
+		key string
+		d   duration
+	}{
+		{"client_idle_timeout", s.ClientIdleTimeout},
+		{"idle_transaction_timeout", s.IdleTransactionTimeout},
+		{"query_timeout", s.QueryTimeout},
+		{"slow_transaction", s.SlowTransaction},
+	} {
+		if c.d.d < 0 {
+			return fmt.Errorf("%s must not be negative (0 disables it), got %s", c.key, c.d.d)
+		}
+	}
+	switch s.LogFormat {
+	case "", "text", "json":
+	default:
+		return fmt.Errorf("log_format must be text or json, got %q", s.LogFormat)
+	}
 	if s.ServerLifetime.set && s.ServerLifetime.d == 0 {
 		return errors.New(`server_lifetime = 0 (use each server connection once) is not supported; ` +
 			`use a positive duration, or a negative one to disable`)
@@ -241,6 +271,7 @@ func (s *settings) checkDurations() error {
 	}{
 		{"server_connect_timeout", s.ServerConnectTimeout},
 		{"client_login_timeout", s.ClientLoginTimeout},
+		{"shutdown_timeout", s.ShutdownTimeout},
 	} {
 		if c.d.set && c.d.d <= 0 {
 			return fmt.Errorf("%s must be positive, got %s", c.key, c.d.d)
@@ -252,30 +283,38 @@ func (s *settings) checkDurations() error {
 // poolConfig returns the pool.Config these settings describe.
 func (s *settings) poolConfig(logger *slog.Logger) pool.Config {
 	cfg := pool.Config{
-		Listen:                s.Listen,
-		Primary:               s.Primary,
-		Replicas:              s.Replicas,
-		PoolMode:              pool.Mode(s.PoolMode),
-		DefaultPoolSize:       int(s.DefaultPoolSize),
-		MinPoolSize:           int(s.MinPoolSize),
-		MaxClientConn:         int(s.MaxClientConn),
-		ServerIdleTimeout:     s.ServerIdleTimeout.d,
-		ServerLifetime:        s.ServerLifetime.d,
-		ServerConnectTimeout:  s.ServerConnectTimeout.d,
-		QueryWaitTimeout:      s.QueryWaitTimeout.d,
-		ClientLoginTimeout:    s.ClientLoginTimeout.d,
-		ServerResetQuery:      s.ServerResetQuery,
-		MaxPacketSize:         int(s.MaxPacketSize),
-		MaxPreparedStatements: int(s.MaxPreparedStatements),
-		Balance:               s.Balance,
-		MaxReplicaLagBytes:    int64(s.MaxReplicaLagBytes),
-		MaxReplicaLag:         s.MaxReplicaLag.d,
-		ReplicaCheckInterval:  s.ReplicaCheckInterval.d,
-		ReplicaBanTime:        s.ReplicaBanTime.d,
-		Consistency:           s.Consistency,
-		RWWait:                s.RWWait.d,
-		AuthFile:              s.AuthFile,
-		Logger:                logger,
+		Listen:                 s.Listen,
+		Primary:                s.Primary,
+		Replicas:               s.Replicas,
+		PoolMode:               pool.Mode(s.PoolMode),
+		DefaultPoolSize:        int(s.DefaultPoolSize),
+		MinPoolSize:            int(s.MinPoolSize),
+		MaxClientConn:          int(s.MaxClientConn),
+		ServerIdleTimeout:      s.ServerIdleTimeout.d,
+		ServerLifetime:         s.ServerLifetime.d,
+		ServerConnectTimeout:   s.ServerConnectTimeout.d,
+		QueryWaitTimeout:       s.QueryWaitTimeout.d,
+		ClientLoginTimeout:     s.ClientLoginTimeout.d,
+		ServerResetQuery:       s.ServerResetQuery,
+		MaxPacketSize:          int(s.MaxPacketSize),
+		MaxPreparedStatements:  int(s.MaxPreparedStatements),
+		Balance:                s.Balance,
+		MaxReplicaLagBytes:     int64(s.MaxReplicaLagBytes),
+		MaxReplicaLag:          s.MaxReplicaLag.d,
+		ReplicaCheckInterval:   s.ReplicaCheckInterval.d,
+		ReplicaBanTime:         s.ReplicaBanTime.d,
+		Consistency:            s.Consistency,
+		RWWait:                 s.RWWait.d,
+		AuthFile:               s.AuthFile,
+		AdminUsers:             s.AdminUsers,
+		StatsUsers:             s.StatsUsers,
+		ClientIdleTimeout:      s.ClientIdleTimeout.d,
+		IdleTransactionTimeout: s.IdleTransactionTimeout.d,
+		QueryTimeout:           s.QueryTimeout.d,
+		ShutdownTimeout:        s.ShutdownTimeout.d,
+		SlowTransaction:        s.SlowTransaction.d,
+		LogConnections:         s.LogConnections,
+		Logger:                 logger,
 	}
 	if len(s.Databases) > 0 {
 		cfg.Databases = make(map[string]pool.Database, len(s.Databases))

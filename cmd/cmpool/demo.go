@@ -61,7 +61,10 @@ func runDemo(s settings, logger *slog.Logger, stdout io.Writer, sigs <-chan os.S
 	replica := cluster.Replicas[0].URL("postgres", "postgres")
 	s.Primary = primary
 	s.Replicas = []string{replica}
-	p, err := startProxy(s, logger)
+	if len(s.AdminUsers) == 0 {
+		s.AdminUsers = stringList{"postgres"} // psql ... dbname=cmpool user=postgres opens the console
+	}
+	p, err := startProxy(s, nil, logger)
 	if err != nil {
 		logger.Error("cannot start", "error", err)
 		return 1
@@ -82,9 +85,13 @@ or connect with psql:
 
   psql "%s"
 
+The admin console (SHOW POOLS, SHOW STATS, SHOW REPLICAS, ...):
+
+  psql "%s"
+
 Press Ctrl-C to stop cmpool and remove the servers.
 
-`, redactURL(primary), redactURL(replica), dbURL, dbURL)
+`, redactURL(primary), redactURL(replica), dbURL, dbURL, clientURL(p.addr, "cmpool", "postgres"))
 
 	return p.wait(sigs)
 }

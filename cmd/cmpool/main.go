@@ -20,23 +20,18 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
+
+	"github.com/cmlite/cmpool/pool"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
-var version = "0.1.0-dev"
+var version = pool.Version
 
 func main() {
 	// Buffered for two: the first signal starts a graceful shutdown, the second cuts it short.
-	sigs := make(chan os.Signal, 2)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
-	// PgBouncer reloads on SIGHUP; cmpool cannot reload yet, and must not die of it.
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	go func() {
-		for range hup {
-			fmt.Fprintln(os.Stderr, "cmpool: SIGHUP ignored: configuration reload is not supported yet")
-		}
-	}()
+	// SIGHUP reloads the configuration, as in PgBouncer.
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
 	os.Exit(run(os.Args[1:], os.Getenv, os.Stdout, os.Stderr, sigs))
 }
 
@@ -72,11 +67,12 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer, si
 		fmt.Fprintf(stderr, "cmpool: %v\nRun 'cmpool help' for usage.\n", err)
 		return 2
 	}
-	logger := newLogger(stderr, s.LogLevel)
+	logger := newLogger(stderr, s.LogLevel, s.LogFormat)
 	if cmd == "demo" {
 		return runDemo(s, logger, stdout, sigs)
 	}
-	return runServe(s, logger, sigs)
+	reload := func() (settings, error) { return loadConfig(args, getenv) }
+	return runServe(s, reload, logger, sigs)
 }
 
 // printUsage writes the help text, with every flag, its environment twin and its default.

@@ -74,12 +74,12 @@ func TestRedactURL(t *testing.T) {
 }
 
 func TestMetricsHealthz(t *testing.T) {
-	m, err := startMetrics("127.0.0.1:0", slog.New(slog.DiscardHandler))
+	m, err := startMetrics("127.0.0.1:0", newMetrics(), slog.New(slog.DiscardHandler))
 	require.NoError(t, err)
 	t.Cleanup(m.close)
-	url := "http://" + m.addr.String() + "/healthz"
 
-	get := func() (int, string) {
+	get := func(path string) (int, string) {
+		url := "http://" + m.addr.String() + path
 		resp, err := http.Get(url)
 		require.NoError(t, err)
 		defer resp.Body.Close()
@@ -87,11 +87,16 @@ func TestMetricsHealthz(t *testing.T) {
 		require.NoError(t, err)
 		return resp.StatusCode, string(body)
 	}
-	code, body := get()
+	code, body := get("/healthz")
 	require.Equal(t, http.StatusOK, code)
 	require.Equal(t, "ok", body)
+	code, _ = get("/readyz")
+	require.Equal(t, http.StatusOK, code, "no server attached yet: nothing to be unready about")
 
 	m.setDraining()
-	code, _ = get()
+	code, _ = get("/healthz")
+	require.Equal(t, http.StatusOK, code, "a draining process is alive")
+	code, body = get("/readyz")
 	require.Equal(t, http.StatusServiceUnavailable, code)
+	require.Equal(t, "shutting down", body)
 }

@@ -2,30 +2,37 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"os"
+	"syscall"
 	"time"
 
 	"github.com/cmlite/cmpool/pool"
 )
 
-// shutdownTimeout bounds the graceful shutdown after the first SIGINT or SIGTERM.
-const shutdownTimeout = 30 * time.Second
+// fastShutdownTimeout bounds the shutdown on SIGINT: clients get 57P01 at once.
+const fastShutdownTimeout = 0
 
-// newLogger returns a text logger on w at level.
-func newLogger(w io.Writer, level slog.Level) *slog.Logger {
-	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: level}))
+// newLogger returns a logger on w at level, as text or as JSON (format "json").
+func newLogger(w io.Writer, level slog.Level, format string) *slog.Logger {
+	opts := &slog.HandlerOptions{Level: level}
+	if format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
 }
 
-// runServe runs the proxy until a signal and returns the exit code.
-func runServe(s settings, logger *slog.Logger, sigs <-chan os.Signal) int {
+// runServe runs the proxy until a signal and returns the exit code. reload re-reads the
+// settings, for SIGHUP and the console's RELOAD.
+func runServe(s settings, reload func() (settings, error), logger *slog.Logger, sigs <-chan os.Signal) int {
 	if s.ConfigFile != "" {
 		logger.Info("read config file", "path", s.ConfigFile)
 	}
-	p, err := startProxy(s, logger)
+	p, err := startProxy(s, reload, logger)
 	if err != nil {
 		logger.Error("cannot start", "error", err)
 		return 1
@@ -37,77 +44,157 @@ func runServe(s settings, logger *slog.Logger, sigs <-chan os.Signal) int {
 type proxyServer interface {
 	Serve(net.Listener) error
 	Shutdown(context.Context) error
+	Reload(pool.Config) error
 }
 
 // proxy is a running pool.Server and its metrics endpoint.
 type proxy struct {
-	srv     proxyServer
-	addr    net.Addr       // where clients connect
-	metrics *metricsServer // nil when --metrics-listen is off
-	served  chan error     // Serve's result; 1-buffered
-	logger  *slog.Logger
+	srv       proxyServer
+	addr      net.Addr       // where clients connect
+	metrics   *metricsServer // nil when --metrics-listen is off
+	served    chan error     // Serve's result; 1-buffered
+	logger    *slog.Logger
+	newConfig func() (pool.Config, error) // nil: nothing to reload from
+	shutdown  time.Duration               // the graceful shutdown's bound
 }
 
 // startProxy builds the pool.Server, binds the listeners and starts serving. It listens
 // itself rather than calling ListenAndServe, so that a bad address fails here, before
 // anything is announced, and so that the bound address is known.
-func startProxy(s settings, logger *slog.Logger) (*proxy, error) {
-	srv, err := pool.New(s.poolConfig(logger))
-	if err != nil {
-		return nil, err
-	}
-	ln, err := net.Listen("tcp", s.Listen)
-	if err != nil {
-		return nil, err
-	}
-	p := &proxy{srv: srv, addr: ln.Addr(), served: make(chan error, 1), logger: logger}
+func startProxy(s settings, reload func() (settings, error), logger *slog.Logger) (*proxy, error) {
+	var m *metrics
 	if s.MetricsListen != "" {
-		if p.metrics, err = startMetrics(s.MetricsListen, logger); err != nil {
+		m = newMetrics()
+	}
+	configOf := func(s settings) pool.Config {
+		cfg := s.poolConfig(logger)
+		if m != nil {
+			cfg.Observer = m
+		}
+		return cfg
+	}
+	var newConfig func() (pool.Config, error)
+	if reload != nil {
+		newConfig = func() (pool.Config, error) {
+			ns, err := reload()
+			if err != nil {
+				return pool.Config{}, err
+			}
+			cfg := configOf(ns)
+			cfg.LoadConfig = nil // set by the caller below
+			return cfg, nil
+		}
+	}
+	cfg := configOf(s)
+	cfg.LoadConfig = newConfig
+	srv, err := pool.New(cfg)
+	if err != nil {
+		return nil, err
+	}
+	ln, err := listen(s.Listen, s.ReusePort)
+	if err != nil {
+		return nil, err
+	}
+	shutdown := s.ShutdownTimeout.d
+	if shutdown <= 0 {
+		shutdown = pool.DefaultShutdownTimeout
+	}
+	p := &proxy{srv: srv, addr: ln.Addr(), served: make(chan error, 1), logger: logger, newConfig: newConfig, shutdown: shutdown}
+	if m != nil {
+		m.setServer(srv)
+		if p.metrics, err = startMetrics(s.MetricsListen, m, logger); err != nil {
 			ln.Close()
 			return nil, err
 		}
 	}
-	logger.Info("cmpool starting", "version", version, "addr", p.addr.String(), "replicas", len(s.Replicas))
+	logger.Info("cmpool starting", "version", pool.Version, "addr", p.addr.String(), "replicas", len(s.Replicas))
 	go func() { p.served <- srv.Serve(ln) }()
 	return p, nil
 }
 
-// wait serves until the first signal, then shuts down gracefully within shutdownTimeout.
-// A second signal cuts the shutdown short. It returns the exit code.
+// wait serves until SIGTERM or SIGINT, reloading on SIGHUP, and returns the exit code.
+// SIGTERM drains: no new clients, transactions in flight finish (up to shutdown_timeout),
+// then idle clients get FATAL 57P01. SIGINT closes every client at once. A second
+// SIGTERM or SIGINT during a drain cuts it short.
 func (p *proxy) wait(sigs <-chan os.Signal) int {
-	select {
-	case err := <-p.served:
-		p.logger.Error("serve stopped", "error", err)
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		defer cancel()
-		_ = p.srv.Shutdown(ctx)
-		p.metrics.close()
-		return 1
-	case sig := <-sigs:
-		p.logger.Info("shutting down; send the signal again to exit now",
-			"signal", sig.String(), "timeout", shutdownTimeout)
+	var sig os.Signal
+	for sig == nil {
+		select {
+		case err := <-p.served:
+			if errors.Is(err, pool.ErrServerClosed) {
+				// SHUTDOWN from the admin console.
+				p.logger.Info("shut down by the admin console")
+				p.metrics.close()
+				return 0
+			}
+			p.logger.Error("serve stopped", "error", err)
+			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			defer cancel()
+			_ = p.srv.Shutdown(ctx)
+			p.metrics.close()
+			return 1
+		case s := <-sigs:
+			if s == syscall.SIGHUP {
+				p.reload()
+				continue
+			}
+			sig = s
+		}
+	}
+	timeout := p.shutdown
+	if sig == syscall.SIGINT {
+		timeout = fastShutdownTimeout
+		p.logger.Info("fast shutdown: closing every client now", "signal", sig.String())
+	} else {
+		p.logger.Info("draining: transactions in flight may finish; send the signal again to exit now",
+			"signal", sig.String(), "timeout", timeout)
 	}
 
 	p.metrics.setDraining()
-	ctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	done := make(chan error, 1)
 	go func() { done <- p.srv.Shutdown(ctx) }()
 	code := 0
-	select {
-	case err := <-done:
-		if err != nil {
-			p.logger.Error("shutdown", "error", err)
+	for {
+		select {
+		case err := <-done:
+			switch {
+			case err != nil && sig == syscall.SIGINT:
+				p.logger.Info("shut down")
+			case err != nil:
+				p.logger.Warn("drain timed out: remaining clients were closed", "error", err)
+				code = 1
+			default:
+				p.logger.Info("shut down cleanly")
+			}
+			p.metrics.close()
+			return code
+		case s := <-sigs:
+			if s == syscall.SIGHUP {
+				continue
+			}
+			p.logger.Warn("second signal, closing every client now", "signal", s.String())
+			cancel()
 			code = 1
-		} else {
-			p.logger.Info("shut down cleanly")
 		}
-	case sig := <-sigs:
-		p.logger.Warn("second signal, exiting now", "signal", sig.String())
-		code = 1
 	}
-	p.metrics.close()
-	return code
+}
+
+// reload applies the re-read configuration (SIGHUP).
+func (p *proxy) reload() {
+	if p.newConfig == nil {
+		p.logger.Warn("SIGHUP: nothing to reload from")
+		return
+	}
+	cfg, err := p.newConfig()
+	if err == nil {
+		cfg.LoadConfig = p.newConfig
+		err = p.srv.Reload(cfg)
+	}
+	if err != nil {
+		p.logger.Error("reload failed: the configuration in force is unchanged", "error", err)
+	}
 }
 
 // clientURL is the URL a client on this machine uses to reach the proxy at addr.

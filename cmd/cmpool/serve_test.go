@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/cmlite/cmpool/pool"
 )
 
 // fakeServer stands in for *pool.Server in proxy.wait.
@@ -19,6 +21,12 @@ type fakeServer struct {
 	shutdownErr  error         // what Shutdown returns
 	hangShutdown bool          // Shutdown blocks until its ctx ends
 	shutdown     chan struct{} // closed when Shutdown is called
+	reloads      chan pool.Config
+}
+
+func (f *fakeServer) Reload(cfg pool.Config) error {
+	f.reloads <- cfg
+	return nil
 }
 
 func (f *fakeServer) Serve(net.Listener) error { return <-f.serveErr }
@@ -46,20 +54,45 @@ func TestProxyWait(t *testing.T) {
 			wantCode: 0,
 		},
 		{
-			name:     "signal, shutdown fails",
-			fake:     &fakeServer{shutdownErr: errors.New("clients left")},
-			act:      func(_ *fakeServer, sigs chan os.Signal) { sigs <- syscall.SIGINT },
+			name:     "SIGTERM, drain times out",
+			fake:     &fakeServer{shutdownErr: context.DeadlineExceeded},
+			act:      func(_ *fakeServer, sigs chan os.Signal) { sigs <- syscall.SIGTERM },
 			wantCode: 1,
 		},
 		{
-			name: "second signal cuts a hanging shutdown short",
+			name:     "SIGINT, fast shutdown closes clients",
+			fake:     &fakeServer{shutdownErr: context.DeadlineExceeded},
+			act:      func(_ *fakeServer, sigs chan os.Signal) { sigs <- syscall.SIGINT },
+			wantCode: 0,
+		},
+		{
+			name: "second signal cuts a hanging drain short",
 			fake: &fakeServer{hangShutdown: true},
 			act: func(f *fakeServer, sigs chan os.Signal) {
-				sigs <- syscall.SIGINT
+				sigs <- syscall.SIGTERM
 				<-f.shutdown
-				sigs <- syscall.SIGINT
+				sigs <- syscall.SIGTERM
 			},
 			wantCode: 1,
+		},
+		{
+			name: "SIGHUP reloads, then SIGTERM drains",
+			fake: &fakeServer{},
+			act: func(f *fakeServer, sigs chan os.Signal) {
+				sigs <- syscall.SIGHUP
+				cfg := <-f.reloads
+				if cfg.DefaultPoolSize != 7 {
+					panic("reloaded the wrong configuration")
+				}
+				sigs <- syscall.SIGTERM
+			},
+			wantCode: 0,
+		},
+		{
+			name:     "SHUTDOWN from the console",
+			fake:     &fakeServer{},
+			act:      func(f *fakeServer, _ chan os.Signal) { f.serveErr <- pool.ErrServerClosed },
+			wantCode: 0,
 		},
 		{
 			name:     "serve fails on its own",
@@ -72,7 +105,10 @@ func TestProxyWait(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			tt.fake.serveErr = make(chan error, 1)
 			tt.fake.shutdown = make(chan struct{})
-			p := &proxy{srv: tt.fake, served: make(chan error, 1), logger: slog.New(slog.DiscardHandler)}
+			tt.fake.reloads = make(chan pool.Config, 1)
+			p := &proxy{srv: tt.fake, served: make(chan error, 1), logger: slog.New(slog.DiscardHandler),
+				shutdown: time.Second,
+				newConfig: func() (pool.Config, error) { return pool.Config{DefaultPoolSize: 7}, nil }}
 			go func() { p.served <- p.srv.Serve(nil) }()
 			sigs := make(chan os.Signal, 2)
 			codes := make(chan int, 1)

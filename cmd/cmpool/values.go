@@ -140,3 +140,31 @@ func (l *urlList) Set(s string) error {
 	*l.urls = append(*l.urls, s)
 	return nil
 }
+
+// stringList is a list of names: a TOML array of strings, or one string of
+// comma-separated names as PgBouncer writes admin_users.
+type stringList []string
+
+func (l *stringList) UnmarshalTOML(v any) error {
+	var out []string
+	switch v := v.(type) {
+	case string:
+		for name := range strings.SplitSeq(v, ",") {
+			if name = strings.TrimSpace(name); name != "" {
+				out = append(out, name)
+			}
+		}
+	case []any:
+		for _, e := range v {
+			name, ok := e.(string)
+			if !ok {
+				return fmt.Errorf("want a list of names, got %v", e)
+			}
+			out = append(out, name)
+		}
+	default:
+		return fmt.Errorf("want a list of names or a comma-separated string, got %v", v)
+	}
+	*l = out
+	return nil
+}
