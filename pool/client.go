@@ -339,11 +339,12 @@ func (c *clientSession) startup(ctx context.Context) error {
 		return c.adminStartup()
 	}
 
+	gen := c.srv.primaryGen.Load()
 	bp, err := c.srv.poolFor(c.database, c.user, backendPrimary)
 	if err != nil {
 		return protocol.NewFatal(protocol.CodeInvalidCatalogName, err.Error())
 	}
-	c.pool, c.poolGen = bp, c.srv.primaryGen.Load()
+	c.pool, c.poolGen = bp, gen
 	c.mode = bp.mode
 
 	// Client auth is trust until an authenticator is configured.
@@ -361,6 +362,12 @@ func (c *clientSession) startup(ctx context.Context) error {
 	start := nanotime()
 	c.waitingSince.Store(start)
 	res, err := bp.acquire(acqCtx)
+	for attempt := 0; errors.Is(err, puddle.ErrClosedPool) && !c.srv.closing.Load() && attempt < 3; attempt++ {
+		// A reload or a promotion replaced the pool meanwhile: take the new one.
+		if bp, err = c.poolAt(backendPrimary); err == nil {
+			res, err = bp.acquire(acqCtx)
+		}
+	}
 	c.waitingSince.Store(0)
 	if d := time.Duration(nanotime() - start); d > time.Millisecond {
 		c.noteWait(bp, d)
@@ -712,6 +719,10 @@ func (c *clientSession) acquire(ctx context.Context, typ byte, msg []byte) (*lea
 				rs.Ban(replica, err)
 				rs.Done(replica)
 				backend, replica, mayWrite = backendPrimary, -1, true
+				continue
+			}
+			if errors.Is(err, puddle.ErrClosedPool) && !c.srv.closing.Load() && attempt < 3 {
+				// A reload or a promotion replaced the pool meanwhile: take the new one.
 				continue
 			}
 			if err != nil {

@@ -43,7 +43,7 @@ func (s *Server) setPause(database string, paused bool) bool {
 	default:
 		delete(next.dbs, database)
 	}
-	if old != nil && old.all == next.all && len(old.dbs) == len(next.dbs) && (database == "" || old.dbs[database] == next.dbs[database]) {
+	if old.covers(database) == next.covers(database) && (database != "" || paused || old == nil) {
 		return false
 	}
 	if !next.all && len(next.dbs) == 0 {

@@ -107,7 +107,7 @@ func TestProxyWait(t *testing.T) {
 			tt.fake.shutdown = make(chan struct{})
 			tt.fake.reloads = make(chan pool.Config, 1)
 			p := &proxy{srv: tt.fake, served: make(chan error, 1), logger: slog.New(slog.DiscardHandler),
-				shutdown: time.Second,
+				shutdown:  time.Second,
 				newConfig: func() (pool.Config, error) { return pool.Config{DefaultPoolSize: 7}, nil }}
 			go func() { p.served <- p.srv.Serve(nil) }()
 			sigs := make(chan os.Signal, 2)
