@@ -217,7 +217,7 @@ func TestAdminExporterQueries(t *testing.T) {
 		require.NoError(t, rows.Err())
 
 		for ns, labels := range map[string][]string{
-			"DATABASES": {"name", "host", "port", "database", "force_user", "pool_mode"},
+			"DATABASES":    {"name", "host", "port", "database", "force_user", "pool_mode"},
 			"STATS_TOTALS": {"database"},
 			"POOLS":        {"database", "user", "pool_mode"},
 		} {
