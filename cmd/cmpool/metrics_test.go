@@ -1,0 +1,65 @@
+package main
+
+import (
+	"os"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/stretchr/testify/require"
+	"go.yaml.in/yaml/v2"
+)
+
+// TestOpsFilesUseRealMetrics checks that every cmpool metric the alert rules and the
+// Grafana dashboard query is one the binary exports, and that the rules file parses.
+func TestOpsFilesUseRealMetrics(t *testing.T) {
+	m := newMetrics()
+	exported := map[string]bool{}
+	descs := make(chan *prometheus.Desc, 256)
+	go func() {
+		m.registry.Describe(descs)
+		close(descs)
+	}()
+	name := regexp.MustCompile(`fqName: "([a-z_]+)"`)
+	for d := range descs {
+		if sm := name.FindStringSubmatch(d.String()); sm != nil {
+			exported[sm[1]] = true
+		}
+	}
+	require.True(t, exported["cmpool_query_duration_seconds"])
+
+	rules, err := os.ReadFile("../../docs/ops/alerts.yml")
+	require.NoError(t, err)
+	var parsed struct {
+		Groups []struct {
+			Rules []struct {
+				Alert string `yaml:"alert"`
+				Expr  string `yaml:"expr"`
+			} `yaml:"rules"`
+		} `yaml:"groups"`
+	}
+	require.NoError(t, yaml.Unmarshal(rules, &parsed))
+	require.NotEmpty(t, parsed.Groups)
+	alerts := map[string]bool{}
+	for _, r := range parsed.Groups[0].Rules {
+		alerts[r.Alert] = true
+		require.NotEmpty(t, r.Expr, r.Alert)
+	}
+	for _, a := range []string{"CmpoolHighQueryLatencyP95", "CmpoolClientsWaiting", "CmpoolPoolExhausted"} {
+		require.True(t, alerts[a], "the deployment guide's alert %s", a)
+	}
+	dashboard, err := os.ReadFile("../../docs/ops/grafana-dashboard.json")
+	require.NoError(t, err)
+
+	used := regexp.MustCompile(`cmpool_[a-z_]+`)
+	for _, file := range [][]byte{rules, dashboard} {
+		for _, n := range used.FindAllString(string(file), -1) {
+			base := n
+			for _, suffix := range []string{"_bucket", "_count", "_sum"} {
+				base = strings.TrimSuffix(base, suffix)
+			}
+			require.True(t, exported[base] || exported[n], "%s is not a metric cmpool exports", n)
+		}
+	}
+}
