@@ -2,6 +2,8 @@ package integration_test
 
 import (
 	"context"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -253,4 +255,45 @@ func TestRoutingSessionSetIsNoWrite(t *testing.T) {
 			require.Equal(t, "PostgreSQL JDBC Driver", app, "the SET follows the client to the replica")
 		})
 	}
+}
+
+// TestRoutingRouterHook: a Config.Router sees each routed transaction's statement and
+// cmpool's verdict, and may override it.
+func TestRoutingRouterHook(t *testing.T) {
+	var mu sync.Mutex
+	var seen []pool.RouteRequest
+	_, p := routedProxy(t, pool.Config{Router: pool.RouterFunc(func(r pool.RouteRequest) pool.Route {
+		mu.Lock()
+		seen = append(seen, r)
+		mu.Unlock()
+		switch {
+		case strings.Contains(r.Query, "as pinned"):
+			return pool.RoutePrimary
+		case strings.Contains(r.Query, "as offloaded"):
+			return pool.RouteReplica
+		}
+		return pool.RouteDefault
+	})})
+	ctx := ctxT(t, 30*time.Second)
+	for _, mode := range []pgx.QueryExecMode{pgx.QueryExecModeSimpleProtocol, pgx.QueryExecModeExec} {
+		t.Run(mode.String(), func(t *testing.T) {
+			conn := connect(t, p.URL("", ""), mode)
+			require.True(t, onReplica(t, conn, "select pg_is_in_recovery()"), "the default stays")
+			require.False(t, onReplica(t, conn, "select pg_is_in_recovery() as pinned"), "the hook pins it to the primary")
+			// Forcing a write to a replica behaves like a replica hint: 25006, no move.
+			_, err := conn.Exec(ctx, "select txid_current() as offloaded")
+			require.Equal(t, "25006", pgCode(err), "got %v", err)
+		})
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	var write *pool.RouteRequest
+	for i := range seen {
+		if strings.Contains(seen[i].Query, "txid_current") {
+			write = &seen[i]
+		}
+	}
+	require.NotNil(t, write, "the hook saw the statement text")
+	require.True(t, write.Write, "and cmpool's verdict")
+	require.Equal(t, "postgres", write.Database)
 }

@@ -70,7 +70,7 @@ func TestPgbench(t *testing.T) {
 	}, 10*time.Second, 20*time.Millisecond)
 
 	var mu sync.Mutex
-	maxServers := 0
+	maxServers, maxHeld := 0, 0
 	sampleCtx, stopSampling := context.WithCancel(ctx)
 	var sampler sync.WaitGroup
 	sampler.Go(func() {
@@ -81,6 +81,15 @@ func TestPgbench(t *testing.T) {
 				maxServers = max(maxServers, n)
 				mu.Unlock()
 			}
+			held := 0
+			for _, ps := range p.Server.Stat().Pools {
+				if ps.Database == "bench" {
+					held += ps.Servers
+				}
+			}
+			mu.Lock()
+			maxHeld = max(maxHeld, held)
+			mu.Unlock()
 			time.Sleep(20 * time.Millisecond)
 		}
 	})
@@ -109,6 +118,9 @@ func TestPgbench(t *testing.T) {
 	stopSampling()
 	sampler.Wait()
 	require.Greater(t, maxServers, 0)
-	require.LessOrEqual(t, maxServers, 20, "server connections to the primary")
-	t.Logf("at most %d server connections for 200 clients", maxServers)
+	require.LessOrEqual(t, maxHeld, 20, "server connections cmpool held (open or opening)")
+	// The server's view may also count a backend still exiting after cmpool closed its
+	// connection (a dead one found at checkout), for a few milliseconds.
+	require.LessOrEqual(t, maxServers, 22, "server connections to the primary")
+	t.Logf("at most %d server connections held (%d backends seen) for 200 clients", maxHeld, maxServers)
 }

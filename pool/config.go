@@ -163,6 +163,12 @@ type Config struct {
 	// level. Zero means no slow-transaction log.
 	SlowTransaction time.Duration
 
+	// Router, when set, is asked where each transaction goes, after cmpool's own
+	// classification and hints: it may keep cmpool's choice or force the primary or a
+	// replica. Nil means cmpool decides alone. It runs at the start of every routed
+	// transaction: it must be fast.
+	Router Router
+
 	// Observer receives an event for each query, transaction, client wait and error,
 	// for metrics or tracing. Nil means none. Its methods run on the proxy's hot path:
 	// they must be fast and must not block.

@@ -99,3 +99,44 @@ var monoStart = time.Now()
 
 // nanotime is a monotonic clock reading in nanoseconds.
 func nanotime() int64 { return int64(time.Since(monoStart)) }
+
+// Router decides where a transaction goes, overriding or extending cmpool's
+// classification (Config.Router). It is consulted only when replicas are configured,
+// in transaction and statement modes.
+type Router interface {
+	Route(RouteRequest) Route
+}
+
+// RouterFunc adapts a function to Router.
+type RouterFunc func(RouteRequest) Route
+
+// Route calls f(r).
+func (f RouterFunc) Route(r RouteRequest) Route { return f(r) }
+
+// Route is a routing decision.
+type Route string
+
+const (
+	// RouteDefault keeps cmpool's decision.
+	RouteDefault Route = ""
+	// RoutePrimary sends the transaction to the primary.
+	RoutePrimary Route = "primary"
+	// RouteReplica sends it to a usable replica, as a /* cmpool:replica */ hint does: a
+	// write there fails with 25006 instead of moving to the primary. With no usable
+	// replica it goes to the primary.
+	RouteReplica Route = "replica"
+)
+
+// RouteRequest describes a transaction about to be routed.
+type RouteRequest struct {
+	Database, User string
+	// Query is the text of the transaction's first statement; empty when cmpool could
+	// not see it (a message too large to hold).
+	Query string
+	// Write is cmpool's verdict: the statement must run on the primary. Reason says why.
+	Write  bool
+	Reason string
+	// Hinted is what hints and settings chose ("primary", "replica"), or "" for
+	// automatic routing.
+	Hinted Route
+}

@@ -52,6 +52,23 @@ func (c *clientSession) routeFor(ctx context.Context, rs *router.ReplicaSet, typ
 	if v != nil && v.Hint != "" {
 		route = v.Hint
 	}
+	if hook := c.srv.conf().Router; hook != nil {
+		req := RouteRequest{Database: c.database, User: c.user, Write: true, Hinted: Route(route)}
+		if route == routeAuto {
+			req.Hinted = RouteDefault
+		}
+		req.Query, _ = c.queryFor(typ, msg)
+		if v != nil {
+			req.Write = v.Write || v.Begin && !v.ReadOnly || v.End
+			req.Reason = v.Reason
+		}
+		switch hook.Route(req) {
+		case RoutePrimary:
+			route = routePrimary
+		case RouteReplica:
+			route = routeReplica
+		}
+	}
 	switch route {
 	case routePrimary:
 		return backendPrimary, -1, mayWrite, true
@@ -83,53 +100,63 @@ func (c *clientSession) routeFor(ctx context.Context, rs *router.ReplicaSet, typ
 // verdictFor classifies the statement a transaction's first message runs, or returns
 // nil when it cannot tell.
 func (c *clientSession) verdictFor(typ byte, msg []byte) *router.Verdict {
-	if msg == nil {
+	q, ok := c.queryFor(typ, msg)
+	if !ok {
 		return nil
+	}
+	return c.srv.classifier.Classify(q)
+}
+
+// queryFor returns the text of the statement a transaction's first message runs; ok is
+// false when it cannot tell.
+func (c *clientSession) queryFor(typ byte, msg []byte) (q string, ok bool) {
+	if msg == nil {
+		return "", false
 	}
 	body := msg[protocol.HeaderLen:]
 	switch typ {
 	case 'Q':
-		return c.srv.classifier.Classify(string(body[:len(body)-1]))
+		return string(body[:len(body)-1]), true
 	case 'P':
 		_, query, _, ok := parseParse(body)
 		if !ok {
-			return nil
+			return "", false
 		}
-		return c.srv.classifier.Classify(string(query))
+		return string(query), true
 	case 'B', 'D':
 		var name []byte
 		if typ == 'B' {
 			_, rest, ok := cstring(body)
 			if !ok {
-				return nil
+				return "", false
 			}
 			name, _, _ = cstring(rest)
 		} else if len(body) > 1 && body[0] == 'S' {
 			name, _, _ = cstring(body[1:])
 		} else {
-			return nil
+			return "", false
 		}
 		if len(name) == 0 {
 			if len(c.unnamed) == 0 {
-				return nil
+				return "", false
 			}
 			_, query, _, _ := parseParse(c.unnamed[protocol.HeaderLen:])
-			return c.srv.classifier.Classify(string(query))
+			return string(query), true
 		}
 		c.mu.Lock()
 		stmt := c.stmts[string(name)]
 		c.mu.Unlock()
 		if stmt != nil {
-			return c.srv.classifier.Classify(stmt.query)
+			return stmt.query, true
 		}
 		for _, d := range c.deferred { // prepared in this batch, not sent yet
 			if pname, query, _, ok := parseParse(d[protocol.HeaderLen:]); ok && string(pname) == string(name) {
-				return c.srv.classifier.Classify(string(query))
+				return string(query), true
 			}
 		}
-		return nil
+		return "", false
 	}
-	return nil
+	return "", false
 }
 
 // readLSN is the WAL position this client's reads must see.
