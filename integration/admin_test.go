@@ -83,13 +83,6 @@ func column(t *testing.T, names []string, rows [][]string, keyCol, key, col stri
 	return ""
 }
 
-func atoi(t *testing.T, s string) int64 {
-	t.Helper()
-	n, err := strconv.ParseInt(s, 10, 64)
-	require.NoError(t, err, "%q", s)
-	return n
-}
-
 func TestAdminShowColumns(t *testing.T) {
 	c, p := adminProxy(t, pool.Config{})
 	_ = c
