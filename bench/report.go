@@ -214,6 +214,12 @@ func (r *report) markdown() string {
 		}
 	}
 
+	if t := r.targetsTable(cells); t != "" {
+		b.WriteString("\n## Targets\n\n")
+		b.WriteString("The performance targets of cmpool, checked against this run.\n\n")
+		b.WriteString(t)
+	}
+
 	b.WriteString("\n## Ratios of median TPS\n\n")
 	b.WriteString("| workload | clients | cmpool / PgBouncer | cmpool / direct | PgBouncer / direct |\n")
 	b.WriteString("|---|---:|---:|---:|---:|\n")
@@ -350,6 +356,72 @@ func abbreviate(s string, n int) string {
 		rest = rest[i+1:]
 	}
 	return fmt.Sprintf("%s\n[… %d bytes cut …]\n%s", head, len(s)-len(head)-len(rest), rest)
+}
+
+// targetsTable renders cmpool's performance targets with what this run measured, for the
+// targets that the run's workloads and client counts cover.
+func (r *report) targetsTable(cells map[cellKey]*cell) string {
+	tps := func(w string, c int, t string) float64 { return cells[cellKey{w, c, t}].medianTPS() }
+	type row struct {
+		target, measured string
+		met              bool
+		known            bool
+	}
+	var rows []row
+	ratioRow := func(w string, c int, want float64, label string) {
+		if !slices.Contains(r.cfg.workloads, w) || !slices.Contains(r.cfg.clients, c) {
+			return
+		}
+		got := tps(w, c, targetCmpool) / tps(w, c, targetPgbouncer)
+		rows = append(rows, row{label, fmt.Sprintf("%.2f ×", got), got >= want, !math.IsNaN(got)})
+	}
+	ratioRow("select", 20, 1.15, "pgbench -S, 20 clients: cmpool TPS ≥ 1.15 × PgBouncer")
+	ratioRow("select", 200, 1.15, "pgbench -S, 200 clients: cmpool TPS ≥ 1.15 × PgBouncer")
+	if slices.Contains(r.cfg.workloads, "select-prepared") && slices.Contains(r.cfg.workloads, "select-extended") {
+		for _, c := range r.cfg.clients {
+			p, e := tps("select-prepared", c, targetCmpool), tps("select-extended", c, targetCmpool)
+			rows = append(rows, row{fmt.Sprintf("pgbench -S -M prepared, %d clients: works, TPS ≥ cmpool's -M extended", c),
+				fmt.Sprintf("%.0f vs %.0f TPS (%s)", p, e, ratio(p, e)), p >= e, !math.IsNaN(p) && !math.IsNaN(e)})
+		}
+	}
+	ratioRow("tpcb", 20, 1.1, "TPC-B, 20 clients: cmpool TPS ≥ 1.1 × PgBouncer")
+	for _, w := range r.cfg.workloads {
+		for _, c := range r.cfg.clients {
+			cm, pb := cells[cellKey{w, c, targetCmpool}].medianCPUOrNaN(), cells[cellKey{w, c, targetPgbouncer}].medianCPUOrNaN()
+			if math.IsNaN(pb) {
+				continue
+			}
+			rows = append(rows, row{fmt.Sprintf("%s, %d clients: cmpool CPU per transaction ≤ PgBouncer's", w, c),
+				fmt.Sprintf("%s vs %s µs/tx", cpuCell(cm), cpuCell(pb)), cm <= pb, !math.IsNaN(cm)})
+		}
+	}
+	for _, res := range r.idle {
+		if res.Target != targetCmpool {
+			continue
+		}
+		label := fmt.Sprintf("%d idle clients held at ≤ 16 KiB RSS each", r.cfg.idle)
+		if r.cfg.idle < 10000 {
+			label += " (the target is for 10000)"
+		}
+		rows = append(rows, row{label, fmt.Sprintf("%d held, %.1f KiB each", res.Clients, res.PerClient/1024),
+			res.Err == nil && res.Clients == r.cfg.idle && res.PerClient <= 16<<10, res.Err == nil})
+	}
+	if len(rows) == 0 {
+		return ""
+	}
+	var b strings.Builder
+	b.WriteString("| target | measured | |\n|---|---|---|\n")
+	for _, rw := range rows {
+		verdict := "met"
+		switch {
+		case !rw.known:
+			verdict = "**not measured** (failed)"
+		case !rw.met:
+			verdict = "**missed**"
+		}
+		fmt.Fprintf(&b, "| %s | %s | %s |\n", rw.target, rw.measured, verdict)
+	}
+	return b.String()
 }
 
 // oneLine joins the lines of s for a table cell.
