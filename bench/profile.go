@@ -117,7 +117,7 @@ func profileCmpool(ctx context.Context, b *benchmark, primaryPort, replicaPort i
 		{Title: "CPU, by flat time", Args: []string{"-top", "-nodecount=" + profileTopNodes}},
 		{Title: "CPU, by cumulative time", Args: []string{"-top", "-cum", "-nodecount=" + profileTopNodes}},
 		{Title: "Allocations, by bytes (flat)", Args: []string{"-top", "-sample_index=alloc_space", "-nodecount=" + profileTopNodes}},
-		{Title: "Allocations, by count (flat)", Args: []string{"-top", "-sample_index=alloc_objects", "-nodecount=" + profileTopNodes}},
+		{Title: "Allocations, by count, per source line (flat)", Args: []string{"-top", "-lines", "-sample_index=alloc_objects", "-nodecount=" + profileTopNodes}},
 	} {
 		files := cpu
 		if strings.HasPrefix(top.Title, "Allocations") {
