@@ -62,7 +62,7 @@ func TestParseFlagsQuick(t *testing.T) {
 func sampleReport(t *testing.T) *report {
 	dir := t.TempDir()
 	cfg := config{clients: []int{20, 200}, workloads: []string{"select", "select-prepared"}, rounds: 2,
-		duration: 5 * time.Second, scale: 10, jobs: 2, route: true, idle: 100,
+		duration: 5 * time.Second, scale: 10, jobs: 2, route: true, idle: 100, directMax: 200,
 		out: filepath.Join(dir, "README.md"), chart: filepath.Join(dir, "tps.png")}
 	r := &report{cfg: cfg, machine: machineInfo{CPUs: 2, PgBouncer: "PgBouncer 1.18.0"}}
 	tps := map[string]float64{targetDirect: 10000, targetPgbouncer: 7000, targetCmpool: 8000}
@@ -110,6 +110,23 @@ func TestReportMarkdown(t *testing.T) {
 	lines := r.ratioLines()
 	require.Len(t, lines, 4)
 	require.Contains(t, lines[0], "cmpool/pgbouncer 1.14  cmpool/direct 0.80  proxy CPU µs/tx: cmpool 30.0, pgbouncer 30.0")
+}
+
+func TestReportDirectNotRun(t *testing.T) {
+	r := sampleReport(t)
+	r.cfg.directMax = 20
+	var runs []runResult
+	for _, run := range r.runs {
+		if r.cfg.runs(run.Target, run.Clients) {
+			runs = append(runs, run)
+		}
+	}
+	require.Len(t, runs, len(r.runs)-4, "direct at 200 clients: 2 workloads, 2 rounds")
+	r.runs = runs
+	md := r.markdown()
+	require.Contains(t, md, "| select | 200 | direct | n/a | | | | | | not run: more than -direct-max-clients 20 |")
+	require.Contains(t, md, "| select | 200 | 1.14 | n/a | n/a |")
+	require.NoError(t, r.writeChart(r.cfg.chart))
 }
 
 func TestWriteChart(t *testing.T) {
