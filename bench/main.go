@@ -88,8 +88,8 @@ func parseFlags(args []string, output io.Writer) (config, error) {
 	workloadList := fs.String("workloads", strings.Join(workloadNames, ","), "comma-separated workloads: "+strings.Join(workloadNames, ", "))
 	quick := fs.Bool("quick", false, "a one-minute run: -workloads select -clients 20 -rounds 1 -duration 5s -warmup 1s -idle 1000,\nunless those flags are given too")
 	cfg := config{}
-	fs.DurationVar(&cfg.duration, "duration", 8*time.Second, "pgbench run time (-T), rounded up to whole seconds")
-	fs.IntVar(&cfg.rounds, "rounds", 2, "rounds; each runs every workload and client count against every target")
+	fs.DurationVar(&cfg.duration, "duration", 6*time.Second, "pgbench run time (-T), rounded up to whole seconds")
+	fs.IntVar(&cfg.rounds, "rounds", 3, "rounds; each runs every workload and client count against every target")
 	fs.IntVar(&cfg.scale, "scale", 10, "pgbench scale factor (-i -s)")
 	fs.IntVar(&cfg.jobs, "jobs", 2, "pgbench threads (-j)")
 	fs.DurationVar(&cfg.warmup, "warmup", 3*time.Second, "select-only warm-up run per target before the first round; 0 disables")

@@ -169,7 +169,7 @@ func (r *report) markdown() string {
 	fmt.Fprintf(&b, "# Benchmarks: direct PostgreSQL vs PgBouncer vs cmpool\n\n")
 	b.WriteString("This file is written by the benchmark command; run it again to refresh it.\n\n")
 	b.WriteString("```sh\n")
-	b.WriteString("go run ./bench            # everything below: 4 workloads × 20/200/1000 clients × 3 targets, 2 rounds, idle clients (~13 min)\n")
+	b.WriteString("go run ./bench            # everything below: 4 workloads × 20/200/1000 clients × 3 targets, 3 rounds, idle clients (~13 min)\n")
 	b.WriteString("go run ./bench -quick     # a one-minute smoke run: pgbench -S, 20 clients, 1 round, 1000 idle clients\n")
 	b.WriteString("go run ./bench -workloads select,tpcb -clients 20,200 -duration 5s -rounds 1 -idle 0 -out /tmp/bench.md -chart /tmp/bench.png\n")
 	b.WriteString("go run ./bench -profile /tmp/cmpool-prof   # adds CPU and allocation profiles of cmpool under pgbench -S -c 20\n")
