@@ -263,6 +263,7 @@ func run(ctx context.Context, cfg config, command string) (err error) {
 		cfg:     cfg,
 		pgbench: pgbench,
 		logDir:  dirs["txlog"],
+		root:    root,
 		admin:   cluster.Primary.URL("bench", ""),
 		urls: map[string]string{
 			targetDirect:    cluster.Primary.URL("bench", ""),
@@ -343,6 +344,7 @@ type benchmark struct {
 	cfg     config
 	pgbench string
 	logDir  string
+	root    string                   // module root, trimmed from source paths in the profile listings
 	admin   string                   // URL of database bench on the primary, for resetTables
 	urls    map[string]string        // target -> URL of database bench
 	procs   map[string]*proxyProcess // target -> proxy; none for direct

@@ -123,7 +123,7 @@ func profileCmpool(ctx context.Context, b *benchmark, primaryPort, replicaPort i
 		if strings.HasPrefix(top.Title, "Allocations") {
 			files = allocs
 		}
-		text, err := pprofTop(ctx, append(top.Args, files...))
+		text, err := pprofTop(ctx, append(top.Args, files...), b.root)
 		if err != nil {
 			res.Err = err
 			return res
@@ -149,8 +149,8 @@ func writeHeapProfile(path string) error {
 }
 
 // pprofTop runs go tool pprof with args and returns its listing without the header lines
-// that name the files.
-func pprofTop(ctx context.Context, args []string) (string, error) {
+// that name the files, and with source paths relative to the module root.
+func pprofTop(ctx context.Context, args []string, root string) (string, error) {
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "go", append([]string{"tool", "pprof"}, args...)...)
@@ -167,6 +167,7 @@ func pprofTop(ctx context.Context, args []string) (string, error) {
 		if strings.HasPrefix(line, "File:") || strings.HasPrefix(line, "Build ID:") || strings.HasPrefix(line, "Time:") {
 			continue
 		}
+		line = strings.ReplaceAll(line, root+string(filepath.Separator), "")
 		keep = append(keep, strings.TrimRight(line, "\n"))
 	}
 	return strings.Join(keep, "\n"), nil
