@@ -27,15 +27,30 @@ func buildCmpool(ctx context.Context, root, dir string) (string, error) {
 	return bin, nil
 }
 
-// startCmpool starts the cmpool binary in front of the server on pgPort.
-func startCmpool(ctx context.Context, bin, dir string, pgPort int) (*proxyProcess, error) {
-	primary := "postgres://postgres@127.0.0.1:" + strconv.Itoa(pgPort) + "/postgres?sslmode=disable"
+// startCmpool starts the cmpool binary in front of the primary on pgPort and, when replicaPort
+// is not 0, the replica on replicaPort.
+func startCmpool(ctx context.Context, bin, dir string, pgPort, replicaPort int) (*proxyProcess, error) {
 	return startProxy(ctx, "cmpool", filepath.Join(dir, "cmpool.log"), "bench", func(port int) *exec.Cmd {
-		args := append([]string{"--listen", "127.0.0.1:" + strconv.Itoa(port), "--primary", primary}, cmpoolFlags...)
+		args := append([]string{"--listen", "127.0.0.1:" + strconv.Itoa(port)}, serverFlags(pgPort, replicaPort)...)
+		args = append(args, cmpoolFlags...)
 		cmd := exec.Command(bin, args...)
 		cmd.Dir = dir
 		return cmd
 	})
+}
+
+// serverFlags returns cmpool's --primary flag and, when replicaPort is not 0, its --replica flag.
+func serverFlags(pgPort, replicaPort int) []string {
+	flags := []string{"--primary", loopbackURL(pgPort)}
+	if replicaPort != 0 {
+		flags = append(flags, "--replica", loopbackURL(replicaPort))
+	}
+	return flags
+}
+
+// loopbackURL is the URL cmpool gets for a server on a loopback port.
+func loopbackURL(port int) string {
+	return "postgres://postgres@127.0.0.1:" + strconv.Itoa(port) + "/postgres?sslmode=disable"
 }
 
 // moduleRoot returns the directory of the main module's go.mod.

@@ -20,6 +20,21 @@ type machineInfo struct {
 	PgBouncer string // first line of pgbouncer --version
 	Pgbench   string // pgbench --version
 	Cmpool    string // git commit of the module
+	LoadStart string // /proc/loadavg's first three fields when the benchmark started
+	LoadEnd   string // the same when it ended
+}
+
+// loadAverage returns the 1, 5 and 15 minute load averages from /proc/loadavg.
+func loadAverage() string {
+	data, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "unknown"
+	}
+	f := strings.Fields(string(data))
+	if len(f) < 3 {
+		return "unknown"
+	}
+	return strings.Join(f[:3], " ")
 }
 
 // readMachine gathers the machine's description.
@@ -33,6 +48,7 @@ func readMachine(ctx context.Context, pgbouncer, pgbench, root string) machineIn
 		PgBouncer: pgbouncerVersion(ctx, pgbouncer),
 		Pgbench:   toolVersion(ctx, pgbench),
 		Cmpool:    gitCommit(ctx, root),
+		LoadStart: loadAverage(),
 	}
 	if data, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
 		m.Kernel = strings.TrimSpace(string(data))

@@ -1,13 +1,18 @@
 // Command bench runs pgbench side by side against PostgreSQL directly, through PgBouncer and
-// through cmpool on this machine, and writes a markdown report.
+// through cmpool on this machine, and writes a markdown report and a PNG chart.
 //
-//	go run ./bench [-clients 20,50,200] [-duration 15s] [-rounds 3] [-workloads select,tpcb]
+//	go run ./bench                      # the full benchmark (about 13 minutes on 2 cores)
+//	go run ./bench -quick               # a one-minute smoke run
+//	go run ./bench -workloads select -clients 20,200 -duration 5s -rounds 1 -idle 0
 //
-// It starts a throwaway PostgreSQL with the integration harness, fills database bench with
-// pgbench -i, starts PgBouncer and a freshly built cmpool binary as separate processes (both in
-// transaction mode with 20 server connections), and runs every workload and client count
-// against the three targets in turn, round after round, so that the machine's noise hits all
-// three alike. Everything it starts is stopped on exit and on Ctrl-C.
+// It starts a throwaway primary and a streaming replica with the integration harness, fills
+// database bench with pgbench -i, starts PgBouncer and a freshly built cmpool binary as
+// separate processes (both in transaction mode with 20 server connections per server), and
+// runs every workload and client count against the three targets in turn, round after round,
+// so that the machine's noise hits all three alike. cmpool is given the replica and routes
+// reads to it unless -route=false. Then it holds -idle idle client connections open against
+// each proxy and reports the proxy's RSS per client, and with -profile it profiles an
+// in-process cmpool under pgbench -S. Everything it starts is stopped on exit and on Ctrl-C.
 package main
 
 import (
@@ -20,6 +25,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -45,7 +51,12 @@ type config struct {
 	scale     int           // pgbench -i -s
 	jobs      int           // pgbench -j
 	warmup    time.Duration // select-only run per target before the first round; 0 means none
+	route     bool          // give cmpool the replica, so that it routes reads to it
+	directMax int           // most clients run directly against PostgreSQL; larger counts are not run direct
+	idle      int           // idle client connections held open against each proxy; 0 means no idle test
+	profile   string        // directory for cmpool's CPU and allocation profiles; "" means no profiling
 	out       string        // markdown report file
+	chart     string        // PNG chart file; "" means none
 }
 
 func main() {
@@ -56,6 +67,9 @@ func main() {
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(2)
+	}
+	if cfg.profile != "" {
+		runtime.MemProfileRate = profileMemRate // before anything worth profiling allocates
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -70,20 +84,38 @@ func main() {
 func parseFlags(args []string, output io.Writer) (config, error) {
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	fs.SetOutput(output)
-	clients := fs.String("clients", "50", "pgbench client counts, comma-separated")
-	workloadList := fs.String("workloads", "select", "comma-separated workloads: "+strings.Join(workloadNames, ", "))
+	clients := fs.String("clients", "20,200,1000", "pgbench client counts, comma-separated")
+	workloadList := fs.String("workloads", strings.Join(workloadNames, ","), "comma-separated workloads: "+strings.Join(workloadNames, ", "))
+	quick := fs.Bool("quick", false, "a one-minute run: -workloads select -clients 20 -rounds 1 -duration 5s -warmup 1s -idle 1000,\nunless those flags are given too")
 	cfg := config{}
-	fs.DurationVar(&cfg.duration, "duration", 15*time.Second, "pgbench run time (-T), rounded up to whole seconds")
+	fs.DurationVar(&cfg.duration, "duration", 6*time.Second, "pgbench run time (-T), rounded up to whole seconds")
 	fs.IntVar(&cfg.rounds, "rounds", 3, "rounds; each runs every workload and client count against every target")
 	fs.IntVar(&cfg.scale, "scale", 10, "pgbench scale factor (-i -s)")
 	fs.IntVar(&cfg.jobs, "jobs", 2, "pgbench threads (-j)")
 	fs.DurationVar(&cfg.warmup, "warmup", 3*time.Second, "select-only warm-up run per target before the first round; 0 disables")
-	fs.StringVar(&cfg.out, "out", "docs/benchmarks/results.md", "markdown report file")
+	fs.IntVar(&cfg.directMax, "direct-max-clients", 200, "most pgbench clients to run directly against PostgreSQL; direct runs with more are skipped and reported n/a")
+	fs.BoolVar(&cfg.route, "route", true, "give cmpool the replica (--replica), so that it routes reads to it; false points it at the primary only, like PgBouncer")
+	fs.IntVar(&cfg.idle, "idle", 10000, "idle client connections to hold open against each proxy for the RSS-per-client measurement; 0 disables")
+	fs.StringVar(&cfg.profile, "profile", "", "directory for CPU and allocation profiles of an in-process cmpool under pgbench -S with 20 clients; empty disables")
+	fs.StringVar(&cfg.out, "out", "docs/benchmarks/README.md", "markdown report file")
+	fs.StringVar(&cfg.chart, "chart", "docs/benchmarks/tps.png", "PNG chart of TPS by client count; empty disables")
 	if err := fs.Parse(args); err != nil {
 		return config{}, err
 	}
 	if fs.NArg() > 0 {
 		return config{}, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	if *quick {
+		set := map[string]bool{}
+		fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+		quickDefaults := map[string]string{"workloads": "select", "clients": "20", "rounds": "1", "duration": "5s", "warmup": "1s", "idle": "1000"}
+		for name, value := range quickDefaults {
+			if !set[name] {
+				if err := fs.Set(name, value); err != nil {
+					return config{}, err
+				}
+			}
+		}
 	}
 	for _, s := range strings.Split(*clients, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(s))
@@ -110,10 +142,19 @@ func parseFlags(args []string, output io.Writer) (config, error) {
 		return config{}, errors.New("-jobs must be at least 1")
 	case cfg.warmup < 0:
 		return config{}, errors.New("-warmup must not be negative")
+	case cfg.directMax < 1:
+		return config{}, errors.New("-direct-max-clients must be at least 1")
+	case cfg.idle < 0:
+		return config{}, errors.New("-idle must not be negative")
 	case cfg.out == "":
 		return config{}, errors.New("-out must name a file")
 	}
 	return cfg, nil
+}
+
+// runs reports whether target t is run with clients pgbench clients.
+func (cfg config) runs(t string, clients int) bool {
+	return t != targetDirect || clients <= cfg.directMax
 }
 
 // commandLine renders the invocation for the report.
@@ -137,9 +178,20 @@ func logf(format string, args ...any) {
 func run(ctx context.Context, cfg config, command string) (err error) {
 	runs := cfg.rounds * len(cfg.workloads) * len(cfg.clients) * len(targetNames)
 	budget := time.Duration(runs)*(cfg.duration+30*time.Second) + 3*(cfg.warmup+30*time.Second) + 20*time.Minute
+	if cfg.profile != "" {
+		budget += cfg.duration + 5*time.Minute
+	}
 	ctx, cancel := context.WithTimeout(ctx, budget)
 	defer cancel()
 
+	// Our idle clients, pgbench's clients, and the proxies' ends of them: the children
+	// inherit the limit.
+	want := uint64(cfg.idle) + uint64(slices.Max(cfg.clients)) + 1000
+	if got, err := raiseFileLimit(want); err != nil {
+		return fmt.Errorf("raise RLIMIT_NOFILE to %d: %w", want, err)
+	} else if got < want {
+		return fmt.Errorf("-idle %d and -clients %d need %d open files; the hard limit allows %d", cfg.idle, slices.Max(cfg.clients), want, got)
+	}
 	pgbench, err := findPGTool("pgbench")
 	if err != nil {
 		return err
@@ -189,6 +241,10 @@ func run(ctx context.Context, cfg config, command string) (err error) {
 	}
 	machine.Postgres = version
 	pgPort := cluster.Primary.Port
+	replicaPort := 0
+	if cfg.route {
+		replicaPort = cluster.Replicas[0].Port
+	}
 
 	logf("starting pgbouncer")
 	bouncer, err := startPgbouncer(ctx, pgbouncer, dirs["pgbouncer"], pgPort)
@@ -197,7 +253,7 @@ func run(ctx context.Context, cfg config, command string) (err error) {
 	}
 	defer stopProxy(bouncer)
 	logf("starting cmpool")
-	pooler, err := startCmpool(ctx, cmpool, dirs["cmpool"], pgPort)
+	pooler, err := startCmpool(ctx, cmpool, dirs["cmpool"], pgPort, replicaPort)
 	if err != nil {
 		return err
 	}
@@ -207,6 +263,7 @@ func run(ctx context.Context, cfg config, command string) (err error) {
 		cfg:     cfg,
 		pgbench: pgbench,
 		logDir:  dirs["txlog"],
+		root:    root,
 		admin:   cluster.Primary.URL("bench", ""),
 		urls: map[string]string{
 			targetDirect:    cluster.Primary.URL("bench", ""),
@@ -219,19 +276,57 @@ func run(ctx context.Context, cfg config, command string) (err error) {
 	if err := b.runAll(ctx); err != nil {
 		return err
 	}
+	rep := report{cfg: cfg, command: command, machine: machine, runs: b.results}
 
-	rep := report{cfg: cfg, command: command, machine: machine, runs: b.results, cmpoolLog: pooler.log()}
-	text := rep.markdown()
-	fmt.Print(text)
+	if cfg.idle > 0 {
+		for _, p := range []*proxyProcess{bouncer, pooler} {
+			logf("idle: %d client connections to %s", cfg.idle, p.name)
+			res := measureIdle(ctx, p, cfg.idle, "postgres", "bench")
+			if res.Err != nil {
+				logf("idle %s: FAILED: %v", p.name, res.Err)
+			} else {
+				logf("idle %s: RSS %.1f MiB -> %.1f MiB, %.1f KiB per idle client", p.name,
+					float64(res.BaseRSS)/(1<<20), float64(res.HeldRSS)/(1<<20), res.PerClient/1024)
+			}
+			rep.idle = append(rep.idle, res)
+			if ctx.Err() != nil {
+				return fmt.Errorf("benchmark interrupted: %w", context.Cause(ctx))
+			}
+		}
+	}
+	if cfg.profile != "" {
+		logf("profiling an in-process cmpool under pgbench -S -c %d", profileClients)
+		prof := profileCmpool(ctx, b, pgPort, replicaPort, cfg.profile, cfg.duration)
+		if prof.Err != nil {
+			logf("profile: FAILED: %v", prof.Err)
+		} else {
+			logf("profile: %.0f tps; profiles in %s", prof.Summary.TPS, prof.Dir)
+		}
+		rep.profile = &prof
+	}
+	rep.cmpoolLog = pooler.log()
+	rep.machine.LoadEnd = loadAverage()
+
 	if err := os.MkdirAll(filepath.Dir(cfg.out), 0o755); err != nil {
 		return err
 	}
+	if cfg.chart != "" {
+		if err := rep.writeChart(cfg.chart); err != nil {
+			return fmt.Errorf("chart: %w", err)
+		}
+		logf("wrote %s", cfg.chart)
+	}
+	text := rep.markdown()
+	fmt.Print(text)
 	if err := os.WriteFile(cfg.out, []byte(text), 0o644); err != nil {
 		return err
 	}
 	logf("wrote %s", cfg.out)
+	for _, line := range rep.ratioLines() {
+		logf("%s", line)
+	}
 	if n := rep.failures(); n > 0 {
-		return fmt.Errorf("%d run(s) failed; see the Failures section of %s", n, cfg.out)
+		return fmt.Errorf("%d run(s) or measurement(s) failed; see the Failures section of %s", n, cfg.out)
 	}
 	return nil
 }
@@ -249,6 +344,7 @@ type benchmark struct {
 	cfg     config
 	pgbench string
 	logDir  string
+	root    string                   // module root, trimmed from source paths in the profile listings
 	admin   string                   // URL of database bench on the primary, for resetTables
 	urls    map[string]string        // target -> URL of database bench
 	procs   map[string]*proxyProcess // target -> proxy; none for direct
@@ -262,7 +358,7 @@ type benchmark struct {
 func (b *benchmark) runAll(ctx context.Context) error {
 	if b.cfg.warmup > 0 {
 		for _, t := range targetNames {
-			b.runOne(ctx, 0, "select", slices.Max(b.cfg.clients), t, b.cfg.warmup)
+			b.runOne(ctx, 0, "select", slices.Min(b.cfg.clients), t, b.cfg.warmup)
 		}
 	}
 	for round := 1; round <= b.cfg.rounds; round++ {
@@ -270,6 +366,9 @@ func (b *benchmark) runAll(ctx context.Context) error {
 			for _, c := range b.cfg.clients {
 				for i := range targetNames {
 					t := targetNames[(i+round-1)%len(targetNames)]
+					if !b.cfg.runs(t, c) {
+						continue
+					}
 					if writes(w) {
 						if err := resetTables(ctx, b.admin); err != nil {
 							return fmt.Errorf("reset tables before %s: %w", w, err)
@@ -300,13 +399,22 @@ func (b *benchmark) runOne(ctx context.Context, round int, workload string, clie
 	if proc != nil {
 		before, _ = proc.cpuTicks()
 	}
-	r := pgbenchRun{Bin: b.pgbench, URL: b.urls[t], Workload: workload, Clients: clients, Jobs: b.cfg.jobs, Duration: d, LogDir: b.logDir}
+	r := pgbenchRun{Bin: b.pgbench, URL: b.urls[t], Workload: workload, Clients: clients, Jobs: b.cfg.jobs,
+		Duration: d + connectAllowance(t, clients), LogDir: b.logDir}
 	sum, lat, output, err := r.run(ctx)
 	res.Summary, res.Latency = sum, lat
 	if proc != nil {
 		after, cerr := proc.cpuTicks()
 		if cerr == nil && err == nil && sum.Processed > 0 {
 			res.CPUPerTx = float64(after-before) * (1e6 / clockTicks) / float64(sum.Processed)
+		}
+	}
+	if err == nil {
+		// pgbench reports a failed Prepare and goes on. Such a run completes only when every
+		// server connection has kept the same statement from earlier runs: it is not a
+		// working prepared mode.
+		if why := knownLimitation(t, workload, b.pgbouncerVersion, output); why != "" {
+			err = errors.New("pgbench completed, but reported prepared-statement errors: it ran on statements that earlier runs left on the server connections")
 		}
 	}
 	if err != nil {
@@ -318,6 +426,17 @@ func (b *benchmark) runOne(ctx context.Context, round int, workload string, clie
 		}
 	}
 	b.record(res)
+}
+
+// connectAllowance is added to pgbench's -T, which counts from before its clients connect.
+// PostgreSQL forks a backend per connection: 1000 clients take it about 8 s to connect on 2
+// busy cores, which would leave no time to measure. A proxy logs a client in without a
+// fork. TPS is counted without the connection time either way.
+func connectAllowance(target string, clients int) time.Duration {
+	if target == targetDirect {
+		return time.Duration(clients) * 10 * time.Millisecond
+	}
+	return time.Duration(clients) * time.Millisecond
 }
 
 // record keeps a result and logs it.

@@ -39,7 +39,7 @@ type pgbenchRun struct {
 	Clients  int           // pgbench -c
 	Jobs     int           // pgbench -j; at most Clients is used
 	Duration time.Duration // pgbench -T, rounded up to whole seconds
-	LogDir   string        // empty directory for the per-transaction logs; emptied again after the run
+	LogDir   string        // empty directory for the per-transaction logs, emptied again after the run; "" means no logs and no latencies
 }
 
 // pgbenchSummary is what pgbench prints at the end of a run.
@@ -48,6 +48,7 @@ type pgbenchSummary struct {
 	Processed int64   // "number of transactions actually processed"
 	Failed    int64   // "number of failed transactions"; 0 when not printed
 	AvgMs     float64 // "latency average"
+	ConnMs    float64 // "initial connection time"
 }
 
 // latencyStats are percentiles of the per-transaction latencies, in milliseconds.
@@ -78,7 +79,9 @@ func (r pgbenchRun) args() []string {
 		"-j", strconv.Itoa(max(1, min(r.Jobs, r.Clients))),
 		"-T", strconv.Itoa(max(1, secs)),
 		"--max-tries=1",
-		"-l", "--log-prefix=" + filepath.Join(r.LogDir, "tx"),
+	}
+	if r.LogDir != "" {
+		a = append(a, "-l", "--log-prefix="+filepath.Join(r.LogDir, "tx"))
 	}
 	a = append(a, workloads[r.Workload]...)
 	return append(a, r.URL)
@@ -89,7 +92,9 @@ func (r pgbenchRun) args() []string {
 func (r pgbenchRun) run(ctx context.Context) (pgbenchSummary, latencyStats, string, error) {
 	ctx, cancel := context.WithTimeout(ctx, r.Duration+2*time.Minute)
 	defer cancel()
-	defer clearDir(r.LogDir)
+	if r.LogDir != "" {
+		defer clearDir(r.LogDir)
+	}
 	args := r.args()
 	cmd := exec.CommandContext(ctx, r.Bin, args...)
 	cmd.Env = clientEnv()
@@ -108,6 +113,9 @@ func (r pgbenchRun) run(ctx context.Context) (pgbenchSummary, latencyStats, stri
 	if err != nil {
 		return pgbenchSummary{}, latencyStats{}, output, &pgbenchError{Args: args, Output: output, Err: err}
 	}
+	if r.LogDir == "" {
+		return sum, latencyStats{}, output, nil
+	}
 	lat, err := readLatencies(r.LogDir)
 	if err != nil {
 		return sum, latencyStats{}, output, fmt.Errorf("read pgbench transaction logs: %w", err)
@@ -120,6 +128,7 @@ var (
 	processedRe = regexp.MustCompile(`(?m)^number of transactions actually processed: (\d+)`)
 	failedRe    = regexp.MustCompile(`(?m)^number of failed transactions: (\d+)`)
 	avgRe       = regexp.MustCompile(`(?m)^latency average = ([0-9.]+) ms`)
+	connRe      = regexp.MustCompile(`(?m)^initial connection time = ([0-9.]+) ms`)
 )
 
 // parseSummary extracts the summary from pgbench's output.
@@ -140,6 +149,9 @@ func parseSummary(out string) (pgbenchSummary, error) {
 	}
 	if m = avgRe.FindStringSubmatch(out); m != nil {
 		s.AvgMs, _ = strconv.ParseFloat(m[1], 64)
+	}
+	if m = connRe.FindStringSubmatch(out); m != nil {
+		s.ConnMs, _ = strconv.ParseFloat(m[1], 64)
 	}
 	return s, nil
 }

@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 )
@@ -31,7 +32,7 @@ func TestParseSummary(t *testing.T) {
 		want    pgbenchSummary
 		wantErr string
 	}{
-		{"pgbench 15", pgbench15Output, pgbenchSummary{TPS: 24150.318062, Processed: 241234, Failed: 3, AvgMs: 2.070}, ""},
+		{"pgbench 15", pgbench15Output, pgbenchSummary{TPS: 24150.318062, Processed: 241234, Failed: 3, AvgMs: 2.070, ConnMs: 61.212}, ""},
 		{"no failed line", "number of transactions actually processed: 10\ntps = 5.5 (without initial connection time)\n",
 			pgbenchSummary{TPS: 5.5, Processed: 10}, ""},
 		{"aborted run", "pgbench: error: client 3 aborted in command 1 (SQL) of script 0; server closed the connection unexpectedly\n",
@@ -93,6 +94,24 @@ func TestReadLatencies(t *testing.T) {
 
 	_, err = readLatencies(t.TempDir())
 	require.ErrorContains(t, err, "no log files")
+}
+
+func TestParseVmRSS(t *testing.T) {
+	status := "Name:\tpgbouncer\nVmPeak:\t   30000 kB\nVmRSS:\t   15772 kB\nRssAnon:\t    4000 kB\n"
+	got, err := parseVmRSS(status)
+	require.NoError(t, err)
+	require.Equal(t, int64(15772*1024), got)
+
+	_, err = parseVmRSS("Name:\tx\n")
+	require.ErrorContains(t, err, "no VmRSS")
+	_, err = parseVmRSS("VmRSS:\t 12 MB\n")
+	require.ErrorContains(t, err, "malformed")
+}
+
+func TestConnectAllowance(t *testing.T) {
+	require.Equal(t, 10*time.Second, connectAllowance(targetDirect, 1000))
+	require.Equal(t, time.Second, connectAllowance(targetCmpool, 1000))
+	require.Equal(t, 20*time.Millisecond, connectAllowance(targetPgbouncer, 20))
 }
 
 func TestParseStatCPU(t *testing.T) {

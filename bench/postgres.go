@@ -14,17 +14,19 @@ import (
 	"github.com/cmlite/cmpool/integration"
 )
 
-// maxConnections is the primary's max_connections: enough for the direct runs' clients.
-const maxConnections = 500
+// maxConnections is the servers' max_connections: enough for 1000 pgbench clients straight to
+// the primary, next to the proxies' server connections and the replication connection.
+const maxConnections = 1100
 
-// startPostgres starts a primary with the integration harness, creates database bench and fills
-// it with pgbench -i at scale. It returns the cluster, whose Stop the caller must call also on
-// error, and the server version.
+// startPostgres starts a primary and a streaming replica with the integration harness, creates
+// database bench and fills it with pgbench -i at scale, and waits until the replica has
+// replayed it. It returns the cluster, whose Stop the caller must call also on error, and the
+// server version.
 func startPostgres(ctx context.Context, pgbench string, scale int, logf func(string, ...any)) (*integration.Cluster, string, error) {
 	startCtx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
 	c, err := integration.Start(startCtx, integration.Options{
-		Replicas: 0,
+		Replicas: 1,
 		Settings: map[string]string{"max_connections": strconv.Itoa(maxConnections)},
 		Logf:     logf,
 	})
@@ -50,6 +52,9 @@ func startPostgres(ctx context.Context, pgbench string, scale int, logf func(str
 	cmd.WaitDelay = 5 * time.Second
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return c, version, fmt.Errorf("pgbench -i -s %d: %w\n%s", scale, err, strings.TrimSpace(string(out)))
+	}
+	if err := c.WaitReplication(initCtx); err != nil {
+		return c, version, err
 	}
 	return c, version, nil
 }

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"fmt"
 	"math"
+	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -29,6 +30,8 @@ type report struct {
 	command string
 	machine machineInfo
 	runs    []runResult
+	idle    []idleResult   // one per proxy; none without -idle
+	profile *profileResult // nil without -profile
 
 	cmpoolLog string // what cmpool logged at --log-level warn during the whole benchmark
 }
@@ -116,7 +119,8 @@ func (r *report) cells() map[cellKey]*cell {
 	return cells
 }
 
-// failures counts the failed runs, the warm-up included, that are not known limitations.
+// failures counts the failed runs, the warm-up included, that are not known limitations, and
+// the failed idle and profile measurements.
 func (r *report) failures() int {
 	n := 0
 	for _, run := range r.runs {
@@ -124,36 +128,101 @@ func (r *report) failures() int {
 			n++
 		}
 	}
+	for _, res := range r.idle {
+		if res.Err != nil {
+			n++
+		}
+	}
+	if r.profile != nil && r.profile.Err != nil {
+		n++
+	}
 	return n
+}
+
+// ratioLines are the TPS ratios and proxy CPU per transaction, one line per workload and
+// client count, for the end of the log.
+func (r *report) ratioLines() []string {
+	cells := r.cells()
+	var lines []string
+	for _, w := range r.cfg.workloads {
+		for _, c := range r.cfg.clients {
+			get := func(t string) *cell { return cells[cellKey{w, c, t}] }
+			d, p, cm := get(targetDirect), get(targetPgbouncer), get(targetCmpool)
+			lines = append(lines, fmt.Sprintf("%-15s c=%-4d cmpool/pgbouncer %s  cmpool/direct %s  proxy CPU µs/tx: cmpool %s, pgbouncer %s",
+				w, c, ratio(cm.medianTPS(), p.medianTPS()), ratio(cm.medianTPS(), d.medianTPS()), cpuCell(cm.medianCPUOrNaN()), cpuCell(p.medianCPUOrNaN())))
+		}
+	}
+	return lines
+}
+
+// medianCPUOrNaN is medianCPU for a cell that may be nil.
+func (c *cell) medianCPUOrNaN() float64 {
+	if c == nil {
+		return math.NaN()
+	}
+	return c.medianCPU()
 }
 
 func (r *report) markdown() string {
 	var b strings.Builder
 	m := r.machine
-	fmt.Fprintf(&b, "# pgbench: direct PostgreSQL vs PgBouncer vs cmpool\n\n")
+	fmt.Fprintf(&b, "# Benchmarks: direct PostgreSQL vs PgBouncer vs cmpool\n\n")
+	b.WriteString("This file is written by the benchmark command; run it again to refresh it.\n\n")
+	b.WriteString("```sh\n")
+	b.WriteString("go run ./bench            # everything below: 4 workloads × 20/200/1000 clients × 3 targets, 3 rounds, idle clients (~13 min)\n")
+	b.WriteString("go run ./bench -quick     # a one-minute smoke run: pgbench -S, 20 clients, 1 round, 1000 idle clients\n")
+	b.WriteString("go run ./bench -workloads select,tpcb -clients 20,200 -duration 5s -rounds 1 -idle 0 -out /tmp/bench.md -chart /tmp/bench.png\n")
+	b.WriteString("go run ./bench -profile /tmp/cmpool-prof   # adds CPU and allocation profiles of cmpool under pgbench -S -c 20\n")
+	b.WriteString("go test -run '^$' -bench . -benchmem ./protocol/ ./router/ ./pool/   # hot-path micro-benchmarks\n")
+	b.WriteString("```\n\n")
+	b.WriteString("It needs PostgreSQL's server binaries, pgbench and pgbouncer (`apt-get install postgresql-15 pgbouncer`); as root it runs them as the postgres OS user.\n\n")
+	b.WriteString("## Setup\n\n")
 	fmt.Fprintf(&b, "- Command: `%s`\n", r.command)
 	fmt.Fprintf(&b, "- Date: %s\n", m.Date)
-	fmt.Fprintf(&b, "- Machine: %d CPUs (%s), Linux %s, %s\n", m.CPUs, m.CPUModel, m.Kernel, m.GoVersion)
-	fmt.Fprintf(&b, "- PostgreSQL %s from the integration harness: max_connections=%d, fsync=off, synchronous_commit=off, shared_buffers=128MB\n", m.Postgres, maxConnections)
-	fmt.Fprintf(&b, "- %s: %s\n", m.PgBouncer, strings.ReplaceAll(strings.TrimSpace(pgbouncerSettings), "\n", ", "))
-	fmt.Fprintf(&b, "- cmpool %s (built with `go build ./cmd/cmpool`): `%s`\n", m.Cmpool, strings.Join(cmpoolFlags, " "))
+	fmt.Fprintf(&b, "- Machine: %d CPUs (%s), Linux %s, %s. The machine was shared with other work while it ran, so single runs are noisy; compare the medians and the ranges.\n", m.CPUs, m.CPUModel, m.Kernel, m.GoVersion)
+	fmt.Fprintf(&b, "- Load average (1, 5, 15 min) at the start: %s; at the end: %s.\n", m.LoadStart, m.LoadEnd)
+	fmt.Fprintf(&b, "- PostgreSQL %s from the integration harness, a primary and a streaming replica: max_connections=%d, fsync=off, synchronous_commit=off, shared_buffers=128MB. Direct runs go up to %d clients (`-direct-max-clients`): PostgreSQL forks a backend per connection, and on this machine 1000 clients took 8 s to connect when it was quiet and more than 18 s under load, so a timed run measured mostly the connection storm or nothing. Above that, direct is n/a.\n", m.Postgres, maxConnections, r.cfg.directMax)
+	fmt.Fprintf(&b, "- %s in front of the primary: %s\n", m.PgBouncer, strings.ReplaceAll(strings.TrimSpace(pgbouncerSettings), "\n", ", "))
+	if r.cfg.route {
+		fmt.Fprintf(&b, "- cmpool %s (built with `go build ./cmd/cmpool`) in front of the primary and the replica (`--primary … --replica …`): `%s`. It routes the read-only transactions (all of `-S`) to the replica with up to 20 server connections there, and the rest to the primary; `-route=false` points it at the primary only, as PgBouncer is. Both servers share the same %d CPUs, so the replica adds no CPU.\n", m.Cmpool, strings.Join(cmpoolFlags, " "), m.CPUs)
+	} else {
+		fmt.Fprintf(&b, "- cmpool %s (built with `go build ./cmd/cmpool`) in front of the primary only (`-route=false`): `%s`\n", m.Cmpool, strings.Join(cmpoolFlags, " "))
+	}
 	fmt.Fprintf(&b, "- pgbench %s: scale %d, `-n -j %d -T %d --max-tries=1 -l`, %d round(s); each round runs every workload and client count against the three targets in turn, rotating their order from round to round", m.Pgbench, r.cfg.scale, r.cfg.jobs, int(math.Ceil(r.cfg.duration.Seconds())), r.cfg.rounds)
 	if r.cfg.warmup > 0 {
 		fmt.Fprintf(&b, "; a %s select-only warm-up per target comes first", r.cfg.warmup)
 	}
+	fmt.Fprintf(&b, ". pgbench's -T counts from before its clients connect, so each run gets -T of the duration plus a connection allowance of %s per client to PostgreSQL directly (which forks a backend per connection) and %s per client through a proxy", connectAllowance(targetDirect, 1), connectAllowance(targetCmpool, 1))
 	fmt.Fprintf(&b, ". TPC-B runs start after VACUUM of pgbench_branches and pgbench_tellers and TRUNCATE of pgbench_history.\n")
 	fmt.Fprintf(&b, "- TPS: median over the rounds (without initial connection time). Latency: p50/p95/p99 of pgbench's per-transaction log of the median-TPS run. Proxy CPU: the proxy process's utime+stime (/proc/PID/stat) over the run divided by the transactions processed, median over the rounds. All processes share the same %d CPUs, so a proxy's CPU is taken from PostgreSQL and pgbench.\n\n", m.CPUs)
 
 	cells := r.cells()
+	if r.cfg.chart != "" {
+		rel, err := filepath.Rel(filepath.Dir(r.cfg.out), r.cfg.chart)
+		if err != nil {
+			rel = r.cfg.chart
+		}
+		fmt.Fprintf(&b, "![median TPS by client count, per workload and target](%s)\n\n", filepath.ToSlash(rel))
+	}
 	b.WriteString("## Results\n\n")
 	b.WriteString("| workload | clients | target | TPS (median) | TPS (min–max) | p50 ms | p95 ms | p99 ms | proxy CPU µs/tx | notes |\n")
 	b.WriteString("|---|---:|---|---:|---:|---:|---:|---:|---:|---|\n")
 	for _, w := range r.cfg.workloads {
 		for _, c := range r.cfg.clients {
 			for _, t := range targetNames {
+				if !r.cfg.runs(t, c) {
+					fmt.Fprintf(&b, "| %s | %d | %s | n/a | | | | | | not run: more than -direct-max-clients %d |\n", w, c, t, r.cfg.directMax)
+					continue
+				}
 				b.WriteString(resultRow(w, c, t, cells[cellKey{w, c, t}]))
 			}
 		}
+	}
+
+	if t := r.targetsTable(cells); t != "" {
+		b.WriteString("\n## Targets\n\n")
+		b.WriteString("The performance targets of cmpool, checked against this run.\n\n")
+		b.WriteString(t)
 	}
 
 	b.WriteString("\n## Ratios of median TPS\n\n")
@@ -164,6 +233,31 @@ func (r *report) markdown() string {
 			tps := func(t string) float64 { return cells[cellKey{w, c, t}].medianTPS() }
 			d, p, cm := tps(targetDirect), tps(targetPgbouncer), tps(targetCmpool)
 			fmt.Fprintf(&b, "| %s | %d | %s | %s | %s |\n", w, c, ratio(cm, p), ratio(cm, d), ratio(p, d))
+		}
+	}
+	if len(r.idle) > 0 {
+		b.WriteString("\n## Idle clients\n\n")
+		b.WriteString("Each proxy in turn gets idle client connections, opened with a bare StartupMessage and left idle after ReadyForQuery. RSS is VmRSS of /proc/PID/status, read just before and 2 s after the last login; the growth divided by the connections is the RSS per idle client.\n\n")
+		b.WriteString("| target | idle clients | RSS before MiB | RSS held MiB | RSS per idle client KiB |\n")
+		b.WriteString("|---|---:|---:|---:|---:|\n")
+		for _, res := range r.idle {
+			if res.Err != nil {
+				fmt.Fprintf(&b, "| %s | %d | | | **FAILED**: %s |\n", res.Target, res.Clients, oneLine(res.Err.Error()))
+				continue
+			}
+			fmt.Fprintf(&b, "| %s | %d | %.1f | %.1f | %.1f |\n", res.Target, res.Clients,
+				float64(res.BaseRSS)/(1<<20), float64(res.HeldRSS)/(1<<20), res.PerClient/1024)
+		}
+	}
+	if p := r.profile; p != nil {
+		fmt.Fprintf(&b, "\n## cmpool profile under pgbench -S, %d clients\n\n", profileClients)
+		if p.Err != nil {
+			fmt.Fprintf(&b, "**FAILED**: %s\n", oneLine(p.Err.Error()))
+		} else {
+			fmt.Fprintf(&b, "cmpool served in the benchmark process itself (same settings as the binary), profiled with runtime/pprof for one %d s run at %.0f TPS; allocations are sampled every %d KiB and are those of that run only (`-base` of a profile taken before it). Profiles: `%s`.\n", int(math.Ceil(r.cfg.duration.Seconds())), p.Summary.TPS, profileMemRate>>10, p.Dir)
+			for _, top := range p.Tops {
+				fmt.Fprintf(&b, "\n### %s\n\n`go tool pprof %s`\n\n```\n%s\n```\n", top.Title, strings.Join(top.Args, " "), strings.TrimSpace(top.Text))
+			}
 		}
 	}
 	if slices.ContainsFunc(r.runs, func(run runResult) bool { return run.Err != nil }) {
@@ -267,6 +361,77 @@ func abbreviate(s string, n int) string {
 		rest = rest[i+1:]
 	}
 	return fmt.Sprintf("%s\n[… %d bytes cut …]\n%s", head, len(s)-len(head)-len(rest), rest)
+}
+
+// targetsTable renders cmpool's performance targets with what this run measured, for the
+// targets that the run's workloads and client counts cover.
+func (r *report) targetsTable(cells map[cellKey]*cell) string {
+	tps := func(w string, c int, t string) float64 { return cells[cellKey{w, c, t}].medianTPS() }
+	type row struct {
+		target, measured string
+		met              bool
+		known            bool
+	}
+	var rows []row
+	ratioRow := func(w string, c int, want float64, label string) {
+		if !slices.Contains(r.cfg.workloads, w) || !slices.Contains(r.cfg.clients, c) {
+			return
+		}
+		got := tps(w, c, targetCmpool) / tps(w, c, targetPgbouncer)
+		rows = append(rows, row{label, fmt.Sprintf("%.2f ×", got), got >= want, !math.IsNaN(got)})
+	}
+	ratioRow("select", 20, 1.15, "pgbench -S, 20 clients: cmpool TPS ≥ 1.15 × PgBouncer")
+	ratioRow("select", 200, 1.15, "pgbench -S, 200 clients: cmpool TPS ≥ 1.15 × PgBouncer")
+	if slices.Contains(r.cfg.workloads, "select-prepared") && slices.Contains(r.cfg.workloads, "select-extended") {
+		for _, c := range r.cfg.clients {
+			p, e := tps("select-prepared", c, targetCmpool), tps("select-extended", c, targetCmpool)
+			rows = append(rows, row{fmt.Sprintf("pgbench -S -M prepared, %d clients: works, TPS ≥ cmpool's -M extended", c),
+				fmt.Sprintf("%.0f vs %.0f TPS (%s)", p, e, ratio(p, e)), p >= e, !math.IsNaN(p) && !math.IsNaN(e)})
+		}
+	}
+	ratioRow("tpcb", 20, 1.1, "TPC-B, 20 clients: cmpool TPS ≥ 1.1 × PgBouncer")
+	for _, w := range r.cfg.workloads {
+		for _, c := range r.cfg.clients {
+			cm, pb := cells[cellKey{w, c, targetCmpool}].medianCPUOrNaN(), cells[cellKey{w, c, targetPgbouncer}].medianCPUOrNaN()
+			if math.IsNaN(pb) {
+				continue
+			}
+			rows = append(rows, row{fmt.Sprintf("%s, %d clients: cmpool CPU per transaction ≤ PgBouncer's", w, c),
+				fmt.Sprintf("%s vs %s µs/tx", cpuCell(cm), cpuCell(pb)), cm <= pb, !math.IsNaN(cm)})
+		}
+	}
+	for _, res := range r.idle {
+		if res.Target != targetCmpool {
+			continue
+		}
+		label := fmt.Sprintf("%d idle clients held at ≤ 16 KiB RSS each", r.cfg.idle)
+		if r.cfg.idle < 10000 {
+			label += " (the target is for 10000)"
+		}
+		rows = append(rows, row{label, fmt.Sprintf("%d held, %.1f KiB each", res.Clients, res.PerClient/1024),
+			res.Err == nil && res.Clients == r.cfg.idle && res.PerClient <= 16<<10, res.Err == nil})
+	}
+	if len(rows) == 0 {
+		return ""
+	}
+	var b strings.Builder
+	b.WriteString("| target | measured | |\n|---|---|---|\n")
+	for _, rw := range rows {
+		verdict := "met"
+		switch {
+		case !rw.known:
+			verdict = "**not measured** (failed)"
+		case !rw.met:
+			verdict = "**missed**"
+		}
+		fmt.Fprintf(&b, "| %s | %s | %s |\n", rw.target, rw.measured, verdict)
+	}
+	return b.String()
+}
+
+// oneLine joins the lines of s for a table cell.
+func oneLine(s string) string {
+	return strings.ReplaceAll(strings.ReplaceAll(strings.TrimSpace(s), "\n", " "), "|", "\\|")
 }
 
 // formatDate is the report's timestamp format.

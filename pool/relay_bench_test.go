@@ -1,8 +1,11 @@
 package pool_test
 
 import (
+	"bufio"
 	"context"
+	"encoding/binary"
 	"errors"
+	"io"
 	"log/slog"
 	"net"
 	"testing"
@@ -150,5 +153,232 @@ func BenchmarkPreparedThroughProxy(b *testing.B) {
 		if res := conn.ExecPrepared(ctx, "s1", args, nil, nil).Read(); res.Err != nil {
 			b.Fatal(res.Err)
 		}
+	}
+}
+
+// cannedBackend is a fake server that answers from prepared bytes and reads into one
+// buffer, so that it allocates nothing per query: a benchmark's allocs/op are then the
+// proxy's own (and the raw client's, which allocates nothing either). Every simple query
+// gets one row; Parse, Bind, Describe (of a portal or statement), Execute and Close get
+// their usual replies, and Sync and simple queries end with ReadyForQuery.
+func cannedBackend(tb testing.TB) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(tb, err)
+	tb.Cleanup(func() { _ = ln.Close() })
+	enc := func(msgs ...pgproto3.BackendMessage) []byte {
+		var buf []byte
+		for _, m := range msgs {
+			buf, err = m.Encode(buf)
+			require.NoError(tb, err)
+		}
+		return buf
+	}
+	rowDesc := &pgproto3.RowDescription{Fields: []pgproto3.FieldDescription{{Name: []byte("abalance"), DataTypeOID: 23, DataTypeSize: 4, TypeModifier: -1}}}
+	row := &pgproto3.DataRow{Values: [][]byte{[]byte("0")}}
+	done := &pgproto3.CommandComplete{CommandTag: []byte("SELECT 1")}
+	ready := &pgproto3.ReadyForQuery{TxStatus: 'I'}
+	replies := map[byte][]byte{
+		'Q': enc(rowDesc, row, done, ready),
+		'P': enc(&pgproto3.ParseComplete{}),
+		'B': enc(&pgproto3.BindComplete{}),
+		'E': enc(row, done),
+		'C': enc(&pgproto3.CloseComplete{}),
+		'S': enc(ready),
+	}
+	describePortal := enc(rowDesc)
+	describeStmt := enc(&pgproto3.ParameterDescription{ParameterOIDs: []uint32{23}}, rowDesc)
+	go func() {
+		for {
+			conn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go serveCanned(conn, replies, describePortal, describeStmt)
+		}
+	}()
+	return ln.Addr().String()
+}
+
+func serveCanned(conn net.Conn, replies map[byte][]byte, describePortal, describeStmt []byte) {
+	defer conn.Close()
+	be := pgproto3.NewBackend(conn, conn)
+	for {
+		msg, err := be.ReceiveStartupMessage()
+		if err != nil {
+			return
+		}
+		if _, ok := msg.(*pgproto3.SSLRequest); !ok {
+			break
+		}
+		if _, err := conn.Write([]byte{'N'}); err != nil {
+			return
+		}
+	}
+	be.Send(&pgproto3.AuthenticationOk{})
+	for _, p := range [][2]string{{"server_version", "15.0"}, {"client_encoding", "UTF8"}, {"TimeZone", "UTC"},
+		{"DateStyle", "ISO, MDY"}, {"standard_conforming_strings", "on"}, {"integer_datetimes", "on"}} {
+		be.Send(&pgproto3.ParameterStatus{Name: p[0], Value: p[1]})
+	}
+	be.Send(&pgproto3.BackendKeyData{ProcessID: 1, SecretKey: []byte{0, 0, 0, 1}})
+	be.Send(&pgproto3.ReadyForQuery{TxStatus: 'I'})
+	if be.Flush() != nil {
+		return
+	}
+	r := bufio.NewReaderSize(conn, 8<<10)
+	w := bufio.NewWriterSize(conn, 8<<10)
+	body := make([]byte, 0, 8<<10)
+	var header [5]byte
+	for {
+		if _, err := io.ReadFull(r, header[:]); err != nil {
+			return
+		}
+		n := int(binary.BigEndian.Uint32(header[1:])) - 4
+		if n > cap(body) {
+			body = make([]byte, n)
+		}
+		body = body[:n]
+		if _, err := io.ReadFull(r, body); err != nil {
+			return
+		}
+		switch typ := header[0]; typ {
+		case 'X':
+			return
+		case 'D':
+			if len(body) > 0 && body[0] == 'S' {
+				_, _ = w.Write(describeStmt)
+			} else {
+				_, _ = w.Write(describePortal)
+			}
+		default:
+			_, _ = w.Write(replies[typ])
+		}
+		switch header[0] {
+		case 'Q', 'S', 'H':
+			if w.Flush() != nil {
+				return
+			}
+		}
+	}
+}
+
+// rawClient speaks the protocol from prepared bytes and reads replies into one buffer.
+type rawClient struct {
+	conn   net.Conn
+	r      *bufio.Reader
+	header [5]byte
+}
+
+// dialRaw logs in to the proxy at addr as user bench to database bench.
+func dialRaw(tb testing.TB, addr string) *rawClient {
+	conn, err := net.Dial("tcp", addr)
+	require.NoError(tb, err)
+	tb.Cleanup(func() { _ = conn.Close() })
+	startup, err := (&pgproto3.StartupMessage{ProtocolVersion: pgproto3.ProtocolVersionNumber,
+		Parameters: map[string]string{"user": "bench", "database": "bench"}}).Encode(nil)
+	require.NoError(tb, err)
+	_, err = conn.Write(startup)
+	require.NoError(tb, err)
+	c := &rawClient{conn: conn, r: bufio.NewReaderSize(conn, 8<<10)}
+	require.NoError(tb, c.roundTrip(nil))
+	return c
+}
+
+// roundTrip writes req and reads the replies up to ReadyForQuery.
+func (c *rawClient) roundTrip(req []byte) error {
+	if len(req) > 0 {
+		if _, err := c.conn.Write(req); err != nil {
+			return err
+		}
+	}
+	for {
+		if _, err := io.ReadFull(c.r, c.header[:]); err != nil {
+			return err
+		}
+		n := int(binary.BigEndian.Uint32(c.header[1:])) - 4
+		if c.header[0] == 'E' {
+			return errors.New("ErrorResponse from the proxy")
+		}
+		if _, err := c.r.Discard(n); err != nil {
+			return err
+		}
+		if c.header[0] == 'Z' {
+			return nil
+		}
+	}
+}
+
+// relayProxy serves cmpool in front of a canned backend and returns its address.
+func relayProxy(b *testing.B) string {
+	srv, err := pool.New(pool.Config{Primary: "postgres://bench@" + cannedBackend(b) + "/bench?sslmode=disable",
+		DefaultPoolSize: 2, Logger: slog.New(slog.DiscardHandler)})
+	require.NoError(b, err)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(b, err)
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ln) }()
+	b.Cleanup(func() {
+		_ = srv.Shutdown(context.Background())
+		if err := <-done; !errors.Is(err, pool.ErrServerClosed) {
+			b.Error(err)
+		}
+	})
+	return ln.Addr().String()
+}
+
+// encodeFrontend encodes client messages into one request.
+func encodeFrontend(tb testing.TB, msgs ...pgproto3.FrontendMessage) []byte {
+	var buf []byte
+	for _, m := range msgs {
+		var err error
+		buf, err = m.Encode(buf)
+		require.NoError(tb, err)
+	}
+	return buf
+}
+
+// BenchmarkRelay is one transaction through the proxy's relay (checkout, forward both
+// ways, return) with a client and a server that allocate nothing, so allocs/op are the
+// proxy's. The target is 0 allocs/op in steady state. The requests are those of pgbench -S
+// in each query mode.
+func BenchmarkRelay(b *testing.B) {
+	const sel = "SELECT abalance FROM pgbench_accounts WHERE aid = $1;"
+	aid := [][]byte{[]byte("4711")}
+	for _, bc := range []struct {
+		name    string
+		prepare []pgproto3.FrontendMessage // sent once before the timer starts
+		req     []pgproto3.FrontendMessage
+	}{
+		{name: "simple", req: []pgproto3.FrontendMessage{
+			&pgproto3.Query{String: "SELECT abalance FROM pgbench_accounts WHERE aid = 4711;"}}},
+		{name: "extended", req: []pgproto3.FrontendMessage{
+			&pgproto3.Parse{Query: sel, ParameterOIDs: []uint32{23}},
+			&pgproto3.Bind{Parameters: aid},
+			&pgproto3.Describe{ObjectType: 'P'},
+			&pgproto3.Execute{},
+			&pgproto3.Sync{}}},
+		{name: "prepared", prepare: []pgproto3.FrontendMessage{
+			&pgproto3.Parse{Name: "P_0", Query: sel, ParameterOIDs: []uint32{23}},
+			&pgproto3.Sync{}},
+			req: []pgproto3.FrontendMessage{
+				&pgproto3.Bind{PreparedStatement: "P_0", Parameters: aid},
+				&pgproto3.Execute{},
+				&pgproto3.Sync{}}},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			c := dialRaw(b, relayProxy(b))
+			if bc.prepare != nil {
+				require.NoError(b, c.roundTrip(encodeFrontend(b, bc.prepare...)))
+			}
+			req := encodeFrontend(b, bc.req...)
+			for range 100 { // warm the proxy's buffers and caches
+				require.NoError(b, c.roundTrip(req))
+			}
+			b.ReportAllocs()
+			for b.Loop() {
+				if err := c.roundTrip(req); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }
