@@ -1,10 +1,12 @@
 package integration_test
 
 import (
+	"fmt"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/stretchr/testify/require"
 
 	"github.com/cmlite/cmpool/pool"
@@ -43,5 +45,45 @@ func TestUnnamedStatementSurvivesParameterSync(t *testing.T) {
 		require.Len(t, res.Rows, 1)
 		require.Equal(t, "42", string(res.Rows[0][0]))
 		require.Equal(t, "client_a", string(res.Rows[0][1]))
+	}
+}
+
+// TestPrepareAfterDDLSeesNewSchema: a statement prepared after DDL is analysed against the
+// new schema, although a statement with the same text was prepared (and shared) before
+// it. pgx relies on this to recover from a cached statement that no longer fits: it
+// drops it and prepares the text again (pgx's TestStmtCacheInvalidationExec).
+func TestPrepareAfterDDLSeesNewSchema(t *testing.T) {
+	for _, mode := range []pool.Mode{pool.ModeSession, pool.ModeTransaction} {
+		t.Run(string(mode), func(t *testing.T) {
+			c, p := proxy(t, pool.Config{PoolMode: mode, DefaultPoolSize: 2})
+			ctx := ctxT(t, 30*time.Second)
+			table := "ddl_prep_" + string(mode)
+			_, err := direct(t, c).Exec(ctx, fmt.Sprintf("drop table if exists %[1]s; create table %[1]s(f1 int, f2 int)", table))
+			require.NoError(t, err)
+			insert := fmt.Sprintf("insert into %s (f1, f2) values ($1, $2)", table)
+
+			a, err := pgconn.Connect(ctx, p.URL("", ""))
+			require.NoError(t, err)
+			t.Cleanup(func() { _ = a.Close(ctx) })
+			sd, err := a.Prepare(ctx, "before", insert, nil)
+			require.NoError(t, err)
+			require.Equal(t, []uint32{pgtype.Int4OID, pgtype.Int4OID}, sd.ParamOIDs)
+
+			require.NoError(t, a.Exec(ctx, fmt.Sprintf("alter table %s alter column f1 type boolean using f1::boolean", table)).Close())
+
+			sd, err = a.Prepare(ctx, "after", insert, nil)
+			require.NoError(t, err)
+			require.Equal(t, []uint32{pgtype.BoolOID, pgtype.Int4OID}, sd.ParamOIDs, "prepared after the ALTER")
+			res := a.ExecPrepared(ctx, "after", [][]byte{[]byte("true"), []byte("2")}, nil, nil).Read()
+			require.NoError(t, res.Err)
+
+			// Another client preparing the text now gets the new analysis too.
+			b, err := pgconn.Connect(ctx, p.URL("", ""))
+			require.NoError(t, err)
+			t.Cleanup(func() { _ = b.Close(ctx) })
+			sd, err = b.Prepare(ctx, "s", insert, nil)
+			require.NoError(t, err)
+			require.Equal(t, []uint32{pgtype.BoolOID, pgtype.Int4OID}, sd.ParamOIDs, "prepared by another client after the ALTER")
+		})
 	}
 }
