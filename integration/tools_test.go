@@ -2,6 +2,7 @@ package integration_test
 
 import (
 	"context"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
@@ -123,4 +124,66 @@ func TestPgbench(t *testing.T) {
 	// connection (a dead one found at checkout), for a few milliseconds.
 	require.LessOrEqual(t, maxServers, 22, "server connections to the primary")
 	t.Logf("at most %d server connections held (%d backends seen) for 200 clients", maxHeld, maxServers)
+}
+
+// TestToolsRouted runs psql and pgbench through cmpool with routing on: psql's reads land
+// on the replica and its writes on the primary; pgbench's select-only workload, which
+// fails a transaction that does not run on the replica, and its TPC-B workload, which
+// writes, run in each of pgbench's protocols (simple, extended, prepared).
+func TestToolsRouted(t *testing.T) {
+	c, p := routedProxy(t, pool.Config{})
+	ctx := ctxT(t, 5*time.Minute)
+	admin := direct(t, c)
+
+	t.Run("psql", func(t *testing.T) {
+		_, err := admin.Exec(ctx, "drop table if exists routed_psql; create table routed_psql(x int)")
+		require.NoError(t, err)
+		require.NoError(t, c.WaitReplication(ctx))
+		out, err := exec.Command(pgTool(t, "psql"), "-X", "-At", "-v", "ON_ERROR_STOP=1", p.URL("", ""),
+			"-c", "select pg_is_in_recovery()",
+			"-c", "insert into routed_psql select generate_series(1, 10) returning pg_is_in_recovery()",
+			"-c", `\copy routed_psql from program 'seq 11 20'`,
+			"-c", "select sum(x), pg_is_in_recovery() from routed_psql").CombinedOutput()
+		require.NoError(t, err, string(out))
+		// The insert runs on the primary; the last read sees both writes (read-your-writes),
+		// on the replica or, if it lags, on the primary.
+		lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+		require.Equal(t, []string{"t", "f", "f", "f", "f", "f", "f", "f", "f", "f", "f", "INSERT 0 10", "COPY 10"}, lines[:13], string(out))
+		require.Regexp(t, `^210\|[tf]$`, lines[13])
+	})
+
+	_, err := admin.Exec(ctx, "drop database if exists bench_routed")
+	require.NoError(t, err)
+	_, err = admin.Exec(ctx, "create database bench_routed")
+	require.NoError(t, err)
+	out, err := exec.Command(pgTool(t, "pgbench"), "-i", "-q", "-s", "1", c.Primary.URL("bench_routed", "")).CombinedOutput()
+	require.NoError(t, err, string(out))
+	require.NoError(t, c.WaitReplication(ctx))
+	script := filepath.Join(t.TempDir(), "on_replica.sql")
+	require.NoError(t, os.WriteFile(script, []byte(
+		"\\set aid random(1, 100000)\n"+
+			"select abalance, pg_is_in_recovery()::int as rec from pgbench_accounts where aid = :aid \\gset\n"+
+			"\\if :rec = 0\n"+
+			"select 1/0;\n"+ // a read that reached the primary fails the run
+			"\\endif\n"), 0o644))
+
+	for _, mode := range []string{"simple", "extended", "prepared"} {
+		for _, tc := range []struct {
+			name string
+			args []string
+		}{
+			{"replica-reads", []string{"-f", script}},
+			{"tpc-b", nil},
+		} {
+			t.Run("pgbench-"+mode+"-"+tc.name, func(t *testing.T) {
+				args := append([]string{"-n", "-M", mode, "-c", "8", "-j", "2", "-t", "25"}, tc.args...)
+				args = append(args, p.URL("bench_routed", ""))
+				out, err := exec.Command(pgTool(t, "pgbench"), args...).CombinedOutput()
+				require.NoError(t, err, string(out))
+				processed := regexp.MustCompile(`number of transactions actually processed: (\d+)`).FindStringSubmatch(string(out))
+				require.NotNil(t, processed, string(out))
+				require.Equal(t, strconv.Itoa(8*25), processed[1], string(out))
+			})
+		}
+	}
 }

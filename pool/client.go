@@ -989,6 +989,13 @@ func (c *clientSession) relayOne(l *lease, fr protocol.Frame) (relayStep, byte, 
 			c.noteParameterStatus(name, value)
 		}
 		out = msg
+	case 'C':
+		msg, err := sc.fr.Message()
+		if err != nil {
+			return stepFailed, 0, err
+		}
+		c.srv.stmts.noteCommandTag(msg[protocol.HeaderLen:])
+		out = msg
 	case '1', '3', 'E':
 		msg, err := sc.fr.Message()
 		if err != nil {

@@ -48,13 +48,22 @@ type preparedStmt struct {
 	query  string
 	parse  []byte // the Parse message servers get, header included
 	traits queryTraits
+	gen    uint64 // the registry's schema generation when it was named
 }
 
 // stmtRegistry hands out server-side names, one per distinct (text, parameter types).
+//
+// A server analyses a statement when it is prepared: parameter types and result columns
+// are fixed then. After DDL a client's new Parse must see the new schema, as it would
+// on a server of its own, not a copy analysed before the DDL. So every DDL statement
+// that completes through cmpool bumps the schema generation, and a Parse of a statement
+// named before it gets a fresh server-side name (prepared anew wherever it runs). Clients
+// that mapped the old name keep it, like a statement they prepared before the DDL.
 type stmtRegistry struct {
-	mu    sync.Mutex
-	byKey map[string]*preparedStmt
-	next  uint64
+	mu        sync.Mutex
+	byKey     map[string]*preparedStmt
+	next      uint64
+	schemaGen atomic.Uint64
 }
 
 func newStmtRegistry() *stmtRegistry {
@@ -64,9 +73,10 @@ func newStmtRegistry() *stmtRegistry {
 // get returns the statement for a Parse body's query and parameter-type section.
 func (r *stmtRegistry) get(query string, types []byte) *preparedStmt {
 	key := query + "\x00" + string(types)
+	gen := r.schemaGen.Load()
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if s := r.byKey[key]; s != nil {
+	if s := r.byKey[key]; s != nil && s.gen >= gen {
 		return s
 	}
 	s := r.newStmt(key, query, types)
@@ -77,7 +87,7 @@ func (r *stmtRegistry) get(query string, types []byte) *preparedStmt {
 // newStmt names a statement and makes it the one for key. The caller holds r.mu.
 func (r *stmtRegistry) newStmt(key, query string, types []byte) *preparedStmt {
 	r.next++
-	s := &preparedStmt{name: stmtPrefix + strconv.FormatUint(r.next, 10), key: key, query: query}
+	s := &preparedStmt{name: stmtPrefix + strconv.FormatUint(r.next, 10), key: key, query: query, gen: r.schemaGen.Load()}
 	s.parse = appendParse(nil, s.name, query, types)
 	r.byKey[key] = s
 	return s
@@ -95,6 +105,14 @@ func (r *stmtRegistry) renew(old *preparedStmt) *preparedStmt {
 	s := r.newStmt(old.key, old.query, types)
 	s.traits = old.traits
 	return s
+}
+
+// noteCommandTag bumps the schema generation when a server's CommandComplete tag says a
+// DDL statement ran (CREATE, ALTER or DROP of anything).
+func (r *stmtRegistry) noteCommandTag(tag []byte) {
+	if bytes.HasPrefix(tag, []byte("ALTER ")) || bytes.HasPrefix(tag, []byte("CREATE ")) || bytes.HasPrefix(tag, []byte("DROP ")) {
+		r.schemaGen.Add(1)
+	}
 }
 
 // Len is the number of distinct statements seen.

@@ -127,9 +127,11 @@ type execResult struct {
 }
 
 // exec runs a simple query that cmpool itself issues and reads until ReadyForQuery. Row
-// data is discarded. A returned error means the connection is unusable.
+// data is discarded. A returned error means the connection is unusable. A simple query
+// destroys the server's unnamed statement, so no client owns it afterwards.
 func (sc *serverConn) exec(ctx context.Context, sql string) (execResult, error) {
 	var res execResult
+	sc.unnamedOwner = nil
 	if d, ok := ctx.Deadline(); ok {
 		_ = sc.conn.SetDeadline(d)
 		defer sc.conn.SetDeadline(time.Time{})
