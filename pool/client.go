@@ -93,6 +93,9 @@ type lease struct {
 	// needLSN: the lease may have written on the primary; its commit position is read
 	// before it ends, for read-your-writes.
 	needLSN bool
+	// queryTimeout is query_timeout: while requests are outstanding the server's read
+	// deadline is this far past the last one sent. Zero means none.
+	queryTimeout time.Duration
 	// Guarded by clientSession.mu:
 	pending     int    // Query/Sync/FunctionCall sent whose ReadyForQuery has not come back
 	unsynced    bool   // extended-protocol messages sent since the last Sync
@@ -687,6 +690,7 @@ func (c *clientSession) startLease(l *lease, bp *backendPool, res *puddle.Resour
 	}
 	l.pool, l.res, l.sc = bp, res, res.Value()
 	l.done, l.segDone = make(chan struct{}), true
+	l.queryTimeout = c.srv.cfg.QueryTimeout
 	c.mu.Lock()
 	c.lease = l
 	c.mu.Unlock()
@@ -721,6 +725,11 @@ func (l *lease) account(typ byte) {
 		l.sentSeq++
 	case 'P', 'B', 'D', 'E', 'C', 'H':
 		l.unsynced = true
+	}
+	if l.queryTimeout > 0 && l.pending > 0 {
+		// A request (or COPY data for one) is on its way: its answer is due within
+		// query_timeout. endsLease clears the deadline once nothing is outstanding.
+		_ = l.sc.conn.SetReadDeadline(time.Now().Add(l.queryTimeout))
 	}
 }
 
@@ -990,6 +999,10 @@ func (c *clientSession) endsLease(l *lease, status byte) (end, dead bool) {
 	if len(l.bound) > 0 {
 		l.bound = trimBound(l.bound, l.recvSeq)
 	}
+	if l.queryTimeout > 0 && l.pending == 0 {
+		// Idle, or idle in a transaction: the server owes nothing.
+		_ = l.sc.conn.SetReadDeadline(time.Time{})
+	}
 	c.idle.Broadcast()
 	ends := l.pending == 0 && !l.unsynced && status == 'I' && (c.mode != ModeSession || c.closing.Load())
 	if ends {
@@ -1118,6 +1131,14 @@ func (c *clientSession) relayFailed(l *lease, err error) {
 	c.mu.Unlock()
 	if stopping && isTimeout(err) {
 		// The client goroutine stopped us to take the server back itself.
+		return
+	}
+	if l.queryTimeout > 0 && isTimeout(err) {
+		// The server may be hung or unreachable; its state is unknown, so it is closed,
+		// and so is the client, whose transaction is gone with it.
+		c.log.Warn("query_timeout: server did not answer", "timeout", l.queryTimeout, "backend", l.pool.key.backend)
+		c.relayFailedWith(l, protocol.NewFatal(protocol.CodeQueryCanceled,
+			fmt.Sprintf("query_timeout: the server did not answer within %s", l.queryTimeout)))
 		return
 	}
 	if !abandoned {

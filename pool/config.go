@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
@@ -36,6 +37,23 @@ func ParseMode(s string) (Mode, error) {
 type Config struct {
 	// Listen is the TCP address ListenAndServe listens on. Empty means "127.0.0.1:6432".
 	Listen string
+
+	// ReusePort makes ListenAndServe bind with SO_REUSEPORT (PgBouncer's so_reuseport), so
+	// that several cmpool processes can share one address. False means an exclusive bind.
+	// Linux only.
+	ReusePort bool
+
+	// PeerID is this instance's id among several cmpool instances that share clients
+	// (PgBouncer's peer_id), from 1 to MaxPeerID. Cancel keys carry it, so that an instance
+	// receiving a CancelRequest for another forwards it there (see Peers). Zero means
+	// no peering: cancel keys are wholly random. With a PeerID, MaxClientConn is at most
+	// 65535.
+	PeerID int
+
+	// Peers maps the peer id of every instance (this one's may be included) to the address
+	// a CancelRequest for it is forwarded to (PgBouncer's [peers] section). Nil means none:
+	// a cancel request for another instance is dropped.
+	Peers map[int]string
 
 	// Primary is the connection URL (or keyword/value DSN) of the primary server. Required.
 	// Its host, port, password and TLS settings are used for every server connection; the
@@ -106,6 +124,13 @@ type Config struct {
 	// QueryWaitTimeout is how long a client may wait for a server connection before it
 	// gets an error (SQLSTATE 57014). Zero means 120s; a negative value waits forever.
 	QueryWaitTimeout time.Duration
+
+	// QueryTimeout bounds how long a server may take to answer a request (PgBouncer's
+	// query_timeout): past it the server connection is closed and the client gets a FATAL
+	// error with SQLSTATE 57014, as when the server is hung or unreachable. It counts from
+	// the last message sent while an answer is due; a transaction left idle is not timed.
+	// Zero means no limit. Set it above the servers' statement_timeout.
+	QueryTimeout time.Duration
 
 	// ClientLoginTimeout bounds a client's startup and login. Zero means 60s.
 	ClientLoginTimeout time.Duration
@@ -219,6 +244,23 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.QueryWaitTimeout == 0 {
 		c.QueryWaitTimeout = DefaultQueryWaitTimeout
+	}
+	if c.PeerID < 0 || c.PeerID > MaxPeerID {
+		return c, fmt.Errorf("pool: peer_id %d out of range (1 to %d, or 0 for none)", c.PeerID, MaxPeerID)
+	}
+	if c.PeerID > 0 && c.MaxClientConn > maxPeeredClients {
+		return c, fmt.Errorf("pool: max_client_conn %d is more than %d, the most an instance with a peer_id serves", c.MaxClientConn, maxPeeredClients)
+	}
+	for id, addr := range c.Peers {
+		if id < 1 || id > MaxPeerID {
+			return c, fmt.Errorf("pool: peer id %d out of range (1 to %d)", id, MaxPeerID)
+		}
+		if _, _, err := net.SplitHostPort(addr); err != nil {
+			return c, fmt.Errorf("pool: peer %d: address %q: %w", id, addr, err)
+		}
+	}
+	if c.QueryTimeout < 0 {
+		c.QueryTimeout = 0
 	}
 	if c.ClientLoginTimeout <= 0 {
 		c.ClientLoginTimeout = DefaultClientLoginTimeout

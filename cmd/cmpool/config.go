@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"strconv"
 	"strings"
 
 	"github.com/BurntSushi/toml"
@@ -30,6 +31,8 @@ type settings struct {
 	MetricsListen   string     `toml:"metrics_listen"`
 	AuthFile        string     `toml:"auth_file"`
 	LogLevel        slog.Level `toml:"log_level"`
+	ReusePort       bool       `toml:"reuse_port"`
+	PeerID          count      `toml:"peer_id"`
 
 	// File-only keys, named after PgBouncer's settings.
 	MinPoolSize           count    `toml:"min_pool_size"`
@@ -37,6 +40,7 @@ type settings struct {
 	ServerLifetime        duration `toml:"server_lifetime"`
 	ServerConnectTimeout  duration `toml:"server_connect_timeout"`
 	QueryWaitTimeout      duration `toml:"query_wait_timeout"`
+	QueryTimeout          duration `toml:"query_timeout"`
 	ClientLoginTimeout    duration `toml:"client_login_timeout"`
 	ServerResetQuery      string   `toml:"server_reset_query"`
 	MaxPacketSize         count    `toml:"max_packet_size"`
@@ -52,6 +56,8 @@ type settings struct {
 	RWWait               duration `toml:"rw_wait"`
 
 	Databases map[string]databaseSettings `toml:"databases"`
+	// Peers is the [peers] section: peer id = "host:port".
+	Peers map[string]string `toml:"peers"`
 }
 
 // databaseSettings is a [databases.NAME] section.
@@ -85,6 +91,8 @@ var options = []option{
 	{"metrics-listen", "CMPOOL_METRICS_LISTEN", "ADDR", "address for the HTTP endpoint (/healthz); empty means off"},
 	{"auth-file", "CMPOOL_AUTH_FILE", "FILE", "PgBouncer-format userlist.txt"},
 	{"log-level", "CMPOOL_LOG_LEVEL", "LEVEL", "debug, info, warn or error"},
+	{"reuse-port", "CMPOOL_REUSE_PORT", "", "listen with SO_REUSEPORT, so that several cmpool processes share the address"},
+	{"peer-id", "CMPOOL_PEER_ID", "N", "this instance's id in cancel keys, for forwarding cancels between peers ([peers])"},
 }
 
 // defaultSettings returns the settings used when nothing else is given.
@@ -117,6 +125,8 @@ func newFlagSet(s *settings) *flag.FlagSet {
 	fs.StringVar(&s.MetricsListen, "metrics-listen", s.MetricsListen, usage["metrics-listen"])
 	fs.StringVar(&s.AuthFile, "auth-file", s.AuthFile, usage["auth-file"])
 	fs.TextVar(&s.LogLevel, "log-level", s.LogLevel, usage["log-level"])
+	fs.BoolVar(&s.ReusePort, "reuse-port", s.ReusePort, usage["reuse-port"])
+	fs.Var(&s.PeerID, "peer-id", usage["peer-id"])
 	return fs
 }
 
@@ -198,6 +208,11 @@ func loadFile(path string, s *settings) error {
 	if err := s.checkDurations(); err != nil {
 		return fmt.Errorf("config file %s: %w", path, err)
 	}
+	for id := range s.Peers {
+		if n, err := strconv.Atoi(id); err != nil || n < 1 || n > pool.MaxPeerID {
+			return fmt.Errorf("config file %s: [peers]: key %q is not a peer id (1 to %d)", path, id, pool.MaxPeerID)
+		}
+	}
 	return nil
 }
 
@@ -263,6 +278,9 @@ func (s *settings) poolConfig(logger *slog.Logger) pool.Config {
 		ServerLifetime:        s.ServerLifetime.d,
 		ServerConnectTimeout:  s.ServerConnectTimeout.d,
 		QueryWaitTimeout:      s.QueryWaitTimeout.d,
+		QueryTimeout:          s.QueryTimeout.d,
+		ReusePort:             s.ReusePort,
+		PeerID:                int(s.PeerID),
 		ClientLoginTimeout:    s.ClientLoginTimeout.d,
 		ServerResetQuery:      s.ServerResetQuery,
 		MaxPacketSize:         int(s.MaxPacketSize),
@@ -276,6 +294,13 @@ func (s *settings) poolConfig(logger *slog.Logger) pool.Config {
 		RWWait:                s.RWWait.d,
 		AuthFile:              s.AuthFile,
 		Logger:                logger,
+	}
+	if len(s.Peers) > 0 {
+		cfg.Peers = make(map[int]string, len(s.Peers))
+		for id, addr := range s.Peers {
+			n, _ := strconv.Atoi(id) // checked by checkPeers
+			cfg.Peers[n] = addr
+		}
 	}
 	if len(s.Databases) > 0 {
 		cfg.Databases = make(map[string]pool.Database, len(s.Databases))

@@ -56,7 +56,7 @@ func startProxy(s settings, logger *slog.Logger) (*proxy, error) {
 	if err != nil {
 		return nil, err
 	}
-	ln, err := net.Listen("tcp", s.Listen)
+	ln, err := pool.Listen(context.Background(), s.Listen, s.ReusePort)
 	if err != nil {
 		return nil, err
 	}
