@@ -319,7 +319,12 @@ func (c *clientSession) startup(ctx context.Context) error {
 	res, err := bp.acquire(acqCtx)
 	cancel()
 	if err != nil {
-		return c.acquireError(err, true)
+		// With the primary down, a replica can log the client in: its reads still work.
+		rbp, rres := c.loginOnReplica(ctx, err)
+		if rres == nil {
+			return c.acquireError(err, true)
+		}
+		bp, res = rbp, rres
 	}
 	sc := res.Value()
 	err = c.applyParams(ctx, sc)
