@@ -315,6 +315,8 @@ func (c *Cluster) KillNode(n *Node) error {
 			time.Sleep(pollInterval)
 		}
 	}
+	// The stale lock file would make pg_ctl stop fail; a start does not need it.
+	_ = os.Remove(filepath.Join(n.DataDir, "postmaster.pid"))
 	c.mu.Lock()
 	n.running = false
 	c.mu.Unlock()
