@@ -33,6 +33,7 @@ type settings struct {
 	LogLevel        slog.Level `toml:"log_level"`
 	ReusePort       bool       `toml:"reuse_port"`
 	PeerID          count      `toml:"peer_id"`
+	PeerListen      string     `toml:"peer_listen"`
 
 	// File-only keys, named after PgBouncer's settings.
 	MinPoolSize           count    `toml:"min_pool_size"`
@@ -93,6 +94,7 @@ var options = []option{
 	{"log-level", "CMPOOL_LOG_LEVEL", "LEVEL", "debug, info, warn or error"},
 	{"reuse-port", "CMPOOL_REUSE_PORT", "", "listen with SO_REUSEPORT, so that several cmpool processes share the address"},
 	{"peer-id", "CMPOOL_PEER_ID", "N", "this instance's id in cancel keys, for forwarding cancels between peers ([peers])"},
+	{"peer-listen", "CMPOOL_PEER_LISTEN", "ADDR", "a second address of this instance alone, where peers forward cancel requests; empty means none"},
 }
 
 // defaultSettings returns the settings used when nothing else is given.
@@ -127,6 +129,7 @@ func newFlagSet(s *settings) *flag.FlagSet {
 	fs.TextVar(&s.LogLevel, "log-level", s.LogLevel, usage["log-level"])
 	fs.BoolVar(&s.ReusePort, "reuse-port", s.ReusePort, usage["reuse-port"])
 	fs.Var(&s.PeerID, "peer-id", usage["peer-id"])
+	fs.StringVar(&s.PeerListen, "peer-listen", s.PeerListen, usage["peer-listen"])
 	return fs
 }
 

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -60,15 +61,35 @@ func startProxy(s settings, logger *slog.Logger) (*proxy, error) {
 	if err != nil {
 		return nil, err
 	}
+	var peerLn net.Listener
+	if s.PeerListen != "" {
+		// This instance's own address, for the cancel requests its peers forward: the
+		// shared address could lead back to any instance.
+		if peerLn, err = net.Listen("tcp", s.PeerListen); err != nil {
+			ln.Close()
+			return nil, err
+		}
+	}
 	p := &proxy{srv: srv, addr: ln.Addr(), served: make(chan error, 1), logger: logger}
 	if s.MetricsListen != "" {
 		if p.metrics, err = startMetrics(s.MetricsListen, logger); err != nil {
 			ln.Close()
+			if peerLn != nil {
+				peerLn.Close()
+			}
 			return nil, err
 		}
 	}
 	logger.Info("cmpool starting", "version", version, "addr", p.addr.String(), "replicas", len(s.Replicas))
 	go func() { p.served <- srv.Serve(ln) }()
+	if peerLn != nil {
+		logger.Info("serving peers", "addr", peerLn.Addr().String(), "peer_id", int(s.PeerID))
+		go func() {
+			if err := srv.Serve(peerLn); !errors.Is(err, pool.ErrServerClosed) {
+				logger.Error("peer listener stopped", "error", err)
+			}
+		}()
+	}
 	return p, nil
 }
 
