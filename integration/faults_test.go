@@ -429,3 +429,41 @@ func openFDs() string {
 	}
 	return strings.Join(out, " ")
 }
+
+// TestQueryTimeout: a server that stops answering is dropped after query_timeout with
+// FATAL 57014, and a transaction its client leaves idle is not timed.
+func TestQueryTimeout(t *testing.T) {
+	_, p := proxy(t, pool.Config{DefaultPoolSize: 1, QueryTimeout: time.Second})
+	ctx := ctxT(t, time.Minute)
+
+	// Idle in a transaction for longer than query_timeout: fine.
+	conn := connect(t, p.URL("", ""), pgx.QueryExecModeSimpleProtocol)
+	_, err := conn.Exec(ctx, "begin")
+	require.NoError(t, err)
+	time.Sleep(2 * time.Second)
+	var pid int
+	require.NoError(t, conn.QueryRow(ctx, "select pg_backend_pid()").Scan(&pid))
+	_, err = conn.Exec(ctx, "commit")
+	require.NoError(t, err)
+
+	// The pool's only server stops.
+	require.NoError(t, syscall.Kill(pid, syscall.SIGSTOP))
+	t.Cleanup(func() { _ = syscall.Kill(pid, syscall.SIGCONT) })
+	start := time.Now()
+	_, err = conn.Exec(ctx, "select 1")
+	elapsed := time.Since(start)
+	var pgErr *pgconn.PgError
+	require.ErrorAs(t, err, &pgErr)
+	require.Equal(t, "57014", pgErr.Code, "got %v", err)
+	require.Equal(t, "FATAL", pgErr.Severity)
+	require.Contains(t, pgErr.Message, "query_timeout")
+	require.GreaterOrEqual(t, elapsed, time.Second)
+	require.Less(t, elapsed, 15*time.Second)
+	require.NoError(t, syscall.Kill(pid, syscall.SIGCONT))
+
+	// The stopped server was dropped: the next client gets a new one.
+	other := connect(t, p.URL("", ""), pgx.QueryExecModeSimpleProtocol)
+	var pid2 int
+	require.NoError(t, other.QueryRow(ctx, "select pg_backend_pid()").Scan(&pid2))
+	require.NotEqual(t, pid, pid2)
+}
