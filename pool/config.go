@@ -128,7 +128,8 @@ type Config struct {
 	// QueryTimeout bounds how long a server may take to answer a request (PgBouncer's
 	// query_timeout): past it the server connection is closed and the client gets a FATAL
 	// error with SQLSTATE 57014, as when the server is hung or unreachable. It counts from
-	// the last message sent while an answer is due; a transaction left idle is not timed.
+	// the last message sent while an answer is due to the end of that answer (its rows
+	// included, as in PgBouncer); a transaction left idle by its client is not timed.
 	// Zero means no limit. Set it above the servers' statement_timeout.
 	QueryTimeout time.Duration
 
