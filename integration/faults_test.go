@@ -74,7 +74,6 @@ type faultEnv struct {
 // faultCase is one row of the fault matrix.
 type faultCase struct {
 	name string
-	// primaryRO: the fault leaves no writable primary for a while, so writes fail.
 	// allowed lists the SQLSTATEs the workload may see.
 	allowed []string
 	// noReplicaAfter: no replica serves reads after this fault (the replica was promoted).
@@ -84,9 +83,10 @@ type faultCase struct {
 	inject  func(f *faultEnv)
 }
 
-// Connection failure, admin shutdown/crash, query_timeout and query_wait_timeout, the
-// server's "cannot connect now" while it starts or recovers, read-only transaction after
-// a promotion race.
+// The SQLSTATEs a fault may cause: connection failure, admin shutdown or crash, the
+// server's "cannot connect now" while it starts or recovers, query_timeout and
+// query_wait_timeout, a protocol error from a connection cut mid-message, and a read-only
+// refusal from a replica promoted or demoted under a request.
 var (
 	codesNodeDown = []string{"08006", "57P01", "57P02", "57P03", "57014", "08P01", "25006"}
 	codesTimeout  = []string{"57014", "08006"} // 08006: a stopped idle server failed a login
