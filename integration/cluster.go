@@ -315,8 +315,11 @@ func (c *Cluster) KillNode(n *Node) error {
 			time.Sleep(pollInterval)
 		}
 	}
-	// The stale lock file would make pg_ctl stop fail; a start does not need it.
+	// The lock files name the dead postmaster, whose pid stays taken until its zombie is
+	// reaped; a reboot would clear them. pg_ctl stop would fail on the stale pid file.
 	_ = os.Remove(filepath.Join(n.DataDir, "postmaster.pid"))
+	_ = os.Remove(filepath.Join(n.SocketDir, fmt.Sprintf(".s.PGSQL.%d.lock", n.Port)))
+	_ = os.Remove(filepath.Join(n.SocketDir, fmt.Sprintf(".s.PGSQL.%d", n.Port)))
 	c.mu.Lock()
 	n.running = false
 	c.mu.Unlock()

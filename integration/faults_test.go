@@ -467,3 +467,71 @@ func TestQueryTimeout(t *testing.T) {
 	require.NoError(t, other.QueryRow(ctx, "select pg_backend_pid()").Scan(&pid2))
 	require.NotEqual(t, pid, pid2)
 }
+
+// TestPromotionUnderAnOpenSession: a replica promoted while a client's transaction runs on
+// it reports in_hot_standby = off to that session. That is a fact about the server, not a
+// setting: the next client of the same server connection must not have it reset (which
+// PostgreSQL refuses with 55P02), nor must the first client carry it to other servers.
+func TestPromotionUnderAnOpenSession(t *testing.T) {
+	c := integration.StartCluster(t, integration.Options{Replicas: 1})
+	// One server per pool, and a monitor that does not notice the promotion during the test:
+	// reads keep going to the promoted node's replica pool.
+	p := integration.StartProxy(t, c, pool.Config{Replicas: c.ReplicaURLs(), DefaultPoolSize: 1,
+		ReplicaCheckInterval: time.Hour, Consistency: "eventual"})
+	ctx := ctxT(t, time.Minute)
+	require.Eventually(t, func() bool { return replicaOK(p) }, 20*time.Second, 50*time.Millisecond)
+
+	a := connect(t, p.URL("", ""), pgx.QueryExecModeSimpleProtocol)
+	_, err := a.Exec(ctx, "begin read only")
+	require.NoError(t, err)
+	var inRecovery bool
+	require.NoError(t, a.QueryRow(ctx, "select pg_is_in_recovery()").Scan(&inRecovery))
+	require.True(t, inRecovery, "the read-only transaction runs on the replica")
+	require.NoError(t, c.Promote(ctx, c.Replicas[0]))
+	require.NoError(t, a.QueryRow(ctx, "select pg_is_in_recovery()").Scan(&inRecovery))
+	require.False(t, inRecovery)
+	require.Equal(t, "off", a.PgConn().ParameterStatus("in_hot_standby"), "the session was told")
+	_, err = a.Exec(ctx, "commit")
+	require.NoError(t, err)
+
+	// Another client gets that server connection for a read.
+	b := connect(t, p.URL("", ""), pgx.QueryExecModeSimpleProtocol)
+	var port int
+	require.NoError(t, b.QueryRow(ctx, "select inet_server_port()").Scan(&port))
+	require.Equal(t, c.Replicas[0].Port, port)
+	// And the first client reads again, on that server and on the primary.
+	require.NoError(t, a.QueryRow(ctx, "select inet_server_port()").Scan(&port))
+	require.Equal(t, c.Replicas[0].Port, port)
+	_, err = a.Exec(ctx, "create table after_promotion(x int)")
+	require.NoError(t, err)
+}
+
+// TestLoginWhilePrimaryDown: with the primary down, a new client logs in on a replica and
+// reads; its writes fail with ERROR 08006 and leave the connection usable.
+func TestLoginWhilePrimaryDown(t *testing.T) {
+	c := integration.StartCluster(t, integration.Options{Replicas: 1})
+	p := integration.StartProxy(t, c, pool.Config{Replicas: c.ReplicaURLs(), ReplicaCheckInterval: 100 * time.Millisecond,
+		ServerConnectTimeout: 2 * time.Second})
+	ctx := ctxT(t, time.Minute)
+	require.Eventually(t, func() bool { return replicaOK(p) }, 20*time.Second, 50*time.Millisecond)
+	require.NoError(t, c.KillNode(c.Primary))
+
+	conn := connect(t, p.URL("", ""), pgx.QueryExecModeSimpleProtocol)
+	var inRecovery bool
+	require.NoError(t, conn.QueryRow(ctx, "select pg_is_in_recovery()").Scan(&inRecovery))
+	require.True(t, inRecovery)
+	_, err := conn.Exec(ctx, "create table while_down(x int)")
+	var pgErr *pgconn.PgError
+	require.ErrorAs(t, err, &pgErr)
+	require.Equal(t, "08006", pgErr.Code)
+	require.Equal(t, "ERROR", pgErr.Severity)
+	require.NoError(t, conn.QueryRow(ctx, "select pg_is_in_recovery()").Scan(&inRecovery))
+	require.True(t, inRecovery)
+
+	// Once the primary is back, the same connection writes.
+	require.NoError(t, c.StartNode(ctx, c.Primary))
+	require.Eventually(t, func() bool {
+		_, err := conn.Exec(ctx, "create table if not exists while_down(x int)")
+		return err == nil
+	}, 30*time.Second, 100*time.Millisecond)
+}
