@@ -535,3 +535,24 @@ func TestLoginWhilePrimaryDown(t *testing.T) {
 		return err == nil
 	}, 30*time.Second, 100*time.Millisecond)
 }
+
+// TestShutdownRightAfterAWrite: Shutdown comes while the relay reads a write's commit
+// position back on the server (read-your-writes), before the lease ends. The client is
+// told to go once the lease has ended, and nothing races (run with -race).
+func TestShutdownRightAfterAWrite(t *testing.T) {
+	c := sharedCluster(t)
+	ctx := ctxT(t, time.Minute)
+	admin := direct(t, c)
+	_, err := admin.Exec(ctx, "create table if not exists shutdown_writes(x int)")
+	require.NoError(t, err)
+	for range 10 {
+		p, err := integration.ServeProxy(pool.Config{Primary: c.Primary.URL("", ""), Replicas: c.ReplicaURLs()})
+		require.NoError(t, err)
+		conn := connect(t, p.URL("", ""), pgx.QueryExecModeSimpleProtocol)
+		_, err = conn.Exec(ctx, "insert into shutdown_writes values (1)")
+		require.NoError(t, err)
+		require.NoError(t, p.Close(ctxT(t, 10*time.Second)))
+		_, err = conn.Exec(ctx, "select 1")
+		require.Error(t, err, "the client was told to go")
+	}
+}

@@ -383,7 +383,9 @@ func (c *clientSession) requestClose() {
 	defer c.mu.Unlock()
 	c.closing.Store(true)
 	l := c.lease
-	if l == nil || l.pending == 0 && !l.unsynced && l.sc.txStatus == 'I' {
+	// A syncing lease is ending cleanly, and its relay is using the server (txStatus is
+	// the relay's until then).
+	if l == nil || l.syncing || l.pending == 0 && !l.unsynced && l.sc.txStatus == 'I' {
 		_ = c.conn.SetReadDeadline(time.Now())
 	}
 }
