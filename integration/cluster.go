@@ -283,7 +283,118 @@ func (c *Cluster) StopNode(n *Node) error {
 	return nil
 }
 
-// StartNode starts a node stopped by StopNode again, on the same port, and waits until it accepts
+// KillNode crashes a node: SIGKILL to its postmaster and every process it started, as a
+// power loss would leave it (minus the page cache: the files keep what was written). It
+// returns when they are gone. Data is kept, so StartNode runs crash recovery. Killing a
+// stopped node does nothing.
+func (c *Cluster) KillNode(n *Node) error {
+	if err := c.check(n); err != nil {
+		return err
+	}
+	c.mu.Lock()
+	running := n.running
+	c.mu.Unlock()
+	if !running {
+		return nil
+	}
+	pid, err := postmasterPID(n)
+	if err != nil {
+		return fmt.Errorf("integration: kill %s: %w", n.Name, err)
+	}
+	pids := append(childPIDs(pid), pid)
+	_ = syscall.Kill(pid, syscall.SIGKILL) // first, so that it restarts nothing
+	for _, p := range pids {
+		_ = syscall.Kill(p, syscall.SIGKILL)
+	}
+	deadline := time.Now().Add(stopTimeout)
+	for _, p := range pids {
+		for syscall.Kill(p, 0) == nil && !isZombie(p) {
+			if time.Now().After(deadline) {
+				return fmt.Errorf("integration: kill %s: process %d does not exit", n.Name, p)
+			}
+			time.Sleep(pollInterval)
+		}
+	}
+	// The lock files name the dead postmaster, whose pid stays taken until its zombie is
+	// reaped; a reboot would clear them. pg_ctl stop would fail on the stale pid file.
+	_ = os.Remove(filepath.Join(n.DataDir, "postmaster.pid"))
+	_ = os.Remove(filepath.Join(n.SocketDir, fmt.Sprintf(".s.PGSQL.%d.lock", n.Port)))
+	_ = os.Remove(filepath.Join(n.SocketDir, fmt.Sprintf(".s.PGSQL.%d", n.Port)))
+	c.mu.Lock()
+	n.running = false
+	c.mu.Unlock()
+	c.logf("integration: killed %s (%d processes)", n.Name, len(pids))
+	return nil
+}
+
+// ServerPIDs returns the process ids of a running node: its postmaster first, then the
+// processes it started (backends, walsender, checkpointer, ...).
+func (c *Cluster) ServerPIDs(n *Node) ([]int, error) {
+	if err := c.check(n); err != nil {
+		return nil, err
+	}
+	pid, err := postmasterPID(n)
+	if err != nil {
+		return nil, err
+	}
+	return append([]int{pid}, childPIDs(pid)...), nil
+}
+
+// postmasterPID reads the postmaster's pid from its data directory.
+func postmasterPID(n *Node) (int, error) {
+	data, err := os.ReadFile(filepath.Join(n.DataDir, "postmaster.pid"))
+	if err != nil {
+		return 0, err
+	}
+	first, _, _ := strings.Cut(string(data), "\n")
+	pid, err := strconv.Atoi(strings.TrimSpace(first))
+	if err != nil || pid <= 0 {
+		return 0, fmt.Errorf("bad postmaster.pid: %q", first)
+	}
+	return pid, nil
+}
+
+// childPIDs lists the processes whose parent is pid, from /proc.
+func childPIDs(pid int) []int {
+	entries, _ := os.ReadDir("/proc")
+	var out []int
+	for _, e := range entries {
+		p, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		if ppid, _ := procStat(p); ppid == pid {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// procStat returns a process's parent pid and state from /proc/PID/stat.
+func procStat(pid int) (ppid int, state string) {
+	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0, ""
+	}
+	// pid (comm) state ppid ...; comm may hold spaces and parentheses.
+	i := bytes.LastIndexByte(data, ')')
+	if i < 0 {
+		return 0, ""
+	}
+	f := strings.Fields(string(data[i+1:]))
+	if len(f) < 2 {
+		return 0, ""
+	}
+	ppid, _ = strconv.Atoi(f[1])
+	return ppid, f[0]
+}
+
+func isZombie(pid int) bool {
+	_, state := procStat(pid)
+	return state == "Z" || state == ""
+}
+
+// StartNode starts a node stopped by StopNode or KillNode again, on the same port, and waits until it accepts
 // connections. A restarted replica reconnects to its primary by itself; use WaitReplication to
 // wait until it has caught up. Starting a running node does nothing.
 func (c *Cluster) StartNode(ctx context.Context, n *Node) error {

@@ -103,6 +103,10 @@ type lease struct {
 	// needLSN: the lease may have written on the primary; its commit position is read
 	// before it ends, for read-your-writes.
 	needLSN bool
+	// queryTimeout is twice query_timeout (a cancel request went out at query_timeout):
+	// while requests are outstanding the server's read deadline is this far past the
+	// last one sent. Zero means none.
+	queryTimeout time.Duration
 	// Guarded by clientSession.mu:
 	pending     int    // Query/Sync/FunctionCall sent whose ReadyForQuery has not come back
 	unsynced    bool   // extended-protocol messages sent since the last Sync
@@ -373,7 +377,12 @@ func (c *clientSession) startup(ctx context.Context) error {
 		c.noteWait(bp, d)
 	}
 	if err != nil {
-		return c.acquireError(err, true)
+		// With the primary down, a replica can log the client in: its reads still work.
+		rbp, rres := c.loginOnReplica(ctx, err)
+		if rres == nil {
+			return c.acquireError(err, true)
+		}
+		bp, res = rbp, rres
 	}
 	sc := res.Value()
 	err = c.applyParams(ctx, sc)
@@ -782,6 +791,7 @@ func (c *clientSession) startLease(l *lease, bp *backendPool, res *puddle.Resour
 	l.pool, l.res, l.sc = bp, res, res.Value()
 	l.sc.linked.Store(c)
 	l.done, l.segDone = make(chan struct{}), true
+	l.queryTimeout = 2 * c.srv.conf().QueryTimeout
 	c.mu.Lock()
 	c.lease = l
 	c.mu.Unlock()
@@ -822,6 +832,11 @@ func (l *lease) account(typ byte) {
 		l.sentSeq++
 	case 'P', 'B', 'D', 'E', 'C', 'H':
 		l.unsynced = true
+	}
+	if l.queryTimeout > 0 && l.pending > 0 {
+		// A request (or COPY data for one) is on its way: its answer is due within
+		// query_timeout. endsLease clears the deadline once nothing is outstanding.
+		_ = l.sc.conn.SetReadDeadline(time.Now().Add(l.queryTimeout))
 	}
 }
 
@@ -1076,8 +1091,19 @@ func isClientWriteErr(err error) bool {
 	return errors.As(err, &oe) && oe.Op == "write"
 }
 
+// serverOnlyParams are reported parameters that describe the server and cannot be set:
+// they are passed to the client but never become its settings. in_hot_standby changes
+// when a replica is promoted under a session.
+var serverOnlyParams = map[string]bool{
+	"in_hot_standby": true, "integer_datetimes": true, "is_superuser": true,
+	"server_encoding": true, "server_version": true,
+}
+
 // noteParameterStatus keeps a parameter the server reported as the client's own.
 func (c *clientSession) noteParameterStatus(name, value string) {
+	if serverOnlyParams[name] {
+		return
+	}
 	c.mu.Lock()
 	if c.params[name] != value {
 		c.params[name] = value
@@ -1108,6 +1134,10 @@ func (c *clientSession) endsLease(l *lease, status byte) (end, dead bool) {
 	}
 	if len(l.bound) > 0 {
 		l.bound = trimBound(l.bound, l.recvSeq)
+	}
+	if l.queryTimeout > 0 && l.pending == 0 {
+		// Idle, or idle in a transaction: the server owes nothing.
+		_ = l.sc.conn.SetReadDeadline(time.Time{})
 	}
 	c.idle.Broadcast()
 	ends := l.pending == 0 && !l.unsynced && status == 'I' && (c.mode != ModeSession || c.closing.Load())
@@ -1237,6 +1267,14 @@ func (c *clientSession) relayFailed(l *lease, err error) {
 	c.mu.Unlock()
 	if stopping && isTimeout(err) {
 		// The client goroutine stopped us to take the server back itself.
+		return
+	}
+	if l.queryTimeout > 0 && isTimeout(err) {
+		// The server may be hung or unreachable; its state is unknown, so it is closed,
+		// and so is the client, whose transaction is gone with it.
+		c.log.Warn("query_timeout: server did not answer, even to a cancel request", "waited", l.queryTimeout, "backend", l.pool.key.backend)
+		c.relayFailedWith(l, protocol.NewFatal(protocol.CodeQueryCanceled,
+			fmt.Sprintf("query_timeout: the server did not answer within %s", l.queryTimeout)))
 		return
 	}
 	if !abandoned {

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
@@ -36,6 +37,23 @@ func ParseMode(s string) (Mode, error) {
 type Config struct {
 	// Listen is the TCP address ListenAndServe listens on. Empty means "127.0.0.1:6432".
 	Listen string
+
+	// ReusePort makes ListenAndServe bind with SO_REUSEPORT (PgBouncer's so_reuseport), so
+	// that several cmpool processes can share one address. False means an exclusive bind.
+	// Linux only.
+	ReusePort bool
+
+	// PeerID is this instance's id among several cmpool instances that share clients
+	// (PgBouncer's peer_id), from 1 to MaxPeerID. Cancel keys carry it, so that an instance
+	// receiving a CancelRequest for another forwards it there (see Peers). Zero means
+	// no peering: cancel keys are wholly random. With a PeerID, MaxClientConn is at most
+	// 65535.
+	PeerID int
+
+	// Peers maps the peer id of every instance (this one's may be included) to the address
+	// a CancelRequest for it is forwarded to (PgBouncer's [peers] section). Nil means none:
+	// a cancel request for another instance is dropped.
+	Peers map[int]string
 
 	// Primary is the connection URL (or keyword/value DSN) of the primary server. Required.
 	// Its host, port, password and TLS settings are used for every server connection; the
@@ -107,6 +125,16 @@ type Config struct {
 	// gets an error (SQLSTATE 57014). Zero means 120s; a negative value waits forever.
 	QueryWaitTimeout time.Duration
 
+	// QueryTimeout bounds how long a server may take to answer a request (PgBouncer's
+	// query_timeout). When a request has run this long, cmpool sends the server a cancel
+	// request: the client gets the server's ERROR 57014 and keeps its session. When the
+	// server has still not answered at twice this time (it is hung, stopped or
+	// unreachable), the server connection is closed and the client gets FATAL 57014. The
+	// second bound counts from the last message sent while an answer is due to the end of
+	// that answer (its rows included, as in PgBouncer); a transaction left idle by its
+	// client is not timed. Zero means no limit. Set it above the servers' statement_timeout.
+	QueryTimeout time.Duration
+
 	// ClientLoginTimeout bounds a client's startup and login. Zero means 60s.
 	ClientLoginTimeout time.Duration
 
@@ -146,10 +174,6 @@ type Config struct {
 	// transaction for this long: the server is rolled back and returned, and the client
 	// gets FATAL 25P03. Zero means never.
 	IdleTransactionTimeout time.Duration
-
-	// QueryTimeout cancels a query running longer than this on its server; the client
-	// gets the server's 57014 error. Zero means never.
-	QueryTimeout time.Duration
 
 	// ShutdownTimeout is how long Shutdown-by-signal and the console's SHUTDOWN wait for
 	// transactions in flight before closing every client. Zero means 30s.
@@ -269,6 +293,23 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.QueryWaitTimeout == 0 {
 		c.QueryWaitTimeout = DefaultQueryWaitTimeout
+	}
+	if c.PeerID < 0 || c.PeerID > MaxPeerID {
+		return c, fmt.Errorf("pool: peer_id %d out of range (1 to %d, or 0 for none)", c.PeerID, MaxPeerID)
+	}
+	if c.PeerID > 0 && c.MaxClientConn > maxPeeredClients {
+		return c, fmt.Errorf("pool: max_client_conn %d is more than %d, the most an instance with a peer_id serves", c.MaxClientConn, maxPeeredClients)
+	}
+	for id, addr := range c.Peers {
+		if id < 1 || id > MaxPeerID {
+			return c, fmt.Errorf("pool: peer id %d out of range (1 to %d)", id, MaxPeerID)
+		}
+		if _, _, err := net.SplitHostPort(addr); err != nil {
+			return c, fmt.Errorf("pool: peer %d: address %q: %w", id, addr, err)
+		}
+	}
+	if c.QueryTimeout < 0 {
+		c.QueryTimeout = 0
 	}
 	if c.ClientLoginTimeout <= 0 {
 		c.ClientLoginTimeout = DefaultClientLoginTimeout

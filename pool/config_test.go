@@ -23,6 +23,10 @@ func TestNewValidatesConfig(t *testing.T) {
 		{"negative size", pool.Config{Primary: primary, DefaultPoolSize: -1}, "negative"},
 		{"bad database mode", pool.Config{Primary: primary, Databases: map[string]pool.Database{"x": {PoolMode: "nope"}}}, `database "x"`},
 		{"missing auth file", pool.Config{Primary: primary, AuthFile: "/nonexistent/userlist.txt"}, "auth_file"},
+		{"peer id too large", pool.Config{Primary: primary, PeerID: pool.MaxPeerID + 1}, "peer_id"},
+		{"peer id with too many clients", pool.Config{Primary: primary, PeerID: 1, MaxClientConn: 70000}, "max_client_conn"},
+		{"bad peer id", pool.Config{Primary: primary, PeerID: 1, Peers: map[int]string{0: "127.0.0.1:1"}}, "peer id 0"},
+		{"bad peer address", pool.Config{Primary: primary, PeerID: 1, Peers: map[int]string{2: "nowhere"}}, "peer 2"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := pool.New(tc.cfg)

@@ -135,7 +135,8 @@ func (c *clientSession) replayOnPrimary(l *lease, status byte) bool {
 		c.mu.Unlock()
 		return true
 	}
-	nl := &lease{pool: primary, res: res, sc: res.Value(), done: make(chan struct{}), segDone: true, replica: -1, needLSN: true}
+	nl := &lease{pool: primary, res: res, sc: res.Value(), done: make(chan struct{}), segDone: true, replica: -1, needLSN: true,
+		queryTimeout: 2 * c.srv.conf().QueryTimeout}
 	var out []byte
 	c.mu.Lock()
 	if seg[0] == 'Q' {

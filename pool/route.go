@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgproto3"
+	"github.com/jackc/puddle/v2"
 
 	"github.com/cmlite/cmpool/protocol"
 	"github.com/cmlite/cmpool/router"
@@ -95,6 +97,39 @@ func (c *clientSession) routeFor(ctx context.Context, rs *router.ReplicaSet, typ
 		return backendPrimary, -1, false, false
 	}
 	return idx + 1, idx, false, forced
+}
+
+// loginOnReplica logs a client in on a usable replica when the primary failed with err, a
+// connection failure: the replica proves the database and user exist as well, and the
+// client's reads can be served while the primary is down. Session mode, and databases
+// mapped to another server, never use replicas. It returns nil when no replica can serve.
+func (c *clientSession) loginOnReplica(ctx context.Context, err error) (*backendPool, *puddle.Resource[*serverConn]) {
+	rs := c.srv.rs()
+	if rs == nil || c.mode == ModeSession || c.srv.conf().Databases[c.database].URL != "" {
+		return nil, nil
+	}
+	var pgErr *pgconn.PgError
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) ||
+		errors.As(err, &pgErr) && !strings.HasPrefix(pgErr.Code, "08") && !strings.HasPrefix(pgErr.Code, "57P") {
+		return nil, nil
+	}
+	idx, ok := rs.Pick(0)
+	if !ok {
+		return nil, nil
+	}
+	defer rs.Done(idx)
+	bp, err := c.srv.poolFor(c.database, c.user, idx+1)
+	if err != nil {
+		return nil, nil
+	}
+	actx, cancel := c.waitContext(ctx)
+	defer cancel()
+	res, err := bp.acquire(actx)
+	if err != nil {
+		return nil, nil
+	}
+	c.log.Debug("primary unavailable: logged in on a replica", "replica", idx)
+	return bp, res
 }
 
 // verdictFor classifies the statement a transaction's first message runs, or returns

@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/subtle"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -156,7 +155,7 @@ func (s *Server) conf() *Config { return s.live.Load() }
 
 // ListenAndServe listens on Config.Listen and serves until Shutdown.
 func (s *Server) ListenAndServe() error {
-	ln, err := net.Listen("tcp", s.cfg.Listen)
+	ln, err := Listen(context.Background(), s.cfg.Listen, s.cfg.ReusePort)
 	if err != nil {
 		return err
 	}
@@ -251,17 +250,15 @@ func (s *Server) overClientLimit() bool {
 
 // registerClient gives c a unique cancel key.
 func (s *Server) registerClient(c *clientSession) {
-	var b [8]byte
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for {
-		_, _ = rand.Read(b[:])
-		pid := binary.BigEndian.Uint32(b[:4]) &^ (1 << 31) // positive, like a real pid
+		pid := s.newCancelPID()
 		if _, used := s.clients[pid]; used || pid == 0 {
 			continue
 		}
 		c.key.pid = pid
-		copy(c.key.secret[:], b[4:])
+		_, _ = rand.Read(c.key.secret[:])
 		s.clients[pid] = c
 		return
 	}
@@ -279,6 +276,10 @@ func (s *Server) forgetClient(c *clientSession) {
 // handleCancel forwards a client's CancelRequest to the server that client holds right
 // now, if any, and nowhere else.
 func (s *Server) handleCancel(ctx context.Context, req *pgproto3.CancelRequest) {
+	if peer := s.peerOf(req.ProcessID); peer != "" {
+		s.forwardCancel(ctx, peer, req)
+		return
+	}
 	s.mu.Lock()
 	c := s.clients[req.ProcessID]
 	s.mu.Unlock()
@@ -422,7 +423,9 @@ func (c *clientSession) requestClose() {
 	defer c.mu.Unlock()
 	c.closing.Store(true)
 	l := c.lease
-	if l == nil || l.pending == 0 && !l.unsynced && l.sc.txStatus == 'I' {
+	// A syncing lease is ending cleanly, and its relay is using the server (txStatus is
+	// the relay's until then).
+	if l == nil || l.syncing || l.pending == 0 && !l.unsynced && l.sc.txStatus == 'I' {
 		_ = c.conn.SetReadDeadline(time.Now())
 	}
 }

@@ -97,6 +97,10 @@ func (sc *serverConn) param(name string) (string, bool) {
 
 // noteParameterStatus records a ParameterStatus the server sent.
 func (sc *serverConn) noteParameterStatus(name, value string) {
+	if serverOnlyParams[name] {
+		sc.defaults[name] = value // a fact about the server, not a setting to reset
+		return
+	}
 	if d, ok := sc.defaults[name]; ok && d == value {
 		delete(sc.set, name)
 		return

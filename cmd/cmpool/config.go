@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"strconv"
 	"strings"
 
 	"github.com/BurntSushi/toml"
@@ -30,6 +31,9 @@ type settings struct {
 	MetricsListen   string     `toml:"metrics_listen"`
 	AuthFile        string     `toml:"auth_file"`
 	LogLevel        slog.Level `toml:"log_level"`
+	ReusePort       bool       `toml:"so_reuseport"`
+	PeerID          count      `toml:"peer_id"`
+	PeerListen      string     `toml:"peer_listen"`
 
 	// File-only keys, named after PgBouncer's settings.
 	MinPoolSize           count    `toml:"min_pool_size"`
@@ -37,6 +41,7 @@ type settings struct {
 	ServerLifetime        duration `toml:"server_lifetime"`
 	ServerConnectTimeout  duration `toml:"server_connect_timeout"`
 	QueryWaitTimeout      duration `toml:"query_wait_timeout"`
+	QueryTimeout          duration `toml:"query_timeout"`
 	ClientLoginTimeout    duration `toml:"client_login_timeout"`
 	ServerResetQuery      string   `toml:"server_reset_query"`
 	MaxPacketSize         count    `toml:"max_packet_size"`
@@ -47,12 +52,10 @@ type settings struct {
 	StatsUsers             stringList `toml:"stats_users"`
 	ClientIdleTimeout      duration   `toml:"client_idle_timeout"`
 	IdleTransactionTimeout duration   `toml:"idle_transaction_timeout"`
-	QueryTimeout           duration   `toml:"query_timeout"`
 	ShutdownTimeout        duration   `toml:"shutdown_timeout"`
 	SlowTransaction        duration   `toml:"slow_transaction"`
 	LogConnections         bool       `toml:"log_connections"`
 	LogFormat              string     `toml:"log_format"`
-	ReusePort              bool       `toml:"so_reuseport"`
 
 	// Routing to replicas.
 	Balance              string   `toml:"balance"`
@@ -64,6 +67,8 @@ type settings struct {
 	RWWait               duration `toml:"rw_wait"`
 
 	Databases map[string]databaseSettings `toml:"databases"`
+	// Peers is the [peers] section: peer id = "host:port".
+	Peers map[string]string `toml:"peers"`
 }
 
 // databaseSettings is a [databases.NAME] section.
@@ -97,6 +102,9 @@ var options = []option{
 	{"metrics-listen", "CMPOOL_METRICS_LISTEN", "ADDR", "address for the HTTP endpoint (/healthz); empty means off"},
 	{"auth-file", "CMPOOL_AUTH_FILE", "FILE", "PgBouncer-format userlist.txt"},
 	{"log-level", "CMPOOL_LOG_LEVEL", "LEVEL", "debug, info, warn or error"},
+	{"reuse-port", "CMPOOL_REUSE_PORT", "", "listen with SO_REUSEPORT, so that several cmpool processes share the address"},
+	{"peer-id", "CMPOOL_PEER_ID", "N", "this instance's id in cancel keys, for forwarding cancels between peers ([peers])"},
+	{"peer-listen", "CMPOOL_PEER_LISTEN", "ADDR", "a second address of this instance alone, where peers forward cancel requests; empty means none"},
 }
 
 // defaultSettings returns the settings used when nothing else is given.
@@ -129,6 +137,9 @@ func newFlagSet(s *settings) *flag.FlagSet {
 	fs.StringVar(&s.MetricsListen, "metrics-listen", s.MetricsListen, usage["metrics-listen"])
 	fs.StringVar(&s.AuthFile, "auth-file", s.AuthFile, usage["auth-file"])
 	fs.TextVar(&s.LogLevel, "log-level", s.LogLevel, usage["log-level"])
+	fs.BoolVar(&s.ReusePort, "reuse-port", s.ReusePort, usage["reuse-port"])
+	fs.Var(&s.PeerID, "peer-id", usage["peer-id"])
+	fs.StringVar(&s.PeerListen, "peer-listen", s.PeerListen, usage["peer-listen"])
 	return fs
 }
 
@@ -209,6 +220,11 @@ func loadFile(path string, s *settings) error {
 	}
 	if err := s.checkDurations(); err != nil {
 		return fmt.Errorf("config file %s: %w", path, err)
+	}
+	for id := range s.Peers {
+		if n, err := strconv.Atoi(id); err != nil || n < 1 || n > pool.MaxPeerID {
+			return fmt.Errorf("config file %s: [peers]: key %q is not a peer id (1 to %d)", path, id, pool.MaxPeerID)
+		}
 	}
 	return nil
 }
@@ -311,10 +327,19 @@ func (s *settings) poolConfig(logger *slog.Logger) pool.Config {
 		ClientIdleTimeout:      s.ClientIdleTimeout.d,
 		IdleTransactionTimeout: s.IdleTransactionTimeout.d,
 		QueryTimeout:           s.QueryTimeout.d,
+		ReusePort:              s.ReusePort,
+		PeerID:                 int(s.PeerID),
 		ShutdownTimeout:        s.ShutdownTimeout.d,
 		SlowTransaction:        s.SlowTransaction.d,
 		LogConnections:         s.LogConnections,
 		Logger:                 logger,
+	}
+	if len(s.Peers) > 0 {
+		cfg.Peers = make(map[int]string, len(s.Peers))
+		for id, addr := range s.Peers {
+			n, _ := strconv.Atoi(id) // checked by checkPeers
+			cfg.Peers[n] = addr
+		}
 	}
 	if len(s.Databases) > 0 {
 		cfg.Databases = make(map[string]pool.Database, len(s.Databases))

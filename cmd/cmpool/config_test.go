@@ -491,3 +491,34 @@ func TestParseDuration(t *testing.T) {
 		})
 	}
 }
+
+func TestLoadConfigScaleOut(t *testing.T) {
+	path := writeConfig(t, `
+primary = "postgres://u@db/app"
+so_reuseport = true
+peer_id = 2
+peer_listen = "127.0.0.1:7002"
+query_timeout = "90s"
+
+[peers]
+1 = "10.0.0.1:7001"
+2 = "10.0.0.2:7002"
+`)
+	s, err := loadConfig([]string{"--config", path}, envMap{}.get)
+	require.NoError(t, err)
+	require.Equal(t, "127.0.0.1:7002", s.PeerListen)
+	cfg := s.poolConfig(slog.New(slog.DiscardHandler))
+	require.True(t, cfg.ReusePort)
+	require.Equal(t, 2, cfg.PeerID)
+	require.Equal(t, map[int]string{1: "10.0.0.1:7001", 2: "10.0.0.2:7002"}, cfg.Peers)
+	require.Equal(t, 90*time.Second, cfg.QueryTimeout)
+
+	// Flags and environment win over the file.
+	s, err = loadConfig([]string{"--config", path, "--peer-id", "1"}, envMap{"CMPOOL_PEER_LISTEN": "127.0.0.1:7001"}.get)
+	require.NoError(t, err)
+	require.Equal(t, count(1), s.PeerID)
+	require.Equal(t, "127.0.0.1:7001", s.PeerListen)
+
+	_, err = loadConfig([]string{"--config", writeConfig(t, "[peers]\nfirst = \"10.0.0.1:7001\"\n")}, envMap{}.get)
+	require.ErrorContains(t, err, `key "first" is not a peer id`)
+}

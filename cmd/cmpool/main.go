@@ -104,12 +104,13 @@ the --config file):
 	}
 	fmt.Fprint(w, `
 The TOML file takes the same names in snake_case (listen, primary, replicas, pool_mode,
-default_pool_size, max_client_conn, metrics_listen, auth_file, log_level), PgBouncer's
-min_pool_size, server_idle_timeout, server_lifetime, server_connect_timeout,
-query_wait_timeout, client_login_timeout, server_reset_query, max_packet_size and
-max_prepared_statements; for routing to replicas balance, max_replica_lag_bytes,
-max_replica_lag, replica_check_interval, replica_ban_time, consistency and rw_wait; and
-[databases.NAME] sections with url, dbname, user, password, pool_size, pool_mode and route.
+default_pool_size, max_client_conn, metrics_listen, auth_file, log_level, so_reuseport,
+peer_id, peer_listen), PgBouncer's min_pool_size, server_idle_timeout, server_lifetime,
+server_connect_timeout, query_wait_timeout, query_timeout, client_login_timeout,
+server_reset_query, max_packet_size and max_prepared_statements; for routing to replicas
+balance, max_replica_lag_bytes, max_replica_lag, replica_check_interval, replica_ban_time,
+consistency and rw_wait; [databases.NAME] sections with url, dbname, user, password,
+pool_size, pool_mode and route; and a [peers] section mapping peer ids to "host:port".
 Durations are Go durations ("2s", "500ms") or a bare number of seconds.
 `)
 }

@@ -91,9 +91,18 @@ func startProxy(s settings, reload func() (settings, error), logger *slog.Logger
 	if err != nil {
 		return nil, err
 	}
-	ln, err := listen(s.Listen, s.ReusePort)
+	ln, err := pool.Listen(context.Background(), s.Listen, s.ReusePort)
 	if err != nil {
 		return nil, err
+	}
+	var peerLn net.Listener
+	if s.PeerListen != "" {
+		// This instance's own address, for the cancel requests its peers forward: the
+		// shared address could lead back to any instance.
+		if peerLn, err = net.Listen("tcp", s.PeerListen); err != nil {
+			ln.Close()
+			return nil, err
+		}
 	}
 	shutdown := s.ShutdownTimeout.d
 	if shutdown <= 0 {
@@ -104,11 +113,22 @@ func startProxy(s settings, reload func() (settings, error), logger *slog.Logger
 		m.setServer(srv)
 		if p.metrics, err = startMetrics(s.MetricsListen, m, logger); err != nil {
 			ln.Close()
+			if peerLn != nil {
+				peerLn.Close()
+			}
 			return nil, err
 		}
 	}
 	logger.Info("cmpool starting", "version", pool.Version, "addr", p.addr.String(), "replicas", len(s.Replicas))
 	go func() { p.served <- srv.Serve(ln) }()
+	if peerLn != nil {
+		logger.Info("serving peers", "addr", peerLn.Addr().String(), "peer_id", int(s.PeerID))
+		go func() {
+			if err := srv.Serve(peerLn); !errors.Is(err, pool.ErrServerClosed) {
+				logger.Error("peer listener stopped", "error", err)
+			}
+		}()
+	}
 	return p, nil
 }
 

@@ -1,0 +1,80 @@
+package pool
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"net"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgproto3"
+)
+
+// Several cmpool instances behind one address (SO_REUSEPORT or a TCP load balancer) see
+// each other's CancelRequests: a client's cancel opens a new connection, which may land on
+// any instance. As in PgBouncer's peering, each instance has a peer id that its cancel
+// keys carry, and forwards a CancelRequest for another id to that peer.
+
+// MaxPeerID is the largest PeerID: the id fills bits 16-30 of a cancel key's process id.
+const MaxPeerID = 1<<15 - 1
+
+// peerIDShift places the peer id in a cancel key's process id; the low bits are random.
+const peerIDShift = 16
+
+// maxPeeredClients bounds max_client_conn with a PeerID: each instance has 2^16 process
+// ids (the secret keeps its 32 random bits).
+const maxPeeredClients = 1<<peerIDShift - 1
+
+// peerForwardTimeout bounds forwarding one CancelRequest to a peer.
+const peerForwardTimeout = 5 * time.Second
+
+// newCancelPID returns a random positive process id for a cancel key that carries this
+// instance's peer id, if it has one.
+func (s *Server) newCancelPID() uint32 {
+	var b [4]byte
+	_, _ = rand.Read(b[:])
+	pid := binary.BigEndian.Uint32(b[:]) &^ (1 << 31) // positive, like a real pid
+	if s.cfg.PeerID > 0 {
+		pid = uint32(s.cfg.PeerID)<<peerIDShift | pid&(1<<peerIDShift-1)
+	}
+	return pid
+}
+
+// peerOf returns the peer address a CancelRequest with this process id belongs to, or ""
+// when it is this instance's (or no peer is configured for its id).
+func (s *Server) peerOf(pid uint32) string {
+	if s.cfg.PeerID == 0 || len(s.cfg.Peers) == 0 {
+		return ""
+	}
+	id := int(pid >> peerIDShift)
+	if id == s.cfg.PeerID {
+		return ""
+	}
+	return s.cfg.Peers[id]
+}
+
+// forwardCancel sends req to the peer at addr, as a client would: a new connection that
+// carries only the CancelRequest.
+func (s *Server) forwardCancel(ctx context.Context, addr string, req *pgproto3.CancelRequest) {
+	ctx, cancel := context.WithTimeout(ctx, peerForwardTimeout)
+	defer cancel()
+	var d net.Dialer
+	conn, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		s.log.Warn("cannot forward a cancel request to its peer", "peer", addr, "error", err)
+		return
+	}
+	defer conn.Close()
+	if dl, ok := ctx.Deadline(); ok {
+		_ = conn.SetDeadline(dl)
+	}
+	b, _ := req.Encode(nil)
+	if _, err := conn.Write(b); err != nil {
+		s.log.Warn("cannot forward a cancel request to its peer", "peer", addr, "error", err)
+		return
+	}
+	// The peer closes the connection once it has acted on the request.
+	var one [1]byte
+	_, _ = conn.Read(one[:])
+	s.log.Debug("cancel request forwarded to its peer", "peer", addr, "pid", req.ProcessID)
+}
