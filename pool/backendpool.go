@@ -26,6 +26,9 @@ type backendPool struct {
 	idleTimeout time.Duration
 	lifetime    time.Duration
 	counters    poolCounters
+	// passthrough returns the SCRAM keys a client of this pool's user proved, for servers
+	// this pool has no password for; nil means none. Set before the pool is used.
+	passthrough func() *passthroughKeys
 
 	stopOnce sync.Once
 	stop     chan struct{}
@@ -51,7 +54,13 @@ func newBackendPool(key poolKey, mode Mode, connCfg *pgconn.Config, size, minSiz
 		Constructor: func(ctx context.Context) (*serverConn, error) {
 			ctx, cancel := context.WithTimeout(ctx, connectTimeout)
 			defer cancel()
-			sc, err := connectServer(ctx, connCfg)
+			var sc *serverConn
+			var err error
+			if keys := bp.passthroughKeys(); keys != nil {
+				sc, err = loginPassthrough(ctx, connCfg, keys)
+			} else {
+				sc, err = connectServer(ctx, connCfg)
+			}
 			if err != nil {
 				return nil, err
 			}
@@ -159,4 +168,12 @@ func (bp *backendPool) close() {
 		<-bp.done
 		bp.p.Close()
 	})
+}
+
+// passthroughKeys returns SCRAM keys to log in with when the pool has no password.
+func (bp *backendPool) passthroughKeys() *passthroughKeys {
+	if bp.passthrough == nil || bp.connCfg.Password != "" {
+		return nil
+	}
+	return bp.passthrough()
 }

@@ -5,10 +5,12 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/subtle"
+	"crypto/tls"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -29,7 +31,9 @@ type Server struct {
 	cfg        Config
 	log        *slog.Logger
 	primaryCfg *pgconn.Config
-	passwords  map[string]string // from the auth file
+	passwords  map[string]string // plain-text passwords for server logins
+	auth       *authenticator
+	clientTLS  atomic.Pointer[tls.Config] // nil: client TLS is off
 	stmts      *stmtRegistry
 
 	// Routing: nil replicas means none are configured.
@@ -83,12 +87,32 @@ func New(cfg Config) (*Server, error) {
 		clients:    make(map[uint32]*clientSession),
 		stmts:      newStmtRegistry(),
 	}
+	var secrets map[string]string
 	if c.AuthFile != "" {
-		s.passwords, err = readAuthFile(c.AuthFile)
+		secrets, err = readAuthFile(c.AuthFile)
 		if err != nil {
 			return nil, err
 		}
 	}
+	if s.auth, err = newAuthenticator(&s.cfg, pc, secrets); err != nil {
+		return nil, err
+	}
+	s.passwords = make(map[string]string)
+	for u := range maps.Keys(secrets) {
+		if p, ok := s.auth.plainPassword(u); ok {
+			s.passwords[u] = p
+		}
+	}
+	for u := range c.Users {
+		if p, ok := s.auth.plainPassword(u); ok {
+			s.passwords[u] = p
+		}
+	}
+	tc, err := loadClientTLS(&s.cfg)
+	if err != nil {
+		return nil, err
+	}
+	s.clientTLS.Store(tc)
 	s.classifier = router.NewClassifier(0)
 	if len(c.Replicas) > 0 {
 		for i, u := range c.Replicas {
@@ -323,6 +347,7 @@ func (s *Server) poolFor(database, user string, backend int) (*backendPool, erro
 	if err != nil {
 		return nil, err
 	}
+	bp.passthrough = func() *passthroughKeys { return s.auth.passthroughFor(serverUser) }
 	s.pools[key] = bp
 	return bp, nil
 }
