@@ -115,6 +115,12 @@ type passthroughKeys struct {
 	clientKey, serverKey []byte
 	salt                 []byte
 	iterations           int
+	// md5 is the user's stored md5 secret, after a client proved it: enough to answer a
+	// server's md5 challenge.
+	md5 string
+	// password is the cleartext password a client logged in with (method password), for
+	// a user whose stored secret is a hash.
+	password string
 }
 
 // authenticator checks client logins. It is shared by every client of a Server.
@@ -291,10 +297,17 @@ func (a *authenticator) failed(host string) {
 	w.n++
 }
 
-func (a *authenticator) setPassthrough(user string, k *passthroughKeys) {
+// setPassthrough records what a client of user proved; update changes a copy of the
+// previous record.
+func (a *authenticator) setPassthrough(user string, update func(k *passthroughKeys)) {
 	a.mu.Lock()
-	a.passthrough[user] = k
-	a.mu.Unlock()
+	defer a.mu.Unlock()
+	var k passthroughKeys
+	if old := a.passthrough[user]; old != nil {
+		k = *old
+	}
+	update(&k)
+	a.passthrough[user] = &k
 }
 
 // passthroughFor returns the keys a client of user proved, or nil.
@@ -429,7 +442,9 @@ func (c *clientSession) authPassword(ctx context.Context) (string, error) {
 		if !hmac.Equal([]byte(secret), []byte(pm.Password)) {
 			return "wrong password", nil
 		}
+		return "", nil
 	}
+	c.srv.auth.setPassthrough(c.user, func(k *passthroughKeys) { k.password = pm.Password })
 	return "", nil
 }
 
@@ -457,11 +472,15 @@ func (c *clientSession) authMD5(ctx context.Context) (string, error) {
 	if !found {
 		return "unknown user", nil
 	}
-	if !protocol.IsMD5Secret(secret) {
+	stored := protocol.IsMD5Secret(secret)
+	if !stored {
 		secret = protocol.MD5Secret(c.user, secret)
 	}
 	if !protocol.VerifyMD5Response(secret, salt, pm.Password) {
 		return "wrong password", nil
+	}
+	if stored {
+		c.srv.auth.setPassthrough(c.user, func(k *passthroughKeys) { k.md5 = secret })
 	}
 	return "", nil
 }
@@ -537,7 +556,9 @@ func (c *clientSession) authSCRAM(ctx context.Context, secret string) (string, e
 		return "", err
 	}
 	if fromStored {
-		a.setPassthrough(c.user, &passthroughKeys{clientKey: srv.ClientKey(), serverKey: ss.ServerKey, salt: ss.Salt, iterations: ss.Iterations})
+		a.setPassthrough(c.user, func(k *passthroughKeys) {
+			k.clientKey, k.serverKey, k.salt, k.iterations = srv.ClientKey(), ss.ServerKey, ss.Salt, ss.Iterations
+		})
 	}
 	return "", nil
 }

@@ -56,9 +56,14 @@ func newBackendPool(key poolKey, mode Mode, connCfg *pgconn.Config, size, minSiz
 			defer cancel()
 			var sc *serverConn
 			var err error
-			if keys := bp.passthroughKeys(); keys != nil {
+			switch keys := bp.passthroughKeys(); {
+			case keys != nil && keys.password != "":
+				cc := connCfg.Copy()
+				cc.Password = keys.password
+				sc, err = connectServer(ctx, cc)
+			case keys != nil:
 				sc, err = loginPassthrough(ctx, connCfg, keys)
-			} else {
+			default:
 				sc, err = connectServer(ctx, connCfg)
 			}
 			if err != nil {

@@ -17,9 +17,9 @@ import (
 	"github.com/cmlite/cmpool/protocol"
 )
 
-// loginPassthrough opens a server connection and logs in with the SCRAM keys a client
-// proved (SCRAM pass-through): pgconn can only log in with a password, so cmpool runs
-// the startup itself here. It tries the configuration's host, then its fallbacks (as
+// loginPassthrough opens a server connection and logs in with what a client proved: the
+// SCRAM keys (SCRAM pass-through) or the md5 secret. pgconn can only log in with a
+// password, so cmpool runs the startup itself here. It tries the configuration's host, then its fallbacks (as
 // sslmode=prefer makes them), like pgconn.
 func loginPassthrough(ctx context.Context, cfg *pgconn.Config, keys *passthroughKeys) (*serverConn, error) {
 	type target struct {
@@ -101,6 +101,9 @@ func loginPassthroughAt(ctx context.Context, cfg *pgconn.Config, host string, po
 		switch m := msg.(type) {
 		case *pgproto3.AuthenticationOk:
 		case *pgproto3.AuthenticationSASL:
+			if keys.clientKey == nil {
+				return nil, noSecretError(cfg.User, "scram-sha-256")
+			}
 			if !slices.Contains(m.AuthMechanisms, protocol.ScramMechanism) {
 				return nil, fmt.Errorf("server offers SASL %v, not %s", m.AuthMechanisms, protocol.ScramMechanism)
 			}
@@ -121,9 +124,17 @@ func loginPassthroughAt(ctx context.Context, cfg *pgconn.Config, host string, po
 			if err := scram.Verify(m.Data); err != nil {
 				return nil, err
 			}
-		case *pgproto3.AuthenticationCleartextPassword, *pgproto3.AuthenticationMD5Password:
-			return nil, &pgconn.PgError{Severity: "FATAL", Code: protocol.CodeInvalidPassword,
-				Message: fmt.Sprintf("server asks user %q for a password, but cmpool only has the SCRAM keys the client proved (SCRAM pass-through needs scram-sha-256 on the server)", cfg.User)}
+		case *pgproto3.AuthenticationMD5Password:
+			if keys.md5 == "" {
+				return nil, noSecretError(cfg.User, "md5")
+			}
+			// The answer is "md5" + md5(md5(password + user) + salt): the stored secret will do.
+			fe.Send(&pgproto3.PasswordMessage{Password: protocol.MD5Secret(string(m.Salt[:]), keys.md5[3:])})
+			if err := fe.Flush(); err != nil {
+				return nil, err
+			}
+		case *pgproto3.AuthenticationCleartextPassword:
+			return nil, noSecretError(cfg.User, "password")
 		case *pgproto3.ParameterStatus:
 			sc.defaults[m.Name] = m.Value
 		case *pgproto3.BackendKeyData:
@@ -144,4 +155,10 @@ func loginPassthroughAt(ctx context.Context, cfg *pgconn.Config, host string, po
 			return nil, fmt.Errorf("unexpected %T during server login", msg)
 		}
 	}
+}
+
+// noSecretError is the error for a server that wants a method cmpool has nothing for.
+func noSecretError(user, method string) error {
+	return &pgconn.PgError{Severity: "FATAL", Code: protocol.CodeInvalidPassword,
+		Message: fmt.Sprintf("server asks user %q for %s authentication, but cmpool has no password for it, only what the client proved", user, method)}
 }
