@@ -279,13 +279,15 @@ func TestClientAuthHBA(t *testing.T) {
 	c, _ := secCluster(t)
 	hba := filepath.Join(t.TempDir(), "hba.conf")
 	require.NoError(t, os.WriteFile(hba, []byte(`# type   database  user   address                    method
+hostssl   all       carol  127.0.0.1/32               trust
 host      postgres  carol  127.0.0.1/32               reject
 hostnossl all       bob    127.0.0.0/8                md5
-hostssl   all       alice  127.0.0.1/32               trust
 host      all       all    10.0.0.0/8                 trust
 host      all       alice  127.0.0.1 255.255.255.255  scram-sha-256
 local     all       all                               trust
 `), 0o600))
+	pki := sec.pki
+	ca, cert, key := pki.files(t, "localhost")
 	p := integration.StartProxy(t, c, pool.Config{
 		AuthType:    pool.AuthHBA,
 		AuthHBAFile: hba,
@@ -294,12 +296,23 @@ local     all       all                               trust
 			"bob":   {Password: storedSecret(t, c, "bob")},
 			"carol": {Password: "carol-pw"},
 		},
+		ClientTLSSSLMode:  pool.TLSPrefer,
+		ClientTLSCertFile: cert,
+		ClientTLSKeyFile:  key,
+	})
+	t.Run("hostssl line over TLS", func(t *testing.T) {
+		q := "sslmode=verify-full&sslrootcert=" + url.QueryEscape(ca)
+		got, err := loginAs(t, "pgx", strings.Replace(userURL(p.Addr, "carol", "not-needed", "postgres", q), "127.0.0.1", "localhost", 1))
+		require.NoError(t, err)
+		require.Equal(t, "carol", got)
+		_, err = loginAs(t, "pgx", strings.Replace(userURL(p.Addr, "bob", "bob-pw", "postgres", q), "127.0.0.1", "localhost", 1))
+		require.Equal(t, "28000", sqlState(err), "hostnossl does not match a TLS client")
 	})
 	runAuthCases(t, p.Addr, []string{"pgx", "psql"}, []authCase{
-		{name: "reject line", user: "carol", password: "carol-pw", wantCode: "28000", wantMsg: "no allowing auth_hba_file entry"},
+		{name: "hostssl skipped without TLS, reject line", user: "carol", password: "carol-pw", wantCode: "28000", wantMsg: "no allowing auth_hba_file entry"},
 		{name: "md5 line", user: "bob", password: "bob-pw"},
-		{name: "hostssl skipped without TLS, scram line", user: "alice", password: "alice-pw"},
-		{name: "hostssl skipped without TLS, scram wrong", user: "alice", password: "x", wantCode: "28P01", wantMsg: wrongPassword},
+		{name: "address and mask, scram", user: "alice", password: "alice-pw"},
+		{name: "address and mask, scram wrong", user: "alice", password: "x", wantCode: "28P01", wantMsg: wrongPassword},
 		{name: "no line", user: "frank", password: "frank-pw", wantCode: "28000", wantMsg: "no allowing auth_hba_file entry"},
 	})
 }
@@ -402,7 +415,11 @@ func TestMessageBeforeAuth(t *testing.T) {
 func tlsProxy(t *testing.T, c *integration.Cluster, pki *testPKI, mode string) (*integration.Proxy, string, string, string) {
 	ca, cert, key := pki.files(t, "localhost")
 	p := integration.StartProxy(t, c, pool.Config{
-		AuthType:          pool.AuthTrust,
+		Users: map[string]pool.User{
+			"postgres": {AuthType: pool.AuthTrust},
+			"alice":    {Password: storedSecret(t, c, "alice")},
+			"frank":    {Password: "frank-pw", AuthType: pool.AuthPassword},
+		},
 		ClientTLSSSLMode:  mode,
 		ClientTLSCertFile: cert,
 		ClientTLSKeyFile:  key,
@@ -422,6 +439,18 @@ func TestClientTLS(t *testing.T) {
 		require.NoError(t, err, string(out))
 		require.Contains(t, string(out), "7\n")
 		require.Contains(t, string(out), "SSL connection")
+	})
+	t.Run("psql SCRAM over TLS (channel binding flag y) and cleartext password over TLS", func(t *testing.T) {
+		for _, who := range []struct{ user, password string }{{"alice", "alice-pw"}, {"frank", "frank-pw"}} {
+			dsn := fmt.Sprintf("host=localhost port=%s user=%s password=%s dbname=postgres sslmode=verify-full sslrootcert=%s",
+				port, who.user, who.password, ca)
+			got, err := loginAs(t, "psql", dsn)
+			require.NoError(t, err)
+			require.Equal(t, who.user, got)
+			got, err = loginAs(t, "libpq", dsn)
+			require.NoError(t, err)
+			require.Equal(t, who.user, got)
+		}
 	})
 	t.Run("pgx verify-full, direct TLS", func(t *testing.T) {
 		u := fmt.Sprintf("postgres://postgres@localhost:%s/postgres?sslmode=verify-full&sslrootcert=%s&sslnegotiation=direct", port, ca)

@@ -5,7 +5,6 @@ import (
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -342,7 +341,7 @@ func errLoginFailed(user string) *protocol.Error {
 // AuthenticationOk. Failures are logged without secrets and counted per address.
 func (c *clientSession) authenticate(ctx context.Context) error {
 	a := c.srv.auth
-	_, isTLS := c.conn.(*tls.Conn)
+	isTLS := c.tlsConn != nil
 	addr := c.conn.RemoteAddr()
 	host := hostOf(addr)
 	method := a.method(c.database, c.user, addr, isTLS)
