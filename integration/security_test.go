@@ -440,7 +440,7 @@ func TestClientTLS(t *testing.T) {
 		require.Contains(t, string(out), "7\n")
 		require.Contains(t, string(out), "SSL connection")
 	})
-	t.Run("psql SCRAM over TLS (channel binding flag y) and cleartext password over TLS", func(t *testing.T) {
+	t.Run("psql and lib/pq: SCRAM and cleartext password over TLS", func(t *testing.T) {
 		for _, who := range []struct{ user, password string }{{"alice", "alice-pw"}, {"frank", "frank-pw"}} {
 			dsn := fmt.Sprintf("host=localhost port=%s user=%s password=%s dbname=postgres sslmode=verify-full sslrootcert=%s",
 				port, who.user, who.password, ca)
@@ -450,6 +450,17 @@ func TestClientTLS(t *testing.T) {
 			got, err = loginAs(t, "libpq", dsn)
 			require.NoError(t, err)
 			require.Equal(t, who.user, got)
+		}
+	})
+	t.Run("SCRAM channel binding", func(t *testing.T) {
+		for _, cb := range []string{"require", "prefer", "disable"} {
+			dsn := fmt.Sprintf("host=localhost port=%s user=alice password=alice-pw dbname=postgres sslmode=verify-full sslrootcert=%s channel_binding=%s",
+				port, ca, cb)
+			for _, driver := range []string{"pgx", "psql"} {
+				got, err := loginAs(t, driver, dsn)
+				require.NoError(t, err, "%s channel_binding=%s", driver, cb)
+				require.Equal(t, "alice", got)
+			}
 		}
 	})
 	t.Run("pgx verify-full, direct TLS", func(t *testing.T) {

@@ -514,7 +514,8 @@ func (c *clientSession) authSCRAM(ctx context.Context, secret string) (string, e
 		ss = protocol.NewScramSecret(secret, a.mockSalt(c.user), protocol.DefaultScramIterations)
 	}
 	srv := protocol.NewScramServer(ss, a.mockSalt(c.user))
-	b, _ := (&pgproto3.AuthenticationSASL{AuthMechanisms: []string{protocol.ScramMechanism}}).Encode(nil)
+	srv.ChannelBinding = c.tlsEndPoint
+	b, _ := (&pgproto3.AuthenticationSASL{AuthMechanisms: protocol.ScramMechanisms(c.tlsEndPoint)}).Encode(nil)
 	body, err := c.authRoundTrip(b)
 	if err != nil {
 		return "", err
@@ -523,11 +524,7 @@ func (c *clientSession) authSCRAM(ctx context.Context, secret string) (string, e
 	if err := init.Decode(body); err != nil {
 		return "", protocol.NewFatal(protocol.CodeProtocolViolation, "invalid SASLInitialResponse")
 	}
-	if init.AuthMechanism != protocol.ScramMechanism {
-		return "", protocol.NewFatal(protocol.CodeProtocolViolation,
-			fmt.Sprintf("client selected an invalid SASL authentication mechanism %q", init.AuthMechanism))
-	}
-	serverFirst, err := srv.ClientFirst(init.Data)
+	serverFirst, err := srv.ClientFirst(init.AuthMechanism, init.Data)
 	if err != nil {
 		return "", protocol.NewFatal(protocol.CodeProtocolViolation, err.Error())
 	}

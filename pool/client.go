@@ -33,9 +33,11 @@ type clientSession struct {
 	srv  *Server
 	conn net.Conn
 	// tlsConn is the TLS layer over conn once TLS is negotiated; r and w then use it.
-	tlsConn *tls.Conn
-	r       *bufio.Reader
-	fr      *protocol.FrameReader
+	// tlsEndPoint is its tls-server-end-point channel binding data.
+	tlsConn     *tls.Conn
+	tlsEndPoint []byte
+	r           *bufio.Reader
+	fr          *protocol.FrameReader
 	// w writes to the client, under wmu: the relay writes server replies, the client
 	// goroutine cmpool's own answers.
 	w   *bufio.Writer

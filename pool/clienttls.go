@@ -210,7 +210,28 @@ func (c *clientSession) handshake(ctx context.Context, tc *tls.Config, direct bo
 	}
 	c.w.Reset(t)
 	c.tlsConn = t
+	c.tlsEndPoint = endPoint(tc)
 	return nil
+}
+
+// endPoint returns the tls-server-end-point data of the certificate tc presents, or nil
+// when it has none (SCRAM-SHA-256-PLUS is then not offered).
+func endPoint(tc *tls.Config) []byte {
+	if len(tc.Certificates) == 0 || len(tc.Certificates[0].Certificate) == 0 {
+		return nil
+	}
+	leaf := tc.Certificates[0].Leaf
+	if leaf == nil {
+		var err error
+		if leaf, err = x509.ParseCertificate(tc.Certificates[0].Certificate[0]); err != nil {
+			return nil
+		}
+	}
+	ep, err := protocol.TLSServerEndPoint(leaf)
+	if err != nil {
+		return nil
+	}
+	return ep
 }
 
 // checkTLSRequired refuses a client without TLS when client_tls_sslmode wants it, and

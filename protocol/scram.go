@@ -6,11 +6,14 @@ import (
 	"crypto/pbkdf2"
 	"crypto/rand"
 	"crypto/sha256"
+	"crypto/sha512"
+	"crypto/x509"
 	"crypto/subtle"
 	"encoding/base64"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash"
 	"strconv"
 	"strings"
 )
@@ -19,9 +22,41 @@ import (
 // towards clients and, for pass-through, the client side towards servers with only the
 // keys the client's exchange proved.
 
-// ScramMechanism is the SASL mechanism name. cmpool does not offer channel binding
-// (SCRAM-SHA-256-PLUS).
-const ScramMechanism = "SCRAM-SHA-256"
+// SASL mechanism names: SCRAM-SHA-256, and SCRAM-SHA-256-PLUS with tls-server-end-point
+// channel binding (RFC 5929), offered on TLS connections.
+const (
+	ScramMechanism     = "SCRAM-SHA-256"
+	ScramPlusMechanism = "SCRAM-SHA-256-PLUS"
+)
+
+// TLSServerEndPoint returns the tls-server-end-point channel binding data of a server
+// certificate (RFC 5929 §4.1): its hash with the certificate's signature hash, or
+// SHA-256 for MD5 and SHA-1.
+func TLSServerEndPoint(cert *x509.Certificate) ([]byte, error) {
+	var h hash.Hash
+	switch cert.SignatureAlgorithm {
+	case x509.MD5WithRSA, x509.SHA1WithRSA, x509.ECDSAWithSHA1,
+		x509.SHA256WithRSA, x509.SHA256WithRSAPSS, x509.ECDSAWithSHA256:
+		h = sha256.New()
+	case x509.SHA384WithRSA, x509.SHA384WithRSAPSS, x509.ECDSAWithSHA384:
+		h = sha512.New384()
+	case x509.SHA512WithRSA, x509.SHA512WithRSAPSS, x509.ECDSAWithSHA512:
+		h = sha512.New()
+	default:
+		return nil, fmt.Errorf("protocol: tls-server-end-point is undefined for signature algorithm %v", cert.SignatureAlgorithm)
+	}
+	h.Write(cert.Raw)
+	return h.Sum(nil), nil
+}
+
+// ScramMechanisms returns the mechanisms to offer: with channel binding data (a TLS
+// connection), SCRAM-SHA-256-PLUS first.
+func ScramMechanisms(channelBinding []byte) []string {
+	if channelBinding != nil {
+		return []string{ScramPlusMechanism, ScramMechanism}
+	}
+	return []string{ScramMechanism}
+}
 
 // DefaultScramIterations is the iteration count for secrets cmpool derives from plain
 // passwords, PostgreSQL's default.
@@ -132,6 +167,11 @@ func hmacSHA256(key []byte, msg string) []byte {
 // SASLInitialResponse data and send the result in AuthenticationSASLContinue, then
 // ClientFinal with the SASLResponse data and send the result in AuthenticationSASLFinal.
 type ScramServer struct {
+	// ChannelBinding is the connection's tls-server-end-point data, or nil without TLS.
+	// Set it before ClientFirst; with it, SCRAM-SHA-256-PLUS is accepted and a client
+	// that says it could bind but thinks the server cannot ("y") is refused.
+	ChannelBinding []byte
+
 	secret *ScramSecret
 	// mock: the user is unknown or has no usable secret. The exchange runs to its end and
 	// then fails, as PostgreSQL does, so that a client cannot tell.
@@ -143,6 +183,7 @@ type ScramServer struct {
 	nonce           string
 	clientKey       []byte
 	step            int
+	plus            bool
 }
 
 // NewScramServer starts an exchange against secret. A nil secret runs a mock exchange
@@ -157,14 +198,22 @@ func NewScramServer(secret *ScramSecret, mockSalt []byte) *ScramServer {
 	return &ScramServer{secret: secret}
 }
 
-// ClientFirst parses the client-first-message and returns the server-first-message.
-func (s *ScramServer) ClientFirst(msg []byte) ([]byte, error) {
+// ClientFirst parses the client-first-message sent with the chosen mechanism and returns
+// the server-first-message.
+func (s *ScramServer) ClientFirst(mechanism string, msg []byte) ([]byte, error) {
 	if s.step != 0 {
 		return nil, fmt.Errorf("%w: unexpected client-first-message", ErrScram)
 	}
 	s.step = 1
 	if len(msg) > maxScramMessage {
 		return nil, fmt.Errorf("%w: client-first-message too long", ErrScram)
+	}
+	plus := mechanism == ScramPlusMechanism
+	switch {
+	case mechanism == ScramMechanism:
+	case plus && s.ChannelBinding != nil:
+	default:
+		return nil, fmt.Errorf("%w: client selected an invalid SASL authentication mechanism %q", ErrScram, mechanism)
 	}
 	m := string(msg)
 	// gs2-header: cbind-flag "," [authzid] ","
@@ -173,11 +222,18 @@ func (s *ScramServer) ClientFirst(msg []byte) ([]byte, error) {
 		return nil, fmt.Errorf("%w: no GS2 header", ErrScram)
 	}
 	switch {
-	case flag == "n", flag == "y":
-		// "y": the client supports channel binding but believes the server does not;
-		// cmpool does not offer it, so this is no downgrade.
+	case plus && flag != "p=tls-server-end-point":
+		return nil, fmt.Errorf("%w: %s needs channel binding type tls-server-end-point, got %q", ErrScram, ScramPlusMechanism, flag)
+	case plus:
+	case flag == "n":
+	case flag == "y":
+		// The client could bind but believes the server cannot: over TLS the server
+		// offered SCRAM-SHA-256-PLUS, so something removed it (RFC 5802 §6).
+		if s.ChannelBinding != nil {
+			return nil, fmt.Errorf("%w: SCRAM channel binding negotiation error (possible downgrade)", ErrScram)
+		}
 	case strings.HasPrefix(flag, "p="):
-		return nil, fmt.Errorf("%w: channel binding is not supported (the client chose %s without SCRAM-SHA-256-PLUS)", ErrScram, flag)
+		return nil, fmt.Errorf("%w: channel binding requested (%s) without %s", ErrScram, flag, ScramPlusMechanism)
 	default:
 		return nil, fmt.Errorf("%w: unexpected channel binding flag %q", ErrScram, flag)
 	}
@@ -189,6 +245,7 @@ func (s *ScramServer) ClientFirst(msg []byte) ([]byte, error) {
 		return nil, fmt.Errorf("%w: authorization identities are not supported", ErrScram)
 	}
 	s.gs2Header = flag + ",,"
+	s.plus = plus
 	if strings.HasPrefix(bare, "m=") {
 		return nil, fmt.Errorf("%w: mandatory extensions are not supported", ErrScram)
 	}
@@ -229,9 +286,13 @@ func (s *ScramServer) ClientFinal(msg []byte) ([]byte, error) {
 	if len(attrs) < 2 || !strings.HasPrefix(attrs[0], "c=") || !strings.HasPrefix(attrs[1], "r=") {
 		return nil, fmt.Errorf("%w: want c=<binding>,r=<nonce>,...,p=<proof>", ErrScram)
 	}
+	want := []byte(s.gs2Header)
+	if s.plus {
+		want = append(want, s.ChannelBinding...)
+	}
 	cbind, err := base64.StdEncoding.DecodeString(attrs[0][2:])
-	if err != nil || string(cbind) != s.gs2Header {
-		return nil, fmt.Errorf("%w: channel binding does not match the GS2 header", ErrScram)
+	if err != nil || !hmac.Equal(cbind, want) {
+		return nil, fmt.Errorf("%w: SCRAM channel binding check failed", ErrScram)
 	}
 	if attrs[1][2:] != s.nonce {
 		return nil, fmt.Errorf("%w: nonce does not match", ErrScram)
@@ -276,10 +337,28 @@ type ScramClient struct {
 	// to that salt.
 	Salt       []byte
 	Iterations int
+	// ChannelBinding, when set, is the server's tls-server-end-point data: the client then
+	// uses SCRAM-SHA-256-PLUS (see Mechanism).
+	ChannelBinding []byte
 
 	clientFirstBare string
 	clientNonce     string
 	authMessage     string
+}
+
+// Mechanism returns the SASL mechanism the client uses.
+func (c *ScramClient) Mechanism() string {
+	if c.ChannelBinding != nil {
+		return ScramPlusMechanism
+	}
+	return ScramMechanism
+}
+
+func (c *ScramClient) gs2Header() string {
+	if c.ChannelBinding != nil {
+		return "p=tls-server-end-point,,"
+	}
+	return "n,,"
 }
 
 // First returns the client-first-message.
@@ -288,7 +367,7 @@ func (c *ScramClient) First() []byte {
 	_, _ = rand.Read(raw[:])
 	c.clientNonce = base64.StdEncoding.EncodeToString(raw[:])
 	c.clientFirstBare = "n=,r=" + c.clientNonce
-	return []byte("n,," + c.clientFirstBare)
+	return []byte(c.gs2Header() + c.clientFirstBare)
 }
 
 // Final parses the server-first-message and returns the client-final-message.
@@ -315,7 +394,8 @@ func (c *ScramClient) Final(serverFirst []byte) ([]byte, error) {
 	if c.Salt != nil && (!hmac.Equal(salt, c.Salt) || iter != c.Iterations) {
 		return nil, errors.New("protocol: the server's SCRAM secret differs from the one the client proved (salt or iterations)")
 	}
-	withoutProof := "c=biws,r=" + nonce
+	cbind := base64.StdEncoding.EncodeToString(append([]byte(c.gs2Header()), c.ChannelBinding...))
+	withoutProof := "c=" + cbind + ",r=" + nonce
 	c.authMessage = c.clientFirstBare + "," + string(serverFirst) + "," + withoutProof
 	stored := sha256.Sum256(c.ClientKey)
 	sig := hmacSHA256(stored[:], c.authMessage)

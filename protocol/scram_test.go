@@ -59,7 +59,7 @@ func TestScramExchange(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			srv := protocol.NewScramServer(tc.secret, []byte("mock-salt"))
 			cl := &protocol.ScramClient{ClientKey: tc.clientKey, ServerKey: serverKey}
-			first, err := srv.ClientFirst(cl.First())
+			first, err := srv.ClientFirst(protocol.ScramMechanism, cl.First())
 			require.NoError(t, err)
 			final, err := cl.Final(first)
 			require.NoError(t, err)
@@ -94,7 +94,7 @@ func TestScramServerRefusesMalformed(t *testing.T) {
 		{"empty", "", nil, "GS2"},
 		{"wrong binding", "n,,n=,r=abc", func(sf string) string {
 			return "c=" + b64([]byte("y,,")) + "," + strings.Split(sf, ",")[0] + ",p=" + b64(make([]byte, 32))
-		}, "channel binding"},
+		}, "channel binding check failed"},
 		{"wrong nonce", "n,,n=,r=abc", func(string) string {
 			return "c=biws,r=abcdef,p=" + b64(make([]byte, 32))
 		}, "nonce"},
@@ -105,7 +105,7 @@ func TestScramServerRefusesMalformed(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			srv := protocol.NewScramServer(protocol.NewScramSecret("x", nil, 4096), nil)
-			sf, err := srv.ClientFirst([]byte(tc.first))
+			sf, err := srv.ClientFirst(protocol.ScramMechanism, []byte(tc.first))
 			if tc.final == nil {
 				require.ErrorContains(t, err, tc.errContains)
 				return
@@ -139,7 +139,7 @@ func FuzzScramServer(f *testing.F) {
 	secret := protocol.NewScramSecret("unguessable-"+base64.StdEncoding.EncodeToString([]byte{7, 7, 7}), nil, 16)
 	f.Fuzz(func(t *testing.T, first, final []byte) {
 		srv := protocol.NewScramServer(secret, nil)
-		sf, err := srv.ClientFirst(first)
+		sf, err := srv.ClientFirst(protocol.ScramMechanism, first)
 		if err != nil {
 			return
 		}
@@ -167,4 +167,60 @@ func FuzzParseScramSecret(f *testing.F) {
 		require.NoError(t, err)
 		require.Equal(t, sec, again)
 	})
+}
+
+func TestScramChannelBinding(t *testing.T) {
+	secret := protocol.NewScramSecret("s3cret", nil, 4096)
+	clientKey, serverKey := protocol.ScramKeys("s3cret", secret.Salt, secret.Iterations)
+	binding := []byte("0123456789abcdef0123456789abcdef")
+	for _, tc := range []struct {
+		name          string
+		serverBinding []byte
+		clientBinding []byte
+		mechanism     string // overrides the client's choice
+		first         string // overrides the client-first-message
+		wantErr       string
+	}{
+		{name: "PLUS with the right binding", serverBinding: binding, clientBinding: binding},
+		{name: "no TLS, no binding", serverBinding: nil, clientBinding: nil},
+		{name: "TLS, client without binding support", serverBinding: binding, clientBinding: nil},
+		{name: "PLUS with another certificate", serverBinding: binding, clientBinding: []byte("another certificate hash........"), wantErr: "channel binding check failed"},
+		{name: "PLUS without TLS", serverBinding: nil, clientBinding: binding, wantErr: "invalid SASL authentication mechanism"},
+		{name: "downgrade: y over TLS", serverBinding: binding, first: "y,,n=,r=abc", wantErr: "downgrade"},
+		{name: "y without TLS", serverBinding: nil, first: "y,,n=,r=abc"},
+		{name: "PLUS with flag n", serverBinding: binding, mechanism: protocol.ScramPlusMechanism, first: "n,,n=,r=abc", wantErr: "tls-server-end-point"},
+		{name: "PLUS with tls-unique", serverBinding: binding, mechanism: protocol.ScramPlusMechanism, first: "p=tls-unique,,n=,r=abc", wantErr: "tls-server-end-point"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := protocol.NewScramServer(secret, nil)
+			srv.ChannelBinding = tc.serverBinding
+			cl := &protocol.ScramClient{ClientKey: clientKey, ServerKey: serverKey, ChannelBinding: tc.clientBinding}
+			mech, first := cl.Mechanism(), cl.First()
+			if tc.mechanism != "" {
+				mech = tc.mechanism
+			}
+			if tc.first != "" {
+				first = []byte(tc.first)
+			}
+			sf, err := srv.ClientFirst(mech, first)
+			if err == nil && tc.first == "" {
+				var final []byte
+				final, err = cl.Final(sf)
+				require.NoError(t, err)
+				var sfinal []byte
+				sfinal, err = srv.ClientFinal(final)
+				if err == nil {
+					require.NoError(t, cl.Verify(sfinal))
+				}
+			}
+			if tc.wantErr != "" {
+				require.ErrorIs(t, err, protocol.ErrScram)
+				require.ErrorContains(t, err, tc.wantErr)
+				return
+			}
+			require.NoError(t, err)
+		})
+	}
+	require.Equal(t, []string{"SCRAM-SHA-256-PLUS", "SCRAM-SHA-256"}, protocol.ScramMechanisms(binding))
+	require.Equal(t, []string{"SCRAM-SHA-256"}, protocol.ScramMechanisms(nil))
 }
