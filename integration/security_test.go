@@ -352,6 +352,23 @@ func TestAuthQueryCache(t *testing.T) {
 	require.Equal(t, "28P01", sqlState(login2(t, p.Addr, "nobody")))
 	require.Equal(t, unknownBefore+1, lookups(), "an unknown user is cached too")
 
+	// Concurrent logins of a user not in the cache share one lookup.
+	concurrentBefore := lookups()
+	var wg sync.WaitGroup
+	loginErrs := make(chan error, 10)
+	for range 10 {
+		wg.Go(func() {
+			_, err := loginAs(t, "pgx", userURL(p.Addr, "frank", "frank-pw", "postgres", ""))
+			loginErrs <- err
+		})
+	}
+	wg.Wait()
+	close(loginErrs)
+	for err := range loginErrs {
+		require.NoError(t, err)
+	}
+	require.Equal(t, concurrentBefore+1, lookups(), "ten concurrent logins, one lookup")
+
 	// A new password is seen once the TTL has passed.
 	_, err = admin.Exec(ctx, "ALTER ROLE dave PASSWORD 'dave-pw2'")
 	require.NoError(t, err)

@@ -16,6 +16,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgproto3"
+	"golang.org/x/sync/singleflight"
 
 	"github.com/cmlite/cmpool/protocol"
 )
@@ -131,6 +132,7 @@ type authenticator struct {
 	queryCfg    *pgconn.Config // auth_user on the primary, or nil
 	mockKey     [32]byte       // derives stable fake salts for unknown users
 
+	inflight    singleflight.Group
 	mu          sync.Mutex
 	cache       map[string]cachedSecret
 	fails       map[string]*failWindow
@@ -224,10 +226,15 @@ func (a *authenticator) secret(ctx context.Context, user string) (string, bool, 
 	if ok && now.Before(e.expires) {
 		return e.secret, e.found, nil
 	}
-	secret, found, err := a.query(ctx, user)
+	// Logins of one user that miss the cache together share one query.
+	v, err, _ := a.inflight.Do(user, func() (any, error) {
+		secret, found, err := a.query(context.WithoutCancel(ctx), user)
+		return cachedSecret{secret: secret, found: found}, err
+	})
 	if err != nil {
 		return "", false, err
 	}
+	secret, found := v.(cachedSecret).secret, v.(cachedSecret).found
 	if a.cfg.AuthCacheTTL > 0 {
 		a.mu.Lock()
 		if len(a.cache) > 100_000 {
