@@ -657,3 +657,34 @@ func TestThousandSilentClients(t *testing.T) {
 	require.Eventually(t, func() bool { return p.Server.Stat().Clients == 1 }, 10*time.Second, 50*time.Millisecond)
 	require.NoError(t, conn.QueryRow(ctxT(t, 5*time.Second), "SELECT $1::int", 43).Scan(&v))
 }
+
+// TestClientTLSProtocols limits the TLS versions clients may use.
+func TestClientTLSProtocols(t *testing.T) {
+	c, pki := secCluster(t)
+	ca, cert, key := pki.files(t, "localhost")
+	p := integration.StartProxy(t, c, pool.Config{
+		AuthType:           pool.AuthTrust,
+		ClientTLSSSLMode:   pool.TLSRequire,
+		ClientTLSCertFile:  cert,
+		ClientTLSKeyFile:   key,
+		ClientTLSProtocols: "tlsv1.3",
+	})
+	_, port, _ := net.SplitHostPort(p.Addr)
+	u := fmt.Sprintf("postgres://postgres@localhost:%s/postgres?sslmode=verify-full&sslrootcert=%s", port, ca)
+	_, err := loginAs(t, "pgx", u)
+	require.NoError(t, err, "TLS 1.3 client")
+
+	// A client that stops at TLS 1.2 fails the handshake.
+	conn, err := net.DialTimeout("tcp", p.Addr, 5*time.Second)
+	require.NoError(t, err)
+	defer conn.Close()
+	require.NoError(t, conn.SetDeadline(time.Now().Add(10*time.Second)))
+	_, err = conn.Write([]byte{0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f})
+	require.NoError(t, err)
+	b := make([]byte, 1)
+	_, err = conn.Read(b)
+	require.NoError(t, err)
+	require.Equal(t, byte('S'), b[0])
+	err = tls.Client(conn, &tls.Config{ServerName: "localhost", InsecureSkipVerify: true, MaxVersion: tls.VersionTLS12}).Handshake()
+	require.ErrorContains(t, err, "protocol version")
+}
