@@ -129,7 +129,9 @@ type authenticator struct {
 	log         *slog.Logger
 	fileSecrets map[string]string // from the auth file, every kind
 	hba         []hbaRule
-	queryCfg    *pgconn.Config // auth_user on the primary, or nil
+	// primary returns the current primary's connection settings (a promotion changes
+	// them); auth_query runs there.
+	primary func() *pgconn.Config
 	mockKey     [32]byte       // derives stable fake salts for unknown users
 
 	inflight    singleflight.Group
@@ -150,9 +152,10 @@ type failWindow struct {
 	n     int
 }
 
-func newAuthenticator(cfg *Config, primary *pgconn.Config, fileSecrets map[string]string) (*authenticator, error) {
+func newAuthenticator(cfg *Config, primary func() *pgconn.Config, fileSecrets map[string]string) (*authenticator, error) {
 	a := &authenticator{
 		cfg:         cfg,
+		primary:     primary,
 		log:         cfg.Logger,
 		fileSecrets: fileSecrets,
 		cache:       make(map[string]cachedSecret),
@@ -167,19 +170,21 @@ func newAuthenticator(cfg *Config, primary *pgconn.Config, fileSecrets map[strin
 		}
 		a.hba = rules
 	}
-	if cfg.AuthUser != "" {
-		qc := primary.Copy()
-		if qc.User != cfg.AuthUser {
-			qc.Password = ""
-		}
-		qc.User = cfg.AuthUser
-		if p, ok := a.plainPassword(cfg.AuthUser); ok {
-			qc.Password = p
-		}
-		qc.ConnectTimeout = cfg.ServerConnectTimeout
-		a.queryCfg = qc
-	}
 	return a, nil
+}
+
+// queryConfig returns the connection settings of auth_user on the current primary.
+func (a *authenticator) queryConfig() *pgconn.Config {
+	qc := a.primary().Copy()
+	if qc.User != a.cfg.AuthUser {
+		qc.Password = ""
+	}
+	qc.User = a.cfg.AuthUser
+	if p, ok := a.plainPassword(a.cfg.AuthUser); ok {
+		qc.Password = p
+	}
+	qc.ConnectTimeout = a.cfg.ServerConnectTimeout
+	return qc
 }
 
 // plainPassword returns a user's plain-text password from Users or the auth file.
@@ -216,7 +221,7 @@ func (a *authenticator) secret(ctx context.Context, user string) (string, bool, 
 	if s, ok := a.fileSecrets[user]; ok {
 		return s, true, nil
 	}
-	if a.queryCfg == nil {
+	if a.cfg.AuthUser == "" {
 		return "", false, nil
 	}
 	now := time.Now()
@@ -250,9 +255,9 @@ func (a *authenticator) secret(ctx context.Context, user string) (string, bool, 
 func (a *authenticator) query(ctx context.Context, user string) (string, bool, error) {
 	ctx, cancel := context.WithTimeout(ctx, a.cfg.ServerConnectTimeout)
 	defer cancel()
-	pc, err := pgconn.ConnectConfig(ctx, a.queryCfg)
+	pc, err := pgconn.ConnectConfig(ctx, a.queryConfig())
 	if err != nil {
-		return "", false, fmt.Errorf("auth_query: connect as %s: %w", a.queryCfg.User, err)
+		return "", false, fmt.Errorf("auth_query: connect as %s: %w", a.cfg.AuthUser, err)
 	}
 	defer pc.Close(context.Background())
 	res := pc.ExecParams(ctx, a.cfg.AuthQuery, [][]byte{[]byte(user)}, nil, nil, nil).Read()

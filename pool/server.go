@@ -94,7 +94,12 @@ func New(cfg Config) (*Server, error) {
 			return nil, err
 		}
 	}
-	if s.auth, err = newAuthenticator(&s.cfg, pc, secrets); err != nil {
+	primary := func() *pgconn.Config {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		return s.primaryCfg
+	}
+	if s.auth, err = newAuthenticator(&s.cfg, primary, secrets); err != nil {
 		return nil, err
 	}
 	s.passwords = make(map[string]string)
