@@ -398,6 +398,9 @@ func TestFailedLoginLimit(t *testing.T) {
 	_, err := loginAs(t, "pgx", userURL(p.Addr, "carol", "carol-pw", "postgres", ""))
 	require.Equal(t, "28000", sqlState(err))
 	require.ErrorContains(t, err, "too many failed logins")
+	st := p.Server.Stat()
+	require.EqualValues(t, 3, st.LoginFailures)
+	require.EqualValues(t, 1, st.LoginsRefused)
 }
 
 // TestMessageBeforeAuth: a client that answers the SASL request with a query is cut off.

@@ -12,6 +12,7 @@ import (
 	"maps"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
@@ -132,8 +133,10 @@ type authenticator struct {
 	// primary returns the current primary's connection settings (a promotion changes
 	// them); auth_query runs there.
 	primary func() *pgconn.Config
-	mockKey     [32]byte       // derives stable fake salts for unknown users
+	mockKey [32]byte // derives stable fake salts for unknown users
 
+	failures    atomic.Int64 // wrong password or unknown user
+	refusals    atomic.Int64 // refused by a rule
 	inflight    singleflight.Group
 	mu          sync.Mutex
 	cache       map[string]cachedSecret
@@ -349,9 +352,27 @@ func errLoginFailed(user string) *protocol.Error {
 	return protocol.NewFatal(protocol.CodeInvalidPassword, fmt.Sprintf("password authentication failed for user %q", user))
 }
 
-// authenticate logs the client in with the method its rules choose, and sends
-// AuthenticationOk. Failures are logged without secrets and counted per address.
+// authenticate refuses a client without the TLS its settings require, logs it in with the
+// method its rules choose, and sends AuthenticationOk. Failures are logged without
+// secrets and counted per address.
 func (c *clientSession) authenticate(ctx context.Context) error {
+	err := c.authenticateWith(ctx)
+	var pe *protocol.Error
+	if errors.As(err, &pe) {
+		switch pe.Code {
+		case protocol.CodeInvalidPassword:
+			c.srv.auth.failures.Add(1)
+		case protocol.CodeInvalidAuthorization:
+			c.srv.auth.refusals.Add(1)
+		}
+	}
+	return err
+}
+
+func (c *clientSession) authenticateWith(ctx context.Context) error {
+	if err := c.checkTLSRequired(); err != nil {
+		return err
+	}
 	a := c.srv.auth
 	isTLS := c.tlsConn != nil
 	addr := c.conn.RemoteAddr()

@@ -309,9 +309,6 @@ func (c *clientSession) startup(ctx context.Context) error {
 	}
 	c.params = params
 
-	if err := c.checkTLSRequired(); err != nil {
-		return err
-	}
 	if err := c.authenticate(ctx); err != nil {
 		return err
 	}

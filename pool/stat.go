@@ -30,6 +30,9 @@ type Stat struct {
 	// ReadWaits counts reads that waited (up to rw_wait) for a replica to replay the
 	// writes they must see.
 	ReadWaits int64
+	// LoginFailures counts logins with a wrong password or an unknown user;
+	// LoginsRefused counts logins refused by rules (reject, no TLS, too many failures).
+	LoginFailures, LoginsRefused int64
 }
 
 // PoolStat describes one pool of server connections.
@@ -70,6 +73,8 @@ func (s *Server) Stat() Stat {
 		ReadOnlyReplays:    s.readOnlyReplays.Load(),
 		Promotions:         s.promotions.Load(),
 		ReadWaits:          s.readWaits.Load(),
+		LoginFailures:      s.auth.failures.Load(),
+		LoginsRefused:      s.auth.refusals.Load(),
 	}
 	if s.replicas != nil {
 		st.Replicas = s.replicas.Snapshot()
