@@ -26,8 +26,9 @@ type backendPool struct {
 	idleTimeout time.Duration
 	lifetime    time.Duration
 	counters    poolCounters
-	// passthrough returns the SCRAM keys a client of this pool's user proved, for servers
-	// this pool has no password for; nil means none. Set before the pool is used.
+	// passthrough returns what a client of this pool's user proved (SCRAM keys, md5
+	// secret, cleartext password), for servers this pool has no password for; nil means
+	// none.
 	passthrough func() *passthroughKeys
 
 	stopOnce sync.Once
@@ -39,9 +40,10 @@ type backendPool struct {
 // server has not closed it.
 const aliveCheckAfter = time.Second
 
-func newBackendPool(key poolKey, mode Mode, connCfg *pgconn.Config, size, minSize, maxPrepared int, idleTimeout, lifetime, connectTimeout time.Duration) (*backendPool, error) {
+func newBackendPool(key poolKey, mode Mode, connCfg *pgconn.Config, size, minSize, maxPrepared int, idleTimeout, lifetime, connectTimeout time.Duration, passthrough func() *passthroughKeys) (*backendPool, error) {
 	bp := &backendPool{
 		key:         key,
+		passthrough: passthrough,
 		mode:        mode,
 		connCfg:     connCfg,
 		minSize:     minSize,
@@ -175,7 +177,7 @@ func (bp *backendPool) close() {
 	})
 }
 
-// passthroughKeys returns SCRAM keys to log in with when the pool has no password.
+// passthroughKeys returns what to log in with when the pool has no password.
 func (bp *backendPool) passthroughKeys() *passthroughKeys {
 	if bp.passthrough == nil || bp.connCfg.Password != "" {
 		return nil

@@ -348,11 +348,11 @@ func (s *Server) poolFor(database, user string, backend int) (*backendPool, erro
 	if db.PoolMode != "" {
 		mode = db.PoolMode
 	}
-	bp, err := newBackendPool(key, mode, cc, size, s.cfg.MinPoolSize, s.cfg.MaxPreparedStatements, s.cfg.ServerIdleTimeout, s.cfg.ServerLifetime, s.cfg.ServerConnectTimeout)
+	bp, err := newBackendPool(key, mode, cc, size, s.cfg.MinPoolSize, s.cfg.MaxPreparedStatements, s.cfg.ServerIdleTimeout, s.cfg.ServerLifetime, s.cfg.ServerConnectTimeout,
+		func() *passthroughKeys { return s.auth.passthroughFor(serverUser) })
 	if err != nil {
 		return nil, err
 	}
-	bp.passthrough = func() *passthroughKeys { return s.auth.passthroughFor(serverUser) }
 	s.pools[key] = bp
 	return bp, nil
 }
