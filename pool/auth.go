@@ -202,7 +202,8 @@ func (a *authenticator) plainPassword(user string) (string, bool) {
 
 func isScramSecret(s string) bool { return len(s) > 14 && s[:14] == "SCRAM-SHA-256$" }
 
-// method returns the auth method for a client, and a description of the rule that chose it.
+// method returns the auth method for a client: the hba file's, or the user's, database's
+// or global auth_type.
 func (a *authenticator) method(database, user string, addr net.Addr, isTLS bool) string {
 	if a.cfg.AuthType == AuthHBA {
 		return matchHBA(a.hba, database, user, addr, isTLS)
