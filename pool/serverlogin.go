@@ -52,6 +52,7 @@ func loginPassthroughAt(ctx context.Context, cfg *pgconn.Config, host string, po
 	if dial == nil {
 		dial = (&net.Dialer{}).DialContext
 	}
+	var binding []byte // the server certificate's tls-server-end-point data
 	conn, err := dial(ctx, network, addr)
 	if err != nil {
 		return nil, err
@@ -81,6 +82,9 @@ func loginPassthroughAt(ctx context.Context, cfg *pgconn.Config, host string, po
 			return nil, err
 		}
 		conn = t
+		if certs := t.ConnectionState().PeerCertificates; len(certs) > 0 {
+			binding, _ = protocol.TLSServerEndPoint(certs[0])
+		}
 	}
 	fe := pgproto3.NewFrontend(conn, conn)
 	params := map[string]string{"user": cfg.User, "database": cfg.Database}
@@ -104,10 +108,12 @@ func loginPassthroughAt(ctx context.Context, cfg *pgconn.Config, host string, po
 			if keys.clientKey == nil {
 				return nil, noSecretError(cfg.User, "scram-sha-256")
 			}
-			if !slices.Contains(m.AuthMechanisms, protocol.ScramMechanism) {
+			if binding != nil && slices.Contains(m.AuthMechanisms, protocol.ScramPlusMechanism) {
+				scram.ChannelBinding = binding
+			} else if !slices.Contains(m.AuthMechanisms, protocol.ScramMechanism) {
 				return nil, fmt.Errorf("server offers SASL %v, not %s", m.AuthMechanisms, protocol.ScramMechanism)
 			}
-			fe.Send(&pgproto3.SASLInitialResponse{AuthMechanism: protocol.ScramMechanism, Data: scram.First()})
+			fe.Send(&pgproto3.SASLInitialResponse{AuthMechanism: scram.Mechanism(), Data: scram.First()})
 			if err := fe.Flush(); err != nil {
 				return nil, err
 			}
