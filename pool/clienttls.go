@@ -139,12 +139,18 @@ func loadClientTLS(cfg *Config) (*tls.Config, error) {
 // ReloadTLS reads the client TLS certificate, key and CA files again. Connections made
 // afterwards use the new ones; on error the old ones stay in use.
 func (s *Server) ReloadTLS() error {
-	tc, err := loadClientTLS(&s.cfg)
+	return s.reloadTLS(&s.cfg)
+}
+
+// reloadTLS loads the client TLS files cfg names (cfg has been through New's checks) and
+// uses them for new connections. A reload of the whole Config calls it with the new one.
+func (s *Server) reloadTLS(cfg *Config) error {
+	tc, err := loadClientTLS(cfg)
 	if err != nil {
 		return err
 	}
 	s.clientTLS.Store(tc)
-	s.log.Info("client tls reloaded", "cert", s.cfg.ClientTLSCertFile)
+	s.log.Info("client tls reloaded", "cert", cfg.ClientTLSCertFile)
 	return nil
 }
 
