@@ -82,6 +82,15 @@ type Options struct {
 	// HBA holds extra pg_hba.conf lines, placed before the default trust lines so they match first.
 	HBA []string
 
+	// PasswordAuth makes TCP logins of every user except the superuser (and replication)
+	// use scram-sha-256 instead of trust. Unix-socket logins stay trusted. False keeps the
+	// default: trust for everyone.
+	PasswordAuth bool
+
+	// TLSCert and TLSKey are a server certificate and key (PEM) to turn ssl on with. Nil
+	// means ssl stays off.
+	TLSCert, TLSKey []byte
+
 	// BaseDir is the directory in which the cluster's own temporary directory is created. Empty
 	// means /dev/shm when it has at least 2 GiB free (memory-backed: servers start several times
 	// faster), else os.TempDir(). When running as root, the postgres OS user must be able to
@@ -546,12 +555,26 @@ func (c *Cluster) initPrimary(ctx context.Context, n *Node, opts Options) error 
 	if err != nil {
 		return fmt.Errorf("integration: initdb for %s: %w", n.Name, err)
 	}
+	settings := maps.Clone(opts.Settings)
+	if opts.TLSCert != nil {
+		if settings == nil {
+			settings = map[string]string{}
+		}
+		for name, pem := range map[string][]byte{"server.crt": opts.TLSCert, "server.key": opts.TLSKey} {
+			if err := c.writeFile(filepath.Join(n.DataDir, name), string(pem)); err != nil {
+				return err
+			}
+		}
+		settings["ssl"] = "on"
+		settings["ssl_cert_file"] = "server.crt"
+		settings["ssl_key_file"] = "server.key"
+	}
 	confPath := filepath.Join(n.DataDir, "postgresql.conf")
 	f, err := os.OpenFile(confPath, os.O_APPEND|os.O_WRONLY, 0)
 	if err != nil {
 		return fmt.Errorf("integration: %w", err)
 	}
-	_, err = f.WriteString(serverConf(opts.Replicas, opts.Settings))
+	_, err = f.WriteString(serverConf(opts.Replicas, settings))
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
@@ -559,7 +582,7 @@ func (c *Cluster) initPrimary(ctx context.Context, n *Node, opts Options) error 
 		return fmt.Errorf("integration: write %s: %w", confPath, err)
 	}
 	// pg_basebackup copies pg_hba.conf and postgresql.conf to the replicas.
-	if err := c.writeFile(filepath.Join(n.DataDir, "pg_hba.conf"), hbaConf(opts.HBA)); err != nil {
+	if err := c.writeFile(filepath.Join(n.DataDir, "pg_hba.conf"), hbaConf(opts.HBA, opts.PasswordAuth)); err != nil {
 		return err
 	}
 	if err := c.startNew(ctx, n); err != nil {
@@ -836,11 +859,18 @@ func nodeConf(n *Node) string {
 
 // hbaConf is the primary's pg_hba.conf: the extra lines first, then trust for local and loopback
 // connections, replication included.
-func hbaConf(extra []string) string {
+func hbaConf(extra []string, passwordAuth bool) string {
 	var b strings.Builder
 	b.WriteString("# Written by the cmpool integration harness.\n")
 	for _, line := range extra {
 		b.WriteString(line + "\n")
+	}
+	if passwordAuth {
+		b.WriteString(`host    all          ` + Superuser + `   127.0.0.1/32  trust
+host    replication  all        127.0.0.1/32  trust
+host    all          all        127.0.0.1/32  scram-sha-256
+host    all          all        ::1/128       scram-sha-256
+`)
 	}
 	b.WriteString(`local   all          all                 trust
 host    all          all   127.0.0.1/32  trust

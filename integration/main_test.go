@@ -29,6 +29,9 @@ func TestMain(m *testing.M) {
 	if shared.c != nil {
 		_ = shared.c.Stop()
 	}
+	if sec.c != nil {
+		_ = sec.c.Stop()
+	}
 	os.Exit(code)
 }
 

@@ -2,6 +2,7 @@ package pool
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"slices"
@@ -64,15 +65,14 @@ func (s *Server) adminRoleOf(user string) adminRole {
 	return roleNone
 }
 
-// adminStartup finishes the login of a console client.
+// adminStartup finishes the login of a console client, authenticated already.
 func (c *clientSession) adminStartup() error {
 	c.admin = true
 	if c.srv.adminRoleOf(c.user) == roleNone {
 		return protocol.NewFatal(protocol.CodeInvalidAuthorization,
 			fmt.Sprintf("not allowed: user %q is in neither admin_users nor stats_users", c.user))
 	}
-	var out []byte
-	out, _ = (&pgproto3.AuthenticationOk{}).Encode(out)
+	var out []byte // after the AuthenticationOk that authenticate sent
 	for _, p := range [][2]string{
 		{"application_name", c.params["application_name"]},
 		{"client_encoding", "UTF8"},
@@ -688,9 +688,14 @@ func (s *Server) showClients() *table {
 		if c.admin {
 			database = AdminDatabase
 		}
+		tlsInfo := ""
+		if c.loggedIn.Load() && c.tlsConn != nil {
+			st := c.tlsConn.ConnectionState()
+			tlsInfo = tls.VersionName(st.Version) + "/" + tls.CipherSuiteName(st.CipherSuite)
+		}
 		t.row("C", c.user, database, state, addr, port, laddr, lport, c.connectedAt, req,
 			int(wait/time.Second), int((wait%time.Second)/time.Microsecond), closing, clientPtr(c), link,
-			0, "", app, nstmts)
+			0, tlsInfo, app, nstmts)
 	}
 	return t
 }

@@ -9,8 +9,7 @@ import (
 
 // readAuthFile reads a PgBouncer userlist.txt: one `"user" "secret"` pair per line, with
 // "" standing for a double quote inside a field and lines starting with ';' or '#'
-// ignored. It returns the plain-text secrets; md5 and SCRAM secrets cannot log in to a
-// server by themselves and are skipped here.
+// ignored. It returns every secret: plain, md5 and SCRAM.
 func readAuthFile(path string) (map[string]string, error) {
 	f, err := os.Open(path)
 	if err != nil {
@@ -28,11 +27,7 @@ func readAuthFile(path string) (map[string]string, error) {
 		if err != nil || len(fields) < 2 {
 			return nil, fmt.Errorf("pool: auth_file %s line %d: want \"user\" \"password\"", path, n)
 		}
-		user, secret := fields[0], fields[1]
-		if strings.HasPrefix(secret, "md5") && len(secret) == 35 || strings.HasPrefix(secret, "SCRAM-SHA-256$") {
-			continue
-		}
-		out[user] = secret
+		out[fields[0]] = fields[1]
 	}
 	if err := sc.Err(); err != nil {
 		return nil, fmt.Errorf("pool: auth_file: %w", err)

@@ -21,7 +21,11 @@ func TestReadAuthFile(t *testing.T) {
 	require.NoError(t, os.WriteFile(path, []byte(content), 0o600))
 	got, err := readAuthFile(path)
 	require.NoError(t, err)
-	require.Equal(t, map[string]string{"alice": "s3cret", `dq"uote`: `pa"ss`}, got)
+	require.Equal(t, map[string]string{
+		"alice": "s3cret", `dq"uote`: `pa"ss`,
+		"bob":   "md5" + "0123456789abcdef0123456789abcdef",
+		"carol": "SCRAM-SHA-256$4096:c2FsdA==$c3RvcmVk:c2VydmVy",
+	}, got)
 
 	for _, bad := range []string{`alice s3cret`, `"alice"`, `"alice" "unterminated`} {
 		require.NoError(t, os.WriteFile(path, []byte(bad+"\n"), 0o600))

@@ -36,6 +36,10 @@ type backendPool struct {
 	reconnectBefore atomic.Int64
 	// conns holds every open server connection (*serverConn -> struct{}), for SHOW SERVERS.
 	conns sync.Map
+	// passthrough returns what a client of this pool's user proved (SCRAM keys, md5
+	// secret, cleartext password), for servers this pool has no password for; nil means
+	// none.
+	passthrough func() *passthroughKeys
 
 	stopOnce sync.Once
 	stop     chan struct{}
@@ -46,7 +50,7 @@ type backendPool struct {
 // server has not closed it.
 const aliveCheckAfter = time.Second
 
-func newBackendPool(key poolKey, mode Mode, connCfg *pgconn.Config, size, minSize, maxPrepared int, idleTimeout, lifetime, connectTimeout time.Duration) (*backendPool, error) {
+func newBackendPool(key poolKey, mode Mode, connCfg *pgconn.Config, size, minSize, maxPrepared int, idleTimeout, lifetime, connectTimeout time.Duration, passthrough func() *passthroughKeys) (*backendPool, error) {
 	name := "primary"
 	if key.backend > 0 {
 		name = net.JoinHostPort(connCfg.Host, strconv.Itoa(int(connCfg.Port)))
@@ -54,6 +58,7 @@ func newBackendPool(key poolKey, mode Mode, connCfg *pgconn.Config, size, minSiz
 	bp := &backendPool{
 		name:        name,
 		key:         key,
+		passthrough: passthrough,
 		mode:        mode,
 		connCfg:     connCfg,
 		minSize:     minSize,
@@ -66,7 +71,18 @@ func newBackendPool(key poolKey, mode Mode, connCfg *pgconn.Config, size, minSiz
 		Constructor: func(ctx context.Context) (*serverConn, error) {
 			ctx, cancel := context.WithTimeout(ctx, connectTimeout)
 			defer cancel()
-			sc, err := connectServer(ctx, connCfg)
+			var sc *serverConn
+			var err error
+			switch keys := bp.passthroughKeys(); {
+			case keys != nil && keys.password != "":
+				cc := connCfg.Copy()
+				cc.Password = keys.password
+				sc, err = connectServer(ctx, cc)
+			case keys != nil:
+				sc, err = loginPassthrough(ctx, connCfg, keys)
+			default:
+				sc, err = connectServer(ctx, connCfg)
+			}
 			if err != nil {
 				return nil, err
 			}
@@ -180,4 +196,12 @@ func (bp *backendPool) close() {
 		<-bp.done
 		bp.p.Close()
 	})
+}
+
+// passthroughKeys returns what to log in with when the pool has no password.
+func (bp *backendPool) passthroughKeys() *passthroughKeys {
+	if bp.passthrough == nil || bp.connCfg.Password != "" {
+		return nil
+	}
+	return bp.passthrough()
 }

@@ -70,7 +70,7 @@ func benchBackendPool(b *testing.B, size int) *backendPool {
 	cfg, err := pgconn.ParseConfig("postgres://bench@" + loginOnlyBackend(b) + "/bench?sslmode=disable")
 	require.NoError(b, err)
 	bp, err := newBackendPool(poolKey{database: "bench", user: "bench"}, ModeTransaction, cfg,
-		size, 0, 100, 0, 0, 10*time.Second)
+		size, 0, 100, 0, 0, 10*time.Second, nil)
 	require.NoError(b, err)
 	b.Cleanup(bp.close)
 	ctx := context.Background()

@@ -3,6 +3,7 @@ package pool
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -31,8 +32,12 @@ import (
 type clientSession struct {
 	srv  *Server
 	conn net.Conn
-	r    *bufio.Reader
-	fr   *protocol.FrameReader
+	// tlsConn is the TLS layer over conn once TLS is negotiated; r and w then use it.
+	// tlsEndPoint is its tls-server-end-point channel binding data.
+	tlsConn     *tls.Conn
+	tlsEndPoint []byte
+	r           *bufio.Reader
+	fr          *protocol.FrameReader
 	// w writes to the client, under wmu: the relay writes server replies, the client
 	// goroutine cmpool's own answers.
 	w   *bufio.Writer
@@ -260,7 +265,12 @@ func (c *clientSession) startup(ctx context.Context) error {
 	var req *protocol.StartupRequest
 	for sslDone, gssDone := false, false; ; {
 		var err error
-		req, err = protocol.ReadStartupRequest(c.r)
+		if !sslDone {
+			sslDone, err = c.maybeDirectTLS(ctx)
+		}
+		if err == nil {
+			req, err = protocol.ReadStartupRequest(c.r)
+		}
 		if err != nil {
 			if isTimeout(err) {
 				return protocol.NewFatal(protocol.CodeProtocolViolation, "client_login_timeout: startup not completed in time")
@@ -270,7 +280,7 @@ func (c *clientSession) startup(ctx context.Context) error {
 		switch {
 		case req.SSL && !sslDone:
 			sslDone = true
-			if _, err := c.conn.Write([]byte{'N'}); err != nil {
+			if err := c.negotiateSSL(ctx); err != nil {
 				return err
 			}
 			continue
@@ -339,6 +349,9 @@ func (c *clientSession) startup(ctx context.Context) error {
 		c.route = r
 	}
 	c.params = params
+	if err := c.authenticate(ctx); err != nil {
+		return err
+	}
 	if c.srv.isAdminDatabase(c.database) {
 		return c.adminStartup()
 	}
@@ -350,10 +363,6 @@ func (c *clientSession) startup(ctx context.Context) error {
 	}
 	c.pool, c.poolGen = bp, gen
 	c.mode = bp.mode
-
-	// Client auth is trust until an authenticator is configured.
-	ok, _ := (&pgproto3.AuthenticationOk{}).Encode(nil)
-	_, _ = c.w.Write(ok)
 
 	// Log in on a real server: it proves the database and user exist, and it gives the
 	// server's canonical values of the client's parameters to report back.

@@ -154,8 +154,9 @@ type Config struct {
 	// a database with no entry gets the primary's host with the client's database name.
 	Databases map[string]Database
 
-	// AuthFile is a PgBouncer-format userlist.txt ("user" "password" per line). Plain-text
-	// passwords found there are used to log in to servers as that user. Empty means none.
+	// AuthFile is a PgBouncer-format userlist.txt ("user" "secret" per line). Its secrets
+	// (plain, md5 or SCRAM-SHA-256) check client logins; plain-text passwords are also used
+	// to log in to servers as that user. Empty means none.
 	AuthFile string
 
 	// AdminUsers may use every command of the admin console (the virtual database
@@ -202,6 +203,71 @@ type Config struct {
 	// apply (the binary re-reads its file). Nil means RELOAD re-applies the current
 	// configuration, which refreshes cached function volatilities.
 	LoadConfig func() (Config, error)
+	// AuthType is how clients prove who they are: "scram-sha-256", "md5", "password"
+	// (cleartext; "plain" is an alias), "trust", "reject", or "hba" to follow AuthHBAFile.
+	// Empty means scram-sha-256 when users are configured (AuthFile, Users or AuthUser),
+	// else trust. Database and User entries can override it.
+	AuthType string
+
+	// AuthHBAFile is a pg_hba.conf-style file (local, host, hostssl, hostnossl lines with
+	// database, user, address and method), used when AuthType is "hba". Empty means none.
+	AuthHBAFile string
+
+	// Users are [users.NAME] entries: secrets and per-user auth rules. Nil means none.
+	Users map[string]User
+
+	// AuthUser is the user that runs AuthQuery on the primary to look up the secrets of
+	// users not found in Users or AuthFile. Its own password comes from the primary URL,
+	// Users or AuthFile. Empty means auth_query is off.
+	AuthUser string
+
+	// AuthQuery returns (user name, secret) for $1. Empty means PgBouncer's default, over
+	// pg_authid (DefaultAuthQuery).
+	AuthQuery string
+
+	// AuthCacheTTL is how long a secret (or the absence of a user) found by AuthQuery is
+	// kept. Zero means 60s; a negative value queries at every login.
+	AuthCacheTTL time.Duration
+
+	// AuthPlainWithoutTLS allows the "password" method (cleartext) on connections without
+	// TLS. False means such logins are refused with SQLSTATE 28000.
+	AuthPlainWithoutTLS bool
+
+	// AuthFailureLimit is how many failed logins one client address may have within a
+	// minute; past it, that address's logins are refused (SQLSTATE 28000) until the minute
+	// ends. Zero means 10; a negative value disables the limit.
+	AuthFailureLimit int
+
+	// ClientTLSSSLMode is TLS towards clients: "disable", "allow", "prefer" (TLS when the
+	// client asks), "require" (clients must use TLS), "verify-ca" or "verify-full" (clients
+	// must also present a certificate signed by ClientTLSCAFile; verify-full also wants its
+	// common name to be the user name). Empty means disable.
+	ClientTLSSSLMode string
+	// ClientTLSCertFile and ClientTLSKeyFile are cmpool's certificate and key (PEM),
+	// required unless ClientTLSSSLMode is disable. Reloaded by ReloadTLS.
+	ClientTLSCertFile string
+	ClientTLSKeyFile  string
+	// ClientTLSCAFile holds the CAs (PEM) that sign client certificates. Empty means client
+	// certificates are not asked for.
+	ClientTLSCAFile string
+	// ClientTLSProtocols lists the TLS versions allowed, comma-separated: tlsv1.2,
+	// tlsv1.3, or "secure" (both) or "all" (tlsv1.0 and up). Empty means secure.
+	ClientTLSProtocols string
+	// ClientTLSCiphers lists the TLS 1.2 cipher suites allowed, by their IANA names,
+	// separated by commas or colons. Empty, "default", "secure", "normal" or "fast" mean
+	// Go's secure defaults. TLS 1.3 suites are not configurable.
+	ClientTLSCiphers string
+
+	// ServerTLSSSLMode is TLS towards servers, as libpq's sslmode: disable, allow, prefer,
+	// require, verify-ca or verify-full. Empty means what each server URL says.
+	ServerTLSSSLMode string
+	// ServerTLSCAFile is the CA (PEM) that signs server certificates (sslrootcert). Empty
+	// means what each server URL says.
+	ServerTLSCAFile string
+	// ServerTLSCertFile and ServerTLSKeyFile are a client certificate and key (PEM) to
+	// present to servers (sslcert, sslkey). Empty means none unless the URL says.
+	ServerTLSCertFile string
+	ServerTLSKeyFile  string
 
 	// Logger receives the server's logs. Nil means slog.Default().
 	Logger *slog.Logger
@@ -227,6 +293,20 @@ type Database struct {
 	// read-only name, such as the seed's replicaUrl), "primary" to never route, or
 	// empty for automatic routing.
 	Route string
+	// AuthType overrides Config.AuthType for clients of this database. Empty means
+	// Config.AuthType.
+	AuthType string
+}
+
+// User is a [users.NAME] entry.
+type User struct {
+	// Password is the user's secret: a plain password, an md5 secret ("md5..." as
+	// pg_authid stores it) or a SCRAM-SHA-256 secret. A plain password is also used to
+	// log in to servers. Empty means the user has no secret here.
+	Password string
+	// AuthType overrides Config.AuthType and Database.AuthType for this user. Empty means
+	// theirs.
+	AuthType string
 }
 
 // Defaults applied by New.
@@ -252,6 +332,9 @@ var ErrNoPrimary = errors.New("pool: no primary configured (set Primary, --prima
 func (c Config) withDefaults() (Config, error) {
 	if c.Primary == "" {
 		return c, ErrNoPrimary
+	}
+	if err := c.applyServerTLS(); err != nil {
+		return c, err
 	}
 	if _, err := pgconn.ParseConfig(c.Primary); err != nil {
 		return c, fmt.Errorf("pool: primary: %w", err)
@@ -367,6 +450,9 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.ShutdownTimeout == 0 {
 		c.ShutdownTimeout = DefaultShutdownTimeout
+	}
+	if err := c.checkAuth(); err != nil {
+		return c, err
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()

@@ -73,11 +73,25 @@ func (s *Server) reload(cfg Config) ([]string, error) {
 		// Each client's frame reader is sized at connect; new clients get the new limit.
 		fixed = append(fixed, "max_packet_size (for clients already connected)")
 	}
-	var passwords map[string]string
+	var secrets map[string]string
 	if c.AuthFile != "" {
-		if passwords, err = readAuthFile(c.AuthFile); err != nil {
+		if secrets, err = readAuthFile(c.AuthFile); err != nil {
 			return nil, err
 		}
+	}
+	oldAuth := s.authn()
+	auth, err := newAuthenticator(&c, oldAuth.primary, secrets)
+	if err != nil {
+		return nil, err
+	}
+	auth.carryOver(oldAuth)
+	passwords := serverPasswords(auth, secrets, c.Users)
+	tlsChanged := c.ClientTLSSSLMode != old.ClientTLSSSLMode || c.ClientTLSCertFile != old.ClientTLSCertFile ||
+		c.ClientTLSKeyFile != old.ClientTLSKeyFile || c.ClientTLSCAFile != old.ClientTLSCAFile ||
+		c.ClientTLSProtocols != old.ClientTLSProtocols || c.ClientTLSCiphers != old.ClientTLSCiphers
+	tc, err := loadClientTLS(&c)
+	if err != nil {
+		return nil, err
 	}
 	primaryCfg, err := pgconn.ParseConfig(c.Primary)
 	if err != nil {
@@ -96,7 +110,10 @@ func (s *Server) reload(cfg Config) ([]string, error) {
 		c.MinPoolSize != old.MinPoolSize || c.PoolMode != old.PoolMode ||
 		c.ServerIdleTimeout != old.ServerIdleTimeout || c.ServerLifetime != old.ServerLifetime ||
 		c.ServerConnectTimeout != old.ServerConnectTimeout || c.MaxPreparedStatements != old.MaxPreparedStatements ||
-		!reflect.DeepEqual(c.Databases, old.Databases) || c.AuthFile != old.AuthFile
+		!reflect.DeepEqual(c.Databases, old.Databases) || c.AuthFile != old.AuthFile ||
+		!reflect.DeepEqual(c.Users, old.Users) || c.ServerTLSSSLMode != old.ServerTLSSSLMode ||
+		c.ServerTLSCAFile != old.ServerTLSCAFile || c.ServerTLSCertFile != old.ServerTLSCertFile ||
+		c.ServerTLSKeyFile != old.ServerTLSKeyFile
 	replicasChanged := !slices.Equal(c.Replicas, old.Replicas) || c.Primary != old.Primary ||
 		c.ReplicaCheckInterval != old.ReplicaCheckInterval || c.MaxReplicaLagBytes != old.MaxReplicaLagBytes ||
 		c.MaxReplicaLag != old.MaxReplicaLag || c.ReplicaBanTime != old.ReplicaBanTime || c.Balance != old.Balance
@@ -130,6 +147,8 @@ func (s *Server) reload(cfg Config) ([]string, error) {
 		s.replicaSet.Store(newRS)
 	}
 	s.live.Store(&c)
+	s.auth.Store(auth)
+	s.clientTLS.Store(tc) // certificates are read again at every reload
 	if poolsChanged {
 		s.primaryGen.Add(1)
 	}
@@ -151,7 +170,7 @@ func (s *Server) reload(cfg Config) ([]string, error) {
 	for _, f := range fixed {
 		s.log.Warn("setting cannot change without a restart: left as it was", "setting", f)
 	}
-	s.log.Info("configuration reloaded", "pools_replaced", poolsChanged, "replicas_replaced", replicasChanged,
+	s.log.Info("configuration reloaded", "pools_replaced", poolsChanged, "replicas_replaced", replicasChanged, "client_tls_changed", tlsChanged,
 		"pool_mode", string(c.PoolMode), "default_pool_size", c.DefaultPoolSize, "replicas", len(c.Replicas))
 	return fixed, nil
 }
@@ -251,7 +270,14 @@ func (s *Server) showConfig() *table {
 		{"shutdown_timeout", seconds(c.ShutdownTimeout), seconds(DefaultShutdownTimeout), true},
 		{"max_packet_size", n(c.MaxPacketSize), n(DefaultMaxPacketSize), true},
 		{"max_prepared_statements", n(c.MaxPreparedStatements), n(DefaultMaxPreparedStatements), true},
+		{"auth_type", c.AuthType, "", true},
 		{"auth_file", c.AuthFile, "", true},
+		{"auth_hba_file", c.AuthHBAFile, "", true},
+		{"auth_user", c.AuthUser, "", true},
+		{"auth_query", c.AuthQuery, DefaultAuthQuery, true},
+		{"client_tls_sslmode", c.ClientTLSSSLMode, "disable", true},
+		{"client_tls_protocols", c.ClientTLSProtocols, "secure", true},
+		{"server_tls_sslmode", c.ServerTLSSSLMode, "", true},
 		{"admin_users", strings.Join(c.AdminUsers, ","), "", true},
 		{"stats_users", strings.Join(c.StatsUsers, ","), "", true},
 		{"log_connections", boolString(c.LogConnections), "0", true},

@@ -5,9 +5,11 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/subtle"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -29,7 +31,9 @@ type Server struct {
 	live       atomic.Pointer[Config] // the configuration in force, replaced by Reload
 	log        *slog.Logger
 	primaryCfg *pgconn.Config
-	passwords  map[string]string // from the auth file
+	passwords  map[string]string             // plain-text passwords for server logins
+	auth       atomic.Pointer[authenticator] // replaced by Reload
+	clientTLS  atomic.Pointer[tls.Config]    // nil: client TLS is off
 	stmts      *stmtRegistry
 
 	// Routing: nil replicas means none are configured.
@@ -101,12 +105,29 @@ func New(cfg Config) (*Server, error) {
 	}
 	s.live.Store(&c)
 	s.retired.Store(&retiredTotals{})
+	var secrets map[string]string
 	if c.AuthFile != "" {
-		s.passwords, err = readAuthFile(c.AuthFile)
+		secrets, err = readAuthFile(c.AuthFile)
 		if err != nil {
 			return nil, err
 		}
 	}
+	primary := func() *pgconn.Config {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		return s.primaryCfg
+	}
+	a, err := newAuthenticator(s.conf(), primary, secrets)
+	if err != nil {
+		return nil, err
+	}
+	s.auth.Store(a)
+	s.passwords = serverPasswords(a, secrets, c.Users)
+	tc, err := loadClientTLS(&s.cfg)
+	if err != nil {
+		return nil, err
+	}
+	s.clientTLS.Store(tc)
 	s.classifier = router.NewClassifier(0)
 	if len(c.Replicas) > 0 {
 		for i, u := range c.Replicas {
@@ -360,7 +381,8 @@ func (s *Server) poolFor(database, user string, backend int) (*backendPool, erro
 		mode = db.PoolMode
 	}
 	cfg := s.conf()
-	bp, err := newBackendPool(key, mode, cc, size, cfg.MinPoolSize, cfg.MaxPreparedStatements, cfg.ServerIdleTimeout, cfg.ServerLifetime, cfg.ServerConnectTimeout)
+	bp, err := newBackendPool(key, mode, cc, size, cfg.MinPoolSize, cfg.MaxPreparedStatements, cfg.ServerIdleTimeout, cfg.ServerLifetime, cfg.ServerConnectTimeout,
+		func() *passthroughKeys { return s.authn().passthroughFor(serverUser) })
 	if err != nil {
 		return nil, err
 	}
@@ -463,4 +485,24 @@ func (s *Server) Ready(ctx context.Context) error {
 	}
 	s.readiness.at, s.readiness.err = time.Now(), err
 	return err
+}
+
+// authn returns the authenticator in force.
+func (s *Server) authn() *authenticator { return s.auth.Load() }
+
+// serverPasswords returns the cleartext passwords known for server logins, from the auth
+// file's secrets and the [users] entries.
+func serverPasswords(a *authenticator, fileSecrets map[string]string, users map[string]User) map[string]string {
+	out := make(map[string]string)
+	for u := range maps.Keys(fileSecrets) {
+		if p, ok := a.plainPassword(u); ok {
+			out[u] = p
+		}
+	}
+	for u := range users {
+		if p, ok := a.plainPassword(u); ok {
+			out[u] = p
+		}
+	}
+	return out
 }

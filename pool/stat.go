@@ -42,6 +42,9 @@ type Stat struct {
 	Paused []string
 	// ShuttingDown is set once Shutdown has begun.
 	ShuttingDown bool
+	// LoginFailures counts logins with a wrong password or an unknown user;
+	// LoginsRefused counts logins refused by rules (reject, no TLS, too many failures).
+	LoginFailures, LoginsRefused int64
 }
 
 // ClientGroupStat counts the clients of one (database, user).
@@ -98,6 +101,8 @@ func (s *Server) Stat() Stat {
 		RoutedPrimary:      s.routedPrimary.Load(),
 		Errors:             s.errors.snapshot(),
 		ShuttingDown:       s.closing.Load(),
+		LoginFailures:      s.authn().failures.Load(),
+		LoginsRefused:      s.authn().refusals.Load(),
 	}
 	if rs := s.rs(); rs != nil {
 		st.Replicas = rs.Snapshot()

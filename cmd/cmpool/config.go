@@ -66,9 +66,35 @@ type settings struct {
 	Consistency          string   `toml:"consistency"`
 	RWWait               duration `toml:"rw_wait"`
 
+	// Authentication and TLS (PgBouncer's names where it has the setting).
+	AuthType            string   `toml:"auth_type"`
+	AuthHBAFile         string   `toml:"auth_hba_file"`
+	AuthUser            string   `toml:"auth_user"`
+	AuthQuery           string   `toml:"auth_query"`
+	AuthCacheTTL        duration `toml:"auth_cache_ttl"`
+	AuthPlainWithoutTLS bool     `toml:"auth_plain_without_tls"`
+	AuthFailureLimit    int      `toml:"auth_failure_limit"`
+	ClientTLSSSLMode    string   `toml:"client_tls_sslmode"`
+	ClientTLSCertFile   string   `toml:"client_tls_cert_file"`
+	ClientTLSKeyFile    string   `toml:"client_tls_key_file"`
+	ClientTLSCAFile     string   `toml:"client_tls_ca_file"`
+	ClientTLSProtocols  string   `toml:"client_tls_protocols"`
+	ClientTLSCiphers    string   `toml:"client_tls_ciphers"`
+	ServerTLSSSLMode    string   `toml:"server_tls_sslmode"`
+	ServerTLSCAFile     string   `toml:"server_tls_ca_file"`
+	ServerTLSCertFile   string   `toml:"server_tls_cert_file"`
+	ServerTLSKeyFile    string   `toml:"server_tls_key_file"`
+
 	Databases map[string]databaseSettings `toml:"databases"`
 	// Peers is the [peers] section: peer id = "host:port".
-	Peers map[string]string `toml:"peers"`
+	Peers map[string]string       `toml:"peers"`
+	Users map[string]userSettings `toml:"users"`
+}
+
+// userSettings is a [users.NAME] section.
+type userSettings struct {
+	Password string `toml:"password"`
+	AuthType string `toml:"auth_type"`
 }
 
 // databaseSettings is a [databases.NAME] section.
@@ -80,6 +106,7 @@ type databaseSettings struct {
 	PoolSize count    `toml:"pool_size"`
 	PoolMode poolMode `toml:"pool_mode"`
 	Route    string   `toml:"route"`
+	AuthType string   `toml:"auth_type"`
 }
 
 // option is a command-line flag and its environment twin.
@@ -101,6 +128,11 @@ var options = []option{
 	{"max-client-conn", "MAX_CLIENT_CONN", "N", "most client connections at once"},
 	{"metrics-listen", "CMPOOL_METRICS_LISTEN", "ADDR", "address for the HTTP endpoint (/healthz); empty means off"},
 	{"auth-file", "CMPOOL_AUTH_FILE", "FILE", "PgBouncer-format userlist.txt"},
+	{"auth-type", "CMPOOL_AUTH_TYPE", "METHOD", "scram-sha-256, md5, password, trust, reject or hba"},
+	{"client-tls-sslmode", "CMPOOL_CLIENT_TLS_SSLMODE", "MODE", "TLS to clients: disable, allow, prefer, require, verify-ca or verify-full"},
+	{"client-tls-cert-file", "CMPOOL_CLIENT_TLS_CERT_FILE", "FILE", "certificate (PEM) presented to clients"},
+	{"client-tls-key-file", "CMPOOL_CLIENT_TLS_KEY_FILE", "FILE", "key (PEM) of the client TLS certificate"},
+	{"server-tls-sslmode", "CMPOOL_SERVER_TLS_SSLMODE", "MODE", "TLS to servers: disable, allow, prefer, require, verify-ca or verify-full"},
 	{"log-level", "CMPOOL_LOG_LEVEL", "LEVEL", "debug, info, warn or error"},
 	{"reuse-port", "CMPOOL_REUSE_PORT", "", "listen with SO_REUSEPORT, so that several cmpool processes share the address"},
 	{"peer-id", "CMPOOL_PEER_ID", "N", "this instance's id in cancel keys, for forwarding cancels between peers ([peers])"},
@@ -136,6 +168,11 @@ func newFlagSet(s *settings) *flag.FlagSet {
 	fs.Var(&s.MaxClientConn, "max-client-conn", usage["max-client-conn"])
 	fs.StringVar(&s.MetricsListen, "metrics-listen", s.MetricsListen, usage["metrics-listen"])
 	fs.StringVar(&s.AuthFile, "auth-file", s.AuthFile, usage["auth-file"])
+	fs.StringVar(&s.AuthType, "auth-type", s.AuthType, usage["auth-type"])
+	fs.StringVar(&s.ClientTLSSSLMode, "client-tls-sslmode", s.ClientTLSSSLMode, usage["client-tls-sslmode"])
+	fs.StringVar(&s.ClientTLSCertFile, "client-tls-cert-file", s.ClientTLSCertFile, usage["client-tls-cert-file"])
+	fs.StringVar(&s.ClientTLSKeyFile, "client-tls-key-file", s.ClientTLSKeyFile, usage["client-tls-key-file"])
+	fs.StringVar(&s.ServerTLSSSLMode, "server-tls-sslmode", s.ServerTLSSSLMode, usage["server-tls-sslmode"])
 	fs.TextVar(&s.LogLevel, "log-level", s.LogLevel, usage["log-level"])
 	fs.BoolVar(&s.ReusePort, "reuse-port", s.ReusePort, usage["reuse-port"])
 	fs.Var(&s.PeerID, "peer-id", usage["peer-id"])
@@ -254,7 +291,7 @@ func unknownKeys(undecoded []toml.Key) []string {
 // it, and refuses it where it cannot, instead of silently using pool's default.
 func (s *settings) checkDurations() error {
 	// 0 disables these in PgBouncer; pool.Config disables them with a negative value.
-	for _, d := range []*duration{&s.ServerIdleTimeout, &s.QueryWaitTimeout} {
+	for _, d := range []*duration{&s.ServerIdleTimeout, &s.QueryWaitTimeout, &s.AuthCacheTTL} {
 		if d.set && d.d == 0 {
 			d.d = -1
 		}
@@ -332,6 +369,23 @@ func (s *settings) poolConfig(logger *slog.Logger) pool.Config {
 		ShutdownTimeout:        s.ShutdownTimeout.d,
 		SlowTransaction:        s.SlowTransaction.d,
 		LogConnections:         s.LogConnections,
+		AuthType:               s.AuthType,
+		AuthHBAFile:            s.AuthHBAFile,
+		AuthUser:               s.AuthUser,
+		AuthQuery:              s.AuthQuery,
+		AuthCacheTTL:           s.AuthCacheTTL.d,
+		AuthPlainWithoutTLS:    s.AuthPlainWithoutTLS,
+		AuthFailureLimit:       s.AuthFailureLimit,
+		ClientTLSSSLMode:       s.ClientTLSSSLMode,
+		ClientTLSCertFile:      s.ClientTLSCertFile,
+		ClientTLSKeyFile:       s.ClientTLSKeyFile,
+		ClientTLSCAFile:        s.ClientTLSCAFile,
+		ClientTLSProtocols:     s.ClientTLSProtocols,
+		ClientTLSCiphers:       s.ClientTLSCiphers,
+		ServerTLSSSLMode:       s.ServerTLSSSLMode,
+		ServerTLSCAFile:        s.ServerTLSCAFile,
+		ServerTLSCertFile:      s.ServerTLSCertFile,
+		ServerTLSKeyFile:       s.ServerTLSKeyFile,
 		Logger:                 logger,
 	}
 	if len(s.Peers) > 0 {
@@ -339,6 +393,12 @@ func (s *settings) poolConfig(logger *slog.Logger) pool.Config {
 		for id, addr := range s.Peers {
 			n, _ := strconv.Atoi(id) // checked by checkPeers
 			cfg.Peers[n] = addr
+		}
+	}
+	if len(s.Users) > 0 {
+		cfg.Users = make(map[string]pool.User, len(s.Users))
+		for name, u := range s.Users {
+			cfg.Users[name] = pool.User{Password: u.Password, AuthType: u.AuthType}
 		}
 	}
 	if len(s.Databases) > 0 {
@@ -352,6 +412,7 @@ func (s *settings) poolConfig(logger *slog.Logger) pool.Config {
 				PoolSize: int(d.PoolSize),
 				PoolMode: pool.Mode(d.PoolMode),
 				Route:    d.Route,
+				AuthType: d.AuthType,
 			}
 		}
 	}

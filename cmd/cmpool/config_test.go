@@ -345,9 +345,9 @@ func TestLoadConfigErrors(t *testing.T) {
 		},
 		{
 			name:    "unknown section",
-			file:    "[users.alice]\npassword = \"x\"\n",
-			wantErr: []string{`unknown key "users.alice"`},
-			notErr:  []string{"password"},
+			file:    "[groups.admins]\nmembers = \"x\"\n",
+			wantErr: []string{`unknown key "groups.admins"`},
+			notErr:  []string{"members"},
 		},
 		{
 			name:    "bad pool mode flag",
@@ -521,4 +521,55 @@ query_timeout = "90s"
 
 	_, err = loadConfig([]string{"--config", writeConfig(t, "[peers]\nfirst = \"10.0.0.1:7001\"\n")}, envMap{}.get)
 	require.ErrorContains(t, err, `key "first" is not a peer id`)
+}
+
+func TestLoadConfigAuthAndTLS(t *testing.T) {
+	file := writeConfig(t, `
+auth_type = "hba"
+auth_hba_file = "/etc/cmpool/hba.conf"
+auth_user = "pgbouncer"
+auth_query = "SELECT usename, passwd FROM pg_shadow WHERE usename = $1"
+auth_cache_ttl = 0
+auth_plain_without_tls = true
+auth_failure_limit = 5
+client_tls_sslmode = "require"
+client_tls_cert_file = "/tls/server.crt"
+client_tls_key_file = "/tls/server.key"
+client_tls_ca_file = "/tls/ca.crt"
+client_tls_protocols = "tlsv1.3"
+client_tls_ciphers = "default"
+server_tls_sslmode = "verify-full"
+server_tls_ca_file = "/tls/root.crt"
+server_tls_cert_file = "/tls/client.crt"
+server_tls_key_file = "/tls/client.key"
+
+[users.alice]
+password = "SCRAM-SHA-256$4096:c2FsdA==$a:b"
+auth_type = "md5"
+
+[databases.app]
+auth_type = "reject"
+`)
+	s, err := loadConfig([]string{"--config", file, "--client-tls-sslmode", "verify-ca"}, envMap{"CMPOOL_AUTH_TYPE": "md5"}.get)
+	require.NoError(t, err)
+	cfg := s.poolConfig(nil)
+	require.Equal(t, "md5", cfg.AuthType, "env wins over the file")
+	require.Equal(t, "verify-ca", cfg.ClientTLSSSLMode, "flag wins over the file")
+	require.Equal(t, "/etc/cmpool/hba.conf", cfg.AuthHBAFile)
+	require.Equal(t, "pgbouncer", cfg.AuthUser)
+	require.Equal(t, "SELECT usename, passwd FROM pg_shadow WHERE usename = $1", cfg.AuthQuery)
+	require.Negative(t, cfg.AuthCacheTTL, "0 means no caching")
+	require.True(t, cfg.AuthPlainWithoutTLS)
+	require.Equal(t, 5, cfg.AuthFailureLimit)
+	require.Equal(t, "/tls/server.crt", cfg.ClientTLSCertFile)
+	require.Equal(t, "/tls/server.key", cfg.ClientTLSKeyFile)
+	require.Equal(t, "/tls/ca.crt", cfg.ClientTLSCAFile)
+	require.Equal(t, "tlsv1.3", cfg.ClientTLSProtocols)
+	require.Equal(t, "default", cfg.ClientTLSCiphers)
+	require.Equal(t, "verify-full", cfg.ServerTLSSSLMode)
+	require.Equal(t, "/tls/root.crt", cfg.ServerTLSCAFile)
+	require.Equal(t, "/tls/client.crt", cfg.ServerTLSCertFile)
+	require.Equal(t, "/tls/client.key", cfg.ServerTLSKeyFile)
+	require.Equal(t, map[string]pool.User{"alice": {Password: "SCRAM-SHA-256$4096:c2FsdA==$a:b", AuthType: "md5"}}, cfg.Users)
+	require.Equal(t, "reject", cfg.Databases["app"].AuthType)
 }
