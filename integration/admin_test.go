@@ -627,3 +627,36 @@ func TestTimeouts(t *testing.T) {
 		require.NoError(t, err)
 	})
 }
+
+// TestReloadUsers: a reload changes who may log in, and how, without touching sessions
+// already open; the console reports it in SHOW CONFIG.
+func TestReloadUsers(t *testing.T) {
+	c := sharedCluster(t)
+	ctx := ctxT(t, 30*time.Second)
+	cfg := pool.Config{
+		AuthType:   pool.AuthSCRAM,
+		AdminUsers: []string{"postgres"},
+		Users:      map[string]pool.User{"postgres": {Password: "first-pw"}},
+	}
+	p := integration.StartProxy(t, c, cfg)
+	url := func(pw string) string {
+		return fmt.Sprintf("postgres://postgres:%s@%s/postgres?sslmode=disable", pw, p.Addr)
+	}
+	open := connect(t, url("first-pw"), pgx.QueryExecModeExec)
+
+	next := cfg
+	next.Primary = c.Primary.URL("", "")
+	next.Users = map[string]pool.User{"postgres": {Password: "second-pw"}}
+	require.NoError(t, p.Server.Reload(next))
+
+	_, err := pgx.Connect(ctx, url("first-pw"))
+	require.Equal(t, "28P01", pgCode(err), "the old password no longer works: %v", err)
+	conn := connect(t, url("second-pw"), pgx.QueryExecModeExec)
+	var one int
+	require.NoError(t, conn.QueryRow(ctx, "select 1").Scan(&one))
+	require.NoError(t, open.QueryRow(ctx, "select 1").Scan(&one), "a session opened before the reload goes on")
+
+	console := connect(t, fmt.Sprintf("postgres://postgres:second-pw@%s/cmpool?sslmode=disable", p.Addr), pgx.QueryExecModeSimpleProtocol)
+	names, _, rows := show(t, console, "SHOW CONFIG")
+	require.Equal(t, "scram-sha-256", column(t, names, rows, "key", "auth_type", "value"))
+}
