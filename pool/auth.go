@@ -63,7 +63,7 @@ func parseAuthMethod(s string, hbaOK bool) (string, error) {
 
 // checkAuth validates and defaults the authentication and TLS settings.
 func (c *Config) checkAuth() error {
-	users := c.AuthFile != "" || len(c.Users) > 0 || c.AuthUser != ""
+	users := c.AuthFile != "" || len(c.Users) > 0 || c.AuthUser != "" || c.Authenticator != nil
 	if c.AuthType == "" {
 		c.AuthType = AuthTrust
 		if users {
@@ -217,13 +217,20 @@ func (a *authenticator) method(database, user string, addr net.Addr, isTLS bool)
 	return a.cfg.AuthType
 }
 
-// secret finds a user's secret: Users, then the auth file, then auth_query.
+// secret finds a user's secret: Users, then the auth file, then Config.Authenticator, then
+// auth_query.
 func (a *authenticator) secret(ctx context.Context, user string) (string, bool, error) {
 	if s := a.cfg.Users[user].Password; s != "" {
 		return s, true, nil
 	}
 	if s, ok := a.fileSecrets[user]; ok {
 		return s, true, nil
+	}
+	if hook := a.cfg.Authenticator; hook != nil {
+		s, found, err := hook.Lookup(ctx, user)
+		if err != nil || found {
+			return s, found, err
+		}
 	}
 	if a.cfg.AuthUser == "" {
 		return "", false, nil
@@ -435,7 +442,7 @@ func (c *clientSession) lookupSecret(ctx context.Context) (string, bool, error) 
 	s, found, err := c.srv.authn().secret(ctx, c.user)
 	if err != nil {
 		c.log.Error("user lookup failed", "error", err)
-		return "", false, protocol.NewFatal(protocol.CodeConnectionFailure, "could not look up the user's credentials (auth_query failed)")
+		return "", false, protocol.NewFatal(protocol.CodeConnectionFailure, "could not look up the user's credentials (auth_query or the Authenticator failed)")
 	}
 	return s, found, nil
 }

@@ -188,6 +188,11 @@ type Config struct {
 	// level. Zero means no slow-transaction log.
 	SlowTransaction time.Duration
 
+	// Authenticator, when set, looks up the secrets of users found neither in Users nor
+	// in AuthFile, before AuthQuery. With it, AuthType defaults to scram-sha-256. Nil
+	// means none.
+	Authenticator Authenticator
+
 	// Router, when set, is asked where each transaction goes, after cmpool's own
 	// classification and hints: it may keep cmpool's choice or force the primary or a
 	// replica. Nil means cmpool decides alone. It runs at the start of every routed

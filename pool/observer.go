@@ -1,6 +1,7 @@
 package pool
 
 import (
+	"context"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -139,4 +140,24 @@ type RouteRequest struct {
 	// Hinted is what hints and settings chose ("primary", "replica"), or "" for
 	// automatic routing.
 	Hinted Route
+}
+
+// Authenticator looks up the secrets clients log in with, from anywhere: a secrets
+// manager, a service's own user table (Config.Authenticator). cmpool asks it for users
+// found neither in Config.Users nor in the auth file, before auth_query. The login method
+// (scram-sha-256, md5, password) is still chosen by AuthType and the rules.
+type Authenticator interface {
+	// Lookup returns user's secret: a cleartext password, an md5 secret ("md5" and 32
+	// hex digits) or a SCRAM secret ("SCRAM-SHA-256$...") as pg_authid stores them.
+	// found is false for an unknown user, who then fails to log in like a wrong
+	// password. An error fails the login with 08006 and is logged; it is not cached.
+	Lookup(ctx context.Context, user string) (secret string, found bool, err error)
+}
+
+// AuthenticatorFunc adapts a function to Authenticator.
+type AuthenticatorFunc func(ctx context.Context, user string) (string, bool, error)
+
+// Lookup calls f(ctx, user).
+func (f AuthenticatorFunc) Lookup(ctx context.Context, user string) (string, bool, error) {
+	return f(ctx, user)
 }
