@@ -87,3 +87,36 @@ func TestPrepareAfterDDLSeesNewSchema(t *testing.T) {
 		})
 	}
 }
+
+// TestPrepareAloneIsNotAWrite: preparing a writing statement (Parse, Describe, Sync, as
+// pgx's statement cache and JDBC do before the first execution) runs nothing, so it must
+// not count as a write for read-your-writes: the client's reads would otherwise wait for
+// the replicas to replay a position it never wrote, or go to the primary.
+func TestPrepareAloneIsNotAWrite(t *testing.T) {
+	c, p := routedProxy(t, pool.Config{})
+	ctx := ctxT(t, 30*time.Second)
+	_, err := direct(t, c).Exec(ctx, "drop table if exists prep_no_write; create table prep_no_write(id int)")
+	require.NoError(t, err)
+	require.NoError(t, c.WaitReplication(ctx))
+
+	conn, err := pgconn.Connect(ctx, p.URL("", ""))
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = conn.Close(ctx) })
+	lastWrite := func() string {
+		res, err := conn.Exec(ctx, "show cmpool.last_write_lsn").ReadAll()
+		require.NoError(t, err)
+		return string(res[0].Rows[0][0])
+	}
+	before := lastWrite()
+
+	for _, name := range []string{"named_insert", ""} {
+		sd, err := conn.Prepare(ctx, name, "insert into prep_no_write values ($1)", nil)
+		require.NoError(t, err)
+		require.Len(t, sd.ParamOIDs, 1)
+		require.Equal(t, before, lastWrite(), "after preparing %q", name)
+	}
+
+	res := conn.ExecPrepared(ctx, "named_insert", [][]byte{[]byte("1")}, nil, nil).Read()
+	require.NoError(t, res.Err)
+	require.NotEqual(t, before, lastWrite(), "after executing the insert")
+}

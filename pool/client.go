@@ -116,6 +116,7 @@ type lease struct {
 	pending     int    // Query/Sync/FunctionCall sent whose ReadyForQuery has not come back
 	unsynced    bool   // extended-protocol messages sent since the last Sync
 	sentSeq     uint64 // Query/Sync/FunctionCall messages sent
+	executed    bool   // a Query, FunctionCall or Execute was sent: something may have written
 	recvSeq     uint64 // ReadyForQuery messages received
 	parses      inflightQueue
 	closes      inflightQueue
@@ -835,12 +836,14 @@ func (l *lease) account(typ byte) {
 	case 'Q', 'F':
 		l.pending++
 		l.sentSeq++
+		l.executed = true
 	case 'S':
 		l.pending++
 		l.unsynced = false
 		l.sentSeq++
 	case 'P', 'B', 'D', 'E', 'C', 'H':
 		l.unsynced = true
+		l.executed = l.executed || typ == 'E'
 	}
 	if l.queryTimeout > 0 && l.pending > 0 {
 		// A request (or COPY data for one) is on its way: its answer is due within
@@ -1172,6 +1175,9 @@ func (c *clientSession) endsLease(l *lease, status byte) (end, dead bool) {
 		return false, false // the client left meanwhile (endLease took over)
 	}
 	c.routeOnce = ""
+	if !l.executed {
+		l.needLSN = false // only Parse, Describe or Close: nothing ran, nothing was written
+	}
 	if len(l.track) > 0 || l.needLSN {
 		// The lease ends after syncTracked has read the parameters back.
 		l.syncing = true
