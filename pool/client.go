@@ -94,6 +94,9 @@ type clientSession struct {
 	requestAt    atomic.Int64 // Unix ns of the last transaction start
 	waitingSince atomic.Int64 // nanotime when it began waiting for a server; 0 if not
 	idleArmed    atomic.Bool  // an idle timeout is set as the read deadline
+	// idleSince is the nanotime the client last became idle (logged in, or a lease
+	// ended); closeAt is when a drain may close it (see requestClose).
+	idleSince, closeAt atomic.Int64
 }
 
 // lease is one loan of a server connection to a client.
@@ -273,6 +276,9 @@ func (c *clientSession) startup(ctx context.Context) error {
 			req, err = protocol.ReadStartupRequest(c.r)
 		}
 		if err != nil {
+			if isTimeout(err) && c.isClosing() {
+				return protocol.NewFatal(protocol.CodeAdminShutdown, "cmpool is shutting down")
+			}
 			if isTimeout(err) {
 				return protocol.NewFatal(protocol.CodeProtocolViolation, "client_login_timeout: startup not completed in time")
 			}
@@ -317,10 +323,6 @@ func (c *clientSession) startup(ctx context.Context) error {
 		return protocol.NewFatal(protocol.CodeTooManyConnections,
 			fmt.Sprintf("no more connections allowed (max_client_conn %d)", c.srv.conf().MaxClientConn))
 	}
-	if c.srv.closing.Load() {
-		return protocol.NewFatal(protocol.CodeCannotConnectNow, "cmpool is shutting down")
-	}
-
 	params := make(map[string]string, len(sm.Parameters))
 	for k, v := range sm.Parameters {
 		if !ignoredStartupParams[k] {
@@ -435,6 +437,7 @@ func (c *clientSession) startup(ctx context.Context) error {
 		return err
 	}
 	c.loggedIn.Store(true)
+	c.idleSince.Store(nanotime())
 	if c.mode == ModeSession {
 		c.startLease(nil, bp, res)
 	} else {
@@ -536,7 +539,7 @@ func (c *clientSession) applyParams(ctx context.Context, sc *serverConn) error {
 // loop reads client messages and forwards them until the client leaves.
 func (c *clientSession) loop(ctx context.Context) error {
 	for {
-		if c.isClosing() && c.currentLease() == nil {
+		if c.isClosing() && c.currentLease() == nil && nanotime() >= c.closeAt.Load() {
 			return protocol.NewFatal(protocol.CodeAdminShutdown, "terminating connection due to administrator command")
 		}
 		fr, err := c.fr.Next()
@@ -1184,6 +1187,7 @@ func (c *clientSession) endsLease(l *lease, status byte) (end, dead bool) {
 	} else {
 		c.lease = nil
 	}
+	c.idleSince.Store(nanotime())
 	if c.closing.Load() {
 		// Wake the client goroutine so it can say goodbye.
 		_ = c.conn.SetReadDeadline(time.Now())

@@ -443,14 +443,27 @@ func (s *Server) Shutdown(ctx context.Context) error {
 func (c *clientSession) requestClose() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	// A client idle for less than drainGrace (one that has just connected, or just ended a
+	// transaction and is about to send the next) gets until then to start a transaction,
+	// which then completes before it is closed.
+	now := nanotime()
+	closeAt := now
+	if since := c.idleSince.Load(); since == 0 || now-since < int64(drainGrace) {
+		closeAt = max(since, now-int64(drainGrace)) + int64(drainGrace)
+	}
+	c.closeAt.Store(closeAt)
 	c.closing.Store(true)
 	l := c.lease
 	// A syncing lease is ending cleanly, and its relay is using the server (txStatus is
 	// the relay's until then).
 	if l == nil || l.syncing || l.pending == 0 && !l.unsynced && l.sc.txStatus == 'I' {
-		_ = c.conn.SetReadDeadline(time.Now())
+		_ = c.conn.SetReadDeadline(time.Now().Add(time.Duration(closeAt - now)))
 	}
 }
+
+// drainGrace is how long a draining cmpool still serves a client that has just connected
+// or just finished a transaction, before closing it (see requestClose).
+const drainGrace = 500 * time.Millisecond
 
 // readyCache remembers the last readiness probe of the primary for a second, so that
 // frequent probes cost at most one server login per second.

@@ -29,7 +29,8 @@ func (c *clientSession) armIdleTimeout(inTx bool) {
 	c.idleArmed.Store(true)
 	_ = c.conn.SetReadDeadline(time.Now().Add(d))
 	if c.isClosing() {
-		_ = c.conn.SetReadDeadline(time.Now())
+		// A drain has begun: close at its deadline for this client (see requestClose).
+		_ = c.conn.SetReadDeadline(time.Now().Add(time.Duration(max(0, c.closeAt.Load()-nanotime()))))
 	}
 }
 
