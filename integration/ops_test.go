@@ -248,9 +248,9 @@ func TestBinarySIGTERMDrain(t *testing.T) {
 	require.NoError(t, err)
 	var n int
 	require.NoError(t, inTx.QueryRow(ctx, "select 1").Scan(&n))
-	// A client idle for under half a second still gets to start a transaction during a
-	// drain (TestRollingRestart relies on it); this one has been idle for longer.
-	time.Sleep(700 * time.Millisecond)
+	// A client idle for under a second still gets to start a transaction during a drain
+	// (TestRollingRestart relies on it); this one has been idle for longer.
+	time.Sleep(1200 * time.Millisecond)
 
 	require.NoError(t, p.cmd.Process.Signal(syscall.SIGTERM))
 	require.Eventually(t, func() bool {

@@ -437,7 +437,14 @@ func (c *clientSession) startup(ctx context.Context) error {
 		return err
 	}
 	c.loggedIn.Store(true)
+	c.mu.Lock()
 	c.idleSince.Store(nanotime())
+	if c.closing.Load() {
+		// A drain began during the login: the client's first request is on its way.
+		c.closeAt.Store(nanotime() + int64(drainGrace))
+		_ = c.conn.SetReadDeadline(time.Now().Add(drainGrace))
+	}
+	c.mu.Unlock()
 	if c.mode == ModeSession {
 		c.startLease(nil, bp, res)
 	} else {

@@ -443,7 +443,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 func (c *clientSession) requestClose() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	// A client idle for less than drainGrace (one that has just connected, or just ended a
+	// A client idle for less than drainGrace (one that has just logged in, or just ended a
 	// transaction and is about to send the next) gets until then to start a transaction,
 	// which then completes before it is closed.
 	now := nanotime()
@@ -463,7 +463,7 @@ func (c *clientSession) requestClose() {
 
 // drainGrace is how long a draining cmpool still serves a client that has just connected
 // or just finished a transaction, before closing it (see requestClose).
-const drainGrace = 500 * time.Millisecond
+const drainGrace = time.Second
 
 // readyCache remembers the last readiness probe of the primary for a second, so that
 // frequent probes cost at most one server login per second.
