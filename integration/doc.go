@@ -44,4 +44,5 @@
 // When no Docker engine is reachable, Start returns ErrContainerBackendUnavailable and
 // StartCluster skips the test, in CI too; CheckDocker tells in advance. The container backend's
 // end-to-end test has not run on the machine where cmpool's CI runs, which has no Docker engine.
+// docs/testing.md walks through both backends.
 package integration
