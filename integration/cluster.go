@@ -124,7 +124,7 @@ type Node struct {
 	// replica shows it as application_name in the primary's pg_stat_replication.
 	Name string
 	// Host is the address the server listens on: 127.0.0.1. In the container backend it is the
-	// Docker host as this process reaches it (usually "localhost").
+	// Docker host as this process reaches it: 127.0.0.1 for a local Docker engine.
 	Host string
 	// Port is the TCP port the server listens on. In the container backend it is the host port
 	// mapped to the container's 5432; it stays the same across StopNode and StartNode.
@@ -300,7 +300,7 @@ func (c *Cluster) Stop() error {
 // StopNode shuts one node down (pg_ctl stop -m fast; docker stop, which sends the image's
 // SIGINT, in the container backend) and keeps its data, for failure tests. Stopping a stopped
 // node does nothing.
-func (c *Cluster) StopNode(n *Node) (err error) {
+func (c *Cluster) StopNode(n *Node) error {
 	if err := c.check(n); err != nil {
 		return err
 	}
@@ -310,6 +310,7 @@ func (c *Cluster) StopNode(n *Node) (err error) {
 	if !running {
 		return nil
 	}
+	var err error
 	if c.docker != nil {
 		err = c.docker.stopNode(n)
 	} else {

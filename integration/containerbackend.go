@@ -76,29 +76,35 @@ func resolveBackend(opts Options, getenv func(string) string) (backend, image st
 // CheckDocker returns nil when a Docker engine is reachable through testcontainers-go's default
 // provider (DOCKER_HOST, ~/.testcontainers.properties, the usual sockets), else an error
 // wrapping ErrContainerBackendUnavailable that says why.
-func CheckDocker(ctx context.Context) (err error) {
+func CheckDocker(ctx context.Context) error {
+	if err := dockerHealth(ctx); err != nil {
+		return fmt.Errorf("%w: %w (start a Docker engine or set DOCKER_HOST)", ErrContainerBackendUnavailable, err)
+	}
+	return nil
+}
+
+// dockerHealth runs testcontainers-go's provider health check.
+func dockerHealth(ctx context.Context) (err error) {
 	defer func() {
 		// testcontainers-go panics when it finds no Docker socket at all.
 		if r := recover(); r != nil {
-			err = fmt.Errorf("%w: %v", ErrContainerBackendUnavailable, r)
+			err = fmt.Errorf("%v", r)
 		}
 	}()
 	provider, err := testcontainers.ProviderDefault.GetProvider()
 	if err != nil {
-		return fmt.Errorf("%w: %w", ErrContainerBackendUnavailable, err)
+		return err
 	}
 	defer provider.Close()
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	if err := provider.Health(ctx); err != nil {
-		return fmt.Errorf("%w: %w", ErrContainerBackendUnavailable, err)
-	}
-	return nil
+	return provider.Health(ctx)
 }
 
 // dockerCluster is the container backend's part of a Cluster.
 type dockerCluster struct {
 	image   string
+	logger  logfLogger
 	bindIP  netip.Addr // host address the ports are published on; invalid means every address
 	network *testcontainers.DockerNetwork
 
@@ -124,9 +130,12 @@ func startContainers(ctx context.Context, opts Options, image string) (*Cluster,
 	if err != nil {
 		return nil, fmt.Errorf("integration: docker host: %w", err)
 	}
-	d := &dockerCluster{image: image, containers: map[*Node]*testcontainers.DockerContainer{}}
+	d := &dockerCluster{image: image, logger: logfLogger(logf), containers: map[*Node]*testcontainers.DockerContainer{}}
 	if isLoopbackHost(host) {
+		// A local engine: publish on loopback only, and connect there directly rather than
+		// through "localhost", which may resolve to ::1 first.
 		d.bindIP = netip.MustParseAddr(loopback)
+		host = loopback
 	}
 	c := &Cluster{docker: d, logf: logf, ports: map[int]bool{}}
 	started := false
@@ -142,21 +151,9 @@ func startContainers(ctx context.Context, opts Options, image string) (*Cluster,
 		return nil, fmt.Errorf("integration: create docker network: %w", err)
 	}
 	c.Primary = c.newContainerNode("primary", RolePrimary, host)
-	script, err := containerInitScript(opts)
+	primaryOpts, err := primaryCustomizers(opts)
 	if err != nil {
 		return nil, err
-	}
-	primaryOpts := []testcontainers.ContainerCustomizer{
-		testcontainers.WithEnv(map[string]string{
-			"POSTGRES_USER":             Superuser,
-			"POSTGRES_HOST_AUTH_METHOD": "trust",
-			"POSTGRES_INITDB_ARGS":      "-E UTF8 --locale=C --no-sync",
-		}),
-		testcontainers.WithFiles(testcontainers.ContainerFile{
-			Reader:            strings.NewReader(script),
-			ContainerFilePath: initScriptPath,
-			FileMode:          0o755,
-		}),
 	}
 	if err := d.runNode(ctx, c, c.Primary, primaryOpts); err != nil {
 		return nil, err
@@ -191,14 +188,52 @@ func (c *Cluster) newContainerNode(name, role, host string) *Node {
 	return n
 }
 
+// primaryCustomizers are the primary's container settings: the image's entrypoint initializes
+// it, with trust authentication, and runs containerInitScript.
+func primaryCustomizers(opts Options) ([]testcontainers.ContainerCustomizer, error) {
+	script, err := containerInitScript(opts)
+	if err != nil {
+		return nil, err
+	}
+	return []testcontainers.ContainerCustomizer{
+		testcontainers.WithEnv(map[string]string{
+			"POSTGRES_USER":             Superuser,
+			"POSTGRES_HOST_AUTH_METHOD": "trust",
+			"POSTGRES_INITDB_ARGS":      "-E UTF8 --locale=C --no-sync",
+		}),
+		testcontainers.WithFiles(testcontainers.ContainerFile{
+			Reader:            strings.NewReader(script),
+			ContainerFilePath: initScriptPath,
+			FileMode:          0o755,
+		}),
+	}, nil
+}
+
+// replicaCustomizers are a replica's container settings: containerReplicaEntrypoint as the
+// postgres user.
+func replicaCustomizers(name, primaryHost string) []testcontainers.ContainerCustomizer {
+	return []testcontainers.ContainerCustomizer{
+		testcontainers.WithConfigModifier(func(cfg *container.Config) { cfg.User = Superuser }),
+		testcontainers.WithEntrypoint("sh", "-c", containerReplicaEntrypoint(name, primaryHost)),
+	}
+}
+
+// nodeCustomizers adds to a node's own settings (extra) what every node has: the cluster's
+// network, with the node's name as alias, port 5432 published on hostPort, a label, the logger.
+func (d *dockerCluster) nodeCustomizers(n *Node, hostPort int, extra []testcontainers.ContainerCustomizer) []testcontainers.ContainerCustomizer {
+	return append([]testcontainers.ContainerCustomizer{
+		testcontainers.WithLogger(d.logger),
+		network.WithNetwork([]string{n.Name}, d.network),
+		testcontainers.WithExposedPorts(containerPortTCP),
+		testcontainers.WithHostConfigModifier(publishConfig(d.bindIP, hostPort)),
+		testcontainers.WithLabels(map[string]string{"org.cmpool.integration.node": n.Name}),
+	}, extra...)
+}
+
 // initReplica starts a replica container, which clones the primary, and waits until it streams.
 func (d *dockerCluster) initReplica(ctx context.Context, c *Cluster, n *Node, backup *sync.Mutex) error {
-	opts := []testcontainers.ContainerCustomizer{
-		testcontainers.WithConfigModifier(func(cfg *container.Config) { cfg.User = Superuser }),
-		testcontainers.WithEntrypoint("sh", "-c", containerReplicaEntrypoint(n.Name, c.Primary.Name)),
-	}
 	backup.Lock()
-	err := d.runNode(ctx, c, n, opts)
+	err := d.runNode(ctx, c, n, replicaCustomizers(n.Name, c.Primary.Name))
 	backup.Unlock()
 	if err != nil {
 		return err
@@ -218,14 +253,8 @@ func (d *dockerCluster) runNode(ctx context.Context, c *Cluster, n *Node, extra 
 		if n.Port, err = c.freePort(); err != nil {
 			return err
 		}
-		opts := append([]testcontainers.ContainerCustomizer{
-			network.WithNetwork([]string{n.Name}, d.network),
-			testcontainers.WithExposedPorts(containerPortTCP),
-			testcontainers.WithHostConfigModifier(d.hostConfig(n.Port)),
-			testcontainers.WithLabels(map[string]string{"org.cmpool.integration.node": n.Name}),
-		}, extra...)
 		var ctr *testcontainers.DockerContainer
-		ctr, err = testcontainers.Run(ctx, d.image, opts...)
+		ctr, err = testcontainers.Run(ctx, d.image, d.nodeCustomizers(n, n.Port, extra)...)
 		if ctr != nil {
 			d.mu.Lock()
 			d.containers[n] = ctr
@@ -239,6 +268,7 @@ func (d *dockerCluster) runNode(ctx context.Context, c *Cluster, n *Node, extra 
 			d.mu.Lock()
 			delete(d.containers, n)
 			d.mu.Unlock()
+			n.ContainerID = ""
 			_ = testcontainers.TerminateContainer(ctr)
 		}
 		if !portTaken(err) {
@@ -258,18 +288,24 @@ func (d *dockerCluster) runNode(ctx context.Context, c *Cluster, n *Node, extra 
 	return nil
 }
 
-// hostConfig publishes the container's port 5432 on hostPort and enlarges /dev/shm.
-func (d *dockerCluster) hostConfig(hostPort int) func(*container.HostConfig) {
+// publishConfig publishes the container's port 5432 on bindIP:hostPort (every address when
+// bindIP is the zero Addr) and enlarges /dev/shm.
+func publishConfig(bindIP netip.Addr, hostPort int) func(*container.HostConfig) {
 	return func(hc *container.HostConfig) {
 		hc.ShmSize = containerShmSize
 		if hc.PortBindings == nil {
 			hc.PortBindings = dockernetwork.PortMap{}
 		}
 		hc.PortBindings[dockernetwork.MustParsePort(containerPortTCP)] = []dockernetwork.PortBinding{
-			{HostIP: d.bindIP, HostPort: strconv.Itoa(hostPort)},
+			{HostIP: bindIP, HostPort: strconv.Itoa(hostPort)},
 		}
 	}
 }
+
+// logfLogger passes testcontainers-go's messages to Options.Logf.
+type logfLogger func(format string, args ...any)
+
+func (l logfLogger) Printf(format string, args ...any) { l(format, args...) }
 
 // portTaken reports whether a container failed to start because its host port was taken.
 func portTaken(err error) bool {

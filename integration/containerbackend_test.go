@@ -1,6 +1,7 @@
 package integration_test
 
 import (
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -9,6 +10,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/moby/moby/api/types/network"
 	"github.com/stretchr/testify/require"
 
 	"github.com/cmlite/cmpool/integration"
@@ -161,6 +163,55 @@ echo "cluster_name = 'primary'" > "$PGDATA/cmpool_node.conf"
 	fi, err := os.Stat(pgdata)
 	require.NoError(t, err)
 	require.Equal(t, os.FileMode(0o700), fi.Mode().Perm())
+}
+
+func TestContainerRequest(t *testing.T) {
+	primary := &integration.Node{Name: "primary", Role: integration.RolePrimary}
+	req, cfg, hc, err := integration.ContainerRequest(integration.Options{Replicas: 1}, primary, "", "cmpool-net", "127.0.0.1", 15432)
+	require.NoError(t, err)
+	require.Equal(t, "postgres:16-alpine", req.Image)
+	require.Equal(t, []string{"cmpool-net"}, req.Networks)
+	require.Equal(t, map[string][]string{"cmpool-net": {"primary"}}, req.NetworkAliases, "replicas reach the primary by its name")
+	require.Equal(t, []string{"5432/tcp"}, req.ExposedPorts)
+	require.Equal(t, "trust", req.Env["POSTGRES_HOST_AUTH_METHOD"])
+	require.Equal(t, "postgres", req.Env["POSTGRES_USER"])
+	require.Len(t, req.Files, 1)
+	require.Equal(t, "/docker-entrypoint-initdb.d/cmpool-harness.sh", req.Files[0].ContainerFilePath)
+	require.Equal(t, int64(0o755), req.Files[0].FileMode)
+	require.Empty(t, req.Entrypoint, "the primary runs the image's own entrypoint")
+	require.Empty(t, cfg.User)
+	require.Equal(t, int64(256<<20), hc.ShmSize)
+	bindings := hc.PortBindings[network.MustParsePort("5432/tcp")]
+	require.Len(t, bindings, 1)
+	require.Equal(t, "127.0.0.1", bindings[0].HostIP.String())
+	require.Equal(t, "15432", bindings[0].HostPort)
+
+	replica := &integration.Node{Name: "replica1", Role: integration.RoleReplica}
+	req, cfg, hc, err = integration.ContainerRequest(integration.Options{}, replica, "primary", "cmpool-net", "", 15433)
+	require.NoError(t, err)
+	require.Equal(t, map[string][]string{"cmpool-net": {"replica1"}}, req.NetworkAliases)
+	require.Empty(t, req.Files)
+	require.Empty(t, req.Env)
+	require.Equal(t, "postgres", cfg.User, "pg_basebackup and the server run as the postgres user")
+	require.Len(t, req.Entrypoint, 3)
+	require.Equal(t, []string{"sh", "-c"}, req.Entrypoint[:2])
+	require.Equal(t, integration.ContainerReplicaEntrypoint("replica1", "primary"), req.Entrypoint[2])
+	bindings = hc.PortBindings[network.MustParsePort("5432/tcp")]
+	require.Len(t, bindings, 1)
+	require.False(t, bindings[0].HostIP.IsValid(), "a remote engine publishes on every address")
+	require.Equal(t, "15433", bindings[0].HostPort)
+}
+
+func TestContainerHostAndPortErrors(t *testing.T) {
+	for host, want := range map[string]bool{
+		"localhost": true, "127.0.0.1": true, "::1": true, "127.0.0.2": true,
+		"172.17.0.1": false, "docker.example": false, "": false,
+	} {
+		require.Equal(t, want, integration.IsLoopbackHost(host), host)
+	}
+	require.True(t, integration.PortTaken(errors.New("container start: Bind for 127.0.0.1:15432 failed: port is already allocated")))
+	require.True(t, integration.PortTaken(errors.New("listen tcp4 127.0.0.1:15432: bind: address already in use")))
+	require.False(t, integration.PortTaken(errors.New("pull access denied for nosuch/image")))
 }
 
 // TestContainerBackendWithoutDocker checks what a machine without a Docker engine gets: a
