@@ -108,10 +108,9 @@ type Options struct {
 	TLSCert, TLSKey []byte
 
 	// BaseDir is the directory in which the cluster's own temporary directory is created (local
-	// backend only). Empty
-	// means /dev/shm when it has at least 2 GiB free (memory-backed: servers start several times
-	// faster), else os.TempDir(). When running as root, the postgres OS user must be able to
-	// traverse it.
+	// backend only). Empty means /dev/shm when it has at least 2 GiB free (memory-backed:
+	// servers start several times faster), else os.TempDir(). When running as root, the
+	// postgres OS user must be able to traverse it.
 	BaseDir string
 
 	// Logf receives progress messages. Nil means silent.
@@ -478,8 +477,9 @@ func (c *Cluster) StartNode(ctx context.Context, n *Node) error {
 }
 
 // Promote promotes a running replica (pg_ctl promote; SELECT pg_promote() in the container
-// backend) and waits until pg_is_in_recovery() is false. It sets n.Role to RolePrimary; Cluster.Primary and Cluster.Replicas are not changed.
-// The other replicas keep following the old primary.
+// backend) and waits until pg_is_in_recovery() is false. It sets n.Role to RolePrimary;
+// Cluster.Primary and Cluster.Replicas are not changed. The other replicas keep following the
+// old primary.
 func (c *Cluster) Promote(ctx context.Context, n *Node) error {
 	if err := c.check(n); err != nil {
 		return err
