@@ -27,9 +27,14 @@ import (
 // postgres, pg_basebackup) was found. StartCluster skips the test on it, except in CI.
 var ErrPostgresNotFound = errors.New("integration: PostgreSQL server binaries not found")
 
-// ErrContainerBackendUnavailable is returned for Options.Backend == "container". The container
-// backend (testcontainers-go) is a seam that is not implemented yet.
-var ErrContainerBackendUnavailable = errors.New("integration: container backend is not available (not implemented yet; use the local backend)")
+// ErrContainerBackendUnavailable means the container backend cannot run because no Docker engine
+// is reachable (testcontainers-go's provider health check failed). StartCluster skips the test on
+// it, in CI too.
+var ErrContainerBackendUnavailable = errors.New("integration: container backend unavailable")
+
+// ErrLocalBackendOnly is returned by the operations that only the local backend offers, such as
+// ServerPIDs.
+var ErrLocalBackendOnly = errors.New("integration: this operation needs the local backend")
 
 // Backends for Options.Backend.
 const (
@@ -37,8 +42,15 @@ const (
 	BackendContainer = "container"
 )
 
-// DefaultImage is the container image used by the container backend when Options.Image is empty.
+// DefaultImage is the container image used by the container backend when Options.Image and
+// $CMPOOL_TEST_IMAGE are empty.
 const DefaultImage = "postgres:16-alpine"
+
+// Environment variables that choose the backend when Options leaves it open.
+const (
+	EnvBackend = "CMPOOL_TEST_BACKEND" // "local" or "container"
+	EnvImage   = "CMPOOL_TEST_IMAGE"   // the container image
+)
 
 // Roles of a Node.
 const (
@@ -65,14 +77,18 @@ type Options struct {
 	Replicas int
 
 	// PGBin is the directory with initdb, pg_ctl, postgres and pg_basebackup. Empty means $PG_BIN,
-	// else the newest /usr/lib/postgresql/*/bin, else the directory of pg_ctl on $PATH.
+	// else the newest /usr/lib/postgresql/*/bin, else the directory of pg_ctl on $PATH. Local
+	// backend only.
 	PGBin string
 
-	// Backend is "local" (the default when empty) or "container". "container" returns
-	// ErrContainerBackendUnavailable for now: it is the seam for a testcontainers-go backend.
+	// Backend is BackendLocal (servers from the machine's PostgreSQL binaries) or
+	// BackendContainer (servers in Docker containers, through testcontainers-go). Empty means
+	// $CMPOOL_TEST_BACKEND, else BackendLocal.
 	Backend string
 
-	// Image is the container image for the container backend. Empty means DefaultImage.
+	// Image is the container image for the container backend: an official postgres image or one
+	// built like it (docker-entrypoint.sh, $PGDATA, pg_basebackup). Empty means
+	// $CMPOOL_TEST_IMAGE, else DefaultImage.
 	Image string
 
 	// Settings are extra postgresql.conf settings for the primary and the replicas. They override
@@ -91,10 +107,10 @@ type Options struct {
 	// means ssl stays off.
 	TLSCert, TLSKey []byte
 
-	// BaseDir is the directory in which the cluster's own temporary directory is created. Empty
-	// means /dev/shm when it has at least 2 GiB free (memory-backed: servers start several times
-	// faster), else os.TempDir(). When running as root, the postgres OS user must be able to
-	// traverse it.
+	// BaseDir is the directory in which the cluster's own temporary directory is created (local
+	// backend only). Empty means /dev/shm when it has at least 2 GiB free (memory-backed:
+	// servers start several times faster), else os.TempDir(). When running as root, the
+	// postgres OS user must be able to traverse it.
 	BaseDir string
 
 	// Logf receives progress messages. Nil means silent.
@@ -106,17 +122,23 @@ type Node struct {
 	// Name is "primary", "replica1", "replica2", ... It is also the server's cluster_name, so a
 	// replica shows it as application_name in the primary's pg_stat_replication.
 	Name string
-	// Host is the address the server listens on: 127.0.0.1.
+	// Host is the address the server listens on: 127.0.0.1. In the container backend it is the
+	// Docker host as this process reaches it: 127.0.0.1 for a local Docker engine.
 	Host string
-	// Port is the TCP port the server listens on.
+	// Port is the TCP port the server listens on. In the container backend it is the host port
+	// mapped to the container's 5432; it stays the same across StopNode and StartNode.
 	Port int
-	// DataDir is the server's data directory.
+	// DataDir is the server's data directory. In the container backend it is empty: the data
+	// lives in the container ($PGDATA).
 	DataDir string
 	// SocketDir is the directory of the server's Unix-domain socket. It also holds DataDir and
-	// LogFile.
+	// LogFile. Empty in the container backend.
 	SocketDir string
-	// LogFile is the server's log.
+	// LogFile is the server's log. Empty in the container backend, where the server logs to
+	// the container's output (docker logs ContainerID).
 	LogFile string
+	// ContainerID is the Docker container of the node in the container backend, else empty.
+	ContainerID string
 	// Role is RolePrimary or RoleReplica. Promote turns a replica into a primary.
 	Role string
 
@@ -154,6 +176,7 @@ type Cluster struct {
 	Primary  *Node
 	Replicas []*Node
 
+	docker  *dockerCluster      // the container backend's state; nil for the local backend
 	bin     string              // directory of the PostgreSQL binaries
 	baseDir string              // holds every node's directory; removed by Stop
 	runAs   *syscall.Credential // the postgres OS user when running as root, else nil
@@ -168,20 +191,19 @@ type Cluster struct {
 // Start initializes and starts a primary and opts.Replicas streaming replicas on free loopback
 // ports, and returns when every replica is streaming. On failure it stops whatever it started and
 // removes its files. ctx bounds the start; the servers outlive it until Stop.
+//
+// With the container backend (see Options.Backend) the servers run in containers on a Docker
+// network of their own, their ports published on the Docker host; see startContainers.
 func Start(ctx context.Context, opts Options) (*Cluster, error) {
 	if opts.Replicas < 0 {
 		return nil, fmt.Errorf("integration: negative Options.Replicas %d", opts.Replicas)
 	}
-	switch opts.Backend {
-	case "", BackendLocal:
-	case BackendContainer:
-		image := opts.Image
-		if image == "" {
-			image = DefaultImage
-		}
-		return nil, fmt.Errorf("%w (image %s)", ErrContainerBackendUnavailable, image)
-	default:
-		return nil, fmt.Errorf("integration: unknown Options.Backend %q (want %q or %q)", opts.Backend, BackendLocal, BackendContainer)
+	backend, image, err := resolveBackend(opts, os.Getenv)
+	if err != nil {
+		return nil, err
+	}
+	if backend == BackendContainer {
+		return startContainers(ctx, opts, image)
 	}
 	bin, err := findPGBin(opts.PGBin)
 	if err != nil {
@@ -237,8 +259,9 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 	return c, nil
 }
 
-// Stop shuts every node down (pg_ctl stop -m immediate) and removes all data. It is idempotent;
-// calls after the first return nil.
+// Stop shuts every node down (pg_ctl stop -m immediate) and removes all data. The container
+// backend removes the containers, their volumes and their network. It is idempotent; calls
+// after the first return nil.
 func (c *Cluster) Stop() error {
 	c.mu.Lock()
 	if c.stopped {
@@ -248,6 +271,9 @@ func (c *Cluster) Stop() error {
 	c.stopped = true
 	nodes := slices.Clone(c.nodes)
 	c.mu.Unlock()
+	if c.docker != nil {
+		return c.docker.remove(c)
+	}
 
 	errs := make([]error, len(nodes))
 	var wg sync.WaitGroup
@@ -270,8 +296,9 @@ func (c *Cluster) Stop() error {
 	return nil
 }
 
-// StopNode shuts one node down (pg_ctl stop -m fast) and keeps its data, for failure tests.
-// Stopping a stopped node does nothing.
+// StopNode shuts one node down (pg_ctl stop -m fast; docker stop, which sends the image's
+// SIGINT, in the container backend) and keeps its data, for failure tests. Stopping a stopped
+// node does nothing.
 func (c *Cluster) StopNode(n *Node) error {
 	if err := c.check(n); err != nil {
 		return err
@@ -282,7 +309,13 @@ func (c *Cluster) StopNode(n *Node) error {
 	if !running {
 		return nil
 	}
-	if err := c.stopServer(n, "fast"); err != nil {
+	var err error
+	if c.docker != nil {
+		err = c.docker.stopNode(n)
+	} else {
+		err = c.stopServer(n, "fast")
+	}
+	if err != nil {
 		return err
 	}
 	c.mu.Lock()
@@ -295,7 +328,7 @@ func (c *Cluster) StopNode(n *Node) error {
 // KillNode crashes a node: SIGKILL to its postmaster and every process it started, as a
 // power loss would leave it (minus the page cache: the files keep what was written). It
 // returns when they are gone. Data is kept, so StartNode runs crash recovery. Killing a
-// stopped node does nothing.
+// stopped node does nothing. In the container backend it is docker kill (SIGKILL).
 func (c *Cluster) KillNode(n *Node) error {
 	if err := c.check(n); err != nil {
 		return err
@@ -304,6 +337,16 @@ func (c *Cluster) KillNode(n *Node) error {
 	running := n.running
 	c.mu.Unlock()
 	if !running {
+		return nil
+	}
+	if c.docker != nil {
+		if err := c.docker.killNode(n); err != nil {
+			return err
+		}
+		c.mu.Lock()
+		n.running = false
+		c.mu.Unlock()
+		c.logf("integration: killed %s", n.Name)
 		return nil
 	}
 	pid, err := postmasterPID(n)
@@ -337,10 +380,14 @@ func (c *Cluster) KillNode(n *Node) error {
 }
 
 // ServerPIDs returns the process ids of a running node: its postmaster first, then the
-// processes it started (backends, walsender, checkpointer, ...).
+// processes it started (backends, walsender, checkpointer, ...). The container backend returns
+// ErrLocalBackendOnly: the processes live in another PID namespace.
 func (c *Cluster) ServerPIDs(n *Node) ([]int, error) {
 	if err := c.check(n); err != nil {
 		return nil, err
+	}
+	if c.docker != nil {
+		return nil, fmt.Errorf("%w: ServerPIDs of %s", ErrLocalBackendOnly, n.Name)
 	}
 	pid, err := postmasterPID(n)
 	if err != nil {
@@ -416,16 +463,23 @@ func (c *Cluster) StartNode(ctx context.Context, n *Node) error {
 	if running {
 		return nil
 	}
-	if err := c.startServer(ctx, n); err != nil {
+	var err error
+	if c.docker != nil {
+		err = c.docker.startNode(ctx, c, n)
+	} else {
+		err = c.startServer(ctx, n)
+	}
+	if err != nil {
 		return err
 	}
 	c.logf("integration: started %s on %s", n.Name, n.Addr())
 	return nil
 }
 
-// Promote promotes a running replica (pg_ctl promote) and waits until pg_is_in_recovery() is
-// false. It sets n.Role to RolePrimary; Cluster.Primary and Cluster.Replicas are not changed.
-// The other replicas keep following the old primary.
+// Promote promotes a running replica (pg_ctl promote; SELECT pg_promote() in the container
+// backend) and waits until pg_is_in_recovery() is false. It sets n.Role to RolePrimary;
+// Cluster.Primary and Cluster.Replicas are not changed. The other replicas keep following the
+// old primary.
 func (c *Cluster) Promote(ctx context.Context, n *Node) error {
 	if err := c.check(n); err != nil {
 		return err
@@ -439,7 +493,11 @@ func (c *Cluster) Promote(ctx context.Context, n *Node) error {
 	if !running {
 		return fmt.Errorf("integration: promote %s: node is stopped", n.Name)
 	}
-	if _, err := c.run(ctx, "pg_ctl", "promote", "-D", n.DataDir, "-w", "-t", waitSeconds(ctx)); err != nil {
+	if c.docker != nil {
+		if err := c.docker.promote(ctx, n); err != nil {
+			return err
+		}
+	} else if _, err := c.run(ctx, "pg_ctl", "promote", "-D", n.DataDir, "-w", "-t", waitSeconds(ctx)); err != nil {
 		return fmt.Errorf("integration: promote %s: %w%s", n.Name, err, logTail(n.LogFile, 0))
 	}
 	err := c.poll(ctx, n, readyTimeout, "SELECT pg_is_in_recovery()", func(row []string) bool { return row[0] == "f" })
@@ -574,7 +632,7 @@ func (c *Cluster) initPrimary(ctx context.Context, n *Node, opts Options) error 
 	if err != nil {
 		return fmt.Errorf("integration: %w", err)
 	}
-	_, err = f.WriteString(serverConf(opts.Replicas, settings))
+	_, err = f.WriteString(serverConf(loopback, opts.Replicas, settings))
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
@@ -582,7 +640,7 @@ func (c *Cluster) initPrimary(ctx context.Context, n *Node, opts Options) error 
 		return fmt.Errorf("integration: write %s: %w", confPath, err)
 	}
 	// pg_basebackup copies pg_hba.conf and postgresql.conf to the replicas.
-	if err := c.writeFile(filepath.Join(n.DataDir, "pg_hba.conf"), hbaConf(opts.HBA, opts.PasswordAuth)); err != nil {
+	if err := c.writeFile(filepath.Join(n.DataDir, "pg_hba.conf"), hbaConf(opts.HBA, opts.PasswordAuth, loopbackNets)); err != nil {
 		return err
 	}
 	if err := c.startNew(ctx, n); err != nil {
@@ -825,12 +883,13 @@ func (c *Cluster) freePort() (int, error) {
 }
 
 // serverConf is appended to the primary's postgresql.conf; replicas inherit it. The include of the
-// per-node file comes last so that port and socket directory cannot be overridden.
-func serverConf(replicas int, settings map[string]string) string {
+// per-node file comes last so that port and socket directory cannot be overridden. listen is
+// listen_addresses.
+func serverConf(listen string, replicas int, settings map[string]string) string {
 	var b strings.Builder
 	b.WriteString("\n# Added by the cmpool integration harness.\n")
 	set := func(k, v string) { fmt.Fprintf(&b, "%s = %s\n", k, quoteConf(v)) }
-	set("listen_addresses", loopback)
+	set("listen_addresses", listen)
 	set("wal_level", "replica")
 	set("max_wal_senders", strconv.Itoa(max(10, replicas+3))) // every replica, and a pg_basebackup
 	set("hot_standby", "on")
@@ -857,28 +916,42 @@ func nodeConf(n *Node) string {
 		n.Port, quoteConf(n.SocketDir), quoteConf(n.Name))
 }
 
-// hbaConf is the primary's pg_hba.conf: the extra lines first, then trust for local and loopback
-// connections, replication included.
-func hbaConf(extra []string, passwordAuth bool) string {
+// Client networks trusted by pg_hba.conf: loopback for the local backend; any address for the
+// container backend, whose clients come through the Docker network and its port mapping.
+var (
+	loopbackNets = []string{"127.0.0.1/32", "::1/128"}
+	anyNets      = []string{"0.0.0.0/0", "::/0"}
+)
+
+// hbaConf is the primary's pg_hba.conf: the extra lines first, then trust for Unix-socket
+// connections and TCP ones from nets, replication included. With passwordAuth, TCP logins of
+// every user but the superuser (and replication) use scram-sha-256.
+func hbaConf(extra []string, passwordAuth bool, nets []string) string {
 	var b strings.Builder
 	b.WriteString("# Written by the cmpool integration harness.\n")
 	for _, line := range extra {
 		b.WriteString(line + "\n")
 	}
-	if passwordAuth {
-		b.WriteString(`host    all          ` + Superuser + `   127.0.0.1/32  trust
-host    replication  all        127.0.0.1/32  trust
-host    all          all        127.0.0.1/32  scram-sha-256
-host    all          all        ::1/128       scram-sha-256
-`)
+	line := func(typ, db, user, addr, method string) {
+		fmt.Fprintf(&b, "%-7s %-12s %-10s %-13s %s\n", typ, db, user, addr, method)
 	}
-	b.WriteString(`local   all          all                 trust
-host    all          all   127.0.0.1/32  trust
-host    all          all   ::1/128       trust
-local   replication  all                 trust
-host    replication  all   127.0.0.1/32  trust
-host    replication  all   ::1/128       trust
-`)
+	if passwordAuth {
+		for _, n := range nets {
+			line("host", "all", Superuser, n, "trust")
+			line("host", "replication", "all", n, "trust")
+		}
+		for _, n := range nets {
+			line("host", "all", "all", n, "scram-sha-256")
+		}
+	}
+	line("local", "all", "all", "", "trust")
+	for _, n := range nets {
+		line("host", "all", "all", n, "trust")
+	}
+	line("local", "replication", "all", "", "trust")
+	for _, n := range nets {
+		line("host", "replication", "all", n, "trust")
+	}
 	return b.String()
 }
 

@@ -25,8 +25,24 @@
 // as root. The settings favour speed over durability (fsync, full_page_writes and
 // synchronous_commit are off): the data is thrown away.
 //
-// Options.Backend "container" is a seam for a backend that runs the servers in containers with
-// testcontainers-go (image Options.Image, postgres:16-alpine by default). It is not implemented:
-// no Docker engine is available where this package is developed, so Start returns
-// ErrContainerBackendUnavailable for it.
+// # Backends
+//
+// Options.Backend picks where the servers run; when it is empty the environment variable
+// CMPOOL_TEST_BACKEND does, else the local backend described above is used.
+//
+//   - "local": the machine's PostgreSQL binaries, as above.
+//   - "container": Docker containers started with testcontainers-go, from Options.Image, else
+//     $CMPOOL_TEST_IMAGE, else postgres:16-alpine. The primary is configured for streaming
+//     replication (wal_level replica, max_wal_senders, a pg_hba.conf entry trusting
+//     replication connections); each replica is cloned from it with pg_basebackup -R over a
+//     Docker network of the cluster's own. Their ports are published on the Docker host, so
+//     Node.URL, StartProxy and WaitReplication work as with the local backend. StopNode and
+//     StartNode stop and start a container (the node keeps its host port), KillNode is docker
+//     kill, Promote runs pg_promote(). ServerPIDs returns ErrLocalBackendOnly, and Node.DataDir,
+//     SocketDir and LogFile are empty. Stop removes the containers and the network.
+//
+// When no Docker engine is reachable, Start returns ErrContainerBackendUnavailable and
+// StartCluster skips the test, in CI too; CheckDocker tells in advance. The container backend's
+// end-to-end test has not run on the machine where cmpool's CI runs, which has no Docker engine.
+// docs/testing.md walks through both backends.
 package integration

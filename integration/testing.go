@@ -8,18 +8,27 @@ import (
 	"time"
 )
 
-// startTimeout bounds StartCluster's start of the servers.
-const startTimeout = 90 * time.Second
+// startTimeout bounds StartCluster's start of the servers; containerStartTimeout does for the
+// container backend, whose first start may pull the image.
+const (
+	startTimeout          = 90 * time.Second
+	containerStartTimeout = 5 * time.Minute
+)
 
 // StartCluster starts a cluster for a test and stops it in t.Cleanup. It skips the test when no
 // PostgreSQL binaries are found, unless the environment variable CI is "true": in CI a missing
-// PostgreSQL fails the test. Any other start error fails the test. A nil opts.Logf logs to t.Logf.
+// PostgreSQL fails the test. With the container backend it skips the test when no Docker engine
+// is reachable, in CI too. Any other start error fails the test. A nil opts.Logf logs to t.Logf.
 func StartCluster(t testing.TB, opts Options) *Cluster {
 	t.Helper()
 	if opts.Logf == nil {
 		opts.Logf = t.Logf
 	}
-	ctx, cancel := context.WithTimeout(t.Context(), startTimeout)
+	timeout := startTimeout
+	if backend, _, err := resolveBackend(opts, os.Getenv); err == nil && backend == BackendContainer {
+		timeout = containerStartTimeout
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), timeout)
 	defer cancel()
 	c, err := Start(ctx, opts)
 	if errors.Is(err, ErrPostgresNotFound) {
@@ -27,6 +36,9 @@ func StartCluster(t testing.TB, opts Options) *Cluster {
 			t.Fatalf("integration: PostgreSQL is required in CI: %v", err)
 		}
 		t.Skipf("skipping: %v", err)
+	}
+	if errors.Is(err, ErrContainerBackendUnavailable) {
+		t.Skipf("no Docker engine reachable: %v", err)
 	}
 	if err != nil {
 		t.Fatalf("integration: start cluster: %v", err)

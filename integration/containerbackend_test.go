@@ -1,0 +1,273 @@
+package integration_test
+
+import (
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/moby/moby/api/types/network"
+	"github.com/stretchr/testify/require"
+
+	"github.com/cmlite/cmpool/integration"
+	"github.com/cmlite/cmpool/pool"
+)
+
+func TestContainerBackendOptions(t *testing.T) {
+	env := func(kv map[string]string) func(string) string {
+		return func(k string) string { return kv[k] }
+	}
+	cases := []struct {
+		name         string
+		opts         integration.Options
+		env          map[string]string
+		backend      string
+		image, error string
+	}{
+		{name: "defaults", backend: "local", image: "postgres:16-alpine"},
+		{name: "environment picks containers", env: map[string]string{"CMPOOL_TEST_BACKEND": "container"},
+			backend: "container", image: "postgres:16-alpine"},
+		{name: "environment picks the image", env: map[string]string{"CMPOOL_TEST_BACKEND": " container ", "CMPOOL_TEST_IMAGE": "postgres:17"},
+			backend: "container", image: "postgres:17"},
+		{name: "options win over the environment", opts: integration.Options{Backend: "local", Image: "my/pg:1"},
+			env: map[string]string{"CMPOOL_TEST_BACKEND": "container", "CMPOOL_TEST_IMAGE": "postgres:17"}, backend: "local", image: "my/pg:1"},
+		{name: "unknown option", opts: integration.Options{Backend: "docker"}, error: `unknown Options.Backend "docker"`},
+		{name: "unknown environment value", env: map[string]string{"CMPOOL_TEST_BACKEND": "podman"}, error: `unknown $CMPOOL_TEST_BACKEND "podman"`},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			backend, image, err := integration.ResolveBackend(tc.opts, env(tc.env))
+			if tc.error != "" {
+				require.ErrorContains(t, err, tc.error)
+				return
+			}
+			require.NoError(t, err)
+			require.Equal(t, tc.backend, backend)
+			require.Equal(t, tc.image, image)
+		})
+	}
+}
+
+func TestContainerHBA(t *testing.T) {
+	local := integration.HBAConf([]string{"hostssl all app 127.0.0.1/32 cert"}, false, []string{"127.0.0.1/32", "::1/128"})
+	lines := strings.Split(strings.TrimSpace(local), "\n")
+	require.Equal(t, "hostssl all app 127.0.0.1/32 cert", lines[1], "extra lines come first")
+	require.Contains(t, local, "host    replication  all        127.0.0.1/32  trust")
+	require.NotContains(t, local, "0.0.0.0/0")
+
+	anyAddr := integration.HBAConf(nil, true, []string{"0.0.0.0/0", "::/0"})
+	require.NotContains(t, anyAddr, "127.0.0.1")
+	require.Contains(t, anyAddr, "host    replication  all        0.0.0.0/0     trust")
+	superuser := strings.Index(anyAddr, "host    all          postgres   0.0.0.0/0     trust")
+	scram := strings.Index(anyAddr, "host    all          all        0.0.0.0/0     scram-sha-256")
+	trust := strings.Index(anyAddr, "host    all          all        0.0.0.0/0     trust")
+	require.True(t, superuser >= 0 && scram > superuser && trust > scram, "superuser trust, then scram, then trust:\n%s", anyAddr)
+}
+
+// runScript runs a shell script with PGDATA set and extra directories first on PATH.
+func runScript(t *testing.T, script, pgdata string, path ...string) string {
+	t.Helper()
+	sh, err := exec.LookPath("sh")
+	if err != nil {
+		t.Skipf("no sh: %v", err)
+	}
+	cmd := exec.Command(sh, "-c", script)
+	cmd.Env = append(os.Environ(), "PGDATA="+pgdata, "PATH="+strings.Join(append(path, os.Getenv("PATH")), ":"))
+	out, err := cmd.CombinedOutput()
+	require.NoError(t, err, string(out))
+	return string(out)
+}
+
+func TestContainerInitScript(t *testing.T) {
+	script, err := integration.ContainerInitScript(integration.Options{
+		Replicas:     2,
+		Settings:     map[string]string{"max_connections": "50", "work_mem": "it's 4MB"},
+		HBA:          []string{"host all nobody 0.0.0.0/0 reject"},
+		PasswordAuth: true,
+		TLSCert:      []byte("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"),
+		TLSKey:       []byte("-----BEGIN PRIVATE KEY-----\nBBBB\n-----END PRIVATE KEY-----"),
+	})
+	require.NoError(t, err)
+
+	pgdata := t.TempDir()
+	conf := filepath.Join(pgdata, "postgresql.conf")
+	require.NoError(t, os.WriteFile(conf, []byte("# from initdb\nport = 5432\n"), 0o600))
+	require.NoError(t, os.WriteFile(filepath.Join(pgdata, "pg_hba.conf"), []byte("host all all all md5\n"), 0o600))
+	runScript(t, script, pgdata)
+
+	read := func(name string) string {
+		data, err := os.ReadFile(filepath.Join(pgdata, name))
+		require.NoError(t, err)
+		return string(data)
+	}
+	got := read("postgresql.conf")
+	require.True(t, strings.HasPrefix(got, "# from initdb\nport = 5432\n"), "the settings are appended")
+	for _, want := range []string{
+		"listen_addresses = '*'", "wal_level = 'replica'", "max_wal_senders = '10'", "hot_standby = 'on'",
+		"max_connections = '50'", "work_mem = 'it''s 4MB'", "ssl = 'on'", "ssl_key_file = 'server.key'",
+	} {
+		require.Contains(t, got, want+"\n")
+	}
+	require.True(t, strings.HasSuffix(got, "include_if_exists = 'cmpool_node.conf'\n"), "the per-node file comes last:\n%s", got)
+	require.Equal(t, 1, strings.Count(got, "max_connections = '50'"))
+
+	hba := read("pg_hba.conf")
+	require.NotContains(t, hba, "md5", "pg_hba.conf is replaced")
+	require.True(t, strings.HasPrefix(hba, "# Written by the cmpool integration harness.\nhost all nobody 0.0.0.0/0 reject\n"))
+	require.Contains(t, hba, "host    replication  all        0.0.0.0/0     trust")
+	require.Contains(t, hba, "scram-sha-256")
+
+	require.Contains(t, read("cmpool_node.conf"), "cluster_name = 'primary'\n")
+	require.Equal(t, "-----BEGIN PRIVATE KEY-----\nBBBB\n-----END PRIVATE KEY-----\n", read("server.key"))
+	require.Contains(t, read("server.crt"), "AAAA")
+	fi, err := os.Stat(filepath.Join(pgdata, "server.key"))
+	require.NoError(t, err)
+	require.Equal(t, os.FileMode(0o600), fi.Mode().Perm())
+
+	_, err = integration.ContainerInitScript(integration.Options{HBA: []string{"CMPOOL_HARNESS_EOF"}})
+	require.ErrorContains(t, err, "CMPOOL_HARNESS_EOF", "content that would end the here-document early is refused")
+}
+
+func TestContainerReplicaEntrypoint(t *testing.T) {
+	// Stand-ins for the image's pg_basebackup and docker-entrypoint.sh record their arguments.
+	bin := t.TempDir()
+	calls := filepath.Join(t.TempDir(), "calls")
+	write := func(name, body string) {
+		require.NoError(t, os.WriteFile(filepath.Join(bin, name), []byte("#!/bin/sh\n"+body), 0o755))
+	}
+	write("pg_basebackup", `echo "pg_basebackup $*" >> "`+calls+`"
+echo 16 > "$PGDATA/PG_VERSION"
+echo "cluster_name = 'primary'" > "$PGDATA/cmpool_node.conf"
+`)
+	write("docker-entrypoint.sh", `echo "docker-entrypoint.sh $*" >> "`+calls+`"`+"\n")
+	pgdata := filepath.Join(t.TempDir(), "data")
+	require.NoError(t, os.Mkdir(pgdata, 0o777))
+
+	script := integration.ContainerReplicaEntrypoint("replica2", "primary")
+	runScript(t, script, pgdata, bin)
+	runScript(t, script, pgdata, bin) // a restart: the data directory is there
+
+	got, err := os.ReadFile(calls)
+	require.NoError(t, err)
+	require.Equal(t, "pg_basebackup -h primary -p 5432 -U postgres -D "+pgdata+" -R -X stream -c fast --no-sync\n"+
+		"docker-entrypoint.sh postgres\n"+
+		"docker-entrypoint.sh postgres\n", string(got), "one base backup, then the image's entrypoint on every start")
+	node, err := os.ReadFile(filepath.Join(pgdata, "cmpool_node.conf"))
+	require.NoError(t, err)
+	require.Contains(t, string(node), "cluster_name = 'replica2'\n")
+	require.NotContains(t, string(node), "primary")
+	fi, err := os.Stat(pgdata)
+	require.NoError(t, err)
+	require.Equal(t, os.FileMode(0o700), fi.Mode().Perm())
+}
+
+func TestContainerRequest(t *testing.T) {
+	primary := &integration.Node{Name: "primary", Role: integration.RolePrimary}
+	req, cfg, hc, err := integration.ContainerRequest(integration.Options{Replicas: 1}, primary, "", "cmpool-net", "127.0.0.1", 15432)
+	require.NoError(t, err)
+	require.Equal(t, "postgres:16-alpine", req.Image)
+	require.Equal(t, []string{"cmpool-net"}, req.Networks)
+	require.Equal(t, map[string][]string{"cmpool-net": {"primary"}}, req.NetworkAliases, "replicas reach the primary by its name")
+	require.Equal(t, []string{"5432/tcp"}, req.ExposedPorts)
+	require.Equal(t, "trust", req.Env["POSTGRES_HOST_AUTH_METHOD"])
+	require.Equal(t, "postgres", req.Env["POSTGRES_USER"])
+	require.Len(t, req.Files, 1)
+	require.Equal(t, "/docker-entrypoint-initdb.d/cmpool-harness.sh", req.Files[0].ContainerFilePath)
+	require.Equal(t, int64(0o755), req.Files[0].FileMode)
+	require.Empty(t, req.Entrypoint, "the primary runs the image's own entrypoint")
+	require.Empty(t, cfg.User)
+	require.Equal(t, int64(256<<20), hc.ShmSize)
+	bindings := hc.PortBindings[network.MustParsePort("5432/tcp")]
+	require.Len(t, bindings, 1)
+	require.Equal(t, "127.0.0.1", bindings[0].HostIP.String())
+	require.Equal(t, "15432", bindings[0].HostPort)
+
+	replica := &integration.Node{Name: "replica1", Role: integration.RoleReplica}
+	req, cfg, hc, err = integration.ContainerRequest(integration.Options{}, replica, "primary", "cmpool-net", "", 15433)
+	require.NoError(t, err)
+	require.Equal(t, map[string][]string{"cmpool-net": {"replica1"}}, req.NetworkAliases)
+	require.Empty(t, req.Files)
+	require.Empty(t, req.Env)
+	require.Equal(t, "postgres", cfg.User, "pg_basebackup and the server run as the postgres user")
+	require.Len(t, req.Entrypoint, 3)
+	require.Equal(t, []string{"sh", "-c"}, req.Entrypoint[:2])
+	require.Equal(t, integration.ContainerReplicaEntrypoint("replica1", "primary"), req.Entrypoint[2])
+	bindings = hc.PortBindings[network.MustParsePort("5432/tcp")]
+	require.Len(t, bindings, 1)
+	require.False(t, bindings[0].HostIP.IsValid(), "a remote engine publishes on every address")
+	require.Equal(t, "15433", bindings[0].HostPort)
+}
+
+func TestContainerHostAndPortErrors(t *testing.T) {
+	for host, want := range map[string]bool{
+		"localhost": true, "127.0.0.1": true, "::1": true, "127.0.0.2": true,
+		"172.17.0.1": false, "docker.example": false, "": false,
+	} {
+		require.Equal(t, want, integration.IsLoopbackHost(host), host)
+	}
+	require.True(t, integration.PortTaken(errors.New("container start: Bind for 127.0.0.1:15432 failed: port is already allocated")))
+	require.True(t, integration.PortTaken(errors.New("listen tcp4 127.0.0.1:15432: bind: address already in use")))
+	require.False(t, integration.PortTaken(errors.New("pull access denied for nosuch/image")))
+}
+
+// TestContainerBackendWithoutDocker checks what a machine without a Docker engine gets: a
+// clear error from Start, which StartCluster turns into a skip.
+func TestContainerBackendWithoutDocker(t *testing.T) {
+	if err := integration.CheckDocker(t.Context()); err == nil {
+		t.Skip("a Docker engine is reachable: TestContainerClusterThroughProxy covers the backend")
+	} else {
+		require.ErrorIs(t, err, integration.ErrContainerBackendUnavailable)
+	}
+	_, err := integration.Start(t.Context(), integration.Options{Backend: integration.BackendContainer, Replicas: 1})
+	require.ErrorIs(t, err, integration.ErrContainerBackendUnavailable)
+}
+
+// TestContainerClusterThroughProxy starts a primary and a replica in containers and cmpool in
+// front of them. It runs only where a Docker engine is reachable.
+func TestContainerClusterThroughProxy(t *testing.T) {
+	if err := integration.CheckDocker(t.Context()); err != nil {
+		t.Skipf("no Docker engine reachable: %v", err)
+	}
+	c := integration.StartCluster(t, integration.Options{Backend: integration.BackendContainer, Replicas: 1})
+	require.NotEmpty(t, c.Primary.ContainerID)
+	require.Len(t, c.Replicas, 1)
+	require.NotEqual(t, c.Primary.Port, c.Replicas[0].Port)
+	require.True(t, inRecovery(t, dial(t, c.Replicas[0])), "the replica is a standby")
+
+	p := integration.StartProxy(t, c, pool.Config{Replicas: c.ReplicaURLs(), ReplicaCheckInterval: 100 * time.Millisecond})
+	conn := connect(t, p.URL("", ""), pgx.QueryExecModeSimpleProtocol)
+	ctx := ctxT(t, 2*time.Minute)
+	_, err := conn.Exec(ctx, "create table container_items (id int primary key, name text)")
+	require.NoError(t, err)
+	_, err = conn.Exec(ctx, "insert into container_items values (1, 'one')")
+	require.NoError(t, err)
+	require.False(t, inRecovery(t, dial(t, c.Primary)))
+	require.NoError(t, c.WaitReplication(ctx))
+
+	// Once the monitor has seen the replica healthy, an autocommit read lands on it.
+	require.Eventually(t, func() bool {
+		var recovering bool
+		return conn.QueryRow(ctx, "select pg_is_in_recovery()").Scan(&recovering) == nil && recovering
+	}, 30*time.Second, 50*time.Millisecond, "reads never reached the replica")
+	var name string
+	var recovering bool
+	require.NoError(t, conn.QueryRow(ctx, "select name, pg_is_in_recovery() from container_items where id = 1").Scan(&name, &recovering))
+	require.Equal(t, "one", name)
+	require.True(t, recovering, "the routed read ran on the replica")
+
+	// Node operations work on containers too, except the local-only ones.
+	_, err = c.ServerPIDs(c.Primary)
+	require.ErrorIs(t, err, integration.ErrLocalBackendOnly)
+	require.NoError(t, c.StopNode(c.Replicas[0]))
+	require.NoError(t, c.StartNode(ctx, c.Replicas[0]))
+	_, err = conn.Exec(ctx, "insert into container_items values (2, 'two')")
+	require.NoError(t, err)
+	require.NoError(t, c.WaitReplication(ctx))
+	require.NoError(t, dial(t, c.Replicas[0]).QueryRow(ctx, "select name from container_items where id = 2").Scan(&name))
+	require.Equal(t, "two", name, "the restarted replica streams again on the same port")
+	require.NoError(t, c.Stop())
+}
