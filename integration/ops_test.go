@@ -3,6 +3,7 @@ package integration_test
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -22,6 +23,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/cmlite/cmpool/integration"
+	"github.com/cmlite/cmpool/pool"
 )
 
 // The cmpool binary under operations: /metrics and /readyz, SIGHUP reload, SIGTERM drain,
@@ -332,4 +334,27 @@ func TestRollingRestart(t *testing.T) {
 	require.NotEqual(t, "0", processed[1])
 	require.NotContains(t, out2, "aborted", "%s", out2)
 	t.Logf("rolling restart: %s transactions, 0 failed", processed[1])
+}
+
+// TestReadyFollowsThePrimary: Server.Ready (the binary's /readyz) fails while the primary
+// is down and recovers with it, and fails for good once shutdown begins.
+func TestReadyFollowsThePrimary(t *testing.T) {
+	c := integration.StartCluster(t, integration.Options{})
+	p := integration.StartProxy(t, c, pool.Config{})
+	ctx := ctxT(t, 60*time.Second)
+	require.NoError(t, p.Server.Ready(ctx))
+
+	require.NoError(t, c.StopNode(c.Primary))
+	require.Eventually(t, func() bool { return p.Server.Ready(ctx) != nil }, 10*time.Second, 200*time.Millisecond,
+		"ready with the primary down")
+	require.ErrorContains(t, p.Server.Ready(ctx), "primary unreachable")
+
+	require.NoError(t, c.StartNode(ctx, c.Primary))
+	require.Eventually(t, func() bool { return p.Server.Ready(ctx) == nil }, 20*time.Second, 200*time.Millisecond,
+		"not ready again after the primary came back")
+
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	go func() { _ = p.Server.Shutdown(sctx) }()
+	require.Eventually(t, func() bool { return errors.Is(p.Server.Ready(ctx), pool.ErrServerClosed) }, 5*time.Second, 20*time.Millisecond)
 }
