@@ -2,6 +2,7 @@ package pool
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -72,16 +73,25 @@ type clientSession struct {
 	deferred [][]byte
 	evicted  []*preparedStmt // scratch for evictFor
 	out      []byte          // scratch for rewritten messages
+	// lastText is the statement text text converted last; the client goroutine's only.
+	lastText string
+	// unnamedText is the text of the unnamed statement unnamedTraits describe, and
+	// boundName the statement name last bound (kept to be reused as long as it is the
+	// same). Guarded by mu.
+	unnamedText, boundName string
 
 	// Routing: cmpool.route for the session and for the next transaction only, and the
 	// WAL positions this client's reads must see. Guarded by mu.
 	route, routeOnce     string
 	lastWriteLSN, minLSN router.LSN
 
-	mu      sync.Mutex
-	idle    *sync.Cond  // on mu; signalled at every ReadyForQuery
-	lease   *lease      // the server held now, or nil
-	closing atomic.Bool // Shutdown asked this client to go
+	mu    sync.Mutex
+	idle  *sync.Cond // on mu; signalled at every ReadyForQuery
+	lease *lease     // the server held now, or nil
+	// prevLease is the last lease started; the next one takes over its buffers once its
+	// relay has exited. The client goroutine's only.
+	prevLease *lease
+	closing   atomic.Bool // Shutdown asked this client to go
 
 	// discarding is set after an extended-protocol message failed before reaching a
 	// server: later messages are dropped until Sync, as a server would.
@@ -597,9 +607,10 @@ func (c *clientSession) loop(ctx context.Context) error {
 			}
 		}
 		if fr.Type == 'Q' {
-			handled, err := c.proxyCommand(string(msg[protocol.HeaderLen : len(msg)-1]))
+			q := c.text(queryText(msg))
+			handled, err := c.proxyCommand(q)
 			if !handled && err == nil {
-				handled, err = c.simpleCommand(msg)
+				handled, err = c.simpleCommand(q)
 			}
 			if handled || err != nil {
 				if err != nil {
@@ -704,6 +715,23 @@ func (c *clientSession) currentLease() *lease {
 
 func (c *clientSession) isClosing() bool { return c.closing.Load() }
 
+// text returns statement text b as a string. A client usually sends the same statements
+// again and again, and several checks read each one (cmpool's own commands, session
+// state, routing), so the last text converted is kept and returned again while it is the
+// same: a statement costs at most one copy. Only the client goroutine calls it.
+func (c *clientSession) text(b []byte) string {
+	if string(b) != c.lastText {
+		c.lastText = string(b)
+	}
+	return c.lastText
+}
+
+// queryText is the query string of a whole simple Query message, without its
+// terminating zero byte.
+func queryText(msg []byte) []byte {
+	return bytes.TrimSuffix(msg[protocol.HeaderLen:], []byte{0})
+}
+
 // acquire gets a server for the next request, makes its parameters match this client's
 // and starts the relay.
 func (c *clientSession) acquire(ctx context.Context, typ byte, msg []byte) (*lease, error) {
@@ -800,12 +828,52 @@ func (c *clientSession) startLease(l *lease, bp *backendPool, res *puddle.Resour
 	l.pool, l.res, l.sc = bp, res, res.Value()
 	l.sc.linked.Store(c)
 	l.done, l.segDone = make(chan struct{}), true
+	c.reuseBuffers(l)
 	l.queryTimeout = 2 * c.srv.conf().QueryTimeout
 	c.mu.Lock()
 	c.lease = l
 	c.mu.Unlock()
 	go c.relay(l)
 	return l
+}
+
+// reuseBuffers gives l the retry and reply buffers of the previous lease if its relay has
+// exited (nothing touches them after that), so that they are not grown again for every
+// transaction. Buffers grown past maxScratch are left to the collector.
+func (c *clientSession) reuseBuffers(l *lease) {
+	p := c.prevLease
+	c.prevLease = l
+	if p == nil {
+		return
+	}
+	select {
+	case <-p.done:
+	default:
+		return
+	}
+	if cap(p.seg) <= maxScratch {
+		l.seg = p.seg[:0]
+	}
+	if cap(p.heldReplies) <= maxScratch {
+		l.heldReplies = p.heldReplies[:0]
+	}
+	if cap(p.heldErr) <= maxScratch {
+		l.heldErr = p.heldErr[:0]
+	}
+	l.bound = reuseSlice(p.bound)
+	l.parses.items = reuseSlice(p.parses.items)
+	l.closes.items = reuseSlice(p.closes.items)
+	p.seg, p.heldReplies, p.heldErr, p.bound, p.parses.items, p.closes.items = nil, nil, nil, nil, nil, nil
+}
+
+// reuseSlice empties s for reuse, dropping the pointers it held.
+func reuseSlice[T any](s []T) []T {
+	if cap(s) > maxScratch/64 {
+		return nil
+	}
+	s = s[:cap(s)]
+	clear(s)
+	return s[:0]
 }
 
 // claim returns the current lease with a message of type typ accounted to it, so the
@@ -857,7 +925,7 @@ func (c *clientSession) send(l *lease, msg []byte) error {
 	if msg != nil && msg[0] == 'Q' {
 		l.sc.unnamedOwner = nil // a simple query replaces the unnamed statement
 		if c.mode != ModeSession {
-			t := traitsOf(string(msg[protocol.HeaderLen : len(msg)-1]))
+			t := traitsOf(c.text(queryText(msg)))
 			c.mu.Lock()
 			warn := c.applyTraits(l, t)
 			c.mu.Unlock()
