@@ -861,7 +861,13 @@ func (c *clientSession) startLease(l *lease, bp *backendPool, res *puddle.Resour
 // relayAfter relays l's replies on the client goroutine when the message of type typ
 // just sent is the last of a request.
 func (c *clientSession) relayAfter(l *lease, typ byte) {
-	if c.unrelayed != l || typ != 'Q' && typ != 'S' || c.fr.Buffered() > 0 {
+	if c.unrelayed != l || typ != 'Q' && typ != 'S' {
+		return
+	}
+	if c.fr.Buffered() > 0 {
+		// A pipeline: its replies are relayed while the rest of it is sent, so that a
+		// write to the server never waits for replies nobody reads.
+		c.ensureRelay()
 		return
 	}
 	c.unrelayed = nil
