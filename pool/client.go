@@ -2,6 +2,7 @@ package pool
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -72,16 +73,26 @@ type clientSession struct {
 	deferred [][]byte
 	evicted  []*preparedStmt // scratch for evictFor
 	out      []byte          // scratch for rewritten messages
+	// lastText is the statement text text converted last; the client goroutine's only.
+	lastText string
+	// unnamedText is the text of the unnamed statement unnamedTraits describe, and
+	// boundName the statement name last bound (kept to be reused as long as it is the
+	// same). Guarded by mu.
+	unnamedText, boundName string
 
 	// Routing: cmpool.route for the session and for the next transaction only, and the
 	// WAL positions this client's reads must see. Guarded by mu.
 	route, routeOnce     string
 	lastWriteLSN, minLSN router.LSN
 
-	mu      sync.Mutex
-	idle    *sync.Cond  // on mu; signalled at every ReadyForQuery
-	lease   *lease      // the server held now, or nil
-	closing atomic.Bool // Shutdown asked this client to go
+	mu    sync.Mutex
+	idle  *sync.Cond // on mu; signalled at every ReadyForQuery
+	lease *lease     // the server held now, or nil
+	// prevLease is the last lease started; the next one takes over its buffers once its
+	// relay has exited. unrelayed is the current lease while nothing relays its replies
+	// yet (see relayAfter). The client goroutine's only.
+	prevLease, unrelayed *lease
+	closing              atomic.Bool // Shutdown asked this client to go
 
 	// discarding is set after an extended-protocol message failed before reaching a
 	// server: later messages are dropped until Sync, as a server would.
@@ -147,7 +158,9 @@ type lease struct {
 	// cancels counts cancel requests in flight to this server; the lease is not ended
 	// until they are done.
 	cancels sync.WaitGroup
-	done    chan struct{} // closed when the relay goroutine exits
+	// done is closed when the relay exits. It is made when a relay goroutine starts; a
+	// lease relayed whole on the client goroutine gets relayDone.
+	done chan struct{}
 
 	// Statistics: nanotime of the oldest unanswered request and of the transaction's
 	// first request (0: none; guarded by clientSession.mu); bytes from the client
@@ -447,6 +460,7 @@ func (c *clientSession) startup(ctx context.Context) error {
 	c.mu.Unlock()
 	if c.mode == ModeSession {
 		c.startLease(nil, bp, res)
+		c.ensureRelay()
 	} else {
 		bp.release(res)
 		c.armIdleTimeout(false)
@@ -549,6 +563,10 @@ func (c *clientSession) loop(ctx context.Context) error {
 		if c.isClosing() && c.currentLease() == nil && nanotime() >= c.closeAt.Load() {
 			return protocol.NewFatal(protocol.CodeAdminShutdown, "terminating connection due to administrator command")
 		}
+		if c.unrelayed != nil && !c.fr.FrameBuffered() {
+			// Reading the client may block: the server's replies must be read meanwhile.
+			c.ensureRelay()
+		}
 		fr, err := c.fr.Next()
 		if err != nil {
 			if c.isClosing() {
@@ -608,9 +626,10 @@ func (c *clientSession) loop(ctx context.Context) error {
 			}
 		}
 		if fr.Type == 'Q' {
-			handled, err := c.proxyCommand(string(msg[protocol.HeaderLen : len(msg)-1]))
+			q := c.text(queryText(msg))
+			handled, err := c.proxyCommand(q)
 			if !handled && err == nil {
-				handled, err = c.simpleCommand(msg)
+				handled, err = c.simpleCommand(q)
 			}
 			if handled || err != nil {
 				if err != nil {
@@ -674,6 +693,7 @@ func (c *clientSession) loop(ctx context.Context) error {
 		if c.srv.conf().QueryTimeout > 0 && (fr.Type == 'Q' || fr.Type == 'S' || fr.Type == 'F') {
 			c.armQueryTimer(l)
 		}
+		c.relayAfter(l, fr.Type)
 	}
 }
 
@@ -714,6 +734,23 @@ func (c *clientSession) currentLease() *lease {
 }
 
 func (c *clientSession) isClosing() bool { return c.closing.Load() }
+
+// text returns statement text b as a string. A client usually sends the same statements
+// again and again, and several checks read each one (cmpool's own commands, session
+// state, routing), so the last text converted is kept and returned again while it is the
+// same: a statement costs at most one copy. Only the client goroutine calls it.
+func (c *clientSession) text(b []byte) string {
+	if string(b) != c.lastText {
+		c.lastText = string(b)
+	}
+	return c.lastText
+}
+
+// queryText is the query string of a whole simple Query message, without its
+// terminating zero byte.
+func queryText(msg []byte) []byte {
+	return bytes.TrimSuffix(msg[protocol.HeaderLen:], []byte{0})
+}
 
 // acquire gets a server for the next request, makes its parameters match this client's
 // and starts the relay.
@@ -803,20 +840,110 @@ func (c *clientSession) acquire(ctx context.Context, typ byte, msg []byte) (*lea
 }
 
 // startLease makes res this client's server, on lease l (its routing fields set, or nil
-// for a primary lease), and starts its relay goroutine.
+// for a primary lease). Its replies are relayed once requests are sent (relayAfter).
 func (c *clientSession) startLease(l *lease, bp *backendPool, res *puddle.Resource[*serverConn]) *lease {
 	if l == nil {
 		l = &lease{replica: -1}
 	}
 	l.pool, l.res, l.sc = bp, res, res.Value()
 	l.sc.linked.Store(c)
-	l.done, l.segDone = make(chan struct{}), true
+	l.segDone = true
+	c.reuseBuffers(l)
 	l.queryTimeout = 2 * c.srv.conf().QueryTimeout
 	c.mu.Lock()
 	c.lease = l
 	c.mu.Unlock()
-	go c.relay(l)
+	c.unrelayed = l
 	return l
+}
+
+// Who relays a lease's replies.
+//
+// A relay goroutine copies the server's replies to the client while the client goroutine
+// goes on reading the client, which pipelines, COPY and transactions need. But most
+// leases are one request and its reply: for those the client goroutine relays the reply
+// itself, and no goroutine is started and woken per transaction. relayAfter runs after
+// each message sent: a Query or Sync with nothing more from the client is relayed on the
+// client goroutine, until the lease ends or it needs the client again (a ReadyForQuery
+// that does not end the lease, or COPY FROM STDIN); then a relay goroutine takes over the
+// rest of the lease. Whenever the client goroutine may block reading the client, a relay
+// goroutine runs (ensureRelay), so replies are never left unread.
+
+// relayAfter relays l's replies on the client goroutine when the message of type typ
+// just sent is the last of a request.
+func (c *clientSession) relayAfter(l *lease, typ byte) {
+	if c.unrelayed != l || typ != 'Q' && typ != 'S' {
+		return
+	}
+	if c.fr.Buffered() > 0 {
+		// A pipeline: its replies are relayed while the rest of it is sent, so that a
+		// write to the server never waits for replies nobody reads.
+		c.ensureRelay()
+		return
+	}
+	c.unrelayed = nil
+	if c.relayLoop(l, true) {
+		l.done = make(chan struct{})
+		go c.relay(l)
+		return
+	}
+	l.done = relayDone
+}
+
+// relayDone is the done channel of leases relayed on the client goroutine.
+var relayDone = func() chan struct{} {
+	ch := make(chan struct{})
+	close(ch)
+	return ch
+}()
+
+// ensureRelay starts a relay goroutine for the current lease if nothing relays its
+// replies yet. The client goroutine calls it, with or without c.mu.
+func (c *clientSession) ensureRelay() {
+	if l := c.unrelayed; l != nil {
+		c.unrelayed = nil
+		l.done = make(chan struct{})
+		go c.relay(l)
+	}
+}
+
+// reuseBuffers gives l the retry and reply buffers of the previous lease if its relay has
+// exited (nothing touches them after that), so that they are not grown again for every
+// transaction. Buffers grown past maxScratch are left to the collector.
+func (c *clientSession) reuseBuffers(l *lease) {
+	p := c.prevLease
+	c.prevLease = l
+	if p == nil {
+		return
+	}
+	select {
+	case <-p.done:
+	default:
+		return
+	}
+	if cap(p.seg) <= maxScratch {
+		l.seg = p.seg[:0]
+	}
+	if cap(p.heldReplies) <= maxScratch {
+		l.heldReplies = p.heldReplies[:0]
+	}
+	if cap(p.heldErr) <= maxScratch {
+		l.heldErr = p.heldErr[:0]
+	}
+	l.bound = reuseSlice(p.bound)
+	l.parses.items = reuseSlice(p.parses.items)
+	l.closes.items = reuseSlice(p.closes.items)
+	p.seg, p.heldReplies, p.heldErr, p.bound, p.parses.items, p.closes.items = nil, nil, nil, nil, nil, nil
+}
+
+// reuseSlice empties s for reuse, dropping the pointers it held.
+func reuseSlice[T any](s []T) []T {
+	if cap(s) > maxScratch/64 {
+		return nil
+	}
+	s = s[:cap(s)]
+	clear(s)
+	return s[:0]
 }
 
 // claim returns the current lease with a message of type typ accounted to it, so the
@@ -870,7 +997,7 @@ func (c *clientSession) send(l *lease, msg []byte) error {
 	if msg != nil && msg[0] == 'Q' {
 		l.sc.unnamedOwner = nil // a simple query replaces the unnamed statement
 		if c.mode != ModeSession {
-			t := traitsOf(string(msg[protocol.HeaderLen : len(msg)-1]))
+			t := traitsOf(c.text(queryText(msg)))
 			c.mu.Lock()
 			warn := c.applyTraits(l, t)
 			c.mu.Unlock()
@@ -920,14 +1047,31 @@ const maxScratch = 64 << 10
 // relay copies the server's replies to the client until the lease ends.
 func (c *clientSession) relay(l *lease) {
 	defer close(l.done)
+	c.relayLoop(l, false)
+}
+
+// relayLoop copies the server's replies to the client until the lease ends. On the client
+// goroutine (inline), it returns early, with handOff set, once the lease needs the client
+// again: then everything relayed so far has been flushed, and a relay goroutine must go
+// on with the lease.
+func (c *clientSession) relayLoop(l *lease, inline bool) (handOff bool) {
 	for {
 		fr, err := l.sc.fr.Next()
 		if err != nil {
 			c.relayFailed(l, err)
-			return
+			return false
 		}
 		c.wmu.Lock()
 		step, status, err := c.relayOne(l, fr)
+		if inline && step == stepContinue && (fr.Type == 'Z' || fr.Type == 'G' || fr.Type == 'W') {
+			ferr := c.w.Flush()
+			c.wmu.Unlock()
+			if ferr != nil {
+				c.clientGone(l)
+				return false
+			}
+			return true
+		}
 		c.wmu.Unlock()
 		switch step {
 		case stepContinue:
@@ -1331,6 +1475,7 @@ func (c *clientSession) relayFailedWith(l *lease, pe *protocol.Error) {
 // endLease runs when the client leaves: a clean server goes back (session mode, after
 // the reset query); a busy one is closed, never reused dirty.
 func (c *clientSession) endLease() {
+	c.ensureRelay() // it stops the relay below, or sees the server closed
 	c.mu.Lock()
 	l := c.lease
 	if l == nil {

@@ -46,7 +46,10 @@ func (c *clientSession) planExtendedMsg(l *lease, msg []byte, out []byte) ([]byt
 			// later transaction (on whatever server) binds this client's statement.
 			c.unnamed = append(c.unnamed[:0], msg...)
 			c.unnamedGen++
-			c.unnamedTraits = traitsOf(string(query))
+			if string(query) != c.unnamedText {
+				c.unnamedText = string(query)
+				c.unnamedTraits = traitsOf(c.unnamedText)
+			}
 			sc.unnamedOwner, sc.unnamedGen = c, c.unnamedGen
 			l.parses.push(inflight{action: replyForward, segment: seg})
 			counters.serverParses.Add(1)
@@ -90,7 +93,10 @@ func (c *clientSession) planExtendedMsg(l *lease, msg []byte, out []byte) ([]byt
 			return append(out, msg...), nil, nil
 		}
 		out = c.ensurePrepared(l, stmt, out)
-		l.bound = append(l.bound, boundStmt{stmt: stmt, client: string(name), segment: l.sentSeq})
+		if string(name) != c.boundName {
+			c.boundName = string(name)
+		}
+		l.bound = append(l.bound, boundStmt{stmt: stmt, client: c.boundName, segment: l.sentSeq})
 		start := len(out)
 		out = append(out, 'B', 0, 0, 0, 0)
 		out = append(out, portal...)
@@ -364,9 +370,7 @@ func (c *clientSession) replyError(l *lease, msg []byte) []byte {
 
 // simpleCommand answers DEALLOCATE, DISCARD ALL and SQL PREPARE/EXECUTE where pooling
 // changes their meaning. It reports whether the query was handled here.
-func (c *clientSession) simpleCommand(msg []byte) (bool, error) {
-	body := msg[protocol.HeaderLen:]
-	q := string(bytes.TrimSuffix(body, []byte{0}))
+func (c *clientSession) simpleCommand(q string) (bool, error) {
 	kind, name := classifySQL(q)
 	session := c.mode == ModeSession
 	var reply []byte
@@ -426,6 +430,7 @@ func (c *clientSession) simpleCommand(msg []byte) (bool, error) {
 // waitIdle waits until every request sent on the current lease has been answered and
 // the lease is not being synced. The caller holds c.mu.
 func (c *clientSession) waitIdle() {
+	c.ensureRelay() // the replies waited for must be read
 	for c.lease != nil && (c.lease.pending > 0 || c.lease.unsynced || c.lease.syncing || c.lease.ending) {
 		c.idle.Wait()
 	}

@@ -151,13 +151,13 @@ func (c *clientSession) queryFor(typ byte, msg []byte) (q string, ok bool) {
 	body := msg[protocol.HeaderLen:]
 	switch typ {
 	case 'Q':
-		return string(body[:len(body)-1]), true
+		return c.text(queryText(msg)), true
 	case 'P':
 		_, query, _, ok := parseParse(body)
 		if !ok {
 			return "", false
 		}
-		return string(query), true
+		return c.text(query), true
 	case 'B', 'D':
 		var name []byte
 		if typ == 'B' {
@@ -176,7 +176,7 @@ func (c *clientSession) queryFor(typ byte, msg []byte) (q string, ok bool) {
 				return "", false
 			}
 			_, query, _, _ := parseParse(c.unnamed[protocol.HeaderLen:])
-			return string(query), true
+			return c.text(query), true
 		}
 		c.mu.Lock()
 		stmt := c.stmts[string(name)]
@@ -186,7 +186,7 @@ func (c *clientSession) queryFor(typ byte, msg []byte) (q string, ok bool) {
 		}
 		for _, d := range c.deferred { // prepared in this batch, not sent yet
 			if pname, query, _, ok := parseParse(d[protocol.HeaderLen:]); ok && string(pname) == string(name) {
-				return string(query), true
+				return c.text(query), true
 			}
 		}
 		return "", false

@@ -222,8 +222,58 @@ func (lx *lexer) ident() (string, bool) {
 		}
 		break
 	}
-	return strings.ToLower(lx.s[start:lx.i]), false
+	return lowerWord(lx.s[start:lx.i]), false
 }
+
+// lowerWord folds a bare word to lower case. A word already in lower case is returned as
+// is, and the keywords cmpool looks for (and the usual first words of a statement) come
+// from a table, so that judging a query's first statement allocates nothing.
+func lowerWord(w string) string {
+	upper := false
+	for i := 0; i < len(w); i++ {
+		switch c := w[i]; {
+		case c >= 0x80:
+			return strings.ToLower(w) // not ASCII: Unicode case folding
+		case 'A' <= c && c <= 'Z':
+			upper = true
+		}
+	}
+	if !upper {
+		return w
+	}
+	var buf [16]byte
+	if len(w) <= len(buf) {
+		for i := 0; i < len(w); i++ {
+			c := w[i]
+			if 'A' <= c && c <= 'Z' {
+				c += 'a' - 'A'
+			}
+			buf[i] = c
+		}
+		if kw, ok := lexerKeywords[string(buf[:len(w)])]; ok {
+			return kw
+		}
+	}
+	return strings.ToLower(w)
+}
+
+// lexerKeywords are the words lowerWord returns without allocating.
+var lexerKeywords = func() map[string]string {
+	m := make(map[string]string)
+	for _, w := range []string{
+		// classifySQL and sessionBound
+		"all", "authorization", "characteristics", "constraints", "create", "deallocate", "declare",
+		"discard", "execute", "global", "listen", "local", "prepare", "reset", "role", "session",
+		"set", "temp", "temporary", "time", "transaction",
+		// first words of common statements
+		"abort", "begin", "call", "commit", "copy", "delete", "end", "explain", "fetch", "insert",
+		"lock", "merge", "rollback", "savepoint", "select", "show", "start", "table", "truncate",
+		"update", "values", "with",
+	} {
+		m[w] = w
+	}
+	return m
+}()
 
 // end reports whether only whitespace, comments and semicolons remain.
 func (lx *lexer) end() bool {

@@ -56,6 +56,17 @@ func NewFrameReader(r *bufio.Reader, maxBody int) *FrameReader {
 // Buffered reports how many bytes can be read without blocking.
 func (f *FrameReader) Buffered() int { return f.r.Buffered() }
 
+// FrameBuffered reports whether the next frame is buffered whole, so that Next and
+// reading the frame will not block. It is false while a frame is being read.
+func (f *FrameReader) FrameBuffered() bool {
+	n := f.r.Buffered()
+	if f.pending || n < HeaderLen {
+		return false
+	}
+	hdr, _ := f.r.Peek(HeaderLen)
+	return n >= 1+int(binary.BigEndian.Uint32(hdr[1:]))
+}
+
 // Next reads the next frame header. If the previous frame was not consumed, its body is
 // skipped first.
 func (f *FrameReader) Next() (Frame, error) {
