@@ -405,10 +405,7 @@ func TestAdminPauseResume(t *testing.T) {
 	}
 
 	// PAUSE of one database holds only that database.
-	_, err = admin.Exec(ctx, "drop database if exists pausedb")
-	require.NoError(t, err)
-	_, err = admin.Exec(ctx, "create database pausedb")
-	require.NoError(t, err)
+	freshDatabase(t, admin, "pausedb")
 	_, err = console.Exec(ctx, "PAUSE pausedb")
 	require.NoError(t, err)
 	var one int
@@ -421,17 +418,14 @@ func TestAdminKillAndReconnect(t *testing.T) {
 	c, p := adminProxy(t, pool.Config{})
 	ctx := ctxT(t, 60*time.Second)
 	admin := direct(t, c)
-	_, err := admin.Exec(ctx, "drop database if exists killdb")
-	require.NoError(t, err)
-	_, err = admin.Exec(ctx, "create database killdb")
-	require.NoError(t, err)
+	freshDatabase(t, admin, "killdb")
 	console := adminConn(t, p, "cmpool", "postgres")
 
 	// RECONNECT: server connections are replaced once back in the pool.
 	app := connect(t, p.URL("killdb", ""), pgx.QueryExecModeExec)
 	var pid1, pid2 int
 	require.NoError(t, app.QueryRow(ctx, "select pg_backend_pid()").Scan(&pid1))
-	_, err = console.Exec(ctx, "RECONNECT killdb")
+	_, err := console.Exec(ctx, "RECONNECT killdb")
 	require.NoError(t, err)
 	require.NoError(t, app.QueryRow(ctx, "select pg_backend_pid()").Scan(&pid2))
 	require.NotEqual(t, pid1, pid2, "RECONNECT closes the old server connection")
@@ -474,10 +468,7 @@ func TestReloadPoolSizeUnderLoad(t *testing.T) {
 	c := sharedCluster(t)
 	ctx := ctxT(t, 90*time.Second)
 	admin := direct(t, c)
-	_, err := admin.Exec(ctx, "drop database if exists reloaddb")
-	require.NoError(t, err)
-	_, err = admin.Exec(ctx, "create database reloaddb")
-	require.NoError(t, err)
+	freshDatabase(t, admin, "reloaddb")
 
 	var mu sync.Mutex
 	size := 6
@@ -531,7 +522,7 @@ func TestReloadPoolSizeUnderLoad(t *testing.T) {
 	mu.Lock()
 	size = 2
 	mu.Unlock()
-	_, err = console.Exec(ctx, "RELOAD")
+	_, err := console.Exec(ctx, "RELOAD")
 	require.NoError(t, err)
 	names, _, rows := show(t, console, "SHOW CONFIG")
 	require.Equal(t, "2", column(t, names, rows, "key", "default_pool_size", "value"))

@@ -109,3 +109,13 @@ func pipelineOutcomes(t *testing.T, pl *pgconn.Pipeline, syncs int) []string {
 	}
 	return out
 }
+
+// freshDatabase drops and creates database name through admin, a direct connection.
+func freshDatabase(t *testing.T, admin *pgx.Conn, name string) {
+	t.Helper()
+	ctx := ctxT(t, 30*time.Second)
+	_, err := admin.Exec(ctx, "drop database if exists "+pgx.Identifier{name}.Sanitize())
+	require.NoError(t, err)
+	_, err = admin.Exec(ctx, "create database "+pgx.Identifier{name}.Sanitize())
+	require.NoError(t, err)
+}

@@ -69,12 +69,8 @@ func TestDriverExecModesAcrossServers(t *testing.T) {
 
 func TestPgbenchPrepared(t *testing.T) {
 	c, p := proxy(t, pool.Config{DefaultPoolSize: 5})
-	ctx := ctxT(t, 3*time.Minute)
 	admin := direct(t, c)
-	_, err := admin.Exec(ctx, "drop database if exists benchprep")
-	require.NoError(t, err)
-	_, err = admin.Exec(ctx, "create database benchprep")
-	require.NoError(t, err)
+	freshDatabase(t, admin, "benchprep")
 	out, err := exec.Command(pgTool(t, "pgbench"), "-i", "-q", "-s", "1", c.Primary.URL("benchprep", "")).CombinedOutput()
 	require.NoError(t, err, string(out))
 	for _, args := range [][]string{{"-S"}, {}} {

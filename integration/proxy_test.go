@@ -344,10 +344,7 @@ func TestServerIdleTimeoutAndMinPoolSize(t *testing.T) {
 	c := sharedCluster(t)
 	ctx := ctxT(t, 60*time.Second)
 	admin := direct(t, c)
-	_, err := admin.Exec(ctx, "drop database if exists idlepool")
-	require.NoError(t, err)
-	_, err = admin.Exec(ctx, "create database idlepool")
-	require.NoError(t, err)
+	freshDatabase(t, admin, "idlepool")
 	p := integration.StartProxy(t, c, pool.Config{DefaultPoolSize: 10, MinPoolSize: 2, ServerIdleTimeout: time.Second})
 	servers := func() int {
 		var n int

@@ -57,10 +57,7 @@ func TestPgbench(t *testing.T) {
 	c, p := proxy(t, pool.Config{DefaultPoolSize: 20})
 	ctx := ctxT(t, 5*time.Minute)
 	admin := direct(t, c)
-	_, err := admin.Exec(ctx, "drop database if exists bench")
-	require.NoError(t, err)
-	_, err = admin.Exec(ctx, "create database bench")
-	require.NoError(t, err)
+	freshDatabase(t, admin, "bench")
 	out, err := exec.Command(pgTool(t, "pgbench"), "-i", "-q", "-s", "1", c.Primary.URL("bench", "")).CombinedOutput()
 	require.NoError(t, err, string(out))
 
@@ -152,10 +149,7 @@ func TestToolsRouted(t *testing.T) {
 		require.Regexp(t, `^210\|[tf]$`, lines[13])
 	})
 
-	_, err := admin.Exec(ctx, "drop database if exists bench_routed")
-	require.NoError(t, err)
-	_, err = admin.Exec(ctx, "create database bench_routed")
-	require.NoError(t, err)
+	freshDatabase(t, admin, "bench_routed")
 	out, err := exec.Command(pgTool(t, "pgbench"), "-i", "-q", "-s", "1", c.Primary.URL("bench_routed", "")).CombinedOutput()
 	require.NoError(t, err, string(out))
 	require.NoError(t, c.WaitReplication(ctx))
