@@ -248,13 +248,14 @@ func (s *Server) serveConn(conn net.Conn) {
 		_ = tc.SetNoDelay(true)
 	}
 	s.nClients.Add(1)
-	r := bufio.NewReaderSize(conn, clientBufSize)
+	fio := fastIO(conn)
+	r := bufio.NewReaderSize(fio, clientBufSize)
 	c := &clientSession{
 		srv:         s,
 		conn:        conn,
 		r:           r,
 		fr:          protocol.NewFrameReader(r, s.conf().MaxPacketSize),
-		w:           bufio.NewWriterSize(conn, clientBufSize),
+		w:           bufio.NewWriterSize(fio, clientBufSize),
 		log:         s.log.With("client", conn.RemoteAddr().String()),
 		stmts:       make(map[string]*preparedStmt),
 		connectedAt: time.Now(),

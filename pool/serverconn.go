@@ -68,12 +68,13 @@ func connectServer(ctx context.Context, cfg *pgconn.Config) (*serverConn, error)
 		return nil, err
 	}
 	_ = hc.Conn.SetDeadline(time.Time{})
-	r := bufio.NewReaderSize(hc.Conn, serverBufSize)
+	fio := fastIO(hc.Conn)
+	r := bufio.NewReaderSize(fio, serverBufSize)
 	sc := &serverConn{
 		conn:      hc.Conn,
 		r:         r,
 		fr:        protocol.NewFrameReader(r, 0),
-		w:         bufio.NewWriterSize(hc.Conn, serverBufSize),
+		w:         bufio.NewWriterSize(fio, serverBufSize),
 		pid:       hc.PID,
 		secretKey: hc.SecretKey,
 		defaults:  hc.ParameterStatuses,

@@ -151,10 +151,11 @@ func loginPassthroughAt(ctx context.Context, cfg *pgconn.Config, host string, po
 		case *pgproto3.ReadyForQuery:
 			sc.txStatus = m.TxStatus
 			_ = conn.SetDeadline(time.Time{})
-			r := bufio.NewReaderSize(conn, serverBufSize)
+			fio := fastIO(conn)
+			r := bufio.NewReaderSize(fio, serverBufSize)
 			sc.conn, sc.r = conn, r
 			sc.fr = protocol.NewFrameReader(r, 0)
-			sc.w = bufio.NewWriterSize(conn, serverBufSize)
+			sc.w = bufio.NewWriterSize(fio, serverBufSize)
 			return sc, nil
 		case *pgproto3.NoticeResponse:
 		default:

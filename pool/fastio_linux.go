@@ -1,0 +1,105 @@
+package pool
+
+import (
+	"io"
+	"net"
+	"os"
+	"syscall"
+	"unsafe"
+)
+
+// fastIO returns what the relay's buffered reader and writer should do their I/O through
+// for conn. For a TCP or Unix socket that is a rawIO: reads and writes go straight to the
+// non-blocking socket as raw system calls, and only a read that would block or a write
+// that does not fit waits for the runtime's poller.
+//
+// Why: a write on a loopback socket runs the receiver's TCP processing and usually wakes
+// (and is preempted by) the receiving process, so it often spends more than the runtime
+// monitor's 20 µs tick in the kernel. The runtime then hands the goroutine's P to another
+// thread, and the monitor keeps ticking every 20 µs; under pgbench that was a third of
+// cmpool's CPU. A raw system call keeps the P, and the monitor backs off. The system calls
+// made here never block: the socket is non-blocking.
+func fastIO(conn net.Conn) io.ReadWriter {
+	sc, ok := conn.(syscall.Conn)
+	if !ok {
+		return conn
+	}
+	switch conn.(type) {
+	case *net.TCPConn, *net.UnixConn:
+	default:
+		return conn
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return conn
+	}
+	return &rawIO{conn: conn, rc: rc}
+}
+
+// rawIO reads and writes a socket with raw system calls; see fastIO.
+type rawIO struct {
+	conn net.Conn
+	rc   syscall.RawConn
+}
+
+func (r *rawIO) Read(p []byte) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
+	var n int
+	var errno syscall.Errno
+	err := r.rc.Read(func(fd uintptr) bool {
+		for {
+			m, _, e := syscall.RawSyscall(syscall.SYS_READ, fd, uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
+			switch e {
+			case syscall.EINTR:
+				continue
+			case syscall.EAGAIN:
+				return false
+			}
+			n, errno = int(m), e
+			return true
+		}
+	})
+	switch {
+	case err != nil:
+		return 0, err
+	case errno != 0:
+		return 0, r.opError("read", errno)
+	case n == 0:
+		return 0, io.EOF
+	}
+	return n, nil
+}
+
+func (r *rawIO) Write(p []byte) (int, error) {
+	var n int
+	var errno syscall.Errno
+	err := r.rc.Write(func(fd uintptr) bool {
+		for n < len(p) {
+			m, _, e := syscall.RawSyscall(syscall.SYS_WRITE, fd, uintptr(unsafe.Pointer(&p[n])), uintptr(len(p)-n))
+			switch e {
+			case 0:
+				n += int(m)
+			case syscall.EINTR:
+			case syscall.EAGAIN:
+				return false
+			default:
+				errno = e
+				return true
+			}
+		}
+		return true
+	})
+	switch {
+	case err != nil:
+		return n, err
+	case errno != 0:
+		return n, r.opError("write", errno)
+	}
+	return n, nil
+}
+
+func (r *rawIO) opError(op string, errno syscall.Errno) error {
+	return &net.OpError{Op: op, Net: r.conn.LocalAddr().Network(), Source: r.conn.LocalAddr(), Addr: r.conn.RemoteAddr(), Err: os.NewSyscallError(op, errno)}
+}
