@@ -2,6 +2,7 @@ package integration_test
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -296,4 +297,105 @@ func TestRoutingRouterHook(t *testing.T) {
 	require.NotNil(t, write, "the hook saw the statement text")
 	require.True(t, write.Write, "and cmpool's verdict")
 	require.Equal(t, "postgres", write.Database)
+}
+
+// A write transaction costs no extra round trip: its commit position is read only when a read
+// of that client follows, and concurrent readers share the reads. Every read still sees its
+// own client's write.
+func TestWritePositionReadLazily(t *testing.T) {
+	c, p := routedProxy(t, pool.Config{RWWait: 2 * time.Second})
+	ctx := ctxT(t, 60*time.Second)
+	const db = "lazylsn"
+	freshDatabase(t, direct(t, c), db)
+	admin := connect(t, c.Primary.URL(db, ""), pgx.QueryExecModeSimpleProtocol)
+	_, err := admin.Exec(ctx, "create table lazy(client int, n int)")
+	require.NoError(t, err)
+	require.NoError(t, c.WaitReplication(ctx))
+
+	writer := connect(t, p.URL(db, ""), pgx.QueryExecModeCacheStatement)
+	for i := range 30 {
+		_, err := writer.Exec(ctx, "insert into lazy values (0, $1)", i)
+		require.NoError(t, err)
+	}
+	tx, err := writer.Begin(ctx)
+	require.NoError(t, err)
+	_, err = tx.Exec(ctx, "update lazy set n = n + 1 where client = 0")
+	require.NoError(t, err)
+	require.NoError(t, tx.Commit(ctx))
+	require.Zero(t, p.Server.Stat().WritePositionReads, "writes with no read after them read no position")
+
+	var n int
+	require.NoError(t, writer.QueryRow(ctx, "select count(*) from lazy where client = 0").Scan(&n))
+	require.Equal(t, 30, n)
+	require.EqualValues(t, 1, p.Server.Stat().WritePositionReads, "the first read after the writes reads it once")
+	require.NoError(t, writer.QueryRow(ctx, "select count(*) from lazy where client = 0").Scan(&n))
+	require.EqualValues(t, 1, p.Server.Stat().WritePositionReads, "a second read has it already")
+
+	// Twenty clients write and read back at once, each seeing its own write.
+	const clients = 20
+	conns := make([]*pgx.Conn, clients)
+	for i := range conns {
+		conns[i] = connect(t, p.URL(db, ""), pgx.QueryExecModeCacheStatement)
+	}
+	before := p.Server.Stat().WritePositionReads
+	var wg sync.WaitGroup
+	errs := make(chan error, clients)
+	for i, conn := range conns {
+		wg.Go(func() {
+			for round := range 10 {
+				if _, err := conn.Exec(ctx, "insert into lazy values ($1, $2)", i+1, round); err != nil {
+					errs <- err
+					return
+				}
+				var n int
+				if err := conn.QueryRow(ctx, "select count(*) from lazy where client = $1", i+1).Scan(&n); err != nil {
+					errs <- err
+					return
+				}
+				if n != round+1 {
+					errs <- fmt.Errorf("client %d round %d read %d rows: its own write is missing", i+1, round, n)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		require.NoError(t, err)
+	}
+	reads := p.Server.Stat().WritePositionReads - before
+	t.Logf("%d reads after writes needed %d position reads", clients*10, reads)
+	require.LessOrEqual(t, reads, int64(clients*10))
+	require.Positive(t, reads)
+}
+
+// With consistency = global, a client that wrote nothing still sees every write committed
+// through this cmpool before its read began.
+func TestReadYourWritesGlobal(t *testing.T) {
+	c, p := routedProxy(t, pool.Config{Consistency: "global", RWWait: 50 * time.Millisecond})
+	ctx := ctxT(t, 30*time.Second)
+	const db = "globalryw"
+	freshDatabase(t, direct(t, c), db)
+	admin := connect(t, c.Primary.URL(db, ""), pgx.QueryExecModeSimpleProtocol)
+	_, err := admin.Exec(ctx, "create table g(id int)")
+	require.NoError(t, err)
+	require.NoError(t, c.WaitReplication(ctx))
+
+	replica := connect(t, c.Replicas[0].URL("", ""), pgx.QueryExecModeSimpleProtocol)
+	_, err = replica.Exec(ctx, "select pg_wal_replay_pause()")
+	require.NoError(t, err)
+	t.Cleanup(func() { _, _ = replica.Exec(context.Background(), "select pg_wal_replay_resume()") })
+
+	writer := connect(t, p.URL(db, ""), pgx.QueryExecModeCacheStatement)
+	reader := connect(t, p.URL(db, "")+"&application_name=reader", pgx.QueryExecModeCacheStatement)
+	for i := 1; i <= 3; i++ {
+		_, err := writer.Exec(ctx, "insert into g values ($1)", i)
+		require.NoError(t, err)
+		var n int
+		var inRecovery bool
+		require.NoError(t, reader.QueryRow(ctx, "select count(*), pg_is_in_recovery() from g").Scan(&n, &inRecovery))
+		require.Equal(t, i, n, "the reader must see the writer's committed rows")
+		require.False(t, inRecovery, "the paused replica has not replayed them")
+	}
 }

@@ -84,6 +84,9 @@ type clientSession struct {
 	// WAL positions this client's reads must see. Guarded by mu.
 	route, routeOnce     string
 	lastWriteLSN, minLSN router.LSN
+	// wroteAt is when a transaction that may have written last committed on the primary,
+	// if its position is not read yet (see noteWriteLocked); zero otherwise.
+	wroteAt time.Time
 
 	mu    sync.Mutex
 	idle  *sync.Cond // on mu; signalled at every ReadyForQuery
@@ -119,8 +122,8 @@ type lease struct {
 	// primary; rs is the replica set in force when the lease began.
 	replica int
 	rs      *router.ReplicaSet
-	// needLSN: the lease may have written on the primary; its commit position is read
-	// before it ends, for read-your-writes.
+	// needLSN: the lease may have written on the primary; its commit is noted when it
+	// ends, for read-your-writes.
 	needLSN bool
 	// queryTimeout is twice query_timeout (a cancel request went out at query_timeout):
 	// while requests are outstanding the server's read deadline is this far past the
@@ -1332,7 +1335,10 @@ func (c *clientSession) endsLease(l *lease, status byte) (end, dead bool) {
 	if !l.executed {
 		l.needLSN = false // only Parse, Describe or Close: nothing ran, nothing was written
 	}
-	if len(l.track) > 0 || l.needLSN {
+	if l.needLSN {
+		c.noteWriteLocked()
+	}
+	if len(l.track) > 0 {
 		// The lease ends after syncTracked has read the parameters back.
 		l.syncing = true
 	} else {

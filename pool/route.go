@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgproto3"
@@ -84,7 +85,12 @@ func (c *clientSession) routeFor(ctx context.Context, rs *router.ReplicaSet, typ
 			return backendPrimary, -1, true, false
 		}
 	}
-	min := c.readLSN()
+	min, err := c.readLSN(ctx, rs)
+	if err != nil {
+		c.log.Warn("could not read the primary's WAL position for read-your-writes; reading on the primary", "error", err)
+		c.srv.routedPrimaryFallback.Add(1)
+		return backendPrimary, -1, false, false
+	}
 	idx, ok := rs.Pick(min)
 	if !ok && min > 0 && c.srv.conf().RWWait > 0 {
 		c.srv.readWaits.Add(1)
@@ -194,32 +200,72 @@ func (c *clientSession) queryFor(typ byte, msg []byte) (q string, ok bool) {
 	return "", false
 }
 
-// readLSN is the WAL position this client's reads must see.
-func (c *clientSession) readLSN() router.LSN {
+// readLSN is the WAL position this client's reads must see. A write not yet resolved to a
+// position (see noteWriteLocked) is resolved here, by a read of the primary's insert position
+// sent after the write committed (rs.PrimaryLSNAfter). An error means no position could be
+// read; the caller sends the read to the primary.
+func (c *clientSession) readLSN(ctx context.Context, rs *router.ReplicaSet) (router.LSN, error) {
+	consistency := c.srv.conf().Consistency
 	c.mu.Lock()
-	min := max(c.lastWriteLSN, c.minLSN)
+	min, wrote := max(c.lastWriteLSN, c.minLSN), c.wroteAt
+	if consistency == "eventual" {
+		min, wrote = c.minLSN, time.Time{}
+	}
 	c.mu.Unlock()
-	if c.srv.conf().Consistency == "global" {
-		min = max(min, router.LSN(c.srv.globalLSN.Load()))
-	}
-	if c.srv.conf().Consistency == "eventual" {
-		min = c.minLSN
-	}
-	return min
-}
-
-// noteWriteLSN records the commit position of a transaction this client ran on the
-// primary. The caller holds c.mu.
-func (c *clientSession) noteWriteLSN(lsn router.LSN) {
-	if lsn > c.lastWriteLSN {
-		c.lastWriteLSN = lsn
-	}
-	for {
-		g := c.srv.globalLSN.Load()
-		if uint64(lsn) <= g || c.srv.globalLSN.CompareAndSwap(g, uint64(lsn)) {
-			return
+	if consistency == "global" {
+		if g := c.srv.lastWrite(); g.After(wrote) {
+			wrote = g
 		}
 	}
+	if wrote.IsZero() {
+		return min, nil
+	}
+	lsn, err := c.resolveWrites(ctx, rs, wrote)
+	return max(min, lsn), err
+}
+
+// resolveWrites reads the primary's insert position after the time wrote, and makes it the
+// client's last write position if its own write not yet resolved committed by then.
+func (c *clientSession) resolveWrites(ctx context.Context, rs *router.ReplicaSet, wrote time.Time) (router.LSN, error) {
+	ctx, cancel := context.WithTimeout(ctx, c.srv.conf().ServerConnectTimeout)
+	lsn, err := rs.PrimaryLSNAfter(ctx, wrote)
+	cancel()
+	if err != nil {
+		return 0, err
+	}
+	c.mu.Lock()
+	if !c.wroteAt.IsZero() && !c.wroteAt.After(wrote) {
+		c.wroteAt = time.Time{}
+		c.lastWriteLSN = max(c.lastWriteLSN, lsn)
+	}
+	c.mu.Unlock()
+	return lsn, nil
+}
+
+// noteWriteLocked records that a transaction that may have written on the primary has just
+// committed (its server said ReadyForQuery, idle). Its position is not read now: the next
+// read of this client (of any client, with consistency = global) resolves it, so that a
+// write transaction costs no extra round trip. The caller holds c.mu.
+func (c *clientSession) noteWriteLocked() {
+	now := time.Now()
+	c.wroteAt = now
+	c.srv.noteWrite(now)
+}
+
+// lastWriteLSN resolves and returns the client's last write position, for SHOW
+// cmpool.last_write_lsn.
+func (c *clientSession) lastWritePosition(ctx context.Context) (router.LSN, error) {
+	c.mu.Lock()
+	wrote := c.wroteAt
+	c.mu.Unlock()
+	if rs := c.srv.rs(); rs != nil && !wrote.IsZero() {
+		if _, err := c.resolveWrites(ctx, rs, wrote); err != nil {
+			return 0, err
+		}
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.lastWriteLSN, nil
 }
 
 // anyVolatile reports whether any of the functions is volatile in the client's
@@ -352,11 +398,16 @@ func (c *clientSession) proxyCommand(q string) (bool, error) {
 }
 
 func (c *clientSession) showSetting(name string) (string, *protocol.Error) {
+	if name == "cmpool.last_write_lsn" {
+		lsn, err := c.lastWritePosition(c.srv.ctx)
+		if err != nil {
+			return "", protocol.NewError(protocol.CodeConnectionFailure, fmt.Sprintf("could not read the primary's WAL position: %v", err))
+		}
+		return lsn.String(), nil
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	switch name {
-	case "cmpool.last_write_lsn":
-		return c.lastWriteLSN.String(), nil
 	case "cmpool.route":
 		return c.route, nil
 	case "cmpool.min_lsn":

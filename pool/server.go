@@ -41,7 +41,7 @@ type Server struct {
 	replicaSet            atomic.Pointer[router.ReplicaSet] // nil: none; replaced by Reload
 	classifier            *router.Classifier
 	volatile              sync.Map      // database + "\x00" + function -> bool (volatile)
-	globalLSN             atomic.Uint64 // highest commit position seen (consistency = global)
+	lastWriteNS           atomic.Int64  // when a write last committed, in ns since started (consistency = global); 0 if never
 	routedPrimaryFallback atomic.Int64  // reads sent to the primary for want of a usable replica
 	readOnlyReplays       atomic.Int64  // requests a replica refused with 25006, replayed on the primary
 	primaryGen            atomic.Uint64 // counts promotions followed; see poolAt
@@ -519,4 +519,24 @@ func serverPasswords(a *authenticator, fileSecrets map[string]string, users map[
 		}
 	}
 	return out
+}
+
+// noteWrite records that a transaction that may have written committed at t.
+func (s *Server) noteWrite(t time.Time) {
+	ns := int64(t.Sub(s.started))
+	for {
+		old := s.lastWriteNS.Load()
+		if ns <= old || s.lastWriteNS.CompareAndSwap(old, ns) {
+			return
+		}
+	}
+}
+
+// lastWrite returns when a transaction that may have written last committed; zero if never.
+func (s *Server) lastWrite() time.Time {
+	ns := s.lastWriteNS.Load()
+	if ns == 0 {
+		return time.Time{}
+	}
+	return s.started.Add(time.Duration(ns))
 }

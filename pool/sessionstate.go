@@ -10,7 +10,6 @@ import (
 	"github.com/jackc/pgx/v5/pgproto3"
 
 	"github.com/cmlite/cmpool/protocol"
-	"github.com/cmlite/cmpool/router"
 )
 
 // Session state that outlives a transaction, in transaction and statement modes.
@@ -116,15 +115,8 @@ func (c *clientSession) syncTracked(l *lease) bool {
 	var q strings.Builder
 	q.WriteString("SELECT ")
 	cols := len(names)
-	if l.needLSN {
-		// The commit position, for read-your-writes, in the same round trip. The insert
-		// position, not pg_current_wal_lsn(): with synchronous_commit off the commit
-		// record may not be written yet, and replicas are compared against where it ends.
-		q.WriteString("pg_current_wal_insert_lsn()::text")
-		cols++
-	}
 	for i, n := range names {
-		if i > 0 || l.needLSN {
+		if i > 0 {
 			q.WriteString(", ")
 		}
 		fmt.Fprintf(&q, "current_setting(%s, true)", quoteLiteral(n))
@@ -135,12 +127,6 @@ func (c *clientSession) syncTracked(l *lease) bool {
 	ok := err == nil && res.err == nil && len(res.row) == cols && l.sc.txStatus == 'I'
 
 	c.mu.Lock()
-	if ok && l.needLSN {
-		if lsn, err := router.ParseLSN(res.row[0]); err == nil {
-			c.noteWriteLSN(lsn)
-		}
-		res.row = res.row[1:]
-	}
 	if !ok {
 		c.log.Warn("could not read back session state", "error", err, "server_error", res.err)
 	} else if len(names) > 0 {

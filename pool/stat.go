@@ -31,6 +31,10 @@ type Stat struct {
 	// ReadWaits counts reads that waited (up to rw_wait) for a replica to replay the
 	// writes they must see.
 	ReadWaits int64
+	// WritePositionReads counts reads of the primary's WAL position for read-your-writes
+	// by the current replica set: one per read that follows a write, shared by the reads
+	// waiting at the same time; none for a write that no read follows.
+	WritePositionReads int64
 	// RoutedPrimary counts transactions sent to the primary while replicas are
 	// configured (each replica's count is in Replicas).
 	RoutedPrimary int64
@@ -106,6 +110,7 @@ func (s *Server) Stat() Stat {
 	}
 	if rs := s.rs(); rs != nil {
 		st.Replicas = rs.Snapshot()
+		st.WritePositionReads = rs.PrimaryLSNReads()
 	}
 	if p := s.pauses.Load(); p != nil {
 		if p.all {

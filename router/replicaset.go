@@ -159,6 +159,17 @@ type ReplicaSet struct {
 	checkMu sync.Mutex // serializes check rounds; guards the monitoring connections, the replicas' due and res, and closed
 	closed  bool
 
+	// PrimaryLSNAfter's reads: its own connection to the primary, so that they never wait
+	// for a check round.
+	lsnConnMu sync.Mutex    // guards lsnNode's connection
+	lsnNode   monitoredNode // the primary, for PrimaryLSNAfter
+	lsnMu     sync.Mutex    // guards the fields below
+	lsnCall   *lsnCall      // the read in flight, if any
+	lsnLast   LSN           // the newest position read
+	lsnLastAt time.Time     // when the read of lsnLast was sent; zero before the first
+	lsnClosed bool
+	lsnReads  atomic.Int64 // reads sent
+
 	mu                sync.Mutex // guards the replicas' check state, the fields below and the publication of views
 	primaryLSNAt      time.Time  // when the round that read primaryLSN began
 	primaryFailing    bool
@@ -268,6 +279,7 @@ func NewReplicaSet(cfg ReplicaSetConfig) (*ReplicaSet, error) {
 	if rs.primary, err = newMonitoredNode(cfg.Primary, cfg.CheckTimeout, false); err != nil {
 		return nil, fmt.Errorf("router: replica set: primary: %w", err)
 	}
+	rs.lsnNode = monitoredNode{host: rs.primary.host, config: rs.primary.config.Copy()}
 	for i, url := range cfg.Replicas {
 		n, err := newMonitoredNode(url, cfg.CheckTimeout, true)
 		if err != nil {
@@ -337,6 +349,7 @@ func (rs *ReplicaSet) Close() {
 		r.closeConn(ctx)
 	}
 	rs.checkMu.Unlock()
+	rs.closeLSN(ctx)
 
 	rs.mu.Lock()
 	old := rs.view.Load()

@@ -27,7 +27,9 @@ import (
 type fakeNode struct {
 	ln       net.Listener
 	attempts atomic.Int64 // startup messages and queries received (cancel requests are not counted)
-	wg       sync.WaitGroup
+	// insertReads counts reads of pg_current_wal_insert_lsn(), answered with lsn.
+	insertReads atomic.Int64
+	wg          sync.WaitGroup
 
 	mu         sync.Mutex
 	inRecovery bool
@@ -164,6 +166,10 @@ func (f *fakeNode) answer(sql string) ([]string, bool) {
 	recovery := "f"
 	if f.inRecovery {
 		recovery = "t"
+	}
+	if strings.Contains(sql, "pg_current_wal_insert_lsn") {
+		f.insertReads.Add(1)
+		return []string{f.lsn}, true
 	}
 	if strings.Contains(sql, "pg_current_wal_lsn") {
 		return []string{f.lsn, recovery}, true
