@@ -73,8 +73,10 @@ type clientSession struct {
 	deferred [][]byte
 	evicted  []*preparedStmt // scratch for evictFor
 	out      []byte          // scratch for rewritten messages
-	// lastText is the statement text text converted last; the client goroutine's only.
-	lastText string
+	// texts are the statement texts text converted last, and textNext the slot the next
+	// one replaces; the client goroutine's only.
+	texts    [textCache]string
+	textNext int
 	// unnamedText is the text of the unnamed statement unnamedTraits describe, and
 	// boundName the statement name last bound (kept to be reused as long as it is the
 	// same). Guarded by mu.
@@ -93,8 +95,11 @@ type clientSession struct {
 	lease *lease     // the server held now, or nil
 	// prevLease is the last lease started; the next one takes over its buffers once its
 	// relay has exited. unrelayed is the current lease while nothing relays its replies
-	// yet (see relayAfter). The client goroutine's only.
+	// yet (see relayAfter). parked is set while unrelayed is idle in a transaction with
+	// nothing outstanding: the server owes no reply, so the client may be read without a
+	// relay. The client goroutine's only.
 	prevLease, unrelayed *lease
+	parked               bool
 	closing              atomic.Bool // Shutdown asked this client to go
 
 	// discarding is set after an extended-protocol message failed before reaching a
@@ -173,6 +178,9 @@ type lease struct {
 	sentBytes      int64
 	// queryTimer cancels a request running past query_timeout; nil until first armed.
 	queryTimer *time.Timer
+	// released is set by finishLease once the server is back in its pool and no cancel
+	// refers to the lease any more (see newLease).
+	released bool
 }
 
 const clientBufSize = 8 * 1024
@@ -566,7 +574,7 @@ func (c *clientSession) loop(ctx context.Context) error {
 		if c.isClosing() && c.currentLease() == nil && nanotime() >= c.closeAt.Load() {
 			return protocol.NewFatal(protocol.CodeAdminShutdown, "terminating connection due to administrator command")
 		}
-		if c.unrelayed != nil && !c.fr.FrameBuffered() {
+		if c.unrelayed != nil && !c.parked && !c.fr.FrameBuffered() {
 			// Reading the client may block: the server's replies must be read meanwhile.
 			c.ensureRelay()
 		}
@@ -653,6 +661,7 @@ func (c *clientSession) loop(ctx context.Context) error {
 		}
 
 		l := c.claim(fr.Type)
+		c.parked = false // the lease owes replies again, or is gone
 		if l == nil {
 			if fr.Type == 'S' {
 				// A Sync with nothing before it: nothing to ask a server.
@@ -738,16 +747,25 @@ func (c *clientSession) currentLease() *lease {
 
 func (c *clientSession) isClosing() bool { return c.closing.Load() }
 
-// text returns statement text b as a string. A client usually sends the same statements
-// again and again, and several checks read each one (cmpool's own commands, session
-// state, routing), so the last text converted is kept and returned again while it is the
-// same: a statement costs at most one copy. Only the client goroutine calls it.
+// text returns statement text b as a string. A client usually sends the same few
+// statements again and again (BEGIN, a query, COMMIT), and several checks read each one
+// (cmpool's own commands, session state, routing), so the last textCache texts converted
+// are kept and returned again: a statement costs at most one copy, and a repeated one
+// none. Only the client goroutine calls it.
 func (c *clientSession) text(b []byte) string {
-	if string(b) != c.lastText {
-		c.lastText = string(b)
+	for _, t := range c.texts {
+		if string(b) == t && (len(t) > 0 || len(b) == 0) {
+			return t
+		}
 	}
-	return c.lastText
+	t := string(b)
+	c.texts[c.textNext] = t
+	c.textNext = (c.textNext + 1) % textCache
+	return t
 }
+
+// textCache is how many statement texts a client keeps converted.
+const textCache = 4
 
 // queryText is the query string of a whole simple Query message, without its
 // terminating zero byte.
@@ -836,8 +854,9 @@ func (c *clientSession) acquire(ctx context.Context, typ byte, msg []byte) (*lea
 			}
 			c.srv.observer.Observe(Event{Kind: EventRoute, Database: c.database, User: c.user, Backend: bp.name})
 		}
-		l := &lease{replica: replica, rs: rs, forced: forced,
-			needLSN: mayWrite && backend == backendPrimary && rs != nil && c.srv.conf().Consistency != "eventual"}
+		l := c.newLease()
+		l.replica, l.rs, l.forced = replica, rs, forced
+		l.needLSN = mayWrite && backend == backendPrimary && rs != nil && c.srv.conf().Consistency != "eventual"
 		return c.startLease(l, bp, res), nil
 	}
 }
@@ -846,7 +865,8 @@ func (c *clientSession) acquire(ctx context.Context, typ byte, msg []byte) (*lea
 // for a primary lease). Its replies are relayed once requests are sent (relayAfter).
 func (c *clientSession) startLease(l *lease, bp *backendPool, res *puddle.Resource[*serverConn]) *lease {
 	if l == nil {
-		l = &lease{replica: -1}
+		l = c.newLease()
+		l.replica = -1
 	}
 	l.pool, l.res, l.sc = bp, res, res.Value()
 	l.sc.linked.Store(c)
@@ -885,12 +905,17 @@ func (c *clientSession) relayAfter(l *lease, typ byte) {
 		return
 	}
 	c.unrelayed = nil
-	if c.relayLoop(l, true) {
+	l.done = relayDone
+	switch c.relayLoop(l, true) {
+	case relayHandOff:
 		l.done = make(chan struct{})
 		go c.relay(l)
-		return
+	case relayPark:
+		// Idle in a transaction: the next request of the transaction is relayed inline
+		// too. Nothing reads the server until then; a server that fails meanwhile is seen
+		// at that request.
+		c.unrelayed, c.parked = l, true
 	}
-	l.done = relayDone
 }
 
 // relayDone is the done channel of leases relayed on the client goroutine.
@@ -908,6 +933,44 @@ func (c *clientSession) ensureRelay() {
 		l.done = make(chan struct{})
 		go c.relay(l)
 	}
+}
+
+// newLease returns an empty lease for the client's next transaction. That is the previous
+// lease itself, emptied, when nothing can refer to it any more: it was relayed on the
+// client goroutine only (no relay goroutine, which may still be exiting), it ended cleanly
+// (finishLease returned its server, after waiting for cancels in flight), and it never
+// armed query_timeout (whose timer may still fire). Then a transaction allocates nothing.
+// Its buffers are kept; reuseBuffers has nothing to do.
+func (c *clientSession) newLease() *lease {
+	p := c.prevLease
+	// done first: a lease that never had a relay goroutine was only ever touched by this
+	// goroutine and by others under c.mu.
+	if p == nil || p.done != relayDone || !p.released || p.queryTimer != nil || p == c.unrelayed {
+		return &lease{}
+	}
+	c.mu.Lock()
+	current := c.lease
+	c.mu.Unlock()
+	if p == current {
+		return &lease{}
+	}
+	c.prevLease = nil
+	seg, heldReplies, heldErr := p.seg[:0], p.heldReplies[:0], p.heldErr[:0]
+	if cap(seg) > maxScratch {
+		seg = nil
+	}
+	if cap(heldReplies) > maxScratch {
+		heldReplies = nil
+	}
+	if cap(heldErr) > maxScratch {
+		heldErr = nil
+	}
+	bound, parses, closes := reuseSlice(p.bound), reuseSlice(p.parses.items), reuseSlice(p.closes.items)
+	track := reuseSlice(p.track)
+	*p = lease{}
+	p.seg, p.heldReplies, p.heldErr = seg, heldReplies, heldErr
+	p.bound, p.parses.items, p.closes.items, p.track = bound, parses, closes, track
+	return p
 }
 
 // reuseBuffers gives l the retry and reply buffers of the previous lease if its relay has
@@ -1054,15 +1117,17 @@ func (c *clientSession) relay(l *lease) {
 }
 
 // relayLoop copies the server's replies to the client until the lease ends. On the client
-// goroutine (inline), it returns early, with handOff set, once the lease needs the client
-// again: then everything relayed so far has been flushed, and a relay goroutine must go
-// on with the lease.
-func (c *clientSession) relayLoop(l *lease, inline bool) (handOff bool) {
+// goroutine (inline), it returns early once the lease needs the client again, with
+// everything relayed so far flushed: relayPark when the lease is idle in a transaction
+// in transaction mode (the server owes nothing), relayHandOff when a relay goroutine must
+// go on with the lease (COPY FROM STDIN, or a ReadyForQuery that keeps the lease in
+// session mode, where the server may send notifications at any time).
+func (c *clientSession) relayLoop(l *lease, inline bool) relayExit {
 	for {
 		fr, err := l.sc.fr.Next()
 		if err != nil {
 			c.relayFailed(l, err)
-			return false
+			return relayDoneExit
 		}
 		c.wmu.Lock()
 		step, status, err := c.relayOne(l, fr)
@@ -1071,9 +1136,12 @@ func (c *clientSession) relayLoop(l *lease, inline bool) (handOff bool) {
 			c.wmu.Unlock()
 			if ferr != nil {
 				c.clientGone(l)
-				return false
+				return relayDoneExit
 			}
-			return true
+			if fr.Type == 'Z' && c.mode == ModeTransaction && c.owesNothing(l) {
+				return relayPark
+			}
+			return relayHandOff
 		}
 		c.wmu.Unlock()
 		switch step {
@@ -1088,8 +1156,24 @@ func (c *clientSession) relayLoop(l *lease, inline bool) (handOff bool) {
 		case stepTransactionBlock:
 			c.refuseTransactionBlock(l, status)
 		}
-		return
+		return relayDoneExit
 	}
+}
+
+// relayExit is how an inline relayLoop ended.
+type relayExit int
+
+const (
+	relayDoneExit relayExit = iota // the lease ended, or failed
+	relayHandOff                   // a relay goroutine must go on
+	relayPark                      // idle in a transaction: relay the next request inline
+)
+
+// owesNothing reports whether l is still the client's lease, with no request outstanding.
+func (c *clientSession) owesNothing(l *lease) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.lease == l && l.pending == 0 && !l.unsynced && !l.syncing && !l.ending
 }
 
 // relayStep is what the relay does after one server message.
@@ -1384,6 +1468,7 @@ func (c *clientSession) finishLease(l *lease) {
 		l.sc.unnamedOwner = nil
 	}
 	l.pool.release(l.res)
+	l.released = true
 }
 
 // refuseTransactionBlock handles a transaction left open in statement mode. The

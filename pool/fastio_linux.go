@@ -33,34 +33,38 @@ func fastIO(conn net.Conn) io.ReadWriter {
 	if err != nil {
 		return conn
 	}
-	return &rawIO{conn: conn, rc: rc}
+	r := &rawIO{conn: conn, rc: rc}
+	// Bound once: a closure per call would be allocated per call.
+	r.readFn, r.writeFn = r.readSyscall, r.writeSyscall
+	return r
 }
 
-// rawIO reads and writes a socket with raw system calls; see fastIO.
+// rawIO reads and writes a socket with raw system calls; see fastIO. One goroutine reads
+// and one writes at a time (the relay's buffered reader and writer), so each direction
+// keeps its call's state in the struct.
 type rawIO struct {
-	conn net.Conn
-	rc   syscall.RawConn
+	conn    net.Conn
+	rc      syscall.RawConn
+	readFn  func(fd uintptr) bool
+	writeFn func(fd uintptr) bool
+
+	rbuf   []byte // the Read in progress
+	rn     int
+	rerrno syscall.Errno
+
+	wbuf   []byte // the Write in progress
+	wn     int
+	werrno syscall.Errno
 }
 
 func (r *rawIO) Read(p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
-	var n int
-	var errno syscall.Errno
-	err := r.rc.Read(func(fd uintptr) bool {
-		for {
-			m, _, e := syscall.RawSyscall(syscall.SYS_READ, fd, uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
-			switch e {
-			case syscall.EINTR:
-				continue
-			case syscall.EAGAIN:
-				return false
-			}
-			n, errno = int(m), e
-			return true
-		}
-	})
+	r.rbuf, r.rn, r.rerrno = p, 0, 0
+	err := r.rc.Read(r.readFn)
+	n, errno := r.rn, r.rerrno
+	r.rbuf = nil
 	switch {
 	case err != nil:
 		return 0, err
@@ -72,25 +76,30 @@ func (r *rawIO) Read(p []byte) (int, error) {
 	return n, nil
 }
 
-func (r *rawIO) Write(p []byte) (int, error) {
-	var n int
-	var errno syscall.Errno
-	err := r.rc.Write(func(fd uintptr) bool {
-		for n < len(p) {
-			m, _, e := syscall.RawSyscall(syscall.SYS_WRITE, fd, uintptr(unsafe.Pointer(&p[n])), uintptr(len(p)-n))
-			switch e {
-			case 0:
-				n += int(m)
-			case syscall.EINTR:
-			case syscall.EAGAIN:
-				return false
-			default:
-				errno = e
-				return true
-			}
+// readSyscall is one attempt of Read; false means the socket has nothing yet.
+func (r *rawIO) readSyscall(fd uintptr) bool {
+	p := r.rbuf
+	for {
+		m, _, e := syscall.RawSyscall(syscall.SYS_READ, fd, uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
+		switch e {
+		case syscall.EINTR:
+			continue
+		case syscall.EAGAIN:
+			return false
 		}
+		r.rn, r.rerrno = int(m), e
 		return true
-	})
+	}
+}
+
+func (r *rawIO) Write(p []byte) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
+	r.wbuf, r.wn, r.werrno = p, 0, 0
+	err := r.rc.Write(r.writeFn)
+	n, errno := r.wn, r.werrno
+	r.wbuf = nil
 	switch {
 	case err != nil:
 		return n, err
@@ -98,6 +107,26 @@ func (r *rawIO) Write(p []byte) (int, error) {
 		return n, r.opError("write", errno)
 	}
 	return n, nil
+}
+
+// writeSyscall writes what it can of the Write in progress; false means the socket is
+// full and the rest must wait.
+func (r *rawIO) writeSyscall(fd uintptr) bool {
+	p := r.wbuf
+	for r.wn < len(p) {
+		m, _, e := syscall.RawSyscall(syscall.SYS_WRITE, fd, uintptr(unsafe.Pointer(&p[r.wn])), uintptr(len(p)-r.wn))
+		switch e {
+		case 0:
+			r.wn += int(m)
+		case syscall.EINTR:
+		case syscall.EAGAIN:
+			return false
+		default:
+			r.werrno = e
+			return true
+		}
+	}
+	return true
 }
 
 func (r *rawIO) opError(op string, errno syscall.Errno) error {

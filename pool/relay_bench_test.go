@@ -2,6 +2,7 @@ package pool_test
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -160,7 +161,9 @@ func BenchmarkPreparedThroughProxy(b *testing.B) {
 // buffer, so that it allocates nothing per query: a benchmark's allocs/op are then the
 // proxy's own (and the raw client's, which allocates nothing either). Every simple query
 // gets one row; Parse, Bind, Describe (of a portal or statement), Execute and Close get
-// their usual replies, and Sync and simple queries end with ReadyForQuery.
+// their usual replies, and Sync and simple queries end with ReadyForQuery. A simple query
+// starting with BEGIN opens a transaction block (ReadyForQuery 'T' until a simple query
+// starting with END or COMMIT), so that transactions can be relayed too.
 func cannedBackend(tb testing.TB) string {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(tb, err)
@@ -177,8 +180,12 @@ func cannedBackend(tb testing.TB) string {
 	row := &pgproto3.DataRow{Values: [][]byte{[]byte("0")}}
 	done := &pgproto3.CommandComplete{CommandTag: []byte("SELECT 1")}
 	ready := &pgproto3.ReadyForQuery{TxStatus: 'I'}
+	inTx := &pgproto3.ReadyForQuery{TxStatus: 'T'}
 	replies := map[byte][]byte{
 		'Q': enc(rowDesc, row, done, ready),
+		'b': enc(&pgproto3.CommandComplete{CommandTag: []byte("BEGIN")}, inTx),   // BEGIN
+		't': enc(rowDesc, row, done, inTx),                                       // a query in a transaction
+		'e': enc(&pgproto3.CommandComplete{CommandTag: []byte("COMMIT")}, ready), // END or COMMIT
 		'P': enc(&pgproto3.ParseComplete{}),
 		'B': enc(&pgproto3.BindComplete{}),
 		'E': enc(row, done),
@@ -228,6 +235,7 @@ func serveCanned(conn net.Conn, replies map[byte][]byte, describePortal, describ
 	w := bufio.NewWriterSize(conn, 8<<10)
 	body := make([]byte, 0, 8<<10)
 	var header [5]byte
+	inTx := false
 	for {
 		if _, err := io.ReadFull(r, header[:]); err != nil {
 			return
@@ -243,6 +251,19 @@ func serveCanned(conn net.Conn, replies map[byte][]byte, describePortal, describ
 		switch typ := header[0]; typ {
 		case 'X':
 			return
+		case 'Q':
+			switch {
+			case bytes.HasPrefix(body, []byte("BEGIN")):
+				inTx = true
+				_, _ = w.Write(replies['b'])
+			case bytes.HasPrefix(body, []byte("END")), bytes.HasPrefix(body, []byte("COMMIT")):
+				inTx = false
+				_, _ = w.Write(replies['e'])
+			case inTx:
+				_, _ = w.Write(replies['t'])
+			default:
+				_, _ = w.Write(replies['Q'])
+			}
 		case 'D':
 			if len(body) > 0 && body[0] == 'S' {
 				_, _ = w.Write(describeStmt)
@@ -365,20 +386,52 @@ func BenchmarkRelay(b *testing.B) {
 				&pgproto3.Sync{}}},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
-			c := dialRaw(b, relayProxy(b))
-			if bc.prepare != nil {
-				require.NoError(b, c.roundTrip(encodeFrontend(b, bc.prepare...)))
-			}
-			req := encodeFrontend(b, bc.req...)
-			for range 100 { // warm the proxy's buffers and caches
-				require.NoError(b, c.roundTrip(req))
-			}
-			b.ReportAllocs()
-			for b.Loop() {
-				if err := c.roundTrip(req); err != nil {
-					b.Fatal(err)
-				}
-			}
+			benchmarkRelay(b, bc.prepare, bc.req)
 		})
+	}
+}
+
+// BenchmarkRelayTransaction is a transaction block of three statements, each its own
+// round trip, as pgbench's TPC-B sends them: BEGIN, a query, END.
+func BenchmarkRelayTransaction(b *testing.B) {
+	c := dialRaw(b, relayProxy(b))
+	reqs := [][]byte{
+		encodeFrontend(b, &pgproto3.Query{String: "BEGIN;"}),
+		encodeFrontend(b, &pgproto3.Query{String: "SELECT abalance FROM pgbench_accounts WHERE aid = 4711;"}),
+		encodeFrontend(b, &pgproto3.Query{String: "END;"}),
+	}
+	tx := func() error {
+		for _, req := range reqs {
+			if err := c.roundTrip(req); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	for range 100 {
+		require.NoError(b, tx())
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := tx(); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func benchmarkRelay(b *testing.B, prepare, reqMsgs []pgproto3.FrontendMessage) {
+	c := dialRaw(b, relayProxy(b))
+	if prepare != nil {
+		require.NoError(b, c.roundTrip(encodeFrontend(b, prepare...)))
+	}
+	req := encodeFrontend(b, reqMsgs...)
+	for range 100 { // warm the proxy's buffers and caches
+		require.NoError(b, c.roundTrip(req))
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := c.roundTrip(req); err != nil {
+			b.Fatal(err)
+		}
 	}
 }
