@@ -609,7 +609,8 @@ func TestTimeouts(t *testing.T) {
 		p := integration.StartProxy(t, c, pool.Config{QueryWaitTimeout: 300 * time.Millisecond, DefaultPoolSize: 1})
 		waiter := connect(t, p.URL("", ""), pgx.QueryExecModeExec)
 		holder := connect(t, p.URL("", ""), pgx.QueryExecModeExec)
-		_, err := holder.Exec(ctx, "begin")
+		// A BEGIN with an option takes the server at once (a plain one is deferred).
+		_, err := holder.Exec(ctx, "begin isolation level read committed")
 		require.NoError(t, err)
 		_, err = waiter.Exec(ctx, "select 1")
 		require.Equal(t, "57014", pgCode(err), "got %v", err)

@@ -212,7 +212,8 @@ func TestQueryWaitTimeout(t *testing.T) {
 	ctx := ctxT(t, 30*time.Second)
 	holder := connect(t, p.URL("", ""), pgx.QueryExecModeSimpleProtocol)
 	waiter := connect(t, p.URL("", ""), pgx.QueryExecModeExec)
-	_, err := holder.Exec(ctx, "begin")
+	// A BEGIN with an option takes the server at once (a plain one is deferred).
+	_, err := holder.Exec(ctx, "begin isolation level read committed")
 	require.NoError(t, err)
 
 	start := time.Now()
@@ -356,7 +357,7 @@ func TestServerIdleTimeoutAndMinPoolSize(t *testing.T) {
 	var conns []*pgx.Conn
 	for range 6 {
 		conn := connect(t, p.URL("idlepool", ""), pgx.QueryExecModeSimpleProtocol)
-		_, err := conn.Exec(ctx, "begin")
+		_, err := conn.Exec(ctx, "begin; select 1") // not a plain BEGIN, which is deferred
 		require.NoError(t, err)
 		conns = append(conns, conn)
 	}

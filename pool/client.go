@@ -100,7 +100,10 @@ type clientSession struct {
 	// relay. The client goroutine's only.
 	prevLease, unrelayed *lease
 	parked               bool
-	closing              atomic.Bool // Shutdown asked this client to go
+	// beginDeferred: a plain BEGIN was answered by cmpool and is sent with the next
+	// request that needs a server (deferbegin.go). The client goroutine's only.
+	beginDeferred bool
+	closing       atomic.Bool // Shutdown asked this client to go
 
 	// discarding is set after an extended-protocol message failed before reaching a
 	// server: later messages are dropped until Sync, as a server would.
@@ -181,6 +184,9 @@ type lease struct {
 	// released is set by finishLease once the server is back in its pool and no cancel
 	// refers to the lease any more (see newLease).
 	released bool
+	// hiddenBegin: a deferred BEGIN was sent first on this lease and its replies are
+	// still due; the relay drops them. Guarded by clientSession.mu.
+	hiddenBegin bool
 }
 
 const clientBufSize = 8 * 1024
@@ -648,6 +654,12 @@ func (c *clientSession) loop(ctx context.Context) error {
 				}
 				continue
 			}
+			if deferred, err := c.deferBegin(q); deferred || err != nil {
+				if err != nil {
+					return err
+				}
+				continue
+			}
 		}
 
 		if fr.Type == 'P' && c.deferParse(msg) {
@@ -668,7 +680,7 @@ func (c *clientSession) loop(ctx context.Context) error {
 				if err := c.fr.Skip(); err != nil {
 					return err
 				}
-				if err := c.writeLocal(readyIdle); err != nil {
+				if err := c.writeLocal(protocol.AppendReadyForQuery(nil, c.localStatus())); err != nil {
 					return err
 				}
 				continue
@@ -694,6 +706,9 @@ func (c *clientSession) loop(ctx context.Context) error {
 			l.account(fr.Type)
 			c.mu.Unlock()
 		}
+		if c.beginDeferred {
+			c.sendBegin(l)
+		}
 		if err := c.sendDeferred(l); err != nil {
 			return err
 		}
@@ -717,6 +732,7 @@ func (c *clientSession) failRequest(fr protocol.Frame, pe *protocol.Error) error
 		return err
 	}
 	c.deferred = c.deferred[:0] // a server would have skipped them too
+	c.beginDeferred = false     // the transaction is over (deferbegin.go)
 	c.noteError(nil, pe.Code)
 	out := protocol.AppendErrorResponse(nil, pe)
 	switch fr.Type {
@@ -726,6 +742,15 @@ func (c *clientSession) failRequest(fr protocol.Frame, pe *protocol.Error) error
 		c.discarding = true
 	}
 	return c.writeLocal(out)
+}
+
+// localStatus is the transaction status cmpool reports for a client that holds no server:
+// in a transaction if a BEGIN is deferred, else idle.
+func (c *clientSession) localStatus() byte {
+	if c.beginDeferred {
+		return 'T'
+	}
+	return 'I'
 }
 
 // writeLocal sends bytes cmpool itself produced, when no lease is active.
@@ -1131,6 +1156,10 @@ func (c *clientSession) relayLoop(l *lease, inline bool) relayExit {
 		}
 		c.wmu.Lock()
 		step, status, err := c.relayOne(l, fr)
+		if step == stepHidden {
+			c.wmu.Unlock()
+			continue
+		}
 		if inline && step == stepContinue && (fr.Type == 'Z' || fr.Type == 'G' || fr.Type == 'W') {
 			ferr := c.w.Flush()
 			c.wmu.Unlock()
@@ -1186,12 +1215,21 @@ const (
 	stepClientGone                        // the client cannot be written to
 	stepTransactionBlock                  // statement mode saw a transaction begin
 	stepStop                              // already handled: just stop
+	stepHidden                            // a reply to cmpool's own message, dropped: keep relaying
 )
 
 // relayOne passes one server message to the client. The caller holds c.wmu.
 func (c *clientSession) relayOne(l *lease, fr protocol.Frame) (relayStep, byte, error) {
 	sc := l.sc
 	l.sentBytes += int64(protocol.HeaderLen + fr.BodyLen)
+	c.mu.Lock()
+	hidden := l.hiddenBegin
+	c.mu.Unlock()
+	if hidden {
+		if step, handled, err := c.relayHiddenBegin(l, fr); handled {
+			return step, 0, err
+		}
+	}
 	var out []byte // a message read whole, possibly replaced; nil when streamed
 	// On a replica, a statement may yet be refused with 25006 and move to the primary,
 	// until its first row: so the replies that only describe it are held until then.

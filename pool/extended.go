@@ -195,7 +195,7 @@ func (c *clientSession) answerDeferred(sync bool) error {
 		c.discarding = true
 	}
 	if sync {
-		out = protocol.AppendReadyForQuery(out, 'I')
+		out = protocol.AppendReadyForQuery(out, c.localStatus())
 	}
 	return c.writeLocal(out)
 }
@@ -444,7 +444,7 @@ func (c *clientSession) replyLocally(reply []byte) error {
 	c.waitIdle()
 	// Inside a transaction block the server's status stands: a refused command does not
 	// abort the transaction, unlike a server-side error (see docs/pooling.md).
-	status := byte('I')
+	status := c.localStatus()
 	if c.lease != nil {
 		status = c.lease.sc.txStatus
 	}

@@ -44,6 +44,10 @@ func (c *clientSession) routeFor(ctx context.Context, rs *router.ReplicaSet, typ
 		// Replicas replicate the primary: a database mapped elsewhere is not routed.
 		return backendPrimary, -1, true, false
 	}
+	if c.beginDeferred {
+		// A plain BEGIN opened the transaction: the primary, as for any plain BEGIN.
+		return backendPrimary, -1, true, false
+	}
 	v := c.verdictFor(typ, msg)
 	// Whether the transaction may write, so that its commit position must be read for
 	// read-your-writes. Unknown statements, plain BEGIN and functions count as writes.

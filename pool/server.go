@@ -449,8 +449,10 @@ func (c *clientSession) requestClose() {
 	// which then completes before it is closed.
 	now := nanotime()
 	closeAt := now
-	if since := c.idleSince.Load(); since == 0 || now-since < int64(drainGrace) {
-		closeAt = max(since, now-int64(drainGrace)) + int64(drainGrace)
+	if since := c.idleSince.Load(); since == 0 {
+		closeAt = now + int64(drainGrace) // still logging in
+	} else if now-since < int64(drainGrace) {
+		closeAt = since + int64(drainGrace)
 	}
 	c.closeAt.Store(closeAt)
 	c.closing.Store(true)

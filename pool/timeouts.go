@@ -49,7 +49,7 @@ func (c *clientSession) idleTimeoutError() *protocol.Error {
 	}
 	c.mu.Lock()
 	l := c.lease
-	inTx := l != nil && l.pending == 0 && !l.unsynced && l.sc.txStatus != 'I'
+	inTx := l != nil && l.pending == 0 && !l.unsynced && l.sc.txStatus != 'I' || l == nil && c.beginDeferred
 	busy := l != nil && (l.pending > 0 || l.unsynced)
 	c.mu.Unlock()
 	switch {
@@ -70,7 +70,11 @@ func (c *clientSession) armQueryTimer(l *lease) {
 	d := c.srv.conf().QueryTimeout
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.lease != l || l.pending != 1 {
+	owed := 1 // the request just sent, and a deferred BEGIN sent ahead of it
+	if l.hiddenBegin {
+		owed++
+	}
+	if c.lease != l || l.pending != owed {
 		return
 	}
 	if l.queryTimer == nil {
