@@ -167,7 +167,7 @@ func (r *report) markdown() string {
 	var b strings.Builder
 	m := r.machine
 	fmt.Fprintf(&b, "# Benchmarks: direct PostgreSQL vs PgBouncer vs cmpool\n\n")
-	b.WriteString("This file is written by the benchmark command; run it again to refresh it.\n\n")
+	b.WriteString("This file is written by the benchmark command; run it again to refresh it. Where cmpool's time goes, per system call and per transaction, and what would close the gap to PgBouncer: [analysis.md](analysis.md).\n\n")
 	b.WriteString("```sh\n")
 	b.WriteString("go run ./bench            # everything below: 4 workloads × 20/200/1000 clients × 3 targets, 3 rounds, idle clients (~13 min)\n")
 	b.WriteString("go run ./bench -quick     # a one-minute smoke run: pgbench -S, 20 clients, 1 round, 1000 idle clients\n")
