@@ -119,3 +119,14 @@ func freshDatabase(t *testing.T, admin *pgx.Conn, name string) {
 	_, err = admin.Exec(ctx, "create database "+pgx.Identifier{name}.Sanitize())
 	require.NoError(t, err)
 }
+
+// pauseReplay pauses WAL replay on replica n until the test ends, and returns a connection to
+// it (to resume earlier with pg_wal_replay_resume()).
+func pauseReplay(t *testing.T, n *integration.Node) *pgx.Conn {
+	t.Helper()
+	conn := connect(t, n.URL("", ""), pgx.QueryExecModeSimpleProtocol)
+	_, err := conn.Exec(ctxT(t, 10*time.Second), "select pg_wal_replay_pause()")
+	require.NoError(t, err)
+	t.Cleanup(func() { _, _ = conn.Exec(context.Background(), "select pg_wal_replay_resume()") })
+	return conn
+}

@@ -103,10 +103,7 @@ func TestTwoReplicasBalanceBanAndReadYourWrites(t *testing.T) {
 		_, err := admin.Exec(ctx, "create table ryw1000(id int primary key)")
 		require.NoError(t, err)
 		require.NoError(t, c.WaitReplication(ctx))
-		paused := connect(t, c.Replicas[0].URL("", ""), pgx.QueryExecModeSimpleProtocol)
-		_, err = paused.Exec(ctx, "select pg_wal_replay_pause()")
-		require.NoError(t, err)
-		t.Cleanup(func() { _, _ = paused.Exec(context.Background(), "select pg_wal_replay_resume()") })
+		pauseReplay(t, c.Replicas[0])
 
 		conn := connect(t, p.URL("", ""), pgx.QueryExecModeCacheStatement)
 		var onReplica atomic.Int64

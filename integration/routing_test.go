@@ -125,10 +125,7 @@ func TestReadYourWrites(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, c.WaitReplication(ctx))
 
-	replica := connect(t, c.Replicas[0].URL("", ""), pgx.QueryExecModeSimpleProtocol)
-	_, err = replica.Exec(ctx, "select pg_wal_replay_pause()")
-	require.NoError(t, err)
-	t.Cleanup(func() { _, _ = replica.Exec(context.Background(), "select pg_wal_replay_resume()") })
+	replica := pauseReplay(t, c.Replicas[0])
 
 	writer := connect(t, p.URL("", ""), pgx.QueryExecModeCacheStatement)
 	other := connect(t, p.URL("", "")+"&application_name=other", pgx.QueryExecModeCacheStatement)
@@ -382,10 +379,7 @@ func TestReadYourWritesGlobal(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, c.WaitReplication(ctx))
 
-	replica := connect(t, c.Replicas[0].URL("", ""), pgx.QueryExecModeSimpleProtocol)
-	_, err = replica.Exec(ctx, "select pg_wal_replay_pause()")
-	require.NoError(t, err)
-	t.Cleanup(func() { _, _ = replica.Exec(context.Background(), "select pg_wal_replay_resume()") })
+	pauseReplay(t, c.Replicas[0])
 
 	writer := connect(t, p.URL(db, ""), pgx.QueryExecModeCacheStatement)
 	reader := connect(t, p.URL(db, "")+"&application_name=reader", pgx.QueryExecModeCacheStatement)
