@@ -36,21 +36,21 @@ func fakeBackend(tb testing.TB) string {
 	return ln.Addr().String()
 }
 
-func serveFake(conn net.Conn) {
-	defer conn.Close()
-	be := pgproto3.NewBackend(conn, conn)
+// fakeLogin answers a client's startup as a trusting server does (refusing SSL), with the
+// usual parameter statuses; ok is false when the client went away.
+func fakeLogin(conn net.Conn) (be *pgproto3.Backend, ok bool) {
+	be = pgproto3.NewBackend(conn, conn)
 	for {
 		msg, err := be.ReceiveStartupMessage()
 		if err != nil {
-			return
+			return nil, false
 		}
-		if _, ok := msg.(*pgproto3.SSLRequest); ok {
-			if _, err := conn.Write([]byte{'N'}); err != nil {
-				return
-			}
-			continue
+		if _, ok := msg.(*pgproto3.SSLRequest); !ok {
+			break
 		}
-		break
+		if _, err := conn.Write([]byte{'N'}); err != nil {
+			return nil, false
+		}
 	}
 	be.Send(&pgproto3.AuthenticationOk{})
 	for _, p := range [][2]string{{"server_version", "15.0"}, {"client_encoding", "UTF8"}, {"TimeZone", "UTC"},
@@ -59,7 +59,13 @@ func serveFake(conn net.Conn) {
 	}
 	be.Send(&pgproto3.BackendKeyData{ProcessID: 1, SecretKey: []byte{0, 0, 0, 1}})
 	be.Send(&pgproto3.ReadyForQuery{TxStatus: 'I'})
-	if be.Flush() != nil {
+	return be, be.Flush() == nil
+}
+
+func serveFake(conn net.Conn) {
+	defer conn.Close()
+	be, ok := fakeLogin(conn)
+	if !ok {
 		return
 	}
 	row := &pgproto3.RowDescription{Fields: []pgproto3.FieldDescription{{Name: []byte("x"), DataTypeOID: 23, DataTypeSize: 4, TypeModifier: -1}}}
@@ -208,27 +214,7 @@ func cannedBackend(tb testing.TB) string {
 
 func serveCanned(conn net.Conn, replies map[byte][]byte, describePortal, describeStmt []byte) {
 	defer conn.Close()
-	be := pgproto3.NewBackend(conn, conn)
-	for {
-		msg, err := be.ReceiveStartupMessage()
-		if err != nil {
-			return
-		}
-		if _, ok := msg.(*pgproto3.SSLRequest); !ok {
-			break
-		}
-		if _, err := conn.Write([]byte{'N'}); err != nil {
-			return
-		}
-	}
-	be.Send(&pgproto3.AuthenticationOk{})
-	for _, p := range [][2]string{{"server_version", "15.0"}, {"client_encoding", "UTF8"}, {"TimeZone", "UTC"},
-		{"DateStyle", "ISO, MDY"}, {"standard_conforming_strings", "on"}, {"integer_datetimes", "on"}} {
-		be.Send(&pgproto3.ParameterStatus{Name: p[0], Value: p[1]})
-	}
-	be.Send(&pgproto3.BackendKeyData{ProcessID: 1, SecretKey: []byte{0, 0, 0, 1}})
-	be.Send(&pgproto3.ReadyForQuery{TxStatus: 'I'})
-	if be.Flush() != nil {
+	if _, ok := fakeLogin(conn); !ok {
 		return
 	}
 	r := bufio.NewReaderSize(conn, 8<<10)
