@@ -1,7 +1,6 @@
 package pool
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"crypto/tls"
@@ -37,11 +36,11 @@ type clientSession struct {
 	// tlsEndPoint is its tls-server-end-point channel binding data.
 	tlsConn     *tls.Conn
 	tlsEndPoint []byte
-	r           *bufio.Reader
+	r           *clientReader
 	fr          *protocol.FrameReader
 	// w writes to the client, under wmu: the relay writes server replies, the client
 	// goroutine cmpool's own answers.
-	w   *bufio.Writer
+	w   *clientWriter
 	wmu sync.Mutex
 	log *slog.Logger
 

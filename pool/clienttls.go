@@ -1,7 +1,6 @@
 package pool
 
 import (
-	"bufio"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -268,9 +267,7 @@ func (c *clientSession) checkTLSRequired() error {
 // prefixConn reads through r, which holds bytes already read from Conn.
 type prefixConn struct {
 	net.Conn
-	r *bufio.Reader
+	r *clientReader
 }
 
 func (p *prefixConn) Read(b []byte) (int, error) { return p.r.Read(b) }
-
-func newClientReader(conn net.Conn) *bufio.Reader { return bufio.NewReaderSize(conn, clientBufSize) }

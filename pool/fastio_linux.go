@@ -48,7 +48,8 @@ type rawIO struct {
 	readFn  func(fd uintptr) bool
 	writeFn func(fd uintptr) bool
 
-	rbuf   []byte // the Read in progress
+	rbuf   []byte        // the Read in progress, or
+	rrel   *clientReader // the readRelease in progress
 	rn     int
 	rerrno syscall.Errno
 
@@ -61,10 +62,26 @@ func (r *rawIO) Read(p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
-	r.rbuf, r.rn, r.rerrno = p, 0, 0
+	r.rbuf = p
+	n, err := r.read()
+	r.rbuf = nil
+	return n, err
+}
+
+// readRelease reads once into b's buffer after its buffered bytes, like Read, but takes
+// the buffer only for each read attempt: when the socket has nothing and b holds no data,
+// the buffer goes back to its pool for the wait. See clientReader.
+func (r *rawIO) readRelease(b *clientReader) (int, error) {
+	r.rrel = b
+	n, err := r.read()
+	r.rrel = nil
+	return n, err
+}
+
+func (r *rawIO) read() (int, error) {
+	r.rn, r.rerrno = 0, 0
 	err := r.rc.Read(r.readFn)
 	n, errno := r.rn, r.rerrno
-	r.rbuf = nil
 	switch {
 	case err != nil:
 		return 0, err
@@ -76,15 +93,22 @@ func (r *rawIO) Read(p []byte) (int, error) {
 	return n, nil
 }
 
-// readSyscall is one attempt of Read; false means the socket has nothing yet.
+// readSyscall is one attempt of a read; false means the socket has nothing yet.
 func (r *rawIO) readSyscall(fd uintptr) bool {
-	p := r.rbuf
+	p, b := r.rbuf, r.rrel
+	if b != nil {
+		b.take()
+		p = b.buf[b.w:]
+	}
 	for {
 		m, _, e := syscall.RawSyscall(syscall.SYS_READ, fd, uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
 		switch e {
 		case syscall.EINTR:
 			continue
 		case syscall.EAGAIN:
+			if b != nil {
+				b.releaseIfEmpty()
+			}
 			return false
 		}
 		r.rn, r.rerrno = int(m), e

@@ -315,7 +315,7 @@ func (c *rawClient) roundTrip(req []byte) error {
 }
 
 // relayProxy serves cmpool in front of a canned backend and returns its address.
-func relayProxy(b *testing.B) string {
+func relayProxy(b testing.TB) string {
 	srv, err := pool.New(pool.Config{Primary: "postgres://bench@" + cannedBackend(b) + "/bench?sslmode=disable",
 		DefaultPoolSize: 2, Logger: slog.New(slog.DiscardHandler)})
 	require.NoError(b, err)

@@ -1,7 +1,6 @@
 package pool
 
 import (
-	"bufio"
 	"context"
 	"crypto/rand"
 	"crypto/subtle"
@@ -249,13 +248,13 @@ func (s *Server) serveConn(conn net.Conn) {
 	}
 	s.nClients.Add(1)
 	fio := fastIO(conn)
-	r := bufio.NewReaderSize(fio, clientBufSize)
+	r := newClientReader(fio)
 	c := &clientSession{
 		srv:         s,
 		conn:        conn,
 		r:           r,
 		fr:          protocol.NewFrameReader(r, s.conf().MaxPacketSize),
-		w:           bufio.NewWriterSize(fio, clientBufSize),
+		w:           newClientWriter(fio),
 		log:         s.log.With("client", conn.RemoteAddr().String()),
 		stmts:       make(map[string]*preparedStmt),
 		connectedAt: time.Now(),

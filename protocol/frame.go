@@ -4,7 +4,6 @@
 package protocol
 
 import (
-	"bufio"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -38,15 +37,26 @@ type Frame struct {
 // FrameReader reads regular (typed) messages from a buffered stream without decoding them.
 // After Next, the caller consumes the frame with exactly one of Body, Forward or Skip.
 type FrameReader struct {
-	r       *bufio.Reader
+	r       BufferedReader
 	maxBody int
 	cur     Frame
 	pending bool // a header was read and its body not yet consumed
 }
 
+// BufferedReader is what a FrameReader reads from: a *bufio.Reader, or a reader with the
+// same buffering methods and semantics (Peek returns an error with fewer than n bytes only
+// when reading failed, or bufio.ErrBufferFull when n exceeds Size).
+type BufferedReader interface {
+	io.Reader
+	Peek(n int) ([]byte, error)
+	Discard(n int) (int, error)
+	Buffered() int
+	Size() int
+}
+
 // NewFrameReader returns a FrameReader over r. Frames whose body is larger than maxBody
 // are refused with ErrMessageTooLarge; maxBody <= 0 means no limit besides the wire's.
-func NewFrameReader(r *bufio.Reader, maxBody int) *FrameReader {
+func NewFrameReader(r BufferedReader, maxBody int) *FrameReader {
 	if maxBody <= 0 {
 		maxBody = 1<<31 - 1 - 4
 	}

@@ -1,7 +1,6 @@
 package protocol
 
 import (
-	"bufio"
 	"bytes"
 	"encoding/binary"
 	"errors"
@@ -42,7 +41,7 @@ type StartupRequest struct {
 }
 
 // ReadStartupRequest reads one untyped startup packet from r and parses it.
-func ReadStartupRequest(r *bufio.Reader) (*StartupRequest, error) {
+func ReadStartupRequest(r io.Reader) (*StartupRequest, error) {
 	var lenBuf [4]byte
 	if _, err := io.ReadFull(r, lenBuf[:]); err != nil {
 		return nil, err

@@ -1,0 +1,249 @@
+package pool
+
+import (
+	"bufio"
+	"io"
+	"sync"
+)
+
+// A client's read and write buffers are held only while they hold data. Most clients of a
+// pooler are idle most of the time, and PgBouncer keeps no buffer for an idle client; with
+// a buffer each way held for the life of the connection, 10,000 idle clients would hold
+// 160 MiB of buffers.
+//
+//   - clientReader takes its buffer from readBufs for each read and, on a socket read
+//     through rawIO, gives it back when the read finds nothing to read and nothing is
+//     buffered: the wait for the client's next message holds no buffer. The hand-back
+//     happens inside the read's readiness wait, so it costs no system call.
+//   - clientWriter takes a bufio.Writer from writeBufs at the first Write and gives it
+//     back at the Flush that empties it.
+//
+// Both pools are sync.Pools: free buffers go to the garbage collector after two collections
+// with no use, and under load a Get and a Put per request are the whole cost (no
+// allocation).
+
+var (
+	readBufs  = sync.Pool{New: func() any { return new([clientBufSize]byte) }}
+	writeBufs = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, clientBufSize) }}
+)
+
+// releasingSource is a source that can read into a clientReader's buffer, taking it for
+// each read attempt and giving it back (when empty) before waiting for the socket: rawIO.
+type releasingSource interface {
+	readRelease(b *clientReader) (int, error)
+}
+
+// clientReader is a buffered reader with bufio.Reader's semantics for the methods
+// protocol.FrameReader and the startup code use, whose buffer is released while empty; see
+// above. It is used by the client's goroutine only.
+type clientReader struct {
+	src io.Reader
+	rel releasingSource // src, when it is one
+	buf *[clientBufSize]byte
+	r   int // read position in buf
+	w   int // write position in buf
+	err error
+}
+
+func newClientReader(src io.Reader) *clientReader {
+	b := &clientReader{}
+	b.Reset(src)
+	return b
+}
+
+// Reset makes b read from src. Buffered data is dropped.
+func (b *clientReader) Reset(src io.Reader) {
+	b.r, b.w = 0, 0
+	b.releaseIfEmpty()
+	b.src, b.err = src, nil
+	b.rel, _ = src.(releasingSource)
+}
+
+// Size is the largest Peek.
+func (b *clientReader) Size() int { return clientBufSize }
+
+// Buffered is how many bytes can be read without reading the source.
+func (b *clientReader) Buffered() int { return b.w - b.r }
+
+// held reports whether b holds a buffer, for tests.
+func (b *clientReader) held() bool { return b.buf != nil }
+
+// take makes sure b has a buffer.
+func (b *clientReader) take() {
+	if b.buf == nil {
+		b.buf = readBufs.Get().(*[clientBufSize]byte)
+		b.r, b.w = 0, 0
+	}
+}
+
+// releaseIfEmpty gives the buffer back when it holds no data.
+func (b *clientReader) releaseIfEmpty() {
+	if b.buf != nil && b.r == b.w {
+		readBufs.Put(b.buf)
+		b.buf = nil
+		b.r, b.w = 0, 0
+	}
+}
+
+// fill reads once from the source, after the buffered bytes, which it first moves to the
+// start of the buffer.
+func (b *clientReader) fill() {
+	b.take()
+	if b.r > 0 {
+		copy(b.buf[:], b.buf[b.r:b.w])
+		b.w -= b.r
+		b.r = 0
+	}
+	// As bufio.Reader does, a source that returns nothing and no error gets 100 tries.
+	for range 100 {
+		var n int
+		var err error
+		if b.rel != nil {
+			n, err = b.rel.readRelease(b)
+		} else {
+			n, err = b.src.Read(b.buf[b.w:])
+		}
+		if n < 0 || n > clientBufSize-b.w {
+			panic("pool: invalid read count")
+		}
+		b.w += n
+		if err != nil {
+			b.err = err
+			break
+		}
+		if n > 0 {
+			break
+		}
+	}
+	if b.r == b.w && b.err == nil {
+		b.err = io.ErrNoProgress
+	}
+	if b.r == b.w {
+		// A read that failed (a deadline, EOF) leaves nothing buffered.
+		b.releaseIfEmpty()
+	}
+}
+
+// readErr returns the pending read error and clears it, as bufio.Reader does.
+func (b *clientReader) readErr() error {
+	err := b.err
+	b.err = nil
+	return err
+}
+
+// Peek returns the next n bytes without consuming them; see bufio.Reader.Peek.
+func (b *clientReader) Peek(n int) ([]byte, error) {
+	if n < 0 {
+		return nil, bufio.ErrNegativeCount
+	}
+	for b.w-b.r < min(n, clientBufSize) && b.err == nil {
+		b.fill()
+	}
+	if n > clientBufSize {
+		return b.bytes(), bufio.ErrBufferFull
+	}
+	if b.w-b.r < n {
+		return b.bytes(), b.readErr()
+	}
+	return b.bytes()[:n], nil
+}
+
+// bytes is the buffered data.
+func (b *clientReader) bytes() []byte {
+	if b.buf == nil {
+		return nil
+	}
+	return b.buf[b.r:b.w]
+}
+
+// Discard skips the next n bytes; see bufio.Reader.Discard.
+func (b *clientReader) Discard(n int) (int, error) {
+	if n < 0 {
+		return 0, bufio.ErrNegativeCount
+	}
+	rem := n
+	for {
+		skip := min(b.w-b.r, rem)
+		b.r += skip
+		rem -= skip
+		if rem == 0 {
+			return n, nil
+		}
+		if b.err != nil {
+			return n - rem, b.readErr()
+		}
+		b.fill()
+	}
+}
+
+// Read reads up to len(p) bytes; see bufio.Reader.Read. A read at least as large as the
+// buffer, with nothing buffered, goes straight to p.
+func (b *clientReader) Read(p []byte) (int, error) {
+	if len(p) == 0 {
+		if b.Buffered() > 0 {
+			return 0, nil
+		}
+		return 0, b.readErr()
+	}
+	if b.r == b.w {
+		if b.err != nil {
+			return 0, b.readErr()
+		}
+		if len(p) >= clientBufSize {
+			return b.src.Read(p)
+		}
+		b.fill()
+		if b.r == b.w {
+			return 0, b.readErr()
+		}
+	}
+	n := copy(p, b.buf[b.r:b.w])
+	b.r += n
+	return n, nil
+}
+
+// clientWriter is a buffered writer to the client that holds a bufio.Writer from
+// writeBufs only while it has unflushed data. Like the bufio.Writer it replaces, it is used
+// under clientSession.wmu or by the one goroutine that owns the client's writes.
+type clientWriter struct {
+	dst io.Writer
+	w   *bufio.Writer // nil while nothing is buffered
+}
+
+func newClientWriter(dst io.Writer) *clientWriter { return &clientWriter{dst: dst} }
+
+// Reset makes cw write to dst. Unflushed data is dropped.
+func (cw *clientWriter) Reset(dst io.Writer) {
+	cw.dst = dst
+	if cw.w != nil {
+		cw.w.Reset(nil)
+		writeBufs.Put(cw.w)
+		cw.w = nil
+	}
+}
+
+// held reports whether cw holds a buffer, for tests.
+func (cw *clientWriter) held() bool { return cw.w != nil }
+
+func (cw *clientWriter) Write(p []byte) (int, error) {
+	if cw.w == nil {
+		cw.w = writeBufs.Get().(*bufio.Writer)
+		cw.w.Reset(cw.dst)
+	}
+	return cw.w.Write(p)
+}
+
+// Flush writes the buffered data out and, when that succeeds, gives the buffer back. After
+// a failed write the writer keeps its error, as a bufio.Writer does.
+func (cw *clientWriter) Flush() error {
+	if cw.w == nil {
+		return nil
+	}
+	if err := cw.w.Flush(); err != nil {
+		return err
+	}
+	cw.w.Reset(nil)
+	writeBufs.Put(cw.w)
+	cw.w = nil
+	return nil
+}
