@@ -378,6 +378,52 @@ func TestAuthQueryCache(t *testing.T) {
 	require.Equal(t, "28P01", sqlState(login("dave-pw")))
 }
 
+// TestAuthDBName runs auth_query in auth_dbname, where the lookup function is: a database
+// of that name on the primary, or a [databases] entry's database. Without auth_dbname the
+// query runs in the primary URL's database, where the function does not exist.
+func TestAuthDBName(t *testing.T) {
+	c, _ := secCluster(t)
+	ctx := ctxT(t, time.Minute)
+	admin := connect(t, c.Primary.URL("", ""), pgx.QueryExecModeSimpleProtocol)
+	var exists bool
+	require.NoError(t, admin.QueryRow(ctx, "SELECT EXISTS (SELECT FROM pg_database WHERE datname = 'authdb')").Scan(&exists))
+	if !exists {
+		_, err := admin.Exec(ctx, "CREATE DATABASE authdb")
+		require.NoError(t, err)
+	}
+	authdb := connect(t, c.Primary.URL("authdb", ""), pgx.QueryExecModeSimpleProtocol)
+	_, err := authdb.Exec(ctx, `CREATE OR REPLACE FUNCTION authdb_lookup(u text) RETURNS TABLE (usename name, passwd text)
+		LANGUAGE sql SECURITY DEFINER AS $$ SELECT rolname, rolpassword FROM pg_authid WHERE rolname = u $$`)
+	require.NoError(t, err)
+
+	const query = "SELECT * FROM authdb_lookup($1)"
+	for _, tc := range []struct {
+		name     string
+		cfg      pool.Config
+		wantCode string
+	}{
+		{name: "database on the primary", cfg: pool.Config{AuthDBName: "authdb"}},
+		{name: "databases entry", cfg: pool.Config{AuthDBName: "lookup", Databases: map[string]pool.Database{"lookup": {DBName: "authdb"}}}},
+		{name: "unset: the primary URL's database", wantCode: "08006"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := tc.cfg
+			cfg.AuthUser, cfg.AuthQuery, cfg.AuthCacheTTL = integration.Superuser, query, -1
+			p := integration.StartProxy(t, c, cfg)
+			got, err := loginAs(t, "pgx", userURL(p.Addr, "frank", "frank-pw", "postgres", ""))
+			if tc.wantCode != "" {
+				require.Equal(t, tc.wantCode, sqlState(err), "%v", err)
+				require.ErrorContains(t, err, "could not look up the user's credentials")
+				return
+			}
+			require.NoError(t, err)
+			require.Equal(t, "frank", got)
+			_, err = loginAs(t, "pgx", userURL(p.Addr, "frank", "wrong", "postgres", ""))
+			require.Equal(t, "28P01", sqlState(err), "%v", err)
+		})
+	}
+}
+
 func login2(t *testing.T, addr, user string) error {
 	_, err := loginAs(t, "pgx", userURL(addr, user, "x", "postgres", ""))
 	return err

@@ -130,9 +130,10 @@ type authenticator struct {
 	log         *slog.Logger
 	fileSecrets map[string]string // from the auth file, every kind
 	hba         []hbaRule
-	// primary returns the current primary's connection settings (a promotion changes
-	// them); auth_query runs there.
-	primary func() *pgconn.Config
+	// target returns the connection settings of a database name on the current primary
+	// (a promotion changes them), as Server.databaseTargetLocked; "" is the primary URL
+	// itself. auth_query runs on target(AuthDBName).
+	target func(database string) (*pgconn.Config, error)
 	mockKey [32]byte // derives stable fake salts for unknown users
 
 	failures    atomic.Int64 // wrong password or unknown user
@@ -155,10 +156,10 @@ type failWindow struct {
 	n     int
 }
 
-func newAuthenticator(cfg *Config, primary func() *pgconn.Config, fileSecrets map[string]string) (*authenticator, error) {
+func newAuthenticator(cfg *Config, target func(string) (*pgconn.Config, error), fileSecrets map[string]string) (*authenticator, error) {
 	a := &authenticator{
 		cfg:         cfg,
-		primary:     primary,
+		target:      target,
 		log:         cfg.Logger,
 		fileSecrets: fileSecrets,
 		cache:       make(map[string]cachedSecret),
@@ -176,9 +177,14 @@ func newAuthenticator(cfg *Config, primary func() *pgconn.Config, fileSecrets ma
 	return a, nil
 }
 
-// queryConfig returns the connection settings of auth_user on the current primary.
-func (a *authenticator) queryConfig() *pgconn.Config {
-	qc := a.primary().Copy()
+// queryConfig returns the connection settings of auth_user for auth_query: the current
+// primary, in the primary URL's database or auth_dbname.
+func (a *authenticator) queryConfig() (*pgconn.Config, error) {
+	base, err := a.target(a.cfg.AuthDBName)
+	if err != nil {
+		return nil, fmt.Errorf("auth_dbname %q: %w", a.cfg.AuthDBName, err)
+	}
+	qc := base.Copy()
 	if qc.User != a.cfg.AuthUser {
 		qc.Password = ""
 	}
@@ -187,7 +193,7 @@ func (a *authenticator) queryConfig() *pgconn.Config {
 		qc.Password = p
 	}
 	qc.ConnectTimeout = a.cfg.ServerConnectTimeout
-	return qc
+	return qc, nil
 }
 
 // plainPassword returns a user's plain-text password from Users or the auth file.
@@ -262,11 +268,15 @@ func (a *authenticator) secret(ctx context.Context, user string) (string, bool, 
 	return secret, found, nil
 }
 
-// query runs auth_query as auth_user on the primary.
+// query runs auth_query as auth_user on the primary (see queryConfig).
 func (a *authenticator) query(ctx context.Context, user string) (string, bool, error) {
 	ctx, cancel := context.WithTimeout(ctx, a.cfg.ServerConnectTimeout)
 	defer cancel()
-	pc, err := pgconn.ConnectConfig(ctx, a.queryConfig())
+	qc, err := a.queryConfig()
+	if err != nil {
+		return "", false, fmt.Errorf("auth_query: %w", err)
+	}
+	pc, err := pgconn.ConnectConfig(ctx, qc)
 	if err != nil {
 		return "", false, fmt.Errorf("auth_query: connect as %s: %w", a.cfg.AuthUser, err)
 	}

@@ -27,6 +27,10 @@ var (
 	writeBufs = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, clientBufSize) }}
 )
 
+// maxEmptyReads is how many reads that return nothing and no error Peek and Discard
+// accept in a row, as bufio.Reader.
+const maxEmptyReads = 100
+
 // releasingSource is a source that can read into a clientReader's buffer, taking it for
 // each read attempt and giving it back (when empty) before waiting for the socket: rawIO.
 type releasingSource interface {
@@ -86,16 +90,16 @@ func (b *clientReader) releaseIfEmpty() {
 }
 
 // fill reads once from the source, after the buffered bytes, which it first moves to the
-// start of the buffer.
-func (b *clientReader) fill() {
+// start of the buffer. A source that returns nothing and no error gets up to tries tries,
+// then fill fails with io.ErrNoProgress.
+func (b *clientReader) fill(tries int) {
 	b.take()
 	if b.r > 0 {
 		copy(b.buf[:], b.buf[b.r:b.w])
 		b.w -= b.r
 		b.r = 0
 	}
-	// As bufio.Reader does, a source that returns nothing and no error gets 100 tries.
-	for range 100 {
+	for range tries {
 		var n int
 		var err error
 		if b.rel != nil {
@@ -115,7 +119,7 @@ func (b *clientReader) fill() {
 			break
 		}
 	}
-	if b.r == b.w && b.err == nil {
+	if b.r == b.w && b.err == nil && tries > 1 {
 		b.err = io.ErrNoProgress
 	}
 	if b.r == b.w {
@@ -137,7 +141,7 @@ func (b *clientReader) Peek(n int) ([]byte, error) {
 		return nil, bufio.ErrNegativeCount
 	}
 	for b.w-b.r < min(n, clientBufSize) && b.err == nil {
-		b.fill()
+		b.fill(maxEmptyReads)
 	}
 	if n > clientBufSize {
 		return b.bytes(), bufio.ErrBufferFull
@@ -172,7 +176,7 @@ func (b *clientReader) Discard(n int) (int, error) {
 		if b.err != nil {
 			return n - rem, b.readErr()
 		}
-		b.fill()
+		b.fill(maxEmptyReads)
 	}
 }
 
@@ -192,7 +196,7 @@ func (b *clientReader) Read(p []byte) (int, error) {
 		if len(p) >= clientBufSize {
 			return b.src.Read(p)
 		}
-		b.fill()
+		b.fill(1) // one read, as bufio.Reader.Read
 		if b.r == b.w {
 			return 0, b.readErr()
 		}

@@ -230,6 +230,11 @@ type Config struct {
 	// pg_authid (DefaultAuthQuery).
 	AuthQuery string
 
+	// AuthDBName is the database AuthQuery runs in: a Databases name (its server and
+	// database name), or else a database of that name on the primary. Empty means the
+	// primary URL's database. PgBouncer's auth_dbname.
+	AuthDBName string
+
 	// AuthCacheTTL is how long a secret (or the absence of a user) found by AuthQuery is
 	// kept. Zero means 60s; a negative value queries at every login.
 	AuthCacheTTL time.Duration

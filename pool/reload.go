@@ -80,7 +80,7 @@ func (s *Server) reload(cfg Config) ([]string, error) {
 		}
 	}
 	oldAuth := s.authn()
-	auth, err := newAuthenticator(&c, oldAuth.primary, secrets)
+	auth, err := newAuthenticator(&c, oldAuth.target, secrets)
 	if err != nil {
 		return nil, err
 	}
@@ -275,6 +275,7 @@ func (s *Server) showConfig() *table {
 		{"auth_hba_file", c.AuthHBAFile, "", true},
 		{"auth_user", c.AuthUser, "", true},
 		{"auth_query", c.AuthQuery, DefaultAuthQuery, true},
+		{"auth_dbname", c.AuthDBName, "", true},
 		{"client_tls_sslmode", c.ClientTLSSSLMode, "disable", true},
 		{"client_tls_protocols", c.ClientTLSProtocols, "secure", true},
 		{"server_tls_sslmode", c.ServerTLSSSLMode, "", true},

@@ -111,12 +111,15 @@ func New(cfg Config) (*Server, error) {
 			return nil, err
 		}
 	}
-	primary := func() *pgconn.Config {
+	target := func(database string) (*pgconn.Config, error) {
 		s.mu.Lock()
 		defer s.mu.Unlock()
-		return s.primaryCfg
+		if database == "" {
+			return s.primaryCfg, nil
+		}
+		return s.databaseTargetLocked(database)
 	}
-	a, err := newAuthenticator(s.conf(), primary, secrets)
+	a, err := newAuthenticator(s.conf(), target, secrets)
 	if err != nil {
 		return nil, err
 	}
@@ -338,24 +341,21 @@ func (s *Server) poolFor(database, user string, backend int) (*backendPool, erro
 		return nil, ErrServerClosed
 	}
 	db := s.conf().Databases[database]
-	base := s.primaryCfg
+	var cc *pgconn.Config
 	if backend > backendPrimary {
 		if backend > len(s.replicaCfgs) {
 			return nil, fmt.Errorf("pool: no replica %d", backend)
 		}
-		base = s.replicaCfgs[backend-1]
-	} else if db.URL != "" {
+		cc = s.replicaCfgs[backend-1].Copy()
+		cc.Database = database
+		if db.DBName != "" {
+			cc.Database = db.DBName
+		}
+	} else {
 		var err error
-		if base, err = pgconn.ParseConfig(db.URL); err != nil {
+		if cc, err = s.databaseTargetLocked(database); err != nil {
 			return nil, err
 		}
-	}
-	cc := base.Copy()
-	switch {
-	case db.DBName != "":
-		cc.Database = db.DBName
-	case db.URL == "" || backend > backendPrimary:
-		cc.Database = database
 	}
 	serverUser := user
 	if db.User != "" {
@@ -388,6 +388,28 @@ func (s *Server) poolFor(database, user string, backend int) (*backendPool, erro
 	}
 	s.pools[key] = bp
 	return bp, nil
+}
+
+// databaseTargetLocked returns the connection settings of a client-visible database name
+// on the primary: its Databases entry's server and database name, else the primary with
+// that database name. User and password are still the URL's. Called with s.mu held.
+func (s *Server) databaseTargetLocked(database string) (*pgconn.Config, error) {
+	db := s.conf().Databases[database]
+	base := s.primaryCfg
+	if db.URL != "" {
+		var err error
+		if base, err = pgconn.ParseConfig(db.URL); err != nil {
+			return nil, err
+		}
+	}
+	cc := base.Copy()
+	switch {
+	case db.DBName != "":
+		cc.Database = db.DBName
+	case db.URL == "":
+		cc.Database = database
+	}
+	return cc, nil
 }
 
 // Shutdown stops accepting clients and asks each to leave at its next transaction

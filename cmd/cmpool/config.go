@@ -71,6 +71,7 @@ type settings struct {
 	AuthHBAFile         string   `toml:"auth_hba_file"`
 	AuthUser            string   `toml:"auth_user"`
 	AuthQuery           string   `toml:"auth_query"`
+	AuthDBName          string   `toml:"auth_dbname"`
 	AuthCacheTTL        duration `toml:"auth_cache_ttl"`
 	AuthPlainWithoutTLS bool     `toml:"auth_plain_without_tls"`
 	AuthFailureLimit    int      `toml:"auth_failure_limit"`
@@ -373,6 +374,7 @@ func (s *settings) poolConfig(logger *slog.Logger) pool.Config {
 		AuthHBAFile:            s.AuthHBAFile,
 		AuthUser:               s.AuthUser,
 		AuthQuery:              s.AuthQuery,
+		AuthDBName:             s.AuthDBName,
 		AuthCacheTTL:           s.AuthCacheTTL.d,
 		AuthPlainWithoutTLS:    s.AuthPlainWithoutTLS,
 		AuthFailureLimit:       s.AuthFailureLimit,

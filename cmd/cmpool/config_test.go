@@ -529,6 +529,7 @@ auth_type = "hba"
 auth_hba_file = "/etc/cmpool/hba.conf"
 auth_user = "pgbouncer"
 auth_query = "SELECT usename, passwd FROM pg_shadow WHERE usename = $1"
+auth_dbname = "authdb"
 auth_cache_ttl = 0
 auth_plain_without_tls = true
 auth_failure_limit = 5
@@ -558,6 +559,7 @@ auth_type = "reject"
 	require.Equal(t, "/etc/cmpool/hba.conf", cfg.AuthHBAFile)
 	require.Equal(t, "pgbouncer", cfg.AuthUser)
 	require.Equal(t, "SELECT usename, passwd FROM pg_shadow WHERE usename = $1", cfg.AuthQuery)
+	require.Equal(t, "authdb", cfg.AuthDBName)
 	require.Negative(t, cfg.AuthCacheTTL, "0 means no caching")
 	require.True(t, cfg.AuthPlainWithoutTLS)
 	require.Equal(t, 5, cfg.AuthFailureLimit)
