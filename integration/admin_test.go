@@ -344,9 +344,10 @@ func TestAdminPauseResume(t *testing.T) {
 	console := adminConn(t, p, "cmpool", "postgres")
 	watch := adminConn(t, p, "cmpool", "postgres")
 
-	// Clients that log in during a PAUSE wait for RESUME too (a login needs a server);
-	// this one logs in first.
+	// This one logs in before the PAUSE.
 	other := connect(t, p.URL("", ""), pgx.QueryExecModeExec)
+	// No client has logged in to this database yet.
+	freshDatabase(t, admin, "pauselogin")
 
 	// A transaction in flight.
 	inTx := connect(t, p.URL("", ""), pgx.QueryExecModeExec)
@@ -395,6 +396,36 @@ func TestAdminPauseResume(t *testing.T) {
 	default:
 	}
 
+	// A client logs in during the PAUSE without a server, from the parameters reported at
+	// an earlier login of the same database and user, with its own over them. Its first
+	// query waits for RESUME like the others.
+	lateCfg, err := pgx.ParseConfig(p.URL("", ""))
+	require.NoError(t, err)
+	lateCfg.RuntimeParams["application_name"] = "late"
+	lateCfg.ConnectTimeout = 5 * time.Second
+	late, err := pgx.ConnectConfig(ctx, lateCfg)
+	require.NoError(t, err, "a login during PAUSE")
+	t.Cleanup(func() { _ = late.Close(context.Background()) })
+	require.Equal(t, "late", late.PgConn().ParameterStatus("application_name"))
+	require.Equal(t, other.PgConn().ParameterStatus("server_version"), late.PgConn().ParameterStatus("server_version"))
+	lateDone := make(chan string, 1)
+	go func() {
+		var name string
+		if err := late.QueryRow(context.Background(), "show application_name").Scan(&name); err != nil {
+			name = err.Error()
+		}
+		lateDone <- name
+	}()
+	require.Eventually(t, func() bool {
+		names, _, rows := show(t, watch, "SHOW POOLS")
+		return column(t, names, rows, "database", "postgres", "cl_waiting") == "2"
+	}, 10*time.Second, 50*time.Millisecond)
+	// A database nobody has logged in to yet needs a server to log in: that login waits.
+	loginCtx, cancelLogin := context.WithTimeout(ctx, time.Second)
+	_, err = pgx.Connect(loginCtx, p.URL("pauselogin", ""))
+	cancelLogin()
+	require.Error(t, err, "a first login to a paused database waits for RESUME")
+
 	_, err = console.Exec(ctx, "RESUME")
 	require.NoError(t, err)
 	select {
@@ -402,6 +433,12 @@ func TestAdminPauseResume(t *testing.T) {
 		require.NoError(t, err)
 	case <-time.After(10 * time.Second):
 		t.Fatal("the query did not run after RESUME")
+	}
+	select {
+	case name := <-lateDone:
+		require.Equal(t, "late", name, "the server got the client's parameters at its first query")
+	case <-time.After(10 * time.Second):
+		t.Fatal("the late client's query did not run after RESUME")
 	}
 
 	// PAUSE of one database holds only that database.

@@ -218,7 +218,7 @@ func (c *clientSession) adminCommand(ctx context.Context, words []string) ([]byt
 		if pe != nil {
 			return nil, pe
 		}
-		if !c.srv.setPause(db, false) {
+		if !c.srv.setPause(db, false, false) {
 			return nil, protocol.NewError(protocol.CodeObjectNotInState, "not paused")
 		}
 		c.srv.log.Info("resumed by the admin console", "database", db, "user", c.user)

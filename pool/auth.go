@@ -133,7 +133,7 @@ type authenticator struct {
 	// target returns the connection settings of a database name on the current primary
 	// (a promotion changes them), as Server.databaseTargetLocked; "" is the primary URL
 	// itself. auth_query runs on target(AuthDBName).
-	target func(database string) (*pgconn.Config, error)
+	target  func(database string) (*pgconn.Config, error)
 	mockKey [32]byte // derives stable fake salts for unknown users
 
 	failures    atomic.Int64 // wrong password or unknown user

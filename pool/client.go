@@ -396,6 +396,15 @@ func (c *clientSession) startup(ctx context.Context) error {
 	c.pool, c.poolGen = bp, gen
 	c.mode = bp.mode
 
+	// While the database is paused, a transaction-mode client logs in without a server,
+	// as in PgBouncer, when an earlier login of the same user to it left the server's
+	// parameters; its first query waits for RESUME.
+	if p := c.srv.pauses.Load(); c.mode != ModeSession && p.covers(c.database) && !p.holdsLogins(c.database) {
+		if w, ok := c.srv.welcomes.Load(welcomeKey{c.database, c.user}); ok {
+			return c.loginWithoutServer(w.(map[string]string))
+		}
+	}
+
 	// Log in on a real server: it proves the database and user exist, and it gives the
 	// server's canonical values of the client's parameters to report back.
 	acqCtx, cancel := c.waitContext(ctx)
@@ -437,6 +446,7 @@ func (c *clientSession) startup(ctx context.Context) error {
 		res.Destroy()
 		return protocol.NewFatal(protocol.CodeConnectionFailure, "server connection failed during login: "+err.Error())
 	}
+	c.srv.noteWelcome(welcomeKey{c.database, c.user}, sc.defaults)
 	// Report the server's values, then the client's canonical ones.
 	report := maps.Clone(sc.defaults)
 	for k, v := range sc.set {
@@ -447,6 +457,42 @@ func (c *clientSession) startup(ctx context.Context) error {
 			c.params[k] = v
 		}
 	}
+	sc.configuredFor, sc.configuredVersion = c, c.paramsVersion
+	if err := c.welcome(report); err != nil {
+		bp.release(res)
+		return err
+	}
+	if c.mode == ModeSession {
+		c.startLease(nil, bp, res)
+		c.ensureRelay()
+	} else {
+		bp.release(res)
+		c.armIdleTimeout(false)
+	}
+	return nil
+}
+
+// loginWithoutServer completes the login of a transaction-mode client from the
+// parameters a server of its database and user reported at an earlier login, with the
+// client's own values over them (as the client sent them: no server has checked them yet;
+// a server refuses a bad one at the first query).
+func (c *clientSession) loginWithoutServer(serverParams map[string]string) error {
+	report := maps.Clone(serverParams)
+	for k, v := range c.params {
+		if _, ok := report[k]; ok {
+			report[k] = v
+		}
+	}
+	if err := c.welcome(report); err != nil {
+		return err
+	}
+	c.armIdleTimeout(false)
+	return nil
+}
+
+// welcome sends the end of a successful login: the parameter statuses in report,
+// BackendKeyData and ReadyForQuery. The client is logged in from then on.
+func (c *clientSession) welcome(report map[string]string) error {
 	c.initialParams = maps.Clone(c.params)
 	names := make([]string, 0, len(report))
 	for k := range report {
@@ -459,10 +505,8 @@ func (c *clientSession) startup(ctx context.Context) error {
 	}
 	out, _ = (&pgproto3.BackendKeyData{ProcessID: c.key.pid, SecretKey: c.key.secret[:]}).Encode(out)
 	out = protocol.AppendReadyForQuery(out, 'I')
-	sc.configuredFor, sc.configuredVersion = c, c.paramsVersion
 	_ = c.conn.SetDeadline(time.Time{})
 	if err := c.writeLocal(out); err != nil {
-		bp.release(res)
 		return err
 	}
 	c.loggedIn.Store(true)
@@ -474,13 +518,6 @@ func (c *clientSession) startup(ctx context.Context) error {
 		_ = c.conn.SetReadDeadline(time.Now().Add(drainGrace))
 	}
 	c.mu.Unlock()
-	if c.mode == ModeSession {
-		c.startLease(nil, bp, res)
-		c.ensureRelay()
-	} else {
-		bp.release(res)
-		c.armIdleTimeout(false)
-	}
 	return nil
 }
 

@@ -2,6 +2,7 @@ package pool
 
 import (
 	"context"
+	"maps"
 	"time"
 )
 
@@ -12,7 +13,14 @@ import (
 type pauseState struct {
 	all     bool            // PAUSE with no database
 	dbs     map[string]bool // paused (or killed) databases
+	killed  map[string]bool // KILLed databases, a subset of dbs: their logins wait too
 	changed chan struct{}
+}
+
+// holdsLogins reports whether logins to database wait, even those that could be done
+// without a server: after KILL.
+func (p *pauseState) holdsLogins(database string) bool {
+	return p != nil && p.killed[database]
 }
 
 func (p *pauseState) covers(database string) bool {
@@ -20,17 +28,17 @@ func (p *pauseState) covers(database string) bool {
 }
 
 // setPause pauses database ("" for every database), or resumes it when paused is false.
-// It reports whether anything changed.
-func (s *Server) setPause(database string, paused bool) bool {
+// kill (with paused and a database) makes its logins wait too. It reports whether
+// anything changed.
+func (s *Server) setPause(database string, paused, kill bool) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	old := s.pauses.Load()
-	next := &pauseState{dbs: make(map[string]bool), changed: make(chan struct{})}
+	next := &pauseState{dbs: make(map[string]bool), killed: make(map[string]bool), changed: make(chan struct{})}
 	if old != nil {
 		next.all = old.all
-		for db := range old.dbs {
-			next.dbs[db] = true
-		}
+		maps.Copy(next.dbs, old.dbs)
+		maps.Copy(next.killed, old.killed)
 	}
 	switch {
 	case database == "" && paused:
@@ -38,12 +46,18 @@ func (s *Server) setPause(database string, paused bool) bool {
 	case database == "":
 		next.all = false
 		clear(next.dbs)
+		clear(next.killed)
 	case paused:
 		next.dbs[database] = true
+		if kill {
+			next.killed[database] = true
+		}
 	default:
 		delete(next.dbs, database)
+		delete(next.killed, database)
 	}
-	if old.covers(database) == next.covers(database) && (database != "" || paused || old == nil) {
+	if old.covers(database) == next.covers(database) && old.holdsLogins(database) == next.holdsLogins(database) &&
+		(database != "" || paused || old == nil) {
 		return false
 	}
 	if !next.all && len(next.dbs) == 0 {
@@ -55,6 +69,18 @@ func (s *Server) setPause(database string, paused bool) bool {
 		close(old.changed)
 	}
 	return true
+}
+
+// welcomeKey is the database and user of a login.
+type welcomeKey struct{ database, user string }
+
+// noteWelcome keeps the parameters a server reported at a login of k, unless the same are
+// kept already.
+func (s *Server) noteWelcome(k welcomeKey, params map[string]string) {
+	if old, ok := s.welcomes.Load(k); ok && maps.Equal(old.(map[string]string), params) {
+		return
+	}
+	s.welcomes.Store(k, maps.Clone(params))
 }
 
 // waitUnpaused blocks while the client's database is paused, until ctx ends. The client
@@ -107,7 +133,7 @@ func (s *Server) clientsOf(database string) []*clientSession {
 // pause returns once every server connection of it is back in its pool, after closing
 // them. It returns early, leaving the pause in place, when ctx ends.
 func (s *Server) pause(ctx context.Context, database string) error {
-	s.setPause(database, true)
+	s.setPause(database, true, false)
 	tick := time.NewTicker(10 * time.Millisecond)
 	defer tick.Stop()
 	for {
@@ -136,7 +162,7 @@ func (s *Server) pause(ctx context.Context, database string) error {
 // kill is the console's KILL: database is paused, and its clients and server
 // connections are closed at once.
 func (s *Server) kill(database string) {
-	s.setPause(database, true)
+	s.setPause(database, true, true)
 	for _, c := range s.clientsOf(database) {
 		if c.admin {
 			continue

@@ -52,7 +52,11 @@ type Server struct {
 	started               time.Time
 
 	// pauses holds PAUSE and KILL state; nil while nothing is paused.
-	pauses    atomic.Pointer[pauseState]
+	pauses atomic.Pointer[pauseState]
+	// welcomes keeps, per welcomeKey, the parameters a server reported at the latest
+	// login (map[string]string, not changed once stored): a login during a PAUSE uses
+	// them instead of a server.
+	welcomes  sync.Map
 	retired   atomic.Pointer[retiredTotals]
 	averages  atomic.Pointer[map[string]averages]
 	reloadMu  sync.Mutex // serializes Reload
