@@ -13,12 +13,6 @@ import (
 	"strings"
 	"sync"
 	"time"
-
-	"github.com/moby/moby/api/types/container"
-	dockernetwork "github.com/moby/moby/api/types/network"
-	"github.com/moby/moby/client"
-	"github.com/testcontainers/testcontainers-go"
-	"github.com/testcontainers/testcontainers-go/network"
 )
 
 // The container backend runs every node in a container of Options.Image, on a Docker network
@@ -73,43 +67,135 @@ func resolveBackend(opts Options, getenv func(string) string) (backend, image st
 	return backend, image, nil
 }
 
-// CheckDocker returns nil when a Docker engine is reachable through testcontainers-go's default
-// provider (DOCKER_HOST, ~/.testcontainers.properties, the usual sockets), else an error
-// wrapping ErrContainerBackendUnavailable that says why.
+// ContainerEngine creates and runs the container backend's containers. Package
+// github.com/cmlite/cmpool/integration/container provides one over testcontainers-go and
+// registers it when imported, so that programs that only use the local backend (cmpool's
+// demo, the benchmark) do not link Docker's client:
+//
+//	import _ "github.com/cmlite/cmpool/integration/container"
+type ContainerEngine interface {
+	// Health returns nil when a Docker engine is reachable.
+	Health(ctx context.Context) error
+	// Host is the engine's host as this process reaches its published ports.
+	Host(ctx context.Context) (string, error)
+	// NewNetwork creates a network for one cluster's containers.
+	NewNetwork(ctx context.Context) (ContainerNetwork, error)
+	// Run creates and starts a container and waits for nothing more. It returns the container
+	// whenever one was created, also with an error (its start failed), so that it can be
+	// removed.
+	Run(ctx context.Context, spec ContainerSpec) (Container, error)
+}
+
+// ContainerNetwork is a network made by ContainerEngine.NewNetwork.
+type ContainerNetwork interface {
+	Name() string
+	Remove(ctx context.Context) error
+}
+
+// Container is a container made by ContainerEngine.Run.
+type Container interface {
+	ID() string
+	// Stop stops the container with its stop signal, killing it after timeout.
+	Stop(ctx context.Context, timeout time.Duration) error
+	// Kill sends SIGKILL; it does not wait for the container to exit.
+	Kill(ctx context.Context) error
+	Running(ctx context.Context) (bool, error)
+	// Start starts the stopped container again.
+	Start(ctx context.Context) error
+	// Terminate removes the container and its volumes.
+	Terminate(ctx context.Context) error
+	// Logs returns the container's output so far.
+	Logs(ctx context.Context) (io.ReadCloser, error)
+}
+
+// ContainerSpec is one node's container.
+type ContainerSpec struct {
+	Image   string
+	Network ContainerNetwork
+	Alias   string // the node's name on Network
+	// Port is the container port published on the host, as "5432/tcp", on HostIP:HostPort;
+	// the zero HostIP means every address.
+	Port     string
+	HostIP   netip.Addr
+	HostPort int
+	ShmSize  int64 // bytes of /dev/shm
+	Env      map[string]string
+	Files    []ContainerFile // copied in before the start
+	User     string          // empty means the image's
+	// Entrypoint replaces the image's; empty means the image's.
+	Entrypoint []string
+	Labels     map[string]string
+	// Logf receives the engine's messages.
+	Logf func(format string, args ...any)
+}
+
+// ContainerFile is a file copied into a container before it starts.
+type ContainerFile struct {
+	Path    string
+	Content string
+	Mode    int64
+}
+
+var (
+	engineMu sync.Mutex
+	engine   ContainerEngine
+)
+
+// RegisterContainerEngine makes e the engine of the container backend. Package
+// integration/container calls it when imported.
+func RegisterContainerEngine(e ContainerEngine) {
+	engineMu.Lock()
+	defer engineMu.Unlock()
+	engine = e
+}
+
+func containerEngine() (ContainerEngine, error) {
+	engineMu.Lock()
+	defer engineMu.Unlock()
+	if engine == nil {
+		return nil, errNoContainerEngine
+	}
+	return engine, nil
+}
+
+// errNoContainerEngine: the container backend was asked for, but nothing registered an
+// engine. It is a mistake in the program, not a machine without Docker, so it does not
+// wrap ErrContainerBackendUnavailable: StartCluster fails rather than skips.
+var errNoContainerEngine = errors.New(`integration: the container backend is not linked in: import _ "github.com/cmlite/cmpool/integration/container"`)
+
+// CheckDocker returns nil when a Docker engine is reachable through the registered
+// ContainerEngine (testcontainers-go's default provider: DOCKER_HOST,
+// ~/.testcontainers.properties, the usual sockets), else an error wrapping
+// ErrContainerBackendUnavailable that says why. Without a registered engine it returns an
+// error saying which package to import.
 func CheckDocker(ctx context.Context) error {
-	if err := dockerHealth(ctx); err != nil {
+	e, _ := containerEngine()
+	return checkDocker(ctx, e)
+}
+
+// checkDocker is CheckDocker with engine e; nil means none registered.
+func checkDocker(ctx context.Context, e ContainerEngine) error {
+	if e == nil {
+		return errNoContainerEngine
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := e.Health(ctx); err != nil {
 		return fmt.Errorf("%w: %w (start a Docker engine or set DOCKER_HOST)", ErrContainerBackendUnavailable, err)
 	}
 	return nil
 }
 
-// dockerHealth runs testcontainers-go's provider health check.
-func dockerHealth(ctx context.Context) (err error) {
-	defer func() {
-		// testcontainers-go panics when it finds no Docker socket at all.
-		if r := recover(); r != nil {
-			err = fmt.Errorf("%v", r)
-		}
-	}()
-	provider, err := testcontainers.ProviderDefault.GetProvider()
-	if err != nil {
-		return err
-	}
-	defer provider.Close()
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	return provider.Health(ctx)
-}
-
 // dockerCluster is the container backend's part of a Cluster.
 type dockerCluster struct {
+	engine  ContainerEngine
 	image   string
-	logger  logfLogger
+	logf    func(format string, args ...any)
 	bindIP  netip.Addr // host address the ports are published on; invalid means every address
-	network *testcontainers.DockerNetwork
+	network ContainerNetwork
 
 	mu         sync.Mutex
-	containers map[*Node]*testcontainers.DockerContainer
+	containers map[*Node]Container
 }
 
 // startContainers is Start for the container backend.
@@ -117,20 +203,19 @@ func startContainers(ctx context.Context, opts Options, image string) (*Cluster,
 	if err := CheckDocker(ctx); err != nil {
 		return nil, err
 	}
+	e, err := containerEngine()
+	if err != nil {
+		return nil, err
+	}
 	logf := opts.Logf
 	if logf == nil {
 		logf = func(string, ...any) {}
 	}
-	provider, err := testcontainers.NewDockerProvider()
-	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrContainerBackendUnavailable, err)
-	}
-	host, err := provider.DaemonHost(ctx)
-	_ = provider.Close()
+	host, err := e.Host(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("integration: docker host: %w", err)
 	}
-	d := &dockerCluster{image: image, logger: logfLogger(logf), containers: map[*Node]*testcontainers.DockerContainer{}}
+	d := &dockerCluster{engine: e, image: image, logf: logf, containers: map[*Node]Container{}}
 	if isLoopbackHost(host) {
 		// A local engine: publish on loopback only, and connect there directly rather than
 		// through "localhost", which may resolve to ::1 first.
@@ -147,15 +232,15 @@ func startContainers(ctx context.Context, opts Options, image string) (*Cluster,
 
 	begin := time.Now()
 	c.logf("integration: starting postgres containers from %s", image)
-	if d.network, err = network.New(ctx); err != nil {
+	if d.network, err = e.NewNetwork(ctx); err != nil {
 		return nil, fmt.Errorf("integration: create docker network: %w", err)
 	}
 	c.Primary = c.newContainerNode("primary", RolePrimary, host)
-	primaryOpts, err := primaryCustomizers(opts)
+	spec, err := d.nodeSpec(opts, c.Primary, "")
 	if err != nil {
 		return nil, err
 	}
-	if err := d.runNode(ctx, c, c.Primary, primaryOpts); err != nil {
+	if err := d.runNode(ctx, c, c.Primary, spec); err != nil {
 		return nil, err
 	}
 	c.logf("integration: primary ready on %s", c.Primary.Addr())
@@ -168,7 +253,7 @@ func startContainers(ctx context.Context, opts Options, image string) (*Cluster,
 	var wg sync.WaitGroup
 	var backup sync.Mutex // the base backups take turns, as in the local backend
 	for i, n := range c.Replicas {
-		wg.Go(func() { errs[i] = d.initReplica(ctx, c, n, &backup) })
+		wg.Go(func() { errs[i] = d.initReplica(ctx, c, opts, n, &backup) })
 	}
 	wg.Wait()
 	if err := errors.Join(errs...); err != nil {
@@ -188,52 +273,50 @@ func (c *Cluster) newContainerNode(name, role, host string) *Node {
 	return n
 }
 
-// primaryCustomizers are the primary's container settings: the image's entrypoint initializes
-// it, with trust authentication, and runs containerInitScript.
-func primaryCustomizers(opts Options) ([]testcontainers.ContainerCustomizer, error) {
+// nodeSpec is node n's container, but for its host port (runNode picks it):
+//
+//   - every node is on the cluster's network with its name as alias, and publishes port
+//     5432 on the host, with a label naming it;
+//   - the primary is initialized by the image's entrypoint, with trust authentication, which
+//     runs containerInitScript;
+//   - a replica runs containerReplicaEntrypoint (cloning primaryHost) as the postgres user.
+func (d *dockerCluster) nodeSpec(opts Options, n *Node, primaryHost string) (ContainerSpec, error) {
+	spec := ContainerSpec{
+		Image:   d.image,
+		Network: d.network,
+		Alias:   n.Name,
+		Port:    containerPortTCP,
+		HostIP:  d.bindIP,
+		ShmSize: containerShmSize,
+		Labels:  map[string]string{"org.cmpool.integration.node": n.Name},
+		Logf:    d.logf,
+	}
+	if n.Role != RolePrimary {
+		spec.User = Superuser
+		spec.Entrypoint = []string{"sh", "-c", containerReplicaEntrypoint(n.Name, primaryHost)}
+		return spec, nil
+	}
 	script, err := containerInitScript(opts)
 	if err != nil {
-		return nil, err
+		return ContainerSpec{}, err
 	}
-	return []testcontainers.ContainerCustomizer{
-		testcontainers.WithEnv(map[string]string{
-			"POSTGRES_USER":             Superuser,
-			"POSTGRES_HOST_AUTH_METHOD": "trust",
-			"POSTGRES_INITDB_ARGS":      "-E UTF8 --locale=C --no-sync",
-		}),
-		testcontainers.WithFiles(testcontainers.ContainerFile{
-			Reader:            strings.NewReader(script),
-			ContainerFilePath: initScriptPath,
-			FileMode:          0o755,
-		}),
-	}, nil
-}
-
-// replicaCustomizers are a replica's container settings: containerReplicaEntrypoint as the
-// postgres user.
-func replicaCustomizers(name, primaryHost string) []testcontainers.ContainerCustomizer {
-	return []testcontainers.ContainerCustomizer{
-		testcontainers.WithConfigModifier(func(cfg *container.Config) { cfg.User = Superuser }),
-		testcontainers.WithEntrypoint("sh", "-c", containerReplicaEntrypoint(name, primaryHost)),
+	spec.Env = map[string]string{
+		"POSTGRES_USER":             Superuser,
+		"POSTGRES_HOST_AUTH_METHOD": "trust",
+		"POSTGRES_INITDB_ARGS":      "-E UTF8 --locale=C --no-sync",
 	}
-}
-
-// nodeCustomizers adds to a node's own settings (extra) what every node has: the cluster's
-// network, with the node's name as alias, port 5432 published on hostPort, a label, the logger.
-func (d *dockerCluster) nodeCustomizers(n *Node, hostPort int, extra []testcontainers.ContainerCustomizer) []testcontainers.ContainerCustomizer {
-	return append([]testcontainers.ContainerCustomizer{
-		testcontainers.WithLogger(d.logger),
-		network.WithNetwork([]string{n.Name}, d.network),
-		testcontainers.WithExposedPorts(containerPortTCP),
-		testcontainers.WithHostConfigModifier(publishConfig(d.bindIP, hostPort)),
-		testcontainers.WithLabels(map[string]string{"org.cmpool.integration.node": n.Name}),
-	}, extra...)
+	spec.Files = []ContainerFile{{Path: initScriptPath, Content: script, Mode: 0o755}}
+	return spec, nil
 }
 
 // initReplica starts a replica container, which clones the primary, and waits until it streams.
-func (d *dockerCluster) initReplica(ctx context.Context, c *Cluster, n *Node, backup *sync.Mutex) error {
+func (d *dockerCluster) initReplica(ctx context.Context, c *Cluster, opts Options, n *Node, backup *sync.Mutex) error {
+	spec, err := d.nodeSpec(opts, n, c.Primary.Name)
+	if err != nil {
+		return err
+	}
 	backup.Lock()
-	err := d.runNode(ctx, c, n, replicaCustomizers(n.Name, c.Primary.Name))
+	err = d.runNode(ctx, c, n, spec)
 	backup.Unlock()
 	if err != nil {
 		return err
@@ -247,19 +330,20 @@ func (d *dockerCluster) initReplica(ctx context.Context, c *Cluster, n *Node, ba
 
 // runNode creates and starts n's container on a free host port, trying another port if the
 // chosen one was taken meanwhile, and waits until the server accepts connections from the host.
-func (d *dockerCluster) runNode(ctx context.Context, c *Cluster, n *Node, extra []testcontainers.ContainerCustomizer) error {
+func (d *dockerCluster) runNode(ctx context.Context, c *Cluster, n *Node, spec ContainerSpec) error {
 	var err error
 	for range portAttempts {
 		if n.Port, err = c.freePort(); err != nil {
 			return err
 		}
-		var ctr *testcontainers.DockerContainer
-		ctr, err = testcontainers.Run(ctx, d.image, d.nodeCustomizers(n, n.Port, extra)...)
+		spec.HostPort = n.Port
+		var ctr Container
+		ctr, err = d.engine.Run(ctx, spec)
 		if ctr != nil {
 			d.mu.Lock()
 			d.containers[n] = ctr
 			d.mu.Unlock()
-			n.ContainerID = ctr.GetContainerID()
+			n.ContainerID = ctr.ID()
 		}
 		if err == nil {
 			break
@@ -269,7 +353,9 @@ func (d *dockerCluster) runNode(ctx context.Context, c *Cluster, n *Node, extra 
 			delete(d.containers, n)
 			d.mu.Unlock()
 			n.ContainerID = ""
-			_ = testcontainers.TerminateContainer(ctr)
+			tctx, cancel := context.WithTimeout(context.Background(), stopTimeout)
+			_ = ctr.Terminate(tctx)
+			cancel()
 		}
 		if !portTaken(err) {
 			return fmt.Errorf("integration: start %s container from %s: %w", n.Name, d.image, err)
@@ -288,25 +374,6 @@ func (d *dockerCluster) runNode(ctx context.Context, c *Cluster, n *Node, extra 
 	return nil
 }
 
-// publishConfig publishes the container's port 5432 on bindIP:hostPort (every address when
-// bindIP is the zero Addr) and enlarges /dev/shm.
-func publishConfig(bindIP netip.Addr, hostPort int) func(*container.HostConfig) {
-	return func(hc *container.HostConfig) {
-		hc.ShmSize = containerShmSize
-		if hc.PortBindings == nil {
-			hc.PortBindings = dockernetwork.PortMap{}
-		}
-		hc.PortBindings[dockernetwork.MustParsePort(containerPortTCP)] = []dockernetwork.PortBinding{
-			{HostIP: bindIP, HostPort: strconv.Itoa(hostPort)},
-		}
-	}
-}
-
-// logfLogger passes testcontainers-go's messages to Options.Logf.
-type logfLogger func(format string, args ...any)
-
-func (l logfLogger) Printf(format string, args ...any) { l(format, args...) }
-
 // portTaken reports whether a container failed to start because its host port was taken.
 func portTaken(err error) bool {
 	msg := err.Error()
@@ -322,7 +389,7 @@ func isLoopbackHost(host string) bool {
 	return ip != nil && ip.IsLoopback()
 }
 
-func (d *dockerCluster) container(n *Node) (*testcontainers.DockerContainer, error) {
+func (d *dockerCluster) container(n *Node) (Container, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	ctr := d.containers[n]
@@ -341,8 +408,7 @@ func (d *dockerCluster) stopNode(n *Node) error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), stopTimeout)
 	defer cancel()
-	timeout := stopTimeout / 2
-	if err := ctr.Stop(ctx, &timeout); err != nil {
+	if err := ctr.Stop(ctx, stopTimeout/2); err != nil {
 		return fmt.Errorf("integration: stop %s: %w", n.Name, err)
 	}
 	return nil
@@ -356,20 +422,15 @@ func (d *dockerCluster) killNode(n *Node) error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), stopTimeout)
 	defer cancel()
-	cli, err := testcontainers.NewDockerClientWithOpts(ctx)
-	if err != nil {
-		return fmt.Errorf("integration: kill %s: %w", n.Name, err)
-	}
-	defer cli.Close()
-	if _, err := cli.ContainerKill(ctx, ctr.GetContainerID(), client.ContainerKillOptions{Signal: "KILL"}); err != nil {
+	if err := ctr.Kill(ctx); err != nil {
 		return fmt.Errorf("integration: kill %s: %w", n.Name, err)
 	}
 	for {
-		st, err := ctr.State(ctx)
+		running, err := ctr.Running(ctx)
 		if err != nil {
 			return fmt.Errorf("integration: kill %s: %w", n.Name, err)
 		}
-		if !st.Running {
+		if !running {
 			return nil
 		}
 		select {
@@ -420,7 +481,7 @@ func (d *dockerCluster) promote(ctx context.Context, n *Node) error {
 // remove terminates every container, with its volumes, and then the network.
 func (d *dockerCluster) remove(c *Cluster) error {
 	d.mu.Lock()
-	ctrs := make(map[*Node]*testcontainers.DockerContainer, len(d.containers))
+	ctrs := make(map[*Node]Container, len(d.containers))
 	maps.Copy(ctrs, d.containers)
 	d.mu.Unlock()
 	var errs []error
@@ -430,7 +491,7 @@ func (d *dockerCluster) remove(c *Cluster) error {
 		wg.Go(func() {
 			ctx, cancel := context.WithTimeout(context.Background(), stopTimeout)
 			defer cancel()
-			if err := testcontainers.TerminateContainer(ctr, testcontainers.StopContext(ctx)); err != nil {
+			if err := ctr.Terminate(ctx); err != nil {
 				errMu.Lock()
 				errs = append(errs, fmt.Errorf("integration: remove %s container: %w", n.Name, err))
 				errMu.Unlock()

@@ -1,6 +1,7 @@
 package integration_test
 
 import (
+	"context"
 	"errors"
 	"os"
 	"os/exec"
@@ -10,10 +11,10 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/moby/moby/api/types/network"
 	"github.com/stretchr/testify/require"
 
 	"github.com/cmlite/cmpool/integration"
+	_ "github.com/cmlite/cmpool/integration/container" // the container backend's engine
 	"github.com/cmlite/cmpool/pool"
 )
 
@@ -165,41 +166,46 @@ echo "cluster_name = 'primary'" > "$PGDATA/cmpool_node.conf"
 	require.Equal(t, os.FileMode(0o700), fi.Mode().Perm())
 }
 
-func TestContainerRequest(t *testing.T) {
+// testNetwork is a ContainerNetwork that exists only by name.
+type testNetwork string
+
+func (n testNetwork) Name() string               { return string(n) }
+func (testNetwork) Remove(context.Context) error { return nil }
+
+func TestContainerSpec(t *testing.T) {
+	net := testNetwork("cmpool-net")
 	primary := &integration.Node{Name: "primary", Role: integration.RolePrimary}
-	req, cfg, hc, err := integration.ContainerRequest(integration.Options{Replicas: 1}, primary, "", "cmpool-net", "127.0.0.1", 15432)
+	spec, err := integration.ContainerSpecFor(integration.Options{Replicas: 1}, primary, "", net, "127.0.0.1", 15432)
 	require.NoError(t, err)
-	require.Equal(t, "postgres:16-alpine", req.Image)
-	require.Equal(t, []string{"cmpool-net"}, req.Networks)
-	require.Equal(t, map[string][]string{"cmpool-net": {"primary"}}, req.NetworkAliases, "replicas reach the primary by its name")
-	require.Equal(t, []string{"5432/tcp"}, req.ExposedPorts)
-	require.Equal(t, "trust", req.Env["POSTGRES_HOST_AUTH_METHOD"])
-	require.Equal(t, "postgres", req.Env["POSTGRES_USER"])
-	require.Len(t, req.Files, 1)
-	require.Equal(t, "/docker-entrypoint-initdb.d/cmpool-harness.sh", req.Files[0].ContainerFilePath)
-	require.Equal(t, int64(0o755), req.Files[0].FileMode)
-	require.Empty(t, req.Entrypoint, "the primary runs the image's own entrypoint")
-	require.Empty(t, cfg.User)
-	require.Equal(t, int64(256<<20), hc.ShmSize)
-	bindings := hc.PortBindings[network.MustParsePort("5432/tcp")]
-	require.Len(t, bindings, 1)
-	require.Equal(t, "127.0.0.1", bindings[0].HostIP.String())
-	require.Equal(t, "15432", bindings[0].HostPort)
+	require.Equal(t, "postgres:16-alpine", spec.Image)
+	require.Equal(t, net, spec.Network)
+	require.Equal(t, "primary", spec.Alias, "replicas reach the primary by its name")
+	require.Equal(t, "5432/tcp", spec.Port)
+	require.Equal(t, "127.0.0.1", spec.HostIP.String())
+	require.Equal(t, 15432, spec.HostPort)
+	require.Equal(t, int64(256<<20), spec.ShmSize)
+	require.Equal(t, "primary", spec.Labels["org.cmpool.integration.node"])
+	require.Equal(t, "trust", spec.Env["POSTGRES_HOST_AUTH_METHOD"])
+	require.Equal(t, "postgres", spec.Env["POSTGRES_USER"])
+	require.Len(t, spec.Files, 1)
+	require.Equal(t, "/docker-entrypoint-initdb.d/cmpool-harness.sh", spec.Files[0].Path)
+	require.Equal(t, int64(0o755), spec.Files[0].Mode)
+	script, err := integration.ContainerInitScript(integration.Options{Replicas: 1})
+	require.NoError(t, err)
+	require.Equal(t, script, spec.Files[0].Content)
+	require.Empty(t, spec.Entrypoint, "the primary runs the image's own entrypoint")
+	require.Empty(t, spec.User)
 
 	replica := &integration.Node{Name: "replica1", Role: integration.RoleReplica}
-	req, cfg, hc, err = integration.ContainerRequest(integration.Options{}, replica, "primary", "cmpool-net", "", 15433)
+	spec, err = integration.ContainerSpecFor(integration.Options{}, replica, "primary", net, "", 15433)
 	require.NoError(t, err)
-	require.Equal(t, map[string][]string{"cmpool-net": {"replica1"}}, req.NetworkAliases)
-	require.Empty(t, req.Files)
-	require.Empty(t, req.Env)
-	require.Equal(t, "postgres", cfg.User, "pg_basebackup and the server run as the postgres user")
-	require.Len(t, req.Entrypoint, 3)
-	require.Equal(t, []string{"sh", "-c"}, req.Entrypoint[:2])
-	require.Equal(t, integration.ContainerReplicaEntrypoint("replica1", "primary"), req.Entrypoint[2])
-	bindings = hc.PortBindings[network.MustParsePort("5432/tcp")]
-	require.Len(t, bindings, 1)
-	require.False(t, bindings[0].HostIP.IsValid(), "a remote engine publishes on every address")
-	require.Equal(t, "15433", bindings[0].HostPort)
+	require.Equal(t, "replica1", spec.Alias)
+	require.Empty(t, spec.Files)
+	require.Empty(t, spec.Env)
+	require.Equal(t, "postgres", spec.User, "pg_basebackup and the server run as the postgres user")
+	require.Equal(t, []string{"sh", "-c", integration.ContainerReplicaEntrypoint("replica1", "primary")}, spec.Entrypoint)
+	require.False(t, spec.HostIP.IsValid(), "a remote engine publishes on every address")
+	require.Equal(t, 15433, spec.HostPort)
 }
 
 func TestContainerHostAndPortErrors(t *testing.T) {
@@ -215,14 +221,20 @@ func TestContainerHostAndPortErrors(t *testing.T) {
 }
 
 // TestContainerBackendWithoutDocker checks what a machine without a Docker engine gets: a
-// clear error from Start, which StartCluster turns into a skip.
+// clear error from Start, which StartCluster turns into a skip. A program that did not
+// import integration/container gets an error naming it, which is not a skip.
 func TestContainerBackendWithoutDocker(t *testing.T) {
+	err := integration.CheckDockerWithoutEngine(t.Context())
+	require.ErrorIs(t, err, integration.ErrNoContainerEngine)
+	require.NotErrorIs(t, err, integration.ErrContainerBackendUnavailable)
+	require.ErrorContains(t, err, "github.com/cmlite/cmpool/integration/container")
+
 	if err := integration.CheckDocker(t.Context()); err == nil {
 		t.Skip("a Docker engine is reachable: TestContainerClusterThroughProxy covers the backend")
 	} else {
 		require.ErrorIs(t, err, integration.ErrContainerBackendUnavailable)
 	}
-	_, err := integration.Start(t.Context(), integration.Options{Backend: integration.BackendContainer, Replicas: 1})
+	_, err = integration.Start(t.Context(), integration.Options{Backend: integration.BackendContainer, Replicas: 1})
 	require.ErrorIs(t, err, integration.ErrContainerBackendUnavailable)
 }
 

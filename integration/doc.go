@@ -41,6 +41,12 @@
 //     kill, Promote runs pg_promote(). ServerPIDs returns ErrLocalBackendOnly, and Node.DataDir,
 //     SocketDir and LogFile are empty. Stop removes the containers and the network.
 //
+// The container backend's engine lives in package integration/container, which registers
+// itself when imported; a test binary that uses the container backend imports it for its
+// side effect (import _ "github.com/cmlite/cmpool/integration/container"). Without it,
+// Start fails with an error naming the package. Programs that use only the local backend,
+// such as cmpool's demo, thus do not link Docker's client.
+//
 // When no Docker engine is reachable, Start returns ErrContainerBackendUnavailable and
 // StartCluster skips the test, in CI too; CheckDocker tells in advance. The container backend's
 // end-to-end test has not run on the machine where cmpool's CI runs, which has no Docker engine.
