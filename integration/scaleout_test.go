@@ -18,6 +18,9 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgproto3"
 	"github.com/stretchr/testify/require"
+
+	"github.com/cmlite/cmpool/integration"
+	"github.com/cmlite/cmpool/pool"
 )
 
 // peerProcess is the cmpool binary running in the background.
@@ -185,4 +188,62 @@ log_level = "debug"
 		require.NoError(t, err)
 		require.NoError(t, conn.Close(ctx))
 	}
+}
+
+// TestPeersReload changes [peers] with a reload: a cancel request for another instance's
+// client is dropped while that instance has no [peers] entry, and forwarded once a reload
+// adds it. A changed peer_id is left as it was.
+func TestPeersReload(t *testing.T) {
+	c := sharedCluster(t)
+	ctx := ctxT(t, time.Minute)
+	one := integration.StartProxy(t, c, pool.Config{PeerID: 1})
+	twoCfg := pool.Config{Primary: c.Primary.URL("", ""), PeerID: 2}
+	two := integration.StartProxy(t, c, twoCfg)
+
+	conn, err := pgconn.Connect(ctx, one.URL("", ""))
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = conn.Close(context.Background()) })
+	require.Equal(t, 1, peerOf(conn.PID()))
+	admin := direct(t, c)
+	sleep := func() chan error {
+		errc := make(chan error, 1)
+		go func() {
+			_, err := conn.Exec(ctx, "select pg_sleep(30)").ReadAll()
+			errc <- err
+		}()
+		require.Eventually(t, func() bool {
+			var n int
+			return admin.QueryRow(ctx, "select count(*) from pg_stat_activity where query = 'select pg_sleep(30)' and state = 'active'").Scan(&n) == nil && n == 1
+		}, 20*time.Second, 20*time.Millisecond)
+		return errc
+	}
+
+	// Instance 2 knows no peers: the cancel is dropped, and the query runs on.
+	errc := sleep()
+	sendCancel(t, two.Addr, conn)
+	select {
+	case err := <-errc:
+		t.Fatalf("the query ended with no peer to forward the cancel to: %v", err)
+	case <-time.After(time.Second):
+	}
+	_, err = admin.Exec(ctx, "select pg_cancel_backend(pid) from pg_stat_activity where query = 'select pg_sleep(30)'")
+	require.NoError(t, err)
+	require.Equal(t, "57014", pgCode(<-errc))
+
+	// A reload gives instance 2 its peer, and tries to change its peer id.
+	twoCfg.Peers = map[int]string{1: one.Addr, 2: two.Addr}
+	twoCfg.PeerID = 3
+	require.NoError(t, two.Server.Reload(twoCfg))
+	errc = sleep()
+	sendCancel(t, two.Addr, conn)
+	select {
+	case err := <-errc:
+		require.Equal(t, "57014", pgCode(err), "got %v", err)
+	case <-time.After(20 * time.Second):
+		t.Fatal("the cancel was not forwarded after the reload")
+	}
+	other, err := pgconn.Connect(ctx, two.URL("", ""))
+	require.NoError(t, err)
+	require.Equal(t, 2, peerOf(other.PID()), "peer_id needs a restart")
+	require.NoError(t, other.Close(ctx))
 }

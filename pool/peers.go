@@ -41,16 +41,19 @@ func (s *Server) newCancelPID() uint32 {
 }
 
 // peerOf returns the peer address a CancelRequest with this process id belongs to, or ""
-// when it is this instance's (or no peer is configured for its id).
+// when it is this instance's (or no peer is configured for its id). The peer id is the one
+// this instance started with (its clients' cancel keys carry it); the peers' addresses are
+// the live configuration's, which a reload may change.
 func (s *Server) peerOf(pid uint32) string {
-	if s.cfg.PeerID == 0 || len(s.cfg.Peers) == 0 {
+	peers := s.conf().Peers
+	if s.cfg.PeerID == 0 || len(peers) == 0 {
 		return ""
 	}
 	id := int(pid >> peerIDShift)
 	if id == s.cfg.PeerID {
 		return ""
 	}
-	return s.cfg.Peers[id]
+	return peers[id]
 }
 
 // forwardCancel sends req to the peer at addr, as a client would: a new connection that

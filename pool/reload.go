@@ -65,6 +65,11 @@ func (s *Server) reload(cfg Config) ([]string, error) {
 	if c.Logger != old.Logger {
 		c.Logger = old.Logger
 	}
+	if c.PeerID != old.PeerID {
+		// The cancel keys of connected clients carry the old id.
+		fixed = append(fixed, "peer_id")
+		c.PeerID = old.PeerID
+	}
 	if c.Observer != old.Observer {
 		fixed = append(fixed, "observer")
 		c.Observer = old.Observer
