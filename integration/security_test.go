@@ -404,6 +404,7 @@ func TestAuthDBName(t *testing.T) {
 	}{
 		{name: "database on the primary", cfg: pool.Config{AuthDBName: "authdb"}},
 		{name: "databases entry", cfg: pool.Config{AuthDBName: "lookup", Databases: map[string]pool.Database{"lookup": {DBName: "authdb"}}}},
+		{name: "per database", cfg: pool.Config{Databases: map[string]pool.Database{"postgres": {AuthDBName: "authdb"}}}},
 		{name: "unset: the primary URL's database", wantCode: "08006"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

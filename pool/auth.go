@@ -177,12 +177,21 @@ func newAuthenticator(cfg *Config, target func(string) (*pgconn.Config, error), 
 	return a, nil
 }
 
-// queryConfig returns the connection settings of auth_user for auth_query: the current
-// primary, in the primary URL's database or auth_dbname.
-func (a *authenticator) queryConfig() (*pgconn.Config, error) {
-	base, err := a.target(a.cfg.AuthDBName)
+// authDBName is the database auth_query runs in for a client of database: its
+// Databases entry's auth_dbname, else the global one; "" is the primary URL's database.
+func (a *authenticator) authDBName(database string) string {
+	if d := a.cfg.Databases[database].AuthDBName; d != "" {
+		return d
+	}
+	return a.cfg.AuthDBName
+}
+
+// queryConfig returns the connection settings of auth_user for auth_query in authDB (see
+// authDBName) on the current primary.
+func (a *authenticator) queryConfig(authDB string) (*pgconn.Config, error) {
+	base, err := a.target(authDB)
 	if err != nil {
-		return nil, fmt.Errorf("auth_dbname %q: %w", a.cfg.AuthDBName, err)
+		return nil, fmt.Errorf("auth_dbname %q: %w", authDB, err)
 	}
 	qc := base.Copy()
 	if qc.User != a.cfg.AuthUser {
@@ -225,7 +234,7 @@ func (a *authenticator) method(database, user string, addr net.Addr, isTLS bool)
 
 // secret finds a user's secret: Users, then the auth file, then Config.Authenticator, then
 // auth_query.
-func (a *authenticator) secret(ctx context.Context, user string) (string, bool, error) {
+func (a *authenticator) secret(ctx context.Context, database, user string) (string, bool, error) {
 	if s := a.cfg.Users[user].Password; s != "" {
 		return s, true, nil
 	}
@@ -241,16 +250,18 @@ func (a *authenticator) secret(ctx context.Context, user string) (string, bool, 
 	if a.cfg.AuthUser == "" {
 		return "", false, nil
 	}
+	authDB := a.authDBName(database)
+	key := authDB + "\x00" + user // secrets are kept per database auth_query runs in
 	now := time.Now()
 	a.mu.Lock()
-	e, ok := a.cache[user]
+	e, ok := a.cache[key]
 	a.mu.Unlock()
 	if ok && now.Before(e.expires) {
 		return e.secret, e.found, nil
 	}
 	// Logins of one user that miss the cache together share one query.
-	v, err, _ := a.inflight.Do(user, func() (any, error) {
-		secret, found, err := a.query(context.WithoutCancel(ctx), user)
+	v, err, _ := a.inflight.Do(key, func() (any, error) {
+		secret, found, err := a.query(context.WithoutCancel(ctx), authDB, user)
 		return cachedSecret{secret: secret, found: found}, err
 	})
 	if err != nil {
@@ -262,17 +273,17 @@ func (a *authenticator) secret(ctx context.Context, user string) (string, bool, 
 		if len(a.cache) > 100_000 {
 			clear(a.cache)
 		}
-		a.cache[user] = cachedSecret{secret: secret, found: found, expires: now.Add(a.cfg.AuthCacheTTL)}
+		a.cache[key] = cachedSecret{secret: secret, found: found, expires: now.Add(a.cfg.AuthCacheTTL)}
 		a.mu.Unlock()
 	}
 	return secret, found, nil
 }
 
 // query runs auth_query as auth_user on the primary (see queryConfig).
-func (a *authenticator) query(ctx context.Context, user string) (string, bool, error) {
+func (a *authenticator) query(ctx context.Context, authDB, user string) (string, bool, error) {
 	ctx, cancel := context.WithTimeout(ctx, a.cfg.ServerConnectTimeout)
 	defer cancel()
-	qc, err := a.queryConfig()
+	qc, err := a.queryConfig(authDB)
 	if err != nil {
 		return "", false, fmt.Errorf("auth_query: %w", err)
 	}
@@ -449,7 +460,7 @@ func tlsWord(isTLS bool) string {
 // lookupSecret finds the client user's secret, mapping an auth_query failure to a
 // client error.
 func (c *clientSession) lookupSecret(ctx context.Context) (string, bool, error) {
-	s, found, err := c.srv.authn().secret(ctx, c.user)
+	s, found, err := c.srv.authn().secret(ctx, c.database, c.user)
 	if err != nil {
 		c.log.Error("user lookup failed", "error", err)
 		return "", false, protocol.NewFatal(protocol.CodeConnectionFailure, "could not look up the user's credentials (auth_query or the Authenticator failed)")

@@ -306,6 +306,9 @@ type Database struct {
 	// AuthType overrides Config.AuthType for clients of this database. Empty means
 	// Config.AuthType.
 	AuthType string
+	// AuthDBName overrides Config.AuthDBName for clients of this database: auth_query
+	// looks their users up there. Empty means Config.AuthDBName.
+	AuthDBName string
 }
 
 // User is a [users.NAME] entry.

@@ -100,14 +100,15 @@ type userSettings struct {
 
 // databaseSettings is a [databases.NAME] section.
 type databaseSettings struct {
-	URL      string   `toml:"url"`
-	DBName   string   `toml:"dbname"`
-	User     string   `toml:"user"`
-	Password string   `toml:"password"`
-	PoolSize count    `toml:"pool_size"`
-	PoolMode poolMode `toml:"pool_mode"`
-	Route    string   `toml:"route"`
-	AuthType string   `toml:"auth_type"`
+	URL        string   `toml:"url"`
+	DBName     string   `toml:"dbname"`
+	User       string   `toml:"user"`
+	Password   string   `toml:"password"`
+	PoolSize   count    `toml:"pool_size"`
+	PoolMode   poolMode `toml:"pool_mode"`
+	Route      string   `toml:"route"`
+	AuthType   string   `toml:"auth_type"`
+	AuthDBName string   `toml:"auth_dbname"`
 }
 
 // option is a command-line flag and its environment twin.
@@ -407,14 +408,15 @@ func (s *settings) poolConfig(logger *slog.Logger) pool.Config {
 		cfg.Databases = make(map[string]pool.Database, len(s.Databases))
 		for name, d := range s.Databases {
 			cfg.Databases[name] = pool.Database{
-				URL:      d.URL,
-				DBName:   d.DBName,
-				User:     d.User,
-				Password: d.Password,
-				PoolSize: int(d.PoolSize),
-				PoolMode: pool.Mode(d.PoolMode),
-				Route:    d.Route,
-				AuthType: d.AuthType,
+				URL:        d.URL,
+				DBName:     d.DBName,
+				User:       d.User,
+				Password:   d.Password,
+				PoolSize:   int(d.PoolSize),
+				PoolMode:   pool.Mode(d.PoolMode),
+				Route:      d.Route,
+				AuthType:   d.AuthType,
+				AuthDBName: d.AuthDBName,
 			}
 		}
 	}

@@ -550,6 +550,7 @@ auth_type = "md5"
 
 [databases.app]
 auth_type = "reject"
+auth_dbname = "appauth"
 `)
 	s, err := loadConfig([]string{"--config", file, "--client-tls-sslmode", "verify-ca"}, envMap{"CMPOOL_AUTH_TYPE": "md5"}.get)
 	require.NoError(t, err)
@@ -560,6 +561,7 @@ auth_type = "reject"
 	require.Equal(t, "pgbouncer", cfg.AuthUser)
 	require.Equal(t, "SELECT usename, passwd FROM pg_shadow WHERE usename = $1", cfg.AuthQuery)
 	require.Equal(t, "authdb", cfg.AuthDBName)
+	require.Equal(t, "appauth", cfg.Databases["app"].AuthDBName)
 	require.Negative(t, cfg.AuthCacheTTL, "0 means no caching")
 	require.True(t, cfg.AuthPlainWithoutTLS)
 	require.Equal(t, 5, cfg.AuthFailureLimit)
