@@ -433,6 +433,41 @@ func TestSessionStateDoesNotLeak(t *testing.T) {
 	check("B", b, bWant, "after A's SET in a rolled-back transaction")
 }
 
+// TestSessionStateBothClientsSet shares one server between two clients that each set their
+// own value of parameters the server does not report (work_mem, statement_timeout): the
+// server's value must be followed through every change, not only the first.
+func TestSessionStateBothClientsSet(t *testing.T) {
+	_, p := proxy(t, pool.Config{DefaultPoolSize: 1})
+	ctx := ctxT(t, 60*time.Second)
+	a := connect(t, p.URL("", ""), pgx.QueryExecModeSimpleProtocol)
+	b := connect(t, p.URL("", ""), pgx.QueryExecModeSimpleProtocol)
+	show := func(conn *pgx.Conn, what string) string {
+		t.Helper()
+		var v string
+		require.NoError(t, conn.QueryRow(ctx, "show "+what).Scan(&v))
+		return v
+	}
+	exec := func(conn *pgx.Conn, q string) {
+		t.Helper()
+		_, err := conn.Exec(ctx, q)
+		require.NoError(t, err, q)
+	}
+	exec(a, "SET work_mem = '1MB'")
+	exec(a, "SET statement_timeout = '7s'")
+	exec(b, "SET work_mem = '2MB'")
+	exec(b, "SET statement_timeout = '9s'")
+	for round := range 6 {
+		require.Equal(t, "1MB", show(a, "work_mem"), "round %d", round)
+		require.Equal(t, "7s", show(a, "statement_timeout"), "round %d", round)
+		require.Equal(t, "2MB", show(b, "work_mem"), "round %d", round)
+		require.Equal(t, "9s", show(b, "statement_timeout"), "round %d", round)
+	}
+	exec(b, "RESET work_mem")
+	require.Equal(t, "1MB", show(a, "work_mem"))
+	require.Equal(t, "4MB", show(b, "work_mem"))
+	require.Equal(t, "1MB", show(a, "work_mem"))
+}
+
 // TestLRUEvictionWithRotation rotates more statements than a server keeps.
 func TestLRUEvictionWithRotation(t *testing.T) {
 	_, p := proxy(t, pool.Config{DefaultPoolSize: 1, MaxPreparedStatements: 2})

@@ -592,12 +592,12 @@ func (c *clientSession) applyParams(ctx context.Context, sc *serverConn) error {
 			}
 			return &protocol.Error{Severity: protocol.SeverityFatal, Code: res.err.Code, Message: res.err.Message, Detail: res.err.Detail}
 		}
-		// Record what we asked for where the server did not report a value.
+		// Record what we asked for. The parameters the server reports (those it reported at
+		// login) were recorded from its ParameterStatus; the others now have the value asked
+		// for, whatever cmpool recorded before.
 		for k, v := range c.params {
-			if _, ok := sc.set[k]; !ok {
-				if d, isDefault := sc.defaults[k]; !isDefault || d != v {
-					sc.set[k] = v
-				}
+			if _, reported := sc.defaults[k]; !reported {
+				sc.set[k] = v
 			}
 		}
 		for k := range sc.set {
