@@ -451,6 +451,49 @@ func TestAdminPauseResume(t *testing.T) {
 	require.NoError(t, err)
 }
 
+// TestAdminDisableEnable: DISABLE refuses new logins to a database (55000) and keeps its
+// connected clients; ENABLE lets logins in again. SHOW DATABASES shows the flag.
+func TestAdminDisableEnable(t *testing.T) {
+	c, p := adminProxy(t, pool.Config{Peers: map[int]string{1: "127.0.0.1:7001", 2: "10.0.0.2:6432"}, PeerID: 1})
+	ctx := ctxT(t, 60*time.Second)
+	freshDatabase(t, direct(t, c), "disabledb")
+	console := adminConn(t, p, "cmpool", "postgres")
+	app := connect(t, p.URL("disabledb", ""), pgx.QueryExecModeExec)
+
+	_, err := console.Exec(ctx, "DISABLE disabledb")
+	require.NoError(t, err)
+	names, _, rows := show(t, console, "SHOW DATABASES")
+	require.Equal(t, "1", column(t, names, rows, "name", "disabledb", "disabled"))
+	_, err = pgx.Connect(ctx, p.URL("disabledb", ""))
+	require.Equal(t, "55000", pgCode(err), "got %v", err)
+	require.ErrorContains(t, err, `database "disabledb" is not currently accepting connections`)
+	var one int
+	require.NoError(t, app.QueryRow(ctx, "select 1").Scan(&one), "a connected client stays")
+	other := connect(t, p.URL("", ""), pgx.QueryExecModeExec)
+	require.NoError(t, other.QueryRow(ctx, "select 1").Scan(&one), "another database is not disabled")
+	_, err = console.Exec(ctx, "DISABLE")
+	require.Equal(t, "42601", pgCode(err))
+
+	_, err = console.Exec(ctx, "ENABLE disabledb")
+	require.NoError(t, err)
+	names, _, rows = show(t, console, "SHOW DATABASES")
+	require.Equal(t, "0", column(t, names, rows, "name", "disabledb", "disabled"))
+	conn, err := pgx.Connect(ctx, p.URL("disabledb", ""))
+	require.NoError(t, err)
+	require.NoError(t, conn.Close(ctx))
+
+	// A stats user may not.
+	watcher := adminConn(t, p, "cmpool", "watcher")
+	_, err = watcher.Exec(ctx, "DISABLE disabledb")
+	require.Equal(t, "42501", pgCode(err))
+
+	names, _, rows = show(t, console, "SHOW PEERS")
+	require.Equal(t, []string{"peer_id", "host", "port", "pool_size"}, names)
+	require.Equal(t, [][]string{{"1", "127.0.0.1", "7001", "0"}, {"2", "10.0.0.2", "6432", "0"}}, rows)
+	names, _, rows = show(t, console, "SHOW LISTS")
+	require.Equal(t, "2", column(t, names, rows, "list", "peers", "items"))
+}
+
 func TestAdminKillAndReconnect(t *testing.T) {
 	c, p := adminProxy(t, pool.Config{})
 	ctx := ctxT(t, 60*time.Second)

@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"net"
 	"slices"
 	"sort"
 	"strconv"
@@ -234,6 +235,17 @@ func (c *clientSession) adminCommand(ctx context.Context, words []string) ([]byt
 		c.srv.kill(db)
 		c.srv.log.Warn("database killed by the admin console: its clients were disconnected", "database", db, "user", c.user)
 		return commandComplete("KILL"), nil
+	case "DISABLE", "ENABLE":
+		db, pe := arg()
+		if pe != nil {
+			return nil, pe
+		}
+		if db == "" {
+			return nil, protocol.NewError(protocol.CodeSyntaxError, verb+" needs a database name")
+		}
+		c.srv.setDisabled(db, verb == "DISABLE")
+		c.srv.log.Info("database "+strings.ToLower(verb)+"d by the admin console", "database", db, "user", c.user)
+		return commandComplete(verb), nil
 	case "RECONNECT":
 		db, pe := arg()
 		if pe != nil {
@@ -378,10 +390,12 @@ func (c *clientSession) adminShow(what string) ([]byte, *protocol.Error) {
 		t = c.srv.showReplicas()
 	case "STATE":
 		t = c.srv.showState()
+	case "PEERS":
+		t = c.srv.showPeers()
 	case "HELP":
 		out := appendNotice(nil, "Console usage\n"+
-			"\tSHOW HELP|POOLS|STATS|STATS_TOTALS|STATS_AVERAGES|TOTALS|CLIENTS|SERVERS|DATABASES|USERS|CONFIG|LISTS|VERSION|REPLICAS|STATE\n"+
-			"\tPAUSE [<db>]\n\tRESUME [<db>]\n\tKILL <db>\n\tRECONNECT [<db>]\n\tRELOAD\n\tSHUTDOWN")
+			"\tSHOW HELP|POOLS|STATS|STATS_TOTALS|STATS_AVERAGES|TOTALS|CLIENTS|SERVERS|DATABASES|USERS|PEERS|CONFIG|LISTS|VERSION|REPLICAS|STATE\n"+
+			"\tPAUSE [<db>]\n\tRESUME [<db>]\n\tDISABLE <db>\n\tENABLE <db>\n\tKILL <db>\n\tRECONNECT [<db>]\n\tRELOAD\n\tSHUTDOWN")
 		return append(out, commandComplete("SHOW")...), nil
 	default:
 		return nil, protocol.NewError(protocol.CodeSyntaxError, fmt.Sprintf("unknown SHOW command %q; see SHOW HELP", what))
@@ -751,6 +765,7 @@ func (s *Server) showDatabases() *table {
 		names[name] = true
 	}
 	pauses := s.pauses.Load()
+	disabled := s.disabledDBs()
 	list := make([]string, 0, len(names))
 	for n := range names {
 		list = append(list, n)
@@ -779,9 +794,38 @@ func (s *Server) showDatabases() *table {
 		if pauses.covers(name) {
 			paused = 1
 		}
-		t.row(name, host, port, dbname, db.User, size, cfg.MinPoolSize, 0, string(mode), 0, current[name], paused, 0)
+		t.row(name, host, port, dbname, db.User, size, cfg.MinPoolSize, 0, string(mode), 0, current[name], paused, boolInt(disabled[name]))
 	}
 	t.row(AdminDatabase, nil, 0, AdminDatabase, AdminDatabase, 2, 0, 0, "statement", 0, 0, 0, 0)
+	return t
+}
+
+// boolInt is 1 for true, as PgBouncer's flag columns.
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// showPeers lists the [peers] in force (PgBouncer's SHOW PEERS). pool_size is 0: cmpool
+// opens a connection per forwarded cancel request and keeps none.
+func (s *Server) showPeers() *table {
+	t := newTable(column{"peer_id", oidInt4}, column{"host", oidText}, column{"port", oidInt4}, column{"pool_size", oidInt4})
+	peers := s.conf().Peers
+	ids := make([]int, 0, len(peers))
+	for id := range peers {
+		ids = append(ids, id)
+	}
+	sort.Ints(ids)
+	for _, id := range ids {
+		host, port, err := net.SplitHostPort(peers[id])
+		p, _ := strconv.Atoi(port)
+		if err != nil {
+			host, p = peers[id], 0
+		}
+		t.row(id, host, p, 0)
+	}
 	return t
 }
 
@@ -824,7 +868,7 @@ func (s *Server) showLists() *table {
 	for _, kv := range []struct {
 		k string
 		v int
-	}{{"databases", len(dbs)}, {"users", len(users)}, {"peers", 0}, {"pools", len(keys)}, {"peer_pools", 0},
+	}{{"databases", len(dbs)}, {"users", len(users)}, {"peers", len(s.conf().Peers)}, {"pools", len(keys)}, {"peer_pools", 0},
 		{"free_clients", 0}, {"used_clients", loggedIn}, {"login_clients", login},
 		{"free_servers", free}, {"used_servers", used},
 		{"dns_names", 0}, {"dns_zones", 0}, {"dns_queries", 0}, {"dns_pending", 0}} {

@@ -387,6 +387,9 @@ func (c *clientSession) startup(ctx context.Context) error {
 	if c.srv.isAdminDatabase(c.database) {
 		return c.adminStartup()
 	}
+	if c.srv.disabledDBs()[c.database] {
+		return protocol.NewFatal(protocol.CodeObjectNotInState, fmt.Sprintf("database %q is not currently accepting connections", c.database))
+	}
 
 	gen := c.srv.primaryGen.Load()
 	bp, err := c.srv.poolFor(c.database, c.user, backendPrimary)

@@ -71,6 +71,31 @@ func (s *Server) setPause(database string, paused, kill bool) bool {
 	return true
 }
 
+// setDisabled is the console's DISABLE (disabled) and ENABLE: new logins to database are
+// refused while it is disabled; connected clients stay.
+func (s *Server) setDisabled(database string, disabled bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	next := maps.Clone(s.disabledDBs())
+	if next == nil {
+		next = make(map[string]bool)
+	}
+	if disabled {
+		next[database] = true
+	} else {
+		delete(next, database)
+	}
+	s.disabled.Store(&next)
+}
+
+// disabledDBs returns the databases DISABLE holds; the map is not to be changed.
+func (s *Server) disabledDBs() map[string]bool {
+	if m := s.disabled.Load(); m != nil {
+		return *m
+	}
+	return nil
+}
+
 // welcomeKey is the database and user of a login.
 type welcomeKey struct{ database, user string }
 

@@ -56,7 +56,9 @@ type Server struct {
 	// welcomes keeps, per welcomeKey, the parameters a server reported at the latest
 	// login (map[string]string, not changed once stored): a login during a PAUSE uses
 	// them instead of a server.
-	welcomes  sync.Map
+	welcomes sync.Map
+	// disabled holds the databases DISABLE refuses new logins to (see setDisabled).
+	disabled  atomic.Pointer[map[string]bool]
 	retired   atomic.Pointer[retiredTotals]
 	averages  atomic.Pointer[map[string]averages]
 	reloadMu  sync.Mutex // serializes Reload
