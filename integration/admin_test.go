@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -492,6 +493,57 @@ func TestAdminDisableEnable(t *testing.T) {
 	require.Equal(t, [][]string{{"1", "127.0.0.1", "7001", "0"}, {"2", "10.0.0.2", "6432", "0"}}, rows)
 	names, _, rows = show(t, console, "SHOW LISTS")
 	require.Equal(t, "2", column(t, names, rows, "list", "peers", "items"))
+}
+
+// TestAdminWaitClose: WAIT_CLOSE returns once the server connections a RECONNECT or a
+// reload left to close are closed, which waits for the transactions using them.
+func TestAdminWaitClose(t *testing.T) {
+	c, p := adminProxy(t, pool.Config{})
+	ctx := ctxT(t, 60*time.Second)
+	freshDatabase(t, direct(t, c), "waitdb")
+	console := adminConn(t, p, "cmpool", "postgres")
+	app := connect(t, p.URL("waitdb", ""), pgx.QueryExecModeExec)
+	_, err := console.Exec(ctx, "WAIT_CLOSE")
+	require.NoError(t, err, "nothing to wait for")
+
+	waitClose := func(cmd string, end func()) {
+		t.Helper()
+		tx, err := app.Begin(ctx)
+		require.NoError(t, err)
+		_, err = tx.Exec(ctx, "select 1") // holds a server
+		require.NoError(t, err)
+		end()
+		done := make(chan error, 1)
+		go func() {
+			_, err := console.Exec(context.Background(), cmd)
+			done <- err
+		}()
+		select {
+		case err := <-done:
+			t.Fatalf("%s returned with a transaction on a connection to close: %v", cmd, err)
+		case <-time.After(300 * time.Millisecond):
+		}
+		require.NoError(t, tx.Commit(ctx))
+		select {
+		case err := <-done:
+			require.NoError(t, err)
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%s did not return after the transaction ended", cmd)
+		}
+	}
+	waitClose("WAIT_CLOSE waitdb", func() {
+		_, err := console.Exec(ctx, "RECONNECT waitdb")
+		require.NoError(t, err)
+	})
+	names, _, rows := show(t, console, "SHOW SERVERS")
+	for _, r := range rows {
+		require.Equal(t, "0", r[slices.Index(names, "close_needed")], "after WAIT_CLOSE")
+	}
+	waitClose("WAIT_CLOSE", func() {
+		// A reload that replaces the pools.
+		require.NoError(t, p.Server.Reload(pool.Config{Primary: c.Primary.URL("", ""), AdminUsers: []string{"postgres"},
+			StatsUsers: []string{"watcher"}, DefaultPoolSize: 7}))
+	})
 }
 
 func TestAdminKillAndReconnect(t *testing.T) {

@@ -246,6 +246,15 @@ func (c *clientSession) adminCommand(ctx context.Context, words []string) ([]byt
 		c.srv.setDisabled(db, verb == "DISABLE")
 		c.srv.log.Info("database "+strings.ToLower(verb)+"d by the admin console", "database", db, "user", c.user)
 		return commandComplete(verb), nil
+	case "WAIT_CLOSE":
+		db, pe := arg()
+		if pe != nil {
+			return nil, pe
+		}
+		if err := c.srv.waitClose(ctx, db); err != nil {
+			return nil, protocol.NewError(protocol.CodeQueryCanceled, "WAIT_CLOSE interrupted: "+err.Error())
+		}
+		return commandComplete("WAIT_CLOSE"), nil
 	case "RECONNECT":
 		db, pe := arg()
 		if pe != nil {
@@ -395,7 +404,7 @@ func (c *clientSession) adminShow(what string) ([]byte, *protocol.Error) {
 	case "HELP":
 		out := appendNotice(nil, "Console usage\n"+
 			"\tSHOW HELP|POOLS|STATS|STATS_TOTALS|STATS_AVERAGES|TOTALS|CLIENTS|SERVERS|DATABASES|USERS|PEERS|CONFIG|LISTS|VERSION|REPLICAS|STATE\n"+
-			"\tPAUSE [<db>]\n\tRESUME [<db>]\n\tDISABLE <db>\n\tENABLE <db>\n\tKILL <db>\n\tRECONNECT [<db>]\n\tRELOAD\n\tSHUTDOWN")
+			"\tPAUSE [<db>]\n\tRESUME [<db>]\n\tDISABLE <db>\n\tENABLE <db>\n\tKILL <db>\n\tRECONNECT [<db>]\n\tWAIT_CLOSE [<db>]\n\tRELOAD\n\tSHUTDOWN")
 		return append(out, commandComplete("SHOW")...), nil
 	default:
 		return nil, protocol.NewError(protocol.CodeSyntaxError, fmt.Sprintf("unknown SHOW command %q; see SHOW HELP", what))

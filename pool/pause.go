@@ -96,6 +96,58 @@ func (s *Server) disabledDBs() map[string]bool {
 	return nil
 }
 
+// closeRetired closes pools a reload or a promotion replaced, in the background: each
+// waits for its connections in use to come back. WAIT_CLOSE waits for them.
+func (s *Server) closeRetired(pools []*backendPool) {
+	for _, bp := range pools {
+		s.closingPools.Store(bp, struct{}{})
+		go func() {
+			bp.close()
+			s.closingPools.Delete(bp)
+		}()
+	}
+}
+
+// waitClose is the console's WAIT_CLOSE: it returns once no server connection of database
+// ("" for all) is waiting to be closed (SHOW SERVERS' close_needed): none of a pool that a
+// reload or a promotion replaced, none made before a RECONNECT. It returns early when ctx
+// ends.
+func (s *Server) waitClose(ctx context.Context, database string) error {
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for s.closeNeeded(database) {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-tick.C:
+		}
+	}
+	return nil
+}
+
+// closeNeeded reports whether a server connection of database ("" for all) is still to be
+// closed; see waitClose.
+func (s *Server) closeNeeded(database string) bool {
+	needed := false
+	s.closingPools.Range(func(k, _ any) bool {
+		if bp := k.(*backendPool); database == "" || bp.key.database == database {
+			needed = true
+		}
+		return !needed
+	})
+	for _, bp := range s.poolsOf(database) {
+		before := bp.reconnectBefore.Load()
+		if needed || before == 0 {
+			continue
+		}
+		bp.conns.Range(func(k, _ any) bool {
+			needed = k.(*serverConn).createdAt.UnixNano() < before
+			return !needed
+		})
+	}
+	return needed
+}
+
 // welcomeKey is the database and user of a login.
 type welcomeKey struct{ database, user string }
 

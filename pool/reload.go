@@ -167,9 +167,7 @@ func (s *Server) reload(cfg Config) ([]string, error) {
 	if oldRS != nil {
 		oldRS.Close()
 	}
-	for _, bp := range retire {
-		go bp.close() // waits for connections in use to come back
-	}
+	s.closeRetired(retire)
 	// Function volatility may have changed with the schema: look it up again.
 	s.volatile.Clear()
 	for _, f := range fixed {

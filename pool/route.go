@@ -366,9 +366,7 @@ func (s *Server) followPromotion(index int) {
 	s.retirePoolsLocked(old)
 	s.mu.Unlock()
 	s.promotions.Add(1)
-	for _, bp := range old {
-		go bp.close() // waits for connections in use to come back
-	}
+	s.closeRetired(old)
 }
 
 // proxyCommand answers SET and SHOW of cmpool's own parameters. It reports whether the

@@ -57,6 +57,9 @@ type Server struct {
 	// login (map[string]string, not changed once stored): a login during a PAUSE uses
 	// them instead of a server.
 	welcomes sync.Map
+	// closingPools holds the pools a reload or a promotion replaced until they are closed
+	// (*backendPool -> struct{}), for WAIT_CLOSE.
+	closingPools sync.Map
 	// disabled holds the databases DISABLE refuses new logins to (see setDisabled).
 	disabled  atomic.Pointer[map[string]bool]
 	retired   atomic.Pointer[retiredTotals]
