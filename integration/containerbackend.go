@@ -365,6 +365,12 @@ func (d *dockerCluster) runNode(ctx context.Context, c *Cluster, n *Node, spec C
 	if err != nil {
 		return fmt.Errorf("integration: start %s container from %s: %w", n.Name, d.image, err)
 	}
+	return d.awaitNode(ctx, c, n)
+}
+
+// awaitNode marks n's started container running and waits until its server accepts
+// connections from the host.
+func (d *dockerCluster) awaitNode(ctx context.Context, c *Cluster, n *Node) error {
 	c.mu.Lock()
 	n.running = true
 	c.mu.Unlock()
@@ -452,13 +458,7 @@ func (d *dockerCluster) startNode(ctx context.Context, c *Cluster, n *Node) erro
 	if err := ctr.Start(ctx); err != nil {
 		return fmt.Errorf("integration: start %s: %w", n.Name, err)
 	}
-	c.mu.Lock()
-	n.running = true
-	c.mu.Unlock()
-	if err := c.poll(ctx, n, containerReadyTimeout, "SELECT 1", nil); err != nil {
-		return fmt.Errorf("integration: %s does not accept connections on %s: %w%s", n.Name, n.Addr(), err, d.logTail(n))
-	}
-	return nil
+	return d.awaitNode(ctx, c, n)
 }
 
 // promote promotes replica n with pg_promote(), which waits for the end of recovery.
