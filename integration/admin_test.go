@@ -541,8 +541,8 @@ func TestAdminWaitClose(t *testing.T) {
 	}
 	waitClose("WAIT_CLOSE", func() {
 		// A reload that replaces the pools.
-		require.NoError(t, p.Server.Reload(pool.Config{Primary: c.Primary.URL("", ""), AdminUsers: []string{"postgres"},
-			StatsUsers: []string{"watcher"}, DefaultPoolSize: 7}))
+		require.NoError(t, p.Server.Reload(integration.WithTestAuth(pool.Config{Primary: c.Primary.URL("", ""), AdminUsers: []string{"postgres"},
+			StatsUsers: []string{"watcher"}, DefaultPoolSize: 7})))
 	})
 }
 
@@ -675,7 +675,7 @@ func TestReloadPoolSizeUnderLoad(t *testing.T) {
 	next := cfg
 	next.Primary = c.Primary.URL("", "")
 	next.Listen = "127.0.0.1:1"
-	require.NoError(t, p.Server.Reload(next))
+	require.NoError(t, p.Server.Reload(integration.WithTestAuth(next)))
 	require.Error(t, p.Server.Reload(pool.Config{Primary: "postgres://%zz"}), "an invalid config is refused")
 }
 

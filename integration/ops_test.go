@@ -166,9 +166,11 @@ func metricValue(t *testing.T, body, name string, labels ...string) float64 {
 	return sum
 }
 
+// writeConfig writes a cmpool.toml for the cluster, with explicit trust: the binary listens
+// on loopback and these tests are not about authentication (see integration.WithTestAuth).
 func writeConfig(t *testing.T, path string, c *integration.Cluster, extra string) {
 	t.Helper()
-	content := fmt.Sprintf("primary = %q\nadmin_users = \"postgres\"\nso_reuseport = true\n%s", c.Primary.URL("", ""), extra)
+	content := fmt.Sprintf("primary = %q\nauth_type = \"trust\"\nadmin_users = \"postgres\"\nso_reuseport = true\n%s", c.Primary.URL("", ""), extra)
 	require.NoError(t, os.WriteFile(path, []byte(content), 0o600))
 }
 

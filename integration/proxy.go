@@ -32,12 +32,24 @@ func (p *Proxy) URL(database, user string) string {
 // StartProxy starts cmpool with cfg in front of the cluster: Primary defaults to the
 // cluster's primary. Replicas are used only when cfg names them (see ReplicaURLs). The
 // proxy is shut down with t.Cleanup.
+//
+// A cfg that configures no client authentication gets auth_type trust (see WithTestAuth):
+// the proxy listens on loopback only, and tests that are not about authentication log in
+// as the cluster's trusted superuser without a password. Tests of cmpool's real default
+// use StartProxyDefaultAuth.
 func StartProxy(t testing.TB, c *Cluster, cfg pool.Config) *Proxy {
+	t.Helper()
+	return StartProxyDefaultAuth(t, c, WithTestAuth(cfg))
+}
+
+// StartProxyDefaultAuth is StartProxy without WithTestAuth: cfg's authentication
+// settings are cmpool's, defaults included.
+func StartProxyDefaultAuth(t testing.TB, c *Cluster, cfg pool.Config) *Proxy {
 	t.Helper()
 	if cfg.Primary == "" {
 		cfg.Primary = c.Primary.URL("", "")
 	}
-	p, err := ServeProxy(cfg)
+	p, err := serveProxy(cfg)
 	if err != nil {
 		t.Fatalf("start cmpool: %v", err)
 	}
@@ -51,8 +63,31 @@ func StartProxy(t testing.TB, c *Cluster, cfg pool.Config) *Proxy {
 	return p
 }
 
-// ServeProxy starts cmpool with cfg on a free loopback port.
+// WithTestAuth returns cfg with AuthType "trust" when it configures no client
+// authentication at all (no AuthType, AuthFile, Users, AuthUser or Authenticator), and
+// the same for what its LoadConfig returns. This is the one place where the harness
+// chooses trust, for proxies on loopback in front of a cluster that trusts its
+// superuser; cmpool itself never defaults to trust (see docs/security.md). Reload a proxy
+// started by StartProxy with p.Server.Reload(WithTestAuth(next)).
+func WithTestAuth(cfg pool.Config) pool.Config {
+	if cfg.AuthType == "" && cfg.AuthFile == "" && len(cfg.Users) == 0 && cfg.AuthUser == "" && cfg.Authenticator == nil {
+		cfg.AuthType = pool.AuthTrust
+	}
+	if load := cfg.LoadConfig; load != nil {
+		cfg.LoadConfig = func() (pool.Config, error) {
+			next, err := load()
+			return WithTestAuth(next), err
+		}
+	}
+	return cfg
+}
+
+// ServeProxy starts cmpool with WithTestAuth(cfg) on a free loopback port.
 func ServeProxy(cfg pool.Config) (*Proxy, error) {
+	return serveProxy(WithTestAuth(cfg))
+}
+
+func serveProxy(cfg pool.Config) (*Proxy, error) {
 	srv, err := pool.New(cfg)
 	if err != nil {
 		return nil, err

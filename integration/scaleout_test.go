@@ -233,7 +233,7 @@ func TestPeersReload(t *testing.T) {
 	// A reload gives instance 2 its peer, and tries to change its peer id.
 	twoCfg.Peers = map[int]string{1: one.Addr, 2: two.Addr}
 	twoCfg.PeerID = 3
-	require.NoError(t, two.Server.Reload(twoCfg))
+	require.NoError(t, two.Server.Reload(integration.WithTestAuth(twoCfg)))
 	errc = sleep()
 	sendCancel(t, two.Addr, conn)
 	select {

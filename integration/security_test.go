@@ -246,7 +246,7 @@ func TestClientAuthMD5(t *testing.T) {
 }
 
 // TestClientAuthPasswordTrustReject covers the cleartext method (allowed without TLS on
-// purpose here), trust and reject.
+// purpose here), trust (which admits only the users listed, as there are some) and reject.
 func TestClientAuthPasswordTrustReject(t *testing.T) {
 	c, _ := secCluster(t)
 	users := map[string]pool.User{"carol": {Password: "carol-pw"}, "alice": {Password: storedSecret(t, c, "alice")}, "bob": {Password: storedSecret(t, c, "bob")}}
@@ -262,8 +262,9 @@ func TestClientAuthPasswordTrustReject(t *testing.T) {
 	t.Run("trust", func(t *testing.T) {
 		p := integration.StartProxy(t, c, pool.Config{AuthType: pool.AuthTrust, Users: users})
 		runAuthCases(t, p.Addr, []string{"pgx", "psql"}, []authCase{
-			{name: "any password", user: "postgres", password: "whatever"},
+			{name: "any password", user: "carol", password: "whatever"},
 			{name: "carol's server login uses her password", user: "carol", password: ""},
+			{name: "only listed users", user: "postgres", password: "", wantCode: "28P01", wantMsg: wrongPassword},
 		})
 	})
 	t.Run("reject", func(t *testing.T) {

@@ -63,12 +63,10 @@ func parseAuthMethod(s string, hbaOK bool) (string, error) {
 
 // checkAuth validates and defaults the authentication and TLS settings.
 func (c *Config) checkAuth() error {
-	users := c.AuthFile != "" || len(c.Users) > 0 || c.AuthUser != "" || c.Authenticator != nil
 	if c.AuthType == "" {
-		c.AuthType = AuthTrust
-		if users {
-			c.AuthType = AuthSCRAM
-		}
+		// No silent trust: a client proves a password cmpool holds (see
+		// authenticator.secret), and trust is only ever what the configuration says.
+		c.AuthType = AuthSCRAM
 	}
 	var err error
 	if c.AuthType, err = parseAuthMethod(c.AuthType, true); err != nil {
@@ -136,6 +134,10 @@ type authenticator struct {
 	target  func(database string) (*pgconn.Config, error)
 	mockKey [32]byte // derives stable fake salts for unknown users
 
+	// noCredentials is set when no client can log in: cmpool holds no secret for anyone
+	// and no rule is trust (see checkCredentials).
+	noCredentials bool
+
 	failures    atomic.Int64 // wrong password or unknown user
 	refusals    atomic.Int64 // refused by a rule
 	inflight    singleflight.Group
@@ -174,7 +176,101 @@ func newAuthenticator(cfg *Config, target func(string) (*pgconn.Config, error), 
 		}
 		a.hba = rules
 	}
+	a.checkCredentials()
 	return a, nil
+}
+
+// hasUserList reports whether users are listed somewhere: the auth file, [users], the
+// Authenticator or auth_query. With a list, trust admits only the users on it (as in
+// PgBouncer, where trust still needs the user in the auth file).
+func (c *Config) hasUserList() bool {
+	return c.AuthFile != "" || len(c.Users) > 0 || c.AuthUser != "" || c.Authenticator != nil
+}
+
+// trustConfigured reports whether some clients may log in with trust: auth_type trust,
+// a database's or user's trust, or a trust line of the hba file for other hosts.
+func (a *authenticator) trustConfigured() bool {
+	c := a.cfg
+	if c.AuthType == AuthTrust {
+		return true
+	}
+	for _, d := range c.Databases {
+		if d.AuthType == AuthTrust {
+			return true
+		}
+	}
+	for _, u := range c.Users {
+		if u.AuthType == AuthTrust {
+			return true
+		}
+	}
+	if c.AuthType == AuthHBA {
+		for _, r := range a.hba {
+			if r.method == AuthTrust && r.conn != "local" {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// checkCredentials logs an error at startup (and at a reload) when no client can log in:
+// no rule is trust and cmpool holds no secret for any user, as with a primary URL without
+// a password and no other settings. It says what to configure.
+func (a *authenticator) checkCredentials() {
+	c := a.cfg
+	if c.hasUserList() || c.AuthType == AuthReject || a.trustConfigured() {
+		return
+	}
+	if c.AuthType == AuthHBA {
+		for _, r := range a.hba {
+			if r.method == AuthTrust {
+				return
+			}
+		}
+	}
+	if pc, err := pgconn.ParseConfig(c.Primary); err == nil && pc.Password != "" {
+		return
+	}
+	for _, d := range c.Databases {
+		if d.Password != "" {
+			return
+		}
+		if d.URL != "" {
+			if pc, err := pgconn.ParseConfig(d.URL); err == nil && pc.Password != "" {
+				return
+			}
+		}
+	}
+	a.noCredentials = true
+	if a.log != nil {
+		a.log.Error("no client can log in: cmpool holds no password for any user. Configure one of: " +
+			"auth_file (a userlist.txt), [users] entries, a password in the primary URL (DATABASE_URL) for its user, " +
+			`auth_user for auth_query, or auth_type = "trust" (no passwords at all; only on a trusted network)`)
+	}
+}
+
+// heldPassword returns the password cmpool itself logs in to database's server with as
+// user: the primary URL's (or the database entry's URL's) password when user is that
+// URL's user, or the database entry's password for its user. "" when it holds none.
+func (a *authenticator) heldPassword(database, user string) string {
+	db := a.cfg.Databases[database]
+	if db.User != "" {
+		if db.User != user {
+			return ""
+		}
+		if db.Password != "" {
+			return db.Password
+		}
+	}
+	cc, err := a.target(database)
+	if err != nil || cc.User != user {
+		return ""
+	}
+	if db.Password != "" {
+		return db.Password
+	}
+	return cc.Password
 }
 
 // authDBName is the database auth_query runs in for a client of database: its
@@ -232,9 +328,22 @@ func (a *authenticator) method(database, user string, addr net.Addr, isTLS bool)
 	return a.cfg.AuthType
 }
 
-// secret finds a user's secret: Users, then the auth file, then Config.Authenticator, then
-// auth_query.
+// secret finds a user's secret: a listed one (see listedSecret), else the password cmpool
+// holds for the user to log in to the database's server (see heldPassword).
 func (a *authenticator) secret(ctx context.Context, database, user string) (string, bool, error) {
+	s, found, err := a.listedSecret(ctx, database, user)
+	if err != nil || found {
+		return s, found, err
+	}
+	if p := a.heldPassword(database, user); p != "" {
+		return p, true, nil
+	}
+	return "", false, nil
+}
+
+// listedSecret finds a user's secret in a list of users: Users, then the auth file, then
+// Config.Authenticator, then auth_query.
+func (a *authenticator) listedSecret(ctx context.Context, database, user string) (string, bool, error) {
 	if s := a.cfg.Users[user].Password; s != "" {
 		return s, true, nil
 	}
@@ -415,6 +524,7 @@ func (c *clientSession) authenticateWith(ctx context.Context) error {
 	var err error
 	switch method {
 	case AuthTrust:
+		reason, err = c.authTrust(ctx)
 	case AuthReject:
 		c.log.Warn("login rejected by auth rules", "tls", isTLS)
 		if a.cfg.AuthType == AuthHBA {
@@ -440,6 +550,9 @@ func (c *clientSession) authenticateWith(ctx context.Context) error {
 		return err
 	}
 	if reason != "" {
+		if a.noCredentials {
+			reason += " (cmpool holds no password for any user: see the error at startup)"
+		}
 		a.failed(host)
 		c.log.Warn("login failed", "method", method, "reason", reason)
 		return errLoginFailed(c.user)
@@ -457,10 +570,36 @@ func tlsWord(isTLS bool) string {
 	return "no encryption"
 }
 
+// authTrust admits the client without a password when no list of users is configured,
+// else only users on the list (PgBouncer's rule); anyone else fails like a wrong password.
+func (c *clientSession) authTrust(ctx context.Context) (string, error) {
+	a := c.srv.authn()
+	if !a.cfg.hasUserList() {
+		return "", nil
+	}
+	if _, ok := a.cfg.Users[c.user]; ok {
+		return "", nil
+	}
+	_, found, err := c.lookup(ctx, a.listedSecret)
+	if err != nil {
+		return "", err
+	}
+	if !found {
+		return "trust: user not listed", nil
+	}
+	return "", nil
+}
+
 // lookupSecret finds the client user's secret, mapping an auth_query failure to a
 // client error.
 func (c *clientSession) lookupSecret(ctx context.Context) (string, bool, error) {
-	s, found, err := c.srv.authn().secret(ctx, c.database, c.user)
+	return c.lookup(ctx, c.srv.authn().secret)
+}
+
+// lookup runs find for the client's database and user, mapping an auth_query failure to
+// a client error.
+func (c *clientSession) lookup(ctx context.Context, find func(ctx context.Context, database, user string) (string, bool, error)) (string, bool, error) {
+	s, found, err := find(ctx, c.database, c.user)
 	if err != nil {
 		c.log.Error("user lookup failed", "error", err)
 		return "", false, protocol.NewFatal(protocol.CodeConnectionFailure, "could not look up the user's credentials (auth_query or the Authenticator failed)")
@@ -675,4 +814,20 @@ func (a *authenticator) carryOver(old *authenticator) {
 		cp := *k
 		a.passthrough[user] = &cp
 	}
+}
+
+// warnTrust logs a warning when clients from other hosts can reach addr and log in with
+// trust, that is without any password.
+func (s *Server) warnTrust(addr net.Addr) {
+	ta, ok := addr.(*net.TCPAddr)
+	if !ok || ta.IP.IsLoopback() || !s.authn().trustConfigured() {
+		return
+	}
+	who := "as any user the servers let in"
+	if s.conf().hasUserList() {
+		who = "as any user of auth_file, [users], auth_query or the Authenticator"
+	}
+	s.log.Warn("auth_type trust on a non-loopback address: anyone who can reach "+addr.String()+
+		" logs in without a password, "+who+`; use auth_type "scram-sha-256" with auth_file or a password in the primary URL, or listen on 127.0.0.1`,
+		"addr", addr.String())
 }

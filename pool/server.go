@@ -218,6 +218,7 @@ func (s *Server) Serve(ln net.Listener) error {
 		_ = ln.Close()
 	}()
 	s.log.Info("listening", "addr", ln.Addr().String(), "pool_mode", string(s.conf().PoolMode))
+	s.warnTrust(ln.Addr())
 	var backoff time.Duration
 	for {
 		conn, err := ln.Accept()
