@@ -14,13 +14,15 @@ import (
 )
 
 // Embedding cmpool and talking to it in-process, with pgx dialing through the server
-// instead of TCP. (The backend here is a stand-in; point Primary at a real server.)
+// instead of TCP. (The backend here is a stand-in; point Primary at a real server.) With
+// no auth settings, a client must prove the password cmpool holds for its user: here the
+// primary URL's, for app, checked with SCRAM-SHA-256.
 func ExampleServer_DialContext() {
 	backend, stop := exampleBackend()
 	defer stop()
 
 	srv, err := pool.New(pool.Config{
-		Primary: "postgres://app@" + backend + "/app?sslmode=disable",
+		Primary: "postgres://app:app-secret@" + backend + "/app?sslmode=disable",
 		Logger:  slog.New(slog.DiscardHandler),
 	})
 	if err != nil {
@@ -29,7 +31,7 @@ func ExampleServer_DialContext() {
 	}
 	defer srv.Shutdown(context.Background())
 
-	cfg, err := pgx.ParseConfig("postgres://app@127.0.0.1/app?sslmode=disable") // the address is not dialed
+	cfg, err := pgx.ParseConfig("postgres://app:app-secret@127.0.0.1/app?sslmode=disable") // the address is not dialed
 	if err != nil {
 		fmt.Println(err)
 		return
@@ -58,7 +60,7 @@ func ExampleServer_Serve() {
 	defer stop()
 
 	srv, err := pool.New(pool.Config{
-		Primary:         "postgres://app@" + backend + "/app?sslmode=disable",
+		Primary:         "postgres://app:app-secret@" + backend + "/app?sslmode=disable",
 		PoolMode:        pool.ModeTransaction,
 		DefaultPoolSize: 10,
 		Logger:          slog.New(slog.DiscardHandler),
@@ -75,7 +77,7 @@ func ExampleServer_Serve() {
 	go srv.Serve(ln)
 	defer srv.Shutdown(context.Background())
 
-	conn, err := pgx.Connect(context.Background(), "postgres://app@"+ln.Addr().String()+"/app?sslmode=disable&default_query_exec_mode=simple_protocol")
+	conn, err := pgx.Connect(context.Background(), "postgres://app:app-secret@"+ln.Addr().String()+"/app?sslmode=disable&default_query_exec_mode=simple_protocol")
 	if err != nil {
 		fmt.Println(err)
 		return
@@ -96,7 +98,7 @@ func ExampleConfig_observer() {
 	var mu sync.Mutex
 	counts := map[pool.EventKind]int{}
 	srv, err := pool.New(pool.Config{
-		Primary: "postgres://app@" + backend + "/app?sslmode=disable",
+		Primary: "postgres://app:app-secret@" + backend + "/app?sslmode=disable",
 		Logger:  slog.New(slog.DiscardHandler),
 		Observer: pool.ObserverFunc(func(e pool.Event) {
 			mu.Lock()
@@ -109,7 +111,7 @@ func ExampleConfig_observer() {
 		return
 	}
 	defer srv.Shutdown(context.Background())
-	cfg, _ := pgx.ParseConfig("postgres://app@127.0.0.1/app?sslmode=disable&default_query_exec_mode=simple_protocol")
+	cfg, _ := pgx.ParseConfig("postgres://app:app-secret@127.0.0.1/app?sslmode=disable&default_query_exec_mode=simple_protocol")
 	cfg.DialFunc = srv.DialContext
 	conn, err := pgx.ConnectConfig(context.Background(), cfg)
 	if err != nil {

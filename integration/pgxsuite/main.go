@@ -171,6 +171,7 @@ func runMode(c *integration.Cluster, mode pool.Mode, dir string, pkgs []string, 
 		Primary:  c.Primary.URL("", ""),
 		Replicas: c.ReplicaURLs(),
 		PoolMode: mode,
+		AuthType: pool.AuthTrust, // a throwaway cluster, served on loopback
 		Logger:   slog.New(slog.NewTextHandler(logFile, &slog.HandlerOptions{Level: slog.LevelInfo})),
 	}
 	p, err := integration.ServeProxy(cfg)
