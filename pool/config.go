@@ -189,8 +189,7 @@ type Config struct {
 	SlowTransaction time.Duration
 
 	// Authenticator, when set, looks up the secrets of users found neither in Users nor
-	// in AuthFile, before AuthQuery. With it, AuthType defaults to scram-sha-256. Nil
-	// means none.
+	// in AuthFile, before AuthQuery. Nil means none.
 	Authenticator Authenticator
 
 	// Router, when set, is asked where each transaction goes, after cmpool's own
@@ -210,8 +209,12 @@ type Config struct {
 	LoadConfig func() (Config, error)
 	// AuthType is how clients prove who they are: "scram-sha-256", "md5", "password"
 	// (cleartext; "plain" is an alias), "trust", "reject", or "hba" to follow AuthHBAFile.
-	// Empty means scram-sha-256 when users are configured (AuthFile, Users or AuthUser),
-	// else trust. Database and User entries can override it.
+	// Empty means scram-sha-256, never trust: a client proves a secret from Users,
+	// AuthFile, the Authenticator or AuthQuery, or else the password cmpool holds for its
+	// user (the primary URL's password, for the URL's user); other users are refused like
+	// a wrong password. "trust" asks for no password, and when users are listed (AuthFile,
+	// Users, AuthUser or the Authenticator) admits only them. Database and User entries
+	// can override it.
 	AuthType string
 
 	// AuthHBAFile is a pg_hba.conf-style file (local, host, hostssl, hostnossl lines with

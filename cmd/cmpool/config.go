@@ -130,7 +130,7 @@ var options = []option{
 	{"max-client-conn", "MAX_CLIENT_CONN", "N", "most client connections at once"},
 	{"metrics-listen", "CMPOOL_METRICS_LISTEN", "ADDR", "address for the HTTP endpoint (/healthz); empty means off"},
 	{"auth-file", "CMPOOL_AUTH_FILE", "FILE", "PgBouncer-format userlist.txt"},
-	{"auth-type", "CMPOOL_AUTH_TYPE", "METHOD", "scram-sha-256, md5, password, trust, reject or hba"},
+	{"auth-type", "CMPOOL_AUTH_TYPE", "METHOD", "scram-sha-256 (the default), md5, password, trust, reject or hba"},
 	{"client-tls-sslmode", "CMPOOL_CLIENT_TLS_SSLMODE", "MODE", "TLS to clients: disable, allow, prefer, require, verify-ca or verify-full"},
 	{"client-tls-cert-file", "CMPOOL_CLIENT_TLS_CERT_FILE", "FILE", "certificate (PEM) presented to clients"},
 	{"client-tls-key-file", "CMPOOL_CLIENT_TLS_KEY_FILE", "FILE", "key (PEM) of the client TLS certificate"},

@@ -9,6 +9,7 @@ import (
 	"os"
 
 	"github.com/cmlite/cmpool/integration"
+	"github.com/cmlite/cmpool/pool"
 )
 
 // runDemo starts a throwaway primary and one streaming replica with the integration
@@ -64,6 +65,11 @@ func runDemo(s settings, logger *slog.Logger, stdout io.Writer, sigs <-chan os.S
 	if len(s.AdminUsers) == 0 {
 		s.AdminUsers = stringList{"postgres"} // psql ... dbname=cmpool user=postgres opens the console
 	}
+	if s.AuthType == "" && s.AuthFile == "" && len(s.Users) == 0 && s.AuthUser == "" {
+		// Throwaway servers without passwords, on loopback: no password for anyone, and the
+		// banner says so. Outside the demo cmpool never trusts unless told to.
+		s.AuthType = pool.AuthTrust
+	}
 	p, err := startProxy(s, nil, logger)
 	if err != nil {
 		logger.Error("cannot start", "error", err)
@@ -76,6 +82,8 @@ cmpool demo is running: a throwaway primary and one streaming replica behind cmp
 
   primary  %s
   replica  %s
+
+%s
 
 Point your application at cmpool:
 
@@ -91,9 +99,24 @@ The admin console (SHOW POOLS, SHOW STATS, SHOW REPLICAS, ...):
 
 Press Ctrl-C to stop cmpool and remove the servers.
 
-`, redactURL(primary), redactURL(replica), dbURL, dbURL, clientURL(p.addr, "cmpool", "postgres"))
+`, redactURL(primary), redactURL(replica), demoAuthNote(s, p.addr.String()), dbURL, dbURL, clientURL(p.addr, "cmpool", "postgres"))
 
 	return p.wait(sigs)
+}
+
+// demoAuthNote says how the demo's clients log in: with trust (no password at all), only
+// fit for a demo on loopback, unless the settings chose otherwise.
+func demoAuthNote(s settings, addr string) string {
+	if s.AuthType != pool.AuthTrust {
+		method := s.AuthType
+		if method == "" {
+			method = pool.AuthSCRAM
+		}
+		return fmt.Sprintf("Clients log in with auth_type %q (see docs/security.md).", method)
+	}
+	return fmt.Sprintf(`Authentication is trust: anyone who can reach %s logs in as any user,
+without a password. That is for this demo on loopback only; a real cmpool asks for
+passwords (see "Secure quick start" in docs/getting-started.md).`, addr)
 }
 
 // stopCluster stops the demo servers. A signal meanwhile abandons the wait. It reports

@@ -6,6 +6,8 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -122,4 +124,57 @@ func TestProxyWait(t *testing.T) {
 			}
 		})
 	}
+}
+
+// lockedBuffer is a strings.Builder a logger and a test may share.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// TestTrustListenWarning: the binary started with auth_type trust on an address other
+// hosts can reach warns that anyone there logs in without a password; on loopback it
+// does not.
+func TestTrustListenWarning(t *testing.T) {
+	for _, tc := range []struct {
+		listen, authType string
+		warn             bool
+	}{
+		{"0.0.0.0:0", "trust", true},
+		{"127.0.0.1:0", "trust", false},
+		{"0.0.0.0:0", "", false},
+	} {
+		t.Run(tc.listen+" "+tc.authType, func(t *testing.T) {
+			var logs lockedBuffer
+			logger := slog.New(slog.NewTextHandler(&logs, nil))
+			p, err := startProxy(settings{Listen: tc.listen, Primary: "postgres://app:pw@127.0.0.1:1/app", AuthType: tc.authType}, nil, logger)
+			require.NoError(t, err)
+			require.Eventually(t, func() bool { return strings.Contains(logs.String(), "listening") }, 5*time.Second, 5*time.Millisecond)
+			require.NoError(t, p.srv.Shutdown(context.Background()))
+			require.ErrorIs(t, <-p.served, pool.ErrServerClosed)
+			warned := strings.Contains(logs.String(), "level=WARN") && strings.Contains(logs.String(), "auth_type trust on a non-loopback address") &&
+				strings.Contains(logs.String(), "logs in without a password")
+			require.Equal(t, tc.warn, warned, logs.String())
+		})
+	}
+}
+
+// TestDemoSaysTrust: the demo's banner says that it trusts everyone, and only fits a demo.
+func TestDemoSaysTrust(t *testing.T) {
+	note := demoAuthNote(settings{AuthType: pool.AuthTrust}, "127.0.0.1:6432")
+	require.Contains(t, note, "trust")
+	require.Contains(t, note, "without a password")
+	require.Contains(t, demoAuthNote(settings{AuthFile: "userlist.txt"}, "127.0.0.1:6432"), `"scram-sha-256"`)
 }
