@@ -64,15 +64,26 @@ func dig(t *testing.T, v any, path ...any) any {
 }
 
 // checkCmpoolTOML loads a configuration file as the binary does, with env, and builds the
-// pool.Config from it.
+// pool.Config from it. The deployment must not be a trust pooler: no trust anywhere, and
+// credentials for clients to prove (New logs an error when there are none).
 func checkCmpoolTOML(t *testing.T, toml string, env envMap) settings {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "cmpool.toml")
 	require.NoError(t, os.WriteFile(path, []byte(toml), 0o600))
 	s, err := loadConfig([]string{"--config", path}, env.get)
 	require.NoError(t, err)
-	_, err = pool.New(s.poolConfig(slog.New(slog.DiscardHandler)))
+	var logs strings.Builder
+	cfg := s.poolConfig(slog.New(slog.NewTextHandler(&logs, nil)))
+	_, err = pool.New(cfg)
 	require.NoError(t, err)
+	require.NotContains(t, logs.String(), "level=ERROR", "a deployment whose clients can all log in")
+	require.Equal(t, pool.AuthSCRAM, cfg.AuthType, "deployments ask clients for passwords")
+	for name, d := range cfg.Databases {
+		require.NotEqual(t, pool.AuthTrust, d.AuthType, "database %s", name)
+	}
+	for name, u := range cfg.Users {
+		require.NotEqual(t, pool.AuthTrust, u.AuthType, "user %s", name)
+	}
 	return s
 }
 
@@ -100,8 +111,9 @@ func TestDeployCompose(t *testing.T) {
 	prom := yamlDocs(t, filepath.Join(deployDir, "prometheus.yml"))[0]
 	require.Len(t, dig(t, prom, "scrape_configs", 0, "static_configs", 0, "targets"), 3)
 	for _, f := range []string{"Dockerfile", "haproxy.cfg", "initdb-replication.sh", "cmpool.service", "cmpool@.service"} {
-		_, err := os.Stat(filepath.Join(deployDir, f))
+		data, err := os.ReadFile(filepath.Join(deployDir, f))
 		require.NoError(t, err)
+		require.NotRegexp(t, `(?i)(auth[_-]type\W+trust|CMPOOL_AUTH_TYPE\W+trust)`, string(data), "%s sets trust", f)
 	}
 }
 
@@ -120,7 +132,7 @@ func TestDeployKubernetes(t *testing.T) {
 
 	// The ConfigMap's file is a valid cmpool configuration.
 	toml := dig(t, byKind["ConfigMap"], "data", "cmpool.toml").(string)
-	checkCmpoolTOML(t, toml, envMap{"DATABASE_URL": "postgres://app@pg-primary/app", "REPLICA_URLS": "postgres://app@pg-replica/app"})
+	checkCmpoolTOML(t, toml, envMap{"DATABASE_URL": "postgres://app:PASSWORD@pg-primary/app", "REPLICA_URLS": "postgres://app:PASSWORD@pg-replica/app"})
 
 	pod := dig(t, byKind["Deployment"], "spec", "template", "spec")
 	container := dig(t, pod, "containers", 0)
