@@ -54,6 +54,7 @@ func profileCmpool(ctx context.Context, b *benchmark, primaryPort, replicaPort i
 			PoolMode:        pool.ModeTransaction,
 			DefaultPoolSize: 20,
 			MaxClientConn:   20000,
+			AuthType:        pool.AuthTrust, // on loopback, as cmpoolFlags
 			Logger:          slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
 		}
 		if replicaPort != 0 {
