@@ -1,11 +1,14 @@
 package integration_test
 
 import (
+	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -74,4 +77,37 @@ func TestAuthDefaultNoSilentTrust(t *testing.T) {
 			{name: "superuser", user: "postgres", password: "anything"},
 		})
 	})
+}
+
+// TestBinaryDefaultAuth runs the binary as an operator would, with only a primary URL
+// that holds alice's password and --listen 0.0.0.0: psql gets in only with alice's
+// password. With auth_type trust on that address the binary warns.
+func TestBinaryDefaultAuth(t *testing.T) {
+	c, _ := secCluster(t)
+	cfgPath := filepath.Join(t.TempDir(), "cmpool.toml")
+	primary := userURL(c.Primary.Addr(), "alice", "alice-pw", "postgres", "")
+	require.NoError(t, os.WriteFile(cfgPath, []byte(fmt.Sprintf("primary = %q\n", primary)), 0o600))
+	_, port, err := net.SplitHostPort(freeAddr(t))
+	require.NoError(t, err)
+	p := startBinary(t, cfgPath, "0.0.0.0:"+port, freeAddr(t))
+	addr := "127.0.0.1:" + port
+	require.NotContains(t, p.logs.String(), "auth_type trust")
+
+	_, err = loginAs(t, "psql", userURL(addr, "postgres", "", "postgres", ""))
+	require.Error(t, err, "the superuser without a password")
+	_, err = loginAs(t, "psql", userURL(addr, "postgres", "s3cret", "postgres", ""))
+	require.ErrorContains(t, err, `password authentication failed for user "postgres"`)
+	_, err = loginAs(t, "psql", userURL(addr, "alice", "wrong", "postgres", ""))
+	require.ErrorContains(t, err, `password authentication failed for user "alice"`)
+	got, err := loginAs(t, "psql", userURL(addr, "alice", "alice-pw", "postgres", ""))
+	require.NoError(t, err)
+	require.Equal(t, "alice", got)
+
+	require.NoError(t, os.WriteFile(cfgPath, []byte(fmt.Sprintf("primary = %q\nauth_type = \"trust\"\n", primary)), 0o600))
+	_, port, err = net.SplitHostPort(freeAddr(t))
+	require.NoError(t, err)
+	trusting := startBinary(t, cfgPath, "0.0.0.0:"+port, freeAddr(t))
+	require.Eventually(t, func() bool {
+		return strings.Contains(trusting.logs.String(), "auth_type trust on a non-loopback address")
+	}, 5*time.Second, 20*time.Millisecond, trusting.logs.String())
 }
