@@ -108,6 +108,7 @@ func TestTwoInstancesOnePort(t *testing.T) {
 		procs = append(procs, startCmpool(t, bin, fmt.Sprintf(`
 listen = %q
 primary = %q
+auth_type = "trust" # loopback test cluster
 so_reuseport = true
 peer_id = %d
 peer_listen = %q
