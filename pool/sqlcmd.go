@@ -13,6 +13,7 @@ const (
 	sqlDeallocateAll
 	sqlDiscardAll
 	sqlPrepare
+	sqlPrepareTransaction // PREPARE TRANSACTION 'gid': two-phase commit, not a statement
 	sqlExecute
 	sqlListen
 	sqlSet      // a non-LOCAL SET of parameter name
@@ -69,6 +70,15 @@ func classifySQL(q string) (kind int, name string) {
 		}
 		return sqlReset, lx.dotted(w)
 	case "prepare":
+		// PREPARE TRANSACTION 'gid' against PREPARE transaction AS …, a statement named
+		// "transaction": the grammar tells them apart by what follows the word.
+		save := lx.i
+		if lx.word() == "transaction" {
+			if next := lx.word(); next != "as" && !lx.at('(') {
+				return sqlPrepareTransaction, ""
+			}
+		}
+		lx.i = save
 		return sqlPrepare, ""
 	case "execute":
 		return sqlExecute, ""
@@ -130,6 +140,12 @@ func (lx *lexer) skip() {
 			return
 		}
 	}
+}
+
+// at reports whether the next character, after whitespace and comments, is c.
+func (lx *lexer) at(c byte) bool {
+	lx.skip()
+	return lx.i < len(lx.s) && lx.s[lx.i] == c
 }
 
 // dotted completes a possibly qualified parameter name (a.b) whose first part is w.
