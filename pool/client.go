@@ -149,6 +149,7 @@ type lease struct {
 	syncing     bool        // the relay is reading them back; the client goroutine waits
 	ending      bool        // the relay is flushing the reply that ends the lease; likewise
 	resetNeeded bool        // session-bound features were used: DISCARD ALL before reuse
+	tempCheck   bool        // temporary objects were mentioned: check for them before reuse
 	abandoned   bool        // the client is gone; the relay must destroy the server
 	// The current Sync segment, kept for a retry (retry.go). Guarded by mu.
 	seg                     []byte
@@ -1528,6 +1529,10 @@ func (c *clientSession) finishLease(l *lease) {
 		return
 	}
 	if l.resetNeeded && !resetServer(l.sc, c.srv.conf().ServerConnectTimeout) {
+		l.res.Destroy()
+		return
+	}
+	if l.tempCheck && !l.resetNeeded && c.mode != ModeSession && !c.dropTempObjects(l) {
 		l.res.Destroy()
 		return
 	}

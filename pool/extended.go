@@ -41,6 +41,11 @@ func (c *clientSession) planExtendedMsg(l *lease, msg []byte, out []byte) ([]byt
 		if !ok {
 			return out, nil, errMalformed
 		}
+		if c.mode != ModeSession {
+			if what := tempObjectOf(query); what != "" {
+				return c.refuseParse(l, name, what, out), nil, nil
+			}
+		}
 		if len(name) == 0 {
 			// The unnamed statement is the client's too: keep it, so that a Bind in a
 			// later transaction (on whatever server) binds this client's statement.
@@ -180,6 +185,11 @@ func (c *clientSession) answerDeferred(sync bool) error {
 	c.mu.Lock()
 	for _, msg := range c.deferred {
 		name, query, types, _ := parseParse(msg[protocol.HeaderLen:])
+		if what := tempObjectOf(query); what != "" && c.mode != ModeSession {
+			out = protocol.AppendErrorResponse(out, c.refuseTempObject(what))
+			failed = true
+			break
+		}
 		if _, taken := c.stmts[string(name)]; taken {
 			out = protocol.AppendErrorResponse(out, protocol.NewError("42P05", fmt.Sprintf("prepared statement %q already exists", name)))
 			failed = true
@@ -214,6 +224,37 @@ func (c *clientSession) sendDeferred(l *lease) error {
 	c.deferred = c.deferred[:0]
 	return nil
 }
+
+// refuseParse stands in for a client's Parse that creates a temporary object, on a server
+// the client holds: earlier messages of the batch may still be unanswered there, so the
+// refusal must come in the Parse's place. cmpool sends a Parse the server fails at once
+// (a syntax error; nothing of the client's statement reaches the server), and the server
+// skips the rest of the batch to Sync, as the client expects after an error; the relay
+// replaces the server's error with cmpool's (replyError). A refused unnamed Parse replaces
+// the unnamed statement, as on a server.
+func (c *clientSession) refuseParse(l *lease, name []byte, what string, out []byte) []byte {
+	stand := refusedStmtName
+	if len(name) == 0 {
+		stand = ""
+		c.unnamed = c.unnamed[:0]
+		l.sc.unnamedOwner = nil
+	}
+	l.parses.push(inflight{action: replyRefused, segment: l.sentSeq, client: what})
+	return appendParse(out, stand, refusedQuery, []byte{0, 0})
+}
+
+// What refuseParse sends: a statement name in cmpool's namespace that is never prepared,
+// and a text that fails to parse with 42601 at "cmpool_refused".
+const (
+	refusedStmtName = stmtPrefix + "refused"
+	refusedQuery    = "cmpool_refused"
+)
+
+// replyRefused is the inflight action of refuseParse's Parse; its client field holds
+// what the refused statement creates.
+const replyRefused = replyDupStatement + 1
+
+var refusedMarker = []byte(`"` + refusedQuery + `"`)
 
 // lookupForUse maps a client's statement name for Bind or Describe. It returns nil when
 // the message should go unchanged: the unnamed statement, or a name the client never
@@ -335,6 +376,11 @@ func (c *clientSession) replyError(l *lease, msg []byte) []byte {
 	if l.parses.empty() && l.closes.empty() {
 		return msg
 	}
+	if head, ok := l.parses.peek(); ok && head.action == replyRefused &&
+		bytes.Contains(msg, []byte("42601")) && bytes.Contains(msg, refusedMarker) {
+		l.parses.pop()
+		msg = protocol.AppendErrorResponse(nil, c.refuseTempObject(head.client))
+	}
 	if head, ok := l.parses.peek(); ok && head.action == replyDupStatement &&
 		bytes.Contains(msg, []byte("42P05")) && bytes.Contains(msg, []byte(head.stmt.name)) {
 		l.parses.pop()
@@ -369,11 +415,17 @@ func (c *clientSession) replyError(l *lease, msg []byte) []byte {
 }
 
 // simpleCommand answers DEALLOCATE, DISCARD ALL and SQL PREPARE/EXECUTE where pooling
-// changes their meaning. It reports whether the query was handled here.
+// changes their meaning, and refuses LISTEN and temporary objects outside session mode. It
+// reports whether the query was handled here.
 func (c *clientSession) simpleCommand(q string) (bool, error) {
 	kind, name := classifySQL(q)
 	session := c.mode == ModeSession
 	var reply []byte
+	if !session {
+		if what := tempObjectOf(q); what != "" {
+			return true, c.replyLocally(protocol.AppendErrorResponse(nil, c.refuseTempObject(what)))
+		}
+	}
 	switch kind {
 	default:
 		return false, nil

@@ -10,6 +10,7 @@ import (
 	"github.com/jackc/pgx/v5/pgproto3"
 
 	"github.com/cmlite/cmpool/protocol"
+	"github.com/cmlite/cmpool/router"
 )
 
 // Session state that outlives a transaction, in transaction and statement modes.
@@ -20,14 +21,26 @@ import (
 // ends, cmpool reads the values back with current_setting before the server goes back to
 // the pool; they are then applied, like startup parameters, on any server the client uses.
 //
-// Temporary tables, session advisory locks and WITH HOLD cursors cannot follow a client
-// from server to server. cmpool warns the client, and resets the server with DISCARD ALL
-// before another client can get it, so nothing leaks.
+// Session advisory locks and WITH HOLD cursors cannot follow a client from server to
+// server. cmpool warns the client, and resets the server with DISCARD ALL before another
+// client can get it, so nothing leaks.
+//
+// Temporary objects cannot follow it either, and a warning is not enough for them: once the
+// server is reset, a later statement naming a temporary table reaches the permanent table
+// of the same name (DROP TABLE t drops it). So a statement that creates a temporary object
+// that could outlive its transaction (router.TempObject: anything but a table created ON
+// COMMIT DROP) is refused with 0A000 before it reaches a server, in the simple and the
+// extended protocol. What the grammar cannot show (a DO block or a function that creates
+// one) is caught when the server is released: a transaction whose text mentions "temp" has
+// the server checked for temporary objects, and reset if it holds any.
 
 // queryTraits is what cmpool needs to know about a statement's text.
 type queryTraits struct {
 	track        []string // parameters it may change ("*" for RESET ALL)
 	sessionBound bool     // uses something that outlives the transaction on the server
+	// mentionsTemp: the text mentions temporary objects without creating one cmpool can
+	// see (ON COMMIT DROP, a DO block, …); the server is checked for them when released.
+	mentionsTemp bool
 }
 
 // traitsOf inspects the first statement of a query.
@@ -54,6 +67,7 @@ func traitsOf(q string) queryTraits {
 		return t
 	}
 	t.sessionBound = sessionBound(q)
+	t.mentionsTemp = containsFold(q, "temp")
 	return t
 }
 
@@ -74,6 +88,9 @@ func (c *clientSession) applyTraits(l *lease, t queryTraits) (warn bool) {
 			continue
 		}
 		l.track = appendUnique(l.track, canonicalParamName(n))
+	}
+	if t.mentionsTemp {
+		l.tempCheck = true
 	}
 	if t.sessionBound && !l.resetNeeded {
 		l.resetNeeded = true
@@ -96,7 +113,7 @@ func appendUnique(list []string, s string) []string {
 func (c *clientSession) warnSessionBound() {
 	n := pgproto3.NoticeResponse{
 		Severity: "WARNING", SeverityUnlocalized: "WARNING", Code: "01000",
-		Message: fmt.Sprintf("temporary tables, session advisory locks and WITH HOLD cursors do not outlive the transaction in %s pooling mode", c.mode),
+		Message: fmt.Sprintf("session advisory locks and WITH HOLD cursors do not outlive the transaction in %s pooling mode", c.mode),
 		Hint:    "cmpool resets the server connection when this transaction ends; use pool_mode = session for session state",
 	}
 	b, _ := n.Encode(nil)
@@ -169,6 +186,47 @@ func resetServer(sc *serverConn, timeout time.Duration) bool {
 	sc.prepared.clear()
 	sc.unnamedOwner = nil
 	return true
+}
+
+// tempObjectOf returns the temporary object query q creates that could outlive its
+// transaction (see router.TempObject), or "". Only a text that mentions "temp" is parsed.
+func tempObjectOf[T string | []byte](q T) string {
+	if !containsFold(q, "temp") {
+		return ""
+	}
+	return router.TempObject(string(q))
+}
+
+// refuseTempObject is the error for creating a temporary object outside session mode.
+func (c *clientSession) refuseTempObject(what string) *protocol.Error {
+	pe := protocol.NewError(protocol.CodeFeatureNotSupported,
+		fmt.Sprintf("cannot create %s in %s pooling mode: temporary objects do not outlive the transaction, and later statements naming it would reach another object", what, c.mode))
+	pe.Hint = "create temporary tables ON COMMIT DROP, or use pool_mode = session"
+	return pe
+}
+
+// tempObjectsQuery tells whether the server holds temporary objects.
+const tempObjectsQuery = "SELECT EXISTS (SELECT FROM pg_catalog.pg_class WHERE relnamespace = pg_catalog.pg_my_temp_schema())" +
+	" OR EXISTS (SELECT FROM pg_catalog.pg_proc WHERE pronamespace = pg_catalog.pg_my_temp_schema())" +
+	" OR EXISTS (SELECT FROM pg_catalog.pg_type WHERE typnamespace = pg_catalog.pg_my_temp_schema())"
+
+// dropTempObjects runs before a server whose transaction mentioned temporary objects goes
+// back to the pool: if the server holds any (created where the grammar could not see, as
+// in a DO block), it is reset, so that they reach no other client. It reports whether the
+// server is usable.
+func (c *clientSession) dropTempObjects(l *lease) bool {
+	timeout := c.srv.conf().ServerConnectTimeout
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	res, err := l.sc.exec(ctx, tempObjectsQuery)
+	cancel()
+	if err != nil || res.err != nil || l.sc.txStatus != 'I' || len(res.row) != 1 {
+		return false
+	}
+	if res.row[0] != "t" {
+		return true
+	}
+	c.log.Warn("a transaction left temporary objects on a server; resetting it", "pool_mode", c.mode)
+	return resetServer(l.sc, timeout)
 }
 
 // refuseListen is the error for LISTEN outside session mode.

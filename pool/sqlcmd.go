@@ -158,18 +158,11 @@ func (lx *lexer) dotted(w string) string {
 }
 
 // sessionBound reports whether a query uses something that outlives its transaction on
-// the server: a temporary table, a session advisory lock or a WITH HOLD cursor.
+// the server: a session advisory lock or a WITH HOLD cursor. (Temporary objects are
+// refused before they reach the server, unless created ON COMMIT DROP: see tempObjectOf.)
 func sessionBound(q string) bool {
 	lx := lexer{s: q}
 	switch lx.word() {
-	case "create":
-		w := lx.word()
-		if w == "global" || w == "local" {
-			w = lx.word()
-		}
-		if w == "temp" || w == "temporary" {
-			return true
-		}
 	case "declare":
 		if containsFold(q, "with hold") {
 			return true
@@ -179,7 +172,7 @@ func sessionBound(q string) bool {
 }
 
 // containsFold reports whether s contains the lower-case ASCII substr, ignoring case.
-func containsFold(s, substr string) bool {
+func containsFold[T string | []byte](s T, substr string) bool {
 	n := len(substr)
 outer:
 	for i := 0; i+n <= len(s); i++ {

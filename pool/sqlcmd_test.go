@@ -52,7 +52,7 @@ func TestClassifySQLCase(t *testing.T) {
 			require.Equal(t, tc.name, name)
 		})
 	}
-	require.True(t, sessionBound("CREATE TEMPORARY TABLE t (a int)"))
+	require.False(t, sessionBound("CREATE TEMPORARY TABLE t (a int) ON COMMIT DROP"))
 	require.True(t, sessionBound("SELECT PG_ADVISORY_LOCK(1)"))
 	require.False(t, sessionBound("SELECT abalance FROM pgbench_accounts WHERE aid = 1"))
 }
