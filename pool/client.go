@@ -150,6 +150,12 @@ type lease struct {
 	ending      bool        // the relay is flushing the reply that ends the lease; likewise
 	resetNeeded bool        // session-bound features were used: DISCARD ALL before reuse
 	tempCheck   bool        // temporary objects were mentioned: check for them before reuse
+	// restoreSeg is the Sync segment after which the startup values of the parameters in
+	// restore are set again (restoreStartup); 0 if none. restoreFailed: that segment
+	// failed, so nothing was reset.
+	restoreSeg    uint64
+	restore       []string
+	restoreFailed bool
 	abandoned   bool        // the client is gone; the relay must destroy the server
 	// The current Sync segment, kept for a retry (retry.go). Guarded by mu.
 	seg                     []byte
@@ -158,6 +164,7 @@ type lease struct {
 	// an error held back for a retry.
 	answered    bool
 	heldErr     []byte
+	heldStatus  [][2]string // ParameterStatus held until startup values are restored
 	toPrimary   bool   // the held error is a replica's 25006: replay on the primary
 	forced      bool   // the client chose the replica: no 25006 safety net
 	heldReplies []byte // a replica's describing replies, held until the first row or end
@@ -1081,7 +1088,7 @@ func reuseSlice[T any](s []T) []T {
 // relay cannot end the lease before that message is answered; or nil with no lease.
 func (c *clientSession) claim(typ byte) *lease {
 	c.mu.Lock()
-	for c.lease != nil && (c.lease.syncing || c.lease.ending) {
+	for c.lease != nil && (c.lease.syncing || c.lease.ending || c.lease.restoring()) {
 		c.idle.Wait()
 	}
 	l := c.lease
@@ -1131,10 +1138,15 @@ func (c *clientSession) send(l *lease, msg []byte) error {
 			t := traitsOf(c.text(queryText(msg)))
 			c.mu.Lock()
 			warn := c.applyTraits(l, t)
+			c.scheduleRestore(l, t.resets, l.sentSeq)
 			c.mu.Unlock()
 			if warn {
 				c.warnSessionBound()
 			}
+		} else if r := resetsOf(classifySQL(c.text(queryText(msg)))); r != nil {
+			c.mu.Lock()
+			c.scheduleRestore(l, r, l.sentSeq)
+			c.mu.Unlock()
 		}
 	} else if msg != nil {
 		var err error
@@ -1311,6 +1323,15 @@ func (c *clientSession) relayOne(l *lease, fr protocol.Frame) (relayStep, byte, 
 				return stepClientGone, 0, nil
 			}
 			l.heldErr = l.heldErr[:0]
+			c.noteRestoreFailed(l)
+		}
+		if ran, err := c.restoreStartup(l); err != nil {
+			if err == errClientWrite {
+				return stepClientGone, 0, nil
+			}
+			return stepFailed, 0, err
+		} else if ran {
+			msg = protocol.AppendReadyForQuery(nil, status) // msg was read over
 		}
 		l.answered = false
 		if c.mode == ModeStatement && status != 'I' {
@@ -1332,6 +1353,9 @@ func (c *clientSession) relayOne(l *lease, fr protocol.Frame) (relayStep, byte, 
 		}
 		if name, value, ok := parseParameterStatus(msg[protocol.HeaderLen:]); ok {
 			sc.noteParameterStatus(name, value)
+			if c.holdStatus(l, name, value) {
+				return stepContinue, 0, nil
+			}
 			c.noteParameterStatus(name, value)
 		}
 		out = msg
@@ -1358,7 +1382,10 @@ func (c *clientSession) relayOne(l *lease, fr protocol.Frame) (relayStep, byte, 
 			if c.holdForRetry(l, out) {
 				out = nil
 				l.heldReplies = l.heldReplies[:0]
-			} else if len(l.heldReplies) > 0 {
+			} else {
+				c.noteRestoreFailed(l)
+			}
+			if out != nil && len(l.heldReplies) > 0 {
 				if _, err := c.w.Write(l.heldReplies); err != nil {
 					return stepClientGone, 0, nil
 				}

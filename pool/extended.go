@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"maps"
+	"slices"
 	"strings"
 
 	"github.com/jackc/pgx/v5/pgproto3"
@@ -23,6 +24,7 @@ func (c *clientSession) planExtended(l *lease, msg []byte, out []byte) (_ []byte
 	out, t, err := c.planExtendedMsg(l, msg, out)
 	if t != nil {
 		warn = c.applyTraits(l, *t)
+		c.scheduleRestore(l, t.resets, l.sentSeq+1) // the segment this Bind is in
 	}
 	return out, warn, err
 }
@@ -456,10 +458,13 @@ func (c *clientSession) simpleCommand(q string) (bool, error) {
 			reply, _ = (&pgproto3.CommandComplete{CommandTag: []byte("DEALLOCATE")}).Encode(nil)
 		}
 	case sqlDeallocateAll, sqlDiscardAll:
+		var statuses []byte
 		c.mu.Lock()
 		clear(c.stmts)
 		if kind == sqlDiscardAll && !session {
-			// DISCARD ALL resets the session's settings to what it started with.
+			// DISCARD ALL resets the session's settings to what it started with, and the
+			// client is told of the reported ones that change, as a server would.
+			statuses = c.discardStatuses(c.params)
 			c.params = maps.Clone(c.initialParams)
 			c.paramsVersion++
 		}
@@ -475,8 +480,36 @@ func (c *clientSession) simpleCommand(q string) (bool, error) {
 			tag = "DISCARD ALL"
 		}
 		reply, _ = (&pgproto3.CommandComplete{CommandTag: []byte(tag)}).Encode(nil)
+		reply = append(reply, statuses...)
 	}
 	return true, c.replyLocally(reply)
+}
+
+// discardStatuses returns the ParameterStatus messages a server sends for DISCARD ALL in a
+// session whose parameters were params: each reported parameter whose value changes, to
+// its startup value or else to the server's default. The caller holds c.mu.
+func (c *clientSession) discardStatuses(params map[string]string) []byte {
+	var defaults map[string]string
+	if w, ok := c.srv.welcomes.Load(welcomeKey{c.database, c.user}); ok {
+		defaults = w.(map[string]string)
+	}
+	var out []byte
+	for _, name := range slices.Sorted(maps.Keys(reportedParams)) {
+		name = reportedParams[name]
+		if serverOnlyParams[name] {
+			continue
+		}
+		now, set := params[name]
+		v, ok := c.initialParams[name]
+		if !ok {
+			v, ok = defaults[name]
+		}
+		if !set || !ok || now == v {
+			continue
+		}
+		out, _ = (&pgproto3.ParameterStatus{Name: name, Value: v}).Encode(out)
+	}
+	return out
 }
 
 // waitIdle waits until every request sent on the current lease has been answered and
