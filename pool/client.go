@@ -150,13 +150,15 @@ type lease struct {
 	ending      bool        // the relay is flushing the reply that ends the lease; likewise
 	resetNeeded bool        // session-bound features were used: DISCARD ALL before reuse
 	tempCheck   bool        // temporary objects were mentioned: check for them before reuse
+	abandoned   bool        // the client is gone; the relay must destroy the server
+
 	// restoreSeg is the Sync segment after which the startup values of the parameters in
 	// restore are set again (restoreStartup); 0 if none. restoreFailed: that segment
-	// failed, so nothing was reset.
+	// failed, so nothing was reset. Guarded by clientSession.mu.
 	restoreSeg    uint64
 	restore       []string
 	restoreFailed bool
-	abandoned   bool        // the client is gone; the relay must destroy the server
+
 	// The current Sync segment, kept for a retry (retry.go). Guarded by mu.
 	seg                     []byte
 	segOK, segDone, retried bool
@@ -164,12 +166,14 @@ type lease struct {
 	// an error held back for a retry.
 	answered    bool
 	heldErr     []byte
-	heldStatus  [][2]string // ParameterStatus held until startup values are restored
 	toPrimary   bool   // the held error is a replica's 25006: replay on the primary
 	forced      bool   // the client chose the replica: no 25006 safety net
 	heldReplies []byte // a replica's describing replies, held until the first row or end
 	stopping    bool   // the client goroutine wants the relay to stop without closing
 	destroyed   bool   // the relay destroyed the server; set before done is closed
+
+	heldStatus [][2]string // relay-owned: ParameterStatus held until startup values are restored
+
 	// wmu is held while the client goroutine writes to the server, so the relay can wait
 	// for a write in progress before giving the server to someone else.
 	wmu sync.Mutex
