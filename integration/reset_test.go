@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/stretchr/testify/require"
 
 	"github.com/cmlite/cmpool/integration"
@@ -154,6 +155,12 @@ func resetScenario(t *testing.T, ctx context.Context, conn *pgx.Conn, rc resetCl
 	check(rc.startup, "after RESET ALL and COMMIT")
 
 	if !extended {
+		// A SET after RESET ALL in the same query string stands.
+		setAll(t, ctx, conn, extended, resetChanged)
+		run("RESET ALL; SET DateStyle TO 'Postgres, YMD'")
+		check(merged(rc.startup, only(resetChanged, "DateStyle")), "after RESET ALL; SET DateStyle")
+		run("RESET DateStyle")
+
 		// DISCARD ALL cannot run through the extended protocol in transaction mode (it
 		// would drop cmpool's prepared statements); as a simple query it is the client's.
 		setAll(t, ctx, conn, extended, resetChanged)
@@ -220,4 +227,45 @@ func TestResetPsql(t *testing.T) {
 	require.Equal(t, []string{"SET", "SET", "RESET", "German, DMY", "SET", "RESET", "German, DMY", "5MB", "SET", "DISCARD ALL", "German, DMY"},
 		strings.Split(strings.TrimSpace(string(out)), "\n"))
 	checkSettings(t, ctx, other, false, resetClients[1].startup, "other client")
+}
+
+// TestResetPipelined sends a RESET and the statement after it in one write: the startup
+// value is back before the second statement runs.
+func TestResetPipelined(t *testing.T) {
+	c := sharedCluster(t)
+	for _, mode := range []pool.Mode{pool.ModeTransaction, pool.ModeSession} {
+		t.Run(string(mode), func(t *testing.T) {
+			p := integration.StartProxy(t, c, pool.Config{DefaultPoolSize: 1, PoolMode: mode})
+			ctx := ctxT(t, 30*time.Second)
+			rc := resetClients[0]
+			conn := rc.connect(t, p.URL("", ""))
+			setAll(t, ctx, conn, false, resetChanged)
+			pl := conn.PgConn().StartPipeline(ctx)
+			pl.SendQueryParams("RESET DateStyle", nil, nil, nil, nil)
+			require.NoError(t, pl.Sync())
+			pl.SendQueryParams("SHOW DateStyle", nil, nil, nil, nil)
+			pl.SendQueryParams("RESET ALL", nil, nil, nil, nil)
+			require.NoError(t, pl.Sync())
+			pl.SendQueryParams("SHOW work_mem", nil, nil, nil, nil)
+			require.NoError(t, pl.Sync())
+			var shown []string
+			for syncs := 0; syncs < 3; {
+				res, err := pl.GetResults()
+				require.NoError(t, err)
+				switch r := res.(type) {
+				case *pgconn.ResultReader:
+					rr := r.Read()
+					require.NoError(t, rr.Err)
+					if len(rr.Rows) == 1 {
+						shown = append(shown, string(rr.Rows[0][0]))
+					}
+				case *pgconn.PipelineSync:
+					syncs++
+				}
+			}
+			require.NoError(t, pl.Close())
+			require.Equal(t, []string{rc.startup["DateStyle"], rc.startup["work_mem"]}, shown)
+			checkSettings(t, ctx, conn, false, rc.startup, "after the pipeline")
+		})
+	}
 }

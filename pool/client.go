@@ -1178,8 +1178,9 @@ func (c *clientSession) send(l *lease, msg []byte) error {
 	} else if err := c.fr.Forward(w); err != nil {
 		return err
 	}
-	// Coalesce: flush once the client has nothing more for us right now.
-	if c.fr.Buffered() == 0 {
+	// Coalesce: flush once the client has nothing more for us right now, or when the
+	// client must wait for this request's reply before sending more (scheduleRestore).
+	if c.fr.Buffered() == 0 || c.mustWait(l) {
 		if err := w.Flush(); err != nil {
 			// The server is gone; the relay will see it and tell the client.
 			c.log.Debug("write to server failed", "error", err)

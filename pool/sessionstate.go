@@ -143,6 +143,14 @@ func (l *lease) restoring() bool {
 	return l.restoreSeg != 0 && l.sentSeq >= l.restoreSeg
 }
 
+// mustWait reports whether the client goroutine must wait for l's replies before it sends
+// more (restoring): what was sent must then reach the server now.
+func (c *clientSession) mustWait(l *lease) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return l.restoring()
+}
+
 // restoreDue reports whether the reply being relayed belongs to the segment after which
 // startup values are restored. The caller holds c.mu.
 func (l *lease) restoreDue() bool {
