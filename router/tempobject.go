@@ -1,6 +1,7 @@
 package router
 
 import (
+	"slices"
 	"strings"
 
 	pg_query "github.com/pganalyze/pg_query_go/v6"
@@ -8,77 +9,132 @@ import (
 )
 
 // TempObject reports the first temporary object the query string creates that can outlive
-// its transaction, such as "temporary table t", or "" when it creates none. A temporary
-// table created ON COMMIT DROP cannot outlive its transaction and is not reported. Temporary
-// objects are: CREATE TEMP/TEMPORARY TABLE (also AS), SELECT … INTO TEMP, CREATE TEMP VIEW,
-// CREATE TEMP SEQUENCE, and any table, view, sequence, function, procedure, type or domain
-// created in the pg_temp schema. A query the grammar does not accept reports "": the server
+// it, such as "temporary table t", or "" when it creates none. Temporary objects are:
+// CREATE TEMP/TEMPORARY TABLE (also AS), SELECT … INTO TEMP, CREATE TEMP VIEW, CREATE TEMP
+// SEQUENCE, and any table, view, sequence, function, procedure, type or domain created in
+// the pg_temp schema. A table created ON COMMIT DROP cannot outlive its transaction, nor an
+// object a later statement of the same string drops (DROP TABLE t after CREATE TEMP TABLE
+// t): neither is reported. A query the grammar does not accept reports "": the server
 // refuses it anyway. What a function body or a DO block creates is invisible here.
 func TempObject(sql string) string {
 	tree, err := pg_query.Parse(sql)
 	if err != nil {
 		return ""
 	}
+	var alive []tempObj
 	for _, raw := range tree.Stmts {
-		if what := tempObject(raw.Stmt); what != "" {
-			return what
+		if drop := raw.Stmt.GetDropStmt(); drop != nil {
+			alive = slices.DeleteFunc(alive, func(o tempObj) bool { return drops(drop, o) })
+			continue
+		}
+		if o, ok := tempObject(raw.Stmt); ok {
+			alive = append(alive, o)
 		}
 	}
-	return ""
+	if len(alive) == 0 {
+		return ""
+	}
+	return "temporary " + alive[0].kind + " " + alive[0].name
 }
 
-// tempObject returns what TempObject reports for one statement.
-func tempObject(n *pg_query.Node) string {
-	var found string
+// tempObj is a temporary object a statement creates.
+type tempObj struct {
+	kind string // "table", "view", "sequence", "function", "type", "domain" or "object"
+	name string
+}
+
+// dropKinds are the DROP statements that drop each kind of temporary object.
+var dropKinds = map[pg_query.ObjectType]string{
+	pg_query.ObjectType_OBJECT_TABLE: "table", pg_query.ObjectType_OBJECT_VIEW: "view",
+	pg_query.ObjectType_OBJECT_SEQUENCE: "sequence", pg_query.ObjectType_OBJECT_TYPE: "type",
+	pg_query.ObjectType_OBJECT_DOMAIN: "domain", pg_query.ObjectType_OBJECT_FUNCTION: "function",
+	pg_query.ObjectType_OBJECT_PROCEDURE: "function",
+}
+
+// drops reports whether a DROP statement names temporary object o: by its name alone, or
+// qualified with pg_temp.
+func drops(d *pg_query.DropStmt, o tempObj) bool {
+	if dropKinds[d.RemoveType] != o.kind {
+		return false
+	}
+	for _, obj := range d.Objects {
+		var parts []*pg_query.Node
+		switch {
+		case obj.GetList() != nil:
+			parts = obj.GetList().Items
+		case obj.GetTypeName() != nil:
+			parts = obj.GetTypeName().Names
+		case obj.GetObjectWithArgs() != nil:
+			parts = obj.GetObjectWithArgs().Objname
+		}
+		n := len(parts)
+		if n == 0 || parts[n-1].GetString_().GetSval() != o.name {
+			continue
+		}
+		if n == 1 || n == 2 && isTempSchema(parts[0].GetString_().GetSval()) {
+			return true
+		}
+	}
+	return false
+}
+
+// tempObject returns the temporary object one statement creates that can outlive its
+// transaction, if any.
+func tempObject(n *pg_query.Node) (tempObj, bool) {
+	var found *tempObj
+	set := func(kind, name string) { found = &tempObj{kind, name} }
 	walk(n.ProtoReflect(), func(m protoreflect.Message) bool {
-		if found != "" {
+		if found != nil {
 			return false
 		}
 		switch x := m.Interface().(type) {
 		case *pg_query.CreateStmt:
 			if isTempRelation(x.Relation) && x.Oncommit != pg_query.OnCommitAction_ONCOMMIT_DROP {
-				found = "temporary table " + x.Relation.Relname
+				set("table", x.Relation.Relname)
 			}
 		case *pg_query.IntoClause: // CREATE TABLE … AS, SELECT … INTO
 			if isTempRelation(x.Rel) && x.OnCommit != pg_query.OnCommitAction_ONCOMMIT_DROP {
-				found = "temporary table " + x.Rel.Relname
+				set("table", x.Rel.Relname)
 			}
 		case *pg_query.ViewStmt:
 			if isTempRelation(x.View) {
-				found = "temporary view " + x.View.Relname
+				set("view", x.View.Relname)
 			}
 		case *pg_query.CreateSeqStmt:
 			if isTempRelation(x.Sequence) {
-				found = "temporary sequence " + x.Sequence.Relname
+				set("sequence", x.Sequence.Relname)
 			}
 		case *pg_query.CompositeTypeStmt:
 			if isTempRelation(x.Typevar) {
-				found = "temporary type " + x.Typevar.Relname
+				set("type", x.Typevar.Relname)
 			}
 		case *pg_query.CreateFunctionStmt:
 			if name, ok := tempName(x.Funcname); ok {
-				found = "temporary function " + name
+				set("function", name)
 			}
 		case *pg_query.CreateEnumStmt:
 			if name, ok := tempName(x.TypeName); ok {
-				found = "temporary type " + name
+				set("type", name)
 			}
 		case *pg_query.CreateRangeStmt:
 			if name, ok := tempName(x.TypeName); ok {
-				found = "temporary type " + name
+				set("type", name)
 			}
 		case *pg_query.CreateDomainStmt:
 			if name, ok := tempName(x.Domainname); ok {
-				found = "temporary domain " + name
+				set("domain", name)
 			}
 		case *pg_query.DefineStmt:
 			if name, ok := tempName(x.Defnames); ok {
-				found = "temporary object " + name
+				set("object", name)
 			}
 		}
-		return found == ""
+		return found == nil
 	})
-	return found
+	if found == nil {
+		return tempObj{}, false
+	}
+	return *found, true
 }
 
 // isTempRelation reports whether a relation being created is temporary: declared TEMP or

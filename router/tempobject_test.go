@@ -54,6 +54,18 @@ func TestTempObject(t *testing.T) {
 		{"select 1 as x into t", ""},
 		{"do $$ begin create temp table t (x int); end $$", ""},
 		{"create temp table", ""}, // a syntax error: the server reports it
+
+		// Created and dropped by the same query string.
+		{"create temp table ms(x int); insert into ms values (1); drop table ms", ""},
+		{"create temp table ms(x int); drop table if exists pg_temp.ms", ""},
+		{"create temp table a(x int); create temp view v as select 1; drop view v; drop table a, b", ""},
+		{"create function pg_temp.f() returns int language sql as 'select 1'; drop function pg_temp.f()", ""},
+		{"create type pg_temp.ty as (a int); drop type pg_temp.ty", ""},
+		{"create temp table ms(x int); drop table other_schema.ms", "temporary table ms"},
+		{"create temp table ms(x int); drop view ms", "temporary table ms"},
+		{"create temp table ms(x int); drop table other", "temporary table ms"},
+		{"drop table ms; create temp table ms(x int)", "temporary table ms"},
+		{"create temp table a(x int); create temp table b(x int); drop table a", "temporary table b"},
 	} {
 		t.Run(tc.sql, func(t *testing.T) {
 			require.Equal(t, tc.want, router.TempObject(tc.sql))
