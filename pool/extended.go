@@ -256,7 +256,8 @@ const (
 // what the refused statement creates.
 const replyRefused = replyDupStatement + 1
 
-var refusedMarker = []byte(`"` + refusedQuery + `"`)
+// syntaxErrorCode is the SQLSTATE field of syntax_error, which refuseParse's Parse gets.
+var syntaxErrorCode = []byte("C42601\x00")
 
 // lookupForUse maps a client's statement name for Bind or Describe. It returns nil when
 // the message should go unchanged: the unnamed statement, or a name the client never
@@ -379,7 +380,7 @@ func (c *clientSession) replyError(l *lease, msg []byte) []byte {
 		return msg
 	}
 	if head, ok := l.parses.peek(); ok && head.action == replyRefused &&
-		bytes.Contains(msg, []byte("42601")) && bytes.Contains(msg, refusedMarker) {
+		bytes.Contains(msg, syntaxErrorCode) && bytes.Contains(msg, []byte(refusedQuery)) {
 		l.parses.pop()
 		msg = protocol.AppendErrorResponse(nil, c.refuseTempObject(head.client))
 	}
