@@ -403,7 +403,7 @@ func tempObjectOf[T string | []byte](q T) string {
 func (c *clientSession) refuseTempObject(what string) *protocol.Error {
 	pe := protocol.NewError(protocol.CodeFeatureNotSupported,
 		fmt.Sprintf("cannot create %s in %s pooling mode: temporary objects do not outlive the transaction, and later statements naming it would reach another object", what, c.mode))
-	pe.Hint = "create temporary tables ON COMMIT DROP, or use pool_mode = session"
+	pe.Hint = "create temporary tables ON COMMIT DROP (or drop them in the same query string), or use pool_mode = session"
 	return pe
 }
 
