@@ -1,6 +1,7 @@
 package router_test
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -71,4 +72,17 @@ func TestTempObject(t *testing.T) {
 			require.Equal(t, tc.want, router.TempObject(tc.sql))
 		})
 	}
+}
+
+func FuzzTempObject(f *testing.F) {
+	for _, q := range []string{"create temp table t (x int)", "create temp table t (x int) on commit drop",
+		"select 1 into temp t", "create table pg_temp.t (x int); drop table t", "create temp view v as select 'a"} {
+		f.Add(q)
+	}
+	f.Fuzz(func(t *testing.T, q string) {
+		what := router.TempObject(q)
+		if what != "" && !strings.HasPrefix(what, "temporary ") {
+			t.Fatalf("TempObject(%q) = %q", q, what)
+		}
+	})
 }
