@@ -136,6 +136,14 @@ func resetScenario(t *testing.T, ctx context.Context, conn *pgx.Conn, rc resetCl
 	}
 	check(rc.startup, "after every RESET")
 
+	// SET … TO DEFAULT is a RESET.
+	setAll(t, ctx, conn, extended, resetChanged)
+	run("SET DateStyle TO DEFAULT")
+	run("SET work_mem = DEFAULT")
+	run("SET TIME ZONE DEFAULT")
+	check(merged(resetChanged, map[string]string{"DateStyle": rc.startup["DateStyle"], "work_mem": rc.startup["work_mem"],
+		"TimeZone": rc.startup["TimeZone"]}), "after SET … TO DEFAULT")
+
 	setAll(t, ctx, conn, extended, resetChanged)
 	run("RESET ALL")
 	check(rc.startup, "after RESET ALL")

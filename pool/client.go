@@ -1147,10 +1147,13 @@ func (c *clientSession) send(l *lease, msg []byte) error {
 			if warn {
 				c.warnSessionBound()
 			}
-		} else if r := resetsOf(classifySQL(c.text(queryText(msg)))); r != nil {
-			c.mu.Lock()
-			c.scheduleRestore(l, r, l.sentSeq)
-			c.mu.Unlock()
+		} else if q := c.text(queryText(msg)); q != "" {
+			kind, name := classifySQL(q)
+			if r := resetsOfQuery(q, kind, name); r != nil {
+				c.mu.Lock()
+				c.scheduleRestore(l, r, l.sentSeq)
+				c.mu.Unlock()
+			}
 		}
 	} else if msg != nil {
 		var err error

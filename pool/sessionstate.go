@@ -52,7 +52,7 @@ type queryTraits struct {
 func traitsOf(q string) queryTraits {
 	var t queryTraits
 	kind, name := classifySQL(q)
-	t.resets = resetsOf(kind, name)
+	t.resets = resetsOfQuery(q, kind, name)
 	switch kind {
 	case sqlSet, sqlReset:
 		switch {
@@ -115,6 +115,15 @@ func resetsOf(kind int, name string) []string {
 		return resetAll
 	}
 	return nil
+}
+
+// resetsOfQuery is resetsOf for query q, whose first statement classifySQL judged of kind
+// and name: SET name TO DEFAULT resets too.
+func resetsOfQuery(q string, kind int, name string) []string {
+	if kind == sqlSet && setToDefault(q) {
+		return []string{canonicalParamName(name)}
+	}
+	return resetsOf(kind, name)
 }
 
 // scheduleRestore marks Sync segment seg of l: after it, the startup values of the

@@ -17,10 +17,20 @@ func TestResetsOf(t *testing.T) {
 		{"RESET ALL", resetAll},
 		{"DISCARD ALL", resetAll},
 		{"SET DateStyle = ISO", nil},
+		{"SET DateStyle TO DEFAULT", []string{"DateStyle"}},
+		{"set session work_mem = default;", []string{"work_mem"}},
+		{"SET TIME ZONE LOCAL", []string{"TimeZone"}},
+		{"set time zone default", []string{"TimeZone"}},
+		{"SET LOCAL DateStyle TO DEFAULT", nil},
+		{"SET DateStyle TO 'default'", nil},
+		{"SET DateStyle TO DEFAULT; SELECT 1", []string{"DateStyle"}},
+		{"SET DateStyle TO DEFAULT, 'x'", nil},
+		{"SET ROLE DEFAULT", nil},
 		{"SELECT 1", nil},
 	} {
 		t.Run(tc.q, func(t *testing.T) {
-			require.Equal(t, tc.want, resetsOf(classifySQL(tc.q)))
+			kind, name := classifySQL(tc.q)
+			require.Equal(t, tc.want, resetsOfQuery(tc.q, kind, name))
 			require.Equal(t, tc.want, traitsOf(tc.q).resets)
 		})
 	}

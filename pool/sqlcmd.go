@@ -142,6 +142,42 @@ func (lx *lexer) skip() {
 	}
 }
 
+// setToDefault reports whether q is SET [SESSION] name TO DEFAULT (or = DEFAULT), or SET
+// TIME ZONE DEFAULT or LOCAL: a RESET. SET LOCAL is not: it lasts until the transaction
+// ends.
+func setToDefault(q string) bool {
+	lx := lexer{s: q}
+	if lx.word() != "set" {
+		return false
+	}
+	w := lx.word()
+	if w == "session" {
+		w = lx.word()
+	}
+	switch w {
+	case "", "local", "transaction", "constraints", "characteristics", "authorization", "role":
+		return false
+	case "time":
+		if lx.word() != "zone" {
+			return false
+		}
+		v := lx.word()
+		return (v == "default" || v == "local") && lx.stmtEnd()
+	}
+	lx.dotted(w)
+	if lx.at('=') {
+		lx.i++
+	} else if lx.word() != "to" {
+		return false
+	}
+	return lx.word() == "default" && lx.stmtEnd()
+}
+
+// stmtEnd reports whether the statement ends here: at a semicolon or the end of the text.
+func (lx *lexer) stmtEnd() bool {
+	return lx.at(';') || lx.i >= len(lx.s)
+}
+
 // at reports whether the next character, after whitespace and comments, is c.
 func (lx *lexer) at(c byte) bool {
 	lx.skip()
