@@ -149,7 +149,16 @@ type lease struct {
 	syncing     bool        // the relay is reading them back; the client goroutine waits
 	ending      bool        // the relay is flushing the reply that ends the lease; likewise
 	resetNeeded bool        // session-bound features were used: DISCARD ALL before reuse
+	tempCheck   bool        // temporary objects were mentioned: check for them before reuse
 	abandoned   bool        // the client is gone; the relay must destroy the server
+
+	// restoreSeg is the Sync segment after which the startup values of the parameters in
+	// restore are set again (restoreStartup); 0 if none. restoreFailed: that segment
+	// failed, so nothing was reset. Guarded by clientSession.mu.
+	restoreSeg    uint64
+	restore       []string
+	restoreFailed bool
+
 	// The current Sync segment, kept for a retry (retry.go). Guarded by mu.
 	seg                     []byte
 	segOK, segDone, retried bool
@@ -162,6 +171,9 @@ type lease struct {
 	heldReplies []byte // a replica's describing replies, held until the first row or end
 	stopping    bool   // the client goroutine wants the relay to stop without closing
 	destroyed   bool   // the relay destroyed the server; set before done is closed
+
+	heldStatus [][2]string // relay-owned: ParameterStatus held until startup values are restored
+
 	// wmu is held while the client goroutine writes to the server, so the relay can wait
 	// for a write in progress before giving the server to someone else.
 	wmu sync.Mutex
@@ -1080,7 +1092,7 @@ func reuseSlice[T any](s []T) []T {
 // relay cannot end the lease before that message is answered; or nil with no lease.
 func (c *clientSession) claim(typ byte) *lease {
 	c.mu.Lock()
-	for c.lease != nil && (c.lease.syncing || c.lease.ending) {
+	for c.lease != nil && (c.lease.syncing || c.lease.ending || c.lease.restoring()) {
 		c.idle.Wait()
 	}
 	l := c.lease
@@ -1130,9 +1142,17 @@ func (c *clientSession) send(l *lease, msg []byte) error {
 			t := traitsOf(c.text(queryText(msg)))
 			c.mu.Lock()
 			warn := c.applyTraits(l, t)
+			c.scheduleRestore(l, t.resets, l.sentSeq)
 			c.mu.Unlock()
 			if warn {
 				c.warnSessionBound()
+			}
+		} else if q := c.text(queryText(msg)); q != "" {
+			kind, name := classifySQL(q)
+			if r := resetsOfQuery(q, kind, name); r != nil {
+				c.mu.Lock()
+				c.scheduleRestore(l, r, l.sentSeq)
+				c.mu.Unlock()
 			}
 		}
 	} else if msg != nil {
@@ -1161,8 +1181,9 @@ func (c *clientSession) send(l *lease, msg []byte) error {
 	} else if err := c.fr.Forward(w); err != nil {
 		return err
 	}
-	// Coalesce: flush once the client has nothing more for us right now.
-	if c.fr.Buffered() == 0 {
+	// Coalesce: flush once the client has nothing more for us right now, or when the
+	// client must wait for this request's reply before sending more (scheduleRestore).
+	if c.fr.Buffered() == 0 || c.mustWait(l) {
 		if err := w.Flush(); err != nil {
 			// The server is gone; the relay will see it and tell the client.
 			c.log.Debug("write to server failed", "error", err)
@@ -1310,6 +1331,15 @@ func (c *clientSession) relayOne(l *lease, fr protocol.Frame) (relayStep, byte, 
 				return stepClientGone, 0, nil
 			}
 			l.heldErr = l.heldErr[:0]
+			c.noteRestoreFailed(l)
+		}
+		if ran, err := c.restoreStartup(l); err != nil {
+			if err == errClientWrite {
+				return stepClientGone, 0, nil
+			}
+			return stepFailed, 0, err
+		} else if ran {
+			msg = protocol.AppendReadyForQuery(nil, status) // msg was read over
 		}
 		l.answered = false
 		if c.mode == ModeStatement && status != 'I' {
@@ -1331,6 +1361,9 @@ func (c *clientSession) relayOne(l *lease, fr protocol.Frame) (relayStep, byte, 
 		}
 		if name, value, ok := parseParameterStatus(msg[protocol.HeaderLen:]); ok {
 			sc.noteParameterStatus(name, value)
+			if c.holdStatus(l, name, value) {
+				return stepContinue, 0, nil
+			}
 			c.noteParameterStatus(name, value)
 		}
 		out = msg
@@ -1357,7 +1390,10 @@ func (c *clientSession) relayOne(l *lease, fr protocol.Frame) (relayStep, byte, 
 			if c.holdForRetry(l, out) {
 				out = nil
 				l.heldReplies = l.heldReplies[:0]
-			} else if len(l.heldReplies) > 0 {
+			} else {
+				c.noteRestoreFailed(l)
+			}
+			if out != nil && len(l.heldReplies) > 0 {
 				if _, err := c.w.Write(l.heldReplies); err != nil {
 					return stepClientGone, 0, nil
 				}
@@ -1528,6 +1564,10 @@ func (c *clientSession) finishLease(l *lease) {
 		return
 	}
 	if l.resetNeeded && !resetServer(l.sc, c.srv.conf().ServerConnectTimeout) {
+		l.res.Destroy()
+		return
+	}
+	if l.tempCheck && !l.resetNeeded && c.mode != ModeSession && !c.dropTempObjects(l) {
 		l.res.Destroy()
 		return
 	}

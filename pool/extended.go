@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"maps"
+	"slices"
 	"strings"
 
 	"github.com/jackc/pgx/v5/pgproto3"
@@ -23,6 +24,7 @@ func (c *clientSession) planExtended(l *lease, msg []byte, out []byte) (_ []byte
 	out, t, err := c.planExtendedMsg(l, msg, out)
 	if t != nil {
 		warn = c.applyTraits(l, *t)
+		c.scheduleRestore(l, t.resets, l.sentSeq+1) // the segment this Bind is in
 	}
 	return out, warn, err
 }
@@ -40,6 +42,11 @@ func (c *clientSession) planExtendedMsg(l *lease, msg []byte, out []byte) ([]byt
 		name, query, types, ok := parseParse(body)
 		if !ok {
 			return out, nil, errMalformed
+		}
+		if c.mode != ModeSession {
+			if what := tempObjectOf(query); what != "" {
+				return c.refuseParse(l, name, what, out), nil, nil
+			}
 		}
 		if len(name) == 0 {
 			// The unnamed statement is the client's too: keep it, so that a Bind in a
@@ -180,6 +187,11 @@ func (c *clientSession) answerDeferred(sync bool) error {
 	c.mu.Lock()
 	for _, msg := range c.deferred {
 		name, query, types, _ := parseParse(msg[protocol.HeaderLen:])
+		if what := tempObjectOf(query); what != "" && c.mode != ModeSession {
+			out = protocol.AppendErrorResponse(out, c.refuseTempObject(what))
+			failed = true
+			break
+		}
 		if _, taken := c.stmts[string(name)]; taken {
 			out = protocol.AppendErrorResponse(out, protocol.NewError("42P05", fmt.Sprintf("prepared statement %q already exists", name)))
 			failed = true
@@ -214,6 +226,38 @@ func (c *clientSession) sendDeferred(l *lease) error {
 	c.deferred = c.deferred[:0]
 	return nil
 }
+
+// refuseParse stands in for a client's Parse that creates a temporary object, on a server
+// the client holds: earlier messages of the batch may still be unanswered there, so the
+// refusal must come in the Parse's place. cmpool sends a Parse the server fails at once
+// (a syntax error; nothing of the client's statement reaches the server), and the server
+// skips the rest of the batch to Sync, as the client expects after an error; the relay
+// replaces the server's error with cmpool's (replyError). A refused unnamed Parse replaces
+// the unnamed statement, as on a server.
+func (c *clientSession) refuseParse(l *lease, name []byte, what string, out []byte) []byte {
+	stand := refusedStmtName
+	if len(name) == 0 {
+		stand = ""
+		c.unnamed = c.unnamed[:0]
+		l.sc.unnamedOwner = nil
+	}
+	l.parses.push(inflight{action: replyRefused, segment: l.sentSeq, client: what})
+	return appendParse(out, stand, refusedQuery, []byte{0, 0})
+}
+
+// What refuseParse sends: a statement name in cmpool's namespace that is never prepared,
+// and a text that fails to parse with 42601 at "cmpool_refused".
+const (
+	refusedStmtName = stmtPrefix + "refused"
+	refusedQuery    = "cmpool_refused"
+)
+
+// replyRefused is the inflight action of refuseParse's Parse; its client field holds
+// what the refused statement creates.
+const replyRefused = replyDupStatement + 1
+
+// syntaxErrorCode is the SQLSTATE field of syntax_error, which refuseParse's Parse gets.
+var syntaxErrorCode = []byte("C42601\x00")
 
 // lookupForUse maps a client's statement name for Bind or Describe. It returns nil when
 // the message should go unchanged: the unnamed statement, or a name the client never
@@ -335,6 +379,11 @@ func (c *clientSession) replyError(l *lease, msg []byte) []byte {
 	if l.parses.empty() && l.closes.empty() {
 		return msg
 	}
+	if head, ok := l.parses.peek(); ok && head.action == replyRefused &&
+		bytes.Contains(msg, syntaxErrorCode) && bytes.Contains(msg, []byte(refusedQuery)) {
+		l.parses.pop()
+		msg = protocol.AppendErrorResponse(nil, c.refuseTempObject(head.client))
+	}
 	if head, ok := l.parses.peek(); ok && head.action == replyDupStatement &&
 		bytes.Contains(msg, []byte("42P05")) && bytes.Contains(msg, []byte(head.stmt.name)) {
 		l.parses.pop()
@@ -369,11 +418,17 @@ func (c *clientSession) replyError(l *lease, msg []byte) []byte {
 }
 
 // simpleCommand answers DEALLOCATE, DISCARD ALL and SQL PREPARE/EXECUTE where pooling
-// changes their meaning. It reports whether the query was handled here.
+// changes their meaning, and refuses LISTEN and temporary objects outside session mode. It
+// reports whether the query was handled here.
 func (c *clientSession) simpleCommand(q string) (bool, error) {
 	kind, name := classifySQL(q)
 	session := c.mode == ModeSession
 	var reply []byte
+	if !session {
+		if what := tempObjectOf(q); what != "" {
+			return true, c.replyLocally(protocol.AppendErrorResponse(nil, c.refuseTempObject(what)))
+		}
+	}
 	switch kind {
 	default:
 		return false, nil
@@ -404,10 +459,13 @@ func (c *clientSession) simpleCommand(q string) (bool, error) {
 			reply, _ = (&pgproto3.CommandComplete{CommandTag: []byte("DEALLOCATE")}).Encode(nil)
 		}
 	case sqlDeallocateAll, sqlDiscardAll:
+		var statuses []byte
 		c.mu.Lock()
 		clear(c.stmts)
 		if kind == sqlDiscardAll && !session {
-			// DISCARD ALL resets the session's settings to what it started with.
+			// DISCARD ALL resets the session's settings to what it started with, and the
+			// client is told of the reported ones that change, as a server would.
+			statuses = c.discardStatuses(c.params)
 			c.params = maps.Clone(c.initialParams)
 			c.paramsVersion++
 		}
@@ -423,8 +481,36 @@ func (c *clientSession) simpleCommand(q string) (bool, error) {
 			tag = "DISCARD ALL"
 		}
 		reply, _ = (&pgproto3.CommandComplete{CommandTag: []byte(tag)}).Encode(nil)
+		reply = append(reply, statuses...)
 	}
 	return true, c.replyLocally(reply)
+}
+
+// discardStatuses returns the ParameterStatus messages a server sends for DISCARD ALL in a
+// session whose parameters were params: each reported parameter whose value changes, to
+// its startup value or else to the server's default. The caller holds c.mu.
+func (c *clientSession) discardStatuses(params map[string]string) []byte {
+	var defaults map[string]string
+	if w, ok := c.srv.welcomes.Load(welcomeKey{c.database, c.user}); ok {
+		defaults = w.(map[string]string)
+	}
+	var out []byte
+	for _, name := range slices.Sorted(maps.Keys(reportedParams)) {
+		name = reportedParams[name]
+		if serverOnlyParams[name] {
+			continue
+		}
+		now, set := params[name]
+		v, ok := c.initialParams[name]
+		if !ok {
+			v, ok = defaults[name]
+		}
+		if !set || !ok || now == v {
+			continue
+		}
+		out, _ = (&pgproto3.ParameterStatus{Name: name, Value: v}).Encode(out)
+	}
+	return out
 }
 
 // waitIdle waits until every request sent on the current lease has been answered and

@@ -2,14 +2,17 @@ package pool
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"maps"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgproto3"
 
 	"github.com/cmlite/cmpool/protocol"
+	"github.com/cmlite/cmpool/router"
 )
 
 // Session state that outlives a transaction, in transaction and statement modes.
@@ -20,20 +23,37 @@ import (
 // ends, cmpool reads the values back with current_setting before the server goes back to
 // the pool; they are then applied, like startup parameters, on any server the client uses.
 //
-// Temporary tables, session advisory locks and WITH HOLD cursors cannot follow a client
-// from server to server. cmpool warns the client, and resets the server with DISCARD ALL
-// before another client can get it, so nothing leaks.
+// Session advisory locks and WITH HOLD cursors cannot follow a client from server to
+// server. cmpool warns the client, and resets the server with DISCARD ALL before another
+// client can get it, so nothing leaks.
+//
+// Temporary objects cannot follow it either, and a warning is not enough for them: once the
+// server is reset, a later statement naming a temporary table reaches the permanent table
+// of the same name (DROP TABLE t drops it). So a statement that creates a temporary object
+// that could outlive its transaction (router.TempObject: anything but a table created ON
+// COMMIT DROP) is refused with 0A000 before it reaches a server, in the simple and the
+// extended protocol. What the grammar cannot show (a DO block or a function that creates
+// one) is caught when the server is released: a transaction whose text mentions "temp" has
+// the server checked for temporary objects, and reset if it holds any.
 
 // queryTraits is what cmpool needs to know about a statement's text.
 type queryTraits struct {
 	track        []string // parameters it may change ("*" for RESET ALL)
 	sessionBound bool     // uses something that outlives the transaction on the server
+	// mentionsTemp: the text mentions temporary objects without creating one cmpool can
+	// see (ON COMMIT DROP, a DO block, …); the server is checked for them when released.
+	mentionsTemp bool
+	// resets are the parameters it returns to their reset values (resetAll for RESET ALL
+	// and DISCARD ALL): see scheduleRestore.
+	resets []string
 }
 
 // traitsOf inspects the first statement of a query.
 func traitsOf(q string) queryTraits {
 	var t queryTraits
-	switch kind, name := classifySQL(q); kind {
+	kind, name := classifySQL(q)
+	t.resets = resetsOfQuery(q, kind, name)
+	switch kind {
 	case sqlSet, sqlReset:
 		switch {
 		case name == "characteristics":
@@ -54,7 +74,212 @@ func traitsOf(q string) queryTraits {
 		return t
 	}
 	t.sessionBound = sessionBound(q)
+	t.mentionsTemp = containsFold(q, "temp")
 	return t
+}
+
+// Startup values and RESET.
+//
+// On a direct connection RESET, RESET ALL and DISCARD ALL return a parameter to the value
+// the client gave at startup (in the startup packet, or as options=-c). cmpool's servers
+// are opened without the client's parameters, which it applies with set_config; that
+// does not change what the server resets to (PostgreSQL takes it from the startup packet
+// only). So when a client's statement resets parameters it gave at startup, cmpool puts
+// their startup values back on the same server right after the statement, before the
+// client sees its ReadyForQuery or can send anything else:
+//
+//   - When the statement is sent (its Query, or the Bind of it in the extended protocol),
+//     its Sync segment is marked (lease.restoreSeg). The client goroutine sends nothing
+//     more on the server until that segment's ReadyForQuery has been handled (claim).
+//   - The relay holds the segment's ParameterStatus messages. At its ReadyForQuery, unless
+//     the segment failed, it runs one hidden query that sets each startup value again
+//     (set_config, non-local: inside a transaction block it is undone by ROLLBACK with the
+//     RESET), for the parameters still at their reset value, so that a later SET in the
+//     same query string stands. Then it sends the client one ParameterStatus per reported
+//     parameter whose final value differs from what the client last saw, and the
+//     ReadyForQuery.
+//
+// The client sees what a direct connection shows: the RESET's own reply, the startup
+// values, and ParameterStatus consistent with them. Which statements reset parameters is
+// read from the first statement of a query, as for SET (classifySQL).
+
+// resetAll stands for every parameter in queryTraits.resets.
+var resetAll = []string{"*"}
+
+// resetsOf returns the parameters a statement of kind and name (classifySQL) resets.
+func resetsOf(kind int, name string) []string {
+	switch kind {
+	case sqlReset:
+		return []string{canonicalParamName(name)}
+	case sqlResetAll, sqlDiscardAll:
+		return resetAll
+	}
+	return nil
+}
+
+// resetsOfQuery is resetsOf for query q, whose first statement classifySQL judged of kind
+// and name: SET name TO DEFAULT resets too.
+func resetsOfQuery(q string, kind int, name string) []string {
+	if kind == sqlSet && setToDefault(q) {
+		return []string{canonicalParamName(name)}
+	}
+	return resetsOf(kind, name)
+}
+
+// scheduleRestore marks Sync segment seg of l: after it, the startup values of the
+// parameters in names (resetAll: all) that the client gave at startup are set again. The
+// caller holds c.mu.
+func (c *clientSession) scheduleRestore(l *lease, names []string, seg uint64) {
+	for _, n := range names {
+		if n == "*" {
+			if len(c.initialParams) > 0 {
+				l.restore = appendUnique(l.restore, n)
+				l.restoreSeg = seg
+			}
+			continue
+		}
+		if _, ok := c.initialParams[n]; ok {
+			l.restore = appendUnique(l.restore, n)
+			l.restoreSeg = seg
+		}
+	}
+}
+
+// restoring reports whether the client must wait before sending more on l: the segment
+// after which startup values are restored has been sent and not yet answered. The
+// caller holds c.mu.
+func (l *lease) restoring() bool {
+	return l.restoreSeg != 0 && l.sentSeq >= l.restoreSeg
+}
+
+// mustWait reports whether the client goroutine must wait for l's replies before it sends
+// more (restoring): what was sent must then reach the server now.
+func (c *clientSession) mustWait(l *lease) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return l.restoring()
+}
+
+// restoreDue reports whether the reply being relayed belongs to the segment after which
+// startup values are restored. The caller holds c.mu.
+func (l *lease) restoreDue() bool {
+	return l.restoreSeg != 0 && l.restoreSeg == l.recvSeq+1
+}
+
+// holdStatus keeps a ParameterStatus of a segment whose startup values are to be
+// restored, to be sent (or not) once they are; it reports whether it did. Relay only.
+func (c *clientSession) holdStatus(l *lease, name, value string) bool {
+	c.mu.Lock()
+	due := l.restoreDue()
+	c.mu.Unlock()
+	if due {
+		l.heldStatus = append(l.heldStatus, [2]string{name, value})
+	}
+	return due
+}
+
+// restoreStartup runs at the ReadyForQuery of a segment, before it is written to the
+// client (the relay holds c.wmu). If the segment reset startup parameters and did not
+// fail, it sets their startup values again on the server; then it writes the held
+// ParameterStatus messages that change what the client sees. It reports whether it read
+// from the server (the ReadyForQuery message read before is then overwritten). An error
+// means the server cannot be trusted (it may be in a failed transaction the client does
+// not know of).
+func (c *clientSession) restoreStartup(l *lease) (ran bool, err error) {
+	c.mu.Lock()
+	if !l.restoreDue() {
+		c.mu.Unlock()
+		return false, nil
+	}
+	names, failed := l.restore, l.restoreFailed
+	values := make(map[string]string)
+	for _, n := range names {
+		if n == "*" {
+			maps.Copy(values, c.initialParams)
+		} else if v, ok := c.initialParams[n]; ok {
+			values[n] = v
+		}
+	}
+	c.mu.Unlock()
+	if v, ok := values["client_encoding"]; ok && strings.EqualFold(v, "auto") {
+		delete(values, "client_encoding") // valid at startup only
+	}
+	reported := l.heldStatus
+	l.heldStatus = nil
+	if !failed && len(values) > 0 {
+		l.wmu.Lock()
+		ctx, cancel := context.WithTimeout(context.Background(), c.srv.conf().ServerConnectTimeout)
+		res, err := l.sc.exec(ctx, restoreQuery(values))
+		cancel()
+		l.wmu.Unlock()
+		if err == nil && res.err != nil {
+			err = fmt.Errorf("restoring startup parameters after RESET: %w", res.err)
+		}
+		if err != nil {
+			return true, err // the lease is destroyed, which wakes the client goroutine
+		}
+		reported = append(reported, res.reported...)
+		ran = true
+	}
+	c.mu.Lock()
+	l.restore, l.restoreSeg, l.restoreFailed = l.restore[:0], 0, false
+	c.idle.Broadcast() // the client goroutine may send again
+	c.mu.Unlock()
+	// The last value of each parameter, in the order they were first reported.
+	last := make(map[string]string, len(reported))
+	var order []string
+	for _, r := range reported {
+		if _, seen := last[r[0]]; !seen {
+			order = append(order, r[0])
+		}
+		last[r[0]] = r[1]
+	}
+	var out []byte
+	for _, name := range order {
+		c.mu.Lock()
+		seen, known := c.params[name]
+		c.mu.Unlock()
+		if known && seen == last[name] {
+			continue // the client's view did not change
+		}
+		c.noteParameterStatus(name, last[name])
+		out, _ = (&pgproto3.ParameterStatus{Name: name, Value: last[name]}).Encode(out)
+	}
+	if len(out) > 0 {
+		if _, err := c.w.Write(out); err != nil {
+			return ran, errClientWrite
+		}
+	}
+	return ran, nil
+}
+
+// noteRestoreFailed records an error in a segment whose startup values were to be
+// restored: the statement did not take effect. Relay only.
+func (c *clientSession) noteRestoreFailed(l *lease) {
+	c.mu.Lock()
+	if l.restoreDue() {
+		l.restoreFailed = true
+	}
+	c.mu.Unlock()
+}
+
+// errClientWrite is restoreStartup's failure to write to the client.
+var errClientWrite = errors.New("write to client failed")
+
+// restoreQuery sets each parameter in values again, non-locally, where it is at its reset
+// value.
+func restoreQuery(values map[string]string) string {
+	var b strings.Builder
+	b.WriteString("SELECT pg_catalog.set_config(s.name, v.value, false) FROM (VALUES ")
+	for i, n := range slices.Sorted(maps.Keys(values)) {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		fmt.Fprintf(&b, "(%s, %s)", quoteLiteral(n), quoteLiteral(values[n]))
+	}
+	b.WriteString(") v(name, value) JOIN pg_catalog.pg_settings s ON lower(s.name) = lower(v.name)" +
+		" WHERE s.setting IS NOT DISTINCT FROM s.reset_val")
+	return b.String()
 }
 
 // applyTraits records a statement sent on l. The caller holds c.mu. It reports whether
@@ -74,6 +299,9 @@ func (c *clientSession) applyTraits(l *lease, t queryTraits) (warn bool) {
 			continue
 		}
 		l.track = appendUnique(l.track, canonicalParamName(n))
+	}
+	if t.mentionsTemp {
+		l.tempCheck = true
 	}
 	if t.sessionBound && !l.resetNeeded {
 		l.resetNeeded = true
@@ -96,7 +324,7 @@ func appendUnique(list []string, s string) []string {
 func (c *clientSession) warnSessionBound() {
 	n := pgproto3.NoticeResponse{
 		Severity: "WARNING", SeverityUnlocalized: "WARNING", Code: "01000",
-		Message: fmt.Sprintf("temporary tables, session advisory locks and WITH HOLD cursors do not outlive the transaction in %s pooling mode", c.mode),
+		Message: fmt.Sprintf("session advisory locks and WITH HOLD cursors do not outlive the transaction in %s pooling mode", c.mode),
 		Hint:    "cmpool resets the server connection when this transaction ends; use pool_mode = session for session state",
 	}
 	b, _ := n.Encode(nil)
@@ -169,6 +397,47 @@ func resetServer(sc *serverConn, timeout time.Duration) bool {
 	sc.prepared.clear()
 	sc.unnamedOwner = nil
 	return true
+}
+
+// tempObjectOf returns the temporary object query q creates that could outlive its
+// transaction (see router.TempObject), or "". Only a text that mentions "temp" is parsed.
+func tempObjectOf[T string | []byte](q T) string {
+	if !containsFold(q, "temp") {
+		return ""
+	}
+	return router.TempObject(string(q))
+}
+
+// refuseTempObject is the error for creating a temporary object outside session mode.
+func (c *clientSession) refuseTempObject(what string) *protocol.Error {
+	pe := protocol.NewError(protocol.CodeFeatureNotSupported,
+		fmt.Sprintf("cannot create %s in %s pooling mode: temporary objects do not outlive the transaction, and later statements naming it would reach another object", what, c.mode))
+	pe.Hint = "create temporary tables ON COMMIT DROP (or drop them in the same query string), or use pool_mode = session"
+	return pe
+}
+
+// tempObjectsQuery tells whether the server holds temporary objects.
+const tempObjectsQuery = "SELECT EXISTS (SELECT FROM pg_catalog.pg_class WHERE relnamespace = pg_catalog.pg_my_temp_schema())" +
+	" OR EXISTS (SELECT FROM pg_catalog.pg_proc WHERE pronamespace = pg_catalog.pg_my_temp_schema())" +
+	" OR EXISTS (SELECT FROM pg_catalog.pg_type WHERE typnamespace = pg_catalog.pg_my_temp_schema())"
+
+// dropTempObjects runs before a server whose transaction mentioned temporary objects goes
+// back to the pool: if the server holds any (created where the grammar could not see, as
+// in a DO block), it is reset, so that they reach no other client. It reports whether the
+// server is usable.
+func (c *clientSession) dropTempObjects(l *lease) bool {
+	timeout := c.srv.conf().ServerConnectTimeout
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	res, err := l.sc.exec(ctx, tempObjectsQuery)
+	cancel()
+	if err != nil || res.err != nil || l.sc.txStatus != 'I' || len(res.row) != 1 {
+		return false
+	}
+	if res.row[0] != "t" {
+		return true
+	}
+	c.log.Warn("a transaction left temporary objects on a server; resetting it", "pool_mode", c.mode)
+	return resetServer(l.sc, timeout)
 }
 
 // refuseListen is the error for LISTEN outside session mode.

@@ -13,6 +13,7 @@ const (
 	sqlDeallocateAll
 	sqlDiscardAll
 	sqlPrepare
+	sqlPrepareTransaction // PREPARE TRANSACTION 'gid': two-phase commit, not a statement
 	sqlExecute
 	sqlListen
 	sqlSet      // a non-LOCAL SET of parameter name
@@ -69,6 +70,15 @@ func classifySQL(q string) (kind int, name string) {
 		}
 		return sqlReset, lx.dotted(w)
 	case "prepare":
+		// PREPARE TRANSACTION 'gid' against PREPARE transaction AS …, a statement named
+		// "transaction": the grammar tells them apart by what follows the word.
+		save := lx.i
+		if lx.word() == "transaction" {
+			if next := lx.word(); next != "as" && !lx.at('(') {
+				return sqlPrepareTransaction, ""
+			}
+		}
+		lx.i = save
 		return sqlPrepare, ""
 	case "execute":
 		return sqlExecute, ""
@@ -132,6 +142,48 @@ func (lx *lexer) skip() {
 	}
 }
 
+// setToDefault reports whether q is SET [SESSION] name TO DEFAULT (or = DEFAULT), or SET
+// TIME ZONE DEFAULT or LOCAL: a RESET. SET LOCAL is not: it lasts until the transaction
+// ends.
+func setToDefault(q string) bool {
+	lx := lexer{s: q}
+	if lx.word() != "set" {
+		return false
+	}
+	w := lx.word()
+	if w == "session" {
+		w = lx.word()
+	}
+	switch w {
+	case "", "local", "transaction", "constraints", "characteristics", "authorization", "role":
+		return false
+	case "time":
+		if lx.word() != "zone" {
+			return false
+		}
+		v := lx.word()
+		return (v == "default" || v == "local") && lx.stmtEnd()
+	}
+	lx.dotted(w)
+	if lx.at('=') {
+		lx.i++
+	} else if lx.word() != "to" {
+		return false
+	}
+	return lx.word() == "default" && lx.stmtEnd()
+}
+
+// stmtEnd reports whether the statement ends here: at a semicolon or the end of the text.
+func (lx *lexer) stmtEnd() bool {
+	return lx.at(';') || lx.i >= len(lx.s)
+}
+
+// at reports whether the next character, after whitespace and comments, is c.
+func (lx *lexer) at(c byte) bool {
+	lx.skip()
+	return lx.i < len(lx.s) && lx.s[lx.i] == c
+}
+
 // dotted completes a possibly qualified parameter name (a.b) whose first part is w.
 func (lx *lexer) dotted(w string) string {
 	for lx.i < len(lx.s) && lx.s[lx.i] == '.' {
@@ -142,18 +194,11 @@ func (lx *lexer) dotted(w string) string {
 }
 
 // sessionBound reports whether a query uses something that outlives its transaction on
-// the server: a temporary table, a session advisory lock or a WITH HOLD cursor.
+// the server: a session advisory lock or a WITH HOLD cursor. (Temporary objects are
+// refused before they reach the server, unless created ON COMMIT DROP: see tempObjectOf.)
 func sessionBound(q string) bool {
 	lx := lexer{s: q}
 	switch lx.word() {
-	case "create":
-		w := lx.word()
-		if w == "global" || w == "local" {
-			w = lx.word()
-		}
-		if w == "temp" || w == "temporary" {
-			return true
-		}
 	case "declare":
 		if containsFold(q, "with hold") {
 			return true
@@ -163,7 +208,7 @@ func sessionBound(q string) bool {
 }
 
 // containsFold reports whether s contains the lower-case ASCII substr, ignoring case.
-func containsFold(s, substr string) bool {
+func containsFold[T string | []byte](s T, substr string) bool {
 	n := len(substr)
 outer:
 	for i := 0; i+n <= len(s); i++ {

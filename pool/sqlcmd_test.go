@@ -38,6 +38,13 @@ func TestClassifySQLCase(t *testing.T) {
 		{"DEALLOCATE S1", sqlDeallocate, "s1"},
 		{"DISCARD ALL", sqlDiscardAll, ""},
 		{"SELECT 1", sqlOther, ""},
+		{"PREPARE TRANSACTION 'x'", sqlPrepareTransaction, ""},
+		{"prepare /* c */ transaction E'x'", sqlPrepareTransaction, ""},
+		{"PREPARE transaction AS SELECT 1", sqlPrepare, ""},
+		{"PREPARE transaction (int) AS SELECT $1", sqlPrepare, ""},
+		{"PREPARE q AS SELECT 1", sqlPrepare, ""},
+		{"COMMIT PREPARED 'x'", sqlOther, ""},
+		{"ROLLBACK PREPARED 'x'", sqlOther, ""},
 	} {
 		t.Run(tc.q, func(t *testing.T) {
 			kind, name := classifySQL(tc.q)
@@ -45,7 +52,7 @@ func TestClassifySQLCase(t *testing.T) {
 			require.Equal(t, tc.name, name)
 		})
 	}
-	require.True(t, sessionBound("CREATE TEMPORARY TABLE t (a int)"))
+	require.False(t, sessionBound("CREATE TEMPORARY TABLE t (a int) ON COMMIT DROP"))
 	require.True(t, sessionBound("SELECT PG_ADVISORY_LOCK(1)"))
 	require.False(t, sessionBound("SELECT abalance FROM pgbench_accounts WHERE aid = 1"))
 }
