@@ -73,6 +73,7 @@ func (c *clientSession) adminStartup() error {
 		return protocol.NewFatal(protocol.CodeInvalidAuthorization,
 			fmt.Sprintf("not allowed: user %q is in neither admin_users nor stats_users", c.user))
 	}
+	c.key = c.srv.unregisteredKey()
 	var out []byte // after the AuthenticationOk that authenticate sent
 	for _, p := range [][2]string{
 		{"application_name", c.params["application_name"]},

@@ -496,6 +496,9 @@ func (c *clientSession) loginWithoutServer(serverParams map[string]string) error
 // welcome sends the end of a successful login: the parameter statuses in report,
 // BackendKeyData and ReadyForQuery. The client is logged in from then on.
 func (c *clientSession) welcome(report map[string]string) error {
+	if err := c.srv.registerClient(c); err != nil {
+		return err
+	}
 	c.initialParams = maps.Clone(c.params)
 	names := make([]string, 0, len(report))
 	for k := range report {
