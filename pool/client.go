@@ -346,6 +346,10 @@ func isNormalClose(err error) bool {
 // initial parameter statuses, all under client_login_timeout.
 func (c *clientSession) startup(ctx context.Context) error {
 	_ = c.conn.SetDeadline(time.Now().Add(c.srv.conf().ClientLoginTimeout))
+	if c.isClosing() {
+		// Shutdown began before this goroutine ran: its drain deadline stands.
+		_ = c.conn.SetReadDeadline(time.Now().Add(drainGrace))
+	}
 	var req *protocol.StartupRequest
 	for sslDone, gssDone := false, false; ; {
 		var err error
