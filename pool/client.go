@@ -701,6 +701,9 @@ func (c *clientSession) loop(ctx context.Context) error {
 			return err
 		}
 		c.disarmIdleTimeout()
+		if f := c.srv.clientFault; f != nil {
+			f(fr.Type)
+		}
 		switch fr.Type {
 		case 'X':
 			return nil

@@ -45,7 +45,8 @@ var badReplies = map[string][]byte{
 
 // faultyBackend is a fake server that answers every simple query with one row, except a
 // query whose text is a key of badReplies, which gets a RowDescription and that reply (and
-// a closed connection after "truncated").
+// a closed connection after "truncated"). BEGIN and COMMIT open and close a transaction
+// block.
 func faultyBackend(tb testing.TB) string {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(tb, err)
@@ -69,6 +70,7 @@ func serveFaulty(conn net.Conn) {
 		return
 	}
 	row := &pgproto3.RowDescription{Fields: []pgproto3.FieldDescription{{Name: []byte("x"), DataTypeOID: 25, DataTypeSize: -1, TypeModifier: -1}}}
+	status := byte('I')
 	for {
 		msg, err := be.Receive()
 		if err != nil {
@@ -76,6 +78,15 @@ func serveFaulty(conn net.Conn) {
 		}
 		switch m := msg.(type) {
 		case *pgproto3.Query:
+			if m.String == "BEGIN" || m.String == "COMMIT" {
+				status = map[string]byte{"BEGIN": 'T', "COMMIT": 'I'}[m.String]
+				be.Send(&pgproto3.CommandComplete{CommandTag: []byte(m.String)})
+				be.Send(&pgproto3.ReadyForQuery{TxStatus: status})
+				if err := be.Flush(); err != nil {
+					return
+				}
+				continue
+			}
 			be.Send(row)
 			if bad, ok := badReplies[m.String]; ok {
 				if err := be.Flush(); err != nil {
@@ -88,7 +99,7 @@ func serveFaulty(conn net.Conn) {
 			}
 			be.Send(&pgproto3.DataRow{Values: [][]byte{[]byte(m.String)}})
 			be.Send(&pgproto3.CommandComplete{CommandTag: []byte("SELECT 1")})
-			be.Send(&pgproto3.ReadyForQuery{TxStatus: 'I'})
+			be.Send(&pgproto3.ReadyForQuery{TxStatus: status})
 			if err := be.Flush(); err != nil {
 				return
 			}
@@ -168,12 +179,13 @@ func checkFailedAlone(t *testing.T, srv *pool.Server, url, query string, inTx bo
 	require.NoError(t, err)
 	defer conn.Close(ctx)
 	require.NoError(t, querySelf(ctx, conn, "before"))
-	before := serverCount(srv)
-	require.Positive(t, before)
 	if inTx {
 		_, err = conn.Exec(ctx, "BEGIN").ReadAll()
 		require.NoError(t, err)
+		require.NoError(t, querySelf(ctx, conn, "in a transaction")) // BEGIN goes with it
 	}
+	before := serverCount(srv)
+	require.Positive(t, before)
 	if arm != nil {
 		arm.Store(true)
 	}
@@ -354,4 +366,49 @@ func FuzzRelay(f *testing.F) {
 		}
 		require.NoError(t, lastErr, "the proxy goes on serving")
 	})
+}
+
+// TestClientSessionPanic: a panic on a client's goroutine while it holds a server (idle
+// in session mode, or idle in a transaction) closes the client and destroys the server,
+// which may be half updated, instead of returning it; other clients keep working.
+func TestClientSessionPanic(t *testing.T) {
+	for _, m := range []struct {
+		name string
+		mode pool.Mode
+		inTx bool
+	}{{"session", pool.ModeSession, false}, {"transaction-block", pool.ModeTransaction, true}} {
+		t.Run(m.name, func(t *testing.T) {
+			srv, url := faultyProxy(t, m.mode)
+			var armed atomic.Bool
+			pool.SetClientFault(srv, func(typ byte) {
+				if typ == 'Q' && armed.Load() {
+					panic("injected client fault")
+				}
+			})
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			other, err := pgconn.Connect(ctx, url)
+			require.NoError(t, err)
+			defer other.Close(ctx)
+			require.NoError(t, querySelf(ctx, other, "other"))
+			conn, err := pgconn.Connect(ctx, url)
+			require.NoError(t, err)
+			defer conn.Close(ctx)
+			require.NoError(t, querySelf(ctx, conn, "before"))
+			if m.inTx {
+				_, err = conn.Exec(ctx, "BEGIN").ReadAll()
+				require.NoError(t, err)
+				require.NoError(t, querySelf(ctx, conn, "in a transaction")) // BEGIN goes with it
+			}
+			before := serverCount(srv)
+			require.Positive(t, before)
+			armed.Store(true)
+			_, err = conn.Exec(ctx, "boom").ReadAll()
+			armed.Store(false)
+			require.Error(t, err, "the client is closed")
+			require.Eventually(t, func() bool { return serverCount(srv) == before-1 }, 5*time.Second, 10*time.Millisecond,
+				"the server is destroyed, not returned")
+			require.NoError(t, querySelf(ctx, other, "other"), "other clients keep working")
+		})
+	}
 }

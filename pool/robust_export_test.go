@@ -9,3 +9,6 @@ func SetRelayFault(s *Server, f func(typ byte)) { s.relayFault = f }
 
 // PreparedRegistryLen is the number of statements s's registry holds.
 func PreparedRegistryLen(s *Server) int { return s.stmts.Len() }
+
+// SetClientFault makes f run before a logged-in client's each message is handled.
+func SetClientFault(s *Server, f func(typ byte)) { s.clientFault = f }

@@ -86,9 +86,10 @@ type Server struct {
 
 	// Test seams, set only from tests: cancelPIDBits (0: peerIDShift) narrows the random
 	// low bits of a peered cancel key's process id; relayFault runs before each server
-	// message the relay handles.
+	// message the relay handles, clientFault before each client message after login.
 	cancelPIDBits uint
 	relayFault    func(typ byte)
+	clientFault   func(typ byte)
 }
 
 // cancelKey is the BackendKeyData cmpool gives a client.
