@@ -672,7 +672,7 @@ func splitAddr(a string) (string, int) {
 	return strings.Trim(a[:i], "[]"), port
 }
 
-func clientPtr(c *clientSession) string { return fmt.Sprintf("c%08x", c.key.pid) }
+func clientPtr(c *clientSession) string { return fmt.Sprintf("c%p", c) }
 func serverPtr(sc *serverConn) string   { return fmt.Sprintf("s%p", sc) }
 
 func (s *Server) showClients() *table {
