@@ -76,9 +76,10 @@ func TestShutdownRefusesLateConnections(t *testing.T) {
 }
 
 // silentServer accepts TCP connections and never answers, like a server that hangs
-// before its login; it returns its address and the count of connections accepted.
-func silentServer(t *testing.T) (string, *atomic.Int64) {
-	var accepted atomic.Int64
+// before its login; it returns its address, and counts the connections it accepted and
+// those the other end closed.
+func silentServer(t *testing.T) (addr string, accepted, closed *atomic.Int64) {
+	accepted, closed = new(atomic.Int64), new(atomic.Int64)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	var mu sync.Mutex
@@ -101,15 +102,20 @@ func silentServer(t *testing.T) (string, *atomic.Int64) {
 			held = append(held, conn)
 			mu.Unlock()
 			accepted.Add(1)
+			go func() {
+				_, _ = io.Copy(io.Discard, conn)
+				closed.Add(1)
+			}()
 		}
 	}()
-	return ln.Addr().String(), &accepted
+	return ln.Addr().String(), accepted, closed
 }
 
 // TestShutdownWhileServersLogIn: Shutdown returns when its context ends although server
-// logins are still in progress, one for a client and one to keep min_pool_size.
+// logins are still in progress, one for a client and one to keep min_pool_size; those
+// logins are then given up.
 func TestShutdownWhileServersLogIn(t *testing.T) {
-	addr, accepted := silentServer(t)
+	addr, accepted, closed := silentServer(t)
 	srv, err := pool.New(pool.Config{Primary: "postgres://bench@" + addr + "/bench?sslmode=disable",
 		ServerConnectTimeout: time.Minute, MinPoolSize: 2, Logger: slog.New(slog.DiscardHandler)})
 	require.NoError(t, err)
@@ -141,4 +147,7 @@ func TestShutdownWhileServersLogIn(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("the client's login still waits")
 	}
+	// The logins are given up, not left to run for server_connect_timeout.
+	require.Eventually(t, func() bool { return closed.Load() == accepted.Load() }, 5*time.Second, 10*time.Millisecond,
+		"server connections still open after Shutdown: %d of %d", accepted.Load()-closed.Load(), accepted.Load())
 }
