@@ -73,6 +73,7 @@ func (c *clientSession) adminStartup() error {
 		return protocol.NewFatal(protocol.CodeInvalidAuthorization,
 			fmt.Sprintf("not allowed: user %q is in neither admin_users nor stats_users", c.user))
 	}
+	c.key = c.srv.unregisteredKey()
 	var out []byte // after the AuthenticationOk that authenticate sent
 	for _, p := range [][2]string{
 		{"application_name", c.params["application_name"]},
@@ -671,7 +672,7 @@ func splitAddr(a string) (string, int) {
 	return strings.Trim(a[:i], "[]"), port
 }
 
-func clientPtr(c *clientSession) string { return fmt.Sprintf("c%08x", c.key.pid) }
+func clientPtr(c *clientSession) string { return fmt.Sprintf("c%p", c) }
 func serverPtr(sc *serverConn) string   { return fmt.Sprintf("s%p", sc) }
 
 func (s *Server) showClients() *table {

@@ -44,6 +44,9 @@ type backendPool struct {
 	stopOnce sync.Once
 	stop     chan struct{}
 	done     chan struct{}
+	// upkeep bounds the logins maintain starts; close cancels it.
+	upkeep       context.Context
+	cancelUpkeep context.CancelFunc
 }
 
 // aliveCheckAfter is how long a connection may sit idle before acquire checks that the
@@ -67,6 +70,7 @@ func newBackendPool(key poolKey, mode Mode, connCfg *pgconn.Config, size, minSiz
 		stop:        make(chan struct{}),
 		done:        make(chan struct{}),
 	}
+	bp.upkeep, bp.cancelUpkeep = context.WithCancel(context.Background())
 	p, err := puddle.NewPool(&puddle.Config[*serverConn]{
 		Constructor: func(ctx context.Context) (*serverConn, error) {
 			ctx, cancel := context.WithTimeout(ctx, connectTimeout)
@@ -179,7 +183,7 @@ func (bp *backendPool) maintain() {
 			res.ReleaseUnused()
 		}
 		for i := total; i < bp.minSize; i++ {
-			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			ctx, cancel := context.WithTimeout(bp.upkeep, 30*time.Second)
 			err := bp.p.CreateResource(ctx)
 			cancel()
 			if err != nil {
@@ -193,6 +197,7 @@ func (bp *backendPool) maintain() {
 func (bp *backendPool) close() {
 	bp.stopOnce.Do(func() {
 		close(bp.stop)
+		bp.cancelUpkeep() // a login for min_pool_size in progress is given up
 		<-bp.done
 		bp.p.Close()
 	})

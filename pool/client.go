@@ -11,6 +11,7 @@ import (
 	"maps"
 	"net"
 	"os"
+	"runtime/debug"
 	"sort"
 	"strings"
 	"sync"
@@ -235,8 +236,8 @@ func canonicalParamName(name string) string {
 func (c *clientSession) serve(ctx context.Context) {
 	defer func() {
 		if p := recover(); p != nil {
-			c.log.Error("client session panic", "panic", p)
-			c.endLease()
+			c.log.Error("client session panic: closing the client and its server", "panic", p, "stack", string(debug.Stack()))
+			c.abandonAfterPanic()
 		}
 		c.srv.forgetClient(c)
 		_ = c.conn.Close()
@@ -258,6 +259,56 @@ func (c *clientSession) serve(ctx context.Context) {
 	} else {
 		c.logConnection("client closed")
 	}
+}
+
+// abandonAfterPanic ends a client whose goroutine panicked: the client is closed, and so
+// is its server, which may be half updated, so it is destroyed, never returned.
+func (c *clientSession) abandonAfterPanic() {
+	_ = c.conn.Close()
+	if !tryLockFor(&c.mu, panicLockWait) {
+		c.log.Error("client session panic left its lock held: its server is not closed")
+		return
+	}
+	l := c.lease
+	c.lease = nil
+	var relayed bool
+	if l != nil {
+		l.abandoned = true
+		_ = l.sc.conn.Close()
+		relayed = c.unrelayed != l && l.done != nil && l.done != relayDone
+	}
+	c.idle.Broadcast()
+	c.mu.Unlock()
+	if l == nil {
+		return
+	}
+	if relayed {
+		<-l.done // the relay sees the server closed and destroys it
+		return
+	}
+	c.mu.Lock()
+	gone := l.destroyed || l.released
+	l.destroyed = true
+	c.mu.Unlock()
+	if !gone {
+		l.res.Destroy()
+	}
+}
+
+// panicLockWait is how long the cleanup after a panic waits for a lock the panic may have
+// left held.
+const panicLockWait = time.Second
+
+// tryLockFor takes mu within d, and reports whether it did.
+func tryLockFor(mu *sync.Mutex, d time.Duration) bool {
+	deadline := time.Now().Add(d)
+	for !mu.TryLock() {
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(time.Millisecond)
+	}
+	return true
 }
 
 // logConnection logs a connection or disconnection: at info level with log_connections,
@@ -307,6 +358,10 @@ func isNormalClose(err error) bool {
 // initial parameter statuses, all under client_login_timeout.
 func (c *clientSession) startup(ctx context.Context) error {
 	_ = c.conn.SetDeadline(time.Now().Add(c.srv.conf().ClientLoginTimeout))
+	if c.isClosing() {
+		// Shutdown began before this goroutine ran: its drain deadline stands.
+		_ = c.conn.SetReadDeadline(time.Now().Add(drainGrace))
+	}
 	var req *protocol.StartupRequest
 	for sslDone, gssDone := false, false; ; {
 		var err error
@@ -508,6 +563,9 @@ func (c *clientSession) loginWithoutServer(serverParams map[string]string) error
 // welcome sends the end of a successful login: the parameter statuses in report,
 // BackendKeyData and ReadyForQuery. The client is logged in from then on.
 func (c *clientSession) welcome(report map[string]string) error {
+	if err := c.srv.registerClient(c); err != nil {
+		return err
+	}
 	c.initialParams = maps.Clone(c.params)
 	names := make([]string, 0, len(report))
 	for k := range report {
@@ -655,6 +713,9 @@ func (c *clientSession) loop(ctx context.Context) error {
 			return err
 		}
 		c.disarmIdleTimeout()
+		if f := c.srv.clientFault; f != nil {
+			f(fr.Type)
+		}
 		switch fr.Type {
 		case 'X':
 			return nil
@@ -1207,7 +1268,14 @@ func (c *clientSession) relay(l *lease) {
 // in transaction mode (the server owes nothing), relayHandOff when a relay goroutine must
 // go on with the lease (COPY FROM STDIN, or a ReadyForQuery that keeps the lease in
 // session mode, where the server may send notifications at any time).
-func (c *clientSession) relayLoop(l *lease, inline bool) relayExit {
+func (c *clientSession) relayLoop(l *lease, inline bool) (exit relayExit) {
+	holdingW := false // this goroutine holds c.wmu
+	defer func() {
+		if p := recover(); p != nil {
+			c.relayPanicked(l, p, holdingW)
+			exit = relayDoneExit
+		}
+	}()
 	for {
 		fr, err := l.sc.fr.Next()
 		if err != nil {
@@ -1215,13 +1283,16 @@ func (c *clientSession) relayLoop(l *lease, inline bool) relayExit {
 			return relayDoneExit
 		}
 		c.wmu.Lock()
+		holdingW = true
 		step, status, err := c.relayOne(l, fr)
 		if step == stepHidden {
+			holdingW = false
 			c.wmu.Unlock()
 			continue
 		}
 		if inline && step == stepContinue && (fr.Type == 'Z' || fr.Type == 'G' || fr.Type == 'W') {
 			ferr := c.w.Flush()
+			holdingW = false
 			c.wmu.Unlock()
 			if ferr != nil {
 				c.clientGone(l)
@@ -1232,6 +1303,7 @@ func (c *clientSession) relayLoop(l *lease, inline bool) relayExit {
 			}
 			return relayHandOff
 		}
+		holdingW = false
 		c.wmu.Unlock()
 		switch step {
 		case stepContinue:
@@ -1246,6 +1318,44 @@ func (c *clientSession) relayLoop(l *lease, inline bool) relayExit {
 			c.refuseTransactionBlock(l, status)
 		}
 		return relayDoneExit
+	}
+}
+
+// relayPanicked ends a lease whose relay panicked. The server and what was written to
+// the client may be in any state: the server is destroyed, and the client gets XX000 and
+// is closed. holdingW says whether this goroutine holds c.wmu.
+func (c *clientSession) relayPanicked(l *lease, p any, holdingW bool) {
+	c.log.Error("relay panic: closing the client and its server", "panic", p, "stack", string(debug.Stack()))
+	if holdingW || tryLockFor(&c.wmu, panicLockWait) {
+		// Drop what is buffered: it may end in the middle of a message.
+		c.w.Reset(c.w.dst)
+		c.noteError(nil, protocol.CodeInternalError)
+		_ = c.conn.SetWriteDeadline(time.Now().Add(5 * time.Second))
+		_, _ = c.w.Write(protocol.AppendErrorResponse(nil, protocol.NewFatal(protocol.CodeInternalError,
+			"internal error in cmpool while relaying the server's reply; the connection is closed")))
+		_ = c.w.Flush()
+		c.wmu.Unlock()
+	}
+	_ = c.conn.Close()
+	_ = l.sc.conn.Close()
+	if !tryLockFor(&c.mu, panicLockWait) {
+		c.log.Error("relay panic left the client's lock held: its server is not returned")
+		return
+	}
+	l.abandoned = true
+	gone := l.destroyed || l.released
+	l.destroyed = true
+	if c.lease == l {
+		c.lease = nil
+	}
+	c.idle.Broadcast()
+	c.mu.Unlock()
+	if l.queryTimer != nil {
+		l.queryTimer.Stop()
+	}
+	if !gone {
+		c.flushBytes(l)
+		l.res.Destroy()
 	}
 }
 
@@ -1280,6 +1390,16 @@ const (
 
 // relayOne passes one server message to the client. The caller holds c.wmu.
 func (c *clientSession) relayOne(l *lease, fr protocol.Frame) (relayStep, byte, error) {
+	if f := c.srv.relayFault; f != nil {
+		f(fr.Type)
+	}
+	if !relayedTypes[fr.Type] {
+		return stepFailed, 0, fmt.Errorf("%w: unexpected message type %q", errBadServerMessage, fr.Type)
+	}
+	if fr.BodyLen > maxServerMessage && fr.Type != 'D' && fr.Type != 'd' {
+		// Rows and COPY data are streamed; other messages may be read whole.
+		return stepFailed, 0, fmt.Errorf("%w: %d bytes in message of type %q", errBadServerMessage, fr.BodyLen, fr.Type)
+	}
 	sc := l.sc
 	l.sentBytes += int64(protocol.HeaderLen + fr.BodyLen)
 	c.mu.Lock()
@@ -1316,8 +1436,11 @@ func (c *clientSession) relayOne(l *lease, fr protocol.Frame) (relayStep, byte, 
 	switch fr.Type {
 	case 'Z':
 		msg, err := sc.fr.Message()
-		if err != nil || len(msg) != 6 {
-			return stepFailed, 0, fmt.Errorf("malformed ReadyForQuery: %v", err)
+		if err != nil {
+			return stepFailed, 0, err
+		}
+		if len(msg) != 6 || msg[5] != 'I' && msg[5] != 'T' && msg[5] != 'E' {
+			return stepFailed, 0, fmt.Errorf("%w: malformed ReadyForQuery %q", errBadServerMessage, msg[protocol.HeaderLen:])
 		}
 		status := msg[5]
 		if len(l.heldErr) > 0 {
@@ -1359,13 +1482,15 @@ func (c *clientSession) relayOne(l *lease, fr protocol.Frame) (relayStep, byte, 
 		if err != nil {
 			return stepFailed, 0, err
 		}
-		if name, value, ok := parseParameterStatus(msg[protocol.HeaderLen:]); ok {
-			sc.noteParameterStatus(name, value)
-			if c.holdStatus(l, name, value) {
-				return stepContinue, 0, nil
-			}
-			c.noteParameterStatus(name, value)
+		name, value, ok := parseParameterStatus(msg[protocol.HeaderLen:])
+		if !ok {
+			return stepFailed, 0, fmt.Errorf("%w: malformed ParameterStatus", errBadServerMessage)
 		}
+		sc.noteParameterStatus(name, value)
+		if c.holdStatus(l, name, value) {
+			return stepContinue, 0, nil
+		}
+		c.noteParameterStatus(name, value)
 		out = msg
 	case 'C':
 		msg, err := sc.fr.Message()
@@ -1422,6 +1547,28 @@ func (c *clientSession) relayOne(l *lease, fr protocol.Frame) (relayStep, byte, 
 		}
 	}
 	return stepContinue, 0, nil
+}
+
+// errBadServerMessage is a server message that breaks the protocol: malformed, or of a
+// kind no server sends in a session.
+var errBadServerMessage = errors.New("invalid message from the server")
+
+// relayedTypes are the message types a server may send once a session has begun.
+var relayedTypes = func() (t [256]bool) {
+	for _, typ := range []byte("123ACDEGHINSTVWZcdnst") {
+		t[typ] = true
+	}
+	return t
+}()
+
+// maxServerMessage bounds the server messages other than DataRow and CopyData, which
+// the relay may read whole: PostgreSQL's are far smaller.
+const maxServerMessage = 64 << 20
+
+// isBadServerMessage reports whether err says the server broke the protocol.
+func isBadServerMessage(err error) bool {
+	var fe *protocol.FrameError
+	return errors.Is(err, errBadServerMessage) || errors.As(err, &fe) || errors.Is(err, protocol.ErrMessageTooLarge)
 }
 
 // clientGone ends a lease whose client can no longer be written to: the server may be
@@ -1653,6 +1800,11 @@ func (c *clientSession) relayFailed(l *lease, err error) {
 		c.log.Warn("query_timeout: server did not answer, even to a cancel request", "waited", l.queryTimeout, "backend", l.pool.key.backend)
 		c.relayFailedWith(l, protocol.NewFatal(protocol.CodeQueryCanceled,
 			fmt.Sprintf("query_timeout: the server did not answer within %s", l.queryTimeout)))
+		return
+	}
+	if isBadServerMessage(err) {
+		c.log.Error("server broke the protocol: closing it and its client", "error", err)
+		c.relayFailedWith(l, protocol.NewFatal(protocol.CodeProtocolViolation, "server sent an invalid message: "+err.Error()))
 		return
 	}
 	if !abandoned {

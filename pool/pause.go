@@ -197,8 +197,8 @@ func (s *Server) poolsOf(database string) []*backendPool {
 func (s *Server) clientsOf(database string) []*clientSession {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	out := make([]*clientSession, 0, len(s.clients))
-	for _, c := range s.clients {
+	out := make([]*clientSession, 0, len(s.conns))
+	for c := range s.conns {
 		if database == "" || c.database == database {
 			out = append(out, c)
 		}

@@ -35,7 +35,11 @@ func (s *Server) newCancelPID() uint32 {
 	_, _ = rand.Read(b[:])
 	pid := binary.BigEndian.Uint32(b[:]) &^ (1 << 31) // positive, like a real pid
 	if s.cfg.PeerID > 0 {
-		pid = uint32(s.cfg.PeerID)<<peerIDShift | pid&(1<<peerIDShift-1)
+		bits := uint(peerIDShift)
+		if s.cancelPIDBits > 0 {
+			bits = s.cancelPIDBits
+		}
+		pid = uint32(s.cfg.PeerID)<<peerIDShift | pid&(1<<bits-1)
 	}
 	return pid
 }

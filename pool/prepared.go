@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"container/list"
 	"encoding/binary"
+	"runtime"
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"weak"
 
 	"github.com/jackc/pgx/v5/pgproto3"
 )
@@ -59,15 +61,36 @@ type preparedStmt struct {
 // that completes through cmpool bumps the schema generation, and a Parse of a statement
 // named before it gets a fresh server-side name (prepared anew wherever it runs). Clients
 // that mapped the old name keep it, like a statement they prepared before the DDL.
+//
+// The registry holds its statements weakly: the clients that map a statement, the
+// servers that have it prepared (their LRUs) and the requests in flight keep it alive.
+// Once none does, the collector frees it and its entry goes, so a stream of distinct
+// texts (IN lists of every length) does not grow the registry. A later Parse of the same
+// text gets a fresh name; no server has the old one any more.
 type stmtRegistry struct {
 	mu        sync.Mutex
-	byKey     map[string]*preparedStmt
+	byKey     map[string]weak.Pointer[preparedStmt]
 	next      uint64
 	schemaGen atomic.Uint64
 }
 
 func newStmtRegistry() *stmtRegistry {
-	return &stmtRegistry{byKey: make(map[string]*preparedStmt)}
+	return &stmtRegistry{byKey: make(map[string]weak.Pointer[preparedStmt])}
+}
+
+// stmtEntry names a registry entry for its removal once its statement is freed.
+type stmtEntry struct {
+	key string
+	ptr weak.Pointer[preparedStmt]
+}
+
+// forget drops e's entry, unless a newer statement for its key replaced it.
+func (r *stmtRegistry) forget(e stmtEntry) {
+	r.mu.Lock()
+	if r.byKey[e.key] == e.ptr {
+		delete(r.byKey, e.key)
+	}
+	r.mu.Unlock()
 }
 
 // get returns the statement for a Parse body's query and parameter-type section.
@@ -76,7 +99,7 @@ func (r *stmtRegistry) get(query string, types []byte) *preparedStmt {
 	gen := r.schemaGen.Load()
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if s := r.byKey[key]; s != nil && s.gen >= gen {
+	if s := r.byKey[key].Value(); s != nil && s.gen >= gen {
 		return s
 	}
 	s := r.newStmt(key, query, types)
@@ -89,7 +112,9 @@ func (r *stmtRegistry) newStmt(key, query string, types []byte) *preparedStmt {
 	r.next++
 	s := &preparedStmt{name: stmtPrefix + strconv.FormatUint(r.next, 10), key: key, query: query, gen: r.schemaGen.Load()}
 	s.parse = appendParse(nil, s.name, query, types)
-	r.byKey[key] = s
+	ptr := weak.Make(s)
+	r.byKey[key] = ptr
+	runtime.AddCleanup(s, r.forget, stmtEntry{key: key, ptr: ptr})
 	return s
 }
 
@@ -98,7 +123,7 @@ func (r *stmtRegistry) newStmt(key, query string, types []byte) *preparedStmt {
 func (r *stmtRegistry) renew(old *preparedStmt) *preparedStmt {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if cur := r.byKey[old.key]; cur != old {
+	if cur := r.byKey[old.key].Value(); cur != old && cur != nil {
 		return cur // renewed already
 	}
 	_, _, types, _ := parseParse(old.parse[5:])
@@ -115,7 +140,8 @@ func (r *stmtRegistry) noteCommandTag(tag []byte) {
 	}
 }
 
-// Len is the number of distinct statements seen.
+// Len is the number of statements in the registry: those still held, and those freed
+// whose entries are not yet removed.
 func (r *stmtRegistry) Len() int {
 	r.mu.Lock()
 	defer r.mu.Unlock()

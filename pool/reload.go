@@ -158,7 +158,7 @@ func (s *Server) reload(cfg Config) ([]string, error) {
 		s.primaryGen.Add(1)
 	}
 	s.retirePoolsLocked(retire)
-	serving := len(s.listeners) > 0
+	serving := s.serving.Load()
 	s.mu.Unlock()
 
 	if newRS != nil && serving {

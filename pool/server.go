@@ -67,11 +67,15 @@ type Server struct {
 	reloadMu  sync.Mutex // serializes Reload
 	readiness readyCache
 	startOnce sync.Once
+	serving   atomic.Bool // set once start has run
 
 	mu        sync.Mutex
 	pools     map[poolKey]*backendPool
 	listeners map[net.Listener]struct{}
-	clients   map[uint32]*clientSession // by cancel key pid
+	// conns holds every client connection served, from accept to close; clients holds
+	// those that logged in, by cancel key pid (a key is given at the end of a login).
+	conns   map[*clientSession]struct{}
+	clients map[uint32]*clientSession
 
 	nClients atomic.Int64
 	closing  atomic.Bool
@@ -79,6 +83,13 @@ type Server struct {
 	// ctx is cancelled when Shutdown gives up waiting; it ends every wait for a server.
 	ctx    context.Context
 	cancel context.CancelFunc
+
+	// Test seams, set only from tests: cancelPIDBits (0: peerIDShift) narrows the random
+	// low bits of a peered cancel key's process id; relayFault runs before each server
+	// message the relay handles, clientFault before each client message after login.
+	cancelPIDBits uint
+	relayFault    func(typ byte)
+	clientFault   func(typ byte)
 }
 
 // cancelKey is the BackendKeyData cmpool gives a client.
@@ -103,6 +114,7 @@ func New(cfg Config) (*Server, error) {
 		primaryCfg: pc,
 		pools:      make(map[poolKey]*backendPool),
 		listeners:  make(map[net.Listener]struct{}),
+		conns:      make(map[*clientSession]struct{}),
 		clients:    make(map[uint32]*clientSession),
 		stmts:      newStmtRegistry(),
 		observer:   c.Observer,
@@ -205,12 +217,7 @@ func (s *Server) Serve(ln net.Listener) error {
 	}
 	s.listeners[ln] = struct{}{}
 	s.mu.Unlock()
-	s.startOnce.Do(func() {
-		if rs := s.rs(); rs != nil {
-			rs.Start()
-		}
-		go s.statsSampler()
-	})
+	s.start()
 	defer func() {
 		s.mu.Lock()
 		delete(s.listeners, ln)
@@ -235,8 +242,22 @@ func (s *Server) Serve(ln net.Listener) error {
 			return err
 		}
 		backoff = 0
-		s.wg.Go(func() { s.serveConn(conn) })
+		if !s.serveConn(conn) {
+			_ = conn.Close() // Shutdown has begun; the listener is closed too
+		}
 	}
+}
+
+// start starts the replica monitor and the stats sampler, once, when the server first
+// serves: through Serve or DialContext.
+func (s *Server) start() {
+	s.startOnce.Do(func() {
+		if rs := s.rs(); rs != nil {
+			rs.Start()
+		}
+		go s.statsSampler()
+		s.serving.Store(true)
+	})
 }
 
 // DialContext connects to the proxy in-process, without TCP: the returned connection is
@@ -249,17 +270,23 @@ func (s *Server) DialContext(ctx context.Context, network, address string) (net.
 	if s.closing.Load() {
 		return nil, ErrServerClosed
 	}
+	s.start()
 	client, server := net.Pipe()
-	s.wg.Go(func() { s.serveConn(server) })
+	if !s.serveConn(server) {
+		_ = server.Close()
+		_ = client.Close()
+		return nil, ErrServerClosed
+	}
 	return client, nil
 }
 
-// serveConn runs one client connection.
-func (s *Server) serveConn(conn net.Conn) {
+// serveConn serves one client connection on a goroutine of its own. It reports false,
+// and serves nothing, once Shutdown has begun: the connection joins s.wg under s.mu, where
+// Shutdown sets closing, so none joins while Shutdown waits.
+func (s *Server) serveConn(conn net.Conn) bool {
 	if tc, ok := conn.(*net.TCPConn); ok {
 		_ = tc.SetNoDelay(true)
 	}
-	s.nClients.Add(1)
 	fio := fastIO(conn)
 	r := newClientReader(fio)
 	c := &clientSession{
@@ -273,8 +300,15 @@ func (s *Server) serveConn(conn net.Conn) {
 		connectedAt: time.Now(),
 	}
 	c.idle = sync.NewCond(&c.mu)
-	s.registerClient(c)
-	c.serve(s.ctx)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closing.Load() {
+		return false
+	}
+	s.conns[c] = struct{}{}
+	s.nClients.Add(1)
+	s.wg.Go(func() { c.serve(s.ctx) })
+	return true
 }
 
 // overClientLimit reports whether this client is past max_client_conn.
@@ -282,24 +316,74 @@ func (s *Server) overClientLimit() bool {
 	return s.nClients.Load() > int64(s.conf().MaxClientConn)
 }
 
-// registerClient gives c a unique cancel key.
-func (s *Server) registerClient(c *clientSession) {
+// registerClient gives c a cancel key no other client holds, at the end of its login,
+// before BackendKeyData is sent: a connection that never logs in holds none. With a
+// PeerID the keys are a small space (see maxPeeredClients); when every one is taken the
+// login fails with 53300.
+func (s *Server) registerClient(c *clientSession) error {
+	var secret [4]byte
+	_, _ = rand.Read(secret[:])
+	var draws [cancelKeyDraws]uint32
+	for i := range draws {
+		draws[i] = s.newCancelPID()
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for {
-		pid := s.newCancelPID()
-		if _, used := s.clients[pid]; used || pid == 0 {
-			continue
-		}
-		c.key.pid = pid
-		_, _ = rand.Read(c.key.secret[:])
-		s.clients[pid] = c
-		return
+	pid, ok := s.freeCancelPIDLocked(draws[:])
+	if !ok {
+		return protocol.NewFatal(protocol.CodeTooManyConnections,
+			fmt.Sprintf("no more connections allowed: all %d cancel keys of peer_id %d are in use", len(s.clients), s.cfg.PeerID))
 	}
+	c.key = cancelKey{pid: pid, secret: secret}
+	s.clients[pid] = c
+	return nil
+}
+
+// cancelKeyDraws is how many random process ids registerClient tries before it scans
+// the key space for a free one.
+const cancelKeyDraws = 8
+
+// freeCancelPIDLocked returns a process id no client holds: the first free one of draws,
+// else, with a PeerID, the first free one of this instance's space after a random start.
+// It reports false when there is none. The caller holds s.mu.
+func (s *Server) freeCancelPIDLocked(draws []uint32) (uint32, bool) {
+	for _, pid := range draws {
+		if _, used := s.clients[pid]; !used && pid != 0 {
+			return pid, true
+		}
+	}
+	if s.cfg.PeerID == 0 {
+		// 2^31 ids for at most MaxClientConn clients: every draw taken means the random
+		// source is broken, not that the space is full.
+		return 0, false
+	}
+	bits := uint(peerIDShift)
+	if s.cancelPIDBits > 0 {
+		bits = s.cancelPIDBits
+	}
+	size := uint32(1) << bits
+	base := uint32(s.cfg.PeerID) << peerIDShift
+	start := draws[0] - base
+	for i := range size {
+		pid := base | (start+i)&(size-1)
+		if _, used := s.clients[pid]; !used {
+			return pid, true
+		}
+	}
+	return 0, false
+}
+
+// unregisteredKey returns a cancel key that cancels nothing, for admin console clients,
+// which have nothing to cancel and so hold none of the keys.
+func (s *Server) unregisteredKey() cancelKey {
+	k := cancelKey{pid: s.newCancelPID()}
+	_, _ = rand.Read(k.secret[:])
+	return k
 }
 
 func (s *Server) forgetClient(c *clientSession) {
 	s.mu.Lock()
+	delete(s.conns, c)
 	if s.clients[c.key.pid] == c {
 		delete(s.clients, c.key.pid)
 	}
@@ -424,50 +508,62 @@ func (s *Server) databaseTargetLocked(database string) (*pgconn.Config, error) {
 
 // Shutdown stops accepting clients and asks each to leave at its next transaction
 // boundary. It waits for them until ctx ends, then closes the rest, and closes every
-// server connection.
+// server connection. It returns when ctx ends even if server logins in progress still
+// hold the pools open: those are closed as soon as the logins end.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
 	s.closing.Store(true)
 	for ln := range s.listeners {
 		_ = ln.Close()
 	}
-	clients := make([]*clientSession, 0, len(s.clients))
-	for _, c := range s.clients {
+	clients := make([]*clientSession, 0, len(s.conns))
+	for c := range s.conns {
 		clients = append(clients, c)
 	}
 	s.mu.Unlock()
 	for _, c := range clients {
 		c.requestClose()
 	}
+	// No connection joins s.wg from now on (see serveConn).
 	done := make(chan struct{})
 	go func() { s.wg.Wait(); close(done) }()
-	var err error
 	select {
 	case <-done:
 	case <-ctx.Done():
-		err = ctx.Err()
 		s.cancel()
 		s.mu.Lock()
-		for _, c := range s.clients {
+		for c := range s.conns {
 			_ = c.conn.Close()
 		}
 		s.mu.Unlock()
-		<-done
 	}
 	s.cancel()
-	s.mu.Lock()
-	pools := make([]*backendPool, 0, len(s.pools))
-	for _, bp := range s.pools {
-		pools = append(pools, bp)
+	// Closing the pools waits for server logins in progress, which a server that
+	// accepted the connection and never answers can hold for server_connect_timeout:
+	// that goes on after ctx ends, without Shutdown.
+	stopped := make(chan struct{})
+	go func() {
+		defer close(stopped)
+		<-done
+		s.mu.Lock()
+		pools := make([]*backendPool, 0, len(s.pools))
+		for _, bp := range s.pools {
+			pools = append(pools, bp)
+		}
+		s.mu.Unlock()
+		for _, bp := range pools {
+			bp.close()
+		}
+		if s.rs() != nil {
+			s.rs().Close()
+		}
+	}()
+	select {
+	case <-stopped:
+		return ctx.Err()
+	case <-ctx.Done():
+		return ctx.Err()
 	}
-	s.mu.Unlock()
-	for _, bp := range pools {
-		bp.close()
-	}
-	if s.rs() != nil {
-		s.rs().Close()
-	}
-	return err
 }
 
 // requestClose asks the client to leave at its next transaction boundary: now, if it

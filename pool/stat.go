@@ -15,7 +15,8 @@ type Stat struct {
 	// Clients is the number of client connections open now.
 	Clients int
 	// PreparedStatements is the number of distinct statements (text and parameter types)
-	// that clients have prepared, each with one server-side name.
+	// that clients have prepared, each with one server-side name, and that a client or a
+	// server still holds (statements dropped everywhere leave at the next collection).
 	PreparedStatements int
 	// Pools has one entry per (database, user, backend) pool, sorted by database, user
 	// and backend.

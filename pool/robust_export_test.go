@@ -1,0 +1,14 @@
+package pool
+
+// SetCancelPIDBits makes s hand out peered cancel keys from 2^bits process ids only, so
+// that tests can run out of them.
+func SetCancelPIDBits(s *Server, bits uint) { s.cancelPIDBits = bits }
+
+// SetRelayFault makes f run before the relay handles each server message.
+func SetRelayFault(s *Server, f func(typ byte)) { s.relayFault = f }
+
+// PreparedRegistryLen is the number of statements s's registry holds.
+func PreparedRegistryLen(s *Server) int { return s.stmts.Len() }
+
+// SetClientFault makes f run before a logged-in client's each message is handled.
+func SetClientFault(s *Server, f func(typ byte)) { s.clientFault = f }
