@@ -8,6 +8,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 
+	"github.com/cmlite/cmpool/integration"
 	"github.com/cmlite/cmpool/pool"
 	"github.com/cmlite/cmpool/router"
 )
@@ -18,8 +19,8 @@ import (
 func TestDialContextOnlyEmbedder(t *testing.T) {
 	c := sharedCluster(t)
 	ctx := ctxT(t, 60*time.Second)
-	srv, err := pool.New(pool.Config{Primary: c.Primary.URL("", ""), Replicas: c.ReplicaURLs(),
-		ReplicaCheckInterval: 100 * time.Millisecond})
+	srv, err := pool.New(integration.WithTestAuth(pool.Config{Primary: c.Primary.URL("", ""), Replicas: c.ReplicaURLs(),
+		ReplicaCheckInterval: 100 * time.Millisecond}))
 	require.NoError(t, err)
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

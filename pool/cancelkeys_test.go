@@ -19,7 +19,7 @@ import (
 // hold them all, the next login is refused with 53300, while those clients and the admin
 // console go on working, and a key comes back when its client leaves.
 func TestCancelKeysExhausted(t *testing.T) {
-	srv, err := pool.New(pool.Config{Primary: "postgres://bench@" + fakeBackend(t) + "/bench?sslmode=disable",
+	srv, err := pool.New(pool.Config{AuthType: "trust", Primary: "postgres://bench@" + fakeBackend(t) + "/bench?sslmode=disable",
 		DefaultPoolSize: 2, PeerID: 3, AdminUsers: []string{"bench"}, Logger: slog.New(slog.DiscardHandler)})
 	require.NoError(t, err)
 	pool.SetCancelPIDBits(srv, 2)

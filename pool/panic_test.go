@@ -111,7 +111,7 @@ func serveFaulty(conn net.Conn) {
 
 // faultyProxy serves cmpool in front of a faulty backend, with two servers at most.
 func faultyProxy(t *testing.T, mode pool.Mode) (*pool.Server, string) {
-	srv, err := pool.New(pool.Config{Primary: "postgres://bench@" + faultyBackend(t) + "/bench?sslmode=disable",
+	srv, err := pool.New(pool.Config{AuthType: "trust", Primary: "postgres://bench@" + faultyBackend(t) + "/bench?sslmode=disable",
 		DefaultPoolSize: 2, PoolMode: mode, Logger: slog.New(slog.DiscardHandler)})
 	require.NoError(t, err)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -310,7 +310,7 @@ func FuzzRelay(f *testing.F) {
 		}
 	}()
 	var panics atomic.Int64
-	srv, err := pool.New(pool.Config{Primary: "postgres://bench@" + ln.Addr().String() + "/bench?sslmode=disable",
+	srv, err := pool.New(pool.Config{AuthType: "trust", Primary: "postgres://bench@" + ln.Addr().String() + "/bench?sslmode=disable",
 		DefaultPoolSize: 4, Logger: slog.New(panicLog{&panics}), QueryTimeout: 2 * time.Second})
 	require.NoError(f, err)
 	pln, err := net.Listen("tcp", "127.0.0.1:0")

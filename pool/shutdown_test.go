@@ -21,7 +21,7 @@ import (
 func TestShutdownRefusesLateConnections(t *testing.T) {
 	addr := fakeBackend(t)
 	for range 5 {
-		srv, err := pool.New(pool.Config{Primary: "postgres://bench@" + addr + "/bench?sslmode=disable",
+		srv, err := pool.New(pool.Config{AuthType: "trust", Primary: "postgres://bench@" + addr + "/bench?sslmode=disable",
 			Logger: slog.New(slog.DiscardHandler)})
 		require.NoError(t, err)
 		var (
@@ -116,7 +116,7 @@ func silentServer(t *testing.T) (addr string, accepted, closed *atomic.Int64) {
 // logins are then given up.
 func TestShutdownWhileServersLogIn(t *testing.T) {
 	addr, accepted, closed := silentServer(t)
-	srv, err := pool.New(pool.Config{Primary: "postgres://bench@" + addr + "/bench?sslmode=disable",
+	srv, err := pool.New(pool.Config{AuthType: "trust", Primary: "postgres://bench@" + addr + "/bench?sslmode=disable",
 		ServerConnectTimeout: time.Minute, MinPoolSize: 2, Logger: slog.New(slog.DiscardHandler)})
 	require.NoError(t, err)
 	cfg, err := pgconn.ParseConfig("postgres://bench@127.0.0.1/bench?sslmode=disable") // not dialed
