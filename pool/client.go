@@ -165,9 +165,6 @@ type lease struct {
 	// wmu is held while the client goroutine writes to the server, so the relay can wait
 	// for a write in progress before giving the server to someone else.
 	wmu sync.Mutex
-	// cancels counts cancel requests in flight to this server; the lease is not ended
-	// until they are done.
-	cancels sync.WaitGroup
 	// done is closed when the relay exits. It is made when a relay goroutine starts; a
 	// lease relayed whole on the client goroutine gets relayDone.
 	done chan struct{}
@@ -180,8 +177,9 @@ type lease struct {
 	sentBytes      int64
 	// queryTimer cancels a request running past query_timeout; nil until first armed.
 	queryTimer *time.Timer
-	// released is set by finishLease once the server is back in its pool and no cancel
-	// refers to the lease any more (see newLease).
+	// released is set by finishLease once the server is back in its pool (see newLease).
+	// A cancel request never refers to the lease after checking it under
+	// clientSession.mu (cancel.go).
 	released bool
 	// hiddenBegin: a deferred BEGIN was sent first on this lease and its replies are
 	// still due; the relay drops them. Guarded by clientSession.mu.
@@ -1002,7 +1000,7 @@ func (c *clientSession) ensureRelay() {
 // newLease returns an empty lease for the client's next transaction. That is the previous
 // lease itself, emptied, when nothing can refer to it any more: it was relayed on the
 // client goroutine only (no relay goroutine, which may still be exiting), it ended cleanly
-// (finishLease returned its server, after waiting for cancels in flight), and it never
+// (finishLease returned its server, after its cancels in flight were answered), and it never
 // armed query_timeout (whose timer may still fire). Then a transaction allocates nothing.
 // Its buffers are kept; reuseBuffers has nothing to do.
 func (c *clientSession) newLease() *lease {
@@ -1514,16 +1512,18 @@ func (c *clientSession) endsLease(l *lease, status byte) (end, dead bool) {
 	return true, false
 }
 
-// finishLease returns a clean server once no write or cancel is in progress on it.
+// finishLease returns a clean server once no write or cancel is in progress on it. The
+// lease is no longer cancellable (it is not the client's, or it is syncing), so no new
+// cancel starts meanwhile; a server whose cancel is not answered is closed.
 func (c *clientSession) finishLease(l *lease) {
 	l.wmu.Lock()
 	//lint:ignore SA2001 waiting for the writer to finish is the point
 	l.wmu.Unlock()
-	l.cancels.Wait()
+	settled := l.sc.cancels.settle(settleTimeout)
 	if l.replica >= 0 {
 		l.rs.Done(l.replica)
 	}
-	if l.syncing && !c.syncTracked(l) {
+	if l.syncing && !c.syncTracked(l) || !settled {
 		l.res.Destroy()
 		return
 	}

@@ -102,10 +102,14 @@ func (c *clientSession) replayOnPrimary(l *lease, status byte) bool {
 	l.wmu.Lock()
 	//lint:ignore SA2001 waiting for the writer to finish is the point
 	l.wmu.Unlock()
-	l.cancels.Wait()
+	settled := l.sc.cancels.settle(settleTimeout) // l is syncing: no new cancel starts
 	l.rs.Done(l.replica)
 	l.replica = -1
-	l.pool.release(l.res)
+	if settled {
+		l.pool.release(l.res)
+	} else {
+		l.res.Destroy()
+	}
 
 	// Take a primary server with the client's settings.
 	ctx, cancel := c.waitContext(c.srv.ctx)

@@ -307,7 +307,7 @@ func (s *Server) forgetClient(c *clientSession) {
 }
 
 // handleCancel forwards a client's CancelRequest to the server that client holds right
-// now, if any, and nowhere else.
+// now, if the client has requests outstanding on it, and nowhere else (see cancel.go).
 func (s *Server) handleCancel(ctx context.Context, req *pgproto3.CancelRequest) {
 	if peer := s.peerOf(req.ProcessID); peer != "" {
 		s.forwardCancel(ctx, peer, req)
@@ -322,18 +322,13 @@ func (s *Server) handleCancel(ctx context.Context, req *pgproto3.CancelRequest) 
 	}
 	c.mu.Lock()
 	l := c.lease
-	if l != nil {
-		l.cancels.Add(1)
-	}
 	c.mu.Unlock()
-	if l == nil {
-		return // nothing running: nothing to cancel
-	}
-	defer l.cancels.Done()
-	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	if err := l.sc.cancel(cctx); err != nil {
+	sent, err := c.cancelRunning(ctx, l, true)
+	switch {
+	case err != nil:
 		s.log.Warn("cancel request failed", "error", err)
+	case !sent:
+		s.log.Debug("cancel request dropped: nothing of the client's is running", "pid", req.ProcessID)
 	}
 }
 
