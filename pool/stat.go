@@ -81,6 +81,12 @@ type PoolStat struct {
 	// ClientParses counts Parse messages from clients; ServerParses counts Parses sent to
 	// servers (first preparations and replays); Binds counts Bind messages.
 	ClientParses, ServerParses, Binds int64
+	// Cancel requests in progress now: clients' requests not yet sent to a server
+	// (CancelsWaiting) and sent but not yet answered (CancelsActive); connections open to
+	// send a cancel, clients' or query_timeout's (CancelConns); servers with a cancel in
+	// flight, not lent to anyone until it is answered (ServersBeingCanceled). All zero
+	// for a pool replaced by a reload or a promotion.
+	CancelsWaiting, CancelsActive, CancelConns, ServersBeingCanceled int
 }
 
 // poolCounters are a pool's counters, added to as leases progress.
@@ -138,6 +144,8 @@ func (s *Server) Stat() Stat {
 			ps.Backend, ps.Mode = bp.name, bp.mode
 			ps.Servers, ps.IdleServers = int(pst.TotalResources()), int(pst.IdleResources())
 			ps.ActiveServers, ps.MaxServers = int(pst.AcquiredResources()), int(pst.MaxResources())
+			ps.CancelsWaiting, ps.CancelsActive, ps.CancelConns = bp.counters.cancels.snapshot()
+			ps.ServersBeingCanceled = bp.beingCanceled()
 		} else if key.backend != backendPrimary {
 			ps.Backend = fmt.Sprintf("replica %d", key.backend-1)
 		}
