@@ -558,11 +558,17 @@ func (c *clientSession) acquireError(err error, fatal bool) *protocol.Error {
 // anything differs. Values go through set_config, which parses them as a configuration
 // file would, so list values such as search_path keep their meaning.
 func (c *clientSession) applyParams(ctx context.Context, sc *serverConn) error {
-	if sc.configuredFor == c && sc.configuredVersion == c.paramsVersion {
+	// The relay calls it too (replayOnPrimary) while the client goroutine may replace the
+	// parameters: it works on a snapshot. c.params is replaced, never changed in place,
+	// except by the relay itself.
+	c.mu.Lock()
+	params, version := c.params, c.paramsVersion
+	c.mu.Unlock()
+	if sc.configuredFor == c && sc.configuredVersion == version {
 		return nil
 	}
 	var sets, resets strings.Builder
-	for k, v := range c.params {
+	for k, v := range params {
 		if cur, ok := sc.param(k); !ok || cur != v {
 			if sets.Len() == 0 {
 				sets.WriteString("SELECT ")
@@ -573,7 +579,7 @@ func (c *clientSession) applyParams(ctx context.Context, sc *serverConn) error {
 		}
 	}
 	for k := range sc.set {
-		if _, ok := c.params[k]; !ok {
+		if _, ok := params[k]; !ok {
 			fmt.Fprintf(&resets, "RESET %s;", quoteIdent(k))
 		}
 	}
@@ -596,18 +602,18 @@ func (c *clientSession) applyParams(ctx context.Context, sc *serverConn) error {
 		// Record what we asked for. The parameters the server reports (those it reported at
 		// login) were recorded from its ParameterStatus; the others now have the value asked
 		// for, whatever cmpool recorded before.
-		for k, v := range c.params {
+		for k, v := range params {
 			if _, reported := sc.defaults[k]; !reported {
 				sc.set[k] = v
 			}
 		}
 		for k := range sc.set {
-			if _, ok := c.params[k]; !ok {
+			if _, ok := params[k]; !ok {
 				delete(sc.set, k)
 			}
 		}
 	}
-	sc.configuredFor, sc.configuredVersion = c, c.paramsVersion
+	sc.configuredFor, sc.configuredVersion = c, version
 	return nil
 }
 
@@ -1159,8 +1165,9 @@ func (c *clientSession) send(l *lease, msg []byte) error {
 	} else if err := c.fr.Forward(w); err != nil {
 		return err
 	}
-	// Coalesce: flush once the client has nothing more for us right now.
-	if c.fr.Buffered() == 0 {
+	// Coalesce: flush unless the client's next message is already here whole. (The rest
+	// of a message only partly received may be long in coming.)
+	if !c.fr.FrameBuffered() {
 		if err := w.Flush(); err != nil {
 			// The server is gone; the relay will see it and tell the client.
 			c.log.Debug("write to server failed", "error", err)
