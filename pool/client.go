@@ -184,6 +184,9 @@ type lease struct {
 	// hiddenBegin: a deferred BEGIN was sent first on this lease and its replies are
 	// still due; the relay drops them. Guarded by clientSession.mu.
 	hiddenBegin bool
+	// ready is what the last ReadyForQuery ended, not yet reported to the Observer
+	// (noteReady, reportReady). Whoever relays the lease owns it.
+	ready readyNote
 }
 
 const clientBufSize = 8 * 1024
@@ -1207,6 +1210,7 @@ func (c *clientSession) relayLoop(l *lease, inline bool) relayExit {
 		if inline && step == stepContinue && (fr.Type == 'Z' || fr.Type == 'G' || fr.Type == 'W') {
 			ferr := c.w.Flush()
 			c.wmu.Unlock()
+			c.reportReady(l)
 			if ferr != nil {
 				c.clientGone(l)
 				return relayDoneExit
@@ -1217,6 +1221,7 @@ func (c *clientSession) relayLoop(l *lease, inline bool) relayExit {
 			return relayHandOff
 		}
 		c.wmu.Unlock()
+		c.reportReady(l)
 		switch step {
 		case stepContinue:
 			continue

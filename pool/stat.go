@@ -176,15 +176,18 @@ func (s *Server) Stat() Stat {
 }
 
 // noteReady counts the request a ReadyForQuery answered and, at status idle, the
-// transaction it ended. The caller holds c.mu; l.pending is already decremented.
+// transaction it ended. The caller holds c.mu; l.pending is already decremented. What
+// the Observer and the log are to hear of is kept in l.ready, for reportReady once the
+// relay holds no lock: a hook may block or call back into cmpool.
 func (c *clientSession) noteReady(l *lease, status byte) {
 	now := nanotime()
 	bp := l.pool
+	l.ready.backend = bp.name
 	if l.qStart != 0 {
 		d := now - l.qStart
 		bp.counters.queries.Add(1)
 		bp.counters.queryTime.Add(d)
-		c.srv.observer.Observe(Event{Kind: EventQuery, Database: c.database, User: c.user, Backend: bp.name, Duration: time.Duration(d)})
+		l.ready.query, l.ready.hasQuery = time.Duration(d), true
 		l.qStart = 0
 		if l.pending > 0 {
 			l.qStart = now // the next pipelined request is running now
@@ -194,13 +197,37 @@ func (c *clientSession) noteReady(l *lease, status byte) {
 		d := now - l.xStart
 		bp.counters.xacts.Add(1)
 		bp.counters.xactTime.Add(d)
-		c.srv.observer.Observe(Event{Kind: EventTransaction, Database: c.database, User: c.user, Backend: bp.name, Duration: time.Duration(d)})
-		if slow := c.srv.conf().SlowTransaction; slow > 0 && time.Duration(d) > slow {
-			c.log.Warn("slow transaction", "duration", time.Duration(d).Round(time.Microsecond), "backend", bp.name)
-		}
+		l.ready.xact, l.ready.hasXact = time.Duration(d), true
 		l.xStart = l.qStart
 	}
 	c.flushBytes(l)
+}
+
+// readyNote is what noteReady saw and has not reported yet: the durations of the
+// request and of the transaction that ended, on backend.
+type readyNote struct {
+	backend           string
+	query, xact       time.Duration
+	hasQuery, hasXact bool
+}
+
+// reportReady sends what noteReady saw on l to the Observer, and logs a slow
+// transaction. It runs on whatever relays l, holding no lock.
+func (c *clientSession) reportReady(l *lease) {
+	n := l.ready
+	if !n.hasQuery && !n.hasXact {
+		return
+	}
+	l.ready = readyNote{}
+	if n.hasQuery {
+		c.srv.observer.Observe(Event{Kind: EventQuery, Database: c.database, User: c.user, Backend: n.backend, Duration: n.query})
+	}
+	if n.hasXact {
+		c.srv.observer.Observe(Event{Kind: EventTransaction, Database: c.database, User: c.user, Backend: n.backend, Duration: n.xact})
+		if slow := c.srv.conf().SlowTransaction; slow > 0 && n.xact > slow {
+			c.log.Warn("slow transaction", "duration", n.xact.Round(time.Microsecond), "backend", n.backend)
+		}
+	}
 }
 
 // flushBytes adds the bytes l relayed to its pool's counters. It runs on the relay

@@ -1,0 +1,53 @@
+package integration_test
+
+import (
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/stretchr/testify/require"
+
+	"github.com/cmlite/cmpool/pool"
+)
+
+// TestObserverHookHoldsNoLock: cmpool calls Config.Observer holding no lock of the
+// client's. While the hook for a client's query blocks, the admin console's SHOW CLIENTS,
+// which reads every client's state, still answers, and the hook itself may call back
+// into cmpool (Stat).
+func TestObserverHookHoldsNoLock(t *testing.T) {
+	var (
+		armed   atomic.Bool
+		entered = make(chan pool.Stat, 1)
+		release = make(chan struct{})
+		once    sync.Once
+		srv     atomic.Pointer[pool.Server]
+	)
+	hook := pool.ObserverFunc(func(e pool.Event) {
+		if e.Kind != pool.EventQuery || !armed.CompareAndSwap(true, false) {
+			return
+		}
+		entered <- srv.Load().Stat()
+		<-release
+	})
+	_, p := adminProxy(t, pool.Config{Observer: hook})
+	srv.Store(p.Server)
+	t.Cleanup(func() { once.Do(func() { close(release) }) })
+	ctx := ctxT(t, 30*time.Second)
+	app := connect(t, p.URL("", ""), pgx.QueryExecModeSimpleProtocol)
+	console := adminConn(t, p, "pgbouncer", "postgres")
+
+	armed.Store(true)
+	done := make(chan error, 1)
+	go func() { _, err := app.Exec(ctx, "select 1"); done <- err }()
+	st := <-entered
+	require.Positive(t, st.Clients)
+
+	// The hook is blocked; the console must still see the client.
+	names, _, rows := show(t, console, "SHOW CLIENTS")
+	require.Len(t, rows, 2, "%v: %v", names, rows)
+
+	once.Do(func() { close(release) })
+	require.NoError(t, <-done)
+}
