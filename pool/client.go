@@ -40,6 +40,13 @@ type clientSession struct {
 	fr          *protocol.FrameReader
 	// w writes to the client, under wmu: the relay writes server replies, the client
 	// goroutine cmpool's own answers.
+	//
+	// Lock order for a client and its lease: wmu, then mu, then serverConn.cancels.mu;
+	// lease.wmu may be taken under wmu, never under mu. None of them is held across a
+	// wait for a server, a login, a cancel request or an Observer hook. wmu is held while
+	// one message is written to the client (the relay reads the rest of a server message
+	// as it copies it); lease.wmu while cmpool's or the client's messages are written to
+	// the server; mu only to read or change the session's state.
 	w   *clientWriter
 	wmu sync.Mutex
 	log *slog.Logger
@@ -89,7 +96,7 @@ type clientSession struct {
 	// if its position is not read yet (see noteWriteLocked); zero otherwise.
 	wroteAt time.Time
 
-	mu    sync.Mutex
+	mu    sync.Mutex // guards the lease and the fields marked so; see wmu for the lock order
 	idle  *sync.Cond // on mu; signalled at every ReadyForQuery
 	lease *lease     // the server held now, or nil
 	// prevLease is the last lease started; the next one takes over its buffers once its
@@ -163,7 +170,10 @@ type lease struct {
 	stopping    bool   // the client goroutine wants the relay to stop without closing
 	destroyed   bool   // the relay destroyed the server; set before done is closed
 	// wmu is held while the client goroutine writes to the server, so the relay can wait
-	// for a write in progress before giving the server to someone else.
+	// for a write in progress before giving the server to someone else; and while the
+	// relay writes cmpool's own messages (a retry, a replay, the ROLLBACK of
+	// refuseTransactionBlock), so that nothing of the client's is interleaved. It is
+	// taken after clientSession.wmu, never under clientSession.mu.
 	wmu sync.Mutex
 	// done is closed when the relay exits. It is made when a relay goroutine starts; a
 	// lease relayed whole on the client goroutine gets relayDone.

@@ -68,6 +68,9 @@ type Server struct {
 	readiness readyCache
 	startOnce sync.Once
 
+	// mu guards pools, listeners, clients and primaryCfg. It is held only to read or
+	// change them: never across I/O, a wait or a hook, and no client's lock
+	// (clientSession.mu, wmu, lease.wmu) is taken while it is held.
 	mu        sync.Mutex
 	pools     map[poolKey]*backendPool
 	listeners map[net.Listener]struct{}
