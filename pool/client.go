@@ -1372,7 +1372,7 @@ func (c *clientSession) relayOne(l *lease, fr protocol.Frame) (relayStep, byte, 
 		case '3':
 			out = c.replyCloseComplete(l, msg)
 		default:
-			c.noteError(l.pool, protocol.ErrorCode(msg[protocol.HeaderLen:]))
+			c.noteServerError(l, protocol.ErrorCode(msg[protocol.HeaderLen:]))
 			out = c.replyError(l, msg)
 			if c.holdForRetry(l, out) {
 				out = nil

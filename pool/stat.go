@@ -203,22 +203,27 @@ func (c *clientSession) noteReady(l *lease, status byte) {
 	c.flushBytes(l)
 }
 
-// readyNote is what noteReady saw and has not reported yet: the durations of the
-// request and of the transaction that ended, on backend.
+// readyNote is what the relay saw and has not reported yet: the durations of the
+// request and of the transaction that ended, on backend (noteReady), and the SQLSTATE
+// of an ErrorResponse from the server (noteServerError).
 type readyNote struct {
 	backend           string
 	query, xact       time.Duration
 	hasQuery, hasXact bool
+	errCode           string
 }
 
 // reportReady sends what noteReady saw on l to the Observer, and logs a slow
 // transaction. It runs on whatever relays l, holding no lock.
 func (c *clientSession) reportReady(l *lease) {
 	n := l.ready
-	if !n.hasQuery && !n.hasXact {
+	if !n.hasQuery && !n.hasXact && n.errCode == "" {
 		return
 	}
 	l.ready = readyNote{}
+	if n.errCode != "" {
+		c.srv.observer.Observe(Event{Kind: EventError, Database: c.database, User: c.user, Backend: l.pool.name, Code: n.errCode})
+	}
 	if n.hasQuery {
 		c.srv.observer.Observe(Event{Kind: EventQuery, Database: c.database, User: c.user, Backend: n.backend, Duration: n.query})
 	}
@@ -254,6 +259,16 @@ func (c *clientSession) noteError(bp *backendPool, code string) {
 		backend = bp.name
 	}
 	c.srv.observer.Observe(Event{Kind: EventError, Database: c.database, User: c.user, Backend: backend, Code: code})
+}
+
+// noteServerError counts an ErrorResponse from l's server on its way to the client. The
+// relay calls it holding c.wmu: the Observer hears of it from reportReady.
+func (c *clientSession) noteServerError(l *lease, code string) {
+	if code == "" {
+		code = protocol.CodeInternalError
+	}
+	c.srv.errors.add(code)
+	l.ready.errCode = code
 }
 
 // noteWait counts a client's wait of d for a server of bp.
