@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgproto3"
 	"github.com/stretchr/testify/require"
 
 	"github.com/cmlite/cmpool/pool"
@@ -50,4 +52,36 @@ func TestObserverHookHoldsNoLock(t *testing.T) {
 
 	once.Do(func() { close(release) })
 	require.NoError(t, <-done)
+}
+
+// TestPipelineWithLocalCommand: a query and, in the same write, a command cmpool answers
+// itself (DISCARD ALL in transaction mode). cmpool answers the command after the query's
+// replies, so the query must reach the server before cmpool waits for them.
+func TestPipelineWithLocalCommand(t *testing.T) {
+	_, p := proxy(t, pool.Config{})
+	ctx := ctxT(t, 30*time.Second)
+	conn, err := pgconn.Connect(ctx, p.URL("", ""))
+	require.NoError(t, err)
+	hc, err := conn.Hijack()
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = hc.Conn.Close() })
+	q1, _ := (&pgproto3.Query{String: "select 1"}).Encode(nil)
+	q2, _ := (&pgproto3.Query{String: "DISCARD ALL"}).Encode(nil)
+	_, err = hc.Conn.Write(append(q1, q2...))
+	require.NoError(t, err)
+	require.NoError(t, hc.Conn.SetReadDeadline(time.Now().Add(10*time.Second)))
+	var tags []string
+	for ready := 0; ready < 2; {
+		msg, err := hc.Frontend.Receive()
+		require.NoError(t, err, "replies so far: %v", tags)
+		switch m := msg.(type) {
+		case *pgproto3.CommandComplete:
+			tags = append(tags, string(m.CommandTag))
+		case *pgproto3.ErrorResponse:
+			t.Fatalf("%s: %s", m.Code, m.Message)
+		case *pgproto3.ReadyForQuery:
+			ready++
+		}
+	}
+	require.Equal(t, []string{"SELECT 1", "DISCARD ALL"}, tags)
 }

@@ -106,6 +106,10 @@ type clientSession struct {
 	// relay. The client goroutine's only.
 	prevLease, unrelayed *lease
 	parked               bool
+	// unflushed is the lease whose server has messages from send still in its write
+	// buffer (held back while the client's next message was already here), or nil. The
+	// client goroutine's only.
+	unflushed *lease
 	// beginDeferred: a plain BEGIN was answered by cmpool and is sent with the next
 	// request that needs a server (deferbegin.go). The client goroutine's only.
 	beginDeferred bool
@@ -1180,13 +1184,31 @@ func (c *clientSession) send(l *lease, msg []byte) error {
 	}
 	// Coalesce: flush unless the client's next message is already here whole. (The rest
 	// of a message only partly received may be long in coming.)
+	c.unflushed = l
 	if !c.fr.FrameBuffered() {
+		c.unflushed = nil
 		if err := w.Flush(); err != nil {
 			// The server is gone; the relay will see it and tell the client.
 			c.log.Debug("write to server failed", "error", err)
 		}
 	}
 	return nil
+}
+
+// flushServer sends the messages send held back, before the client goroutine waits for
+// their replies. The server has not seen them, so the relay cannot be ending the lease
+// or writing to the server itself.
+func (c *clientSession) flushServer() {
+	l := c.unflushed
+	if l == nil {
+		return
+	}
+	c.unflushed = nil
+	l.wmu.Lock()
+	defer l.wmu.Unlock()
+	if err := l.sc.w.Flush(); err != nil {
+		c.log.Debug("write to server failed", "error", err)
+	}
 }
 
 // maxScratch bounds the rewrite buffer a client keeps between messages.
