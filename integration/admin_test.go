@@ -5,11 +5,13 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"maps"
 	"os/exec"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -783,4 +785,67 @@ func TestReloadUsers(t *testing.T) {
 	console := connect(t, fmt.Sprintf("postgres://postgres:second-pw@%s/cmpool?sslmode=disable", p.Addr), pgx.QueryExecModeSimpleProtocol)
 	names, _, rows := show(t, console, "SHOW CONFIG")
 	require.Equal(t, "scram-sha-256", column(t, names, rows, "key", "auth_type", "value"))
+}
+
+// TestAdminCancelInFlight stops the postmaster while a cancel request is on its way to
+// it: until the postmaster answers, SHOW POOLS and Stat show the request, the connection
+// carrying it and the server it targets, and that server is not lent to the next client.
+// Once the postmaster answers (the query it targeted is over: the signal finds an idle
+// backend), the next client gets the server and its query runs untouched.
+func TestAdminCancelInFlight(t *testing.T) {
+	c := integration.StartCluster(t, integration.Options{}) // its own: its postmaster is stopped
+	p := integration.StartProxy(t, c, pool.Config{DefaultPoolSize: 1, AdminUsers: []string{"postgres"}})
+	ctx := ctxT(t, 60*time.Second)
+	a := connect(t, p.URL("", ""), pgx.QueryExecModeSimpleProtocol)
+	b := connect(t, p.URL("", ""), pgx.QueryExecModeSimpleProtocol)
+	console := adminConn(t, p, "pgbouncer", "postgres")
+	pids, err := c.ServerPIDs(c.Primary)
+	require.NoError(t, err)
+	postmaster := pids[0]
+	var resumeOnce sync.Once
+	resume := func() { resumeOnce.Do(func() { require.NoError(t, syscall.Kill(postmaster, syscall.SIGCONT)) }) }
+	t.Cleanup(resume)
+
+	cancelCols := func() map[string]string {
+		names, _, rows := show(t, console, "SHOW POOLS")
+		out := make(map[string]string)
+		for _, col := range []string{"cl_waiting", "cl_active_cancel_req", "cl_waiting_cancel_req", "sv_active_cancel", "sv_being_canceled"} {
+			out[col] = column(t, names, rows, "database", "postgres", col)
+		}
+		return out
+	}
+	require.Equal(t, map[string]string{"cl_waiting": "0", "cl_active_cancel_req": "0", "cl_waiting_cancel_req": "0",
+		"sv_active_cancel": "0", "sv_being_canceled": "0"}, cancelCols())
+
+	aDone := make(chan error, 1)
+	go func() { _, err := a.Exec(ctx, "select pg_sleep(0.5)"); aDone <- err }()
+	require.Eventually(t, func() bool { return p.Server.Stat().Pools[0].ActiveServers == 1 }, 10*time.Second, 5*time.Millisecond,
+		"a's query never got the server")
+	require.NoError(t, syscall.Kill(postmaster, syscall.SIGSTOP))
+	cancelDone := make(chan error, 1)
+	go func() { cancelDone <- a.PgConn().CancelRequest(ctx) }()
+
+	inFlight := map[string]string{"cl_waiting": "0", "cl_active_cancel_req": "1", "cl_waiting_cancel_req": "0",
+		"sv_active_cancel": "1", "sv_being_canceled": "1"}
+	require.Eventually(t, func() bool { return maps.Equal(cancelCols(), inFlight) }, 3*time.Second, 10*time.Millisecond,
+		"SHOW POOLS while the cancel is unanswered: %v", cancelCols())
+	ps := p.Server.Stat().Pools[0]
+	require.Equal(t, []int{0, 1, 1, 1}, []int{ps.CancelsWaiting, ps.CancelsActive, ps.CancelConns, ps.ServersBeingCanceled})
+
+	// a's query ends normally (the signal was never sent); its server stays out of the
+	// pool while the cancel is unanswered, so b waits.
+	require.NoError(t, <-aDone)
+	bDone := make(chan error, 1)
+	go func() { _, err := b.Exec(ctx, "select pg_sleep(0.2)"); bDone <- err }()
+	inFlight["cl_waiting"] = "1"
+	require.Eventually(t, func() bool { return maps.Equal(cancelCols(), inFlight) }, 3*time.Second, 10*time.Millisecond,
+		"SHOW POOLS while b waits for the server being canceled: %v", cancelCols())
+
+	resume()
+	require.NoError(t, <-cancelDone)
+	require.NoError(t, <-bDone, "the cancel must not reach the next client's query")
+	require.Eventually(t, func() bool {
+		return maps.Equal(cancelCols(), map[string]string{"cl_waiting": "0", "cl_active_cancel_req": "0",
+			"cl_waiting_cancel_req": "0", "sv_active_cancel": "0", "sv_being_canceled": "0"})
+	}, 5*time.Second, 10*time.Millisecond, "SHOW POOLS once the cancel is answered: %v", cancelCols())
 }

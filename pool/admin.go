@@ -482,6 +482,7 @@ func (s *Server) showPools() *table {
 	for _, k := range keys {
 		seen[k] = true
 		var active, idle, login int
+		var cancelsActive, cancelsWaiting, cancelConns, beingCanceled int
 		mode := ""
 		for _, bp := range groups[k] {
 			st := bp.p.Stat()
@@ -489,12 +490,15 @@ func (s *Server) showPools() *table {
 			idle += int(st.IdleResources())
 			login += int(st.ConstructingResources())
 			mode = string(bp.mode)
+			w, a, n := bp.counters.cancels.snapshot()
+			cancelsWaiting, cancelsActive, cancelConns = cancelsWaiting+w, cancelsActive+a, cancelConns+n
+			beingCanceled += bp.beingCanceled()
 		}
 		cc := clients[k]
 		if cc == nil {
 			cc = &clientCounts{}
 		}
-		t.row(k.database, k.user, cc.active, cc.waiting, 0, 0, active, 0, 0, idle, 0, 0, login,
+		t.row(k.database, k.user, cc.active, cc.waiting, cancelsActive, cancelsWaiting, active, cancelConns, beingCanceled, idle, 0, 0, login,
 			int(cc.maxWait/time.Second), int((cc.maxWait%time.Second)/time.Microsecond), mode)
 	}
 	admin := dbUser{AdminDatabase, AdminDatabase}

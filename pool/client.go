@@ -41,6 +41,13 @@ type clientSession struct {
 	fr          *protocol.FrameReader
 	// w writes to the client, under wmu: the relay writes server replies, the client
 	// goroutine cmpool's own answers.
+	//
+	// Lock order for a client and its lease: wmu, then mu, then serverConn.cancels.mu;
+	// lease.wmu may be taken under wmu, never under mu. None of them is held across a
+	// wait for a server, a login, a cancel request or an Observer hook. wmu is held while
+	// one message is written to the client (the relay reads the rest of a server message
+	// as it copies it); lease.wmu while cmpool's or the client's messages are written to
+	// the server; mu only to read or change the session's state.
 	w   *clientWriter
 	wmu sync.Mutex
 	log *slog.Logger
@@ -90,7 +97,7 @@ type clientSession struct {
 	// if its position is not read yet (see noteWriteLocked); zero otherwise.
 	wroteAt time.Time
 
-	mu    sync.Mutex
+	mu    sync.Mutex // guards the lease and the fields marked so; see wmu for the lock order
 	idle  *sync.Cond // on mu; signalled at every ReadyForQuery
 	lease *lease     // the server held now, or nil
 	// prevLease is the last lease started; the next one takes over its buffers once its
@@ -100,6 +107,10 @@ type clientSession struct {
 	// relay. The client goroutine's only.
 	prevLease, unrelayed *lease
 	parked               bool
+	// unflushed is the lease whose server has messages from send still in its write
+	// buffer (held back while the client's next message was already here), or nil. The
+	// client goroutine's only.
+	unflushed *lease
 	// beginDeferred: a plain BEGIN was answered by cmpool and is sent with the next
 	// request that needs a server (deferbegin.go). The client goroutine's only.
 	beginDeferred bool
@@ -176,11 +187,11 @@ type lease struct {
 	heldStatus [][2]string // relay-owned: ParameterStatus held until startup values are restored
 
 	// wmu is held while the client goroutine writes to the server, so the relay can wait
-	// for a write in progress before giving the server to someone else.
+	// for a write in progress before giving the server to someone else; and while the
+	// relay writes cmpool's own messages (a retry, a replay, the ROLLBACK of
+	// refuseTransactionBlock), so that nothing of the client's is interleaved. It is
+	// taken after clientSession.wmu, never under clientSession.mu.
 	wmu sync.Mutex
-	// cancels counts cancel requests in flight to this server; the lease is not ended
-	// until they are done.
-	cancels sync.WaitGroup
 	// done is closed when the relay exits. It is made when a relay goroutine starts; a
 	// lease relayed whole on the client goroutine gets relayDone.
 	done chan struct{}
@@ -193,12 +204,16 @@ type lease struct {
 	sentBytes      int64
 	// queryTimer cancels a request running past query_timeout; nil until first armed.
 	queryTimer *time.Timer
-	// released is set by finishLease once the server is back in its pool and no cancel
-	// refers to the lease any more (see newLease).
+	// released is set by finishLease once the server is back in its pool (see newLease).
+	// A cancel request never refers to the lease after checking it under
+	// clientSession.mu (cancel.go).
 	released bool
 	// hiddenBegin: a deferred BEGIN was sent first on this lease and its replies are
 	// still due; the relay drops them. Guarded by clientSession.mu.
 	hiddenBegin bool
+	// ready is what the last ReadyForQuery ended, not yet reported to the Observer
+	// (noteReady, reportReady). Whoever relays the lease owns it.
+	ready readyNote
 }
 
 const clientBufSize = 8 * 1024
@@ -630,11 +645,17 @@ func (c *clientSession) acquireError(err error, fatal bool) *protocol.Error {
 // anything differs. Values go through set_config, which parses them as a configuration
 // file would, so list values such as search_path keep their meaning.
 func (c *clientSession) applyParams(ctx context.Context, sc *serverConn) error {
-	if sc.configuredFor == c && sc.configuredVersion == c.paramsVersion {
+	// The relay calls it too (replayOnPrimary) while the client goroutine may replace the
+	// parameters: it works on a snapshot. c.params is replaced, never changed in place,
+	// except by the relay itself.
+	c.mu.Lock()
+	params, version := c.params, c.paramsVersion
+	c.mu.Unlock()
+	if sc.configuredFor == c && sc.configuredVersion == version {
 		return nil
 	}
 	var sets, resets strings.Builder
-	for k, v := range c.params {
+	for k, v := range params {
 		if cur, ok := sc.param(k); !ok || cur != v {
 			if sets.Len() == 0 {
 				sets.WriteString("SELECT ")
@@ -645,7 +666,7 @@ func (c *clientSession) applyParams(ctx context.Context, sc *serverConn) error {
 		}
 	}
 	for k := range sc.set {
-		if _, ok := c.params[k]; !ok {
+		if _, ok := params[k]; !ok {
 			fmt.Fprintf(&resets, "RESET %s;", quoteIdent(k))
 		}
 	}
@@ -668,18 +689,18 @@ func (c *clientSession) applyParams(ctx context.Context, sc *serverConn) error {
 		// Record what we asked for. The parameters the server reports (those it reported at
 		// login) were recorded from its ParameterStatus; the others now have the value asked
 		// for, whatever cmpool recorded before.
-		for k, v := range c.params {
+		for k, v := range params {
 			if _, reported := sc.defaults[k]; !reported {
 				sc.set[k] = v
 			}
 		}
 		for k := range sc.set {
-			if _, ok := c.params[k]; !ok {
+			if _, ok := params[k]; !ok {
 				delete(sc.set, k)
 			}
 		}
 	}
-	sc.configuredFor, sc.configuredVersion = c, c.paramsVersion
+	sc.configuredFor, sc.configuredVersion = c, version
 	return nil
 }
 
@@ -1075,7 +1096,7 @@ func (c *clientSession) ensureRelay() {
 // newLease returns an empty lease for the client's next transaction. That is the previous
 // lease itself, emptied, when nothing can refer to it any more: it was relayed on the
 // client goroutine only (no relay goroutine, which may still be exiting), it ended cleanly
-// (finishLease returned its server, after waiting for cancels in flight), and it never
+// (finishLease returned its server, after its cancels in flight were answered), and it never
 // armed query_timeout (whose timer may still fire). Then a transaction allocates nothing.
 // Its buffers are kept; reuseBuffers has nothing to do.
 func (c *clientSession) newLease() *lease {
@@ -1242,15 +1263,34 @@ func (c *clientSession) send(l *lease, msg []byte) error {
 	} else if err := c.fr.Forward(w); err != nil {
 		return err
 	}
-	// Coalesce: flush once the client has nothing more for us right now, or when the
+	// Coalesce: flush unless the client's next message is already here whole (the rest
+	// of a message only partly received may be long in coming), and always when the
 	// client must wait for this request's reply before sending more (scheduleRestore).
-	if c.fr.Buffered() == 0 || c.mustWait(l) {
+	c.unflushed = l
+	if !c.fr.FrameBuffered() || c.mustWait(l) {
+		c.unflushed = nil
 		if err := w.Flush(); err != nil {
 			// The server is gone; the relay will see it and tell the client.
 			c.log.Debug("write to server failed", "error", err)
 		}
 	}
 	return nil
+}
+
+// flushServer sends the messages send held back, before the client goroutine waits for
+// their replies. The server has not seen them, so the relay cannot be ending the lease
+// or writing to the server itself.
+func (c *clientSession) flushServer() {
+	l := c.unflushed
+	if l == nil {
+		return
+	}
+	c.unflushed = nil
+	l.wmu.Lock()
+	defer l.wmu.Unlock()
+	if err := l.sc.w.Flush(); err != nil {
+		c.log.Debug("write to server failed", "error", err)
+	}
 }
 
 // maxScratch bounds the rewrite buffer a client keeps between messages.
@@ -1294,6 +1334,7 @@ func (c *clientSession) relayLoop(l *lease, inline bool) (exit relayExit) {
 			ferr := c.w.Flush()
 			holdingW = false
 			c.wmu.Unlock()
+			c.reportReady(l)
 			if ferr != nil {
 				c.clientGone(l)
 				return relayDoneExit
@@ -1305,6 +1346,7 @@ func (c *clientSession) relayLoop(l *lease, inline bool) (exit relayExit) {
 		}
 		holdingW = false
 		c.wmu.Unlock()
+		c.reportReady(l)
 		switch step {
 		case stepContinue:
 			continue
@@ -1510,7 +1552,7 @@ func (c *clientSession) relayOne(l *lease, fr protocol.Frame) (relayStep, byte, 
 		case '3':
 			out = c.replyCloseComplete(l, msg)
 		default:
-			c.noteError(l.pool, protocol.ErrorCode(msg[protocol.HeaderLen:]))
+			c.noteServerError(l, protocol.ErrorCode(msg[protocol.HeaderLen:]))
 			out = c.replyError(l, msg)
 			if c.holdForRetry(l, out) {
 				out = nil
@@ -1697,16 +1739,18 @@ func (c *clientSession) endsLease(l *lease, status byte) (end, dead bool) {
 	return true, false
 }
 
-// finishLease returns a clean server once no write or cancel is in progress on it.
+// finishLease returns a clean server once no write or cancel is in progress on it. The
+// lease is no longer cancellable (it is not the client's, or it is syncing), so no new
+// cancel starts meanwhile; a server whose cancel is not answered is closed.
 func (c *clientSession) finishLease(l *lease) {
 	l.wmu.Lock()
 	//lint:ignore SA2001 waiting for the writer to finish is the point
 	l.wmu.Unlock()
-	l.cancels.Wait()
+	settled := l.sc.cancels.settle(settleTimeout)
 	if l.replica >= 0 {
 		l.rs.Done(l.replica)
 	}
-	if l.syncing && !c.syncTracked(l) {
+	if l.syncing && !c.syncTracked(l) || !settled {
 		l.res.Destroy()
 		return
 	}

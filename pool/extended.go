@@ -526,6 +526,7 @@ func (c *clientSession) waitIdle() {
 // with the session's transaction status. With a lease it first waits until every earlier
 // request has been answered, so replies stay in order.
 func (c *clientSession) replyLocally(reply []byte) error {
+	c.flushServer()
 	c.mu.Lock()
 	c.waitIdle()
 	// Inside a transaction block the server's status stands: a refused command does not

@@ -82,10 +82,14 @@ func (c *clientSession) holdForRetry(l *lease, msg []byte) bool {
 // replica raises for a statement that writes.
 var readOnlyCode = []byte("C25006\x00")
 
-// replayOnPrimary runs on the relay, which holds c.wmu. It is the safety net for a statement routed to a replica that turned out
-// to write: the replica refused it with 25006 before anything reached the client, so the
-// replica lease ends and the same request runs on the primary, on a new lease. It reports
-// false when the request cannot be replayed; then the held error goes to the client.
+// replayOnPrimary runs on the relay, which holds c.wmu. It is the safety net for a
+// statement routed to a replica that turned out to write: the replica refused it with
+// 25006 before anything reached the client, so the replica lease ends and the same
+// request runs on the primary, on a new lease. It reports false when the request cannot
+// be replayed; then the held error goes to the client. It lets go of c.wmu while it
+// waits for the replica's cancels and for a primary server, and takes it back before it
+// returns. (Meanwhile the lease is syncing: the client goroutine writes nothing to the
+// client until it is over.)
 func (c *clientSession) replayOnPrimary(l *lease, status byte) bool {
 	c.mu.Lock()
 	if status != 'I' || l.unsynced || l.sentSeq != l.recvSeq+1 {
@@ -97,15 +101,20 @@ func (c *clientSession) replayOnPrimary(l *lease, status byte) bool {
 	l.syncing = true // the client goroutine waits for the new lease
 	seg := bytes.Clone(l.seg)
 	c.mu.Unlock()
+	c.wmu.Unlock()
 
 	// Give the replica's server back.
 	l.wmu.Lock()
 	//lint:ignore SA2001 waiting for the writer to finish is the point
 	l.wmu.Unlock()
-	l.cancels.Wait()
+	settled := l.sc.cancels.settle(settleTimeout) // l is syncing: no new cancel starts
 	l.rs.Done(l.replica)
 	l.replica = -1
-	l.pool.release(l.res)
+	if settled {
+		l.pool.release(l.res)
+	} else {
+		l.res.Destroy()
+	}
 
 	// Take a primary server with the client's settings.
 	ctx, cancel := c.waitContext(c.srv.ctx)
@@ -120,9 +129,9 @@ func (c *clientSession) replayOnPrimary(l *lease, status byte) bool {
 			res.Destroy()
 		}
 	}
+	c.wmu.Lock()
 	if err != nil {
 		c.log.Warn("cannot replay a read-only failure on the primary", "error", err)
-		// The relay holds c.wmu.
 		_, _ = c.w.Write(l.heldErr)
 		_, _ = c.w.Write(readyIdle)
 		_ = c.w.Flush()

@@ -69,6 +69,9 @@ type Server struct {
 	startOnce sync.Once
 	serving   atomic.Bool // set once start has run
 
+	// mu guards pools, listeners, clients and primaryCfg. It is held only to read or
+	// change them: never across I/O, a wait or a hook, and no client's lock
+	// (clientSession.mu, wmu, lease.wmu) is taken while it is held.
 	mu        sync.Mutex
 	pools     map[poolKey]*backendPool
 	listeners map[net.Listener]struct{}
@@ -392,7 +395,7 @@ func (s *Server) forgetClient(c *clientSession) {
 }
 
 // handleCancel forwards a client's CancelRequest to the server that client holds right
-// now, if any, and nowhere else.
+// now, if the client has requests outstanding on it, and nowhere else (see cancel.go).
 func (s *Server) handleCancel(ctx context.Context, req *pgproto3.CancelRequest) {
 	if peer := s.peerOf(req.ProcessID); peer != "" {
 		s.forwardCancel(ctx, peer, req)
@@ -407,18 +410,13 @@ func (s *Server) handleCancel(ctx context.Context, req *pgproto3.CancelRequest) 
 	}
 	c.mu.Lock()
 	l := c.lease
-	if l != nil {
-		l.cancels.Add(1)
-	}
 	c.mu.Unlock()
-	if l == nil {
-		return // nothing running: nothing to cancel
-	}
-	defer l.cancels.Done()
-	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	if err := l.sc.cancel(cctx); err != nil {
+	sent, err := c.cancelRunning(ctx, l, true)
+	switch {
+	case err != nil:
 		s.log.Warn("cancel request failed", "error", err)
+	case !sent:
+		s.log.Debug("cancel request dropped: nothing of the client's is running", "pid", req.ProcessID)
 	}
 }
 
@@ -596,29 +594,58 @@ func (c *clientSession) requestClose() {
 const drainGrace = time.Second
 
 // readyCache remembers the last readiness probe of the primary for a second, so that
-// frequent probes cost at most one server login per second.
+// frequent probes cost at most one server login per second. Concurrent callers share the
+// probe in flight.
 type readyCache struct {
-	mu  sync.Mutex
-	at  time.Time
-	err error
+	mu    sync.Mutex  // guards the fields below; never held across the login
+	at    time.Time   // when the last probe ended
+	err   error       // its result
+	probe *readyProbe // the probe in flight, or nil
+}
+
+// readyProbe is one login to the primary for Ready; err is set before done is closed.
+type readyProbe struct {
+	done chan struct{}
+	err  error
 }
 
 // Ready reports whether the server can take clients: it returns ErrServerClosed once
 // Shutdown has begun, or the error of a login to the primary when that fails. For
-// readiness probes (cmd/cmpool's /readyz).
+// readiness probes (cmd/cmpool's /readyz). The login is bounded by
+// server_connect_timeout; Ready returns when ctx ends even if the login goes on.
 func (s *Server) Ready(ctx context.Context) error {
 	if s.closing.Load() {
 		return ErrServerClosed
 	}
 	s.readiness.mu.Lock()
-	defer s.readiness.mu.Unlock()
-	if time.Since(s.readiness.at) < time.Second {
-		return s.readiness.err
+	if p := s.readiness.probe; p == nil && time.Since(s.readiness.at) < time.Second {
+		err := s.readiness.err
+		s.readiness.mu.Unlock()
+		return err
 	}
+	p := s.readiness.probe
+	if p == nil {
+		p = &readyProbe{done: make(chan struct{})}
+		s.readiness.probe = p
+		go s.probeReady(p)
+	}
+	s.readiness.mu.Unlock()
+	select {
+	case <-p.done:
+		return p.err
+	case <-ctx.Done():
+		return fmt.Errorf("primary unreachable: %w", ctx.Err())
+	}
+}
+
+// probeReady logs in to the primary for Ready, and records the outcome.
+func (s *Server) probeReady(p *readyProbe) {
 	s.mu.Lock()
 	cfg := s.primaryCfg.Copy()
 	s.mu.Unlock()
 	cfg.RuntimeParams["application_name"] = "cmpool readiness"
+	ctx, cancel := context.WithTimeout(s.ctx, s.conf().ServerConnectTimeout)
+	defer cancel()
 	conn, err := pgconn.ConnectConfig(ctx, cfg)
 	if err == nil {
 		err = conn.Close(ctx)
@@ -626,8 +653,11 @@ func (s *Server) Ready(ctx context.Context) error {
 	if err != nil {
 		err = fmt.Errorf("primary unreachable: %w", err)
 	}
-	s.readiness.at, s.readiness.err = time.Now(), err
-	return err
+	s.readiness.mu.Lock()
+	s.readiness.at, s.readiness.err, s.readiness.probe = time.Now(), err, nil
+	s.readiness.mu.Unlock()
+	p.err = err
+	close(p.done)
 }
 
 // authn returns the authenticator in force.

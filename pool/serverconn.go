@@ -5,8 +5,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"fmt"
-	"io"
 	"net"
 	"os"
 	"strings"
@@ -47,6 +45,9 @@ type serverConn struct {
 	unnamedGen   uint64
 	// linked is the client holding this server now, or nil (for SHOW SERVERS).
 	linked atomic.Pointer[clientSession]
+	// cancels counts cancel requests in flight to this server's backend: while one is,
+	// the server is not lent again (cancel.go).
+	cancels cancelCount
 }
 
 const serverBufSize = 32 * 1024
@@ -247,31 +248,6 @@ func parseParameterStatus(body []byte) (name, value string, ok bool) {
 		return "", "", false
 	}
 	return string(body[:i]), string(rest[:j]), true
-}
-
-// cancel asks the server to cancel whatever this connection is running, and waits until
-// the postmaster has handled the request (it closes the socket once it has signalled the
-// backend), so the signal cannot land on a later transaction.
-func (sc *serverConn) cancel(ctx context.Context) error {
-	addr := sc.conn.RemoteAddr()
-	var d net.Dialer
-	c, err := d.DialContext(ctx, addr.Network(), addr.String())
-	if err != nil {
-		return fmt.Errorf("pool: dial for cancel: %w", err)
-	}
-	defer c.Close()
-	if dl, ok := ctx.Deadline(); ok {
-		_ = c.SetDeadline(dl)
-	}
-	req, err := (&pgproto3.CancelRequest{ProcessID: sc.pid, SecretKey: sc.secretKey}).Encode(nil)
-	if err != nil {
-		return err
-	}
-	if _, err := c.Write(req); err != nil {
-		return fmt.Errorf("pool: send cancel: %w", err)
-	}
-	_, err = io.Copy(io.Discard, c)
-	return err
 }
 
 // quoteIdent and quoteLiteral build the SET statements cmpool sends on behalf of clients.

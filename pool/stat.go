@@ -82,6 +82,12 @@ type PoolStat struct {
 	// ClientParses counts Parse messages from clients; ServerParses counts Parses sent to
 	// servers (first preparations and replays); Binds counts Bind messages.
 	ClientParses, ServerParses, Binds int64
+	// Cancel requests in progress now: clients' requests not yet sent to a server
+	// (CancelsWaiting) and sent but not yet answered (CancelsActive); connections open to
+	// send a cancel, clients' or query_timeout's (CancelConns); servers with a cancel in
+	// flight, not lent to anyone until it is answered (ServersBeingCanceled). All zero
+	// for a pool replaced by a reload or a promotion.
+	CancelsWaiting, CancelsActive, CancelConns, ServersBeingCanceled int
 }
 
 // poolCounters are a pool's counters, added to as leases progress.
@@ -92,6 +98,7 @@ type poolCounters struct {
 	queryTime, xactTime atomic.Int64
 	received, sent      atomic.Int64 // bytes from and to clients
 	waitTime, waits     atomic.Int64 // clients' waits for a server (ns), and their count
+	cancels             cancelCounters
 }
 
 // Stat returns a snapshot of the server's pools.
@@ -138,6 +145,8 @@ func (s *Server) Stat() Stat {
 			ps.Backend, ps.Mode = bp.name, bp.mode
 			ps.Servers, ps.IdleServers = int(pst.TotalResources()), int(pst.IdleResources())
 			ps.ActiveServers, ps.MaxServers = int(pst.AcquiredResources()), int(pst.MaxResources())
+			ps.CancelsWaiting, ps.CancelsActive, ps.CancelConns = bp.counters.cancels.snapshot()
+			ps.ServersBeingCanceled = bp.beingCanceled()
 		} else if key.backend != backendPrimary {
 			ps.Backend = fmt.Sprintf("replica %d", key.backend-1)
 		}
@@ -168,15 +177,18 @@ func (s *Server) Stat() Stat {
 }
 
 // noteReady counts the request a ReadyForQuery answered and, at status idle, the
-// transaction it ended. The caller holds c.mu; l.pending is already decremented.
+// transaction it ended. The caller holds c.mu; l.pending is already decremented. What
+// the Observer and the log are to hear of is kept in l.ready, for reportReady once the
+// relay holds no lock: a hook may block or call back into cmpool.
 func (c *clientSession) noteReady(l *lease, status byte) {
 	now := nanotime()
 	bp := l.pool
+	l.ready.backend = bp.name
 	if l.qStart != 0 {
 		d := now - l.qStart
 		bp.counters.queries.Add(1)
 		bp.counters.queryTime.Add(d)
-		c.srv.observer.Observe(Event{Kind: EventQuery, Database: c.database, User: c.user, Backend: bp.name, Duration: time.Duration(d)})
+		l.ready.query, l.ready.hasQuery = time.Duration(d), true
 		l.qStart = 0
 		if l.pending > 0 {
 			l.qStart = now // the next pipelined request is running now
@@ -186,13 +198,42 @@ func (c *clientSession) noteReady(l *lease, status byte) {
 		d := now - l.xStart
 		bp.counters.xacts.Add(1)
 		bp.counters.xactTime.Add(d)
-		c.srv.observer.Observe(Event{Kind: EventTransaction, Database: c.database, User: c.user, Backend: bp.name, Duration: time.Duration(d)})
-		if slow := c.srv.conf().SlowTransaction; slow > 0 && time.Duration(d) > slow {
-			c.log.Warn("slow transaction", "duration", time.Duration(d).Round(time.Microsecond), "backend", bp.name)
-		}
+		l.ready.xact, l.ready.hasXact = time.Duration(d), true
 		l.xStart = l.qStart
 	}
 	c.flushBytes(l)
+}
+
+// readyNote is what the relay saw and has not reported yet: the durations of the
+// request and of the transaction that ended, on backend (noteReady), and the SQLSTATE
+// of an ErrorResponse from the server (noteServerError).
+type readyNote struct {
+	backend           string
+	query, xact       time.Duration
+	hasQuery, hasXact bool
+	errCode           string
+}
+
+// reportReady sends what noteReady saw on l to the Observer, and logs a slow
+// transaction. It runs on whatever relays l, holding no lock.
+func (c *clientSession) reportReady(l *lease) {
+	n := l.ready
+	if !n.hasQuery && !n.hasXact && n.errCode == "" {
+		return
+	}
+	l.ready = readyNote{}
+	if n.errCode != "" {
+		c.srv.observer.Observe(Event{Kind: EventError, Database: c.database, User: c.user, Backend: l.pool.name, Code: n.errCode})
+	}
+	if n.hasQuery {
+		c.srv.observer.Observe(Event{Kind: EventQuery, Database: c.database, User: c.user, Backend: n.backend, Duration: n.query})
+	}
+	if n.hasXact {
+		c.srv.observer.Observe(Event{Kind: EventTransaction, Database: c.database, User: c.user, Backend: n.backend, Duration: n.xact})
+		if slow := c.srv.conf().SlowTransaction; slow > 0 && n.xact > slow {
+			c.log.Warn("slow transaction", "duration", n.xact.Round(time.Microsecond), "backend", n.backend)
+		}
+	}
 }
 
 // flushBytes adds the bytes l relayed to its pool's counters. It runs on the relay
@@ -219,6 +260,16 @@ func (c *clientSession) noteError(bp *backendPool, code string) {
 		backend = bp.name
 	}
 	c.srv.observer.Observe(Event{Kind: EventError, Database: c.database, User: c.user, Backend: backend, Code: code})
+}
+
+// noteServerError counts an ErrorResponse from l's server on its way to the client. The
+// relay calls it holding c.wmu: the Observer hears of it from reportReady.
+func (c *clientSession) noteServerError(l *lease, code string) {
+	if code == "" {
+		code = protocol.CodeInternalError
+	}
+	c.srv.errors.add(code)
+	l.ready.errCode = code
 }
 
 // noteWait counts a client's wait of d for a server of bp.

@@ -94,18 +94,11 @@ func (l *lease) stopQueryTimer() {
 // queryTimedOut cancels the request running on l's server: the server then answers it
 // with 57014, which reaches the client as usual.
 func (c *clientSession) queryTimedOut(l *lease) {
-	c.mu.Lock()
-	if c.lease != l || l.pending == 0 {
-		c.mu.Unlock()
-		return
-	}
-	l.cancels.Add(1)
-	c.mu.Unlock()
-	defer l.cancels.Done()
-	c.log.Warn("query_timeout: cancelling the running query", "timeout", c.srv.conf().QueryTimeout)
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if err := l.sc.cancel(ctx); err != nil {
+	sent, err := c.cancelRunning(context.Background(), l, false)
+	switch {
+	case err != nil:
 		c.log.Warn("query_timeout: cancel request failed", "error", err)
+	case sent:
+		c.log.Warn("query_timeout: cancelled the running query", "timeout", c.srv.conf().QueryTimeout)
 	}
 }
