@@ -16,7 +16,7 @@ import (
 )
 
 // leakParams are the settings the leak tests change, read back in this order by
-// leakReadQuery. A custom placeholder that was never set reads as NULL, and as '' once it
+// leakReadQuery. A custom placeholder that was never set reads as NULL, and as ” once it
 // was set and reset: both are "unset".
 var leakParams = []struct{ name, value string }{
 	{"search_path", "leak_a, public"},
