@@ -42,6 +42,17 @@ type Verdict struct {
 	// SessionOnly is set when Write is, but only because the query changes session
 	// settings (SET, RESET): it writes no data, so it is no write for read-your-writes.
 	SessionOnly bool
+
+	// UntrackedSettings is set when the query may change session settings in a way its
+	// text does not name: it calls set_config or a function not known to leave settings
+	// alone, runs DO, CALL, LOAD, EXECUTE or CREATE/ALTER EXTENSION, has a SET, RESET or
+	// DISCARD after its first statement, or cannot be parsed (see settings.go).
+	UntrackedSettings bool
+	// SettingNames are the custom parameter names (prefix.name) the query names as ones it
+	// may set: set_config's literal first argument, names set in a DO block or in the body
+	// of a function it creates. SettingFuncs are the user-defined functions it calls, by
+	// name without schema, whose bodies may set others.
+	SettingNames, SettingFuncs []string
 }
 
 // Setting is a SET of one of cmpool's own parameters.
@@ -98,7 +109,7 @@ func classify(sql string) *Verdict {
 func classifyFull(sql string) *Verdict {
 	tree, err := pg_query.Parse(sql)
 	if err != nil {
-		return &Verdict{Write: true, Reason: "unparsable: " + err.Error(), Hint: commentHint(sql), Statements: 1}
+		return &Verdict{Write: true, Reason: "unparsable: " + err.Error(), Hint: commentHint(sql), Statements: 1, UntrackedSettings: true}
 	}
 	v := &Verdict{Statements: len(tree.Stmts), Hint: commentHint(sql)}
 	dataWrite := false
@@ -109,6 +120,7 @@ func classifyFull(sql string) *Verdict {
 		}
 	}
 	v.SessionOnly = v.Write && !dataWrite
+	settingEffects(v, tree)
 	return v
 }
 

@@ -1,0 +1,51 @@
+package router_test
+
+import (
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/cmlite/cmpool/router"
+)
+
+func TestUntrackedSettings(t *testing.T) {
+	cases := []struct {
+		sql       string
+		untracked bool
+		names     []string
+		funcs     []string
+	}{
+		{sql: "SELECT abalance FROM pgbench_accounts WHERE aid = $1"},
+		{sql: "UPDATE pgbench_accounts SET abalance = abalance + $1 WHERE aid = $2"},
+		{sql: "SELECT now(), lower($1), count(*) FROM t"},
+		{sql: "SELECT current_setting('work_mem')"},
+		{sql: "SELECT nextval('s')"},
+		{sql: "SET work_mem = '1MB'"},
+		{sql: "SET LOCAL work_mem = '1MB'"},
+		{sql: "SELECT 1; SET LOCAL work_mem = '1MB'"},
+		{sql: "SELECT set_config('myapp.tenant', $1, false)", untracked: true, names: []string{"myapp.tenant"}},
+		{sql: "SELECT pg_catalog.set_config('work_mem', '1MB', false)", untracked: true},
+		{sql: "SELECT my_func(1)", untracked: true, funcs: []string{"my_func"}},
+		{sql: "INSERT INTO t VALUES (app.f($1))", untracked: true, funcs: []string{"f"}},
+		{sql: "CALL app.proc()", untracked: true, funcs: []string{"proc"}},
+		{sql: "DO $$BEGIN PERFORM set_config('myapp.a', 'x', false); SET myapp.b = 1; SET LOCAL Other.C TO 2; END$$", untracked: true,
+			names: []string{"myapp.a", "myapp.b", "other.c"}},
+		{sql: "LOAD 'plpgsql'", untracked: true},
+		{sql: "EXECUTE s(1)", untracked: true},
+		{sql: "CREATE EXTENSION hstore", untracked: true},
+		{sql: "SELECT 1; SET work_mem = '1MB'; SET myapp.x = 1", untracked: true, names: []string{"myapp.x"}},
+		{sql: "SELECT 1; RESET ALL", untracked: true},
+		{sql: "SELECT 1; DISCARD ALL", untracked: true},
+		{sql: "CREATE FUNCTION f() RETURNS void LANGUAGE plpgsql AS $$BEGIN RESET myapp.tenant; END$$", names: []string{"myapp.tenant"}},
+		{sql: "SELEC oops", untracked: true},
+	}
+	cl := router.NewClassifier(0)
+	for _, tc := range cases {
+		t.Run(tc.sql, func(t *testing.T) {
+			v := cl.Classify(tc.sql)
+			require.Equal(t, tc.untracked, v.UntrackedSettings)
+			require.Equal(t, tc.names, v.SettingNames)
+			require.Equal(t, tc.funcs, v.SettingFuncs)
+		})
+	}
+}
