@@ -149,6 +149,11 @@ type lease struct {
 	syncing     bool        // the relay is reading them back; the client goroutine waits
 	ending      bool        // the relay is flushing the reply that ends the lease; likewise
 	resetNeeded bool        // session-bound features were used: DISCARD ALL before reuse
+	// untracked: a statement may have changed settings it does not name (a function call,
+	// DO, CALL, …): all are read back when the lease ends (syncUntracked). settingNames
+	// and settingFuncs are the custom parameters and the functions those statements name.
+	untracked                  bool
+	settingNames, settingFuncs []string
 	abandoned   bool        // the client is gone; the relay must destroy the server
 	// The current Sync segment, kept for a retry (retry.go). Guarded by mu.
 	seg                     []byte
@@ -557,35 +562,29 @@ func (c *clientSession) acquireError(err error, fatal bool) *protocol.Error {
 }
 
 // applyParams makes sc's session parameters match the client's, with one round trip when
-// anything differs. Values go through set_config, which parses them as a configuration
-// file would, so list values such as search_path keep their meaning.
+// anything differs, in a defined order (see applyparams.go). Values go through
+// set_config, which parses them as a configuration file would, so list values such as
+// search_path keep their meaning. It works on a snapshot of the client's parameters
+// taken under c.mu: the relay goroutine calls it too (replayOnPrimary).
+//
+// At login a refused value is the client's error, returned as is (FATAL). Later, the
+// settings the server refuses are dropped from the client's and a *protocol.Error says
+// so; the caller closes the server.
 func (c *clientSession) applyParams(ctx context.Context, sc *serverConn) error {
-	if sc.configuredFor == c && sc.configuredVersion == c.paramsVersion {
+	c.mu.Lock()
+	version := c.paramsVersion
+	if sc.configuredFor == c && sc.configuredVersion == version {
+		c.mu.Unlock()
 		return nil
 	}
-	var sets, resets strings.Builder
-	for k, v := range c.params {
-		if cur, ok := sc.param(k); !ok || cur != v {
-			if sets.Len() == 0 {
-				sets.WriteString("SELECT ")
-			} else {
-				sets.WriteString(", ")
-			}
-			fmt.Fprintf(&sets, "set_config(%s, %s, false)", quoteLiteral(k), quoteLiteral(v))
-		}
-	}
-	for k := range sc.set {
-		if _, ok := c.params[k]; !ok {
-			fmt.Fprintf(&resets, "RESET %s;", quoteIdent(k))
-		}
-	}
-	if sets.Len() > 0 || resets.Len() > 0 {
-		if sets.Len() > 0 {
-			sets.WriteString(";")
-		}
+	params := maps.Clone(c.params)
+	c.mu.Unlock()
+	resetAll := sc.unnamedSettings && sc.configuredFor != c
+	steps := planParams(sc, params, resetAll)
+	if len(steps) > 0 {
 		ctx, cancel := context.WithTimeout(ctx, c.srv.conf().ServerConnectTimeout)
 		defer cancel()
-		res, err := sc.exec(ctx, resets.String()+sets.String())
+		res, err := sc.exec(ctx, paramsQuery(steps))
 		if err != nil {
 			return err
 		}
@@ -593,23 +592,14 @@ func (c *clientSession) applyParams(ctx context.Context, sc *serverConn) error {
 			if sc.txStatus != 'I' {
 				return fmt.Errorf("server left in transaction after SET: %w", res.err)
 			}
-			return &protocol.Error{Severity: protocol.SeverityFatal, Code: res.err.Code, Message: res.err.Message, Detail: res.err.Detail}
-		}
-		// Record what we asked for. The parameters the server reports (those it reported at
-		// login) were recorded from its ParameterStatus; the others now have the value asked
-		// for, whatever cmpool recorded before.
-		for k, v := range c.params {
-			if _, reported := sc.defaults[k]; !reported {
-				sc.set[k] = v
+			if !c.loggedIn.Load() {
+				return &protocol.Error{Severity: protocol.SeverityFatal, Code: res.err.Code, Message: res.err.Message, Detail: res.err.Detail}
 			}
+			return c.restoreFailed(ctx, sc, steps, res.err)
 		}
-		for k := range sc.set {
-			if _, ok := c.params[k]; !ok {
-				delete(sc.set, k)
-			}
-		}
+		recordApplied(sc, params, resetAll)
 	}
-	sc.configuredFor, sc.configuredVersion = c, c.paramsVersion
+	sc.configuredFor, sc.configuredVersion = c, version
 	return nil
 }
 
@@ -887,7 +877,9 @@ func (c *clientSession) acquire(ctx context.Context, typ byte, msg []byte) (*lea
 		if err != nil {
 			var pe *protocol.Error
 			if errors.As(err, &pe) {
-				bp.release(res)
+				// The server refused a setting: the client is told, and the server,
+				// whose state is now in doubt, is closed.
+				res.Destroy()
 				if replica >= 0 {
 					rs.Done(replica)
 				}
@@ -1104,6 +1096,8 @@ func (l *lease) account(typ byte) {
 		l.pending++
 		l.sentSeq++
 		l.executed = true
+		// A function call by OID may be set_config or anything else.
+		l.untracked = l.untracked || typ == 'F'
 	case 'S':
 		l.pending++
 		l.unsynced = false
@@ -1127,7 +1121,8 @@ func (c *clientSession) send(l *lease, msg []byte) error {
 	if msg != nil && msg[0] == 'Q' {
 		l.sc.unnamedOwner = nil // a simple query replaces the unnamed statement
 		if c.mode != ModeSession {
-			t := traitsOf(c.text(queryText(msg)))
+			q := c.text(queryText(msg))
+			t := withSettingEffects(c.srv.classifier, q, traitsOf(q))
 			c.mu.Lock()
 			warn := c.applyTraits(l, t)
 			c.mu.Unlock()
@@ -1499,8 +1494,8 @@ func (c *clientSession) endsLease(l *lease, status byte) (end, dead bool) {
 	if l.needLSN {
 		c.noteWriteLocked()
 	}
-	if len(l.track) > 0 {
-		// The lease ends after syncTracked has read the parameters back.
+	if len(l.track) > 0 || l.untracked && c.mode != ModeSession {
+		// The lease ends after syncLease has read the parameters back.
 		l.syncing = true
 	} else {
 		c.lease = nil
@@ -1523,7 +1518,7 @@ func (c *clientSession) finishLease(l *lease) {
 	if l.replica >= 0 {
 		l.rs.Done(l.replica)
 	}
-	if l.syncing && !c.syncTracked(l) {
+	if l.syncing && !c.syncLease(l) {
 		l.res.Destroy()
 		return
 	}

@@ -9,6 +9,8 @@ import (
 	"sync/atomic"
 
 	"github.com/jackc/pgx/v5/pgproto3"
+
+	"github.com/cmlite/cmpool/router"
 )
 
 // Named prepared statements in transaction mode.
@@ -64,6 +66,9 @@ type stmtRegistry struct {
 	byKey     map[string]*preparedStmt
 	next      uint64
 	schemaGen atomic.Uint64
+	// classifier judges how a statement may change settings (withSettingEffects); nil
+	// means it is not asked.
+	classifier *router.Classifier
 }
 
 func newStmtRegistry() *stmtRegistry {
@@ -80,7 +85,7 @@ func (r *stmtRegistry) get(query string, types []byte) *preparedStmt {
 		return s
 	}
 	s := r.newStmt(key, query, types)
-	s.traits = traitsOf(query)
+	s.traits = withSettingEffects(r.classifier, query, traitsOf(query))
 	return s
 }
 

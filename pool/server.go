@@ -140,6 +140,7 @@ func New(cfg Config) (*Server, error) {
 	}
 	s.clientTLS.Store(tc)
 	s.classifier = router.NewClassifier(0)
+	s.stmts.classifier = s.classifier
 	if len(c.Replicas) > 0 {
 		for i, u := range c.Replicas {
 			rc, err := pgconn.ParseConfig(u)

@@ -37,6 +37,9 @@ type serverConn struct {
 	// last applied, so a client that gets the same server back skips the comparison.
 	configuredFor     *clientSession
 	configuredVersion uint64
+	// unnamedSettings: code run by configuredFor may have set custom placeholders cmpool
+	// could not name; RESET ALL clears them before another client's settings are applied.
+	unnamedSettings bool
 	txStatus          byte
 	createdAt         time.Time
 	// prepared is what this server has prepared of cmpool's shared statements.

@@ -2,6 +2,7 @@ package pool
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"maps"
 	"strings"
@@ -10,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5/pgproto3"
 
 	"github.com/cmlite/cmpool/protocol"
+	"github.com/cmlite/cmpool/router"
 )
 
 // Session state that outlives a transaction, in transaction and statement modes.
@@ -28,6 +30,11 @@ import (
 type queryTraits struct {
 	track        []string // parameters it may change ("*" for RESET ALL)
 	sessionBound bool     // uses something that outlives the transaction on the server
+	// untracked: it may change settings it does not name (a function call, DO, CALL, …);
+	// settingNames and settingFuncs are what the classifier found of them (shared, read
+	// only; see router.Verdict).
+	untracked                  bool
+	settingNames, settingFuncs []string
 }
 
 // traitsOf inspects the first statement of a query.
@@ -74,6 +81,15 @@ func (c *clientSession) applyTraits(l *lease, t queryTraits) (warn bool) {
 			continue
 		}
 		l.track = appendUnique(l.track, canonicalParamName(n))
+	}
+	if t.untracked {
+		l.untracked = true
+		for _, n := range t.settingNames {
+			l.settingNames = appendUnique(l.settingNames, n)
+		}
+		for _, f := range t.settingFuncs {
+			l.settingFuncs = appendUnique(l.settingFuncs, f)
+		}
 	}
 	if t.sessionBound && !l.resetNeeded {
 		l.resetNeeded = true
@@ -165,6 +181,7 @@ func resetServer(sc *serverConn, timeout time.Duration) bool {
 		return false
 	}
 	sc.set = make(map[string]string)
+	sc.unnamedSettings = false
 	sc.configuredFor = nil
 	sc.prepared.clear()
 	sc.unnamedOwner = nil
@@ -177,4 +194,176 @@ func (c *clientSession) refuseListen() *protocol.Error {
 		fmt.Sprintf("LISTEN is not supported in %s pooling mode: notifications would reach whichever client next uses the server", c.mode))
 	pe.Hint = "listen on a connection with pool_mode = session, or connect directly"
 	return pe
+}
+
+// Settings changed without SET or RESET.
+//
+// set_config, a function or procedure body, or a DO block may change any setting, and
+// nothing in the statement says which. Such statements are found by the router's grammar
+// (router.Verdict.UntrackedSettings); only statements with a parenthesis, more than one
+// statement or a first word that runs code are asked about (mayChangeSettings), so an
+// ordinary query costs nothing more. When a lease ran one, syncUntracked reads back every
+// setting the server holds at session level before the server goes back to the pool:
+// what changed becomes the client's own state, as on a direct connection, and the
+// server's record is corrected, so that the next client gets its own values back.
+//
+// Custom placeholders (myapp.tenant) set by such code cannot all be listed: PostgreSQL
+// shows none in pg_settings. Those the statement, a DO body or the called functions'
+// source names are read back; for the others the server is marked, and the next other
+// client to use it gets RESET ALL before its own settings.
+
+// withSettingEffects adds to t what the classifier says of how q may change settings
+// without naming them.
+func withSettingEffects(cl *router.Classifier, q string, t queryTraits) queryTraits {
+	if cl == nil || !mayChangeSettings(q) {
+		return t
+	}
+	v := cl.Classify(q)
+	t.untracked, t.settingNames, t.settingFuncs = v.UntrackedSettings, v.SettingNames, v.SettingFuncs
+	return t
+}
+
+// syncLease reads back what the lease's statements changed and ends the lease (see
+// syncTracked). It reports whether the server is still usable.
+func (c *clientSession) syncLease(l *lease) bool {
+	if l.untracked {
+		return c.syncUntracked(l)
+	}
+	return c.syncTracked(l)
+}
+
+// untrackedReadback is the query syncUntracked runs: one JSON array of [name, value,
+// session] for every setting whose source is the session, for names (parameters cmpool
+// knows of: the client's, the server's record, the ones the statements named) and for
+// the custom names found in the source of funcs. A value is null when no such parameter
+// exists.
+func untrackedReadback(names, funcs []string) string {
+	var b strings.Builder
+	b.WriteString("SELECT coalesce(json_agg(json_build_array(n, current_setting(n, true), s)), '[]') FROM (" +
+		"SELECT name, true FROM pg_settings WHERE source = 'session' UNION SELECT unnest(ARRAY[")
+	for i, n := range names {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString(quoteLiteral(n))
+	}
+	b.WriteString("]::text[]), false")
+	if len(funcs) > 0 {
+		b.WriteString(" UNION SELECT lower(m[1]), false FROM pg_catalog.pg_proc p, regexp_matches(p.prosrc, " +
+			quoteLiteral(`([A-Za-z_][A-Za-z0-9_$]*\.[A-Za-z_][A-Za-z0-9_$]*)`) + ", 'g') m WHERE p.proname = ANY (ARRAY[")
+		for i, f := range funcs {
+			if i > 0 {
+				b.WriteString(", ")
+			}
+			b.WriteString(quoteLiteral(f))
+		}
+		b.WriteString("]::text[])")
+	}
+	b.WriteString(") x(n, s)")
+	return b.String()
+}
+
+// readbackValue is one setting read back: its value (nil: no such parameter) and whether
+// the session set it.
+type readbackValue struct {
+	value   *string
+	session bool
+}
+
+// parseReadback decodes untrackedReadback's result, by canonical parameter name.
+func parseReadback(s string) (map[string]readbackValue, error) {
+	var rows [][]any
+	if err := json.Unmarshal([]byte(s), &rows); err != nil {
+		return nil, err
+	}
+	out := make(map[string]readbackValue, len(rows))
+	for _, r := range rows {
+		if len(r) != 3 {
+			return nil, fmt.Errorf("pool: malformed setting read back: %v", r)
+		}
+		name, _ := r[0].(string)
+		session, _ := r[2].(bool)
+		rv := out[canonicalParamName(name)]
+		if v, ok := r[1].(string); ok {
+			rv.value = &v
+		}
+		rv.session = rv.session || session
+		out[canonicalParamName(name)] = rv
+	}
+	return out, nil
+}
+
+// syncUntracked reads back every session-level setting after a lease that may have
+// changed some without naming them, makes what changed the client's, corrects the
+// server's record, and ends the lease. It reports whether the server is still usable.
+func (c *clientSession) syncUntracked(l *lease) bool {
+	sc := l.sc
+	c.mu.Lock()
+	names := append([]string{"role"}, l.track...)
+	names = append(names, l.settingNames...)
+	for k := range c.params {
+		names = append(names, k)
+	}
+	funcs := l.settingFuncs
+	c.mu.Unlock()
+	for k := range sc.set {
+		names = append(names, k)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), c.srv.conf().ServerConnectTimeout)
+	res, err := sc.exec(ctx, untrackedReadback(names, funcs))
+	cancel()
+	ok := err == nil && res.err == nil && len(res.row) == 1 && sc.txStatus == 'I'
+	var got map[string]readbackValue
+	if ok {
+		if got, err = parseReadback(res.row[0]); err != nil {
+			ok = false
+		}
+	}
+
+	c.mu.Lock()
+	if !ok {
+		c.log.Warn("could not read back session state", "error", err, "server_error", res.err)
+	} else {
+		params := maps.Clone(c.params)
+		changed := false
+		for n, rv := range got {
+			if _, reported := sc.defaults[n]; reported || serverOnlyParams[n] {
+				continue // ParameterStatus follows it
+			}
+			set := rv.value != nil && (rv.session ||
+				n == "role" && *rv.value != "none" ||
+				strings.Contains(n, ".") && *rv.value != "")
+			if set {
+				sc.set[n] = *rv.value
+				if cur, ok := params[n]; !ok || cur != *rv.value {
+					params[n] = *rv.value
+					changed = true
+				}
+				continue
+			}
+			// Back to its default, or gone (a placeholder its library removed).
+			delete(sc.set, n)
+			if _, ok := params[n]; ok {
+				delete(params, n)
+				changed = true
+			}
+		}
+		if changed {
+			c.params = params
+			c.paramsVersion++
+		}
+		sc.configuredFor, sc.configuredVersion = c, c.paramsVersion
+		// Custom placeholders nobody named may be set too: they are the client's, on this
+		// server only, until another client needs it (see applyParams).
+		sc.unnamedSettings = true
+	}
+	l.track = nil
+	l.untracked, l.settingNames, l.settingFuncs = false, nil, nil
+	l.syncing = false
+	if c.lease == l {
+		c.lease = nil
+	}
+	c.idle.Broadcast()
+	c.mu.Unlock()
+	return ok
 }

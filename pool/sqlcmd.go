@@ -162,6 +162,28 @@ func sessionBound(q string) bool {
 	return containsFold(q, "advisory_lock")
 }
 
+// mayChangeSettings reports whether q may change session settings without naming them in
+// its first statement, as far as a glance can tell: it holds a parenthesis (a function
+// call), a second statement, or starts with a command that runs code. Only then is the
+// grammar asked (router.Verdict.UntrackedSettings). A query with none of these calls no
+// function: "SELECT abalance FROM pgbench_accounts WHERE aid = $1" is judged here.
+func mayChangeSettings(q string) bool {
+	if strings.IndexByte(q, '(') >= 0 {
+		return true
+	}
+	if i := strings.IndexByte(q, ';'); i >= 0 {
+		if lx := (lexer{s: q, i: i}); !lx.end() {
+			return true
+		}
+	}
+	lx := lexer{s: q}
+	switch lx.word() {
+	case "do", "call", "load", "execute", "create", "alter":
+		return true
+	}
+	return false
+}
+
 // containsFold reports whether s contains the lower-case ASCII substr, ignoring case.
 func containsFold(s, substr string) bool {
 	n := len(substr)
@@ -262,7 +284,7 @@ var lexerKeywords = func() map[string]string {
 	m := make(map[string]string)
 	for _, w := range []string{
 		// classifySQL and sessionBound
-		"all", "authorization", "characteristics", "constraints", "create", "deallocate", "declare",
+		"all", "alter", "authorization", "characteristics", "constraints", "create", "deallocate", "declare", "do", "load",
 		"discard", "execute", "global", "listen", "local", "prepare", "reset", "role", "session",
 		"set", "temp", "temporary", "time", "transaction",
 		// first words of common statements
