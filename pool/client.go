@@ -149,11 +149,6 @@ type lease struct {
 	syncing     bool        // the relay is reading them back; the client goroutine waits
 	ending      bool        // the relay is flushing the reply that ends the lease; likewise
 	resetNeeded bool        // session-bound features were used: DISCARD ALL before reuse
-	// untracked: a statement may have changed settings it does not name (a function call,
-	// DO, CALL, …): all are read back when the lease ends (syncUntracked). settingNames
-	// and settingFuncs are the custom parameters and the functions those statements name.
-	untracked                  bool
-	settingNames, settingFuncs []string
 	abandoned   bool        // the client is gone; the relay must destroy the server
 	// The current Sync segment, kept for a retry (retry.go). Guarded by mu.
 	seg                     []byte
@@ -191,6 +186,12 @@ type lease struct {
 	// hiddenBegin: a deferred BEGIN was sent first on this lease and its replies are
 	// still due; the relay drops them. Guarded by clientSession.mu.
 	hiddenBegin bool
+	// untracked: a statement may have changed settings it does not name (a function call,
+	// DO, CALL, …): all are read back when the lease ends (syncUntracked). settingNames
+	// and settingFuncs are the custom parameters and the functions those statements name.
+	// Guarded by clientSession.mu.
+	untracked                  bool
+	settingNames, settingFuncs []string
 }
 
 const clientBufSize = 8 * 1024

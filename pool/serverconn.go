@@ -37,9 +37,6 @@ type serverConn struct {
 	// last applied, so a client that gets the same server back skips the comparison.
 	configuredFor     *clientSession
 	configuredVersion uint64
-	// unnamedSettings: code run by configuredFor may have set custom placeholders cmpool
-	// could not name; RESET ALL clears them before another client's settings are applied.
-	unnamedSettings bool
 	txStatus          byte
 	createdAt         time.Time
 	// prepared is what this server has prepared of cmpool's shared statements.
@@ -50,6 +47,9 @@ type serverConn struct {
 	unnamedGen   uint64
 	// linked is the client holding this server now, or nil (for SHOW SERVERS).
 	linked atomic.Pointer[clientSession]
+	// unnamedSettings: code run by configuredFor may have set custom placeholders cmpool
+	// could not name; RESET ALL clears them before another client's settings are applied.
+	unnamedSettings bool
 }
 
 const serverBufSize = 32 * 1024
