@@ -284,3 +284,39 @@ func TestSessionStateInvalidCustomSetting(t *testing.T) {
 		})
 	}
 }
+
+// TestSessionStateRoleGone: a client's role is dropped while another client uses the
+// only server. Restoring the role then fails: the client's statement gets the server's
+// error once, the role is dropped from its settings, and the server is not reused.
+func TestSessionStateRoleGone(t *testing.T) {
+	c := sharedCluster(t)
+	leakSetup(t, c)
+	ctx := ctxT(t, 60*time.Second)
+	admin := direct(t, c)
+	_, err := admin.Exec(ctx, "DROP ROLE IF EXISTS leak_gone; CREATE ROLE leak_gone")
+	require.NoError(t, err)
+	p := integration.StartProxy(t, c, pool.Config{DefaultPoolSize: 1})
+	a := connect(t, p.URL("", "leak_user"), pgx.QueryExecModeSimpleProtocol)
+	b := connect(t, p.URL("", "leak_user"), pgx.QueryExecModeSimpleProtocol)
+	for _, s := range []string{"SET work_mem = '3MB'", "SET ROLE leak_gone"} {
+		_, err := a.Exec(ctx, s)
+		require.NoError(t, err, s)
+	}
+	var user, wm string
+	require.NoError(t, b.QueryRow(ctx, "SELECT current_user::text").Scan(&user))
+	require.Equal(t, "leak_user", user)
+	_, err = admin.Exec(ctx, "DROP ROLE leak_gone")
+	require.NoError(t, err)
+
+	_, err = a.Exec(ctx, "SELECT 1")
+	var pgErr *pgconn.PgError
+	require.ErrorAs(t, err, &pgErr)
+	require.Equal(t, "22023", pgErr.Code, "the server's SQLSTATE: %v", err)
+	require.Contains(t, pgErr.Message, `"role" could not be restored`)
+	for range 3 {
+		require.NoError(t, a.QueryRow(ctx, "SELECT current_user::text, current_setting('work_mem')").Scan(&user, &wm))
+		require.Equal(t, []string{"leak_user", "3MB"}, []string{user, wm})
+		require.NoError(t, b.QueryRow(ctx, "SELECT current_user::text, current_setting('work_mem')").Scan(&user, &wm))
+		require.Equal(t, []string{"leak_user", "4MB"}, []string{user, wm})
+	}
+}

@@ -4,6 +4,8 @@ import (
 	"testing"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/cmlite/cmpool/router"
 )
 
 func TestParamsOrder(t *testing.T) {
@@ -101,4 +103,23 @@ func TestParseReadback(t *testing.T) {
 	require.Equal(t, "UTC", *got["TimeZone"].value)
 	_, err = parseReadback(`[["x"]]`)
 	require.Error(t, err)
+}
+
+// BenchmarkSettingEffects judges how a simple query may change settings untracked, as
+// the client goroutine does for every simple query in transaction mode: a query that
+// calls no function is judged by a glance, one that does by the classifier's cache.
+func BenchmarkSettingEffects(b *testing.B) {
+	cl := router.NewClassifier(0)
+	for _, q := range []string{
+		"SELECT abalance FROM pgbench_accounts WHERE aid = $1",
+		"SELECT my_func($1)",
+		"UPDATE pgbench_accounts SET abalance = abalance + $1 WHERE aid = $2",
+	} {
+		b.Run(q, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				withSettingEffects(cl, q, traitsOf(q))
+			}
+		})
+	}
 }

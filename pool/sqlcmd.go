@@ -177,9 +177,16 @@ func mayChangeSettings(q string) bool {
 		}
 	}
 	lx := lexer{s: q}
-	switch lx.word() {
-	case "do", "call", "load", "execute", "create", "alter":
-		return true
+	lx.skip()
+	if lx.i >= len(q) {
+		return false
+	}
+	switch q[lx.i] | 0x20 { // a first letter in lower case
+	case 'd', 'c', 'l', 'e', 'a':
+		switch lx.word() {
+		case "do", "call", "load", "execute", "create", "alter":
+			return true
+		}
 	}
 	return false
 }
