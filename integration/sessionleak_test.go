@@ -193,7 +193,7 @@ func TestSessionStateRoleOrder(t *testing.T) {
 		END$$; GRANT leak_unpriv TO leak_sa`)
 	require.NoError(t, err)
 	const who = "SELECT session_user::text, current_user::text, current_setting('log_min_duration_statement'), current_setting('work_mem')"
-	read := func(conn *pgx.Conn) []string {
+	read := func(t *testing.T, conn *pgx.Conn) []string {
 		t.Helper()
 		v := make([]string, 4)
 		require.NoError(t, conn.QueryRow(ctx, who).Scan(&v[0], &v[1], &v[2], &v[3]))
@@ -216,8 +216,8 @@ func TestSessionStateRoleOrder(t *testing.T) {
 			aWant := []string{"leak_sa", "leak_unpriv", "5s", "3MB"}
 			bWant := []string{"leak_user", "leak_user", "-1", "4MB"}
 			for round := range 8 {
-				require.Equal(t, bWant, read(b), "round %d: B", round)
-				require.Equal(t, aWant, read(a), "round %d: A", round)
+				require.Equal(t, bWant, read(t, b), "round %d: B", round)
+				require.Equal(t, aWant, read(t, a), "round %d: A", round)
 			}
 			// A changes its superuser-only setting back through its privileged identity.
 			for _, s := range []string{"RESET ROLE", "RESET SESSION AUTHORIZATION", "SET log_min_duration_statement = '6s'", "SET ROLE leak_unpriv"} {
@@ -226,12 +226,12 @@ func TestSessionStateRoleOrder(t *testing.T) {
 			}
 			aWant = []string{"leak_user", "leak_unpriv", "6s", "3MB"}
 			for round := range 4 {
-				require.Equal(t, bWant, read(b), "round %d: B", round)
-				require.Equal(t, aWant, read(a), "round %d: A", round)
+				require.Equal(t, bWant, read(t, b), "round %d: B", round)
+				require.Equal(t, aWant, read(t, a), "round %d: A", round)
 			}
 			// A later client gets a working server.
 			fresh := connect(t, p.URL("", "leak_user"), m)
-			require.Equal(t, bWant, read(fresh))
+			require.Equal(t, bWant, read(t, fresh))
 		})
 	}
 }
