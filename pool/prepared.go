@@ -80,12 +80,20 @@ func (r *stmtRegistry) get(query string, types []byte) *preparedStmt {
 	key := query + "\x00" + string(types)
 	gen := r.schemaGen.Load()
 	r.mu.Lock()
+	if s := r.byKey[key]; s != nil && s.gen >= gen {
+		r.mu.Unlock()
+		return s
+	}
+	r.mu.Unlock()
+	// A new text: judge it outside the lock (the classifier may parse it).
+	t := withSettingEffects(r.classifier, query, traitsOf(query))
+	r.mu.Lock()
 	defer r.mu.Unlock()
 	if s := r.byKey[key]; s != nil && s.gen >= gen {
 		return s
 	}
 	s := r.newStmt(key, query, types)
-	s.traits = withSettingEffects(r.classifier, query, traitsOf(query))
+	s.traits = t
 	return s
 }
 
