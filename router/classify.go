@@ -49,9 +49,10 @@ type Verdict struct {
 	// DISCARD after its first statement, or cannot be parsed (see settings.go).
 	UntrackedSettings bool
 	// SettingNames are the custom parameter names (prefix.name) the query names as ones it
-	// may set: set_config's literal first argument, names set in a DO block or in the body
-	// of a function it creates. SettingFuncs are the user-defined functions it calls, by
-	// name without schema, whose bodies may set others.
+	// may set: set_config's literal first argument, names set in a DO block or after its
+	// first statement. SettingFuncs are the functions it calls that are on neither
+	// built-in list (user-defined ones), by name without schema: their bodies may set
+	// others.
 	SettingNames, SettingFuncs []string
 }
 

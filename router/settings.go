@@ -28,17 +28,6 @@ func settingEffects(v *Verdict, tree *pg_query.ParseResult) {
 					v.addSettingNames(customParamNames(d.Arg.GetString_().GetSval()))
 				}
 			}
-		case n.GetCreateFunctionStmt() != nil:
-			// Creating a function runs nothing, but what its body sets is worth knowing
-			// for when it runs.
-			for _, o := range n.GetCreateFunctionStmt().Options {
-				if d := o.GetDefElem(); d != nil && d.Defname == "as" {
-					for _, part := range d.Arg.GetList().GetItems() {
-						v.addSettingNames(customParamNames(part.GetString_().GetSval()))
-					}
-				}
-			}
-			continue
 		case n.GetCallStmt() != nil, n.GetLoadStmt() != nil, n.GetExecuteStmt() != nil,
 			n.GetCreateExtensionStmt() != nil, n.GetAlterExtensionStmt() != nil:
 			v.UntrackedSettings = true
@@ -91,8 +80,7 @@ func (v *Verdict) addSettingNames(names []string) {
 	}
 }
 
-// customParamNames finds the custom parameter names (prefix.name) a function or DO body
-// may set: string constants that look like one (set_config's first argument) and the
+// customParamNames finds the custom parameter names (prefix.name) a DO body may set: string constants that look like one (set_config's first argument) and the
 // names after SET or RESET. The body is scanned as SQL, which PL/pgSQL resembles enough
 // for this; a body that does not scan yields nothing.
 func customParamNames(body string) []string {
