@@ -78,6 +78,7 @@ func leakSetup(t *testing.T, c *integration.Cluster) {
 		"CREATE OR REPLACE FUNCTION public.leak_body_config() RETURNS void LANGUAGE plpgsql AS $$BEGIN " + performs.String() + "END$$",
 		"CREATE OR REPLACE FUNCTION public.leak_body_reset() RETURNS void LANGUAGE plpgsql AS $$BEGIN " + resets.String() + "END$$",
 		"CREATE OR REPLACE FUNCTION public.leak_clause() RETURNS text LANGUAGE sql" + clause.String() + " AS $$SELECT current_setting('work_mem')$$",
+		"CREATE OR REPLACE FUNCTION public.leak_outer() RETURNS void LANGUAGE plpgsql AS $$BEGIN IF (true) THEN PERFORM public.leak_body_config(); END IF; END$$",
 		"CREATE OR REPLACE PROCEDURE public.leak_proc() LANGUAGE plpgsql AS $$BEGIN " + bodySet.String() + "END$$",
 	}
 	admin := direct(t, c)
@@ -120,6 +121,7 @@ func TestSessionStateUntrackedChangesDoNotLeak(t *testing.T) {
 		{name: "set_config local", stmts: []string{"SELECT " + leakSetConfig(true)}},
 		{name: "function body SET", stmts: []string{"SELECT public.leak_body_set()"}},
 		{name: "function body set_config", stmts: []string{"SELECT public.leak_body_config()"}},
+		{name: "nested function", stmts: []string{"SELECT public.leak_outer()"}},
 		{name: "function SET clause", stmts: []string{"SELECT public.leak_clause()"}},
 		{name: "function in transaction", stmts: []string{"BEGIN", "SELECT public.leak_body_config()", "SELECT 1", "COMMIT"}},
 		{name: "DO", stmts: []string{"DO $$BEGIN PERFORM " + leakSetConfig(false) + "; END$$"}},

@@ -235,29 +235,35 @@ func (c *clientSession) syncLease(l *lease) bool {
 // untrackedReadback is the query syncUntracked runs: one JSON array of [name, value,
 // session] for every setting whose source is the session, for names (parameters cmpool
 // knows of: the client's, the server's record, the ones the statements named) and for
-// the custom names found in the source of funcs. A value is null when no such parameter
-// exists.
+// the custom names found in the source of funcs and of the functions they call, three
+// calls deep (a name is a word, a dot and a word; a call is a word and a parenthesis). A
+// value is null when no such parameter exists.
 func untrackedReadback(names, funcs []string) string {
-	var b strings.Builder
-	b.WriteString("SELECT coalesce(json_agg(json_build_array(n, current_setting(n, true), s)), '[]') FROM (" +
-		"SELECT name, true FROM pg_settings WHERE source = 'session' UNION SELECT unnest(ARRAY[")
-	for i, n := range names {
-		if i > 0 {
-			b.WriteString(", ")
-		}
-		b.WriteString(quoteLiteral(n))
-	}
-	b.WriteString("]::text[]), false")
-	if len(funcs) > 0 {
-		b.WriteString(" UNION SELECT lower(m[1]), false FROM pg_catalog.pg_proc p, regexp_matches(p.prosrc, " +
-			quoteLiteral(`([A-Za-z_][A-Za-z0-9_$]*\.[A-Za-z_][A-Za-z0-9_$]*)`) + ", 'g') m WHERE p.proname = ANY (ARRAY[")
-		for i, f := range funcs {
+	list := func(b *strings.Builder, items []string, typ string) {
+		b.WriteString("ARRAY[")
+		for i, n := range items {
 			if i > 0 {
 				b.WriteString(", ")
 			}
-			b.WriteString(quoteLiteral(f))
+			b.WriteString(quoteLiteral(n))
 		}
-		b.WriteString("]::text[])")
+		b.WriteString("]::" + typ + "[]")
+	}
+	var b strings.Builder
+	if len(funcs) > 0 {
+		b.WriteString("WITH RECURSIVE f(name, depth) AS (SELECT unnest(")
+		list(&b, funcs, "name")
+		b.WriteString("), 0 UNION SELECT m[1]::name, f.depth + 1 FROM f JOIN pg_catalog.pg_proc p ON p.proname = f.name" +
+			" CROSS JOIN LATERAL regexp_matches(p.prosrc, " + quoteLiteral(`([A-Za-z_][A-Za-z0-9_$]*)\s*\(`) + ", 'g') m" +
+			" WHERE f.depth < 3) ")
+	}
+	b.WriteString("SELECT coalesce(json_agg(json_build_array(n, current_setting(n, true), s)), '[]') FROM (" +
+		"SELECT name, true FROM pg_settings WHERE source = 'session' UNION SELECT unnest(")
+	list(&b, names, "text")
+	b.WriteString("), false")
+	if len(funcs) > 0 {
+		b.WriteString(" UNION SELECT lower(m[1]), false FROM pg_catalog.pg_proc p, regexp_matches(p.prosrc, " +
+			quoteLiteral(`([A-Za-z_][A-Za-z0-9_$]*\.[A-Za-z_][A-Za-z0-9_$]*)`) + ", 'g') m WHERE p.proname IN (SELECT name FROM f)")
 	}
 	b.WriteString(") x(n, s)")
 	return b.String()
