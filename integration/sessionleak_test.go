@@ -322,3 +322,29 @@ func TestSessionStateRoleGone(t *testing.T) {
 		require.Equal(t, []string{"leak_user", "4MB"}, []string{user, wm})
 	}
 }
+
+// TestSessionStateFunctionRedefined: a function cmpool judged not to change settings is
+// redefined, through cmpool, to change them. Its next call is read back like any other.
+func TestSessionStateFunctionRedefined(t *testing.T) {
+	c := sharedCluster(t)
+	leakSetup(t, c)
+	ctx := ctxT(t, 60*time.Second)
+	p := integration.StartProxy(t, c, pool.Config{DefaultPoolSize: 1})
+	a := connect(t, p.URL("", "leak_user"), pgx.QueryExecModeSimpleProtocol)
+	b := connect(t, p.URL("", "leak_user"), pgx.QueryExecModeSimpleProtocol)
+	exec := func(conn *pgx.Conn, q string) {
+		t.Helper()
+		_, err := conn.Exec(ctx, q)
+		require.NoError(t, err, q)
+	}
+	exec(a, "CREATE OR REPLACE FUNCTION public.leak_redef() RETURNS void LANGUAGE plpgsql AS $$BEGIN PERFORM 1; END$$")
+	bWant := leakRead(t, ctx, b)
+	for range 3 {
+		exec(a, "SELECT public.leak_redef()")
+		require.Equal(t, bWant, leakRead(t, ctx, b))
+	}
+	exec(a, "CREATE OR REPLACE FUNCTION public.leak_redef() RETURNS void LANGUAGE plpgsql AS $$BEGIN PERFORM "+leakSetConfig(false)+"; END$$")
+	exec(a, "SELECT public.leak_redef()")
+	require.Equal(t, bWant, leakRead(t, ctx, b), "B sees what the redefined function set for A")
+	require.Equal(t, "tenant_a", leakRead(t, ctx, a)[3])
+}

@@ -94,15 +94,18 @@ func TestMayChangeSettings(t *testing.T) {
 }
 
 func TestParseReadback(t *testing.T) {
-	got, err := parseReadback(`[["work_mem", "4MB", false], ["work_mem", "4MB", true], ["myapp.x", null, false], ["timezone", "UTC", true]]`)
+	got, funcs, err := parseReadback(`[[["work_mem", "4MB", false], ["work_mem", "4MB", true], ["myapp.x", null, false], ["timezone", "UTC", true]], {"f": true, "g": false}]`)
 	require.NoError(t, err)
 	require.Len(t, got, 3)
 	require.True(t, got["work_mem"].session)
 	require.Equal(t, "4MB", *got["work_mem"].value)
 	require.Nil(t, got["myapp.x"].value)
 	require.Equal(t, "UTC", *got["TimeZone"].value)
-	_, err = parseReadback(`[["x"]]`)
-	require.Error(t, err)
+	require.Equal(t, map[string]bool{"f": true, "g": false}, funcs)
+	for _, bad := range []string{`[[["x"]], {}]`, `[[]]`, `{}`} {
+		_, _, err = parseReadback(bad)
+		require.Error(t, err, bad)
+	}
 }
 
 // BenchmarkSettingEffects judges how a simple query may change settings untracked, as
@@ -122,4 +125,21 @@ func BenchmarkSettingEffects(b *testing.B) {
 			}
 		})
 	}
+}
+
+func TestWithoutNumbers(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{"SELECT app_get(123456);", "SELECT app_get(0);"},
+		{"SELECT f(0)", "SELECT f(0)"},
+		{"SELECT f($1, 2.5e-3, .5, 1e10)", "SELECT f($1, 0, 0, 0)"},
+		{"SELECT t2.c1 FROM t2 WHERE x = 42", "SELECT t2.c1 FROM t2 WHERE x = 0"},
+		{"SELECT '12', \"a1\" -- 5\n, 7 /* 8 */", "SELECT '12', \"a1\" -- 5\n, 0 /* 8 */"},
+		{"SELECT set_config('app.t', '42', false), 17", "SELECT set_config('app.t', '42', false), 0"},
+		{"DO $$BEGIN PERFORM 1; END$$; SELECT 3", "DO $$BEGIN PERFORM 1; END$$; SELECT 0"},
+		{"SELECT $a$ 12 $a$, 'it''s 3', 0x1F", "SELECT $a$ 12 $a$, 'it''s 3', 0x1F"},
+	} {
+		require.Equal(t, tc.want, withoutNumbers(tc.in), tc.in)
+	}
+	q := "SELECT abalance FROM pgbench_accounts WHERE aid = $1"
+	require.Zero(t, testing.AllocsPerRun(100, func() { withoutNumbers(q) }))
 }

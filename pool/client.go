@@ -186,10 +186,10 @@ type lease struct {
 	// hiddenBegin: a deferred BEGIN was sent first on this lease and its replies are
 	// still due; the relay drops them. Guarded by clientSession.mu.
 	hiddenBegin bool
-	// untracked: a statement may have changed settings it does not name (a function call,
-	// DO, CALL, …): all are read back when the lease ends (syncUntracked). settingNames
-	// and settingFuncs are the custom parameters and the functions those statements name.
-	// Guarded by clientSession.mu.
+	// untracked: a statement may have changed settings it does not name (set_config, DO,
+	// …); settingNames and settingFuncs are the custom parameters and the user-defined
+	// functions the statements name. All settings are read back when the lease ends if
+	// any of these may have changed some (untrackedChanges). Guarded by clientSession.mu.
 	untracked                  bool
 	settingNames, settingFuncs []string
 }
@@ -1495,7 +1495,7 @@ func (c *clientSession) endsLease(l *lease, status byte) (end, dead bool) {
 	if l.needLSN {
 		c.noteWriteLocked()
 	}
-	if len(l.track) > 0 || l.untracked && c.mode != ModeSession {
+	if len(l.track) > 0 || c.mode != ModeSession && c.untrackedChanges(l) {
 		// The lease ends after syncLease has read the parameters back.
 		l.syncing = true
 	} else {

@@ -30,9 +30,10 @@ import (
 type queryTraits struct {
 	track        []string // parameters it may change ("*" for RESET ALL)
 	sessionBound bool     // uses something that outlives the transaction on the server
-	// untracked: it may change settings it does not name (a function call, DO, CALL, …);
-	// settingNames and settingFuncs are what the classifier found of them (shared, read
-	// only; see router.Verdict).
+	// untracked: it may change settings it does not name (set_config, DO, …);
+	// settingNames are custom parameters it names, settingFuncs the user-defined
+	// functions it calls, which may change settings too (shared, read only; see
+	// router.Verdict).
 	untracked                  bool
 	settingNames, settingFuncs []string
 }
@@ -82,14 +83,12 @@ func (c *clientSession) applyTraits(l *lease, t queryTraits) (warn bool) {
 		}
 		l.track = appendUnique(l.track, canonicalParamName(n))
 	}
-	if t.untracked {
-		l.untracked = true
-		for _, n := range t.settingNames {
-			l.settingNames = appendUnique(l.settingNames, n)
-		}
-		for _, f := range t.settingFuncs {
-			l.settingFuncs = appendUnique(l.settingFuncs, f)
-		}
+	l.untracked = l.untracked || t.untracked
+	for _, n := range t.settingNames {
+		l.settingNames = appendUnique(l.settingNames, n)
+	}
+	for _, f := range t.settingFuncs {
+		l.settingFuncs = appendUnique(l.settingFuncs, f)
 	}
 	if t.sessionBound && !l.resetNeeded {
 		l.resetNeeded = true
@@ -200,12 +199,19 @@ func (c *clientSession) refuseListen() *protocol.Error {
 //
 // set_config, a function or procedure body, or a DO block may change any setting, and
 // nothing in the statement says which. Such statements are found by the router's grammar
-// (router.Verdict.UntrackedSettings); only statements with a parenthesis, more than one
-// statement or a first word that runs code are asked about (mayChangeSettings), so an
-// ordinary query costs nothing more. When a lease ran one, syncUntracked reads back every
-// setting the server holds at session level before the server goes back to the pool:
-// what changed becomes the client's own state, as on a direct connection, and the
-// server's record is corrected, so that the next client gets its own values back.
+// (router.Verdict): only statements with a parenthesis, more than one statement or a
+// first word that runs code are asked about (mayChangeSettings), so an ordinary query
+// costs nothing more. When a lease ran one, syncUntracked reads back every setting the
+// server holds at session level before the server goes back to the pool: what changed
+// becomes the client's own state, as on a direct connection, and the server's record is
+// corrected, so that the next client gets its own values back.
+//
+// User-defined functions are judged by their source, in the same query: one whose body,
+// or the body of a function it calls (three calls deep), may run SET, RESET, DISCARD,
+// LOAD, EXECUTE or set_config, or that is written in a language other than SQL and
+// PL/pgSQL, may change settings. The answer is cached per database and function for
+// funcSettingsTTL, and until DDL passes through cmpool; while a function is known not
+// to, calling it costs nothing more.
 //
 // Custom placeholders (myapp.tenant) set by such code cannot all be listed: PostgreSQL
 // shows none in pg_settings. Those the statement, a DO body or the called functions'
@@ -213,31 +219,77 @@ func (c *clientSession) refuseListen() *protocol.Error {
 // client to use it gets RESET ALL before its own settings.
 
 // withSettingEffects adds to t what the classifier says of how q may change settings
-// without naming them.
+// without naming them. Statements that differ only in numbers share a verdict.
 func withSettingEffects(cl *router.Classifier, q string, t queryTraits) queryTraits {
 	if cl == nil || !mayChangeSettings(q) {
 		return t
 	}
-	v := cl.Classify(q)
+	v := cl.Classify(withoutNumbers(q))
 	t.untracked, t.settingNames, t.settingFuncs = v.UntrackedSettings, v.SettingNames, v.SettingFuncs
 	return t
+}
+
+// funcSettingsTTL bounds how long cmpool trusts that a function does not change settings
+// (its definition may change outside cmpool).
+const funcSettingsTTL = 10 * time.Second
+
+// funcSettings is a cached judgement of one function (Server.funcSettings).
+type funcSettings struct {
+	mayChange bool
+	gen       uint64 // stmtRegistry.schemaGen when judged
+	at        int64  // nanotime when judged
+}
+
+// untrackedChanges reports whether l ran something that may have changed settings it
+// does not name: a statement the router marked, or a function not known to leave them
+// alone. The caller holds c.mu.
+func (c *clientSession) untrackedChanges(l *lease) bool {
+	if l.untracked {
+		return true
+	}
+	if len(l.settingFuncs) == 0 {
+		return false
+	}
+	gen, now := c.srv.stmts.schemaGen.Load(), nanotime()
+	for _, f := range l.settingFuncs {
+		e, ok := c.srv.funcSettings.Load(c.database + "\x00" + f)
+		if !ok {
+			return true
+		}
+		fs := e.(funcSettings)
+		if fs.mayChange || fs.gen != gen || now-fs.at > int64(funcSettingsTTL) {
+			return true
+		}
+	}
+	return false
 }
 
 // syncLease reads back what the lease's statements changed and ends the lease (see
 // syncTracked). It reports whether the server is still usable.
 func (c *clientSession) syncLease(l *lease) bool {
-	if l.untracked {
+	c.mu.Lock()
+	all := c.untrackedChanges(l)
+	c.mu.Unlock()
+	if all {
 		return c.syncUntracked(l)
 	}
 	return c.syncTracked(l)
 }
 
-// untrackedReadback is the query syncUntracked runs: one JSON array of [name, value,
-// session] for every setting whose source is the session, for names (parameters cmpool
-// knows of: the client's, the server's record, the ones the statements named) and for
-// the custom names found in the source of funcs and of the functions they call, three
-// calls deep (a name is a word, a dot and a word; a call is a word and a parenthesis). A
-// value is null when no such parameter exists.
+// Regular expressions over function source (prosrc), case-insensitive: a call, a custom
+// parameter name, and a statement that changes settings.
+const (
+	reCall       = `([A-Za-z_][A-Za-z0-9_$]*)\s*\(`
+	reCustomName = `([A-Za-z_][A-Za-z0-9_$]*\.[A-Za-z_][A-Za-z0-9_$]*)`
+	reSetsSome   = `(^|;|\mbegin|\mthen|\melse|\mloop|\mdeclare)(\s|--[^\n]*\n)*(set|reset|discard|load)\M|\mexecute\M`
+)
+
+// untrackedReadback is the query syncUntracked runs. Its one value is a JSON array:
+// first [name, value, session] for every setting whose source is the session, for names
+// (parameters cmpool knows of: the client's, the server's record, the ones the
+// statements named) and for the custom names in the source of funcs and of the functions
+// they call; then an object telling, for each of funcs that exists, whether it may
+// change settings. A value is null when no such parameter exists.
 func untrackedReadback(names, funcs []string) string {
 	list := func(b *strings.Builder, items []string, typ string) {
 		b.WriteString("ARRAY[")
@@ -251,21 +303,30 @@ func untrackedReadback(names, funcs []string) string {
 	}
 	var b strings.Builder
 	if len(funcs) > 0 {
-		b.WriteString("WITH RECURSIVE f(name, depth) AS (SELECT unnest(")
+		// f: the functions called, and those their bodies call, three deep; g: their
+		// definitions. Built-ins (oid below 16384) are not followed.
+		b.WriteString("WITH RECURSIVE f(root, name, depth) AS (SELECT r, r, 0 FROM unnest(")
 		list(&b, funcs, "name")
-		b.WriteString("), 0 UNION SELECT m[1]::name, f.depth + 1 FROM f JOIN pg_catalog.pg_proc p ON p.proname = f.name" +
-			" CROSS JOIN LATERAL regexp_matches(p.prosrc, " + quoteLiteral(`([A-Za-z_][A-Za-z0-9_$]*)\s*\(`) + ", 'g') m" +
-			" WHERE f.depth < 3) ")
+		b.WriteString(") r UNION SELECT f.root, m[1]::name, f.depth + 1 FROM f JOIN pg_catalog.pg_proc p ON p.proname = f.name AND p.oid >= 16384" +
+			" CROSS JOIN LATERAL regexp_matches(p.prosrc, " + quoteLiteral(reCall) + ", 'g') m WHERE f.depth < 3)," +
+			" g AS (SELECT f.root, f.depth, p.oid, p.proname, p.prolang, p.prosrc FROM f JOIN pg_catalog.pg_proc p ON p.proname = f.name) ")
 	}
-	b.WriteString("SELECT coalesce(json_agg(json_build_array(n, current_setting(n, true), s)), '[]') FROM (" +
-		"SELECT name, true FROM pg_settings WHERE source = 'session' UNION SELECT unnest(")
+	b.WriteString("SELECT json_build_array((SELECT coalesce(json_agg(json_build_array(n, current_setting(n, true), s)), '[]') FROM (" +
+		"SELECT name, true FROM pg_catalog.pg_settings WHERE source = 'session' UNION SELECT unnest(")
 	list(&b, names, "text")
 	b.WriteString("), false")
 	if len(funcs) > 0 {
-		b.WriteString(" UNION SELECT lower(m[1]), false FROM pg_catalog.pg_proc p, regexp_matches(p.prosrc, " +
-			quoteLiteral(`([A-Za-z_][A-Za-z0-9_$]*\.[A-Za-z_][A-Za-z0-9_$]*)`) + ", 'g') m WHERE p.proname IN (SELECT name FROM f)")
+		b.WriteString(" UNION SELECT lower(m[1]), false FROM g, regexp_matches(g.prosrc, " + quoteLiteral(reCustomName) + ", 'g') m WHERE g.oid >= 16384")
 	}
-	b.WriteString(") x(n, s)")
+	b.WriteString(") x(n, s)), ")
+	if len(funcs) > 0 {
+		b.WriteString("(SELECT coalesce(json_object_agg(root, risky), '{}') FROM (SELECT root, bool_or(g.proname = 'set_config' OR g.oid >= 16384 AND (" +
+			"g.prolang NOT IN (SELECT oid FROM pg_catalog.pg_language WHERE lanname IN ('sql', 'plpgsql'))" +
+			" OR g.prosrc ~* " + quoteLiteral(reSetsSome) +
+			" OR g.depth = 3 AND g.prosrc ~ " + quoteLiteral(reCall) + ")) AS risky FROM g GROUP BY root) r))")
+	} else {
+		b.WriteString("'{}'::json)")
+	}
 	return b.String()
 }
 
@@ -276,16 +337,28 @@ type readbackValue struct {
 	session bool
 }
 
-// parseReadback decodes untrackedReadback's result, by canonical parameter name.
-func parseReadback(s string) (map[string]readbackValue, error) {
+// parseReadback decodes untrackedReadback's result: the settings by canonical parameter
+// name, and whether each function judged may change settings.
+func parseReadback(s string) (map[string]readbackValue, map[string]bool, error) {
+	var doc []json.RawMessage
+	if err := json.Unmarshal([]byte(s), &doc); err != nil {
+		return nil, nil, err
+	}
+	if len(doc) != 2 {
+		return nil, nil, fmt.Errorf("pool: malformed settings read back: %d parts", len(doc))
+	}
 	var rows [][]any
-	if err := json.Unmarshal([]byte(s), &rows); err != nil {
-		return nil, err
+	if err := json.Unmarshal(doc[0], &rows); err != nil {
+		return nil, nil, err
+	}
+	var funcs map[string]bool
+	if err := json.Unmarshal(doc[1], &funcs); err != nil {
+		return nil, nil, err
 	}
 	out := make(map[string]readbackValue, len(rows))
 	for _, r := range rows {
 		if len(r) != 3 {
-			return nil, fmt.Errorf("pool: malformed setting read back: %v", r)
+			return nil, nil, fmt.Errorf("pool: malformed setting read back: %v", r)
 		}
 		name, _ := r[0].(string)
 		session, _ := r[2].(bool)
@@ -296,7 +369,7 @@ func parseReadback(s string) (map[string]readbackValue, error) {
 		rv.session = rv.session || session
 		out[canonicalParamName(name)] = rv
 	}
-	return out, nil
+	return out, funcs, nil
 }
 
 // syncUntracked reads back every session-level setting after a lease that may have
@@ -315,15 +388,26 @@ func (c *clientSession) syncUntracked(l *lease) bool {
 	for k := range sc.set {
 		names = append(names, k)
 	}
+	gen := c.srv.stmts.schemaGen.Load()
 	ctx, cancel := context.WithTimeout(context.Background(), c.srv.conf().ServerConnectTimeout)
 	res, err := sc.exec(ctx, untrackedReadback(names, funcs))
 	cancel()
 	ok := err == nil && res.err == nil && len(res.row) == 1 && sc.txStatus == 'I'
 	var got map[string]readbackValue
+	var judged map[string]bool
 	if ok {
-		if got, err = parseReadback(res.row[0]); err != nil {
+		if got, judged, err = parseReadback(res.row[0]); err != nil {
 			ok = false
 		}
+	}
+	unnamed := l.untracked
+	now := nanotime()
+	for _, f := range funcs {
+		mayChange, found := judged[f]
+		if found {
+			c.srv.funcSettings.Store(c.database+"\x00"+f, funcSettings{mayChange: mayChange, gen: gen, at: now})
+		}
+		unnamed = unnamed || mayChange || !found
 	}
 
 	c.mu.Lock()
@@ -359,9 +443,11 @@ func (c *clientSession) syncUntracked(l *lease) bool {
 			c.paramsVersion++
 		}
 		sc.configuredFor, sc.configuredVersion = c, c.paramsVersion
-		// Custom placeholders nobody named may be set too: they are the client's, on this
-		// server only, until another client needs it (see applyParams).
-		sc.unnamedSettings = true
+		if unnamed {
+			// Custom placeholders nobody named may be set too: they are the client's, on
+			// this server only, until another client needs it (see applyParams).
+			sc.unnamedSettings = true
+		}
 	}
 	l.track = nil
 	l.untracked, l.settingNames, l.settingFuncs = false, nil, nil

@@ -44,9 +44,10 @@ type Verdict struct {
 	SessionOnly bool
 
 	// UntrackedSettings is set when the query may change session settings in a way its
-	// text does not name: it calls set_config or a function not known to leave settings
-	// alone, runs DO, CALL, LOAD, EXECUTE or CREATE/ALTER EXTENSION, has a SET, RESET or
-	// DISCARD after its first statement, or cannot be parsed (see settings.go).
+	// text does not name: it calls set_config (not with is_local true), runs DO, LOAD,
+	// EXECUTE or CREATE/ALTER EXTENSION, has a SET, RESET or DISCARD after its first
+	// statement, or cannot be parsed (see settings.go). The functions in SettingFuncs may
+	// change settings too.
 	UntrackedSettings bool
 	// SettingNames are the custom parameter names (prefix.name) the query names as ones it
 	// may set: set_config's literal first argument, names set in a DO block or after its

@@ -11,10 +11,12 @@ import (
 //
 // A pooler follows SET and RESET by their text, but set_config, a function or procedure
 // body, a DO block or a loaded library change settings too. settingEffects marks such
-// queries: calls of set_config or of any function not known to leave settings alone
-// (user-defined ones included), DO, CALL, LOAD, EXECUTE, CREATE or ALTER EXTENSION, and
-// SET, RESET or DISCARD after the first statement of a query string. It cannot see
-// functions run by triggers, rules, user-defined operators or casts, or column defaults.
+// queries: calls of set_config (unless its is_local argument is the literal true), DO,
+// LOAD, EXECUTE, CREATE or ALTER EXTENSION, and SET, RESET or DISCARD after the first
+// statement of a query string; and it lists the functions called that are not known
+// built-ins (user-defined ones, procedures named by CALL), whose bodies the pool judges.
+// It cannot see functions run by triggers, rules, user-defined operators or casts, or
+// column defaults.
 
 // settingEffects fills v's UntrackedSettings, SettingNames and SettingFuncs from tree.
 func settingEffects(v *Verdict, tree *pg_query.ParseResult) {
@@ -28,7 +30,7 @@ func settingEffects(v *Verdict, tree *pg_query.ParseResult) {
 					v.addSettingNames(customParamNames(d.Arg.GetString_().GetSval()))
 				}
 			}
-		case n.GetCallStmt() != nil, n.GetLoadStmt() != nil, n.GetExecuteStmt() != nil,
+		case n.GetLoadStmt() != nil, n.GetExecuteStmt() != nil,
 			n.GetCreateExtensionStmt() != nil, n.GetAlterExtensionStmt() != nil:
 			v.UntrackedSettings = true
 		case n.GetVariableSetStmt() != nil:
@@ -52,6 +54,9 @@ func settingEffects(v *Verdict, tree *pg_query.ParseResult) {
 			name := funcName(fc.Funcname)
 			switch {
 			case name == "set_config":
+				if len(fc.Args) == 3 && fc.Args[2].GetAConst().GetBoolval().GetBoolval() {
+					return true // local to the transaction
+				}
 				v.UntrackedSettings = true
 				if len(fc.Args) > 0 {
 					if s := fc.Args[0].GetAConst().GetSval(); s != nil && strings.Contains(s.Sval, ".") {
@@ -59,7 +64,6 @@ func settingEffects(v *Verdict, tree *pg_query.ParseResult) {
 					}
 				}
 			case funcClass(name) == funcUnknown:
-				v.UntrackedSettings = true
 				if i := strings.LastIndexByte(name, '.'); i >= 0 {
 					name = name[i+1:]
 				}
