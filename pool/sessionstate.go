@@ -209,7 +209,8 @@ func (c *clientSession) refuseListen() *protocol.Error {
 // User-defined functions are judged by their source, in the same query: one whose body,
 // or the body of a function it calls (three calls deep), may run SET, RESET, DISCARD,
 // LOAD, EXECUTE or set_config, or that is written in a language other than SQL and
-// PL/pgSQL, may change settings. The answer is cached per database and function for
+// PL/pgSQL and is not part of an extension (PostGIS, pgcrypto, … are trusted), may
+// change settings. The answer is cached per database and function for
 // funcSettingsTTL, and until DDL passes through cmpool; while a function is known not
 // to, calling it costs nothing more.
 //
@@ -322,6 +323,7 @@ func untrackedReadback(names, funcs []string) string {
 	if len(funcs) > 0 {
 		b.WriteString("(SELECT coalesce(json_object_agg(root, risky), '{}') FROM (SELECT root, bool_or(g.proname = 'set_config' OR g.oid >= 16384 AND (" +
 			"g.prolang NOT IN (SELECT oid FROM pg_catalog.pg_language WHERE lanname IN ('sql', 'plpgsql'))" +
+			" AND NOT EXISTS (SELECT FROM pg_catalog.pg_depend d WHERE d.classid = 'pg_catalog.pg_proc'::regclass AND d.objid = g.oid AND d.deptype = 'e')" +
 			" OR g.prosrc ~* " + quoteLiteral(reSetsSome) +
 			" OR g.depth = 3 AND g.prosrc ~ " + quoteLiteral(reCall) + ")) AS risky FROM g GROUP BY root) r))")
 	} else {
