@@ -348,3 +348,25 @@ func TestSessionStateFunctionRedefined(t *testing.T) {
 	require.Equal(t, bWant, leakRead(t, ctx, b), "B sees what the redefined function set for A")
 	require.Equal(t, "tenant_a", leakRead(t, ctx, a)[3])
 }
+
+// TestSessionStateComputedCustomName: a custom setting whose name is computed at run time
+// cannot be read back by name; it still never reaches another client.
+func TestSessionStateComputedCustomName(t *testing.T) {
+	c := sharedCluster(t)
+	leakSetup(t, c)
+	ctx := ctxT(t, 60*time.Second)
+	for _, m := range []pgx.QueryExecMode{pgx.QueryExecModeSimpleProtocol, pgx.QueryExecModeCacheStatement} {
+		t.Run(m.String(), func(t *testing.T) {
+			p := integration.StartProxy(t, c, pool.Config{DefaultPoolSize: 1})
+			a := connect(t, p.URL("", "leak_user"), m)
+			b := connect(t, p.URL("", "leak_user"), m)
+			bWant := leakRead(t, ctx, b)
+			_, err := a.Exec(ctx, "SELECT set_config('myapp.' || 'tenant', 'tenant_a', false)")
+			require.NoError(t, err)
+			for round := range 3 {
+				require.Equal(t, bWant, leakRead(t, ctx, b), "round %d", round)
+				leakRead(t, ctx, a)
+			}
+		})
+	}
+}
