@@ -187,10 +187,11 @@ type lease struct {
 	// still due; the relay drops them. Guarded by clientSession.mu.
 	hiddenBegin bool
 	// untracked: a statement may have changed settings it does not name (set_config, DO,
-	// …); settingNames and settingFuncs are the custom parameters and the user-defined
-	// functions the statements name. All settings are read back when the lease ends if
+	// …); opaque: custom ones whose names it does not give either; settingNames and
+	// settingFuncs are the custom parameters and the user-defined functions the
+	// statements name. All settings are read back when the lease ends if
 	// any of these may have changed some (untrackedChanges). Guarded by clientSession.mu.
-	untracked                  bool
+	untracked, opaque          bool
 	settingNames, settingFuncs []string
 }
 
@@ -1098,7 +1099,9 @@ func (l *lease) account(typ byte) {
 		l.sentSeq++
 		l.executed = true
 		// A function call by OID may be set_config or anything else.
-		l.untracked = l.untracked || typ == 'F'
+		if typ == 'F' {
+			l.untracked, l.opaque = true, true
+		}
 	case 'S':
 		l.pending++
 		l.unsynced = false

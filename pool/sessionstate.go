@@ -30,11 +30,11 @@ import (
 type queryTraits struct {
 	track        []string // parameters it may change ("*" for RESET ALL)
 	sessionBound bool     // uses something that outlives the transaction on the server
-	// untracked: it may change settings it does not name (set_config, DO, …);
-	// settingNames are custom parameters it names, settingFuncs the user-defined
-	// functions it calls, which may change settings too (shared, read only; see
-	// router.Verdict).
-	untracked                  bool
+	// untracked: it may change settings it does not name (set_config, DO, …); opaque:
+	// custom ones whose names it does not give either; settingNames are custom
+	// parameters it names, settingFuncs the user-defined functions it calls, which may
+	// change settings too (shared, read only; see router.Verdict).
+	untracked, opaque          bool
 	settingNames, settingFuncs []string
 }
 
@@ -84,6 +84,7 @@ func (c *clientSession) applyTraits(l *lease, t queryTraits) (warn bool) {
 		l.track = appendUnique(l.track, canonicalParamName(n))
 	}
 	l.untracked = l.untracked || t.untracked
+	l.opaque = l.opaque || t.opaque
 	for _, n := range t.settingNames {
 		l.settingNames = appendUnique(l.settingNames, n)
 	}
@@ -216,8 +217,9 @@ func (c *clientSession) refuseListen() *protocol.Error {
 //
 // Custom placeholders (myapp.tenant) set by such code cannot all be listed: PostgreSQL
 // shows none in pg_settings. Those the statement, a DO body or the called functions'
-// source names are read back; for the others the server is marked, and the next other
-// client to use it gets RESET ALL before its own settings.
+// source names are read back. When code may have set others (a DO block, set_config
+// with a computed name, a function that may change settings, …), the server is marked,
+// and the next other client to use it gets RESET ALL before its own settings.
 
 // withSettingEffects adds to t what the classifier says of how q may change settings
 // without naming them. Statements that differ only in numbers share a verdict.
@@ -226,7 +228,8 @@ func withSettingEffects(cl *router.Classifier, q string, t queryTraits) queryTra
 		return t
 	}
 	v := cl.Classify(withoutNumbers(q))
-	t.untracked, t.settingNames, t.settingFuncs = v.UntrackedSettings, v.SettingNames, v.SettingFuncs
+	t.untracked, t.opaque = v.UntrackedSettings, v.OpaqueSettings
+	t.settingNames, t.settingFuncs = v.SettingNames, v.SettingFuncs
 	return t
 }
 
@@ -402,7 +405,7 @@ func (c *clientSession) syncUntracked(l *lease) bool {
 			ok = false
 		}
 	}
-	unnamed := l.untracked
+	unnamed := l.opaque
 	now := nanotime()
 	for _, f := range funcs {
 		mayChange, found := judged[f]
@@ -452,7 +455,7 @@ func (c *clientSession) syncUntracked(l *lease) bool {
 		}
 	}
 	l.track = nil
-	l.untracked, l.settingNames, l.settingFuncs = false, nil, nil
+	l.untracked, l.opaque, l.settingNames, l.settingFuncs = false, false, nil, nil
 	l.syncing = false
 	if c.lease == l {
 		c.lease = nil

@@ -49,6 +49,10 @@ type Verdict struct {
 	// statement, or cannot be parsed (see settings.go). The functions in SettingFuncs may
 	// change settings too.
 	UntrackedSettings bool
+	// OpaqueSettings is set when the query may set custom parameters it does not name
+	// (in SettingNames): DO, LOAD, EXECUTE, CREATE/ALTER EXTENSION, set_config with a
+	// computed name, or a query that cannot be parsed.
+	OpaqueSettings bool
 	// SettingNames are the custom parameter names (prefix.name) the query names as ones it
 	// may set: set_config's literal first argument, names set in a DO block or after its
 	// first statement. SettingFuncs are the functions it calls that are on neither
@@ -111,7 +115,7 @@ func classify(sql string) *Verdict {
 func classifyFull(sql string) *Verdict {
 	tree, err := pg_query.Parse(sql)
 	if err != nil {
-		return &Verdict{Write: true, Reason: "unparsable: " + err.Error(), Hint: commentHint(sql), Statements: 1, UntrackedSettings: true}
+		return &Verdict{Write: true, Reason: "unparsable: " + err.Error(), Hint: commentHint(sql), Statements: 1, UntrackedSettings: true, OpaqueSettings: true}
 	}
 	v := &Verdict{Statements: len(tree.Stmts), Hint: commentHint(sql)}
 	dataWrite := false

@@ -18,13 +18,14 @@ import (
 // It cannot see functions run by triggers, rules, user-defined operators or casts, or
 // column defaults.
 
-// settingEffects fills v's UntrackedSettings, SettingNames and SettingFuncs from tree.
+// settingEffects fills v's UntrackedSettings, OpaqueSettings, SettingNames and
+// SettingFuncs from tree.
 func settingEffects(v *Verdict, tree *pg_query.ParseResult) {
 	for i, raw := range tree.Stmts {
 		n := raw.Stmt
 		switch {
 		case n.GetDoStmt() != nil:
-			v.UntrackedSettings = true
+			v.UntrackedSettings, v.OpaqueSettings = true, true // its code may compute names
 			for _, a := range n.GetDoStmt().Args {
 				if d := a.GetDefElem(); d != nil && d.Defname == "as" {
 					v.addSettingNames(customParamNames(d.Arg.GetString_().GetSval()))
@@ -32,7 +33,7 @@ func settingEffects(v *Verdict, tree *pg_query.ParseResult) {
 			}
 		case n.GetLoadStmt() != nil, n.GetExecuteStmt() != nil,
 			n.GetCreateExtensionStmt() != nil, n.GetAlterExtensionStmt() != nil:
-			v.UntrackedSettings = true
+			v.UntrackedSettings, v.OpaqueSettings = true, true
 		case n.GetVariableSetStmt() != nil:
 			vs := n.GetVariableSetStmt()
 			if i > 0 && !vs.IsLocal {
@@ -58,10 +59,15 @@ func settingEffects(v *Verdict, tree *pg_query.ParseResult) {
 					return true // local to the transaction
 				}
 				v.UntrackedSettings = true
+				var s *pg_query.String
 				if len(fc.Args) > 0 {
-					if s := fc.Args[0].GetAConst().GetSval(); s != nil && strings.Contains(s.Sval, ".") {
-						v.addSettingNames([]string{strings.ToLower(s.Sval)})
-					}
+					s = fc.Args[0].GetAConst().GetSval()
+				}
+				switch {
+				case s == nil:
+					v.OpaqueSettings = true // a name computed at run time
+				case strings.Contains(s.Sval, "."):
+					v.addSettingNames([]string{strings.ToLower(s.Sval)})
 				}
 			case funcClass(name) == funcUnknown:
 				if i := strings.LastIndexByte(name, '.'); i >= 0 {

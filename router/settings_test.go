@@ -12,6 +12,7 @@ func TestUntrackedSettings(t *testing.T) {
 	cases := []struct {
 		sql       string
 		untracked bool
+		opaque    bool
 		names     []string
 		funcs     []string
 	}{
@@ -30,22 +31,25 @@ func TestUntrackedSettings(t *testing.T) {
 		{sql: "CALL app.proc()", funcs: []string{"proc"}},
 		{sql: "SELECT set_config('myapp.tenant', $1, true)"},
 		{sql: "SELECT set_config('myapp.tenant', $1, $2)", untracked: true, names: []string{"myapp.tenant"}},
-		{sql: "DO $$BEGIN PERFORM set_config('myapp.a', 'x', false); SET myapp.b = 1; SET LOCAL Other.C TO 2; END$$", untracked: true,
+		{sql: "SELECT set_config($1, $2, false)", untracked: true, opaque: true},
+		{sql: "SELECT set_config()", untracked: true, opaque: true},
+		{sql: "DO $$BEGIN PERFORM set_config('myapp.a', 'x', false); SET myapp.b = 1; SET LOCAL Other.C TO 2; END$$", untracked: true, opaque: true,
 			names: []string{"myapp.a", "myapp.b", "other.c"}},
-		{sql: "LOAD 'plpgsql'", untracked: true},
-		{sql: "EXECUTE s(1)", untracked: true},
-		{sql: "CREATE EXTENSION hstore", untracked: true},
+		{sql: "LOAD 'plpgsql'", untracked: true, opaque: true},
+		{sql: "EXECUTE s(1)", untracked: true, opaque: true},
+		{sql: "CREATE EXTENSION hstore", untracked: true, opaque: true},
 		{sql: "SELECT 1; SET work_mem = '1MB'; SET myapp.x = 1", untracked: true, names: []string{"myapp.x"}},
 		{sql: "SELECT 1; RESET ALL", untracked: true},
 		{sql: "SELECT 1; DISCARD ALL", untracked: true},
 		{sql: "CREATE FUNCTION f() RETURNS void LANGUAGE plpgsql AS $$BEGIN PERFORM set_config('myapp.tenant', 'x', false); END$$"},
-		{sql: "SELEC oops", untracked: true},
+		{sql: "SELEC oops", untracked: true, opaque: true},
 	}
 	cl := router.NewClassifier(0)
 	for _, tc := range cases {
 		t.Run(tc.sql, func(t *testing.T) {
 			v := cl.Classify(tc.sql)
 			require.Equal(t, tc.untracked, v.UntrackedSettings)
+			require.Equal(t, tc.opaque, v.OpaqueSettings)
 			require.Equal(t, tc.names, v.SettingNames)
 			require.Equal(t, tc.funcs, v.SettingFuncs)
 		})
