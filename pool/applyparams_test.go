@@ -94,15 +94,15 @@ func TestMayChangeSettings(t *testing.T) {
 }
 
 func TestParseReadback(t *testing.T) {
-	got, funcs, err := parseReadback(`[[["work_mem", "4MB", false], ["work_mem", "4MB", true], ["myapp.x", null, false], ["timezone", "UTC", true]], {"f": true, "g": false}]`)
+	got, funcs, err := parseReadback(`[[["work_mem", "4MB", false], ["work_mem", "4MB", true], ["myapp.x", null, false], ["timezone", "UTC", true]], {"f": [true, false, ["work_mem"]], "g": [false, false, []]}]`)
 	require.NoError(t, err)
 	require.Len(t, got, 3)
 	require.True(t, got["work_mem"].session)
 	require.Equal(t, "4MB", *got["work_mem"].value)
 	require.Nil(t, got["myapp.x"].value)
 	require.Equal(t, "UTC", *got["TimeZone"].value)
-	require.Equal(t, map[string]bool{"f": true, "g": false}, funcs)
-	for _, bad := range []string{`[[["x"]], {}]`, `[[]]`, `{}`} {
+	require.Equal(t, map[string]judgement{"f": {mayChange: true, names: []string{"work_mem"}}, "g": {names: []string{}}}, funcs)
+	for _, bad := range []string{`[[["x"]], {}]`, `[[]]`, `{}`, `[[], {"f": [true]}]`} {
 		_, _, err = parseReadback(bad)
 		require.Error(t, err, bad)
 	}

@@ -233,15 +233,31 @@ func withSettingEffects(cl *router.Classifier, q string, t queryTraits) queryTra
 	return t
 }
 
-// funcSettingsTTL bounds how long cmpool trusts that a function does not change settings
-// (its definition may change outside cmpool).
+// funcSettingsTTL bounds how long cmpool trusts its judgement of a function (its
+// definition may change outside cmpool).
 const funcSettingsTTL = 10 * time.Second
 
-// funcSettings is a cached judgement of one function (Server.funcSettings).
+// funcSettings is a cached judgement of one function (Server.funcSettings): whether it
+// may change settings, whether it may change ones its source does not name (opaque),
+// and the names its source does give.
 type funcSettings struct {
-	mayChange bool
-	gen       uint64 // stmtRegistry.schemaGen when judged
-	at        int64  // nanotime when judged
+	mayChange, opaque bool
+	names             []string
+	gen               uint64 // stmtRegistry.schemaGen when judged
+	at                int64  // nanotime when judged
+}
+
+// judgedFunc returns the judgement of function f still in force, if any.
+func (c *clientSession) judgedFunc(f string, gen uint64, now int64) (funcSettings, bool) {
+	e, ok := c.srv.funcSettings.Load(c.database + "\x00" + f)
+	if !ok {
+		return funcSettings{}, false
+	}
+	fs := e.(funcSettings)
+	if fs.gen != gen || now-fs.at > int64(funcSettingsTTL) {
+		return funcSettings{}, false
+	}
+	return fs, true
 }
 
 // untrackedChanges reports whether l ran something that may have changed settings it
@@ -256,12 +272,7 @@ func (c *clientSession) untrackedChanges(l *lease) bool {
 	}
 	gen, now := c.srv.stmts.schemaGen.Load(), nanotime()
 	for _, f := range l.settingFuncs {
-		e, ok := c.srv.funcSettings.Load(c.database + "\x00" + f)
-		if !ok {
-			return true
-		}
-		fs := e.(funcSettings)
-		if fs.mayChange || fs.gen != gen || now-fs.at > int64(funcSettingsTTL) {
+		if fs, ok := c.judgedFunc(f, gen, now); !ok || fs.mayChange {
 			return true
 		}
 	}
@@ -280,59 +291,82 @@ func (c *clientSession) syncLease(l *lease) bool {
 	return c.syncTracked(l)
 }
 
-// Regular expressions over function source (prosrc), case-insensitive: a call, a custom
-// parameter name, and a statement that changes settings.
+// Regular expressions over function source (prosrc): a call; a custom parameter name;
+// a statement that may change settings; the name after SET or RESET, or given to
+// set_config; and what makes the names a function may change unknowable (dynamic SQL, a
+// computed set_config name, RESET ALL, a quoted name, SET SESSION CHARACTERISTICS).
+// All but the first two are matched without regard to case.
 const (
 	reCall       = `([A-Za-z_][A-Za-z0-9_$]*)\s*\(`
 	reCustomName = `([A-Za-z_][A-Za-z0-9_$]*\.[A-Za-z_][A-Za-z0-9_$]*)`
 	reSetsSome   = `(^|;|\mbegin|\mthen|\melse|\mloop|\mdeclare)(\s|--[^\n]*\n)*(set|reset|discard|load)\M|\mexecute\M`
+	reSetName    = `\m(?:set|reset)\s+(?:session\s+|local\s+)?([A-Za-z_][A-Za-z0-9_$]*(?:\.[A-Za-z_][A-Za-z0-9_$]*)?)`
+	reConfigName = `set_config\s*\(\s*'([^']+)'\s*,`
+	reOpaque     = `\mexecute\M|set_config\s*\((?!\s*'[^']+'\s*,)|\mreset\s+all\M|\mcharacteristics\M|\m(?:set|reset)\s+(?:session\s+|local\s+)?"`
 )
 
-// untrackedReadback is the query syncUntracked runs. Its one value is a JSON array:
-// first [name, value, session] for every setting whose source is the session, for names
+// untrackedReadback is the query syncUntracked runs when settings may have changed that
+// nobody named, or functions are to be judged. Its one value is a JSON array: first
+// [name, value, session] for every setting whose source is the session, for names
 // (parameters cmpool knows of: the client's, the server's record, the ones the
-// statements named) and for the custom names in the source of funcs and of the functions
-// they call; then an object telling, for each of funcs that exists, whether it may
-// change settings. A value is null when no such parameter exists.
+// statements and functions named) and for the names in the source of funcs and of the
+// functions they call (three calls deep; built-ins are not followed); then an object
+// giving, for each of funcs that exists, [may change settings, may change ones it does
+// not name, the names its source gives]. A value is null when no such parameter exists.
 func untrackedReadback(names, funcs []string) string {
-	list := func(b *strings.Builder, items []string, typ string) {
-		b.WriteString("ARRAY[")
-		for i, n := range items {
-			if i > 0 {
-				b.WriteString(", ")
-			}
-			b.WriteString(quoteLiteral(n))
-		}
-		b.WriteString("]::" + typ + "[]")
-	}
 	var b strings.Builder
 	if len(funcs) > 0 {
-		// f: the functions called, and those their bodies call, three deep; g: their
-		// definitions. Built-ins (oid below 16384) are not followed.
 		b.WriteString("WITH RECURSIVE f(root, name, depth) AS (SELECT r, r, 0 FROM unnest(")
-		list(&b, funcs, "name")
+		writeArray(&b, funcs, "name")
 		b.WriteString(") r UNION SELECT f.root, m[1]::name, f.depth + 1 FROM f JOIN pg_catalog.pg_proc p ON p.proname = f.name AND p.oid >= 16384" +
 			" CROSS JOIN LATERAL regexp_matches(p.prosrc, " + quoteLiteral(reCall) + ", 'g') m WHERE f.depth < 3)," +
-			" g AS (SELECT f.root, f.depth, p.oid, p.proname, p.prolang, p.prosrc FROM f JOIN pg_catalog.pg_proc p ON p.proname = f.name) ")
+			" g AS (SELECT f.root, f.depth, p.oid, p.proname, p.prolang, p.prosrc, p.oid >= 16384 AND (" +
+			"p.prolang NOT IN (SELECT oid FROM pg_catalog.pg_language WHERE lanname IN ('sql', 'plpgsql'))" +
+			" AND NOT EXISTS (SELECT FROM pg_catalog.pg_depend d WHERE d.classid = 'pg_catalog.pg_proc'::regclass AND d.objid = p.oid AND d.deptype = 'e')" +
+			" OR f.depth = 3 AND p.prosrc ~ " + quoteLiteral(reCall) + ") AS untrusted FROM f JOIN pg_catalog.pg_proc p ON p.proname = f.name)," +
+			" gn(root, n) AS (SELECT g.root, lower(m[1]) FROM g, regexp_matches(g.prosrc, " + quoteLiteral(reSetName) + ", 'gi') m WHERE g.oid >= 16384" +
+			" UNION SELECT g.root, lower(m[1]) FROM g, regexp_matches(g.prosrc, " + quoteLiteral(reConfigName) + ", 'gi') m WHERE g.oid >= 16384" +
+			" UNION SELECT g.root, lower(m[1]) FROM g, regexp_matches(g.prosrc, " + quoteLiteral(reCustomName) + ", 'g') m WHERE g.oid >= 16384) ")
 	}
 	b.WriteString("SELECT json_build_array((SELECT coalesce(json_agg(json_build_array(n, current_setting(n, true), s)), '[]') FROM (" +
 		"SELECT name, true FROM pg_catalog.pg_settings WHERE source = 'session' UNION SELECT unnest(")
-	list(&b, names, "text")
+	writeArray(&b, names, "text")
 	b.WriteString("), false")
 	if len(funcs) > 0 {
-		b.WriteString(" UNION SELECT lower(m[1]), false FROM g, regexp_matches(g.prosrc, " + quoteLiteral(reCustomName) + ", 'g') m WHERE g.oid >= 16384")
+		b.WriteString(" UNION SELECT n, false FROM gn")
 	}
 	b.WriteString(") x(n, s)), ")
 	if len(funcs) > 0 {
-		b.WriteString("(SELECT coalesce(json_object_agg(root, risky), '{}') FROM (SELECT root, bool_or(g.proname = 'set_config' OR g.oid >= 16384 AND (" +
-			"g.prolang NOT IN (SELECT oid FROM pg_catalog.pg_language WHERE lanname IN ('sql', 'plpgsql'))" +
-			" AND NOT EXISTS (SELECT FROM pg_catalog.pg_depend d WHERE d.classid = 'pg_catalog.pg_proc'::regclass AND d.objid = g.oid AND d.deptype = 'e')" +
-			" OR g.prosrc ~* " + quoteLiteral(reSetsSome) +
-			" OR g.depth = 3 AND g.prosrc ~ " + quoteLiteral(reCall) + ")) AS risky FROM g GROUP BY root) r))")
+		b.WriteString("(SELECT coalesce(json_object_agg(root, json_build_array(risky, opaque, " +
+			"(SELECT coalesce(json_agg(DISTINCT gn.n), '[]') FROM gn WHERE gn.root = r.root))), '{}') FROM (" +
+			"SELECT root, bool_or(g.proname = 'set_config' OR g.untrusted OR g.oid >= 16384 AND g.prosrc ~* " + quoteLiteral(reSetsSome) + ") AS risky," +
+			" bool_or(g.untrusted OR g.oid >= 16384 AND g.prosrc ~* " + quoteLiteral(reOpaque) + ") AS opaque FROM g GROUP BY root) r))")
 	} else {
 		b.WriteString("'{}'::json)")
 	}
 	return b.String()
+}
+
+// knownReadback is the query syncUntracked runs when every setting that may have changed
+// is named: the values of names alone, in untrackedReadback's form.
+func knownReadback(names []string) string {
+	var b strings.Builder
+	b.WriteString("SELECT json_build_array((SELECT coalesce(json_agg(json_build_array(n, current_setting(n, true), false)), '[]') FROM unnest(")
+	writeArray(&b, names, "text")
+	b.WriteString(") n), '{}'::json)")
+	return b.String()
+}
+
+// writeArray writes items as an SQL array literal of type typ.
+func writeArray(b *strings.Builder, items []string, typ string) {
+	b.WriteString("ARRAY[")
+	for i, n := range items {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString(quoteLiteral(n))
+	}
+	b.WriteString("]::" + typ + "[]")
 }
 
 // readbackValue is one setting read back: its value (nil: no such parameter) and whether
@@ -342,9 +376,15 @@ type readbackValue struct {
 	session bool
 }
 
-// parseReadback decodes untrackedReadback's result: the settings by canonical parameter
-// name, and whether each function judged may change settings.
-func parseReadback(s string) (map[string]readbackValue, map[string]bool, error) {
+// judgement is what untrackedReadback says of one function.
+type judgement struct {
+	mayChange, opaque bool
+	names             []string
+}
+
+// parseReadback decodes the result of untrackedReadback or knownReadback: the settings
+// by canonical parameter name, and the functions judged.
+func parseReadback(s string) (map[string]readbackValue, map[string]judgement, error) {
 	var doc []json.RawMessage
 	if err := json.Unmarshal([]byte(s), &doc); err != nil {
 		return nil, nil, err
@@ -356,9 +396,18 @@ func parseReadback(s string) (map[string]readbackValue, map[string]bool, error) 
 	if err := json.Unmarshal(doc[0], &rows); err != nil {
 		return nil, nil, err
 	}
-	var funcs map[string]bool
-	if err := json.Unmarshal(doc[1], &funcs); err != nil {
+	var raw map[string][]json.RawMessage
+	if err := json.Unmarshal(doc[1], &raw); err != nil {
 		return nil, nil, err
+	}
+	funcs := make(map[string]judgement, len(raw))
+	for f, parts := range raw {
+		var j judgement
+		if len(parts) != 3 || json.Unmarshal(parts[0], &j.mayChange) != nil ||
+			json.Unmarshal(parts[1], &j.opaque) != nil || json.Unmarshal(parts[2], &j.names) != nil {
+			return nil, nil, fmt.Errorf("pool: malformed function judgement for %q", f)
+		}
+		funcs[f] = j
 	}
 	out := make(map[string]readbackValue, len(rows))
 	for _, r := range rows {
@@ -377,9 +426,13 @@ func parseReadback(s string) (map[string]readbackValue, map[string]bool, error) 
 	return out, funcs, nil
 }
 
-// syncUntracked reads back every session-level setting after a lease that may have
-// changed some without naming them, makes what changed the client's, corrects the
-// server's record, and ends the lease. It reports whether the server is still usable.
+// syncUntracked reads back the settings after a lease that may have changed some
+// without naming them, makes what changed the client's, corrects the server's record,
+// and ends the lease. It reports whether the server is still usable.
+//
+// When every setting that may have changed is named (by the statements, or by the
+// source of functions judged before), only those are read. Otherwise every setting whose
+// source is the session is, and functions not judged yet are judged in the same query.
 func (c *clientSession) syncUntracked(l *lease) bool {
 	sc := l.sc
 	c.mu.Lock()
@@ -388,31 +441,44 @@ func (c *clientSession) syncUntracked(l *lease) bool {
 	for k := range c.params {
 		names = append(names, k)
 	}
-	funcs := l.settingFuncs
+	funcs, unnamed := l.settingFuncs, l.opaque
 	c.mu.Unlock()
 	for k := range sc.set {
 		names = append(names, k)
 	}
-	gen := c.srv.stmts.schemaGen.Load()
+	gen, now := c.srv.stmts.schemaGen.Load(), nanotime()
+	var judge []string
+	for _, f := range funcs {
+		fs, ok := c.judgedFunc(f, gen, now)
+		if !ok {
+			judge = append(judge, f)
+			continue
+		}
+		names = append(names, fs.names...)
+		unnamed = unnamed || fs.opaque
+	}
+	full := unnamed || len(judge) > 0
+	q := knownReadback(names)
+	if full {
+		q = untrackedReadback(names, judge)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), c.srv.conf().ServerConnectTimeout)
-	res, err := sc.exec(ctx, untrackedReadback(names, funcs))
+	res, err := sc.exec(ctx, q)
 	cancel()
 	ok := err == nil && res.err == nil && len(res.row) == 1 && sc.txStatus == 'I'
 	var got map[string]readbackValue
-	var judged map[string]bool
+	var judged map[string]judgement
 	if ok {
 		if got, judged, err = parseReadback(res.row[0]); err != nil {
 			ok = false
 		}
 	}
-	unnamed := l.opaque
-	now := nanotime()
-	for _, f := range funcs {
-		mayChange, found := judged[f]
+	for _, f := range judge {
+		j, found := judged[f]
 		if found {
-			c.srv.funcSettings.Store(c.database+"\x00"+f, funcSettings{mayChange: mayChange, gen: gen, at: now})
+			c.srv.funcSettings.Store(c.database+"\x00"+f, funcSettings{mayChange: j.mayChange, opaque: j.opaque, names: j.names, gen: gen, at: now})
 		}
-		unnamed = unnamed || mayChange || !found
+		unnamed = unnamed || j.opaque || !found
 	}
 
 	c.mu.Lock()
@@ -425,21 +491,23 @@ func (c *clientSession) syncUntracked(l *lease) bool {
 			if _, reported := sc.defaults[n]; reported || serverOnlyParams[n] {
 				continue // ParameterStatus follows it
 			}
-			set := rv.value != nil && (rv.session ||
-				n == "role" && *rv.value != "none" ||
-				strings.Contains(n, ".") && *rv.value != "")
-			if set {
-				sc.set[n] = *rv.value
-				if cur, ok := params[n]; !ok || cur != *rv.value {
-					params[n] = *rv.value
+			custom := strings.Contains(n, ".")
+			unset := rv.value == nil || // gone (a placeholder its library removed)
+				n == "role" && *rv.value == "none" || custom && *rv.value == "" ||
+				full && !rv.session && !custom && n != "role" // back to its default
+			if unset {
+				delete(sc.set, n)
+				if _, ok := params[n]; ok {
+					delete(params, n)
 					changed = true
 				}
 				continue
 			}
-			// Back to its default, or gone (a placeholder its library removed).
-			delete(sc.set, n)
-			if _, ok := params[n]; ok {
-				delete(params, n)
+			// Read by name only, a value is kept as the client's even if it is the
+			// server's default.
+			sc.set[n] = *rv.value
+			if cur, ok := params[n]; !ok || cur != *rv.value {
+				params[n] = *rv.value
 				changed = true
 			}
 		}

@@ -53,9 +53,9 @@ type Verdict struct {
 	// (in SettingNames): DO, LOAD, EXECUTE, CREATE/ALTER EXTENSION, set_config with a
 	// computed name, or a query that cannot be parsed.
 	OpaqueSettings bool
-	// SettingNames are the custom parameter names (prefix.name) the query names as ones it
-	// may set: set_config's literal first argument, names set in a DO block or after its
-	// first statement. SettingFuncs are the functions it calls that are on neither
+	// SettingNames are the parameter names the query gives as ones it may set:
+	// set_config's literal first argument, names set after its first statement, and the
+	// custom names (prefix.name) set in a DO block. SettingFuncs are the functions it calls that are on neither
 	// built-in list (user-defined ones), by name without schema: their bodies may set
 	// others.
 	SettingNames, SettingFuncs []string

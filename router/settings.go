@@ -38,13 +38,16 @@ func settingEffects(v *Verdict, tree *pg_query.ParseResult) {
 			vs := n.GetVariableSetStmt()
 			if i > 0 && !vs.IsLocal {
 				v.UntrackedSettings = true
-				if strings.Contains(vs.Name, ".") {
-					v.addSettingNames([]string{strings.ToLower(vs.Name)})
+				name := strings.ToLower(vs.Name)
+				if vs.Kind == pg_query.VariableSetKind_VAR_RESET_ALL || name == "" || strings.ContainsAny(name, " \"") {
+					v.OpaqueSettings = true // RESET ALL, SET SESSION CHARACTERISTICS, …
+				} else {
+					v.addSettingNames([]string{name})
 				}
 			}
 		case n.GetDiscardStmt() != nil:
 			if i > 0 {
-				v.UntrackedSettings = true
+				v.UntrackedSettings, v.OpaqueSettings = true, true
 			}
 		}
 		walk(n.ProtoReflect(), func(m protoreflect.Message) bool {
@@ -66,7 +69,7 @@ func settingEffects(v *Verdict, tree *pg_query.ParseResult) {
 				switch {
 				case s == nil:
 					v.OpaqueSettings = true // a name computed at run time
-				case strings.Contains(s.Sval, "."):
+				default:
 					v.addSettingNames([]string{strings.ToLower(s.Sval)})
 				}
 			case funcClass(name) == funcUnknown:
