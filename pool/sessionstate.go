@@ -202,18 +202,20 @@ func (c *clientSession) refuseListen() *protocol.Error {
 // nothing in the statement says which. Such statements are found by the router's grammar
 // (router.Verdict): only statements with a parenthesis, more than one statement or a
 // first word that runs code are asked about (mayChangeSettings), so an ordinary query
-// costs nothing more. When a lease ran one, syncUntracked reads back every setting the
-// server holds at session level before the server goes back to the pool: what changed
-// becomes the client's own state, as on a direct connection, and the server's record is
-// corrected, so that the next client gets its own values back.
+// costs nothing more. When a lease ran one, syncUntracked reads the settings back before
+// the server goes back to the pool: the named ones when every change is named, else
+// every setting the server holds at session level. What changed becomes the client's
+// own state, as on a direct connection, and the server's record is corrected, so that
+// the next client gets its own values back.
 //
 // User-defined functions are judged by their source, in the same query: one whose body,
 // or the body of a function it calls (three calls deep), may run SET, RESET, DISCARD,
 // LOAD, EXECUTE or set_config, or that is written in a language other than SQL and
 // PL/pgSQL and is not part of an extension (PostGIS, pgcrypto, … are trusted), may
-// change settings. The answer is cached per database and function for
-// funcSettingsTTL, and until DDL passes through cmpool; while a function is known not
-// to, calling it costs nothing more.
+// change settings; the names its source gives say which, unless it is opaque (dynamic
+// SQL, a computed name, RESET ALL, another language). The answer is cached per database
+// and function for funcSettingsTTL, and until DDL passes through cmpool; while a
+// function is known not to change settings, calling it costs nothing more.
 //
 // Custom placeholders (myapp.tenant) set by such code cannot all be listed: PostgreSQL
 // shows none in pg_settings. Those the statement, a DO body or the called functions'
