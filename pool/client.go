@@ -214,6 +214,13 @@ type lease struct {
 	// ready is what the last ReadyForQuery ended, not yet reported to the Observer
 	// (noteReady, reportReady). Whoever relays the lease owns it.
 	ready readyNote
+	// untracked: a statement may have changed settings it does not name (set_config, DO,
+	// …); opaque: custom ones whose names it does not give either; settingNames and
+	// settingFuncs are the custom parameters and the user-defined functions the
+	// statements name. All settings are read back when the lease ends if
+	// any of these may have changed some (untrackedChanges). Guarded by clientSession.mu.
+	untracked, opaque          bool
+	settingNames, settingFuncs []string
 }
 
 const clientBufSize = 8 * 1024
@@ -642,41 +649,29 @@ func (c *clientSession) acquireError(err error, fatal bool) *protocol.Error {
 }
 
 // applyParams makes sc's session parameters match the client's, with one round trip when
-// anything differs. Values go through set_config, which parses them as a configuration
-// file would, so list values such as search_path keep their meaning.
+// anything differs, in a defined order (see applyparams.go). Values go through
+// set_config, which parses them as a configuration file would, so list values such as
+// search_path keep their meaning. It works on a snapshot of the client's parameters
+// taken under c.mu: the relay goroutine calls it too (replayOnPrimary).
+//
+// At login a refused value is the client's error, returned as is (FATAL). Later, the
+// settings the server refuses are dropped from the client's and a *protocol.Error says
+// so; the caller closes the server.
 func (c *clientSession) applyParams(ctx context.Context, sc *serverConn) error {
-	// The relay calls it too (replayOnPrimary) while the client goroutine may replace the
-	// parameters: it works on a snapshot. c.params is replaced, never changed in place,
-	// except by the relay itself.
 	c.mu.Lock()
-	params, version := c.params, c.paramsVersion
-	c.mu.Unlock()
+	version := c.paramsVersion
 	if sc.configuredFor == c && sc.configuredVersion == version {
+		c.mu.Unlock()
 		return nil
 	}
-	var sets, resets strings.Builder
-	for k, v := range params {
-		if cur, ok := sc.param(k); !ok || cur != v {
-			if sets.Len() == 0 {
-				sets.WriteString("SELECT ")
-			} else {
-				sets.WriteString(", ")
-			}
-			fmt.Fprintf(&sets, "set_config(%s, %s, false)", quoteLiteral(k), quoteLiteral(v))
-		}
-	}
-	for k := range sc.set {
-		if _, ok := params[k]; !ok {
-			fmt.Fprintf(&resets, "RESET %s;", quoteIdent(k))
-		}
-	}
-	if sets.Len() > 0 || resets.Len() > 0 {
-		if sets.Len() > 0 {
-			sets.WriteString(";")
-		}
+	params := maps.Clone(c.params)
+	c.mu.Unlock()
+	resetAll := sc.unnamedSettings && sc.configuredFor != c
+	steps := planParams(sc, params, resetAll)
+	if len(steps) > 0 {
 		ctx, cancel := context.WithTimeout(ctx, c.srv.conf().ServerConnectTimeout)
 		defer cancel()
-		res, err := sc.exec(ctx, resets.String()+sets.String())
+		res, err := sc.exec(ctx, paramsQuery(steps))
 		if err != nil {
 			return err
 		}
@@ -684,21 +679,12 @@ func (c *clientSession) applyParams(ctx context.Context, sc *serverConn) error {
 			if sc.txStatus != 'I' {
 				return fmt.Errorf("server left in transaction after SET: %w", res.err)
 			}
-			return &protocol.Error{Severity: protocol.SeverityFatal, Code: res.err.Code, Message: res.err.Message, Detail: res.err.Detail}
-		}
-		// Record what we asked for. The parameters the server reports (those it reported at
-		// login) were recorded from its ParameterStatus; the others now have the value asked
-		// for, whatever cmpool recorded before.
-		for k, v := range params {
-			if _, reported := sc.defaults[k]; !reported {
-				sc.set[k] = v
+			if !c.loggedIn.Load() {
+				return &protocol.Error{Severity: protocol.SeverityFatal, Code: res.err.Code, Message: res.err.Message, Detail: res.err.Detail}
 			}
+			return c.restoreFailed(ctx, sc, steps, res.err)
 		}
-		for k := range sc.set {
-			if _, ok := params[k]; !ok {
-				delete(sc.set, k)
-			}
-		}
+		recordApplied(sc, params, resetAll)
 	}
 	sc.configuredFor, sc.configuredVersion = c, version
 	return nil
@@ -981,7 +967,9 @@ func (c *clientSession) acquire(ctx context.Context, typ byte, msg []byte) (*lea
 		if err != nil {
 			var pe *protocol.Error
 			if errors.As(err, &pe) {
-				bp.release(res)
+				// The server refused a setting: the client is told, and the server,
+				// whose state is now in doubt, is closed.
+				res.Destroy()
 				if replica >= 0 {
 					rs.Done(replica)
 				}
@@ -1198,6 +1186,10 @@ func (l *lease) account(typ byte) {
 		l.pending++
 		l.sentSeq++
 		l.executed = true
+		// A function call by OID may be set_config or anything else.
+		if typ == 'F' {
+			l.untracked, l.opaque = true, true
+		}
 	case 'S':
 		l.pending++
 		l.unsynced = false
@@ -1221,7 +1213,8 @@ func (c *clientSession) send(l *lease, msg []byte) error {
 	if msg != nil && msg[0] == 'Q' {
 		l.sc.unnamedOwner = nil // a simple query replaces the unnamed statement
 		if c.mode != ModeSession {
-			t := traitsOf(c.text(queryText(msg)))
+			q := c.text(queryText(msg))
+			t := withSettingEffects(c.srv.classifier, q, traitsOf(q))
 			c.mu.Lock()
 			warn := c.applyTraits(l, t)
 			c.scheduleRestore(l, t.resets, l.sentSeq)
@@ -1724,8 +1717,8 @@ func (c *clientSession) endsLease(l *lease, status byte) (end, dead bool) {
 	if l.needLSN {
 		c.noteWriteLocked()
 	}
-	if len(l.track) > 0 {
-		// The lease ends after syncTracked has read the parameters back.
+	if len(l.track) > 0 || c.mode != ModeSession && c.untrackedChanges(l) {
+		// The lease ends after syncLease has read the parameters back.
 		l.syncing = true
 	} else {
 		c.lease = nil
@@ -1750,7 +1743,7 @@ func (c *clientSession) finishLease(l *lease) {
 	if l.replica >= 0 {
 		l.rs.Done(l.replica)
 	}
-	if l.syncing && !c.syncTracked(l) || !settled {
+	if l.syncing && !c.syncLease(l) || !settled {
 		l.res.Destroy()
 		return
 	}

@@ -55,7 +55,7 @@ func (c *clientSession) planExtendedMsg(l *lease, msg []byte, out []byte) ([]byt
 			c.unnamedGen++
 			if string(query) != c.unnamedText {
 				c.unnamedText = string(query)
-				c.unnamedTraits = traitsOf(c.unnamedText)
+				c.unnamedTraits = withSettingEffects(c.srv.classifier, c.unnamedText, traitsOf(c.unnamedText))
 			}
 			sc.unnamedOwner, sc.unnamedGen = c, c.unnamedGen
 			l.parses.push(inflight{action: replyForward, segment: seg})

@@ -11,6 +11,8 @@ import (
 	"weak"
 
 	"github.com/jackc/pgx/v5/pgproto3"
+
+	"github.com/cmlite/cmpool/router"
 )
 
 // Named prepared statements in transaction mode.
@@ -72,6 +74,9 @@ type stmtRegistry struct {
 	byKey     map[string]weak.Pointer[preparedStmt]
 	next      uint64
 	schemaGen atomic.Uint64
+	// classifier judges how a statement may change settings (withSettingEffects); nil
+	// means it is not asked.
+	classifier *router.Classifier
 }
 
 func newStmtRegistry() *stmtRegistry {
@@ -98,12 +103,20 @@ func (r *stmtRegistry) get(query string, types []byte) *preparedStmt {
 	key := query + "\x00" + string(types)
 	gen := r.schemaGen.Load()
 	r.mu.Lock()
+	if s := r.byKey[key].Value(); s != nil && s.gen >= gen {
+		r.mu.Unlock()
+		return s
+	}
+	r.mu.Unlock()
+	// A new text: judge it outside the lock (the classifier may parse it).
+	t := withSettingEffects(r.classifier, query, traitsOf(query))
+	r.mu.Lock()
 	defer r.mu.Unlock()
 	if s := r.byKey[key].Value(); s != nil && s.gen >= gen {
 		return s
 	}
 	s := r.newStmt(key, query, types)
-	s.traits = traitsOf(query)
+	s.traits = t
 	return s
 }
 

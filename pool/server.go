@@ -40,6 +40,7 @@ type Server struct {
 	replicaSet            atomic.Pointer[router.ReplicaSet] // nil: none; replaced by Reload
 	classifier            *router.Classifier
 	volatile              sync.Map      // database + "\x00" + function -> bool (volatile)
+	funcSettings          sync.Map      // database + "\x00" + function -> funcSettings
 	lastWriteNS           atomic.Int64  // when a write last committed, in ns since started (consistency = global); 0 if never
 	routedPrimaryFallback atomic.Int64  // reads sent to the primary for want of a usable replica
 	readOnlyReplays       atomic.Int64  // requests a replica refused with 25006, replayed on the primary
@@ -155,6 +156,7 @@ func New(cfg Config) (*Server, error) {
 	}
 	s.clientTLS.Store(tc)
 	s.classifier = router.NewClassifier(0)
+	s.stmts.classifier = s.classifier
 	if len(c.Replicas) > 0 {
 		for i, u := range c.Replicas {
 			rc, err := pgconn.ParseConfig(u)

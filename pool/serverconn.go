@@ -48,6 +48,9 @@ type serverConn struct {
 	// cancels counts cancel requests in flight to this server's backend: while one is,
 	// the server is not lent again (cancel.go).
 	cancels cancelCount
+	// unnamedSettings: code run by configuredFor may have set custom placeholders cmpool
+	// could not name; RESET ALL clears them before another client's settings are applied.
+	unnamedSettings bool
 }
 
 const serverBufSize = 32 * 1024

@@ -42,6 +42,23 @@ type Verdict struct {
 	// SessionOnly is set when Write is, but only because the query changes session
 	// settings (SET, RESET): it writes no data, so it is no write for read-your-writes.
 	SessionOnly bool
+
+	// UntrackedSettings is set when the query may change session settings in a way its
+	// text does not name: it calls set_config (not with is_local true), runs DO, LOAD,
+	// EXECUTE or CREATE/ALTER EXTENSION, has a SET, RESET or DISCARD after its first
+	// statement, or cannot be parsed (see settings.go). The functions in SettingFuncs may
+	// change settings too.
+	UntrackedSettings bool
+	// OpaqueSettings is set when the query may set custom parameters it does not name
+	// (in SettingNames): DO, LOAD, EXECUTE, CREATE/ALTER EXTENSION, set_config with a
+	// computed name, or a query that cannot be parsed.
+	OpaqueSettings bool
+	// SettingNames are the parameter names the query gives as ones it may set:
+	// set_config's literal first argument, names set after its first statement, and the
+	// custom names (prefix.name) set in a DO block. SettingFuncs are the functions it calls that are on neither
+	// built-in list (user-defined ones), by name without schema: their bodies may set
+	// others.
+	SettingNames, SettingFuncs []string
 }
 
 // Setting is a SET of one of cmpool's own parameters.
@@ -98,7 +115,7 @@ func classify(sql string) *Verdict {
 func classifyFull(sql string) *Verdict {
 	tree, err := pg_query.Parse(sql)
 	if err != nil {
-		return &Verdict{Write: true, Reason: "unparsable: " + err.Error(), Hint: commentHint(sql), Statements: 1}
+		return &Verdict{Write: true, Reason: "unparsable: " + err.Error(), Hint: commentHint(sql), Statements: 1, UntrackedSettings: true, OpaqueSettings: true}
 	}
 	v := &Verdict{Statements: len(tree.Stmts), Hint: commentHint(sql)}
 	dataWrite := false
@@ -109,6 +126,7 @@ func classifyFull(sql string) *Verdict {
 		}
 	}
 	v.SessionOnly = v.Write && !dataWrite
+	settingEffects(v, tree)
 	return v
 }
 
