@@ -157,6 +157,17 @@ func TestTempTableSafetyNet(t *testing.T) {
 	var n int
 	require.NoError(t, admin.QueryRow(ctx, "select count(*) from pg_class where relname = 'tt_do' and relpersistence = 't'").Scan(&n))
 	require.Zero(t, n)
+
+	// A function whose call does not say "temp" creates one: the server is checked too.
+	_, err = admin.Exec(ctx, `create or replace function tt_make() returns int language plpgsql as $$
+		begin create temporary table tt_fn(x int); insert into tt_fn values (8); return 1; end $$`)
+	require.NoError(t, err)
+	for _, mode := range []pgx.QueryExecMode{pgx.QueryExecModeSimpleProtocol, pgx.QueryExecModeCacheStatement} {
+		a := connect(t, p.URL("", ""), mode)
+		require.NoError(t, a.QueryRow(ctx, "select tt_make()").Scan(&n))
+		require.NoError(t, b.QueryRow(ctx, "select to_regclass('pg_temp.tt_fn') is not null").Scan(&visible))
+		require.False(t, visible, "another client must never see a temporary table a function created (%v)", mode)
+	}
 }
 
 // TestTempTableSessionMode: in session mode a temporary table lives as long as the client,
