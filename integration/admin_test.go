@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"net"
 	"os/exec"
 	"slices"
 	"strconv"
@@ -848,4 +849,50 @@ func TestAdminCancelInFlight(t *testing.T) {
 		return maps.Equal(cancelCols(), map[string]string{"cl_waiting": "0", "cl_active_cancel_req": "0",
 			"cl_waiting_cancel_req": "0", "sv_active_cancel": "0", "sv_being_canceled": "0"})
 	}, 5*time.Second, 10*time.Millisecond, "SHOW POOLS once the cancel is answered: %v", cancelCols())
+}
+
+// TestAdminShowClientsDuringLogins: SHOW CLIENTS, SHOW POOLS and KILL of another database
+// list connections that are still logging in without reading what their startup is
+// writing (run with -race), and show them in state "login" with no user yet.
+func TestAdminShowClientsDuringLogins(t *testing.T) {
+	_, p := adminProxy(t, pool.Config{DefaultPoolSize: 2})
+	ctx := ctxT(t, 60*time.Second)
+	console := adminConn(t, p, "pgbouncer", "postgres")
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for range 2 {
+		wg.Go(func() {
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				conn, err := pgx.Connect(ctx, p.URL("", ""))
+				if err == nil {
+					_ = conn.Close(ctx)
+				}
+			}
+		})
+	}
+	// A socket that never sends its startup packet stays in "login".
+	raw, err := net.Dial("tcp", p.Addr)
+	require.NoError(t, err)
+	defer raw.Close()
+	sawLogin := false
+	for range 200 {
+		_, _, rows := show(t, console, "SHOW CLIENTS")
+		for _, r := range rows {
+			if r[3] == "login" {
+				sawLogin = true
+				require.Empty(t, r[1], "a client still logging in has no user yet")
+			}
+		}
+		show(t, console, "SHOW POOLS")
+		_, err := console.Exec(ctx, "KILL no_such_db")
+		require.NoError(t, err)
+	}
+	close(stop)
+	wg.Wait()
+	require.True(t, sawLogin, "the silent socket is listed in state login")
 }

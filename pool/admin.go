@@ -685,23 +685,28 @@ func (s *Server) showClients() *table {
 	sort.Slice(clients, func(i, j int) bool { return clients[i].connectedAt.Before(clients[j].connectedAt) })
 	now := nanotime()
 	for _, c := range clients {
+		// What startup writes (user, database, parameters) is read only once the login
+		// is complete: loggedIn is set after it.
+		in := c.loggedIn.Load()
 		state := "active"
 		var wait time.Duration
 		switch since := c.waitingSince.Load(); {
-		case !c.loggedIn.Load():
+		case !in:
 			state = "login"
 		case since != 0:
 			state = "waiting"
 			wait = time.Duration(now - since)
 		}
-		c.mu.Lock()
-		link := ""
-		if c.lease != nil {
-			link = serverPtr(c.lease.sc)
+		link, app, nstmts := "", "", 0
+		if in {
+			c.mu.Lock()
+			if c.lease != nil {
+				link = serverPtr(c.lease.sc)
+			}
+			app = c.params["application_name"]
+			nstmts = len(c.stmts)
+			c.mu.Unlock()
 		}
-		app := c.params["application_name"]
-		nstmts := len(c.stmts)
-		c.mu.Unlock()
 		addr, port := splitAddr(c.conn.RemoteAddr().String())
 		laddr, lport := splitAddr(c.conn.LocalAddr().String())
 		req := c.connectedAt
@@ -712,16 +717,19 @@ func (s *Server) showClients() *table {
 		if c.isClosing() {
 			closing = 1
 		}
-		database := c.database
-		if c.admin {
-			database = AdminDatabase
+		user, database := "", ""
+		if in {
+			user, database = c.user, c.database
+			if c.admin {
+				database = AdminDatabase
+			}
 		}
 		tlsInfo := ""
-		if c.loggedIn.Load() && c.tlsConn != nil {
+		if in && c.tlsConn != nil {
 			st := c.tlsConn.ConnectionState()
 			tlsInfo = tls.VersionName(st.Version) + "/" + tls.CipherSuiteName(st.CipherSuite)
 		}
-		t.row("C", c.user, database, state, addr, port, laddr, lport, c.connectedAt, req,
+		t.row("C", user, database, state, addr, port, laddr, lport, c.connectedAt, req,
 			int(wait/time.Second), int((wait%time.Second)/time.Microsecond), closing, clientPtr(c), link,
 			0, tlsInfo, app, nstmts)
 	}

@@ -199,7 +199,8 @@ func (s *Server) clientsOf(database string) []*clientSession {
 	defer s.mu.Unlock()
 	out := make([]*clientSession, 0, len(s.conns))
 	for c := range s.conns {
-		if database == "" || c.database == database {
+		// c.database is read only once startup, which writes it, is over.
+		if database == "" || c.loggedIn.Load() && c.database == database {
 			out = append(out, c)
 		}
 	}
