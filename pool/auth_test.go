@@ -205,3 +205,23 @@ func TestDefaultAuthInProcess(t *testing.T) {
 		require.Equal(t, fmt.Sprintf("password authentication failed for user %q", tc.user), pgErr.Message)
 	}
 }
+
+// TestTrustByReloadWarns: a reload that turns trust on while cmpool listens on a
+// non-loopback address warns as a start with it would.
+func TestTrustByReloadWarns(t *testing.T) {
+	var logs lockedBuffer
+	cfg := pool.Config{Primary: "postgres://u:pw@127.0.0.1:5432/db", Logger: slog.New(slog.NewTextHandler(&logs, nil))}
+	srv, err := pool.New(cfg)
+	require.NoError(t, err)
+	ln, err := net.Listen("tcp", "0.0.0.0:0")
+	require.NoError(t, err)
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ln) }()
+	require.Eventually(t, func() bool { return strings.Contains(logs.String(), "listening") }, 5*time.Second, 5*time.Millisecond)
+	require.NotContains(t, logs.String(), "auth_type trust on a non-loopback address")
+	cfg.AuthType = pool.AuthTrust
+	require.NoError(t, srv.Reload(cfg))
+	require.Contains(t, logs.String(), "auth_type trust on a non-loopback address")
+	require.NoError(t, srv.Shutdown(context.Background()))
+	require.ErrorIs(t, <-done, pool.ErrServerClosed)
+}

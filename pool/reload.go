@@ -3,6 +3,7 @@ package pool
 import (
 	"fmt"
 	"maps"
+	"net"
 	"reflect"
 	"slices"
 	"strconv"
@@ -159,7 +160,16 @@ func (s *Server) reload(cfg Config) ([]string, error) {
 	}
 	s.retirePoolsLocked(retire)
 	serving := s.serving.Load()
+	addrs := make([]net.Addr, 0, len(s.listeners))
+	for ln := range s.listeners {
+		addrs = append(addrs, ln.Addr())
+	}
 	s.mu.Unlock()
+	if !oldAuth.trustConfigured() {
+		for _, a := range addrs {
+			s.warnTrust(a) // the reload made trust reachable from other hosts
+		}
+	}
 
 	if newRS != nil && serving {
 		newRS.Start()
