@@ -112,6 +112,8 @@ var (
 	descSvIdle    = prometheus.NewDesc("cmpool_servers_idle", "Server connections idle in the pool.", poolLabels, nil)
 	descSvMax     = prometheus.NewDesc("cmpool_servers_max", "The pool's size.", poolLabels, nil)
 	descSvUsed    = prometheus.NewDesc("cmpool_servers_used_ratio", "Share of the pool's size lent to clients (1 = pool exhausted).", poolLabels, nil)
+	descCancels   = prometheus.NewDesc("cmpool_cancel_requests", "Cancel requests in flight to this pool's servers, by state: waiting to be sent, or active (sent, not yet answered).", append(poolLabels, "state"), nil)
+	descSvCancel  = prometheus.NewDesc("cmpool_servers_being_canceled", "Server connections with a cancel request in flight, not lent until it is answered.", poolLabels, nil)
 	descClActive  = prometheus.NewDesc("cmpool_clients_active", "Logged-in clients not waiting.", clientLabels, nil)
 	descClWaiting = prometheus.NewDesc("cmpool_clients_waiting", "Clients waiting for a server connection.", clientLabels, nil)
 	descClMaxWait = prometheus.NewDesc("cmpool_clients_maxwait_seconds", "How long the oldest waiting client has waited.", clientLabels, nil)
@@ -129,7 +131,7 @@ var (
 
 func (statCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descXacts, descQueries, descXactTime, descQueryTime, descRecv, descSent,
-		descAcquires, descWaits, descWaitTime, descSvActive, descSvIdle, descSvMax, descSvUsed, descClActive,
+		descAcquires, descWaits, descWaitTime, descSvActive, descSvIdle, descSvMax, descSvUsed, descCancels, descSvCancel, descClActive,
 		descClWaiting, descClMaxWait, descClients, descReplLag, descReplLagS, descReplUp, descReplRoute,
 		descFallback, descReplays, descPromos, descPaused, descPrepared} {
 		ch <- d
@@ -172,6 +174,9 @@ func (c statCollector) Collect(ch chan<- prometheus.Metric) {
 			used = float64(p.ActiveServers) / float64(p.MaxServers)
 		}
 		gauge(descSvUsed, used, l[:]...)
+		gauge(descCancels, float64(p.CancelsWaiting), p.Database, p.User, p.Backend, "waiting")
+		gauge(descCancels, float64(p.CancelsActive), p.Database, p.User, p.Backend, "active")
+		gauge(descSvCancel, float64(p.ServersBeingCanceled), l[:]...)
 	}
 	for _, g := range st.ClientGroups {
 		gauge(descClActive, float64(g.Active), g.Database, g.User)

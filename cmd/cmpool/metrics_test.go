@@ -62,4 +62,13 @@ func TestOpsFilesUseRealMetrics(t *testing.T) {
 			require.True(t, exported[base] || exported[n], "%s is not a metric cmpool exports", n)
 		}
 	}
+	// And docs/operations.md lists every metric the binary exports.
+	ops, err := os.ReadFile("../../docs/operations.md")
+	require.NoError(t, err)
+	for n := range exported {
+		if !strings.HasPrefix(n, "cmpool_") {
+			continue // the Go and process collectors' own
+		}
+		require.Contains(t, string(ops), "`"+n+"`", "docs/operations.md does not list %s", n)
+	}
 }
