@@ -48,19 +48,7 @@ var badReplies = map[string][]byte{
 // a closed connection after "truncated"). BEGIN and COMMIT open and close a transaction
 // block.
 func faultyBackend(tb testing.TB) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(tb, err)
-	tb.Cleanup(func() { _ = ln.Close() })
-	go func() {
-		for {
-			conn, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go serveFaulty(conn)
-		}
-	}()
-	return ln.Addr().String()
+	return fakeServer(tb, serveFaulty)
 }
 
 func serveFaulty(conn net.Conn) {
@@ -265,52 +253,41 @@ func FuzzRelay(f *testing.F) {
 	f.Add(rawFrame('A', "\x00\x00\x00\x01chan\x00payload\x00"))
 
 	var payload atomic.Pointer[[]byte]
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(f, err)
-	f.Cleanup(func() { _ = ln.Close() })
-	go func() {
+	addr := fakeServer(f, func(conn net.Conn) {
+		defer conn.Close()
+		be, ok := fakeLogin(conn)
+		if !ok {
+			return
+		}
+		row := &pgproto3.RowDescription{Fields: []pgproto3.FieldDescription{{Name: []byte("x"), DataTypeOID: 25, DataTypeSize: -1, TypeModifier: -1}}}
 		for {
-			conn, err := ln.Accept()
+			msg, err := be.Receive()
 			if err != nil {
 				return
 			}
-			go func() {
-				defer conn.Close()
-				be, ok := fakeLogin(conn)
-				if !ok {
+			q, ok := msg.(*pgproto3.Query)
+			if !ok {
+				return
+			}
+			be.Send(row)
+			if q.String != "fuzz" {
+				be.Send(&pgproto3.DataRow{Values: [][]byte{[]byte("1")}})
+				be.Send(&pgproto3.CommandComplete{CommandTag: []byte("SELECT 1")})
+				be.Send(&pgproto3.ReadyForQuery{TxStatus: 'I'})
+				if be.Flush() != nil {
 					return
 				}
-				row := &pgproto3.RowDescription{Fields: []pgproto3.FieldDescription{{Name: []byte("x"), DataTypeOID: 25, DataTypeSize: -1, TypeModifier: -1}}}
-				for {
-					msg, err := be.Receive()
-					if err != nil {
-						return
-					}
-					q, ok := msg.(*pgproto3.Query)
-					if !ok {
-						return
-					}
-					be.Send(row)
-					if q.String != "fuzz" {
-						be.Send(&pgproto3.DataRow{Values: [][]byte{[]byte("1")}})
-						be.Send(&pgproto3.CommandComplete{CommandTag: []byte("SELECT 1")})
-						be.Send(&pgproto3.ReadyForQuery{TxStatus: 'I'})
-						if be.Flush() != nil {
-							return
-						}
-						continue
-					}
-					if be.Flush() != nil {
-						return
-					}
-					_, _ = conn.Write(*payload.Load())
-					return
-				}
-			}()
+				continue
+			}
+			if be.Flush() != nil {
+				return
+			}
+			_, _ = conn.Write(*payload.Load())
+			return
 		}
-	}()
+	})
 	var panics atomic.Int64
-	srv, err := pool.New(pool.Config{AuthType: "trust", Primary: "postgres://bench@" + ln.Addr().String() + "/bench?sslmode=disable",
+	srv, err := pool.New(pool.Config{AuthType: "trust", Primary: "postgres://bench@" + addr + "/bench?sslmode=disable",
 		DefaultPoolSize: 4, Logger: slog.New(panicLog{&panics}), QueryTimeout: 2 * time.Second})
 	require.NoError(f, err)
 	pln, err := net.Listen("tcp", "127.0.0.1:0")

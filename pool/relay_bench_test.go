@@ -21,6 +21,11 @@ import (
 // fakeBackend is the least of a PostgreSQL server for benchmarks: trust login, and one
 // row for every simple query and every extended-protocol Execute.
 func fakeBackend(tb testing.TB) string {
+	return fakeServer(tb, serveFake)
+}
+
+// fakeServer listens on 127.0.0.1 and runs serve for each connection until the test ends.
+func fakeServer(tb testing.TB, serve func(net.Conn)) string {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(tb, err)
 	tb.Cleanup(func() { _ = ln.Close() })
@@ -30,7 +35,7 @@ func fakeBackend(tb testing.TB) string {
 			if err != nil {
 				return
 			}
-			go serveFake(conn)
+			go serve(conn)
 		}
 	}()
 	return ln.Addr().String()
