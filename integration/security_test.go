@@ -321,7 +321,7 @@ local     all       all                               trust
 // TestAuthQueryCache looks secrets up with auth_query and keeps them for auth_cache_ttl.
 func TestAuthQueryCache(t *testing.T) {
 	c, _ := secCluster(t)
-	const ttl = 2 * time.Second
+	const ttl = 5 * time.Second // long enough for a few logins under -race on a loaded machine
 	p := integration.StartProxy(t, c, pool.Config{
 		AuthUser:     integration.Superuser,
 		AuthQuery:    "SELECT * FROM auth_lookup($1)",
