@@ -155,7 +155,7 @@ var relayModes = []struct {
 // another client holds (session mode) or shares (transaction mode) the pool, and checks
 // that this client gets an error with one of codes and is closed, that its server is
 // destroyed, and that the other client goes on working. arm, if not nil, is set around
-// the query.
+// the query. With no codes, any error will do (the client may be closed without one).
 func checkFailedAlone(t *testing.T, srv *pool.Server, url, query string, inTx bool, arm *atomic.Bool, codes ...string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -181,10 +181,13 @@ func checkFailedAlone(t *testing.T, srv *pool.Server, url, query string, inTx bo
 	if arm != nil {
 		arm.Store(false)
 	}
-	var pe *pgconn.PgError
-	require.ErrorAs(t, err, &pe)
-	require.Contains(t, codes, pe.Code, pe.Error())
-	require.NotEmpty(t, pe.Message)
+	require.Error(t, err)
+	if len(codes) > 0 {
+		var pe *pgconn.PgError
+		require.ErrorAs(t, err, &pe)
+		require.Contains(t, codes, pe.Code, pe.Error())
+		require.NotEmpty(t, pe.Message)
+	}
 	require.Error(t, querySelf(ctx, conn, "after"), "the client is closed")
 	require.Eventually(t, func() bool { return serverCount(srv) == before-1 }, 5*time.Second, 10*time.Millisecond,
 		"the server is destroyed")
@@ -362,30 +365,7 @@ func TestClientSessionPanic(t *testing.T) {
 					panic("injected client fault")
 				}
 			})
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			defer cancel()
-			other, err := pgconn.Connect(ctx, url)
-			require.NoError(t, err)
-			defer other.Close(ctx)
-			require.NoError(t, querySelf(ctx, other, "other"))
-			conn, err := pgconn.Connect(ctx, url)
-			require.NoError(t, err)
-			defer conn.Close(ctx)
-			require.NoError(t, querySelf(ctx, conn, "before"))
-			if m.inTx {
-				_, err = conn.Exec(ctx, "BEGIN").ReadAll()
-				require.NoError(t, err)
-				require.NoError(t, querySelf(ctx, conn, "in a transaction")) // BEGIN goes with it
-			}
-			before := serverCount(srv)
-			require.Positive(t, before)
-			armed.Store(true)
-			_, err = conn.Exec(ctx, "boom").ReadAll()
-			armed.Store(false)
-			require.Error(t, err, "the client is closed")
-			require.Eventually(t, func() bool { return serverCount(srv) == before-1 }, 5*time.Second, 10*time.Millisecond,
-				"the server is destroyed, not returned")
-			require.NoError(t, querySelf(ctx, other, "other"), "other clients keep working")
+			checkFailedAlone(t, srv, url, "boom", m.inTx, &armed)
 		})
 	}
 }
