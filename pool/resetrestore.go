@@ -1,0 +1,216 @@
+package pool
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+
+	"github.com/jackc/pgx/v5/pgproto3"
+)
+
+// Startup values and RESET.
+//
+// On a direct connection RESET, RESET ALL and DISCARD ALL return a parameter to the value
+// the client gave at startup (in the startup packet, or as options=-c). cmpool's servers
+// are opened without the client's parameters, which it applies with set_config; that
+// does not change what the server resets to (PostgreSQL takes it from the startup packet
+// only). So when a client's statement resets parameters it gave at startup, cmpool puts
+// their startup values back on the same server right after the statement, before the
+// client sees its ReadyForQuery or can send anything else:
+//
+//   - When the statement is sent (its Query, or the Bind of it in the extended protocol),
+//     its Sync segment is marked (lease.restoreSeg). The client goroutine sends nothing
+//     more on the server until that segment's ReadyForQuery has been handled (claim).
+//   - The relay holds the segment's ParameterStatus messages. At its ReadyForQuery, unless
+//     the segment failed, it runs one hidden query that sets each startup value again
+//     (set_config, non-local: inside a transaction block it is undone by ROLLBACK with the
+//     RESET), for the parameters still at their reset value, so that a later SET in the
+//     same query string stands. Then it sends the client one ParameterStatus per reported
+//     parameter whose final value differs from what the client last saw, and the
+//     ReadyForQuery.
+//
+// The client sees what a direct connection shows: the RESET's own reply, the startup
+// values, and ParameterStatus consistent with them. Which statements reset parameters is
+// read from the first statement of a query, as for SET (classifySQL).
+
+// resetAll stands for every parameter in queryTraits.resets.
+var resetAll = []string{"*"}
+
+// resetsOf returns the parameters a statement of kind and name (classifySQL) resets.
+func resetsOf(kind int, name string) []string {
+	switch kind {
+	case sqlReset:
+		return []string{canonicalParamName(name)}
+	case sqlResetAll, sqlDiscardAll:
+		return resetAll
+	}
+	return nil
+}
+
+// resetsOfQuery is resetsOf for query q, whose first statement classifySQL judged of kind
+// and name: SET name TO DEFAULT resets too.
+func resetsOfQuery(q string, kind int, name string) []string {
+	if kind == sqlSet && setToDefault(q) {
+		return []string{canonicalParamName(name)}
+	}
+	return resetsOf(kind, name)
+}
+
+// scheduleRestore marks Sync segment seg of l: after it, the startup values of the
+// parameters in names (resetAll: all) that the client gave at startup are set again. The
+// caller holds c.mu.
+func (c *clientSession) scheduleRestore(l *lease, names []string, seg uint64) {
+	for _, n := range names {
+		if n == "*" {
+			if len(c.initialParams) > 0 {
+				l.restore = appendUnique(l.restore, n)
+				l.restoreSeg = seg
+			}
+			continue
+		}
+		if _, ok := c.initialParams[n]; ok {
+			l.restore = appendUnique(l.restore, n)
+			l.restoreSeg = seg
+		}
+	}
+}
+
+// restoring reports whether the client must wait before sending more on l: the segment
+// after which startup values are restored has been sent and not yet answered. The
+// caller holds c.mu.
+func (l *lease) restoring() bool {
+	return l.restoreSeg != 0 && l.sentSeq >= l.restoreSeg
+}
+
+// mustWait reports whether the client goroutine must wait for l's replies before it sends
+// more (restoring): what was sent must then reach the server now.
+func (c *clientSession) mustWait(l *lease) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return l.restoring()
+}
+
+// restoreDue reports whether the reply being relayed belongs to the segment after which
+// startup values are restored. The caller holds c.mu.
+func (l *lease) restoreDue() bool {
+	return l.restoreSeg != 0 && l.restoreSeg == l.recvSeq+1
+}
+
+// holdStatus keeps a ParameterStatus of a segment whose startup values are to be
+// restored, to be sent (or not) once they are; it reports whether it did. Relay only.
+func (c *clientSession) holdStatus(l *lease, name, value string) bool {
+	c.mu.Lock()
+	due := l.restoreDue()
+	c.mu.Unlock()
+	if due {
+		l.heldStatus = append(l.heldStatus, [2]string{name, value})
+	}
+	return due
+}
+
+// restoreStartup runs at the ReadyForQuery of a segment, before it is written to the
+// client (the relay holds c.wmu). If the segment reset startup parameters and did not
+// fail, it sets their startup values again on the server; then it writes the held
+// ParameterStatus messages that change what the client sees. It reports whether it read
+// from the server (the ReadyForQuery message read before is then overwritten). An error
+// means the server cannot be trusted (it may be in a failed transaction the client does
+// not know of).
+func (c *clientSession) restoreStartup(l *lease) (ran bool, err error) {
+	c.mu.Lock()
+	if !l.restoreDue() {
+		c.mu.Unlock()
+		return false, nil
+	}
+	names, failed := l.restore, l.restoreFailed
+	values := make(map[string]string)
+	for _, n := range names {
+		if n == "*" {
+			maps.Copy(values, c.initialParams)
+		} else if v, ok := c.initialParams[n]; ok {
+			values[n] = v
+		}
+	}
+	c.mu.Unlock()
+	if v, ok := values["client_encoding"]; ok && strings.EqualFold(v, "auto") {
+		delete(values, "client_encoding") // valid at startup only
+	}
+	reported := l.heldStatus
+	l.heldStatus = nil
+	if !failed && len(values) > 0 {
+		l.wmu.Lock()
+		ctx, cancel := context.WithTimeout(context.Background(), c.srv.conf().ServerConnectTimeout)
+		res, err := l.sc.exec(ctx, restoreQuery(values))
+		cancel()
+		l.wmu.Unlock()
+		if err == nil && res.err != nil {
+			err = fmt.Errorf("restoring startup parameters after RESET: %w", res.err)
+		}
+		if err != nil {
+			return true, err // the lease is destroyed, which wakes the client goroutine
+		}
+		reported = append(reported, res.reported...)
+		ran = true
+	}
+	c.mu.Lock()
+	l.restore, l.restoreSeg, l.restoreFailed = l.restore[:0], 0, false
+	c.idle.Broadcast() // the client goroutine may send again
+	c.mu.Unlock()
+	// The last value of each parameter, in the order they were first reported.
+	last := make(map[string]string, len(reported))
+	var order []string
+	for _, r := range reported {
+		if _, seen := last[r[0]]; !seen {
+			order = append(order, r[0])
+		}
+		last[r[0]] = r[1]
+	}
+	var out []byte
+	for _, name := range order {
+		c.mu.Lock()
+		seen, known := c.params[name]
+		c.mu.Unlock()
+		if known && seen == last[name] {
+			continue // the client's view did not change
+		}
+		c.noteParameterStatus(name, last[name])
+		out, _ = (&pgproto3.ParameterStatus{Name: name, Value: last[name]}).Encode(out)
+	}
+	if len(out) > 0 {
+		if _, err := c.w.Write(out); err != nil {
+			return ran, errClientWrite
+		}
+	}
+	return ran, nil
+}
+
+// noteRestoreFailed records an error in a segment whose startup values were to be
+// restored: the statement did not take effect. Relay only.
+func (c *clientSession) noteRestoreFailed(l *lease) {
+	c.mu.Lock()
+	if l.restoreDue() {
+		l.restoreFailed = true
+	}
+	c.mu.Unlock()
+}
+
+// errClientWrite is restoreStartup's failure to write to the client.
+var errClientWrite = errors.New("write to client failed")
+
+// restoreQuery sets each parameter in values again, non-locally, where it is at its reset
+// value.
+func restoreQuery(values map[string]string) string {
+	var b strings.Builder
+	b.WriteString("SELECT pg_catalog.set_config(s.name, v.value, false) FROM (VALUES ")
+	for i, n := range slices.Sorted(maps.Keys(values)) {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		fmt.Fprintf(&b, "(%s, %s)", quoteLiteral(n), quoteLiteral(values[n]))
+	}
+	b.WriteString(") v(name, value) JOIN pg_catalog.pg_settings s ON lower(s.name) = lower(v.name)" +
+		" WHERE s.setting IS NOT DISTINCT FROM s.reset_val")
+	return b.String()
+}

@@ -1,0 +1,50 @@
+package pool
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/cmlite/cmpool/protocol"
+	"github.com/cmlite/cmpool/router"
+)
+
+// tempObjectOf returns the temporary object query q creates that could outlive its
+// transaction (see router.TempObject), or "". Only a text that mentions "temp" is parsed.
+func tempObjectOf[T string | []byte](q T) string {
+	if !containsFold(q, "temp") {
+		return ""
+	}
+	return router.TempObject(string(q))
+}
+
+// refuseTempObject is the error for creating a temporary object outside session mode.
+func (c *clientSession) refuseTempObject(what string) *protocol.Error {
+	pe := protocol.NewError(protocol.CodeFeatureNotSupported,
+		fmt.Sprintf("cannot create %s in %s pooling mode: temporary objects do not outlive the transaction, and later statements naming it would reach another object", what, c.mode))
+	pe.Hint = "create temporary tables ON COMMIT DROP (or drop them in the same query string), or use pool_mode = session"
+	return pe
+}
+
+// tempObjectsQuery tells whether the server holds temporary objects.
+const tempObjectsQuery = "SELECT EXISTS (SELECT FROM pg_catalog.pg_class WHERE relnamespace = pg_catalog.pg_my_temp_schema())" +
+	" OR EXISTS (SELECT FROM pg_catalog.pg_proc WHERE pronamespace = pg_catalog.pg_my_temp_schema())" +
+	" OR EXISTS (SELECT FROM pg_catalog.pg_type WHERE typnamespace = pg_catalog.pg_my_temp_schema())"
+
+// dropTempObjects runs before a server whose transaction mentioned temporary objects goes
+// back to the pool: if the server holds any (created where the grammar could not see, as
+// in a DO block), it is reset, so that they reach no other client. It reports whether the
+// server is usable.
+func (c *clientSession) dropTempObjects(l *lease) bool {
+	timeout := c.srv.conf().ServerConnectTimeout
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	res, err := l.sc.exec(ctx, tempObjectsQuery)
+	cancel()
+	if err != nil || res.err != nil || l.sc.txStatus != 'I' || len(res.row) != 1 {
+		return false
+	}
+	if res.row[0] != "t" {
+		return true
+	}
+	c.log.Warn("a transaction left temporary objects on a server; resetting it", "pool_mode", c.mode)
+	return resetServer(l.sc, timeout)
+}
