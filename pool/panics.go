@@ -1,0 +1,101 @@
+package pool
+
+import (
+	"runtime/debug"
+	"sync"
+	"time"
+
+	"github.com/cmlite/cmpool/protocol"
+)
+
+// A panic on a client's goroutine or on its relay closes that client and destroys its
+// server, never returns it to its pool: the server may be half updated. The process goes
+// on serving the others.
+
+// abandonAfterPanic ends a client whose goroutine panicked: the client is closed, and so
+// is its server, which may be half updated, so it is destroyed, never returned.
+func (c *clientSession) abandonAfterPanic() {
+	_ = c.conn.Close()
+	if !tryLockFor(&c.mu, panicLockWait) {
+		c.log.Error("client session panic left its lock held: its server is not closed")
+		return
+	}
+	l := c.lease
+	c.lease = nil
+	var relayed bool
+	if l != nil {
+		l.abandoned = true
+		_ = l.sc.conn.Close()
+		relayed = c.unrelayed != l && l.done != nil && l.done != relayDone
+	}
+	c.idle.Broadcast()
+	c.mu.Unlock()
+	if l == nil {
+		return
+	}
+	if relayed {
+		<-l.done // the relay sees the server closed and destroys it
+		return
+	}
+	c.mu.Lock()
+	gone := l.destroyed || l.released
+	l.destroyed = true
+	c.mu.Unlock()
+	if !gone {
+		l.res.Destroy()
+	}
+}
+
+// panicLockWait is how long the cleanup after a panic waits for a lock the panic may have
+// left held.
+const panicLockWait = time.Second
+
+// tryLockFor takes mu within d, and reports whether it did.
+func tryLockFor(mu *sync.Mutex, d time.Duration) bool {
+	deadline := time.Now().Add(d)
+	for !mu.TryLock() {
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(time.Millisecond)
+	}
+	return true
+}
+
+// relayPanicked ends a lease whose relay panicked. The server and what was written to
+// the client may be in any state: the server is destroyed, and the client gets XX000 and
+// is closed. holdingW says whether this goroutine holds c.wmu.
+func (c *clientSession) relayPanicked(l *lease, p any, holdingW bool) {
+	c.log.Error("relay panic: closing the client and its server", "panic", p, "stack", string(debug.Stack()))
+	if holdingW || tryLockFor(&c.wmu, panicLockWait) {
+		// Drop what is buffered: it may end in the middle of a message.
+		c.w.Reset(c.w.dst)
+		c.noteError(nil, protocol.CodeInternalError)
+		_ = c.conn.SetWriteDeadline(time.Now().Add(5 * time.Second))
+		_, _ = c.w.Write(protocol.AppendErrorResponse(nil, protocol.NewFatal(protocol.CodeInternalError,
+			"internal error in cmpool while relaying the server's reply; the connection is closed")))
+		_ = c.w.Flush()
+		c.wmu.Unlock()
+	}
+	_ = c.conn.Close()
+	_ = l.sc.conn.Close()
+	if !tryLockFor(&c.mu, panicLockWait) {
+		c.log.Error("relay panic left the client's lock held: its server is not returned")
+		return
+	}
+	l.abandoned = true
+	gone := l.destroyed || l.released
+	l.destroyed = true
+	if c.lease == l {
+		c.lease = nil
+	}
+	c.idle.Broadcast()
+	c.mu.Unlock()
+	if l.queryTimer != nil {
+		l.queryTimer.Stop()
+	}
+	if !gone {
+		c.flushBytes(l)
+		l.res.Destroy()
+	}
+}
