@@ -180,99 +180,6 @@ func newAuthenticator(cfg *Config, target func(string) (*pgconn.Config, error), 
 	return a, nil
 }
 
-// hasUserList reports whether users are listed somewhere: the auth file, [users], the
-// Authenticator or auth_query. With a list, trust admits only the users on it (as in
-// PgBouncer, where trust still needs the user in the auth file).
-func (c *Config) hasUserList() bool {
-	return c.AuthFile != "" || len(c.Users) > 0 || c.AuthUser != "" || c.Authenticator != nil
-}
-
-// trustConfigured reports whether some clients may log in with trust: auth_type trust,
-// a database's or user's trust, or a trust line of the hba file for other hosts.
-func (a *authenticator) trustConfigured() bool {
-	c := a.cfg
-	if c.AuthType == AuthTrust {
-		return true
-	}
-	for _, d := range c.Databases {
-		if d.AuthType == AuthTrust {
-			return true
-		}
-	}
-	for _, u := range c.Users {
-		if u.AuthType == AuthTrust {
-			return true
-		}
-	}
-	if c.AuthType == AuthHBA {
-		for _, r := range a.hba {
-			if r.method == AuthTrust && r.conn != "local" {
-				return true
-			}
-		}
-	}
-	return false
-}
-
-// checkCredentials logs an error at startup (and at a reload) when no client can log in:
-// no rule is trust and cmpool holds no secret for any user, as with a primary URL without
-// a password and no other settings. It says what to configure.
-func (a *authenticator) checkCredentials() {
-	c := a.cfg
-	if c.hasUserList() || c.AuthType == AuthReject || a.trustConfigured() {
-		return
-	}
-	if c.AuthType == AuthHBA {
-		for _, r := range a.hba {
-			if r.method == AuthTrust {
-				return
-			}
-		}
-	}
-	if pc, err := pgconn.ParseConfig(c.Primary); err == nil && pc.Password != "" {
-		return
-	}
-	for _, d := range c.Databases {
-		if d.Password != "" {
-			return
-		}
-		if d.URL != "" {
-			if pc, err := pgconn.ParseConfig(d.URL); err == nil && pc.Password != "" {
-				return
-			}
-		}
-	}
-	a.noCredentials = true
-	if a.log != nil {
-		a.log.Error("no client can log in: cmpool holds no password for any user. Configure one of: " +
-			"auth_file (a userlist.txt), [users] entries, a password in the primary URL (DATABASE_URL) for its user, " +
-			`auth_user for auth_query, or auth_type = "trust" (no passwords at all; only on a trusted network)`)
-	}
-}
-
-// heldPassword returns the password cmpool itself logs in to database's server with as
-// user: the primary URL's (or the database entry's URL's) password when user is that
-// URL's user, or the database entry's password for its user. "" when it holds none.
-func (a *authenticator) heldPassword(database, user string) string {
-	db := a.cfg.Databases[database]
-	if db.User != "" {
-		if db.User != user {
-			return ""
-		}
-		if db.Password != "" {
-			return db.Password
-		}
-	}
-	cc, err := a.target(database)
-	if err != nil || cc.User != user {
-		return ""
-	}
-	if db.Password != "" {
-		return db.Password
-	}
-	return cc.Password
-}
-
 // authDBName is the database auth_query runs in for a client of database: its
 // Databases entry's auth_dbname, else the global one; "" is the primary URL's database.
 func (a *authenticator) authDBName(database string) string {
@@ -570,26 +477,6 @@ func tlsWord(isTLS bool) string {
 	return "no encryption"
 }
 
-// authTrust admits the client without a password when no list of users is configured,
-// else only users on the list (PgBouncer's rule); anyone else fails like a wrong password.
-func (c *clientSession) authTrust(ctx context.Context) (string, error) {
-	a := c.srv.authn()
-	if !a.cfg.hasUserList() {
-		return "", nil
-	}
-	if _, ok := a.cfg.Users[c.user]; ok {
-		return "", nil
-	}
-	_, found, err := c.lookup(ctx, a.listedSecret)
-	if err != nil {
-		return "", err
-	}
-	if !found {
-		return "trust: user not listed", nil
-	}
-	return "", nil
-}
-
 // lookupSecret finds the client user's secret, mapping an auth_query failure to a
 // client error.
 func (c *clientSession) lookupSecret(ctx context.Context) (string, bool, error) {
@@ -814,20 +701,4 @@ func (a *authenticator) carryOver(old *authenticator) {
 		cp := *k
 		a.passthrough[user] = &cp
 	}
-}
-
-// warnTrust logs a warning when clients from other hosts can reach addr and log in with
-// trust, that is without any password.
-func (s *Server) warnTrust(addr net.Addr) {
-	ta, ok := addr.(*net.TCPAddr)
-	if !ok || ta.IP.IsLoopback() || !s.authn().trustConfigured() {
-		return
-	}
-	who := "as any user the servers let in"
-	if s.conf().hasUserList() {
-		who = "as any user of auth_file, [users], auth_query or the Authenticator"
-	}
-	s.log.Warn("auth_type trust on a non-loopback address: anyone who can reach "+addr.String()+
-		" logs in without a password, "+who+`; use auth_type "scram-sha-256" with auth_file or a password in the primary URL, or listen on 127.0.0.1`,
-		"addr", addr.String())
 }
