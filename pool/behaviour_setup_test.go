@@ -29,6 +29,12 @@ const behaviourTimeout = 10 * time.Second
 // address clients connect to.
 func startPool(t *testing.T, primary *pgmock.Server, adjust func(*pool.Config)) string {
 	t.Helper()
+	return startPoolServer(t, primary, adjust, nil)
+}
+
+// startPoolServer is startPool that also stores the pool.Server in *srvOut, if not nil.
+func startPoolServer(t *testing.T, primary *pgmock.Server, adjust func(*pool.Config), srvOut **pool.Server) string {
+	t.Helper()
 	cfg := pool.Config{
 		Primary:         primary.URL("app", "app"),
 		AuthType:        "trust",
@@ -43,6 +49,9 @@ func startPool(t *testing.T, primary *pgmock.Server, adjust func(*pool.Config)) 
 	require.NoError(t, err)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
+	if srvOut != nil {
+		*srvOut = srv
+	}
 	go func() { _ = srv.Serve(ln) }()
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), behaviourTimeout)
