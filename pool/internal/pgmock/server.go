@@ -116,17 +116,16 @@ type Server struct {
 	wg   sync.WaitGroup
 
 	// mu guards every field below.
-	mu       sync.Mutex
-	scripts  []*script // queued by Expect, in order
-	taken    int       // scripts taken so far
-	conns    map[net.Conn]struct{}
-	keys     []Key
-	cancels  []Key
-	house    []string
-	closed   bool
-	changed  chan struct{} // closed and replaced whenever something is recorded
-	nextPID  uint32
-	loggedIn int
+	mu      sync.Mutex
+	scripts []*script // queued by Expect, in order
+	taken   int       // scripts taken so far
+	conns   map[net.Conn]struct{}
+	keys    []Key
+	cancels []Key
+	house   []string
+	closed  bool
+	changed chan struct{} // closed and replaced whenever something is recorded
+	nextPID uint32
 }
 
 type script struct {
@@ -375,7 +374,6 @@ func (c *Conn) login() bool {
 			secret := binary.BigEndian.AppendUint32(nil, pid*2654435761)
 			c.key = Key{ProcessID: pid, SecretKey: secret}
 			c.srv.keys = append(c.srv.keys, c.key)
-			c.srv.loggedIn++
 			c.srv.noteLocked()
 			c.srv.mu.Unlock()
 			c.be.Send(&pgproto3.AuthenticationOk{})

@@ -150,3 +150,13 @@ func TestScriptCutShortFails(t *testing.T) {
 	require.Len(t, errs, 1)
 	require.Contains(t, errs[0], `step 3 of 3 (connection pid 1000 secret 08b35b68): expected *pgproto3.Query {"Type":"Query","String":"SELECT 2"}, got error`)
 }
+
+func TestCloseConnEndsTheConnection(t *testing.T) {
+	t.Parallel()
+	s := pgmock.NewServer(t, pgmock.Options{})
+	s.Expect(pgmock.ExpectQuery("SELECT 1"), pgmock.CloseConn())
+	conn := connect(t, s)
+	_, err := conn.Exec(context.Background(), "SELECT 1").ReadAll()
+	require.Error(t, err)
+	s.Wait(5 * time.Second)
+}

@@ -1,7 +1,6 @@
 package pgmock
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 
@@ -79,19 +78,6 @@ func Send(msgs ...pgproto3.BackendMessage) Step {
 // Do runs f on the connection, for what the other steps do not say (waiting, checking
 // state outside the connection).
 func Do(f func(*Conn) error) Step { return f }
-
-// WaitFor blocks until ch is closed or ctx ends, for steps that must not run before the
-// test says so.
-func WaitFor(ctx context.Context, ch <-chan struct{}) Step {
-	return func(*Conn) error {
-		select {
-		case <-ch:
-			return nil
-		case <-ctx.Done():
-			return fmt.Errorf("waiting for the test: %w", ctx.Err())
-		}
-	}
-}
 
 // CloseConn closes the connection.
 func CloseConn() Step { return func(c *Conn) error { return c.Close() } }
