@@ -77,12 +77,22 @@ func connectClient(t *testing.T, addr string) *wireClient {
 	t.Cleanup(func() { _ = conn.Close() })
 	_ = conn.SetDeadline(time.Now().Add(behaviourTimeout))
 	c := &wireClient{t: t, conn: conn, fe: pgproto3.NewFrontend(conn, conn)}
-	c.fe.Send(&pgproto3.StartupMessage{ProtocolVersion: pgproto3.ProtocolVersionNumber,
-		Parameters: map[string]string{"user": "app", "database": "app"}})
-	require.NoError(t, c.fe.Flush())
+	return c.login(nil)
+}
+
+// login sends the startup message, with params besides user and database, and reads the
+// answer up to ReadyForQuery.
+func (c *wireClient) login(params map[string]string) *wireClient {
+	c.t.Helper()
+	startup := map[string]string{"user": "app", "database": "app"}
+	for k, v := range params {
+		startup[k] = v
+	}
+	c.fe.Send(&pgproto3.StartupMessage{ProtocolVersion: pgproto3.ProtocolVersionNumber, Parameters: startup})
+	require.NoError(c.t, c.fe.Flush())
 	for {
 		msg, err := c.fe.Receive()
-		require.NoError(t, err)
+		require.NoError(c.t, err)
 		switch m := msg.(type) {
 		case *pgproto3.AuthenticationOk, *pgproto3.ParameterStatus:
 		case *pgproto3.BackendKeyData:
@@ -90,7 +100,7 @@ func connectClient(t *testing.T, addr string) *wireClient {
 		case *pgproto3.ReadyForQuery:
 			return c
 		default:
-			t.Fatalf("login: unexpected %s", describeMsg(msg))
+			c.t.Fatalf("login: unexpected %s", describeMsg(msg))
 		}
 	}
 }
