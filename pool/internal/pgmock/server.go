@@ -128,11 +128,13 @@ type Server struct {
 	nextPID uint32
 }
 
+// script is one queued script. steps and done are set by Expect; err and at are guarded
+// by Server.mu.
 type script struct {
 	steps []Step
 	done  chan struct{} // closed when the script ended, well or not
-	err   error
-	at    int // the step running or failed
+	err   error         // why it failed, if it did
+	at    int           // the step running or failed; len(steps) once it ran to its end
 }
 
 // NewServer starts a Server on 127.0.0.1:0. It stops at the end of the test, and the test
