@@ -235,19 +235,18 @@ func (a *Authenticator) queryConfig(authDB string) (*pgconn.Config, error) {
 // PlainPassword returns a user's plain-text password from Users or the auth file.
 func (a *Authenticator) PlainPassword(user string) (string, bool) {
 	for _, s := range []string{a.cfg.Users[user].Password, a.fileSecrets[user]} {
-		if s != "" && !protocol.IsMD5Secret(s) && !IsScramSecret(s) {
+		if s != "" && !protocol.IsMD5Secret(s) && !isScramSecret(s) {
 			return s, true
 		}
 	}
 	return "", false
 }
 
-// IsScramSecret reports whether s is a SCRAM-SHA-256 secret.
-func IsScramSecret(s string) bool { return len(s) > 14 && s[:14] == "SCRAM-SHA-256$" }
+func isScramSecret(s string) bool { return len(s) > 14 && s[:14] == "SCRAM-SHA-256$" }
 
-// Method returns the auth method for a client: the hba file's, or the user's, database's
+// method returns the auth method for a client: the hba file's, or the user's, database's
 // or global auth_type.
-func (a *Authenticator) Method(database, user string, addr net.Addr, isTLS bool) string {
+func (a *Authenticator) method(database, user string, addr net.Addr, isTLS bool) string {
 	if a.cfg.Method == MethodHBA {
 		return matchHBA(a.hba, database, user, addr, isTLS)
 	}
@@ -260,10 +259,10 @@ func (a *Authenticator) Method(database, user string, addr net.Addr, isTLS bool)
 	return a.cfg.Method
 }
 
-// Secret finds a user's secret: a listed one (see ListedSecret), else the password cmpool
+// secret finds a user's secret: a listed one (see listedSecret), else the password cmpool
 // holds for the user to log in to the database's server (see heldPassword).
-func (a *Authenticator) Secret(ctx context.Context, database, user string) (string, bool, error) {
-	s, found, err := a.ListedSecret(ctx, database, user)
+func (a *Authenticator) secret(ctx context.Context, database, user string) (string, bool, error) {
+	s, found, err := a.listedSecret(ctx, database, user)
 	if err != nil || found {
 		return s, found, err
 	}
@@ -273,9 +272,9 @@ func (a *Authenticator) Secret(ctx context.Context, database, user string) (stri
 	return "", false, nil
 }
 
-// ListedSecret finds a user's secret in a list of users: Users, then the auth file, then
+// listedSecret finds a user's secret in a list of users: Users, then the auth file, then
 // the SecretSource, then auth_query.
-func (a *Authenticator) ListedSecret(ctx context.Context, database, user string) (string, bool, error) {
+func (a *Authenticator) listedSecret(ctx context.Context, database, user string) (string, bool, error) {
 	if s := a.cfg.Users[user].Password; s != "" {
 		return s, true, nil
 	}
@@ -347,8 +346,8 @@ func (a *Authenticator) query(ctx context.Context, authDB, user string) (string,
 	return string(row[1]), true, nil
 }
 
-// Throttled reports whether addr has had too many failed logins in the current window.
-func (a *Authenticator) Throttled(host string) bool {
+// throttled reports whether addr has had too many failed logins in the current window.
+func (a *Authenticator) throttled(host string) bool {
 	if a.cfg.FailureLimit < 0 {
 		return false
 	}
@@ -358,8 +357,8 @@ func (a *Authenticator) Throttled(host string) bool {
 	return w != nil && time.Since(w.start) < failureWindow && w.n >= a.cfg.FailureLimit
 }
 
-// Failed counts a failed login from host.
-func (a *Authenticator) Failed(host string) {
+// failed counts a failed login from host.
+func (a *Authenticator) failed(host string) {
 	if a.cfg.FailureLimit < 0 {
 		return
 	}
@@ -381,9 +380,9 @@ func (a *Authenticator) Failed(host string) {
 	w.n++
 }
 
-// SetPassthrough records what a client of user proved; update changes a copy of the
+// setPassthrough records what a client of user proved; update changes a copy of the
 // previous record.
-func (a *Authenticator) SetPassthrough(user string, update func(k *Passthrough)) {
+func (a *Authenticator) setPassthrough(user string, update func(k *Passthrough)) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	var k Passthrough
@@ -401,24 +400,24 @@ func (a *Authenticator) PassthroughFor(user string) *Passthrough {
 	return a.passthrough[user]
 }
 
-// MockSalt is a fake salt for a user without a SCRAM secret, stable across attempts so
+// mockSalt is a fake salt for a user without a SCRAM secret, stable across attempts so
 // that a client cannot tell unknown users from known ones.
-func (a *Authenticator) MockSalt(user string) []byte {
+func (a *Authenticator) mockSalt(user string) []byte {
 	h := hmac.New(sha256.New, a.mockKey[:])
 	h.Write([]byte(user))
 	return h.Sum(nil)[:16]
 }
 
-// HostOf returns the IP of a client address, or "local" for in-process and Unix clients.
-func HostOf(addr net.Addr) string {
+// hostOf returns the IP of a client address, or "local" for in-process and Unix clients.
+func hostOf(addr net.Addr) string {
 	if ta, ok := addr.(*net.TCPAddr); ok {
 		return ta.IP.String()
 	}
 	return "local"
 }
 
-// ErrLoginFailed is what a client sees for a wrong password and for an unknown user alike.
-func ErrLoginFailed(user string) *protocol.Error {
+// errLoginFailed is what a client sees for a wrong password and for an unknown user alike.
+func errLoginFailed(user string) *protocol.Error {
 	return protocol.NewFatal(protocol.CodeInvalidPassword, fmt.Sprintf("password authentication failed for user %q", user))
 }
 
@@ -442,8 +441,8 @@ func (a *Authenticator) CarryOver(old *Authenticator) {
 	}
 }
 
-// Count counts a login's outcome for Failures and Refusals.
-func (a *Authenticator) Count(err error) {
+// count counts a login's outcome for Failures and Refusals.
+func (a *Authenticator) count(err error) {
 	var pe *protocol.Error
 	if errors.As(err, &pe) {
 		switch pe.Code {
@@ -454,6 +453,3 @@ func (a *Authenticator) Count(err error) {
 		}
 	}
 }
-
-// NoCredentials reports whether no client can log in (see checkCredentials).
-func (a *Authenticator) NoCredentials() bool { return a.noCredentials }

@@ -12,10 +12,10 @@ import (
 // PgBouncer. A configuration under which nobody can log in, or that serves trust where
 // other hosts can reach it, is logged.
 
-// HasUserList reports whether users are listed somewhere: the auth file, [users], the
+// hasUserList reports whether users are listed somewhere: the auth file, [users], the
 // SecretSource or auth_query. With a list, trust admits only the users on it (as in
 // PgBouncer, where trust still needs the user in the auth file).
-func (a *Authenticator) HasUserList() bool {
+func (a *Authenticator) hasUserList() bool {
 	c := a.cfg
 	return c.AuthFile != "" || len(c.Users) > 0 || c.AuthUser != "" || c.Source != nil
 }
@@ -52,7 +52,7 @@ func (a *Authenticator) TrustConfigured() bool {
 // a password and no other settings. It says what to configure.
 func (a *Authenticator) checkCredentials() {
 	c := a.cfg
-	if a.HasUserList() || c.Method == MethodReject || a.TrustConfigured() {
+	if a.hasUserList() || c.Method == MethodReject || a.TrustConfigured() {
 		return
 	}
 	if c.Method == MethodHBA {
@@ -114,7 +114,7 @@ func (a *Authenticator) WarnTrust(addr net.Addr) {
 		return
 	}
 	who := "as any user the servers let in"
-	if a.HasUserList() {
+	if a.hasUserList() {
 		who = "as any user of auth_file, [users], auth_query or the Authenticator"
 	}
 	a.log.Warn("auth_type trust on a non-loopback address: anyone who can reach "+addr.String()+
