@@ -26,6 +26,9 @@ type Exchange interface {
 	Receive() (typ byte, body []byte, err error)
 }
 
+// MaxMessage bounds a password, SASLInitialResponse or SASLResponse body.
+const MaxMessage = 8 * 1024
+
 // ErrMessageTooLong is an Exchange's answer to a 'p' message over MaxMessage bytes.
 var ErrMessageTooLong = errors.New("authentication message too long")
 
