@@ -21,7 +21,9 @@ import (
 	"github.com/cmlite/cmpool/protocol"
 )
 
-// Authenticator checks client logins. It is shared by every client of a Server.
+// Authenticator checks client logins. It is shared by every client of a Server; a
+// reload replaces it (see CarryOver). The fields above failures are set by New and never
+// change.
 type Authenticator struct {
 	cfg         *Options
 	log         *slog.Logger
@@ -34,10 +36,12 @@ type Authenticator struct {
 	// and no rule is trust (see checkCredentials).
 	noCredentials bool
 
-	failures    atomic.Int64 // wrong password or unknown user
-	refusals    atomic.Int64 // refused by a rule
-	inflight    singleflight.Group
-	mu          sync.Mutex // guards cache, fails and passthrough
+	failures atomic.Int64 // wrong password or unknown user
+	refusals atomic.Int64 // refused by a rule
+	inflight singleflight.Group
+	// mu guards cache, fails and passthrough. It is held only to read or change them,
+	// never across auth_query or a client's answer.
+	mu          sync.Mutex
 	cache       map[string]cachedSecret
 	fails       map[string]*failWindow
 	passthrough map[string]*Passthrough
