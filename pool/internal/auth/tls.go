@@ -149,11 +149,14 @@ func LoadTLS(o TLSOptions) (*tls.Config, error) {
 func StartsTLS(first byte) bool { return first == tlsHandshakeByte }
 
 // Handshake runs the server side of a TLS handshake on conn. A direct-TLS client
-// (direct) must have negotiated ALPN "postgresql". A failed handshake is logged to log.
+// (direct) must have negotiated ALPN "postgresql". A failed handshake is logged to log
+// (nil means no log).
 func Handshake(ctx context.Context, conn net.Conn, tc *tls.Config, direct bool, log *slog.Logger) (*tls.Conn, error) {
 	t := tls.Server(conn, tc)
 	if err := t.HandshakeContext(ctx); err != nil {
-		log.Info("tls handshake failed", "error", err)
+		if log != nil {
+			log.Info("tls handshake failed", "error", err)
+		}
 		return nil, fmt.Errorf("tls handshake: %w", err)
 	}
 	if direct && t.ConnectionState().NegotiatedProtocol != alpnPostgres {
