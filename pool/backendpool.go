@@ -78,9 +78,9 @@ func newBackendPool(key poolKey, mode Mode, connCfg *pgconn.Config, size, minSiz
 			var sc *serverConn
 			var err error
 			switch keys := bp.passthroughKeys(); {
-			case keys != nil && keys.password != "":
+			case keys != nil && keys.Password != "":
 				cc := connCfg.Copy()
-				cc.Password = keys.password
+				cc.Password = keys.Password
 				sc, err = connectServer(ctx, cc)
 			case keys != nil:
 				sc, err = loginPassthrough(ctx, connCfg, keys)

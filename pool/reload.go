@@ -86,11 +86,11 @@ func (s *Server) reload(cfg Config) ([]string, error) {
 		}
 	}
 	oldAuth := s.authn()
-	auth, err := newAuthenticator(&c, oldAuth.target, secrets)
+	auth, err := newAuthenticator(&c, oldAuth.Target(), secrets)
 	if err != nil {
 		return nil, err
 	}
-	auth.carryOver(oldAuth)
+	auth.CarryOver(oldAuth)
 	passwords := serverPasswords(auth, secrets, c.Users)
 	tlsChanged := c.ClientTLSSSLMode != old.ClientTLSSSLMode || c.ClientTLSCertFile != old.ClientTLSCertFile ||
 		c.ClientTLSKeyFile != old.ClientTLSKeyFile || c.ClientTLSCAFile != old.ClientTLSCAFile ||
@@ -165,7 +165,7 @@ func (s *Server) reload(cfg Config) ([]string, error) {
 		addrs = append(addrs, ln.Addr())
 	}
 	s.mu.Unlock()
-	if !oldAuth.trustConfigured() {
+	if !oldAuth.TrustConfigured() {
 		for _, a := range addrs {
 			s.warnTrust(a) // the reload made trust reachable from other hosts
 		}

@@ -476,7 +476,7 @@ func (s *Server) poolFor(database, user string, backend int) (*backendPool, erro
 	}
 	cfg := s.conf()
 	bp, err := newBackendPool(key, mode, cc, size, cfg.MinPoolSize, cfg.MaxPreparedStatements, cfg.ServerIdleTimeout, cfg.ServerLifetime, cfg.ServerConnectTimeout,
-		func() *passthroughKeys { return s.authn().passthroughFor(serverUser) })
+		func() *passthroughKeys { return s.authn().PassthroughFor(serverUser) })
 	if err != nil {
 		return nil, err
 	}
@@ -670,12 +670,12 @@ func (s *Server) authn() *authenticator { return s.auth.Load() }
 func serverPasswords(a *authenticator, fileSecrets map[string]string, users map[string]User) map[string]string {
 	out := make(map[string]string)
 	for u := range maps.Keys(fileSecrets) {
-		if p, ok := a.plainPassword(u); ok {
+		if p, ok := a.PlainPassword(u); ok {
 			out[u] = p
 		}
 	}
 	for u := range users {
-		if p, ok := a.plainPassword(u); ok {
+		if p, ok := a.PlainPassword(u); ok {
 			out[u] = p
 		}
 	}

@@ -96,7 +96,7 @@ func loginPassthroughAt(ctx context.Context, cfg *pgconn.Config, host string, po
 		return nil, err
 	}
 	sc := &serverConn{defaults: make(map[string]string), set: make(map[string]string), createdAt: time.Now()}
-	scram := &protocol.ScramClient{ClientKey: keys.clientKey, ServerKey: keys.serverKey, Salt: keys.salt, Iterations: keys.iterations}
+	scram := &protocol.ScramClient{ClientKey: keys.ClientKey, ServerKey: keys.ServerKey, Salt: keys.Salt, Iterations: keys.Iterations}
 	for {
 		msg, err := fe.Receive()
 		if err != nil {
@@ -105,7 +105,7 @@ func loginPassthroughAt(ctx context.Context, cfg *pgconn.Config, host string, po
 		switch m := msg.(type) {
 		case *pgproto3.AuthenticationOk:
 		case *pgproto3.AuthenticationSASL:
-			if keys.clientKey == nil {
+			if keys.ClientKey == nil {
 				return nil, noSecretError(cfg.User, "scram-sha-256")
 			}
 			if binding != nil && slices.Contains(m.AuthMechanisms, protocol.ScramPlusMechanism) {
@@ -131,11 +131,11 @@ func loginPassthroughAt(ctx context.Context, cfg *pgconn.Config, host string, po
 				return nil, err
 			}
 		case *pgproto3.AuthenticationMD5Password:
-			if keys.md5 == "" {
+			if keys.MD5 == "" {
 				return nil, noSecretError(cfg.User, "md5")
 			}
 			// The answer is "md5" + md5(md5(password + user) + salt): the stored secret will do.
-			fe.Send(&pgproto3.PasswordMessage{Password: protocol.MD5Secret(string(m.Salt[:]), keys.md5[3:])})
+			fe.Send(&pgproto3.PasswordMessage{Password: protocol.MD5Secret(string(m.Salt[:]), keys.MD5[3:])})
 			if err := fe.Flush(); err != nil {
 				return nil, err
 			}

@@ -113,8 +113,8 @@ func (s *Server) Stat() Stat {
 		RoutedPrimary:      s.routedPrimary.Load(),
 		Errors:             s.errors.snapshot(),
 		ShuttingDown:       s.closing.Load(),
-		LoginFailures:      s.authn().failures.Load(),
-		LoginsRefused:      s.authn().refusals.Load(),
+		LoginFailures:      s.authn().Failures(),
+		LoginsRefused:      s.authn().Refusals(),
 	}
 	if rs := s.rs(); rs != nil {
 		st.Replicas = rs.Snapshot()

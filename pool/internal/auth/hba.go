@@ -1,4 +1,4 @@
-package pool
+package auth
 
 import (
 	"bufio"
@@ -114,7 +114,7 @@ func parseHBALine(f []string) (hbaRule, error) {
 			return r, fmt.Errorf("unsupported user %q (groups, files and patterns are not supported)", u)
 		}
 	}
-	m, err := parseAuthMethod(rest[0], false)
+	m, err := ParseMethod(rest[0], false)
 	if err != nil || rest[0] == "plain" {
 		return r, fmt.Errorf("unsupported method %q (want trust, reject, md5, password or scram-sha-256)", rest[0])
 	}
@@ -159,5 +159,5 @@ func matchHBA(rules []hbaRule, database, user string, addr net.Addr, isTLS bool)
 		}
 		return r.method
 	}
-	return AuthReject
+	return MethodReject
 }

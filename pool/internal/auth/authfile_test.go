@@ -1,4 +1,4 @@
-package pool
+package auth
 
 import (
 	"os"
@@ -19,7 +19,7 @@ func TestReadAuthFile(t *testing.T) {
 # another comment
 `
 	require.NoError(t, os.WriteFile(path, []byte(content), 0o600))
-	got, err := readAuthFile(path)
+	got, err := ReadAuthFile(path)
 	require.NoError(t, err)
 	require.Equal(t, map[string]string{
 		"alice": "s3cret", `dq"uote`: `pa"ss`,
@@ -29,9 +29,9 @@ func TestReadAuthFile(t *testing.T) {
 
 	for _, bad := range []string{`alice s3cret`, `"alice"`, `"alice" "unterminated`} {
 		require.NoError(t, os.WriteFile(path, []byte(bad+"\n"), 0o600))
-		_, err := readAuthFile(path)
+		_, err := ReadAuthFile(path)
 		require.Error(t, err, bad)
 	}
-	_, err = readAuthFile(filepath.Join(t.TempDir(), "missing"))
+	_, err = ReadAuthFile(filepath.Join(t.TempDir(), "missing"))
 	require.Error(t, err)
 }

@@ -1,4 +1,4 @@
-package pool
+package auth
 
 import (
 	"bufio"
@@ -7,10 +7,10 @@ import (
 	"strings"
 )
 
-// readAuthFile reads a PgBouncer userlist.txt: one `"user" "secret"` pair per line, with
+// ReadAuthFile reads a PgBouncer userlist.txt: one `"user" "secret"` pair per line, with
 // "" standing for a double quote inside a field and lines starting with ';' or '#'
 // ignored. It returns every secret: plain, md5 and SCRAM.
-func readAuthFile(path string) (map[string]string, error) {
+func ReadAuthFile(path string) (map[string]string, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("pool: auth_file: %w", err)

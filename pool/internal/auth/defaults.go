@@ -1,7 +1,6 @@
-package pool
+package auth
 
 import (
-	"context"
 	"net"
 
 	"github.com/jackc/pgx/v5/pgconn"
@@ -14,32 +13,33 @@ import (
 // other hosts can reach it, is logged.
 
 // hasUserList reports whether users are listed somewhere: the auth file, [users], the
-// Authenticator or auth_query. With a list, trust admits only the users on it (as in
+// SecretSource or auth_query. With a list, trust admits only the users on it (as in
 // PgBouncer, where trust still needs the user in the auth file).
-func (c *Config) hasUserList() bool {
-	return c.AuthFile != "" || len(c.Users) > 0 || c.AuthUser != "" || c.Authenticator != nil
+func (a *Authenticator) hasUserList() bool {
+	c := a.cfg
+	return c.AuthFile != "" || len(c.Users) > 0 || c.AuthUser != "" || c.Source != nil
 }
 
-// trustConfigured reports whether some clients may log in with trust: auth_type trust,
+// TrustConfigured reports whether some clients may log in with trust: auth_type trust,
 // a database's or user's trust, or a trust line of the hba file for other hosts.
-func (a *authenticator) trustConfigured() bool {
+func (a *Authenticator) TrustConfigured() bool {
 	c := a.cfg
-	if c.AuthType == AuthTrust {
+	if c.Method == MethodTrust {
 		return true
 	}
 	for _, d := range c.Databases {
-		if d.AuthType == AuthTrust {
+		if d.Method == MethodTrust {
 			return true
 		}
 	}
 	for _, u := range c.Users {
-		if u.AuthType == AuthTrust {
+		if u.Method == MethodTrust {
 			return true
 		}
 	}
-	if c.AuthType == AuthHBA {
+	if c.Method == MethodHBA {
 		for _, r := range a.hba {
-			if r.method == AuthTrust && r.conn != "local" {
+			if r.method == MethodTrust && r.conn != "local" {
 				return true
 			}
 		}
@@ -50,14 +50,14 @@ func (a *authenticator) trustConfigured() bool {
 // checkCredentials logs an error at startup (and at a reload) when no client can log in:
 // no rule is trust and cmpool holds no secret for any user, as with a primary URL without
 // a password and no other settings. It says what to configure.
-func (a *authenticator) checkCredentials() {
+func (a *Authenticator) checkCredentials() {
 	c := a.cfg
-	if c.hasUserList() || c.AuthType == AuthReject || a.trustConfigured() {
+	if a.hasUserList() || c.Method == MethodReject || a.TrustConfigured() {
 		return
 	}
-	if c.AuthType == AuthHBA {
+	if c.Method == MethodHBA {
 		for _, r := range a.hba {
-			if r.method == AuthTrust {
+			if r.method == MethodTrust {
 				return
 			}
 		}
@@ -86,7 +86,7 @@ func (a *authenticator) checkCredentials() {
 // heldPassword returns the password cmpool itself logs in to database's server with as
 // user: the primary URL's (or the database entry's URL's) password when user is that
 // URL's user, or the database entry's password for its user. "" when it holds none.
-func (a *authenticator) heldPassword(database, user string) string {
+func (a *Authenticator) heldPassword(database, user string) string {
 	db := a.cfg.Databases[database]
 	if db.User != "" {
 		if db.User != user {
@@ -106,38 +106,18 @@ func (a *authenticator) heldPassword(database, user string) string {
 	return cc.Password
 }
 
-// authTrust admits the client without a password when no list of users is configured,
-// else only users on the list (PgBouncer's rule); anyone else fails like a wrong password.
-func (c *clientSession) authTrust(ctx context.Context) (string, error) {
-	a := c.srv.authn()
-	if !a.cfg.hasUserList() {
-		return "", nil
-	}
-	if _, ok := a.cfg.Users[c.user]; ok {
-		return "", nil
-	}
-	_, found, err := c.lookup(ctx, a.listedSecret)
-	if err != nil {
-		return "", err
-	}
-	if !found {
-		return "trust: user not listed", nil
-	}
-	return "", nil
-}
-
-// warnTrust logs a warning when clients from other hosts can reach addr and log in with
+// WarnTrust logs a warning when clients from other hosts can reach addr and log in with
 // trust, that is without any password.
-func (s *Server) warnTrust(addr net.Addr) {
+func (a *Authenticator) WarnTrust(addr net.Addr) {
 	ta, ok := addr.(*net.TCPAddr)
-	if !ok || ta.IP.IsLoopback() || !s.authn().trustConfigured() {
+	if !ok || ta.IP.IsLoopback() || !a.TrustConfigured() || a.log == nil {
 		return
 	}
 	who := "as any user the servers let in"
-	if s.conf().hasUserList() {
+	if a.hasUserList() {
 		who = "as any user of auth_file, [users], auth_query or the Authenticator"
 	}
-	s.log.Warn("auth_type trust on a non-loopback address: anyone who can reach "+addr.String()+
+	a.log.Warn("auth_type trust on a non-loopback address: anyone who can reach "+addr.String()+
 		" logs in without a password, "+who+`; use auth_type "scram-sha-256" with auth_file or a password in the primary URL, or listen on 127.0.0.1`,
 		"addr", addr.String())
 }
