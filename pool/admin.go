@@ -14,6 +14,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgproto3"
 
+	"github.com/cmlite/cmpool/pool/internal/admin"
 	"github.com/cmlite/cmpool/protocol"
 )
 
@@ -27,14 +28,6 @@ var Version = "0.1.0-dev"
 
 // AdminDatabase is the admin console's database name; PgBouncer's name is an alias.
 const AdminDatabase = "cmpool"
-
-// Type OIDs of the console's columns, as PgBouncer uses them.
-const (
-	oidText    = 25
-	oidInt4    = 23
-	oidInt8    = 20
-	oidNumeric = 1700
-)
 
 // isAdminDatabase reports whether a client asking for database wants the console: a
 // configured database of that name wins.
@@ -214,7 +207,7 @@ func (c *clientSession) adminCommand(ctx context.Context, words []string) ([]byt
 			return nil, protocol.NewError(protocol.CodeQueryCanceled, "PAUSE interrupted: "+err.Error())
 		}
 		c.srv.log.Info("paused by the admin console", "database", db, "user", c.user)
-		return commandComplete("PAUSE"), nil
+		return admin.CommandComplete("PAUSE"), nil
 	case "RESUME":
 		db, pe := arg()
 		if pe != nil {
@@ -224,7 +217,7 @@ func (c *clientSession) adminCommand(ctx context.Context, words []string) ([]byt
 			return nil, protocol.NewError(protocol.CodeObjectNotInState, "not paused")
 		}
 		c.srv.log.Info("resumed by the admin console", "database", db, "user", c.user)
-		return commandComplete("RESUME"), nil
+		return admin.CommandComplete("RESUME"), nil
 	case "KILL":
 		db, pe := arg()
 		if pe != nil {
@@ -235,7 +228,7 @@ func (c *clientSession) adminCommand(ctx context.Context, words []string) ([]byt
 		}
 		c.srv.kill(db)
 		c.srv.log.Warn("database killed by the admin console: its clients were disconnected", "database", db, "user", c.user)
-		return commandComplete("KILL"), nil
+		return admin.CommandComplete("KILL"), nil
 	case "DISABLE", "ENABLE":
 		db, pe := arg()
 		if pe != nil {
@@ -246,7 +239,7 @@ func (c *clientSession) adminCommand(ctx context.Context, words []string) ([]byt
 		}
 		c.srv.setDisabled(db, verb == "DISABLE")
 		c.srv.log.Info("database "+strings.ToLower(verb)+"d by the admin console", "database", db, "user", c.user)
-		return commandComplete(verb), nil
+		return admin.CommandComplete(verb), nil
 	case "WAIT_CLOSE":
 		db, pe := arg()
 		if pe != nil {
@@ -255,14 +248,14 @@ func (c *clientSession) adminCommand(ctx context.Context, words []string) ([]byt
 		if err := c.srv.waitClose(ctx, db); err != nil {
 			return nil, protocol.NewError(protocol.CodeQueryCanceled, "WAIT_CLOSE interrupted: "+err.Error())
 		}
-		return commandComplete("WAIT_CLOSE"), nil
+		return admin.CommandComplete("WAIT_CLOSE"), nil
 	case "RECONNECT":
 		db, pe := arg()
 		if pe != nil {
 			return nil, pe
 		}
 		c.srv.reconnect(db)
-		return commandComplete("RECONNECT"), nil
+		return admin.CommandComplete("RECONNECT"), nil
 	case "RELOAD":
 		if len(args) > 0 {
 			return nil, protocol.NewError(protocol.CodeSyntaxError, "RELOAD takes no arguments")
@@ -273,9 +266,9 @@ func (c *clientSession) adminCommand(ctx context.Context, words []string) ([]byt
 		}
 		var out []byte
 		if len(fixed) > 0 {
-			out = appendNotice(out, "these settings need a restart to change and were left as they are: "+strings.Join(fixed, ", "))
+			out = admin.AppendNotice(out, "these settings need a restart to change and were left as they are: "+strings.Join(fixed, ", "))
 		}
-		return append(out, commandComplete("RELOAD")...), nil
+		return append(out, admin.CommandComplete("RELOAD")...), nil
 	case "SHUTDOWN":
 		c.srv.log.Warn("shutdown requested from the admin console", "user", c.user)
 		go func() {
@@ -283,93 +276,14 @@ func (c *clientSession) adminCommand(ctx context.Context, words []string) ([]byt
 			defer cancel()
 			_ = c.srv.Shutdown(ctx)
 		}()
-		return commandComplete("SHUTDOWN"), nil
+		return admin.CommandComplete("SHUTDOWN"), nil
 	}
 	return nil, protocol.NewError(protocol.CodeSyntaxError, fmt.Sprintf("invalid command %q for the admin console; see SHOW HELP", strings.Join(words, " ")))
 }
 
-func commandComplete(tag string) []byte {
-	b, _ := (&pgproto3.CommandComplete{CommandTag: []byte(tag)}).Encode(nil)
-	return b
-}
-
-func appendNotice(dst []byte, msg string) []byte {
-	b, _ := (&pgproto3.NoticeResponse{Severity: "NOTICE", SeverityUnlocalized: "NOTICE", Code: "00000", Message: msg}).Encode(nil)
-	return append(dst, b...)
-}
-
-// column is one column of a console result.
-type column struct {
-	name string
-	oid  uint32
-}
-
-// table is a console result being built: rows of text values, nil for NULL.
-type table struct {
-	cols []column
-	rows [][]*string
-}
-
-func newTable(cols ...column) *table { return &table{cols: cols} }
-
-// row adds a row; each value is a string, an integer, a time.Time or nil.
-func (t *table) row(vals ...any) {
-	if len(vals) != len(t.cols) {
-		panic(fmt.Sprintf("pool: console row has %d values for %d columns", len(vals), len(t.cols)))
-	}
-	r := make([]*string, len(vals))
-	for i, v := range vals {
-		var s string
-		switch v := v.(type) {
-		case nil:
-			continue
-		case string:
-			s = v
-		case int:
-			s = strconv.Itoa(v)
-		case int64:
-			s = strconv.FormatInt(v, 10)
-		case uint32:
-			s = strconv.FormatUint(uint64(v), 10)
-		case time.Time:
-			s = v.UTC().Format("2006-01-02 15:04:05 MST")
-		default:
-			s = fmt.Sprint(v)
-		}
-		r[i] = &s
-	}
-	t.rows = append(t.rows, r)
-}
-
-// encode returns RowDescription, the DataRows and CommandComplete with tag.
-func (t *table) encode(tag string) []byte {
-	fields := make([]pgproto3.FieldDescription, len(t.cols))
-	for i, col := range t.cols {
-		size := int16(-1)
-		switch col.oid {
-		case oidInt4:
-			size = 4
-		case oidInt8:
-			size = 8
-		}
-		fields[i] = pgproto3.FieldDescription{Name: []byte(col.name), DataTypeOID: col.oid, DataTypeSize: size, TypeModifier: -1}
-	}
-	out, _ := (&pgproto3.RowDescription{Fields: fields}).Encode(nil)
-	for _, r := range t.rows {
-		vals := make([][]byte, len(r))
-		for i, v := range r {
-			if v != nil {
-				vals[i] = []byte(*v)
-			}
-		}
-		out, _ = (&pgproto3.DataRow{Values: vals}).Encode(out)
-	}
-	return append(out, commandComplete(tag)...)
-}
-
 // adminShow answers SHOW what.
 func (c *clientSession) adminShow(what string) ([]byte, *protocol.Error) {
-	var t *table
+	var t *admin.Table
 	switch what {
 	case "POOLS":
 		t = c.srv.showPools()
@@ -394,8 +308,8 @@ func (c *clientSession) adminShow(what string) ([]byte, *protocol.Error) {
 	case "LISTS":
 		t = c.srv.showLists()
 	case "VERSION":
-		t = newTable(column{"version", oidText})
-		t.row("cmpool " + Version)
+		t = admin.NewTable(admin.Column{Name: "version", OID: admin.OIDText})
+		t.Row("cmpool " + Version)
 	case "REPLICAS":
 		t = c.srv.showReplicas()
 	case "STATE":
@@ -403,14 +317,14 @@ func (c *clientSession) adminShow(what string) ([]byte, *protocol.Error) {
 	case "PEERS":
 		t = c.srv.showPeers()
 	case "HELP":
-		out := appendNotice(nil, "Console usage\n"+
+		out := admin.AppendNotice(nil, "Console usage\n"+
 			"\tSHOW HELP|POOLS|STATS|STATS_TOTALS|STATS_AVERAGES|TOTALS|CLIENTS|SERVERS|DATABASES|USERS|PEERS|CONFIG|LISTS|VERSION|REPLICAS|STATE\n"+
 			"\tPAUSE [<db>]\n\tRESUME [<db>]\n\tDISABLE <db>\n\tENABLE <db>\n\tKILL <db>\n\tRECONNECT [<db>]\n\tWAIT_CLOSE [<db>]\n\tRELOAD\n\tSHUTDOWN")
-		return append(out, commandComplete("SHOW")...), nil
+		return append(out, admin.CommandComplete("SHOW")...), nil
 	default:
 		return nil, protocol.NewError(protocol.CodeSyntaxError, fmt.Sprintf("unknown SHOW command %q; see SHOW HELP", what))
 	}
-	return t.encode("SHOW"), nil
+	return t.Encode("SHOW"), nil
 }
 
 // dbUser names a PgBouncer pool: a (database, user) pair. cmpool's pools are per
@@ -469,13 +383,13 @@ func (s *Server) countClients() map[dbUser]*clientCounts {
 	return out
 }
 
-func (s *Server) showPools() *table {
-	t := newTable(column{"database", oidText}, column{"user", oidText},
-		column{"cl_active", oidInt4}, column{"cl_waiting", oidInt4},
-		column{"cl_active_cancel_req", oidInt4}, column{"cl_waiting_cancel_req", oidInt4},
-		column{"sv_active", oidInt4}, column{"sv_active_cancel", oidInt4}, column{"sv_being_canceled", oidInt4},
-		column{"sv_idle", oidInt4}, column{"sv_used", oidInt4}, column{"sv_tested", oidInt4}, column{"sv_login", oidInt4},
-		column{"maxwait", oidInt4}, column{"maxwait_us", oidInt4}, column{"pool_mode", oidText})
+func (s *Server) showPools() *admin.Table {
+	t := admin.NewTable(admin.Column{Name: "database", OID: admin.OIDText}, admin.Column{Name: "user", OID: admin.OIDText},
+		admin.Column{Name: "cl_active", OID: admin.OIDInt4}, admin.Column{Name: "cl_waiting", OID: admin.OIDInt4},
+		admin.Column{Name: "cl_active_cancel_req", OID: admin.OIDInt4}, admin.Column{Name: "cl_waiting_cancel_req", OID: admin.OIDInt4},
+		admin.Column{Name: "sv_active", OID: admin.OIDInt4}, admin.Column{Name: "sv_active_cancel", OID: admin.OIDInt4}, admin.Column{Name: "sv_being_canceled", OID: admin.OIDInt4},
+		admin.Column{Name: "sv_idle", OID: admin.OIDInt4}, admin.Column{Name: "sv_used", OID: admin.OIDInt4}, admin.Column{Name: "sv_tested", OID: admin.OIDInt4}, admin.Column{Name: "sv_login", OID: admin.OIDInt4},
+		admin.Column{Name: "maxwait", OID: admin.OIDInt4}, admin.Column{Name: "maxwait_us", OID: admin.OIDInt4}, admin.Column{Name: "pool_mode", OID: admin.OIDText})
 	clients := s.countClients()
 	keys, groups := s.poolGroups()
 	seen := make(map[dbUser]bool)
@@ -498,12 +412,12 @@ func (s *Server) showPools() *table {
 		if cc == nil {
 			cc = &clientCounts{}
 		}
-		t.row(k.database, k.user, cc.active, cc.waiting, cancelsActive, cancelsWaiting, active, cancelConns, beingCanceled, idle, 0, 0, login,
+		t.Row(k.database, k.user, cc.active, cc.waiting, cancelsActive, cancelsWaiting, active, cancelConns, beingCanceled, idle, 0, 0, login,
 			int(cc.maxWait/time.Second), int((cc.maxWait%time.Second)/time.Microsecond), mode)
 	}
 	admin := dbUser{AdminDatabase, AdminDatabase}
 	if cc := clients[admin]; cc != nil {
-		t.row(admin.database, admin.user, cc.active, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, "statement")
+		t.Row(admin.database, admin.user, cc.active, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, "statement")
 	}
 	// Clients whose pools do not exist yet (still logging in) are left out, as PgBouncer does.
 	_ = seen
@@ -595,9 +509,9 @@ func sortedKeys[V any](m map[string]V) []string {
 	return keys
 }
 
-func (s *Server) showStats() *table {
-	n := func(name string) column { return column{name, oidNumeric} }
-	t := newTable(column{"database", oidText},
+func (s *Server) showStats() *admin.Table {
+	n := func(name string) admin.Column { return admin.Column{Name: name, OID: admin.OIDNumeric} }
+	t := admin.NewTable(admin.Column{Name: "database", OID: admin.OIDText},
 		n("total_xact_count"), n("total_query_count"), n("total_server_assignment_count"), n("total_received"), n("total_sent"),
 		n("total_xact_time"), n("total_query_time"), n("total_wait_time"),
 		n("total_client_parse_count"), n("total_server_parse_count"), n("total_bind_count"),
@@ -608,7 +522,7 @@ func (s *Server) showStats() *table {
 	avgs := s.statsAverages()
 	for _, db := range sortedKeys(totals) {
 		d, a := totals[db], avgs[db]
-		t.row(db, d.xacts, d.queries, d.assignments, d.received, d.sent, d.xactTime/1000, d.queryTime/1000, d.waitTime/1000,
+		t.Row(db, d.xacts, d.queries, d.assignments, d.received, d.sent, d.xactTime/1000, d.queryTime/1000, d.waitTime/1000,
 			d.clientParses, d.serverParses, d.binds,
 			a.xacts, a.queries, a.assignments, a.recv, a.sent, a.xactTime, a.queryTime, a.waitTime,
 			a.clientParses, a.serverParses, a.binds)
@@ -617,16 +531,16 @@ func (s *Server) showStats() *table {
 }
 
 // showStatsTotals is SHOW STATS_TOTALS, or SHOW STATS_AVERAGES when avg is set.
-func (s *Server) showStatsTotals(avg bool) *table {
-	n := func(name string) column { return column{name, oidNumeric} }
-	t := newTable(column{"database", oidText}, n("xact_count"), n("query_count"), n("server_assignment_count"),
+func (s *Server) showStatsTotals(avg bool) *admin.Table {
+	n := func(name string) admin.Column { return admin.Column{Name: name, OID: admin.OIDNumeric} }
+	t := admin.NewTable(admin.Column{Name: "database", OID: admin.OIDText}, n("xact_count"), n("query_count"), n("server_assignment_count"),
 		n("bytes_received"), n("bytes_sent"), n("xact_time"), n("query_time"), n("wait_time"),
 		n("client_parse_count"), n("server_parse_count"), n("bind_count"))
 	if avg {
 		avgs := s.statsAverages()
 		for _, db := range sortedKeys(avgs) {
 			a := avgs[db]
-			t.row(db, a.xacts, a.queries, a.assignments, a.recv, a.sent, a.xactTime, a.queryTime, a.waitTime,
+			t.Row(db, a.xacts, a.queries, a.assignments, a.recv, a.sent, a.xactTime, a.queryTime, a.waitTime,
 				a.clientParses, a.serverParses, a.binds)
 		}
 		return t
@@ -634,14 +548,14 @@ func (s *Server) showStatsTotals(avg bool) *table {
 	totals := s.totalsByDatabase()
 	for _, db := range sortedKeys(totals) {
 		d := totals[db]
-		t.row(db, d.xacts, d.queries, d.assignments, d.received, d.sent, d.xactTime/1000, d.queryTime/1000, d.waitTime/1000,
+		t.Row(db, d.xacts, d.queries, d.assignments, d.received, d.sent, d.xactTime/1000, d.queryTime/1000, d.waitTime/1000,
 			d.clientParses, d.serverParses, d.binds)
 	}
 	return t
 }
 
-func (s *Server) showTotals() *table {
-	t := newTable(column{"name", oidText}, column{"value", oidNumeric})
+func (s *Server) showTotals() *admin.Table {
+	t := admin.NewTable(admin.Column{Name: "name", OID: admin.OIDText}, admin.Column{Name: "value", OID: admin.OIDNumeric})
 	var sum poolTotals
 	for _, d := range s.totalsByDatabase() {
 		sum = sum.plus(d)
@@ -653,18 +567,18 @@ func (s *Server) showTotals() *table {
 	}{{"xact_count", sum.xacts}, {"query_count", sum.queries}, {"server_assignment_count", sum.assignments},
 		{"bytes_received", sum.received}, {"bytes_sent", sum.sent}, {"xact_time", sum.xactTime},
 		{"query_time", sum.queryTime}, {"wait_time", sum.waitTime}} {
-		t.row(kv.k, kv.v)
+		t.Row(kv.k, kv.v)
 	}
 	return t
 }
 
 // connColumns are the columns SHOW CLIENTS and SHOW SERVERS share.
-func connColumns() []column {
-	return []column{{"type", oidText}, {"user", oidText}, {"database", oidText}, {"state", oidText},
-		{"addr", oidText}, {"port", oidInt4}, {"local_addr", oidText}, {"local_port", oidInt4},
-		{"connect_time", oidText}, {"request_time", oidText}, {"wait", oidInt4}, {"wait_us", oidInt4},
-		{"close_needed", oidInt4}, {"ptr", oidText}, {"link", oidText}, {"remote_pid", oidInt4},
-		{"tls", oidText}, {"application_name", oidText}, {"prepared_statements", oidInt4}}
+func connColumns() []admin.Column {
+	return []admin.Column{{Name: "type", OID: admin.OIDText}, {Name: "user", OID: admin.OIDText}, {Name: "database", OID: admin.OIDText}, {Name: "state", OID: admin.OIDText},
+		{Name: "addr", OID: admin.OIDText}, {Name: "port", OID: admin.OIDInt4}, {Name: "local_addr", OID: admin.OIDText}, {Name: "local_port", OID: admin.OIDInt4},
+		{Name: "connect_time", OID: admin.OIDText}, {Name: "request_time", OID: admin.OIDText}, {Name: "wait", OID: admin.OIDInt4}, {Name: "wait_us", OID: admin.OIDInt4},
+		{Name: "close_needed", OID: admin.OIDInt4}, {Name: "ptr", OID: admin.OIDText}, {Name: "link", OID: admin.OIDText}, {Name: "remote_pid", OID: admin.OIDInt4},
+		{Name: "tls", OID: admin.OIDText}, {Name: "application_name", OID: admin.OIDText}, {Name: "prepared_statements", OID: admin.OIDInt4}}
 }
 
 func splitAddr(a string) (string, int) {
@@ -679,8 +593,8 @@ func splitAddr(a string) (string, int) {
 func clientPtr(c *clientSession) string { return fmt.Sprintf("c%p", c) }
 func serverPtr(sc *serverConn) string   { return fmt.Sprintf("s%p", sc) }
 
-func (s *Server) showClients() *table {
-	t := newTable(connColumns()...)
+func (s *Server) showClients() *admin.Table {
+	t := admin.NewTable(connColumns()...)
 	clients := s.clientsOf("")
 	sort.Slice(clients, func(i, j int) bool { return clients[i].connectedAt.Before(clients[j].connectedAt) })
 	now := nanotime()
@@ -729,15 +643,15 @@ func (s *Server) showClients() *table {
 			st := c.tlsConn.ConnectionState()
 			tlsInfo = tls.VersionName(st.Version) + "/" + tls.CipherSuiteName(st.CipherSuite)
 		}
-		t.row("C", user, database, state, addr, port, laddr, lport, c.connectedAt, req,
+		t.Row("C", user, database, state, addr, port, laddr, lport, c.connectedAt, req,
 			int(wait/time.Second), int((wait%time.Second)/time.Microsecond), closing, clientPtr(c), link,
 			0, tlsInfo, app, nstmts)
 	}
 	return t
 }
 
-func (s *Server) showServers() *table {
-	t := newTable(connColumns()...)
+func (s *Server) showServers() *admin.Table {
+	t := admin.NewTable(connColumns()...)
 	type srv struct {
 		bp *backendPool
 		sc *serverConn
@@ -761,18 +675,18 @@ func (s *Server) showServers() *table {
 		if e.sc.createdAt.UnixNano() < e.bp.reconnectBefore.Load() {
 			closing = 1
 		}
-		t.row("S", e.bp.connCfg.User, e.bp.key.database, state, addr, port, laddr, lport, e.sc.createdAt, e.sc.createdAt,
+		t.Row("S", e.bp.connCfg.User, e.bp.key.database, state, addr, port, laddr, lport, e.sc.createdAt, e.sc.createdAt,
 			0, 0, closing, serverPtr(e.sc), link, e.sc.pid, "", app, e.sc.prepared.Len())
 	}
 	return t
 }
 
-func (s *Server) showDatabases() *table {
-	t := newTable(column{"name", oidText}, column{"host", oidText}, column{"port", oidInt4},
-		column{"database", oidText}, column{"force_user", oidText}, column{"pool_size", oidInt4},
-		column{"min_pool_size", oidInt4}, column{"reserve_pool", oidInt4}, column{"pool_mode", oidText},
-		column{"max_connections", oidInt4}, column{"current_connections", oidInt4},
-		column{"paused", oidInt4}, column{"disabled", oidInt4})
+func (s *Server) showDatabases() *admin.Table {
+	t := admin.NewTable(admin.Column{Name: "name", OID: admin.OIDText}, admin.Column{Name: "host", OID: admin.OIDText}, admin.Column{Name: "port", OID: admin.OIDInt4},
+		admin.Column{Name: "database", OID: admin.OIDText}, admin.Column{Name: "force_user", OID: admin.OIDText}, admin.Column{Name: "pool_size", OID: admin.OIDInt4},
+		admin.Column{Name: "min_pool_size", OID: admin.OIDInt4}, admin.Column{Name: "reserve_pool", OID: admin.OIDInt4}, admin.Column{Name: "pool_mode", OID: admin.OIDText},
+		admin.Column{Name: "max_connections", OID: admin.OIDInt4}, admin.Column{Name: "current_connections", OID: admin.OIDInt4},
+		admin.Column{Name: "paused", OID: admin.OIDInt4}, admin.Column{Name: "disabled", OID: admin.OIDInt4})
 	cfg := s.conf()
 	s.mu.Lock()
 	primary := s.primaryCfg
@@ -816,9 +730,9 @@ func (s *Server) showDatabases() *table {
 		if pauses.covers(name) {
 			paused = 1
 		}
-		t.row(name, host, port, dbname, db.User, size, cfg.MinPoolSize, 0, string(mode), 0, current[name], paused, boolInt(disabled[name]))
+		t.Row(name, host, port, dbname, db.User, size, cfg.MinPoolSize, 0, string(mode), 0, current[name], paused, boolInt(disabled[name]))
 	}
-	t.row(AdminDatabase, nil, 0, AdminDatabase, AdminDatabase, 2, 0, 0, "statement", 0, 0, 0, 0)
+	t.Row(AdminDatabase, nil, 0, AdminDatabase, AdminDatabase, 2, 0, 0, "statement", 0, 0, 0, 0)
 	return t
 }
 
@@ -832,8 +746,8 @@ func boolInt(b bool) int {
 
 // showPeers lists the [peers] in force (PgBouncer's SHOW PEERS). pool_size is 0: cmpool
 // opens a connection per forwarded cancel request and keeps none.
-func (s *Server) showPeers() *table {
-	t := newTable(column{"peer_id", oidInt4}, column{"host", oidText}, column{"port", oidInt4}, column{"pool_size", oidInt4})
+func (s *Server) showPeers() *admin.Table {
+	t := admin.NewTable(admin.Column{Name: "peer_id", OID: admin.OIDInt4}, admin.Column{Name: "host", OID: admin.OIDText}, admin.Column{Name: "port", OID: admin.OIDInt4}, admin.Column{Name: "pool_size", OID: admin.OIDInt4})
 	peers := s.conf().Peers
 	ids := make([]int, 0, len(peers))
 	for id := range peers {
@@ -846,25 +760,25 @@ func (s *Server) showPeers() *table {
 		if err != nil {
 			host, p = peers[id], 0
 		}
-		t.row(id, host, p, 0)
+		t.Row(id, host, p, 0)
 	}
 	return t
 }
 
-func (s *Server) showUsers() *table {
-	t := newTable(column{"name", oidText}, column{"pool_mode", oidText})
+func (s *Server) showUsers() *admin.Table {
+	t := admin.NewTable(admin.Column{Name: "name", OID: admin.OIDText}, admin.Column{Name: "pool_mode", OID: admin.OIDText})
 	users := make(map[string]bool)
 	for _, bp := range s.poolsOf("") {
 		users[bp.key.user] = true
 	}
 	for _, u := range sortedKeys(users) {
-		t.row(u, nil)
+		t.Row(u, nil)
 	}
 	return t
 }
 
-func (s *Server) showLists() *table {
-	t := newTable(column{"list", oidText}, column{"items", oidInt4})
+func (s *Server) showLists() *admin.Table {
+	t := admin.NewTable(admin.Column{Name: "list", OID: admin.OIDText}, admin.Column{Name: "items", OID: admin.OIDInt4})
 	keys, groups := s.poolGroups()
 	dbs, users := make(map[string]bool), make(map[string]bool)
 	var free, used int
@@ -894,15 +808,15 @@ func (s *Server) showLists() *table {
 		{"free_clients", 0}, {"used_clients", loggedIn}, {"login_clients", login},
 		{"free_servers", free}, {"used_servers", used},
 		{"dns_names", 0}, {"dns_zones", 0}, {"dns_queries", 0}, {"dns_pending", 0}} {
-		t.row(kv.k, kv.v)
+		t.Row(kv.k, kv.v)
 	}
 	return t
 }
 
-func (s *Server) showReplicas() *table {
-	t := newTable(column{"index", oidInt4}, column{"host", oidText}, column{"role", oidText}, column{"state", oidText},
-		column{"lag_bytes", oidInt8}, column{"lag_ms", oidInt8}, column{"replay_lsn", oidText},
-		column{"routed", oidInt8}, column{"outstanding", oidInt8}, column{"banned_until", oidText}, column{"last_error", oidText})
+func (s *Server) showReplicas() *admin.Table {
+	t := admin.NewTable(admin.Column{Name: "index", OID: admin.OIDInt4}, admin.Column{Name: "host", OID: admin.OIDText}, admin.Column{Name: "role", OID: admin.OIDText}, admin.Column{Name: "state", OID: admin.OIDText},
+		admin.Column{Name: "lag_bytes", OID: admin.OIDInt8}, admin.Column{Name: "lag_ms", OID: admin.OIDInt8}, admin.Column{Name: "replay_lsn", OID: admin.OIDText},
+		admin.Column{Name: "routed", OID: admin.OIDInt8}, admin.Column{Name: "outstanding", OID: admin.OIDInt8}, admin.Column{Name: "banned_until", OID: admin.OIDText}, admin.Column{Name: "last_error", OID: admin.OIDText})
 	rs := s.rs()
 	if rs == nil {
 		return t
@@ -912,14 +826,14 @@ func (s *Server) showReplicas() *table {
 		if !r.BannedUntil.IsZero() && time.Now().Before(r.BannedUntil) {
 			banned = r.BannedUntil
 		}
-		t.row(r.Index, r.Host, r.Role, r.State, r.LagBytes, r.LagTime.Milliseconds(), r.ReplayLSN.String(),
+		t.Row(r.Index, r.Host, r.Role, r.State, r.LagBytes, r.LagTime.Milliseconds(), r.ReplayLSN.String(),
 			r.Routed, r.Outstanding, banned, r.LastError)
 	}
 	return t
 }
 
-func (s *Server) showState() *table {
-	t := newTable(column{"key", oidText}, column{"value", oidText})
+func (s *Server) showState() *admin.Table {
+	t := admin.NewTable(admin.Column{Name: "key", OID: admin.OIDText}, admin.Column{Name: "value", OID: admin.OIDText})
 	p := s.pauses.Load()
 	paused := "no"
 	switch {
@@ -932,8 +846,8 @@ func (s *Server) showState() *table {
 	if s.closing.Load() {
 		shutting = "yes"
 	}
-	t.row("paused", paused)
-	t.row("shutting_down", shutting)
-	t.row("uptime", time.Since(s.started).Round(time.Second).String())
+	t.Row("paused", paused)
+	t.Row("shutting_down", shutting)
+	t.Row("uptime", time.Since(s.started).Round(time.Second).String())
 	return t
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"github.com/cmlite/cmpool/pool/internal/admin"
 	"github.com/cmlite/cmpool/router"
 )
 
@@ -261,7 +262,7 @@ func seconds(d time.Duration) string { return strconv.FormatFloat(d.Seconds(), '
 
 // showConfig is SHOW CONFIG, with PgBouncer's key names where PgBouncer has the setting
 // and durations in seconds.
-func (s *Server) showConfig() *table {
+func (s *Server) showConfig() *admin.Table {
 	c := s.conf()
 	n := strconv.Itoa
 	entries := []configEntry{
@@ -306,13 +307,13 @@ func (s *Server) showConfig() *table {
 		{"consistency", c.Consistency, "session", true},
 		{"rw_wait", seconds(c.RWWait), "0.05", true},
 	}
-	t := newTable(column{"key", oidText}, column{"value", oidText}, column{"default", oidText}, column{"changeable", oidText})
+	t := admin.NewTable(admin.Column{Name: "key", OID: admin.OIDText}, admin.Column{Name: "value", OID: admin.OIDText}, admin.Column{Name: "default", OID: admin.OIDText}, admin.Column{Name: "changeable", OID: admin.OIDText})
 	for _, e := range entries {
 		ch := "yes"
 		if !e.changeable {
 			ch = "no"
 		}
-		t.row(e.key, e.value, e.def, ch)
+		t.Row(e.key, e.value, e.def, ch)
 	}
 	return t
 }
