@@ -10,40 +10,40 @@ import (
 
 // Type OIDs of the console's columns, as PgBouncer uses them.
 const (
-	OIDText    = 25
-	OIDInt4    = 23
-	OIDInt8    = 20
-	OIDNumeric = 1700
+	oidText    = 25
+	oidInt4    = 23
+	oidInt8    = 20
+	oidNumeric = 1700
 )
 
-// CommandComplete returns a CommandComplete message with tag.
-func CommandComplete(tag string) []byte {
+// commandComplete returns a CommandComplete message with tag.
+func commandComplete(tag string) []byte {
 	b, _ := (&pgproto3.CommandComplete{CommandTag: []byte(tag)}).Encode(nil)
 	return b
 }
 
-// AppendNotice appends a NoticeResponse with msg to dst.
-func AppendNotice(dst []byte, msg string) []byte {
+// appendNotice appends a NoticeResponse with msg to dst.
+func appendNotice(dst []byte, msg string) []byte {
 	b, _ := (&pgproto3.NoticeResponse{Severity: "NOTICE", SeverityUnlocalized: "NOTICE", Code: "00000", Message: msg}).Encode(nil)
 	return append(dst, b...)
 }
 
-// Column is one column of a console result.
-type Column struct {
-	Name string
-	OID  uint32
+// column is one column of a console result.
+type column struct {
+	name string
+	oid  uint32
 }
 
-// Table is a console result being built: rows of text values, nil for NULL.
-type Table struct {
-	cols []Column
+// table is a console result being built: rows of text values, nil for NULL.
+type table struct {
+	cols []column
 	rows [][]*string
 }
 
-func NewTable(cols ...Column) *Table { return &Table{cols: cols} }
+func newTable(cols ...column) *table { return &table{cols: cols} }
 
-// Row adds a row; each value is a string, an integer, a time.Time or nil.
-func (t *Table) Row(vals ...any) {
+// row adds a row; each value is a string, an integer, a time.Time or nil.
+func (t *table) row(vals ...any) {
 	if len(vals) != len(t.cols) {
 		panic(fmt.Sprintf("pool: console row has %d values for %d columns", len(vals), len(t.cols)))
 	}
@@ -71,18 +71,18 @@ func (t *Table) Row(vals ...any) {
 	t.rows = append(t.rows, r)
 }
 
-// Encode returns RowDescription, the DataRows and CommandComplete with tag.
-func (t *Table) Encode(tag string) []byte {
+// encode returns RowDescription, the DataRows and CommandComplete with tag.
+func (t *table) encode(tag string) []byte {
 	fields := make([]pgproto3.FieldDescription, len(t.cols))
 	for i, col := range t.cols {
 		size := int16(-1)
-		switch col.OID {
-		case OIDInt4:
+		switch col.oid {
+		case oidInt4:
 			size = 4
-		case OIDInt8:
+		case oidInt8:
 			size = 8
 		}
-		fields[i] = pgproto3.FieldDescription{Name: []byte(col.Name), DataTypeOID: col.OID, DataTypeSize: size, TypeModifier: -1}
+		fields[i] = pgproto3.FieldDescription{Name: []byte(col.name), DataTypeOID: col.oid, DataTypeSize: size, TypeModifier: -1}
 	}
 	out, _ := (&pgproto3.RowDescription{Fields: fields}).Encode(nil)
 	for _, r := range t.rows {
@@ -94,5 +94,5 @@ func (t *Table) Encode(tag string) []byte {
 		}
 		out, _ = (&pgproto3.DataRow{Values: vals}).Encode(out)
 	}
-	return append(out, CommandComplete(tag)...)
+	return append(out, commandComplete(tag)...)
 }

@@ -1,0 +1,168 @@
+package pool
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgproto3"
+
+	"github.com/cmlite/cmpool/pool/internal/admin"
+	"github.com/cmlite/cmpool/protocol"
+)
+
+// The admin console (pool/internal/admin) is served to clients of the database
+// AdminDatabase: this file logs them in, reads their queries and gives the console a
+// Controller over the Server. docs/operations.md is the reference.
+
+// Version is cmpool's version, reported by SHOW VERSION and `cmpool version`.
+var Version = "0.1.0-dev"
+
+// AdminDatabase is the admin console's database name; PgBouncer's name is an alias.
+const AdminDatabase = admin.DatabaseName
+
+// isAdminDatabase reports whether a client asking for database wants the console: a
+// configured database of that name wins.
+func (s *Server) isAdminDatabase(database string) bool {
+	if database != AdminDatabase && database != "pgbouncer" {
+		return false
+	}
+	_, configured := s.conf().Databases[database]
+	return !configured
+}
+
+// adminStartup finishes the login of a console client, authenticated already.
+func (c *clientSession) adminStartup() error {
+	c.admin = true
+	if (consoleControl{c.srv}).Role(c.user) == admin.RoleNone {
+		return protocol.NewFatal(protocol.CodeInvalidAuthorization,
+			fmt.Sprintf("not allowed: user %q is in neither admin_users nor stats_users", c.user))
+	}
+	c.key = c.srv.unregisteredKey()
+	var out []byte // after the AuthenticationOk that authenticate sent
+	for _, p := range [][2]string{
+		{"application_name", c.params["application_name"]},
+		{"client_encoding", "UTF8"},
+		{"DateStyle", "ISO"},
+		{"integer_datetimes", "on"},
+		{"IntervalStyle", "postgres"},
+		{"server_encoding", "UTF8"},
+		{"server_version", "15.0"},
+		{"standard_conforming_strings", "on"},
+		{"TimeZone", "UTC"},
+	} {
+		out, _ = (&pgproto3.ParameterStatus{Name: p[0], Value: p[1]}).Encode(out)
+	}
+	out, _ = (&pgproto3.BackendKeyData{ProcessID: c.key.pid, SecretKey: c.key.secret[:]}).Encode(out)
+	out = protocol.AppendReadyForQuery(out, 'I')
+	_ = c.conn.SetDeadline(time.Time{})
+	c.loggedIn.Store(true)
+	return c.writeLocal(out)
+}
+
+// adminLoop serves console commands until the client leaves.
+func (c *clientSession) adminLoop(ctx context.Context) error {
+	console := &admin.Console{Ctl: consoleControl{c.srv}, Log: c.srv.log, User: c.user, Version: Version}
+	discarding := false
+	for {
+		fr, err := c.fr.Next()
+		if err != nil {
+			if c.isClosing() {
+				return protocol.NewFatal(protocol.CodeAdminShutdown, "terminating connection due to administrator command")
+			}
+			var fe *protocol.FrameError
+			if errors.As(err, &fe) || errors.Is(err, protocol.ErrMessageTooLarge) {
+				return protocol.NewFatal(protocol.CodeProtocolViolation, err.Error())
+			}
+			return err
+		}
+		switch fr.Type {
+		case 'X':
+			return nil
+		case 'Q':
+			msg, err := c.fr.Message()
+			if err != nil {
+				return err
+			}
+			out, failed := console.Run(ctx, string(msg[protocol.HeaderLen:len(msg)-1]))
+			if failed != nil {
+				c.noteError(nil, failed.Code)
+			}
+			out = protocol.AppendReadyForQuery(out, 'I')
+			if err := c.writeLocal(out); err != nil {
+				return err
+			}
+		case 'S':
+			if err := c.fr.Skip(); err != nil {
+				return err
+			}
+			discarding = false
+			if err := c.writeLocal(readyIdle); err != nil {
+				return err
+			}
+		case 'P', 'B', 'D', 'E', 'C', 'H', 'F':
+			if err := c.fr.Skip(); err != nil {
+				return err
+			}
+			if discarding {
+				continue
+			}
+			discarding = fr.Type != 'F'
+			pe := protocol.NewError(protocol.CodeFeatureNotSupported, "the admin console supports only the simple query protocol")
+			pe.Hint = "use simple queries (psql, lib/pq, or pgx with QueryExecModeSimpleProtocol)"
+			out := protocol.AppendErrorResponse(nil, pe)
+			if fr.Type == 'F' {
+				out = protocol.AppendReadyForQuery(out, 'I')
+			}
+			if err := c.writeLocal(out); err != nil {
+				return err
+			}
+		default:
+			return protocol.NewFatal(protocol.CodeProtocolViolation, fmt.Sprintf("invalid frontend message type %q", fr.Type))
+		}
+		if c.isClosing() {
+			return protocol.NewFatal(protocol.CodeAdminShutdown, "terminating connection due to administrator command")
+		}
+	}
+}
+
+// consoleControl is the Server as the console sees it.
+type consoleControl struct{ s *Server }
+
+var _ admin.Controller = consoleControl{}
+
+func (cc consoleControl) Snapshot(parts admin.Parts) *admin.Snapshot { return cc.s.snapshot(parts) }
+
+func (cc consoleControl) Role(user string) admin.Role {
+	cfg := cc.s.conf()
+	return admin.RoleOf(user, cfg.AdminUsers, cfg.StatsUsers)
+}
+
+func (cc consoleControl) Pause(ctx context.Context, database string) error {
+	return cc.s.pause(ctx, database)
+}
+
+func (cc consoleControl) Resume(database string) bool { return cc.s.setPause(database, false, false) }
+
+func (cc consoleControl) Kill(database string) { cc.s.kill(database) }
+
+func (cc consoleControl) SetDisabled(database string, disabled bool) {
+	cc.s.setDisabled(database, disabled)
+}
+
+func (cc consoleControl) WaitClose(ctx context.Context, database string) error {
+	return cc.s.waitClose(ctx, database)
+}
+
+func (cc consoleControl) Reconnect(database string) { cc.s.reconnect(database) }
+
+func (cc consoleControl) Reload() ([]string, error) { return cc.s.reloadFromSource() }
+
+func (cc consoleControl) Shutdown() {
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), cc.s.conf().ShutdownTimeout)
+		defer cancel()
+		_ = cc.s.Shutdown(ctx)
+	}()
+}
