@@ -2,11 +2,8 @@ package pool
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
-
-	"github.com/jackc/pgx/v5/pgproto3"
 
 	"github.com/cmlite/cmpool/pool/internal/admin"
 	"github.com/cmlite/cmpool/protocol"
@@ -40,22 +37,8 @@ func (c *clientSession) adminStartup() error {
 			fmt.Sprintf("not allowed: user %q is in neither admin_users nor stats_users", c.user))
 	}
 	c.key = c.srv.unregisteredKey()
-	var out []byte // after the AuthenticationOk that authenticate sent
-	for _, p := range [][2]string{
-		{"application_name", c.params["application_name"]},
-		{"client_encoding", "UTF8"},
-		{"DateStyle", "ISO"},
-		{"integer_datetimes", "on"},
-		{"IntervalStyle", "postgres"},
-		{"server_encoding", "UTF8"},
-		{"server_version", "15.0"},
-		{"standard_conforming_strings", "on"},
-		{"TimeZone", "UTC"},
-	} {
-		out, _ = (&pgproto3.ParameterStatus{Name: p[0], Value: p[1]}).Encode(out)
-	}
-	out, _ = (&pgproto3.BackendKeyData{ProcessID: c.key.pid, SecretKey: c.key.secret[:]}).Encode(out)
-	out = protocol.AppendReadyForQuery(out, 'I')
+	// after the AuthenticationOk that authenticate sent
+	out := admin.StartupReply(c.params["application_name"], c.key.pid, c.key.secret[:])
 	_ = c.conn.SetDeadline(time.Time{})
 	c.loggedIn.Store(true)
 	return c.writeLocal(out)
@@ -64,67 +47,12 @@ func (c *clientSession) adminStartup() error {
 // adminLoop serves console commands until the client leaves.
 func (c *clientSession) adminLoop(ctx context.Context) error {
 	console := &admin.Console{Ctl: consoleControl{c.srv}, Log: c.srv.log, User: c.user, Version: Version}
-	discarding := false
-	for {
-		fr, err := c.fr.Next()
-		if err != nil {
-			if c.isClosing() {
-				return protocol.NewFatal(protocol.CodeAdminShutdown, "terminating connection due to administrator command")
-			}
-			var fe *protocol.FrameError
-			if errors.As(err, &fe) || errors.Is(err, protocol.ErrMessageTooLarge) {
-				return protocol.NewFatal(protocol.CodeProtocolViolation, err.Error())
-			}
-			return err
-		}
-		switch fr.Type {
-		case 'X':
-			return nil
-		case 'Q':
-			msg, err := c.fr.Message()
-			if err != nil {
-				return err
-			}
-			out, failed := console.Run(ctx, string(msg[protocol.HeaderLen:len(msg)-1]))
-			if failed != nil {
-				c.noteError(nil, failed.Code)
-			}
-			out = protocol.AppendReadyForQuery(out, 'I')
-			if err := c.writeLocal(out); err != nil {
-				return err
-			}
-		case 'S':
-			if err := c.fr.Skip(); err != nil {
-				return err
-			}
-			discarding = false
-			if err := c.writeLocal(readyIdle); err != nil {
-				return err
-			}
-		case 'P', 'B', 'D', 'E', 'C', 'H', 'F':
-			if err := c.fr.Skip(); err != nil {
-				return err
-			}
-			if discarding {
-				continue
-			}
-			discarding = fr.Type != 'F'
-			pe := protocol.NewError(protocol.CodeFeatureNotSupported, "the admin console supports only the simple query protocol")
-			pe.Hint = "use simple queries (psql, lib/pq, or pgx with QueryExecModeSimpleProtocol)"
-			out := protocol.AppendErrorResponse(nil, pe)
-			if fr.Type == 'F' {
-				out = protocol.AppendReadyForQuery(out, 'I')
-			}
-			if err := c.writeLocal(out); err != nil {
-				return err
-			}
-		default:
-			return protocol.NewFatal(protocol.CodeProtocolViolation, fmt.Sprintf("invalid frontend message type %q", fr.Type))
-		}
-		if c.isClosing() {
-			return protocol.NewFatal(protocol.CodeAdminShutdown, "terminating connection due to administrator command")
-		}
-	}
+	return console.Serve(ctx, admin.Conn{
+		Frames:  c.fr,
+		Write:   c.writeLocal,
+		Closing: c.isClosing,
+		Failed:  func(code string) { c.noteError(nil, code) },
+	})
 }
 
 // consoleControl is the Server as the console sees it.
