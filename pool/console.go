@@ -10,8 +10,8 @@ import (
 )
 
 // The admin console (pool/internal/admin) is served to clients of the database
-// AdminDatabase: this file logs them in, reads their queries and gives the console a
-// Controller over the Server. docs/operations.md is the reference.
+// AdminDatabase: this file finishes their login, hands their connection to the console
+// and gives it a Controller over the Server. docs/operations.md is the reference.
 
 // Version is cmpool's version, reported by SHOW VERSION and `cmpool version`.
 var Version = "0.1.0-dev"
@@ -29,7 +29,8 @@ func (s *Server) isAdminDatabase(database string) bool {
 	return !configured
 }
 
-// adminStartup finishes the login of a console client, authenticated already.
+// adminStartup finishes the login of a console client, authenticated already: what
+// follows the AuthenticationOk that authenticate sent.
 func (c *clientSession) adminStartup() error {
 	c.admin = true
 	if (consoleControl{c.srv}).Role(c.user) == admin.RoleNone {
@@ -37,7 +38,6 @@ func (c *clientSession) adminStartup() error {
 			fmt.Sprintf("not allowed: user %q is in neither admin_users nor stats_users", c.user))
 	}
 	c.key = c.srv.unregisteredKey()
-	// after the AuthenticationOk that authenticate sent
 	out := admin.StartupReply(c.params["application_name"], c.key.pid, c.key.secret[:])
 	_ = c.conn.SetDeadline(time.Time{})
 	c.loggedIn.Store(true)
