@@ -12,6 +12,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"github.com/cmlite/cmpool/pool/internal/admin"
 	"github.com/cmlite/cmpool/router"
 )
 
@@ -192,7 +193,7 @@ func (s *Server) reload(cfg Config) ([]string, error) {
 // retiredTotals keeps the counters of pools that were replaced (by a reload or a
 // promotion), so that totals never go backwards.
 type retiredTotals struct {
-	byKey map[poolKey]poolTotals
+	byKey map[poolKey]admin.Totals
 }
 
 // retirePoolsLocked adds the counters of pools being dropped to the retired totals. The
@@ -204,10 +205,10 @@ func (s *Server) retirePoolsLocked(pools []*backendPool) {
 	cur := s.retired.Load()
 	next := &retiredTotals{byKey: maps.Clone(cur.byKey)}
 	if next.byKey == nil {
-		next.byKey = make(map[poolKey]poolTotals)
+		next.byKey = make(map[poolKey]admin.Totals)
 	}
 	for _, bp := range pools {
-		next.byKey[bp.key] = next.byKey[bp.key].plus(bp.totals())
+		next.byKey[bp.key] = next.byKey[bp.key].Plus(bp.totals())
 	}
 	s.retired.Store(next)
 }
@@ -228,25 +229,13 @@ func (s *Server) statsSampler() {
 		case <-tick.C:
 		}
 		cur := s.totalsByDatabase()
-		avgs := make(map[string]averages, len(cur))
+		avgs := make(map[string]admin.Averages, len(cur))
 		for db, t := range cur {
-			avgs[db] = averagesOf(t.minus(prev[db]), statsPeriod)
+			avgs[db] = admin.AveragesOf(t.Minus(prev[db]), statsPeriod)
 		}
 		s.averages.Store(&avgs)
 		prev = cur
 	}
-}
-
-// statsAverages returns the averages of the last stats period (none before the first).
-func (s *Server) statsAverages() map[string]averages {
-	if p := s.averages.Load(); p != nil {
-		return *p
-	}
-	out := make(map[string]averages)
-	for db := range s.totalsByDatabase() {
-		out[db] = averages{}
-	}
-	return out
 }
 
 func parseConnString(u string) (*pgconn.Config, error) { return pgconn.ParseConfig(u) }
@@ -259,9 +248,9 @@ type configEntry struct {
 
 func seconds(d time.Duration) string { return strconv.FormatFloat(d.Seconds(), 'f', -1, 64) }
 
-// showConfig is SHOW CONFIG, with PgBouncer's key names where PgBouncer has the setting
-// and durations in seconds.
-func (s *Server) showConfig() *table {
+// configEntries are SHOW CONFIG's rows, with PgBouncer's key names where PgBouncer has
+// the setting and durations in seconds.
+func (s *Server) configEntries() []admin.ConfigEntry {
 	c := s.conf()
 	n := strconv.Itoa
 	entries := []configEntry{
@@ -306,15 +295,11 @@ func (s *Server) showConfig() *table {
 		{"consistency", c.Consistency, "session", true},
 		{"rw_wait", seconds(c.RWWait), "0.05", true},
 	}
-	t := newTable(column{"key", oidText}, column{"value", oidText}, column{"default", oidText}, column{"changeable", oidText})
-	for _, e := range entries {
-		ch := "yes"
-		if !e.changeable {
-			ch = "no"
-		}
-		t.row(e.key, e.value, e.def, ch)
+	out := make([]admin.ConfigEntry, len(entries))
+	for i, e := range entries {
+		out[i] = admin.ConfigEntry{Key: e.key, Value: e.value, Default: e.def, Changeable: e.changeable}
 	}
-	return t
+	return out
 }
 
 func boolString(b bool) string {

@@ -17,6 +17,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgproto3"
 
+	"github.com/cmlite/cmpool/pool/internal/admin"
 	"github.com/cmlite/cmpool/protocol"
 	"github.com/cmlite/cmpool/router"
 )
@@ -64,7 +65,7 @@ type Server struct {
 	// disabled holds the databases DISABLE refuses new logins to (see setDisabled).
 	disabled  atomic.Pointer[map[string]bool]
 	retired   atomic.Pointer[retiredTotals]
-	averages  atomic.Pointer[map[string]averages]
+	averages  atomic.Pointer[map[string]admin.Averages]
 	reloadMu  sync.Mutex // serializes Reload
 	readiness readyCache
 	startOnce sync.Once

@@ -1,8 +1,6 @@
 package pool
 
 import (
-	"fmt"
-	"sort"
 	"sync/atomic"
 	"time"
 
@@ -103,76 +101,46 @@ type poolCounters struct {
 
 // Stat returns a snapshot of the server's pools.
 func (s *Server) Stat() Stat {
+	snap := s.snapshot(0)
 	st := Stat{
 		Clients:            int(s.nClients.Load()),
 		PreparedStatements: s.stmts.Len(),
+		Replicas:           snap.Replicas,
 		ReadsOnPrimary:     s.routedPrimaryFallback.Load(),
 		ReadOnlyReplays:    s.readOnlyReplays.Load(),
 		Promotions:         s.promotions.Load(),
 		ReadWaits:          s.readWaits.Load(),
 		RoutedPrimary:      s.routedPrimary.Load(),
 		Errors:             s.errors.snapshot(),
-		ShuttingDown:       s.closing.Load(),
+		ShuttingDown:       snap.ShuttingDown,
 		LoginFailures:      s.authn().Failures(),
 		LoginsRefused:      s.authn().Refusals(),
 	}
 	if rs := s.rs(); rs != nil {
-		st.Replicas = rs.Snapshot()
 		st.WritePositionReads = rs.PrimaryLSNReads()
 	}
-	if p := s.pauses.Load(); p != nil {
-		if p.all {
-			st.Paused = append(st.Paused, "*")
-		}
-		st.Paused = append(st.Paused, sortedKeys(p.dbs)...)
+	if snap.PausedAll {
+		st.Paused = append(st.Paused, "*")
 	}
-	totals := s.totalsByPool()
-	live := make(map[poolKey]*backendPool)
-	for _, bp := range s.poolsOf("") {
-		live[bp.key] = bp
+	st.Paused = append(st.Paused, snap.Paused...)
+	for _, p := range snap.Pools { // sorted by database, user and backend
+		t := p.Totals
+		st.Pools = append(st.Pools, PoolStat{
+			Database: p.Database, User: p.User, Backend: p.Backend, Mode: Mode(p.Mode),
+			Servers: p.Servers, IdleServers: p.Idle, ActiveServers: p.Active, MaxServers: p.Max,
+			Acquires: t.Assignments, Waits: t.Waits, WaitTime: time.Duration(t.WaitTime),
+			Transactions: t.Xacts, Queries: t.Queries,
+			TransactionTime: time.Duration(t.XactTime), QueryTime: time.Duration(t.QueryTime),
+			BytesReceived: t.Received, BytesSent: t.Sent,
+			ClientParses: t.ClientParses, ServerParses: t.ServerParses, Binds: t.Binds,
+			CancelsWaiting: p.CancelsWaiting, CancelsActive: p.CancelsActive, CancelConns: p.CancelConns,
+			ServersBeingCanceled: p.BeingCanceled,
+		})
 	}
-	for key, t := range totals {
-		ps := PoolStat{
-			Database: key.database, User: key.user, Backend: "primary",
-			Acquires: t.assignments, Waits: t.waits, WaitTime: time.Duration(t.waitTime),
-			Transactions: t.xacts, Queries: t.queries,
-			TransactionTime: time.Duration(t.xactTime), QueryTime: time.Duration(t.queryTime),
-			BytesReceived: t.received, BytesSent: t.sent,
-			ClientParses: t.clientParses, ServerParses: t.serverParses, Binds: t.binds,
-		}
-		if bp := live[key]; bp != nil {
-			pst := bp.p.Stat()
-			ps.Backend, ps.Mode = bp.name, bp.mode
-			ps.Servers, ps.IdleServers = int(pst.TotalResources()), int(pst.IdleResources())
-			ps.ActiveServers, ps.MaxServers = int(pst.AcquiredResources()), int(pst.MaxResources())
-			ps.CancelsWaiting, ps.CancelsActive, ps.CancelConns = bp.counters.cancels.snapshot()
-			ps.ServersBeingCanceled = bp.beingCanceled()
-		} else if key.backend != backendPrimary {
-			ps.Backend = fmt.Sprintf("replica %d", key.backend-1)
-		}
-		st.Pools = append(st.Pools, ps)
+	for _, g := range snap.ClientGroups() { // sorted by database and user
+		st.ClientGroups = append(st.ClientGroups, ClientGroupStat{Database: g.Database, User: g.User,
+			Active: g.Active, Waiting: g.Waiting, MaxWait: g.MaxWait})
 	}
-	sort.Slice(st.Pools, func(i, j int) bool {
-		a, b := st.Pools[i], st.Pools[j]
-		if a.Database != b.Database {
-			return a.Database < b.Database
-		}
-		if a.User != b.User {
-			return a.User < b.User
-		}
-		return a.Backend < b.Backend
-	})
-	for k, cc := range s.countClients() {
-		st.ClientGroups = append(st.ClientGroups, ClientGroupStat{Database: k.database, User: k.user,
-			Active: cc.active, Waiting: cc.waiting, MaxWait: cc.maxWait})
-	}
-	sort.Slice(st.ClientGroups, func(i, j int) bool {
-		a, b := st.ClientGroups[i], st.ClientGroups[j]
-		if a.Database != b.Database {
-			return a.Database < b.Database
-		}
-		return a.User < b.User
-	})
 	return st
 }
 

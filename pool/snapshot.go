@@ -1,0 +1,219 @@
+package pool
+
+import (
+	"crypto/tls"
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/cmlite/cmpool/pool/internal/admin"
+)
+
+// snapshot takes the one snapshot of the server that the console shows and Stat
+// reports; parts selects what it holds beyond what it always holds (see admin.Parts).
+func (s *Server) snapshot(parts admin.Parts) *admin.Snapshot {
+	cfg := s.conf()
+	live := s.poolsOf("")
+	snap := &admin.Snapshot{
+		Pools:        s.poolSnapshot(live),
+		Peers:        cfg.Peers,
+		ShuttingDown: s.closing.Load(),
+		Uptime:       time.Since(s.started),
+		Now:          time.Now(),
+	}
+	if rs := s.rs(); rs != nil {
+		snap.Replicas = rs.Snapshot()
+	}
+	if p := s.averages.Load(); p != nil {
+		snap.Averages = *p
+	}
+	if p := s.pauses.Load(); p != nil {
+		snap.PausedAll = p.all
+		for db := range p.dbs {
+			snap.Paused = append(snap.Paused, db)
+		}
+		sort.Strings(snap.Paused)
+	}
+	snap.Clients = s.clientSnapshot(parts&admin.WithConnections != 0)
+	if parts&admin.WithConnections != 0 {
+		snap.Servers = serverSnapshot(live)
+	}
+	if parts&admin.WithDatabases != 0 {
+		snap.Databases = s.databaseSnapshot(cfg, live)
+	}
+	if parts&admin.WithConfig != 0 {
+		snap.Config = s.configEntries()
+	}
+	return snap
+}
+
+// totals returns bp's counters.
+func (bp *backendPool) totals() admin.Totals {
+	pc := &bp.counters
+	return admin.Totals{
+		Xacts: pc.xacts.Load(), Queries: pc.queries.Load(), Assignments: bp.p.Stat().AcquireCount(),
+		Waits: pc.waits.Load(), Received: pc.received.Load(), Sent: pc.sent.Load(),
+		XactTime: pc.xactTime.Load(), QueryTime: pc.queryTime.Load(), WaitTime: pc.waitTime.Load(),
+		ClientParses: pc.clientParses.Load(), ServerParses: pc.serverParses.Load(), Binds: pc.binds.Load(),
+	}
+}
+
+// poolSnapshot returns one entry per pool key: the live pools, and the pools replaced by
+// a reload or a promotion, whose totals are added to those of their key. Sorted by
+// database, user and backend.
+func (s *Server) poolSnapshot(live []*backendPool) []admin.Pool {
+	byKey := make(map[poolKey]*admin.Pool)
+	entry := func(key poolKey) *admin.Pool {
+		p := byKey[key]
+		if p == nil {
+			p = &admin.Pool{Database: key.database, User: key.user, Backend: "primary"}
+			if key.backend != backendPrimary {
+				p.Backend = fmt.Sprintf("replica %d", key.backend-1)
+			}
+			byKey[key] = p
+		}
+		return p
+	}
+	for key, t := range s.retired.Load().byKey {
+		entry(key).Totals = t
+	}
+	for _, bp := range live {
+		p := entry(bp.key)
+		p.Totals = p.Totals.Plus(bp.totals())
+		st := bp.p.Stat()
+		p.Live, p.Backend, p.Mode = true, bp.name, string(bp.mode)
+		p.Servers, p.Idle, p.Active = int(st.TotalResources()), int(st.IdleResources()), int(st.AcquiredResources())
+		p.Login, p.Max = int(st.ConstructingResources()), int(st.MaxResources())
+		p.CancelsWaiting, p.CancelsActive, p.CancelConns = bp.counters.cancels.snapshot()
+		p.BeingCanceled = bp.beingCanceled()
+	}
+	out := make([]admin.Pool, 0, len(byKey))
+	for _, p := range byKey {
+		out = append(out, *p)
+	}
+	sort.Slice(out, func(i, j int) bool {
+		a, b := &out[i], &out[j]
+		if a.Database != b.Database {
+			return a.Database < b.Database
+		}
+		if a.User != b.User {
+			return a.User < b.User
+		}
+		return a.Backend < b.Backend
+	})
+	return out
+}
+
+// totalsByDatabase adds the totals of every pool, live or replaced, up by database.
+func (s *Server) totalsByDatabase() map[string]admin.Totals {
+	return admin.TotalsByDatabase(s.poolSnapshot(s.poolsOf("")))
+}
+
+func clientPtr(c *clientSession) string { return fmt.Sprintf("c%p", c) }
+func serverPtr(sc *serverConn) string   { return fmt.Sprintf("s%p", sc) }
+
+// clientSnapshot describes every client connection; details adds what SHOW CLIENTS
+// shows beyond the counts.
+func (s *Server) clientSnapshot(details bool) []admin.Client {
+	conns := s.clientsOf("")
+	out := make([]admin.Client, 0, len(conns))
+	now := nanotime()
+	for _, c := range conns {
+		// What startup writes (user, database, parameters) is read only once the login
+		// is complete: loggedIn is set after it.
+		in := c.loggedIn.Load()
+		cl := admin.Client{LoggedIn: in}
+		if since := c.waitingSince.Load(); since != 0 {
+			cl.Waiting, cl.Wait = true, time.Duration(now-since)
+		}
+		if in {
+			cl.Admin, cl.User, cl.Database = c.admin, c.user, c.database
+			if c.admin {
+				cl.Database = AdminDatabase
+			}
+		}
+		if details {
+			if in {
+				c.mu.Lock()
+				if c.lease != nil {
+					cl.Link = serverPtr(c.lease.sc)
+				}
+				cl.ApplicationName = c.params["application_name"]
+				cl.PreparedStatements = len(c.stmts)
+				c.mu.Unlock()
+				if c.tlsConn != nil {
+					st := c.tlsConn.ConnectionState()
+					cl.TLS = tls.VersionName(st.Version) + "/" + tls.CipherSuiteName(st.CipherSuite)
+				}
+			}
+			cl.Addr, cl.LocalAddr = c.conn.RemoteAddr().String(), c.conn.LocalAddr().String()
+			cl.ConnectTime, cl.RequestTime = c.connectedAt, c.connectedAt
+			if r := c.requestAt.Load(); r != 0 {
+				cl.RequestTime = time.Unix(0, r)
+			}
+			cl.CloseNeeded = c.isClosing()
+			cl.Ptr = clientPtr(c)
+		}
+		out = append(out, cl)
+	}
+	return out
+}
+
+// serverSnapshot describes every server connection of the live pools.
+func serverSnapshot(live []*backendPool) []admin.ServerConn {
+	var out []admin.ServerConn
+	for _, bp := range live {
+		bp.conns.Range(func(k, _ any) bool {
+			sc := k.(*serverConn)
+			srv := admin.ServerConn{
+				User: bp.connCfg.User, Database: bp.key.database,
+				Addr: sc.conn.RemoteAddr().String(), LocalAddr: sc.conn.LocalAddr().String(),
+				ConnectTime: sc.createdAt, CloseNeeded: sc.createdAt.UnixNano() < bp.reconnectBefore.Load(),
+				Ptr: serverPtr(sc), RemotePID: sc.pid, PreparedStatements: sc.prepared.Len(),
+			}
+			if c := sc.linked.Load(); c != nil {
+				srv.Active, srv.Link = true, clientPtr(c)
+			}
+			out = append(out, srv)
+			return true
+		})
+	}
+	return out
+}
+
+// databaseSnapshot describes the configured databases and those with a live pool.
+func (s *Server) databaseSnapshot(cfg *Config, live []*backendPool) []admin.Database {
+	s.mu.Lock()
+	primary := s.primaryCfg
+	s.mu.Unlock()
+	names := make(map[string]bool)
+	for _, bp := range live {
+		names[bp.key.database] = true
+	}
+	for name := range cfg.Databases {
+		names[name] = true
+	}
+	disabled := s.disabledDBs()
+	out := make([]admin.Database, 0, len(names))
+	for name := range names {
+		db := cfg.Databases[name]
+		d := admin.Database{Name: name, Host: primary.Host, Port: int(primary.Port), DBName: name, ForceUser: db.User,
+			PoolSize: cfg.DefaultPoolSize, MinPoolSize: cfg.MinPoolSize, Mode: string(cfg.PoolMode), Disabled: disabled[name]}
+		if db.URL != "" {
+			if pc, err := parseConnString(db.URL); err == nil {
+				d.Host, d.Port, d.DBName = pc.Host, int(pc.Port), pc.Database
+			}
+		}
+		if db.DBName != "" {
+			d.DBName = db.DBName
+		}
+		if db.PoolSize > 0 {
+			d.PoolSize = db.PoolSize
+		}
+		if db.PoolMode != "" {
+			d.Mode = string(db.PoolMode)
+		}
+		out = append(out, d)
+	}
+	return out
+}
