@@ -388,7 +388,7 @@ func (c *clientSession) replyError(l *lease, msg []byte) []byte {
 	if head, ok := l.parses.peek(); ok && head.action == replyDupStatement &&
 		bytes.Contains(msg, []byte("42P05")) && bytes.Contains(msg, []byte(head.stmt.name)) {
 		l.parses.pop()
-		if rewritten := rewriteDupError(msg[protocol.HeaderLen:], head.client); rewritten != nil {
+		if rewritten := protocol.ReplaceErrorMessage(msg[protocol.HeaderLen:], `prepared statement "`+head.client+`" already exists`); rewritten != nil {
 			msg = rewritten
 		}
 	}

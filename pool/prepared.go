@@ -9,8 +9,6 @@ import (
 	"sync/atomic"
 	"weak"
 
-	"github.com/jackc/pgx/v5/pgproto3"
-
 	"github.com/cmlite/cmpool/protocol"
 	"github.com/cmlite/cmpool/router"
 )
@@ -284,18 +282,3 @@ func (q *inflightQueue) dropSegment(seg uint64, drop func(inflight)) {
 func (q *inflightQueue) empty() bool { return q.head >= len(q.items) }
 
 var parseCompleteMsg = []byte{'1', 0, 0, 0, 4}
-
-// rewriteDupError turns the server's 42P05 about its own statement name into the error
-// PostgreSQL would give for the client's name.
-func rewriteDupError(body []byte, clientName string) []byte {
-	var er pgproto3.ErrorResponse
-	if err := er.Decode(body); err != nil {
-		return nil
-	}
-	er.Message = `prepared statement "` + clientName + `" already exists`
-	out, err := er.Encode(nil)
-	if err != nil {
-		return nil
-	}
-	return out
-}

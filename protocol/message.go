@@ -85,3 +85,18 @@ func ParseParameterStatus(body []byte) (name, value string, ok bool) {
 	}
 	return string(body[:i]), string(rest[:j]), true
 }
+
+// ReplaceErrorMessage returns the ErrorResponse whose body is body with its message
+// replaced by msg, header included, or nil when body is not an ErrorResponse.
+func ReplaceErrorMessage(body []byte, msg string) []byte {
+	var er pgproto3.ErrorResponse
+	if err := er.Decode(body); err != nil {
+		return nil
+	}
+	er.Message = msg
+	out, err := er.Encode(nil)
+	if err != nil {
+		return nil
+	}
+	return out
+}
