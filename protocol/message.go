@@ -74,16 +74,15 @@ func DecodeDataRow(body []byte) ([]string, error) {
 
 // ParseParameterStatus splits a ParameterStatus body into name and value.
 func ParseParameterStatus(body []byte) (name, value string, ok bool) {
-	i := bytes.IndexByte(body, 0)
-	if i < 0 {
+	n, rest, ok := CString(body)
+	if !ok {
 		return "", "", false
 	}
-	rest := body[i+1:]
-	j := bytes.IndexByte(rest, 0)
-	if j < 0 {
+	v, _, ok := CString(rest)
+	if !ok {
 		return "", "", false
 	}
-	return string(body[:i]), string(rest[:j]), true
+	return string(n), string(v), true
 }
 
 // ReplaceErrorMessage returns the ErrorResponse whose body is body with its message

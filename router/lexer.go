@@ -95,13 +95,8 @@ func (lx *lexer) ident() (string, bool) {
 		return "", false
 	}
 	start := lx.i
-	for lx.i < len(lx.s) {
-		c := lx.s[lx.i]
-		if c == '_' || c == '$' || c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= 0x80 {
-			lx.i++
-			continue
-		}
-		break
+	for lx.i < len(lx.s) && isIdentByte(lx.s[lx.i]) {
+		lx.i++
 	}
 	return lowerWord(lx.s[start:lx.i]), false
 }
@@ -168,6 +163,7 @@ func (lx *lexer) end() bool {
 	}
 }
 
+// isIdentByte reports whether c can continue an unquoted identifier.
 func isIdentByte(c byte) bool {
 	return c == '_' || c == '$' || c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= 0x80
 }
