@@ -52,3 +52,27 @@ func TestIsPlainBegin(t *testing.T) {
 		}
 	}
 }
+
+func FuzzCommandOf(f *testing.F) {
+	for _, q := range []string{"SET work_mem TO DEFAULT", "set session \"x\".y = 1", "RESET ALL", "DEALLOCATE PREPARE \"s\"",
+		"prepare transaction 'x'", "/* a /* nested */ c */ DISCARD ALL;", "SET TIME ZONE LOCAL", "-- c\nlisten x"} {
+		f.Add(q)
+	}
+	f.Fuzz(func(t *testing.T, q string) {
+		kind, name := router.CommandOf(q)
+		if name != "" && kind != router.CommandSet && kind != router.CommandReset && kind != router.CommandDeallocate {
+			t.Fatalf("command %d names %q", kind, name)
+		}
+		if router.IsSetToDefault(q) && kind != router.CommandSet {
+			t.Fatalf("a SET to DEFAULT judged command %d", kind)
+		}
+		if router.IsPlainBegin(q) && kind != router.CommandOther {
+			t.Fatalf("a plain BEGIN judged command %d", kind)
+		}
+		router.SessionBound(q)
+		router.MayChangeSettings(q)
+		if len(router.WithoutNumbers(q)) > len(q) {
+			t.Fatal("WithoutNumbers grew the query")
+		}
+	})
+}
