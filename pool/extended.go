@@ -2,7 +2,6 @@ package pool
 
 import (
 	"bytes"
-	"encoding/binary"
 	"fmt"
 	"maps"
 	"slices"
@@ -105,14 +104,7 @@ func (c *clientSession) planExtendedMsg(l *lease, msg []byte, out []byte) ([]byt
 			c.boundName = string(name)
 		}
 		l.bound = append(l.bound, boundStmt{stmt: stmt, client: c.boundName, segment: l.sentSeq})
-		start := len(out)
-		out = append(out, 'B', 0, 0, 0, 0)
-		out = append(out, portal...)
-		out = append(out, 0)
-		out = append(out, stmt.name...)
-		out = append(out, 0)
-		out = append(out, rest...)
-		binary.BigEndian.PutUint32(out[start+1:], uint32(len(out)-start-1))
+		out = protocol.AppendBind(out, portal, stmt.name, rest)
 		return out, &stmt.traits, nil
 
 	case 'D':
@@ -135,11 +127,7 @@ func (c *clientSession) planExtendedMsg(l *lease, msg []byte, out []byte) ([]byt
 			return append(out, msg...), nil, nil
 		}
 		out = c.ensurePrepared(l, stmt, out)
-		start := len(out)
-		out = append(out, 'D', 0, 0, 0, 0, 'S')
-		out = append(out, stmt.name...)
-		out = append(out, 0)
-		binary.BigEndian.PutUint32(out[start+1:], uint32(len(out)-start-1))
+		out = protocol.AppendDescribe(out, 'S', stmt.name)
 		return out, nil, nil
 
 	case 'C':

@@ -33,6 +33,31 @@ func AppendClose(dst []byte, kind byte, name string) []byte {
 	return dst
 }
 
+// AppendDescribe appends a Describe of a statement ('S') or portal ('P').
+func AppendDescribe(dst []byte, kind byte, name string) []byte {
+	start := len(dst)
+	dst = append(dst, 'D', 0, 0, 0, 0, kind)
+	dst = append(dst, name...)
+	dst = append(dst, 0)
+	binary.BigEndian.PutUint32(dst[start+1:], uint32(len(dst)-start-1))
+	return dst
+}
+
+// AppendBind appends a Bind of portal to statement stmt. params is the rest of a Bind
+// body as the client sent it, after the statement name: formats, values and result
+// formats.
+func AppendBind(dst, portal []byte, stmt string, params []byte) []byte {
+	start := len(dst)
+	dst = append(dst, 'B', 0, 0, 0, 0)
+	dst = append(dst, portal...)
+	dst = append(dst, 0)
+	dst = append(dst, stmt...)
+	dst = append(dst, 0)
+	dst = append(dst, params...)
+	binary.BigEndian.PutUint32(dst[start+1:], uint32(len(dst)-start-1))
+	return dst
+}
+
 // CString splits a NUL-terminated string off b.
 func CString(b []byte) (s, rest []byte, ok bool) {
 	i := bytes.IndexByte(b, 0)

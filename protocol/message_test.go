@@ -38,6 +38,27 @@ func TestAppendClose(t *testing.T) {
 	}
 }
 
+func TestAppendDescribe(t *testing.T) {
+	for _, kind := range []byte{'S', 'P'} {
+		got := protocol.AppendDescribe(nil, kind, "stmt")
+		require.Equal(t, encode(t, &pgproto3.Describe{ObjectType: kind, Name: "stmt"}), got)
+	}
+}
+
+func TestAppendBind(t *testing.T) {
+	client := encode(t, &pgproto3.Bind{DestinationPortal: "p", PreparedStatement: "s1",
+		ParameterFormatCodes: []int16{1}, Parameters: [][]byte{{0, 0, 0, 7}, nil}, ResultFormatCodes: []int16{0, 1}})
+	portal, rest, ok := protocol.CString(client[protocol.HeaderLen:])
+	require.True(t, ok)
+	_, params, ok := protocol.CString(rest)
+	require.True(t, ok)
+
+	got := protocol.AppendBind([]byte("x"), portal, "cmpool_1", params)
+	require.Equal(t, "x", string(got[:1]))
+	require.Equal(t, encode(t, &pgproto3.Bind{DestinationPortal: "p", PreparedStatement: "cmpool_1",
+		ParameterFormatCodes: []int16{1}, Parameters: [][]byte{{0, 0, 0, 7}, nil}, ResultFormatCodes: []int16{0, 1}}), got[1:])
+}
+
 func TestParseParseRejects(t *testing.T) {
 	for name, body := range map[string][]byte{
 		"empty":              nil,
