@@ -10,6 +10,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/cmlite/cmpool/protocol"
+	"github.com/cmlite/cmpool/router"
 )
 
 // The order in which a client's settings are applied on a server.
@@ -139,9 +140,9 @@ func paramsQuery(steps []paramStep) string {
 		inSelect = true
 		v := "NULL"
 		if st.value != nil {
-			v = quoteLiteral(*st.value)
+			v = router.QuoteLiteral(*st.value)
 		}
-		fmt.Fprintf(&b, "set_config(%s, %s, false)", quoteLiteral(st.name), v)
+		fmt.Fprintf(&b, "set_config(%s, %s, false)", router.QuoteLiteral(st.name), v)
 	}
 	return b.String()
 }

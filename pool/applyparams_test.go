@@ -68,31 +68,6 @@ func TestParamsOrder(t *testing.T) {
 	}
 }
 
-func TestMayChangeSettings(t *testing.T) {
-	for _, tc := range []struct {
-		q    string
-		want bool
-	}{
-		{"SELECT abalance FROM pgbench_accounts WHERE aid = $1", false},
-		{"UPDATE pgbench_accounts SET abalance = abalance + $1 WHERE aid = $2;", false},
-		{"BEGIN;", false},
-		{"COMMIT; -- done", false},
-		{"SET work_mem = '1MB'", false},
-		{"select my_func()", true},
-		{"SELECT 1; SET work_mem = '1MB'", true},
-		{"DO $$BEGIN PERFORM 1; END$$", true},
-		{"call p()", true},
-		{"/* c */ LOAD 'plpgsql'", true},
-		{"EXECUTE s", true},
-		{"create extension hstore", true},
-	} {
-		require.Equal(t, tc.want, mayChangeSettings(tc.q), tc.q)
-	}
-	require.Zero(t, testing.AllocsPerRun(100, func() {
-		mayChangeSettings("SELECT abalance FROM pgbench_accounts WHERE aid = $1")
-	}))
-}
-
 func TestParseReadback(t *testing.T) {
 	got, funcs, err := parseReadback(`[[["work_mem", "4MB", false], ["work_mem", "4MB", true], ["myapp.x", null, false], ["timezone", "UTC", true]], {"f": [true, false, ["work_mem"]], "g": [false, false, []]}]`)
 	require.NoError(t, err)
@@ -125,21 +100,4 @@ func BenchmarkSettingEffects(b *testing.B) {
 			}
 		})
 	}
-}
-
-func TestWithoutNumbers(t *testing.T) {
-	for _, tc := range []struct{ in, want string }{
-		{"SELECT app_get(123456);", "SELECT app_get(0);"},
-		{"SELECT f(0)", "SELECT f(0)"},
-		{"SELECT f($1, 2.5e-3, .5, 1e10)", "SELECT f($1, 0, 0, 0)"},
-		{"SELECT t2.c1 FROM t2 WHERE x = 42", "SELECT t2.c1 FROM t2 WHERE x = 0"},
-		{"SELECT '12', \"a1\" -- 5\n, 7 /* 8 */", "SELECT '12', \"a1\" -- 5\n, 0 /* 8 */"},
-		{"SELECT set_config('app.t', '42', false), 17", "SELECT set_config('app.t', '42', false), 0"},
-		{"DO $$BEGIN PERFORM 1; END$$; SELECT 3", "DO $$BEGIN PERFORM 1; END$$; SELECT 0"},
-		{"SELECT $a$ 12 $a$, 'it''s 3', 0x1F", "SELECT $a$ 12 $a$, 'it''s 3', 0x1F"},
-	} {
-		require.Equal(t, tc.want, withoutNumbers(tc.in), tc.in)
-	}
-	q := "SELECT abalance FROM pgbench_accounts WHERE aid = $1"
-	require.Zero(t, testing.AllocsPerRun(100, func() { withoutNumbers(q) }))
 }

@@ -1173,7 +1173,7 @@ func (c *clientSession) send(l *lease, msg []byte) error {
 				c.warnSessionBound()
 			}
 		} else if q := c.text(queryText(msg)); q != "" {
-			kind, name := classifySQL(q)
+			kind, name := router.CommandOf(q)
 			if r := resetsOfQuery(q, kind, name); r != nil {
 				c.mu.Lock()
 				c.scheduleRestore(l, r, l.sentSeq)
@@ -1429,7 +1429,7 @@ func (c *clientSession) relayOne(l *lease, fr protocol.Frame) (relayStep, byte, 
 		if err != nil {
 			return stepFailed, 0, err
 		}
-		name, value, ok := parseParameterStatus(msg[protocol.HeaderLen:])
+		name, value, ok := protocol.ParseParameterStatus(msg[protocol.HeaderLen:])
 		if !ok {
 			return stepFailed, 0, fmt.Errorf("%w: malformed ParameterStatus", errBadServerMessage)
 		}

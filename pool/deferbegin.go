@@ -2,11 +2,11 @@ package pool
 
 import (
 	"errors"
-	"strings"
 
 	"github.com/jackc/pgx/v5/pgproto3"
 
 	"github.com/cmlite/cmpool/protocol"
+	"github.com/cmlite/cmpool/router"
 )
 
 // Deferred BEGIN.
@@ -38,31 +38,10 @@ var beginReply = func() []byte {
 	return protocol.AppendReadyForQuery(b, 'T')
 }()
 
-// isPlainBegin reports whether q is exactly a BEGIN with no options: BEGIN, BEGIN WORK or
-// BEGIN TRANSACTION, in any case, with an optional semicolon.
-func isPlainBegin(q string) bool {
-	if len(q) > 32 {
-		return false
-	}
-	q = strings.TrimSpace(q)
-	q = strings.TrimSpace(strings.TrimSuffix(q, ";"))
-	if len(q) < 5 || !strings.EqualFold(q[:5], "begin") {
-		return false
-	}
-	rest := strings.TrimSpace(q[5:])
-	if rest == "" {
-		return len(q) == 5
-	}
-	if q[5] != ' ' && q[5] != '\t' && q[5] != '\n' && q[5] != '\r' {
-		return false
-	}
-	return strings.EqualFold(rest, "work") || strings.EqualFold(rest, "transaction")
-}
-
 // deferBegin answers a plain BEGIN locally when it can be deferred; it reports whether it
 // did. The client goroutine calls it for each simple query before it needs a server.
 func (c *clientSession) deferBegin(q string) (bool, error) {
-	if c.mode != ModeTransaction || c.beginDeferred || len(c.deferred) > 0 || !isPlainBegin(q) ||
+	if c.mode != ModeTransaction || c.beginDeferred || len(c.deferred) > 0 || !router.IsPlainBegin(q) ||
 		c.srv.conf().Router != nil || c.currentLease() != nil {
 		return false, nil
 	}

@@ -2,7 +2,6 @@ package pool
 
 import (
 	"bytes"
-	"encoding/binary"
 	"fmt"
 	"maps"
 	"slices"
@@ -11,6 +10,7 @@ import (
 	"github.com/jackc/pgx/v5/pgproto3"
 
 	"github.com/cmlite/cmpool/protocol"
+	"github.com/cmlite/cmpool/router"
 )
 
 // This file maps clients' named prepared statements onto shared server-side statements
@@ -39,7 +39,7 @@ func (c *clientSession) planExtendedMsg(l *lease, msg []byte, out []byte) ([]byt
 	switch typ {
 	case 'P':
 		counters.clientParses.Add(1)
-		name, query, types, ok := parseParse(body)
+		name, query, types, ok := protocol.ParseParse(body)
 		if !ok {
 			return out, nil, errMalformed
 		}
@@ -67,14 +67,14 @@ func (c *clientSession) planExtendedMsg(l *lease, msg []byte, out []byte) ([]byt
 			// statement there if needed, then Parse its name again.
 			out = c.ensurePrepared(l, existing, out)
 			l.parses.push(inflight{action: replyDupStatement, segment: seg, stmt: existing, client: string(name)})
-			return appendParse(out, existing.name, "SELECT 1", []byte{0, 0}), nil, nil
+			return protocol.AppendParse(out, existing.name, "SELECT 1", []byte{0, 0}), nil, nil
 		}
 		stmt := c.srv.stmts.get(string(query), types)
 		cname := string(name)
 		c.stmts[cname] = stmt
 		if sc.prepared.has(stmt) {
 			l.closes.push(inflight{action: replyAsParse, segment: seg, stmt: stmt, client: cname})
-			return appendClose(out, 'S', noopStmtName), nil, nil
+			return protocol.AppendClose(out, 'S', noopStmtName), nil, nil
 		}
 		out = c.evictFor(l, stmt, out)
 		l.parses.push(inflight{action: replyForward, segment: seg, stmt: stmt, client: cname})
@@ -83,11 +83,11 @@ func (c *clientSession) planExtendedMsg(l *lease, msg []byte, out []byte) ([]byt
 
 	case 'B':
 		counters.binds.Add(1)
-		portal, rest, ok := cstring(body)
+		portal, rest, ok := protocol.CString(body)
 		if !ok {
 			return out, nil, errMalformed
 		}
-		name, rest, ok := cstring(rest)
+		name, rest, ok := protocol.CString(rest)
 		if !ok {
 			return out, nil, errMalformed
 		}
@@ -104,21 +104,14 @@ func (c *clientSession) planExtendedMsg(l *lease, msg []byte, out []byte) ([]byt
 			c.boundName = string(name)
 		}
 		l.bound = append(l.bound, boundStmt{stmt: stmt, client: c.boundName, segment: l.sentSeq})
-		start := len(out)
-		out = append(out, 'B', 0, 0, 0, 0)
-		out = append(out, portal...)
-		out = append(out, 0)
-		out = append(out, stmt.name...)
-		out = append(out, 0)
-		out = append(out, rest...)
-		binary.BigEndian.PutUint32(out[start+1:], uint32(len(out)-start-1))
+		out = protocol.AppendBind(out, portal, stmt.name, rest)
 		return out, &stmt.traits, nil
 
 	case 'D':
 		if len(body) < 2 {
 			return out, nil, errMalformed
 		}
-		name, _, ok := cstring(body[1:])
+		name, _, ok := protocol.CString(body[1:])
 		if !ok {
 			return out, nil, errMalformed
 		}
@@ -134,18 +127,14 @@ func (c *clientSession) planExtendedMsg(l *lease, msg []byte, out []byte) ([]byt
 			return append(out, msg...), nil, nil
 		}
 		out = c.ensurePrepared(l, stmt, out)
-		start := len(out)
-		out = append(out, 'D', 0, 0, 0, 0, 'S')
-		out = append(out, stmt.name...)
-		out = append(out, 0)
-		binary.BigEndian.PutUint32(out[start+1:], uint32(len(out)-start-1))
+		out = protocol.AppendDescribe(out, 'S', stmt.name)
 		return out, nil, nil
 
 	case 'C':
 		if len(body) < 2 {
 			return out, nil, errMalformed
 		}
-		name, _, ok := cstring(body[1:])
+		name, _, ok := protocol.CString(body[1:])
 		if !ok {
 			return out, nil, errMalformed
 		}
@@ -157,7 +146,7 @@ func (c *clientSession) planExtendedMsg(l *lease, msg []byte, out []byte) ([]byt
 		if body[0] == 'S' && len(name) > 0 {
 			// The server's copy may serve other clients: only the mapping goes.
 			delete(c.stmts, string(name))
-			return appendClose(out, 'S', noopStmtName), nil, nil
+			return protocol.AppendClose(out, 'S', noopStmtName), nil, nil
 		}
 		return append(out, msg...), nil, nil
 	}
@@ -170,7 +159,7 @@ func (c *clientSession) planExtendedMsg(l *lease, msg []byte, out []byte) ([]byt
 // clients in transactions. Anything else sends the held Parses first, in order. The cost:
 // a statement that does not parse fails at its first Bind rather than at Parse.
 func (c *clientSession) deferParse(msg []byte) bool {
-	name, _, _, ok := parseParse(msg[protocol.HeaderLen:])
+	name, _, _, ok := protocol.ParseParse(msg[protocol.HeaderLen:])
 	if !ok || len(name) == 0 || c.currentLease() != nil {
 		return false
 	}
@@ -186,7 +175,7 @@ func (c *clientSession) answerDeferred(sync bool) error {
 	failed := false
 	c.mu.Lock()
 	for _, msg := range c.deferred {
-		name, query, types, _ := parseParse(msg[protocol.HeaderLen:])
+		name, query, types, _ := protocol.ParseParse(msg[protocol.HeaderLen:])
 		if what := tempObjectOf(query); what != "" && c.mode != ModeSession {
 			out = protocol.AppendErrorResponse(out, c.refuseTempObject(what))
 			failed = true
@@ -242,7 +231,7 @@ func (c *clientSession) refuseParse(l *lease, name []byte, what string, out []by
 		l.sc.unnamedOwner = nil
 	}
 	l.parses.push(inflight{action: replyRefused, segment: l.sentSeq, client: what})
-	return appendParse(out, stand, refusedQuery, []byte{0, 0})
+	return protocol.AppendParse(out, stand, refusedQuery, []byte{0, 0})
 }
 
 // What refuseParse sends: a statement name in cmpool's namespace that is never prepared,
@@ -306,7 +295,7 @@ func (c *clientSession) evictFor(l *lease, stmt *preparedStmt, out []byte) []byt
 	c.evicted = l.sc.prepared.add(stmt, c.evicted[:0])
 	for _, old := range c.evicted {
 		l.closes.push(inflight{action: replyHide, segment: l.sentSeq, stmt: old})
-		out = appendClose(out, 'S', old.name)
+		out = protocol.AppendClose(out, 'S', old.name)
 	}
 	clear(c.evicted)
 	return out
@@ -387,7 +376,7 @@ func (c *clientSession) replyError(l *lease, msg []byte) []byte {
 	if head, ok := l.parses.peek(); ok && head.action == replyDupStatement &&
 		bytes.Contains(msg, []byte("42P05")) && bytes.Contains(msg, []byte(head.stmt.name)) {
 		l.parses.pop()
-		if rewritten := rewriteDupError(msg[protocol.HeaderLen:], head.client); rewritten != nil {
+		if rewritten := protocol.ReplaceErrorMessage(msg[protocol.HeaderLen:], `prepared statement "`+head.client+`" already exists`); rewritten != nil {
 			msg = rewritten
 		}
 	}
@@ -421,7 +410,7 @@ func (c *clientSession) replyError(l *lease, msg []byte) []byte {
 // changes their meaning, and refuses LISTEN and temporary objects outside session mode. It
 // reports whether the query was handled here.
 func (c *clientSession) simpleCommand(q string) (bool, error) {
-	kind, name := classifySQL(q)
+	kind, name := router.CommandOf(q)
 	session := c.mode == ModeSession
 	var reply []byte
 	if !session {
@@ -432,12 +421,12 @@ func (c *clientSession) simpleCommand(q string) (bool, error) {
 	switch kind {
 	default:
 		return false, nil
-	case sqlListen:
+	case router.CommandListen:
 		if session {
 			return false, nil
 		}
 		reply = protocol.AppendErrorResponse(nil, c.refuseListen())
-	case sqlPrepare, sqlExecute:
+	case router.CommandPrepare, router.CommandExecute:
 		if session {
 			return false, nil
 		}
@@ -445,7 +434,7 @@ func (c *clientSession) simpleCommand(q string) (bool, error) {
 			fmt.Sprintf("SQL-level %s is not supported in %s pooling mode", strings.ToUpper(q[:strings.IndexAny(q+" ", " \t\n(")]), c.mode))
 		pe.Hint = "use protocol-level prepared statements (Parse/Bind, as drivers do), which cmpool maps across server connections, or pool_mode = session"
 		reply = protocol.AppendErrorResponse(nil, pe)
-	case sqlDeallocate:
+	case router.CommandDeallocate:
 		c.mu.Lock()
 		_, known := c.stmts[name]
 		delete(c.stmts, name)
@@ -458,11 +447,11 @@ func (c *clientSession) simpleCommand(q string) (bool, error) {
 		} else {
 			reply, _ = (&pgproto3.CommandComplete{CommandTag: []byte("DEALLOCATE")}).Encode(nil)
 		}
-	case sqlDeallocateAll, sqlDiscardAll:
+	case router.CommandDeallocateAll, router.CommandDiscardAll:
 		var statuses []byte
 		c.mu.Lock()
 		clear(c.stmts)
-		if kind == sqlDiscardAll && !session {
+		if kind == router.CommandDiscardAll && !session {
 			// DISCARD ALL resets the session's settings to what it started with, and the
 			// client is told of the reported ones that change, as a server would.
 			statuses = c.discardStatuses(c.params)
@@ -477,7 +466,7 @@ func (c *clientSession) simpleCommand(q string) (bool, error) {
 		}
 		c.mu.Unlock()
 		tag := "DEALLOCATE ALL"
-		if kind == sqlDiscardAll {
+		if kind == router.CommandDiscardAll {
 			tag = "DISCARD ALL"
 		}
 		reply, _ = (&pgproto3.CommandComplete{CommandTag: []byte(tag)}).Encode(nil)

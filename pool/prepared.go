@@ -3,15 +3,13 @@ package pool
 import (
 	"bytes"
 	"container/list"
-	"encoding/binary"
 	"runtime"
 	"strconv"
 	"sync"
 	"sync/atomic"
 	"weak"
 
-	"github.com/jackc/pgx/v5/pgproto3"
-
+	"github.com/cmlite/cmpool/protocol"
 	"github.com/cmlite/cmpool/router"
 )
 
@@ -124,7 +122,7 @@ func (r *stmtRegistry) get(query string, types []byte) *preparedStmt {
 func (r *stmtRegistry) newStmt(key, query string, types []byte) *preparedStmt {
 	r.next++
 	s := &preparedStmt{name: stmtPrefix + strconv.FormatUint(r.next, 10), key: key, query: query, gen: r.schemaGen.Load()}
-	s.parse = appendParse(nil, s.name, query, types)
+	s.parse = protocol.AppendParse(nil, s.name, query, types)
 	ptr := weak.Make(s)
 	r.byKey[key] = ptr
 	runtime.AddCleanup(s, r.forget, stmtEntry{key: key, ptr: ptr})
@@ -139,7 +137,7 @@ func (r *stmtRegistry) renew(old *preparedStmt) *preparedStmt {
 	if cur := r.byKey[old.key].Value(); cur != old && cur != nil {
 		return cur // renewed already
 	}
-	_, _, types, _ := parseParse(old.parse[5:])
+	_, _, types, _ := protocol.ParseParse(old.parse[5:])
 	s := r.newStmt(old.key, old.query, types)
 	s.traits = old.traits
 	return s
@@ -283,71 +281,4 @@ func (q *inflightQueue) dropSegment(seg uint64, drop func(inflight)) {
 
 func (q *inflightQueue) empty() bool { return q.head >= len(q.items) }
 
-// Wire helpers for the messages cmpool rewrites.
-
-// appendParse appends a Parse message. types is the parameter-type section as sent by the
-// client (int16 count then the OIDs).
-func appendParse(dst []byte, name, query string, types []byte) []byte {
-	start := len(dst)
-	dst = append(dst, 'P', 0, 0, 0, 0)
-	dst = append(dst, name...)
-	dst = append(dst, 0)
-	dst = append(dst, query...)
-	dst = append(dst, 0)
-	dst = append(dst, types...)
-	binary.BigEndian.PutUint32(dst[start+1:], uint32(len(dst)-start-1))
-	return dst
-}
-
-// appendClose appends a Close of a statement ('S') or portal ('P').
-func appendClose(dst []byte, kind byte, name string) []byte {
-	start := len(dst)
-	dst = append(dst, 'C', 0, 0, 0, 0, kind)
-	dst = append(dst, name...)
-	dst = append(dst, 0)
-	binary.BigEndian.PutUint32(dst[start+1:], uint32(len(dst)-start-1))
-	return dst
-}
-
 var parseCompleteMsg = []byte{'1', 0, 0, 0, 4}
-
-// cstring splits a NUL-terminated string off b.
-func cstring(b []byte) (s, rest []byte, ok bool) {
-	i := bytes.IndexByte(b, 0)
-	if i < 0 {
-		return nil, nil, false
-	}
-	return b[:i], b[i+1:], true
-}
-
-// parseParse splits a Parse body into name, query and the parameter-type section.
-func parseParse(body []byte) (name, query, types []byte, ok bool) {
-	name, rest, ok := cstring(body)
-	if !ok {
-		return
-	}
-	query, types, ok = cstring(rest)
-	if !ok || len(types) < 2 {
-		return nil, nil, nil, false
-	}
-	n := int(binary.BigEndian.Uint16(types))
-	if len(types) != 2+4*n {
-		return nil, nil, nil, false
-	}
-	return name, query, types, true
-}
-
-// rewriteDupError turns the server's 42P05 about its own statement name into the error
-// PostgreSQL would give for the client's name.
-func rewriteDupError(body []byte, clientName string) []byte {
-	var er pgproto3.ErrorResponse
-	if err := er.Decode(body); err != nil {
-		return nil
-	}
-	er.Message = `prepared statement "` + clientName + `" already exists`
-	out, err := er.Encode(nil)
-	if err != nil {
-		return nil
-	}
-	return out
-}

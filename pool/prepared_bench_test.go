@@ -3,6 +3,8 @@ package pool
 import (
 	"strconv"
 	"testing"
+
+	"github.com/cmlite/cmpool/protocol"
 )
 
 // pgbenchSelect is the statement of pgbench -S -M prepared and -M extended.
@@ -13,7 +15,7 @@ const pgbenchSelect = "SELECT abalance FROM pgbench_accounts WHERE aid = $1;"
 // Parse (pgbench -M extended sends one per transaction).
 func BenchmarkPreparedNameMapping(b *testing.B) {
 	types := []byte{0, 1, 0, 0, 0, 23} // one parameter of type int4
-	msg := appendParse(nil, "", pgbenchSelect, types)
+	msg := protocol.AppendParse(nil, "", pgbenchSelect, types)
 	body := msg[5:]
 
 	b.Run("parse to server statement", func(b *testing.B) {
@@ -22,7 +24,7 @@ func BenchmarkPreparedNameMapping(b *testing.B) {
 		lru.add(reg.get(pgbenchSelect, types), nil)
 		b.ReportAllocs()
 		for b.Loop() {
-			_, query, ts, ok := parseParse(body)
+			_, query, ts, ok := protocol.ParseParse(body)
 			if !ok {
 				b.Fatal("bad Parse")
 			}
@@ -36,7 +38,7 @@ func BenchmarkPreparedNameMapping(b *testing.B) {
 		reg.get(pgbenchSelect, types)
 		b.ReportAllocs()
 		b.RunParallel(func(pb *testing.PB) {
-			_, query, ts, _ := parseParse(body)
+			_, query, ts, _ := protocol.ParseParse(body)
 			for pb.Next() {
 				if reg.get(string(query), ts) == nil {
 					b.Error("no statement")

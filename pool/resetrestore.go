@@ -9,6 +9,8 @@ import (
 	"strings"
 
 	"github.com/jackc/pgx/v5/pgproto3"
+
+	"github.com/cmlite/cmpool/router"
 )
 
 // Startup values and RESET.
@@ -34,26 +36,26 @@ import (
 //
 // The client sees what a direct connection shows: the RESET's own reply, the startup
 // values, and ParameterStatus consistent with them. Which statements reset parameters is
-// read from the first statement of a query, as for SET (classifySQL).
+// read from the first statement of a query, as for SET (router.CommandOf).
 
 // resetAll stands for every parameter in queryTraits.resets.
 var resetAll = []string{"*"}
 
-// resetsOf returns the parameters a statement of kind and name (classifySQL) resets.
-func resetsOf(kind int, name string) []string {
+// resetsOf returns the parameters a statement of kind and name (router.CommandOf) resets.
+func resetsOf(kind router.Command, name string) []string {
 	switch kind {
-	case sqlReset:
+	case router.CommandReset:
 		return []string{canonicalParamName(name)}
-	case sqlResetAll, sqlDiscardAll:
+	case router.CommandResetAll, router.CommandDiscardAll:
 		return resetAll
 	}
 	return nil
 }
 
-// resetsOfQuery is resetsOf for query q, whose first statement classifySQL judged of kind
+// resetsOfQuery is resetsOf for query q, whose first statement router.CommandOf judged of kind
 // and name: SET name TO DEFAULT resets too.
-func resetsOfQuery(q string, kind int, name string) []string {
-	if kind == sqlSet && setToDefault(q) {
+func resetsOfQuery(q string, kind router.Command, name string) []string {
+	if kind == router.CommandSet && router.IsSetToDefault(q) {
 		return []string{canonicalParamName(name)}
 	}
 	return resetsOf(kind, name)
@@ -208,7 +210,7 @@ func restoreQuery(values map[string]string) string {
 		if i > 0 {
 			b.WriteString(", ")
 		}
-		fmt.Fprintf(&b, "(%s, %s)", quoteLiteral(n), quoteLiteral(values[n]))
+		fmt.Fprintf(&b, "(%s, %s)", router.QuoteLiteral(n), router.QuoteLiteral(values[n]))
 	}
 	b.WriteString(") v(name, value) JOIN pg_catalog.pg_settings s ON lower(s.name) = lower(v.name)" +
 		" WHERE s.setting IS NOT DISTINCT FROM s.reset_val")

@@ -163,7 +163,7 @@ func (c *clientSession) queryFor(typ byte, msg []byte) (q string, ok bool) {
 	case 'Q':
 		return c.text(queryText(msg)), true
 	case 'P':
-		_, query, _, ok := parseParse(body)
+		_, query, _, ok := protocol.ParseParse(body)
 		if !ok {
 			return "", false
 		}
@@ -171,13 +171,13 @@ func (c *clientSession) queryFor(typ byte, msg []byte) (q string, ok bool) {
 	case 'B', 'D':
 		var name []byte
 		if typ == 'B' {
-			_, rest, ok := cstring(body)
+			_, rest, ok := protocol.CString(body)
 			if !ok {
 				return "", false
 			}
-			name, _, _ = cstring(rest)
+			name, _, _ = protocol.CString(rest)
 		} else if len(body) > 1 && body[0] == 'S' {
-			name, _, _ = cstring(body[1:])
+			name, _, _ = protocol.CString(body[1:])
 		} else {
 			return "", false
 		}
@@ -185,7 +185,7 @@ func (c *clientSession) queryFor(typ byte, msg []byte) (q string, ok bool) {
 			if len(c.unnamed) == 0 {
 				return "", false
 			}
-			_, query, _, _ := parseParse(c.unnamed[protocol.HeaderLen:])
+			_, query, _, _ := protocol.ParseParse(c.unnamed[protocol.HeaderLen:])
 			return c.text(query), true
 		}
 		c.mu.Lock()
@@ -195,7 +195,7 @@ func (c *clientSession) queryFor(typ byte, msg []byte) (q string, ok bool) {
 			return stmt.query, true
 		}
 		for _, d := range c.deferred { // prepared in this batch, not sent yet
-			if pname, query, _, ok := parseParse(d[protocol.HeaderLen:]); ok && string(pname) == string(name) {
+			if pname, query, _, ok := protocol.ParseParse(d[protocol.HeaderLen:]); ok && string(pname) == string(name) {
 				return c.text(query), true
 			}
 		}
@@ -304,7 +304,7 @@ func (c *clientSession) lookupVolatile(ctx context.Context, f string) (bool, err
 	}
 	q := fmt.Sprintf(`SELECT coalesce(bool_or(p.provolatile = 'v'), true) FROM pg_catalog.pg_proc p
 JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
-WHERE p.proname = %s AND (%s = '' OR n.nspname = %s)`, quoteLiteral(name), quoteLiteral(schema), quoteLiteral(schema))
+WHERE p.proname = %s AND (%s = '' OR n.nspname = %s)`, router.QuoteLiteral(name), router.QuoteLiteral(schema), router.QuoteLiteral(schema))
 	bp, err := c.poolAt(backendPrimary)
 	if err != nil {
 		return true, err
@@ -372,7 +372,7 @@ func (s *Server) followPromotion(index int) {
 // proxyCommand answers SET and SHOW of cmpool's own parameters. It reports whether the
 // query was one.
 func (c *clientSession) proxyCommand(q string) (bool, error) {
-	if !containsFold(q, "cmpool.") {
+	if !router.ContainsFold(q, "cmpool.") {
 		return false, nil
 	}
 	v := c.srv.classifier.Classify(q)

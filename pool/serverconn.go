@@ -2,12 +2,10 @@ package pool
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"errors"
 	"net"
 	"os"
-	"strings"
 	"sync/atomic"
 	"time"
 
@@ -177,7 +175,7 @@ func (sc *serverConn) exec(ctx context.Context, sql string) (execResult, error) 
 			if err != nil {
 				return res, err
 			}
-			name, value, ok := parseParameterStatus(body)
+			name, value, ok := protocol.ParseParameterStatus(body)
 			if !ok {
 				return res, errors.New("pool: malformed ParameterStatus from server")
 			}
@@ -201,7 +199,7 @@ func (sc *serverConn) exec(ctx context.Context, sql string) (execResult, error) 
 				return res, err
 			}
 			if res.row == nil {
-				if res.row, err = decodeDataRow(body); err != nil {
+				if res.row, err = protocol.DecodeDataRow(body); err != nil {
 					return res, err
 				}
 			}
@@ -224,43 +222,4 @@ func (sc *serverConn) exec(ctx context.Context, sql string) (execResult, error) 
 			}
 		}
 	}
-}
-
-// decodeDataRow decodes a DataRow of text values; NULL becomes "".
-func decodeDataRow(body []byte) ([]string, error) {
-	var dr pgproto3.DataRow
-	if err := dr.Decode(body); err != nil {
-		return nil, err
-	}
-	row := make([]string, len(dr.Values))
-	for i, v := range dr.Values {
-		row[i] = string(v)
-	}
-	return row, nil
-}
-
-// parseParameterStatus splits a ParameterStatus body into name and value.
-func parseParameterStatus(body []byte) (name, value string, ok bool) {
-	i := bytes.IndexByte(body, 0)
-	if i < 0 {
-		return "", "", false
-	}
-	rest := body[i+1:]
-	j := bytes.IndexByte(rest, 0)
-	if j < 0 {
-		return "", "", false
-	}
-	return string(body[:i]), string(rest[:j]), true
-}
-
-// quoteIdent and quoteLiteral build the SET statements cmpool sends on behalf of clients.
-func quoteIdent(s string) string {
-	return `"` + strings.ReplaceAll(s, `"`, `""`) + `"`
-}
-
-func quoteLiteral(s string) string {
-	if strings.Contains(s, `\`) {
-		return `E'` + strings.ReplaceAll(strings.ReplaceAll(s, `\`, `\\`), `'`, `''`) + `'`
-	}
-	return `'` + strings.ReplaceAll(s, `'`, `''`) + `'`
 }

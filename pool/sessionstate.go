@@ -10,6 +10,7 @@ import (
 	"github.com/jackc/pgx/v5/pgproto3"
 
 	"github.com/cmlite/cmpool/protocol"
+	"github.com/cmlite/cmpool/router"
 )
 
 // Session state that outlives a transaction, in transaction and statement modes.
@@ -58,13 +59,13 @@ type queryTraits struct {
 // traitsOf inspects the first statement of a query.
 func traitsOf(q string) queryTraits {
 	var t queryTraits
-	kind, name := classifySQL(q)
+	kind, name := router.CommandOf(q)
 	t.resets = resetsOfQuery(q, kind, name)
 	switch kind {
-	case sqlSet, sqlReset:
+	case router.CommandSet, router.CommandReset:
 		switch {
 		case name == "characteristics":
-			t.track = characteristicsParams
+			t.track = router.CharacteristicsParams
 		case name == "timezone" || name == "session_authorization":
 			// Reported by the server: ParameterStatus covers it.
 		default:
@@ -72,16 +73,16 @@ func traitsOf(q string) queryTraits {
 				t.track = []string{name}
 			}
 		}
-	case sqlResetAll:
+	case router.CommandResetAll:
 		t.track = []string{"*"}
-	case sqlListen, sqlPrepare:
+	case router.CommandListen, router.CommandPrepare:
 		// Refused as simple queries; through the extended protocol they reach the server,
 		// so the server is reset before anyone else gets it.
 		t.sessionBound = true
 		return t
 	}
-	t.sessionBound = sessionBound(q)
-	t.mentionsTemp = containsFold(q, "temp")
+	t.sessionBound = router.SessionBound(q)
+	t.mentionsTemp = router.ContainsFold(q, "temp")
 	return t
 }
 
@@ -160,7 +161,7 @@ func (c *clientSession) syncTracked(l *lease) bool {
 		if i > 0 {
 			q.WriteString(", ")
 		}
-		fmt.Fprintf(&q, "current_setting(%s, true)", quoteLiteral(n))
+		fmt.Fprintf(&q, "current_setting(%s, true)", router.QuoteLiteral(n))
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), c.srv.conf().ServerConnectTimeout)
 	res, err := l.sc.exec(ctx, q.String())

@@ -4,6 +4,8 @@ import (
 	"testing"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/cmlite/cmpool/router"
 )
 
 func TestResetsOf(t *testing.T) {
@@ -29,7 +31,7 @@ func TestResetsOf(t *testing.T) {
 		{"SELECT 1", nil},
 	} {
 		t.Run(tc.q, func(t *testing.T) {
-			kind, name := classifySQL(tc.q)
+			kind, name := router.CommandOf(tc.q)
 			require.Equal(t, tc.want, resetsOfQuery(tc.q, kind, name))
 			require.Equal(t, tc.want, traitsOf(tc.q).resets)
 		})

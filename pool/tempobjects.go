@@ -11,7 +11,7 @@ import (
 // tempObjectOf returns the temporary object query q creates that could outlive its
 // transaction (see router.TempObject), or "". Only a text that mentions "temp" is parsed.
 func tempObjectOf[T string | []byte](q T) string {
-	if !containsFold(q, "temp") {
+	if !router.ContainsFold(q, "temp") {
 		return ""
 	}
 	return router.TempObject(string(q))

@@ -41,10 +41,10 @@ import (
 // withSettingEffects adds to t what the classifier says of how q may change settings
 // without naming them. Statements that differ only in numbers share a verdict.
 func withSettingEffects(cl *router.Classifier, q string, t queryTraits) queryTraits {
-	if cl == nil || !mayChangeSettings(q) {
+	if cl == nil || !router.MayChangeSettings(q) {
 		return t
 	}
-	v := cl.Classify(withoutNumbers(q))
+	v := cl.Classify(router.WithoutNumbers(q))
 	t.untracked, t.opaque = v.UntrackedSettings, v.OpaqueSettings
 	t.settingNames, t.settingFuncs = v.SettingNames, v.SettingFuncs
 	return t
@@ -136,14 +136,14 @@ func untrackedReadback(names, funcs []string) string {
 		b.WriteString("WITH RECURSIVE f(root, name, depth) AS (SELECT r, r, 0 FROM unnest(")
 		writeArray(&b, funcs, "name")
 		b.WriteString(") r UNION SELECT f.root, m[1]::name, f.depth + 1 FROM f JOIN pg_catalog.pg_proc p ON p.proname = f.name AND p.oid >= 16384" +
-			" CROSS JOIN LATERAL regexp_matches(p.prosrc, " + quoteLiteral(reCall) + ", 'g') m WHERE f.depth < 3)," +
+			" CROSS JOIN LATERAL regexp_matches(p.prosrc, " + router.QuoteLiteral(reCall) + ", 'g') m WHERE f.depth < 3)," +
 			" g AS (SELECT f.root, f.depth, p.oid, p.proname, p.prolang, p.prosrc, p.oid >= 16384 AND (" +
 			"p.prolang NOT IN (SELECT oid FROM pg_catalog.pg_language WHERE lanname IN ('sql', 'plpgsql'))" +
 			" AND NOT EXISTS (SELECT FROM pg_catalog.pg_depend d WHERE d.classid = 'pg_catalog.pg_proc'::regclass AND d.objid = p.oid AND d.deptype = 'e')" +
-			" OR f.depth = 3 AND p.prosrc ~ " + quoteLiteral(reCall) + ") AS untrusted FROM f JOIN pg_catalog.pg_proc p ON p.proname = f.name)," +
-			" gn(root, n) AS (SELECT g.root, lower(m[1]) FROM g, regexp_matches(g.prosrc, " + quoteLiteral(reSetName) + ", 'gi') m WHERE g.oid >= 16384" +
-			" UNION SELECT g.root, lower(m[1]) FROM g, regexp_matches(g.prosrc, " + quoteLiteral(reConfigName) + ", 'gi') m WHERE g.oid >= 16384" +
-			" UNION SELECT g.root, lower(m[1]) FROM g, regexp_matches(g.prosrc, " + quoteLiteral(reCustomName) + ", 'g') m WHERE g.oid >= 16384) ")
+			" OR f.depth = 3 AND p.prosrc ~ " + router.QuoteLiteral(reCall) + ") AS untrusted FROM f JOIN pg_catalog.pg_proc p ON p.proname = f.name)," +
+			" gn(root, n) AS (SELECT g.root, lower(m[1]) FROM g, regexp_matches(g.prosrc, " + router.QuoteLiteral(reSetName) + ", 'gi') m WHERE g.oid >= 16384" +
+			" UNION SELECT g.root, lower(m[1]) FROM g, regexp_matches(g.prosrc, " + router.QuoteLiteral(reConfigName) + ", 'gi') m WHERE g.oid >= 16384" +
+			" UNION SELECT g.root, lower(m[1]) FROM g, regexp_matches(g.prosrc, " + router.QuoteLiteral(reCustomName) + ", 'g') m WHERE g.oid >= 16384) ")
 	}
 	b.WriteString("SELECT json_build_array((SELECT coalesce(json_agg(json_build_array(n, current_setting(n, true), s)), '[]') FROM (" +
 		"SELECT name, true FROM pg_catalog.pg_settings WHERE source = 'session' UNION SELECT unnest(")
@@ -156,8 +156,8 @@ func untrackedReadback(names, funcs []string) string {
 	if len(funcs) > 0 {
 		b.WriteString("(SELECT coalesce(json_object_agg(root, json_build_array(risky, opaque, " +
 			"(SELECT coalesce(json_agg(DISTINCT gn.n), '[]') FROM gn WHERE gn.root = r.root))), '{}') FROM (" +
-			"SELECT root, bool_or(g.proname = 'set_config' OR g.untrusted OR g.oid >= 16384 AND g.prosrc ~* " + quoteLiteral(reSetsSome) + ") AS risky," +
-			" bool_or(g.untrusted OR g.oid >= 16384 AND g.prosrc ~* " + quoteLiteral(reOpaque) + ") AS opaque FROM g GROUP BY root) r))")
+			"SELECT root, bool_or(g.proname = 'set_config' OR g.untrusted OR g.oid >= 16384 AND g.prosrc ~* " + router.QuoteLiteral(reSetsSome) + ") AS risky," +
+			" bool_or(g.untrusted OR g.oid >= 16384 AND g.prosrc ~* " + router.QuoteLiteral(reOpaque) + ") AS opaque FROM g GROUP BY root) r))")
 	} else {
 		b.WriteString("'{}'::json)")
 	}
@@ -181,7 +181,7 @@ func writeArray(b *strings.Builder, items []string, typ string) {
 		if i > 0 {
 			b.WriteString(", ")
 		}
-		b.WriteString(quoteLiteral(n))
+		b.WriteString(router.QuoteLiteral(n))
 	}
 	b.WriteString("]::" + typ + "[]")
 }

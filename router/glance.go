@@ -1,0 +1,149 @@
+package router
+
+import "strings"
+
+// SessionBound reports whether a query uses something that outlives its transaction on
+// the server: a session advisory lock or a WITH HOLD cursor. (Temporary objects are
+// refused before they reach the server, unless created ON COMMIT DROP: see TempObject.)
+func SessionBound(q string) bool {
+	lx := lexer{s: q}
+	switch lx.word() {
+	case "declare":
+		if ContainsFold(q, "with hold") {
+			return true
+		}
+	}
+	return ContainsFold(q, "advisory_lock")
+}
+
+// MayChangeSettings reports whether q may change session settings without naming them in
+// its first statement, as far as a glance can tell: it holds a parenthesis (a function
+// call), a second statement, or starts with a command that runs code. Only then is the
+// grammar asked (Verdict.UntrackedSettings). A query with none of these calls no
+// function: "SELECT abalance FROM pgbench_accounts WHERE aid = $1" is judged here.
+func MayChangeSettings(q string) bool {
+	if strings.IndexByte(q, '(') >= 0 {
+		return true
+	}
+	if i := strings.IndexByte(q, ';'); i >= 0 {
+		if lx := (lexer{s: q, i: i}); !lx.end() {
+			return true
+		}
+	}
+	lx := lexer{s: q}
+	lx.skip()
+	if lx.i >= len(q) {
+		return false
+	}
+	switch q[lx.i] | 0x20 { // a first letter in lower case
+	case 'd', 'c', 'l', 'e', 'a':
+		switch lx.word() {
+		case "do", "call", "load", "execute", "create", "alter":
+			return true
+		}
+	}
+	return false
+}
+
+// WithoutNumbers returns q with every numeric constant replaced by 0, so that statements
+// differing only in numbers share one classification (a number never changes how a
+// statement may change settings). Quoted text, quoted identifiers, comments and $n
+// parameters are left as they are. q itself is returned when it has no number to replace.
+func WithoutNumbers(q string) string {
+	var b []byte
+	last := 0 // q[last:i] is still to be copied into b
+	for i := 0; i < len(q); {
+		c := q[i]
+		switch {
+		case c == '\'' || c == '"':
+			j := i + 1
+			for j < len(q) {
+				if q[j] == c {
+					if j+1 < len(q) && q[j+1] == c {
+						j += 2
+						continue
+					}
+					break
+				}
+				j++
+			}
+			i = j + 1
+		case c == '-' && strings.HasPrefix(q[i:], "--"), c == '/' && strings.HasPrefix(q[i:], "/*"):
+			lx := lexer{s: q, i: i}
+			lx.skip()
+			i = lx.i
+		case c == '$':
+			// $n, or a dollar-quoted string $tag$...$tag$
+			j := i + 1
+			for j < len(q) && (q[j] == '_' || q[j] >= 'a' && q[j] <= 'z' || q[j] >= 'A' && q[j] <= 'Z' || q[j] >= '0' && q[j] <= '9' && j > i+1) {
+				j++
+			}
+			if j < len(q) && q[j] == '$' {
+				tag := q[i : j+1]
+				if end := strings.Index(q[j+1:], tag); end >= 0 {
+					i = j + 1 + end + len(tag)
+				} else {
+					i = len(q)
+				}
+				continue
+			}
+			for i++; i < len(q) && q[i] >= '0' && q[i] <= '9'; i++ {
+			}
+		case c >= '0' && c <= '9' || c == '.' && i+1 < len(q) && q[i+1] >= '0' && q[i+1] <= '9':
+			if i > 0 && isIdentByte(q[i-1]) {
+				i++ // part of a name
+				continue
+			}
+			j := i
+			for j < len(q) && (q[j] >= '0' && q[j] <= '9' || q[j] == '.' || q[j] == '_') {
+				j++
+			}
+			if j < len(q) && (q[j] == 'e' || q[j] == 'E') {
+				k := j + 1
+				if k < len(q) && (q[k] == '+' || q[k] == '-') {
+					k++
+				}
+				if k < len(q) && q[k] >= '0' && q[k] <= '9' {
+					for j = k; j < len(q) && q[j] >= '0' && q[j] <= '9'; j++ {
+					}
+				}
+			}
+			if j < len(q) && isIdentByte(q[j]) {
+				i = j // 0x1F, 1_000abc: leave what is not a plain number
+				continue
+			}
+			if j-i == 1 && c == '0' {
+				i = j
+				continue
+			}
+			b = append(b, q[last:i]...)
+			b = append(b, '0')
+			last, i = j, j
+		default:
+			i++
+		}
+	}
+	if b == nil {
+		return q
+	}
+	return string(append(b, q[last:]...))
+}
+
+// ContainsFold reports whether s contains the lower-case ASCII substr, ignoring case.
+func ContainsFold[T string | []byte](s T, substr string) bool {
+	n := len(substr)
+outer:
+	for i := 0; i+n <= len(s); i++ {
+		for j := 0; j < n; j++ {
+			c := s[i+j]
+			if 'A' <= c && c <= 'Z' {
+				c += 'a' - 'A'
+			}
+			if c != substr[j] {
+				continue outer
+			}
+		}
+		return true
+	}
+	return false
+}

@@ -1,0 +1,57 @@
+package router_test
+
+import (
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/cmlite/cmpool/router"
+)
+
+func TestSessionBound(t *testing.T) {
+	require.False(t, router.SessionBound("CREATE TEMPORARY TABLE t (a int) ON COMMIT DROP"))
+	require.True(t, router.SessionBound("SELECT PG_ADVISORY_LOCK(1)"))
+	require.False(t, router.SessionBound("SELECT abalance FROM pgbench_accounts WHERE aid = 1"))
+}
+
+func TestMayChangeSettings(t *testing.T) {
+	for _, tc := range []struct {
+		q    string
+		want bool
+	}{
+		{"SELECT abalance FROM pgbench_accounts WHERE aid = $1", false},
+		{"UPDATE pgbench_accounts SET abalance = abalance + $1 WHERE aid = $2;", false},
+		{"BEGIN;", false},
+		{"COMMIT; -- done", false},
+		{"SET work_mem = '1MB'", false},
+		{"select my_func()", true},
+		{"SELECT 1; SET work_mem = '1MB'", true},
+		{"DO $$BEGIN PERFORM 1; END$$", true},
+		{"call p()", true},
+		{"/* c */ LOAD 'plpgsql'", true},
+		{"EXECUTE s", true},
+		{"create extension hstore", true},
+	} {
+		require.Equal(t, tc.want, router.MayChangeSettings(tc.q), tc.q)
+	}
+	require.Zero(t, testing.AllocsPerRun(100, func() {
+		router.MayChangeSettings("SELECT abalance FROM pgbench_accounts WHERE aid = $1")
+	}))
+}
+
+func TestWithoutNumbers(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{"SELECT app_get(123456);", "SELECT app_get(0);"},
+		{"SELECT f(0)", "SELECT f(0)"},
+		{"SELECT f($1, 2.5e-3, .5, 1e10)", "SELECT f($1, 0, 0, 0)"},
+		{"SELECT t2.c1 FROM t2 WHERE x = 42", "SELECT t2.c1 FROM t2 WHERE x = 0"},
+		{"SELECT '12', \"a1\" -- 5\n, 7 /* 8 */", "SELECT '12', \"a1\" -- 5\n, 0 /* 8 */"},
+		{"SELECT set_config('app.t', '42', false), 17", "SELECT set_config('app.t', '42', false), 0"},
+		{"DO $$BEGIN PERFORM 1; END$$; SELECT 3", "DO $$BEGIN PERFORM 1; END$$; SELECT 0"},
+		{"SELECT $a$ 12 $a$, 'it''s 3', 0x1F", "SELECT $a$ 12 $a$, 'it''s 3', 0x1F"},
+	} {
+		require.Equal(t, tc.want, router.WithoutNumbers(tc.in), tc.in)
+	}
+	q := "SELECT abalance FROM pgbench_accounts WHERE aid = $1"
+	require.Zero(t, testing.AllocsPerRun(100, func() { router.WithoutNumbers(q) }))
+}
