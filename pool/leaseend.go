@@ -1,0 +1,275 @@
+package pool
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/cmlite/cmpool/protocol"
+)
+
+// clientGone ends a lease whose client can no longer be written to: the server may be
+// mid-transaction or mid-result, so it is destroyed, and the client is closed.
+func (c *clientSession) clientGone(l *lease) {
+	c.mu.Lock()
+	l.abandoned = true
+	c.mu.Unlock()
+	c.destroyLease(l)
+	_ = c.conn.Close()
+}
+
+// destroyLease ends l by closing its server, which may be in any state.
+func (c *clientSession) destroyLease(l *lease) {
+	c.flushBytes(l)
+	if l.queryTimer != nil {
+		l.queryTimer.Stop()
+	}
+	c.mu.Lock()
+	if c.lease == l {
+		c.lease = nil
+	}
+	l.destroyed = true
+	c.idle.Broadcast()
+	c.mu.Unlock()
+	l.res.Destroy()
+}
+
+// endsLease runs at each ReadyForQuery, after it was written to the client. It decides
+// whether the server goes back to the pool: only when it is idle, every request has been
+// answered and the mode allows it. The client's output is flushed before the lease ends,
+// since after that the client goroutine may write to the client.
+func (c *clientSession) endsLease(l *lease, status byte) (end, dead bool) {
+	c.mu.Lock()
+	l.sc.txStatus = status
+	l.recvSeq++
+	if l.pending > 0 {
+		l.pending--
+	}
+	c.noteReady(l, status)
+	if l.pending == 0 && !l.unsynced {
+		l.stopQueryTimer()
+		c.armIdleTimeout(status != 'I')
+	}
+	if len(l.bound) > 0 {
+		l.bound = trimBound(l.bound, l.recvSeq)
+	}
+	if l.queryTimeout > 0 && l.pending == 0 {
+		// Idle, or idle in a transaction: the server owes nothing.
+		_ = l.sc.conn.SetReadDeadline(time.Time{})
+	}
+	c.idle.Broadcast()
+	ends := l.pending == 0 && !l.unsynced && status == 'I' && (c.mode != ModeSession || c.closing.Load())
+	if ends {
+		// The client's next message must not join this lease: it may belong elsewhere.
+		l.ending = true
+	}
+	c.mu.Unlock()
+	if !ends {
+		return false, false
+	}
+	ferr := c.w.Flush()
+	c.mu.Lock()
+	l.ending = false
+	c.idle.Broadcast()
+	if ferr != nil {
+		c.mu.Unlock()
+		c.clientGone(l)
+		return false, true
+	}
+	if c.lease != l {
+		c.mu.Unlock()
+		return false, false // the client left meanwhile (endLease took over)
+	}
+	c.routeOnce = ""
+	if !l.executed {
+		l.needLSN = false // only Parse, Describe or Close: nothing ran, nothing was written
+	}
+	if l.needLSN {
+		c.noteWriteLocked()
+	}
+	if len(l.track) > 0 || c.mode != ModeSession && c.untrackedChanges(l) {
+		// The lease ends after syncLease has read the parameters back.
+		l.syncing = true
+	} else {
+		c.lease = nil
+	}
+	c.idleSince.Store(nanotime())
+	if c.closing.Load() {
+		// Wake the client goroutine so it can say goodbye.
+		_ = c.conn.SetReadDeadline(time.Now())
+	}
+	c.mu.Unlock()
+	return true, false
+}
+
+// finishLease returns a clean server once no write or cancel is in progress on it. The
+// lease is no longer cancellable (it is not the client's, or it is syncing), so no new
+// cancel starts meanwhile; a server whose cancel is not answered is closed.
+func (c *clientSession) finishLease(l *lease) {
+	l.wmu.Lock()
+	//lint:ignore SA2001 waiting for the writer to finish is the point
+	l.wmu.Unlock()
+	settled := l.sc.cancels.settle(settleTimeout)
+	if l.replica >= 0 {
+		l.rs.Done(l.replica)
+	}
+	if l.syncing && !c.syncLease(l) || !settled {
+		l.res.Destroy()
+		return
+	}
+	if l.resetNeeded && !resetServer(l.sc, c.srv.conf().ServerConnectTimeout) {
+		l.res.Destroy()
+		return
+	}
+	if l.tempCheck && !l.resetNeeded && c.mode != ModeSession && !c.dropTempObjects(l) {
+		l.res.Destroy()
+		return
+	}
+	if c.mode == ModeSession && c.srv.conf().ServerResetQuery != "-" {
+		ctx, cancel := context.WithTimeout(context.Background(), c.srv.conf().ServerConnectTimeout)
+		res, err := l.sc.exec(ctx, c.srv.conf().ServerResetQuery)
+		cancel()
+		if err != nil || res.err != nil || l.sc.txStatus != 'I' {
+			l.res.Destroy()
+			return
+		}
+		l.sc.set = make(map[string]string)
+		l.sc.configuredFor = nil
+		l.sc.prepared.clear()
+		l.sc.unnamedOwner = nil
+	}
+	l.pool.release(l.res)
+	l.released = true
+}
+
+// refuseTransactionBlock handles a transaction left open in statement mode. The
+// ReadyForQuery is withheld; the server is rolled back and the client gets an error and an
+// idle ReadyForQuery. If more requests are queued behind this one, both ends are closed.
+func (c *clientSession) refuseTransactionBlock(l *lease, status byte) {
+	pe := protocol.NewError(protocol.CodeFeatureNotSupported, "transaction blocks are not allowed in statement pooling mode")
+	pe.Hint = "use pool_mode = transaction for this database, or run each statement on its own"
+	c.mu.Lock()
+	l.sc.txStatus = status
+	l.recvSeq++
+	if l.pending > 0 {
+		l.pending--
+	}
+	last := l.pending == 0 && !l.unsynced
+	c.idle.Broadcast()
+	c.mu.Unlock()
+	if !last {
+		pe.Severity = protocol.SeverityFatal
+		c.relayFailedWith(l, pe)
+		return
+	}
+	l.wmu.Lock()
+	res, err := l.sc.exec(context.Background(), "ROLLBACK")
+	l.wmu.Unlock()
+	c.wmu.Lock()
+	_, _ = c.w.Write(protocol.AppendErrorResponse(nil, pe))
+	_, _ = c.w.Write(protocol.AppendReadyForQuery(nil, 'I'))
+	werr := c.w.Flush()
+	c.wmu.Unlock()
+	if werr != nil {
+		c.clientGone(l)
+		return
+	}
+	c.mu.Lock()
+	if l.pending > 0 || l.unsynced || c.lease != l {
+		// The client sent more while we rolled back: it cannot be told apart safely.
+		c.mu.Unlock()
+		pe.Severity = protocol.SeverityFatal
+		c.relayFailedWith(l, pe)
+		return
+	}
+	c.lease = nil
+	c.mu.Unlock()
+	if err != nil || res.err != nil || l.sc.txStatus != 'I' {
+		l.destroyed = true
+		l.res.Destroy()
+		return
+	}
+	c.finishLease(l)
+}
+
+// relayFailed ends a lease whose server failed or was closed under it.
+func (c *clientSession) relayFailed(l *lease, err error) {
+	c.mu.Lock()
+	abandoned, stopping := l.abandoned, l.stopping
+	c.mu.Unlock()
+	if stopping && isTimeout(err) {
+		// The client goroutine stopped us to take the server back itself.
+		return
+	}
+	if l.queryTimeout > 0 && isTimeout(err) {
+		// The server may be hung or unreachable; its state is unknown, so it is closed,
+		// and so is the client, whose transaction is gone with it.
+		c.log.Warn("query_timeout: server did not answer, even to a cancel request", "waited", l.queryTimeout, "backend", l.pool.key.backend)
+		c.relayFailedWith(l, protocol.NewFatal(protocol.CodeQueryCanceled,
+			fmt.Sprintf("query_timeout: the server did not answer within %s", l.queryTimeout)))
+		return
+	}
+	if isBadServerMessage(err) {
+		c.log.Error("server broke the protocol: closing it and its client", "error", err)
+		c.relayFailedWith(l, protocol.NewFatal(protocol.CodeProtocolViolation, "server sent an invalid message: "+err.Error()))
+		return
+	}
+	if !abandoned {
+		c.log.Warn("server connection lost", "error", err)
+	}
+	c.relayFailedWith(l, protocol.NewFatal(protocol.CodeConnectionFailure, "server connection lost: "+err.Error()))
+}
+
+// relayFailedWith destroys the lease's server and, unless the client already left, sends
+// it pe and closes it. The error is written while the relay still owns the client writer.
+func (c *clientSession) relayFailedWith(l *lease, pe *protocol.Error) {
+	c.mu.Lock()
+	abandoned := l.abandoned
+	c.mu.Unlock()
+	if !abandoned {
+		c.wmu.Lock()
+		_ = c.conn.SetWriteDeadline(time.Now().Add(5 * time.Second))
+		_, _ = c.w.Write(protocol.AppendErrorResponse(nil, pe))
+		_ = c.w.Flush()
+		c.wmu.Unlock()
+	}
+	c.destroyLease(l)
+	if !abandoned {
+		_ = c.conn.Close()
+	}
+}
+
+// endLease runs when the client leaves: a clean server goes back (session mode, after
+// the reset query); a busy one is closed, never reused dirty.
+func (c *clientSession) endLease() {
+	c.ensureRelay() // it stops the relay below, or sees the server closed
+	c.mu.Lock()
+	l := c.lease
+	if l == nil {
+		c.mu.Unlock()
+		return
+	}
+	if l.syncing {
+		// The relay is ending this lease itself (reading parameters back, or moving the
+		// request to the primary): let it, then look again.
+		c.mu.Unlock()
+		<-l.done
+		c.endLease()
+		return
+	}
+	c.lease = nil
+	clean := l.pending == 0 && !l.unsynced && l.sc.txStatus == 'I'
+	if clean {
+		l.stopping = true
+		_ = l.sc.conn.SetReadDeadline(time.Now())
+	} else {
+		l.abandoned = true
+		_ = l.sc.conn.Close()
+	}
+	c.mu.Unlock()
+	<-l.done
+	if clean && !l.destroyed {
+		_ = l.sc.conn.SetReadDeadline(time.Time{})
+		c.finishLease(l)
+	}
+}
