@@ -190,6 +190,7 @@ func (c *clientSession) startLease(l *lease, bp *backendPool, res *puddle.Resour
 	c.reuseBuffers(l)
 	l.queryTimeout = 2 * c.srv.conf().QueryTimeout
 	c.mu.Lock()
+	l.to(leaseUnrelayed)
 	c.lease = l
 	c.mu.Unlock()
 	c.unrelayed = l

@@ -516,8 +516,8 @@ func (c *clientSession) discardStatuses(params map[string]string) []byte {
 // waitIdle waits until every request sent on the current lease has been answered and
 // the lease is not being synced. The caller holds c.mu.
 func (c *clientSession) waitIdle() {
-	c.ensureRelay() // the replies waited for must be read
-	for c.lease != nil && (c.lease.pending > 0 || c.lease.unsynced || c.lease.syncing || c.lease.ending) {
+	c.ensureRelayLocked() // the replies waited for must be read
+	for c.lease != nil && (c.lease.pending > 0 || c.lease.unsynced || !c.lease.open()) {
 		c.idle.Wait()
 	}
 }

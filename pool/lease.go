@@ -12,9 +12,12 @@ import (
 
 // lease is one loan of a server connection to a client.
 type lease struct {
-	pool *backendPool
-	res  *puddle.Resource[*serverConn]
-	sc   *serverConn
+	// state is where the lease is in its life (leasestate.go). Guarded by
+	// clientSession.mu; changed only by to.
+	state leaseState
+	pool  *backendPool
+	res   *puddle.Resource[*serverConn]
+	sc    *serverConn
 	// replica is the index in rs of the replica the lease reads from, or -1 on the
 	// primary; rs is the replica set in force when the lease began.
 	replica int
@@ -36,11 +39,8 @@ type lease struct {
 	closes      inflightQueue
 	bound       []boundStmt // named statements bound in Sync segments not yet answered
 	track       []string    // parameters changed by this lease's statements, to read back
-	syncing     bool        // the relay is reading them back; the client goroutine waits
-	ending      bool        // the relay is flushing the reply that ends the lease; likewise
 	resetNeeded bool        // session-bound features were used: DISCARD ALL before reuse
 	tempCheck   bool        // temporary objects were mentioned: check for them before reuse
-	abandoned   bool        // the client is gone; the relay must destroy the server
 
 	// restoreSeg is the Sync segment after which the startup values of the parameters in
 	// restore are set again (restoreStartup); 0 if none. restoreFailed: that segment
@@ -59,8 +59,6 @@ type lease struct {
 	toPrimary   bool   // the held error is a replica's 25006: replay on the primary
 	forced      bool   // the client chose the replica: no 25006 safety net
 	heldReplies []byte // a replica's describing replies, held until the first row or end
-	stopping    bool   // the client goroutine wants the relay to stop without closing
-	destroyed   bool   // the relay destroyed the server; set before done is closed
 
 	heldStatus [][2]string // relay-owned: ParameterStatus held until startup values are restored
 
@@ -82,10 +80,6 @@ type lease struct {
 	sentBytes      int64
 	// queryTimer cancels a request running past query_timeout; nil until first armed.
 	queryTimer *time.Timer
-	// released is set by finishLease once the server is back in its pool (see newLease).
-	// A cancel request never refers to the lease after checking it under
-	// clientSession.mu (cancel.go).
-	released bool
 	// hiddenBegin: a deferred BEGIN was sent first on this lease and its replies are
 	// still due; the relay drops them. Guarded by clientSession.mu.
 	hiddenBegin bool
@@ -111,13 +105,13 @@ func (c *clientSession) newLease() *lease {
 	p := c.prevLease
 	// done first: a lease that never had a relay goroutine was only ever touched by this
 	// goroutine and by others under c.mu.
-	if p == nil || p.done != relayDone || !p.released || p.queryTimer != nil || p == c.unrelayed {
+	if p == nil || p.done != relayDone || p.queryTimer != nil || p == c.unrelayed {
 		return &lease{}
 	}
 	c.mu.Lock()
-	current := c.lease
+	reusable := p != c.lease && p.state == leaseReleased
 	c.mu.Unlock()
-	if p == current {
+	if !reusable {
 		return &lease{}
 	}
 	c.prevLease = nil

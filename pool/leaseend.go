@@ -11,26 +11,56 @@ import (
 // clientGone ends a lease whose client can no longer be written to: the server may be
 // mid-transaction or mid-result, so it is destroyed, and the client is closed.
 func (c *clientSession) clientGone(l *lease) {
-	c.mu.Lock()
-	l.abandoned = true
-	c.mu.Unlock()
 	c.destroyLease(l)
 	_ = c.conn.Close()
 }
 
 // destroyLease ends l by closing its server, which may be in any state.
 func (c *clientSession) destroyLease(l *lease) {
-	c.flushBytes(l)
-	if l.queryTimer != nil {
-		l.queryTimer.Stop()
-	}
 	c.mu.Lock()
 	if c.lease == l {
 		c.lease = nil
 	}
-	l.destroyed = true
 	c.idle.Broadcast()
 	c.mu.Unlock()
+	c.giveBack(l, true)
+}
+
+// giveBack is the one place a lease's server leaves it: it goes back to its pool, or is
+// destroyed when destroy is set or a cancel sent to it is not settled (see cancel.go).
+// It waits for a write to the server in progress, moves l to released or destroyed, and
+// on destroy stops query_timeout and adds the bytes l relayed to the pool's counters
+// (a clean end has added them at its ReadyForQuery). A lease already over is left as it
+// is: a panic's cleanup may come after the relay gave the server back. It does not
+// change clientSession.lease: the caller does, when the lease is still the client's. The
+// caller holds no lock.
+func (c *clientSession) giveBack(l *lease, destroy bool) {
+	if !destroy {
+		l.wmu.Lock()
+		//lint:ignore SA2001 waiting for the writer to finish is the point
+		l.wmu.Unlock()
+		destroy = !l.sc.cancels.settle(settleTimeout)
+	}
+	c.mu.Lock()
+	if l.over() {
+		c.mu.Unlock()
+		return
+	}
+	if destroy {
+		l.to(leaseDestroyed)
+	} else {
+		l.to(leaseReleased)
+	}
+	c.idle.Broadcast()
+	c.mu.Unlock()
+	if !destroy {
+		l.pool.release(l.res)
+		return
+	}
+	if l.queryTimer != nil {
+		l.queryTimer.Stop()
+	}
+	c.flushBytes(l)
 	l.res.Destroy()
 }
 
@@ -59,24 +89,22 @@ func (c *clientSession) endsLease(l *lease, status byte) (end, dead bool) {
 	}
 	c.idle.Broadcast()
 	ends := l.pending == 0 && !l.unsynced && status == 'I' && (c.mode != ModeSession || c.closing.Load())
-	if ends {
+	if ends && l.state == leaseRelaying {
 		// The client's next message must not join this lease: it may belong elsewhere.
-		l.ending = true
+		l.to(leaseEnding)
 	}
 	c.mu.Unlock()
 	if !ends {
 		return false, false
 	}
 	ferr := c.w.Flush()
-	c.mu.Lock()
-	l.ending = false
-	c.idle.Broadcast()
 	if ferr != nil {
-		c.mu.Unlock()
 		c.clientGone(l)
 		return false, true
 	}
-	if c.lease != l {
+	c.mu.Lock()
+	c.idle.Broadcast()
+	if l.state != leaseEnding {
 		c.mu.Unlock()
 		return false, false // the client left meanwhile (endLease took over)
 	}
@@ -89,8 +117,9 @@ func (c *clientSession) endsLease(l *lease, status byte) (end, dead bool) {
 	}
 	if len(l.track) > 0 || c.mode != ModeSession && c.untrackedChanges(l) {
 		// The lease ends after syncLease has read the parameters back.
-		l.syncing = true
+		l.to(leaseSyncing)
 	} else {
+		l.to(leaseReturning)
 		c.lease = nil
 	}
 	c.idleSince.Store(nanotime())
@@ -103,8 +132,9 @@ func (c *clientSession) endsLease(l *lease, status byte) (end, dead bool) {
 }
 
 // finishLease returns a clean server once no write or cancel is in progress on it. The
-// lease is no longer cancellable (it is not the client's, or it is syncing), so no new
-// cancel starts meanwhile; a server whose cancel is not answered is closed.
+// lease is no longer cancellable (it is returning, or syncing), so no new cancel starts
+// meanwhile; a server whose cancel is not answered is closed. Whoever ends l calls it,
+// and nothing else changes l's state meanwhile.
 func (c *clientSession) finishLease(l *lease) {
 	l.wmu.Lock()
 	//lint:ignore SA2001 waiting for the writer to finish is the point
@@ -113,16 +143,16 @@ func (c *clientSession) finishLease(l *lease) {
 	if l.replica >= 0 {
 		l.rs.Done(l.replica)
 	}
-	if l.syncing && !c.syncLease(l) || !settled {
-		l.res.Destroy()
+	if l.state == leaseSyncing && !c.syncLease(l) || !settled {
+		c.giveBack(l, true)
 		return
 	}
 	if l.resetNeeded && !resetServer(l.sc, c.srv.conf().ServerConnectTimeout) {
-		l.res.Destroy()
+		c.giveBack(l, true)
 		return
 	}
 	if l.tempCheck && !l.resetNeeded && c.mode != ModeSession && !c.dropTempObjects(l) {
-		l.res.Destroy()
+		c.giveBack(l, true)
 		return
 	}
 	if c.mode == ModeSession && c.srv.conf().ServerResetQuery != "-" {
@@ -130,7 +160,7 @@ func (c *clientSession) finishLease(l *lease) {
 		res, err := l.sc.exec(ctx, c.srv.conf().ServerResetQuery)
 		cancel()
 		if err != nil || res.err != nil || l.sc.txStatus != 'I' {
-			l.res.Destroy()
+			c.giveBack(l, true)
 			return
 		}
 		l.sc.set = make(map[string]string)
@@ -138,8 +168,7 @@ func (c *clientSession) finishLease(l *lease) {
 		l.sc.prepared.clear()
 		l.sc.unnamedOwner = nil
 	}
-	l.pool.release(l.res)
-	l.released = true
+	c.giveBack(l, false)
 }
 
 // refuseTransactionBlock handles a transaction left open in statement mode. The
@@ -182,11 +211,11 @@ func (c *clientSession) refuseTransactionBlock(l *lease, status byte) {
 		c.relayFailedWith(l, pe)
 		return
 	}
+	l.to(leaseReturning)
 	c.lease = nil
 	c.mu.Unlock()
 	if err != nil || res.err != nil || l.sc.txStatus != 'I' {
-		l.destroyed = true
-		l.res.Destroy()
+		c.giveBack(l, true)
 		return
 	}
 	c.finishLease(l)
@@ -195,7 +224,7 @@ func (c *clientSession) refuseTransactionBlock(l *lease, status byte) {
 // relayFailed ends a lease whose server failed or was closed under it.
 func (c *clientSession) relayFailed(l *lease, err error) {
 	c.mu.Lock()
-	abandoned, stopping := l.abandoned, l.stopping
+	abandoned, stopping := l.state == leaseAbandoned, l.state == leaseStopping
 	c.mu.Unlock()
 	if stopping && isTimeout(err) {
 		// The client goroutine stopped us to take the server back itself.
@@ -224,7 +253,7 @@ func (c *clientSession) relayFailed(l *lease, err error) {
 // it pe and closes it. The error is written while the relay still owns the client writer.
 func (c *clientSession) relayFailedWith(l *lease, pe *protocol.Error) {
 	c.mu.Lock()
-	abandoned := l.abandoned
+	abandoned := l.state == leaseAbandoned
 	c.mu.Unlock()
 	if !abandoned {
 		c.wmu.Lock()
@@ -249,9 +278,10 @@ func (c *clientSession) endLease() {
 		c.mu.Unlock()
 		return
 	}
-	if l.syncing {
+	if l.state == leaseSyncing || l.over() {
 		// The relay is ending this lease itself (reading parameters back, or moving the
-		// request to the primary): let it, then look again.
+		// request to the primary, which gives this server back first): let it, then look
+		// again.
 		c.mu.Unlock()
 		<-l.done
 		c.endLease()
@@ -260,15 +290,21 @@ func (c *clientSession) endLease() {
 	c.lease = nil
 	clean := l.pending == 0 && !l.unsynced && l.sc.txStatus == 'I'
 	if clean {
-		l.stopping = true
+		l.to(leaseStopping)
 		_ = l.sc.conn.SetReadDeadline(time.Now())
 	} else {
-		l.abandoned = true
+		l.to(leaseAbandoned)
 		_ = l.sc.conn.Close()
 	}
 	c.mu.Unlock()
 	<-l.done
-	if clean && !l.destroyed {
+	c.mu.Lock()
+	stopped := l.state == leaseStopping
+	if stopped {
+		l.to(leaseReturning)
+	}
+	c.mu.Unlock()
+	if stopped {
 		_ = l.sc.conn.SetReadDeadline(time.Time{})
 		c.finishLease(l)
 	}

@@ -14,7 +14,7 @@ func (c *clientSession) loop(ctx context.Context) error {
 		if c.isClosing() && c.currentLease() == nil && nanotime() >= c.closeAt.Load() {
 			return protocol.NewFatal(protocol.CodeAdminShutdown, "terminating connection due to administrator command")
 		}
-		if c.unrelayed != nil && !c.parked && !c.fr.FrameBuffered() {
+		if l := c.unrelayed; l != nil && l.state != leaseParked && !c.fr.FrameBuffered() {
 			// Reading the client may block: the server's replies must be read meanwhile.
 			c.ensureRelay()
 		}
@@ -110,7 +110,6 @@ func (c *clientSession) loop(ctx context.Context) error {
 		}
 
 		l := c.claim(fr.Type)
-		c.parked = false // the lease owes replies again, or is gone
 		if l == nil {
 			if fr.Type == 'S' {
 				// A Sync with nothing before it: nothing to ask a server.

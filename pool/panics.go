@@ -24,7 +24,10 @@ func (c *clientSession) abandonAfterPanic() {
 	c.lease = nil
 	var relayed bool
 	if l != nil {
-		l.abandoned = true
+		if l.open() || l.state == leaseEnding {
+			// A syncing lease is being ended by its relay, which sees the server closed.
+			l.to(leaseAbandoned)
+		}
 		_ = l.sc.conn.Close()
 		relayed = c.unrelayed != l && l.done != nil && l.done != relayDone
 	}
@@ -37,13 +40,7 @@ func (c *clientSession) abandonAfterPanic() {
 		<-l.done // the relay sees the server closed and destroys it
 		return
 	}
-	c.mu.Lock()
-	gone := l.destroyed || l.released
-	l.destroyed = true
-	c.mu.Unlock()
-	if !gone {
-		l.res.Destroy()
-	}
+	c.giveBack(l, true)
 }
 
 // panicLockWait is how long the cleanup after a panic waits for a lock the panic may have
@@ -83,9 +80,6 @@ func (c *clientSession) relayPanicked(l *lease, p any, holdingW bool) {
 		c.log.Error("relay panic left the client's lock held: its server is not returned")
 		return
 	}
-	l.abandoned = true
-	gone := l.destroyed || l.released
-	l.destroyed = true
 	if c.lease == l {
 		c.lease = nil
 	}
@@ -94,8 +88,5 @@ func (c *clientSession) relayPanicked(l *lease, p any, holdingW bool) {
 	if l.queryTimer != nil {
 		l.queryTimer.Stop()
 	}
-	if !gone {
-		c.flushBytes(l)
-		l.res.Destroy()
-	}
+	c.giveBack(l, true)
 }

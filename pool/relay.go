@@ -34,6 +34,9 @@ func (c *clientSession) relayAfter(l *lease, typ byte) {
 	}
 	c.unrelayed = nil
 	l.done = relayDone
+	c.mu.Lock()
+	l.to(leaseRelaying)
+	c.mu.Unlock()
 	switch c.relayLoop(l, true) {
 	case relayHandOff:
 		l.done = make(chan struct{})
@@ -42,7 +45,7 @@ func (c *clientSession) relayAfter(l *lease, typ byte) {
 		// Idle in a transaction: the next request of the transaction is relayed inline
 		// too. Nothing reads the server until then; a server that fails meanwhile is seen
 		// at that request.
-		c.unrelayed, c.parked = l, true
+		c.unrelayed = l
 	}
 }
 
@@ -54,10 +57,20 @@ var relayDone = func() chan struct{} {
 }()
 
 // ensureRelay starts a relay goroutine for the current lease if nothing relays its
-// replies yet. The client goroutine calls it, with or without c.mu.
+// replies yet. The client goroutine calls it, without c.mu.
 func (c *clientSession) ensureRelay() {
+	if c.unrelayed != nil {
+		c.mu.Lock()
+		c.ensureRelayLocked()
+		c.mu.Unlock()
+	}
+}
+
+// ensureRelayLocked is ensureRelay for the client goroutine holding c.mu.
+func (c *clientSession) ensureRelayLocked() {
 	if l := c.unrelayed; l != nil {
 		c.unrelayed = nil
+		l.to(leaseRelaying)
 		l.done = make(chan struct{})
 		go c.relay(l)
 	}
@@ -106,7 +119,7 @@ func (c *clientSession) relayLoop(l *lease, inline bool) (exit relayExit) {
 				c.clientGone(l)
 				return relayDoneExit
 			}
-			if fr.Type == 'Z' && c.mode == ModeTransaction && c.owesNothing(l) {
+			if fr.Type == 'Z' && c.mode == ModeTransaction && c.park(l) {
 				return relayPark
 			}
 			return relayHandOff
@@ -139,11 +152,16 @@ const (
 	relayPark                      // idle in a transaction: relay the next request inline
 )
 
-// owesNothing reports whether l is still the client's lease, with no request outstanding.
-func (c *clientSession) owesNothing(l *lease) bool {
+// park moves l to parked if it is still the client's lease, relaying, with no request
+// outstanding; it reports whether it did.
+func (c *clientSession) park(l *lease) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.lease == l && l.pending == 0 && !l.unsynced && !l.syncing && !l.ending
+	if c.lease != l || l.pending != 0 || l.unsynced || l.state != leaseRelaying {
+		return false
+	}
+	l.to(leaseParked)
+	return true
 }
 
 // relayStep is what the relay does after one server message.

@@ -92,29 +92,22 @@ var readOnlyCode = []byte("C25006\x00")
 // client until it is over.)
 func (c *clientSession) replayOnPrimary(l *lease, status byte) bool {
 	c.mu.Lock()
-	if status != 'I' || l.unsynced || l.sentSeq != l.recvSeq+1 {
+	if status != 'I' || l.unsynced || l.sentSeq != l.recvSeq+1 || l.state != leaseRelaying {
 		c.mu.Unlock()
 		return false
 	}
 	l.recvSeq++
 	l.pending = 0
-	l.syncing = true // the client goroutine waits for the new lease
+	l.to(leaseSyncing) // the client goroutine waits for the new lease
 	seg := bytes.Clone(l.seg)
 	c.mu.Unlock()
 	c.wmu.Unlock()
 
-	// Give the replica's server back.
-	l.wmu.Lock()
-	//lint:ignore SA2001 waiting for the writer to finish is the point
-	l.wmu.Unlock()
-	settled := l.sc.cancels.settle(settleTimeout) // l is syncing: no new cancel starts
+	// Give the replica's server back. l is syncing: no new cancel starts, and l stays
+	// the client's lease, given back, until the new one replaces it.
 	l.rs.Done(l.replica)
 	l.replica = -1
-	if settled {
-		l.pool.release(l.res)
-	} else {
-		l.res.Destroy()
-	}
+	c.giveBack(l, false)
 
 	// Take a primary server with the client's settings.
 	ctx, cancel := c.waitContext(c.srv.ctx)
@@ -136,7 +129,6 @@ func (c *clientSession) replayOnPrimary(l *lease, status byte) bool {
 		_, _ = c.w.Write(readyIdle)
 		_ = c.w.Flush()
 		c.mu.Lock()
-		l.syncing = false
 		if c.lease == l {
 			c.lease = nil
 		}
@@ -161,8 +153,8 @@ func (c *clientSession) replayOnPrimary(l *lease, status byte) bool {
 		nl.account('S')
 		out = append(out, 'S', 0, 0, 0, 4)
 	}
+	nl.to(leaseRelaying)
 	c.lease = nl
-	l.syncing = false
 	c.idle.Broadcast()
 	c.mu.Unlock()
 	c.srv.readOnlyReplays.Add(1)
@@ -187,7 +179,10 @@ func (c *clientSession) retrySegment(l *lease, status byte) bool {
 		return false
 	}
 	l.recvSeq++ // the failed segment is answered; its replay is a new one
-	l.syncing = true
+	syncing := l.state == leaseRelaying
+	if syncing {
+		l.to(leaseSyncing)
+	}
 	var out []byte
 	for b := l.seg; len(b) >= protocol.HeaderLen; {
 		n := frameLen(b)
@@ -204,7 +199,9 @@ func (c *clientSession) retrySegment(l *lease, status byte) bool {
 	l.wmu.Unlock()
 
 	c.mu.Lock()
-	l.syncing = false
+	if syncing {
+		l.to(leaseRelaying)
+	}
 	c.idle.Broadcast()
 	c.mu.Unlock()
 	l.heldErr = l.heldErr[:0]

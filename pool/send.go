@@ -8,11 +8,14 @@ import (
 // relay cannot end the lease before that message is answered; or nil with no lease.
 func (c *clientSession) claim(typ byte) *lease {
 	c.mu.Lock()
-	for c.lease != nil && (c.lease.syncing || c.lease.ending || c.lease.restoring()) {
+	for c.lease != nil && (!c.lease.open() || c.lease.restoring()) {
 		c.idle.Wait()
 	}
 	l := c.lease
 	if l != nil {
+		if l.state == leaseParked {
+			l.to(leaseUnrelayed) // it owes replies again
+		}
 		l.account(typ)
 	}
 	c.mu.Unlock()

@@ -95,11 +95,8 @@ type clientSession struct {
 	lease *lease     // the server held now, or nil
 	// prevLease is the last lease started; the next one takes over its buffers once its
 	// relay has exited. unrelayed is the current lease while nothing relays its replies
-	// yet (see relayAfter). parked is set while unrelayed is idle in a transaction with
-	// nothing outstanding: the server owes no reply, so the client may be read without a
-	// relay. The client goroutine's only.
+	// (its state is unrelayed or parked; see relayAfter). The client goroutine's only.
 	prevLease, unrelayed *lease
-	parked               bool
 	// unflushed is the lease whose server has messages from send still in its write
 	// buffer (held back while the client's next message was already here), or nil. The
 	// client goroutine's only.

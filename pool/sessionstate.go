@@ -187,7 +187,7 @@ func (c *clientSession) syncTracked(l *lease) bool {
 		l.sc.configuredFor, l.sc.configuredVersion = c, c.paramsVersion
 	}
 	l.track = nil
-	l.syncing = false
+	l.to(leaseReturning)
 	if c.lease == l {
 		c.lease = nil
 	}

@@ -341,7 +341,7 @@ func (c *clientSession) syncUntracked(l *lease) bool {
 	}
 	l.track = nil
 	l.untracked, l.opaque, l.settingNames, l.settingFuncs = false, false, nil, nil
-	l.syncing = false
+	l.to(leaseReturning)
 	if c.lease == l {
 		c.lease = nil
 	}
