@@ -79,7 +79,8 @@ func (c *clientSession) deferBegin(q string) (bool, error) {
 
 // sendBegin sends the deferred BEGIN on l, ahead of the message that needed the server.
 // Its replies are dropped by the relay (hiddenBegin).
-func (c *clientSession) sendBegin(l *lease) {
+func (l *lease) sendBegin() {
+	c := l.c
 	c.beginDeferred = false
 	c.mu.Lock()
 	l.account('Q')
@@ -95,7 +96,8 @@ func (c *clientSession) sendBegin(l *lease) {
 // relayHiddenBegin handles a server message while the reply to a deferred BEGIN is due:
 // its CommandComplete and ReadyForQuery are dropped (the client had them from cmpool).
 // handled is false for anything else, which is relayed as usual. The caller holds c.wmu.
-func (c *clientSession) relayHiddenBegin(l *lease, fr protocol.Frame) (step relayStep, handled bool, err error) {
+func (l *lease) relayHiddenBegin(fr protocol.Frame) (step relayStep, handled bool, err error) {
+	c := l.c
 	switch fr.Type {
 	case 'C':
 		if _, err := l.sc.fr.Message(); err != nil {

@@ -23,8 +23,8 @@ var errMalformed = protocol.NewFatal(protocol.CodeProtocolViolation, "malformed 
 func (c *clientSession) planExtended(l *lease, msg []byte, out []byte) (_ []byte, warn bool, err error) {
 	out, t, err := c.planExtendedMsg(l, msg, out)
 	if t != nil {
-		warn = c.applyTraits(l, *t)
-		c.scheduleRestore(l, t.resets, l.sentSeq+1) // the segment this Bind is in
+		warn = l.applyTraits(*t)
+		l.scheduleRestore(t.resets, l.sentSeq+1) // the segment this Bind is in
 	}
 	return out, warn, err
 }
@@ -218,7 +218,7 @@ func (c *clientSession) sendDeferred(l *lease) error {
 		c.mu.Lock()
 		l.account('P')
 		c.mu.Unlock()
-		c.recordForRetry(l, 'P', msg)
+		l.recordForRetry('P', msg)
 		if err := c.send(l, msg); err != nil {
 			return err
 		}

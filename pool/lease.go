@@ -12,6 +12,8 @@ import (
 
 // lease is one loan of a server connection to a client.
 type lease struct {
+	// c is the client the server is lent to; set when the lease is made, never changed.
+	c *clientSession
 	// state is where the lease is in its life (leasestate.go). Guarded by
 	// clientSession.mu; changed only by to.
 	state leaseState
@@ -106,13 +108,13 @@ func (c *clientSession) newLease() *lease {
 	// done first: a lease that never had a relay goroutine was only ever touched by this
 	// goroutine and by others under c.mu.
 	if p == nil || p.done != relayDone || p.queryTimer != nil || p == c.unrelayed {
-		return &lease{}
+		return &lease{c: c}
 	}
 	c.mu.Lock()
 	reusable := p != c.lease && p.state == leaseReleased
 	c.mu.Unlock()
 	if !reusable {
-		return &lease{}
+		return &lease{c: c}
 	}
 	c.prevLease = nil
 	seg, heldReplies, heldErr := p.seg[:0], p.heldReplies[:0], p.heldErr[:0]
@@ -127,7 +129,7 @@ func (c *clientSession) newLease() *lease {
 	}
 	bound, parses, closes := reuseSlice(p.bound), reuseSlice(p.parses.items), reuseSlice(p.closes.items)
 	track := reuseSlice(p.track)
-	*p = lease{}
+	*p = lease{c: c}
 	p.seg, p.heldReplies, p.heldErr = seg, heldReplies, heldErr
 	p.bound, p.parses.items, p.closes.items, p.track = bound, parses, closes, track
 	return p

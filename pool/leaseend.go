@@ -10,20 +10,22 @@ import (
 
 // clientGone ends a lease whose client can no longer be written to: the server may be
 // mid-transaction or mid-result, so it is destroyed, and the client is closed.
-func (c *clientSession) clientGone(l *lease) {
-	c.destroyLease(l)
+func (l *lease) clientGone() {
+	c := l.c
+	l.destroyLease()
 	_ = c.conn.Close()
 }
 
 // destroyLease ends l by closing its server, which may be in any state.
-func (c *clientSession) destroyLease(l *lease) {
+func (l *lease) destroyLease() {
+	c := l.c
 	c.mu.Lock()
 	if c.lease == l {
 		c.lease = nil
 	}
 	c.idle.Broadcast()
 	c.mu.Unlock()
-	c.giveBack(l, true)
+	l.giveBack(true)
 }
 
 // giveBack is the one place a lease's server leaves it: it goes back to its pool, or is
@@ -34,7 +36,8 @@ func (c *clientSession) destroyLease(l *lease) {
 // is: a panic's cleanup may come after the relay gave the server back. It does not
 // change clientSession.lease: the caller does, when the lease is still the client's. The
 // caller holds no lock.
-func (c *clientSession) giveBack(l *lease, destroy bool) {
+func (l *lease) giveBack(destroy bool) {
+	c := l.c
 	if !destroy {
 		l.wmu.Lock()
 		//lint:ignore SA2001 waiting for the writer to finish is the point
@@ -60,7 +63,7 @@ func (c *clientSession) giveBack(l *lease, destroy bool) {
 	if l.queryTimer != nil {
 		l.queryTimer.Stop()
 	}
-	c.flushBytes(l)
+	l.flushBytes()
 	l.res.Destroy()
 }
 
@@ -68,14 +71,15 @@ func (c *clientSession) giveBack(l *lease, destroy bool) {
 // whether the server goes back to the pool: only when it is idle, every request has been
 // answered and the mode allows it. The client's output is flushed before the lease ends,
 // since after that the client goroutine may write to the client.
-func (c *clientSession) endsLease(l *lease, status byte) (end, dead bool) {
+func (l *lease) endsLease(status byte) (end, dead bool) {
+	c := l.c
 	c.mu.Lock()
 	l.sc.txStatus = status
 	l.recvSeq++
 	if l.pending > 0 {
 		l.pending--
 	}
-	c.noteReady(l, status)
+	l.noteReady(status)
 	if l.pending == 0 && !l.unsynced {
 		l.stopQueryTimer()
 		c.armIdleTimeout(status != 'I')
@@ -99,7 +103,7 @@ func (c *clientSession) endsLease(l *lease, status byte) (end, dead bool) {
 	}
 	ferr := c.w.Flush()
 	if ferr != nil {
-		c.clientGone(l)
+		l.clientGone()
 		return false, true
 	}
 	c.mu.Lock()
@@ -115,7 +119,7 @@ func (c *clientSession) endsLease(l *lease, status byte) (end, dead bool) {
 	if l.needLSN {
 		c.noteWriteLocked()
 	}
-	if len(l.track) > 0 || c.mode != ModeSession && c.untrackedChanges(l) {
+	if len(l.track) > 0 || c.mode != ModeSession && l.untrackedChanges() {
 		// The lease ends after syncLease has read the parameters back.
 		l.to(leaseSyncing)
 	} else {
@@ -135,7 +139,8 @@ func (c *clientSession) endsLease(l *lease, status byte) (end, dead bool) {
 // lease is no longer cancellable (it is returning, or syncing), so no new cancel starts
 // meanwhile; a server whose cancel is not answered is closed. Whoever ends l calls it,
 // and nothing else changes l's state meanwhile.
-func (c *clientSession) finishLease(l *lease) {
+func (l *lease) finishLease() {
+	c := l.c
 	l.wmu.Lock()
 	//lint:ignore SA2001 waiting for the writer to finish is the point
 	l.wmu.Unlock()
@@ -143,16 +148,16 @@ func (c *clientSession) finishLease(l *lease) {
 	if l.replica >= 0 {
 		l.rs.Done(l.replica)
 	}
-	if l.state == leaseSyncing && !c.syncLease(l) || !settled {
-		c.giveBack(l, true)
+	if l.state == leaseSyncing && !l.syncLease() || !settled {
+		l.giveBack(true)
 		return
 	}
 	if l.resetNeeded && !resetServer(l.sc, c.srv.conf().ServerConnectTimeout) {
-		c.giveBack(l, true)
+		l.giveBack(true)
 		return
 	}
-	if l.tempCheck && !l.resetNeeded && c.mode != ModeSession && !c.dropTempObjects(l) {
-		c.giveBack(l, true)
+	if l.tempCheck && !l.resetNeeded && c.mode != ModeSession && !l.dropTempObjects() {
+		l.giveBack(true)
 		return
 	}
 	if c.mode == ModeSession && c.srv.conf().ServerResetQuery != "-" {
@@ -160,7 +165,7 @@ func (c *clientSession) finishLease(l *lease) {
 		res, err := l.sc.exec(ctx, c.srv.conf().ServerResetQuery)
 		cancel()
 		if err != nil || res.err != nil || l.sc.txStatus != 'I' {
-			c.giveBack(l, true)
+			l.giveBack(true)
 			return
 		}
 		l.sc.set = make(map[string]string)
@@ -168,13 +173,14 @@ func (c *clientSession) finishLease(l *lease) {
 		l.sc.prepared.clear()
 		l.sc.unnamedOwner = nil
 	}
-	c.giveBack(l, false)
+	l.giveBack(false)
 }
 
 // refuseTransactionBlock handles a transaction left open in statement mode. The
 // ReadyForQuery is withheld; the server is rolled back and the client gets an error and an
 // idle ReadyForQuery. If more requests are queued behind this one, both ends are closed.
-func (c *clientSession) refuseTransactionBlock(l *lease, status byte) {
+func (l *lease) refuseTransactionBlock(status byte) {
+	c := l.c
 	pe := protocol.NewError(protocol.CodeFeatureNotSupported, "transaction blocks are not allowed in statement pooling mode")
 	pe.Hint = "use pool_mode = transaction for this database, or run each statement on its own"
 	c.mu.Lock()
@@ -188,7 +194,7 @@ func (c *clientSession) refuseTransactionBlock(l *lease, status byte) {
 	c.mu.Unlock()
 	if !last {
 		pe.Severity = protocol.SeverityFatal
-		c.relayFailedWith(l, pe)
+		l.relayFailedWith(pe)
 		return
 	}
 	l.wmu.Lock()
@@ -200,7 +206,7 @@ func (c *clientSession) refuseTransactionBlock(l *lease, status byte) {
 	werr := c.w.Flush()
 	c.wmu.Unlock()
 	if werr != nil {
-		c.clientGone(l)
+		l.clientGone()
 		return
 	}
 	c.mu.Lock()
@@ -208,21 +214,22 @@ func (c *clientSession) refuseTransactionBlock(l *lease, status byte) {
 		// The client sent more while we rolled back: it cannot be told apart safely.
 		c.mu.Unlock()
 		pe.Severity = protocol.SeverityFatal
-		c.relayFailedWith(l, pe)
+		l.relayFailedWith(pe)
 		return
 	}
 	l.to(leaseReturning)
 	c.lease = nil
 	c.mu.Unlock()
 	if err != nil || res.err != nil || l.sc.txStatus != 'I' {
-		c.giveBack(l, true)
+		l.giveBack(true)
 		return
 	}
-	c.finishLease(l)
+	l.finishLease()
 }
 
 // relayFailed ends a lease whose server failed or was closed under it.
-func (c *clientSession) relayFailed(l *lease, err error) {
+func (l *lease) relayFailed(err error) {
+	c := l.c
 	c.mu.Lock()
 	abandoned, stopping := l.state == leaseAbandoned, l.state == leaseStopping
 	c.mu.Unlock()
@@ -234,24 +241,25 @@ func (c *clientSession) relayFailed(l *lease, err error) {
 		// The server may be hung or unreachable; its state is unknown, so it is closed,
 		// and so is the client, whose transaction is gone with it.
 		c.log.Warn("query_timeout: server did not answer, even to a cancel request", "waited", l.queryTimeout, "backend", l.pool.key.backend)
-		c.relayFailedWith(l, protocol.NewFatal(protocol.CodeQueryCanceled,
+		l.relayFailedWith(protocol.NewFatal(protocol.CodeQueryCanceled,
 			fmt.Sprintf("query_timeout: the server did not answer within %s", l.queryTimeout)))
 		return
 	}
 	if isBadServerMessage(err) {
 		c.log.Error("server broke the protocol: closing it and its client", "error", err)
-		c.relayFailedWith(l, protocol.NewFatal(protocol.CodeProtocolViolation, "server sent an invalid message: "+err.Error()))
+		l.relayFailedWith(protocol.NewFatal(protocol.CodeProtocolViolation, "server sent an invalid message: "+err.Error()))
 		return
 	}
 	if !abandoned {
 		c.log.Warn("server connection lost", "error", err)
 	}
-	c.relayFailedWith(l, protocol.NewFatal(protocol.CodeConnectionFailure, "server connection lost: "+err.Error()))
+	l.relayFailedWith(protocol.NewFatal(protocol.CodeConnectionFailure, "server connection lost: "+err.Error()))
 }
 
 // relayFailedWith destroys the lease's server and, unless the client already left, sends
 // it pe and closes it. The error is written while the relay still owns the client writer.
-func (c *clientSession) relayFailedWith(l *lease, pe *protocol.Error) {
+func (l *lease) relayFailedWith(pe *protocol.Error) {
+	c := l.c
 	c.mu.Lock()
 	abandoned := l.state == leaseAbandoned
 	c.mu.Unlock()
@@ -262,7 +270,7 @@ func (c *clientSession) relayFailedWith(l *lease, pe *protocol.Error) {
 		_ = c.w.Flush()
 		c.wmu.Unlock()
 	}
-	c.destroyLease(l)
+	l.destroyLease()
 	if !abandoned {
 		_ = c.conn.Close()
 	}
@@ -306,6 +314,6 @@ func (c *clientSession) endLease() {
 	c.mu.Unlock()
 	if stopped {
 		_ = l.sc.conn.SetReadDeadline(time.Time{})
-		c.finishLease(l)
+		l.finishLease()
 	}
 }

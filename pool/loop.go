@@ -143,18 +143,18 @@ func (c *clientSession) loop(ctx context.Context) error {
 			c.mu.Unlock()
 		}
 		if c.beginDeferred {
-			c.sendBegin(l)
+			l.sendBegin()
 		}
 		if err := c.sendDeferred(l); err != nil {
 			return err
 		}
-		c.recordForRetry(l, fr.Type, msg)
+		l.recordForRetry(fr.Type, msg)
 		if err := c.send(l, msg); err != nil {
 			return err
 		}
 		l.recvBytes.Add(int64(protocol.HeaderLen + fr.BodyLen))
 		if c.srv.conf().QueryTimeout > 0 && (fr.Type == 'Q' || fr.Type == 'S' || fr.Type == 'F') {
-			c.armQueryTimer(l)
+			l.armQueryTimer()
 		}
 		c.relayAfter(l, fr.Type)
 	}

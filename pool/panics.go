@@ -40,7 +40,7 @@ func (c *clientSession) abandonAfterPanic() {
 		<-l.done // the relay sees the server closed and destroys it
 		return
 	}
-	c.giveBack(l, true)
+	l.giveBack(true)
 }
 
 // panicLockWait is how long the cleanup after a panic waits for a lock the panic may have
@@ -62,7 +62,8 @@ func tryLockFor(mu *sync.Mutex, d time.Duration) bool {
 // relayPanicked ends a lease whose relay panicked. The server and what was written to
 // the client may be in any state: the server is destroyed, and the client gets XX000 and
 // is closed. holdingW says whether this goroutine holds c.wmu.
-func (c *clientSession) relayPanicked(l *lease, p any, holdingW bool) {
+func (l *lease) relayPanicked(p any, holdingW bool) {
+	c := l.c
 	c.log.Error("relay panic: closing the client and its server", "panic", p, "stack", string(debug.Stack()))
 	if holdingW || tryLockFor(&c.wmu, panicLockWait) {
 		// Drop what is buffered: it may end in the middle of a message.
@@ -88,5 +89,5 @@ func (c *clientSession) relayPanicked(l *lease, p any, holdingW bool) {
 	if l.queryTimer != nil {
 		l.queryTimer.Stop()
 	}
-	c.giveBack(l, true)
+	l.giveBack(true)
 }

@@ -37,10 +37,10 @@ func (c *clientSession) relayAfter(l *lease, typ byte) {
 	c.mu.Lock()
 	l.to(leaseRelaying)
 	c.mu.Unlock()
-	switch c.relayLoop(l, true) {
+	switch l.relayLoop(true) {
 	case relayHandOff:
 		l.done = make(chan struct{})
-		go c.relay(l)
+		go l.relay()
 	case relayPark:
 		// Idle in a transaction: the next request of the transaction is relayed inline
 		// too. Nothing reads the server until then; a server that fails meanwhile is seen
@@ -72,14 +72,14 @@ func (c *clientSession) ensureRelayLocked() {
 		c.unrelayed = nil
 		l.to(leaseRelaying)
 		l.done = make(chan struct{})
-		go c.relay(l)
+		go l.relay()
 	}
 }
 
 // relay copies the server's replies to the client until the lease ends.
-func (c *clientSession) relay(l *lease) {
+func (l *lease) relay() {
 	defer close(l.done)
-	c.relayLoop(l, false)
+	l.relayLoop(false)
 }
 
 // relayLoop copies the server's replies to the client until the lease ends. On the client
@@ -88,23 +88,24 @@ func (c *clientSession) relay(l *lease) {
 // in transaction mode (the server owes nothing), relayHandOff when a relay goroutine must
 // go on with the lease (COPY FROM STDIN, or a ReadyForQuery that keeps the lease in
 // session mode, where the server may send notifications at any time).
-func (c *clientSession) relayLoop(l *lease, inline bool) (exit relayExit) {
+func (l *lease) relayLoop(inline bool) (exit relayExit) {
+	c := l.c
 	holdingW := false // this goroutine holds c.wmu
 	defer func() {
 		if p := recover(); p != nil {
-			c.relayPanicked(l, p, holdingW)
+			l.relayPanicked(p, holdingW)
 			exit = relayDoneExit
 		}
 	}()
 	for {
 		fr, err := l.sc.fr.Next()
 		if err != nil {
-			c.relayFailed(l, err)
+			l.relayFailed(err)
 			return relayDoneExit
 		}
 		c.wmu.Lock()
 		holdingW = true
-		step, status, err := c.relayOne(l, fr)
+		step, status, err := l.relayOne(fr)
 		if step == stepHidden {
 			holdingW = false
 			c.wmu.Unlock()
@@ -114,30 +115,30 @@ func (c *clientSession) relayLoop(l *lease, inline bool) (exit relayExit) {
 			ferr := c.w.Flush()
 			holdingW = false
 			c.wmu.Unlock()
-			c.reportReady(l)
+			l.reportReady()
 			if ferr != nil {
-				c.clientGone(l)
+				l.clientGone()
 				return relayDoneExit
 			}
-			if fr.Type == 'Z' && c.mode == ModeTransaction && c.park(l) {
+			if fr.Type == 'Z' && c.mode == ModeTransaction && l.park() {
 				return relayPark
 			}
 			return relayHandOff
 		}
 		holdingW = false
 		c.wmu.Unlock()
-		c.reportReady(l)
+		l.reportReady()
 		switch step {
 		case stepContinue:
 			continue
 		case stepEnd:
-			c.finishLease(l)
+			l.finishLease()
 		case stepFailed:
-			c.relayFailed(l, err)
+			l.relayFailed(err)
 		case stepClientGone:
-			c.clientGone(l)
+			l.clientGone()
 		case stepTransactionBlock:
-			c.refuseTransactionBlock(l, status)
+			l.refuseTransactionBlock(status)
 		}
 		return relayDoneExit
 	}
@@ -154,7 +155,8 @@ const (
 
 // park moves l to parked if it is still the client's lease, relaying, with no request
 // outstanding; it reports whether it did.
-func (c *clientSession) park(l *lease) bool {
+func (l *lease) park() bool {
+	c := l.c
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.lease != l || l.pending != 0 || l.unsynced || l.state != leaseRelaying {
@@ -178,7 +180,8 @@ const (
 )
 
 // relayOne passes one server message to the client. The caller holds c.wmu.
-func (c *clientSession) relayOne(l *lease, fr protocol.Frame) (relayStep, byte, error) {
+func (l *lease) relayOne(fr protocol.Frame) (relayStep, byte, error) {
+	c := l.c
 	if f := c.srv.relayFault; f != nil {
 		f(fr.Type)
 	}
@@ -195,7 +198,7 @@ func (c *clientSession) relayOne(l *lease, fr protocol.Frame) (relayStep, byte, 
 	hidden := l.hiddenBegin
 	c.mu.Unlock()
 	if hidden {
-		if step, handled, err := c.relayHiddenBegin(l, fr); handled {
+		if step, handled, err := l.relayHiddenBegin(fr); handled {
 			return step, 0, err
 		}
 	}
@@ -233,19 +236,19 @@ func (c *clientSession) relayOne(l *lease, fr protocol.Frame) (relayStep, byte, 
 		}
 		status := msg[5]
 		if len(l.heldErr) > 0 {
-			if l.toPrimary && c.replayOnPrimary(l, status) {
+			if l.toPrimary && l.replayOnPrimary(status) {
 				return stepStop, 0, nil
 			}
-			if !l.toPrimary && c.retrySegment(l, status) {
+			if !l.toPrimary && l.retrySegment(status) {
 				return stepContinue, 0, nil
 			}
 			if _, err := c.w.Write(l.heldErr); err != nil {
 				return stepClientGone, 0, nil
 			}
 			l.heldErr = l.heldErr[:0]
-			c.noteRestoreFailed(l)
+			l.noteRestoreFailed()
 		}
-		if ran, err := c.restoreStartup(l); err != nil {
+		if ran, err := l.restoreStartup(); err != nil {
 			if err == errClientWrite {
 				return stepClientGone, 0, nil
 			}
@@ -260,7 +263,7 @@ func (c *clientSession) relayOne(l *lease, fr protocol.Frame) (relayStep, byte, 
 		if _, err := c.w.Write(msg); err != nil {
 			return stepClientGone, 0, nil
 		}
-		switch end, dead := c.endsLease(l, status); {
+		switch end, dead := l.endsLease(status); {
 		case dead:
 			return stepStop, 0, nil
 		case end:
@@ -276,7 +279,7 @@ func (c *clientSession) relayOne(l *lease, fr protocol.Frame) (relayStep, byte, 
 			return stepFailed, 0, fmt.Errorf("%w: malformed ParameterStatus", errBadServerMessage)
 		}
 		sc.noteParameterStatus(name, value)
-		if c.holdStatus(l, name, value) {
+		if l.holdStatus(name, value) {
 			return stepContinue, 0, nil
 		}
 		c.noteParameterStatus(name, value)
@@ -299,13 +302,13 @@ func (c *clientSession) relayOne(l *lease, fr protocol.Frame) (relayStep, byte, 
 		case '3':
 			out = c.replyCloseComplete(l, msg)
 		default:
-			c.noteServerError(l, protocol.ErrorCode(msg[protocol.HeaderLen:]))
+			l.noteServerError(protocol.ErrorCode(msg[protocol.HeaderLen:]))
 			out = c.replyError(l, msg)
-			if c.holdForRetry(l, out) {
+			if l.holdForRetry(out) {
 				out = nil
 				l.heldReplies = l.heldReplies[:0]
 			} else {
-				c.noteRestoreFailed(l)
+				l.noteRestoreFailed()
 			}
 			if out != nil && len(l.heldReplies) > 0 {
 				if _, err := c.w.Write(l.heldReplies); err != nil {

@@ -30,7 +30,8 @@ const maxRetrySegment = 16 << 10
 
 // recordForRetry keeps a copy of the client's extended-protocol messages of the current
 // Sync segment. It runs on the client goroutine for every message sent on l.
-func (c *clientSession) recordForRetry(l *lease, typ byte, msg []byte) {
+func (l *lease) recordForRetry(typ byte, msg []byte) {
+	c := l.c
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	switch typ {
@@ -61,7 +62,8 @@ func (c *clientSession) recordForRetry(l *lease, typ byte, msg []byte) {
 
 // holdForRetry decides, at an ErrorResponse, whether to hide it and replay the segment
 // at its ReadyForQuery. It runs on the relay.
-func (c *clientSession) holdForRetry(l *lease, msg []byte) bool {
+func (l *lease) holdForRetry(msg []byte) bool {
+	c := l.c
 	stale := bytes.Contains(msg, cachedPlanChanged)
 	readOnly := l.replica >= 0 && !l.forced && bytes.Contains(msg, readOnlyCode)
 	if !stale && !readOnly || l.answered {
@@ -90,7 +92,8 @@ var readOnlyCode = []byte("C25006\x00")
 // waits for the replica's cancels and for a primary server, and takes it back before it
 // returns. (Meanwhile the lease is syncing: the client goroutine writes nothing to the
 // client until it is over.)
-func (c *clientSession) replayOnPrimary(l *lease, status byte) bool {
+func (l *lease) replayOnPrimary(status byte) bool {
+	c := l.c
 	c.mu.Lock()
 	if status != 'I' || l.unsynced || l.sentSeq != l.recvSeq+1 || l.state != leaseRelaying {
 		c.mu.Unlock()
@@ -107,7 +110,7 @@ func (c *clientSession) replayOnPrimary(l *lease, status byte) bool {
 	// the client's lease, given back, until the new one replaces it.
 	l.rs.Done(l.replica)
 	l.replica = -1
-	c.giveBack(l, false)
+	l.giveBack(false)
 
 	// Take a primary server with the client's settings.
 	ctx, cancel := c.waitContext(c.srv.ctx)
@@ -136,7 +139,7 @@ func (c *clientSession) replayOnPrimary(l *lease, status byte) bool {
 		c.mu.Unlock()
 		return true
 	}
-	nl := &lease{pool: primary, res: res, sc: res.Value(), done: make(chan struct{}), segDone: true, replica: -1, needLSN: true,
+	nl := &lease{c: c, pool: primary, res: res, sc: res.Value(), done: make(chan struct{}), segDone: true, replica: -1, needLSN: true,
 		queryTimeout: 2 * c.srv.conf().QueryTimeout}
 	var out []byte
 	c.mu.Lock()
@@ -165,14 +168,15 @@ func (c *clientSession) replayOnPrimary(l *lease, status byte) bool {
 		c.log.Debug("replay write failed", "error", err)
 	}
 	nl.wmu.Unlock()
-	go c.relay(nl)
+	go nl.relay()
 	return true
 }
 
 // retrySegment replays the held segment at the ReadyForQuery that closed its failure. It
 // reports false when the client sent more meanwhile: then the held error goes out and the
 // ReadyForQuery is handled as usual.
-func (c *clientSession) retrySegment(l *lease, status byte) bool {
+func (l *lease) retrySegment(status byte) bool {
+	c := l.c
 	c.mu.Lock()
 	if status != 'I' || l.unsynced || l.sentSeq != l.recvSeq+1 {
 		c.mu.Unlock()

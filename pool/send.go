@@ -65,8 +65,8 @@ func (c *clientSession) send(l *lease, msg []byte) error {
 			q := c.text(queryText(msg))
 			t := withSettingEffects(c.srv.classifier, q, traitsOf(q))
 			c.mu.Lock()
-			warn := c.applyTraits(l, t)
-			c.scheduleRestore(l, t.resets, l.sentSeq)
+			warn := l.applyTraits(t)
+			l.scheduleRestore(t.resets, l.sentSeq)
 			c.mu.Unlock()
 			if warn {
 				c.warnSessionBound()
@@ -75,7 +75,7 @@ func (c *clientSession) send(l *lease, msg []byte) error {
 			kind, name := classifySQL(q)
 			if r := resetsOfQuery(q, kind, name); r != nil {
 				c.mu.Lock()
-				c.scheduleRestore(l, r, l.sentSeq)
+				l.scheduleRestore(r, l.sentSeq)
 				c.mu.Unlock()
 			}
 		}
@@ -109,7 +109,7 @@ func (c *clientSession) send(l *lease, msg []byte) error {
 	// of a message only partly received may be long in coming), and always when the
 	// client must wait for this request's reply before sending more (scheduleRestore).
 	c.unflushed = l
-	if !c.fr.FrameBuffered() || c.mustWait(l) {
+	if !c.fr.FrameBuffered() || l.mustWait() {
 		c.unflushed = nil
 		if err := w.Flush(); err != nil {
 			// The server is gone; the relay will see it and tell the client.

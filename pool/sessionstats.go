@@ -10,7 +10,7 @@ import (
 // transaction it ended. The caller holds c.mu; l.pending is already decremented. What
 // the Observer and the log are to hear of is kept in l.ready, for reportReady once the
 // relay holds no lock: a hook may block or call back into cmpool.
-func (c *clientSession) noteReady(l *lease, status byte) {
+func (l *lease) noteReady(status byte) {
 	now := nanotime()
 	bp := l.pool
 	l.ready.backend = bp.name
@@ -31,7 +31,7 @@ func (c *clientSession) noteReady(l *lease, status byte) {
 		l.ready.xact, l.ready.hasXact = time.Duration(d), true
 		l.xStart = l.qStart
 	}
-	c.flushBytes(l)
+	l.flushBytes()
 }
 
 // readyNote is what the relay saw and has not reported yet: the durations of the
@@ -46,7 +46,8 @@ type readyNote struct {
 
 // reportReady sends what noteReady saw on l to the Observer, and logs a slow
 // transaction. It runs on whatever relays l, holding no lock.
-func (c *clientSession) reportReady(l *lease) {
+func (l *lease) reportReady() {
+	c := l.c
 	n := l.ready
 	if !n.hasQuery && !n.hasXact && n.errCode == "" {
 		return
@@ -68,7 +69,7 @@ func (c *clientSession) reportReady(l *lease) {
 
 // flushBytes adds the bytes l relayed to its pool's counters. It runs on the relay
 // goroutine, which owns l.sentBytes.
-func (c *clientSession) flushBytes(l *lease) {
+func (l *lease) flushBytes() {
 	if n := l.recvBytes.Swap(0); n > 0 {
 		l.pool.counters.received.Add(n)
 	}
@@ -94,7 +95,8 @@ func (c *clientSession) noteError(bp *backendPool, code string) {
 
 // noteServerError counts an ErrorResponse from l's server on its way to the client. The
 // relay calls it holding c.wmu: the Observer hears of it from reportReady.
-func (c *clientSession) noteServerError(l *lease, code string) {
+func (l *lease) noteServerError(code string) {
+	c := l.c
 	if code == "" {
 		code = protocol.CodeInternalError
 	}
