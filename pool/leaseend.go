@@ -30,8 +30,8 @@ func (l *lease) destroyLease() {
 
 // giveBack is the one place a lease's server leaves it: it goes back to its pool, or is
 // destroyed when destroy is set or a cancel sent to it is not settled (see cancel.go).
-// It waits for a write to the server in progress, moves l to released or destroyed, and
-// on destroy stops query_timeout and adds the bytes l relayed to the pool's counters
+// It waits for a write to the server in progress, moves l to released or destroyed, gives
+// a replica's slot back to the replica set, and on destroy stops query_timeout and adds the bytes l relayed to the pool's counters
 // (a clean end has added them at its ReadyForQuery). A lease already over is left as it
 // is: a panic's cleanup may come after the relay gave the server back. It does not
 // change clientSession.lease: the caller does, when the lease is still the client's. The
@@ -56,6 +56,9 @@ func (l *lease) giveBack(destroy bool) {
 	}
 	c.idle.Broadcast()
 	c.mu.Unlock()
+	if l.replica >= 0 {
+		l.rs.Done(l.replica)
+	}
 	if !destroy {
 		l.pool.release(l.res)
 		return
@@ -145,9 +148,6 @@ func (l *lease) finishLease() {
 	//lint:ignore SA2001 waiting for the writer to finish is the point
 	l.wmu.Unlock()
 	settled := l.sc.cancels.settle(settleTimeout)
-	if l.replica >= 0 {
-		l.rs.Done(l.replica)
-	}
 	if l.state == leaseSyncing && !l.syncLease() || !settled {
 		l.giveBack(true)
 		return

@@ -108,8 +108,6 @@ func (l *lease) replayOnPrimary(status byte) bool {
 
 	// Give the replica's server back. l is syncing: no new cancel starts, and l stays
 	// the client's lease, given back, until the new one replaces it.
-	l.rs.Done(l.replica)
-	l.replica = -1
 	l.giveBack(false)
 
 	// Take a primary server with the client's settings.
