@@ -10,28 +10,48 @@ import (
 	"github.com/cmlite/cmpool/router"
 )
 
-// lease is one loan of a server connection to a client.
+// lease is one loan of a server connection to a client: from the request that needed a
+// server to the ReadyForQuery that ends it (or the client's exit, or a failure). Its life
+// is the state machine of leasestate.go; giveBack is the one place its server leaves it.
+//
+// Its fields are grouped by owner:
+//   - set when the lease is made, before any other goroutine sees it, and then only read;
+//   - guarded by clientSession.mu (the client goroutine, the relay, cancel requests,
+//     query_timeout and a drain all read or change them);
+//   - the relay's: whoever relays the lease (the client goroutine inline, or the relay
+//     goroutine; never both, and done orders the hand-over) reads and writes them with no
+//     lock;
+//   - synchronisation: wmu, done, and the atomic recvBytes.
+//
+// Locks: a lease's wmu is taken after clientSession.wmu, never under clientSession.mu
+// (see clientSession.wmu for the whole order).
 type lease struct {
-	// c is the client the server is lent to; set when the lease is made, never changed.
-	c *clientSession
-	// state is where the lease is in its life (leasestate.go). Guarded by
-	// clientSession.mu; changed only by to.
-	state leaseState
-	pool  *backendPool
-	res   *puddle.Resource[*serverConn]
-	sc    *serverConn
+	// Set when the lease is made; read only after.
+
+	// c is the client the server is lent to.
+	c    *clientSession
+	pool *backendPool
+	res  *puddle.Resource[*serverConn]
+	sc   *serverConn
 	// replica is the index in rs of the replica the lease reads from, or -1 on the
-	// primary; rs is the replica set in force when the lease began.
+	// primary; rs is the replica set in force when the lease began. forced: the client
+	// chose the replica, so a write refused there (25006) is not replayed on the primary.
 	replica int
 	rs      *router.ReplicaSet
-	// needLSN: the lease may have written on the primary; its commit is noted when it
-	// ends, for read-your-writes.
-	needLSN bool
+	forced  bool
 	// queryTimeout is twice query_timeout (a cancel request went out at query_timeout):
 	// while requests are outstanding the server's read deadline is this far past the
 	// last one sent. Zero means none.
 	queryTimeout time.Duration
-	// Guarded by clientSession.mu:
+
+	// Guarded by clientSession.mu.
+
+	// state is where the lease is in its life; changed only by to.
+	state leaseState
+	// needLSN: the lease may have written on the primary; its commit is noted when it
+	// ends, for read-your-writes. Set when the lease is made; endsLease clears it when
+	// nothing ran.
+	needLSN     bool
 	pending     int    // Query/Sync/FunctionCall sent whose ReadyForQuery has not come back
 	unsynced    bool   // extended-protocol messages sent since the last Sync
 	sentSeq     uint64 // Query/Sync/FunctionCall messages sent
@@ -43,58 +63,66 @@ type lease struct {
 	track       []string    // parameters changed by this lease's statements, to read back
 	resetNeeded bool        // session-bound features were used: DISCARD ALL before reuse
 	tempCheck   bool        // temporary objects were mentioned: check for them before reuse
-
+	// hiddenBegin: a deferred BEGIN was sent first on this lease and its replies are
+	// still due; the relay drops them.
+	hiddenBegin bool
 	// restoreSeg is the Sync segment after which the startup values of the parameters in
 	// restore are set again (restoreStartup); 0 if none. restoreFailed: that segment
-	// failed, so nothing was reset. Guarded by clientSession.mu.
+	// failed, so nothing was reset.
 	restoreSeg    uint64
 	restore       []string
 	restoreFailed bool
-
-	// The current Sync segment, kept for a retry (retry.go). Guarded by mu.
+	// The current Sync segment, kept for a retry (retry.go).
 	seg                     []byte
 	segOK, segDone, retried bool
-	// Relay-owned: whether the segment being answered has sent the client anything, and
-	// an error held back for a retry.
-	answered    bool
-	heldErr     []byte
-	toPrimary   bool   // the held error is a replica's 25006: replay on the primary
-	forced      bool   // the client chose the replica: no 25006 safety net
-	heldReplies []byte // a replica's describing replies, held until the first row or end
-
-	heldStatus [][2]string // relay-owned: ParameterStatus held until startup values are restored
-
-	// wmu is held while the client goroutine writes to the server, so the relay can wait
-	// for a write in progress before giving the server to someone else; and while the
-	// relay writes cmpool's own messages (a retry, a replay, the ROLLBACK of
-	// refuseTransactionBlock), so that nothing of the client's is interleaved. It is
-	// taken after clientSession.wmu, never under clientSession.mu.
-	wmu sync.Mutex
-	// done is closed when the relay exits. It is made when a relay goroutine starts; a
-	// lease relayed whole on the client goroutine gets relayDone.
-	done chan struct{}
-
-	// Statistics: nanotime of the oldest unanswered request and of the transaction's
-	// first request (0: none; guarded by clientSession.mu); bytes from the client
-	// (client goroutine) and to it (relay goroutine) not yet added to the pool's counters.
-	qStart, xStart int64
-	recvBytes      atomic.Int64
-	sentBytes      int64
-	// queryTimer cancels a request running past query_timeout; nil until first armed.
-	queryTimer *time.Timer
-	// hiddenBegin: a deferred BEGIN was sent first on this lease and its replies are
-	// still due; the relay drops them. Guarded by clientSession.mu.
-	hiddenBegin bool
-	// ready is what the last ReadyForQuery ended, not yet reported to the Observer
-	// (noteReady, reportReady). Whoever relays the lease owns it.
-	ready readyNote
 	// untracked: a statement may have changed settings it does not name (set_config, DO,
 	// …); opaque: custom ones whose names it does not give either; settingNames and
 	// settingFuncs are the custom parameters and the user-defined functions the
 	// statements name. All settings are read back when the lease ends if
-	// any of these may have changed some (untrackedChanges). Guarded by clientSession.mu.
+	// any of these may have changed some (untrackedChanges).
 	untracked, opaque          bool
 	settingNames, settingFuncs []string
+	// Statistics: nanotime of the oldest unanswered request and of the transaction's
+	// first request (0: none).
+	qStart, xStart int64
+	// queryTimer cancels a request running past query_timeout; nil until first armed
+	// (armQueryTimer, by the client goroutine). Stopped without the lock, once the lease
+	// owes nothing or is destroyed.
+	queryTimer *time.Timer
+
+	// The relay's.
+
+	// answered: the segment being answered has sent the client something. heldErr is an
+	// error held back for a retry; toPrimary: it is a replica's 25006, to be replayed on
+	// the primary.
+	answered  bool
+	heldErr   []byte
+	toPrimary bool
+	// heldReplies are a replica's describing replies, held until the first row or end.
+	heldReplies []byte
+	// heldStatus are ParameterStatus messages held until startup values are restored.
+	heldStatus [][2]string
+	// ready is what the last ReadyForQuery ended, not yet reported to the Observer
+	// (noteReady, reportReady).
+	ready readyNote
+	// sentBytes are the bytes relayed to the client not yet added to the pool's counters.
+	sentBytes int64
+
+	// Synchronisation.
+
+	// wmu is held while the client goroutine writes to the server, so the relay can wait
+	// for a write in progress before giving the server to someone else; and while the
+	// relay writes cmpool's own messages (a retry, a replay, the ROLLBACK of
+	// refuseTransactionBlock), so that nothing of the client's is interleaved.
+	wmu sync.Mutex
+	// done is closed when the relay exits: the wait for it is how another goroutine
+	// knows the relay's fields and the server's reader are free. The client goroutine
+	// sets it before the relay starts: made for a relay goroutine, or relayDone for a
+	// lease relayed whole on the client goroutine. nil while nothing has relayed yet.
+	done chan struct{}
+	// recvBytes are the bytes from the client not yet added to the pool's counters: the
+	// client goroutine adds, the relay takes them.
+	recvBytes atomic.Int64
 }
 
 // newLease returns an empty lease for the client's next transaction. That is the previous

@@ -35,12 +35,21 @@ type clientSession struct {
 	// w writes to the client, under wmu: the relay writes server replies, the client
 	// goroutine cmpool's own answers.
 	//
-	// Lock order for a client and its lease: wmu, then mu, then serverConn.cancels.mu;
-	// lease.wmu may be taken under wmu, never under mu. None of them is held across a
-	// wait for a server, a login, a cancel request or an Observer hook. wmu is held while
-	// one message is written to the client (the relay reads the rest of a server message
-	// as it copies it); lease.wmu while cmpool's or the client's messages are written to
-	// the server; mu only to read or change the session's state.
+	// Lock order for a client and its lease:
+	//
+	//	clientSession.wmu → lease.wmu
+	//	clientSession.wmu → clientSession.mu → serverConn.cancels.mu
+	//
+	// lease.wmu is never taken under mu, nor mu under lease.wmu. Server.mu is let go
+	// before a client's locks are taken (the server collects its clients under it, then
+	// locks each). None of them is held across a wait for a server, a login, a cancel
+	// request or an Observer hook; lease.wmu alone is held across a query of cmpool's own
+	// on the lease's server (a retry, a replay, restoreStartup, the ROLLBACK of
+	// refuseTransactionBlock). wmu is held while one message is written to the client
+	// (the relay reads the rest of a server message as it copies it); lease.wmu while
+	// cmpool's or the client's messages are written to the server; mu only to read or
+	// change the session's state. The idle condition is on mu: it is signalled whenever
+	// a lease's pending requests or state change.
 	w   *clientWriter
 	wmu sync.Mutex
 	log *slog.Logger
@@ -91,8 +100,11 @@ type clientSession struct {
 	wroteAt time.Time
 
 	mu    sync.Mutex // guards the lease and the fields marked so; see wmu for the lock order
-	idle  *sync.Cond // on mu; signalled at every ReadyForQuery
-	lease *lease     // the server held now, or nil
+	idle  *sync.Cond // on mu; signalled at every ReadyForQuery and lease state change
+	// lease is the server held now, or nil. Guarded by mu; the client goroutine sets it
+	// (startLease), the relay clears it when the lease ends, or replaces it when a
+	// request moves to the primary (replayOnPrimary).
+	lease *lease
 	// prevLease is the last lease started; the next one takes over its buffers once its
 	// relay has exited. unrelayed is the current lease while nothing relays its replies
 	// (its state is unrelayed or parked; see relayAfter). The client goroutine's only.
