@@ -110,11 +110,7 @@ func (l *lease) relayHiddenBegin(fr protocol.Frame) (step relayStep, handled boo
 			return stepFailed, true, errMalformedReady
 		}
 		c.mu.Lock()
-		l.sc.txStatus = msg[5]
-		l.recvSeq++
-		if l.pending > 0 {
-			l.pending--
-		}
+		l.noteAnswer(msg[5])
 		l.hiddenBegin = false
 		c.mu.Unlock()
 		return stepHidden, true, nil

@@ -73,15 +73,44 @@ func (l *lease) giveBack(destroy bool) {
 // endsLease runs at each ReadyForQuery, after it was written to the client. It decides
 // whether the server goes back to the pool: only when it is idle, every request has been
 // answered and the mode allows it. The client's output is flushed before the lease ends,
-// since after that the client goroutine may write to the client.
+// since after that the client goroutine may write to the client. What the ReadyForQuery
+// does to the lease is decided by onReady and onEnd, under c.mu; the flush, which may
+// block, is between them, with no lock held.
 func (l *lease) endsLease(status byte) (end, dead bool) {
 	c := l.c
 	c.mu.Lock()
+	ends := l.onReady(status)
+	c.mu.Unlock()
+	if !ends {
+		return false, false
+	}
+	if ferr := c.w.Flush(); ferr != nil {
+		l.clientGone()
+		return false, true
+	}
+	c.mu.Lock()
+	end = l.onEnd()
+	c.mu.Unlock()
+	return end, false
+}
+
+// noteAnswer records the ReadyForQuery that answers one request on l, and the
+// transaction status it reports. The caller holds c.mu.
+func (l *lease) noteAnswer(status byte) {
 	l.sc.txStatus = status
 	l.recvSeq++
 	if l.pending > 0 {
 		l.pending--
 	}
+}
+
+// onReady is what a ReadyForQuery relayed to the client does to l: the request it answers
+// is counted, timers and deadlines follow what is still outstanding, and it reports
+// whether the lease ends here (l is then ending: the client goroutine sends nothing on
+// it). The caller holds c.mu.
+func (l *lease) onReady(status byte) (ends bool) {
+	c := l.c
+	l.noteAnswer(status)
 	l.noteReady(status)
 	if l.pending == 0 && !l.unsynced {
 		l.stopQueryTimer()
@@ -95,25 +124,22 @@ func (l *lease) endsLease(status byte) (end, dead bool) {
 		_ = l.sc.conn.SetReadDeadline(time.Time{})
 	}
 	c.idle.Broadcast()
-	ends := l.pending == 0 && !l.unsynced && status == 'I' && (c.mode != ModeSession || c.closing.Load())
+	ends = l.pending == 0 && !l.unsynced && status == 'I' && (c.mode != ModeSession || c.closing.Load())
 	if ends && l.state == leaseRelaying {
 		// The client's next message must not join this lease: it may belong elsewhere.
 		l.to(leaseEnding)
 	}
-	c.mu.Unlock()
-	if !ends {
-		return false, false
-	}
-	ferr := c.w.Flush()
-	if ferr != nil {
-		l.clientGone()
-		return false, true
-	}
-	c.mu.Lock()
+	return ends
+}
+
+// onEnd ends l, once the reply that ended it is flushed: it leaves the client (returning),
+// or stays its lease while the relay reads settings back (syncing). It reports false when
+// the client left meanwhile (endLease took the lease over). The caller holds c.mu.
+func (l *lease) onEnd() bool {
+	c := l.c
 	c.idle.Broadcast()
 	if l.state != leaseEnding {
-		c.mu.Unlock()
-		return false, false // the client left meanwhile (endLease took over)
+		return false
 	}
 	c.routeOnce = ""
 	if !l.executed {
@@ -134,8 +160,7 @@ func (l *lease) endsLease(status byte) (end, dead bool) {
 		// Wake the client goroutine so it can say goodbye.
 		_ = c.conn.SetReadDeadline(time.Now())
 	}
-	c.mu.Unlock()
-	return true, false
+	return true
 }
 
 // finishLease returns a clean server once no write or cancel is in progress on it. The
@@ -184,11 +209,7 @@ func (l *lease) refuseTransactionBlock(status byte) {
 	pe := protocol.NewError(protocol.CodeFeatureNotSupported, "transaction blocks are not allowed in statement pooling mode")
 	pe.Hint = "use pool_mode = transaction for this database, or run each statement on its own"
 	c.mu.Lock()
-	l.sc.txStatus = status
-	l.recvSeq++
-	if l.pending > 0 {
-		l.pending--
-	}
+	l.noteAnswer(status)
 	last := l.pending == 0 && !l.unsynced
 	c.idle.Broadcast()
 	c.mu.Unlock()
