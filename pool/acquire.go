@@ -173,26 +173,24 @@ func (c *clientSession) acquire(ctx context.Context, typ byte, msg []byte) (*lea
 		l := c.newLease()
 		l.replica, l.rs, l.forced = replica, rs, forced
 		l.needLSN = mayWrite && backend == backendPrimary && rs != nil && c.srv.conf().Consistency != "eventual"
-		return c.startLease(l, bp, res), nil
+		l.start(bp, res)
+		return l, nil
 	}
 }
 
-// startLease makes res this client's server, on lease l (its routing fields set, or nil
-// for a primary lease). Its replies are relayed once requests are sent (relayAfter).
-func (c *clientSession) startLease(l *lease, bp *backendPool, res *puddle.Resource[*serverConn]) *lease {
-	if l == nil {
-		l = c.newLease()
-		l.replica = -1
-	}
+// start makes res the client's server, on l (its routing fields set). Its replies are
+// relayed once requests are sent (relayAfter).
+func (l *lease) start(bp *backendPool, res *puddle.Resource[*serverConn]) {
+	c := l.c
 	l.pool, l.res, l.sc = bp, res, res.Value()
 	l.sc.linked.Store(c)
 	l.segDone = true
-	c.reuseBuffers(l)
+	l.takeBuffers(c.prevLease)
+	c.prevLease = l
 	l.queryTimeout = 2 * c.srv.conf().QueryTimeout
 	c.mu.Lock()
 	l.to(leaseUnrelayed)
 	c.lease = l
 	c.mu.Unlock()
 	c.unrelayed = l
-	return l
 }

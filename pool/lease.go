@@ -130,7 +130,7 @@ type lease struct {
 // client goroutine only (no relay goroutine, which may still be exiting), it ended cleanly
 // (finishLease returned its server, after its cancels in flight were answered), and it never
 // armed query_timeout (whose timer may still fire). Then a transaction allocates nothing.
-// Its buffers are kept; reuseBuffers has nothing to do.
+// Its buffers are kept; takeBuffers has nothing to do.
 func (c *clientSession) newLease() *lease {
 	p := c.prevLease
 	// done first: a lease that never had a relay goroutine was only ever touched by this
@@ -163,12 +163,10 @@ func (c *clientSession) newLease() *lease {
 	return p
 }
 
-// reuseBuffers gives l the retry and reply buffers of the previous lease if its relay has
-// exited (nothing touches them after that), so that they are not grown again for every
-// transaction. Buffers grown past maxScratch are left to the collector.
-func (c *clientSession) reuseBuffers(l *lease) {
-	p := c.prevLease
-	c.prevLease = l
+// takeBuffers gives l the retry and reply buffers of p, the client's previous lease, if
+// its relay has exited (nothing touches them after that), so that they are not grown
+// again for every transaction. Buffers grown past maxScratch are left to the collector.
+func (l *lease) takeBuffers(p *lease) {
 	if p == nil {
 		return
 	}

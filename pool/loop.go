@@ -156,7 +156,7 @@ func (c *clientSession) loop(ctx context.Context) error {
 		if c.srv.conf().QueryTimeout > 0 && (fr.Type == 'Q' || fr.Type == 'S' || fr.Type == 'F') {
 			l.armQueryTimer()
 		}
-		c.relayAfter(l, fr.Type)
+		l.relayAfter(fr.Type)
 	}
 }
 

@@ -22,7 +22,8 @@ import (
 
 // relayAfter relays l's replies on the client goroutine when the message of type typ
 // just sent is the last of a request.
-func (c *clientSession) relayAfter(l *lease, typ byte) {
+func (l *lease) relayAfter(typ byte) {
+	c := l.c
 	if c.unrelayed != l || typ != 'Q' && typ != 'S' {
 		return
 	}

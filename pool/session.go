@@ -102,7 +102,7 @@ type clientSession struct {
 	mu   sync.Mutex // guards the lease and the fields marked so; see wmu for the lock order
 	idle *sync.Cond // on mu; signalled at every ReadyForQuery, and when a lease is open again or over
 	// lease is the server held now, or nil. Guarded by mu; the client goroutine sets it
-	// (startLease), the relay clears it when the lease ends, or replaces it when a
+	// (lease.start), the relay clears it when the lease ends, or replaces it when a
 	// request moves to the primary (replayOnPrimary).
 	lease *lease
 	// prevLease is the last lease started; the next one takes over its buffers once its

@@ -195,7 +195,9 @@ func (c *clientSession) startup(ctx context.Context) error {
 		return err
 	}
 	if c.mode == ModeSession {
-		c.startLease(nil, bp, res)
+		l := c.newLease()
+		l.replica = -1
+		l.start(bp, res)
 		c.ensureRelay()
 	} else {
 		bp.release(res)
