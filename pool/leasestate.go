@@ -4,26 +4,23 @@ package pool
 // change goes through lease.to, under mu. While a lease is unrelayed or parked nothing
 // but the client goroutine changes it, so that goroutine may read it then without mu.
 //
-//	            startLease            replayOnPrimary (the new lease)
-//	acquiring ─────────────► unrelayed ─────────────┐
-//	    │                     ▲     │ relayAfter,   │
-//	    │          loop: a    │     │ ensureRelay   ▼
-//	    │          request    │     └─────────► relaying ◄──────────┐
-//	    │                     │    ensureRelay ▲  │  │ │  │          │ a retry
-//	    │                  parked ─────────────┘  │  │ │  └──► syncing ─┐ is sent
-//	    │                     ▲     relayPark     │  │ │        ▲  │    │
-//	    │                     └───────────────────┘  │ │        │  │    │ replayOnPrimary
-//	    └──────────────────────────────────────────► │ │ endsLease     │ gave the
-//	                                                 │ ▼        │  │    │ server back
-//	        endLease, client gone      stopping ◄── ending ─────┘  │    │
-//	        (any state before ending) ─► abandoned    │            │    │
-//	                                       │          ▼            ▼    │
-//	                                       │       returning ◄──────    │
-//	                                       ▼          │                 │
-//	                                   destroyed ◄────┴──► released ◄───┘
+//	acquiring ─► unrelayed ─► relaying ─► ending ─┬─► returning ─► released
+//	                 ▲          │   ▲             └─► syncing ───► returning
+//	       a request │          ▼   │ ensureRelay     (settings read back)
+//	                 └──────── parked
 //
-// Every state but the two final ones may go to destroyed: a server that failed, or a
-// panic, ends a lease wherever it is. giveBack is the only way to released or destroyed.
+//	acquiring ─► relaying                 the new lease of a replay on the primary
+//	relaying ─► syncing ─┬─► relaying     a retry after a stale cached plan
+//	                     └─► released     a replica's 25006 replayed on the primary
+//	relaying ─► returning                 a transaction block refused in statement mode
+//	relaying, ending ─► stopping ─► returning
+//	                                      the client left with nothing outstanding
+//	unrelayed, parked, relaying, ending, stopping ─► abandoned ─► destroyed
+//	                                      the client left mid-request, or cannot be written to
+//	any state but released ─► destroyed   the server failed, or something panicked
+//
+// giveBack is the only way to released or destroyed, the two final states. leaseMoves is
+// this diagram as a table.
 type leaseState uint8
 
 const (
