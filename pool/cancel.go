@@ -115,8 +115,7 @@ func (cc *cancelCounters) snapshot() (clientWaiting, clientActive, conns int) {
 // client's lease and the client has requests outstanding on it that cmpool is not
 // finishing itself. The caller holds c.mu.
 func (c *clientSession) cancellableLocked(l *lease) bool {
-	return l != nil && c.lease == l && (l.pending > 0 || l.unsynced) &&
-		!l.syncing && !l.ending && !l.abandoned
+	return l != nil && c.lease == l && (l.pending > 0 || l.unsynced) && l.open()
 }
 
 // cancelRunning sends a cancel request to the server of the client's lease l, if l is

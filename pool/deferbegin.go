@@ -58,7 +58,8 @@ func (c *clientSession) deferBegin(q string) (bool, error) {
 
 // sendBegin sends the deferred BEGIN on l, ahead of the message that needed the server.
 // Its replies are dropped by the relay (hiddenBegin).
-func (c *clientSession) sendBegin(l *lease) {
+func (l *lease) sendBegin() {
+	c := l.c
 	c.beginDeferred = false
 	c.mu.Lock()
 	l.account('Q')
@@ -74,7 +75,8 @@ func (c *clientSession) sendBegin(l *lease) {
 // relayHiddenBegin handles a server message while the reply to a deferred BEGIN is due:
 // its CommandComplete and ReadyForQuery are dropped (the client had them from cmpool).
 // handled is false for anything else, which is relayed as usual. The caller holds c.wmu.
-func (c *clientSession) relayHiddenBegin(l *lease, fr protocol.Frame) (step relayStep, handled bool, err error) {
+func (l *lease) relayHiddenBegin(fr protocol.Frame) (step relayStep, handled bool, err error) {
+	c := l.c
 	switch fr.Type {
 	case 'C':
 		if _, err := l.sc.fr.Message(); err != nil {
@@ -87,11 +89,7 @@ func (c *clientSession) relayHiddenBegin(l *lease, fr protocol.Frame) (step rela
 			return stepFailed, true, errMalformedReady
 		}
 		c.mu.Lock()
-		l.sc.txStatus = msg[5]
-		l.recvSeq++
-		if l.pending > 0 {
-			l.pending--
-		}
+		l.noteAnswer(msg[5])
 		l.hiddenBegin = false
 		c.mu.Unlock()
 		return stepHidden, true, nil

@@ -23,8 +23,8 @@ var errMalformed = protocol.NewFatal(protocol.CodeProtocolViolation, "malformed 
 func (c *clientSession) planExtended(l *lease, msg []byte, out []byte) (_ []byte, warn bool, err error) {
 	out, t, err := c.planExtendedMsg(l, msg, out)
 	if t != nil {
-		warn = c.applyTraits(l, *t)
-		c.scheduleRestore(l, t.resets, l.sentSeq+1) // the segment this Bind is in
+		warn = l.applyTraits(*t)
+		l.scheduleRestore(t.resets, l.sentSeq+1) // the segment this Bind is in
 	}
 	return out, warn, err
 }
@@ -207,7 +207,7 @@ func (c *clientSession) sendDeferred(l *lease) error {
 		c.mu.Lock()
 		l.account('P')
 		c.mu.Unlock()
-		c.recordForRetry(l, 'P', msg)
+		l.recordForRetry('P', msg)
 		if err := c.send(l, msg); err != nil {
 			return err
 		}
@@ -505,8 +505,8 @@ func (c *clientSession) discardStatuses(params map[string]string) []byte {
 // waitIdle waits until every request sent on the current lease has been answered and
 // the lease is not being synced. The caller holds c.mu.
 func (c *clientSession) waitIdle() {
-	c.ensureRelay() // the replies waited for must be read
-	for c.lease != nil && (c.lease.pending > 0 || c.lease.unsynced || c.lease.syncing || c.lease.ending) {
+	c.ensureRelayLocked() // the replies waited for must be read
+	for c.lease != nil && (c.lease.pending > 0 || c.lease.unsynced || !c.lease.open()) {
 		c.idle.Wait()
 	}
 }

@@ -24,7 +24,10 @@ func (c *clientSession) abandonAfterPanic() {
 	c.lease = nil
 	var relayed bool
 	if l != nil {
-		l.abandoned = true
+		if l.open() || l.state == leaseEnding {
+			// A syncing lease is being ended by its relay, which sees the server closed.
+			l.to(leaseAbandoned)
+		}
 		_ = l.sc.conn.Close()
 		relayed = c.unrelayed != l && l.done != nil && l.done != relayDone
 	}
@@ -37,13 +40,7 @@ func (c *clientSession) abandonAfterPanic() {
 		<-l.done // the relay sees the server closed and destroys it
 		return
 	}
-	c.mu.Lock()
-	gone := l.destroyed || l.released
-	l.destroyed = true
-	c.mu.Unlock()
-	if !gone {
-		l.res.Destroy()
-	}
+	l.giveBack(true)
 }
 
 // panicLockWait is how long the cleanup after a panic waits for a lock the panic may have
@@ -65,7 +62,8 @@ func tryLockFor(mu *sync.Mutex, d time.Duration) bool {
 // relayPanicked ends a lease whose relay panicked. The server and what was written to
 // the client may be in any state: the server is destroyed, and the client gets XX000 and
 // is closed. holdingW says whether this goroutine holds c.wmu.
-func (c *clientSession) relayPanicked(l *lease, p any, holdingW bool) {
+func (l *lease) relayPanicked(p any, holdingW bool) {
+	c := l.c
 	c.log.Error("relay panic: closing the client and its server", "panic", p, "stack", string(debug.Stack()))
 	if holdingW || tryLockFor(&c.wmu, panicLockWait) {
 		// Drop what is buffered: it may end in the middle of a message.
@@ -83,9 +81,6 @@ func (c *clientSession) relayPanicked(l *lease, p any, holdingW bool) {
 		c.log.Error("relay panic left the client's lock held: its server is not returned")
 		return
 	}
-	l.abandoned = true
-	gone := l.destroyed || l.released
-	l.destroyed = true
 	if c.lease == l {
 		c.lease = nil
 	}
@@ -94,8 +89,5 @@ func (c *clientSession) relayPanicked(l *lease, p any, holdingW bool) {
 	if l.queryTimer != nil {
 		l.queryTimer.Stop()
 	}
-	if !gone {
-		c.flushBytes(l)
-		l.res.Destroy()
-	}
+	l.giveBack(true)
 }

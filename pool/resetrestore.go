@@ -64,7 +64,8 @@ func resetsOfQuery(q string, kind router.Command, name string) []string {
 // scheduleRestore marks Sync segment seg of l: after it, the startup values of the
 // parameters in names (resetAll: all) that the client gave at startup are set again. The
 // caller holds c.mu.
-func (c *clientSession) scheduleRestore(l *lease, names []string, seg uint64) {
+func (l *lease) scheduleRestore(names []string, seg uint64) {
+	c := l.c
 	for _, n := range names {
 		if n == "*" {
 			if len(c.initialParams) > 0 {
@@ -89,7 +90,8 @@ func (l *lease) restoring() bool {
 
 // mustWait reports whether the client goroutine must wait for l's replies before it sends
 // more (restoring): what was sent must then reach the server now.
-func (c *clientSession) mustWait(l *lease) bool {
+func (l *lease) mustWait() bool {
+	c := l.c
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return l.restoring()
@@ -103,7 +105,8 @@ func (l *lease) restoreDue() bool {
 
 // holdStatus keeps a ParameterStatus of a segment whose startup values are to be
 // restored, to be sent (or not) once they are; it reports whether it did. Relay only.
-func (c *clientSession) holdStatus(l *lease, name, value string) bool {
+func (l *lease) holdStatus(name, value string) bool {
+	c := l.c
 	c.mu.Lock()
 	due := l.restoreDue()
 	c.mu.Unlock()
@@ -120,7 +123,8 @@ func (c *clientSession) holdStatus(l *lease, name, value string) bool {
 // from the server (the ReadyForQuery message read before is then overwritten). An error
 // means the server cannot be trusted (it may be in a failed transaction the client does
 // not know of).
-func (c *clientSession) restoreStartup(l *lease) (ran bool, err error) {
+func (l *lease) restoreStartup() (ran bool, err error) {
+	c := l.c
 	c.mu.Lock()
 	if !l.restoreDue() {
 		c.mu.Unlock()
@@ -190,7 +194,8 @@ func (c *clientSession) restoreStartup(l *lease) (ran bool, err error) {
 
 // noteRestoreFailed records an error in a segment whose startup values were to be
 // restored: the statement did not take effect. Relay only.
-func (c *clientSession) noteRestoreFailed(l *lease) {
+func (l *lease) noteRestoreFailed() {
+	c := l.c
 	c.mu.Lock()
 	if l.restoreDue() {
 		l.restoreFailed = true

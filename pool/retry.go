@@ -30,7 +30,8 @@ const maxRetrySegment = 16 << 10
 
 // recordForRetry keeps a copy of the client's extended-protocol messages of the current
 // Sync segment. It runs on the client goroutine for every message sent on l.
-func (c *clientSession) recordForRetry(l *lease, typ byte, msg []byte) {
+func (l *lease) recordForRetry(typ byte, msg []byte) {
+	c := l.c
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	switch typ {
@@ -61,7 +62,8 @@ func (c *clientSession) recordForRetry(l *lease, typ byte, msg []byte) {
 
 // holdForRetry decides, at an ErrorResponse, whether to hide it and replay the segment
 // at its ReadyForQuery. It runs on the relay.
-func (c *clientSession) holdForRetry(l *lease, msg []byte) bool {
+func (l *lease) holdForRetry(msg []byte) bool {
+	c := l.c
 	stale := bytes.Contains(msg, cachedPlanChanged)
 	readOnly := l.replica >= 0 && !l.forced && bytes.Contains(msg, readOnlyCode)
 	if !stale && !readOnly || l.answered {
@@ -90,31 +92,23 @@ var readOnlyCode = []byte("C25006\x00")
 // waits for the replica's cancels and for a primary server, and takes it back before it
 // returns. (Meanwhile the lease is syncing: the client goroutine writes nothing to the
 // client until it is over.)
-func (c *clientSession) replayOnPrimary(l *lease, status byte) bool {
+func (l *lease) replayOnPrimary(status byte) bool {
+	c := l.c
 	c.mu.Lock()
-	if status != 'I' || l.unsynced || l.sentSeq != l.recvSeq+1 {
+	if status != 'I' || l.unsynced || l.sentSeq != l.recvSeq+1 || l.state != leaseRelaying {
 		c.mu.Unlock()
 		return false
 	}
 	l.recvSeq++
 	l.pending = 0
-	l.syncing = true // the client goroutine waits for the new lease
+	l.to(leaseSyncing) // the client goroutine waits for the new lease
 	seg := bytes.Clone(l.seg)
 	c.mu.Unlock()
 	c.wmu.Unlock()
 
-	// Give the replica's server back.
-	l.wmu.Lock()
-	//lint:ignore SA2001 waiting for the writer to finish is the point
-	l.wmu.Unlock()
-	settled := l.sc.cancels.settle(settleTimeout) // l is syncing: no new cancel starts
-	l.rs.Done(l.replica)
-	l.replica = -1
-	if settled {
-		l.pool.release(l.res)
-	} else {
-		l.res.Destroy()
-	}
+	// Give the replica's server back. l is syncing: no new cancel starts, and l stays
+	// the client's lease, given back, until the new one replaces it.
+	l.giveBack(false)
 
 	// Take a primary server with the client's settings.
 	ctx, cancel := c.waitContext(c.srv.ctx)
@@ -136,7 +130,6 @@ func (c *clientSession) replayOnPrimary(l *lease, status byte) bool {
 		_, _ = c.w.Write(readyIdle)
 		_ = c.w.Flush()
 		c.mu.Lock()
-		l.syncing = false
 		if c.lease == l {
 			c.lease = nil
 		}
@@ -144,7 +137,7 @@ func (c *clientSession) replayOnPrimary(l *lease, status byte) bool {
 		c.mu.Unlock()
 		return true
 	}
-	nl := &lease{pool: primary, res: res, sc: res.Value(), done: make(chan struct{}), segDone: true, replica: -1, needLSN: true,
+	nl := &lease{c: c, pool: primary, res: res, sc: res.Value(), done: make(chan struct{}), segDone: true, replica: -1, needLSN: true,
 		queryTimeout: 2 * c.srv.conf().QueryTimeout}
 	var out []byte
 	c.mu.Lock()
@@ -161,8 +154,8 @@ func (c *clientSession) replayOnPrimary(l *lease, status byte) bool {
 		nl.account('S')
 		out = append(out, 'S', 0, 0, 0, 4)
 	}
+	nl.to(leaseRelaying)
 	c.lease = nl
-	l.syncing = false
 	c.idle.Broadcast()
 	c.mu.Unlock()
 	c.srv.readOnlyReplays.Add(1)
@@ -173,21 +166,25 @@ func (c *clientSession) replayOnPrimary(l *lease, status byte) bool {
 		c.log.Debug("replay write failed", "error", err)
 	}
 	nl.wmu.Unlock()
-	go c.relay(nl)
+	go nl.relay()
 	return true
 }
 
 // retrySegment replays the held segment at the ReadyForQuery that closed its failure. It
 // reports false when the client sent more meanwhile: then the held error goes out and the
 // ReadyForQuery is handled as usual.
-func (c *clientSession) retrySegment(l *lease, status byte) bool {
+func (l *lease) retrySegment(status byte) bool {
+	c := l.c
 	c.mu.Lock()
 	if status != 'I' || l.unsynced || l.sentSeq != l.recvSeq+1 {
 		c.mu.Unlock()
 		return false
 	}
 	l.recvSeq++ // the failed segment is answered; its replay is a new one
-	l.syncing = true
+	syncing := l.state == leaseRelaying
+	if syncing {
+		l.to(leaseSyncing)
+	}
 	var out []byte
 	for b := l.seg; len(b) >= protocol.HeaderLen; {
 		n := frameLen(b)
@@ -204,7 +201,9 @@ func (c *clientSession) retrySegment(l *lease, status byte) bool {
 	l.wmu.Unlock()
 
 	c.mu.Lock()
-	l.syncing = false
+	if syncing {
+		l.to(leaseRelaying)
+	}
 	c.idle.Broadcast()
 	c.mu.Unlock()
 	l.heldErr = l.heldErr[:0]

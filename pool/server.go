@@ -587,7 +587,7 @@ func (c *clientSession) requestClose() {
 	l := c.lease
 	// A syncing lease is ending cleanly, and its relay is using the server (txStatus is
 	// the relay's until then).
-	if l == nil || l.syncing || l.pending == 0 && !l.unsynced && l.sc.txStatus == 'I' {
+	if l == nil || !l.open() || l.pending == 0 && !l.unsynced && l.sc.txStatus == 'I' {
 		_ = c.conn.SetReadDeadline(time.Now().Add(time.Duration(closeAt - now)))
 	}
 }

@@ -88,7 +88,8 @@ func traitsOf(q string) queryTraits {
 
 // applyTraits records a statement sent on l. The caller holds c.mu. It reports whether
 // the client should be warned now (the first session-bound statement of the lease).
-func (c *clientSession) applyTraits(l *lease, t queryTraits) (warn bool) {
+func (l *lease) applyTraits(t queryTraits) (warn bool) {
+	c := l.c
 	if c.mode == ModeSession {
 		return false
 	}
@@ -152,7 +153,8 @@ func (c *clientSession) warnSessionBound() {
 // client's, and only then ends the lease. The client goroutine waits meanwhile (the lease
 // is marked syncing), so nothing else is sent on the server. It reports whether the server
 // is still usable.
-func (c *clientSession) syncTracked(l *lease) bool {
+func (l *lease) syncTracked() bool {
+	c := l.c
 	names := l.track
 	var q strings.Builder
 	q.WriteString("SELECT ")
@@ -188,7 +190,7 @@ func (c *clientSession) syncTracked(l *lease) bool {
 		l.sc.configuredFor, l.sc.configuredVersion = c, c.paramsVersion
 	}
 	l.track = nil
-	l.syncing = false
+	l.to(leaseReturning)
 	if c.lease == l {
 		c.lease = nil
 	}

@@ -47,13 +47,13 @@ func TestRestoreQuery(t *testing.T) {
 
 func TestScheduleRestore(t *testing.T) {
 	c := &clientSession{initialParams: map[string]string{"DateStyle": "German, DMY", "work_mem": "7MB"}}
-	l := &lease{}
-	c.scheduleRestore(l, []string{"TimeZone"}, 3)
+	l := &lease{c: c}
+	l.scheduleRestore([]string{"TimeZone"}, 3)
 	require.Zero(t, l.restoreSeg, "not a startup parameter: nothing to restore")
-	c.scheduleRestore(l, []string{"DateStyle"}, 3)
+	l.scheduleRestore([]string{"DateStyle"}, 3)
 	require.Equal(t, uint64(3), l.restoreSeg)
 	require.Equal(t, []string{"DateStyle"}, l.restore)
-	c.scheduleRestore(l, resetAll, 3)
+	l.scheduleRestore(resetAll, 3)
 	require.Equal(t, []string{"DateStyle", "*"}, l.restore)
 
 	l.sentSeq, l.recvSeq = 2, 1

@@ -4,7 +4,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/cmlite/cmpool/protocol"
 	"github.com/cmlite/cmpool/router"
 )
 
@@ -142,107 +141,4 @@ func (s *Server) Stat() Stat {
 			Active: g.Active, Waiting: g.Waiting, MaxWait: g.MaxWait})
 	}
 	return st
-}
-
-// noteReady counts the request a ReadyForQuery answered and, at status idle, the
-// transaction it ended. The caller holds c.mu; l.pending is already decremented. What
-// the Observer and the log are to hear of is kept in l.ready, for reportReady once the
-// relay holds no lock: a hook may block or call back into cmpool.
-func (c *clientSession) noteReady(l *lease, status byte) {
-	now := nanotime()
-	bp := l.pool
-	l.ready.backend = bp.name
-	if l.qStart != 0 {
-		d := now - l.qStart
-		bp.counters.queries.Add(1)
-		bp.counters.queryTime.Add(d)
-		l.ready.query, l.ready.hasQuery = time.Duration(d), true
-		l.qStart = 0
-		if l.pending > 0 {
-			l.qStart = now // the next pipelined request is running now
-		}
-	}
-	if status == 'I' && l.xStart != 0 {
-		d := now - l.xStart
-		bp.counters.xacts.Add(1)
-		bp.counters.xactTime.Add(d)
-		l.ready.xact, l.ready.hasXact = time.Duration(d), true
-		l.xStart = l.qStart
-	}
-	c.flushBytes(l)
-}
-
-// readyNote is what the relay saw and has not reported yet: the durations of the
-// request and of the transaction that ended, on backend (noteReady), and the SQLSTATE
-// of an ErrorResponse from the server (noteServerError).
-type readyNote struct {
-	backend           string
-	query, xact       time.Duration
-	hasQuery, hasXact bool
-	errCode           string
-}
-
-// reportReady sends what noteReady saw on l to the Observer, and logs a slow
-// transaction. It runs on whatever relays l, holding no lock.
-func (c *clientSession) reportReady(l *lease) {
-	n := l.ready
-	if !n.hasQuery && !n.hasXact && n.errCode == "" {
-		return
-	}
-	l.ready = readyNote{}
-	if n.errCode != "" {
-		c.srv.observer.Observe(Event{Kind: EventError, Database: c.database, User: c.user, Backend: l.pool.name, Code: n.errCode})
-	}
-	if n.hasQuery {
-		c.srv.observer.Observe(Event{Kind: EventQuery, Database: c.database, User: c.user, Backend: n.backend, Duration: n.query})
-	}
-	if n.hasXact {
-		c.srv.observer.Observe(Event{Kind: EventTransaction, Database: c.database, User: c.user, Backend: n.backend, Duration: n.xact})
-		if slow := c.srv.conf().SlowTransaction; slow > 0 && n.xact > slow {
-			c.log.Warn("slow transaction", "duration", n.xact.Round(time.Microsecond), "backend", n.backend)
-		}
-	}
-}
-
-// flushBytes adds the bytes l relayed to its pool's counters. It runs on the relay
-// goroutine, which owns l.sentBytes.
-func (c *clientSession) flushBytes(l *lease) {
-	if n := l.recvBytes.Swap(0); n > 0 {
-		l.pool.counters.received.Add(n)
-	}
-	if l.sentBytes > 0 {
-		l.pool.counters.sent.Add(l.sentBytes)
-		l.sentBytes = 0
-	}
-}
-
-// noteError counts an ErrorResponse sent to the client with SQLSTATE code. bp is the
-// pool whose server raised it, or nil for cmpool's own errors.
-func (c *clientSession) noteError(bp *backendPool, code string) {
-	if code == "" {
-		code = protocol.CodeInternalError
-	}
-	c.srv.errors.add(code)
-	backend := ""
-	if bp != nil {
-		backend = bp.name
-	}
-	c.srv.observer.Observe(Event{Kind: EventError, Database: c.database, User: c.user, Backend: backend, Code: code})
-}
-
-// noteServerError counts an ErrorResponse from l's server on its way to the client. The
-// relay calls it holding c.wmu: the Observer hears of it from reportReady.
-func (c *clientSession) noteServerError(l *lease, code string) {
-	if code == "" {
-		code = protocol.CodeInternalError
-	}
-	c.srv.errors.add(code)
-	l.ready.errCode = code
-}
-
-// noteWait counts a client's wait of d for a server of bp.
-func (c *clientSession) noteWait(bp *backendPool, d time.Duration) {
-	bp.counters.waits.Add(1)
-	bp.counters.waitTime.Add(int64(d))
-	c.srv.observer.Observe(Event{Kind: EventWait, Database: c.database, User: c.user, Backend: bp.name, Duration: d})
 }

@@ -34,7 +34,8 @@ const tempObjectsQuery = "SELECT EXISTS (SELECT FROM pg_catalog.pg_class WHERE r
 // back to the pool: if the server holds any (created where the grammar could not see, as
 // in a DO block), it is reset, so that they reach no other client. It reports whether the
 // server is usable.
-func (c *clientSession) dropTempObjects(l *lease) bool {
+func (l *lease) dropTempObjects() bool {
+	c := l.c
 	timeout := c.srv.conf().ServerConnectTimeout
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	res, err := l.sc.exec(ctx, tempObjectsQuery)

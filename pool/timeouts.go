@@ -66,7 +66,8 @@ func (c *clientSession) idleTimeoutError() *protocol.Error {
 
 // armQueryTimer starts query_timeout for the request just sent on l, when it is the only
 // one outstanding (a pipelined request runs after the ones before it).
-func (c *clientSession) armQueryTimer(l *lease) {
+func (l *lease) armQueryTimer() {
+	c := l.c
 	d := c.srv.conf().QueryTimeout
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -78,7 +79,7 @@ func (c *clientSession) armQueryTimer(l *lease) {
 		return
 	}
 	if l.queryTimer == nil {
-		l.queryTimer = time.AfterFunc(d, func() { c.queryTimedOut(l) })
+		l.queryTimer = time.AfterFunc(d, func() { l.queryTimedOut() })
 		return
 	}
 	l.queryTimer.Reset(d)
@@ -93,7 +94,8 @@ func (l *lease) stopQueryTimer() {
 
 // queryTimedOut cancels the request running on l's server: the server then answers it
 // with 57014, which reaches the client as usual.
-func (c *clientSession) queryTimedOut(l *lease) {
+func (l *lease) queryTimedOut() {
+	c := l.c
 	sent, err := c.cancelRunning(context.Background(), l, false)
 	switch {
 	case err != nil:

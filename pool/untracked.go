@@ -80,7 +80,8 @@ func (c *clientSession) judgedFunc(f string, gen uint64, now int64) (funcSetting
 // untrackedChanges reports whether l ran something that may have changed settings it
 // does not name: a statement the router marked, or a function not known to leave them
 // alone. The caller holds c.mu.
-func (c *clientSession) untrackedChanges(l *lease) bool {
+func (l *lease) untrackedChanges() bool {
+	c := l.c
 	if l.untracked {
 		return true
 	}
@@ -98,14 +99,15 @@ func (c *clientSession) untrackedChanges(l *lease) bool {
 
 // syncLease reads back what the lease's statements changed and ends the lease (see
 // syncTracked). It reports whether the server is still usable.
-func (c *clientSession) syncLease(l *lease) bool {
+func (l *lease) syncLease() bool {
+	c := l.c
 	c.mu.Lock()
-	all := c.untrackedChanges(l)
+	all := l.untrackedChanges()
 	c.mu.Unlock()
 	if all {
-		return c.syncUntracked(l)
+		return l.syncUntracked()
 	}
-	return c.syncTracked(l)
+	return l.syncTracked()
 }
 
 // Regular expressions over function source (prosrc): a call; a custom parameter name;
@@ -250,7 +252,8 @@ func parseReadback(s string) (map[string]readbackValue, map[string]judgement, er
 // When every setting that may have changed is named (by the statements, or by the
 // source of functions judged before), only those are read. Otherwise every setting whose
 // source is the session is, and functions not judged yet are judged in the same query.
-func (c *clientSession) syncUntracked(l *lease) bool {
+func (l *lease) syncUntracked() bool {
+	c := l.c
 	sc := l.sc
 	c.mu.Lock()
 	names := append([]string{"role"}, l.track...)
@@ -341,7 +344,7 @@ func (c *clientSession) syncUntracked(l *lease) bool {
 	}
 	l.track = nil
 	l.untracked, l.opaque, l.settingNames, l.settingFuncs = false, false, nil, nil
-	l.syncing = false
+	l.to(leaseReturning)
 	if c.lease == l {
 		c.lease = nil
 	}

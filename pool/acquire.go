@@ -1,0 +1,196 @@
+package pool
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/puddle/v2"
+
+	"github.com/cmlite/cmpool/protocol"
+)
+
+// waitContext bounds waiting for a server by query_wait_timeout.
+func (c *clientSession) waitContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	if t := c.srv.conf().QueryWaitTimeout; t > 0 {
+		return context.WithTimeout(ctx, t)
+	}
+	return context.WithCancel(ctx)
+}
+
+// acquireError turns a failure to get a server into the error the client sees.
+func (c *clientSession) acquireError(err error, fatal bool) *protocol.Error {
+	sev := protocol.SeverityError
+	if fatal {
+		sev = protocol.SeverityFatal
+	}
+	var pgErr *pgconn.PgError
+	var connErr *pgconn.ConnectError
+	switch {
+	case errors.As(err, &pgErr):
+		return &protocol.Error{Severity: sev, Code: pgErr.Code, Message: pgErr.Message, Detail: pgErr.Detail, Hint: pgErr.Hint}
+	case errors.As(err, &connErr):
+		return &protocol.Error{Severity: sev, Code: protocol.CodeConnectionFailure, Message: "could not connect to server: " + connErr.Error()}
+	case errors.Is(err, context.DeadlineExceeded):
+		return &protocol.Error{Severity: sev, Code: protocol.CodeQueryCanceled,
+			Message: fmt.Sprintf("query_wait_timeout: no server connection available within %s", c.srv.conf().QueryWaitTimeout),
+			Hint:    "raise default_pool_size or query_wait_timeout, or shorten transactions"}
+	case errors.Is(err, puddle.ErrClosedPool), errors.Is(err, context.Canceled):
+		return &protocol.Error{Severity: protocol.SeverityFatal, Code: protocol.CodeAdminShutdown, Message: "cmpool is shutting down"}
+	default:
+		return &protocol.Error{Severity: sev, Code: protocol.CodeConnectionFailure, Message: "could not connect to server: " + err.Error()}
+	}
+}
+
+// applyParams makes sc's session parameters match the client's, with one round trip when
+// anything differs, in a defined order (see applyparams.go). Values go through
+// set_config, which parses them as a configuration file would, so list values such as
+// search_path keep their meaning. It works on a snapshot of the client's parameters
+// taken under c.mu: the relay goroutine calls it too (replayOnPrimary).
+//
+// At login a refused value is the client's error, returned as is (FATAL). Later, the
+// settings the server refuses are dropped from the client's and a *protocol.Error says
+// so; the caller closes the server.
+func (c *clientSession) applyParams(ctx context.Context, sc *serverConn) error {
+	c.mu.Lock()
+	version := c.paramsVersion
+	if sc.configuredFor == c && sc.configuredVersion == version {
+		c.mu.Unlock()
+		return nil
+	}
+	params := maps.Clone(c.params)
+	c.mu.Unlock()
+	resetAll := sc.unnamedSettings && sc.configuredFor != c
+	steps := planParams(sc, params, resetAll)
+	if len(steps) > 0 {
+		ctx, cancel := context.WithTimeout(ctx, c.srv.conf().ServerConnectTimeout)
+		defer cancel()
+		res, err := sc.exec(ctx, paramsQuery(steps))
+		if err != nil {
+			return err
+		}
+		if res.err != nil {
+			if sc.txStatus != 'I' {
+				return fmt.Errorf("server left in transaction after SET: %w", res.err)
+			}
+			if !c.loggedIn.Load() {
+				return &protocol.Error{Severity: protocol.SeverityFatal, Code: res.err.Code, Message: res.err.Message, Detail: res.err.Detail}
+			}
+			return c.restoreFailed(ctx, sc, steps, res.err)
+		}
+		recordApplied(sc, params, resetAll)
+	}
+	sc.configuredFor, sc.configuredVersion = c, version
+	return nil
+}
+
+// acquire gets a server for the next request, makes its parameters match this client's
+// and starts the relay.
+func (c *clientSession) acquire(ctx context.Context, typ byte, msg []byte) (*lease, error) {
+	if c.srv.pauses.Load() != nil {
+		wctx, cancel := c.waitContext(ctx)
+		err := c.waitUnpaused(wctx)
+		cancel()
+		if err != nil {
+			return nil, c.acquireError(err, false)
+		}
+	}
+	c.requestAt.Store(time.Now().UnixNano())
+	rs := c.srv.rs()
+	backend, replica, mayWrite, forced := c.routeFor(ctx, rs, typ, msg)
+	for attempt := 0; ; attempt++ {
+		bp, err := c.poolAt(backend)
+		if err != nil {
+			return nil, c.acquireError(err, false)
+		}
+		res := bp.tryAcquire(ctx)
+		if res == nil {
+			actx, cancel := c.waitContext(ctx)
+			start := nanotime()
+			c.waitingSince.Store(start)
+			res, err = bp.acquire(actx)
+			c.waitingSince.Store(0)
+			c.noteWait(bp, time.Duration(nanotime()-start))
+			cancel()
+			if err != nil && replica >= 0 && !errors.Is(err, context.DeadlineExceeded) {
+				// The replica is unreachable: ban it and take the primary.
+				rs.Ban(replica, err)
+				rs.Done(replica)
+				backend, replica, mayWrite = backendPrimary, -1, true
+				continue
+			}
+			if errors.Is(err, puddle.ErrClosedPool) && !c.srv.closing.Load() && attempt < 3 {
+				// A reload or a promotion replaced the pool meanwhile: take the new one.
+				continue
+			}
+			if err != nil {
+				if replica >= 0 {
+					rs.Done(replica)
+				}
+				return nil, c.acquireError(err, false)
+			}
+		}
+		err = c.applyParams(ctx, res.Value())
+		if err != nil {
+			var pe *protocol.Error
+			if errors.As(err, &pe) {
+				// The server refused a setting: the client is told, and the server,
+				// whose state is now in doubt, is closed.
+				res.Destroy()
+				if replica >= 0 {
+					rs.Done(replica)
+				}
+				pe.Severity = protocol.SeverityError
+				return nil, pe
+			}
+			res.Destroy()
+			if replica >= 0 {
+				if attempt == 0 {
+					// Likely a replica that restarted: its idle connections are dead too.
+					bp.destroyIdle()
+					continue
+				}
+				// Still failing: ban it and take the primary.
+				rs.Ban(replica, err)
+				rs.Done(replica)
+				backend, replica, mayWrite = backendPrimary, -1, true
+				continue
+			}
+			if attempt < 2 {
+				continue
+			}
+			return nil, c.acquireError(err, false)
+		}
+		if rs != nil {
+			if replica < 0 {
+				c.srv.routedPrimary.Add(1)
+			}
+			c.srv.observer.Observe(Event{Kind: EventRoute, Database: c.database, User: c.user, Backend: bp.name})
+		}
+		l := c.newLease()
+		l.replica, l.rs, l.forced = replica, rs, forced
+		l.needLSN = mayWrite && backend == backendPrimary && rs != nil && c.srv.conf().Consistency != "eventual"
+		l.start(bp, res)
+		return l, nil
+	}
+}
+
+// start makes res the client's server, on l (its routing fields set). Its replies are
+// relayed once requests are sent (relayAfter).
+func (l *lease) start(bp *backendPool, res *puddle.Resource[*serverConn]) {
+	c := l.c
+	l.pool, l.res, l.sc = bp, res, res.Value()
+	l.sc.linked.Store(c)
+	l.segDone = true
+	l.takeBuffers(c.prevLease)
+	c.prevLease = l
+	l.queryTimeout = 2 * c.srv.conf().QueryTimeout
+	c.mu.Lock()
+	l.to(leaseUnrelayed)
+	c.lease = l
+	c.mu.Unlock()
+	c.unrelayed = l
+}

@@ -1,0 +1,201 @@
+package pool
+
+import (
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/puddle/v2"
+
+	"github.com/cmlite/cmpool/router"
+)
+
+// lease is one loan of a server connection to a client: from the request that needed a
+// server to the ReadyForQuery that ends it (or the client's exit, or a failure). Its life
+// is the state machine of leasestate.go; giveBack is the one place its server leaves it.
+//
+// Its fields are grouped by owner:
+//   - set when the lease is made, before any other goroutine sees it, and then only read;
+//   - guarded by clientSession.mu (the client goroutine, the relay, cancel requests,
+//     query_timeout and a drain all read or change them);
+//   - the relay's: whoever relays the lease (the client goroutine inline, or the relay
+//     goroutine; never both, and done orders the hand-over) reads and writes them with no
+//     lock;
+//   - synchronisation: wmu, done, and the atomic recvBytes.
+//
+// Locks: a lease's wmu is taken after clientSession.wmu, never under clientSession.mu
+// (see clientSession.wmu for the whole order).
+type lease struct {
+	// Set when the lease is made; read only after.
+
+	// c is the client the server is lent to.
+	c    *clientSession
+	pool *backendPool
+	res  *puddle.Resource[*serverConn]
+	sc   *serverConn
+	// replica is the index in rs of the replica the lease reads from, or -1 on the
+	// primary; rs is the replica set in force when the lease began. forced: the client
+	// chose the replica, so a write refused there (25006) is not replayed on the primary.
+	replica int
+	rs      *router.ReplicaSet
+	forced  bool
+	// queryTimeout is twice query_timeout (a cancel request went out at query_timeout):
+	// while requests are outstanding the server's read deadline is this far past the
+	// last one sent. Zero means none.
+	queryTimeout time.Duration
+
+	// Guarded by clientSession.mu.
+
+	// state is where the lease is in its life; changed only by to.
+	state leaseState
+	// needLSN: the lease may have written on the primary; its commit is noted when it
+	// ends, for read-your-writes. Set when the lease is made; endsLease clears it when
+	// nothing ran.
+	needLSN     bool
+	pending     int    // Query/Sync/FunctionCall sent whose ReadyForQuery has not come back
+	unsynced    bool   // extended-protocol messages sent since the last Sync
+	sentSeq     uint64 // Query/Sync/FunctionCall messages sent
+	executed    bool   // a Query, FunctionCall or Execute was sent: something may have written
+	recvSeq     uint64 // ReadyForQuery messages received
+	parses      inflightQueue
+	closes      inflightQueue
+	bound       []boundStmt // named statements bound in Sync segments not yet answered
+	track       []string    // parameters changed by this lease's statements, to read back
+	resetNeeded bool        // session-bound features were used: DISCARD ALL before reuse
+	tempCheck   bool        // temporary objects were mentioned: check for them before reuse
+	// hiddenBegin: a deferred BEGIN was sent first on this lease and its replies are
+	// still due; the relay drops them.
+	hiddenBegin bool
+	// restoreSeg is the Sync segment after which the startup values of the parameters in
+	// restore are set again (restoreStartup); 0 if none. restoreFailed: that segment
+	// failed, so nothing was reset.
+	restoreSeg    uint64
+	restore       []string
+	restoreFailed bool
+	// The current Sync segment, kept for a retry (retry.go).
+	seg                     []byte
+	segOK, segDone, retried bool
+	// untracked: a statement may have changed settings it does not name (set_config, DO,
+	// …); opaque: custom ones whose names it does not give either; settingNames and
+	// settingFuncs are the custom parameters and the user-defined functions the
+	// statements name. All settings are read back when the lease ends if
+	// any of these may have changed some (untrackedChanges).
+	untracked, opaque          bool
+	settingNames, settingFuncs []string
+	// Statistics: nanotime of the oldest unanswered request and of the transaction's
+	// first request (0: none).
+	qStart, xStart int64
+	// queryTimer cancels a request running past query_timeout; nil until first armed
+	// (armQueryTimer, by the client goroutine). Stopped without the lock, once the lease
+	// owes nothing or is destroyed.
+	queryTimer *time.Timer
+
+	// The relay's.
+
+	// answered: the segment being answered has sent the client something. heldErr is an
+	// error held back for a retry; toPrimary: it is a replica's 25006, to be replayed on
+	// the primary.
+	answered  bool
+	heldErr   []byte
+	toPrimary bool
+	// heldReplies are a replica's describing replies, held until the first row or end.
+	heldReplies []byte
+	// heldStatus are ParameterStatus messages held until startup values are restored.
+	heldStatus [][2]string
+	// ready is what the last ReadyForQuery ended, not yet reported to the Observer
+	// (noteReady, reportReady).
+	ready readyNote
+	// sentBytes are the bytes relayed to the client not yet added to the pool's counters.
+	sentBytes int64
+
+	// Synchronisation.
+
+	// wmu is held while the client goroutine writes to the server, so the relay can wait
+	// for a write in progress before giving the server to someone else; and while the
+	// relay writes cmpool's own messages (a retry, a replay, the ROLLBACK of
+	// refuseTransactionBlock), so that nothing of the client's is interleaved.
+	wmu sync.Mutex
+	// done is closed when the relay exits: the wait for it is how another goroutine
+	// knows the relay's fields and the server's reader are free. The client goroutine
+	// sets it before the relay starts: made for a relay goroutine, or relayDone for a
+	// lease relayed whole on the client goroutine. nil while nothing has relayed yet.
+	done chan struct{}
+	// recvBytes are the bytes from the client not yet added to the pool's counters: the
+	// client goroutine adds, the relay takes them.
+	recvBytes atomic.Int64
+}
+
+// newLease returns an empty lease for the client's next transaction. That is the previous
+// lease itself, emptied, when nothing can refer to it any more: it was relayed on the
+// client goroutine only (no relay goroutine, which may still be exiting), it ended cleanly
+// (finishLease returned its server, after its cancels in flight were answered), and it never
+// armed query_timeout (whose timer may still fire). Then a transaction allocates nothing.
+// Its buffers are kept; takeBuffers has nothing to do.
+func (c *clientSession) newLease() *lease {
+	p := c.prevLease
+	// done first: a lease that never had a relay goroutine was only ever touched by this
+	// goroutine and by others under c.mu.
+	if p == nil || p.done != relayDone || p.queryTimer != nil || p == c.unrelayed {
+		return &lease{c: c}
+	}
+	c.mu.Lock()
+	reusable := p != c.lease && p.state == leaseReleased
+	c.mu.Unlock()
+	if !reusable {
+		return &lease{c: c}
+	}
+	c.prevLease = nil
+	seg, heldReplies, heldErr := p.seg[:0], p.heldReplies[:0], p.heldErr[:0]
+	if cap(seg) > maxScratch {
+		seg = nil
+	}
+	if cap(heldReplies) > maxScratch {
+		heldReplies = nil
+	}
+	if cap(heldErr) > maxScratch {
+		heldErr = nil
+	}
+	bound, parses, closes := reuseSlice(p.bound), reuseSlice(p.parses.items), reuseSlice(p.closes.items)
+	track := reuseSlice(p.track)
+	*p = lease{c: c}
+	p.seg, p.heldReplies, p.heldErr = seg, heldReplies, heldErr
+	p.bound, p.parses.items, p.closes.items, p.track = bound, parses, closes, track
+	return p
+}
+
+// takeBuffers gives l the retry and reply buffers of p, the client's previous lease, if
+// its relay has exited (nothing touches them after that), so that they are not grown
+// again for every transaction. Buffers grown past maxScratch are left to the collector.
+func (l *lease) takeBuffers(p *lease) {
+	if p == nil {
+		return
+	}
+	select {
+	case <-p.done:
+	default:
+		return
+	}
+	if cap(p.seg) <= maxScratch {
+		l.seg = p.seg[:0]
+	}
+	if cap(p.heldReplies) <= maxScratch {
+		l.heldReplies = p.heldReplies[:0]
+	}
+	if cap(p.heldErr) <= maxScratch {
+		l.heldErr = p.heldErr[:0]
+	}
+	l.bound = reuseSlice(p.bound)
+	l.parses.items = reuseSlice(p.parses.items)
+	l.closes.items = reuseSlice(p.closes.items)
+	p.seg, p.heldReplies, p.heldErr, p.bound, p.parses.items, p.closes.items = nil, nil, nil, nil, nil, nil
+}
+
+// reuseSlice empties s for reuse, dropping the pointers it held.
+func reuseSlice[T any](s []T) []T {
+	if cap(s) > maxScratch/64 {
+		return nil
+	}
+	s = s[:cap(s)]
+	clear(s)
+	return s[:0]
+}

@@ -1,0 +1,340 @@
+package pool
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/cmlite/cmpool/protocol"
+)
+
+// clientGone ends a lease whose client can no longer be written to: the server may be
+// mid-transaction or mid-result, so it is destroyed, and the client is closed.
+func (l *lease) clientGone() {
+	c := l.c
+	l.destroyLease()
+	_ = c.conn.Close()
+}
+
+// destroyLease ends l by closing its server, which may be in any state.
+func (l *lease) destroyLease() {
+	c := l.c
+	c.mu.Lock()
+	if c.lease == l {
+		c.lease = nil
+	}
+	c.idle.Broadcast()
+	c.mu.Unlock()
+	l.giveBack(true)
+}
+
+// giveBack is the one place a lease's server leaves it: it goes back to its pool, or is
+// destroyed when destroy is set or a cancel sent to it is not settled (see cancel.go).
+// It waits for a write to the server in progress, moves l to released or destroyed, gives
+// a replica's slot back to the replica set, and on destroy stops query_timeout and adds the bytes l relayed to the pool's counters
+// (a clean end has added them at its ReadyForQuery). A lease already over is left as it
+// is: a panic's cleanup may come after the relay gave the server back. It does not
+// change clientSession.lease: the caller does, when the lease is still the client's. The
+// caller holds no lock.
+func (l *lease) giveBack(destroy bool) {
+	c := l.c
+	if !destroy {
+		l.wmu.Lock()
+		//lint:ignore SA2001 waiting for the writer to finish is the point
+		l.wmu.Unlock()
+		destroy = !l.sc.cancels.settle(settleTimeout)
+	}
+	c.mu.Lock()
+	if l.over() {
+		c.mu.Unlock()
+		return
+	}
+	if destroy {
+		l.to(leaseDestroyed)
+	} else {
+		l.to(leaseReleased)
+	}
+	c.idle.Broadcast()
+	c.mu.Unlock()
+	if l.replica >= 0 {
+		l.rs.Done(l.replica)
+	}
+	if !destroy {
+		l.pool.release(l.res)
+		return
+	}
+	if l.queryTimer != nil {
+		l.queryTimer.Stop()
+	}
+	l.flushBytes()
+	l.res.Destroy()
+}
+
+// endsLease runs at each ReadyForQuery, after it was written to the client. It decides
+// whether the server goes back to the pool: only when it is idle, every request has been
+// answered and the mode allows it. The client's output is flushed before the lease ends,
+// since after that the client goroutine may write to the client. What the ReadyForQuery
+// does to the lease is decided by onReady and onEnd, under c.mu; the flush, which may
+// block, is between them, with no lock held.
+func (l *lease) endsLease(status byte) (end, dead bool) {
+	c := l.c
+	c.mu.Lock()
+	ends := l.onReady(status)
+	c.mu.Unlock()
+	if !ends {
+		return false, false
+	}
+	if ferr := c.w.Flush(); ferr != nil {
+		l.clientGone()
+		return false, true
+	}
+	c.mu.Lock()
+	end = l.onEnd()
+	c.mu.Unlock()
+	return end, false
+}
+
+// noteAnswer records the ReadyForQuery that answers one request on l, and the
+// transaction status it reports. The caller holds c.mu.
+func (l *lease) noteAnswer(status byte) {
+	l.sc.txStatus = status
+	l.recvSeq++
+	if l.pending > 0 {
+		l.pending--
+	}
+}
+
+// onReady is what a ReadyForQuery relayed to the client does to l: the request it answers
+// is counted, timers and deadlines follow what is still outstanding, and it reports
+// whether the lease ends here (l is then ending: the client goroutine sends nothing on
+// it). The caller holds c.mu.
+func (l *lease) onReady(status byte) (ends bool) {
+	c := l.c
+	l.noteAnswer(status)
+	l.noteReady(status)
+	if l.pending == 0 && !l.unsynced {
+		l.stopQueryTimer()
+		c.armIdleTimeout(status != 'I')
+	}
+	if len(l.bound) > 0 {
+		l.bound = trimBound(l.bound, l.recvSeq)
+	}
+	if l.queryTimeout > 0 && l.pending == 0 {
+		// Idle, or idle in a transaction: the server owes nothing.
+		_ = l.sc.conn.SetReadDeadline(time.Time{})
+	}
+	c.idle.Broadcast()
+	ends = l.pending == 0 && !l.unsynced && status == 'I' && (c.mode != ModeSession || c.closing.Load())
+	if ends && l.state == leaseRelaying {
+		// The client's next message must not join this lease: it may belong elsewhere.
+		l.to(leaseEnding)
+	}
+	return ends
+}
+
+// onEnd ends l, once the reply that ended it is flushed: it leaves the client (returning),
+// or stays its lease while the relay reads settings back (syncing). It reports false when
+// the client left meanwhile (endLease took the lease over). The caller holds c.mu.
+func (l *lease) onEnd() bool {
+	c := l.c
+	c.idle.Broadcast()
+	if l.state != leaseEnding {
+		return false
+	}
+	c.routeOnce = ""
+	if !l.executed {
+		l.needLSN = false // only Parse, Describe or Close: nothing ran, nothing was written
+	}
+	if l.needLSN {
+		c.noteWriteLocked()
+	}
+	if len(l.track) > 0 || c.mode != ModeSession && l.untrackedChanges() {
+		// The lease ends after syncLease has read the parameters back.
+		l.to(leaseSyncing)
+	} else {
+		l.to(leaseReturning)
+		c.lease = nil
+	}
+	c.idleSince.Store(nanotime())
+	if c.closing.Load() {
+		// Wake the client goroutine so it can say goodbye.
+		_ = c.conn.SetReadDeadline(time.Now())
+	}
+	return true
+}
+
+// finishLease returns a clean server once no write or cancel is in progress on it. The
+// lease is no longer cancellable (it is returning, or syncing), so no new cancel starts
+// meanwhile; a server whose cancel is not answered is closed. Whoever ends l calls it,
+// and nothing else changes l's state meanwhile.
+func (l *lease) finishLease() {
+	c := l.c
+	l.wmu.Lock()
+	//lint:ignore SA2001 waiting for the writer to finish is the point
+	l.wmu.Unlock()
+	settled := l.sc.cancels.settle(settleTimeout)
+	if l.state == leaseSyncing && !l.syncLease() || !settled {
+		l.giveBack(true)
+		return
+	}
+	if l.resetNeeded && !resetServer(l.sc, c.srv.conf().ServerConnectTimeout) {
+		l.giveBack(true)
+		return
+	}
+	if l.tempCheck && !l.resetNeeded && c.mode != ModeSession && !l.dropTempObjects() {
+		l.giveBack(true)
+		return
+	}
+	if c.mode == ModeSession && c.srv.conf().ServerResetQuery != "-" {
+		ctx, cancel := context.WithTimeout(context.Background(), c.srv.conf().ServerConnectTimeout)
+		res, err := l.sc.exec(ctx, c.srv.conf().ServerResetQuery)
+		cancel()
+		if err != nil || res.err != nil || l.sc.txStatus != 'I' {
+			l.giveBack(true)
+			return
+		}
+		l.sc.set = make(map[string]string)
+		l.sc.configuredFor = nil
+		l.sc.prepared.clear()
+		l.sc.unnamedOwner = nil
+	}
+	l.giveBack(false)
+}
+
+// refuseTransactionBlock handles a transaction left open in statement mode. The
+// ReadyForQuery is withheld; the server is rolled back and the client gets an error and an
+// idle ReadyForQuery. If more requests are queued behind this one, both ends are closed.
+func (l *lease) refuseTransactionBlock(status byte) {
+	c := l.c
+	pe := protocol.NewError(protocol.CodeFeatureNotSupported, "transaction blocks are not allowed in statement pooling mode")
+	pe.Hint = "use pool_mode = transaction for this database, or run each statement on its own"
+	c.mu.Lock()
+	l.noteAnswer(status)
+	last := l.pending == 0 && !l.unsynced
+	c.idle.Broadcast()
+	c.mu.Unlock()
+	if !last {
+		pe.Severity = protocol.SeverityFatal
+		l.relayFailedWith(pe)
+		return
+	}
+	l.wmu.Lock()
+	res, err := l.sc.exec(context.Background(), "ROLLBACK")
+	l.wmu.Unlock()
+	c.wmu.Lock()
+	_, _ = c.w.Write(protocol.AppendErrorResponse(nil, pe))
+	_, _ = c.w.Write(protocol.AppendReadyForQuery(nil, 'I'))
+	werr := c.w.Flush()
+	c.wmu.Unlock()
+	if werr != nil {
+		l.clientGone()
+		return
+	}
+	c.mu.Lock()
+	if l.pending > 0 || l.unsynced || c.lease != l {
+		// The client sent more while we rolled back: it cannot be told apart safely.
+		c.mu.Unlock()
+		pe.Severity = protocol.SeverityFatal
+		l.relayFailedWith(pe)
+		return
+	}
+	l.to(leaseReturning)
+	c.lease = nil
+	c.mu.Unlock()
+	if err != nil || res.err != nil || l.sc.txStatus != 'I' {
+		l.giveBack(true)
+		return
+	}
+	l.finishLease()
+}
+
+// relayFailed ends a lease whose server failed or was closed under it.
+func (l *lease) relayFailed(err error) {
+	c := l.c
+	c.mu.Lock()
+	abandoned, stopping := l.state == leaseAbandoned, l.state == leaseStopping
+	c.mu.Unlock()
+	if stopping && isTimeout(err) {
+		// The client goroutine stopped us to take the server back itself.
+		return
+	}
+	if l.queryTimeout > 0 && isTimeout(err) {
+		// The server may be hung or unreachable; its state is unknown, so it is closed,
+		// and so is the client, whose transaction is gone with it.
+		c.log.Warn("query_timeout: server did not answer, even to a cancel request", "waited", l.queryTimeout, "backend", l.pool.key.backend)
+		l.relayFailedWith(protocol.NewFatal(protocol.CodeQueryCanceled,
+			fmt.Sprintf("query_timeout: the server did not answer within %s", l.queryTimeout)))
+		return
+	}
+	if isBadServerMessage(err) {
+		c.log.Error("server broke the protocol: closing it and its client", "error", err)
+		l.relayFailedWith(protocol.NewFatal(protocol.CodeProtocolViolation, "server sent an invalid message: "+err.Error()))
+		return
+	}
+	if !abandoned {
+		c.log.Warn("server connection lost", "error", err)
+	}
+	l.relayFailedWith(protocol.NewFatal(protocol.CodeConnectionFailure, "server connection lost: "+err.Error()))
+}
+
+// relayFailedWith destroys the lease's server and, unless the client already left, sends
+// it pe and closes it. The error is written while the relay still owns the client writer.
+func (l *lease) relayFailedWith(pe *protocol.Error) {
+	c := l.c
+	c.mu.Lock()
+	abandoned := l.state == leaseAbandoned
+	c.mu.Unlock()
+	if !abandoned {
+		c.wmu.Lock()
+		_ = c.conn.SetWriteDeadline(time.Now().Add(5 * time.Second))
+		_, _ = c.w.Write(protocol.AppendErrorResponse(nil, pe))
+		_ = c.w.Flush()
+		c.wmu.Unlock()
+	}
+	l.destroyLease()
+	if !abandoned {
+		_ = c.conn.Close()
+	}
+}
+
+// endLease runs when the client leaves: a clean server goes back (session mode, after
+// the reset query); a busy one is closed, never reused dirty.
+func (c *clientSession) endLease() {
+	c.ensureRelay() // it stops the relay below, or sees the server closed
+	c.mu.Lock()
+	l := c.lease
+	if l == nil {
+		c.mu.Unlock()
+		return
+	}
+	if l.state == leaseSyncing || l.over() {
+		// The relay is ending this lease itself (reading parameters back, or moving the
+		// request to the primary, which gives this server back first): let it, then look
+		// again.
+		c.mu.Unlock()
+		<-l.done
+		c.endLease()
+		return
+	}
+	c.lease = nil
+	clean := l.pending == 0 && !l.unsynced && l.sc.txStatus == 'I'
+	if clean {
+		l.to(leaseStopping)
+		_ = l.sc.conn.SetReadDeadline(time.Now())
+	} else {
+		l.to(leaseAbandoned)
+		_ = l.sc.conn.Close()
+	}
+	c.mu.Unlock()
+	<-l.done
+	c.mu.Lock()
+	stopped := l.state == leaseStopping
+	if stopped {
+		l.to(leaseReturning)
+	}
+	c.mu.Unlock()
+	if stopped {
+		_ = l.sc.conn.SetReadDeadline(time.Time{})
+		l.finishLease()
+	}
+}

@@ -1,0 +1,397 @@
+package pool
+
+import (
+	"errors"
+	"fmt"
+	"net"
+
+	"github.com/cmlite/cmpool/protocol"
+)
+
+// Who relays a lease's replies.
+//
+// A relay goroutine copies the server's replies to the client while the client goroutine
+// goes on reading the client, which pipelines, COPY and transactions need. But most
+// leases are one request and its reply: for those the client goroutine relays the reply
+// itself, and no goroutine is started and woken per transaction. relayAfter runs after
+// each message sent: a Query or Sync with nothing more from the client is relayed on the
+// client goroutine, until the lease ends or it needs the client again (a ReadyForQuery
+// that does not end the lease, or COPY FROM STDIN); then a relay goroutine takes over the
+// rest of the lease. Whenever the client goroutine may block reading the client, a relay
+// goroutine runs (ensureRelay), so replies are never left unread.
+
+// relayAfter relays l's replies on the client goroutine when the message of type typ
+// just sent is the last of a request.
+func (l *lease) relayAfter(typ byte) {
+	c := l.c
+	if c.unrelayed != l || typ != 'Q' && typ != 'S' {
+		return
+	}
+	if c.fr.Buffered() > 0 {
+		// A pipeline: its replies are relayed while the rest of it is sent, so that a
+		// write to the server never waits for replies nobody reads.
+		c.ensureRelay()
+		return
+	}
+	c.unrelayed = nil
+	l.done = relayDone
+	c.mu.Lock()
+	l.to(leaseRelaying)
+	c.mu.Unlock()
+	switch l.relayLoop(true) {
+	case relayHandOff:
+		l.done = make(chan struct{})
+		go l.relay()
+	case relayPark:
+		// Idle in a transaction: the next request of the transaction is relayed inline
+		// too. Nothing reads the server until then; a server that fails meanwhile is seen
+		// at that request.
+		c.unrelayed = l
+	}
+}
+
+// relayDone is the done channel of leases relayed on the client goroutine.
+var relayDone = func() chan struct{} {
+	ch := make(chan struct{})
+	close(ch)
+	return ch
+}()
+
+// ensureRelay starts a relay goroutine for the current lease if nothing relays its
+// replies yet. The client goroutine calls it, without c.mu.
+func (c *clientSession) ensureRelay() {
+	if c.unrelayed != nil {
+		c.mu.Lock()
+		c.ensureRelayLocked()
+		c.mu.Unlock()
+	}
+}
+
+// ensureRelayLocked is ensureRelay for the client goroutine holding c.mu.
+func (c *clientSession) ensureRelayLocked() {
+	if l := c.unrelayed; l != nil {
+		c.unrelayed = nil
+		l.to(leaseRelaying)
+		l.done = make(chan struct{})
+		go l.relay()
+	}
+}
+
+// relay copies the server's replies to the client until the lease ends.
+func (l *lease) relay() {
+	defer close(l.done)
+	l.relayLoop(false)
+}
+
+// relayLoop copies the server's replies to the client until the lease ends. On the client
+// goroutine (inline), it returns early once the lease needs the client again, with
+// everything relayed so far flushed: relayPark when the lease is idle in a transaction
+// in transaction mode (the server owes nothing), relayHandOff when a relay goroutine must
+// go on with the lease (COPY FROM STDIN, or a ReadyForQuery that keeps the lease in
+// session mode, where the server may send notifications at any time).
+func (l *lease) relayLoop(inline bool) (exit relayExit) {
+	c := l.c
+	holdingW := false // this goroutine holds c.wmu
+	defer func() {
+		if p := recover(); p != nil {
+			l.relayPanicked(p, holdingW)
+			exit = relayDoneExit
+		}
+	}()
+	for {
+		fr, err := l.sc.fr.Next()
+		if err != nil {
+			l.relayFailed(err)
+			return relayDoneExit
+		}
+		c.wmu.Lock()
+		holdingW = true
+		step, status, err := l.relayOne(fr)
+		if step == stepHidden {
+			holdingW = false
+			c.wmu.Unlock()
+			continue
+		}
+		if inline && step == stepContinue && (fr.Type == 'Z' || fr.Type == 'G' || fr.Type == 'W') {
+			ferr := c.w.Flush()
+			holdingW = false
+			c.wmu.Unlock()
+			l.reportReady()
+			if ferr != nil {
+				l.clientGone()
+				return relayDoneExit
+			}
+			if fr.Type == 'Z' && c.mode == ModeTransaction && l.park() {
+				return relayPark
+			}
+			return relayHandOff
+		}
+		holdingW = false
+		c.wmu.Unlock()
+		l.reportReady()
+		switch step {
+		case stepContinue:
+			continue
+		case stepEnd:
+			l.finishLease()
+		case stepFailed:
+			l.relayFailed(err)
+		case stepClientGone:
+			l.clientGone()
+		case stepTransactionBlock:
+			l.refuseTransactionBlock(status)
+		}
+		return relayDoneExit
+	}
+}
+
+// relayExit is how an inline relayLoop ended.
+type relayExit int
+
+const (
+	relayDoneExit relayExit = iota // the lease ended, or failed
+	relayHandOff                   // a relay goroutine must go on
+	relayPark                      // idle in a transaction: relay the next request inline
+)
+
+// park moves l to parked if it is still the client's lease, relaying, with no request
+// outstanding; it reports whether it did.
+func (l *lease) park() bool {
+	c := l.c
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.lease != l || l.pending != 0 || l.unsynced || l.state != leaseRelaying {
+		return false
+	}
+	l.to(leaseParked)
+	return true
+}
+
+// relayStep is what the relay does after one server message.
+type relayStep int
+
+const (
+	stepContinue         relayStep = iota // keep relaying
+	stepEnd                               // the lease ended cleanly: return the server
+	stepFailed                            // the server failed
+	stepClientGone                        // the client cannot be written to
+	stepTransactionBlock                  // statement mode saw a transaction begin
+	stepStop                              // already handled: just stop
+	stepHidden                            // a reply to cmpool's own message, dropped: keep relaying
+)
+
+// relayOne passes one server message to the client. The caller holds c.wmu.
+func (l *lease) relayOne(fr protocol.Frame) (relayStep, byte, error) {
+	c := l.c
+	if f := c.srv.relayFault; f != nil {
+		f(fr.Type)
+	}
+	if !relayedTypes[fr.Type] {
+		return stepFailed, 0, fmt.Errorf("%w: unexpected message type %q", errBadServerMessage, fr.Type)
+	}
+	if fr.BodyLen > maxServerMessage && fr.Type != 'D' && fr.Type != 'd' {
+		// Rows and COPY data are streamed; other messages may be read whole.
+		return stepFailed, 0, fmt.Errorf("%w: %d bytes in message of type %q", errBadServerMessage, fr.BodyLen, fr.Type)
+	}
+	sc := l.sc
+	l.sentBytes += int64(protocol.HeaderLen + fr.BodyLen)
+	c.mu.Lock()
+	hidden := l.hiddenBegin
+	c.mu.Unlock()
+	if hidden {
+		if step, handled, err := l.relayHiddenBegin(fr); handled {
+			return step, 0, err
+		}
+	}
+	var out []byte // a message read whole, possibly replaced; nil when streamed
+	// On a replica, a statement may yet be refused with 25006 and move to the primary,
+	// until its first row: so the replies that only describe it are held until then.
+	if l.replica >= 0 && !l.answered && l.segOK {
+		switch fr.Type {
+		case '1', '2', 't', 'T', 'n':
+			msg, err := sc.fr.Message()
+			if err != nil {
+				return stepFailed, 0, err
+			}
+			if fr.Type == '1' {
+				msg = c.replyParseComplete(l, msg)
+			}
+			l.heldReplies = append(l.heldReplies, msg...)
+			return stepContinue, 0, nil
+		}
+	}
+	if len(l.heldReplies) > 0 && fr.Type != 'E' {
+		if _, err := c.w.Write(l.heldReplies); err != nil {
+			return stepClientGone, 0, nil
+		}
+		l.heldReplies = l.heldReplies[:0]
+	}
+	switch fr.Type {
+	case 'Z':
+		msg, err := sc.fr.Message()
+		if err != nil {
+			return stepFailed, 0, err
+		}
+		if len(msg) != 6 || msg[5] != 'I' && msg[5] != 'T' && msg[5] != 'E' {
+			return stepFailed, 0, fmt.Errorf("%w: malformed ReadyForQuery %q", errBadServerMessage, msg[protocol.HeaderLen:])
+		}
+		status := msg[5]
+		if len(l.heldErr) > 0 {
+			if l.toPrimary && l.replayOnPrimary(status) {
+				return stepStop, 0, nil
+			}
+			if !l.toPrimary && l.retrySegment(status) {
+				return stepContinue, 0, nil
+			}
+			if _, err := c.w.Write(l.heldErr); err != nil {
+				return stepClientGone, 0, nil
+			}
+			l.heldErr = l.heldErr[:0]
+			l.noteRestoreFailed()
+		}
+		if ran, err := l.restoreStartup(); err != nil {
+			if err == errClientWrite {
+				return stepClientGone, 0, nil
+			}
+			return stepFailed, 0, err
+		} else if ran {
+			msg = protocol.AppendReadyForQuery(nil, status) // msg was read over
+		}
+		l.answered = false
+		if c.mode == ModeStatement && status != 'I' {
+			return stepTransactionBlock, status, nil
+		}
+		if _, err := c.w.Write(msg); err != nil {
+			return stepClientGone, 0, nil
+		}
+		switch end, dead := l.endsLease(status); {
+		case dead:
+			return stepStop, 0, nil
+		case end:
+			return stepEnd, 0, nil
+		}
+	case 'S':
+		msg, err := sc.fr.Message()
+		if err != nil {
+			return stepFailed, 0, err
+		}
+		name, value, ok := protocol.ParseParameterStatus(msg[protocol.HeaderLen:])
+		if !ok {
+			return stepFailed, 0, fmt.Errorf("%w: malformed ParameterStatus", errBadServerMessage)
+		}
+		sc.noteParameterStatus(name, value)
+		if l.holdStatus(name, value) {
+			return stepContinue, 0, nil
+		}
+		c.noteParameterStatus(name, value)
+		out = msg
+	case 'C':
+		msg, err := sc.fr.Message()
+		if err != nil {
+			return stepFailed, 0, err
+		}
+		c.srv.stmts.noteCommandTag(msg[protocol.HeaderLen:])
+		out = msg
+	case '1', '3', 'E':
+		msg, err := sc.fr.Message()
+		if err != nil {
+			return stepFailed, 0, err
+		}
+		switch fr.Type {
+		case '1':
+			out = c.replyParseComplete(l, msg)
+		case '3':
+			out = c.replyCloseComplete(l, msg)
+		default:
+			l.noteServerError(protocol.ErrorCode(msg[protocol.HeaderLen:]))
+			out = c.replyError(l, msg)
+			if l.holdForRetry(out) {
+				out = nil
+				l.heldReplies = l.heldReplies[:0]
+			} else {
+				l.noteRestoreFailed()
+			}
+			if out != nil && len(l.heldReplies) > 0 {
+				if _, err := c.w.Write(l.heldReplies); err != nil {
+					return stepClientGone, 0, nil
+				}
+				l.heldReplies = l.heldReplies[:0]
+			}
+		}
+	default:
+		if err := sc.fr.Forward(c.w); err != nil {
+			if isClientWriteErr(err) {
+				return stepClientGone, 0, nil
+			}
+			return stepFailed, 0, err
+		}
+	}
+	if out != nil {
+		if _, err := c.w.Write(out); err != nil {
+			return stepClientGone, 0, nil
+		}
+	}
+	if out != nil || fr.Type != '1' && fr.Type != '3' && fr.Type != 'E' {
+		l.answered = true
+	}
+	if sc.fr.Buffered() == 0 {
+		if err := c.w.Flush(); err != nil {
+			return stepClientGone, 0, nil
+		}
+	}
+	return stepContinue, 0, nil
+}
+
+// errBadServerMessage is a server message that breaks the protocol: malformed, or of a
+// kind no server sends in a session.
+var errBadServerMessage = errors.New("invalid message from the server")
+
+// relayedTypes are the message types a server may send once a session has begun.
+var relayedTypes = func() (t [256]bool) {
+	for _, typ := range []byte("123ACDEGHINSTVWZcdnst") {
+		t[typ] = true
+	}
+	return t
+}()
+
+// maxServerMessage bounds the server messages other than DataRow and CopyData, which
+// the relay may read whole: PostgreSQL's are far smaller.
+const maxServerMessage = 64 << 20
+
+// isBadServerMessage reports whether err says the server broke the protocol.
+func isBadServerMessage(err error) bool {
+	var fe *protocol.FrameError
+	return errors.Is(err, errBadServerMessage) || errors.As(err, &fe) || errors.Is(err, protocol.ErrMessageTooLarge)
+}
+
+// isClientWriteErr tells a failed write to the client (ignored: the client goroutine will
+// see the close) from a failed read from the server.
+func isClientWriteErr(err error) bool {
+	var oe *net.OpError
+	return errors.As(err, &oe) && oe.Op == "write"
+}
+
+// serverOnlyParams are reported parameters that describe the server and cannot be set:
+// they are passed to the client but never become its settings. in_hot_standby changes
+// when a replica is promoted under a session.
+var serverOnlyParams = map[string]bool{
+	"in_hot_standby": true, "integer_datetimes": true, "is_superuser": true,
+	"server_encoding": true, "server_version": true,
+}
+
+// noteParameterStatus keeps a parameter the server reported as the client's own.
+func (c *clientSession) noteParameterStatus(name, value string) {
+	if serverOnlyParams[name] {
+		return
+	}
+	c.mu.Lock()
+	if c.params[name] != value {
+		c.params[name] = value
+		c.paramsVersion++
+	}
+	l := c.lease
+	c.mu.Unlock()
+	if l != nil {
+		l.sc.configuredFor, l.sc.configuredVersion = c, c.paramsVersion
+	}
+}

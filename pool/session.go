@@ -1,0 +1,291 @@
+package pool
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"runtime/debug"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/cmlite/cmpool/protocol"
+	"github.com/cmlite/cmpool/router"
+)
+
+// clientSession is one client connection. Its goroutine reads client messages and
+// forwards them; while it holds a server (a lease), a relay goroutine copies the server's
+// replies back and decides, at each ReadyForQuery, whether the lease ends.
+type clientSession struct {
+	srv  *Server
+	conn net.Conn
+	// tlsConn is the TLS layer over conn once TLS is negotiated; r and w then use it.
+	// tlsEndPoint is its tls-server-end-point channel binding data.
+	tlsConn     *tls.Conn
+	tlsEndPoint []byte
+	r           *clientReader
+	fr          *protocol.FrameReader
+	// w writes to the client, under wmu: the relay writes server replies, the client
+	// goroutine cmpool's own answers.
+	//
+	// Lock order for a client and its lease:
+	//
+	//	clientSession.wmu → lease.wmu
+	//	clientSession.wmu → clientSession.mu → serverConn.cancels.mu
+	//
+	// lease.wmu is never taken under mu, nor mu under lease.wmu. Server.mu is let go
+	// before a client's locks are taken (the server collects its clients under it, then
+	// locks each). None of them is held across a wait for a server, a login, a cancel
+	// request or an Observer hook; lease.wmu alone is held across a query of cmpool's own
+	// on the lease's server (a retry, a replay, restoreStartup, the ROLLBACK of
+	// refuseTransactionBlock). wmu is held while one message is written to the client
+	// (the relay reads the rest of a server message as it copies it); lease.wmu while
+	// cmpool's or the client's messages are written to the server; mu only to read or
+	// change the session's state. The idle condition is on mu: it is signalled whenever
+	// a lease's pending requests or state change.
+	w   *clientWriter
+	wmu sync.Mutex
+	log *slog.Logger
+
+	key      cancelKey
+	database string
+	user     string
+	pool     *backendPool // on the primary; see poolAt
+	poolGen  uint64       // Server.primaryGen when pool was looked up
+	mode     Mode
+
+	// params are the session parameters this client wants on any server it uses, and
+	// paramsVersion counts their changes. The client goroutine reads them between leases;
+	// the relay updates them from ParameterStatus while a lease is active.
+	params        map[string]string
+	paramsVersion uint64
+	// initialParams are the parameters as the session started, for DISCARD ALL.
+	initialParams map[string]string
+
+	// stmts maps the client's prepared-statement names to shared server statements.
+	// Guarded by mu (the relay forgets statements whose Parse failed).
+	stmts map[string]*preparedStmt
+	// unnamed is the client's last Parse of the unnamed statement (the whole message),
+	// and unnamedGen counts those Parses.
+	unnamed       []byte
+	unnamedGen    uint64
+	unnamedTraits queryTraits
+	// deferred holds named Parse messages received outside a transaction, not yet sent
+	// anywhere (see deferParse).
+	deferred [][]byte
+	evicted  []*preparedStmt // scratch for evictFor
+	out      []byte          // scratch for rewritten messages
+	// texts are the statement texts text converted last, and textNext the slot the next
+	// one replaces; the client goroutine's only.
+	texts    [textCache]string
+	textNext int
+	// unnamedText is the text of the unnamed statement unnamedTraits describe, and
+	// boundName the statement name last bound (kept to be reused as long as it is the
+	// same). Guarded by mu.
+	unnamedText, boundName string
+
+	// Routing: cmpool.route for the session and for the next transaction only, and the
+	// WAL positions this client's reads must see. Guarded by mu.
+	route, routeOnce     string
+	lastWriteLSN, minLSN router.LSN
+	// wroteAt is when a transaction that may have written last committed on the primary,
+	// if its position is not read yet (see noteWriteLocked); zero otherwise.
+	wroteAt time.Time
+
+	mu   sync.Mutex // guards the lease and the fields marked so; see wmu for the lock order
+	idle *sync.Cond // on mu; signalled at every ReadyForQuery, and when a lease is open again or over
+	// lease is the server held now, or nil. Guarded by mu; the client goroutine sets it
+	// (lease.start), the relay clears it when the lease ends, or replaces it when a
+	// request moves to the primary (replayOnPrimary).
+	lease *lease
+	// prevLease is the last lease started; the next one takes over its buffers once its
+	// relay has exited. unrelayed is the current lease while nothing relays its replies
+	// (its state is unrelayed or parked; see relayAfter). The client goroutine's only.
+	prevLease, unrelayed *lease
+	// unflushed is the lease whose server has messages from send still in its write
+	// buffer (held back while the client's next message was already here), or nil. The
+	// client goroutine's only.
+	unflushed *lease
+	// beginDeferred: a plain BEGIN was answered by cmpool and is sent with the next
+	// request that needs a server (deferbegin.go). The client goroutine's only.
+	beginDeferred bool
+	closing       atomic.Bool // Shutdown asked this client to go
+
+	// discarding is set after an extended-protocol message failed before reaching a
+	// server: later messages are dropped until Sync, as a server would.
+	discarding bool
+
+	// For the admin console's SHOW CLIENTS and SHOW POOLS.
+	admin        bool         // connected to the admin console
+	loggedIn     atomic.Bool  // startup is complete
+	connectedAt  time.Time    // when the connection was accepted
+	requestAt    atomic.Int64 // Unix ns of the last transaction start
+	waitingSince atomic.Int64 // nanotime when it began waiting for a server; 0 if not
+	idleArmed    atomic.Bool  // an idle timeout is set as the read deadline
+	// idleSince is the nanotime the client last became idle (logged in, or a lease
+	// ended); closeAt is when a drain may close it (see requestClose).
+	idleSince, closeAt atomic.Int64
+}
+
+const clientBufSize = 8 * 1024
+
+// readyIdle is ReadyForQuery with status idle.
+var readyIdle = protocol.AppendReadyForQuery(nil, 'I')
+
+// ignoredStartupParams are startup parameters that are not session settings.
+var ignoredStartupParams = map[string]bool{
+	"user": true, "database": true, "options": true, "replication": true,
+}
+
+// reportedParams are the parameters PostgreSQL reports with ParameterStatus, in the
+// spelling it uses. Parameter names are case-insensitive; cmpool keeps these in the
+// server's spelling and every other name in lower case, so that names compare equal.
+var reportedParams = func() map[string]string {
+	m := make(map[string]string)
+	for _, n := range []string{"application_name", "client_encoding", "DateStyle", "default_transaction_read_only",
+		"in_hot_standby", "integer_datetimes", "IntervalStyle", "is_superuser", "scram_iterations", "search_path",
+		"server_encoding", "server_version", "session_authorization", "standard_conforming_strings", "TimeZone"} {
+		m[strings.ToLower(n)] = n
+	}
+	return m
+}()
+
+func canonicalParamName(name string) string {
+	l := strings.ToLower(name)
+	if n, ok := reportedParams[l]; ok {
+		return n
+	}
+	return l
+}
+
+// serve runs one client connection from startup to close.
+func (c *clientSession) serve(ctx context.Context) {
+	defer func() {
+		if p := recover(); p != nil {
+			c.log.Error("client session panic: closing the client and its server", "panic", p, "stack", string(debug.Stack()))
+			c.abandonAfterPanic()
+		}
+		c.srv.forgetClient(c)
+		_ = c.conn.Close()
+	}()
+	err := c.startup(ctx)
+	if err == nil {
+		c.logConnection("client logged in", "admin", c.admin)
+		if c.admin {
+			err = c.adminLoop(ctx)
+		} else {
+			err = c.loop(ctx)
+		}
+	}
+	// The server goes back (or is destroyed) before cmpool writes to the client itself,
+	// since until then the relay owns the client's writer.
+	c.endLease()
+	if err != nil {
+		c.reportAndLog(err)
+	} else {
+		c.logConnection("client closed")
+	}
+}
+
+// logConnection logs a connection or disconnection: at info level with log_connections,
+// else at debug level.
+func (c *clientSession) logConnection(msg string, args ...any) {
+	lvl := slog.LevelDebug
+	if c.srv.conf().LogConnections {
+		lvl = slog.LevelInfo
+	}
+	c.log.Log(context.Background(), lvl, msg, args...)
+}
+
+// reportAndLog sends a protocol error to the client when there is one, and logs the rest.
+func (c *clientSession) reportAndLog(err error) {
+	var pe *protocol.Error
+	switch {
+	case errors.As(err, &pe):
+		c.sendError(pe)
+		lvl := slog.LevelInfo
+		if pe.Code == protocol.CodeAdminShutdown {
+			lvl = slog.LevelDebug
+		}
+		c.log.Log(context.Background(), lvl, "client closed", "code", pe.Code, "error", pe.Message)
+	case isNormalClose(err):
+		c.logConnection("client closed", "error", err)
+	default:
+		c.log.Warn("client closed", "error", err)
+	}
+}
+
+// sendError writes an ErrorResponse to the client, when nothing else is writing to it.
+func (c *clientSession) sendError(e *protocol.Error) {
+	c.noteError(nil, e.Code)
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	_ = c.conn.SetWriteDeadline(time.Now().Add(5 * time.Second))
+	_, _ = c.w.Write(protocol.AppendErrorResponse(nil, e))
+	_ = c.w.Flush()
+}
+
+func isNormalClose(err error) bool {
+	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, net.ErrClosed) ||
+		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
+}
+
+// writeLocal sends bytes cmpool itself produced, when no lease is active.
+func (c *clientSession) writeLocal(b []byte) error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if _, err := c.w.Write(b); err != nil {
+		return err
+	}
+	return c.w.Flush()
+}
+
+func (c *clientSession) currentLease() *lease {
+	c.mu.Lock()
+	l := c.lease
+	c.mu.Unlock()
+	return l
+}
+
+func (c *clientSession) isClosing() bool { return c.closing.Load() }
+
+// text returns statement text b as a string. A client usually sends the same few
+// statements again and again (BEGIN, a query, COMMIT), and several checks read each one
+// (cmpool's own commands, session state, routing), so the last textCache texts converted
+// are kept and returned again: a statement costs at most one copy, and a repeated one
+// none. Only the client goroutine calls it.
+func (c *clientSession) text(b []byte) string {
+	for _, t := range c.texts {
+		if string(b) == t && (len(t) > 0 || len(b) == 0) {
+			return t
+		}
+	}
+	t := string(b)
+	c.texts[c.textNext] = t
+	c.textNext = (c.textNext + 1) % textCache
+	return t
+}
+
+// textCache is how many statement texts a client keeps converted.
+const textCache = 4
+
+// queryText is the query string of a whole simple Query message, without its
+// terminating zero byte.
+func queryText(msg []byte) []byte {
+	return bytes.TrimSuffix(msg[protocol.HeaderLen:], []byte{0})
+}
+
+func isTimeout(err error) bool {
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		return true
+	}
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}

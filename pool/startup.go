@@ -1,0 +1,259 @@
+package pool
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"maps"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgproto3"
+	"github.com/jackc/puddle/v2"
+
+	"github.com/cmlite/cmpool/protocol"
+)
+
+// startup negotiates SSL, reads the StartupMessage, logs the client in and sends the
+// initial parameter statuses, all under client_login_timeout.
+func (c *clientSession) startup(ctx context.Context) error {
+	_ = c.conn.SetDeadline(time.Now().Add(c.srv.conf().ClientLoginTimeout))
+	if c.isClosing() {
+		// Shutdown began before this goroutine ran: its drain deadline stands.
+		_ = c.conn.SetReadDeadline(time.Now().Add(drainGrace))
+	}
+	var req *protocol.StartupRequest
+	for sslDone, gssDone := false, false; ; {
+		var err error
+		if !sslDone {
+			sslDone, err = c.maybeDirectTLS(ctx)
+		}
+		if err == nil {
+			req, err = protocol.ReadStartupRequest(c.r)
+		}
+		if err != nil {
+			if isTimeout(err) && c.isClosing() {
+				return protocol.NewFatal(protocol.CodeAdminShutdown, "cmpool is shutting down")
+			}
+			if isTimeout(err) {
+				return protocol.NewFatal(protocol.CodeProtocolViolation, "client_login_timeout: startup not completed in time")
+			}
+			return err
+		}
+		switch {
+		case req.SSL && !sslDone:
+			sslDone = true
+			if err := c.negotiateSSL(ctx); err != nil {
+				return err
+			}
+			continue
+		case req.GSSENC && !gssDone:
+			gssDone = true
+			if _, err := c.conn.Write([]byte{'N'}); err != nil {
+				return err
+			}
+			continue
+		case req.SSL || req.GSSENC:
+			return protocol.NewFatal(protocol.CodeProtocolViolation, "duplicate SSL or GSSAPI negotiation request")
+		case req.Cancel != nil:
+			c.srv.handleCancel(ctx, req.Cancel)
+			return io.EOF
+		}
+		break
+	}
+	sm := req.Startup
+	c.user = sm.Parameters["user"]
+	c.database = sm.Parameters["database"]
+	if c.database == "" {
+		c.database = c.user
+	}
+	c.log = c.log.With("user", c.user, "database", c.database)
+	if sm.Parameters["replication"] != "" && sm.Parameters["replication"] != "false" && sm.Parameters["replication"] != "off" {
+		return protocol.NewFatal(protocol.CodeFeatureNotSupported, "replication connections are not supported through cmpool")
+	}
+	if req.NeedsNegotiation() {
+		b, _ := req.NegotiateMessage().Encode(nil)
+		_, _ = c.w.Write(b)
+	}
+	if c.srv.overClientLimit() {
+		return protocol.NewFatal(protocol.CodeTooManyConnections,
+			fmt.Sprintf("no more connections allowed (max_client_conn %d)", c.srv.conf().MaxClientConn))
+	}
+	params := make(map[string]string, len(sm.Parameters))
+	for k, v := range sm.Parameters {
+		if !ignoredStartupParams[k] {
+			params[canonicalParamName(k)] = v
+		}
+	}
+	if opts := sm.Parameters["options"]; opts != "" {
+		o, err := protocol.ParseOptions(opts)
+		if err != nil {
+			return protocol.NewFatal(protocol.CodeFeatureNotSupported, err.Error())
+		}
+		for k, v := range o {
+			params[canonicalParamName(k)] = v
+		}
+	}
+	c.route = routeAuto
+	if r, ok := params["cmpool.route"]; ok {
+		delete(params, "cmpool.route")
+		switch r = strings.ToLower(r); r {
+		case routeAuto, routePrimary, routeReplica:
+			c.route = r
+		default:
+			return protocol.NewFatal("22023", fmt.Sprintf("invalid value for cmpool.route: %q (want primary, replica or auto)", r))
+		}
+	}
+	if r := c.srv.conf().Databases[c.database].Route; r != "" {
+		c.route = r
+	}
+	c.params = params
+	if err := c.authenticate(ctx); err != nil {
+		return err
+	}
+	if c.srv.isAdminDatabase(c.database) {
+		return c.adminStartup()
+	}
+	if c.srv.disabledDBs()[c.database] {
+		return protocol.NewFatal(protocol.CodeObjectNotInState, fmt.Sprintf("database %q is not currently accepting connections", c.database))
+	}
+
+	gen := c.srv.primaryGen.Load()
+	bp, err := c.srv.poolFor(c.database, c.user, backendPrimary)
+	if err != nil {
+		return protocol.NewFatal(protocol.CodeInvalidCatalogName, err.Error())
+	}
+	c.pool, c.poolGen = bp, gen
+	c.mode = bp.mode
+
+	// While the database is paused, a transaction-mode client logs in without a server,
+	// as in PgBouncer, when an earlier login of the same user to it left the server's
+	// parameters; its first query waits for RESUME.
+	if p := c.srv.pauses.Load(); c.mode != ModeSession && p.covers(c.database) && !p.holdsLogins(c.database) {
+		if w, ok := c.srv.welcomes.Load(welcomeKey{c.database, c.user}); ok {
+			return c.loginWithoutServer(w.(map[string]string))
+		}
+	}
+
+	// Log in on a real server: it proves the database and user exist, and it gives the
+	// server's canonical values of the client's parameters to report back.
+	acqCtx, cancel := c.waitContext(ctx)
+	defer cancel()
+	if err := c.waitUnpaused(acqCtx); err != nil {
+		return c.acquireError(err, true)
+	}
+	// Waiting here counts as waiting for a server, as it does later.
+	start := nanotime()
+	c.waitingSince.Store(start)
+	res, err := bp.acquire(acqCtx)
+	for attempt := 0; errors.Is(err, puddle.ErrClosedPool) && !c.srv.closing.Load() && attempt < 3; attempt++ {
+		// A reload or a promotion replaced the pool meanwhile: take the new one.
+		if bp, err = c.poolAt(backendPrimary); err == nil {
+			res, err = bp.acquire(acqCtx)
+		}
+	}
+	c.waitingSince.Store(0)
+	if d := time.Duration(nanotime() - start); d > time.Millisecond {
+		c.noteWait(bp, d)
+	}
+	if err != nil {
+		// With the primary down, a replica can log the client in: its reads still work.
+		rbp, rres := c.loginOnReplica(ctx, err)
+		if rres == nil {
+			return c.acquireError(err, true)
+		}
+		bp, res = rbp, rres
+	}
+	sc := res.Value()
+	err = c.applyParams(ctx, sc)
+	if err != nil {
+		var pe *protocol.Error
+		if errors.As(err, &pe) {
+			// The server refused a parameter value: the server itself is fine.
+			bp.release(res)
+			return pe
+		}
+		res.Destroy()
+		return protocol.NewFatal(protocol.CodeConnectionFailure, "server connection failed during login: "+err.Error())
+	}
+	c.srv.noteWelcome(welcomeKey{c.database, c.user}, sc.defaults)
+	// Report the server's values, then the client's canonical ones.
+	report := maps.Clone(sc.defaults)
+	for k, v := range sc.set {
+		report[k] = v
+	}
+	for k := range c.params {
+		if v, ok := report[k]; ok {
+			c.params[k] = v
+		}
+	}
+	sc.configuredFor, sc.configuredVersion = c, c.paramsVersion
+	if err := c.welcome(report); err != nil {
+		bp.release(res)
+		return err
+	}
+	if c.mode == ModeSession {
+		l := c.newLease()
+		l.replica = -1
+		l.start(bp, res)
+		c.ensureRelay()
+	} else {
+		bp.release(res)
+		c.armIdleTimeout(false)
+	}
+	return nil
+}
+
+// loginWithoutServer completes the login of a transaction-mode client from the
+// parameters a server of its database and user reported at an earlier login, with the
+// client's own values over them (as the client sent them: no server has checked them yet;
+// a server refuses a bad one at the first query).
+func (c *clientSession) loginWithoutServer(serverParams map[string]string) error {
+	report := maps.Clone(serverParams)
+	for k, v := range c.params {
+		if _, ok := report[k]; ok {
+			report[k] = v
+		}
+	}
+	if err := c.welcome(report); err != nil {
+		return err
+	}
+	c.armIdleTimeout(false)
+	return nil
+}
+
+// welcome sends the end of a successful login: the parameter statuses in report,
+// BackendKeyData and ReadyForQuery. The client is logged in from then on.
+func (c *clientSession) welcome(report map[string]string) error {
+	if err := c.srv.registerClient(c); err != nil {
+		return err
+	}
+	c.initialParams = maps.Clone(c.params)
+	names := make([]string, 0, len(report))
+	for k := range report {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	var out []byte
+	for _, k := range names {
+		out, _ = (&pgproto3.ParameterStatus{Name: k, Value: report[k]}).Encode(out)
+	}
+	out, _ = (&pgproto3.BackendKeyData{ProcessID: c.key.pid, SecretKey: c.key.secret[:]}).Encode(out)
+	out = protocol.AppendReadyForQuery(out, 'I')
+	_ = c.conn.SetDeadline(time.Time{})
+	if err := c.writeLocal(out); err != nil {
+		return err
+	}
+	c.loggedIn.Store(true)
+	c.mu.Lock()
+	c.idleSince.Store(nanotime())
+	if c.closing.Load() {
+		// A drain began during the login: the client's first request is on its way.
+		c.closeAt.Store(nanotime() + int64(drainGrace))
+		_ = c.conn.SetReadDeadline(time.Now().Add(drainGrace))
+	}
+	c.mu.Unlock()
+	return nil
+}
