@@ -20,8 +20,9 @@ import (
 // cmpool opens a new connection per cancel and waits until the postmaster closes it,
 // which it does once it has signalled the backend. Until then the server is "being
 // canceled": it is not lent to anyone, since the signal could reach the next client's
-// query. The paths that give a server back (finishLease, replayOnPrimary) wait for its
-// cancels, at most settleTimeout, and close the server if one is not answered.
+// query. lease.giveBack, the one place a server goes back, waits for its cancels, at most
+// settleTimeout, and closes the server if one is not answered (finishLease waits already,
+// before cmpool's own queries on the server).
 
 // cancelTimeout bounds one cancel request to a server: dial, send, wait for the close.
 const cancelTimeout = 5 * time.Second

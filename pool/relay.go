@@ -279,11 +279,9 @@ func (l *lease) relayOne(fr protocol.Frame) (relayStep, byte, error) {
 		if !ok {
 			return stepFailed, 0, fmt.Errorf("%w: malformed ParameterStatus", errBadServerMessage)
 		}
-		sc.noteParameterStatus(name, value)
-		if l.holdStatus(name, value) {
+		if !l.onParameterStatus(name, value) {
 			return stepContinue, 0, nil
 		}
-		c.noteParameterStatus(name, value)
 		out = msg
 	case 'C':
 		msg, err := sc.fr.Message()
@@ -303,14 +301,7 @@ func (l *lease) relayOne(fr protocol.Frame) (relayStep, byte, error) {
 		case '3':
 			out = c.replyCloseComplete(l, msg)
 		default:
-			l.noteServerError(protocol.ErrorCode(msg[protocol.HeaderLen:]))
-			out = c.replyError(l, msg)
-			if l.holdForRetry(out) {
-				out = nil
-				l.heldReplies = l.heldReplies[:0]
-			} else {
-				l.noteRestoreFailed()
-			}
+			out = l.onErrorResponse(msg)
 			if out != nil && len(l.heldReplies) > 0 {
 				if _, err := c.w.Write(l.heldReplies); err != nil {
 					return stepClientGone, 0, nil
@@ -340,6 +331,33 @@ func (l *lease) relayOne(fr protocol.Frame) (relayStep, byte, error) {
 		}
 	}
 	return stepContinue, 0, nil
+}
+
+// onParameterStatus is what a ParameterStatus from the server does: the server's value is
+// noted, and the client's unless the message is held until startup values are restored.
+// It reports whether the message goes on to the client now. Relay only.
+func (l *lease) onParameterStatus(name, value string) bool {
+	l.sc.noteParameterStatus(name, value)
+	if l.holdStatus(name, value) {
+		return false
+	}
+	l.c.noteParameterStatus(name, value)
+	return true
+}
+
+// onErrorResponse is what an ErrorResponse from the server does: it is counted, turned
+// into what the client expects (prepared statements), and either held back for a retry
+// or replay (it returns nil, and the replies held with it are dropped) or returned, to be
+// written to the client. Relay only.
+func (l *lease) onErrorResponse(msg []byte) []byte {
+	l.noteServerError(protocol.ErrorCode(msg[protocol.HeaderLen:]))
+	out := l.c.replyError(l, msg)
+	if l.holdForRetry(out) {
+		l.heldReplies = l.heldReplies[:0]
+		return nil
+	}
+	l.noteRestoreFailed()
+	return out
 }
 
 // errBadServerMessage is a server message that breaks the protocol: malformed, or of a

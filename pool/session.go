@@ -37,10 +37,11 @@ type clientSession struct {
 	//
 	// Lock order for a client and its lease:
 	//
-	//	clientSession.wmu → lease.wmu
-	//	clientSession.wmu → clientSession.mu → serverConn.cancels.mu
+	//	clientSession.wmu → lease.wmu → clientSession.mu → serverConn.cancels.mu
 	//
-	// lease.wmu is never taken under mu, nor mu under lease.wmu. Server.mu is let go
+	// Any of them may be taken alone, or under the ones before it (send asks under
+	// lease.wmu whether the client must wait, which takes mu); lease.wmu is never taken
+	// under mu. Server.mu is let go
 	// before a client's locks are taken (the server collects its clients under it, then
 	// locks each). None of them is held across a wait for a server, a login, a cancel
 	// request or an Observer hook; lease.wmu alone is held across a query of cmpool's own
@@ -48,8 +49,7 @@ type clientSession struct {
 	// refuseTransactionBlock). wmu is held while one message is written to the client
 	// (the relay reads the rest of a server message as it copies it); lease.wmu while
 	// cmpool's or the client's messages are written to the server; mu only to read or
-	// change the session's state. The idle condition is on mu: it is signalled whenever
-	// a lease's pending requests or state change.
+	// change the session's state. The idle condition is on mu (see idle).
 	w   *clientWriter
 	wmu sync.Mutex
 	log *slog.Logger
