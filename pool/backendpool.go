@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/cmlite/cmpool/pool/internal/stmt"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/puddle/v2"
 )
@@ -90,7 +91,7 @@ func newBackendPool(key poolKey, mode Mode, connCfg *pgconn.Config, size, minSiz
 			if err != nil {
 				return nil, err
 			}
-			sc.prepared = newStmtLRU(maxPrepared)
+			sc.prepared = stmt.NewPrepared(maxPrepared)
 			bp.conns.Store(sc, struct{}{})
 			return sc, nil
 		},

@@ -9,6 +9,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgproto3"
 
+	"github.com/cmlite/cmpool/pool/internal/stmt"
 	"github.com/cmlite/cmpool/protocol"
 	"github.com/cmlite/cmpool/router"
 )
@@ -17,6 +18,15 @@ import (
 // (see prepared.go) and answers the SQL commands that manage them.
 
 var errMalformed = protocol.NewFatal(protocol.CodeProtocolViolation, "malformed extended-protocol message")
+
+// statementJudge returns the judge of the statement registry: a statement's traits, as a
+// *queryTraits.
+func statementJudge(cl *router.Classifier) func(string) any {
+	return func(q string) any {
+		t := withSettingEffects(cl, q, traitsOf(q))
+		return &t
+	}
+}
 
 // planExtended returns, appended to out, what to send the server for the client's Parse,
 // Bind, Describe or Close msg, and records the replies to expect. The caller holds c.mu.
@@ -67,19 +77,19 @@ func (c *clientSession) planExtendedMsg(l *lease, msg []byte, out []byte) ([]byt
 			// statement there if needed, then Parse its name again.
 			out = c.ensurePrepared(l, existing, out)
 			l.parses.push(inflight{action: replyDupStatement, segment: seg, stmt: existing, client: string(name)})
-			return protocol.AppendParse(out, existing.name, "SELECT 1", []byte{0, 0}), nil, nil
+			return protocol.AppendParse(out, existing.Name, "SELECT 1", []byte{0, 0}), nil, nil
 		}
-		stmt := c.srv.stmts.get(string(query), types)
+		stmt := c.srv.stmts.Get(string(query), types)
 		cname := string(name)
 		c.stmts[cname] = stmt
-		if sc.prepared.has(stmt) {
+		if sc.prepared.Has(stmt) {
 			l.closes.push(inflight{action: replyAsParse, segment: seg, stmt: stmt, client: cname})
 			return protocol.AppendClose(out, 'S', noopStmtName), nil, nil
 		}
 		out = c.evictFor(l, stmt, out)
 		l.parses.push(inflight{action: replyForward, segment: seg, stmt: stmt, client: cname})
 		counters.serverParses.Add(1)
-		return append(out, stmt.parse...), nil, nil
+		return append(out, stmt.Parse...), nil, nil
 
 	case 'B':
 		counters.binds.Add(1)
@@ -104,8 +114,9 @@ func (c *clientSession) planExtendedMsg(l *lease, msg []byte, out []byte) ([]byt
 			c.boundName = string(name)
 		}
 		l.bound = append(l.bound, boundStmt{stmt: stmt, client: c.boundName, segment: l.sentSeq})
-		out = protocol.AppendBind(out, portal, stmt.name, rest)
-		return out, &stmt.traits, nil
+		out = protocol.AppendBind(out, portal, stmt.Name, rest)
+		t, _ := stmt.Traits.(*queryTraits)
+		return out, t, nil
 
 	case 'D':
 		if len(body) < 2 {
@@ -127,7 +138,7 @@ func (c *clientSession) planExtendedMsg(l *lease, msg []byte, out []byte) ([]byt
 			return append(out, msg...), nil, nil
 		}
 		out = c.ensurePrepared(l, stmt, out)
-		out = protocol.AppendDescribe(out, 'S', stmt.name)
+		out = protocol.AppendDescribe(out, 'S', stmt.Name)
 		return out, nil, nil
 
 	case 'C':
@@ -186,7 +197,7 @@ func (c *clientSession) answerDeferred(sync bool) error {
 			failed = true
 			break
 		}
-		c.stmts[string(name)] = c.srv.stmts.get(string(query), types)
+		c.stmts[string(name)] = c.srv.stmts.Get(string(query), types)
 		c.pool.counters.clientParses.Add(1)
 		out = append(out, parseCompleteMsg...)
 	}
@@ -237,7 +248,7 @@ func (c *clientSession) refuseParse(l *lease, name []byte, what string, out []by
 // What refuseParse sends: a statement name in cmpool's namespace that is never prepared,
 // and a text that fails to parse with 42601 at "cmpool_refused".
 const (
-	refusedStmtName = stmtPrefix + "refused"
+	refusedStmtName = stmt.Prefix + "refused"
 	refusedQuery    = "cmpool_refused"
 )
 
@@ -252,14 +263,14 @@ var syntaxErrorCode = []byte("C42601\x00")
 // the message should go unchanged: the unnamed statement, or a name the client never
 // prepared, which the server then reports as 26000 in the right place. A name in cmpool's
 // own namespace is never passed through, so it cannot reach another client's statement.
-func (c *clientSession) lookupForUse(name []byte) *preparedStmt {
+func (c *clientSession) lookupForUse(name []byte) *stmt.Stmt {
 	if len(name) == 0 {
 		return nil
 	}
 	if stmt := c.stmts[string(name)]; stmt != nil {
 		return stmt
 	}
-	if bytes.HasPrefix(name, []byte(stmtPrefix)) {
+	if bytes.HasPrefix(name, []byte(stmt.Prefix)) {
 		return noopStmt
 	}
 	return nil
@@ -279,23 +290,23 @@ func (c *clientSession) ensureUnnamed(l *lease, out []byte) []byte {
 }
 
 // ensurePrepared appends a hidden Parse of stmt when the server lacks it.
-func (c *clientSession) ensurePrepared(l *lease, stmt *preparedStmt, out []byte) []byte {
-	if stmt == noopStmt || l.sc.prepared.has(stmt) {
+func (c *clientSession) ensurePrepared(l *lease, stmt *stmt.Stmt, out []byte) []byte {
+	if stmt == noopStmt || l.sc.prepared.Has(stmt) {
 		return out
 	}
 	out = c.evictFor(l, stmt, out)
 	l.parses.push(inflight{action: replyHide, segment: l.sentSeq, stmt: stmt})
 	l.pool.counters.serverParses.Add(1)
-	return append(out, stmt.parse...)
+	return append(out, stmt.Parse...)
 }
 
 // evictFor records stmt as prepared on the lease's server and appends hidden Closes of
 // the statements evicted to make room.
-func (c *clientSession) evictFor(l *lease, stmt *preparedStmt, out []byte) []byte {
-	c.evicted = l.sc.prepared.add(stmt, c.evicted[:0])
+func (c *clientSession) evictFor(l *lease, stmt *stmt.Stmt, out []byte) []byte {
+	c.evicted = l.sc.prepared.Add(stmt, c.evicted[:0])
 	for _, old := range c.evicted {
 		l.closes.push(inflight{action: replyHide, segment: l.sentSeq, stmt: old})
-		out = protocol.AppendClose(out, 'S', old.name)
+		out = protocol.AppendClose(out, 'S', old.Name)
 	}
 	clear(c.evicted)
 	return out
@@ -328,7 +339,7 @@ func (c *clientSession) replyCloseComplete(l *lease, msg []byte) []byte {
 
 // boundStmt is a named statement bound in Sync segment segment.
 type boundStmt struct {
-	stmt    *preparedStmt
+	stmt    *stmt.Stmt
 	client  string
 	segment uint64
 }
@@ -358,7 +369,7 @@ func (c *clientSession) replyError(l *lease, msg []byte) []byte {
 		// next use prepare it again, on every server.
 		for _, b := range l.bound {
 			if b.segment == l.recvSeq {
-				fresh := c.srv.stmts.renew(b.stmt)
+				fresh := c.srv.stmts.Renew(b.stmt)
 				if c.stmts[b.client] == b.stmt {
 					c.stmts[b.client] = fresh
 				}
@@ -374,7 +385,7 @@ func (c *clientSession) replyError(l *lease, msg []byte) []byte {
 		msg = protocol.AppendErrorResponse(nil, c.refuseTempObject(head.client))
 	}
 	if head, ok := l.parses.peek(); ok && head.action == replyDupStatement &&
-		bytes.Contains(msg, []byte("42P05")) && bytes.Contains(msg, []byte(head.stmt.name)) {
+		bytes.Contains(msg, []byte("42P05")) && bytes.Contains(msg, []byte(head.stmt.Name)) {
 		l.parses.pop()
 		if rewritten := protocol.ReplaceErrorMessage(msg[protocol.HeaderLen:], `prepared statement "`+head.client+`" already exists`); rewritten != nil {
 			msg = rewritten
@@ -385,7 +396,7 @@ func (c *clientSession) replyError(l *lease, msg []byte) []byte {
 		if it.stmt == nil || it.action == replyDupStatement {
 			return
 		}
-		l.sc.prepared.remove(it.stmt.name)
+		l.sc.prepared.Remove(it.stmt.Name)
 		if it.client != "" && c.stmts[it.client] == it.stmt {
 			delete(c.stmts, it.client)
 		}
@@ -395,7 +406,7 @@ func (c *clientSession) replyError(l *lease, msg []byte) []byte {
 		case replyHide:
 			// The eviction did not happen: the server still has the statement.
 			if it.stmt != nil {
-				l.sc.prepared.restore(it.stmt)
+				l.sc.prepared.Restore(it.stmt)
 			}
 		case replyAsParse:
 			if c.stmts[it.client] == it.stmt {
@@ -460,7 +471,7 @@ func (c *clientSession) simpleCommand(q string) (bool, error) {
 		}
 		if session && c.lease != nil {
 			// The server runs it: its statements, cmpool's included, are gone.
-			c.lease.sc.prepared.clear()
+			c.lease.sc.prepared.Clear()
 			c.mu.Unlock()
 			return false, nil
 		}

@@ -195,7 +195,7 @@ func (l *lease) finishLease() {
 		}
 		l.sc.set = make(map[string]string)
 		l.sc.configuredFor = nil
-		l.sc.prepared.clear()
+		l.sc.prepared.Clear()
 		l.sc.unnamedOwner = nil
 	}
 	l.giveBack(false)

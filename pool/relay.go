@@ -290,7 +290,7 @@ func (l *lease) relayOne(fr protocol.Frame) (relayStep, byte, error) {
 		if err != nil {
 			return stepFailed, 0, err
 		}
-		c.srv.stmts.noteCommandTag(msg[protocol.HeaderLen:])
+		c.srv.stmts.NoteCommandTag(msg[protocol.HeaderLen:])
 		out = msg
 	case '1', '3', 'E':
 		msg, err := sc.fr.Message()

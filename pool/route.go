@@ -192,7 +192,7 @@ func (c *clientSession) queryFor(typ byte, msg []byte) (q string, ok bool) {
 		stmt := c.stmts[string(name)]
 		c.mu.Unlock()
 		if stmt != nil {
-			return stmt.query, true
+			return stmt.Query, true
 		}
 		for _, d := range c.deferred { // prepared in this batch, not sent yet
 			if pname, query, _, ok := protocol.ParseParse(d[protocol.HeaderLen:]); ok && string(pname) == string(name) {

@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgproto3"
 
+	"github.com/cmlite/cmpool/pool/internal/stmt"
 	"github.com/cmlite/cmpool/protocol"
 )
 
@@ -36,7 +37,7 @@ type serverConn struct {
 	txStatus          byte
 	createdAt         time.Time
 	// prepared is what this server has prepared of cmpool's shared statements.
-	prepared *stmtLRU
+	prepared *stmt.Prepared
 	// unnamedOwner is the client whose unnamed statement (of generation unnamedGen) the
 	// server holds, or nil.
 	unnamedOwner *clientSession

@@ -16,6 +16,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/cmlite/cmpool/pool/internal/stmt"
 	"github.com/cmlite/cmpool/protocol"
 	"github.com/cmlite/cmpool/router"
 )
@@ -71,7 +72,7 @@ type clientSession struct {
 
 	// stmts maps the client's prepared-statement names to shared server statements.
 	// Guarded by mu (the relay forgets statements whose Parse failed).
-	stmts map[string]*preparedStmt
+	stmts map[string]*stmt.Stmt
 	// unnamed is the client's last Parse of the unnamed statement (the whole message),
 	// and unnamedGen counts those Parses.
 	unnamed       []byte
@@ -80,8 +81,8 @@ type clientSession struct {
 	// deferred holds named Parse messages received outside a transaction, not yet sent
 	// anywhere (see deferParse).
 	deferred [][]byte
-	evicted  []*preparedStmt // scratch for evictFor
-	out      []byte          // scratch for rewritten messages
+	evicted  []*stmt.Stmt // scratch for evictFor
+	out      []byte       // scratch for rewritten messages
 	// texts are the statement texts text converted last, and textNext the slot the next
 	// one replaces; the client goroutine's only.
 	texts    [textCache]string

@@ -211,7 +211,7 @@ func resetServer(sc *serverConn, timeout time.Duration) bool {
 	sc.set = make(map[string]string)
 	sc.unnamedSettings = false
 	sc.configuredFor = nil
-	sc.prepared.clear()
+	sc.prepared.Clear()
 	sc.unnamedOwner = nil
 	return true
 }
