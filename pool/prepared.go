@@ -1,69 +1,122 @@
 package pool
 
-import "github.com/cmlite/cmpool/pool/internal/stmt"
-
-// noopStmtName is never prepared: closing it is a no-op that yields CloseComplete.
-const noopStmtName = stmt.Prefix + "noop"
-
-// noopStmt stands for a name in cmpool's namespace that the client never prepared: it is
-// sent as noopStmtName, which no server has, so the server reports 26000.
-var noopStmt = &stmt.Stmt{Name: noopStmtName}
-
-// What the relay does with a ParseComplete or CloseComplete.
-const (
-	replyForward      = iota // pass it on
-	replyHide                // cmpool's own message: drop the reply
-	replyAsParse             // a Close stood in for a Parse: send ParseComplete instead
-	replyDupStatement        // a Parse that must fail with 42P05 naming the client's statement
+import (
+	"github.com/cmlite/cmpool/pool/internal/stmt"
+	"github.com/cmlite/cmpool/protocol"
+	"github.com/cmlite/cmpool/router"
 )
 
-// inflight is one Parse or Close sent to the server whose reply has not come back.
-type inflight struct {
-	action  int
-	segment uint64     // how many Syncs and Queries were sent before it
-	stmt    *stmt.Stmt // the statement a Parse (or stand-in Close) prepares
-	client  string     // the client's name for stmt, if the client asked for it
-}
+// Prepared statements: the client's names (clientSession.stmts) and each lease's plan
+// (lease.stmts) are kept by pool/internal/stmt; these are the session's and the lease's
+// entry points to them.
 
-// inflightQueue is a FIFO of in-flight Parses or Closes.
-type inflightQueue struct {
-	items []inflight
-	head  int
-}
-
-func (q *inflightQueue) push(it inflight) { q.items = append(q.items, it) }
-
-func (q *inflightQueue) pop() (inflight, bool) {
-	if q.head >= len(q.items) {
-		return inflight{}, false
-	}
-	it := q.items[q.head]
-	q.head++
-	if q.head == len(q.items) {
-		q.items, q.head = q.items[:0], 0
-	}
-	return it, true
-}
-
-func (q *inflightQueue) peek() (inflight, bool) {
-	if q.head >= len(q.items) {
-		return inflight{}, false
-	}
-	return q.items[q.head], true
-}
-
-// dropSegment removes the entries of Sync segment seg (all at the front, since replies
-// come in order) and passes each to drop.
-func (q *inflightQueue) dropSegment(seg uint64, drop func(inflight)) {
-	for q.head < len(q.items) && q.items[q.head].segment <= seg {
-		drop(q.items[q.head])
-		q.head++
-	}
-	if q.head == len(q.items) {
-		q.items, q.head = q.items[:0], 0
+// statementJudge returns the judge of the statement registry: a statement's traits, as a
+// *queryTraits.
+func statementJudge(cl *router.Classifier) func(string) any {
+	return func(q string) any {
+		t := withSettingEffects(cl, q, traitsOf(q))
+		return &t
 	}
 }
 
-func (q *inflightQueue) empty() bool { return q.head >= len(q.items) }
+// stmtScope is what l plans statements in, for segment seg.
+func (l *lease) stmtScope(seg uint64) stmt.Scope {
+	c := l.c
+	return stmt.Scope{Names: &c.stmts, Server: l.sc.prepared, Registry: c.srv.stmts, Counters: &l.pool.counters.stmt, Segment: seg}
+}
 
-var parseCompleteMsg = []byte{'1', 0, 0, 0, 4}
+// planExtended returns, appended to out, what to send the server for the client's Parse,
+// Bind, Describe or Close msg, and records the replies to expect. Outside session mode a
+// Parse that creates a temporary object is refused in its place. The caller holds c.mu.
+func (l *lease) planExtended(msg []byte, out []byte) (_ []byte, warn bool, err error) {
+	c := l.c
+	s := l.stmtScope(l.sentSeq)
+	if msg[0] == 'P' && c.mode != ModeSession {
+		if name, query, _, ok := protocol.ParseParse(msg[protocol.HeaderLen:]); ok {
+			if what := tempObjectOf(query); what != "" {
+				return l.stmts.Refuse(out, name, c.refuseTempObject(what), s), false, nil
+			}
+		}
+	}
+	out, traits, err := l.stmts.Message(out, msg, s)
+	if t, ok := traits.(*queryTraits); ok {
+		warn = l.applyTraits(*t)
+		l.scheduleRestore(t.resets, l.sentSeq+1) // the segment this Bind is in
+	}
+	return out, warn, err
+}
+
+// replyParseComplete decides what the client sees for a ParseComplete; nil hides it.
+func (l *lease) replyParseComplete(msg []byte) []byte {
+	c := l.c
+	c.mu.Lock()
+	show := l.stmts.ParseComplete()
+	c.mu.Unlock()
+	if !show {
+		return nil
+	}
+	return msg
+}
+
+// replyCloseComplete decides what the client sees for a CloseComplete; nil hides it.
+func (l *lease) replyCloseComplete(msg []byte) []byte {
+	c := l.c
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return l.stmts.CloseComplete(msg)
+}
+
+// replyError runs at an ErrorResponse (see stmt.Plan.Error) and returns the message to
+// send.
+func (l *lease) replyError(msg []byte) []byte {
+	c := l.c
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return l.stmts.Error(msg, l.stmtScope(l.recvSeq))
+}
+
+// deferParse holds a named Parse that arrives while the client has no server (see
+// stmt.Names.Defer), and reports whether it did.
+func (c *clientSession) deferParse(msg []byte) bool {
+	if !stmt.Deferrable(msg) || c.currentLease() != nil {
+		return false
+	}
+	c.stmts.Defer(msg)
+	return true
+}
+
+// answerDeferred answers held Parses without a server, as a server would; a Sync then
+// gets ReadyForQuery.
+func (c *clientSession) answerDeferred(sync bool) error {
+	c.mu.Lock()
+	out, failed := c.stmts.AnswerDeferred(nil, c.srv.stmts, &c.pool.counters.stmt, func(query []byte) *protocol.Error {
+		if what := tempObjectOf(query); what != "" && c.mode != ModeSession {
+			return c.refuseTempObject(what)
+		}
+		return nil
+	})
+	c.mu.Unlock()
+	if failed && !sync {
+		c.discarding = true
+	}
+	if sync {
+		out = protocol.AppendReadyForQuery(out, c.localStatus())
+	}
+	return c.writeLocal(out)
+}
+
+// sendDeferred sends held Parses on l, ahead of the message that needed a server.
+func (l *lease) sendDeferred() error {
+	c := l.c
+	for _, msg := range c.stmts.Deferred() {
+		c.mu.Lock()
+		l.account('P')
+		c.mu.Unlock()
+		l.recordForRetry('P', msg)
+		if err := c.send(l, msg); err != nil {
+			return err
+		}
+	}
+	c.stmts.DropDeferred()
+	return nil
+}

@@ -214,7 +214,7 @@ func (l *lease) relayOne(fr protocol.Frame) (relayStep, byte, error) {
 				return stepFailed, 0, err
 			}
 			if fr.Type == '1' {
-				msg = c.replyParseComplete(l, msg)
+				msg = l.replyParseComplete(msg)
 			}
 			l.heldReplies = append(l.heldReplies, msg...)
 			return stepContinue, 0, nil
@@ -299,12 +299,12 @@ func (l *lease) relayOne(fr protocol.Frame) (relayStep, byte, error) {
 		}
 		switch fr.Type {
 		case '1':
-			out = c.replyParseComplete(l, msg)
+			out = l.replyParseComplete(msg)
 		case '3':
-			out = c.replyCloseComplete(l, msg)
+			out = l.replyCloseComplete(msg)
 		default:
 			l.noteServerError(protocol.ErrorCode(msg[protocol.HeaderLen:]))
-			out = c.replyError(l, msg)
+			out = l.replyError(msg)
 			if l.holdForRetry(out) {
 				out = nil
 				l.heldReplies = l.heldReplies[:0]

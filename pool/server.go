@@ -303,7 +303,6 @@ func (s *Server) serveConn(conn net.Conn) bool {
 		fr:          protocol.NewFrameReader(r, s.conf().MaxPacketSize),
 		w:           newClientWriter(fio),
 		log:         s.log.With("client", conn.RemoteAddr().String()),
-		stmts:       make(map[string]*stmt.Stmt),
 		connectedAt: time.Now(),
 	}
 	c.idle = sync.NewCond(&c.mu)

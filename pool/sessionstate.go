@@ -212,7 +212,6 @@ func resetServer(sc *serverConn, timeout time.Duration) bool {
 	sc.unnamedSettings = false
 	sc.configuredFor = nil
 	sc.prepared.Clear()
-	sc.unnamedOwner = nil
 	return true
 }
 

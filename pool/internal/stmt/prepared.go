@@ -5,15 +5,20 @@ import (
 	"sync/atomic"
 )
 
-// Prepared is the set of statements one server connection has prepared, an LRU.
+// Prepared is what one server connection has prepared: cmpool's shared statements, an
+// LRU, and the unnamed statement of one client.
 //
 // Only its Len is safe to call from any goroutine; the rest belongs to whoever holds the
-// server connection.
+// server connection (under the holding client's session lock while a lease plans or
+// relays on it).
 type Prepared struct {
 	cap    int
 	order  *list.List // of *Stmt, most recent first
 	byName map[string]*list.Element
 	size   atomic.Int64 // order.Len(), readable by the admin console
+	// unnamedOwner is the id of the Names whose unnamed statement (of generation
+	// unnamedGen) the server holds, or 0.
+	unnamedOwner, unnamedGen uint64
 }
 
 // Len is the number of statements prepared, safe to call from any goroutine.
@@ -24,8 +29,8 @@ func NewPrepared(capacity int) *Prepared {
 	return &Prepared{cap: capacity, order: list.New(), byName: make(map[string]*list.Element)}
 }
 
-// Has reports whether s is prepared, and marks it most recently used.
-func (l *Prepared) Has(s *Stmt) bool {
+// has reports whether s is prepared, and marks it most recently used.
+func (l *Prepared) has(s *Stmt) bool {
 	e, ok := l.byName[s.Name]
 	if ok {
 		l.order.MoveToFront(e)
@@ -33,8 +38,8 @@ func (l *Prepared) Has(s *Stmt) bool {
 	return ok
 }
 
-// Add records s as prepared and returns the statements evicted to make room.
-func (l *Prepared) Add(s *Stmt, evicted []*Stmt) []*Stmt {
+// add records s as prepared and returns the statements evicted to make room.
+func (l *Prepared) add(s *Stmt, evicted []*Stmt) []*Stmt {
 	if _, ok := l.byName[s.Name]; ok {
 		return evicted
 	}
@@ -50,8 +55,8 @@ func (l *Prepared) Add(s *Stmt, evicted []*Stmt) []*Stmt {
 	return evicted
 }
 
-// Remove forgets s, after a Parse of it failed.
-func (l *Prepared) Remove(name string) {
+// remove forgets s, after a Parse of it failed.
+func (l *Prepared) remove(name string) {
 	if e, ok := l.byName[name]; ok {
 		l.order.Remove(e)
 		delete(l.byName, name)
@@ -59,18 +64,24 @@ func (l *Prepared) Remove(name string) {
 	}
 }
 
-// Restore records s as prepared again, as least recently used, after a Close of it was
+// restore records s as prepared again, as least recently used, after a Close of it was
 // skipped by the server.
-func (l *Prepared) Restore(s *Stmt) {
+func (l *Prepared) restore(s *Stmt) {
 	if _, ok := l.byName[s.Name]; !ok {
 		l.byName[s.Name] = l.order.PushBack(s)
 		l.size.Store(int64(l.order.Len()))
 	}
 }
 
-// Clear forgets every statement, after the server dropped them (DISCARD ALL).
+// Clear forgets every statement, the unnamed one included, after the server dropped
+// them (DISCARD ALL).
 func (l *Prepared) Clear() {
 	l.order.Init()
 	clear(l.byName)
 	l.size.Store(0)
+	l.unnamedOwner = 0
 }
+
+// ForgetUnnamed records that the server's unnamed statement is no client's, after a
+// simple query replaced it.
+func (l *Prepared) ForgetUnnamed() { l.unnamedOwner = 0 }

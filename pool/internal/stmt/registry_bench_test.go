@@ -1,10 +1,9 @@
-package stmt_test
+package stmt
 
 import (
 	"strconv"
 	"testing"
 
-	"github.com/cmlite/cmpool/pool/internal/stmt"
 	"github.com/cmlite/cmpool/protocol"
 )
 
@@ -20,22 +19,22 @@ func BenchmarkPreparedNameMapping(b *testing.B) {
 	body := msg[5:]
 
 	b.Run("parse to server statement", func(b *testing.B) {
-		reg := stmt.NewRegistry()
-		lru := stmt.NewPrepared(100)
-		lru.Add(reg.Get(pgbenchSelect, types), nil)
+		reg := NewRegistry()
+		lru := NewPrepared(100)
+		lru.add(reg.Get(pgbenchSelect, types), nil)
 		b.ReportAllocs()
 		for b.Loop() {
 			_, query, ts, ok := protocol.ParseParse(body)
 			if !ok {
 				b.Fatal("bad Parse")
 			}
-			if !lru.Has(reg.Get(string(query), ts)) {
+			if !lru.has(reg.Get(string(query), ts)) {
 				b.Fatal("statement not prepared")
 			}
 		}
 	})
 	b.Run("registry get parallel", func(b *testing.B) {
-		reg := stmt.NewRegistry()
+		reg := NewRegistry()
 		reg.Get(pgbenchSelect, types)
 		b.ReportAllocs()
 		b.RunParallel(func(pb *testing.PB) {
@@ -50,32 +49,32 @@ func BenchmarkPreparedNameMapping(b *testing.B) {
 	})
 	// A client's Bind of a statement it prepared by name: its own map, then the server's LRU.
 	b.Run("bind by client name", func(b *testing.B) {
-		reg := stmt.NewRegistry()
-		lru := stmt.NewPrepared(100)
-		byClientName := map[string]*stmt.Stmt{"P_0": reg.Get(pgbenchSelect, types)}
-		lru.Add(byClientName["P_0"], nil)
+		reg := NewRegistry()
+		lru := NewPrepared(100)
+		byClientName := map[string]*Stmt{"P_0": reg.Get(pgbenchSelect, types)}
+		lru.add(byClientName["P_0"], nil)
 		name := []byte("P_0")
 		b.ReportAllocs()
 		for b.Loop() {
 			stmt := byClientName[string(name)]
-			if stmt == nil || !lru.Has(stmt) {
+			if stmt == nil || !lru.has(stmt) {
 				b.Fatal("statement not prepared")
 			}
 		}
 	})
 	// Every add evicts: 200 statements cycling through an LRU of 100.
 	b.Run("lru add with eviction", func(b *testing.B) {
-		reg := stmt.NewRegistry()
-		stmts := make([]*stmt.Stmt, 200)
+		reg := NewRegistry()
+		stmts := make([]*Stmt, 200)
 		for i := range stmts {
 			stmts[i] = reg.Get("SELECT "+strconv.Itoa(i), nil)
 		}
-		lru := stmt.NewPrepared(100)
-		var evicted []*stmt.Stmt
+		lru := NewPrepared(100)
+		var evicted []*Stmt
 		b.ReportAllocs()
 		i := 0
 		for b.Loop() {
-			evicted = lru.Add(stmts[i%len(stmts)], evicted[:0])
+			evicted = lru.add(stmts[i%len(stmts)], evicted[:0])
 			i++
 		}
 	})
