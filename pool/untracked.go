@@ -60,7 +60,7 @@ const funcSettingsTTL = 10 * time.Second
 type funcSettings struct {
 	mayChange, opaque bool
 	names             []string
-	gen               uint64 // stmtRegistry.schemaGen when judged
+	gen               uint64 // stmt.Registry.SchemaGen() when judged
 	at                int64  // nanotime when judged
 }
 

@@ -102,7 +102,7 @@ func (n *Names) lookupForUse(name []byte) *Stmt {
 	if s := n.byName[string(name)]; s != nil {
 		return s
 	}
-	if bytes.HasPrefix(name, []byte(Prefix)) {
+	if bytes.HasPrefix(name, []byte(prefix)) {
 		return noopStmt
 	}
 	return nil

@@ -44,11 +44,11 @@ type Plan struct {
 // The fixed names and texts cmpool sends in place of a client's.
 const (
 	// noopStmtName is never prepared: closing it is a no-op that yields CloseComplete.
-	noopStmtName = Prefix + "noop"
+	noopStmtName = prefix + "noop"
 	// refusedStmtName and refusedQuery are what Refuse sends: a statement name in
 	// cmpool's namespace that is never prepared, and a text that fails to parse with
 	// 42601 at "cmpool_refused".
-	refusedStmtName = Prefix + "refused"
+	refusedStmtName = prefix + "refused"
 	refusedQuery    = "cmpool_refused"
 )
 
@@ -115,7 +115,7 @@ func (p *Plan) Message(out, msg []byte, s Scope) (_ []byte, traits any, err erro
 		out = p.evictFor(out, st, s)
 		p.parses.push(inflight{action: replyForward, segment: seg, stmt: st, client: cname})
 		s.Counters.ServerParses.Add(1)
-		return append(out, st.Parse...), nil, nil
+		return append(out, st.parse...), nil, nil
 
 	case 'B':
 		s.Counters.Binds.Add(1)
@@ -228,7 +228,7 @@ func (p *Plan) ensurePrepared(out []byte, st *Stmt, s Scope) []byte {
 	out = p.evictFor(out, st, s)
 	p.parses.push(inflight{action: replyHide, segment: s.Segment, stmt: st})
 	s.Counters.ServerParses.Add(1)
-	return append(out, st.Parse...)
+	return append(out, st.parse...)
 }
 
 // evictFor records st as prepared on the server and appends hidden Closes of the

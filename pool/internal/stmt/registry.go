@@ -32,15 +32,16 @@ import (
 	"github.com/cmlite/cmpool/protocol"
 )
 
-// Prefix starts every server-side statement name cmpool creates.
-const Prefix = "cmpool_"
+// prefix starts every server-side statement name cmpool creates.
+const prefix = "cmpool_"
 
-// Stmt is one statement text with its parameter types, under its server-side name.
+// Stmt is one statement text with its parameter types, under its server-side name. Its
+// fields are set when it is named and only read after.
 type Stmt struct {
 	Name  string
 	key   string // query and parameter types
 	Query string
-	Parse []byte // the Parse message servers get, header included
+	parse []byte // the Parse message servers get, header included
 	// Traits is what the registry's Judge said of Query; this package never reads it.
 	Traits any
 	gen    uint64 // the registry's schema generation when it was named
@@ -120,8 +121,8 @@ func (r *Registry) Get(query string, types []byte) *Stmt {
 // newStmt names a statement and makes it the one for key. The caller holds r.mu.
 func (r *Registry) newStmt(key, query string, types []byte) *Stmt {
 	r.next++
-	s := &Stmt{Name: Prefix + strconv.FormatUint(r.next, 10), key: key, Query: query, gen: r.schemaGen.Load()}
-	s.Parse = protocol.AppendParse(nil, s.Name, query, types)
+	s := &Stmt{Name: prefix + strconv.FormatUint(r.next, 10), key: key, Query: query, gen: r.schemaGen.Load()}
+	s.parse = protocol.AppendParse(nil, s.Name, query, types)
 	ptr := weak.Make(s)
 	r.byKey[key] = ptr
 	runtime.AddCleanup(s, r.forget, entry{key: key, ptr: ptr})
@@ -136,7 +137,7 @@ func (r *Registry) Renew(old *Stmt) *Stmt {
 	if cur := r.byKey[old.key].Value(); cur != old && cur != nil {
 		return cur // renewed already
 	}
-	_, _, types, _ := protocol.ParseParse(old.Parse[5:])
+	_, _, types, _ := protocol.ParseParse(old.parse[5:])
 	s := r.newStmt(old.key, old.Query, types)
 	s.Traits = old.Traits
 	return s
