@@ -318,3 +318,33 @@ func TestRegistry(t *testing.T) {
 	require.Same(t, s3, reg.Renew(s2), "renewed once")
 	require.Same(t, s3, reg.Get("SELECT 1", noTypes))
 }
+
+// FuzzPlanMessage plans arbitrary client messages on two servers in turn: it must never
+// panic, and what it sends must be whole messages.
+func FuzzPlanMessage(f *testing.F) {
+	f.Add(byte('P'), parse("s1", "SELECT 1")[protocol.HeaderLen:])
+	f.Add(byte('P'), parse("", "SELECT 1")[protocol.HeaderLen:])
+	f.Add(byte('B'), bind("s1")[protocol.HeaderLen:])
+	f.Add(byte('B'), bind("cmpool_1")[protocol.HeaderLen:])
+	f.Add(byte('D'), protocol.AppendDescribe(nil, 'S', "s1")[protocol.HeaderLen:])
+	f.Add(byte('C'), protocol.AppendClose(nil, 'S', "s1")[protocol.HeaderLen:])
+	f.Add(byte('E'), []byte{0, 0, 0, 0, 0})
+	reg := stmt.NewRegistry()
+	servers := []*stmt.Prepared{stmt.NewPrepared(2), stmt.NewPrepared(2)}
+	f.Fuzz(func(t *testing.T, typ byte, body []byte) {
+		msg := append([]byte{typ, 0, 0, 0, 0}, body...)
+		binary.BigEndian.PutUint32(msg[1:], uint32(len(msg)-1))
+		a := newSession(t, reg, servers[0])
+		a.send(parse("s1", "SELECT 1"))
+		for _, server := range servers {
+			a.server = server
+			out, _, err := a.plan.Message(nil, msg, a.scope())
+			if err != nil {
+				require.ErrorIs(t, err, stmt.ErrMalformed)
+				continue
+			}
+			describe(t, out)
+			a.plan.Error(errorResponse("42P05", "cmpool_1"), a.scope())
+		}
+	})
+}
