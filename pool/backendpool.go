@@ -8,9 +8,10 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/cmlite/cmpool/pool/internal/stmt"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/puddle/v2"
+
+	"github.com/cmlite/cmpool/pool/internal/stmt"
 )
 
 // poolKey names one pool of server connections.

@@ -6,9 +6,10 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/jackc/pgx/v5/pgproto3"
+
 	"github.com/cmlite/cmpool/protocol"
 	"github.com/cmlite/cmpool/router"
-	"github.com/jackc/pgx/v5/pgproto3"
 )
 
 // This file answers the SQL commands that manage prepared statements and session state
