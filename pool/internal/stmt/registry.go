@@ -15,10 +15,19 @@
 //   - a client's Close of a statement is sent as that same no-op Close;
 //   - replayed Parses and LRU evictions are hidden.
 //
-// Two queues on the lease (parses and closes in flight) say what to do with each
+// Two queues of a lease's Plan (parses and closes in flight) say what to do with each
 // ParseComplete and CloseComplete. After an ErrorResponse the server skips to Sync, so the
 // entries of the current Sync segment are dropped, and what they would have created is
 // forgotten.
+//
+// The types, by owner:
+//   - Registry: one per proxy, the shared statements; safe for concurrent use.
+//   - Prepared: one per server connection, what it has prepared; its holder's.
+//   - Names: one per client, its names for statements; under the client's session lock.
+//   - Plan: one per lease, the replies due; under the client's session lock.
+//
+// The package does no I/O and takes no lock of its callers: it turns client messages into
+// what servers get and decides what clients see of the replies.
 package stmt
 
 import (
