@@ -83,5 +83,10 @@ func (l *Prepared) Clear() {
 }
 
 // ForgetUnnamed records that the server's unnamed statement is no client's, after a
-// simple query replaced it.
-func (l *Prepared) ForgetUnnamed() { l.unnamedOwner = 0 }
+// simple query replaced it. It does nothing on a nil set (a server connection still
+// logging in).
+func (l *Prepared) ForgetUnnamed() {
+	if l != nil {
+		l.unnamedOwner = 0
+	}
+}
