@@ -10,6 +10,8 @@ import (
 
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/puddle/v2"
+
+	"github.com/cmlite/cmpool/pool/internal/stmt"
 )
 
 // poolKey names one pool of server connections.
@@ -90,7 +92,7 @@ func newBackendPool(key poolKey, mode Mode, connCfg *pgconn.Config, size, minSiz
 			if err != nil {
 				return nil, err
 			}
-			sc.prepared = newStmtLRU(maxPrepared)
+			sc.prepared = stmt.NewPrepared(maxPrepared)
 			bp.conns.Store(sc, struct{}{})
 			return sc, nil
 		},

@@ -7,6 +7,7 @@ import (
 
 	"github.com/jackc/puddle/v2"
 
+	"github.com/cmlite/cmpool/pool/internal/stmt"
 	"github.com/cmlite/cmpool/router"
 )
 
@@ -52,17 +53,15 @@ type lease struct {
 	// ends, for read-your-writes. Set when the lease is made; endsLease clears it when
 	// nothing ran.
 	needLSN     bool
-	pending     int    // Query/Sync/FunctionCall sent whose ReadyForQuery has not come back
-	unsynced    bool   // extended-protocol messages sent since the last Sync
-	sentSeq     uint64 // Query/Sync/FunctionCall messages sent
-	executed    bool   // a Query, FunctionCall or Execute was sent: something may have written
-	recvSeq     uint64 // ReadyForQuery messages received
-	parses      inflightQueue
-	closes      inflightQueue
-	bound       []boundStmt // named statements bound in Sync segments not yet answered
-	track       []string    // parameters changed by this lease's statements, to read back
-	resetNeeded bool        // session-bound features were used: DISCARD ALL before reuse
-	tempCheck   bool        // temporary objects were mentioned: check for them before reuse
+	pending     int       // Query/Sync/FunctionCall sent whose ReadyForQuery has not come back
+	unsynced    bool      // extended-protocol messages sent since the last Sync
+	sentSeq     uint64    // Query/Sync/FunctionCall messages sent
+	executed    bool      // a Query, FunctionCall or Execute was sent: something may have written
+	recvSeq     uint64    // ReadyForQuery messages received
+	stmts       stmt.Plan // prepared statements: replies due, statements bound
+	track       []string  // parameters changed by this lease's statements, to read back
+	resetNeeded bool      // session-bound features were used: DISCARD ALL before reuse
+	tempCheck   bool      // temporary objects were mentioned: check for them before reuse
 	// hiddenBegin: a deferred BEGIN was sent first on this lease and its replies are
 	// still due; the relay drops them.
 	hiddenBegin bool
@@ -155,11 +154,12 @@ func (c *clientSession) newLease() *lease {
 	if cap(heldErr) > maxScratch {
 		heldErr = nil
 	}
-	bound, parses, closes := reuseSlice(p.bound), reuseSlice(p.parses.items), reuseSlice(p.closes.items)
+	var stmts stmt.Plan
+	stmts.TakeBuffers(&p.stmts)
 	track := reuseSlice(p.track)
 	*p = lease{c: c}
 	p.seg, p.heldReplies, p.heldErr = seg, heldReplies, heldErr
-	p.bound, p.parses.items, p.closes.items, p.track = bound, parses, closes, track
+	p.stmts, p.track = stmts, track
 	return p
 }
 
@@ -184,10 +184,8 @@ func (l *lease) takeBuffers(p *lease) {
 	if cap(p.heldErr) <= maxScratch {
 		l.heldErr = p.heldErr[:0]
 	}
-	l.bound = reuseSlice(p.bound)
-	l.parses.items = reuseSlice(p.parses.items)
-	l.closes.items = reuseSlice(p.closes.items)
-	p.seg, p.heldReplies, p.heldErr, p.bound, p.parses.items, p.closes.items = nil, nil, nil, nil, nil, nil
+	l.stmts.TakeBuffers(&p.stmts)
+	p.seg, p.heldReplies, p.heldErr = nil, nil, nil
 }
 
 // reuseSlice empties s for reuse, dropping the pointers it held.

@@ -116,9 +116,7 @@ func (l *lease) onReady(status byte) (ends bool) {
 		l.stopQueryTimer()
 		c.armIdleTimeout(status != 'I')
 	}
-	if len(l.bound) > 0 {
-		l.bound = trimBound(l.bound, l.recvSeq)
-	}
+	l.stmts.Answered(l.recvSeq)
 	if l.queryTimeout > 0 && l.pending == 0 {
 		// Idle, or idle in a transaction: the server owes nothing.
 		_ = l.sc.conn.SetReadDeadline(time.Time{})
@@ -195,8 +193,7 @@ func (l *lease) finishLease() {
 		}
 		l.sc.set = make(map[string]string)
 		l.sc.configuredFor = nil
-		l.sc.prepared.clear()
-		l.sc.unnamedOwner = nil
+		l.sc.prepared.Clear()
 	}
 	l.giveBack(false)
 }

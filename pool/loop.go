@@ -102,7 +102,7 @@ func (c *clientSession) loop(ctx context.Context) error {
 		if fr.Type == 'P' && c.deferParse(msg) {
 			continue
 		}
-		if len(c.deferred) > 0 && (fr.Type == 'S' || fr.Type == 'H') && c.currentLease() == nil {
+		if c.stmts.HasDeferred() && (fr.Type == 'S' || fr.Type == 'H') && c.currentLease() == nil {
 			if err := c.answerDeferred(fr.Type == 'S'); err != nil {
 				return err
 			}
@@ -145,7 +145,7 @@ func (c *clientSession) loop(ctx context.Context) error {
 		if c.beginDeferred {
 			l.sendBegin()
 		}
-		if err := c.sendDeferred(l); err != nil {
+		if err := l.sendDeferred(); err != nil {
 			return err
 		}
 		l.recordForRetry(fr.Type, msg)
@@ -167,8 +167,8 @@ func (c *clientSession) failRequest(fr protocol.Frame, pe *protocol.Error) error
 	if err := c.fr.Skip(); err != nil {
 		return err
 	}
-	c.deferred = c.deferred[:0] // a server would have skipped them too
-	c.beginDeferred = false     // the transaction is over (deferbegin.go)
+	c.stmts.DropDeferred()  // a server would have skipped them too
+	c.beginDeferred = false // the transaction is over (deferbegin.go)
 	c.noteError(nil, pe.Code)
 	out := protocol.AppendErrorResponse(nil, pe)
 	switch fr.Type {

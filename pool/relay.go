@@ -214,7 +214,7 @@ func (l *lease) relayOne(fr protocol.Frame) (relayStep, byte, error) {
 				return stepFailed, 0, err
 			}
 			if fr.Type == '1' {
-				msg = c.replyParseComplete(l, msg)
+				msg = l.replyParseComplete(msg)
 			}
 			l.heldReplies = append(l.heldReplies, msg...)
 			return stepContinue, 0, nil
@@ -288,7 +288,7 @@ func (l *lease) relayOne(fr protocol.Frame) (relayStep, byte, error) {
 		if err != nil {
 			return stepFailed, 0, err
 		}
-		c.srv.stmts.noteCommandTag(msg[protocol.HeaderLen:])
+		c.srv.stmts.NoteCommandTag(msg[protocol.HeaderLen:])
 		out = msg
 	case '1', '3', 'E':
 		msg, err := sc.fr.Message()
@@ -297,9 +297,9 @@ func (l *lease) relayOne(fr protocol.Frame) (relayStep, byte, error) {
 		}
 		switch fr.Type {
 		case '1':
-			out = c.replyParseComplete(l, msg)
+			out = l.replyParseComplete(msg)
 		case '3':
-			out = c.replyCloseComplete(l, msg)
+			out = l.replyCloseComplete(msg)
 		default:
 			out = l.onErrorResponse(msg)
 			if out != nil && len(l.heldReplies) > 0 {
@@ -351,7 +351,7 @@ func (l *lease) onParameterStatus(name, value string) bool {
 // written to the client. Relay only.
 func (l *lease) onErrorResponse(msg []byte) []byte {
 	l.noteServerError(protocol.ErrorCode(msg[protocol.HeaderLen:]))
-	out := l.c.replyError(l, msg)
+	out := l.replyError(msg)
 	if l.holdForRetry(out) {
 		l.heldReplies = l.heldReplies[:0]
 		return nil

@@ -6,6 +6,7 @@ import (
 
 	"github.com/jackc/puddle/v2"
 
+	"github.com/cmlite/cmpool/pool/internal/stmt"
 	"github.com/cmlite/cmpool/protocol"
 )
 
@@ -13,7 +14,7 @@ import (
 //
 // After DDL changes a prepared statement's result type, the server fails its next Bind
 // with 0A000 "cached plan must not change result type". cmpool renews the statement's
-// server-side name (see replyError) and, when it is safe, replays the client's request
+// server-side name (see stmt.Plan.Error) and, when it is safe, replays the client's request
 // once, hiding the first failure:
 //   - the failed Sync segment held only extended-protocol messages, at most
 //     maxRetrySegment bytes, and the client sent nothing after its Sync;
@@ -64,7 +65,7 @@ func (l *lease) recordForRetry(typ byte, msg []byte) {
 // at its ReadyForQuery. It runs on the relay.
 func (l *lease) holdForRetry(msg []byte) bool {
 	c := l.c
-	stale := bytes.Contains(msg, cachedPlanChanged)
+	stale := stmt.CachedPlanChanged(msg)
 	readOnly := l.replica >= 0 && !l.forced && bytes.Contains(msg, readOnlyCode)
 	if !stale && !readOnly || l.answered {
 		return false
@@ -148,7 +149,7 @@ func (l *lease) replayOnPrimary(status byte) bool {
 		for b := seg; len(b) >= protocol.HeaderLen; {
 			n := frameLen(b)
 			nl.account(b[0])
-			out, _, _ = c.planExtended(nl, b[:n], out)
+			out, _, _ = nl.planExtended(b[:n], out)
 			b = b[n:]
 		}
 		nl.account('S')
@@ -188,7 +189,7 @@ func (l *lease) retrySegment(status byte) bool {
 	var out []byte
 	for b := l.seg; len(b) >= protocol.HeaderLen; {
 		n := frameLen(b)
-		out, _, _ = c.planExtended(l, b[:n], out)
+		out, _, _ = l.planExtended(b[:n], out)
 		b = b[n:]
 	}
 	out = append(out, 'S', 0, 0, 0, 4)

@@ -181,25 +181,13 @@ func (c *clientSession) queryFor(typ byte, msg []byte) (q string, ok bool) {
 		} else {
 			return "", false
 		}
-		if len(name) == 0 {
-			if len(c.unnamed) == 0 {
-				return "", false
-			}
-			_, query, _, _ := protocol.ParseParse(c.unnamed[protocol.HeaderLen:])
-			return c.text(query), true
-		}
 		c.mu.Lock()
-		stmt := c.stmts[string(name)]
+		shared, raw, ok := c.stmts.Query(name)
 		c.mu.Unlock()
-		if stmt != nil {
-			return stmt.query, true
+		if raw == nil {
+			return shared, ok
 		}
-		for _, d := range c.deferred { // prepared in this batch, not sent yet
-			if pname, query, _, ok := protocol.ParseParse(d[protocol.HeaderLen:]); ok && string(pname) == string(name) {
-				return c.text(query), true
-			}
-		}
-		return "", false
+		return c.text(raw), true
 	}
 	return "", false
 }

@@ -62,7 +62,7 @@ func (l *lease) account(typ byte) {
 func (c *clientSession) send(l *lease, msg []byte) error {
 	out := msg
 	if msg != nil && msg[0] == 'Q' {
-		l.sc.unnamedOwner = nil // a simple query replaces the unnamed statement
+		l.sc.prepared.ForgetUnnamed() // a simple query replaces the unnamed statement
 		if c.mode != ModeSession {
 			q := c.text(queryText(msg))
 			t := withSettingEffects(c.srv.classifier, q, traitsOf(q))
@@ -85,7 +85,7 @@ func (c *clientSession) send(l *lease, msg []byte) error {
 		var err error
 		var warn bool
 		c.mu.Lock()
-		out, warn, err = c.planExtended(l, msg, c.out[:0])
+		out, warn, err = l.planExtended(msg, c.out[:0])
 		c.mu.Unlock()
 		if err != nil {
 			return err

@@ -18,6 +18,7 @@ import (
 	"github.com/jackc/pgx/v5/pgproto3"
 
 	"github.com/cmlite/cmpool/pool/internal/admin"
+	"github.com/cmlite/cmpool/pool/internal/stmt"
 	"github.com/cmlite/cmpool/protocol"
 	"github.com/cmlite/cmpool/router"
 )
@@ -34,7 +35,7 @@ type Server struct {
 	passwords  map[string]string             // plain-text passwords for server logins
 	auth       atomic.Pointer[authenticator] // replaced by Reload
 	clientTLS  atomic.Pointer[tls.Config]    // nil: client TLS is off
-	stmts      *stmtRegistry
+	stmts      *stmt.Registry
 
 	// Routing: nil replicas means none are configured.
 	replicaCfgs           []*pgconn.Config
@@ -121,7 +122,7 @@ func New(cfg Config) (*Server, error) {
 		listeners:  make(map[net.Listener]struct{}),
 		conns:      make(map[*clientSession]struct{}),
 		clients:    make(map[uint32]*clientSession),
-		stmts:      newStmtRegistry(),
+		stmts:      stmt.NewRegistry(),
 		observer:   c.Observer,
 		started:    time.Now(),
 	}
@@ -157,7 +158,7 @@ func New(cfg Config) (*Server, error) {
 	}
 	s.clientTLS.Store(tc)
 	s.classifier = router.NewClassifier(0)
-	s.stmts.classifier = s.classifier
+	s.stmts.Judge = statementJudge(s.classifier)
 	if len(c.Replicas) > 0 {
 		for i, u := range c.Replicas {
 			rc, err := pgconn.ParseConfig(u)
@@ -302,7 +303,6 @@ func (s *Server) serveConn(conn net.Conn) bool {
 		fr:          protocol.NewFrameReader(r, s.conf().MaxPacketSize),
 		w:           newClientWriter(fio),
 		log:         s.log.With("client", conn.RemoteAddr().String()),
-		stmts:       make(map[string]*preparedStmt),
 		connectedAt: time.Now(),
 	}
 	c.idle = sync.NewCond(&c.mu)

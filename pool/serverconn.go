@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgproto3"
 
+	"github.com/cmlite/cmpool/pool/internal/stmt"
 	"github.com/cmlite/cmpool/protocol"
 )
 
@@ -35,12 +36,9 @@ type serverConn struct {
 	configuredVersion uint64
 	txStatus          byte
 	createdAt         time.Time
-	// prepared is what this server has prepared of cmpool's shared statements.
-	prepared *stmtLRU
-	// unnamedOwner is the client whose unnamed statement (of generation unnamedGen) the
-	// server holds, or nil.
-	unnamedOwner *clientSession
-	unnamedGen   uint64
+	// prepared is what this server has prepared of cmpool's shared statements, and whose
+	// unnamed statement it holds.
+	prepared *stmt.Prepared
 	// linked is the client holding this server now, or nil (for SHOW SERVERS).
 	linked atomic.Pointer[clientSession]
 	// cancels counts cancel requests in flight to this server's backend: while one is,
@@ -138,7 +136,7 @@ type execResult struct {
 // destroys the server's unnamed statement, so no client owns it afterwards.
 func (sc *serverConn) exec(ctx context.Context, sql string) (execResult, error) {
 	var res execResult
-	sc.unnamedOwner = nil
+	sc.prepared.ForgetUnnamed()
 	if d, ok := ctx.Deadline(); ok {
 		_ = sc.conn.SetDeadline(d)
 		defer sc.conn.SetDeadline(time.Time{})

@@ -16,6 +16,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/cmlite/cmpool/pool/internal/stmt"
 	"github.com/cmlite/cmpool/protocol"
 	"github.com/cmlite/cmpool/router"
 )
@@ -69,27 +70,16 @@ type clientSession struct {
 	// initialParams are the parameters as the session started, for DISCARD ALL.
 	initialParams map[string]string
 
-	// stmts maps the client's prepared-statement names to shared server statements.
-	// Guarded by mu (the relay forgets statements whose Parse failed).
-	stmts map[string]*preparedStmt
-	// unnamed is the client's last Parse of the unnamed statement (the whole message),
-	// and unnamedGen counts those Parses.
-	unnamed       []byte
-	unnamedGen    uint64
-	unnamedTraits queryTraits
-	// deferred holds named Parse messages received outside a transaction, not yet sent
-	// anywhere (see deferParse).
-	deferred [][]byte
-	evicted  []*preparedStmt // scratch for evictFor
-	out      []byte          // scratch for rewritten messages
+	// stmts are the client's prepared statements: its names for shared server
+	// statements, its unnamed statement, and named Parses held back while it has no
+	// server. Guarded by mu (the relay forgets statements whose Parse failed), except the
+	// held Parses, which are the client goroutine's only.
+	stmts stmt.Names
+	out   []byte // scratch for rewritten messages
 	// texts are the statement texts text converted last, and textNext the slot the next
 	// one replaces; the client goroutine's only.
 	texts    [textCache]string
 	textNext int
-	// unnamedText is the text of the unnamed statement unnamedTraits describe, and
-	// boundName the statement name last bound (kept to be reused as long as it is the
-	// same). Guarded by mu.
-	unnamedText, boundName string
 
 	// Routing: cmpool.route for the session and for the next transaction only, and the
 	// WAL positions this client's reads must see. Guarded by mu.

@@ -211,8 +211,7 @@ func resetServer(sc *serverConn, timeout time.Duration) bool {
 	sc.set = make(map[string]string)
 	sc.unnamedSettings = false
 	sc.configuredFor = nil
-	sc.prepared.clear()
-	sc.unnamedOwner = nil
+	sc.prepared.Clear()
 	return true
 }
 

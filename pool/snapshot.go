@@ -54,7 +54,7 @@ func (bp *backendPool) totals() admin.Totals {
 		Xacts: pc.xacts.Load(), Queries: pc.queries.Load(), Assignments: bp.p.Stat().AcquireCount(),
 		Waits: pc.waits.Load(), Received: pc.received.Load(), Sent: pc.sent.Load(),
 		XactTime: pc.xactTime.Load(), QueryTime: pc.queryTime.Load(), WaitTime: pc.waitTime.Load(),
-		ClientParses: pc.clientParses.Load(), ServerParses: pc.serverParses.Load(), Binds: pc.binds.Load(),
+		ClientParses: pc.stmt.ClientParses.Load(), ServerParses: pc.stmt.ServerParses.Load(), Binds: pc.stmt.Binds.Load(),
 	}
 }
 
@@ -139,7 +139,7 @@ func (s *Server) clientSnapshot(details bool) []admin.Client {
 					cl.Link = serverPtr(c.lease.sc)
 				}
 				cl.ApplicationName = c.params["application_name"]
-				cl.PreparedStatements = len(c.stmts)
+				cl.PreparedStatements = c.stmts.Len()
 				c.mu.Unlock()
 				if c.tlsConn != nil {
 					st := c.tlsConn.ConnectionState()

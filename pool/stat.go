@@ -4,6 +4,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/cmlite/cmpool/pool/internal/stmt"
 	"github.com/cmlite/cmpool/router"
 )
 
@@ -89,7 +90,7 @@ type PoolStat struct {
 
 // poolCounters are a pool's counters, added to as leases progress.
 type poolCounters struct {
-	clientParses, serverParses, binds atomic.Int64
+	stmt stmt.Counters // Parses and Binds
 	// Requests answered and transactions ended, and their total durations (ns).
 	queries, xacts      atomic.Int64
 	queryTime, xactTime atomic.Int64

@@ -60,7 +60,7 @@ const funcSettingsTTL = 10 * time.Second
 type funcSettings struct {
 	mayChange, opaque bool
 	names             []string
-	gen               uint64 // stmtRegistry.schemaGen when judged
+	gen               uint64 // stmt.Registry.SchemaGen() when judged
 	at                int64  // nanotime when judged
 }
 
@@ -88,7 +88,7 @@ func (l *lease) untrackedChanges() bool {
 	if len(l.settingFuncs) == 0 {
 		return false
 	}
-	gen, now := c.srv.stmts.schemaGen.Load(), nanotime()
+	gen, now := c.srv.stmts.SchemaGen(), nanotime()
 	for _, f := range l.settingFuncs {
 		if fs, ok := c.judgedFunc(f, gen, now); !ok || fs.mayChange {
 			return true
@@ -266,7 +266,7 @@ func (l *lease) syncUntracked() bool {
 	for k := range sc.set {
 		names = append(names, k)
 	}
-	gen, now := c.srv.stmts.schemaGen.Load(), nanotime()
+	gen, now := c.srv.stmts.SchemaGen(), nanotime()
 	var judge []string
 	for _, f := range funcs {
 		fs, ok := c.judgedFunc(f, gen, now)

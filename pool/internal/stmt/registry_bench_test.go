@@ -1,4 +1,4 @@
-package pool
+package stmt
 
 import (
 	"strconv"
@@ -19,28 +19,28 @@ func BenchmarkPreparedNameMapping(b *testing.B) {
 	body := msg[5:]
 
 	b.Run("parse to server statement", func(b *testing.B) {
-		reg := newStmtRegistry()
-		lru := newStmtLRU(100)
-		lru.add(reg.get(pgbenchSelect, types), nil)
+		reg := NewRegistry()
+		lru := NewPrepared(100)
+		lru.add(reg.Get(pgbenchSelect, types), nil)
 		b.ReportAllocs()
 		for b.Loop() {
 			_, query, ts, ok := protocol.ParseParse(body)
 			if !ok {
 				b.Fatal("bad Parse")
 			}
-			if !lru.has(reg.get(string(query), ts)) {
+			if !lru.has(reg.Get(string(query), ts)) {
 				b.Fatal("statement not prepared")
 			}
 		}
 	})
 	b.Run("registry get parallel", func(b *testing.B) {
-		reg := newStmtRegistry()
-		reg.get(pgbenchSelect, types)
+		reg := NewRegistry()
+		reg.Get(pgbenchSelect, types)
 		b.ReportAllocs()
 		b.RunParallel(func(pb *testing.PB) {
 			_, query, ts, _ := protocol.ParseParse(body)
 			for pb.Next() {
-				if reg.get(string(query), ts) == nil {
+				if reg.Get(string(query), ts) == nil {
 					b.Error("no statement")
 					return
 				}
@@ -49,9 +49,9 @@ func BenchmarkPreparedNameMapping(b *testing.B) {
 	})
 	// A client's Bind of a statement it prepared by name: its own map, then the server's LRU.
 	b.Run("bind by client name", func(b *testing.B) {
-		reg := newStmtRegistry()
-		lru := newStmtLRU(100)
-		byClientName := map[string]*preparedStmt{"P_0": reg.get(pgbenchSelect, types)}
+		reg := NewRegistry()
+		lru := NewPrepared(100)
+		byClientName := map[string]*Stmt{"P_0": reg.Get(pgbenchSelect, types)}
 		lru.add(byClientName["P_0"], nil)
 		name := []byte("P_0")
 		b.ReportAllocs()
@@ -64,13 +64,13 @@ func BenchmarkPreparedNameMapping(b *testing.B) {
 	})
 	// Every add evicts: 200 statements cycling through an LRU of 100.
 	b.Run("lru add with eviction", func(b *testing.B) {
-		reg := newStmtRegistry()
-		stmts := make([]*preparedStmt, 200)
+		reg := NewRegistry()
+		stmts := make([]*Stmt, 200)
 		for i := range stmts {
-			stmts[i] = reg.get("SELECT "+strconv.Itoa(i), nil)
+			stmts[i] = reg.Get("SELECT "+strconv.Itoa(i), nil)
 		}
-		lru := newStmtLRU(100)
-		var evicted []*preparedStmt
+		lru := NewPrepared(100)
+		var evicted []*Stmt
 		b.ReportAllocs()
 		i := 0
 		for b.Loop() {
