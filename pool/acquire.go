@@ -10,6 +10,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/puddle/v2"
 
+	"github.com/cmlite/cmpool/pool/internal/session"
 	"github.com/cmlite/cmpool/protocol"
 )
 
@@ -68,7 +69,7 @@ func (c *clientSession) applyParams(ctx context.Context, sc *serverConn) error {
 	if len(steps) > 0 {
 		ctx, cancel := context.WithTimeout(ctx, c.srv.conf().ServerConnectTimeout)
 		defer cancel()
-		res, err := sc.exec(ctx, paramsQuery(steps))
+		res, err := sc.exec(ctx, session.Query(steps))
 		if err != nil {
 			return err
 		}

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"fmt"
 	"maps"
-	"slices"
 	"strings"
 
 	"github.com/jackc/pgx/v5/pgproto3"
@@ -473,33 +472,6 @@ func (c *clientSession) simpleCommand(q string) (bool, error) {
 		reply = append(reply, statuses...)
 	}
 	return true, c.replyLocally(reply)
-}
-
-// discardStatuses returns the ParameterStatus messages a server sends for DISCARD ALL in a
-// session whose parameters were params: each reported parameter whose value changes, to
-// its startup value or else to the server's default. The caller holds c.mu.
-func (c *clientSession) discardStatuses(params map[string]string) []byte {
-	var defaults map[string]string
-	if w, ok := c.srv.welcomes.Load(welcomeKey{c.database, c.user}); ok {
-		defaults = w.(map[string]string)
-	}
-	var out []byte
-	for _, name := range slices.Sorted(maps.Keys(reportedParams)) {
-		name = reportedParams[name]
-		if serverOnlyParams[name] {
-			continue
-		}
-		now, set := params[name]
-		v, ok := c.initialParams[name]
-		if !ok {
-			v, ok = defaults[name]
-		}
-		if !set || !ok || now == v {
-			continue
-		}
-		out, _ = (&pgproto3.ParameterStatus{Name: name, Value: v}).Encode(out)
-	}
-	return out
 }
 
 // waitIdle waits until every request sent on the current lease has been answered and

@@ -5,12 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"maps"
-	"slices"
 	"strings"
 
 	"github.com/jackc/pgx/v5/pgproto3"
 
-	"github.com/cmlite/cmpool/router"
+	"github.com/cmlite/cmpool/pool/internal/session"
 )
 
 // Startup values and RESET.
@@ -36,30 +35,7 @@ import (
 //
 // The client sees what a direct connection shows: the RESET's own reply, the startup
 // values, and ParameterStatus consistent with them. Which statements reset parameters is
-// read from the first statement of a query, as for SET (router.CommandOf).
-
-// resetAll stands for every parameter in queryTraits.resets.
-var resetAll = []string{"*"}
-
-// resetsOf returns the parameters a statement of kind and name (router.CommandOf) resets.
-func resetsOf(kind router.Command, name string) []string {
-	switch kind {
-	case router.CommandReset:
-		return []string{canonicalParamName(name)}
-	case router.CommandResetAll, router.CommandDiscardAll:
-		return resetAll
-	}
-	return nil
-}
-
-// resetsOfQuery is resetsOf for query q, whose first statement router.CommandOf judged of kind
-// and name: SET name TO DEFAULT resets too.
-func resetsOfQuery(q string, kind router.Command, name string) []string {
-	if kind == router.CommandSet && router.IsSetToDefault(q) {
-		return []string{canonicalParamName(name)}
-	}
-	return resetsOf(kind, name)
-}
+// read from the first statement of a query, as for SET (session.ResetsOf).
 
 // scheduleRestore marks Sync segment seg of l: after it, the startup values of the
 // parameters in names (resetAll: all) that the client gave at startup are set again. The
@@ -148,7 +124,7 @@ func (l *lease) restoreStartup() (ran bool, err error) {
 	if !failed && len(values) > 0 {
 		l.wmu.Lock()
 		ctx, cancel := context.WithTimeout(context.Background(), c.srv.conf().ServerConnectTimeout)
-		res, err := l.sc.exec(ctx, restoreQuery(values))
+		res, err := l.sc.exec(ctx, session.RestoreQuery(values))
 		cancel()
 		l.wmu.Unlock()
 		if err == nil && res.err != nil {
@@ -205,19 +181,3 @@ func (l *lease) noteRestoreFailed() {
 
 // errClientWrite is restoreStartup's failure to write to the client.
 var errClientWrite = errors.New("write to client failed")
-
-// restoreQuery sets each parameter in values again, non-locally, where it is at its reset
-// value.
-func restoreQuery(values map[string]string) string {
-	var b strings.Builder
-	b.WriteString("SELECT pg_catalog.set_config(s.name, v.value, false) FROM (VALUES ")
-	for i, n := range slices.Sorted(maps.Keys(values)) {
-		if i > 0 {
-			b.WriteString(", ")
-		}
-		fmt.Fprintf(&b, "(%s, %s)", router.QuoteLiteral(n), router.QuoteLiteral(values[n]))
-	}
-	b.WriteString(") v(name, value) JOIN pg_catalog.pg_settings s ON lower(s.name) = lower(v.name)" +
-		" WHERE s.setting IS NOT DISTINCT FROM s.reset_val")
-	return b.String()
-}

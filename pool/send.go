@@ -3,6 +3,7 @@ package pool
 import (
 	"time"
 
+	"github.com/cmlite/cmpool/pool/internal/session"
 	"github.com/cmlite/cmpool/router"
 )
 
@@ -75,7 +76,7 @@ func (c *clientSession) send(l *lease, msg []byte) error {
 			}
 		} else if q := c.text(queryText(msg)); q != "" {
 			kind, name := router.CommandOf(q)
-			if r := resetsOfQuery(q, kind, name); r != nil {
+			if r := session.ResetsOfQuery(q, kind, name); r != nil {
 				c.mu.Lock()
 				l.scheduleRestore(r, l.sentSeq)
 				c.mu.Unlock()

@@ -10,7 +10,6 @@ import (
 	"net"
 	"os"
 	"runtime/debug"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -138,32 +137,6 @@ const clientBufSize = 8 * 1024
 
 // readyIdle is ReadyForQuery with status idle.
 var readyIdle = protocol.AppendReadyForQuery(nil, 'I')
-
-// ignoredStartupParams are startup parameters that are not session settings.
-var ignoredStartupParams = map[string]bool{
-	"user": true, "database": true, "options": true, "replication": true,
-}
-
-// reportedParams are the parameters PostgreSQL reports with ParameterStatus, in the
-// spelling it uses. Parameter names are case-insensitive; cmpool keeps these in the
-// server's spelling and every other name in lower case, so that names compare equal.
-var reportedParams = func() map[string]string {
-	m := make(map[string]string)
-	for _, n := range []string{"application_name", "client_encoding", "DateStyle", "default_transaction_read_only",
-		"in_hot_standby", "integer_datetimes", "IntervalStyle", "is_superuser", "scram_iterations", "search_path",
-		"server_encoding", "server_version", "session_authorization", "standard_conforming_strings", "TimeZone"} {
-		m[strings.ToLower(n)] = n
-	}
-	return m
-}()
-
-func canonicalParamName(name string) string {
-	l := strings.ToLower(name)
-	if n, ok := reportedParams[l]; ok {
-		return n
-	}
-	return l
-}
 
 // serve runs one client connection from startup to close.
 func (c *clientSession) serve(ctx context.Context) {

@@ -9,6 +9,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgproto3"
 
+	"github.com/cmlite/cmpool/pool/internal/session"
 	"github.com/cmlite/cmpool/protocol"
 	"github.com/cmlite/cmpool/router"
 )
@@ -36,7 +37,8 @@ import (
 // if it holds any (tempobjects.go).
 //
 // RESET returning to the client's startup values is in resetrestore.go; settings changed
-// by set_config, functions, DO or CALL are read back as untracked.go says.
+// by set_config, functions, DO or CALL are read back as untracked.go says. The SQL that
+// reads settings back or applies them is pool/internal/session's.
 
 // queryTraits is what cmpool needs to know about a statement's text.
 type queryTraits struct {
@@ -45,8 +47,8 @@ type queryTraits struct {
 	// mentionsTemp: the text mentions temporary objects without creating one cmpool can
 	// see (ON COMMIT DROP, a DO block, …); the server is checked for them when released.
 	mentionsTemp bool
-	// resets are the parameters it returns to their reset values (resetAll for RESET ALL
-	// and DISCARD ALL): see scheduleRestore.
+	// resets are the parameters it returns to their reset values (session.ResetAll for
+	// RESET ALL and DISCARD ALL): see scheduleRestore.
 	resets []string
 	// untracked: it may change settings it does not name (set_config, DO, …); opaque:
 	// custom ones whose names it does not give either; settingNames are custom
@@ -60,7 +62,7 @@ type queryTraits struct {
 func traitsOf(q string) queryTraits {
 	var t queryTraits
 	kind, name := router.CommandOf(q)
-	t.resets = resetsOfQuery(q, kind, name)
+	t.resets = session.ResetsOfQuery(q, kind, name)
 	switch kind {
 	case router.CommandSet, router.CommandReset:
 		switch {
@@ -69,7 +71,7 @@ func traitsOf(q string) queryTraits {
 		case name == "timezone" || name == "session_authorization":
 			// Reported by the server: ParameterStatus covers it.
 		default:
-			if _, reported := reportedParams[name]; !reported || name == "search_path" {
+			if !session.IsReported(name) || name == "search_path" {
 				t.track = []string{name}
 			}
 		}
@@ -96,14 +98,14 @@ func (l *lease) applyTraits(t queryTraits) (warn bool) {
 	for _, n := range t.track {
 		if n == "*" {
 			for k := range c.params {
-				if _, reported := reportedParams[strings.ToLower(k)]; !reported {
+				if !session.IsReported(strings.ToLower(k)) {
 					l.track = appendUnique(l.track, k)
 				}
 			}
 			l.track = appendUnique(l.track, "search_path")
 			continue
 		}
-		l.track = appendUnique(l.track, canonicalParamName(n))
+		l.track = appendUnique(l.track, session.CanonicalName(n))
 	}
 	// Code cmpool cannot see (a user-defined function, DO, EXECUTE) may create temporary
 	// objects as well as change settings: the server is checked for them too.
@@ -222,4 +224,14 @@ func (c *clientSession) refuseListen() *protocol.Error {
 		fmt.Sprintf("LISTEN is not supported in %s pooling mode: notifications would reach whichever client next uses the server", c.mode))
 	pe.Hint = "listen on a connection with pool_mode = session, or connect directly"
 	return pe
+}
+
+// discardStatuses returns the ParameterStatus messages a server sends for DISCARD ALL in a
+// session whose parameters were params (session.DiscardStatuses). The caller holds c.mu.
+func (c *clientSession) discardStatuses(params map[string]string) []byte {
+	var defaults map[string]string
+	if w, ok := c.srv.welcomes.Load(welcomeKey{c.database, c.user}); ok {
+		defaults = w.(map[string]string)
+	}
+	return session.DiscardStatuses(params, c.initialParams, defaults)
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/jackc/pgx/v5/pgproto3"
 	"github.com/jackc/puddle/v2"
 
+	"github.com/cmlite/cmpool/pool/internal/session"
 	"github.com/cmlite/cmpool/protocol"
 )
 
@@ -83,8 +84,8 @@ func (c *clientSession) startup(ctx context.Context) error {
 	}
 	params := make(map[string]string, len(sm.Parameters))
 	for k, v := range sm.Parameters {
-		if !ignoredStartupParams[k] {
-			params[canonicalParamName(k)] = v
+		if !session.IgnoredStartup(k) {
+			params[session.CanonicalName(k)] = v
 		}
 	}
 	if opts := sm.Parameters["options"]; opts != "" {
@@ -93,7 +94,7 @@ func (c *clientSession) startup(ctx context.Context) error {
 			return protocol.NewFatal(protocol.CodeFeatureNotSupported, err.Error())
 		}
 		for k, v := range o {
-			params[canonicalParamName(k)] = v
+			params[session.CanonicalName(k)] = v
 		}
 	}
 	c.route = routeAuto
