@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"maps"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
@@ -57,12 +56,12 @@ func (c *clientSession) acquireError(err error, fatal bool) *protocol.Error {
 // so; the caller closes the server.
 func (c *clientSession) applyParams(ctx context.Context, sc *serverConn) error {
 	c.mu.Lock()
-	version := c.paramsVersion
+	version := c.settings.Version()
 	if sc.configuredFor == c && sc.configuredVersion == version {
 		c.mu.Unlock()
 		return nil
 	}
-	params := maps.Clone(c.params)
+	params := c.settings.Clone()
 	c.mu.Unlock()
 	resetAll := sc.unnamedSettings && sc.configuredFor != c
 	steps := planParams(sc, params, resetAll)

@@ -3,13 +3,10 @@ package pool
 import (
 	"context"
 	"fmt"
-	"maps"
-	"strings"
 
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/cmlite/cmpool/pool/internal/session"
-	"github.com/cmlite/cmpool/protocol"
 )
 
 // A client's settings are applied on a server in one query, in the fixed order
@@ -64,26 +61,8 @@ func (c *clientSession) restoreFailed(ctx context.Context, sc *serverConn, steps
 		return fmt.Errorf("pool: server refused to restore session settings: %s (SQLSTATE %s)", first.Message, first.Code)
 	}
 	c.mu.Lock()
-	params := maps.Clone(c.params)
-	for _, n := range dropped {
-		delete(params, n)
-	}
-	c.params = params
-	c.paramsVersion++
+	c.settings.Drop(dropped)
 	c.mu.Unlock()
 	c.log.Warn("session setting could not be restored on a server connection; dropped", "settings", dropped, "error", cause.Message)
-	quoted := make([]string, len(dropped))
-	for i, n := range dropped {
-		quoted[i] = fmt.Sprintf("%q", n)
-	}
-	what := "session setting " + strings.Join(quoted, ", ")
-	if len(dropped) > 1 {
-		what = "session settings " + strings.Join(quoted, ", ")
-	}
-	return &protocol.Error{
-		Severity: protocol.SeverityError, Code: cause.Code,
-		Message: fmt.Sprintf("%s could not be restored on a server connection: %s", what, cause.Message),
-		Detail:  cause.Detail,
-		Hint:    "the setting was removed from this session; its other settings are kept",
-	}
+	return session.RefusedError(dropped, cause.Code, cause.Message, cause.Detail)
 }

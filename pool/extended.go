@@ -3,7 +3,6 @@ package pool
 import (
 	"bytes"
 	"fmt"
-	"maps"
 	"strings"
 
 	"github.com/jackc/pgx/v5/pgproto3"
@@ -453,9 +452,7 @@ func (c *clientSession) simpleCommand(q string) (bool, error) {
 		if kind == router.CommandDiscardAll && !session {
 			// DISCARD ALL resets the session's settings to what it started with, and the
 			// client is told of the reported ones that change, as a server would.
-			statuses = c.discardStatuses(c.params)
-			c.params = maps.Clone(c.initialParams)
-			c.paramsVersion++
+			statuses = c.discardSettings()
 		}
 		if session && c.lease != nil {
 			// The server runs it: its statements, cmpool's included, are gone.

@@ -378,13 +378,10 @@ func (c *clientSession) noteParameterStatus(name, value string) {
 		return
 	}
 	c.mu.Lock()
-	if c.params[name] != value {
-		c.params[name] = value
-		c.paramsVersion++
-	}
+	c.settings.Set(name, value)
 	l := c.lease
 	c.mu.Unlock()
 	if l != nil {
-		l.sc.configuredFor, l.sc.configuredVersion = c, c.paramsVersion
+		l.sc.configuredFor, l.sc.configuredVersion = c, c.settings.Version()
 	}
 }

@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"maps"
-	"strings"
 
 	"github.com/jackc/pgx/v5/pgproto3"
 
@@ -38,19 +36,12 @@ import (
 // read from the first statement of a query, as for SET (session.ResetsOf).
 
 // scheduleRestore marks Sync segment seg of l: after it, the startup values of the
-// parameters in names (resetAll: all) that the client gave at startup are set again. The
-// caller holds c.mu.
+// parameters in names (session.ResetAll: all) that the client gave at startup are set
+// again. The caller holds c.mu.
 func (l *lease) scheduleRestore(names []string, seg uint64) {
 	c := l.c
 	for _, n := range names {
-		if n == "*" {
-			if len(c.initialParams) > 0 {
-				l.restore = appendUnique(l.restore, n)
-				l.restoreSeg = seg
-			}
-			continue
-		}
-		if _, ok := c.initialParams[n]; ok {
+		if c.settings.HasStartupOf(n) {
 			l.restore = appendUnique(l.restore, n)
 			l.restoreSeg = seg
 		}
@@ -106,19 +97,8 @@ func (l *lease) restoreStartup() (ran bool, err error) {
 		c.mu.Unlock()
 		return false, nil
 	}
-	names, failed := l.restore, l.restoreFailed
-	values := make(map[string]string)
-	for _, n := range names {
-		if n == "*" {
-			maps.Copy(values, c.initialParams)
-		} else if v, ok := c.initialParams[n]; ok {
-			values[n] = v
-		}
-	}
+	values, failed := c.settings.RestoreValues(l.restore), l.restoreFailed
 	c.mu.Unlock()
-	if v, ok := values["client_encoding"]; ok && strings.EqualFold(v, "auto") {
-		delete(values, "client_encoding") // valid at startup only
-	}
 	reported := l.heldStatus
 	l.heldStatus = nil
 	if !failed && len(values) > 0 {
@@ -140,25 +120,17 @@ func (l *lease) restoreStartup() (ran bool, err error) {
 	l.restore, l.restoreSeg, l.restoreFailed = l.restore[:0], 0, false
 	c.idle.Broadcast() // the client goroutine may send again
 	c.mu.Unlock()
-	// The last value of each parameter, in the order they were first reported.
-	last := make(map[string]string, len(reported))
-	var order []string
-	for _, r := range reported {
-		if _, seen := last[r[0]]; !seen {
-			order = append(order, r[0])
-		}
-		last[r[0]] = r[1]
-	}
 	var out []byte
-	for _, name := range order {
+	for _, p := range session.FinalValues(reported) {
+		name, value := p[0], p[1]
 		c.mu.Lock()
-		seen, known := c.params[name]
+		seen, known := c.settings.Lookup(name)
 		c.mu.Unlock()
-		if known && seen == last[name] {
+		if known && seen == value {
 			continue // the client's view did not change
 		}
-		c.noteParameterStatus(name, last[name])
-		out, _ = (&pgproto3.ParameterStatus{Name: name, Value: last[name]}).Encode(out)
+		c.noteParameterStatus(name, value)
+		out, _ = (&pgproto3.ParameterStatus{Name: name, Value: value}).Encode(out)
 	}
 	if len(out) > 0 {
 		if _, err := c.w.Write(out); err != nil {

@@ -15,6 +15,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/cmlite/cmpool/pool/internal/session"
 	"github.com/cmlite/cmpool/protocol"
 	"github.com/cmlite/cmpool/router"
 )
@@ -60,13 +61,10 @@ type clientSession struct {
 	poolGen  uint64       // Server.primaryGen when pool was looked up
 	mode     Mode
 
-	// params are the session parameters this client wants on any server it uses, and
-	// paramsVersion counts their changes. The client goroutine reads them between leases;
+	// settings are the session parameters this client wants on any server it uses, and
+	// their startup values. Guarded by mu: the client goroutine reads them between leases;
 	// the relay updates them from ParameterStatus while a lease is active.
-	params        map[string]string
-	paramsVersion uint64
-	// initialParams are the parameters as the session started, for DISCARD ALL.
-	initialParams map[string]string
+	settings session.Settings
 
 	// stmts maps the client's prepared-statement names to shared server statements.
 	// Guarded by mu (the relay forgets statements whose Parse failed).

@@ -3,7 +3,6 @@ package pool
 import (
 	"context"
 	"fmt"
-	"maps"
 	"strings"
 	"time"
 
@@ -37,8 +36,9 @@ import (
 // if it holds any (tempobjects.go).
 //
 // RESET returning to the client's startup values is in resetrestore.go; settings changed
-// by set_config, functions, DO or CALL are read back as untracked.go says. The SQL that
-// reads settings back or applies them is pool/internal/session's.
+// by set_config, functions, DO or CALL are read back as untracked.go says. The client's
+// settings themselves, and the SQL that reads them back or applies them, are
+// pool/internal/session's.
 
 // queryTraits is what cmpool needs to know about a statement's text.
 type queryTraits struct {
@@ -97,7 +97,7 @@ func (l *lease) applyTraits(t queryTraits) (warn bool) {
 	}
 	for _, n := range t.track {
 		if n == "*" {
-			for k := range c.params {
+			for k := range c.settings.Names() {
 				if !session.IsReported(strings.ToLower(k)) {
 					l.track = appendUnique(l.track, k)
 				}
@@ -158,38 +158,17 @@ func (c *clientSession) warnSessionBound() {
 func (l *lease) syncTracked() bool {
 	c := l.c
 	names := l.track
-	var q strings.Builder
-	q.WriteString("SELECT ")
-	cols := len(names)
-	for i, n := range names {
-		if i > 0 {
-			q.WriteString(", ")
-		}
-		fmt.Fprintf(&q, "current_setting(%s, true)", router.QuoteLiteral(n))
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), c.srv.conf().ServerConnectTimeout)
-	res, err := l.sc.exec(ctx, q.String())
+	res, err := l.sc.exec(ctx, session.TrackedReadback(names))
 	cancel()
-	ok := err == nil && res.err == nil && len(res.row) == cols && l.sc.txStatus == 'I'
+	ok := err == nil && res.err == nil && len(res.row) == len(names) && l.sc.txStatus == 'I'
 
 	c.mu.Lock()
 	if !ok {
 		c.log.Warn("could not read back session state", "error", err, "server_error", res.err)
 	} else if len(names) > 0 {
-		params := maps.Clone(c.params)
-		for i, n := range names {
-			v := res.row[i]
-			if v == "" {
-				delete(params, n)
-				delete(l.sc.set, n)
-				continue
-			}
-			params[n] = v
-			l.sc.set[n] = v
-		}
-		c.params = params
-		c.paramsVersion++
-		l.sc.configuredFor, l.sc.configuredVersion = c, c.paramsVersion
+		c.settings.ApplyTracked(l.sc.set, names, res.row)
+		l.sc.configuredFor, l.sc.configuredVersion = c, c.settings.Version()
 	}
 	l.track = nil
 	l.to(leaseReturning)
@@ -226,12 +205,15 @@ func (c *clientSession) refuseListen() *protocol.Error {
 	return pe
 }
 
-// discardStatuses returns the ParameterStatus messages a server sends for DISCARD ALL in a
-// session whose parameters were params (session.DiscardStatuses). The caller holds c.mu.
-func (c *clientSession) discardStatuses(params map[string]string) []byte {
+// discardSettings returns the session's settings to their startup values for DISCARD
+// ALL, and returns the ParameterStatus messages a server would send for it. The caller
+// holds c.mu.
+func (c *clientSession) discardSettings() []byte {
 	var defaults map[string]string
 	if w, ok := c.srv.welcomes.Load(welcomeKey{c.database, c.user}); ok {
 		defaults = w.(map[string]string)
 	}
-	return session.DiscardStatuses(params, c.initialParams, defaults)
+	out := c.settings.DiscardStatuses(nil, defaults)
+	c.settings.Discard()
+	return out
 }

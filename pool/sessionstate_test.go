@@ -22,7 +22,8 @@ func TestTraitsResets(t *testing.T) {
 }
 
 func TestScheduleRestore(t *testing.T) {
-	c := &clientSession{initialParams: map[string]string{"DateStyle": "German, DMY", "work_mem": "7MB"}}
+	c := &clientSession{settings: session.NewSettings(map[string]string{"DateStyle": "German, DMY", "work_mem": "7MB"})}
+	c.settings.MarkStartup()
 	l := &lease{c: c}
 	l.scheduleRestore([]string{"TimeZone"}, 3)
 	require.Zero(t, l.restoreSeg, "not a startup parameter: nothing to restore")

@@ -110,7 +110,7 @@ func (c *clientSession) startup(ctx context.Context) error {
 	if r := c.srv.conf().Databases[c.database].Route; r != "" {
 		c.route = r
 	}
-	c.params = params
+	c.settings = session.NewSettings(params)
 	if err := c.authenticate(ctx); err != nil {
 		return err
 	}
@@ -185,12 +185,8 @@ func (c *clientSession) startup(ctx context.Context) error {
 	for k, v := range sc.set {
 		report[k] = v
 	}
-	for k := range c.params {
-		if v, ok := report[k]; ok {
-			c.params[k] = v
-		}
-	}
-	sc.configuredFor, sc.configuredVersion = c, c.paramsVersion
+	c.settings.Adopt(report)
+	sc.configuredFor, sc.configuredVersion = c, c.settings.Version()
 	if err := c.welcome(report); err != nil {
 		bp.release(res)
 		return err
@@ -213,11 +209,7 @@ func (c *clientSession) startup(ctx context.Context) error {
 // a server refuses a bad one at the first query).
 func (c *clientSession) loginWithoutServer(serverParams map[string]string) error {
 	report := maps.Clone(serverParams)
-	for k, v := range c.params {
-		if _, ok := report[k]; ok {
-			report[k] = v
-		}
-	}
+	c.settings.Over(report)
 	if err := c.welcome(report); err != nil {
 		return err
 	}
@@ -231,7 +223,7 @@ func (c *clientSession) welcome(report map[string]string) error {
 	if err := c.srv.registerClient(c); err != nil {
 		return err
 	}
-	c.initialParams = maps.Clone(c.params)
+	c.settings.MarkStartup()
 	names := make([]string, 0, len(report))
 	for k := range report {
 		names = append(names, k)

@@ -2,8 +2,6 @@ package pool
 
 import (
 	"context"
-	"maps"
-	"strings"
 	"time"
 
 	"github.com/cmlite/cmpool/pool/internal/session"
@@ -122,7 +120,7 @@ func (l *lease) syncUntracked() bool {
 	c.mu.Lock()
 	names := append([]string{"role"}, l.track...)
 	names = append(names, l.settingNames...)
-	for k := range c.params {
+	for k := range c.settings.Names() {
 		names = append(names, k)
 	}
 	funcs, unnamed := l.settingFuncs, l.opaque
@@ -169,37 +167,8 @@ func (l *lease) syncUntracked() bool {
 	if !ok {
 		c.log.Warn("could not read back session state", "error", err, "server_error", res.err)
 	} else {
-		params := maps.Clone(c.params)
-		changed := false
-		for n, rv := range got {
-			if _, reported := sc.defaults[n]; reported || session.IsServerOnly(n) {
-				continue // ParameterStatus follows it
-			}
-			custom := strings.Contains(n, ".")
-			unset := rv.Value == nil || // gone (a placeholder its library removed)
-				n == "role" && *rv.Value == "none" || custom && *rv.Value == "" ||
-				full && !rv.Session && !custom && n != "role" // back to its default
-			if unset {
-				delete(sc.set, n)
-				if _, ok := params[n]; ok {
-					delete(params, n)
-					changed = true
-				}
-				continue
-			}
-			// Read by name only, a value is kept as the client's even if it is the
-			// server's default.
-			sc.set[n] = *rv.Value
-			if cur, ok := params[n]; !ok || cur != *rv.Value {
-				params[n] = *rv.Value
-				changed = true
-			}
-		}
-		if changed {
-			c.params = params
-			c.paramsVersion++
-		}
-		sc.configuredFor, sc.configuredVersion = c, c.paramsVersion
+		c.settings.ApplyReadback(serverSettings(sc), got, full)
+		sc.configuredFor, sc.configuredVersion = c, c.settings.Version()
 		if unnamed {
 			// Custom placeholders nobody named may be set too: they are the client's, on
 			// this server only, until another client needs it (see applyParams).

@@ -5,6 +5,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/cmlite/cmpool/protocol"
 	"github.com/cmlite/cmpool/router"
 )
 
@@ -26,7 +27,7 @@ import (
 // fails, none took effect. Then each is tried alone on that server to find the ones it
 // refuses (a custom setting whose prefix a library loaded since has reserved, a role
 // that no longer exists); those are dropped from the client's settings and the client's
-// statement fails once with the server's error. The server is closed,
+// statement fails once with the server's error (RefusedError). The server is closed,
 // never reused.
 
 // Server is what cmpool knows of one server's settings. Its maps are the server's
@@ -174,5 +175,25 @@ func RecordApplied(sv Server, params map[string]string) {
 		if _, ok := params[k]; !ok {
 			delete(sv.Set, k)
 		}
+	}
+}
+
+// RefusedError is the client's error when a server refused the settings in dropped,
+// which are removed from the session; code, message and detail are the server's error for
+// the first of them.
+func RefusedError(dropped []string, code, message, detail string) *protocol.Error {
+	quoted := make([]string, len(dropped))
+	for i, n := range dropped {
+		quoted[i] = fmt.Sprintf("%q", n)
+	}
+	what := "session setting " + strings.Join(quoted, ", ")
+	if len(dropped) > 1 {
+		what = "session settings " + strings.Join(quoted, ", ")
+	}
+	return &protocol.Error{
+		Severity: protocol.SeverityError, Code: code,
+		Message: fmt.Sprintf("%s could not be restored on a server connection: %s", what, message),
+		Detail:  detail,
+		Hint:    "the setting was removed from this session; its other settings are kept",
 	}
 }

@@ -67,3 +67,28 @@ func TestParamsOrder(t *testing.T) {
 		})
 	}
 }
+
+func TestRecordApplied(t *testing.T) {
+	sv := session.Server{
+		Defaults: map[string]string{"TimeZone": "UTC", "DateStyle": "ISO, MDY"},
+		// TimeZone as its ParameterStatus recorded it after set_config.
+		Set: map[string]string{"work_mem": "1MB", "myapp.tenant": "a", "TimeZone": "Etc/GMT"},
+	}
+	session.RecordApplied(sv, map[string]string{"work_mem": "2MB", "TimeZone": "GMT", "DateStyle": "German", "search_path": "s"})
+	require.Equal(t, map[string]string{"work_mem": "2MB", "search_path": "s", "TimeZone": "Etc/GMT"}, sv.Set,
+		"reported parameters are recorded from ParameterStatus; the others as applied, and the rest dropped")
+	v, ok := sv.Value("search_path")
+	require.True(t, ok)
+	require.Equal(t, "s", v)
+	v, _ = sv.Value("DateStyle")
+	require.Equal(t, "ISO, MDY", v)
+}
+
+func TestRefusedError(t *testing.T) {
+	e := session.RefusedError([]string{"myapp.x"}, "42704", "unrecognized configuration parameter", "d")
+	require.Equal(t, "42704", e.Code)
+	require.Equal(t, `session setting "myapp.x" could not be restored on a server connection: unrecognized configuration parameter`, e.Message)
+	require.Equal(t, "d", e.Detail)
+	e = session.RefusedError([]string{"a.b", "role"}, "22023", "m", "")
+	require.Equal(t, `session settings "a.b", "role" could not be restored on a server connection: m`, e.Message)
+}

@@ -2,19 +2,17 @@ package session
 
 import "github.com/jackc/pgx/v5/pgproto3"
 
-// DiscardStatuses returns the ParameterStatus messages a server sends for DISCARD ALL in a
-// session whose parameters were params and startup values startup: each reported
-// parameter whose value changes, to its startup value or else to the server's default
-// (defaults: what a server of the session's database and user reported at login, if
-// known).
-func DiscardStatuses(params, startup, defaults map[string]string) []byte {
-	var out []byte
+// DiscardStatuses returns the ParameterStatus messages a server sends for DISCARD ALL in
+// a session with settings s, appended to out: each reported parameter whose value
+// changes, to its startup value or else to the server's default (defaults: what a server
+// of the session's database and user reported at login, if known).
+func (s *Settings) DiscardStatuses(out []byte, defaults map[string]string) []byte {
 	for _, name := range reportedNames {
 		if serverOnly[name] {
 			continue
 		}
-		now, set := params[name]
-		v, ok := startup[name]
+		now, set := s.params[name]
+		v, ok := s.startup[name]
 		if !ok {
 			v, ok = defaults[name]
 		}

@@ -4,12 +4,13 @@
 // return the query to send, or the changes to make of its answer. pool decides which
 // server, and when.
 //
-//   - CanonicalName and the other names say how cmpool spells and treats a parameter.
+//   - Settings is the client's parameters, their version and their startup values.
 //   - Plan and Query bring a server to a client's parameters in one round trip (apply.go).
-//   - ResetsOf and RestoreQuery put startup values back after a RESET (reset.go);
-//     DiscardStatuses is what DISCARD ALL reports (discard.go).
-//   - KnownReadback and UntrackedReadback read settings back after a transaction that may
-//     have changed them, and ParseReadback reads the answer (readback.go).
+//   - ResetsOf, RestoreValues and RestoreQuery put startup values back after a RESET
+//     (reset.go); DiscardStatuses is what DISCARD ALL reports (discard.go).
+//   - TrackedReadback, KnownReadback and UntrackedReadback read settings back after a
+//     transaction that changed them, and ApplyTracked and ApplyReadback make the answer the
+//     client's (readback.go).
 //   - TempObjectsQuery tells whether a server holds temporary objects (temp.go).
 package session
 

@@ -3,17 +3,22 @@ package session
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"strings"
 
 	"github.com/cmlite/cmpool/router"
 )
 
-// Settings changed without SET or RESET.
+// Settings changed without a ParameterStatus.
 //
-// set_config, a function or procedure body, or a DO block may change any setting, and
-// nothing in the statement says which: then KnownReadback reads back the settings that
-// were named, or UntrackedReadback every setting the server holds at session level and
-// judges the user-defined functions that were called; ParseReadback reads the answer.
+// A non-LOCAL SET or RESET of a parameter PostgreSQL does not report is noticed by
+// statement; when the transaction that ran it ends, TrackedReadback reads the values
+// back and ApplyTracked makes them the client's. set_config, a function or procedure
+// body, or a DO block may change any setting, and nothing in the statement says which:
+// then KnownReadback reads back the settings that were named, or UntrackedReadback every
+// setting the server holds at session level and judges the user-defined functions that
+// were called, and ApplyReadback makes what changed the client's. Either way the server's
+// record is corrected, so that the next client gets its own values back.
 
 // Regular expressions over function source (prosrc): a call; a custom parameter name;
 // a statement that may change settings; the name after SET or RESET, or given to
@@ -148,4 +153,72 @@ func ParseReadback(s string) (map[string]ReadbackValue, map[string]Judgement, er
 		out[CanonicalName(name)] = rv
 	}
 	return out, funcs, nil
+}
+
+// TrackedReadback is the query that reads back names, the parameters a transaction
+// changed with SET or RESET: one column per name, "" for a parameter that is not set.
+func TrackedReadback(names []string) string {
+	var q strings.Builder
+	q.WriteString("SELECT ")
+	for i, n := range names {
+		if i > 0 {
+			q.WriteString(", ")
+		}
+		fmt.Fprintf(&q, "current_setting(%s, true)", router.QuoteLiteral(n))
+	}
+	return q.String()
+}
+
+// ApplyTracked makes row, TrackedReadback's answer for names, the session's values of
+// names and the server's record (set), as a new version.
+func (s *Settings) ApplyTracked(set map[string]string, names, row []string) {
+	params := maps.Clone(s.params)
+	for i, n := range names {
+		v := row[i]
+		if v == "" {
+			delete(params, n)
+			delete(set, n)
+			continue
+		}
+		params[n] = v
+		set[n] = v
+	}
+	s.Replace(params)
+}
+
+// ApplyReadback makes got, what ParseReadback read back from server sv, the session's
+// values and the server's record (sv.Set); a new version only if the session's values
+// changed. full: got came from UntrackedReadback, so an ordinary parameter the session
+// did not set is back to its default. Reported parameters are left alone, since
+// ParameterStatus follows them.
+func (s *Settings) ApplyReadback(sv Server, got map[string]ReadbackValue, full bool) {
+	params := maps.Clone(s.params)
+	changed := false
+	for n, rv := range got {
+		if _, reported := sv.Defaults[n]; reported || serverOnly[n] {
+			continue // ParameterStatus follows it
+		}
+		custom := strings.Contains(n, ".")
+		unset := rv.Value == nil || // gone (a placeholder its library removed)
+			n == "role" && *rv.Value == "none" || custom && *rv.Value == "" ||
+			full && !rv.Session && !custom && n != "role" // back to its default
+		if unset {
+			delete(sv.Set, n)
+			if _, ok := params[n]; ok {
+				delete(params, n)
+				changed = true
+			}
+			continue
+		}
+		// Read by name only, a value is kept as the client's even if it is the server's
+		// default.
+		sv.Set[n] = *rv.Value
+		if cur, ok := params[n]; !ok || cur != *rv.Value {
+			params[n] = *rv.Value
+			changed = true
+		}
+	}
+	if changed {
+		s.Replace(params)
+	}
 }
