@@ -22,7 +22,7 @@ func (c *clientSession) planExtended(l *lease, msg []byte, out []byte) (_ []byte
 	out, t, err := c.planExtendedMsg(l, msg, out)
 	if t != nil {
 		warn = l.applyTraits(*t)
-		l.scheduleRestore(t.resets, l.sentSeq+1) // the segment this Bind is in
+		l.scheduleRestore(t.Resets, l.sentSeq+1) // the segment this Bind is in
 	}
 	return out, warn, err
 }

@@ -69,7 +69,7 @@ func (c *clientSession) send(l *lease, msg []byte) error {
 			t := withSettingEffects(c.srv.classifier, q, traitsOf(q))
 			c.mu.Lock()
 			warn := l.applyTraits(t)
-			l.scheduleRestore(t.resets, l.sentSeq)
+			l.scheduleRestore(t.Resets, l.sentSeq)
 			c.mu.Unlock()
 			if warn {
 				c.warnSessionBound()

@@ -10,7 +10,6 @@ import (
 
 	"github.com/cmlite/cmpool/pool/internal/session"
 	"github.com/cmlite/cmpool/protocol"
-	"github.com/cmlite/cmpool/router"
 )
 
 // Session state that outlives a transaction, in transaction and statement modes.
@@ -40,53 +39,11 @@ import (
 // settings themselves, and the SQL that reads them back or applies them, are
 // pool/internal/session's.
 
-// queryTraits is what cmpool needs to know about a statement's text.
-type queryTraits struct {
-	track        []string // parameters it may change ("*" for RESET ALL)
-	sessionBound bool     // uses something that outlives the transaction on the server
-	// mentionsTemp: the text mentions temporary objects without creating one cmpool can
-	// see (ON COMMIT DROP, a DO block, …); the server is checked for them when released.
-	mentionsTemp bool
-	// resets are the parameters it returns to their reset values (session.ResetAll for
-	// RESET ALL and DISCARD ALL): see scheduleRestore.
-	resets []string
-	// untracked: it may change settings it does not name (set_config, DO, …); opaque:
-	// custom ones whose names it does not give either; settingNames are custom
-	// parameters it names, settingFuncs the user-defined functions it calls, which may
-	// change settings too (shared, read only; see router.Verdict).
-	untracked, opaque          bool
-	settingNames, settingFuncs []string
-}
+// queryTraits is what cmpool needs to know about a statement's text (session.Traits).
+type queryTraits = session.Traits
 
-// traitsOf inspects the first statement of a query.
-func traitsOf(q string) queryTraits {
-	var t queryTraits
-	kind, name := router.CommandOf(q)
-	t.resets = session.ResetsOfQuery(q, kind, name)
-	switch kind {
-	case router.CommandSet, router.CommandReset:
-		switch {
-		case name == "characteristics":
-			t.track = router.CharacteristicsParams
-		case name == "timezone" || name == "session_authorization":
-			// Reported by the server: ParameterStatus covers it.
-		default:
-			if !session.IsReported(name) || name == "search_path" {
-				t.track = []string{name}
-			}
-		}
-	case router.CommandResetAll:
-		t.track = []string{"*"}
-	case router.CommandListen, router.CommandPrepare:
-		// Refused as simple queries; through the extended protocol they reach the server,
-		// so the server is reset before anyone else gets it.
-		t.sessionBound = true
-		return t
-	}
-	t.sessionBound = router.SessionBound(q)
-	t.mentionsTemp = router.ContainsFold(q, "temp")
-	return t
-}
+// traitsOf inspects the first statement of a query (session.TraitsOf).
+func traitsOf(q string) queryTraits { return session.TraitsOf(q) }
 
 // applyTraits records a statement sent on l. The caller holds c.mu. It reports whether
 // the client should be warned now (the first session-bound statement of the lease).
@@ -95,7 +52,7 @@ func (l *lease) applyTraits(t queryTraits) (warn bool) {
 	if c.mode == ModeSession {
 		return false
 	}
-	for _, n := range t.track {
+	for _, n := range t.Track {
 		if n == "*" {
 			for k := range c.settings.Names() {
 				if !session.IsReported(strings.ToLower(k)) {
@@ -109,18 +66,18 @@ func (l *lease) applyTraits(t queryTraits) (warn bool) {
 	}
 	// Code cmpool cannot see (a user-defined function, DO, EXECUTE) may create temporary
 	// objects as well as change settings: the server is checked for them too.
-	if t.mentionsTemp || t.untracked || len(t.settingFuncs) > 0 {
+	if t.MentionsTemp || t.Untracked || len(t.SettingFuncs) > 0 {
 		l.tempCheck = true
 	}
-	l.untracked = l.untracked || t.untracked
-	l.opaque = l.opaque || t.opaque
-	for _, n := range t.settingNames {
+	l.untracked = l.untracked || t.Untracked
+	l.opaque = l.opaque || t.Opaque
+	for _, n := range t.SettingNames {
 		l.settingNames = appendUnique(l.settingNames, n)
 	}
-	for _, f := range t.settingFuncs {
+	for _, f := range t.SettingFuncs {
 		l.settingFuncs = appendUnique(l.settingFuncs, f)
 	}
-	if t.sessionBound && !l.resetNeeded {
+	if t.SessionBound && !l.resetNeeded {
 		l.resetNeeded = true
 		return true
 	}

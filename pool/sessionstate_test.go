@@ -15,10 +15,10 @@ func TestTraitsResets(t *testing.T) {
 		"SET DateStyle TO DEFAULT; SELECT 1", "SET LOCAL DateStyle TO DEFAULT", "SELECT 1"} {
 		t.Run(q, func(t *testing.T) {
 			kind, name := router.CommandOf(q)
-			require.Equal(t, session.ResetsOfQuery(q, kind, name), traitsOf(q).resets)
+			require.Equal(t, session.ResetsOfQuery(q, kind, name), traitsOf(q).Resets)
 		})
 	}
-	require.Equal(t, []string{"DateStyle"}, traitsOf("SET DateStyle TO DEFAULT").resets)
+	require.Equal(t, []string{"DateStyle"}, traitsOf("SET DateStyle TO DEFAULT").Resets)
 }
 
 func TestScheduleRestore(t *testing.T) {

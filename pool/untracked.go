@@ -36,15 +36,9 @@ import (
 // and the next other client to use it gets RESET ALL before its own settings.
 
 // withSettingEffects adds to t what the classifier says of how q may change settings
-// without naming them. Statements that differ only in numbers share a verdict.
+// without naming them (session.WithSettingEffects).
 func withSettingEffects(cl *router.Classifier, q string, t queryTraits) queryTraits {
-	if cl == nil || !router.MayChangeSettings(q) {
-		return t
-	}
-	v := cl.Classify(router.WithoutNumbers(q))
-	t.untracked, t.opaque = v.UntrackedSettings, v.OpaqueSettings
-	t.settingNames, t.settingFuncs = v.SettingNames, v.SettingFuncs
-	return t
+	return session.WithSettingEffects(cl, q, t)
 }
 
 // funcSettingsTTL bounds how long cmpool trusts its judgement of a function (its

@@ -5,6 +5,7 @@
 // server, and when.
 //
 //   - Settings is the client's parameters, their version and their startup values.
+//   - TraitsOf and WithSettingEffects say what a statement may do to them (traits.go).
 //   - Plan and Query bring a server to a client's parameters in one round trip (apply.go).
 //   - ResetsOf, RestoreValues and RestoreQuery put startup values back after a RESET
 //     (reset.go); DiscardStatuses is what DISCARD ALL reports (discard.go).

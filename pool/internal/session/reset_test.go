@@ -34,6 +34,7 @@ func TestResetsOf(t *testing.T) {
 		t.Run(tc.q, func(t *testing.T) {
 			kind, name := router.CommandOf(tc.q)
 			require.Equal(t, tc.want, session.ResetsOfQuery(tc.q, kind, name))
+			require.Equal(t, tc.want, session.TraitsOf(tc.q).Resets)
 		})
 	}
 }
