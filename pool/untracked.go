@@ -13,12 +13,12 @@ import (
 // set_config, a function or procedure body, or a DO block may change any setting, and
 // nothing in the statement says which. Such statements are found by the router's grammar
 // (router.Verdict): only statements with a parenthesis, more than one statement or a
-// first word that runs code are asked about (mayChangeSettings), so an ordinary query
-// costs nothing more. When a lease ran one, syncUntracked reads the settings back before
-// the server goes back to the pool: the named ones when every change is named, else
-// every setting the server holds at session level. What changed becomes the client's
-// own state, as on a direct connection, and the server's record is corrected, so that
-// the next client gets its own values back.
+// first word that runs code are asked about (router.MayChangeSettings), so an ordinary
+// query costs nothing more. When a lease ran one, syncUntracked reads the settings back
+// before the server goes back to the pool: the named ones when every change is named,
+// else every setting the server holds at session level. What changed becomes the
+// client's own state, as on a direct connection, and the server's record is corrected,
+// so that the next client gets its own values back.
 //
 // User-defined functions are judged by their source, in the same query: one whose body,
 // or the body of a function it calls (three calls deep), may run SET, RESET, DISCARD,
@@ -45,14 +45,11 @@ func withSettingEffects(cl *router.Classifier, q string, t queryTraits) queryTra
 // definition may change outside cmpool).
 const funcSettingsTTL = 10 * time.Second
 
-// funcSettings is a cached judgement of one function (Server.funcSettings): whether it
-// may change settings, whether it may change ones its source does not name (opaque),
-// and the names its source does give.
+// funcSettings is a cached judgement of one function (Server.funcSettings).
 type funcSettings struct {
-	mayChange, opaque bool
-	names             []string
-	gen               uint64 // stmtRegistry.schemaGen when judged
-	at                int64  // nanotime when judged
+	session.Judgement
+	gen uint64 // stmtRegistry.schemaGen when judged
+	at  int64  // nanotime when judged
 }
 
 // judgedFunc returns the judgement of function f still in force, if any.
@@ -81,7 +78,7 @@ func (l *lease) untrackedChanges() bool {
 	}
 	gen, now := c.srv.stmts.schemaGen.Load(), nanotime()
 	for _, f := range l.settingFuncs {
-		if fs, ok := c.judgedFunc(f, gen, now); !ok || fs.mayChange {
+		if fs, ok := c.judgedFunc(f, gen, now); !ok || fs.MayChange {
 			return true
 		}
 	}
@@ -130,8 +127,8 @@ func (l *lease) syncUntracked() bool {
 			judge = append(judge, f)
 			continue
 		}
-		names = append(names, fs.names...)
-		unnamed = unnamed || fs.opaque
+		names = append(names, fs.Names...)
+		unnamed = unnamed || fs.Opaque
 	}
 	full := unnamed || len(judge) > 0
 	q := session.KnownReadback(names)
@@ -152,7 +149,7 @@ func (l *lease) syncUntracked() bool {
 	for _, f := range judge {
 		j, found := judged[f]
 		if found {
-			c.srv.funcSettings.Store(c.database+"\x00"+f, funcSettings{mayChange: j.MayChange, opaque: j.Opaque, names: j.Names, gen: gen, at: now})
+			c.srv.funcSettings.Store(c.database+"\x00"+f, funcSettings{Judgement: j, gen: gen, at: now})
 		}
 		unnamed = unnamed || j.Opaque || !found
 	}

@@ -105,7 +105,9 @@ type ReadbackValue struct {
 	Session bool
 }
 
-// Judgement is what UntrackedReadback says of one function.
+// Judgement is what UntrackedReadback says of one function: whether it may change
+// settings, whether it may change ones its source does not name (Opaque), and the names
+// its source gives.
 type Judgement struct {
 	MayChange, Opaque bool
 	Names             []string

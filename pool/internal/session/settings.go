@@ -96,15 +96,6 @@ func (s *Settings) Over(report map[string]string) {
 // MarkStartup records the parameters as they are now as the session's startup values.
 func (s *Settings) MarkStartup() { s.startup = maps.Clone(s.params) }
 
-// Startup returns the startup value of name.
-func (s *Settings) Startup(name string) (string, bool) {
-	v, ok := s.startup[name]
-	return v, ok
-}
-
-// HasStartup reports whether the session has any startup values.
-func (s *Settings) HasStartup() bool { return len(s.startup) > 0 }
-
 // Discard returns the parameters to their startup values, as DISCARD ALL does, as a new
 // version.
 func (s *Settings) Discard() { s.Replace(maps.Clone(s.startup)) }

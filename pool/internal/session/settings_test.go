@@ -69,9 +69,6 @@ func TestSettingsStartup(t *testing.T) {
 	require.True(t, s.HasStartupOf("*"))
 	require.True(t, s.HasStartupOf("work_mem"))
 	require.False(t, s.HasStartupOf("search_path"))
-	v, ok := s.Startup("work_mem")
-	require.True(t, ok)
-	require.Equal(t, "4MB", v)
 
 	s.Set("work_mem", "8MB")
 	s.Set("search_path", "s")
