@@ -4,12 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"maps"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/puddle/v2"
 
+	"github.com/cmlite/cmpool/pool/internal/session"
 	"github.com/cmlite/cmpool/protocol"
 )
 
@@ -56,19 +56,19 @@ func (c *clientSession) acquireError(err error, fatal bool) *protocol.Error {
 // so; the caller closes the server.
 func (c *clientSession) applyParams(ctx context.Context, sc *serverConn) error {
 	c.mu.Lock()
-	version := c.paramsVersion
+	version := c.settings.Version()
 	if sc.configuredFor == c && sc.configuredVersion == version {
 		c.mu.Unlock()
 		return nil
 	}
-	params := maps.Clone(c.params)
+	params := c.settings.Clone()
 	c.mu.Unlock()
 	resetAll := sc.unnamedSettings && sc.configuredFor != c
 	steps := planParams(sc, params, resetAll)
 	if len(steps) > 0 {
 		ctx, cancel := context.WithTimeout(ctx, c.srv.conf().ServerConnectTimeout)
 		defer cancel()
-		res, err := sc.exec(ctx, paramsQuery(steps))
+		res, err := sc.exec(ctx, session.Query(steps))
 		if err != nil {
 			return err
 		}

@@ -38,7 +38,7 @@ func (c *clientSession) adminStartup() error {
 			fmt.Sprintf("not allowed: user %q is in neither admin_users nor stats_users", c.user))
 	}
 	c.key = c.srv.unregisteredKey()
-	out := admin.StartupReply(c.params["application_name"], c.key.pid, c.key.secret[:])
+	out := admin.StartupReply(c.settings.Value("application_name"), c.key.pid, c.key.secret[:])
 	_ = c.conn.SetDeadline(time.Time{})
 	c.loggedIn.Store(true)
 	return c.writeLocal(out)

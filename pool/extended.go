@@ -2,8 +2,6 @@ package pool
 
 import (
 	"fmt"
-	"maps"
-	"slices"
 	"strings"
 
 	"github.com/jackc/pgx/v5/pgproto3"
@@ -20,9 +18,9 @@ import (
 // reports whether the query was handled here.
 func (c *clientSession) simpleCommand(q string) (bool, error) {
 	kind, name := router.CommandOf(q)
-	session := c.mode == ModeSession
+	sessionMode := c.mode == ModeSession
 	var reply []byte
-	if !session {
+	if !sessionMode {
 		if what := tempObjectOf(q); what != "" {
 			return true, c.replyLocally(protocol.AppendErrorResponse(nil, c.refuseTempObject(what)))
 		}
@@ -31,12 +29,12 @@ func (c *clientSession) simpleCommand(q string) (bool, error) {
 	default:
 		return false, nil
 	case router.CommandListen:
-		if session {
+		if sessionMode {
 			return false, nil
 		}
 		reply = protocol.AppendErrorResponse(nil, c.refuseListen())
 	case router.CommandPrepare, router.CommandExecute:
-		if session {
+		if sessionMode {
 			return false, nil
 		}
 		pe := protocol.NewError(protocol.CodeFeatureNotSupported,
@@ -48,7 +46,7 @@ func (c *clientSession) simpleCommand(q string) (bool, error) {
 		known := c.stmts.Forget(name)
 		c.mu.Unlock()
 		if !known {
-			if session {
+			if sessionMode {
 				return false, nil // an SQL-level statement of the session's own
 			}
 			reply = protocol.AppendErrorResponse(nil, protocol.NewError("26000", fmt.Sprintf("prepared statement %q does not exist", name)))
@@ -59,14 +57,12 @@ func (c *clientSession) simpleCommand(q string) (bool, error) {
 		var statuses []byte
 		c.mu.Lock()
 		c.stmts.ForgetAll()
-		if kind == router.CommandDiscardAll && !session {
+		if kind == router.CommandDiscardAll && !sessionMode {
 			// DISCARD ALL resets the session's settings to what it started with, and the
 			// client is told of the reported ones that change, as a server would.
-			statuses = c.discardStatuses(c.params)
-			c.params = maps.Clone(c.initialParams)
-			c.paramsVersion++
+			statuses = c.discardSettings()
 		}
-		if session && c.lease != nil {
+		if sessionMode && c.lease != nil {
 			// The server runs it: its statements, cmpool's included, are gone.
 			c.lease.sc.prepared.Clear()
 			c.mu.Unlock()
@@ -81,33 +77,6 @@ func (c *clientSession) simpleCommand(q string) (bool, error) {
 		reply = append(reply, statuses...)
 	}
 	return true, c.replyLocally(reply)
-}
-
-// discardStatuses returns the ParameterStatus messages a server sends for DISCARD ALL in a
-// session whose parameters were params: each reported parameter whose value changes, to
-// its startup value or else to the server's default. The caller holds c.mu.
-func (c *clientSession) discardStatuses(params map[string]string) []byte {
-	var defaults map[string]string
-	if w, ok := c.srv.welcomes.Load(welcomeKey{c.database, c.user}); ok {
-		defaults = w.(map[string]string)
-	}
-	var out []byte
-	for _, name := range slices.Sorted(maps.Keys(reportedParams)) {
-		name = reportedParams[name]
-		if serverOnlyParams[name] {
-			continue
-		}
-		now, set := params[name]
-		v, ok := c.initialParams[name]
-		if !ok {
-			v, ok = defaults[name]
-		}
-		if !set || !ok || now == v {
-			continue
-		}
-		out, _ = (&pgproto3.ParameterStatus{Name: name, Value: v}).Encode(out)
-	}
-	return out
 }
 
 // waitIdle waits until every request sent on the current lease has been answered and

@@ -41,7 +41,7 @@ func (l *lease) planExtended(msg []byte, out []byte) (_ []byte, warn bool, err e
 	out, traits, err := l.stmts.Message(out, msg, s)
 	if t, ok := traits.(*queryTraits); ok {
 		warn = l.applyTraits(*t)
-		l.scheduleRestore(t.resets, l.sentSeq+1) // the segment this Bind is in
+		l.scheduleRestore(t.Resets, l.sentSeq+1) // the segment this Bind is in
 	}
 	return out, warn, err
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 
+	"github.com/cmlite/cmpool/pool/internal/session"
 	"github.com/cmlite/cmpool/protocol"
 )
 
@@ -389,27 +390,16 @@ func isClientWriteErr(err error) bool {
 	return errors.As(err, &oe) && oe.Op == "write"
 }
 
-// serverOnlyParams are reported parameters that describe the server and cannot be set:
-// they are passed to the client but never become its settings. in_hot_standby changes
-// when a replica is promoted under a session.
-var serverOnlyParams = map[string]bool{
-	"in_hot_standby": true, "integer_datetimes": true, "is_superuser": true,
-	"server_encoding": true, "server_version": true,
-}
-
 // noteParameterStatus keeps a parameter the server reported as the client's own.
 func (c *clientSession) noteParameterStatus(name, value string) {
-	if serverOnlyParams[name] {
+	if session.IsServerOnly(name) {
 		return
 	}
 	c.mu.Lock()
-	if c.params[name] != value {
-		c.params[name] = value
-		c.paramsVersion++
-	}
+	c.settings.Set(name, value)
 	l := c.lease
 	c.mu.Unlock()
 	if l != nil {
-		l.sc.configuredFor, l.sc.configuredVersion = c, c.paramsVersion
+		l.sc.configuredFor, l.sc.configuredVersion = c, c.settings.Version()
 	}
 }

@@ -4,13 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"maps"
-	"slices"
-	"strings"
 
 	"github.com/jackc/pgx/v5/pgproto3"
 
-	"github.com/cmlite/cmpool/router"
+	"github.com/cmlite/cmpool/pool/internal/session"
 )
 
 // Startup values and RESET.
@@ -36,45 +33,15 @@ import (
 //
 // The client sees what a direct connection shows: the RESET's own reply, the startup
 // values, and ParameterStatus consistent with them. Which statements reset parameters is
-// read from the first statement of a query, as for SET (router.CommandOf).
-
-// resetAll stands for every parameter in queryTraits.resets.
-var resetAll = []string{"*"}
-
-// resetsOf returns the parameters a statement of kind and name (router.CommandOf) resets.
-func resetsOf(kind router.Command, name string) []string {
-	switch kind {
-	case router.CommandReset:
-		return []string{canonicalParamName(name)}
-	case router.CommandResetAll, router.CommandDiscardAll:
-		return resetAll
-	}
-	return nil
-}
-
-// resetsOfQuery is resetsOf for query q, whose first statement router.CommandOf judged of kind
-// and name: SET name TO DEFAULT resets too.
-func resetsOfQuery(q string, kind router.Command, name string) []string {
-	if kind == router.CommandSet && router.IsSetToDefault(q) {
-		return []string{canonicalParamName(name)}
-	}
-	return resetsOf(kind, name)
-}
+// read from the first statement of a query, as for SET (session.ResetsOf).
 
 // scheduleRestore marks Sync segment seg of l: after it, the startup values of the
-// parameters in names (resetAll: all) that the client gave at startup are set again. The
-// caller holds c.mu.
+// parameters in names (session.ResetAll: all) that the client gave at startup are set
+// again. The caller holds c.mu.
 func (l *lease) scheduleRestore(names []string, seg uint64) {
 	c := l.c
 	for _, n := range names {
-		if n == "*" {
-			if len(c.initialParams) > 0 {
-				l.restore = appendUnique(l.restore, n)
-				l.restoreSeg = seg
-			}
-			continue
-		}
-		if _, ok := c.initialParams[n]; ok {
+		if c.settings.HasStartupOf(n) {
 			l.restore = appendUnique(l.restore, n)
 			l.restoreSeg = seg
 		}
@@ -130,25 +97,14 @@ func (l *lease) restoreStartup() (ran bool, err error) {
 		c.mu.Unlock()
 		return false, nil
 	}
-	names, failed := l.restore, l.restoreFailed
-	values := make(map[string]string)
-	for _, n := range names {
-		if n == "*" {
-			maps.Copy(values, c.initialParams)
-		} else if v, ok := c.initialParams[n]; ok {
-			values[n] = v
-		}
-	}
+	values, failed := c.settings.RestoreValues(l.restore), l.restoreFailed
 	c.mu.Unlock()
-	if v, ok := values["client_encoding"]; ok && strings.EqualFold(v, "auto") {
-		delete(values, "client_encoding") // valid at startup only
-	}
 	reported := l.heldStatus
 	l.heldStatus = nil
 	if !failed && len(values) > 0 {
 		l.wmu.Lock()
 		ctx, cancel := context.WithTimeout(context.Background(), c.srv.conf().ServerConnectTimeout)
-		res, err := l.sc.exec(ctx, restoreQuery(values))
+		res, err := l.sc.exec(ctx, session.RestoreQuery(values))
 		cancel()
 		l.wmu.Unlock()
 		if err == nil && res.err != nil {
@@ -164,25 +120,17 @@ func (l *lease) restoreStartup() (ran bool, err error) {
 	l.restore, l.restoreSeg, l.restoreFailed = l.restore[:0], 0, false
 	c.idle.Broadcast() // the client goroutine may send again
 	c.mu.Unlock()
-	// The last value of each parameter, in the order they were first reported.
-	last := make(map[string]string, len(reported))
-	var order []string
-	for _, r := range reported {
-		if _, seen := last[r[0]]; !seen {
-			order = append(order, r[0])
-		}
-		last[r[0]] = r[1]
-	}
 	var out []byte
-	for _, name := range order {
+	for _, p := range session.FinalValues(reported) {
+		name, value := p[0], p[1]
 		c.mu.Lock()
-		seen, known := c.params[name]
+		seen, known := c.settings.Lookup(name)
 		c.mu.Unlock()
-		if known && seen == last[name] {
+		if known && seen == value {
 			continue // the client's view did not change
 		}
-		c.noteParameterStatus(name, last[name])
-		out, _ = (&pgproto3.ParameterStatus{Name: name, Value: last[name]}).Encode(out)
+		c.noteParameterStatus(name, value)
+		out, _ = (&pgproto3.ParameterStatus{Name: name, Value: value}).Encode(out)
 	}
 	if len(out) > 0 {
 		if _, err := c.w.Write(out); err != nil {
@@ -205,19 +153,3 @@ func (l *lease) noteRestoreFailed() {
 
 // errClientWrite is restoreStartup's failure to write to the client.
 var errClientWrite = errors.New("write to client failed")
-
-// restoreQuery sets each parameter in values again, non-locally, where it is at its reset
-// value.
-func restoreQuery(values map[string]string) string {
-	var b strings.Builder
-	b.WriteString("SELECT pg_catalog.set_config(s.name, v.value, false) FROM (VALUES ")
-	for i, n := range slices.Sorted(maps.Keys(values)) {
-		if i > 0 {
-			b.WriteString(", ")
-		}
-		fmt.Fprintf(&b, "(%s, %s)", router.QuoteLiteral(n), router.QuoteLiteral(values[n]))
-	}
-	b.WriteString(") v(name, value) JOIN pg_catalog.pg_settings s ON lower(s.name) = lower(v.name)" +
-		" WHERE s.setting IS NOT DISTINCT FROM s.reset_val")
-	return b.String()
-}

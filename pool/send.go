@@ -3,6 +3,7 @@ package pool
 import (
 	"time"
 
+	"github.com/cmlite/cmpool/pool/internal/session"
 	"github.com/cmlite/cmpool/router"
 )
 
@@ -68,14 +69,14 @@ func (c *clientSession) send(l *lease, msg []byte) error {
 			t := withSettingEffects(c.srv.classifier, q, traitsOf(q))
 			c.mu.Lock()
 			warn := l.applyTraits(t)
-			l.scheduleRestore(t.resets, l.sentSeq)
+			l.scheduleRestore(t.Resets, l.sentSeq)
 			c.mu.Unlock()
 			if warn {
 				c.warnSessionBound()
 			}
 		} else if q := c.text(queryText(msg)); q != "" {
 			kind, name := router.CommandOf(q)
-			if r := resetsOfQuery(q, kind, name); r != nil {
+			if r := session.ResetsOfQuery(q, kind, name); r != nil {
 				c.mu.Lock()
 				l.scheduleRestore(r, l.sentSeq)
 				c.mu.Unlock()

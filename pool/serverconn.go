@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgproto3"
 
+	"github.com/cmlite/cmpool/pool/internal/session"
 	"github.com/cmlite/cmpool/pool/internal/stmt"
 	"github.com/cmlite/cmpool/protocol"
 )
@@ -98,7 +99,7 @@ func (sc *serverConn) param(name string) (string, bool) {
 
 // noteParameterStatus records a ParameterStatus the server sent.
 func (sc *serverConn) noteParameterStatus(name, value string) {
-	if serverOnlyParams[name] {
+	if session.IsServerOnly(name) {
 		sc.defaults[name] = value // a fact about the server, not a setting to reset
 		return
 	}

@@ -10,12 +10,12 @@ import (
 	"net"
 	"os"
 	"runtime/debug"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
 
+	"github.com/cmlite/cmpool/pool/internal/session"
 	"github.com/cmlite/cmpool/pool/internal/stmt"
 	"github.com/cmlite/cmpool/protocol"
 	"github.com/cmlite/cmpool/router"
@@ -62,13 +62,10 @@ type clientSession struct {
 	poolGen  uint64       // Server.primaryGen when pool was looked up
 	mode     Mode
 
-	// params are the session parameters this client wants on any server it uses, and
-	// paramsVersion counts their changes. The client goroutine reads them between leases;
+	// settings are the session parameters this client wants on any server it uses, and
+	// their startup values. Guarded by mu: the client goroutine reads them between leases;
 	// the relay updates them from ParameterStatus while a lease is active.
-	params        map[string]string
-	paramsVersion uint64
-	// initialParams are the parameters as the session started, for DISCARD ALL.
-	initialParams map[string]string
+	settings session.Settings
 
 	// stmts are the client's prepared statements: its names for shared server
 	// statements, its unnamed statement, and named Parses held back while it has no
@@ -128,32 +125,6 @@ const clientBufSize = 8 * 1024
 
 // readyIdle is ReadyForQuery with status idle.
 var readyIdle = protocol.AppendReadyForQuery(nil, 'I')
-
-// ignoredStartupParams are startup parameters that are not session settings.
-var ignoredStartupParams = map[string]bool{
-	"user": true, "database": true, "options": true, "replication": true,
-}
-
-// reportedParams are the parameters PostgreSQL reports with ParameterStatus, in the
-// spelling it uses. Parameter names are case-insensitive; cmpool keeps these in the
-// server's spelling and every other name in lower case, so that names compare equal.
-var reportedParams = func() map[string]string {
-	m := make(map[string]string)
-	for _, n := range []string{"application_name", "client_encoding", "DateStyle", "default_transaction_read_only",
-		"in_hot_standby", "integer_datetimes", "IntervalStyle", "is_superuser", "scram_iterations", "search_path",
-		"server_encoding", "server_version", "session_authorization", "standard_conforming_strings", "TimeZone"} {
-		m[strings.ToLower(n)] = n
-	}
-	return m
-}()
-
-func canonicalParamName(name string) string {
-	l := strings.ToLower(name)
-	if n, ok := reportedParams[l]; ok {
-		return n
-	}
-	return l
-}
 
 // serve runs one client connection from startup to close.
 func (c *clientSession) serve(ctx context.Context) {

@@ -3,14 +3,13 @@ package pool
 import (
 	"context"
 	"fmt"
-	"maps"
 	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgproto3"
 
+	"github.com/cmlite/cmpool/pool/internal/session"
 	"github.com/cmlite/cmpool/protocol"
-	"github.com/cmlite/cmpool/router"
 )
 
 // Session state that outlives a transaction, in transaction and statement modes.
@@ -36,55 +35,15 @@ import (
 // if it holds any (tempobjects.go).
 //
 // RESET returning to the client's startup values is in resetrestore.go; settings changed
-// by set_config, functions, DO or CALL are read back as untracked.go says.
+// by set_config, functions, DO or CALL are read back as untracked.go says. The client's
+// settings themselves, and the SQL that reads them back or applies them, are
+// pool/internal/session's.
 
-// queryTraits is what cmpool needs to know about a statement's text.
-type queryTraits struct {
-	track        []string // parameters it may change ("*" for RESET ALL)
-	sessionBound bool     // uses something that outlives the transaction on the server
-	// mentionsTemp: the text mentions temporary objects without creating one cmpool can
-	// see (ON COMMIT DROP, a DO block, …); the server is checked for them when released.
-	mentionsTemp bool
-	// resets are the parameters it returns to their reset values (resetAll for RESET ALL
-	// and DISCARD ALL): see scheduleRestore.
-	resets []string
-	// untracked: it may change settings it does not name (set_config, DO, …); opaque:
-	// custom ones whose names it does not give either; settingNames are custom
-	// parameters it names, settingFuncs the user-defined functions it calls, which may
-	// change settings too (shared, read only; see router.Verdict).
-	untracked, opaque          bool
-	settingNames, settingFuncs []string
-}
+// queryTraits is what cmpool needs to know about a statement's text (session.Traits).
+type queryTraits = session.Traits
 
-// traitsOf inspects the first statement of a query.
-func traitsOf(q string) queryTraits {
-	var t queryTraits
-	kind, name := router.CommandOf(q)
-	t.resets = resetsOfQuery(q, kind, name)
-	switch kind {
-	case router.CommandSet, router.CommandReset:
-		switch {
-		case name == "characteristics":
-			t.track = router.CharacteristicsParams
-		case name == "timezone" || name == "session_authorization":
-			// Reported by the server: ParameterStatus covers it.
-		default:
-			if _, reported := reportedParams[name]; !reported || name == "search_path" {
-				t.track = []string{name}
-			}
-		}
-	case router.CommandResetAll:
-		t.track = []string{"*"}
-	case router.CommandListen, router.CommandPrepare:
-		// Refused as simple queries; through the extended protocol they reach the server,
-		// so the server is reset before anyone else gets it.
-		t.sessionBound = true
-		return t
-	}
-	t.sessionBound = router.SessionBound(q)
-	t.mentionsTemp = router.ContainsFold(q, "temp")
-	return t
-}
+// traitsOf inspects the first statement of a query (session.TraitsOf).
+func traitsOf(q string) queryTraits { return session.TraitsOf(q) }
 
 // applyTraits records a statement sent on l. The caller holds c.mu. It reports whether
 // the client should be warned now (the first session-bound statement of the lease).
@@ -93,32 +52,32 @@ func (l *lease) applyTraits(t queryTraits) (warn bool) {
 	if c.mode == ModeSession {
 		return false
 	}
-	for _, n := range t.track {
+	for _, n := range t.Track {
 		if n == "*" {
-			for k := range c.params {
-				if _, reported := reportedParams[strings.ToLower(k)]; !reported {
+			for k := range c.settings.Names() {
+				if !session.IsReported(strings.ToLower(k)) {
 					l.track = appendUnique(l.track, k)
 				}
 			}
 			l.track = appendUnique(l.track, "search_path")
 			continue
 		}
-		l.track = appendUnique(l.track, canonicalParamName(n))
+		l.track = appendUnique(l.track, session.CanonicalName(n))
 	}
 	// Code cmpool cannot see (a user-defined function, DO, EXECUTE) may create temporary
 	// objects as well as change settings: the server is checked for them too.
-	if t.mentionsTemp || t.untracked || len(t.settingFuncs) > 0 {
+	if t.MentionsTemp || t.Untracked || len(t.SettingFuncs) > 0 {
 		l.tempCheck = true
 	}
-	l.untracked = l.untracked || t.untracked
-	l.opaque = l.opaque || t.opaque
-	for _, n := range t.settingNames {
+	l.untracked = l.untracked || t.Untracked
+	l.opaque = l.opaque || t.Opaque
+	for _, n := range t.SettingNames {
 		l.settingNames = appendUnique(l.settingNames, n)
 	}
-	for _, f := range t.settingFuncs {
+	for _, f := range t.SettingFuncs {
 		l.settingFuncs = appendUnique(l.settingFuncs, f)
 	}
-	if t.sessionBound && !l.resetNeeded {
+	if t.SessionBound && !l.resetNeeded {
 		l.resetNeeded = true
 		return true
 	}
@@ -156,38 +115,17 @@ func (c *clientSession) warnSessionBound() {
 func (l *lease) syncTracked() bool {
 	c := l.c
 	names := l.track
-	var q strings.Builder
-	q.WriteString("SELECT ")
-	cols := len(names)
-	for i, n := range names {
-		if i > 0 {
-			q.WriteString(", ")
-		}
-		fmt.Fprintf(&q, "current_setting(%s, true)", router.QuoteLiteral(n))
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), c.srv.conf().ServerConnectTimeout)
-	res, err := l.sc.exec(ctx, q.String())
+	res, err := l.sc.exec(ctx, session.TrackedReadback(names))
 	cancel()
-	ok := err == nil && res.err == nil && len(res.row) == cols && l.sc.txStatus == 'I'
+	ok := err == nil && res.err == nil && len(res.row) == len(names) && l.sc.txStatus == 'I'
 
 	c.mu.Lock()
 	if !ok {
 		c.log.Warn("could not read back session state", "error", err, "server_error", res.err)
 	} else if len(names) > 0 {
-		params := maps.Clone(c.params)
-		for i, n := range names {
-			v := res.row[i]
-			if v == "" {
-				delete(params, n)
-				delete(l.sc.set, n)
-				continue
-			}
-			params[n] = v
-			l.sc.set[n] = v
-		}
-		c.params = params
-		c.paramsVersion++
-		l.sc.configuredFor, l.sc.configuredVersion = c, c.paramsVersion
+		c.settings.ApplyTracked(l.sc.set, names, res.row)
+		l.sc.configuredFor, l.sc.configuredVersion = c, c.settings.Version()
 	}
 	l.track = nil
 	l.to(leaseReturning)
@@ -221,4 +159,17 @@ func (c *clientSession) refuseListen() *protocol.Error {
 		fmt.Sprintf("LISTEN is not supported in %s pooling mode: notifications would reach whichever client next uses the server", c.mode))
 	pe.Hint = "listen on a connection with pool_mode = session, or connect directly"
 	return pe
+}
+
+// discardSettings returns the session's settings to their startup values for DISCARD
+// ALL, and returns the ParameterStatus messages a server would send for it. The caller
+// holds c.mu.
+func (c *clientSession) discardSettings() []byte {
+	var defaults map[string]string
+	if w, ok := c.srv.welcomes.Load(welcomeKey{c.database, c.user}); ok {
+		defaults = w.(map[string]string)
+	}
+	out := c.settings.DiscardStatuses(nil, defaults)
+	c.settings.Discard()
+	return out
 }

@@ -5,55 +5,32 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/cmlite/cmpool/pool/internal/session"
 	"github.com/cmlite/cmpool/router"
 )
 
-func TestResetsOf(t *testing.T) {
-	for _, tc := range []struct {
-		q    string
-		want []string
-	}{
-		{"RESET DateStyle", []string{"DateStyle"}},
-		{"reset time zone", []string{"TimeZone"}},
-		{"RESET work_mem", []string{"work_mem"}},
-		{"RESET ALL", resetAll},
-		{"DISCARD ALL", resetAll},
-		{"SET DateStyle = ISO", nil},
-		{"SET DateStyle TO DEFAULT", []string{"DateStyle"}},
-		{"set session work_mem = default;", []string{"work_mem"}},
-		{"SET TIME ZONE LOCAL", []string{"TimeZone"}},
-		{"set time zone default", []string{"TimeZone"}},
-		{"SET LOCAL DateStyle TO DEFAULT", nil},
-		{"SET DateStyle TO 'default'", nil},
-		{"SET DateStyle TO DEFAULT; SELECT 1", []string{"DateStyle"}},
-		{"SET DateStyle TO DEFAULT, 'x'", nil},
-		{"SET ROLE DEFAULT", nil},
-		{"SELECT 1", nil},
-	} {
-		t.Run(tc.q, func(t *testing.T) {
-			kind, name := router.CommandOf(tc.q)
-			require.Equal(t, tc.want, resetsOfQuery(tc.q, kind, name))
-			require.Equal(t, tc.want, traitsOf(tc.q).resets)
+// TestTraitsResets: a query's traits name the parameters its first statement resets.
+func TestTraitsResets(t *testing.T) {
+	for _, q := range []string{"RESET DateStyle", "reset time zone", "RESET ALL", "DISCARD ALL", "SET DateStyle = ISO",
+		"SET DateStyle TO DEFAULT; SELECT 1", "SET LOCAL DateStyle TO DEFAULT", "SELECT 1"} {
+		t.Run(q, func(t *testing.T) {
+			kind, name := router.CommandOf(q)
+			require.Equal(t, session.ResetsOfQuery(q, kind, name), traitsOf(q).Resets)
 		})
 	}
-}
-
-func TestRestoreQuery(t *testing.T) {
-	q := restoreQuery(map[string]string{"work_mem": "7MB", "DateStyle": "German, DMY", "search_path": `"it's", public`})
-	require.Equal(t, `SELECT pg_catalog.set_config(s.name, v.value, false) FROM (VALUES `+
-		`('DateStyle', 'German, DMY'), ('search_path', '"it''s", public'), ('work_mem', '7MB')) v(name, value) `+
-		`JOIN pg_catalog.pg_settings s ON lower(s.name) = lower(v.name) WHERE s.setting IS NOT DISTINCT FROM s.reset_val`, q)
+	require.Equal(t, []string{"DateStyle"}, traitsOf("SET DateStyle TO DEFAULT").Resets)
 }
 
 func TestScheduleRestore(t *testing.T) {
-	c := &clientSession{initialParams: map[string]string{"DateStyle": "German, DMY", "work_mem": "7MB"}}
+	c := &clientSession{settings: session.NewSettings(map[string]string{"DateStyle": "German, DMY", "work_mem": "7MB"})}
+	c.settings.MarkStartup()
 	l := &lease{c: c}
 	l.scheduleRestore([]string{"TimeZone"}, 3)
 	require.Zero(t, l.restoreSeg, "not a startup parameter: nothing to restore")
 	l.scheduleRestore([]string{"DateStyle"}, 3)
 	require.Equal(t, uint64(3), l.restoreSeg)
 	require.Equal(t, []string{"DateStyle"}, l.restore)
-	l.scheduleRestore(resetAll, 3)
+	l.scheduleRestore(session.ResetAll, 3)
 	require.Equal(t, []string{"DateStyle", "*"}, l.restore)
 
 	l.sentSeq, l.recvSeq = 2, 1
@@ -65,4 +42,23 @@ func TestScheduleRestore(t *testing.T) {
 	require.True(t, l.restoreDue())
 	l.recvSeq = 3
 	require.False(t, l.restoreDue())
+}
+
+// BenchmarkSettingEffects judges how a simple query may change settings untracked, as
+// the client goroutine does for every simple query in transaction mode: a query that
+// calls no function is judged by a glance, one that does by the classifier's cache.
+func BenchmarkSettingEffects(b *testing.B) {
+	cl := router.NewClassifier(0)
+	for _, q := range []string{
+		"SELECT abalance FROM pgbench_accounts WHERE aid = $1",
+		"SELECT my_func($1)",
+		"UPDATE pgbench_accounts SET abalance = abalance + $1 WHERE aid = $2",
+	} {
+		b.Run(q, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				withSettingEffects(cl, q, traitsOf(q))
+			}
+		})
+	}
 }

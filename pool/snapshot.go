@@ -138,7 +138,7 @@ func (s *Server) clientSnapshot(details bool) []admin.Client {
 				if c.lease != nil {
 					cl.Link = serverPtr(c.lease.sc)
 				}
-				cl.ApplicationName = c.params["application_name"]
+				cl.ApplicationName = c.settings.Value("application_name")
 				cl.PreparedStatements = c.stmts.Len()
 				c.mu.Unlock()
 				if c.tlsConn != nil {

@@ -13,6 +13,7 @@ import (
 	"github.com/jackc/pgx/v5/pgproto3"
 	"github.com/jackc/puddle/v2"
 
+	"github.com/cmlite/cmpool/pool/internal/session"
 	"github.com/cmlite/cmpool/protocol"
 )
 
@@ -83,8 +84,8 @@ func (c *clientSession) startup(ctx context.Context) error {
 	}
 	params := make(map[string]string, len(sm.Parameters))
 	for k, v := range sm.Parameters {
-		if !ignoredStartupParams[k] {
-			params[canonicalParamName(k)] = v
+		if !session.IgnoredStartup(k) {
+			params[session.CanonicalName(k)] = v
 		}
 	}
 	if opts := sm.Parameters["options"]; opts != "" {
@@ -93,7 +94,7 @@ func (c *clientSession) startup(ctx context.Context) error {
 			return protocol.NewFatal(protocol.CodeFeatureNotSupported, err.Error())
 		}
 		for k, v := range o {
-			params[canonicalParamName(k)] = v
+			params[session.CanonicalName(k)] = v
 		}
 	}
 	c.route = routeAuto
@@ -109,7 +110,7 @@ func (c *clientSession) startup(ctx context.Context) error {
 	if r := c.srv.conf().Databases[c.database].Route; r != "" {
 		c.route = r
 	}
-	c.params = params
+	c.settings = session.NewSettings(params)
 	if err := c.authenticate(ctx); err != nil {
 		return err
 	}
@@ -184,12 +185,8 @@ func (c *clientSession) startup(ctx context.Context) error {
 	for k, v := range sc.set {
 		report[k] = v
 	}
-	for k := range c.params {
-		if v, ok := report[k]; ok {
-			c.params[k] = v
-		}
-	}
-	sc.configuredFor, sc.configuredVersion = c, c.paramsVersion
+	c.settings.Adopt(report)
+	sc.configuredFor, sc.configuredVersion = c, c.settings.Version()
 	if err := c.welcome(report); err != nil {
 		bp.release(res)
 		return err
@@ -212,11 +209,7 @@ func (c *clientSession) startup(ctx context.Context) error {
 // a server refuses a bad one at the first query).
 func (c *clientSession) loginWithoutServer(serverParams map[string]string) error {
 	report := maps.Clone(serverParams)
-	for k, v := range c.params {
-		if _, ok := report[k]; ok {
-			report[k] = v
-		}
-	}
+	c.settings.Over(report)
 	if err := c.welcome(report); err != nil {
 		return err
 	}
@@ -230,7 +223,7 @@ func (c *clientSession) welcome(report map[string]string) error {
 	if err := c.srv.registerClient(c); err != nil {
 		return err
 	}
-	c.initialParams = maps.Clone(c.params)
+	c.settings.MarkStartup()
 	names := make([]string, 0, len(report))
 	for k := range report {
 		names = append(names, k)

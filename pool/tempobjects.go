@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/cmlite/cmpool/pool/internal/session"
 	"github.com/cmlite/cmpool/protocol"
 	"github.com/cmlite/cmpool/router"
 )
@@ -25,11 +26,6 @@ func (c *clientSession) refuseTempObject(what string) *protocol.Error {
 	return pe
 }
 
-// tempObjectsQuery tells whether the server holds temporary objects.
-const tempObjectsQuery = "SELECT EXISTS (SELECT FROM pg_catalog.pg_class WHERE relnamespace = pg_catalog.pg_my_temp_schema())" +
-	" OR EXISTS (SELECT FROM pg_catalog.pg_proc WHERE pronamespace = pg_catalog.pg_my_temp_schema())" +
-	" OR EXISTS (SELECT FROM pg_catalog.pg_type WHERE typnamespace = pg_catalog.pg_my_temp_schema())"
-
 // dropTempObjects runs before a server whose transaction mentioned temporary objects goes
 // back to the pool: if the server holds any (created where the grammar could not see, as
 // in a DO block), it is reset, so that they reach no other client. It reports whether the
@@ -38,7 +34,7 @@ func (l *lease) dropTempObjects() bool {
 	c := l.c
 	timeout := c.srv.conf().ServerConnectTimeout
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	res, err := l.sc.exec(ctx, tempObjectsQuery)
+	res, err := l.sc.exec(ctx, session.TempObjectsQuery)
 	cancel()
 	if err != nil || res.err != nil || l.sc.txStatus != 'I' || len(res.row) != 1 {
 		return false

@@ -8,7 +8,7 @@ func BenchmarkTraitsOf(b *testing.B) {
 	const q = "SELECT abalance FROM pgbench_accounts WHERE aid = 4711;"
 	b.ReportAllocs()
 	for b.Loop() {
-		if t := traitsOf(q); t.sessionBound || t.track != nil {
+		if t := traitsOf(q); t.SessionBound || t.Track != nil {
 			b.Fatal("a plain SELECT has no traits")
 		}
 	}

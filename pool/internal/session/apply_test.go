@@ -1,11 +1,11 @@
-package pool
+package session_test
 
 import (
 	"testing"
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/cmlite/cmpool/router"
+	"github.com/cmlite/cmpool/pool/internal/session"
 )
 
 func TestParamsOrder(t *testing.T) {
@@ -62,42 +62,33 @@ func TestParamsOrder(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			sc := &serverConn{defaults: login, set: tc.set}
-			require.Equal(t, tc.want, paramsQuery(planParams(sc, tc.params, tc.resetAll)))
+			sv := session.Server{Defaults: login, Set: tc.set}
+			require.Equal(t, tc.want, session.Query(session.Plan(sv, tc.params, tc.resetAll)))
 		})
 	}
 }
 
-func TestParseReadback(t *testing.T) {
-	got, funcs, err := parseReadback(`[[["work_mem", "4MB", false], ["work_mem", "4MB", true], ["myapp.x", null, false], ["timezone", "UTC", true]], {"f": [true, false, ["work_mem"]], "g": [false, false, []]}]`)
-	require.NoError(t, err)
-	require.Len(t, got, 3)
-	require.True(t, got["work_mem"].session)
-	require.Equal(t, "4MB", *got["work_mem"].value)
-	require.Nil(t, got["myapp.x"].value)
-	require.Equal(t, "UTC", *got["TimeZone"].value)
-	require.Equal(t, map[string]judgement{"f": {mayChange: true, names: []string{"work_mem"}}, "g": {names: []string{}}}, funcs)
-	for _, bad := range []string{`[[["x"]], {}]`, `[[]]`, `{}`, `[[], {"f": [true]}]`} {
-		_, _, err = parseReadback(bad)
-		require.Error(t, err, bad)
+func TestRecordApplied(t *testing.T) {
+	sv := session.Server{
+		Defaults: map[string]string{"TimeZone": "UTC", "DateStyle": "ISO, MDY"},
+		// TimeZone as its ParameterStatus recorded it after set_config.
+		Set: map[string]string{"work_mem": "1MB", "myapp.tenant": "a", "TimeZone": "Etc/GMT"},
 	}
+	session.RecordApplied(sv, map[string]string{"work_mem": "2MB", "TimeZone": "GMT", "DateStyle": "German", "search_path": "s"})
+	require.Equal(t, map[string]string{"work_mem": "2MB", "search_path": "s", "TimeZone": "Etc/GMT"}, sv.Set,
+		"reported parameters are recorded from ParameterStatus; the others as applied, and the rest dropped")
+	v, ok := sv.Value("search_path")
+	require.True(t, ok)
+	require.Equal(t, "s", v)
+	v, _ = sv.Value("DateStyle")
+	require.Equal(t, "ISO, MDY", v)
 }
 
-// BenchmarkSettingEffects judges how a simple query may change settings untracked, as
-// the client goroutine does for every simple query in transaction mode: a query that
-// calls no function is judged by a glance, one that does by the classifier's cache.
-func BenchmarkSettingEffects(b *testing.B) {
-	cl := router.NewClassifier(0)
-	for _, q := range []string{
-		"SELECT abalance FROM pgbench_accounts WHERE aid = $1",
-		"SELECT my_func($1)",
-		"UPDATE pgbench_accounts SET abalance = abalance + $1 WHERE aid = $2",
-	} {
-		b.Run(q, func(b *testing.B) {
-			b.ReportAllocs()
-			for b.Loop() {
-				withSettingEffects(cl, q, traitsOf(q))
-			}
-		})
-	}
+func TestRefusedError(t *testing.T) {
+	e := session.RefusedError([]string{"myapp.x"}, "42704", "unrecognized configuration parameter", "d")
+	require.Equal(t, "42704", e.Code)
+	require.Equal(t, `session setting "myapp.x" could not be restored on a server connection: unrecognized configuration parameter`, e.Message)
+	require.Equal(t, "d", e.Detail)
+	e = session.RefusedError([]string{"a.b", "role"}, "22023", "m", "")
+	require.Equal(t, `session settings "a.b", "role" could not be restored on a server connection: m`, e.Message)
 }

@@ -1,0 +1,101 @@
+package session
+
+import (
+	"iter"
+	"maps"
+)
+
+// Settings are a client's session parameters: the values it wants on any server it uses,
+// by canonical name (CanonicalName), a version that counts their changes, and the values
+// they had when the session started (what RESET and DISCARD ALL return to).
+//
+// Settings is not safe for concurrent use: its owner guards it (pool: the session
+// mutex). A map returned by Clone is the caller's.
+type Settings struct {
+	params  map[string]string
+	version uint64
+	startup map[string]string
+}
+
+// NewSettings returns settings holding params, which it keeps.
+func NewSettings(params map[string]string) Settings {
+	if params == nil {
+		params = make(map[string]string)
+	}
+	return Settings{params: params}
+}
+
+// Version counts the changes: a server configured at one version needs no comparison
+// while the version stays.
+func (s *Settings) Version() uint64 { return s.version }
+
+// Lookup returns the value of parameter name.
+func (s *Settings) Lookup(name string) (string, bool) {
+	v, ok := s.params[name]
+	return v, ok
+}
+
+// Value returns the value of parameter name, or "".
+func (s *Settings) Value(name string) string { return s.params[name] }
+
+// Clone returns a copy of the parameters.
+func (s *Settings) Clone() map[string]string { return maps.Clone(s.params) }
+
+// Names returns the parameters' names, in no order.
+func (s *Settings) Names() iter.Seq[string] { return maps.Keys(s.params) }
+
+// Set makes value the value of name (a ParameterStatus from the server). It reports
+// whether that changed anything.
+func (s *Settings) Set(name, value string) bool {
+	if s.params[name] == value {
+		return false
+	}
+	if s.params == nil {
+		s.params = make(map[string]string)
+	}
+	s.params[name] = value
+	s.version++
+	return true
+}
+
+// Replace makes params the parameters, as a new version; it keeps params.
+func (s *Settings) Replace(params map[string]string) {
+	s.params = params
+	s.version++
+}
+
+// Drop removes names, as a new version.
+func (s *Settings) Drop(names []string) {
+	params := maps.Clone(s.params)
+	for _, n := range names {
+		delete(params, n)
+	}
+	s.Replace(params)
+}
+
+// Adopt takes, for each parameter that report has, the value in report (the server's
+// spelling of it, such as its time zone name), without a new version: it is the same
+// setting.
+func (s *Settings) Adopt(report map[string]string) {
+	for k := range s.params {
+		if v, ok := report[k]; ok {
+			s.params[k] = v
+		}
+	}
+}
+
+// Over writes into report, for each parameter report has, the client's value.
+func (s *Settings) Over(report map[string]string) {
+	for k, v := range s.params {
+		if _, ok := report[k]; ok {
+			report[k] = v
+		}
+	}
+}
+
+// MarkStartup records the parameters as they are now as the session's startup values.
+func (s *Settings) MarkStartup() { s.startup = maps.Clone(s.params) }
+
+// Discard returns the parameters to their startup values, as DISCARD ALL does, as a new
+// version.
+func (s *Settings) Discard() { s.Replace(maps.Clone(s.startup)) }

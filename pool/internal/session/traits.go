@@ -1,0 +1,65 @@
+package session
+
+import "github.com/cmlite/cmpool/router"
+
+// Traits is what cmpool needs to know about a statement's text to keep a session's
+// state: the parameters it may change or reset, and whether it uses something that
+// outlives its transaction on the server.
+type Traits struct {
+	Track        []string // parameters it may change ("*" for RESET ALL)
+	SessionBound bool     // uses something that outlives the transaction on the server
+	// MentionsTemp: the text mentions temporary objects without creating one cmpool can
+	// see (ON COMMIT DROP, a DO block, …); the server is checked for them when released.
+	MentionsTemp bool
+	// Resets are the parameters it returns to their reset values (ResetAll for RESET ALL
+	// and DISCARD ALL).
+	Resets []string
+	// Untracked: it may change settings it does not name (set_config, DO, …); Opaque:
+	// custom ones whose names it does not give either; SettingNames are custom
+	// parameters it names, SettingFuncs the user-defined functions it calls, which may
+	// change settings too (shared, read only; see router.Verdict).
+	Untracked, Opaque          bool
+	SettingNames, SettingFuncs []string
+}
+
+// TraitsOf inspects the first statement of a query.
+func TraitsOf(q string) Traits {
+	var t Traits
+	kind, name := router.CommandOf(q)
+	t.Resets = ResetsOfQuery(q, kind, name)
+	switch kind {
+	case router.CommandSet, router.CommandReset:
+		switch {
+		case name == "characteristics":
+			t.Track = router.CharacteristicsParams
+		case name == "timezone" || name == "session_authorization":
+			// Reported by the server: ParameterStatus covers it.
+		default:
+			if !IsReported(name) || name == "search_path" {
+				t.Track = []string{name}
+			}
+		}
+	case router.CommandResetAll:
+		t.Track = []string{"*"}
+	case router.CommandListen, router.CommandPrepare:
+		// Refused as simple queries; through the extended protocol they reach the server,
+		// so the server is reset before anyone else gets it.
+		t.SessionBound = true
+		return t
+	}
+	t.SessionBound = router.SessionBound(q)
+	t.MentionsTemp = router.ContainsFold(q, "temp")
+	return t
+}
+
+// WithSettingEffects adds to t what the classifier says of how q may change settings
+// without naming them. Statements that differ only in numbers share a verdict.
+func WithSettingEffects(cl *router.Classifier, q string, t Traits) Traits {
+	if cl == nil || !router.MayChangeSettings(q) {
+		return t
+	}
+	v := cl.Classify(router.WithoutNumbers(q))
+	t.Untracked, t.Opaque = v.UntrackedSettings, v.OpaqueSettings
+	t.SettingNames, t.SettingFuncs = v.SettingNames, v.SettingFuncs
+	return t
+}
