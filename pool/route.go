@@ -19,75 +19,57 @@ import (
 //
 // The decision is made at the first message of each transaction, when the client has
 // no server: its statement (a simple query, or the statement a Parse, Bind or Describe
-// names) is classified by the router with the PostgreSQL grammar. Reads that cannot
-// write go to a usable replica that has replayed the client's own writes; everything
-// else, and every transaction opened with a plain BEGIN, goes to the primary. Session
-// mode never routes: the client keeps its first server.
+// names) is classified by the router with the PostgreSQL grammar, and router.Decide
+// says where it goes from the verdict, the client's cmpool.route and the Router hook.
+// Reads that cannot write go to a usable replica that has replayed the client's own
+// writes; everything else, and every transaction opened with a plain BEGIN, goes to the
+// primary. Session mode never routes: the client keeps its first server. This file does
+// the I/O the decision needs: the primary's WAL position, the wait for a replica, the
+// volatility of functions.
 
 // backendPrimary is the backend index of the primary; replica i is i+1.
 const backendPrimary = 0
 
 // Routing values of cmpool.route and [databases.NAME] route.
 const (
-	routeAuto    = "auto"
-	routePrimary = "primary"
-	routeReplica = "replica"
+	routeAuto    = router.RouteAuto
+	routePrimary = router.RoutePrimary
+	routeReplica = router.RouteReplica
 )
 
+// routable reports whether the client's transactions may go to a replica: replicas are
+// configured (rs), the pool mode is not session (the client keeps its first server), and
+// the database is not mapped to another server (replicas replicate the primary).
+func (c *clientSession) routable(rs *router.ReplicaSet) bool {
+	return rs != nil && c.mode != ModeSession && c.srv.conf().Databases[c.database].URL == ""
+}
+
 // routeFor picks the backend for a transaction starting with msg (nil for a message
-// read as a stream). replica is the replica set index when a replica was picked (the
-// caller must call replicas.Done), else -1. forced is set when a hint, cmpool.route or
-// the database's route chose the replica: then a write there fails instead of moving to
+// read as a stream), as router.Decide says, and does the I/O the decision needs.
+// replica is the replica set index when a replica was picked (the caller must call
+// replicas.Done), else -1. forced is set when a hint, cmpool.route, the database's route
+// or the Router hook chose the replica: then a write there fails instead of moving to
 // the primary.
 func (c *clientSession) routeFor(ctx context.Context, rs *router.ReplicaSet, typ byte, msg []byte) (backend, replica int, mayWrite, forced bool) {
-	if rs == nil || c.mode == ModeSession || c.srv.conf().Databases[c.database].URL != "" {
-		// Replicas replicate the primary: a database mapped elsewhere is not routed.
+	if !c.routable(rs) || c.beginDeferred {
+		// A plain BEGIN held back opened the transaction: the primary, as for any plain BEGIN.
 		return backendPrimary, -1, true, false
 	}
-	if c.beginDeferred {
-		// A plain BEGIN opened the transaction: the primary, as for any plain BEGIN.
-		return backendPrimary, -1, true, false
-	}
-	v := c.verdictFor(typ, msg)
-	// Whether the transaction may write, so that its commit position must be read for
-	// read-your-writes. Unknown statements, plain BEGIN and functions count as writes.
-	mayWrite = v == nil || v.Write && !v.SessionOnly || v.Begin && !v.ReadOnly || v.End || len(v.Funcs) > 0
-	route := c.route
-	if c.routeOnce != "" {
-		route = c.routeOnce
-	}
-	if v != nil && v.Hint != "" {
-		route = v.Hint
-	}
+	in := router.RouteInput{Verdict: c.verdictFor(typ, msg), Session: c.route, Local: c.routeOnce}
 	if hook := c.srv.conf().Router; hook != nil {
-		req := RouteRequest{Database: c.database, User: c.user, Write: true, Hinted: Route(route)}
-		if route == routeAuto {
-			req.Hinted = RouteDefault
-		}
-		req.Query, _ = c.queryFor(typ, msg)
-		if v != nil {
-			req.Write = v.Write || v.Begin && !v.ReadOnly || v.End
-			req.Reason = v.Reason
-		}
-		switch hook.Route(req) {
+		switch hook.Route(c.routeRequest(&in, typ, msg)) {
 		case RoutePrimary:
-			route = routePrimary
+			in.Override = router.RoutePrimary
 		case RouteReplica:
-			route = routeReplica
+			in.Override = router.RouteReplica
 		}
 	}
-	switch route {
-	case routePrimary:
-		return backendPrimary, -1, mayWrite, true
-	case routeReplica:
-		forced = true
-	default:
-		if v == nil || v.Write || v.Begin && !v.ReadOnly || v.End || v.ReadOnly && !v.Begin {
-			return backendPrimary, -1, mayWrite, false
-		}
-		if len(v.Funcs) > 0 && c.anyVolatile(ctx, v.Funcs) {
-			return backendPrimary, -1, true, false
-		}
+	d := router.Decide(in)
+	if d.Target == router.TargetPrimary {
+		return backendPrimary, -1, d.MayWrite, d.Forced
+	}
+	if d.CheckFuncs && c.anyVolatile(ctx, in.Verdict.Funcs) {
+		return backendPrimary, -1, true, false
 	}
 	min, err := c.readLSN(ctx, rs)
 	if err != nil {
@@ -106,7 +88,20 @@ func (c *clientSession) routeFor(ctx context.Context, rs *router.ReplicaSet, typ
 		c.srv.routedPrimaryFallback.Add(1)
 		return backendPrimary, -1, false, false
 	}
-	return idx + 1, idx, false, forced
+	return idx + 1, idx, false, d.Forced
+}
+
+// routeRequest is what the Router hook is asked about the transaction in describes.
+func (c *clientSession) routeRequest(in *router.RouteInput, typ byte, msg []byte) RouteRequest {
+	req := RouteRequest{Database: c.database, User: c.user, Write: in.Verdict.PrimaryOnly()}
+	if r := in.Requested(); r != routeAuto {
+		req.Hinted = Route(r)
+	}
+	req.Query, _ = c.queryFor(typ, msg)
+	if in.Verdict != nil {
+		req.Reason = in.Verdict.Reason
+	}
+	return req
 }
 
 // loginOnReplica logs a client in on a usable replica when the primary failed with err, a
@@ -115,7 +110,7 @@ func (c *clientSession) routeFor(ctx context.Context, rs *router.ReplicaSet, typ
 // mapped to another server, never use replicas. It returns nil when no replica can serve.
 func (c *clientSession) loginOnReplica(ctx context.Context, err error) (*backendPool, *puddle.Resource[*serverConn]) {
 	rs := c.srv.rs()
-	if rs == nil || c.mode == ModeSession || c.srv.conf().Databases[c.database].URL != "" {
+	if !c.routable(rs) {
 		return nil, nil
 	}
 	var pgErr *pgconn.PgError
