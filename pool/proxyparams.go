@@ -40,8 +40,9 @@ func (c *clientSession) proxyCommand(q string) (bool, error) {
 	return true, c.replyLocally(reply)
 }
 
+// showSetting answers SHOW of one of cmpool's own parameters.
 func (c *clientSession) showSetting(name string) (string, *protocol.Error) {
-	if name == "cmpool.last_write_lsn" {
+	if name == router.ParamLastWriteLSN {
 		lsn, err := c.lastWritePosition(c.srv.ctx)
 		if err != nil {
 			return "", protocol.NewError(protocol.CodeConnectionFailure, fmt.Sprintf("could not read the primary's WAL position: %v", err))
@@ -51,42 +52,46 @@ func (c *clientSession) showSetting(name string) (string, *protocol.Error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	switch name {
-	case "cmpool.route":
+	case router.ParamRoute:
 		return c.route, nil
-	case "cmpool.min_lsn":
+	case router.ParamMinLSN:
 		return c.minLSN.String(), nil
 	}
-	return "", protocol.NewError("42704", fmt.Sprintf("unrecognized configuration parameter %q", name))
+	return "", unrecognizedParam(name)
 }
 
+// setSetting applies SET [LOCAL] of one of cmpool's own parameters.
 func (c *clientSession) setSetting(s *router.Setting) *protocol.Error {
-	val := strings.ToLower(strings.TrimSpace(s.Value))
 	switch s.Name {
-	case "cmpool.route":
-		switch val {
-		case routeAuto, routePrimary, routeReplica:
-		default:
-			return protocol.NewError("22023", fmt.Sprintf("invalid value for cmpool.route: %q (want primary, replica or auto)", s.Value))
+	case router.ParamRoute:
+		route, err := router.ParseRoute(strings.TrimSpace(s.Value))
+		if err != nil {
+			return protocol.NewError("22023", err.Error())
 		}
 		c.mu.Lock()
 		if s.Local {
-			c.routeOnce = val
+			c.routeOnce = route
 		} else {
-			c.route = val
+			c.route = route
 		}
 		c.mu.Unlock()
 		return nil
-	case "cmpool.min_lsn":
-		lsn, err := router.ParseLSN(strings.TrimSpace(s.Value))
+	case router.ParamMinLSN:
+		lsn, err := router.ParseMinLSN(s.Value)
 		if err != nil {
-			return protocol.NewError("22023", fmt.Sprintf("invalid value for cmpool.min_lsn: %v", err))
+			return protocol.NewError("22023", err.Error())
 		}
 		c.mu.Lock()
 		c.minLSN = lsn
 		c.mu.Unlock()
 		return nil
 	}
-	return protocol.NewError("42704", fmt.Sprintf("unrecognized configuration parameter %q", s.Name))
+	return unrecognizedParam(s.Name)
+}
+
+// unrecognizedParam is PostgreSQL's error for a parameter it does not know.
+func unrecognizedParam(name string) *protocol.Error {
+	return protocol.NewError("42704", fmt.Sprintf("unrecognized configuration parameter %q", name))
 }
 
 // appendOneValue appends a one-column, one-row text result and its CommandComplete.

@@ -29,13 +29,6 @@ import (
 // backendPrimary is the backend index of the primary; replica i is i+1.
 const backendPrimary = 0
 
-// Routing values of cmpool.route and [databases.NAME] route.
-const (
-	routeAuto    = router.RouteAuto
-	routePrimary = router.RoutePrimary
-	routeReplica = router.RouteReplica
-)
-
 // routable reports whether the client's transactions may go to a replica: replicas are
 // configured (rs), the pool mode is not session (the client keeps its first server), and
 // the database is not mapped to another server (replicas replicate the primary).
@@ -93,7 +86,7 @@ func (c *clientSession) routeFor(ctx context.Context, rs *router.ReplicaSet, typ
 // routeRequest is what the Router hook is asked about the transaction in describes.
 func (c *clientSession) routeRequest(in *router.RouteInput, typ byte, msg []byte) RouteRequest {
 	req := RouteRequest{Database: c.database, User: c.user, Write: in.Verdict.PrimaryOnly()}
-	if r := in.Requested(); r != routeAuto {
+	if r := in.Requested(); r != router.RouteAuto {
 		req.Hinted = Route(r)
 	}
 	req.Query, _ = c.queryFor(typ, msg)
