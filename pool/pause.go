@@ -113,9 +113,19 @@ func (s *Server) closeRetired(pools []*backendPool) {
 // reload or a promotion replaced, none made before a RECONNECT. It returns early when ctx
 // ends.
 func (s *Server) waitClose(ctx context.Context, database string) error {
-	tick := time.NewTicker(10 * time.Millisecond)
+	return pollUntil(ctx, func() bool { return !s.closeNeeded(database) })
+}
+
+// pollInterval is how often the console's PAUSE and WAIT_CLOSE look again at what they
+// wait for.
+const pollInterval = 10 * time.Millisecond
+
+// pollUntil returns once done reports true, looking every pollInterval, or ctx's error
+// when ctx ends first.
+func pollUntil(ctx context.Context, done func() bool) error {
+	tick := time.NewTicker(pollInterval)
 	defer tick.Stop()
-	for s.closeNeeded(database) {
+	for !done() {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
@@ -212,24 +222,16 @@ func (s *Server) clientsOf(database string) []*clientSession {
 // them. It returns early, leaving the pause in place, when ctx ends.
 func (s *Server) pause(ctx context.Context, database string) error {
 	s.setPause(database, true, false)
-	tick := time.NewTicker(10 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		busy := false
+	err := pollUntil(ctx, func() bool {
 		for _, bp := range s.poolsOf(database) {
 			if bp.p.Stat().AcquiredResources() > 0 {
-				busy = true
-				break
+				return false
 			}
 		}
-		if !busy {
-			break
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-tick.C:
-		}
+		return true
+	})
+	if err != nil {
+		return err
 	}
 	for _, bp := range s.poolsOf(database) {
 		bp.destroyIdle()
