@@ -58,11 +58,7 @@ func (s *Server) freeCancelPIDLocked(draws []uint32) (uint32, bool) {
 		// source is broken, not that the space is full.
 		return 0, false
 	}
-	bits := uint(peerIDShift)
-	if s.cancelPIDBits > 0 {
-		bits = s.cancelPIDBits
-	}
-	size := uint32(1) << bits
+	size := uint32(1) << s.peerPIDBits()
 	base := uint32(s.cfg.PeerID) << peerIDShift
 	start := draws[0] - base
 	for i := range size {
