@@ -1,7 +1,6 @@
 package pool
 
 import (
-	"fmt"
 	"maps"
 	"net"
 	"reflect"
@@ -100,17 +99,9 @@ func (s *Server) reload(cfg Config) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	primaryCfg, err := pgconn.ParseConfig(c.Primary)
+	primaryCfg, replicaCfgs, err := parseBackends(&c)
 	if err != nil {
-		return nil, fmt.Errorf("pool: primary: %w", err)
-	}
-	var replicaCfgs []*pgconn.Config
-	for i, u := range c.Replicas {
-		rc, err := pgconn.ParseConfig(u)
-		if err != nil {
-			return nil, fmt.Errorf("pool: replica %d: %w", i, err)
-		}
-		replicaCfgs = append(replicaCfgs, rc)
+		return nil, err
 	}
 
 	poolsChanged := c.Primary != old.Primary || c.DefaultPoolSize != old.DefaultPoolSize ||

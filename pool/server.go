@@ -100,21 +100,22 @@ func New(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	pc, err := pgconn.ParseConfig(c.Primary)
+	pc, replicaCfgs, err := parseBackends(&c)
 	if err != nil {
-		return nil, fmt.Errorf("pool: primary: %w", err)
+		return nil, err
 	}
 	s := &Server{
-		cfg:        c,
-		log:        c.Logger,
-		primaryCfg: pc,
-		pools:      make(map[poolKey]*backendPool),
-		listeners:  make(map[net.Listener]struct{}),
-		conns:      make(map[*clientSession]struct{}),
-		clients:    make(map[uint32]*clientSession),
-		stmts:      newStmtRegistry(),
-		observer:   c.Observer,
-		started:    time.Now(),
+		cfg:         c,
+		log:         c.Logger,
+		primaryCfg:  pc,
+		replicaCfgs: replicaCfgs,
+		pools:       make(map[poolKey]*backendPool),
+		listeners:   make(map[net.Listener]struct{}),
+		conns:       make(map[*clientSession]struct{}),
+		clients:     make(map[uint32]*clientSession),
+		stmts:       newStmtRegistry(),
+		observer:    c.Observer,
+		started:     time.Now(),
 	}
 	if s.observer == nil {
 		s.observer = ObserverFunc(func(Event) {})
@@ -150,13 +151,6 @@ func New(cfg Config) (*Server, error) {
 	s.classifier = router.NewClassifier(0)
 	s.stmts.classifier = s.classifier
 	if len(c.Replicas) > 0 {
-		for i, u := range c.Replicas {
-			rc, err := pgconn.ParseConfig(u)
-			if err != nil {
-				return nil, fmt.Errorf("pool: replica %d: %w", i, err)
-			}
-			s.replicaCfgs = append(s.replicaCfgs, rc)
-		}
 		rs, err := s.newReplicaSet(&c)
 		if err != nil {
 			return nil, err
@@ -165,6 +159,22 @@ func New(cfg Config) (*Server, error) {
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	return s, nil
+}
+
+// parseBackends parses the connection strings of c's primary and replicas.
+func parseBackends(c *Config) (primary *pgconn.Config, replicas []*pgconn.Config, err error) {
+	primary, err = pgconn.ParseConfig(c.Primary)
+	if err != nil {
+		return nil, nil, fmt.Errorf("pool: primary: %w", err)
+	}
+	for i, u := range c.Replicas {
+		rc, err := pgconn.ParseConfig(u)
+		if err != nil {
+			return nil, nil, fmt.Errorf("pool: replica %d: %w", i, err)
+		}
+		replicas = append(replicas, rc)
+	}
+	return primary, replicas, nil
 }
 
 // rs returns the replica set in force, or nil without replicas.
