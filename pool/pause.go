@@ -96,18 +96,6 @@ func (s *Server) disabledDBs() map[string]bool {
 	return nil
 }
 
-// closeRetired closes pools a reload or a promotion replaced, in the background: each
-// waits for its connections in use to come back. WAIT_CLOSE waits for them.
-func (s *Server) closeRetired(pools []*backendPool) {
-	for _, bp := range pools {
-		s.closingPools.Store(bp, struct{}{})
-		go func() {
-			bp.close()
-			s.closingPools.Delete(bp)
-		}()
-	}
-}
-
 // waitClose is the console's WAIT_CLOSE: it returns once no server connection of database
 // ("" for all) is waiting to be closed (SHOW SERVERS' close_needed): none of a pool that a
 // reload or a promotion replaced, none made before a RECONNECT. It returns early when ctx
@@ -188,19 +176,6 @@ func (c *clientSession) waitUnpaused(ctx context.Context) error {
 		p = c.srv.pauses.Load()
 	}
 	return nil
-}
-
-// poolsOf returns the pools serving database, or every pool for "".
-func (s *Server) poolsOf(database string) []*backendPool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	out := make([]*backendPool, 0, len(s.pools))
-	for key, bp := range s.pools {
-		if database == "" || key.database == database {
-			out = append(out, bp)
-		}
-	}
-	return out
 }
 
 // clientsOf returns the clients of database, or every client for "".

@@ -2,8 +2,11 @@ package pool
 
 import (
 	"fmt"
+	"maps"
 
 	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/cmlite/cmpool/pool/internal/admin"
 )
 
 // poolFor returns the pool of connections to a backend (backendPrimary, or replica i as
@@ -88,4 +91,78 @@ func (s *Server) databaseTargetLocked(database string) (*pgconn.Config, error) {
 		cc.Database = database
 	}
 	return cc, nil
+}
+
+// followPromotion makes replica index the primary: another tool promoted it (it reports
+// pg_is_in_recovery() = false). Pools of the old primary are closed; clients find the new
+// one at their next transaction.
+func (s *Server) followPromotion(index int) {
+	s.mu.Lock()
+	if s.closing.Load() || index >= len(s.replicaCfgs) {
+		s.mu.Unlock()
+		return
+	}
+	newPrimary := s.replicaCfgs[index]
+	s.log.Warn("a replica was promoted: it is now the primary", "host", newPrimary.Host, "port", newPrimary.Port)
+	s.primaryCfg = newPrimary
+	var old []*backendPool
+	for key, bp := range s.pools {
+		if key.backend == backendPrimary {
+			old = append(old, bp)
+			delete(s.pools, key)
+		}
+	}
+	s.primaryGen.Add(1)
+	s.retirePoolsLocked(old)
+	s.mu.Unlock()
+	s.promotions.Add(1)
+	s.closeRetired(old)
+}
+
+// retiredTotals keeps the counters of pools that were replaced (by a reload or a
+// promotion), so that totals never go backwards.
+type retiredTotals struct {
+	byKey map[poolKey]admin.Totals
+}
+
+// retirePoolsLocked adds the counters of pools being dropped to the retired totals. The
+// caller holds s.mu.
+func (s *Server) retirePoolsLocked(pools []*backendPool) {
+	if len(pools) == 0 {
+		return
+	}
+	cur := s.retired.Load()
+	next := &retiredTotals{byKey: maps.Clone(cur.byKey)}
+	if next.byKey == nil {
+		next.byKey = make(map[poolKey]admin.Totals)
+	}
+	for _, bp := range pools {
+		next.byKey[bp.key] = next.byKey[bp.key].Plus(bp.totals())
+	}
+	s.retired.Store(next)
+}
+
+// closeRetired closes pools a reload or a promotion replaced, in the background: each
+// waits for its connections in use to come back. WAIT_CLOSE waits for them.
+func (s *Server) closeRetired(pools []*backendPool) {
+	for _, bp := range pools {
+		s.closingPools.Store(bp, struct{}{})
+		go func() {
+			bp.close()
+			s.closingPools.Delete(bp)
+		}()
+	}
+}
+
+// poolsOf returns the pools serving database, or every pool for "".
+func (s *Server) poolsOf(database string) []*backendPool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]*backendPool, 0, len(s.pools))
+	for key, bp := range s.pools {
+		if database == "" || key.database == database {
+			out = append(out, bp)
+		}
+	}
+	return out
 }

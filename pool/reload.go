@@ -181,29 +181,6 @@ func (s *Server) reload(cfg Config) ([]string, error) {
 	return fixed, nil
 }
 
-// retiredTotals keeps the counters of pools that were replaced (by a reload or a
-// promotion), so that totals never go backwards.
-type retiredTotals struct {
-	byKey map[poolKey]admin.Totals
-}
-
-// retirePoolsLocked adds the counters of pools being dropped to the retired totals. The
-// caller holds s.mu.
-func (s *Server) retirePoolsLocked(pools []*backendPool) {
-	if len(pools) == 0 {
-		return
-	}
-	cur := s.retired.Load()
-	next := &retiredTotals{byKey: maps.Clone(cur.byKey)}
-	if next.byKey == nil {
-		next.byKey = make(map[poolKey]admin.Totals)
-	}
-	for _, bp := range pools {
-		next.byKey[bp.key] = next.byKey[bp.key].Plus(bp.totals())
-	}
-	s.retired.Store(next)
-}
-
 // statsPeriod is how often the avg_* columns of SHOW STATS are recomputed, as
 // PgBouncer's stats_period.
 const statsPeriod = 60 * time.Second

@@ -329,29 +329,3 @@ func (c *clientSession) poolAt(backend int) (*backendPool, error) {
 	}
 	return c.pool, nil
 }
-
-// followPromotion makes replica index the primary: another tool promoted it (it reports
-// pg_is_in_recovery() = false). Pools of the old primary are closed; clients find the new
-// one at their next transaction.
-func (s *Server) followPromotion(index int) {
-	s.mu.Lock()
-	if s.closing.Load() || index >= len(s.replicaCfgs) {
-		s.mu.Unlock()
-		return
-	}
-	newPrimary := s.replicaCfgs[index]
-	s.log.Warn("a replica was promoted: it is now the primary", "host", newPrimary.Host, "port", newPrimary.Port)
-	s.primaryCfg = newPrimary
-	var old []*backendPool
-	for key, bp := range s.pools {
-		if key.backend == backendPrimary {
-			old = append(old, bp)
-			delete(s.pools, key)
-		}
-	}
-	s.primaryGen.Add(1)
-	s.retirePoolsLocked(old)
-	s.mu.Unlock()
-	s.promotions.Add(1)
-	s.closeRetired(old)
-}
