@@ -105,15 +105,8 @@ func (s *Server) followPromotion(index int) {
 	newPrimary := s.replicaCfgs[index]
 	s.log.Warn("a replica was promoted: it is now the primary", "host", newPrimary.Host, "port", newPrimary.Port)
 	s.primaryCfg = newPrimary
-	var old []*backendPool
-	for key, bp := range s.pools {
-		if key.backend == backendPrimary {
-			old = append(old, bp)
-			delete(s.pools, key)
-		}
-	}
+	old := s.retirePoolsLocked(func(key poolKey) bool { return key.backend == backendPrimary })
 	s.primaryGen.Add(1)
-	s.retirePoolsLocked(old)
 	s.mu.Unlock()
 	s.promotions.Add(1)
 	s.closeRetired(old)
@@ -125,11 +118,19 @@ type retiredTotals struct {
 	byKey map[poolKey]admin.Totals
 }
 
-// retirePoolsLocked adds the counters of pools being dropped to the retired totals. The
-// caller holds s.mu.
-func (s *Server) retirePoolsLocked(pools []*backendPool) {
+// retirePoolsLocked takes the pools whose key matches out of s.pools, so that new
+// transactions make new ones, and adds their counters to the retired totals. The caller
+// holds s.mu, and closes the pools returned with closeRetired once it has let go of it.
+func (s *Server) retirePoolsLocked(match func(poolKey) bool) []*backendPool {
+	var pools []*backendPool
+	for key, bp := range s.pools {
+		if match(key) {
+			pools = append(pools, bp)
+			delete(s.pools, key)
+		}
+	}
 	if len(pools) == 0 {
-		return
+		return nil
 	}
 	cur := s.retired.Load()
 	next := &retiredTotals{byKey: maps.Clone(cur.byKey)}
@@ -140,6 +141,7 @@ func (s *Server) retirePoolsLocked(pools []*backendPool) {
 		next.byKey[bp.key] = next.byKey[bp.key].Plus(bp.totals())
 	}
 	s.retired.Store(next)
+	return pools
 }
 
 // closeRetired closes pools a reload or a promotion replaced, in the background: each

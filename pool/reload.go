@@ -128,13 +128,9 @@ func (s *Server) reload(cfg Config) ([]string, error) {
 		poolsChanged = true
 		s.passwords = passwords
 	}
-	var retire []*backendPool
-	for key, bp := range s.pools {
-		if poolsChanged || replicasChanged && key.backend != backendPrimary {
-			retire = append(retire, bp)
-			delete(s.pools, key)
-		}
-	}
+	retire := s.retirePoolsLocked(func(key poolKey) bool {
+		return poolsChanged || replicasChanged && key.backend != backendPrimary
+	})
 	if poolsChanged {
 		s.primaryCfg = primaryCfg
 	}
@@ -150,7 +146,6 @@ func (s *Server) reload(cfg Config) ([]string, error) {
 	if poolsChanged {
 		s.primaryGen.Add(1)
 	}
-	s.retirePoolsLocked(retire)
 	serving := s.serving.Load()
 	addrs := make([]net.Addr, 0, len(s.listeners))
 	for ln := range s.listeners {
