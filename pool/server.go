@@ -362,13 +362,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	go func() {
 		defer close(stopped)
 		<-done
-		s.mu.Lock()
-		pools := make([]*backendPool, 0, len(s.pools))
-		for _, bp := range s.pools {
-			pools = append(pools, bp)
-		}
-		s.mu.Unlock()
-		for _, bp := range pools {
+		for _, bp := range s.poolsOf("") {
 			bp.close()
 		}
 		if s.rs() != nil {
