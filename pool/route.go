@@ -29,11 +29,12 @@ import (
 // backendPrimary is the backend index of the primary; replica i is i+1.
 const backendPrimary = 0
 
-// routable reports whether the client's transactions may go to a replica: replicas are
-// configured (rs), the pool mode is not session (the client keeps its first server), and
-// the database is not mapped to another server (replicas replicate the primary).
-func (c *clientSession) routable(rs *router.ReplicaSet) bool {
-	return rs != nil && c.mode != ModeSession && c.srv.conf().Databases[c.database].URL == ""
+// routable reports whether transactions of a client in mode on database may go to a
+// replica: replicas are configured (rs), the pool mode is not session (the client keeps
+// its first server), and the database is not mapped to another server (replicas
+// replicate the primary).
+func (s *Server) routable(rs *router.ReplicaSet, mode Mode, database string) bool {
+	return rs != nil && mode != ModeSession && s.conf().Databases[database].URL == ""
 }
 
 // routeFor picks the backend for a transaction starting with msg (nil for a message
@@ -43,13 +44,17 @@ func (c *clientSession) routable(rs *router.ReplicaSet) bool {
 // or the Router hook chose the replica: then a write there fails instead of moving to
 // the primary.
 func (c *clientSession) routeFor(ctx context.Context, rs *router.ReplicaSet, typ byte, msg []byte) (backend, replica int, mayWrite, forced bool) {
-	if !c.routable(rs) || c.beginDeferred {
+	if !c.srv.routable(rs, c.mode, c.database) || c.beginDeferred {
 		// A plain BEGIN held back opened the transaction: the primary, as for any plain BEGIN.
 		return backendPrimary, -1, true, false
 	}
-	in := router.RouteInput{Verdict: c.verdictFor(typ, msg), Session: c.route, Local: c.routeOnce}
+	q, seen := c.queryFor(typ, msg)
+	in := router.RouteInput{Session: c.route, Local: c.routeOnce}
+	if seen {
+		in.Verdict = c.srv.classifier.Classify(q)
+	}
 	if hook := c.srv.conf().Router; hook != nil {
-		switch hook.Route(c.routeRequest(&in, typ, msg)) {
+		switch hook.Route(routeRequest(&in, c.database, c.user, q)) {
 		case RoutePrimary:
 			in.Override = router.RoutePrimary
 		case RouteReplica:
@@ -83,13 +88,13 @@ func (c *clientSession) routeFor(ctx context.Context, rs *router.ReplicaSet, typ
 	return idx + 1, idx, false, d.Forced
 }
 
-// routeRequest is what the Router hook is asked about the transaction in describes.
-func (c *clientSession) routeRequest(in *router.RouteInput, typ byte, msg []byte) RouteRequest {
-	req := RouteRequest{Database: c.database, User: c.user, Write: in.Verdict.PrimaryOnly()}
+// routeRequest is what the Router hook is asked about the transaction in describes, of
+// user on database; query is its first statement, "" when it was not seen.
+func routeRequest(in *router.RouteInput, database, user, query string) RouteRequest {
+	req := RouteRequest{Database: database, User: user, Query: query, Write: in.Verdict.PrimaryOnly()}
 	if r := in.Requested(); r != router.RouteAuto {
 		req.Hinted = Route(r)
 	}
-	req.Query, _ = c.queryFor(typ, msg)
 	if in.Verdict != nil {
 		req.Reason = in.Verdict.Reason
 	}
@@ -102,7 +107,7 @@ func (c *clientSession) routeRequest(in *router.RouteInput, typ byte, msg []byte
 // mapped to another server, never use replicas. It returns nil when no replica can serve.
 func (c *clientSession) loginOnReplica(ctx context.Context, err error) (*backendPool, *puddle.Resource[*serverConn]) {
 	rs := c.srv.rs()
-	if !c.routable(rs) {
+	if !c.srv.routable(rs, c.mode, c.database) {
 		return nil, nil
 	}
 	var pgErr *pgconn.PgError
@@ -127,16 +132,6 @@ func (c *clientSession) loginOnReplica(ctx context.Context, err error) (*backend
 	}
 	c.log.Debug("primary unavailable: logged in on a replica", "replica", idx)
 	return bp, res
-}
-
-// verdictFor classifies the statement a transaction's first message runs, or returns
-// nil when it cannot tell.
-func (c *clientSession) verdictFor(typ byte, msg []byte) *router.Verdict {
-	q, ok := c.queryFor(typ, msg)
-	if !ok {
-		return nil
-	}
-	return c.srv.classifier.Classify(q)
 }
 
 // queryFor returns the text of the statement a transaction's first message runs; ok is
