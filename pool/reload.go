@@ -166,7 +166,7 @@ func (s *Server) reload(cfg Config) ([]string, error) {
 	}
 	s.closeRetired(retire)
 	// Function volatility may have changed with the schema: look it up again.
-	s.volatile.Clear()
+	s.volatile.clear()
 	s.funcSettings.Clear()
 	for _, f := range fixed {
 		s.log.Warn("setting cannot change without a restart: left as it was", "setting", f)

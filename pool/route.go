@@ -3,7 +3,6 @@ package pool
 import (
 	"context"
 	"errors"
-	"fmt"
 	"strings"
 	"time"
 
@@ -65,7 +64,7 @@ func (c *clientSession) routeFor(ctx context.Context, rs *router.ReplicaSet, typ
 	if d.Target == router.TargetPrimary {
 		return backendPrimary, -1, d.MayWrite, d.Forced
 	}
-	if d.CheckFuncs && c.anyVolatile(ctx, in.Verdict.Funcs) {
+	if d.CheckFuncs && c.srv.volatile.any(ctx, c.log, c.database, in.Verdict.Funcs, c.lookupVolatile) {
 		return backendPrimary, -1, true, false
 	}
 	min, err := c.readLSN(ctx, rs)
@@ -254,59 +253,15 @@ func (c *clientSession) lastWritePosition(ctx context.Context) (router.LSN, erro
 	return c.lastWriteLSN, nil
 }
 
-// anyVolatile reports whether any of the functions is volatile in the client's
-// database, looking them up in pg_proc on the primary once and caching the answer.
-// A failed lookup counts as volatile.
-func (c *clientSession) anyVolatile(ctx context.Context, funcs []string) bool {
-	for _, f := range funcs {
-		key := c.database + "\x00" + f
-		if v, ok := c.srv.volatile.Load(key); ok {
-			if v.(bool) {
-				return true
-			}
-			continue
-		}
-		vol, err := c.lookupVolatile(ctx, f)
-		if err != nil {
-			c.log.Debug("function volatility lookup failed", "function", f, "error", err)
-			return true
-		}
-		c.srv.volatile.Store(key, vol)
-		if vol {
-			return true
-		}
-	}
-	return false
-}
-
+// lookupVolatile asks the primary whether function f is volatile in the client's database.
 func (c *clientSession) lookupVolatile(ctx context.Context, f string) (bool, error) {
-	schema, name, qualified := strings.Cut(f, ".")
-	if !qualified {
-		schema, name = "", f
-	}
-	q := fmt.Sprintf(`SELECT coalesce(bool_or(p.provolatile = 'v'), true) FROM pg_catalog.pg_proc p
-JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
-WHERE p.proname = %s AND (%s = '' OR n.nspname = %s)`, router.QuoteLiteral(name), router.QuoteLiteral(schema), router.QuoteLiteral(schema))
 	bp, err := c.poolAt(backendPrimary)
 	if err != nil {
 		return true, err
 	}
 	ctx, cancel := context.WithTimeout(ctx, c.srv.conf().ServerConnectTimeout)
 	defer cancel()
-	res, err := bp.acquire(ctx)
-	if err != nil {
-		return true, err
-	}
-	out, err := res.Value().exec(ctx, q)
-	if err != nil {
-		res.Destroy()
-		return true, err
-	}
-	bp.release(res)
-	if out.err != nil || len(out.row) != 1 {
-		return true, errors.New("unexpected answer from pg_proc lookup")
-	}
-	return out.row[0] == "t", nil
+	return lookupVolatile(ctx, bp, f)
 }
 
 // poolAt returns this client's pool on a backend. The primary's pool is looked up again

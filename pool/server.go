@@ -37,7 +37,7 @@ type Server struct {
 	replicaCfgs           []*pgconn.Config
 	replicaSet            atomic.Pointer[router.ReplicaSet] // nil: none; replaced by Reload
 	classifier            *router.Classifier
-	volatile              sync.Map      // database + "\x00" + function -> bool (volatile)
+	volatile              funcVolatility
 	funcSettings          sync.Map      // database + "\x00" + function -> funcSettings
 	lastWriteNS           atomic.Int64  // when a write last committed, in ns since started (consistency = global); 0 if never
 	routedPrimaryFallback atomic.Int64  // reads sent to the primary for want of a usable replica
