@@ -44,7 +44,8 @@ func (s *Server) routable(rs *router.ReplicaSet, mode Mode, database string) boo
 // the primary.
 func (c *clientSession) routeFor(ctx context.Context, rs *router.ReplicaSet, typ byte, msg []byte) (backend, replica int, mayWrite, forced bool) {
 	if !c.srv.routable(rs, c.mode, c.database) || c.beginDeferred {
-		// A plain BEGIN held back opened the transaction: the primary, as for any plain BEGIN.
+		// Not routed, or a plain BEGIN held back opened the transaction: the primary, as
+		// for any plain BEGIN.
 		return backendPrimary, -1, true, false
 	}
 	q, seen := c.queryFor(typ, msg)
