@@ -96,26 +96,24 @@ func (s *Server) disabledDBs() map[string]bool {
 	return nil
 }
 
-// closeRetired closes pools a reload or a promotion replaced, in the background: each
-// waits for its connections in use to come back. WAIT_CLOSE waits for them.
-func (s *Server) closeRetired(pools []*backendPool) {
-	for _, bp := range pools {
-		s.closingPools.Store(bp, struct{}{})
-		go func() {
-			bp.close()
-			s.closingPools.Delete(bp)
-		}()
-	}
-}
-
 // waitClose is the console's WAIT_CLOSE: it returns once no server connection of database
 // ("" for all) is waiting to be closed (SHOW SERVERS' close_needed): none of a pool that a
 // reload or a promotion replaced, none made before a RECONNECT. It returns early when ctx
 // ends.
 func (s *Server) waitClose(ctx context.Context, database string) error {
-	tick := time.NewTicker(10 * time.Millisecond)
+	return pollUntil(ctx, func() bool { return !s.closeNeeded(database) })
+}
+
+// pollInterval is how often the console's PAUSE and WAIT_CLOSE look again at what they
+// wait for.
+const pollInterval = 10 * time.Millisecond
+
+// pollUntil returns once done reports true, looking every pollInterval, or ctx's error
+// when ctx ends first.
+func pollUntil(ctx context.Context, done func() bool) error {
+	tick := time.NewTicker(pollInterval)
 	defer tick.Stop()
-	for s.closeNeeded(database) {
+	for !done() {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
@@ -180,19 +178,6 @@ func (c *clientSession) waitUnpaused(ctx context.Context) error {
 	return nil
 }
 
-// poolsOf returns the pools serving database, or every pool for "".
-func (s *Server) poolsOf(database string) []*backendPool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	out := make([]*backendPool, 0, len(s.pools))
-	for key, bp := range s.pools {
-		if database == "" || key.database == database {
-			out = append(out, bp)
-		}
-	}
-	return out
-}
-
 // clientsOf returns the clients of database, or every client for "".
 func (s *Server) clientsOf(database string) []*clientSession {
 	s.mu.Lock()
@@ -212,24 +197,16 @@ func (s *Server) clientsOf(database string) []*clientSession {
 // them. It returns early, leaving the pause in place, when ctx ends.
 func (s *Server) pause(ctx context.Context, database string) error {
 	s.setPause(database, true, false)
-	tick := time.NewTicker(10 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		busy := false
+	err := pollUntil(ctx, func() bool {
 		for _, bp := range s.poolsOf(database) {
 			if bp.p.Stat().AcquiredResources() > 0 {
-				busy = true
-				break
+				return false
 			}
 		}
-		if !busy {
-			break
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-tick.C:
-		}
+		return true
+	})
+	if err != nil {
+		return err
 	}
 	for _, bp := range s.poolsOf(database) {
 		bp.destroyIdle()

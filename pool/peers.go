@@ -35,13 +35,18 @@ func (s *Server) newCancelPID() uint32 {
 	_, _ = rand.Read(b[:])
 	pid := binary.BigEndian.Uint32(b[:]) &^ (1 << 31) // positive, like a real pid
 	if s.cfg.PeerID > 0 {
-		bits := uint(peerIDShift)
-		if s.cancelPIDBits > 0 {
-			bits = s.cancelPIDBits
-		}
-		pid = uint32(s.cfg.PeerID)<<peerIDShift | pid&(1<<bits-1)
+		pid = uint32(s.cfg.PeerID)<<peerIDShift | pid&(1<<s.peerPIDBits()-1)
 	}
 	return pid
+}
+
+// peerPIDBits is how many low bits of a peered cancel key's process id are random:
+// peerIDShift, unless a test narrowed them (cancelPIDBits).
+func (s *Server) peerPIDBits() uint {
+	if s.cancelPIDBits > 0 {
+		return s.cancelPIDBits
+	}
+	return peerIDShift
 }
 
 // peerOf returns the peer address a CancelRequest with this process id belongs to, or ""

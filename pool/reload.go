@@ -1,7 +1,6 @@
 package pool
 
 import (
-	"fmt"
 	"maps"
 	"net"
 	"reflect"
@@ -100,17 +99,9 @@ func (s *Server) reload(cfg Config) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	primaryCfg, err := pgconn.ParseConfig(c.Primary)
+	primaryCfg, replicaCfgs, err := parseBackends(&c)
 	if err != nil {
-		return nil, fmt.Errorf("pool: primary: %w", err)
-	}
-	var replicaCfgs []*pgconn.Config
-	for i, u := range c.Replicas {
-		rc, err := pgconn.ParseConfig(u)
-		if err != nil {
-			return nil, fmt.Errorf("pool: replica %d: %w", i, err)
-		}
-		replicaCfgs = append(replicaCfgs, rc)
+		return nil, err
 	}
 
 	poolsChanged := c.Primary != old.Primary || c.DefaultPoolSize != old.DefaultPoolSize ||
@@ -137,13 +128,9 @@ func (s *Server) reload(cfg Config) ([]string, error) {
 		poolsChanged = true
 		s.passwords = passwords
 	}
-	var retire []*backendPool
-	for key, bp := range s.pools {
-		if poolsChanged || replicasChanged && key.backend != backendPrimary {
-			retire = append(retire, bp)
-			delete(s.pools, key)
-		}
-	}
+	retire := s.retirePoolsLocked(func(key poolKey) bool {
+		return poolsChanged || replicasChanged && key.backend != backendPrimary
+	})
 	if poolsChanged {
 		s.primaryCfg = primaryCfg
 	}
@@ -159,7 +146,6 @@ func (s *Server) reload(cfg Config) ([]string, error) {
 	if poolsChanged {
 		s.primaryGen.Add(1)
 	}
-	s.retirePoolsLocked(retire)
 	serving := s.serving.Load()
 	addrs := make([]net.Addr, 0, len(s.listeners))
 	for ln := range s.listeners {
@@ -180,7 +166,7 @@ func (s *Server) reload(cfg Config) ([]string, error) {
 	}
 	s.closeRetired(retire)
 	// Function volatility may have changed with the schema: look it up again.
-	s.volatile.Clear()
+	s.volatile.clear()
 	s.funcSettings.Clear()
 	for _, f := range fixed {
 		s.log.Warn("setting cannot change without a restart: left as it was", "setting", f)
@@ -188,29 +174,6 @@ func (s *Server) reload(cfg Config) ([]string, error) {
 	s.log.Info("configuration reloaded", "pools_replaced", poolsChanged, "replicas_replaced", replicasChanged, "client_tls_changed", tlsChanged,
 		"pool_mode", string(c.PoolMode), "default_pool_size", c.DefaultPoolSize, "replicas", len(c.Replicas))
 	return fixed, nil
-}
-
-// retiredTotals keeps the counters of pools that were replaced (by a reload or a
-// promotion), so that totals never go backwards.
-type retiredTotals struct {
-	byKey map[poolKey]admin.Totals
-}
-
-// retirePoolsLocked adds the counters of pools being dropped to the retired totals. The
-// caller holds s.mu.
-func (s *Server) retirePoolsLocked(pools []*backendPool) {
-	if len(pools) == 0 {
-		return
-	}
-	cur := s.retired.Load()
-	next := &retiredTotals{byKey: maps.Clone(cur.byKey)}
-	if next.byKey == nil {
-		next.byKey = make(map[poolKey]admin.Totals)
-	}
-	for _, bp := range pools {
-		next.byKey[bp.key] = next.byKey[bp.key].Plus(bp.totals())
-	}
-	s.retired.Store(next)
 }
 
 // statsPeriod is how often the avg_* columns of SHOW STATS are recomputed, as

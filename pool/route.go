@@ -3,12 +3,10 @@ package pool
 import (
 	"context"
 	"errors"
-	"fmt"
 	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
-	"github.com/jackc/pgx/v5/pgproto3"
 	"github.com/jackc/puddle/v2"
 
 	"github.com/cmlite/cmpool/protocol"
@@ -19,75 +17,56 @@ import (
 //
 // The decision is made at the first message of each transaction, when the client has
 // no server: its statement (a simple query, or the statement a Parse, Bind or Describe
-// names) is classified by the router with the PostgreSQL grammar. Reads that cannot
-// write go to a usable replica that has replayed the client's own writes; everything
-// else, and every transaction opened with a plain BEGIN, goes to the primary. Session
-// mode never routes: the client keeps its first server.
+// names) is classified by the router with the PostgreSQL grammar, and router.Decide
+// says where it goes from the verdict, the client's cmpool.route and the Router hook.
+// Reads that cannot write go to a usable replica that has replayed the client's own
+// writes; everything else, and every transaction opened with a plain BEGIN, goes to the
+// primary. Session mode never routes: the client keeps its first server. This file does
+// the I/O the decision needs: the primary's WAL position, the wait for a replica, the
+// volatility of functions.
 
 // backendPrimary is the backend index of the primary; replica i is i+1.
 const backendPrimary = 0
 
-// Routing values of cmpool.route and [databases.NAME] route.
-const (
-	routeAuto    = "auto"
-	routePrimary = "primary"
-	routeReplica = "replica"
-)
+// routable reports whether transactions of a client in mode on database may go to a
+// replica: replicas are configured (rs), the pool mode is not session (the client keeps
+// its first server), and the database is not mapped to another server (replicas
+// replicate the primary).
+func (s *Server) routable(rs *router.ReplicaSet, mode Mode, database string) bool {
+	return rs != nil && mode != ModeSession && s.conf().Databases[database].URL == ""
+}
 
 // routeFor picks the backend for a transaction starting with msg (nil for a message
-// read as a stream). replica is the replica set index when a replica was picked (the
-// caller must call replicas.Done), else -1. forced is set when a hint, cmpool.route or
-// the database's route chose the replica: then a write there fails instead of moving to
+// read as a stream), as router.Decide says, and does the I/O the decision needs.
+// replica is the replica set index when a replica was picked (the caller must call
+// replicas.Done), else -1. forced is set when a hint, cmpool.route, the database's route
+// or the Router hook chose the replica: then a write there fails instead of moving to
 // the primary.
 func (c *clientSession) routeFor(ctx context.Context, rs *router.ReplicaSet, typ byte, msg []byte) (backend, replica int, mayWrite, forced bool) {
-	if rs == nil || c.mode == ModeSession || c.srv.conf().Databases[c.database].URL != "" {
-		// Replicas replicate the primary: a database mapped elsewhere is not routed.
+	if !c.srv.routable(rs, c.mode, c.database) || c.beginDeferred {
+		// Not routed, or a plain BEGIN held back opened the transaction: the primary, as
+		// for any plain BEGIN.
 		return backendPrimary, -1, true, false
 	}
-	if c.beginDeferred {
-		// A plain BEGIN opened the transaction: the primary, as for any plain BEGIN.
-		return backendPrimary, -1, true, false
-	}
-	v := c.verdictFor(typ, msg)
-	// Whether the transaction may write, so that its commit position must be read for
-	// read-your-writes. Unknown statements, plain BEGIN and functions count as writes.
-	mayWrite = v == nil || v.Write && !v.SessionOnly || v.Begin && !v.ReadOnly || v.End || len(v.Funcs) > 0
-	route := c.route
-	if c.routeOnce != "" {
-		route = c.routeOnce
-	}
-	if v != nil && v.Hint != "" {
-		route = v.Hint
+	q, seen := c.queryFor(typ, msg)
+	in := router.RouteInput{Session: c.route, Local: c.routeOnce}
+	if seen {
+		in.Verdict = c.srv.classifier.Classify(q)
 	}
 	if hook := c.srv.conf().Router; hook != nil {
-		req := RouteRequest{Database: c.database, User: c.user, Write: true, Hinted: Route(route)}
-		if route == routeAuto {
-			req.Hinted = RouteDefault
-		}
-		req.Query, _ = c.queryFor(typ, msg)
-		if v != nil {
-			req.Write = v.Write || v.Begin && !v.ReadOnly || v.End
-			req.Reason = v.Reason
-		}
-		switch hook.Route(req) {
+		switch hook.Route(routeRequest(&in, c.database, c.user, q)) {
 		case RoutePrimary:
-			route = routePrimary
+			in.Override = router.RoutePrimary
 		case RouteReplica:
-			route = routeReplica
+			in.Override = router.RouteReplica
 		}
 	}
-	switch route {
-	case routePrimary:
-		return backendPrimary, -1, mayWrite, true
-	case routeReplica:
-		forced = true
-	default:
-		if v == nil || v.Write || v.Begin && !v.ReadOnly || v.End || v.ReadOnly && !v.Begin {
-			return backendPrimary, -1, mayWrite, false
-		}
-		if len(v.Funcs) > 0 && c.anyVolatile(ctx, v.Funcs) {
-			return backendPrimary, -1, true, false
-		}
+	d := router.Decide(in)
+	if d.Target == router.TargetPrimary {
+		return backendPrimary, -1, d.MayWrite, d.Forced
+	}
+	if d.CheckFuncs && c.srv.volatile.any(ctx, c.log, c.database, in.Verdict.Funcs, c.lookupVolatile) {
+		return backendPrimary, -1, true, false
 	}
 	min, err := c.readLSN(ctx, rs)
 	if err != nil {
@@ -106,7 +85,20 @@ func (c *clientSession) routeFor(ctx context.Context, rs *router.ReplicaSet, typ
 		c.srv.routedPrimaryFallback.Add(1)
 		return backendPrimary, -1, false, false
 	}
-	return idx + 1, idx, false, forced
+	return idx + 1, idx, false, d.Forced
+}
+
+// routeRequest is what the Router hook is asked about the transaction in describes, of
+// user on database; query is its first statement, "" when it was not seen.
+func routeRequest(in *router.RouteInput, database, user, query string) RouteRequest {
+	req := RouteRequest{Database: database, User: user, Query: query, Write: in.Verdict.PrimaryOnly()}
+	if r := in.Requested(); r != router.RouteAuto {
+		req.Hinted = Route(r)
+	}
+	if in.Verdict != nil {
+		req.Reason = in.Verdict.Reason
+	}
+	return req
 }
 
 // loginOnReplica logs a client in on a usable replica when the primary failed with err, a
@@ -115,7 +107,7 @@ func (c *clientSession) routeFor(ctx context.Context, rs *router.ReplicaSet, typ
 // mapped to another server, never use replicas. It returns nil when no replica can serve.
 func (c *clientSession) loginOnReplica(ctx context.Context, err error) (*backendPool, *puddle.Resource[*serverConn]) {
 	rs := c.srv.rs()
-	if rs == nil || c.mode == ModeSession || c.srv.conf().Databases[c.database].URL != "" {
+	if !c.srv.routable(rs, c.mode, c.database) {
 		return nil, nil
 	}
 	var pgErr *pgconn.PgError
@@ -140,16 +132,6 @@ func (c *clientSession) loginOnReplica(ctx context.Context, err error) (*backend
 	}
 	c.log.Debug("primary unavailable: logged in on a replica", "replica", idx)
 	return bp, res
-}
-
-// verdictFor classifies the statement a transaction's first message runs, or returns
-// nil when it cannot tell.
-func (c *clientSession) verdictFor(typ byte, msg []byte) *router.Verdict {
-	q, ok := c.queryFor(typ, msg)
-	if !ok {
-		return nil
-	}
-	return c.srv.classifier.Classify(q)
 }
 
 // queryFor returns the text of the statement a transaction's first message runs; ok is
@@ -260,59 +242,15 @@ func (c *clientSession) lastWritePosition(ctx context.Context) (router.LSN, erro
 	return c.lastWriteLSN, nil
 }
 
-// anyVolatile reports whether any of the functions is volatile in the client's
-// database, looking them up in pg_proc on the primary once and caching the answer.
-// A failed lookup counts as volatile.
-func (c *clientSession) anyVolatile(ctx context.Context, funcs []string) bool {
-	for _, f := range funcs {
-		key := c.database + "\x00" + f
-		if v, ok := c.srv.volatile.Load(key); ok {
-			if v.(bool) {
-				return true
-			}
-			continue
-		}
-		vol, err := c.lookupVolatile(ctx, f)
-		if err != nil {
-			c.log.Debug("function volatility lookup failed", "function", f, "error", err)
-			return true
-		}
-		c.srv.volatile.Store(key, vol)
-		if vol {
-			return true
-		}
-	}
-	return false
-}
-
+// lookupVolatile asks the primary whether function f is volatile in the client's database.
 func (c *clientSession) lookupVolatile(ctx context.Context, f string) (bool, error) {
-	schema, name, qualified := strings.Cut(f, ".")
-	if !qualified {
-		schema, name = "", f
-	}
-	q := fmt.Sprintf(`SELECT coalesce(bool_or(p.provolatile = 'v'), true) FROM pg_catalog.pg_proc p
-JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
-WHERE p.proname = %s AND (%s = '' OR n.nspname = %s)`, router.QuoteLiteral(name), router.QuoteLiteral(schema), router.QuoteLiteral(schema))
 	bp, err := c.poolAt(backendPrimary)
 	if err != nil {
 		return true, err
 	}
 	ctx, cancel := context.WithTimeout(ctx, c.srv.conf().ServerConnectTimeout)
 	defer cancel()
-	res, err := bp.acquire(ctx)
-	if err != nil {
-		return true, err
-	}
-	out, err := res.Value().exec(ctx, q)
-	if err != nil {
-		res.Destroy()
-		return true, err
-	}
-	bp.release(res)
-	if out.err != nil || len(out.row) != 1 {
-		return true, errors.New("unexpected answer from pg_proc lookup")
-	}
-	return out.row[0] == "t", nil
+	return lookupVolatile(ctx, bp, f)
 }
 
 // poolAt returns this client's pool on a backend. The primary's pool is looked up again
@@ -329,119 +267,4 @@ func (c *clientSession) poolAt(backend int) (*backendPool, error) {
 		c.pool, c.poolGen = bp, gen
 	}
 	return c.pool, nil
-}
-
-// followPromotion makes replica index the primary: another tool promoted it (it reports
-// pg_is_in_recovery() = false). Pools of the old primary are closed; clients find the new
-// one at their next transaction.
-func (s *Server) followPromotion(index int) {
-	s.mu.Lock()
-	if s.closing.Load() || index >= len(s.replicaCfgs) {
-		s.mu.Unlock()
-		return
-	}
-	newPrimary := s.replicaCfgs[index]
-	s.log.Warn("a replica was promoted: it is now the primary", "host", newPrimary.Host, "port", newPrimary.Port)
-	s.primaryCfg = newPrimary
-	var old []*backendPool
-	for key, bp := range s.pools {
-		if key.backend == backendPrimary {
-			old = append(old, bp)
-			delete(s.pools, key)
-		}
-	}
-	s.primaryGen.Add(1)
-	s.retirePoolsLocked(old)
-	s.mu.Unlock()
-	s.promotions.Add(1)
-	s.closeRetired(old)
-}
-
-// proxyCommand answers SET and SHOW of cmpool's own parameters. It reports whether the
-// query was one.
-func (c *clientSession) proxyCommand(q string) (bool, error) {
-	if !router.ContainsFold(q, "cmpool.") {
-		return false, nil
-	}
-	v := c.srv.classifier.Classify(q)
-	if v.Statements != 1 || v.ProxySet == nil && v.ProxyShow == "" {
-		return false, nil
-	}
-	// Earlier requests first: their replies may change what SHOW reports.
-	c.mu.Lock()
-	c.waitIdle()
-	c.mu.Unlock()
-	var reply []byte
-	if v.ProxyShow != "" {
-		val, perr := c.showSetting(v.ProxyShow)
-		if perr != nil {
-			reply = protocol.AppendErrorResponse(nil, perr)
-		} else {
-			reply = appendOneValue(nil, v.ProxyShow, val)
-		}
-	} else if perr := c.setSetting(v.ProxySet); perr != nil {
-		reply = protocol.AppendErrorResponse(nil, perr)
-	} else {
-		reply, _ = (&pgproto3.CommandComplete{CommandTag: []byte("SET")}).Encode(nil)
-	}
-	return true, c.replyLocally(reply)
-}
-
-func (c *clientSession) showSetting(name string) (string, *protocol.Error) {
-	if name == "cmpool.last_write_lsn" {
-		lsn, err := c.lastWritePosition(c.srv.ctx)
-		if err != nil {
-			return "", protocol.NewError(protocol.CodeConnectionFailure, fmt.Sprintf("could not read the primary's WAL position: %v", err))
-		}
-		return lsn.String(), nil
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	switch name {
-	case "cmpool.route":
-		return c.route, nil
-	case "cmpool.min_lsn":
-		return c.minLSN.String(), nil
-	}
-	return "", protocol.NewError("42704", fmt.Sprintf("unrecognized configuration parameter %q", name))
-}
-
-func (c *clientSession) setSetting(s *router.Setting) *protocol.Error {
-	val := strings.ToLower(strings.TrimSpace(s.Value))
-	switch s.Name {
-	case "cmpool.route":
-		switch val {
-		case routeAuto, routePrimary, routeReplica:
-		default:
-			return protocol.NewError("22023", fmt.Sprintf("invalid value for cmpool.route: %q (want primary, replica or auto)", s.Value))
-		}
-		c.mu.Lock()
-		if s.Local {
-			c.routeOnce = val
-		} else {
-			c.route = val
-		}
-		c.mu.Unlock()
-		return nil
-	case "cmpool.min_lsn":
-		lsn, err := router.ParseLSN(strings.TrimSpace(s.Value))
-		if err != nil {
-			return protocol.NewError("22023", fmt.Sprintf("invalid value for cmpool.min_lsn: %v", err))
-		}
-		c.mu.Lock()
-		c.minLSN = lsn
-		c.mu.Unlock()
-		return nil
-	}
-	return protocol.NewError("42704", fmt.Sprintf("unrecognized configuration parameter %q", s.Name))
-}
-
-// appendOneValue appends a one-column, one-row text result and its CommandComplete.
-func appendOneValue(dst []byte, column, value string) []byte {
-	dst, _ = (&pgproto3.RowDescription{Fields: []pgproto3.FieldDescription{{
-		Name: []byte(column), DataTypeOID: 25, DataTypeSize: -1, TypeModifier: -1,
-	}}}).Encode(dst)
-	dst, _ = (&pgproto3.DataRow{Values: [][]byte{[]byte(value)}}).Encode(dst)
-	dst, _ = (&pgproto3.CommandComplete{CommandTag: []byte("SHOW")}).Encode(dst)
-	return dst
 }

@@ -2,8 +2,6 @@ package pool
 
 import (
 	"context"
-	"crypto/rand"
-	"crypto/subtle"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -15,7 +13,6 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
-	"github.com/jackc/pgx/v5/pgproto3"
 
 	"github.com/cmlite/cmpool/pool/internal/admin"
 	"github.com/cmlite/cmpool/pool/internal/stmt"
@@ -41,7 +38,7 @@ type Server struct {
 	replicaCfgs           []*pgconn.Config
 	replicaSet            atomic.Pointer[router.ReplicaSet] // nil: none; replaced by Reload
 	classifier            *router.Classifier
-	volatile              sync.Map      // database + "\x00" + function -> bool (volatile)
+	volatile              funcVolatility
 	funcSettings          sync.Map      // database + "\x00" + function -> funcSettings
 	lastWriteNS           atomic.Int64  // when a write last committed, in ns since started (consistency = global); 0 if never
 	routedPrimaryFallback atomic.Int64  // reads sent to the primary for want of a usable replica
@@ -98,33 +95,28 @@ type Server struct {
 	clientFault   func(typ byte)
 }
 
-// cancelKey is the BackendKeyData cmpool gives a client.
-type cancelKey struct {
-	pid    uint32
-	secret [4]byte
-}
-
 // New validates cfg, fills in defaults and returns a Server that is not yet serving.
 func New(cfg Config) (*Server, error) {
 	c, err := cfg.withDefaults()
 	if err != nil {
 		return nil, err
 	}
-	pc, err := pgconn.ParseConfig(c.Primary)
+	pc, replicaCfgs, err := parseBackends(&c)
 	if err != nil {
-		return nil, fmt.Errorf("pool: primary: %w", err)
+		return nil, err
 	}
 	s := &Server{
-		cfg:        c,
-		log:        c.Logger,
-		primaryCfg: pc,
-		pools:      make(map[poolKey]*backendPool),
-		listeners:  make(map[net.Listener]struct{}),
-		conns:      make(map[*clientSession]struct{}),
-		clients:    make(map[uint32]*clientSession),
-		stmts:      stmt.NewRegistry(),
-		observer:   c.Observer,
-		started:    time.Now(),
+		cfg:         c,
+		log:         c.Logger,
+		primaryCfg:  pc,
+		replicaCfgs: replicaCfgs,
+		pools:       make(map[poolKey]*backendPool),
+		listeners:   make(map[net.Listener]struct{}),
+		conns:       make(map[*clientSession]struct{}),
+		clients:     make(map[uint32]*clientSession),
+		stmts:       stmt.NewRegistry(),
+		observer:    c.Observer,
+		started:     time.Now(),
 	}
 	if s.observer == nil {
 		s.observer = ObserverFunc(func(Event) {})
@@ -160,13 +152,6 @@ func New(cfg Config) (*Server, error) {
 	s.classifier = router.NewClassifier(0)
 	s.stmts.Judge = statementJudge(s.classifier)
 	if len(c.Replicas) > 0 {
-		for i, u := range c.Replicas {
-			rc, err := pgconn.ParseConfig(u)
-			if err != nil {
-				return nil, fmt.Errorf("pool: replica %d: %w", i, err)
-			}
-			s.replicaCfgs = append(s.replicaCfgs, rc)
-		}
 		rs, err := s.newReplicaSet(&c)
 		if err != nil {
 			return nil, err
@@ -175,6 +160,22 @@ func New(cfg Config) (*Server, error) {
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	return s, nil
+}
+
+// parseBackends parses the connection strings of c's primary and replicas.
+func parseBackends(c *Config) (primary *pgconn.Config, replicas []*pgconn.Config, err error) {
+	primary, err = pgconn.ParseConfig(c.Primary)
+	if err != nil {
+		return nil, nil, fmt.Errorf("pool: primary: %w", err)
+	}
+	for i, u := range c.Replicas {
+		rc, err := pgconn.ParseConfig(u)
+		if err != nil {
+			return nil, nil, fmt.Errorf("pool: replica %d: %w", i, err)
+		}
+		replicas = append(replicas, rc)
+	}
+	return primary, replicas, nil
 }
 
 // rs returns the replica set in force, or nil without replicas.
@@ -322,191 +323,6 @@ func (s *Server) overClientLimit() bool {
 	return s.nClients.Load() > int64(s.conf().MaxClientConn)
 }
 
-// registerClient gives c a cancel key no other client holds, at the end of its login,
-// before BackendKeyData is sent: a connection that never logs in holds none. With a
-// PeerID the keys are a small space (see maxPeeredClients); when every one is taken the
-// login fails with 53300.
-func (s *Server) registerClient(c *clientSession) error {
-	var secret [4]byte
-	_, _ = rand.Read(secret[:])
-	var draws [cancelKeyDraws]uint32
-	for i := range draws {
-		draws[i] = s.newCancelPID()
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	pid, ok := s.freeCancelPIDLocked(draws[:])
-	if !ok {
-		return protocol.NewFatal(protocol.CodeTooManyConnections,
-			fmt.Sprintf("no more connections allowed: all %d cancel keys of peer_id %d are in use", len(s.clients), s.cfg.PeerID))
-	}
-	c.key = cancelKey{pid: pid, secret: secret}
-	s.clients[pid] = c
-	return nil
-}
-
-// cancelKeyDraws is how many random process ids registerClient tries before it scans
-// the key space for a free one.
-const cancelKeyDraws = 8
-
-// freeCancelPIDLocked returns a process id no client holds: the first free one of draws,
-// else, with a PeerID, the first free one of this instance's space after a random start.
-// It reports false when there is none. The caller holds s.mu.
-func (s *Server) freeCancelPIDLocked(draws []uint32) (uint32, bool) {
-	for _, pid := range draws {
-		if _, used := s.clients[pid]; !used && pid != 0 {
-			return pid, true
-		}
-	}
-	if s.cfg.PeerID == 0 {
-		// 2^31 ids for at most MaxClientConn clients: every draw taken means the random
-		// source is broken, not that the space is full.
-		return 0, false
-	}
-	bits := uint(peerIDShift)
-	if s.cancelPIDBits > 0 {
-		bits = s.cancelPIDBits
-	}
-	size := uint32(1) << bits
-	base := uint32(s.cfg.PeerID) << peerIDShift
-	start := draws[0] - base
-	for i := range size {
-		pid := base | (start+i)&(size-1)
-		if _, used := s.clients[pid]; !used {
-			return pid, true
-		}
-	}
-	return 0, false
-}
-
-// unregisteredKey returns a cancel key that cancels nothing, for admin console clients,
-// which have nothing to cancel and so hold none of the keys.
-func (s *Server) unregisteredKey() cancelKey {
-	k := cancelKey{pid: s.newCancelPID()}
-	_, _ = rand.Read(k.secret[:])
-	return k
-}
-
-func (s *Server) forgetClient(c *clientSession) {
-	s.mu.Lock()
-	delete(s.conns, c)
-	if s.clients[c.key.pid] == c {
-		delete(s.clients, c.key.pid)
-	}
-	s.mu.Unlock()
-	s.nClients.Add(-1)
-}
-
-// handleCancel forwards a client's CancelRequest to the server that client holds right
-// now, if the client has requests outstanding on it, and nowhere else (see cancel.go).
-func (s *Server) handleCancel(ctx context.Context, req *pgproto3.CancelRequest) {
-	if peer := s.peerOf(req.ProcessID); peer != "" {
-		s.forwardCancel(ctx, peer, req)
-		return
-	}
-	s.mu.Lock()
-	c := s.clients[req.ProcessID]
-	s.mu.Unlock()
-	if c == nil || subtle.ConstantTimeCompare(c.key.secret[:], req.SecretKey) != 1 {
-		s.log.Debug("cancel request for unknown client", "pid", req.ProcessID)
-		return
-	}
-	c.mu.Lock()
-	l := c.lease
-	c.mu.Unlock()
-	sent, err := c.cancelRunning(ctx, l, true)
-	switch {
-	case err != nil:
-		s.log.Warn("cancel request failed", "error", err)
-	case !sent:
-		s.log.Debug("cancel request dropped: nothing of the client's is running", "pid", req.ProcessID)
-	}
-}
-
-// poolFor returns the pool of connections to a backend (backendPrimary, or replica i as
-// i+1) for a client's database and user.
-func (s *Server) poolFor(database, user string, backend int) (*backendPool, error) {
-	key := poolKey{database: database, user: user, backend: backend}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if bp := s.pools[key]; bp != nil {
-		return bp, nil
-	}
-	if s.closing.Load() {
-		return nil, ErrServerClosed
-	}
-	db := s.conf().Databases[database]
-	var cc *pgconn.Config
-	if backend > backendPrimary {
-		if backend > len(s.replicaCfgs) {
-			return nil, fmt.Errorf("pool: no replica %d", backend)
-		}
-		cc = s.replicaCfgs[backend-1].Copy()
-		cc.Database = database
-		if db.DBName != "" {
-			cc.Database = db.DBName
-		}
-	} else {
-		var err error
-		if cc, err = s.databaseTargetLocked(database); err != nil {
-			return nil, err
-		}
-	}
-	serverUser := user
-	if db.User != "" {
-		serverUser = db.User
-	}
-	if serverUser != cc.User {
-		cc.Password = "" // the URL's password belongs to the URL's user
-	}
-	cc.User = serverUser
-	if p, ok := s.passwords[serverUser]; ok {
-		cc.Password = p
-	}
-	if db.Password != "" {
-		cc.Password = db.Password
-	}
-	cc.ConnectTimeout = s.conf().ServerConnectTimeout
-	size := s.conf().DefaultPoolSize
-	if db.PoolSize > 0 {
-		size = db.PoolSize
-	}
-	mode := s.conf().PoolMode
-	if db.PoolMode != "" {
-		mode = db.PoolMode
-	}
-	cfg := s.conf()
-	bp, err := newBackendPool(key, mode, cc, size, cfg.MinPoolSize, cfg.MaxPreparedStatements, cfg.ServerIdleTimeout, cfg.ServerLifetime, cfg.ServerConnectTimeout,
-		func() *passthroughKeys { return s.authn().PassthroughFor(serverUser) })
-	if err != nil {
-		return nil, err
-	}
-	s.pools[key] = bp
-	return bp, nil
-}
-
-// databaseTargetLocked returns the connection settings of a client-visible database name
-// on the primary: its Databases entry's server and database name, else the primary with
-// that database name. User and password are still the URL's. Called with s.mu held.
-func (s *Server) databaseTargetLocked(database string) (*pgconn.Config, error) {
-	db := s.conf().Databases[database]
-	base := s.primaryCfg
-	if db.URL != "" {
-		var err error
-		if base, err = pgconn.ParseConfig(db.URL); err != nil {
-			return nil, err
-		}
-	}
-	cc := base.Copy()
-	switch {
-	case db.DBName != "":
-		cc.Database = db.DBName
-	case db.URL == "":
-		cc.Database = database
-	}
-	return cc, nil
-}
-
 // Shutdown stops accepting clients and asks each to leave at its next transaction
 // boundary. It waits for them until ctx ends, then closes the rest, and closes every
 // server connection. It returns when ctx ends even if server logins in progress still
@@ -546,13 +362,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	go func() {
 		defer close(stopped)
 		<-done
-		s.mu.Lock()
-		pools := make([]*backendPool, 0, len(s.pools))
-		for _, bp := range s.pools {
-			pools = append(pools, bp)
-		}
-		s.mu.Unlock()
-		for _, bp := range pools {
+		for _, bp := range s.poolsOf("") {
 			bp.close()
 		}
 		if s.rs() != nil {
@@ -595,73 +405,6 @@ func (c *clientSession) requestClose() {
 // drainGrace is how long a draining cmpool still serves a client that has just connected
 // or just finished a transaction, before closing it (see requestClose).
 const drainGrace = time.Second
-
-// readyCache remembers the last readiness probe of the primary for a second, so that
-// frequent probes cost at most one server login per second. Concurrent callers share the
-// probe in flight.
-type readyCache struct {
-	mu    sync.Mutex  // guards the fields below; never held across the login
-	at    time.Time   // when the last probe ended
-	err   error       // its result
-	probe *readyProbe // the probe in flight, or nil
-}
-
-// readyProbe is one login to the primary for Ready; err is set before done is closed.
-type readyProbe struct {
-	done chan struct{}
-	err  error
-}
-
-// Ready reports whether the server can take clients: it returns ErrServerClosed once
-// Shutdown has begun, or the error of a login to the primary when that fails. For
-// readiness probes (cmd/cmpool's /readyz). The login is bounded by
-// server_connect_timeout; Ready returns when ctx ends even if the login goes on.
-func (s *Server) Ready(ctx context.Context) error {
-	if s.closing.Load() {
-		return ErrServerClosed
-	}
-	s.readiness.mu.Lock()
-	if p := s.readiness.probe; p == nil && time.Since(s.readiness.at) < time.Second {
-		err := s.readiness.err
-		s.readiness.mu.Unlock()
-		return err
-	}
-	p := s.readiness.probe
-	if p == nil {
-		p = &readyProbe{done: make(chan struct{})}
-		s.readiness.probe = p
-		go s.probeReady(p)
-	}
-	s.readiness.mu.Unlock()
-	select {
-	case <-p.done:
-		return p.err
-	case <-ctx.Done():
-		return fmt.Errorf("primary unreachable: %w", ctx.Err())
-	}
-}
-
-// probeReady logs in to the primary for Ready, and records the outcome.
-func (s *Server) probeReady(p *readyProbe) {
-	s.mu.Lock()
-	cfg := s.primaryCfg.Copy()
-	s.mu.Unlock()
-	cfg.RuntimeParams["application_name"] = "cmpool readiness"
-	ctx, cancel := context.WithTimeout(s.ctx, s.conf().ServerConnectTimeout)
-	defer cancel()
-	conn, err := pgconn.ConnectConfig(ctx, cfg)
-	if err == nil {
-		err = conn.Close(ctx)
-	}
-	if err != nil {
-		err = fmt.Errorf("primary unreachable: %w", err)
-	}
-	s.readiness.mu.Lock()
-	s.readiness.at, s.readiness.err, s.readiness.probe = time.Now(), err, nil
-	s.readiness.mu.Unlock()
-	p.err = err
-	close(p.done)
-}
 
 // authn returns the authenticator in force.
 func (s *Server) authn() *authenticator { return s.auth.Load() }

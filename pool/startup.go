@@ -7,7 +7,6 @@ import (
 	"io"
 	"maps"
 	"sort"
-	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgproto3"
@@ -15,6 +14,7 @@ import (
 
 	"github.com/cmlite/cmpool/pool/internal/session"
 	"github.com/cmlite/cmpool/protocol"
+	"github.com/cmlite/cmpool/router"
 )
 
 // startup negotiates SSL, reads the StartupMessage, logs the client in and sends the
@@ -97,15 +97,14 @@ func (c *clientSession) startup(ctx context.Context) error {
 			params[session.CanonicalName(k)] = v
 		}
 	}
-	c.route = routeAuto
+	c.route = router.RouteAuto
 	if r, ok := params["cmpool.route"]; ok {
 		delete(params, "cmpool.route")
-		switch r = strings.ToLower(r); r {
-		case routeAuto, routePrimary, routeReplica:
-			c.route = r
-		default:
-			return protocol.NewFatal("22023", fmt.Sprintf("invalid value for cmpool.route: %q (want primary, replica or auto)", r))
+		route, err := router.ParseRoute(r)
+		if err != nil {
+			return protocol.NewFatal("22023", err.Error())
 		}
+		c.route = route
 	}
 	if r := c.srv.conf().Databases[c.database].Route; r != "" {
 		c.route = r

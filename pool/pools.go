@@ -1,0 +1,170 @@
+package pool
+
+import (
+	"fmt"
+	"maps"
+
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/cmlite/cmpool/pool/internal/admin"
+)
+
+// poolFor returns the pool of connections to a backend (backendPrimary, or replica i as
+// i+1) for a client's database and user.
+func (s *Server) poolFor(database, user string, backend int) (*backendPool, error) {
+	key := poolKey{database: database, user: user, backend: backend}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if bp := s.pools[key]; bp != nil {
+		return bp, nil
+	}
+	if s.closing.Load() {
+		return nil, ErrServerClosed
+	}
+	db := s.conf().Databases[database]
+	var cc *pgconn.Config
+	if backend > backendPrimary {
+		if backend > len(s.replicaCfgs) {
+			return nil, fmt.Errorf("pool: no replica %d", backend)
+		}
+		cc = s.replicaCfgs[backend-1].Copy()
+		cc.Database = database
+		if db.DBName != "" {
+			cc.Database = db.DBName
+		}
+	} else {
+		var err error
+		if cc, err = s.databaseTargetLocked(database); err != nil {
+			return nil, err
+		}
+	}
+	serverUser := user
+	if db.User != "" {
+		serverUser = db.User
+	}
+	if serverUser != cc.User {
+		cc.Password = "" // the URL's password belongs to the URL's user
+	}
+	cc.User = serverUser
+	if p, ok := s.passwords[serverUser]; ok {
+		cc.Password = p
+	}
+	if db.Password != "" {
+		cc.Password = db.Password
+	}
+	cc.ConnectTimeout = s.conf().ServerConnectTimeout
+	size := s.conf().DefaultPoolSize
+	if db.PoolSize > 0 {
+		size = db.PoolSize
+	}
+	mode := s.conf().PoolMode
+	if db.PoolMode != "" {
+		mode = db.PoolMode
+	}
+	cfg := s.conf()
+	bp, err := newBackendPool(key, mode, cc, size, cfg.MinPoolSize, cfg.MaxPreparedStatements, cfg.ServerIdleTimeout, cfg.ServerLifetime, cfg.ServerConnectTimeout,
+		func() *passthroughKeys { return s.authn().PassthroughFor(serverUser) })
+	if err != nil {
+		return nil, err
+	}
+	s.pools[key] = bp
+	return bp, nil
+}
+
+// databaseTargetLocked returns the connection settings of a client-visible database name
+// on the primary: its Databases entry's server and database name, else the primary with
+// that database name. User and password are still the URL's. Called with s.mu held.
+func (s *Server) databaseTargetLocked(database string) (*pgconn.Config, error) {
+	db := s.conf().Databases[database]
+	base := s.primaryCfg
+	if db.URL != "" {
+		var err error
+		if base, err = pgconn.ParseConfig(db.URL); err != nil {
+			return nil, err
+		}
+	}
+	cc := base.Copy()
+	switch {
+	case db.DBName != "":
+		cc.Database = db.DBName
+	case db.URL == "":
+		cc.Database = database
+	}
+	return cc, nil
+}
+
+// followPromotion makes replica index the primary: another tool promoted it (it reports
+// pg_is_in_recovery() = false). Pools of the old primary are closed; clients find the new
+// one at their next transaction.
+func (s *Server) followPromotion(index int) {
+	s.mu.Lock()
+	if s.closing.Load() || index >= len(s.replicaCfgs) {
+		s.mu.Unlock()
+		return
+	}
+	newPrimary := s.replicaCfgs[index]
+	s.log.Warn("a replica was promoted: it is now the primary", "host", newPrimary.Host, "port", newPrimary.Port)
+	s.primaryCfg = newPrimary
+	old := s.retirePoolsLocked(func(key poolKey) bool { return key.backend == backendPrimary })
+	s.primaryGen.Add(1)
+	s.mu.Unlock()
+	s.promotions.Add(1)
+	s.closeRetired(old)
+}
+
+// retiredTotals keeps the counters of pools that were replaced (by a reload or a
+// promotion), so that totals never go backwards.
+type retiredTotals struct {
+	byKey map[poolKey]admin.Totals
+}
+
+// retirePoolsLocked takes the pools whose key matches out of s.pools, so that new
+// transactions make new ones, and adds their counters to the retired totals. The caller
+// holds s.mu, and closes the pools returned with closeRetired once it has let go of it.
+func (s *Server) retirePoolsLocked(match func(poolKey) bool) []*backendPool {
+	var pools []*backendPool
+	for key, bp := range s.pools {
+		if match(key) {
+			pools = append(pools, bp)
+			delete(s.pools, key)
+		}
+	}
+	if len(pools) == 0 {
+		return nil
+	}
+	cur := s.retired.Load()
+	next := &retiredTotals{byKey: maps.Clone(cur.byKey)}
+	if next.byKey == nil {
+		next.byKey = make(map[poolKey]admin.Totals)
+	}
+	for _, bp := range pools {
+		next.byKey[bp.key] = next.byKey[bp.key].Plus(bp.totals())
+	}
+	s.retired.Store(next)
+	return pools
+}
+
+// closeRetired closes pools a reload or a promotion replaced, in the background: each
+// waits for its connections in use to come back. WAIT_CLOSE waits for them.
+func (s *Server) closeRetired(pools []*backendPool) {
+	for _, bp := range pools {
+		s.closingPools.Store(bp, struct{}{})
+		go func() {
+			bp.close()
+			s.closingPools.Delete(bp)
+		}()
+	}
+}
+
+// poolsOf returns the pools serving database, or every pool for "".
+func (s *Server) poolsOf(database string) []*backendPool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]*backendPool, 0, len(s.pools))
+	for key, bp := range s.pools {
+		if database == "" || key.database == database {
+			out = append(out, bp)
+		}
+	}
+	return out
+}
