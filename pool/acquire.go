@@ -57,13 +57,13 @@ func (c *clientSession) acquireError(err error, fatal bool) *protocol.Error {
 func (c *clientSession) applyParams(ctx context.Context, sc *serverConn) error {
 	c.mu.Lock()
 	version := c.paramsVersion
-	if sc.configuredFor == c && sc.configuredVersion == version {
+	if sc.configuredFor == c.id && sc.configuredVersion == version {
 		c.mu.Unlock()
 		return nil
 	}
 	params := maps.Clone(c.params)
 	c.mu.Unlock()
-	resetAll := sc.unnamedSettings && sc.configuredFor != c
+	resetAll := sc.unnamedSettings && sc.configuredFor != c.id
 	steps := planParams(sc, params, resetAll)
 	if len(steps) > 0 {
 		ctx, cancel := context.WithTimeout(ctx, c.srv.conf().ServerConnectTimeout)
@@ -83,7 +83,7 @@ func (c *clientSession) applyParams(ctx context.Context, sc *serverConn) error {
 		}
 		recordApplied(sc, params, resetAll)
 	}
-	sc.configuredFor, sc.configuredVersion = c, version
+	sc.configuredFor, sc.configuredVersion = c.id, version
 	return nil
 }
 
@@ -183,7 +183,7 @@ func (c *clientSession) acquire(ctx context.Context, typ byte, msg []byte) (*lea
 func (l *lease) start(bp *backendPool, res *puddle.Resource[*serverConn]) {
 	c := l.c
 	l.pool, l.res, l.sc = bp, res, res.Value()
-	l.sc.linked.Store(c)
+	l.sc.linked.Store(c.id)
 	l.segDone = true
 	l.takeBuffers(c.prevLease)
 	c.prevLease = l

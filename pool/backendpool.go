@@ -148,7 +148,7 @@ func (bp *backendPool) destroyIdle() {
 
 // release returns a clean server connection, or closes it once it has lived too long.
 func (bp *backendPool) release(res *puddle.Resource[*serverConn]) {
-	res.Value().linked.Store(nil)
+	res.Value().linked.Store(0)
 	if bp.lifetime > 0 && time.Since(res.CreationTime()) > bp.lifetime ||
 		res.CreationTime().UnixNano() < bp.reconnectBefore.Load() {
 		res.Destroy()

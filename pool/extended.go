@@ -57,7 +57,7 @@ func (c *clientSession) planExtendedMsg(l *lease, msg []byte, out []byte) ([]byt
 				c.unnamedText = string(query)
 				c.unnamedTraits = withSettingEffects(c.srv.classifier, c.unnamedText, traitsOf(c.unnamedText))
 			}
-			sc.unnamedOwner, sc.unnamedGen = c, c.unnamedGen
+			sc.unnamedOwner, sc.unnamedGen = c.id, c.unnamedGen
 			l.parses.push(inflight{action: replyForward, segment: seg})
 			counters.serverParses.Add(1)
 			return append(out, msg...), nil, nil
@@ -141,7 +141,7 @@ func (c *clientSession) planExtendedMsg(l *lease, msg []byte, out []byte) ([]byt
 		l.closes.push(inflight{action: replyForward, segment: seg})
 		if body[0] == 'S' && len(name) == 0 {
 			c.unnamed = c.unnamed[:0]
-			sc.unnamedOwner = nil
+			sc.unnamedOwner = 0
 		}
 		if body[0] == 'S' && len(name) > 0 {
 			// The server's copy may serve other clients: only the mapping goes.
@@ -228,7 +228,7 @@ func (c *clientSession) refuseParse(l *lease, name []byte, what string, out []by
 	if len(name) == 0 {
 		stand = ""
 		c.unnamed = c.unnamed[:0]
-		l.sc.unnamedOwner = nil
+		l.sc.unnamedOwner = 0
 	}
 	l.parses.push(inflight{action: replyRefused, segment: l.sentSeq, client: what})
 	return protocol.AppendParse(out, stand, refusedQuery, []byte{0, 0})
@@ -269,10 +269,10 @@ func (c *clientSession) lookupForUse(name []byte) *preparedStmt {
 // unnamed statement is not that one (another client's, or none).
 func (c *clientSession) ensureUnnamed(l *lease, out []byte) []byte {
 	sc := l.sc
-	if len(c.unnamed) == 0 || sc.unnamedOwner == c && sc.unnamedGen == c.unnamedGen {
+	if len(c.unnamed) == 0 || sc.unnamedOwner == c.id && sc.unnamedGen == c.unnamedGen {
 		return out
 	}
-	sc.unnamedOwner, sc.unnamedGen = c, c.unnamedGen
+	sc.unnamedOwner, sc.unnamedGen = c.id, c.unnamedGen
 	l.parses.push(inflight{action: replyHide, segment: l.sentSeq})
 	l.pool.counters.serverParses.Add(1)
 	return append(out, c.unnamed...)

@@ -194,9 +194,9 @@ func (l *lease) finishLease() {
 			return
 		}
 		l.sc.set = make(map[string]string)
-		l.sc.configuredFor = nil
+		l.sc.configuredFor = 0
 		l.sc.prepared.clear()
-		l.sc.unnamedOwner = nil
+		l.sc.unnamedOwner = 0
 	}
 	l.giveBack(false)
 }

@@ -392,6 +392,6 @@ func (c *clientSession) noteParameterStatus(name, value string) {
 	l := c.lease
 	c.mu.Unlock()
 	if l != nil {
-		l.sc.configuredFor, l.sc.configuredVersion = c, c.paramsVersion
+		l.sc.configuredFor, l.sc.configuredVersion = c.id, c.paramsVersion
 	}
 }

@@ -62,7 +62,7 @@ func (l *lease) account(typ byte) {
 func (c *clientSession) send(l *lease, msg []byte) error {
 	out := msg
 	if msg != nil && msg[0] == 'Q' {
-		l.sc.unnamedOwner = nil // a simple query replaces the unnamed statement
+		l.sc.unnamedOwner = 0 // a simple query replaces the unnamed statement
 		if c.mode != ModeSession {
 			q := c.text(queryText(msg))
 			t := withSettingEffects(c.srv.classifier, q, traitsOf(q))

@@ -82,6 +82,9 @@ type Server struct {
 	conns   map[*clientSession]struct{}
 	clients map[uint32]*clientSession
 
+	// lastClientID is the id of the latest client session; ids start at 1.
+	lastClientID atomic.Uint64
+
 	nClients atomic.Int64
 	closing  atomic.Bool
 	wg       sync.WaitGroup
@@ -297,6 +300,7 @@ func (s *Server) serveConn(conn net.Conn) bool {
 	r := newClientReader(fio)
 	c := &clientSession{
 		srv:         s,
+		id:          s.lastClientID.Add(1),
 		conn:        conn,
 		r:           r,
 		fr:          protocol.NewFrameReader(r, s.conf().MaxPacketSize),

@@ -29,20 +29,21 @@ type serverConn struct {
 	defaults map[string]string
 	// set holds the parameters changed since login, with their current values.
 	set map[string]string
-	// configuredFor and configuredVersion record the client session whose parameters were
-	// last applied, so a client that gets the same server back skips the comparison.
-	configuredFor     *clientSession
+	// configuredFor and configuredVersion record the client session (by id) whose
+	// parameters were last applied, so a client that gets the same server back skips the
+	// comparison; 0 is none.
+	configuredFor     uint64
 	configuredVersion uint64
 	txStatus          byte
 	createdAt         time.Time
 	// prepared is what this server has prepared of cmpool's shared statements.
 	prepared *stmtLRU
-	// unnamedOwner is the client whose unnamed statement (of generation unnamedGen) the
-	// server holds, or nil.
-	unnamedOwner *clientSession
+	// unnamedOwner is the client (by id) whose unnamed statement (of generation
+	// unnamedGen) the server holds, or 0.
+	unnamedOwner uint64
 	unnamedGen   uint64
-	// linked is the client holding this server now, or nil (for SHOW SERVERS).
-	linked atomic.Pointer[clientSession]
+	// linked is the id of the client holding this server now, or 0 (for SHOW SERVERS).
+	linked atomic.Uint64
 	// cancels counts cancel requests in flight to this server's backend: while one is,
 	// the server is not lent again (cancel.go).
 	cancels cancelCount
@@ -138,7 +139,7 @@ type execResult struct {
 // destroys the server's unnamed statement, so no client owns it afterwards.
 func (sc *serverConn) exec(ctx context.Context, sql string) (execResult, error) {
 	var res execResult
-	sc.unnamedOwner = nil
+	sc.unnamedOwner = 0
 	if d, ok := ctx.Deadline(); ok {
 		_ = sc.conn.SetDeadline(d)
 		defer sc.conn.SetDeadline(time.Time{})

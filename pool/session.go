@@ -24,7 +24,10 @@ import (
 // forwards them; while it holds a server (a lease), a relay goroutine copies the server's
 // replies back and decides, at each ReadyForQuery, whether the lease ends.
 type clientSession struct {
-	srv  *Server
+	srv *Server
+	// id names the session for the server connections it uses (never 0): a server
+	// records which client its settings and unnamed statement are for by id.
+	id   uint64
 	conn net.Conn
 	// tlsConn is the TLS layer over conn once TLS is negotiated; r and w then use it.
 	// tlsEndPoint is its tls-server-end-point channel binding data.

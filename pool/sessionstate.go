@@ -187,7 +187,7 @@ func (l *lease) syncTracked() bool {
 		}
 		c.params = params
 		c.paramsVersion++
-		l.sc.configuredFor, l.sc.configuredVersion = c, c.paramsVersion
+		l.sc.configuredFor, l.sc.configuredVersion = c.id, c.paramsVersion
 	}
 	l.track = nil
 	l.to(leaseReturning)
@@ -210,9 +210,9 @@ func resetServer(sc *serverConn, timeout time.Duration) bool {
 	}
 	sc.set = make(map[string]string)
 	sc.unnamedSettings = false
-	sc.configuredFor = nil
+	sc.configuredFor = 0
 	sc.prepared.clear()
-	sc.unnamedOwner = nil
+	sc.unnamedOwner = 0
 	return true
 }
 

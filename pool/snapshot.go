@@ -109,8 +109,9 @@ func (s *Server) totalsByDatabase() map[string]admin.Totals {
 	return admin.TotalsByDatabase(s.poolSnapshot(s.poolsOf("")))
 }
 
-func clientPtr(c *clientSession) string { return fmt.Sprintf("c%p", c) }
-func serverPtr(sc *serverConn) string   { return fmt.Sprintf("s%p", sc) }
+// clientPtr names a client session by its id, as SHOW CLIENTS' ptr and SHOW SERVERS' link.
+func clientPtr(id uint64) string      { return fmt.Sprintf("c%x", id) }
+func serverPtr(sc *serverConn) string { return fmt.Sprintf("s%p", sc) }
 
 // clientSnapshot describes every client connection; details adds what SHOW CLIENTS
 // shows beyond the counts.
@@ -152,7 +153,7 @@ func (s *Server) clientSnapshot(details bool) []admin.Client {
 				cl.RequestTime = time.Unix(0, r)
 			}
 			cl.CloseNeeded = c.isClosing()
-			cl.Ptr = clientPtr(c)
+			cl.Ptr = clientPtr(c.id)
 		}
 		out = append(out, cl)
 	}
@@ -171,8 +172,8 @@ func serverSnapshot(live []*backendPool) []admin.ServerConn {
 				ConnectTime: sc.createdAt, CloseNeeded: sc.createdAt.UnixNano() < bp.reconnectBefore.Load(),
 				Ptr: serverPtr(sc), RemotePID: sc.pid, PreparedStatements: sc.prepared.Len(),
 			}
-			if c := sc.linked.Load(); c != nil {
-				srv.Active, srv.Link = true, clientPtr(c)
+			if id := sc.linked.Load(); id != 0 {
+				srv.Active, srv.Link = true, clientPtr(id)
 			}
 			out = append(out, srv)
 			return true

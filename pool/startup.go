@@ -189,7 +189,7 @@ func (c *clientSession) startup(ctx context.Context) error {
 			c.params[k] = v
 		}
 	}
-	sc.configuredFor, sc.configuredVersion = c, c.paramsVersion
+	sc.configuredFor, sc.configuredVersion = c.id, c.paramsVersion
 	if err := c.welcome(report); err != nil {
 		bp.release(res)
 		return err

@@ -335,7 +335,7 @@ func (l *lease) syncUntracked() bool {
 			c.params = params
 			c.paramsVersion++
 		}
-		sc.configuredFor, sc.configuredVersion = c, c.paramsVersion
+		sc.configuredFor, sc.configuredVersion = c.id, c.paramsVersion
 		if unnamed {
 			// Custom placeholders nobody named may be set too: they are the client's, on
 			// this server only, until another client needs it (see applyParams).
