@@ -52,16 +52,16 @@ func planParams(sc *serverConn, params map[string]string, resetAll bool) []param
 	// recorded is the server's value of an ordinary parameter once steps 1 and 2 ran.
 	recorded := func(n string) (string, bool) {
 		if resetAll {
-			v, ok := sc.defaults[n]
+			v, ok := sc.Defaults[n]
 			return v, ok
 		}
-		return sc.param(n)
+		return sc.Param(n)
 	}
-	names := make([]string, 0, len(params)+len(sc.set))
+	names := make([]string, 0, len(params)+len(sc.Set))
 	for n := range params {
 		names = append(names, n)
 	}
-	for n := range sc.set {
+	for n := range sc.Set {
 		if _, ok := params[n]; !ok {
 			names = append(names, n)
 		}
@@ -78,7 +78,7 @@ func planParams(sc *serverConn, params map[string]string, resetAll bool) []param
 			}
 			continue
 		}
-		if _, ok := sc.set[n]; ok && !resetAll {
+		if _, ok := sc.Set[n]; ok && !resetAll {
 			ordinary = append(ordinary, paramStep{name: n})
 		}
 	}
@@ -88,7 +88,7 @@ func planParams(sc *serverConn, params map[string]string, resetAll bool) []param
 	undone := map[string]bool{}
 	if undo {
 		for _, n := range []string{"role", "session_authorization"} {
-			if _, ok := sc.set[n]; ok {
+			if _, ok := sc.Set[n]; ok {
 				steps = append(steps, paramStep{name: n})
 				undone[n] = true
 			}
@@ -100,11 +100,11 @@ func planParams(sc *serverConn, params map[string]string, resetAll bool) []param
 	steps = append(steps, ordinary...)
 	for _, n := range identityParams {
 		want, has := params[n]
-		cur, ok := sc.param(n)
+		cur, ok := sc.Param(n)
 		if undone[n] {
-			cur, ok = sc.defaults[n]
+			cur, ok = sc.Defaults[n]
 		}
-		_, inSet := sc.set[n]
+		_, inSet := sc.Set[n]
 		switch {
 		case has && n == "role" && want == "none" && !ok:
 		case has && (!ok || cur != want):
@@ -152,17 +152,17 @@ func paramsQuery(steps []paramStep) string {
 // its ParameterStatus messages.
 func recordApplied(sc *serverConn, params map[string]string, resetAll bool) {
 	for k, v := range params {
-		if _, reported := sc.defaults[k]; !reported {
-			sc.set[k] = v
+		if _, reported := sc.Defaults[k]; !reported {
+			sc.Set[k] = v
 		}
 	}
-	for k := range sc.set {
+	for k := range sc.Set {
 		if _, ok := params[k]; !ok {
-			delete(sc.set, k)
+			delete(sc.Set, k)
 		}
 	}
 	if resetAll {
-		sc.unnamedSettings = false
+		sc.UnnamedSettings = false
 	}
 }
 
@@ -176,19 +176,19 @@ func (c *clientSession) restoreFailed(ctx context.Context, sc *serverConn, steps
 	var dropped []string
 	var cause *pgconn.PgError
 	for _, st := range steps {
-		res, err := sc.exec(ctx, paramsQuery([]paramStep{st}))
+		res, err := sc.Exec(ctx, paramsQuery([]paramStep{st}))
 		if err != nil {
 			return err
 		}
-		if sc.txStatus != 'I' {
+		if sc.TxStatus != 'I' {
 			return fmt.Errorf("pool: server left in transaction after set_config: %s", first.Message)
 		}
-		if res.err == nil || st.value == nil {
+		if res.Err == nil || st.value == nil {
 			continue
 		}
 		dropped = append(dropped, st.name)
 		if cause == nil {
-			cause = res.err
+			cause = res.Err
 		}
 	}
 	if len(dropped) == 0 {

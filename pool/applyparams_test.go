@@ -62,7 +62,7 @@ func TestParamsOrder(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			sc := &serverConn{defaults: login, set: tc.set}
+			sc := &serverConn{Defaults: login, Set: tc.set}
 			require.Equal(t, tc.want, paramsQuery(planParams(sc, tc.params, tc.resetAll)))
 		})
 	}

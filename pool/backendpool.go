@@ -23,14 +23,14 @@ type poolKey struct {
 type backendPool struct {
 	key         poolKey
 	mode        Mode
-	connCfg     *pgconn.Config
+	ConnConfig     *pgconn.Config
 	p           *puddle.Pool[*serverConn]
 	minSize     int
 	idleTimeout time.Duration
 	lifetime    time.Duration
 	counters    poolCounters
-	// name is "primary" or the replica's host:port, for stats and events.
-	name string
+	// Name is "primary" or the replica's host:port, for stats and events.
+	Name string
 	// reconnectBefore (Unix ns): connections made before it are closed on release
 	// (RECONNECT).
 	reconnectBefore atomic.Int64
@@ -59,11 +59,11 @@ func newBackendPool(key poolKey, mode Mode, connCfg *pgconn.Config, size, minSiz
 		name = net.JoinHostPort(connCfg.Host, strconv.Itoa(int(connCfg.Port)))
 	}
 	bp := &backendPool{
-		name:        name,
+		Name:        name,
 		key:         key,
 		passthrough: passthrough,
 		mode:        mode,
-		connCfg:     connCfg,
+		ConnConfig:     connCfg,
 		minSize:     minSize,
 		idleTimeout: idleTimeout,
 		lifetime:    lifetime,
@@ -81,22 +81,22 @@ func newBackendPool(key poolKey, mode Mode, connCfg *pgconn.Config, size, minSiz
 			case keys != nil && keys.Password != "":
 				cc := connCfg.Copy()
 				cc.Password = keys.Password
-				sc, err = connectServer(ctx, cc)
+				sc, err = Connect(ctx, cc)
 			case keys != nil:
 				sc, err = loginPassthrough(ctx, connCfg, keys)
 			default:
-				sc, err = connectServer(ctx, connCfg)
+				sc, err = Connect(ctx, connCfg)
 			}
 			if err != nil {
 				return nil, err
 			}
-			sc.prepared = newStmtLRU(maxPrepared)
+			sc.Prepared = newStmtLRU(maxPrepared)
 			bp.conns.Store(sc, struct{}{})
 			return sc, nil
 		},
 		Destructor: func(sc *serverConn) {
 			bp.conns.Delete(sc)
-			_ = sc.close()
+			_ = sc.Close()
 		},
 		MaxSize: int32(size),
 	})
@@ -108,15 +108,15 @@ func newBackendPool(key poolKey, mode Mode, connCfg *pgconn.Config, size, minSiz
 	return bp, nil
 }
 
-// tryAcquire returns an idle server connection that looks alive, or nil without waiting.
+// TryAcquire returns an idle server connection that looks alive, or nil without waiting.
 // When none is idle and the pool has room, a new connection starts in the background.
-func (bp *backendPool) tryAcquire(ctx context.Context) *puddle.Resource[*serverConn] {
+func (bp *backendPool) TryAcquire(ctx context.Context) *puddle.Resource[*serverConn] {
 	for {
 		res, err := bp.p.TryAcquire(ctx)
 		if err != nil {
 			return nil
 		}
-		if res.IdleDuration() > aliveCheckAfter && !res.Value().alive() {
+		if res.IdleDuration() > aliveCheckAfter && !res.Value().Alive() {
 			res.Destroy()
 			continue
 		}
@@ -124,14 +124,14 @@ func (bp *backendPool) tryAcquire(ctx context.Context) *puddle.Resource[*serverC
 	}
 }
 
-// acquire returns a server connection that looks alive, waiting for one until ctx ends.
-func (bp *backendPool) acquire(ctx context.Context) (*puddle.Resource[*serverConn], error) {
+// Acquire returns a server connection that looks alive, waiting for one until ctx ends.
+func (bp *backendPool) Acquire(ctx context.Context) (*puddle.Resource[*serverConn], error) {
 	for {
 		res, err := bp.p.Acquire(ctx)
 		if err != nil {
 			return nil, err
 		}
-		if res.IdleDuration() > aliveCheckAfter && !res.Value().alive() {
+		if res.IdleDuration() > aliveCheckAfter && !res.Value().Alive() {
 			res.Destroy()
 			continue
 		}
@@ -139,16 +139,16 @@ func (bp *backendPool) acquire(ctx context.Context) (*puddle.Resource[*serverCon
 	}
 }
 
-// destroyIdle closes every idle connection, after one of them turned out dead.
-func (bp *backendPool) destroyIdle() {
+// DestroyIdle closes every idle connection, after one of them turned out dead.
+func (bp *backendPool) DestroyIdle() {
 	for _, res := range bp.p.AcquireAllIdle() {
 		res.Destroy()
 	}
 }
 
-// release returns a clean server connection, or closes it once it has lived too long.
-func (bp *backendPool) release(res *puddle.Resource[*serverConn]) {
-	res.Value().linked.Store(0)
+// Release returns a clean server connection, or closes it once it has lived too long.
+func (bp *backendPool) Release(res *puddle.Resource[*serverConn]) {
+	res.Value().Linked.Store(0)
 	if bp.lifetime > 0 && time.Since(res.CreationTime()) > bp.lifetime ||
 		res.CreationTime().UnixNano() < bp.reconnectBefore.Load() {
 		res.Destroy()
@@ -193,8 +193,8 @@ func (bp *backendPool) maintain() {
 	}
 }
 
-// close stops maintenance and closes every connection; acquired ones close on return.
-func (bp *backendPool) close() {
+// Close stops maintenance and closes every connection; acquired ones Close on return.
+func (bp *backendPool) Close() {
 	bp.stopOnce.Do(func() {
 		close(bp.stop)
 		bp.cancelUpkeep() // a login for min_pool_size in progress is given up
@@ -205,7 +205,7 @@ func (bp *backendPool) close() {
 
 // passthroughKeys returns what to log in with when the pool has no password.
 func (bp *backendPool) passthroughKeys() *passthroughKeys {
-	if bp.passthrough == nil || bp.connCfg.Password != "" {
+	if bp.passthrough == nil || bp.ConnConfig.Password != "" {
 		return nil
 	}
 	return bp.passthrough()

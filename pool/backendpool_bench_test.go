@@ -72,7 +72,7 @@ func benchBackendPool(b *testing.B, size int) *backendPool {
 	bp, err := newBackendPool(poolKey{database: "bench", user: "bench"}, ModeTransaction, cfg,
 		size, 0, 100, 0, 0, 10*time.Second, nil)
 	require.NoError(b, err)
-	b.Cleanup(bp.close)
+	b.Cleanup(bp.Close)
 	ctx := context.Background()
 	for range size {
 		require.NoError(b, bp.p.CreateResource(ctx))
@@ -88,22 +88,22 @@ func BenchmarkBackendPoolCheckout(b *testing.B) {
 		bp := benchBackendPool(b, 1)
 		b.ReportAllocs()
 		for b.Loop() {
-			res, err := bp.acquire(ctx)
+			res, err := bp.Acquire(ctx)
 			if err != nil {
 				b.Fatal(err)
 			}
-			bp.release(res)
+			bp.Release(res)
 		}
 	})
 	b.Run("tryAcquire", func(b *testing.B) {
 		bp := benchBackendPool(b, 1)
 		b.ReportAllocs()
 		for b.Loop() {
-			res := bp.tryAcquire(ctx)
+			res := bp.TryAcquire(ctx)
 			if res == nil {
 				b.Fatal("no idle server connection")
 			}
-			bp.release(res)
+			bp.Release(res)
 		}
 	})
 	// 20 server connections shared by GOMAXPROCS×4 goroutines, as 200 clients share 20.
@@ -113,12 +113,12 @@ func BenchmarkBackendPoolCheckout(b *testing.B) {
 		b.SetParallelism(4)
 		b.RunParallel(func(pb *testing.PB) {
 			for pb.Next() {
-				res, err := bp.acquire(ctx)
+				res, err := bp.Acquire(ctx)
 				if err != nil {
 					b.Error(err)
 					return
 				}
-				bp.release(res)
+				bp.Release(res)
 			}
 		})
 	})

@@ -23,17 +23,17 @@ import (
 // query. The paths that give a server back (finishLease, replayOnPrimary) wait for its
 // cancels, at most settleTimeout, and close the server if one is not answered.
 
-// cancelTimeout bounds one cancel request to a server: dial, send, wait for the close.
-const cancelTimeout = 5 * time.Second
+// CancelTimeout bounds one cancel request to a server: dial, send, wait for the close.
+const CancelTimeout = 5 * time.Second
 
 // settleTimeout bounds waiting for a server's cancels before it goes back to its pool;
 // past it the server is closed.
-const settleTimeout = cancelTimeout + time.Second
+const settleTimeout = CancelTimeout + time.Second
 
-// cancelCount counts the cancel requests in flight to one server connection's backend.
+// CancelCount counts the cancel requests in flight to one server connection's backend.
 // Whoever gives the server back calls settle; a cancel is only counted (add) under
 // clientSession.mu while the lease is cancellable, so none starts once settle has begun.
-type cancelCount struct {
+type CancelCount struct {
 	mu sync.Mutex // guards the fields below; never held across I/O
 	n  int
 	// idle is made when n leaves 0 and closed when it returns to 0.
@@ -42,7 +42,7 @@ type cancelCount struct {
 	doubtful bool
 }
 
-func (cc *cancelCount) add() {
+func (cc *CancelCount) Add() {
 	cc.mu.Lock()
 	if cc.n == 0 {
 		cc.idle = make(chan struct{})
@@ -52,7 +52,7 @@ func (cc *cancelCount) add() {
 }
 
 // done ends a cancel; doubtful tells that it was sent and its answer never came.
-func (cc *cancelCount) done(doubtful bool) {
+func (cc *CancelCount) done(doubtful bool) {
 	cc.mu.Lock()
 	cc.n--
 	cc.doubtful = cc.doubtful || doubtful
@@ -64,15 +64,15 @@ func (cc *cancelCount) done(doubtful bool) {
 }
 
 // inFlight returns the number of cancels in flight.
-func (cc *cancelCount) inFlight() int {
+func (cc *CancelCount) inFlight() int {
 	cc.mu.Lock()
 	defer cc.mu.Unlock()
 	return cc.n
 }
 
-// settle waits until no cancel is in flight, at most d. It reports whether the server
+// Settle waits until no cancel is in flight, at most d. It reports whether the server
 // may be lent again: false if a cancel is still in flight or one was never answered.
-func (cc *cancelCount) settle(d time.Duration) bool {
+func (cc *CancelCount) Settle(d time.Duration) bool {
 	cc.mu.Lock()
 	idle := cc.idle
 	cc.mu.Unlock()
@@ -90,8 +90,8 @@ func (cc *cancelCount) settle(d time.Duration) bool {
 	return cc.n == 0 && !cc.doubtful
 }
 
-// cancelCounters are a pool's cancel requests in progress, for SHOW POOLS and Stat.
-type cancelCounters struct {
+// CancelCounters are a pool's cancel requests in progress, for SHOW POOLS and Stat.
+type CancelCounters struct {
 	mu sync.Mutex
 	// clientWaiting: clients' cancel requests not yet sent to the server (dialling);
 	// clientActive: sent, not yet answered; conns: connections open to forward a cancel,
@@ -99,13 +99,13 @@ type cancelCounters struct {
 	clientWaiting, clientActive, conns int
 }
 
-func (cc *cancelCounters) change(f func(*cancelCounters)) {
+func (cc *CancelCounters) change(f func(*CancelCounters)) {
 	cc.mu.Lock()
 	f(cc)
 	cc.mu.Unlock()
 }
 
-func (cc *cancelCounters) snapshot() (clientWaiting, clientActive, conns int) {
+func (cc *CancelCounters) Snapshot() (clientWaiting, clientActive, conns int) {
 	cc.mu.Lock()
 	defer cc.mu.Unlock()
 	return cc.clientWaiting, cc.clientActive, cc.conns
@@ -128,26 +128,26 @@ func (c *clientSession) cancelRunning(ctx context.Context, l *lease, fromClient 
 		return false, nil
 	}
 	sc, bp := l.sc, l.pool
-	sc.cancels.add()
+	sc.Cancels.Add()
 	c.mu.Unlock()
 	// Only sc and bp are used from here on: l may be reused for the next transaction.
-	return true, sc.cancel(ctx, &bp.counters.cancels, fromClient)
+	return true, sc.Cancel(ctx, &bp.counters.cancels, fromClient)
 }
 
-// cancel asks the server to cancel whatever this connection is running, and waits until
+// Cancel asks the server to Cancel whatever this connection is running, and waits until
 // the postmaster has handled the request (it closes the socket once it has signalled the
 // backend), so the signal cannot land on a later transaction. The caller has counted the
-// cancel in sc.cancels; cancel ends it. counters are the pool's.
-func (sc *serverConn) cancel(ctx context.Context, counters *cancelCounters, fromClient bool) (err error) {
-	ctx, cancelCtx := context.WithTimeout(ctx, cancelTimeout)
+// Cancel in sc.cancels; Cancel ends it. counters are the pool's.
+func (sc *serverConn) Cancel(ctx context.Context, counters *CancelCounters, fromClient bool) (err error) {
+	ctx, cancelCtx := context.WithTimeout(ctx, CancelTimeout)
 	defer cancelCtx()
 	sent := false
 	if fromClient {
-		counters.change(func(cc *cancelCounters) { cc.clientWaiting++ })
+		counters.change(func(cc *CancelCounters) { cc.clientWaiting++ })
 	}
 	defer func() {
 		if fromClient {
-			counters.change(func(cc *cancelCounters) {
+			counters.change(func(cc *CancelCounters) {
 				if sent {
 					cc.clientActive--
 				} else {
@@ -155,30 +155,30 @@ func (sc *serverConn) cancel(ctx context.Context, counters *cancelCounters, from
 				}
 			})
 		}
-		sc.cancels.done(sent && err != nil)
+		sc.Cancels.done(sent && err != nil)
 	}()
-	addr := sc.conn.RemoteAddr()
+	addr := sc.NetConn.RemoteAddr()
 	var d net.Dialer
 	c, err := d.DialContext(ctx, addr.Network(), addr.String())
 	if err != nil {
 		return fmt.Errorf("pool: dial for cancel: %w", err)
 	}
-	counters.change(func(cc *cancelCounters) { cc.conns++ })
+	counters.change(func(cc *CancelCounters) { cc.conns++ })
 	defer func() {
 		_ = c.Close()
-		counters.change(func(cc *cancelCounters) { cc.conns-- })
+		counters.change(func(cc *CancelCounters) { cc.conns-- })
 	}()
 	if dl, ok := ctx.Deadline(); ok {
 		_ = c.SetDeadline(dl)
 	}
-	req, err := (&pgproto3.CancelRequest{ProcessID: sc.pid, SecretKey: sc.secretKey}).Encode(nil)
+	req, err := (&pgproto3.CancelRequest{ProcessID: sc.PID, SecretKey: sc.secretKey}).Encode(nil)
 	if err != nil {
 		return err
 	}
 	// From the first byte written the signal may be sent.
 	sent = true
 	if fromClient {
-		counters.change(func(cc *cancelCounters) { cc.clientWaiting--; cc.clientActive++ })
+		counters.change(func(cc *CancelCounters) { cc.clientWaiting--; cc.clientActive++ })
 	}
 	if _, err := c.Write(req); err != nil {
 		return fmt.Errorf("pool: send cancel: %w", err)
@@ -189,11 +189,11 @@ func (sc *serverConn) cancel(ctx context.Context, counters *cancelCounters, from
 	return nil
 }
 
-// beingCanceled returns how many of bp's servers have a cancel in flight.
-func (bp *backendPool) beingCanceled() int {
+// BeingCanceled returns how many of bp's servers have a cancel in flight.
+func (bp *backendPool) BeingCanceled() int {
 	n := 0
 	bp.conns.Range(func(k, _ any) bool {
-		if k.(*serverConn).cancels.inFlight() > 0 {
+		if k.(*serverConn).Cancels.inFlight() > 0 {
 			n++
 		}
 		return true

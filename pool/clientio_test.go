@@ -76,7 +76,7 @@ func FuzzClientReader(f *testing.F) {
 // while a read waits for data, unless it holds part of a message.
 func TestClientReaderReleasesWhileWaiting(t *testing.T) {
 	a, b := tcpPair(t)
-	r := newClientReader(fastIO(b))
+	r := newClientReader(FastIO(b))
 	require.NotNil(t, r.rel, "a TCP socket is read through rawIO")
 	require.False(t, r.held(), "no buffer before the first read")
 

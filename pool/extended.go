@@ -57,7 +57,7 @@ func (c *clientSession) planExtendedMsg(l *lease, msg []byte, out []byte) ([]byt
 				c.unnamedText = string(query)
 				c.unnamedTraits = withSettingEffects(c.srv.classifier, c.unnamedText, traitsOf(c.unnamedText))
 			}
-			sc.unnamedOwner, sc.unnamedGen = c.id, c.unnamedGen
+			sc.UnnamedOwner, sc.UnnamedGen = c.id, c.unnamedGen
 			l.parses.push(inflight{action: replyForward, segment: seg})
 			counters.serverParses.Add(1)
 			return append(out, msg...), nil, nil
@@ -72,7 +72,7 @@ func (c *clientSession) planExtendedMsg(l *lease, msg []byte, out []byte) ([]byt
 		stmt := c.srv.stmts.get(string(query), types)
 		cname := string(name)
 		c.stmts[cname] = stmt
-		if sc.prepared.has(stmt) {
+		if sc.Prepared.has(stmt) {
 			l.closes.push(inflight{action: replyAsParse, segment: seg, stmt: stmt, client: cname})
 			return protocol.AppendClose(out, 'S', noopStmtName), nil, nil
 		}
@@ -141,7 +141,7 @@ func (c *clientSession) planExtendedMsg(l *lease, msg []byte, out []byte) ([]byt
 		l.closes.push(inflight{action: replyForward, segment: seg})
 		if body[0] == 'S' && len(name) == 0 {
 			c.unnamed = c.unnamed[:0]
-			sc.unnamedOwner = 0
+			sc.UnnamedOwner = 0
 		}
 		if body[0] == 'S' && len(name) > 0 {
 			// The server's copy may serve other clients: only the mapping goes.
@@ -228,7 +228,7 @@ func (c *clientSession) refuseParse(l *lease, name []byte, what string, out []by
 	if len(name) == 0 {
 		stand = ""
 		c.unnamed = c.unnamed[:0]
-		l.sc.unnamedOwner = 0
+		l.sc.UnnamedOwner = 0
 	}
 	l.parses.push(inflight{action: replyRefused, segment: l.sentSeq, client: what})
 	return protocol.AppendParse(out, stand, refusedQuery, []byte{0, 0})
@@ -269,10 +269,10 @@ func (c *clientSession) lookupForUse(name []byte) *preparedStmt {
 // unnamed statement is not that one (another client's, or none).
 func (c *clientSession) ensureUnnamed(l *lease, out []byte) []byte {
 	sc := l.sc
-	if len(c.unnamed) == 0 || sc.unnamedOwner == c.id && sc.unnamedGen == c.unnamedGen {
+	if len(c.unnamed) == 0 || sc.UnnamedOwner == c.id && sc.UnnamedGen == c.unnamedGen {
 		return out
 	}
-	sc.unnamedOwner, sc.unnamedGen = c.id, c.unnamedGen
+	sc.UnnamedOwner, sc.UnnamedGen = c.id, c.unnamedGen
 	l.parses.push(inflight{action: replyHide, segment: l.sentSeq})
 	l.pool.counters.serverParses.Add(1)
 	return append(out, c.unnamed...)
@@ -280,7 +280,7 @@ func (c *clientSession) ensureUnnamed(l *lease, out []byte) []byte {
 
 // ensurePrepared appends a hidden Parse of stmt when the server lacks it.
 func (c *clientSession) ensurePrepared(l *lease, stmt *preparedStmt, out []byte) []byte {
-	if stmt == noopStmt || l.sc.prepared.has(stmt) {
+	if stmt == noopStmt || l.sc.Prepared.has(stmt) {
 		return out
 	}
 	out = c.evictFor(l, stmt, out)
@@ -292,7 +292,7 @@ func (c *clientSession) ensurePrepared(l *lease, stmt *preparedStmt, out []byte)
 // evictFor records stmt as prepared on the lease's server and appends hidden Closes of
 // the statements evicted to make room.
 func (c *clientSession) evictFor(l *lease, stmt *preparedStmt, out []byte) []byte {
-	c.evicted = l.sc.prepared.add(stmt, c.evicted[:0])
+	c.evicted = l.sc.Prepared.add(stmt, c.evicted[:0])
 	for _, old := range c.evicted {
 		l.closes.push(inflight{action: replyHide, segment: l.sentSeq, stmt: old})
 		out = protocol.AppendClose(out, 'S', old.name)
@@ -385,7 +385,7 @@ func (c *clientSession) replyError(l *lease, msg []byte) []byte {
 		if it.stmt == nil || it.action == replyDupStatement {
 			return
 		}
-		l.sc.prepared.remove(it.stmt.name)
+		l.sc.Prepared.remove(it.stmt.name)
 		if it.client != "" && c.stmts[it.client] == it.stmt {
 			delete(c.stmts, it.client)
 		}
@@ -395,7 +395,7 @@ func (c *clientSession) replyError(l *lease, msg []byte) []byte {
 		case replyHide:
 			// The eviction did not happen: the server still has the statement.
 			if it.stmt != nil {
-				l.sc.prepared.restore(it.stmt)
+				l.sc.Prepared.restore(it.stmt)
 			}
 		case replyAsParse:
 			if c.stmts[it.client] == it.stmt {
@@ -460,7 +460,7 @@ func (c *clientSession) simpleCommand(q string) (bool, error) {
 		}
 		if session && c.lease != nil {
 			// The server runs it: its statements, cmpool's included, are gone.
-			c.lease.sc.prepared.clear()
+			c.lease.sc.Prepared.clear()
 			c.mu.Unlock()
 			return false, nil
 		}
@@ -522,7 +522,7 @@ func (c *clientSession) replyLocally(reply []byte) error {
 	// abort the transaction, unlike a server-side error (see docs/pooling.md).
 	status := c.localStatus()
 	if c.lease != nil {
-		status = c.lease.sc.txStatus
+		status = c.lease.sc.TxStatus
 	}
 	c.mu.Unlock()
 	return c.writeLocal(protocol.AppendReadyForQuery(reply, status))

@@ -8,7 +8,7 @@ import (
 	"unsafe"
 )
 
-// fastIO returns what the relay's buffered reader and writer should do their I/O through
+// FastIO returns what the relay's buffered reader and writer should do their I/O through
 // for conn. For a TCP or Unix socket that is a rawIO: reads and writes go straight to the
 // non-blocking socket as raw system calls, and only a read that would block or a write
 // that does not fit waits for the runtime's poller.
@@ -19,7 +19,7 @@ import (
 // thread, and the monitor keeps ticking every 20 µs; under pgbench that was a third of
 // cmpool's CPU. A raw system call keeps the P, and the monitor backs off. The system calls
 // made here never block: the socket is non-blocking.
-func fastIO(conn net.Conn) io.ReadWriter {
+func FastIO(conn net.Conn) io.ReadWriter {
 	sc, ok := conn.(syscall.Conn)
 	if !ok {
 		return conn

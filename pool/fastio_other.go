@@ -7,5 +7,5 @@ import (
 	"net"
 )
 
-// fastIO returns conn: the raw system-call path is Linux only.
-func fastIO(conn net.Conn) io.ReadWriter { return conn }
+// FastIO returns conn: the raw system-call path is Linux only.
+func FastIO(conn net.Conn) io.ReadWriter { return conn }

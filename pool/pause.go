@@ -102,7 +102,7 @@ func (s *Server) closeRetired(pools []*backendPool) {
 	for _, bp := range pools {
 		s.closingPools.Store(bp, struct{}{})
 		go func() {
-			bp.close()
+			bp.Close()
 			s.closingPools.Delete(bp)
 		}()
 	}
@@ -141,7 +141,7 @@ func (s *Server) closeNeeded(database string) bool {
 			continue
 		}
 		bp.conns.Range(func(k, _ any) bool {
-			needed = k.(*serverConn).createdAt.UnixNano() < before
+			needed = k.(*serverConn).CreatedAt.UnixNano() < before
 			return !needed
 		})
 	}
@@ -232,7 +232,7 @@ func (s *Server) pause(ctx context.Context, database string) error {
 		}
 	}
 	for _, bp := range s.poolsOf(database) {
-		bp.destroyIdle()
+		bp.DestroyIdle()
 	}
 	return nil
 }
@@ -249,7 +249,7 @@ func (s *Server) kill(database string) {
 		_ = c.conn.Close()
 	}
 	for _, bp := range s.poolsOf(database) {
-		bp.destroyIdle()
+		bp.DestroyIdle()
 	}
 }
 
@@ -259,6 +259,6 @@ func (s *Server) reconnect(database string) {
 	now := time.Now()
 	for _, bp := range s.poolsOf(database) {
 		bp.reconnectBefore.Store(now.UnixNano())
-		bp.destroyIdle()
+		bp.DestroyIdle()
 	}
 }

@@ -99,7 +99,7 @@ func (l *lease) relayLoop(inline bool) (exit relayExit) {
 		}
 	}()
 	for {
-		fr, err := l.sc.fr.Next()
+		fr, err := l.sc.Frames.Next()
 		if err != nil {
 			l.relayFailed(err)
 			return relayDoneExit
@@ -209,7 +209,7 @@ func (l *lease) relayOne(fr protocol.Frame) (relayStep, byte, error) {
 	if l.replica >= 0 && !l.answered && l.segOK {
 		switch fr.Type {
 		case '1', '2', 't', 'T', 'n':
-			msg, err := sc.fr.Message()
+			msg, err := sc.Frames.Message()
 			if err != nil {
 				return stepFailed, 0, err
 			}
@@ -228,7 +228,7 @@ func (l *lease) relayOne(fr protocol.Frame) (relayStep, byte, error) {
 	}
 	switch fr.Type {
 	case 'Z':
-		msg, err := sc.fr.Message()
+		msg, err := sc.Frames.Message()
 		if err != nil {
 			return stepFailed, 0, err
 		}
@@ -271,7 +271,7 @@ func (l *lease) relayOne(fr protocol.Frame) (relayStep, byte, error) {
 			return stepEnd, 0, nil
 		}
 	case 'S':
-		msg, err := sc.fr.Message()
+		msg, err := sc.Frames.Message()
 		if err != nil {
 			return stepFailed, 0, err
 		}
@@ -279,21 +279,21 @@ func (l *lease) relayOne(fr protocol.Frame) (relayStep, byte, error) {
 		if !ok {
 			return stepFailed, 0, fmt.Errorf("%w: malformed ParameterStatus", errBadServerMessage)
 		}
-		sc.noteParameterStatus(name, value)
+		sc.NoteParameterStatus(name, value)
 		if l.holdStatus(name, value) {
 			return stepContinue, 0, nil
 		}
 		c.noteParameterStatus(name, value)
 		out = msg
 	case 'C':
-		msg, err := sc.fr.Message()
+		msg, err := sc.Frames.Message()
 		if err != nil {
 			return stepFailed, 0, err
 		}
 		c.srv.stmts.noteCommandTag(msg[protocol.HeaderLen:])
 		out = msg
 	case '1', '3', 'E':
-		msg, err := sc.fr.Message()
+		msg, err := sc.Frames.Message()
 		if err != nil {
 			return stepFailed, 0, err
 		}
@@ -319,7 +319,7 @@ func (l *lease) relayOne(fr protocol.Frame) (relayStep, byte, error) {
 			}
 		}
 	default:
-		if err := sc.fr.Forward(c.w); err != nil {
+		if err := sc.Frames.Forward(c.w); err != nil {
 			if isClientWriteErr(err) {
 				return stepClientGone, 0, nil
 			}
@@ -334,7 +334,7 @@ func (l *lease) relayOne(fr protocol.Frame) (relayStep, byte, error) {
 	if out != nil || fr.Type != '1' && fr.Type != '3' && fr.Type != 'E' {
 		l.answered = true
 	}
-	if sc.fr.Buffered() == 0 {
+	if sc.Frames.Buffered() == 0 {
 		if err := c.w.Flush(); err != nil {
 			return stepClientGone, 0, nil
 		}
@@ -392,6 +392,6 @@ func (c *clientSession) noteParameterStatus(name, value string) {
 	l := c.lease
 	c.mu.Unlock()
 	if l != nil {
-		l.sc.configuredFor, l.sc.configuredVersion = c.id, c.paramsVersion
+		l.sc.ConfiguredFor, l.sc.ConfiguredVersion = c.id, c.paramsVersion
 	}
 }

@@ -134,7 +134,7 @@ func (c *clientSession) loginOnReplica(ctx context.Context, err error) (*backend
 	}
 	actx, cancel := c.waitContext(ctx)
 	defer cancel()
-	res, err := bp.acquire(actx)
+	res, err := bp.Acquire(actx)
 	if err != nil {
 		return nil, nil
 	}
@@ -311,20 +311,20 @@ WHERE p.proname = %s AND (%s = '' OR n.nspname = %s)`, router.QuoteLiteral(name)
 	}
 	ctx, cancel := context.WithTimeout(ctx, c.srv.conf().ServerConnectTimeout)
 	defer cancel()
-	res, err := bp.acquire(ctx)
+	res, err := bp.Acquire(ctx)
 	if err != nil {
 		return true, err
 	}
-	out, err := res.Value().exec(ctx, q)
+	out, err := res.Value().Exec(ctx, q)
 	if err != nil {
 		res.Destroy()
 		return true, err
 	}
-	bp.release(res)
-	if out.err != nil || len(out.row) != 1 {
+	bp.Release(res)
+	if out.Err != nil || len(out.Row) != 1 {
 		return true, errors.New("unexpected answer from pg_proc lookup")
 	}
-	return out.row[0] == "t", nil
+	return out.Row[0] == "t", nil
 }
 
 // poolAt returns this client's pool on a backend. The primary's pool is looked up again

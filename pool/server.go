@@ -296,7 +296,7 @@ func (s *Server) serveConn(conn net.Conn) bool {
 	if tc, ok := conn.(*net.TCPConn); ok {
 		_ = tc.SetNoDelay(true)
 	}
-	fio := fastIO(conn)
+	fio := FastIO(conn)
 	r := newClientReader(fio)
 	c := &clientSession{
 		srv:         s,
@@ -557,7 +557,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		}
 		s.mu.Unlock()
 		for _, bp := range pools {
-			bp.close()
+			bp.Close()
 		}
 		if s.rs() != nil {
 			s.rs().Close()
@@ -591,7 +591,7 @@ func (c *clientSession) requestClose() {
 	l := c.lease
 	// A syncing lease is ending cleanly, and its relay is using the server (txStatus is
 	// the relay's until then).
-	if l == nil || !l.open() || l.pending == 0 && !l.unsynced && l.sc.txStatus == 'I' {
+	if l == nil || !l.open() || l.pending == 0 && !l.unsynced && l.sc.TxStatus == 'I' {
 		_ = c.conn.SetReadDeadline(time.Now().Add(time.Duration(closeAt - now)))
 	}
 }

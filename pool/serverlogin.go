@@ -95,7 +95,7 @@ func loginPassthroughAt(ctx context.Context, cfg *pgconn.Config, host string, po
 	if err := fe.Flush(); err != nil {
 		return nil, err
 	}
-	sc := &serverConn{defaults: make(map[string]string), set: make(map[string]string), createdAt: time.Now()}
+	sc := &serverConn{Defaults: make(map[string]string), Set: make(map[string]string), CreatedAt: time.Now()}
 	scram := &protocol.ScramClient{ClientKey: keys.ClientKey, ServerKey: keys.ServerKey, Salt: keys.Salt, Iterations: keys.Iterations}
 	for {
 		msg, err := fe.Receive()
@@ -142,20 +142,20 @@ func loginPassthroughAt(ctx context.Context, cfg *pgconn.Config, host string, po
 		case *pgproto3.AuthenticationCleartextPassword:
 			return nil, noSecretError(cfg.User, "password")
 		case *pgproto3.ParameterStatus:
-			sc.defaults[m.Name] = m.Value
+			sc.Defaults[m.Name] = m.Value
 		case *pgproto3.BackendKeyData:
-			sc.pid = m.ProcessID
+			sc.PID = m.ProcessID
 			sc.secretKey = append([]byte(nil), m.SecretKey...)
 		case *pgproto3.ErrorResponse:
 			return nil, pgconn.ErrorResponseToPgError(m)
 		case *pgproto3.ReadyForQuery:
-			sc.txStatus = m.TxStatus
+			sc.TxStatus = m.TxStatus
 			_ = conn.SetDeadline(time.Time{})
-			fio := fastIO(conn)
+			fio := FastIO(conn)
 			r := bufio.NewReaderSize(fio, serverBufSize)
-			sc.conn, sc.r = conn, r
-			sc.fr = protocol.NewFrameReader(r, 0)
-			sc.w = bufio.NewWriterSize(fio, serverBufSize)
+			sc.NetConn, sc.r = conn, r
+			sc.Frames = protocol.NewFrameReader(r, 0)
+			sc.Writer = bufio.NewWriterSize(fio, serverBufSize)
 			return sc, nil
 		case *pgproto3.NoticeResponse:
 		default:

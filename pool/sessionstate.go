@@ -166,28 +166,28 @@ func (l *lease) syncTracked() bool {
 		fmt.Fprintf(&q, "current_setting(%s, true)", router.QuoteLiteral(n))
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), c.srv.conf().ServerConnectTimeout)
-	res, err := l.sc.exec(ctx, q.String())
+	res, err := l.sc.Exec(ctx, q.String())
 	cancel()
-	ok := err == nil && res.err == nil && len(res.row) == cols && l.sc.txStatus == 'I'
+	ok := err == nil && res.Err == nil && len(res.Row) == cols && l.sc.TxStatus == 'I'
 
 	c.mu.Lock()
 	if !ok {
-		c.log.Warn("could not read back session state", "error", err, "server_error", res.err)
+		c.log.Warn("could not read back session state", "error", err, "server_error", res.Err)
 	} else if len(names) > 0 {
 		params := maps.Clone(c.params)
 		for i, n := range names {
-			v := res.row[i]
+			v := res.Row[i]
 			if v == "" {
 				delete(params, n)
-				delete(l.sc.set, n)
+				delete(l.sc.Set, n)
 				continue
 			}
 			params[n] = v
-			l.sc.set[n] = v
+			l.sc.Set[n] = v
 		}
 		c.params = params
 		c.paramsVersion++
-		l.sc.configuredFor, l.sc.configuredVersion = c.id, c.paramsVersion
+		l.sc.ConfiguredFor, l.sc.ConfiguredVersion = c.id, c.paramsVersion
 	}
 	l.track = nil
 	l.to(leaseReturning)
@@ -204,15 +204,15 @@ func (l *lease) syncTracked() bool {
 func resetServer(sc *serverConn, timeout time.Duration) bool {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	res, err := sc.exec(ctx, "DISCARD ALL")
-	if err != nil || res.err != nil || sc.txStatus != 'I' {
+	res, err := sc.Exec(ctx, "DISCARD ALL")
+	if err != nil || res.Err != nil || sc.TxStatus != 'I' {
 		return false
 	}
-	sc.set = make(map[string]string)
-	sc.unnamedSettings = false
-	sc.configuredFor = 0
-	sc.prepared.clear()
-	sc.unnamedOwner = 0
+	sc.Set = make(map[string]string)
+	sc.UnnamedSettings = false
+	sc.ConfiguredFor = 0
+	sc.Prepared.clear()
+	sc.UnnamedOwner = 0
 	return true
 }
 

@@ -81,11 +81,11 @@ func (s *Server) poolSnapshot(live []*backendPool) []admin.Pool {
 		p := entry(bp.key)
 		p.Totals = p.Totals.Plus(bp.totals())
 		st := bp.p.Stat()
-		p.Live, p.Backend, p.Mode = true, bp.name, string(bp.mode)
+		p.Live, p.Backend, p.Mode = true, bp.Name, string(bp.mode)
 		p.Servers, p.Idle, p.Active = int(st.TotalResources()), int(st.IdleResources()), int(st.AcquiredResources())
 		p.Login, p.Max = int(st.ConstructingResources()), int(st.MaxResources())
-		p.CancelsWaiting, p.CancelsActive, p.CancelConns = bp.counters.cancels.snapshot()
-		p.BeingCanceled = bp.beingCanceled()
+		p.CancelsWaiting, p.CancelsActive, p.CancelConns = bp.counters.cancels.Snapshot()
+		p.BeingCanceled = bp.BeingCanceled()
 	}
 	out := make([]admin.Pool, 0, len(byKey))
 	for _, p := range byKey {
@@ -167,12 +167,12 @@ func serverSnapshot(live []*backendPool) []admin.ServerConn {
 		bp.conns.Range(func(k, _ any) bool {
 			sc := k.(*serverConn)
 			srv := admin.ServerConn{
-				User: bp.connCfg.User, Database: bp.key.database,
-				Addr: sc.conn.RemoteAddr().String(), LocalAddr: sc.conn.LocalAddr().String(),
-				ConnectTime: sc.createdAt, CloseNeeded: sc.createdAt.UnixNano() < bp.reconnectBefore.Load(),
-				Ptr: serverPtr(sc), RemotePID: sc.pid, PreparedStatements: sc.prepared.Len(),
+				User: bp.ConnConfig.User, Database: bp.key.database,
+				Addr: sc.NetConn.RemoteAddr().String(), LocalAddr: sc.NetConn.LocalAddr().String(),
+				ConnectTime: sc.CreatedAt, CloseNeeded: sc.CreatedAt.UnixNano() < bp.reconnectBefore.Load(),
+				Ptr: serverPtr(sc), RemotePID: sc.PID, PreparedStatements: sc.Prepared.Len(),
 			}
-			if id := sc.linked.Load(); id != 0 {
+			if id := sc.Linked.Load(); id != 0 {
 				srv.Active, srv.Link = true, clientPtr(id)
 			}
 			out = append(out, srv)

@@ -263,7 +263,7 @@ func (l *lease) syncUntracked() bool {
 	}
 	funcs, unnamed := l.settingFuncs, l.opaque
 	c.mu.Unlock()
-	for k := range sc.set {
+	for k := range sc.Set {
 		names = append(names, k)
 	}
 	gen, now := c.srv.stmts.schemaGen.Load(), nanotime()
@@ -283,13 +283,13 @@ func (l *lease) syncUntracked() bool {
 		q = untrackedReadback(names, judge)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), c.srv.conf().ServerConnectTimeout)
-	res, err := sc.exec(ctx, q)
+	res, err := sc.Exec(ctx, q)
 	cancel()
-	ok := err == nil && res.err == nil && len(res.row) == 1 && sc.txStatus == 'I'
+	ok := err == nil && res.Err == nil && len(res.Row) == 1 && sc.TxStatus == 'I'
 	var got map[string]readbackValue
 	var judged map[string]judgement
 	if ok {
-		if got, judged, err = parseReadback(res.row[0]); err != nil {
+		if got, judged, err = parseReadback(res.Row[0]); err != nil {
 			ok = false
 		}
 	}
@@ -303,12 +303,12 @@ func (l *lease) syncUntracked() bool {
 
 	c.mu.Lock()
 	if !ok {
-		c.log.Warn("could not read back session state", "error", err, "server_error", res.err)
+		c.log.Warn("could not read back session state", "error", err, "server_error", res.Err)
 	} else {
 		params := maps.Clone(c.params)
 		changed := false
 		for n, rv := range got {
-			if _, reported := sc.defaults[n]; reported || serverOnlyParams[n] {
+			if _, reported := sc.Defaults[n]; reported || serverOnlyParams[n] {
 				continue // ParameterStatus follows it
 			}
 			custom := strings.Contains(n, ".")
@@ -316,7 +316,7 @@ func (l *lease) syncUntracked() bool {
 				n == "role" && *rv.value == "none" || custom && *rv.value == "" ||
 				full && !rv.session && !custom && n != "role" // back to its default
 			if unset {
-				delete(sc.set, n)
+				delete(sc.Set, n)
 				if _, ok := params[n]; ok {
 					delete(params, n)
 					changed = true
@@ -325,7 +325,7 @@ func (l *lease) syncUntracked() bool {
 			}
 			// Read by name only, a value is kept as the client's even if it is the
 			// server's default.
-			sc.set[n] = *rv.value
+			sc.Set[n] = *rv.value
 			if cur, ok := params[n]; !ok || cur != *rv.value {
 				params[n] = *rv.value
 				changed = true
@@ -335,11 +335,11 @@ func (l *lease) syncUntracked() bool {
 			c.params = params
 			c.paramsVersion++
 		}
-		sc.configuredFor, sc.configuredVersion = c.id, c.paramsVersion
+		sc.ConfiguredFor, sc.ConfiguredVersion = c.id, c.paramsVersion
 		if unnamed {
 			// Custom placeholders nobody named may be set too: they are the client's, on
 			// this server only, until another client needs it (see applyParams).
-			sc.unnamedSettings = true
+			sc.UnnamedSettings = true
 		}
 	}
 	l.track = nil
