@@ -72,7 +72,7 @@ func (c *clientSession) planExtendedMsg(l *lease, msg []byte, out []byte) ([]byt
 		stmt := c.srv.stmts.get(string(query), types)
 		cname := string(name)
 		c.stmts[cname] = stmt
-		if sc.Prepared.has(stmt) {
+		if preparedOf(sc).has(stmt) {
 			l.closes.push(inflight{action: replyAsParse, segment: seg, stmt: stmt, client: cname})
 			return protocol.AppendClose(out, 'S', noopStmtName), nil, nil
 		}
@@ -280,7 +280,7 @@ func (c *clientSession) ensureUnnamed(l *lease, out []byte) []byte {
 
 // ensurePrepared appends a hidden Parse of stmt when the server lacks it.
 func (c *clientSession) ensurePrepared(l *lease, stmt *preparedStmt, out []byte) []byte {
-	if stmt == noopStmt || l.sc.Prepared.has(stmt) {
+	if stmt == noopStmt || preparedOf(l.sc).has(stmt) {
 		return out
 	}
 	out = c.evictFor(l, stmt, out)
@@ -292,7 +292,7 @@ func (c *clientSession) ensurePrepared(l *lease, stmt *preparedStmt, out []byte)
 // evictFor records stmt as prepared on the lease's server and appends hidden Closes of
 // the statements evicted to make room.
 func (c *clientSession) evictFor(l *lease, stmt *preparedStmt, out []byte) []byte {
-	c.evicted = l.sc.Prepared.add(stmt, c.evicted[:0])
+	c.evicted = preparedOf(l.sc).add(stmt, c.evicted[:0])
 	for _, old := range c.evicted {
 		l.closes.push(inflight{action: replyHide, segment: l.sentSeq, stmt: old})
 		out = protocol.AppendClose(out, 'S', old.name)
@@ -385,7 +385,7 @@ func (c *clientSession) replyError(l *lease, msg []byte) []byte {
 		if it.stmt == nil || it.action == replyDupStatement {
 			return
 		}
-		l.sc.Prepared.remove(it.stmt.name)
+		preparedOf(l.sc).remove(it.stmt.name)
 		if it.client != "" && c.stmts[it.client] == it.stmt {
 			delete(c.stmts, it.client)
 		}
@@ -395,7 +395,7 @@ func (c *clientSession) replyError(l *lease, msg []byte) []byte {
 		case replyHide:
 			// The eviction did not happen: the server still has the statement.
 			if it.stmt != nil {
-				l.sc.Prepared.restore(it.stmt)
+				preparedOf(l.sc).restore(it.stmt)
 			}
 		case replyAsParse:
 			if c.stmts[it.client] == it.stmt {
@@ -460,7 +460,7 @@ func (c *clientSession) simpleCommand(q string) (bool, error) {
 		}
 		if session && c.lease != nil {
 			// The server runs it: its statements, cmpool's included, are gone.
-			c.lease.sc.Prepared.clear()
+			preparedOf(c.lease.sc).clear()
 			c.mu.Unlock()
 			return false, nil
 		}

@@ -195,7 +195,7 @@ func (l *lease) finishLease() {
 		}
 		l.sc.Set = make(map[string]string)
 		l.sc.ConfiguredFor = 0
-		l.sc.Prepared.clear()
+		preparedOf(l.sc).clear()
 		l.sc.UnnamedOwner = 0
 	}
 	l.giveBack(false)

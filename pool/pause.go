@@ -136,14 +136,11 @@ func (s *Server) closeNeeded(database string) bool {
 		return !needed
 	})
 	for _, bp := range s.poolsOf(database) {
-		before := bp.reconnectBefore.Load()
-		if needed || before == 0 {
-			continue
+		for sc := range bp.Conns() {
+			if needed = needed || bp.CloseNeeded(sc); needed {
+				break
+			}
 		}
-		bp.conns.Range(func(k, _ any) bool {
-			needed = k.(*serverConn).CreatedAt.UnixNano() < before
-			return !needed
-		})
 	}
 	return needed
 }
@@ -217,7 +214,7 @@ func (s *Server) pause(ctx context.Context, database string) error {
 	for {
 		busy := false
 		for _, bp := range s.poolsOf(database) {
-			if bp.p.Stat().AcquiredResources() > 0 {
+			if bp.Stat().AcquiredResources() > 0 {
 				busy = true
 				break
 			}
@@ -258,7 +255,6 @@ func (s *Server) kill(database string) {
 func (s *Server) reconnect(database string) {
 	now := time.Now()
 	for _, bp := range s.poolsOf(database) {
-		bp.reconnectBefore.Store(now.UnixNano())
-		bp.DestroyIdle()
+		bp.Reconnect(now)
 	}
 }

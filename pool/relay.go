@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 
+	"github.com/cmlite/cmpool/pool/internal/backend"
 	"github.com/cmlite/cmpool/protocol"
 )
 
@@ -371,13 +372,9 @@ func isClientWriteErr(err error) bool {
 	return errors.As(err, &oe) && oe.Op == "write"
 }
 
-// serverOnlyParams are reported parameters that describe the server and cannot be set:
-// they are passed to the client but never become its settings. in_hot_standby changes
-// when a replica is promoted under a session.
-var serverOnlyParams = map[string]bool{
-	"in_hot_standby": true, "integer_datetimes": true, "is_superuser": true,
-	"server_encoding": true, "server_version": true,
-}
+// serverOnlyParams are reported parameters that describe the server and cannot be set;
+// see backend.ServerOnlyParams.
+var serverOnlyParams = backend.ServerOnlyParams
 
 // noteParameterStatus keeps a parameter the server reported as the client's own.
 func (c *clientSession) noteParameterStatus(name, value string) {

@@ -18,6 +18,7 @@ import (
 	"github.com/jackc/pgx/v5/pgproto3"
 
 	"github.com/cmlite/cmpool/pool/internal/admin"
+	"github.com/cmlite/cmpool/pool/internal/fastio"
 	"github.com/cmlite/cmpool/protocol"
 	"github.com/cmlite/cmpool/router"
 )
@@ -296,7 +297,7 @@ func (s *Server) serveConn(conn net.Conn) bool {
 	if tc, ok := conn.(*net.TCPConn); ok {
 		_ = tc.SetNoDelay(true)
 	}
-	fio := FastIO(conn)
+	fio := fastio.New(conn)
 	r := newClientReader(fio)
 	c := &clientSession{
 		srv:         s,

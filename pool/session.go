@@ -41,7 +41,7 @@ type clientSession struct {
 	// Lock order for a client and its lease:
 	//
 	//	clientSession.wmu → lease.wmu
-	//	clientSession.wmu → clientSession.mu → serverConn.cancels.mu
+	//	clientSession.wmu → clientSession.mu → serverConn.Cancels.mu
 	//
 	// lease.wmu is never taken under mu, nor mu under lease.wmu. Server.mu is let go
 	// before a client's locks are taken (the server collects its clients under it, then

@@ -211,7 +211,7 @@ func resetServer(sc *serverConn, timeout time.Duration) bool {
 	sc.Set = make(map[string]string)
 	sc.UnnamedSettings = false
 	sc.ConfiguredFor = 0
-	sc.Prepared.clear()
+	preparedOf(sc).clear()
 	sc.UnnamedOwner = 0
 	return true
 }

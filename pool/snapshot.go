@@ -51,7 +51,7 @@ func (s *Server) snapshot(parts admin.Parts) *admin.Snapshot {
 func (bp *backendPool) totals() admin.Totals {
 	pc := &bp.counters
 	return admin.Totals{
-		Xacts: pc.xacts.Load(), Queries: pc.queries.Load(), Assignments: bp.p.Stat().AcquireCount(),
+		Xacts: pc.xacts.Load(), Queries: pc.queries.Load(), Assignments: bp.Stat().AcquireCount(),
 		Waits: pc.waits.Load(), Received: pc.received.Load(), Sent: pc.sent.Load(),
 		XactTime: pc.xactTime.Load(), QueryTime: pc.queryTime.Load(), WaitTime: pc.waitTime.Load(),
 		ClientParses: pc.clientParses.Load(), ServerParses: pc.serverParses.Load(), Binds: pc.binds.Load(),
@@ -80,11 +80,11 @@ func (s *Server) poolSnapshot(live []*backendPool) []admin.Pool {
 	for _, bp := range live {
 		p := entry(bp.key)
 		p.Totals = p.Totals.Plus(bp.totals())
-		st := bp.p.Stat()
+		st := bp.Stat()
 		p.Live, p.Backend, p.Mode = true, bp.Name, string(bp.mode)
 		p.Servers, p.Idle, p.Active = int(st.TotalResources()), int(st.IdleResources()), int(st.AcquiredResources())
 		p.Login, p.Max = int(st.ConstructingResources()), int(st.MaxResources())
-		p.CancelsWaiting, p.CancelsActive, p.CancelConns = bp.counters.cancels.Snapshot()
+		p.CancelsWaiting, p.CancelsActive, p.CancelConns = bp.Cancels.Snapshot()
 		p.BeingCanceled = bp.BeingCanceled()
 	}
 	out := make([]admin.Pool, 0, len(byKey))
@@ -164,20 +164,18 @@ func (s *Server) clientSnapshot(details bool) []admin.Client {
 func serverSnapshot(live []*backendPool) []admin.ServerConn {
 	var out []admin.ServerConn
 	for _, bp := range live {
-		bp.conns.Range(func(k, _ any) bool {
-			sc := k.(*serverConn)
+		for sc := range bp.Conns() {
 			srv := admin.ServerConn{
 				User: bp.ConnConfig.User, Database: bp.key.database,
 				Addr: sc.NetConn.RemoteAddr().String(), LocalAddr: sc.NetConn.LocalAddr().String(),
-				ConnectTime: sc.CreatedAt, CloseNeeded: sc.CreatedAt.UnixNano() < bp.reconnectBefore.Load(),
+				ConnectTime: sc.CreatedAt, CloseNeeded: bp.CloseNeeded(sc),
 				Ptr: serverPtr(sc), RemotePID: sc.PID, PreparedStatements: sc.Prepared.Len(),
 			}
 			if id := sc.Linked.Load(); id != 0 {
 				srv.Active, srv.Link = true, clientPtr(id)
 			}
 			out = append(out, srv)
-			return true
-		})
+		}
 	}
 	return out
 }

@@ -1,4 +1,7 @@
-package pool
+// Package backend is cmpool's side of a PostgreSQL server: one server connection (Conn),
+// its login (Connect, and the pass-through login with what a client proved), the cancel
+// requests sent to it, and the pools of connections to one server (Pool).
+package backend
 
 import (
 	"bufio"
@@ -12,34 +15,37 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgproto3"
 
+	"github.com/cmlite/cmpool/pool/internal/fastio"
 	"github.com/cmlite/cmpool/protocol"
 )
 
-// serverConn is one server connection taken over from pgconn after login. Only the
-// goroutine that holds it (through the pool) touches it, except for the relay goroutine,
-// which owns the reader while a lease is active.
-type serverConn struct {
-	NetConn      net.Conn
+// Conn is one server connection taken over from pgconn after login. Only the goroutine
+// that holds it (through the pool) touches it, except for the relay goroutine, which owns
+// the reader while a lease is active, and Linked, Cancels and Prepared.Len, which any
+// goroutine may read.
+type Conn struct {
+	NetConn   net.Conn
 	r         *bufio.Reader
-	Frames        *protocol.FrameReader
-	Writer         *bufio.Writer
+	Frames    *protocol.FrameReader
+	Writer    *bufio.Writer
 	PID       uint32
 	secretKey []byte
 	// Defaults are the parameter values the server reported at login.
 	Defaults map[string]string
 	// Set holds the parameters changed since login, with their current values.
 	Set map[string]string
-	// ConfiguredFor and configuredVersion record the client session (by id) whose
+	// ConfiguredFor and ConfiguredVersion record the client session (by id) whose
 	// parameters were last applied, so a client that gets the same server back skips the
 	// comparison; 0 is none.
 	ConfiguredFor     uint64
 	ConfiguredVersion uint64
 	TxStatus          byte
 	CreatedAt         time.Time
-	// Prepared is what this server has Prepared of cmpool's shared statements.
-	Prepared *stmtLRU
+	// Prepared is what this server has prepared of cmpool's shared statements; see
+	// PreparedSet.
+	Prepared PreparedSet
 	// UnnamedOwner is the client (by id) whose unnamed statement (of generation
-	// unnamedGen) the server holds, or 0.
+	// UnnamedGen) the server holds, or 0.
 	UnnamedOwner uint64
 	UnnamedGen   uint64
 	// Linked is the id of the client holding this server now, or 0 (for SHOW SERVERS).
@@ -47,16 +53,32 @@ type serverConn struct {
 	// Cancels counts cancel requests in flight to this server's backend: while one is,
 	// the server is not lent again (cancel.go).
 	Cancels CancelCount
-	// UnnamedSettings: code run by configuredFor may have set custom placeholders cmpool
+	// UnnamedSettings: code run by ConfiguredFor may have set custom placeholders cmpool
 	// could not name; RESET ALL clears them before another client's settings are applied.
 	UnnamedSettings bool
 }
 
 const serverBufSize = 32 * 1024
 
-// Connect opens a server connection with pgconn (so TLS and server auth come from
-// pgx) and takes the socket over. This is the only file that uses Hijack.
-func Connect(ctx context.Context, cfg *pgconn.Config) (*serverConn, error) {
+// PreparedSet is what one server has prepared of cmpool's shared statements. The
+// prepared-statement mapping implements it and keeps the rest of its methods; a Conn
+// holds one for the lease that has the server. Len must be safe to call from any
+// goroutine (SHOW SERVERS).
+type PreparedSet interface {
+	Len() int
+}
+
+// ServerOnlyParams are reported parameters that describe the server and cannot be set:
+// they are passed to the client but never become its settings. in_hot_standby changes
+// when a replica is promoted under a session.
+var ServerOnlyParams = map[string]bool{
+	"in_hot_standby": true, "integer_datetimes": true, "is_superuser": true,
+	"server_encoding": true, "server_version": true,
+}
+
+// Connect opens a server connection with pgconn (so TLS and server auth come from pgx)
+// and takes the socket over. This is the only file that uses Hijack.
+func Connect(ctx context.Context, cfg *pgconn.Config) (*Conn, error) {
 	pc, err := pgconn.ConnectConfig(ctx, cfg)
 	if err != nil {
 		return nil, err
@@ -71,13 +93,13 @@ func Connect(ctx context.Context, cfg *pgconn.Config) (*serverConn, error) {
 		return nil, err
 	}
 	_ = hc.Conn.SetDeadline(time.Time{})
-	fio := FastIO(hc.Conn)
+	fio := fastio.New(hc.Conn)
 	r := bufio.NewReaderSize(fio, serverBufSize)
-	sc := &serverConn{
-		NetConn:      hc.Conn,
+	sc := &Conn{
+		NetConn:   hc.Conn,
 		r:         r,
-		Frames:        protocol.NewFrameReader(r, 0),
-		Writer:         bufio.NewWriterSize(fio, serverBufSize),
+		Frames:    protocol.NewFrameReader(r, 0),
+		Writer:    bufio.NewWriterSize(fio, serverBufSize),
 		PID:       hc.PID,
 		secretKey: hc.SecretKey,
 		Defaults:  hc.ParameterStatuses,
@@ -88,10 +110,10 @@ func Connect(ctx context.Context, cfg *pgconn.Config) (*serverConn, error) {
 	return sc, nil
 }
 
-func (sc *serverConn) Close() error { return sc.NetConn.Close() }
+func (sc *Conn) Close() error { return sc.NetConn.Close() }
 
 // Param returns the server's current value of a parameter as far as cmpool knows.
-func (sc *serverConn) Param(name string) (string, bool) {
+func (sc *Conn) Param(name string) (string, bool) {
 	if v, ok := sc.Set[name]; ok {
 		return v, true
 	}
@@ -100,8 +122,8 @@ func (sc *serverConn) Param(name string) (string, bool) {
 }
 
 // NoteParameterStatus records a ParameterStatus the server sent.
-func (sc *serverConn) NoteParameterStatus(name, value string) {
-	if serverOnlyParams[name] {
+func (sc *Conn) NoteParameterStatus(name, value string) {
+	if ServerOnlyParams[name] {
 		sc.Defaults[name] = value // a fact about the server, not a setting to reset
 		return
 	}
@@ -114,7 +136,7 @@ func (sc *serverConn) NoteParameterStatus(name, value string) {
 
 // Alive reports whether an idle server connection still looks usable: nothing is waiting
 // to be read and the peer has not closed it. It never blocks.
-func (sc *serverConn) Alive() bool {
+func (sc *Conn) Alive() bool {
 	if sc.r.Buffered() > 0 {
 		return false
 	}
@@ -137,7 +159,7 @@ type ExecResult struct {
 // Exec runs a simple query that cmpool itself issues and reads until ReadyForQuery. Row
 // data is discarded. A returned error means the connection is unusable. A simple query
 // destroys the server's unnamed statement, so no client owns it afterwards.
-func (sc *serverConn) Exec(ctx context.Context, sql string) (ExecResult, error) {
+func (sc *Conn) Exec(ctx context.Context, sql string) (ExecResult, error) {
 	var res ExecResult
 	sc.UnnamedOwner = 0
 	if d, ok := ctx.Deadline(); ok {

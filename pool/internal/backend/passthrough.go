@@ -1,4 +1,4 @@
-package pool
+package backend
 
 import (
 	"bufio"
@@ -14,6 +14,8 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgproto3"
 
+	"github.com/cmlite/cmpool/pool/internal/auth"
+	"github.com/cmlite/cmpool/pool/internal/fastio"
 	"github.com/cmlite/cmpool/protocol"
 )
 
@@ -21,7 +23,7 @@ import (
 // SCRAM keys (SCRAM pass-through) or the md5 secret. pgconn can only log in with a
 // password, so cmpool runs the startup itself here. It tries the configuration's host, then its fallbacks (as
 // sslmode=prefer makes them), like pgconn.
-func loginPassthrough(ctx context.Context, cfg *pgconn.Config, keys *passthroughKeys) (*serverConn, error) {
+func loginPassthrough(ctx context.Context, cfg *pgconn.Config, keys *auth.Passthrough) (*Conn, error) {
 	type target struct {
 		host string
 		port uint16
@@ -46,7 +48,7 @@ func loginPassthrough(ctx context.Context, cfg *pgconn.Config, keys *passthrough
 	return nil, fmt.Errorf("connect to %s: %w", cfg.Host, errors.Join(errs...))
 }
 
-func loginPassthroughAt(ctx context.Context, cfg *pgconn.Config, host string, port uint16, tc *tls.Config, keys *passthroughKeys) (_ *serverConn, err error) {
+func loginPassthroughAt(ctx context.Context, cfg *pgconn.Config, host string, port uint16, tc *tls.Config, keys *auth.Passthrough) (_ *Conn, err error) {
 	network, addr := pgconn.NetworkAddress(host, port)
 	dial := cfg.DialFunc
 	if dial == nil {
@@ -95,7 +97,7 @@ func loginPassthroughAt(ctx context.Context, cfg *pgconn.Config, host string, po
 	if err := fe.Flush(); err != nil {
 		return nil, err
 	}
-	sc := &serverConn{Defaults: make(map[string]string), Set: make(map[string]string), CreatedAt: time.Now()}
+	sc := &Conn{Defaults: make(map[string]string), Set: make(map[string]string), CreatedAt: time.Now()}
 	scram := &protocol.ScramClient{ClientKey: keys.ClientKey, ServerKey: keys.ServerKey, Salt: keys.Salt, Iterations: keys.Iterations}
 	for {
 		msg, err := fe.Receive()
@@ -151,7 +153,7 @@ func loginPassthroughAt(ctx context.Context, cfg *pgconn.Config, host string, po
 		case *pgproto3.ReadyForQuery:
 			sc.TxStatus = m.TxStatus
 			_ = conn.SetDeadline(time.Time{})
-			fio := FastIO(conn)
+			fio := fastio.New(conn)
 			r := bufio.NewReaderSize(fio, serverBufSize)
 			sc.NetConn, sc.r = conn, r
 			sc.Frames = protocol.NewFrameReader(r, 0)

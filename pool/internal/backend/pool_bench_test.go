@@ -1,4 +1,4 @@
-package pool
+package backend
 
 import (
 	"context"
@@ -64,13 +64,12 @@ func loginOnlyBackend(tb testing.TB) string {
 	return ln.Addr().String()
 }
 
-// benchBackendPool returns a transaction-mode pool of size server connections to a
+// benchBackendPool returns a pool of size server connections to a
 // login-only backend, all of them connected.
-func benchBackendPool(b *testing.B, size int) *backendPool {
+func benchBackendPool(b *testing.B, size int) *Pool {
 	cfg, err := pgconn.ParseConfig("postgres://bench@" + loginOnlyBackend(b) + "/bench?sslmode=disable")
 	require.NoError(b, err)
-	bp, err := newBackendPool(poolKey{database: "bench", user: "bench"}, ModeTransaction, cfg,
-		size, 0, 100, 0, 0, 10*time.Second, nil)
+	bp, err := NewPool(PoolConfig{Name: "primary", ConnConfig: cfg, Size: size, ConnectTimeout: 10 * time.Second})
 	require.NoError(b, err)
 	b.Cleanup(bp.Close)
 	ctx := context.Background()
