@@ -24,10 +24,14 @@ import (
 // the reader while a lease is active, and Linked, Cancels and Prepared.Len, which any
 // goroutine may read.
 type Conn struct {
-	NetConn   net.Conn
-	r         *bufio.Reader
-	Frames    *protocol.FrameReader
-	Writer    *bufio.Writer
+	// NetConn is the socket (TLS included), for deadlines, addresses and Close.
+	NetConn net.Conn
+	r       *bufio.Reader
+	// Frames reads the server's messages; Writer buffers what is sent to it. The
+	// relay owns Frames while a lease is active; the holder serializes writes to Writer.
+	Frames *protocol.FrameReader
+	Writer *bufio.Writer
+	// PID and secretKey are the server's BackendKeyData, for cancel requests.
 	PID       uint32
 	secretKey []byte
 	// Defaults are the parameter values the server reported at login.
@@ -39,8 +43,10 @@ type Conn struct {
 	// comparison; 0 is none.
 	ConfiguredFor     uint64
 	ConfiguredVersion uint64
-	TxStatus          byte
-	CreatedAt         time.Time
+	// TxStatus is the status of the server's last ReadyForQuery.
+	TxStatus byte
+	// CreatedAt is when the connection logged in.
+	CreatedAt time.Time
 	// Prepared is what this server has prepared of cmpool's shared statements; see
 	// PreparedSet.
 	Prepared PreparedSet
@@ -110,6 +116,7 @@ func Connect(ctx context.Context, cfg *pgconn.Config) (*Conn, error) {
 	return sc, nil
 }
 
+// Close closes the socket.
 func (sc *Conn) Close() error { return sc.NetConn.Close() }
 
 // Param returns the server's current value of a parameter as far as cmpool knows.
