@@ -51,6 +51,8 @@ func newBackendPool(key poolKey, mode Mode, connCfg *pgconn.Config, size, minSiz
 	return &backendPool{Pool: p, key: key, mode: mode}, nil
 }
 
+var _ backend.PreparedSet = (*stmtLRU)(nil)
+
 // preparedOf returns what sc has prepared: newBackendPool gives every server connection
 // a stmtLRU.
 func preparedOf(sc *serverConn) *stmtLRU { return sc.Prepared.(*stmtLRU) }
