@@ -109,3 +109,26 @@ func TestCancelReachesTheServer(t *testing.T) {
 	require.Zero(t, active)
 	require.Zero(t, conns)
 }
+
+func TestPoolLogsInItselfWithPassthroughKeys(t *testing.T) {
+	t.Parallel()
+	s := pgmock.NewServer(t, pgmock.Options{Params: map[string]string{"application_name": "pgmock"}})
+	p := newPool(t, s, backend.PoolConfig{Passthrough: func() *auth.Passthrough {
+		return &auth.Passthrough{MD5: "md5" + "0123456789abcdef0123456789abcdef"}
+	}})
+	res, err := p.Acquire(context.Background())
+	require.NoError(t, err)
+	defer p.Release(res)
+	sc := res.Value()
+	// The fake server asks for no password; what matters is what the login kept.
+	require.Equal(t, s.Keys()[0].ProcessID, sc.PID)
+	require.Equal(t, "pgmock", sc.Defaults["application_name"])
+	require.Equal(t, byte('I'), sc.TxStatus)
+	require.Empty(t, sc.Set)
+
+	s.Expect(pgmock.ExpectQuery("SELECT 1"), pgmock.Send(pgmock.Reply([]string{"n"}, [][]string{{"1"}}, "SELECT 1", 'I')...))
+	out, err := sc.Exec(context.Background(), "SELECT 1")
+	require.NoError(t, err)
+	require.Equal(t, []string{"1"}, out.Row, "the socket is read and written after the login")
+	s.Wait(5 * time.Second)
+}
