@@ -57,33 +57,33 @@ func (c *clientSession) acquireError(err error, fatal bool) *protocol.Error {
 func (c *clientSession) applyParams(ctx context.Context, sc *serverConn) error {
 	c.mu.Lock()
 	version := c.settings.Version()
-	if sc.configuredFor == c && sc.configuredVersion == version {
+	if sc.ConfiguredFor == c.id && sc.ConfiguredVersion == version {
 		c.mu.Unlock()
 		return nil
 	}
 	params := c.settings.Clone()
 	c.mu.Unlock()
-	resetAll := sc.unnamedSettings && sc.configuredFor != c
+	resetAll := sc.UnnamedSettings && sc.ConfiguredFor != c.id
 	steps := planParams(sc, params, resetAll)
 	if len(steps) > 0 {
 		ctx, cancel := context.WithTimeout(ctx, c.srv.conf().ServerConnectTimeout)
 		defer cancel()
-		res, err := sc.exec(ctx, session.Query(steps))
+		res, err := sc.Exec(ctx, session.Query(steps))
 		if err != nil {
 			return err
 		}
-		if res.err != nil {
-			if sc.txStatus != 'I' {
-				return fmt.Errorf("server left in transaction after SET: %w", res.err)
+		if res.Err != nil {
+			if sc.TxStatus != 'I' {
+				return fmt.Errorf("server left in transaction after SET: %w", res.Err)
 			}
 			if !c.loggedIn.Load() {
-				return &protocol.Error{Severity: protocol.SeverityFatal, Code: res.err.Code, Message: res.err.Message, Detail: res.err.Detail}
+				return &protocol.Error{Severity: protocol.SeverityFatal, Code: res.Err.Code, Message: res.Err.Message, Detail: res.Err.Detail}
 			}
-			return c.restoreFailed(ctx, sc, steps, res.err)
+			return c.restoreFailed(ctx, sc, steps, res.Err)
 		}
 		recordApplied(sc, params, resetAll)
 	}
-	sc.configuredFor, sc.configuredVersion = c, version
+	sc.ConfiguredFor, sc.ConfiguredVersion = c.id, version
 	return nil
 }
 
@@ -106,12 +106,12 @@ func (c *clientSession) acquire(ctx context.Context, typ byte, msg []byte) (*lea
 		if err != nil {
 			return nil, c.acquireError(err, false)
 		}
-		res := bp.tryAcquire(ctx)
+		res := bp.TryAcquire(ctx)
 		if res == nil {
 			actx, cancel := c.waitContext(ctx)
 			start := nanotime()
 			c.waitingSince.Store(start)
-			res, err = bp.acquire(actx)
+			res, err = bp.Acquire(actx)
 			c.waitingSince.Store(0)
 			c.noteWait(bp, time.Duration(nanotime()-start))
 			cancel()
@@ -150,7 +150,7 @@ func (c *clientSession) acquire(ctx context.Context, typ byte, msg []byte) (*lea
 			if replica >= 0 {
 				if attempt == 0 {
 					// Likely a replica that restarted: its idle connections are dead too.
-					bp.destroyIdle()
+					bp.DestroyIdle()
 					continue
 				}
 				// Still failing: ban it and take the primary.
@@ -168,7 +168,7 @@ func (c *clientSession) acquire(ctx context.Context, typ byte, msg []byte) (*lea
 			if replica < 0 {
 				c.srv.routedPrimary.Add(1)
 			}
-			c.srv.observer.Observe(Event{Kind: EventRoute, Database: c.database, User: c.user, Backend: bp.name})
+			c.srv.observer.Observe(Event{Kind: EventRoute, Database: c.database, User: c.user, Backend: bp.Name})
 		}
 		l := c.newLease()
 		l.replica, l.rs, l.forced = replica, rs, forced
@@ -183,7 +183,7 @@ func (c *clientSession) acquire(ctx context.Context, typ byte, msg []byte) (*lea
 func (l *lease) start(bp *backendPool, res *puddle.Resource[*serverConn]) {
 	c := l.c
 	l.pool, l.res, l.sc = bp, res, res.Value()
-	l.sc.linked.Store(c)
+	l.sc.Linked.Store(c.id)
 	l.segDone = true
 	l.takeBuffers(c.prevLease)
 	c.prevLease = l

@@ -14,7 +14,7 @@ import (
 
 // serverSettings is what cmpool recorded of sc's settings, shared with sc.
 func serverSettings(sc *serverConn) session.Server {
-	return session.Server{Defaults: sc.defaults, Set: sc.set}
+	return session.Server{Defaults: sc.Defaults, Set: sc.Set}
 }
 
 // planParams returns the steps that take sc from what cmpool recorded of it to params.
@@ -28,7 +28,7 @@ func planParams(sc *serverConn, params map[string]string, resetAll bool) []sessi
 func recordApplied(sc *serverConn, params map[string]string, resetAll bool) {
 	session.RecordApplied(serverSettings(sc), params)
 	if resetAll {
-		sc.unnamedSettings = false
+		sc.UnnamedSettings = false
 	}
 }
 
@@ -42,19 +42,19 @@ func (c *clientSession) restoreFailed(ctx context.Context, sc *serverConn, steps
 	var dropped []string
 	var cause *pgconn.PgError
 	for _, st := range steps {
-		res, err := sc.exec(ctx, session.Query([]session.Step{st}))
+		res, err := sc.Exec(ctx, session.Query([]session.Step{st}))
 		if err != nil {
 			return err
 		}
-		if sc.txStatus != 'I' {
+		if sc.TxStatus != 'I' {
 			return fmt.Errorf("pool: server left in transaction after set_config: %s", first.Message)
 		}
-		if res.err == nil || st.Value == nil {
+		if res.Err == nil || st.Value == nil {
 			continue
 		}
 		dropped = append(dropped, st.Name)
 		if cause == nil {
-			cause = res.err
+			cause = res.Err
 		}
 	}
 	if len(dropped) == 0 {

@@ -2,13 +2,9 @@ package pool
 
 import (
 	"context"
-	"fmt"
-	"io"
-	"net"
-	"sync"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgproto3"
+	"github.com/cmlite/cmpool/pool/internal/backend"
 )
 
 // Cancel requests.
@@ -24,93 +20,9 @@ import (
 // settleTimeout, and closes the server if one is not answered (finishLease waits already,
 // before cmpool's own queries on the server).
 
-// cancelTimeout bounds one cancel request to a server: dial, send, wait for the close.
-const cancelTimeout = 5 * time.Second
-
 // settleTimeout bounds waiting for a server's cancels before it goes back to its pool;
 // past it the server is closed.
-const settleTimeout = cancelTimeout + time.Second
-
-// cancelCount counts the cancel requests in flight to one server connection's backend.
-// Whoever gives the server back calls settle; a cancel is only counted (add) under
-// clientSession.mu while the lease is cancellable, so none starts once settle has begun.
-type cancelCount struct {
-	mu sync.Mutex // guards the fields below; never held across I/O
-	n  int
-	// idle is made when n leaves 0 and closed when it returns to 0.
-	idle chan struct{}
-	// doubtful: a cancel was sent and not answered; its signal may still arrive.
-	doubtful bool
-}
-
-func (cc *cancelCount) add() {
-	cc.mu.Lock()
-	if cc.n == 0 {
-		cc.idle = make(chan struct{})
-	}
-	cc.n++
-	cc.mu.Unlock()
-}
-
-// done ends a cancel; doubtful tells that it was sent and its answer never came.
-func (cc *cancelCount) done(doubtful bool) {
-	cc.mu.Lock()
-	cc.n--
-	cc.doubtful = cc.doubtful || doubtful
-	if cc.n == 0 {
-		close(cc.idle)
-		cc.idle = nil
-	}
-	cc.mu.Unlock()
-}
-
-// inFlight returns the number of cancels in flight.
-func (cc *cancelCount) inFlight() int {
-	cc.mu.Lock()
-	defer cc.mu.Unlock()
-	return cc.n
-}
-
-// settle waits until no cancel is in flight, at most d. It reports whether the server
-// may be lent again: false if a cancel is still in flight or one was never answered.
-func (cc *cancelCount) settle(d time.Duration) bool {
-	cc.mu.Lock()
-	idle := cc.idle
-	cc.mu.Unlock()
-	if idle != nil {
-		t := time.NewTimer(d)
-		defer t.Stop()
-		select {
-		case <-idle:
-		case <-t.C:
-			return false
-		}
-	}
-	cc.mu.Lock()
-	defer cc.mu.Unlock()
-	return cc.n == 0 && !cc.doubtful
-}
-
-// cancelCounters are a pool's cancel requests in progress, for SHOW POOLS and Stat.
-type cancelCounters struct {
-	mu sync.Mutex
-	// clientWaiting: clients' cancel requests not yet sent to the server (dialling);
-	// clientActive: sent, not yet answered; conns: connections open to forward a cancel,
-	// clients' and query_timeout's.
-	clientWaiting, clientActive, conns int
-}
-
-func (cc *cancelCounters) change(f func(*cancelCounters)) {
-	cc.mu.Lock()
-	f(cc)
-	cc.mu.Unlock()
-}
-
-func (cc *cancelCounters) snapshot() (clientWaiting, clientActive, conns int) {
-	cc.mu.Lock()
-	defer cc.mu.Unlock()
-	return cc.clientWaiting, cc.clientActive, cc.conns
-}
+const settleTimeout = backend.CancelTimeout + time.Second
 
 // cancellableLocked reports whether a cancel request may go to l's server now: l is the
 // client's lease and the client has requests outstanding on it that cmpool is not
@@ -129,75 +41,8 @@ func (c *clientSession) cancelRunning(ctx context.Context, l *lease, fromClient 
 		return false, nil
 	}
 	sc, bp := l.sc, l.pool
-	sc.cancels.add()
+	sc.Cancels.Add()
 	c.mu.Unlock()
 	// Only sc and bp are used from here on: l may be reused for the next transaction.
-	return true, sc.cancel(ctx, &bp.counters.cancels, fromClient)
-}
-
-// cancel asks the server to cancel whatever this connection is running, and waits until
-// the postmaster has handled the request (it closes the socket once it has signalled the
-// backend), so the signal cannot land on a later transaction. The caller has counted the
-// cancel in sc.cancels; cancel ends it. counters are the pool's.
-func (sc *serverConn) cancel(ctx context.Context, counters *cancelCounters, fromClient bool) (err error) {
-	ctx, cancelCtx := context.WithTimeout(ctx, cancelTimeout)
-	defer cancelCtx()
-	sent := false
-	if fromClient {
-		counters.change(func(cc *cancelCounters) { cc.clientWaiting++ })
-	}
-	defer func() {
-		if fromClient {
-			counters.change(func(cc *cancelCounters) {
-				if sent {
-					cc.clientActive--
-				} else {
-					cc.clientWaiting--
-				}
-			})
-		}
-		sc.cancels.done(sent && err != nil)
-	}()
-	addr := sc.conn.RemoteAddr()
-	var d net.Dialer
-	c, err := d.DialContext(ctx, addr.Network(), addr.String())
-	if err != nil {
-		return fmt.Errorf("pool: dial for cancel: %w", err)
-	}
-	counters.change(func(cc *cancelCounters) { cc.conns++ })
-	defer func() {
-		_ = c.Close()
-		counters.change(func(cc *cancelCounters) { cc.conns-- })
-	}()
-	if dl, ok := ctx.Deadline(); ok {
-		_ = c.SetDeadline(dl)
-	}
-	req, err := (&pgproto3.CancelRequest{ProcessID: sc.pid, SecretKey: sc.secretKey}).Encode(nil)
-	if err != nil {
-		return err
-	}
-	// From the first byte written the signal may be sent.
-	sent = true
-	if fromClient {
-		counters.change(func(cc *cancelCounters) { cc.clientWaiting--; cc.clientActive++ })
-	}
-	if _, err := c.Write(req); err != nil {
-		return fmt.Errorf("pool: send cancel: %w", err)
-	}
-	if _, err := io.Copy(io.Discard, c); err != nil {
-		return fmt.Errorf("pool: wait for the cancel to be answered: %w", err)
-	}
-	return nil
-}
-
-// beingCanceled returns how many of bp's servers have a cancel in flight.
-func (bp *backendPool) beingCanceled() int {
-	n := 0
-	bp.conns.Range(func(k, _ any) bool {
-		if k.(*serverConn).cancels.inFlight() > 0 {
-			n++
-		}
-		return true
-	})
-	return n
+	return true, sc.Cancel(ctx, &bp.Cancels, fromClient)
 }

@@ -4,6 +4,8 @@ import (
 	"bufio"
 	"io"
 	"sync"
+
+	"github.com/cmlite/cmpool/pool/internal/fastio"
 )
 
 // A client's read and write buffers are held only while they hold data. Most clients of a
@@ -12,7 +14,7 @@ import (
 // 160 MiB of buffers.
 //
 //   - clientReader takes its buffer from readBufs for each read and, on a socket read
-//     through rawIO, gives it back when the read finds nothing to read and nothing is
+//     through package fastio, gives it back when the read finds nothing to read and nothing is
 //     buffered: the wait for the client's next message holds no buffer. The hand-back
 //     happens inside the read's readiness wait, so it costs no system call.
 //   - clientWriter takes a bufio.Writer from writeBufs at the first Write and gives it
@@ -32,10 +34,13 @@ var (
 const maxEmptyReads = 100
 
 // releasingSource is a source that can read into a clientReader's buffer, taking it for
-// each read attempt and giving it back (when empty) before waiting for the socket: rawIO.
+// each read attempt and giving it back (when empty) before waiting for the socket: the
+// raw socket I/O of package fastio.
 type releasingSource interface {
-	readRelease(b *clientReader) (int, error)
+	ReadRelease(b fastio.ReleasingBuffer) (int, error)
 }
+
+var _ fastio.ReleasingBuffer = (*clientReader)(nil)
 
 // clientReader is a buffered reader with bufio.Reader's semantics for the methods
 // protocol.FrameReader and the startup code use, whose buffer is released while empty; see
@@ -58,7 +63,7 @@ func newClientReader(src io.Reader) *clientReader {
 // Reset makes b read from src. Buffered data is dropped.
 func (b *clientReader) Reset(src io.Reader) {
 	b.r, b.w = 0, 0
-	b.releaseIfEmpty()
+	b.ReleaseIfEmpty()
 	b.src, b.err = src, nil
 	b.rel, _ = src.(releasingSource)
 }
@@ -80,8 +85,14 @@ func (b *clientReader) take() {
 	}
 }
 
-// releaseIfEmpty gives the buffer back when it holds no data.
-func (b *clientReader) releaseIfEmpty() {
+// Free takes a buffer if needed and returns its free space, for a ReadRelease.
+func (b *clientReader) Free() []byte {
+	b.take()
+	return b.buf[b.w:]
+}
+
+// ReleaseIfEmpty gives the buffer back when it holds no data.
+func (b *clientReader) ReleaseIfEmpty() {
 	if b.buf != nil && b.r == b.w {
 		readBufs.Put(b.buf)
 		b.buf = nil
@@ -103,7 +114,7 @@ func (b *clientReader) fill(tries int) {
 		var n int
 		var err error
 		if b.rel != nil {
-			n, err = b.rel.readRelease(b)
+			n, err = b.rel.ReadRelease(b)
 		} else {
 			n, err = b.src.Read(b.buf[b.w:])
 		}
@@ -124,7 +135,7 @@ func (b *clientReader) fill(tries int) {
 	}
 	if b.r == b.w {
 		// A read that failed (a deadline, EOF) leaves nothing buffered.
-		b.releaseIfEmpty()
+		b.ReleaseIfEmpty()
 	}
 }
 

@@ -5,12 +5,34 @@ import (
 	"bytes"
 	"errors"
 	"io"
+	"net"
 	"os"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/cmlite/cmpool/pool/internal/fastio"
 )
+
+// tcpPair returns both ends of a loopback TCP connection.
+func tcpPair(t *testing.T) (a, b net.Conn) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer ln.Close()
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		c, _ := ln.Accept()
+		accepted <- c
+	}()
+	a, err = net.Dial("tcp", ln.Addr().String())
+	require.NoError(t, err)
+	b = <-accepted
+	require.NotNil(t, b)
+	t.Cleanup(func() { _ = a.Close(); _ = b.Close() })
+	return a, b
+}
 
 // chunkedReader returns its data in reads of the sizes in chunks, cycling; a zero size is
 // a read that returns nothing and no error.
@@ -76,8 +98,8 @@ func FuzzClientReader(f *testing.F) {
 // while a read waits for data, unless it holds part of a message.
 func TestClientReaderReleasesWhileWaiting(t *testing.T) {
 	a, b := tcpPair(t)
-	r := newClientReader(fastIO(b))
-	require.NotNil(t, r.rel, "a TCP socket is read through rawIO")
+	r := newClientReader(fastio.New(b))
+	require.NotNil(t, r.rel, "a TCP socket is read through package fastio")
 	require.False(t, r.held(), "no buffer before the first read")
 
 	_, err := a.Write([]byte("0123456789"))

@@ -66,7 +66,7 @@ func (l *lease) sendBegin() {
 	l.hiddenBegin = true
 	c.mu.Unlock()
 	l.wmu.Lock()
-	if _, err := l.sc.w.Write(beginQuery); err != nil {
+	if _, err := l.sc.Writer.Write(beginQuery); err != nil {
 		c.log.Debug("write to server failed", "error", err)
 	}
 	l.wmu.Unlock()
@@ -79,12 +79,12 @@ func (l *lease) relayHiddenBegin(fr protocol.Frame) (step relayStep, handled boo
 	c := l.c
 	switch fr.Type {
 	case 'C':
-		if _, err := l.sc.fr.Message(); err != nil {
+		if _, err := l.sc.Frames.Message(); err != nil {
 			return stepFailed, true, err
 		}
 		return stepHidden, true, nil
 	case 'Z':
-		msg, err := l.sc.fr.Message()
+		msg, err := l.sc.Frames.Message()
 		if err != nil || len(msg) != 6 {
 			return stepFailed, true, errMalformedReady
 		}

@@ -64,7 +64,7 @@ func (c *clientSession) simpleCommand(q string) (bool, error) {
 		}
 		if sessionMode && c.lease != nil {
 			// The server runs it: its statements, cmpool's included, are gone.
-			c.lease.sc.prepared.Clear()
+			c.lease.sc.Prepared.Clear()
 			c.mu.Unlock()
 			return false, nil
 		}
@@ -99,7 +99,7 @@ func (c *clientSession) replyLocally(reply []byte) error {
 	// abort the transaction, unlike a server-side error (see docs/pooling.md).
 	status := c.localStatus()
 	if c.lease != nil {
-		status = c.lease.sc.txStatus
+		status = c.lease.sc.TxStatus
 	}
 	c.mu.Unlock()
 	return c.writeLocal(protocol.AppendReadyForQuery(reply, status))

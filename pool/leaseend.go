@@ -42,7 +42,7 @@ func (l *lease) giveBack(destroy bool) {
 		l.wmu.Lock()
 		//lint:ignore SA2001 waiting for the writer to finish is the point
 		l.wmu.Unlock()
-		destroy = !l.sc.cancels.settle(settleTimeout)
+		destroy = !l.sc.Cancels.Settle(settleTimeout)
 	}
 	c.mu.Lock()
 	if l.over() {
@@ -60,7 +60,7 @@ func (l *lease) giveBack(destroy bool) {
 		l.rs.Done(l.replica)
 	}
 	if !destroy {
-		l.pool.release(l.res)
+		l.pool.Release(l.res)
 		return
 	}
 	if l.queryTimer != nil {
@@ -97,7 +97,7 @@ func (l *lease) endsLease(status byte) (end, dead bool) {
 // noteAnswer records the ReadyForQuery that answers one request on l, and the
 // transaction status it reports. The caller holds c.mu.
 func (l *lease) noteAnswer(status byte) {
-	l.sc.txStatus = status
+	l.sc.TxStatus = status
 	l.recvSeq++
 	if l.pending > 0 {
 		l.pending--
@@ -119,7 +119,7 @@ func (l *lease) onReady(status byte) (ends bool) {
 	l.stmts.Answered(l.recvSeq)
 	if l.queryTimeout > 0 && l.pending == 0 {
 		// Idle, or idle in a transaction: the server owes nothing.
-		_ = l.sc.conn.SetReadDeadline(time.Time{})
+		_ = l.sc.NetConn.SetReadDeadline(time.Time{})
 	}
 	c.idle.Broadcast()
 	ends = l.pending == 0 && !l.unsynced && status == 'I' && (c.mode != ModeSession || c.closing.Load())
@@ -170,7 +170,7 @@ func (l *lease) finishLease() {
 	l.wmu.Lock()
 	//lint:ignore SA2001 waiting for the writer to finish is the point
 	l.wmu.Unlock()
-	settled := l.sc.cancels.settle(settleTimeout)
+	settled := l.sc.Cancels.Settle(settleTimeout)
 	if l.state == leaseSyncing && !l.syncLease() || !settled {
 		l.giveBack(true)
 		return
@@ -185,15 +185,15 @@ func (l *lease) finishLease() {
 	}
 	if c.mode == ModeSession && c.srv.conf().ServerResetQuery != "-" {
 		ctx, cancel := context.WithTimeout(context.Background(), c.srv.conf().ServerConnectTimeout)
-		res, err := l.sc.exec(ctx, c.srv.conf().ServerResetQuery)
+		res, err := l.sc.Exec(ctx, c.srv.conf().ServerResetQuery)
 		cancel()
-		if err != nil || res.err != nil || l.sc.txStatus != 'I' {
+		if err != nil || res.Err != nil || l.sc.TxStatus != 'I' {
 			l.giveBack(true)
 			return
 		}
-		l.sc.set = make(map[string]string)
-		l.sc.configuredFor = nil
-		l.sc.prepared.Clear()
+		l.sc.Set = make(map[string]string)
+		l.sc.ConfiguredFor = 0
+		l.sc.Prepared.Clear()
 	}
 	l.giveBack(false)
 }
@@ -216,7 +216,7 @@ func (l *lease) refuseTransactionBlock(status byte) {
 		return
 	}
 	l.wmu.Lock()
-	res, err := l.sc.exec(context.Background(), "ROLLBACK")
+	res, err := l.sc.Exec(context.Background(), "ROLLBACK")
 	l.wmu.Unlock()
 	c.wmu.Lock()
 	_, _ = c.w.Write(protocol.AppendErrorResponse(nil, pe))
@@ -238,7 +238,7 @@ func (l *lease) refuseTransactionBlock(status byte) {
 	l.to(leaseReturning)
 	c.lease = nil
 	c.mu.Unlock()
-	if err != nil || res.err != nil || l.sc.txStatus != 'I' {
+	if err != nil || res.Err != nil || l.sc.TxStatus != 'I' {
 		l.giveBack(true)
 		return
 	}
@@ -314,13 +314,13 @@ func (c *clientSession) endLease() {
 		return
 	}
 	c.lease = nil
-	clean := l.pending == 0 && !l.unsynced && l.sc.txStatus == 'I'
+	clean := l.pending == 0 && !l.unsynced && l.sc.TxStatus == 'I'
 	if clean {
 		l.to(leaseStopping)
-		_ = l.sc.conn.SetReadDeadline(time.Now())
+		_ = l.sc.NetConn.SetReadDeadline(time.Now())
 	} else {
 		l.to(leaseAbandoned)
-		_ = l.sc.conn.Close()
+		_ = l.sc.NetConn.Close()
 	}
 	c.mu.Unlock()
 	<-l.done
@@ -331,7 +331,7 @@ func (c *clientSession) endLease() {
 	}
 	c.mu.Unlock()
 	if stopped {
-		_ = l.sc.conn.SetReadDeadline(time.Time{})
+		_ = l.sc.NetConn.SetReadDeadline(time.Time{})
 		l.finishLease()
 	}
 }

@@ -28,7 +28,7 @@ func (c *clientSession) abandonAfterPanic() {
 			// A syncing lease is being ended by its relay, which sees the server closed.
 			l.to(leaseAbandoned)
 		}
-		_ = l.sc.conn.Close()
+		_ = l.sc.NetConn.Close()
 		relayed = c.unrelayed != l && l.done != nil && l.done != relayDone
 	}
 	c.idle.Broadcast()
@@ -76,7 +76,7 @@ func (l *lease) relayPanicked(p any, holdingW bool) {
 		c.wmu.Unlock()
 	}
 	_ = c.conn.Close()
-	_ = l.sc.conn.Close()
+	_ = l.sc.NetConn.Close()
 	if !tryLockFor(&c.mu, panicLockWait) {
 		c.log.Error("relay panic left the client's lock held: its server is not returned")
 		return

@@ -134,14 +134,11 @@ func (s *Server) closeNeeded(database string) bool {
 		return !needed
 	})
 	for _, bp := range s.poolsOf(database) {
-		before := bp.reconnectBefore.Load()
-		if needed || before == 0 {
-			continue
+		for sc := range bp.Conns() {
+			if needed = needed || bp.CloseNeeded(sc); needed {
+				break
+			}
 		}
-		bp.conns.Range(func(k, _ any) bool {
-			needed = k.(*serverConn).createdAt.UnixNano() < before
-			return !needed
-		})
 	}
 	return needed
 }
@@ -199,7 +196,7 @@ func (s *Server) pause(ctx context.Context, database string) error {
 	s.setPause(database, true, false)
 	err := pollUntil(ctx, func() bool {
 		for _, bp := range s.poolsOf(database) {
-			if bp.p.Stat().AcquiredResources() > 0 {
+			if bp.Stat().AcquiredResources() > 0 {
 				return false
 			}
 		}
@@ -209,7 +206,7 @@ func (s *Server) pause(ctx context.Context, database string) error {
 		return err
 	}
 	for _, bp := range s.poolsOf(database) {
-		bp.destroyIdle()
+		bp.DestroyIdle()
 	}
 	return nil
 }
@@ -226,7 +223,7 @@ func (s *Server) kill(database string) {
 		_ = c.conn.Close()
 	}
 	for _, bp := range s.poolsOf(database) {
-		bp.destroyIdle()
+		bp.DestroyIdle()
 	}
 }
 
@@ -235,7 +232,6 @@ func (s *Server) kill(database string) {
 func (s *Server) reconnect(database string) {
 	now := time.Now()
 	for _, bp := range s.poolsOf(database) {
-		bp.reconnectBefore.Store(now.UnixNano())
-		bp.destroyIdle()
+		bp.Reconnect(now)
 	}
 }

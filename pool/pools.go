@@ -150,7 +150,7 @@ func (s *Server) closeRetired(pools []*backendPool) {
 	for _, bp := range pools {
 		s.closingPools.Store(bp, struct{}{})
 		go func() {
-			bp.close()
+			bp.Close()
 			s.closingPools.Delete(bp)
 		}()
 	}

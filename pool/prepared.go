@@ -22,7 +22,7 @@ func statementJudge(cl *router.Classifier) func(string) any {
 // stmtScope is what l plans statements in, for segment seg.
 func (l *lease) stmtScope(seg uint64) stmt.Scope {
 	c := l.c
-	return stmt.Scope{Names: &c.stmts, Server: l.sc.prepared, Registry: c.srv.stmts, Counters: &l.pool.counters.stmt, Segment: seg}
+	return stmt.Scope{Names: &c.stmts, Server: l.sc.Prepared, Registry: c.srv.stmts, Counters: &l.pool.counters.stmt, Segment: seg}
 }
 
 // planExtended returns, appended to out, what to send the server for the client's Parse,

@@ -100,7 +100,7 @@ func (l *lease) relayLoop(inline bool) (exit relayExit) {
 		}
 	}()
 	for {
-		fr, err := l.sc.fr.Next()
+		fr, err := l.sc.Frames.Next()
 		if err != nil {
 			l.relayFailed(err)
 			return relayDoneExit
@@ -210,7 +210,7 @@ func (l *lease) relayOne(fr protocol.Frame) (relayStep, byte, error) {
 	if l.replica >= 0 && !l.answered && l.segOK {
 		switch fr.Type {
 		case '1', '2', 't', 'T', 'n':
-			msg, err := sc.fr.Message()
+			msg, err := sc.Frames.Message()
 			if err != nil {
 				return stepFailed, 0, err
 			}
@@ -229,7 +229,7 @@ func (l *lease) relayOne(fr protocol.Frame) (relayStep, byte, error) {
 	}
 	switch fr.Type {
 	case 'Z':
-		msg, err := sc.fr.Message()
+		msg, err := sc.Frames.Message()
 		if err != nil {
 			return stepFailed, 0, err
 		}
@@ -272,7 +272,7 @@ func (l *lease) relayOne(fr protocol.Frame) (relayStep, byte, error) {
 			return stepEnd, 0, nil
 		}
 	case 'S':
-		msg, err := sc.fr.Message()
+		msg, err := sc.Frames.Message()
 		if err != nil {
 			return stepFailed, 0, err
 		}
@@ -285,14 +285,14 @@ func (l *lease) relayOne(fr protocol.Frame) (relayStep, byte, error) {
 		}
 		out = msg
 	case 'C':
-		msg, err := sc.fr.Message()
+		msg, err := sc.Frames.Message()
 		if err != nil {
 			return stepFailed, 0, err
 		}
 		c.srv.stmts.NoteCommandTag(msg[protocol.HeaderLen:])
 		out = msg
 	case '1', '3', 'E':
-		msg, err := sc.fr.Message()
+		msg, err := sc.Frames.Message()
 		if err != nil {
 			return stepFailed, 0, err
 		}
@@ -311,7 +311,7 @@ func (l *lease) relayOne(fr protocol.Frame) (relayStep, byte, error) {
 			}
 		}
 	default:
-		if err := sc.fr.Forward(c.w); err != nil {
+		if err := sc.Frames.Forward(c.w); err != nil {
 			if isClientWriteErr(err) {
 				return stepClientGone, 0, nil
 			}
@@ -326,7 +326,7 @@ func (l *lease) relayOne(fr protocol.Frame) (relayStep, byte, error) {
 	if out != nil || fr.Type != '1' && fr.Type != '3' && fr.Type != 'E' {
 		l.answered = true
 	}
-	if sc.fr.Buffered() == 0 {
+	if sc.Frames.Buffered() == 0 {
 		if err := c.w.Flush(); err != nil {
 			return stepClientGone, 0, nil
 		}
@@ -338,7 +338,7 @@ func (l *lease) relayOne(fr protocol.Frame) (relayStep, byte, error) {
 // noted, and the client's unless the message is held until startup values are restored.
 // It reports whether the message goes on to the client now. Relay only.
 func (l *lease) onParameterStatus(name, value string) bool {
-	l.sc.noteParameterStatus(name, value)
+	l.sc.NoteParameterStatus(name, value)
 	if l.holdStatus(name, value) {
 		return false
 	}
@@ -400,6 +400,6 @@ func (c *clientSession) noteParameterStatus(name, value string) {
 	l := c.lease
 	c.mu.Unlock()
 	if l != nil {
-		l.sc.configuredFor, l.sc.configuredVersion = c, c.settings.Version()
+		l.sc.ConfiguredFor, l.sc.ConfiguredVersion = c.id, c.settings.Version()
 	}
 }

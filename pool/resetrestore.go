@@ -104,16 +104,16 @@ func (l *lease) restoreStartup() (ran bool, err error) {
 	if !failed && len(values) > 0 {
 		l.wmu.Lock()
 		ctx, cancel := context.WithTimeout(context.Background(), c.srv.conf().ServerConnectTimeout)
-		res, err := l.sc.exec(ctx, session.RestoreQuery(values))
+		res, err := l.sc.Exec(ctx, session.RestoreQuery(values))
 		cancel()
 		l.wmu.Unlock()
-		if err == nil && res.err != nil {
-			err = fmt.Errorf("restoring startup parameters after RESET: %w", res.err)
+		if err == nil && res.Err != nil {
+			err = fmt.Errorf("restoring startup parameters after RESET: %w", res.Err)
 		}
 		if err != nil {
 			return true, err // the lease is destroyed, which wakes the client goroutine
 		}
-		reported = append(reported, res.reported...)
+		reported = append(reported, res.Reported...)
 		ran = true
 	}
 	c.mu.Lock()

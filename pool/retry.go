@@ -41,7 +41,7 @@ func (l *lease) recordForRetry(typ byte, msg []byte) {
 		return
 	case 'P', 'B', 'D', 'E', 'C':
 		if l.segDone {
-			l.seg, l.segDone, l.segOK = l.seg[:0], false, l.pending == 0 && l.sc.txStatus == 'I'
+			l.seg, l.segDone, l.segOK = l.seg[:0], false, l.pending == 0 && l.sc.TxStatus == 'I'
 		}
 		if l.segOK && msg != nil && len(l.seg)+len(msg) <= maxRetrySegment {
 			l.seg = append(l.seg, msg...)
@@ -51,7 +51,7 @@ func (l *lease) recordForRetry(typ byte, msg []byte) {
 	case 'Q':
 		// Kept only on replicas, for the read-only safety net.
 		l.segDone = true
-		l.segOK = l.replica >= 0 && len(msg) <= maxRetrySegment && l.pending == 1 && l.sc.txStatus == 'I'
+		l.segOK = l.replica >= 0 && len(msg) <= maxRetrySegment && l.pending == 1 && l.sc.TxStatus == 'I'
 		if l.segOK {
 			l.seg = append(l.seg[:0], msg...)
 		}
@@ -116,7 +116,7 @@ func (l *lease) replayOnPrimary(status byte) bool {
 	primary, err := c.poolAt(backendPrimary)
 	var res *puddle.Resource[*serverConn]
 	if err == nil {
-		res, err = primary.acquire(ctx)
+		res, err = primary.Acquire(ctx)
 	}
 	cancel()
 	if err == nil {
@@ -162,8 +162,8 @@ func (l *lease) replayOnPrimary(status byte) bool {
 	c.srv.readOnlyReplays.Add(1)
 
 	nl.wmu.Lock()
-	_, _ = nl.sc.w.Write(out)
-	if err := nl.sc.w.Flush(); err != nil {
+	_, _ = nl.sc.Writer.Write(out)
+	if err := nl.sc.Writer.Flush(); err != nil {
 		c.log.Debug("replay write failed", "error", err)
 	}
 	nl.wmu.Unlock()
@@ -197,8 +197,8 @@ func (l *lease) retrySegment(status byte) bool {
 	c.mu.Unlock()
 
 	l.wmu.Lock()
-	_, _ = l.sc.w.Write(out)
-	err := l.sc.w.Flush()
+	_, _ = l.sc.Writer.Write(out)
+	err := l.sc.Writer.Flush()
 	l.wmu.Unlock()
 
 	c.mu.Lock()

@@ -126,7 +126,7 @@ func (c *clientSession) loginOnReplica(ctx context.Context, err error) (*backend
 	}
 	actx, cancel := c.waitContext(ctx)
 	defer cancel()
-	res, err := bp.acquire(actx)
+	res, err := bp.Acquire(actx)
 	if err != nil {
 		return nil, nil
 	}

@@ -53,7 +53,7 @@ func (l *lease) account(typ byte) {
 	if l.queryTimeout > 0 && l.pending > 0 {
 		// A request (or COPY data for one) is on its way: its answer is due within
 		// query_timeout. endsLease clears the deadline once nothing is outstanding.
-		_ = l.sc.conn.SetReadDeadline(time.Now().Add(l.queryTimeout))
+		_ = l.sc.NetConn.SetReadDeadline(time.Now().Add(l.queryTimeout))
 	}
 }
 
@@ -63,7 +63,7 @@ func (l *lease) account(typ byte) {
 func (c *clientSession) send(l *lease, msg []byte) error {
 	out := msg
 	if msg != nil && msg[0] == 'Q' {
-		l.sc.prepared.ForgetUnnamed() // a simple query replaces the unnamed statement
+		l.sc.Prepared.ForgetUnnamed() // a simple query replaces the unnamed statement
 		if c.mode != ModeSession {
 			q := c.text(queryText(msg))
 			t := withSettingEffects(c.srv.classifier, q, traitsOf(q))
@@ -100,7 +100,7 @@ func (c *clientSession) send(l *lease, msg []byte) error {
 	}
 	l.wmu.Lock()
 	defer l.wmu.Unlock()
-	w := l.sc.w
+	w := l.sc.Writer
 	if out != nil {
 		if _, err := w.Write(out); err != nil {
 			c.log.Debug("write to server failed", "error", err)
@@ -133,7 +133,7 @@ func (c *clientSession) flushServer() {
 	c.unflushed = nil
 	l.wmu.Lock()
 	defer l.wmu.Unlock()
-	if err := l.sc.w.Flush(); err != nil {
+	if err := l.sc.Writer.Flush(); err != nil {
 		c.log.Debug("write to server failed", "error", err)
 	}
 }

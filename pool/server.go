@@ -15,6 +15,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/cmlite/cmpool/pool/internal/admin"
+	"github.com/cmlite/cmpool/pool/internal/fastio"
 	"github.com/cmlite/cmpool/pool/internal/stmt"
 	"github.com/cmlite/cmpool/protocol"
 	"github.com/cmlite/cmpool/router"
@@ -79,6 +80,9 @@ type Server struct {
 	// those that logged in, by cancel key pid (a key is given at the end of a login).
 	conns   map[*clientSession]struct{}
 	clients map[uint32]*clientSession
+
+	// lastClientID is the id of the latest client session; ids start at 1.
+	lastClientID atomic.Uint64
 
 	nClients atomic.Int64
 	closing  atomic.Bool
@@ -295,10 +299,11 @@ func (s *Server) serveConn(conn net.Conn) bool {
 	if tc, ok := conn.(*net.TCPConn); ok {
 		_ = tc.SetNoDelay(true)
 	}
-	fio := fastIO(conn)
+	fio := fastio.New(conn)
 	r := newClientReader(fio)
 	c := &clientSession{
 		srv:         s,
+		id:          s.lastClientID.Add(1),
 		conn:        conn,
 		r:           r,
 		fr:          protocol.NewFrameReader(r, s.conf().MaxPacketSize),
@@ -363,7 +368,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		defer close(stopped)
 		<-done
 		for _, bp := range s.poolsOf("") {
-			bp.close()
+			bp.Close()
 		}
 		if s.rs() != nil {
 			s.rs().Close()
@@ -397,7 +402,7 @@ func (c *clientSession) requestClose() {
 	l := c.lease
 	// A syncing lease is ending cleanly, and its relay is using the server (txStatus is
 	// the relay's until then).
-	if l == nil || !l.open() || l.pending == 0 && !l.unsynced && l.sc.txStatus == 'I' {
+	if l == nil || !l.open() || l.pending == 0 && !l.unsynced && l.sc.TxStatus == 'I' {
 		_ = c.conn.SetReadDeadline(time.Now().Add(time.Duration(closeAt - now)))
 	}
 }

@@ -25,7 +25,10 @@ import (
 // forwards them; while it holds a server (a lease), a relay goroutine copies the server's
 // replies back and decides, at each ReadyForQuery, whether the lease ends.
 type clientSession struct {
-	srv  *Server
+	srv *Server
+	// id names the session for the server connections it uses (never 0): a server
+	// records which client its settings and unnamed statement are for by id.
+	id   uint64
 	conn net.Conn
 	// tlsConn is the TLS layer over conn once TLS is negotiated; r and w then use it.
 	// tlsEndPoint is its tls-server-end-point channel binding data.
@@ -38,7 +41,7 @@ type clientSession struct {
 	//
 	// Lock order for a client and its lease:
 	//
-	//	clientSession.wmu → lease.wmu → clientSession.mu → serverConn.cancels.mu
+	//	clientSession.wmu → lease.wmu → clientSession.mu → serverConn.Cancels.mu
 	//
 	// Any of them may be taken alone, or under the ones before it (send asks under
 	// lease.wmu whether the client must wait, which takes mu); lease.wmu is never taken

@@ -116,16 +116,16 @@ func (l *lease) syncTracked() bool {
 	c := l.c
 	names := l.track
 	ctx, cancel := context.WithTimeout(context.Background(), c.srv.conf().ServerConnectTimeout)
-	res, err := l.sc.exec(ctx, session.TrackedReadback(names))
+	res, err := l.sc.Exec(ctx, session.TrackedReadback(names))
 	cancel()
-	ok := err == nil && res.err == nil && len(res.row) == len(names) && l.sc.txStatus == 'I'
+	ok := err == nil && res.Err == nil && len(res.Row) == len(names) && l.sc.TxStatus == 'I'
 
 	c.mu.Lock()
 	if !ok {
-		c.log.Warn("could not read back session state", "error", err, "server_error", res.err)
+		c.log.Warn("could not read back session state", "error", err, "server_error", res.Err)
 	} else if len(names) > 0 {
-		c.settings.ApplyTracked(l.sc.set, names, res.row)
-		l.sc.configuredFor, l.sc.configuredVersion = c, c.settings.Version()
+		c.settings.ApplyTracked(l.sc.Set, names, res.Row)
+		l.sc.ConfiguredFor, l.sc.ConfiguredVersion = c.id, c.settings.Version()
 	}
 	l.track = nil
 	l.to(leaseReturning)
@@ -142,14 +142,14 @@ func (l *lease) syncTracked() bool {
 func resetServer(sc *serverConn, timeout time.Duration) bool {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	res, err := sc.exec(ctx, "DISCARD ALL")
-	if err != nil || res.err != nil || sc.txStatus != 'I' {
+	res, err := sc.Exec(ctx, "DISCARD ALL")
+	if err != nil || res.Err != nil || sc.TxStatus != 'I' {
 		return false
 	}
-	sc.set = make(map[string]string)
-	sc.unnamedSettings = false
-	sc.configuredFor = nil
-	sc.prepared.Clear()
+	sc.Set = make(map[string]string)
+	sc.UnnamedSettings = false
+	sc.ConfiguredFor = 0
+	sc.Prepared.Clear()
 	return true
 }
 

@@ -13,7 +13,7 @@ import (
 func (l *lease) noteReady(status byte) {
 	now := nanotime()
 	bp := l.pool
-	l.ready.backend = bp.name
+	l.ready.backend = bp.Name
 	if l.qStart != 0 {
 		d := now - l.qStart
 		bp.counters.queries.Add(1)
@@ -54,7 +54,7 @@ func (l *lease) reportReady() {
 	}
 	l.ready = readyNote{}
 	if n.errCode != "" {
-		c.srv.observer.Observe(Event{Kind: EventError, Database: c.database, User: c.user, Backend: l.pool.name, Code: n.errCode})
+		c.srv.observer.Observe(Event{Kind: EventError, Database: c.database, User: c.user, Backend: l.pool.Name, Code: n.errCode})
 	}
 	if n.hasQuery {
 		c.srv.observer.Observe(Event{Kind: EventQuery, Database: c.database, User: c.user, Backend: n.backend, Duration: n.query})
@@ -88,7 +88,7 @@ func (c *clientSession) noteError(bp *backendPool, code string) {
 	c.srv.errors.add(code)
 	backend := ""
 	if bp != nil {
-		backend = bp.name
+		backend = bp.Name
 	}
 	c.srv.observer.Observe(Event{Kind: EventError, Database: c.database, User: c.user, Backend: backend, Code: code})
 }
@@ -108,5 +108,5 @@ func (l *lease) noteServerError(code string) {
 func (c *clientSession) noteWait(bp *backendPool, d time.Duration) {
 	bp.counters.waits.Add(1)
 	bp.counters.waitTime.Add(int64(d))
-	c.srv.observer.Observe(Event{Kind: EventWait, Database: c.database, User: c.user, Backend: bp.name, Duration: d})
+	c.srv.observer.Observe(Event{Kind: EventWait, Database: c.database, User: c.user, Backend: bp.Name, Duration: d})
 }

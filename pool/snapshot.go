@@ -51,7 +51,7 @@ func (s *Server) snapshot(parts admin.Parts) *admin.Snapshot {
 func (bp *backendPool) totals() admin.Totals {
 	pc := &bp.counters
 	return admin.Totals{
-		Xacts: pc.xacts.Load(), Queries: pc.queries.Load(), Assignments: bp.p.Stat().AcquireCount(),
+		Xacts: pc.xacts.Load(), Queries: pc.queries.Load(), Assignments: bp.Stat().AcquireCount(),
 		Waits: pc.waits.Load(), Received: pc.received.Load(), Sent: pc.sent.Load(),
 		XactTime: pc.xactTime.Load(), QueryTime: pc.queryTime.Load(), WaitTime: pc.waitTime.Load(),
 		ClientParses: pc.stmt.ClientParses.Load(), ServerParses: pc.stmt.ServerParses.Load(), Binds: pc.stmt.Binds.Load(),
@@ -80,12 +80,12 @@ func (s *Server) poolSnapshot(live []*backendPool) []admin.Pool {
 	for _, bp := range live {
 		p := entry(bp.key)
 		p.Totals = p.Totals.Plus(bp.totals())
-		st := bp.p.Stat()
-		p.Live, p.Backend, p.Mode = true, bp.name, string(bp.mode)
+		st := bp.Stat()
+		p.Live, p.Backend, p.Mode = true, bp.Name, string(bp.mode)
 		p.Servers, p.Idle, p.Active = int(st.TotalResources()), int(st.IdleResources()), int(st.AcquiredResources())
 		p.Login, p.Max = int(st.ConstructingResources()), int(st.MaxResources())
-		p.CancelsWaiting, p.CancelsActive, p.CancelConns = bp.counters.cancels.snapshot()
-		p.BeingCanceled = bp.beingCanceled()
+		p.CancelsWaiting, p.CancelsActive, p.CancelConns = bp.Cancels.Snapshot()
+		p.BeingCanceled = bp.BeingCanceled()
 	}
 	out := make([]admin.Pool, 0, len(byKey))
 	for _, p := range byKey {
@@ -109,8 +109,9 @@ func (s *Server) totalsByDatabase() map[string]admin.Totals {
 	return admin.TotalsByDatabase(s.poolSnapshot(s.poolsOf("")))
 }
 
-func clientPtr(c *clientSession) string { return fmt.Sprintf("c%p", c) }
-func serverPtr(sc *serverConn) string   { return fmt.Sprintf("s%p", sc) }
+// clientPtr names a client session by its id, as SHOW CLIENTS' ptr and SHOW SERVERS' link.
+func clientPtr(id uint64) string      { return fmt.Sprintf("c%x", id) }
+func serverPtr(sc *serverConn) string { return fmt.Sprintf("s%p", sc) }
 
 // clientSnapshot describes every client connection; details adds what SHOW CLIENTS
 // shows beyond the counts.
@@ -152,7 +153,7 @@ func (s *Server) clientSnapshot(details bool) []admin.Client {
 				cl.RequestTime = time.Unix(0, r)
 			}
 			cl.CloseNeeded = c.isClosing()
-			cl.Ptr = clientPtr(c)
+			cl.Ptr = clientPtr(c.id)
 		}
 		out = append(out, cl)
 	}
@@ -163,20 +164,18 @@ func (s *Server) clientSnapshot(details bool) []admin.Client {
 func serverSnapshot(live []*backendPool) []admin.ServerConn {
 	var out []admin.ServerConn
 	for _, bp := range live {
-		bp.conns.Range(func(k, _ any) bool {
-			sc := k.(*serverConn)
+		for sc := range bp.Conns() {
 			srv := admin.ServerConn{
-				User: bp.connCfg.User, Database: bp.key.database,
-				Addr: sc.conn.RemoteAddr().String(), LocalAddr: sc.conn.LocalAddr().String(),
-				ConnectTime: sc.createdAt, CloseNeeded: sc.createdAt.UnixNano() < bp.reconnectBefore.Load(),
-				Ptr: serverPtr(sc), RemotePID: sc.pid, PreparedStatements: sc.prepared.Len(),
+				User: bp.ConnConfig.User, Database: bp.key.database,
+				Addr: sc.NetConn.RemoteAddr().String(), LocalAddr: sc.NetConn.LocalAddr().String(),
+				ConnectTime: sc.CreatedAt, CloseNeeded: bp.CloseNeeded(sc),
+				Ptr: serverPtr(sc), RemotePID: sc.PID, PreparedStatements: sc.Prepared.Len(),
 			}
-			if c := sc.linked.Load(); c != nil {
-				srv.Active, srv.Link = true, clientPtr(c)
+			if id := sc.Linked.Load(); id != 0 {
+				srv.Active, srv.Link = true, clientPtr(id)
 			}
 			out = append(out, srv)
-			return true
-		})
+		}
 	}
 	return out
 }

@@ -147,11 +147,11 @@ func (c *clientSession) startup(ctx context.Context) error {
 	// Waiting here counts as waiting for a server, as it does later.
 	start := nanotime()
 	c.waitingSince.Store(start)
-	res, err := bp.acquire(acqCtx)
+	res, err := bp.Acquire(acqCtx)
 	for attempt := 0; errors.Is(err, puddle.ErrClosedPool) && !c.srv.closing.Load() && attempt < 3; attempt++ {
 		// A reload or a promotion replaced the pool meanwhile: take the new one.
 		if bp, err = c.poolAt(backendPrimary); err == nil {
-			res, err = bp.acquire(acqCtx)
+			res, err = bp.Acquire(acqCtx)
 		}
 	}
 	c.waitingSince.Store(0)
@@ -172,22 +172,22 @@ func (c *clientSession) startup(ctx context.Context) error {
 		var pe *protocol.Error
 		if errors.As(err, &pe) {
 			// The server refused a parameter value: the server itself is fine.
-			bp.release(res)
+			bp.Release(res)
 			return pe
 		}
 		res.Destroy()
 		return protocol.NewFatal(protocol.CodeConnectionFailure, "server connection failed during login: "+err.Error())
 	}
-	c.srv.noteWelcome(welcomeKey{c.database, c.user}, sc.defaults)
+	c.srv.noteWelcome(welcomeKey{c.database, c.user}, sc.Defaults)
 	// Report the server's values, then the client's canonical ones.
-	report := maps.Clone(sc.defaults)
-	for k, v := range sc.set {
+	report := maps.Clone(sc.Defaults)
+	for k, v := range sc.Set {
 		report[k] = v
 	}
 	c.settings.Adopt(report)
-	sc.configuredFor, sc.configuredVersion = c, c.settings.Version()
+	sc.ConfiguredFor, sc.ConfiguredVersion = c.id, c.settings.Version()
 	if err := c.welcome(report); err != nil {
-		bp.release(res)
+		bp.Release(res)
 		return err
 	}
 	if c.mode == ModeSession {
@@ -196,7 +196,7 @@ func (c *clientSession) startup(ctx context.Context) error {
 		l.start(bp, res)
 		c.ensureRelay()
 	} else {
-		bp.release(res)
+		bp.Release(res)
 		c.armIdleTimeout(false)
 	}
 	return nil

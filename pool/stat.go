@@ -96,7 +96,6 @@ type poolCounters struct {
 	queryTime, xactTime atomic.Int64
 	received, sent      atomic.Int64 // bytes from and to clients
 	waitTime, waits     atomic.Int64 // clients' waits for a server (ns), and their count
-	cancels             cancelCounters
 }
 
 // Stat returns a snapshot of the server's pools.

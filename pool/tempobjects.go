@@ -34,12 +34,12 @@ func (l *lease) dropTempObjects() bool {
 	c := l.c
 	timeout := c.srv.conf().ServerConnectTimeout
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	res, err := l.sc.exec(ctx, session.TempObjectsQuery)
+	res, err := l.sc.Exec(ctx, session.TempObjectsQuery)
 	cancel()
-	if err != nil || res.err != nil || l.sc.txStatus != 'I' || len(res.row) != 1 {
+	if err != nil || res.Err != nil || l.sc.TxStatus != 'I' || len(res.Row) != 1 {
 		return false
 	}
-	if res.row[0] != "t" {
+	if res.Row[0] != "t" {
 		return true
 	}
 	c.log.Warn("a transaction left temporary objects on a server; resetting it", "pool_mode", c.mode)

@@ -49,7 +49,7 @@ func (c *clientSession) idleTimeoutError() *protocol.Error {
 	}
 	c.mu.Lock()
 	l := c.lease
-	inTx := l != nil && l.pending == 0 && !l.unsynced && l.sc.txStatus != 'I' || l == nil && c.beginDeferred
+	inTx := l != nil && l.pending == 0 && !l.unsynced && l.sc.TxStatus != 'I' || l == nil && c.beginDeferred
 	busy := l != nil && (l.pending > 0 || l.unsynced)
 	c.mu.Unlock()
 	switch {

@@ -116,7 +116,7 @@ func (l *lease) syncUntracked() bool {
 	}
 	funcs, unnamed := l.settingFuncs, l.opaque
 	c.mu.Unlock()
-	for k := range sc.set {
+	for k := range sc.Set {
 		names = append(names, k)
 	}
 	gen, now := c.srv.stmts.SchemaGen(), nanotime()
@@ -136,13 +136,13 @@ func (l *lease) syncUntracked() bool {
 		q = session.UntrackedReadback(names, judge)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), c.srv.conf().ServerConnectTimeout)
-	res, err := sc.exec(ctx, q)
+	res, err := sc.Exec(ctx, q)
 	cancel()
-	ok := err == nil && res.err == nil && len(res.row) == 1 && sc.txStatus == 'I'
+	ok := err == nil && res.Err == nil && len(res.Row) == 1 && sc.TxStatus == 'I'
 	var got map[string]session.ReadbackValue
 	var judged map[string]session.Judgement
 	if ok {
-		if got, judged, err = session.ParseReadback(res.row[0]); err != nil {
+		if got, judged, err = session.ParseReadback(res.Row[0]); err != nil {
 			ok = false
 		}
 	}
@@ -156,14 +156,14 @@ func (l *lease) syncUntracked() bool {
 
 	c.mu.Lock()
 	if !ok {
-		c.log.Warn("could not read back session state", "error", err, "server_error", res.err)
+		c.log.Warn("could not read back session state", "error", err, "server_error", res.Err)
 	} else {
 		c.settings.ApplyReadback(serverSettings(sc), got, full)
-		sc.configuredFor, sc.configuredVersion = c, c.settings.Version()
+		sc.ConfiguredFor, sc.ConfiguredVersion = c.id, c.settings.Version()
 		if unnamed {
 			// Custom placeholders nobody named may be set too: they are the client's, on
 			// this server only, until another client needs it (see applyParams).
-			sc.unnamedSettings = true
+			sc.UnnamedSettings = true
 		}
 	}
 	l.track = nil

@@ -57,18 +57,18 @@ func lookupVolatile(ctx context.Context, bp *backendPool, f string) (bool, error
 	q := fmt.Sprintf(`SELECT coalesce(bool_or(p.provolatile = 'v'), true) FROM pg_catalog.pg_proc p
 JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
 WHERE p.proname = %s AND (%s = '' OR n.nspname = %s)`, router.QuoteLiteral(name), router.QuoteLiteral(schema), router.QuoteLiteral(schema))
-	res, err := bp.acquire(ctx)
+	res, err := bp.Acquire(ctx)
 	if err != nil {
 		return true, err
 	}
-	out, err := res.Value().exec(ctx, q)
+	out, err := res.Value().Exec(ctx, q)
 	if err != nil {
 		res.Destroy()
 		return true, err
 	}
-	bp.release(res)
-	if out.err != nil || len(out.row) != 1 {
+	bp.Release(res)
+	if out.Err != nil || len(out.Row) != 1 {
 		return true, errors.New("unexpected answer from pg_proc lookup")
 	}
-	return out.row[0] == "t", nil
+	return out.Row[0] == "t", nil
 }

@@ -1,4 +1,6 @@
-package pool
+// Package fastio reads and writes TCP and Unix sockets with raw system calls, for the
+// client and server connections cmpool relays between.
+package fastio
 
 import (
 	"io"
@@ -8,7 +10,7 @@ import (
 	"unsafe"
 )
 
-// fastIO returns what the relay's buffered reader and writer should do their I/O through
+// New returns what the relay's buffered reader and writer should do their I/O through
 // for conn. For a TCP or Unix socket that is a rawIO: reads and writes go straight to the
 // non-blocking socket as raw system calls, and only a read that would block or a write
 // that does not fit waits for the runtime's poller.
@@ -19,7 +21,7 @@ import (
 // thread, and the monitor keeps ticking every 20 µs; under pgbench that was a third of
 // cmpool's CPU. A raw system call keeps the P, and the monitor backs off. The system calls
 // made here never block: the socket is non-blocking.
-func fastIO(conn net.Conn) io.ReadWriter {
+func New(conn net.Conn) io.ReadWriter {
 	sc, ok := conn.(syscall.Conn)
 	if !ok {
 		return conn
@@ -39,7 +41,7 @@ func fastIO(conn net.Conn) io.ReadWriter {
 	return r
 }
 
-// rawIO reads and writes a socket with raw system calls; see fastIO. One goroutine reads
+// rawIO reads and writes a socket with raw system calls; see New. One goroutine reads
 // and one writes at a time (the relay's buffered reader and writer), so each direction
 // keeps its call's state in the struct.
 type rawIO struct {
@@ -48,8 +50,8 @@ type rawIO struct {
 	readFn  func(fd uintptr) bool
 	writeFn func(fd uintptr) bool
 
-	rbuf   []byte        // the Read in progress, or
-	rrel   *clientReader // the readRelease in progress
+	rbuf   []byte          // the Read in progress, or
+	rrel   ReleasingBuffer // the ReadRelease in progress
 	rn     int
 	rerrno syscall.Errno
 
@@ -68,10 +70,20 @@ func (r *rawIO) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// readRelease reads once into b's buffer after its buffered bytes, like Read, but takes
-// the buffer only for each read attempt: when the socket has nothing and b holds no data,
-// the buffer goes back to its pool for the wait. See clientReader.
-func (r *rawIO) readRelease(b *clientReader) (int, error) {
+// ReleasingBuffer is a read buffer held only while it holds data (the client's reader):
+// ReadRelease takes it for each read attempt and, when the socket has nothing and the
+// buffer holds no data, gives it back for the wait.
+type ReleasingBuffer interface {
+	// Free takes the buffer if it is not held and returns its free space, after the
+	// buffered bytes.
+	Free() []byte
+	// ReleaseIfEmpty gives the buffer back when it holds no data.
+	ReleaseIfEmpty()
+}
+
+// ReadRelease reads once into b's free space, like Read, but takes the buffer only for
+// each read attempt; see ReleasingBuffer.
+func (r *rawIO) ReadRelease(b ReleasingBuffer) (int, error) {
 	r.rrel = b
 	n, err := r.read()
 	r.rrel = nil
@@ -97,8 +109,7 @@ func (r *rawIO) read() (int, error) {
 func (r *rawIO) readSyscall(fd uintptr) bool {
 	p, b := r.rbuf, r.rrel
 	if b != nil {
-		b.take()
-		p = b.buf[b.w:]
+		p = b.Free()
 	}
 	for {
 		m, _, e := syscall.RawSyscall(syscall.SYS_READ, fd, uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
@@ -107,7 +118,7 @@ func (r *rawIO) readSyscall(fd uintptr) bool {
 			continue
 		case syscall.EAGAIN:
 			if b != nil {
-				b.releaseIfEmpty()
+				b.ReleaseIfEmpty()
 			}
 			return false
 		}

@@ -1,4 +1,4 @@
-package pool
+package backend
 
 import (
 	"bufio"
@@ -14,6 +14,8 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgproto3"
 
+	"github.com/cmlite/cmpool/pool/internal/auth"
+	"github.com/cmlite/cmpool/pool/internal/fastio"
 	"github.com/cmlite/cmpool/protocol"
 )
 
@@ -21,7 +23,7 @@ import (
 // SCRAM keys (SCRAM pass-through) or the md5 secret. pgconn can only log in with a
 // password, so cmpool runs the startup itself here. It tries the configuration's host, then its fallbacks (as
 // sslmode=prefer makes them), like pgconn.
-func loginPassthrough(ctx context.Context, cfg *pgconn.Config, keys *passthroughKeys) (*serverConn, error) {
+func loginPassthrough(ctx context.Context, cfg *pgconn.Config, keys *auth.Passthrough) (*Conn, error) {
 	type target struct {
 		host string
 		port uint16
@@ -46,7 +48,7 @@ func loginPassthrough(ctx context.Context, cfg *pgconn.Config, keys *passthrough
 	return nil, fmt.Errorf("connect to %s: %w", cfg.Host, errors.Join(errs...))
 }
 
-func loginPassthroughAt(ctx context.Context, cfg *pgconn.Config, host string, port uint16, tc *tls.Config, keys *passthroughKeys) (_ *serverConn, err error) {
+func loginPassthroughAt(ctx context.Context, cfg *pgconn.Config, host string, port uint16, tc *tls.Config, keys *auth.Passthrough) (_ *Conn, err error) {
 	network, addr := pgconn.NetworkAddress(host, port)
 	dial := cfg.DialFunc
 	if dial == nil {
@@ -95,7 +97,7 @@ func loginPassthroughAt(ctx context.Context, cfg *pgconn.Config, host string, po
 	if err := fe.Flush(); err != nil {
 		return nil, err
 	}
-	sc := &serverConn{defaults: make(map[string]string), set: make(map[string]string), createdAt: time.Now()}
+	sc := &Conn{Defaults: make(map[string]string), Set: make(map[string]string), CreatedAt: time.Now()}
 	scram := &protocol.ScramClient{ClientKey: keys.ClientKey, ServerKey: keys.ServerKey, Salt: keys.Salt, Iterations: keys.Iterations}
 	for {
 		msg, err := fe.Receive()
@@ -142,20 +144,20 @@ func loginPassthroughAt(ctx context.Context, cfg *pgconn.Config, host string, po
 		case *pgproto3.AuthenticationCleartextPassword:
 			return nil, noSecretError(cfg.User, "password")
 		case *pgproto3.ParameterStatus:
-			sc.defaults[m.Name] = m.Value
+			sc.Defaults[m.Name] = m.Value
 		case *pgproto3.BackendKeyData:
-			sc.pid = m.ProcessID
+			sc.PID = m.ProcessID
 			sc.secretKey = append([]byte(nil), m.SecretKey...)
 		case *pgproto3.ErrorResponse:
 			return nil, pgconn.ErrorResponseToPgError(m)
 		case *pgproto3.ReadyForQuery:
-			sc.txStatus = m.TxStatus
+			sc.TxStatus = m.TxStatus
 			_ = conn.SetDeadline(time.Time{})
-			fio := fastIO(conn)
+			fio := fastio.New(conn)
 			r := bufio.NewReaderSize(fio, serverBufSize)
-			sc.conn, sc.r = conn, r
-			sc.fr = protocol.NewFrameReader(r, 0)
-			sc.w = bufio.NewWriterSize(fio, serverBufSize)
+			sc.NetConn, sc.r = conn, r
+			sc.Frames = protocol.NewFrameReader(r, 0)
+			sc.Writer = bufio.NewWriterSize(fio, serverBufSize)
 			return sc, nil
 		case *pgproto3.NoticeResponse:
 		default:

@@ -1,4 +1,4 @@
-package pool
+package fastio
 
 import (
 	"bytes"
@@ -33,7 +33,7 @@ func tcpPair(t *testing.T) (a, b net.Conn) {
 
 func TestRawIO(t *testing.T) {
 	a, b := tcpPair(t)
-	ra, rb := fastIO(a), fastIO(b)
+	ra, rb := New(a), New(b)
 	require.IsType(t, &rawIO{}, ra)
 
 	// Much more than the socket buffers hold: the writer waits for the reader.
@@ -80,5 +80,5 @@ func TestFastIOLeavesOtherConns(t *testing.T) {
 	p, q := net.Pipe()
 	defer p.Close()
 	defer q.Close()
-	require.Equal(t, io.ReadWriter(p), fastIO(p))
+	require.Equal(t, io.ReadWriter(p), New(p))
 }

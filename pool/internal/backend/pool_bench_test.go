@@ -1,4 +1,4 @@
-package pool
+package backend
 
 import (
 	"context"
@@ -64,15 +64,14 @@ func loginOnlyBackend(tb testing.TB) string {
 	return ln.Addr().String()
 }
 
-// benchBackendPool returns a transaction-mode pool of size server connections to a
+// benchBackendPool returns a pool of size server connections to a
 // login-only backend, all of them connected.
-func benchBackendPool(b *testing.B, size int) *backendPool {
+func benchBackendPool(b *testing.B, size int) *Pool {
 	cfg, err := pgconn.ParseConfig("postgres://bench@" + loginOnlyBackend(b) + "/bench?sslmode=disable")
 	require.NoError(b, err)
-	bp, err := newBackendPool(poolKey{database: "bench", user: "bench"}, ModeTransaction, cfg,
-		size, 0, 100, 0, 0, 10*time.Second, nil)
+	bp, err := NewPool(PoolConfig{Name: "primary", ConnConfig: cfg, Size: size, ConnectTimeout: 10 * time.Second})
 	require.NoError(b, err)
-	b.Cleanup(bp.close)
+	b.Cleanup(bp.Close)
 	ctx := context.Background()
 	for range size {
 		require.NoError(b, bp.p.CreateResource(ctx))
@@ -88,22 +87,22 @@ func BenchmarkBackendPoolCheckout(b *testing.B) {
 		bp := benchBackendPool(b, 1)
 		b.ReportAllocs()
 		for b.Loop() {
-			res, err := bp.acquire(ctx)
+			res, err := bp.Acquire(ctx)
 			if err != nil {
 				b.Fatal(err)
 			}
-			bp.release(res)
+			bp.Release(res)
 		}
 	})
 	b.Run("tryAcquire", func(b *testing.B) {
 		bp := benchBackendPool(b, 1)
 		b.ReportAllocs()
 		for b.Loop() {
-			res := bp.tryAcquire(ctx)
+			res := bp.TryAcquire(ctx)
 			if res == nil {
 				b.Fatal("no idle server connection")
 			}
-			bp.release(res)
+			bp.Release(res)
 		}
 	})
 	// 20 server connections shared by GOMAXPROCS×4 goroutines, as 200 clients share 20.
@@ -113,12 +112,12 @@ func BenchmarkBackendPoolCheckout(b *testing.B) {
 		b.SetParallelism(4)
 		b.RunParallel(func(pb *testing.PB) {
 			for pb.Next() {
-				res, err := bp.acquire(ctx)
+				res, err := bp.Acquire(ctx)
 				if err != nil {
 					b.Error(err)
 					return
 				}
-				bp.release(res)
+				bp.Release(res)
 			}
 		})
 	})

@@ -1,0 +1,250 @@
+package backend
+
+import (
+	"context"
+	"iter"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/puddle/v2"
+
+	"github.com/cmlite/cmpool/pool/internal/auth"
+	"github.com/cmlite/cmpool/pool/internal/stmt"
+)
+
+// PoolConfig describes a pool of connections to one server.
+type PoolConfig struct {
+	// Name is "primary" or the replica's host:port, for stats and events.
+	Name string
+	// ConnConfig is what the pool's connections log in with.
+	ConnConfig *pgconn.Config
+	// Size is the most connections open at once (puddle's MaxSize).
+	Size int
+	// MinSize is how many connections maintenance keeps open; 0 is none.
+	MinSize int
+	// IdleTimeout closes connections idle longer than it (while more than MinSize are
+	// open); 0 never does.
+	IdleTimeout time.Duration
+	// Lifetime closes connections older than it, when idle or returned; 0 never does.
+	Lifetime time.Duration
+	// ConnectTimeout bounds one connect and login; it must be positive.
+	ConnectTimeout time.Duration
+	// MaxPrepared is how many of cmpool's shared statements each connection keeps
+	// prepared (see stmt.Prepared).
+	MaxPrepared int
+	// Passthrough returns what a client of the pool's user proved (SCRAM keys, md5
+	// secret, cleartext password), for servers the pool has no password for; nil, or a
+	// nil result, means none.
+	Passthrough func() *auth.Passthrough
+}
+
+// Pool is the set of server connections to one server for one (database, user): a
+// puddle pool with an alive check on acquire and a maintenance goroutine.
+type Pool struct {
+	// Name is "primary" or the replica's host:port, for stats and events.
+	Name string
+	// ConnConfig is what the pool's connections log in with.
+	ConnConfig *pgconn.Config
+	// Cancels are the cancel requests in progress to the pool's servers.
+	Cancels CancelCounters
+
+	p           *puddle.Pool[*Conn]
+	minSize     int
+	idleTimeout time.Duration
+	lifetime    time.Duration
+	// reconnectBefore (Unix ns): connections made before it are closed on release
+	// (RECONNECT).
+	reconnectBefore atomic.Int64
+	// conns holds every open server connection (*Conn -> struct{}), for SHOW SERVERS.
+	conns       sync.Map
+	passthrough func() *auth.Passthrough
+
+	stopOnce sync.Once
+	stop     chan struct{}
+	done     chan struct{}
+	// upkeep bounds the logins maintain starts; Close cancels it.
+	upkeep       context.Context
+	cancelUpkeep context.CancelFunc
+}
+
+// aliveCheckAfter is how long a connection may sit idle before acquire checks that the
+// server has not closed it.
+const aliveCheckAfter = time.Second
+
+// NewPool makes a pool and starts its maintenance; Close stops it.
+func NewPool(cfg PoolConfig) (*Pool, error) {
+	bp := &Pool{
+		Name:        cfg.Name,
+		ConnConfig:  cfg.ConnConfig,
+		passthrough: cfg.Passthrough,
+		minSize:     cfg.MinSize,
+		idleTimeout: cfg.IdleTimeout,
+		lifetime:    cfg.Lifetime,
+		stop:        make(chan struct{}),
+		done:        make(chan struct{}),
+	}
+	connCfg, connectTimeout := cfg.ConnConfig, cfg.ConnectTimeout
+	bp.upkeep, bp.cancelUpkeep = context.WithCancel(context.Background())
+	p, err := puddle.NewPool(&puddle.Config[*Conn]{
+		Constructor: func(ctx context.Context) (*Conn, error) {
+			ctx, cancel := context.WithTimeout(ctx, connectTimeout)
+			defer cancel()
+			var sc *Conn
+			var err error
+			switch keys := bp.passthroughKeys(); {
+			case keys != nil && keys.Password != "":
+				cc := connCfg.Copy()
+				cc.Password = keys.Password
+				sc, err = Connect(ctx, cc)
+			case keys != nil:
+				sc, err = loginPassthrough(ctx, connCfg, keys)
+			default:
+				sc, err = Connect(ctx, connCfg)
+			}
+			if err != nil {
+				return nil, err
+			}
+			sc.Prepared = stmt.NewPrepared(cfg.MaxPrepared)
+			bp.conns.Store(sc, struct{}{})
+			return sc, nil
+		},
+		Destructor: func(sc *Conn) {
+			bp.conns.Delete(sc)
+			_ = sc.Close()
+		},
+		MaxSize: int32(cfg.Size),
+	})
+	if err != nil {
+		return nil, err
+	}
+	bp.p = p
+	go bp.maintain()
+	return bp, nil
+}
+
+// TryAcquire returns an idle server connection that looks alive, or nil without waiting.
+// When none is idle and the pool has room, a new connection starts in the background.
+func (bp *Pool) TryAcquire(ctx context.Context) *puddle.Resource[*Conn] {
+	for {
+		res, err := bp.p.TryAcquire(ctx)
+		if err != nil {
+			return nil
+		}
+		if res.IdleDuration() > aliveCheckAfter && !res.Value().Alive() {
+			res.Destroy()
+			continue
+		}
+		return res
+	}
+}
+
+// Acquire returns a server connection that looks alive, waiting for one until ctx ends.
+func (bp *Pool) Acquire(ctx context.Context) (*puddle.Resource[*Conn], error) {
+	for {
+		res, err := bp.p.Acquire(ctx)
+		if err != nil {
+			return nil, err
+		}
+		if res.IdleDuration() > aliveCheckAfter && !res.Value().Alive() {
+			res.Destroy()
+			continue
+		}
+		return res, nil
+	}
+}
+
+// DestroyIdle closes every idle connection, after one of them turned out dead.
+func (bp *Pool) DestroyIdle() {
+	for _, res := range bp.p.AcquireAllIdle() {
+		res.Destroy()
+	}
+}
+
+// Release returns a clean server connection, or closes it once it has lived too long.
+func (bp *Pool) Release(res *puddle.Resource[*Conn]) {
+	res.Value().Linked.Store(0)
+	if bp.lifetime > 0 && time.Since(res.CreationTime()) > bp.lifetime ||
+		res.CreationTime().UnixNano() < bp.reconnectBefore.Load() {
+		res.Destroy()
+		return
+	}
+	res.Release()
+}
+
+// maintain closes connections idle past idleTimeout and keeps minSize open.
+func (bp *Pool) maintain() {
+	defer close(bp.done)
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for {
+		select {
+		case <-bp.stop:
+			return
+		case <-tick.C:
+		}
+		total := int(bp.p.Stat().TotalResources())
+		for _, res := range bp.p.AcquireAllIdle() {
+			if bp.idleTimeout > 0 && res.IdleDuration() > bp.idleTimeout && total > bp.minSize {
+				res.Destroy()
+				total--
+				continue
+			}
+			if bp.lifetime > 0 && time.Since(res.CreationTime()) > bp.lifetime {
+				res.Destroy()
+				total--
+				continue
+			}
+			res.ReleaseUnused()
+		}
+		for i := total; i < bp.minSize; i++ {
+			ctx, cancel := context.WithTimeout(bp.upkeep, 30*time.Second)
+			err := bp.p.CreateResource(ctx)
+			cancel()
+			if err != nil {
+				break
+			}
+		}
+	}
+}
+
+// Close stops maintenance and closes every connection; acquired ones close on return.
+func (bp *Pool) Close() {
+	bp.stopOnce.Do(func() {
+		close(bp.stop)
+		bp.cancelUpkeep() // a login for min_pool_size in progress is given up
+		<-bp.done
+		bp.p.Close()
+	})
+}
+
+// passthroughKeys returns what to log in with when the pool has no password.
+func (bp *Pool) passthroughKeys() *auth.Passthrough {
+	if bp.passthrough == nil || bp.ConnConfig.Password != "" {
+		return nil
+	}
+	return bp.passthrough()
+}
+
+// Stat returns puddle's statistics of the pool.
+func (bp *Pool) Stat() *puddle.Stat { return bp.p.Stat() }
+
+// Conns yields every open server connection of the pool, idle or in use.
+func (bp *Pool) Conns() iter.Seq[*Conn] {
+	return func(yield func(*Conn) bool) {
+		bp.conns.Range(func(k, _ any) bool { return yield(k.(*Conn)) })
+	}
+}
+
+// Reconnect closes every connection made before now: idle ones at once, the others when
+// they are returned (RECONNECT).
+func (bp *Pool) Reconnect(now time.Time) {
+	bp.reconnectBefore.Store(now.UnixNano())
+	bp.DestroyIdle()
+}
+
+// CloseNeeded reports whether sc is to be closed when it is returned (see Reconnect).
+func (bp *Pool) CloseNeeded(sc *Conn) bool {
+	return sc.CreatedAt.UnixNano() < bp.reconnectBefore.Load()
+}

@@ -1,0 +1,11 @@
+//go:build !linux
+
+package fastio
+
+import (
+	"io"
+	"net"
+)
+
+// New returns conn: the raw system-call path is Linux only.
+func New(conn net.Conn) io.ReadWriter { return conn }
