@@ -8,6 +8,7 @@ import (
 	"net"
 
 	"github.com/cmlite/cmpool/pool/internal/auth"
+	"github.com/cmlite/cmpool/pool/internal/fastio"
 	"github.com/cmlite/cmpool/protocol"
 )
 
@@ -113,7 +114,7 @@ func (c *clientSession) handshake(ctx context.Context, tc *tls.Config, direct bo
 	}
 	if direct {
 		// c.r's buffer is drained into TLS; read through a fresh buffer.
-		c.r = newClientReader(t)
+		c.r = fastio.NewReader(t)
 		c.fr = protocol.NewFrameReader(c.r, c.srv.conf().MaxPacketSize)
 	} else {
 		c.r.Reset(t)
@@ -127,7 +128,7 @@ func (c *clientSession) handshake(ctx context.Context, tc *tls.Config, direct bo
 // prefixConn reads through r, which holds bytes already read from Conn.
 type prefixConn struct {
 	net.Conn
-	r *clientReader
+	r *fastio.Reader
 }
 
 func (p *prefixConn) Read(b []byte) (int, error) { return p.r.Read(b) }

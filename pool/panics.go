@@ -67,7 +67,7 @@ func (l *lease) relayPanicked(p any, holdingW bool) {
 	c.log.Error("relay panic: closing the client and its server", "panic", p, "stack", string(debug.Stack()))
 	if holdingW || tryLockFor(&c.wmu, panicLockWait) {
 		// Drop what is buffered: it may end in the middle of a message.
-		c.w.Reset(c.w.dst)
+		c.w.DropBuffered()
 		c.noteError(nil, protocol.CodeInternalError)
 		_ = c.conn.SetWriteDeadline(time.Now().Add(5 * time.Second))
 		_, _ = c.w.Write(protocol.AppendErrorResponse(nil, protocol.NewFatal(protocol.CodeInternalError,

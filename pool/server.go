@@ -300,14 +300,14 @@ func (s *Server) serveConn(conn net.Conn) bool {
 		_ = tc.SetNoDelay(true)
 	}
 	fio := fastio.New(conn)
-	r := newClientReader(fio)
+	r := fastio.NewReader(fio)
 	c := &clientSession{
 		srv:         s,
 		id:          s.lastClientID.Add(1),
 		conn:        conn,
 		r:           r,
 		fr:          protocol.NewFrameReader(r, s.conf().MaxPacketSize),
-		w:           newClientWriter(fio),
+		w:           fastio.NewWriter(fio),
 		log:         s.log.With("client", conn.RemoteAddr().String()),
 		connectedAt: time.Now(),
 	}

@@ -15,6 +15,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/cmlite/cmpool/pool/internal/fastio"
 	"github.com/cmlite/cmpool/pool/internal/session"
 	"github.com/cmlite/cmpool/pool/internal/stmt"
 	"github.com/cmlite/cmpool/protocol"
@@ -34,7 +35,7 @@ type clientSession struct {
 	// tlsEndPoint is its tls-server-end-point channel binding data.
 	tlsConn     *tls.Conn
 	tlsEndPoint []byte
-	r           *clientReader
+	r           *fastio.Reader
 	fr          *protocol.FrameReader
 	// w writes to the client, under wmu: the relay writes server replies, the client
 	// goroutine cmpool's own answers.
@@ -54,7 +55,7 @@ type clientSession struct {
 	// (the relay reads the rest of a server message as it copies it); lease.wmu while
 	// cmpool's or the client's messages are written to the server; mu only to read or
 	// change the session's state. The idle condition is on mu (see idle).
-	w   *clientWriter
+	w   *fastio.Writer
 	wmu sync.Mutex
 	log *slog.Logger
 
@@ -123,8 +124,6 @@ type clientSession struct {
 	// ended); closeAt is when a drain may close it (see requestClose).
 	idleSince, closeAt atomic.Int64
 }
-
-const clientBufSize = 8 * 1024
 
 // readyIdle is ReadyForQuery with status idle.
 var readyIdle = protocol.AppendReadyForQuery(nil, 'I')

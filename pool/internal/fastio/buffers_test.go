@@ -1,38 +1,16 @@
-package pool
+package fastio
 
 import (
 	"bufio"
 	"bytes"
 	"errors"
 	"io"
-	"net"
 	"os"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
-
-	"github.com/cmlite/cmpool/pool/internal/fastio"
 )
-
-// tcpPair returns both ends of a loopback TCP connection.
-func tcpPair(t *testing.T) (a, b net.Conn) {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	defer ln.Close()
-	accepted := make(chan net.Conn, 1)
-	go func() {
-		c, _ := ln.Accept()
-		accepted <- c
-	}()
-	a, err = net.Dial("tcp", ln.Addr().String())
-	require.NoError(t, err)
-	b = <-accepted
-	require.NotNil(t, b)
-	t.Cleanup(func() { _ = a.Close(); _ = b.Close() })
-	return a, b
-}
 
 // chunkedReader returns its data in reads of the sizes in chunks, cycling; a zero size is
 // a read that returns nothing and no error.
@@ -56,7 +34,7 @@ func (c *chunkedReader) Read(p []byte) (int, error) {
 	return n, nil
 }
 
-// FuzzClientReader checks that clientReader answers every call as bufio.Reader does, for
+// FuzzClientReader checks that Reader answers every call as bufio.Reader does, for
 // the same data arriving in the same chunks.
 func FuzzClientReader(f *testing.F) {
 	f.Add(bytes.Repeat([]byte("abcdefgh"), 3000), []byte{1, 2, 200, 3}, []byte{0, 5, 1, 9, 2, 200, 0, 255, 1, 40})
@@ -66,8 +44,8 @@ func FuzzClientReader(f *testing.F) {
 		for i := range chunks {
 			chunks[i] %= 140 // up to 8960 bytes a read, a little more than the buffer
 		}
-		want := bufio.NewReaderSize(&chunkedReader{data: data, chunks: bytes.Clone(chunks)}, clientBufSize)
-		got := newClientReader(&chunkedReader{data: data, chunks: bytes.Clone(chunks)})
+		want := bufio.NewReaderSize(&chunkedReader{data: data, chunks: bytes.Clone(chunks)}, BufSize)
+		got := NewReader(&chunkedReader{data: data, chunks: bytes.Clone(chunks)})
 		for i := 0; i+1 < len(ops); i += 2 {
 			n := int(ops[i+1]) * 40 // up to 10200: past the buffer too
 			switch ops[i] % 3 {
@@ -98,8 +76,8 @@ func FuzzClientReader(f *testing.F) {
 // while a read waits for data, unless it holds part of a message.
 func TestClientReaderReleasesWhileWaiting(t *testing.T) {
 	a, b := tcpPair(t)
-	r := newClientReader(fastio.New(b))
-	require.NotNil(t, r.rel, "a TCP socket is read through package fastio")
+	r := NewReader(New(b))
+	require.NotNil(t, r.rel, "a TCP socket is read through New")
 	require.False(t, r.held(), "no buffer before the first read")
 
 	_, err := a.Write([]byte("0123456789"))
@@ -134,7 +112,7 @@ func TestClientReaderReleasesWhileWaiting(t *testing.T) {
 	require.Equal(t, "abcde", string(p))
 
 	// A read larger than the buffer goes straight to the caller.
-	big := bytes.Repeat([]byte("x"), 3*clientBufSize)
+	big := bytes.Repeat([]byte("x"), 3*BufSize)
 	go func() { _, _ = a.Write(big) }()
 	_, err = r.Discard(5)
 	require.NoError(t, err)
@@ -156,7 +134,7 @@ func (errWriter) Write([]byte) (int, error) { return 0, errors.New("broken") }
 
 func TestClientWriterReleasesAtFlush(t *testing.T) {
 	var out bytes.Buffer
-	w := newClientWriter(&out)
+	w := NewWriter(&out)
 	require.NoError(t, w.Flush(), "nothing to flush")
 	require.False(t, w.held())
 	_, err := w.Write([]byte("hello "))
@@ -170,7 +148,7 @@ func TestClientWriterReleasesAtFlush(t *testing.T) {
 	require.Equal(t, "hello world", out.String())
 
 	// A write larger than the buffer.
-	big := bytes.Repeat([]byte("y"), 2*clientBufSize)
+	big := bytes.Repeat([]byte("y"), 2*BufSize)
 	_, err = w.Write(big)
 	require.NoError(t, err)
 	require.NoError(t, w.Flush())

@@ -1,11 +1,9 @@
-package pool
+package fastio
 
 import (
 	"bufio"
 	"io"
 	"sync"
-
-	"github.com/cmlite/cmpool/pool/internal/fastio"
 )
 
 // A client's read and write buffers are held only while they hold data. Most clients of a
@@ -13,55 +11,58 @@ import (
 // a buffer each way held for the life of the connection, 10,000 idle clients would hold
 // 160 MiB of buffers.
 //
-//   - clientReader takes its buffer from readBufs for each read and, on a socket read
-//     through package fastio, gives it back when the read finds nothing to read and nothing is
+//   - Reader takes its buffer from readBufs for each read and, on a socket read
+//     through New, gives it back when the read finds nothing to read and nothing is
 //     buffered: the wait for the client's next message holds no buffer. The hand-back
 //     happens inside the read's readiness wait, so it costs no system call.
-//   - clientWriter takes a bufio.Writer from writeBufs at the first Write and gives it
+//   - Writer takes a bufio.Writer from writeBufs at the first Write and gives it
 //     back at the Flush that empties it.
 //
 // Both pools are sync.Pools: free buffers go to the garbage collector after two collections
 // with no use, and under load a Get and a Put per request are the whole cost (no
 // allocation).
 
+// BufSize is the size of a client's read buffer and of its write buffer.
+const BufSize = 8 * 1024
+
 var (
-	readBufs  = sync.Pool{New: func() any { return new([clientBufSize]byte) }}
-	writeBufs = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, clientBufSize) }}
+	readBufs  = sync.Pool{New: func() any { return new([BufSize]byte) }}
+	writeBufs = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, BufSize) }}
 )
 
 // maxEmptyReads is how many reads that return nothing and no error Peek and Discard
 // accept in a row, as bufio.Reader.
 const maxEmptyReads = 100
 
-// releasingSource is a source that can read into a clientReader's buffer, taking it for
+// releasingSource is a source that can read into a Reader's buffer, taking it for
 // each read attempt and giving it back (when empty) before waiting for the socket: the
-// raw socket I/O of package fastio.
+// raw socket I/O of New.
 type releasingSource interface {
-	ReadRelease(b fastio.ReleasingBuffer) (int, error)
+	ReadRelease(b ReleasingBuffer) (int, error)
 }
 
-var _ fastio.ReleasingBuffer = (*clientReader)(nil)
+var _ ReleasingBuffer = (*Reader)(nil)
 
-// clientReader is a buffered reader with bufio.Reader's semantics for the methods
+// Reader is a buffered reader with bufio.Reader's semantics for the methods
 // protocol.FrameReader and the startup code use, whose buffer is released while empty; see
 // above. It is used by the client's goroutine only.
-type clientReader struct {
+type Reader struct {
 	src io.Reader
 	rel releasingSource // src, when it is one
-	buf *[clientBufSize]byte
+	buf *[BufSize]byte
 	r   int // read position in buf
 	w   int // write position in buf
 	err error
 }
 
-func newClientReader(src io.Reader) *clientReader {
-	b := &clientReader{}
+func NewReader(src io.Reader) *Reader {
+	b := &Reader{}
 	b.Reset(src)
 	return b
 }
 
 // Reset makes b read from src. Buffered data is dropped.
-func (b *clientReader) Reset(src io.Reader) {
+func (b *Reader) Reset(src io.Reader) {
 	b.r, b.w = 0, 0
 	b.ReleaseIfEmpty()
 	b.src, b.err = src, nil
@@ -69,30 +70,30 @@ func (b *clientReader) Reset(src io.Reader) {
 }
 
 // Size is the largest Peek.
-func (b *clientReader) Size() int { return clientBufSize }
+func (b *Reader) Size() int { return BufSize }
 
 // Buffered is how many bytes can be read without reading the source.
-func (b *clientReader) Buffered() int { return b.w - b.r }
+func (b *Reader) Buffered() int { return b.w - b.r }
 
 // held reports whether b holds a buffer, for tests.
-func (b *clientReader) held() bool { return b.buf != nil }
+func (b *Reader) held() bool { return b.buf != nil }
 
 // take makes sure b has a buffer.
-func (b *clientReader) take() {
+func (b *Reader) take() {
 	if b.buf == nil {
-		b.buf = readBufs.Get().(*[clientBufSize]byte)
+		b.buf = readBufs.Get().(*[BufSize]byte)
 		b.r, b.w = 0, 0
 	}
 }
 
 // Free takes a buffer if needed and returns its free space, for a ReadRelease.
-func (b *clientReader) Free() []byte {
+func (b *Reader) Free() []byte {
 	b.take()
 	return b.buf[b.w:]
 }
 
 // ReleaseIfEmpty gives the buffer back when it holds no data.
-func (b *clientReader) ReleaseIfEmpty() {
+func (b *Reader) ReleaseIfEmpty() {
 	if b.buf != nil && b.r == b.w {
 		readBufs.Put(b.buf)
 		b.buf = nil
@@ -103,7 +104,7 @@ func (b *clientReader) ReleaseIfEmpty() {
 // fill reads once from the source, after the buffered bytes, which it first moves to the
 // start of the buffer. A source that returns nothing and no error gets up to tries tries,
 // then fill fails with io.ErrNoProgress.
-func (b *clientReader) fill(tries int) {
+func (b *Reader) fill(tries int) {
 	b.take()
 	if b.r > 0 {
 		copy(b.buf[:], b.buf[b.r:b.w])
@@ -118,7 +119,7 @@ func (b *clientReader) fill(tries int) {
 		} else {
 			n, err = b.src.Read(b.buf[b.w:])
 		}
-		if n < 0 || n > clientBufSize-b.w {
+		if n < 0 || n > BufSize-b.w {
 			panic("pool: invalid read count")
 		}
 		b.w += n
@@ -140,21 +141,21 @@ func (b *clientReader) fill(tries int) {
 }
 
 // readErr returns the pending read error and clears it, as bufio.Reader does.
-func (b *clientReader) readErr() error {
+func (b *Reader) readErr() error {
 	err := b.err
 	b.err = nil
 	return err
 }
 
 // Peek returns the next n bytes without consuming them; see bufio.Reader.Peek.
-func (b *clientReader) Peek(n int) ([]byte, error) {
+func (b *Reader) Peek(n int) ([]byte, error) {
 	if n < 0 {
 		return nil, bufio.ErrNegativeCount
 	}
-	for b.w-b.r < min(n, clientBufSize) && b.err == nil {
+	for b.w-b.r < min(n, BufSize) && b.err == nil {
 		b.fill(maxEmptyReads)
 	}
-	if n > clientBufSize {
+	if n > BufSize {
 		return b.bytes(), bufio.ErrBufferFull
 	}
 	if b.w-b.r < n {
@@ -164,7 +165,7 @@ func (b *clientReader) Peek(n int) ([]byte, error) {
 }
 
 // bytes is the buffered data.
-func (b *clientReader) bytes() []byte {
+func (b *Reader) bytes() []byte {
 	if b.buf == nil {
 		return nil
 	}
@@ -172,7 +173,7 @@ func (b *clientReader) bytes() []byte {
 }
 
 // Discard skips the next n bytes; see bufio.Reader.Discard.
-func (b *clientReader) Discard(n int) (int, error) {
+func (b *Reader) Discard(n int) (int, error) {
 	if n < 0 {
 		return 0, bufio.ErrNegativeCount
 	}
@@ -193,7 +194,7 @@ func (b *clientReader) Discard(n int) (int, error) {
 
 // Read reads up to len(p) bytes; see bufio.Reader.Read. A read at least as large as the
 // buffer, with nothing buffered, goes straight to p.
-func (b *clientReader) Read(p []byte) (int, error) {
+func (b *Reader) Read(p []byte) (int, error) {
 	if len(p) == 0 {
 		if b.Buffered() > 0 {
 			return 0, nil
@@ -204,7 +205,7 @@ func (b *clientReader) Read(p []byte) (int, error) {
 		if b.err != nil {
 			return 0, b.readErr()
 		}
-		if len(p) >= clientBufSize {
+		if len(p) >= BufSize {
 			return b.src.Read(p)
 		}
 		b.fill(1) // one read, as bufio.Reader.Read
@@ -217,18 +218,21 @@ func (b *clientReader) Read(p []byte) (int, error) {
 	return n, nil
 }
 
-// clientWriter is a buffered writer to the client that holds a bufio.Writer from
+// Writer is a buffered writer to the client that holds a bufio.Writer from
 // writeBufs only while it has unflushed data. Like the bufio.Writer it replaces, it is used
 // under clientSession.wmu or by the one goroutine that owns the client's writes.
-type clientWriter struct {
+type Writer struct {
 	dst io.Writer
 	w   *bufio.Writer // nil while nothing is buffered
 }
 
-func newClientWriter(dst io.Writer) *clientWriter { return &clientWriter{dst: dst} }
+func NewWriter(dst io.Writer) *Writer { return &Writer{dst: dst} }
+
+// DropBuffered drops what is buffered and not yet flushed.
+func (cw *Writer) DropBuffered() { cw.Reset(cw.dst) }
 
 // Reset makes cw write to dst. Unflushed data is dropped.
-func (cw *clientWriter) Reset(dst io.Writer) {
+func (cw *Writer) Reset(dst io.Writer) {
 	cw.dst = dst
 	if cw.w != nil {
 		cw.w.Reset(nil)
@@ -238,9 +242,9 @@ func (cw *clientWriter) Reset(dst io.Writer) {
 }
 
 // held reports whether cw holds a buffer, for tests.
-func (cw *clientWriter) held() bool { return cw.w != nil }
+func (cw *Writer) held() bool { return cw.w != nil }
 
-func (cw *clientWriter) Write(p []byte) (int, error) {
+func (cw *Writer) Write(p []byte) (int, error) {
 	if cw.w == nil {
 		cw.w = writeBufs.Get().(*bufio.Writer)
 		cw.w.Reset(cw.dst)
@@ -250,7 +254,7 @@ func (cw *clientWriter) Write(p []byte) (int, error) {
 
 // Flush writes the buffered data out and, when that succeeds, gives the buffer back. After
 // a failed write the writer keeps its error, as a bufio.Writer does.
-func (cw *clientWriter) Flush() error {
+func (cw *Writer) Flush() error {
 	if cw.w == nil {
 		return nil
 	}
