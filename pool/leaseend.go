@@ -139,13 +139,10 @@ func (l *lease) onEnd() bool {
 	if l.state != leaseEnding {
 		return false
 	}
-	c.routeOnce = ""
 	if !l.executed {
 		l.needLSN = false // only Parse, Describe or Close: nothing ran, nothing was written
 	}
-	if l.needLSN {
-		c.noteWriteLocked()
-	}
+	c.routing.endTransaction(l.needLSN)
 	if len(l.track) > 0 || c.mode != ModeSession && l.untrackedChanges() {
 		// The lease ends after syncLease has read the parameters back.
 		l.to(leaseSyncing)

@@ -306,6 +306,7 @@ func (s *Server) serveConn(conn net.Conn) bool {
 		log:         s.log.With("client", conn.RemoteAddr().String()),
 		connectedAt: time.Now(),
 	}
+	c.routing.srv = s
 	c.idle = sync.NewCond(&c.mu)
 	s.mu.Lock()
 	defer s.mu.Unlock()

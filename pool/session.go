@@ -18,7 +18,6 @@ import (
 	"github.com/cmlite/cmpool/pool/internal/session"
 	"github.com/cmlite/cmpool/pool/internal/stmt"
 	"github.com/cmlite/cmpool/protocol"
-	"github.com/cmlite/cmpool/router"
 )
 
 // clientSession is one client connection. Its goroutine reads client messages and
@@ -39,6 +38,8 @@ type clientSession struct {
 	// Lock order for a client and its lease:
 	//
 	//	clientSession.wmu → lease.wmu → clientSession.mu → serverConn.cancels.mu
+	//
+	// routing.mu is a leaf: it is taken alone or under mu, and nothing is taken under it.
 	//
 	// Any of them may be taken alone, or under the ones before it (send asks under
 	// lease.wmu whether the client must wait, which takes mu); lease.wmu is never taken
@@ -78,13 +79,7 @@ type clientSession struct {
 	texts    [textCache]string
 	textNext int
 
-	// Routing: cmpool.route for the session and for the next transaction only, and the
-	// WAL positions this client's reads must see. Guarded by mu.
-	route, routeOnce     string
-	lastWriteLSN, minLSN router.LSN
-	// wroteAt is when a transaction that may have written last committed on the primary,
-	// if its position is not read yet (see noteWriteLocked); zero otherwise.
-	wroteAt time.Time
+	routing routing // where its transactions go; under its own lock
 
 	mu   sync.Mutex // guards the lease and the fields marked so; see wmu for the lock order
 	idle *sync.Cond // on mu; signalled at every ReadyForQuery, and when a lease is open again or over

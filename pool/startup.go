@@ -97,17 +97,17 @@ func (c *clientSession) startup(ctx context.Context) error {
 			params[session.CanonicalName(k)] = v
 		}
 	}
-	c.route = router.RouteAuto
+	c.routing.route = router.RouteAuto
 	if r, ok := params["cmpool.route"]; ok {
 		delete(params, "cmpool.route")
 		route, err := router.ParseRoute(r)
 		if err != nil {
 			return protocol.NewFatal("22023", err.Error())
 		}
-		c.route = route
+		c.routing.route = route
 	}
 	if r := c.srv.conf().Databases[c.database].Route; r != "" {
-		c.route = r
+		c.routing.route = r
 	}
 	c.settings = session.NewSettings(params)
 	if err := c.authenticate(ctx); err != nil {
