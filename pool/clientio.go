@@ -208,7 +208,7 @@ func (b *clientReader) Read(p []byte) (int, error) {
 
 // clientWriter is a buffered writer to the client that holds a bufio.Writer from
 // writeBufs only while it has unflushed data. Like the bufio.Writer it replaces, it is used
-// under clientSession.wmu or by the one goroutine that owns the client's writes.
+// under clientConn.wmu or by the one goroutine that owns the client's writes.
 type clientWriter struct {
 	dst io.Writer
 	w   *bufio.Writer // nil while nothing is buffered

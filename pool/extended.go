@@ -102,5 +102,5 @@ func (c *clientSession) replyLocally(reply []byte) error {
 		status = c.lease.sc.txStatus
 	}
 	c.mu.Unlock()
-	return c.writeLocal(protocol.AppendReadyForQuery(reply, status))
+	return c.client.writeLocal(protocol.AppendReadyForQuery(reply, status))
 }

@@ -102,7 +102,7 @@ func (c *clientSession) answerDeferred(sync bool) error {
 	if sync {
 		out = protocol.AppendReadyForQuery(out, c.localStatus())
 	}
-	return c.writeLocal(out)
+	return c.client.writeLocal(out)
 }
 
 // sendDeferred sends held Parses on l, ahead of the message that needed a server.

@@ -105,14 +105,14 @@ func (c *clientSession) send(l *lease, msg []byte) error {
 		if _, err := w.Write(out); err != nil {
 			c.log.Debug("write to server failed", "error", err)
 		}
-	} else if err := c.fr.Forward(w); err != nil {
+	} else if err := c.client.fr.Forward(w); err != nil {
 		return err
 	}
 	// Coalesce: flush unless the client's next message is already here whole (the rest
 	// of a message only partly received may be long in coming), and always when the
 	// client must wait for this request's reply before sending more (scheduleRestore).
 	c.unflushed = l
-	if !c.fr.FrameBuffered() || l.mustWait() {
+	if !c.client.fr.FrameBuffered() || l.mustWait() {
 		c.unflushed = nil
 		if err := w.Flush(); err != nil {
 			// The server is gone; the relay will see it and tell the client.

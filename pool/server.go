@@ -16,7 +16,6 @@ import (
 
 	"github.com/cmlite/cmpool/pool/internal/admin"
 	"github.com/cmlite/cmpool/pool/internal/stmt"
-	"github.com/cmlite/cmpool/protocol"
 	"github.com/cmlite/cmpool/router"
 )
 
@@ -299,10 +298,7 @@ func (s *Server) serveConn(conn net.Conn) bool {
 	r := newClientReader(fio)
 	c := &clientSession{
 		srv:         s,
-		conn:        conn,
-		r:           r,
-		fr:          protocol.NewFrameReader(r, s.conf().MaxPacketSize),
-		w:           newClientWriter(fio),
+		client:      newClientConn(conn, r, newClientWriter(fio), s.conf().MaxPacketSize),
 		log:         s.log.With("client", conn.RemoteAddr().String()),
 		connectedAt: time.Now(),
 	}
@@ -351,7 +347,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		s.cancel()
 		s.mu.Lock()
 		for c := range s.conns {
-			_ = c.conn.Close()
+			_ = c.client.conn.Close()
 		}
 		s.mu.Unlock()
 	}
@@ -399,7 +395,7 @@ func (c *clientSession) requestClose() {
 	// A syncing lease is ending cleanly, and its relay is using the server (txStatus is
 	// the relay's until then).
 	if l == nil || !l.open() || l.pending == 0 && !l.unsynced && l.sc.txStatus == 'I' {
-		_ = c.conn.SetReadDeadline(time.Now().Add(time.Duration(closeAt - now)))
+		_ = c.client.conn.SetReadDeadline(time.Now().Add(time.Duration(closeAt - now)))
 	}
 }
 

@@ -3,7 +3,6 @@ package pool
 import (
 	"bytes"
 	"context"
-	"crypto/tls"
 	"errors"
 	"io"
 	"log/slog"
@@ -24,37 +23,26 @@ import (
 // forwards them; while it holds a server (a lease), a relay goroutine copies the server's
 // replies back and decides, at each ReadyForQuery, whether the lease ends.
 type clientSession struct {
-	srv  *Server
-	conn net.Conn
-	// tlsConn is the TLS layer over conn once TLS is negotiated; r and w then use it.
-	// tlsEndPoint is its tls-server-end-point channel binding data.
-	tlsConn     *tls.Conn
-	tlsEndPoint []byte
-	r           *clientReader
-	fr          *protocol.FrameReader
-	// w writes to the client, under wmu: the relay writes server replies, the client
-	// goroutine cmpool's own answers.
+	srv *Server
+	// client is the client's socket, its reader and its writer.
 	//
 	// Lock order for a client and its lease:
 	//
-	//	clientSession.wmu → lease.wmu → clientSession.mu → serverConn.cancels.mu
-	//
-	// routing.mu is a leaf: it is taken alone or under mu, and nothing is taken under it.
+	//	clientConn.wmu → lease.wmu → clientSession.mu → serverConn.cancels.mu
 	//
 	// Any of them may be taken alone, or under the ones before it (send asks under
 	// lease.wmu whether the client must wait, which takes mu); lease.wmu is never taken
-	// under mu. Server.mu is let go
-	// before a client's locks are taken (the server collects its clients under it, then
-	// locks each). None of them is held across a wait for a server, a login, a cancel
-	// request or an Observer hook; lease.wmu alone is held across a query of cmpool's own
-	// on the lease's server (a retry, a replay, restoreStartup, the ROLLBACK of
-	// refuseTransactionBlock). wmu is held while one message is written to the client
-	// (the relay reads the rest of a server message as it copies it); lease.wmu while
-	// cmpool's or the client's messages are written to the server; mu only to read or
-	// change the session's state. The idle condition is on mu (see idle).
-	w   *clientWriter
-	wmu sync.Mutex
-	log *slog.Logger
+	// under mu. routing.mu is a leaf: it is taken alone or under mu, and nothing is taken
+	// under it. Server.mu is let go before a client's locks are taken (the server collects
+	// its clients under it, then locks each). None of them is held across a wait for a
+	// server, a login, a cancel request or an Observer hook; lease.wmu alone is held across
+	// a query of cmpool's own on the lease's server (a retry, a replay, restoreStartup, the
+	// ROLLBACK of refuseTransactionBlock). wmu is held while one message is written to the
+	// client (the relay reads the rest of a server message as it copies it); lease.wmu
+	// while cmpool's or the client's messages are written to the server; mu only to read
+	// or change the session's state. The idle condition is on mu (see idle).
+	client clientConn
+	log    *slog.Logger
 
 	key      cancelKey
 	database string
@@ -129,7 +117,7 @@ func (c *clientSession) serve(ctx context.Context) {
 			c.abandonAfterPanic()
 		}
 		c.srv.forgetClient(c)
-		_ = c.conn.Close()
+		_ = c.client.conn.Close()
 	}()
 	err := c.startup(ctx)
 	if err == nil {
@@ -181,26 +169,16 @@ func (c *clientSession) reportAndLog(err error) {
 // sendError writes an ErrorResponse to the client, when nothing else is writing to it.
 func (c *clientSession) sendError(e *protocol.Error) {
 	c.noteError(nil, e.Code)
-	c.wmu.Lock()
-	defer c.wmu.Unlock()
-	_ = c.conn.SetWriteDeadline(time.Now().Add(5 * time.Second))
-	_, _ = c.w.Write(protocol.AppendErrorResponse(nil, e))
-	_ = c.w.Flush()
+	c.client.wmu.Lock()
+	defer c.client.wmu.Unlock()
+	_ = c.client.conn.SetWriteDeadline(time.Now().Add(5 * time.Second))
+	_, _ = c.client.w.Write(protocol.AppendErrorResponse(nil, e))
+	_ = c.client.w.Flush()
 }
 
 func isNormalClose(err error) bool {
 	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, net.ErrClosed) ||
 		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
-}
-
-// writeLocal sends bytes cmpool itself produced, when no lease is active.
-func (c *clientSession) writeLocal(b []byte) error {
-	c.wmu.Lock()
-	defer c.wmu.Unlock()
-	if _, err := c.w.Write(b); err != nil {
-		return err
-	}
-	return c.w.Flush()
 }
 
 func (c *clientSession) currentLease() *lease {

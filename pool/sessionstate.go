@@ -102,10 +102,10 @@ func (c *clientSession) warnSessionBound() {
 		Hint:    "cmpool resets the server connection when this transaction ends; use pool_mode = session for session state",
 	}
 	b, _ := n.Encode(nil)
-	c.wmu.Lock()
-	_, _ = c.w.Write(b)
-	_ = c.w.Flush()
-	c.wmu.Unlock()
+	c.client.wmu.Lock()
+	_, _ = c.client.w.Write(b)
+	_ = c.client.w.Flush()
+	c.client.wmu.Unlock()
 }
 
 // syncTracked reads back the parameters the lease's transactions changed, makes them the

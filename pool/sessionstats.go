@@ -94,7 +94,7 @@ func (c *clientSession) noteError(bp *backendPool, code string) {
 }
 
 // noteServerError counts an ErrorResponse from l's server on its way to the client. The
-// relay calls it holding c.wmu: the Observer hears of it from reportReady.
+// relay calls it holding c.client.wmu: the Observer hears of it from reportReady.
 func (l *lease) noteServerError(code string) {
 	c := l.c
 	if code == "" {

@@ -20,19 +20,19 @@ import (
 // startup negotiates SSL, reads the StartupMessage, logs the client in and sends the
 // initial parameter statuses, all under client_login_timeout.
 func (c *clientSession) startup(ctx context.Context) error {
-	_ = c.conn.SetDeadline(time.Now().Add(c.srv.conf().ClientLoginTimeout))
+	_ = c.client.conn.SetDeadline(time.Now().Add(c.srv.conf().ClientLoginTimeout))
 	if c.isClosing() {
 		// Shutdown began before this goroutine ran: its drain deadline stands.
-		_ = c.conn.SetReadDeadline(time.Now().Add(drainGrace))
+		_ = c.client.conn.SetReadDeadline(time.Now().Add(drainGrace))
 	}
 	var req *protocol.StartupRequest
 	for sslDone, gssDone := false, false; ; {
 		var err error
 		if !sslDone {
-			sslDone, err = c.maybeDirectTLS(ctx)
+			sslDone, err = c.client.maybeDirectTLS(ctx, &c.srv.clientTLS, c.log)
 		}
 		if err == nil {
-			req, err = protocol.ReadStartupRequest(c.r)
+			req, err = protocol.ReadStartupRequest(c.client.r)
 		}
 		if err != nil {
 			if isTimeout(err) && c.isClosing() {
@@ -46,13 +46,13 @@ func (c *clientSession) startup(ctx context.Context) error {
 		switch {
 		case req.SSL && !sslDone:
 			sslDone = true
-			if err := c.negotiateSSL(ctx); err != nil {
+			if err := c.client.negotiateSSL(ctx, &c.srv.clientTLS, c.log); err != nil {
 				return err
 			}
 			continue
 		case req.GSSENC && !gssDone:
 			gssDone = true
-			if _, err := c.conn.Write([]byte{'N'}); err != nil {
+			if _, err := c.client.conn.Write([]byte{'N'}); err != nil {
 				return err
 			}
 			continue
@@ -76,7 +76,7 @@ func (c *clientSession) startup(ctx context.Context) error {
 	}
 	if req.NeedsNegotiation() {
 		b, _ := req.NegotiateMessage().Encode(nil)
-		_, _ = c.w.Write(b)
+		_, _ = c.client.w.Write(b)
 	}
 	if c.srv.overClientLimit() {
 		return protocol.NewFatal(protocol.CodeTooManyConnections,
@@ -234,8 +234,8 @@ func (c *clientSession) welcome(report map[string]string) error {
 	}
 	out, _ = (&pgproto3.BackendKeyData{ProcessID: c.key.pid, SecretKey: c.key.secret[:]}).Encode(out)
 	out = protocol.AppendReadyForQuery(out, 'I')
-	_ = c.conn.SetDeadline(time.Time{})
-	if err := c.writeLocal(out); err != nil {
+	_ = c.client.conn.SetDeadline(time.Time{})
+	if err := c.client.writeLocal(out); err != nil {
 		return err
 	}
 	c.loggedIn.Store(true)
@@ -244,7 +244,7 @@ func (c *clientSession) welcome(report map[string]string) error {
 	if c.closing.Load() {
 		// A drain began during the login: the client's first request is on its way.
 		c.closeAt.Store(nanotime() + int64(drainGrace))
-		_ = c.conn.SetReadDeadline(time.Now().Add(drainGrace))
+		_ = c.client.conn.SetReadDeadline(time.Now().Add(drainGrace))
 	}
 	c.mu.Unlock()
 	return nil
