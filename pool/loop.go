@@ -80,7 +80,7 @@ func (c *clientSession) loop(ctx context.Context) error {
 			}
 		}
 		if fr.Type == 'Q' {
-			q := c.text(queryText(msg))
+			q := c.texts.text(queryText(msg))
 			handled, err := c.proxyCommand(q)
 			if !handled && err == nil {
 				handled, err = c.simpleCommand(q)

@@ -145,13 +145,13 @@ func (c *clientSession) queryFor(typ byte, msg []byte) (q string, ok bool) {
 	body := msg[protocol.HeaderLen:]
 	switch typ {
 	case 'Q':
-		return c.text(queryText(msg)), true
+		return c.texts.text(queryText(msg)), true
 	case 'P':
 		_, query, _, ok := protocol.ParseParse(body)
 		if !ok {
 			return "", false
 		}
-		return c.text(query), true
+		return c.texts.text(query), true
 	case 'B', 'D':
 		var name []byte
 		if typ == 'B' {
@@ -171,7 +171,7 @@ func (c *clientSession) queryFor(typ byte, msg []byte) (q string, ok bool) {
 		if raw == nil {
 			return shared, ok
 		}
-		return c.text(raw), true
+		return c.texts.text(raw), true
 	}
 	return "", false
 }

@@ -65,7 +65,7 @@ func (c *clientSession) send(l *lease, msg []byte) error {
 	if msg != nil && msg[0] == 'Q' {
 		l.sc.prepared.ForgetUnnamed() // a simple query replaces the unnamed statement
 		if c.mode != ModeSession {
-			q := c.text(queryText(msg))
+			q := c.texts.text(queryText(msg))
 			t := withSettingEffects(c.srv.classifier, q, traitsOf(q))
 			c.mu.Lock()
 			warn := l.applyTraits(t)
@@ -74,7 +74,7 @@ func (c *clientSession) send(l *lease, msg []byte) error {
 			if warn {
 				c.warnSessionBound()
 			}
-		} else if q := c.text(queryText(msg)); q != "" {
+		} else if q := c.texts.text(queryText(msg)); q != "" {
 			kind, name := router.CommandOf(q)
 			if r := session.ResetsOfQuery(q, kind, name); r != nil {
 				c.mu.Lock()

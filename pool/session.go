@@ -61,15 +61,12 @@ type clientSession struct {
 	// server. Guarded by mu (the relay forgets statements whose Parse failed), except the
 	// held Parses, which are the client goroutine's only.
 	stmts stmt.Names
-	out   []byte // scratch for rewritten messages
-	// texts are the statement texts text converted last, and textNext the slot the next
-	// one replaces; the client goroutine's only.
-	texts    [textCache]string
-	textNext int
+	out   []byte    // scratch for rewritten messages
+	texts textCache // the statement texts converted last; the client goroutine's only
 
 	routing routing // where its transactions go; under its own lock
 
-	mu   sync.Mutex // guards the lease and the fields marked so; see wmu for the lock order
+	mu   sync.Mutex // guards the lease and the fields marked so; see client for the lock order
 	idle *sync.Cond // on mu; signalled at every ReadyForQuery, and when a lease is open again or over
 	// lease is the server held now, or nil. Guarded by mu; the client goroutine sets it
 	// (lease.start), the relay clears it when the lease ends, or replaces it when a
@@ -190,25 +187,31 @@ func (c *clientSession) currentLease() *lease {
 
 func (c *clientSession) isClosing() bool { return c.closing.Load() }
 
-// text returns statement text b as a string. A client usually sends the same few
-// statements again and again (BEGIN, a query, COMMIT), and several checks read each one
-// (cmpool's own commands, session state, routing), so the last textCache texts converted
-// are kept and returned again: a statement costs at most one copy, and a repeated one
-// none. Only the client goroutine calls it.
-func (c *clientSession) text(b []byte) string {
-	for _, t := range c.texts {
+// textCache holds the statement texts a client converted last. A client usually sends
+// the same few statements again and again (BEGIN, a query, COMMIT), and several checks
+// read each one (cmpool's own commands, session state, routing), so the last
+// textCacheSize texts converted are kept and returned again: a statement costs at most
+// one copy, and a repeated one none. Only the client goroutine uses it.
+type textCache struct {
+	texts [textCacheSize]string
+	next  int // the slot the next text replaces
+}
+
+// textCacheSize is how many statement texts a client keeps converted.
+const textCacheSize = 4
+
+// text returns statement text b as a string.
+func (tc *textCache) text(b []byte) string {
+	for _, t := range tc.texts {
 		if string(b) == t && (len(t) > 0 || len(b) == 0) {
 			return t
 		}
 	}
 	t := string(b)
-	c.texts[c.textNext] = t
-	c.textNext = (c.textNext + 1) % textCache
+	tc.texts[tc.next] = t
+	tc.next = (tc.next + 1) % textCacheSize
 	return t
 }
-
-// textCache is how many statement texts a client keeps converted.
-const textCache = 4
 
 // queryText is the query string of a whole simple Query message, without its
 // terminating zero byte.
