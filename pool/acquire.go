@@ -113,7 +113,7 @@ func (c *clientSession) acquire(ctx context.Context, typ byte, msg []byte) (*lea
 			c.waitingSince.Store(start)
 			res, err = bp.acquire(actx)
 			c.waitingSince.Store(0)
-			c.noteWait(bp, time.Duration(nanotime()-start))
+			c.srv.noteWait(c.database, c.user, bp, time.Duration(nanotime()-start))
 			cancel()
 			if err != nil && replica >= 0 && !errors.Is(err, context.DeadlineExceeded) {
 				// The replica is unreachable: ban it and take the primary.

@@ -51,7 +51,7 @@ func (c *clientSession) adminLoop(ctx context.Context) error {
 		Frames:  c.client.fr,
 		Write:   c.client.writeLocal,
 		Closing: c.isClosing,
-		Failed:  func(code string) { c.noteError(nil, code) },
+		Failed:  func(code string) { c.srv.noteError(c.database, c.user, code) },
 	})
 }
 

@@ -169,7 +169,7 @@ func (c *clientSession) failRequest(fr protocol.Frame, pe *protocol.Error) error
 	}
 	c.stmts.DropDeferred()  // a server would have skipped them too
 	c.beginDeferred = false // the transaction is over (deferbegin.go)
-	c.noteError(nil, pe.Code)
+	c.srv.noteError(c.database, c.user, pe.Code)
 	out := protocol.AppendErrorResponse(nil, pe)
 	switch fr.Type {
 	case 'Q', 'F':

@@ -68,7 +68,7 @@ func (l *lease) relayPanicked(p any, holdingW bool) {
 	if holdingW || tryLockFor(&c.client.wmu, panicLockWait) {
 		// Drop what is buffered: it may end in the middle of a message.
 		c.client.w.Reset(c.client.w.dst)
-		c.noteError(nil, protocol.CodeInternalError)
+		c.srv.noteError(c.database, c.user, protocol.CodeInternalError)
 		_ = c.client.conn.SetWriteDeadline(time.Now().Add(5 * time.Second))
 		_, _ = c.client.w.Write(protocol.AppendErrorResponse(nil, protocol.NewFatal(protocol.CodeInternalError,
 			"internal error in cmpool while relaying the server's reply; the connection is closed")))

@@ -165,7 +165,7 @@ func (c *clientSession) reportAndLog(err error) {
 
 // sendError writes an ErrorResponse to the client, when nothing else is writing to it.
 func (c *clientSession) sendError(e *protocol.Error) {
-	c.noteError(nil, e.Code)
+	c.srv.noteError(c.database, c.user, e.Code)
 	c.client.wmu.Lock()
 	defer c.client.wmu.Unlock()
 	_ = c.client.conn.SetWriteDeadline(time.Now().Add(5 * time.Second))

@@ -156,7 +156,7 @@ func (c *clientSession) startup(ctx context.Context) error {
 	}
 	c.waitingSince.Store(0)
 	if d := time.Duration(nanotime() - start); d > time.Millisecond {
-		c.noteWait(bp, d)
+		c.srv.noteWait(c.database, c.user, bp, d)
 	}
 	if err != nil {
 		// With the primary down, a replica can log the client in: its reads still work.
