@@ -50,7 +50,7 @@ func (c *clientSession) adminLoop(ctx context.Context) error {
 	return console.Serve(ctx, admin.Conn{
 		Frames:  c.client.fr,
 		Write:   c.client.writeLocal,
-		Closing: c.isClosing,
+		Closing: c.closing.Load,
 		Failed:  func(code string) { c.srv.noteError(c.database, c.user, code) },
 	})
 }

@@ -11,7 +11,7 @@ import (
 // loop reads client messages and forwards them until the client leaves.
 func (c *clientSession) loop(ctx context.Context) error {
 	for {
-		if c.isClosing() && c.currentLease() == nil && nanotime() >= c.closeAt.Load() {
+		if c.closing.Load() && c.currentLease() == nil && nanotime() >= c.closeAt.Load() {
 			return protocol.NewFatal(protocol.CodeAdminShutdown, "terminating connection due to administrator command")
 		}
 		if l := c.unrelayed; l != nil && l.state != leaseParked && !c.client.fr.FrameBuffered() {
@@ -20,7 +20,7 @@ func (c *clientSession) loop(ctx context.Context) error {
 		}
 		fr, err := c.client.fr.Next()
 		if err != nil {
-			if c.isClosing() {
+			if c.closing.Load() {
 				return protocol.NewFatal(protocol.CodeAdminShutdown, "terminating connection due to administrator command")
 			}
 			if isTimeout(err) {

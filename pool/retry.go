@@ -112,7 +112,7 @@ func (l *lease) replayOnPrimary(status byte) bool {
 	l.giveBack(false)
 
 	// Take a primary server with the client's settings.
-	ctx, cancel := c.waitContext(c.srv.ctx)
+	ctx, cancel := c.srv.waitContext(c.srv.ctx)
 	primary, err := c.poolAt(backendPrimary)
 	var res *puddle.Resource[*serverConn]
 	if err == nil {

@@ -126,7 +126,7 @@ func (c *clientSession) loginOnReplica(ctx context.Context, err error) (*backend
 	if err != nil {
 		return nil, nil
 	}
-	actx, cancel := c.waitContext(ctx)
+	actx, cancel := c.srv.waitContext(ctx)
 	defer cancel()
 	res, err := bp.acquire(actx)
 	if err != nil {

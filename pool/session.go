@@ -185,8 +185,6 @@ func (c *clientSession) currentLease() *lease {
 	return l
 }
 
-func (c *clientSession) isClosing() bool { return c.closing.Load() }
-
 // textCache holds the statement texts a client converted last. A client usually sends
 // the same few statements again and again (BEGIN, a query, COMMIT), and several checks
 // read each one (cmpool's own commands, session state, routing), so the last

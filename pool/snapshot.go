@@ -151,7 +151,7 @@ func (s *Server) clientSnapshot(details bool) []admin.Client {
 			if r := c.requestAt.Load(); r != 0 {
 				cl.RequestTime = time.Unix(0, r)
 			}
-			cl.CloseNeeded = c.isClosing()
+			cl.CloseNeeded = c.closing.Load()
 			cl.Ptr = clientPtr(c)
 		}
 		out = append(out, cl)

@@ -21,7 +21,7 @@ import (
 // initial parameter statuses, all under client_login_timeout.
 func (c *clientSession) startup(ctx context.Context) error {
 	_ = c.client.conn.SetDeadline(time.Now().Add(c.srv.conf().ClientLoginTimeout))
-	if c.isClosing() {
+	if c.closing.Load() {
 		// Shutdown began before this goroutine ran: its drain deadline stands.
 		_ = c.client.conn.SetReadDeadline(time.Now().Add(drainGrace))
 	}
@@ -35,7 +35,7 @@ func (c *clientSession) startup(ctx context.Context) error {
 			req, err = protocol.ReadStartupRequest(c.client.r)
 		}
 		if err != nil {
-			if isTimeout(err) && c.isClosing() {
+			if isTimeout(err) && c.closing.Load() {
 				return protocol.NewFatal(protocol.CodeAdminShutdown, "cmpool is shutting down")
 			}
 			if isTimeout(err) {
@@ -139,10 +139,10 @@ func (c *clientSession) startup(ctx context.Context) error {
 
 	// Log in on a real server: it proves the database and user exist, and it gives the
 	// server's canonical values of the client's parameters to report back.
-	acqCtx, cancel := c.waitContext(ctx)
+	acqCtx, cancel := c.srv.waitContext(ctx)
 	defer cancel()
 	if err := c.waitUnpaused(acqCtx); err != nil {
-		return c.acquireError(err, true)
+		return c.srv.acquireError(err, true)
 	}
 	// Waiting here counts as waiting for a server, as it does later.
 	start := nanotime()
@@ -162,7 +162,7 @@ func (c *clientSession) startup(ctx context.Context) error {
 		// With the primary down, a replica can log the client in: its reads still work.
 		rbp, rres := c.loginOnReplica(ctx, err)
 		if rres == nil {
-			return c.acquireError(err, true)
+			return c.srv.acquireError(err, true)
 		}
 		bp, res = rbp, rres
 	}

@@ -28,7 +28,7 @@ func (c *clientSession) armIdleTimeout(inTx bool) {
 	}
 	c.idleArmed.Store(true)
 	_ = c.client.conn.SetReadDeadline(time.Now().Add(d))
-	if c.isClosing() {
+	if c.closing.Load() {
 		// A drain has begun: close at its deadline for this client (see requestClose).
 		_ = c.client.conn.SetReadDeadline(time.Now().Add(time.Duration(max(0, c.closeAt.Load()-nanotime()))))
 	}
@@ -36,7 +36,7 @@ func (c *clientSession) armIdleTimeout(inTx bool) {
 
 // disarmIdleTimeout clears an idle deadline after the client sent something.
 func (c *clientSession) disarmIdleTimeout() {
-	if c.idleArmed.Swap(false) && !c.isClosing() {
+	if c.idleArmed.Swap(false) && !c.closing.Load() {
 		_ = c.client.conn.SetReadDeadline(time.Time{})
 	}
 }
