@@ -102,7 +102,7 @@ func (c *clientSession) acquire(ctx context.Context, typ byte, msg []byte) (*lea
 	rs := c.srv.rs()
 	backend, replica, mayWrite, forced := c.routeFor(ctx, rs, typ, msg)
 	for attempt := 0; ; attempt++ {
-		bp, err := c.poolAt(backend)
+		bp, err := c.pools.at(backend)
 		if err != nil {
 			return nil, c.srv.acquireError(err, false)
 		}

@@ -89,7 +89,7 @@ func (c *clientSession) deferParse(msg []byte) bool {
 // gets ReadyForQuery.
 func (c *clientSession) answerDeferred(sync bool) error {
 	c.mu.Lock()
-	out, failed := c.stmts.AnswerDeferred(nil, c.srv.stmts, &c.pool.counters.stmt, func(query []byte) *protocol.Error {
+	out, failed := c.stmts.AnswerDeferred(nil, c.srv.stmts, &c.pools.primary.counters.stmt, func(query []byte) *protocol.Error {
 		if what := tempObjectOf(query); what != "" && c.mode != ModeSession {
 			return c.refuseTempObject(what)
 		}

@@ -113,7 +113,7 @@ func (l *lease) replayOnPrimary(status byte) bool {
 
 	// Take a primary server with the client's settings.
 	ctx, cancel := c.srv.waitContext(c.srv.ctx)
-	primary, err := c.poolAt(backendPrimary)
+	primary, err := c.pools.at(backendPrimary)
 	var res *puddle.Resource[*serverConn]
 	if err == nil {
 		res, err = primary.acquire(ctx)

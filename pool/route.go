@@ -67,7 +67,7 @@ func (c *clientSession) routeFor(ctx context.Context, rs *router.ReplicaSet, typ
 	if d.Target == router.TargetPrimary {
 		return backendPrimary, -1, d.MayWrite, d.Forced
 	}
-	if d.CheckFuncs && c.srv.volatile.any(ctx, c.log, c.database, in.Verdict.Funcs, c.lookupVolatile) {
+	if d.CheckFuncs && c.srv.volatile.any(ctx, c.log, c.database, in.Verdict.Funcs, c.pools.lookupVolatile) {
 		return backendPrimary, -1, true, false
 	}
 	min, err := c.routing.readLSN(ctx, rs)
@@ -278,29 +278,39 @@ func (r *routing) lastWritePosition(ctx context.Context) (router.LSN, error) {
 	return r.lastWriteLSN, nil
 }
 
+// clientPools finds a client's server pools. The pool on the primary is kept, and looked
+// up again after a promotion changed which server is the primary (Server.primaryGen). It
+// is used by the goroutine that acquires a server for the client: the client goroutine,
+// or the relay when it replays a request on the primary (replayOnPrimary).
+type clientPools struct {
+	srv            *Server
+	database, user string
+	primary        *backendPool // see at
+	gen            uint64       // Server.primaryGen when primary was looked up
+}
+
 // lookupVolatile asks the primary whether function f is volatile in the client's database.
-func (c *clientSession) lookupVolatile(ctx context.Context, f string) (bool, error) {
-	bp, err := c.poolAt(backendPrimary)
+func (p *clientPools) lookupVolatile(ctx context.Context, f string) (bool, error) {
+	bp, err := p.at(backendPrimary)
 	if err != nil {
 		return true, err
 	}
-	ctx, cancel := context.WithTimeout(ctx, c.srv.conf().ServerConnectTimeout)
+	ctx, cancel := context.WithTimeout(ctx, p.srv.conf().ServerConnectTimeout)
 	defer cancel()
 	return lookupVolatile(ctx, bp, f)
 }
 
-// poolAt returns this client's pool on a backend. The primary's pool is looked up again
-// after a promotion changed which server is the primary.
-func (c *clientSession) poolAt(backend int) (*backendPool, error) {
+// at returns the client's pool on a backend.
+func (p *clientPools) at(backend int) (*backendPool, error) {
 	if backend != backendPrimary {
-		return c.srv.poolFor(c.database, c.user, backend)
+		return p.srv.poolFor(p.database, p.user, backend)
 	}
-	if gen := c.srv.primaryGen.Load(); gen != c.poolGen {
-		bp, err := c.srv.poolFor(c.database, c.user, backendPrimary)
+	if gen := p.srv.primaryGen.Load(); gen != p.gen {
+		bp, err := p.srv.poolFor(p.database, p.user, backendPrimary)
 		if err != nil {
 			return nil, err
 		}
-		c.pool, c.poolGen = bp, gen
+		p.primary, p.gen = bp, gen
 	}
-	return c.pool, nil
+	return p.primary, nil
 }

@@ -47,8 +47,7 @@ type clientSession struct {
 	key      cancelKey
 	database string
 	user     string
-	pool     *backendPool // on the primary; see poolAt
-	poolGen  uint64       // Server.primaryGen when pool was looked up
+	pools    clientPools // its server pools; set once database and user are known
 	mode     Mode
 
 	// settings are the session parameters this client wants on any server it uses, and

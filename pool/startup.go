@@ -125,7 +125,7 @@ func (c *clientSession) startup(ctx context.Context) error {
 	if err != nil {
 		return protocol.NewFatal(protocol.CodeInvalidCatalogName, err.Error())
 	}
-	c.pool, c.poolGen = bp, gen
+	c.pools = clientPools{srv: c.srv, database: c.database, user: c.user, primary: bp, gen: gen}
 	c.mode = bp.mode
 
 	// While the database is paused, a transaction-mode client logs in without a server,
@@ -150,7 +150,7 @@ func (c *clientSession) startup(ctx context.Context) error {
 	res, err := bp.acquire(acqCtx)
 	for attempt := 0; errors.Is(err, puddle.ErrClosedPool) && !c.srv.closing.Load() && attempt < 3; attempt++ {
 		// A reload or a promotion replaced the pool meanwhile: take the new one.
-		if bp, err = c.poolAt(backendPrimary); err == nil {
+		if bp, err = c.pools.at(backendPrimary); err == nil {
 			res, err = bp.acquire(acqCtx)
 		}
 	}
