@@ -72,7 +72,7 @@ func (c *clientSession) send(l *lease, msg []byte) error {
 			l.scheduleRestore(t.Resets, l.sentSeq)
 			c.mu.Unlock()
 			if warn {
-				c.warnSessionBound()
+				_ = c.client.writeLocal(c.mode.sessionBoundWarning())
 			}
 		} else if q := c.texts.text(queryText(msg)); q != "" {
 			kind, name := router.CommandOf(q)
@@ -92,7 +92,7 @@ func (c *clientSession) send(l *lease, msg []byte) error {
 			return err
 		}
 		if warn {
-			c.warnSessionBound()
+			_ = c.client.writeLocal(c.mode.sessionBoundWarning())
 		}
 		if cap(out) <= maxScratch {
 			c.out = out
