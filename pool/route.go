@@ -2,13 +2,8 @@ package pool
 
 import (
 	"context"
-	"errors"
-	"strings"
 	"sync"
 	"time"
-
-	"github.com/jackc/pgx/v5/pgconn"
-	"github.com/jackc/puddle/v2"
 
 	"github.com/cmlite/cmpool/protocol"
 	"github.com/cmlite/cmpool/router"
@@ -101,39 +96,6 @@ func routeRequest(in *router.RouteInput, database, user, query string) RouteRequ
 		req.Reason = in.Verdict.Reason
 	}
 	return req
-}
-
-// loginOnReplica logs a client in on a usable replica when the primary failed with err, a
-// connection failure: the replica proves the database and user exist as well, and the
-// client's reads can be served while the primary is down. Session mode, and databases
-// mapped to another server, never use replicas. It returns nil when no replica can serve.
-func (c *clientSession) loginOnReplica(ctx context.Context, err error) (*backendPool, *puddle.Resource[*serverConn]) {
-	rs := c.srv.rs()
-	if !c.srv.routable(rs, c.mode, c.database) {
-		return nil, nil
-	}
-	var pgErr *pgconn.PgError
-	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) ||
-		errors.As(err, &pgErr) && !strings.HasPrefix(pgErr.Code, "08") && !strings.HasPrefix(pgErr.Code, "57P") {
-		return nil, nil
-	}
-	idx, ok := rs.Pick(0)
-	if !ok {
-		return nil, nil
-	}
-	defer rs.Done(idx)
-	bp, err := c.srv.poolFor(c.database, c.user, idx+1)
-	if err != nil {
-		return nil, nil
-	}
-	actx, cancel := c.srv.waitContext(ctx)
-	defer cancel()
-	res, err := bp.acquire(actx)
-	if err != nil {
-		return nil, nil
-	}
-	c.log.Debug("primary unavailable: logged in on a replica", "replica", idx)
-	return bp, res
 }
 
 // queryFor returns the text of the statement a transaction's first message runs; ok is
@@ -276,41 +238,4 @@ func (r *routing) lastWritePosition(ctx context.Context) (router.LSN, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.lastWriteLSN, nil
-}
-
-// clientPools finds a client's server pools. The pool on the primary is kept, and looked
-// up again after a promotion changed which server is the primary (Server.primaryGen). It
-// is used by the goroutine that acquires a server for the client: the client goroutine,
-// or the relay when it replays a request on the primary (replayOnPrimary).
-type clientPools struct {
-	srv            *Server
-	database, user string
-	primary        *backendPool // see at
-	gen            uint64       // Server.primaryGen when primary was looked up
-}
-
-// lookupVolatile asks the primary whether function f is volatile in the client's database.
-func (p *clientPools) lookupVolatile(ctx context.Context, f string) (bool, error) {
-	bp, err := p.at(backendPrimary)
-	if err != nil {
-		return true, err
-	}
-	ctx, cancel := context.WithTimeout(ctx, p.srv.conf().ServerConnectTimeout)
-	defer cancel()
-	return lookupVolatile(ctx, bp, f)
-}
-
-// at returns the client's pool on a backend.
-func (p *clientPools) at(backend int) (*backendPool, error) {
-	if backend != backendPrimary {
-		return p.srv.poolFor(p.database, p.user, backend)
-	}
-	if gen := p.srv.primaryGen.Load(); gen != p.gen {
-		bp, err := p.srv.poolFor(p.database, p.user, backendPrimary)
-		if err != nil {
-			return nil, err
-		}
-		p.primary, p.gen = bp, gen
-	}
-	return p.primary, nil
 }

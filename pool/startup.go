@@ -160,7 +160,7 @@ func (c *clientSession) startup(ctx context.Context) error {
 	}
 	if err != nil {
 		// With the primary down, a replica can log the client in: its reads still work.
-		rbp, rres := c.loginOnReplica(ctx, err)
+		rbp, rres := c.pools.loginOnReplica(ctx, err, c.mode, c.log)
 		if rres == nil {
 			return c.srv.acquireError(err, true)
 		}
