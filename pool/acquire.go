@@ -14,15 +14,15 @@ import (
 )
 
 // waitContext bounds waiting for a server by query_wait_timeout.
-func (c *clientSession) waitContext(ctx context.Context) (context.Context, context.CancelFunc) {
-	if t := c.srv.conf().QueryWaitTimeout; t > 0 {
+func (s *Server) waitContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	if t := s.conf().QueryWaitTimeout; t > 0 {
 		return context.WithTimeout(ctx, t)
 	}
 	return context.WithCancel(ctx)
 }
 
 // acquireError turns a failure to get a server into the error the client sees.
-func (c *clientSession) acquireError(err error, fatal bool) *protocol.Error {
+func (s *Server) acquireError(err error, fatal bool) *protocol.Error {
 	sev := protocol.SeverityError
 	if fatal {
 		sev = protocol.SeverityFatal
@@ -36,7 +36,7 @@ func (c *clientSession) acquireError(err error, fatal bool) *protocol.Error {
 		return &protocol.Error{Severity: sev, Code: protocol.CodeConnectionFailure, Message: "could not connect to server: " + connErr.Error()}
 	case errors.Is(err, context.DeadlineExceeded):
 		return &protocol.Error{Severity: sev, Code: protocol.CodeQueryCanceled,
-			Message: fmt.Sprintf("query_wait_timeout: no server connection available within %s", c.srv.conf().QueryWaitTimeout),
+			Message: fmt.Sprintf("query_wait_timeout: no server connection available within %s", s.conf().QueryWaitTimeout),
 			Hint:    "raise default_pool_size or query_wait_timeout, or shorten transactions"}
 	case errors.Is(err, puddle.ErrClosedPool), errors.Is(err, context.Canceled):
 		return &protocol.Error{Severity: protocol.SeverityFatal, Code: protocol.CodeAdminShutdown, Message: "cmpool is shutting down"}
@@ -91,29 +91,29 @@ func (c *clientSession) applyParams(ctx context.Context, sc *serverConn) error {
 // and starts the relay.
 func (c *clientSession) acquire(ctx context.Context, typ byte, msg []byte) (*lease, error) {
 	if c.srv.pauses.Load() != nil {
-		wctx, cancel := c.waitContext(ctx)
+		wctx, cancel := c.srv.waitContext(ctx)
 		err := c.waitUnpaused(wctx)
 		cancel()
 		if err != nil {
-			return nil, c.acquireError(err, false)
+			return nil, c.srv.acquireError(err, false)
 		}
 	}
 	c.requestAt.Store(time.Now().UnixNano())
 	rs := c.srv.rs()
 	backend, replica, mayWrite, forced := c.routeFor(ctx, rs, typ, msg)
 	for attempt := 0; ; attempt++ {
-		bp, err := c.poolAt(backend)
+		bp, err := c.pools.at(backend)
 		if err != nil {
-			return nil, c.acquireError(err, false)
+			return nil, c.srv.acquireError(err, false)
 		}
 		res := bp.TryAcquire(ctx)
 		if res == nil {
-			actx, cancel := c.waitContext(ctx)
+			actx, cancel := c.srv.waitContext(ctx)
 			start := nanotime()
 			c.waitingSince.Store(start)
 			res, err = bp.Acquire(actx)
 			c.waitingSince.Store(0)
-			c.noteWait(bp, time.Duration(nanotime()-start))
+			c.srv.noteWait(c.database, c.user, bp, time.Duration(nanotime()-start))
 			cancel()
 			if err != nil && replica >= 0 && !errors.Is(err, context.DeadlineExceeded) {
 				// The replica is unreachable: ban it and take the primary.
@@ -130,7 +130,7 @@ func (c *clientSession) acquire(ctx context.Context, typ byte, msg []byte) (*lea
 				if replica >= 0 {
 					rs.Done(replica)
 				}
-				return nil, c.acquireError(err, false)
+				return nil, c.srv.acquireError(err, false)
 			}
 		}
 		err = c.applyParams(ctx, res.Value())
@@ -162,7 +162,7 @@ func (c *clientSession) acquire(ctx context.Context, typ byte, msg []byte) (*lea
 			if attempt < 2 {
 				continue
 			}
-			return nil, c.acquireError(err, false)
+			return nil, c.srv.acquireError(err, false)
 		}
 		if rs != nil {
 			if replica < 0 {

@@ -39,19 +39,19 @@ func (c *clientSession) adminStartup() error {
 	}
 	c.key = c.srv.unregisteredKey()
 	out := admin.StartupReply(c.settings.Value("application_name"), c.key.pid, c.key.secret[:])
-	_ = c.conn.SetDeadline(time.Time{})
+	_ = c.client.conn.SetDeadline(time.Time{})
 	c.loggedIn.Store(true)
-	return c.writeLocal(out)
+	return c.client.writeLocal(out)
 }
 
 // adminLoop serves console commands until the client leaves.
 func (c *clientSession) adminLoop(ctx context.Context) error {
 	console := &admin.Console{Ctl: consoleControl{c.srv}, Log: c.srv.log, User: c.user, Version: Version}
 	return console.Serve(ctx, admin.Conn{
-		Frames:  c.fr,
-		Write:   c.writeLocal,
-		Closing: c.isClosing,
-		Failed:  func(code string) { c.noteError(nil, code) },
+		Frames:  c.client.fr,
+		Write:   c.client.writeLocal,
+		Closing: c.closing.Load,
+		Failed:  func(code string) { c.srv.noteError(c.database, c.user, code) },
 	})
 }
 

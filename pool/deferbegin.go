@@ -45,11 +45,11 @@ func (c *clientSession) deferBegin(q string) (bool, error) {
 		c.srv.conf().Router != nil || c.currentLease() != nil {
 		return false, nil
 	}
-	if err := c.fr.Skip(); err != nil {
+	if err := c.client.fr.Skip(); err != nil {
 		return true, err
 	}
 	c.beginDeferred = true
-	if err := c.writeLocal(beginReply); err != nil {
+	if err := c.client.writeLocal(beginReply); err != nil {
 		return true, err
 	}
 	c.armIdleTimeout(true)
@@ -74,7 +74,7 @@ func (l *lease) sendBegin() {
 
 // relayHiddenBegin handles a server message while the reply to a deferred BEGIN is due:
 // its CommandComplete and ReadyForQuery are dropped (the client had them from cmpool).
-// handled is false for anything else, which is relayed as usual. The caller holds c.wmu.
+// handled is false for anything else, which is relayed as usual. The caller holds c.client.wmu.
 func (l *lease) relayHiddenBegin(fr protocol.Frame) (step relayStep, handled bool, err error) {
 	c := l.c
 	switch fr.Type {

@@ -22,7 +22,7 @@ func (c *clientSession) simpleCommand(q string) (bool, error) {
 	var reply []byte
 	if !sessionMode {
 		if what := tempObjectOf(q); what != "" {
-			return true, c.replyLocally(protocol.AppendErrorResponse(nil, c.refuseTempObject(what)))
+			return true, c.replyLocally(protocol.AppendErrorResponse(nil, c.mode.refuseTempObject(what)))
 		}
 	}
 	switch kind {
@@ -32,7 +32,7 @@ func (c *clientSession) simpleCommand(q string) (bool, error) {
 		if sessionMode {
 			return false, nil
 		}
-		reply = protocol.AppendErrorResponse(nil, c.refuseListen())
+		reply = protocol.AppendErrorResponse(nil, c.mode.refuseListen())
 	case router.CommandPrepare, router.CommandExecute:
 		if sessionMode {
 			return false, nil
@@ -102,5 +102,5 @@ func (c *clientSession) replyLocally(reply []byte) error {
 		status = c.lease.sc.TxStatus
 	}
 	c.mu.Unlock()
-	return c.writeLocal(protocol.AppendReadyForQuery(reply, status))
+	return c.client.writeLocal(protocol.AppendReadyForQuery(reply, status))
 }

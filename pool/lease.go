@@ -24,8 +24,8 @@ import (
 //     lock;
 //   - synchronisation: wmu, done, and the atomic recvBytes.
 //
-// Locks: a lease's wmu is taken after clientSession.wmu and before clientSession.mu,
-// never under it (see clientSession.wmu for the whole order).
+// Locks: a lease's wmu is taken after clientConn.wmu and before clientSession.mu,
+// never under it (see clientConn.wmu for the whole order).
 type lease struct {
 	// Set when the lease is made; read only after.
 

@@ -13,7 +13,7 @@ import (
 func (l *lease) clientGone() {
 	c := l.c
 	l.destroyLease()
-	_ = c.conn.Close()
+	_ = c.client.conn.Close()
 }
 
 // destroyLease ends l by closing its server, which may be in any state.
@@ -84,7 +84,7 @@ func (l *lease) endsLease(status byte) (end, dead bool) {
 	if !ends {
 		return false, false
 	}
-	if ferr := c.w.Flush(); ferr != nil {
+	if ferr := c.client.w.Flush(); ferr != nil {
 		l.clientGone()
 		return false, true
 	}
@@ -139,13 +139,10 @@ func (l *lease) onEnd() bool {
 	if l.state != leaseEnding {
 		return false
 	}
-	c.routeOnce = ""
 	if !l.executed {
 		l.needLSN = false // only Parse, Describe or Close: nothing ran, nothing was written
 	}
-	if l.needLSN {
-		c.noteWriteLocked()
-	}
+	c.routing.endTransaction(l.needLSN)
 	if len(l.track) > 0 || c.mode != ModeSession && l.untrackedChanges() {
 		// The lease ends after syncLease has read the parameters back.
 		l.to(leaseSyncing)
@@ -156,7 +153,7 @@ func (l *lease) onEnd() bool {
 	c.idleSince.Store(nanotime())
 	if c.closing.Load() {
 		// Wake the client goroutine so it can say goodbye.
-		_ = c.conn.SetReadDeadline(time.Now())
+		_ = c.client.conn.SetReadDeadline(time.Now())
 	}
 	return true
 }
@@ -218,11 +215,11 @@ func (l *lease) refuseTransactionBlock(status byte) {
 	l.wmu.Lock()
 	res, err := l.sc.Exec(context.Background(), "ROLLBACK")
 	l.wmu.Unlock()
-	c.wmu.Lock()
-	_, _ = c.w.Write(protocol.AppendErrorResponse(nil, pe))
-	_, _ = c.w.Write(protocol.AppendReadyForQuery(nil, 'I'))
-	werr := c.w.Flush()
-	c.wmu.Unlock()
+	c.client.wmu.Lock()
+	_, _ = c.client.w.Write(protocol.AppendErrorResponse(nil, pe))
+	_, _ = c.client.w.Write(protocol.AppendReadyForQuery(nil, 'I'))
+	werr := c.client.w.Flush()
+	c.client.wmu.Unlock()
 	if werr != nil {
 		l.clientGone()
 		return
@@ -282,15 +279,15 @@ func (l *lease) relayFailedWith(pe *protocol.Error) {
 	abandoned := l.state == leaseAbandoned
 	c.mu.Unlock()
 	if !abandoned {
-		c.wmu.Lock()
-		_ = c.conn.SetWriteDeadline(time.Now().Add(5 * time.Second))
-		_, _ = c.w.Write(protocol.AppendErrorResponse(nil, pe))
-		_ = c.w.Flush()
-		c.wmu.Unlock()
+		c.client.wmu.Lock()
+		_ = c.client.conn.SetWriteDeadline(time.Now().Add(5 * time.Second))
+		_, _ = c.client.w.Write(protocol.AppendErrorResponse(nil, pe))
+		_ = c.client.w.Flush()
+		c.client.wmu.Unlock()
 	}
 	l.destroyLease()
 	if !abandoned {
-		_ = c.conn.Close()
+		_ = c.client.conn.Close()
 	}
 }
 

@@ -11,16 +11,16 @@ import (
 // loop reads client messages and forwards them until the client leaves.
 func (c *clientSession) loop(ctx context.Context) error {
 	for {
-		if c.isClosing() && c.currentLease() == nil && nanotime() >= c.closeAt.Load() {
+		if c.closing.Load() && c.currentLease() == nil && nanotime() >= c.closeAt.Load() {
 			return protocol.NewFatal(protocol.CodeAdminShutdown, "terminating connection due to administrator command")
 		}
-		if l := c.unrelayed; l != nil && l.state != leaseParked && !c.fr.FrameBuffered() {
+		if l := c.unrelayed; l != nil && l.state != leaseParked && !c.client.fr.FrameBuffered() {
 			// Reading the client may block: the server's replies must be read meanwhile.
 			c.ensureRelay()
 		}
-		fr, err := c.fr.Next()
+		fr, err := c.client.fr.Next()
 		if err != nil {
-			if c.isClosing() {
+			if c.closing.Load() {
 				return protocol.NewFatal(protocol.CodeAdminShutdown, "terminating connection due to administrator command")
 			}
 			if isTimeout(err) {
@@ -48,7 +48,7 @@ func (c *clientSession) loop(ctx context.Context) error {
 		case 'd', 'c', 'f':
 			// Copy messages belong to a lease; outside one the server would ignore them.
 			if c.currentLease() == nil {
-				if err := c.fr.Skip(); err != nil {
+				if err := c.client.fr.Skip(); err != nil {
 					return err
 				}
 				continue
@@ -59,12 +59,12 @@ func (c *clientSession) loop(ctx context.Context) error {
 
 		if c.discarding {
 			// As a server does after an error in an extended-protocol batch.
-			if err := c.fr.Skip(); err != nil {
+			if err := c.client.fr.Skip(); err != nil {
 				return err
 			}
 			if fr.Type == 'S' {
 				c.discarding = false
-				if err := c.writeLocal(readyIdle); err != nil {
+				if err := c.client.writeLocal(readyIdle); err != nil {
 					return err
 				}
 			}
@@ -75,12 +75,12 @@ func (c *clientSession) loop(ctx context.Context) error {
 		var msg []byte
 		switch fr.Type {
 		case 'Q', 'P', 'B', 'D', 'C', 'E':
-			if msg, err = c.fr.Message(); err != nil {
+			if msg, err = c.client.fr.Message(); err != nil {
 				return err
 			}
 		}
 		if fr.Type == 'Q' {
-			q := c.text(queryText(msg))
+			q := c.texts.text(queryText(msg))
 			handled, err := c.proxyCommand(q)
 			if !handled && err == nil {
 				handled, err = c.simpleCommand(q)
@@ -113,16 +113,16 @@ func (c *clientSession) loop(ctx context.Context) error {
 		if l == nil {
 			if fr.Type == 'S' {
 				// A Sync with nothing before it: nothing to ask a server.
-				if err := c.fr.Skip(); err != nil {
+				if err := c.client.fr.Skip(); err != nil {
 					return err
 				}
-				if err := c.writeLocal(protocol.AppendReadyForQuery(nil, c.localStatus())); err != nil {
+				if err := c.client.writeLocal(protocol.AppendReadyForQuery(nil, c.localStatus())); err != nil {
 					return err
 				}
 				continue
 			}
 			if fr.Type == 'H' {
-				if err := c.fr.Skip(); err != nil {
+				if err := c.client.fr.Skip(); err != nil {
 					return err
 				}
 				continue
@@ -164,12 +164,12 @@ func (c *clientSession) loop(ctx context.Context) error {
 // would: a simple query gets ReadyForQuery at once; an extended-protocol message makes
 // the session discard input until Sync.
 func (c *clientSession) failRequest(fr protocol.Frame, pe *protocol.Error) error {
-	if err := c.fr.Skip(); err != nil {
+	if err := c.client.fr.Skip(); err != nil {
 		return err
 	}
 	c.stmts.DropDeferred()  // a server would have skipped them too
 	c.beginDeferred = false // the transaction is over (deferbegin.go)
-	c.noteError(nil, pe.Code)
+	c.srv.noteError(c.database, c.user, pe.Code)
 	out := protocol.AppendErrorResponse(nil, pe)
 	switch fr.Type {
 	case 'Q', 'F':
@@ -177,7 +177,7 @@ func (c *clientSession) failRequest(fr protocol.Frame, pe *protocol.Error) error
 	default:
 		c.discarding = true
 	}
-	return c.writeLocal(out)
+	return c.client.writeLocal(out)
 }
 
 // localStatus is the transaction status cmpool reports for a client that holds no server:

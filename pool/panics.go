@@ -15,7 +15,7 @@ import (
 // abandonAfterPanic ends a client whose goroutine panicked: the client is closed, and so
 // is its server, which may be half updated, so it is destroyed, never returned.
 func (c *clientSession) abandonAfterPanic() {
-	_ = c.conn.Close()
+	_ = c.client.conn.Close()
 	if !tryLockFor(&c.mu, panicLockWait) {
 		c.log.Error("client session panic left its lock held: its server is not closed")
 		return
@@ -61,21 +61,21 @@ func tryLockFor(mu *sync.Mutex, d time.Duration) bool {
 
 // relayPanicked ends a lease whose relay panicked. The server and what was written to
 // the client may be in any state: the server is destroyed, and the client gets XX000 and
-// is closed. holdingW says whether this goroutine holds c.wmu.
+// is closed. holdingW says whether this goroutine holds c.client.wmu.
 func (l *lease) relayPanicked(p any, holdingW bool) {
 	c := l.c
 	c.log.Error("relay panic: closing the client and its server", "panic", p, "stack", string(debug.Stack()))
-	if holdingW || tryLockFor(&c.wmu, panicLockWait) {
+	if holdingW || tryLockFor(&c.client.wmu, panicLockWait) {
 		// Drop what is buffered: it may end in the middle of a message.
-		c.w.DropBuffered()
-		c.noteError(nil, protocol.CodeInternalError)
-		_ = c.conn.SetWriteDeadline(time.Now().Add(5 * time.Second))
-		_, _ = c.w.Write(protocol.AppendErrorResponse(nil, protocol.NewFatal(protocol.CodeInternalError,
+		c.client.w.DropBuffered()
+		c.srv.noteError(c.database, c.user, protocol.CodeInternalError)
+		_ = c.client.conn.SetWriteDeadline(time.Now().Add(5 * time.Second))
+		_, _ = c.client.w.Write(protocol.AppendErrorResponse(nil, protocol.NewFatal(protocol.CodeInternalError,
 			"internal error in cmpool while relaying the server's reply; the connection is closed")))
-		_ = c.w.Flush()
-		c.wmu.Unlock()
+		_ = c.client.w.Flush()
+		c.client.wmu.Unlock()
 	}
-	_ = c.conn.Close()
+	_ = c.client.conn.Close()
 	_ = l.sc.NetConn.Close()
 	if !tryLockFor(&c.mu, panicLockWait) {
 		c.log.Error("relay panic left the client's lock held: its server is not returned")

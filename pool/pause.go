@@ -220,7 +220,7 @@ func (s *Server) kill(database string) {
 			continue
 		}
 		c.log.Info("client killed by the admin console")
-		_ = c.conn.Close()
+		_ = c.client.conn.Close()
 	}
 	for _, bp := range s.poolsOf(database) {
 		bp.DestroyIdle()

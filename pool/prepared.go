@@ -34,7 +34,7 @@ func (l *lease) planExtended(msg []byte, out []byte) (_ []byte, warn bool, err e
 	if msg[0] == 'P' && c.mode != ModeSession {
 		if name, query, _, ok := protocol.ParseParse(msg[protocol.HeaderLen:]); ok {
 			if what := tempObjectOf(query); what != "" {
-				return l.stmts.Refuse(out, name, c.refuseTempObject(what), s), false, nil
+				return l.stmts.Refuse(out, name, c.mode.refuseTempObject(what), s), false, nil
 			}
 		}
 	}
@@ -89,9 +89,9 @@ func (c *clientSession) deferParse(msg []byte) bool {
 // gets ReadyForQuery.
 func (c *clientSession) answerDeferred(sync bool) error {
 	c.mu.Lock()
-	out, failed := c.stmts.AnswerDeferred(nil, c.srv.stmts, &c.pool.counters.stmt, func(query []byte) *protocol.Error {
+	out, failed := c.stmts.AnswerDeferred(nil, c.srv.stmts, &c.pools.primary.counters.stmt, func(query []byte) *protocol.Error {
 		if what := tempObjectOf(query); what != "" && c.mode != ModeSession {
-			return c.refuseTempObject(what)
+			return c.mode.refuseTempObject(what)
 		}
 		return nil
 	})
@@ -102,7 +102,7 @@ func (c *clientSession) answerDeferred(sync bool) error {
 	if sync {
 		out = protocol.AppendReadyForQuery(out, c.localStatus())
 	}
-	return c.writeLocal(out)
+	return c.client.writeLocal(out)
 }
 
 // sendDeferred sends held Parses on l, ahead of the message that needed a server.

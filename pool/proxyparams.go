@@ -26,13 +26,13 @@ func (c *clientSession) proxyCommand(q string) (bool, error) {
 	c.mu.Unlock()
 	var reply []byte
 	if v.ProxyShow != "" {
-		val, perr := c.showSetting(v.ProxyShow)
+		val, perr := c.routing.show(v.ProxyShow)
 		if perr != nil {
 			reply = protocol.AppendErrorResponse(nil, perr)
 		} else {
 			reply = appendOneValue(nil, v.ProxyShow, val)
 		}
-	} else if perr := c.setSetting(v.ProxySet); perr != nil {
+	} else if perr := c.routing.set(v.ProxySet); perr != nil {
 		reply = protocol.AppendErrorResponse(nil, perr)
 	} else {
 		reply, _ = (&pgproto3.CommandComplete{CommandTag: []byte("SET")}).Encode(nil)
@@ -40,50 +40,50 @@ func (c *clientSession) proxyCommand(q string) (bool, error) {
 	return true, c.replyLocally(reply)
 }
 
-// showSetting answers SHOW of one of cmpool's own parameters.
-func (c *clientSession) showSetting(name string) (string, *protocol.Error) {
+// show answers SHOW of one of cmpool's own parameters.
+func (r *routing) show(name string) (string, *protocol.Error) {
 	if name == router.ParamLastWriteLSN {
-		lsn, err := c.lastWritePosition(c.srv.ctx)
+		lsn, err := r.lastWritePosition(r.srv.ctx)
 		if err != nil {
 			return "", protocol.NewError(protocol.CodeConnectionFailure, fmt.Sprintf("could not read the primary's WAL position: %v", err))
 		}
 		return lsn.String(), nil
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
+	r.mu.Lock()
+	defer r.mu.Unlock()
 	switch name {
 	case router.ParamRoute:
-		return c.route, nil
+		return r.route, nil
 	case router.ParamMinLSN:
-		return c.minLSN.String(), nil
+		return r.minLSN.String(), nil
 	}
 	return "", unrecognizedParam(name)
 }
 
-// setSetting applies SET [LOCAL] of one of cmpool's own parameters.
-func (c *clientSession) setSetting(s *router.Setting) *protocol.Error {
+// set applies SET [LOCAL] of one of cmpool's own parameters.
+func (r *routing) set(s *router.Setting) *protocol.Error {
 	switch s.Name {
 	case router.ParamRoute:
 		route, err := router.ParseRoute(strings.TrimSpace(s.Value))
 		if err != nil {
 			return protocol.NewError("22023", err.Error())
 		}
-		c.mu.Lock()
+		r.mu.Lock()
 		if s.Local {
-			c.routeOnce = route
+			r.routeOnce = route
 		} else {
-			c.route = route
+			r.route = route
 		}
-		c.mu.Unlock()
+		r.mu.Unlock()
 		return nil
 	case router.ParamMinLSN:
 		lsn, err := router.ParseMinLSN(s.Value)
 		if err != nil {
 			return protocol.NewError("22023", err.Error())
 		}
-		c.mu.Lock()
-		c.minLSN = lsn
-		c.mu.Unlock()
+		r.mu.Lock()
+		r.minLSN = lsn
+		r.mu.Unlock()
 		return nil
 	}
 	return unrecognizedParam(s.Name)

@@ -28,7 +28,7 @@ func (l *lease) relayAfter(typ byte) {
 	if c.unrelayed != l || typ != 'Q' && typ != 'S' {
 		return
 	}
-	if c.fr.Buffered() > 0 {
+	if c.client.fr.Buffered() > 0 {
 		// A pipeline: its replies are relayed while the rest of it is sent, so that a
 		// write to the server never waits for replies nobody reads.
 		c.ensureRelay()
@@ -92,7 +92,7 @@ func (l *lease) relay() {
 // session mode, where the server may send notifications at any time).
 func (l *lease) relayLoop(inline bool) (exit relayExit) {
 	c := l.c
-	holdingW := false // this goroutine holds c.wmu
+	holdingW := false // this goroutine holds c.client.wmu
 	defer func() {
 		if p := recover(); p != nil {
 			l.relayPanicked(p, holdingW)
@@ -105,18 +105,18 @@ func (l *lease) relayLoop(inline bool) (exit relayExit) {
 			l.relayFailed(err)
 			return relayDoneExit
 		}
-		c.wmu.Lock()
+		c.client.wmu.Lock()
 		holdingW = true
 		step, status, err := l.relayOne(fr)
 		if step == stepHidden {
 			holdingW = false
-			c.wmu.Unlock()
+			c.client.wmu.Unlock()
 			continue
 		}
 		if inline && step == stepContinue && (fr.Type == 'Z' || fr.Type == 'G' || fr.Type == 'W') {
-			ferr := c.w.Flush()
+			ferr := c.client.w.Flush()
 			holdingW = false
-			c.wmu.Unlock()
+			c.client.wmu.Unlock()
 			l.reportReady()
 			if ferr != nil {
 				l.clientGone()
@@ -128,7 +128,7 @@ func (l *lease) relayLoop(inline bool) (exit relayExit) {
 			return relayHandOff
 		}
 		holdingW = false
-		c.wmu.Unlock()
+		c.client.wmu.Unlock()
 		l.reportReady()
 		switch step {
 		case stepContinue:
@@ -181,7 +181,7 @@ const (
 	stepHidden                            // a reply to cmpool's own message, dropped: keep relaying
 )
 
-// relayOne passes one server message to the client. The caller holds c.wmu.
+// relayOne passes one server message to the client. The caller holds c.client.wmu.
 func (l *lease) relayOne(fr protocol.Frame) (relayStep, byte, error) {
 	c := l.c
 	if f := c.srv.relayFault; f != nil {
@@ -222,7 +222,7 @@ func (l *lease) relayOne(fr protocol.Frame) (relayStep, byte, error) {
 		}
 	}
 	if len(l.heldReplies) > 0 && fr.Type != 'E' {
-		if _, err := c.w.Write(l.heldReplies); err != nil {
+		if _, err := c.client.w.Write(l.heldReplies); err != nil {
 			return stepClientGone, 0, nil
 		}
 		l.heldReplies = l.heldReplies[:0]
@@ -244,7 +244,7 @@ func (l *lease) relayOne(fr protocol.Frame) (relayStep, byte, error) {
 			if !l.toPrimary && l.retrySegment(status) {
 				return stepContinue, 0, nil
 			}
-			if _, err := c.w.Write(l.heldErr); err != nil {
+			if _, err := c.client.w.Write(l.heldErr); err != nil {
 				return stepClientGone, 0, nil
 			}
 			l.heldErr = l.heldErr[:0]
@@ -262,7 +262,7 @@ func (l *lease) relayOne(fr protocol.Frame) (relayStep, byte, error) {
 		if c.mode == ModeStatement && status != 'I' {
 			return stepTransactionBlock, status, nil
 		}
-		if _, err := c.w.Write(msg); err != nil {
+		if _, err := c.client.w.Write(msg); err != nil {
 			return stepClientGone, 0, nil
 		}
 		switch end, dead := l.endsLease(status); {
@@ -304,14 +304,14 @@ func (l *lease) relayOne(fr protocol.Frame) (relayStep, byte, error) {
 		default:
 			out = l.onErrorResponse(msg)
 			if out != nil && len(l.heldReplies) > 0 {
-				if _, err := c.w.Write(l.heldReplies); err != nil {
+				if _, err := c.client.w.Write(l.heldReplies); err != nil {
 					return stepClientGone, 0, nil
 				}
 				l.heldReplies = l.heldReplies[:0]
 			}
 		}
 	default:
-		if err := sc.Frames.Forward(c.w); err != nil {
+		if err := sc.Frames.Forward(c.client.w); err != nil {
 			if isClientWriteErr(err) {
 				return stepClientGone, 0, nil
 			}
@@ -319,7 +319,7 @@ func (l *lease) relayOne(fr protocol.Frame) (relayStep, byte, error) {
 		}
 	}
 	if out != nil {
-		if _, err := c.w.Write(out); err != nil {
+		if _, err := c.client.w.Write(out); err != nil {
 			return stepClientGone, 0, nil
 		}
 	}
@@ -327,7 +327,7 @@ func (l *lease) relayOne(fr protocol.Frame) (relayStep, byte, error) {
 		l.answered = true
 	}
 	if sc.Frames.Buffered() == 0 {
-		if err := c.w.Flush(); err != nil {
+		if err := c.client.w.Flush(); err != nil {
 			return stepClientGone, 0, nil
 		}
 	}

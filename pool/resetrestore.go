@@ -84,7 +84,7 @@ func (l *lease) holdStatus(name, value string) bool {
 }
 
 // restoreStartup runs at the ReadyForQuery of a segment, before it is written to the
-// client (the relay holds c.wmu). If the segment reset startup parameters and did not
+// client (the relay holds c.client.wmu). If the segment reset startup parameters and did not
 // fail, it sets their startup values again on the server; then it writes the held
 // ParameterStatus messages that change what the client sees. It reports whether it read
 // from the server (the ReadyForQuery message read before is then overwritten). An error
@@ -133,7 +133,7 @@ func (l *lease) restoreStartup() (ran bool, err error) {
 		out, _ = (&pgproto3.ParameterStatus{Name: name, Value: value}).Encode(out)
 	}
 	if len(out) > 0 {
-		if _, err := c.w.Write(out); err != nil {
+		if _, err := c.client.w.Write(out); err != nil {
 			return ran, errClientWrite
 		}
 	}

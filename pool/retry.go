@@ -85,11 +85,11 @@ func (l *lease) holdForRetry(msg []byte) bool {
 // replica raises for a statement that writes.
 var readOnlyCode = []byte("C25006\x00")
 
-// replayOnPrimary runs on the relay, which holds c.wmu. It is the safety net for a
+// replayOnPrimary runs on the relay, which holds c.client.wmu. It is the safety net for a
 // statement routed to a replica that turned out to write: the replica refused it with
 // 25006 before anything reached the client, so the replica lease ends and the same
 // request runs on the primary, on a new lease. It reports false when the request cannot
-// be replayed; then the held error goes to the client. It lets go of c.wmu while it
+// be replayed; then the held error goes to the client. It lets go of c.client.wmu while it
 // waits for the replica's cancels and for a primary server, and takes it back before it
 // returns. (Meanwhile the lease is syncing: the client goroutine writes nothing to the
 // client until it is over.)
@@ -105,15 +105,15 @@ func (l *lease) replayOnPrimary(status byte) bool {
 	l.to(leaseSyncing) // the client goroutine waits for the new lease
 	seg := bytes.Clone(l.seg)
 	c.mu.Unlock()
-	c.wmu.Unlock()
+	c.client.wmu.Unlock()
 
 	// Give the replica's server back. l is syncing: no new cancel starts, and l stays
 	// the client's lease, given back, until the new one replaces it.
 	l.giveBack(false)
 
 	// Take a primary server with the client's settings.
-	ctx, cancel := c.waitContext(c.srv.ctx)
-	primary, err := c.poolAt(backendPrimary)
+	ctx, cancel := c.srv.waitContext(c.srv.ctx)
+	primary, err := c.pools.at(backendPrimary)
 	var res *puddle.Resource[*serverConn]
 	if err == nil {
 		res, err = primary.Acquire(ctx)
@@ -124,12 +124,12 @@ func (l *lease) replayOnPrimary(status byte) bool {
 			res.Destroy()
 		}
 	}
-	c.wmu.Lock()
+	c.client.wmu.Lock()
 	if err != nil {
 		c.log.Warn("cannot replay a read-only failure on the primary", "error", err)
-		_, _ = c.w.Write(l.heldErr)
-		_, _ = c.w.Write(readyIdle)
-		_ = c.w.Flush()
+		_, _ = c.client.w.Write(l.heldErr)
+		_, _ = c.client.w.Write(readyIdle)
+		_ = c.client.w.Flush()
 		c.mu.Lock()
 		if c.lease == l {
 			c.lease = nil

@@ -2,12 +2,8 @@ package pool
 
 import (
 	"context"
-	"errors"
-	"strings"
+	"sync"
 	"time"
-
-	"github.com/jackc/pgx/v5/pgconn"
-	"github.com/jackc/puddle/v2"
 
 	"github.com/cmlite/cmpool/protocol"
 	"github.com/cmlite/cmpool/router"
@@ -49,7 +45,8 @@ func (c *clientSession) routeFor(ctx context.Context, rs *router.ReplicaSet, typ
 		return backendPrimary, -1, true, false
 	}
 	q, seen := c.queryFor(typ, msg)
-	in := router.RouteInput{Session: c.route, Local: c.routeOnce}
+	var in router.RouteInput
+	in.Session, in.Local = c.routing.requested()
 	if seen {
 		in.Verdict = c.srv.classifier.Classify(q)
 	}
@@ -65,10 +62,10 @@ func (c *clientSession) routeFor(ctx context.Context, rs *router.ReplicaSet, typ
 	if d.Target == router.TargetPrimary {
 		return backendPrimary, -1, d.MayWrite, d.Forced
 	}
-	if d.CheckFuncs && c.srv.volatile.any(ctx, c.log, c.database, in.Verdict.Funcs, c.lookupVolatile) {
+	if d.CheckFuncs && c.srv.volatile.any(ctx, c.log, c.database, in.Verdict.Funcs, c.pools.lookupVolatile) {
 		return backendPrimary, -1, true, false
 	}
-	min, err := c.readLSN(ctx, rs)
+	min, err := c.routing.readLSN(ctx, rs)
 	if err != nil {
 		c.log.Warn("could not read the primary's WAL position for read-your-writes; reading on the primary", "error", err)
 		c.srv.routedPrimaryFallback.Add(1)
@@ -101,39 +98,6 @@ func routeRequest(in *router.RouteInput, database, user, query string) RouteRequ
 	return req
 }
 
-// loginOnReplica logs a client in on a usable replica when the primary failed with err, a
-// connection failure: the replica proves the database and user exist as well, and the
-// client's reads can be served while the primary is down. Session mode, and databases
-// mapped to another server, never use replicas. It returns nil when no replica can serve.
-func (c *clientSession) loginOnReplica(ctx context.Context, err error) (*backendPool, *puddle.Resource[*serverConn]) {
-	rs := c.srv.rs()
-	if !c.srv.routable(rs, c.mode, c.database) {
-		return nil, nil
-	}
-	var pgErr *pgconn.PgError
-	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) ||
-		errors.As(err, &pgErr) && !strings.HasPrefix(pgErr.Code, "08") && !strings.HasPrefix(pgErr.Code, "57P") {
-		return nil, nil
-	}
-	idx, ok := rs.Pick(0)
-	if !ok {
-		return nil, nil
-	}
-	defer rs.Done(idx)
-	bp, err := c.srv.poolFor(c.database, c.user, idx+1)
-	if err != nil {
-		return nil, nil
-	}
-	actx, cancel := c.waitContext(ctx)
-	defer cancel()
-	res, err := bp.Acquire(actx)
-	if err != nil {
-		return nil, nil
-	}
-	c.log.Debug("primary unavailable: logged in on a replica", "replica", idx)
-	return bp, res
-}
-
 // queryFor returns the text of the statement a transaction's first message runs; ok is
 // false when it cannot tell.
 func (c *clientSession) queryFor(typ byte, msg []byte) (q string, ok bool) {
@@ -143,13 +107,13 @@ func (c *clientSession) queryFor(typ byte, msg []byte) (q string, ok bool) {
 	body := msg[protocol.HeaderLen:]
 	switch typ {
 	case 'Q':
-		return c.text(queryText(msg)), true
+		return c.texts.text(queryText(msg)), true
 	case 'P':
 		_, query, _, ok := protocol.ParseParse(body)
 		if !ok {
 			return "", false
 		}
-		return c.text(query), true
+		return c.texts.text(query), true
 	case 'B', 'D':
 		var name []byte
 		if typ == 'B' {
@@ -169,102 +133,109 @@ func (c *clientSession) queryFor(typ byte, msg []byte) (q string, ok bool) {
 		if raw == nil {
 			return shared, ok
 		}
-		return c.text(raw), true
+		return c.texts.text(raw), true
 	}
 	return "", false
 }
 
-// readLSN is the WAL position this client's reads must see. A write not yet resolved to a
-// position (see noteWriteLocked) is resolved here, by a read of the primary's insert position
-// sent after the write committed (rs.PrimaryLSNAfter). An error means no position could be
-// read; the caller sends the read to the primary.
-func (c *clientSession) readLSN(ctx context.Context, rs *router.ReplicaSet) (router.LSN, error) {
-	consistency := c.srv.conf().Consistency
-	c.mu.Lock()
-	min, wrote := max(c.lastWriteLSN, c.minLSN), c.wroteAt
-	if consistency == "eventual" {
-		min, wrote = c.minLSN, time.Time{}
+// routing is a client's routing state: cmpool.route for the session and for the next
+// transaction only, and the WAL positions the client's reads must see. The client
+// goroutine reads and changes it (SET, SHOW, the start of a transaction); the relay
+// clears the one-transaction route and notes a write when a lease ends. mu is a leaf
+// lock: it is taken alone or under clientSession.mu, and held across no I/O.
+type routing struct {
+	srv *Server // for the configuration and the server-wide last write (consistency = global)
+
+	mu               sync.Mutex
+	route, routeOnce string // guarded by mu
+	// lastWriteLSN is the client's last write position read from the primary, and minLSN
+	// its cmpool.min_lsn. Guarded by mu.
+	lastWriteLSN, minLSN router.LSN
+	// wroteAt is when a transaction that may have written last committed on the primary,
+	// if its position is not read yet (see endTransaction); zero otherwise. Guarded by mu.
+	wroteAt time.Time
+}
+
+// requested is the client's cmpool.route for the session and for the next transaction.
+func (r *routing) requested() (session, local string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.route, r.routeOnce
+}
+
+// endTransaction forgets the route for the next transaction only, once a transaction
+// ended, and records, when wrote is set, that the transaction may have written on the
+// primary and has just committed (its server said ReadyForQuery, idle). Its position is
+// not read now: the next read of this client (of any client, with consistency = global)
+// resolves it, so that a write transaction costs no extra round trip.
+func (r *routing) endTransaction(wrote bool) {
+	r.mu.Lock()
+	r.routeOnce = ""
+	var now time.Time
+	if wrote {
+		now = time.Now()
+		r.wroteAt = now
 	}
-	c.mu.Unlock()
+	r.mu.Unlock()
+	if wrote {
+		r.srv.noteWrite(now)
+	}
+}
+
+// readLSN is the WAL position this client's reads must see. A write not yet resolved to a
+// position (see endTransaction) is resolved here, by a read of the primary's insert
+// position sent after the write committed (rs.PrimaryLSNAfter). An error means no position
+// could be read; the caller sends the read to the primary.
+func (r *routing) readLSN(ctx context.Context, rs *router.ReplicaSet) (router.LSN, error) {
+	consistency := r.srv.conf().Consistency
+	r.mu.Lock()
+	min, wrote := max(r.lastWriteLSN, r.minLSN), r.wroteAt
+	if consistency == "eventual" {
+		min, wrote = r.minLSN, time.Time{}
+	}
+	r.mu.Unlock()
 	if consistency == "global" {
-		if g := c.srv.lastWrite(); g.After(wrote) {
+		if g := r.srv.lastWrite(); g.After(wrote) {
 			wrote = g
 		}
 	}
 	if wrote.IsZero() {
 		return min, nil
 	}
-	lsn, err := c.resolveWrites(ctx, rs, wrote)
+	lsn, err := r.resolveWrites(ctx, rs, wrote)
 	return max(min, lsn), err
 }
 
 // resolveWrites reads the primary's insert position after the time wrote, and makes it the
 // client's last write position if its own write not yet resolved committed by then.
-func (c *clientSession) resolveWrites(ctx context.Context, rs *router.ReplicaSet, wrote time.Time) (router.LSN, error) {
-	ctx, cancel := context.WithTimeout(ctx, c.srv.conf().ServerConnectTimeout)
+func (r *routing) resolveWrites(ctx context.Context, rs *router.ReplicaSet, wrote time.Time) (router.LSN, error) {
+	ctx, cancel := context.WithTimeout(ctx, r.srv.conf().ServerConnectTimeout)
 	lsn, err := rs.PrimaryLSNAfter(ctx, wrote)
 	cancel()
 	if err != nil {
 		return 0, err
 	}
-	c.mu.Lock()
-	if !c.wroteAt.IsZero() && !c.wroteAt.After(wrote) {
-		c.wroteAt = time.Time{}
-		c.lastWriteLSN = max(c.lastWriteLSN, lsn)
+	r.mu.Lock()
+	if !r.wroteAt.IsZero() && !r.wroteAt.After(wrote) {
+		r.wroteAt = time.Time{}
+		r.lastWriteLSN = max(r.lastWriteLSN, lsn)
 	}
-	c.mu.Unlock()
+	r.mu.Unlock()
 	return lsn, nil
 }
 
-// noteWriteLocked records that a transaction that may have written on the primary has just
-// committed (its server said ReadyForQuery, idle). Its position is not read now: the next
-// read of this client (of any client, with consistency = global) resolves it, so that a
-// write transaction costs no extra round trip. The caller holds c.mu.
-func (c *clientSession) noteWriteLocked() {
-	now := time.Now()
-	c.wroteAt = now
-	c.srv.noteWrite(now)
-}
-
-// lastWriteLSN resolves and returns the client's last write position, for SHOW
+// lastWritePosition resolves and returns the client's last write position, for SHOW
 // cmpool.last_write_lsn.
-func (c *clientSession) lastWritePosition(ctx context.Context) (router.LSN, error) {
-	c.mu.Lock()
-	wrote := c.wroteAt
-	c.mu.Unlock()
-	if rs := c.srv.rs(); rs != nil && !wrote.IsZero() {
-		if _, err := c.resolveWrites(ctx, rs, wrote); err != nil {
+func (r *routing) lastWritePosition(ctx context.Context) (router.LSN, error) {
+	r.mu.Lock()
+	wrote := r.wroteAt
+	r.mu.Unlock()
+	if rs := r.srv.rs(); rs != nil && !wrote.IsZero() {
+		if _, err := r.resolveWrites(ctx, rs, wrote); err != nil {
 			return 0, err
 		}
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.lastWriteLSN, nil
-}
-
-// lookupVolatile asks the primary whether function f is volatile in the client's database.
-func (c *clientSession) lookupVolatile(ctx context.Context, f string) (bool, error) {
-	bp, err := c.poolAt(backendPrimary)
-	if err != nil {
-		return true, err
-	}
-	ctx, cancel := context.WithTimeout(ctx, c.srv.conf().ServerConnectTimeout)
-	defer cancel()
-	return lookupVolatile(ctx, bp, f)
-}
-
-// poolAt returns this client's pool on a backend. The primary's pool is looked up again
-// after a promotion changed which server is the primary.
-func (c *clientSession) poolAt(backend int) (*backendPool, error) {
-	if backend != backendPrimary {
-		return c.srv.poolFor(c.database, c.user, backend)
-	}
-	if gen := c.srv.primaryGen.Load(); gen != c.poolGen {
-		bp, err := c.srv.poolFor(c.database, c.user, backendPrimary)
-		if err != nil {
-			return nil, err
-		}
-		c.pool, c.poolGen = bp, gen
-	}
-	return c.pool, nil
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.lastWriteLSN, nil
 }

@@ -65,16 +65,16 @@ func (c *clientSession) send(l *lease, msg []byte) error {
 	if msg != nil && msg[0] == 'Q' {
 		l.sc.Prepared.ForgetUnnamed() // a simple query replaces the unnamed statement
 		if c.mode != ModeSession {
-			q := c.text(queryText(msg))
+			q := c.texts.text(queryText(msg))
 			t := withSettingEffects(c.srv.classifier, q, traitsOf(q))
 			c.mu.Lock()
 			warn := l.applyTraits(t)
 			l.scheduleRestore(t.Resets, l.sentSeq)
 			c.mu.Unlock()
 			if warn {
-				c.warnSessionBound()
+				_ = c.client.writeLocal(c.mode.sessionBoundWarning())
 			}
-		} else if q := c.text(queryText(msg)); q != "" {
+		} else if q := c.texts.text(queryText(msg)); q != "" {
 			kind, name := router.CommandOf(q)
 			if r := session.ResetsOfQuery(q, kind, name); r != nil {
 				c.mu.Lock()
@@ -92,7 +92,7 @@ func (c *clientSession) send(l *lease, msg []byte) error {
 			return err
 		}
 		if warn {
-			c.warnSessionBound()
+			_ = c.client.writeLocal(c.mode.sessionBoundWarning())
 		}
 		if cap(out) <= maxScratch {
 			c.out = out
@@ -105,14 +105,14 @@ func (c *clientSession) send(l *lease, msg []byte) error {
 		if _, err := w.Write(out); err != nil {
 			c.log.Debug("write to server failed", "error", err)
 		}
-	} else if err := c.fr.Forward(w); err != nil {
+	} else if err := c.client.fr.Forward(w); err != nil {
 		return err
 	}
 	// Coalesce: flush unless the client's next message is already here whole (the rest
 	// of a message only partly received may be long in coming), and always when the
 	// client must wait for this request's reply before sending more (scheduleRestore).
 	c.unflushed = l
-	if !c.fr.FrameBuffered() || l.mustWait() {
+	if !c.client.fr.FrameBuffered() || l.mustWait() {
 		c.unflushed = nil
 		if err := w.Flush(); err != nil {
 			// The server is gone; the relay will see it and tell the client.

@@ -17,7 +17,6 @@ import (
 	"github.com/cmlite/cmpool/pool/internal/admin"
 	"github.com/cmlite/cmpool/pool/internal/fastio"
 	"github.com/cmlite/cmpool/pool/internal/stmt"
-	"github.com/cmlite/cmpool/protocol"
 	"github.com/cmlite/cmpool/router"
 )
 
@@ -44,7 +43,7 @@ type Server struct {
 	lastWriteNS           atomic.Int64  // when a write last committed, in ns since started (consistency = global); 0 if never
 	routedPrimaryFallback atomic.Int64  // reads sent to the primary for want of a usable replica
 	readOnlyReplays       atomic.Int64  // requests a replica refused with 25006, replayed on the primary
-	primaryGen            atomic.Uint64 // counts promotions followed; see poolAt
+	primaryGen            atomic.Uint64 // counts promotions followed; see clientPools.at
 	promotions            atomic.Int64
 	readWaits             atomic.Int64 // reads that waited for a replica to replay their writes
 	routedPrimary         atomic.Int64 // transactions sent to the primary while replicas are configured
@@ -304,13 +303,11 @@ func (s *Server) serveConn(conn net.Conn) bool {
 	c := &clientSession{
 		srv:         s,
 		id:          s.lastClientID.Add(1),
-		conn:        conn,
-		r:           r,
-		fr:          protocol.NewFrameReader(r, s.conf().MaxPacketSize),
-		w:           fastio.NewWriter(fio),
+		client:      newClientConn(conn, r, fastio.NewWriter(fio), s.conf().MaxPacketSize),
 		log:         s.log.With("client", conn.RemoteAddr().String()),
 		connectedAt: time.Now(),
 	}
+	c.routing.srv = s
 	c.idle = sync.NewCond(&c.mu)
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -355,7 +352,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		s.cancel()
 		s.mu.Lock()
 		for c := range s.conns {
-			_ = c.conn.Close()
+			_ = c.client.conn.Close()
 		}
 		s.mu.Unlock()
 	}
@@ -403,7 +400,7 @@ func (c *clientSession) requestClose() {
 	// A syncing lease is ending cleanly, and its relay is using the server (txStatus is
 	// the relay's until then).
 	if l == nil || !l.open() || l.pending == 0 && !l.unsynced && l.sc.TxStatus == 'I' {
-		_ = c.conn.SetReadDeadline(time.Now().Add(time.Duration(closeAt - now)))
+		_ = c.client.conn.SetReadDeadline(time.Now().Add(time.Duration(closeAt - now)))
 	}
 }
 

@@ -3,7 +3,6 @@ package pool
 import (
 	"bytes"
 	"context"
-	"crypto/tls"
 	"errors"
 	"io"
 	"log/slog"
@@ -15,11 +14,9 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/cmlite/cmpool/pool/internal/fastio"
 	"github.com/cmlite/cmpool/pool/internal/session"
 	"github.com/cmlite/cmpool/pool/internal/stmt"
 	"github.com/cmlite/cmpool/protocol"
-	"github.com/cmlite/cmpool/router"
 )
 
 // clientSession is one client connection. Its goroutine reads client messages and
@@ -29,41 +26,31 @@ type clientSession struct {
 	srv *Server
 	// id names the session for the server connections it uses (never 0): a server
 	// records which client its settings and unnamed statement are for by id.
-	id   uint64
-	conn net.Conn
-	// tlsConn is the TLS layer over conn once TLS is negotiated; r and w then use it.
-	// tlsEndPoint is its tls-server-end-point channel binding data.
-	tlsConn     *tls.Conn
-	tlsEndPoint []byte
-	r           *fastio.Reader
-	fr          *protocol.FrameReader
-	// w writes to the client, under wmu: the relay writes server replies, the client
-	// goroutine cmpool's own answers.
+	id uint64
+	// client is the client's socket, its reader and its writer.
 	//
 	// Lock order for a client and its lease:
 	//
-	//	clientSession.wmu → lease.wmu → clientSession.mu → serverConn.Cancels.mu
+	//	clientConn.wmu → lease.wmu → clientSession.mu → serverConn.Cancels.mu
 	//
 	// Any of them may be taken alone, or under the ones before it (send asks under
 	// lease.wmu whether the client must wait, which takes mu); lease.wmu is never taken
-	// under mu. Server.mu is let go
-	// before a client's locks are taken (the server collects its clients under it, then
-	// locks each). None of them is held across a wait for a server, a login, a cancel
-	// request or an Observer hook; lease.wmu alone is held across a query of cmpool's own
-	// on the lease's server (a retry, a replay, restoreStartup, the ROLLBACK of
-	// refuseTransactionBlock). wmu is held while one message is written to the client
-	// (the relay reads the rest of a server message as it copies it); lease.wmu while
-	// cmpool's or the client's messages are written to the server; mu only to read or
-	// change the session's state. The idle condition is on mu (see idle).
-	w   *fastio.Writer
-	wmu sync.Mutex
-	log *slog.Logger
+	// under mu. routing.mu is a leaf: it is taken alone or under mu, and nothing is taken
+	// under it. Server.mu is let go before a client's locks are taken (the server collects
+	// its clients under it, then locks each). None of them is held across a wait for a
+	// server, a login, a cancel request or an Observer hook; lease.wmu alone is held across
+	// a query of cmpool's own on the lease's server (a retry, a replay, restoreStartup, the
+	// ROLLBACK of refuseTransactionBlock). wmu is held while one message is written to the
+	// client (the relay reads the rest of a server message as it copies it); lease.wmu
+	// while cmpool's or the client's messages are written to the server; mu only to read
+	// or change the session's state. The idle condition is on mu (see idle).
+	client clientConn
+	log    *slog.Logger
 
 	key      cancelKey
 	database string
 	user     string
-	pool     *backendPool // on the primary; see poolAt
-	poolGen  uint64       // Server.primaryGen when pool was looked up
+	pools    clientPools // its server pools; set once database and user are known
 	mode     Mode
 
 	// settings are the session parameters this client wants on any server it uses, and
@@ -76,21 +63,12 @@ type clientSession struct {
 	// server. Guarded by mu (the relay forgets statements whose Parse failed), except the
 	// held Parses, which are the client goroutine's only.
 	stmts stmt.Names
-	out   []byte // scratch for rewritten messages
-	// texts are the statement texts text converted last, and textNext the slot the next
-	// one replaces; the client goroutine's only.
-	texts    [textCache]string
-	textNext int
+	out   []byte    // scratch for rewritten messages
+	texts textCache // the statement texts converted last; the client goroutine's only
 
-	// Routing: cmpool.route for the session and for the next transaction only, and the
-	// WAL positions this client's reads must see. Guarded by mu.
-	route, routeOnce     string
-	lastWriteLSN, minLSN router.LSN
-	// wroteAt is when a transaction that may have written last committed on the primary,
-	// if its position is not read yet (see noteWriteLocked); zero otherwise.
-	wroteAt time.Time
+	routing routing // where its transactions go; under its own lock
 
-	mu   sync.Mutex // guards the lease and the fields marked so; see wmu for the lock order
+	mu   sync.Mutex // guards the lease and the fields marked so; see client for the lock order
 	idle *sync.Cond // on mu; signalled at every ReadyForQuery, and when a lease is open again or over
 	// lease is the server held now, or nil. Guarded by mu; the client goroutine sets it
 	// (lease.start), the relay clears it when the lease ends, or replaces it when a
@@ -136,7 +114,7 @@ func (c *clientSession) serve(ctx context.Context) {
 			c.abandonAfterPanic()
 		}
 		c.srv.forgetClient(c)
-		_ = c.conn.Close()
+		_ = c.client.conn.Close()
 	}()
 	err := c.startup(ctx)
 	if err == nil {
@@ -187,27 +165,17 @@ func (c *clientSession) reportAndLog(err error) {
 
 // sendError writes an ErrorResponse to the client, when nothing else is writing to it.
 func (c *clientSession) sendError(e *protocol.Error) {
-	c.noteError(nil, e.Code)
-	c.wmu.Lock()
-	defer c.wmu.Unlock()
-	_ = c.conn.SetWriteDeadline(time.Now().Add(5 * time.Second))
-	_, _ = c.w.Write(protocol.AppendErrorResponse(nil, e))
-	_ = c.w.Flush()
+	c.srv.noteError(c.database, c.user, e.Code)
+	c.client.wmu.Lock()
+	defer c.client.wmu.Unlock()
+	_ = c.client.conn.SetWriteDeadline(time.Now().Add(5 * time.Second))
+	_, _ = c.client.w.Write(protocol.AppendErrorResponse(nil, e))
+	_ = c.client.w.Flush()
 }
 
 func isNormalClose(err error) bool {
 	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, net.ErrClosed) ||
 		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
-}
-
-// writeLocal sends bytes cmpool itself produced, when no lease is active.
-func (c *clientSession) writeLocal(b []byte) error {
-	c.wmu.Lock()
-	defer c.wmu.Unlock()
-	if _, err := c.w.Write(b); err != nil {
-		return err
-	}
-	return c.w.Flush()
 }
 
 func (c *clientSession) currentLease() *lease {
@@ -217,27 +185,31 @@ func (c *clientSession) currentLease() *lease {
 	return l
 }
 
-func (c *clientSession) isClosing() bool { return c.closing.Load() }
+// textCache holds the statement texts a client converted last. A client usually sends
+// the same few statements again and again (BEGIN, a query, COMMIT), and several checks
+// read each one (cmpool's own commands, session state, routing), so the last
+// textCacheSize texts converted are kept and returned again: a statement costs at most
+// one copy, and a repeated one none. Only the client goroutine uses it.
+type textCache struct {
+	texts [textCacheSize]string
+	next  int // the slot the next text replaces
+}
 
-// text returns statement text b as a string. A client usually sends the same few
-// statements again and again (BEGIN, a query, COMMIT), and several checks read each one
-// (cmpool's own commands, session state, routing), so the last textCache texts converted
-// are kept and returned again: a statement costs at most one copy, and a repeated one
-// none. Only the client goroutine calls it.
-func (c *clientSession) text(b []byte) string {
-	for _, t := range c.texts {
+// textCacheSize is how many statement texts a client keeps converted.
+const textCacheSize = 4
+
+// text returns statement text b as a string.
+func (tc *textCache) text(b []byte) string {
+	for _, t := range tc.texts {
 		if string(b) == t && (len(t) > 0 || len(b) == 0) {
 			return t
 		}
 	}
 	t := string(b)
-	c.texts[c.textNext] = t
-	c.textNext = (c.textNext + 1) % textCache
+	tc.texts[tc.next] = t
+	tc.next = (tc.next + 1) % textCacheSize
 	return t
 }
-
-// textCache is how many statement texts a client keeps converted.
-const textCache = 4
 
 // queryText is the query string of a whole simple Query message, without its
 // terminating zero byte.

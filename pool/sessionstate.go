@@ -93,19 +93,17 @@ func appendUnique(list []string, s string) []string {
 	return append(list, s)
 }
 
-// warnSessionBound tells the client that what it just did will not outlive the
-// transaction. It is written between whole messages, under wmu.
-func (c *clientSession) warnSessionBound() {
+// sessionBoundWarning is the notice that tells a client in mode that what it just did
+// will not outlive the transaction. It is written between whole messages, under
+// clientConn.wmu (writeLocal).
+func (m Mode) sessionBoundWarning() []byte {
 	n := pgproto3.NoticeResponse{
 		Severity: "WARNING", SeverityUnlocalized: "WARNING", Code: "01000",
-		Message: fmt.Sprintf("session advisory locks and WITH HOLD cursors do not outlive the transaction in %s pooling mode", c.mode),
+		Message: fmt.Sprintf("session advisory locks and WITH HOLD cursors do not outlive the transaction in %s pooling mode", m),
 		Hint:    "cmpool resets the server connection when this transaction ends; use pool_mode = session for session state",
 	}
 	b, _ := n.Encode(nil)
-	c.wmu.Lock()
-	_, _ = c.w.Write(b)
-	_ = c.w.Flush()
-	c.wmu.Unlock()
+	return b
 }
 
 // syncTracked reads back the parameters the lease's transactions changed, makes them the
@@ -153,10 +151,10 @@ func resetServer(sc *serverConn, timeout time.Duration) bool {
 	return true
 }
 
-// refuseListen is the error for LISTEN outside session mode.
-func (c *clientSession) refuseListen() *protocol.Error {
+// refuseListen is the error for LISTEN in mode, when it is not session mode.
+func (m Mode) refuseListen() *protocol.Error {
 	pe := protocol.NewError(protocol.CodeFeatureNotSupported,
-		fmt.Sprintf("LISTEN is not supported in %s pooling mode: notifications would reach whichever client next uses the server", c.mode))
+		fmt.Sprintf("LISTEN is not supported in %s pooling mode: notifications would reach whichever client next uses the server", m))
 	pe.Hint = "listen on a connection with pool_mode = session, or connect directly"
 	return pe
 }

@@ -79,22 +79,18 @@ func (l *lease) flushBytes() {
 	}
 }
 
-// noteError counts an ErrorResponse sent to the client with SQLSTATE code. bp is the
-// pool whose server raised it, or nil for cmpool's own errors.
-func (c *clientSession) noteError(bp *backendPool, code string) {
+// noteError counts an ErrorResponse cmpool itself sent to a client of database and user,
+// with SQLSTATE code. (Errors from servers are counted by noteServerError.)
+func (s *Server) noteError(database, user, code string) {
 	if code == "" {
 		code = protocol.CodeInternalError
 	}
-	c.srv.errors.add(code)
-	backend := ""
-	if bp != nil {
-		backend = bp.Name
-	}
-	c.srv.observer.Observe(Event{Kind: EventError, Database: c.database, User: c.user, Backend: backend, Code: code})
+	s.errors.add(code)
+	s.observer.Observe(Event{Kind: EventError, Database: database, User: user, Code: code})
 }
 
 // noteServerError counts an ErrorResponse from l's server on its way to the client. The
-// relay calls it holding c.wmu: the Observer hears of it from reportReady.
+// relay calls it holding c.client.wmu: the Observer hears of it from reportReady.
 func (l *lease) noteServerError(code string) {
 	c := l.c
 	if code == "" {
@@ -104,9 +100,9 @@ func (l *lease) noteServerError(code string) {
 	l.ready.errCode = code
 }
 
-// noteWait counts a client's wait of d for a server of bp.
-func (c *clientSession) noteWait(bp *backendPool, d time.Duration) {
+// noteWait counts a wait of d for a server of bp, by a client of database and user.
+func (s *Server) noteWait(database, user string, bp *backendPool, d time.Duration) {
 	bp.counters.waits.Add(1)
 	bp.counters.waitTime.Add(int64(d))
-	c.srv.observer.Observe(Event{Kind: EventWait, Database: c.database, User: c.user, Backend: bp.Name, Duration: d})
+	s.observer.Observe(Event{Kind: EventWait, Database: database, User: user, Backend: bp.Name, Duration: d})
 }

@@ -142,17 +142,17 @@ func (s *Server) clientSnapshot(details bool) []admin.Client {
 				cl.ApplicationName = c.settings.Value("application_name")
 				cl.PreparedStatements = c.stmts.Len()
 				c.mu.Unlock()
-				if c.tlsConn != nil {
-					st := c.tlsConn.ConnectionState()
+				if c.client.tlsConn != nil {
+					st := c.client.tlsConn.ConnectionState()
 					cl.TLS = tls.VersionName(st.Version) + "/" + tls.CipherSuiteName(st.CipherSuite)
 				}
 			}
-			cl.Addr, cl.LocalAddr = c.conn.RemoteAddr().String(), c.conn.LocalAddr().String()
+			cl.Addr, cl.LocalAddr = c.client.conn.RemoteAddr().String(), c.client.conn.LocalAddr().String()
 			cl.ConnectTime, cl.RequestTime = c.connectedAt, c.connectedAt
 			if r := c.requestAt.Load(); r != 0 {
 				cl.RequestTime = time.Unix(0, r)
 			}
-			cl.CloseNeeded = c.isClosing()
+			cl.CloseNeeded = c.closing.Load()
 			cl.Ptr = clientPtr(c.id)
 		}
 		out = append(out, cl)

@@ -20,22 +20,22 @@ import (
 // startup negotiates SSL, reads the StartupMessage, logs the client in and sends the
 // initial parameter statuses, all under client_login_timeout.
 func (c *clientSession) startup(ctx context.Context) error {
-	_ = c.conn.SetDeadline(time.Now().Add(c.srv.conf().ClientLoginTimeout))
-	if c.isClosing() {
+	_ = c.client.conn.SetDeadline(time.Now().Add(c.srv.conf().ClientLoginTimeout))
+	if c.closing.Load() {
 		// Shutdown began before this goroutine ran: its drain deadline stands.
-		_ = c.conn.SetReadDeadline(time.Now().Add(drainGrace))
+		_ = c.client.conn.SetReadDeadline(time.Now().Add(drainGrace))
 	}
 	var req *protocol.StartupRequest
 	for sslDone, gssDone := false, false; ; {
 		var err error
 		if !sslDone {
-			sslDone, err = c.maybeDirectTLS(ctx)
+			sslDone, err = c.client.maybeDirectTLS(ctx, &c.srv.clientTLS, c.log)
 		}
 		if err == nil {
-			req, err = protocol.ReadStartupRequest(c.r)
+			req, err = protocol.ReadStartupRequest(c.client.r)
 		}
 		if err != nil {
-			if isTimeout(err) && c.isClosing() {
+			if isTimeout(err) && c.closing.Load() {
 				return protocol.NewFatal(protocol.CodeAdminShutdown, "cmpool is shutting down")
 			}
 			if isTimeout(err) {
@@ -46,13 +46,13 @@ func (c *clientSession) startup(ctx context.Context) error {
 		switch {
 		case req.SSL && !sslDone:
 			sslDone = true
-			if err := c.negotiateSSL(ctx); err != nil {
+			if err := c.client.negotiateSSL(ctx, &c.srv.clientTLS, c.log); err != nil {
 				return err
 			}
 			continue
 		case req.GSSENC && !gssDone:
 			gssDone = true
-			if _, err := c.conn.Write([]byte{'N'}); err != nil {
+			if _, err := c.client.conn.Write([]byte{'N'}); err != nil {
 				return err
 			}
 			continue
@@ -76,7 +76,7 @@ func (c *clientSession) startup(ctx context.Context) error {
 	}
 	if req.NeedsNegotiation() {
 		b, _ := req.NegotiateMessage().Encode(nil)
-		_, _ = c.w.Write(b)
+		_, _ = c.client.w.Write(b)
 	}
 	if c.srv.overClientLimit() {
 		return protocol.NewFatal(protocol.CodeTooManyConnections,
@@ -97,17 +97,17 @@ func (c *clientSession) startup(ctx context.Context) error {
 			params[session.CanonicalName(k)] = v
 		}
 	}
-	c.route = router.RouteAuto
+	c.routing.route = router.RouteAuto
 	if r, ok := params["cmpool.route"]; ok {
 		delete(params, "cmpool.route")
 		route, err := router.ParseRoute(r)
 		if err != nil {
 			return protocol.NewFatal("22023", err.Error())
 		}
-		c.route = route
+		c.routing.route = route
 	}
 	if r := c.srv.conf().Databases[c.database].Route; r != "" {
-		c.route = r
+		c.routing.route = r
 	}
 	c.settings = session.NewSettings(params)
 	if err := c.authenticate(ctx); err != nil {
@@ -125,7 +125,7 @@ func (c *clientSession) startup(ctx context.Context) error {
 	if err != nil {
 		return protocol.NewFatal(protocol.CodeInvalidCatalogName, err.Error())
 	}
-	c.pool, c.poolGen = bp, gen
+	c.pools = clientPools{srv: c.srv, database: c.database, user: c.user, primary: bp, gen: gen}
 	c.mode = bp.mode
 
 	// While the database is paused, a transaction-mode client logs in without a server,
@@ -139,10 +139,10 @@ func (c *clientSession) startup(ctx context.Context) error {
 
 	// Log in on a real server: it proves the database and user exist, and it gives the
 	// server's canonical values of the client's parameters to report back.
-	acqCtx, cancel := c.waitContext(ctx)
+	acqCtx, cancel := c.srv.waitContext(ctx)
 	defer cancel()
 	if err := c.waitUnpaused(acqCtx); err != nil {
-		return c.acquireError(err, true)
+		return c.srv.acquireError(err, true)
 	}
 	// Waiting here counts as waiting for a server, as it does later.
 	start := nanotime()
@@ -150,19 +150,19 @@ func (c *clientSession) startup(ctx context.Context) error {
 	res, err := bp.Acquire(acqCtx)
 	for attempt := 0; errors.Is(err, puddle.ErrClosedPool) && !c.srv.closing.Load() && attempt < 3; attempt++ {
 		// A reload or a promotion replaced the pool meanwhile: take the new one.
-		if bp, err = c.poolAt(backendPrimary); err == nil {
+		if bp, err = c.pools.at(backendPrimary); err == nil {
 			res, err = bp.Acquire(acqCtx)
 		}
 	}
 	c.waitingSince.Store(0)
 	if d := time.Duration(nanotime() - start); d > time.Millisecond {
-		c.noteWait(bp, d)
+		c.srv.noteWait(c.database, c.user, bp, d)
 	}
 	if err != nil {
 		// With the primary down, a replica can log the client in: its reads still work.
-		rbp, rres := c.loginOnReplica(ctx, err)
+		rbp, rres := c.pools.loginOnReplica(ctx, err, c.mode, c.log)
 		if rres == nil {
-			return c.acquireError(err, true)
+			return c.srv.acquireError(err, true)
 		}
 		bp, res = rbp, rres
 	}
@@ -234,8 +234,8 @@ func (c *clientSession) welcome(report map[string]string) error {
 	}
 	out, _ = (&pgproto3.BackendKeyData{ProcessID: c.key.pid, SecretKey: c.key.secret[:]}).Encode(out)
 	out = protocol.AppendReadyForQuery(out, 'I')
-	_ = c.conn.SetDeadline(time.Time{})
-	if err := c.writeLocal(out); err != nil {
+	_ = c.client.conn.SetDeadline(time.Time{})
+	if err := c.client.writeLocal(out); err != nil {
 		return err
 	}
 	c.loggedIn.Store(true)
@@ -244,7 +244,7 @@ func (c *clientSession) welcome(report map[string]string) error {
 	if c.closing.Load() {
 		// A drain began during the login: the client's first request is on its way.
 		c.closeAt.Store(nanotime() + int64(drainGrace))
-		_ = c.conn.SetReadDeadline(time.Now().Add(drainGrace))
+		_ = c.client.conn.SetReadDeadline(time.Now().Add(drainGrace))
 	}
 	c.mu.Unlock()
 	return nil

@@ -18,10 +18,11 @@ func tempObjectOf[T string | []byte](q T) string {
 	return router.TempObject(string(q))
 }
 
-// refuseTempObject is the error for creating a temporary object outside session mode.
-func (c *clientSession) refuseTempObject(what string) *protocol.Error {
+// refuseTempObject is the error for creating a temporary object in mode, when it is not
+// session mode.
+func (m Mode) refuseTempObject(what string) *protocol.Error {
 	pe := protocol.NewError(protocol.CodeFeatureNotSupported,
-		fmt.Sprintf("cannot create %s in %s pooling mode: temporary objects do not outlive the transaction, and later statements naming it would reach another object", what, c.mode))
+		fmt.Sprintf("cannot create %s in %s pooling mode: temporary objects do not outlive the transaction, and later statements naming it would reach another object", what, m))
 	pe.Hint = "create temporary tables ON COMMIT DROP (or drop them in the same query string), or use pool_mode = session"
 	return pe
 }

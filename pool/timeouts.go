@@ -27,17 +27,17 @@ func (c *clientSession) armIdleTimeout(inTx bool) {
 		return
 	}
 	c.idleArmed.Store(true)
-	_ = c.conn.SetReadDeadline(time.Now().Add(d))
-	if c.isClosing() {
+	_ = c.client.conn.SetReadDeadline(time.Now().Add(d))
+	if c.closing.Load() {
 		// A drain has begun: close at its deadline for this client (see requestClose).
-		_ = c.conn.SetReadDeadline(time.Now().Add(time.Duration(max(0, c.closeAt.Load()-nanotime()))))
+		_ = c.client.conn.SetReadDeadline(time.Now().Add(time.Duration(max(0, c.closeAt.Load()-nanotime()))))
 	}
 }
 
 // disarmIdleTimeout clears an idle deadline after the client sent something.
 func (c *clientSession) disarmIdleTimeout() {
-	if c.idleArmed.Swap(false) && !c.isClosing() {
-		_ = c.conn.SetReadDeadline(time.Time{})
+	if c.idleArmed.Swap(false) && !c.closing.Load() {
+		_ = c.client.conn.SetReadDeadline(time.Time{})
 	}
 }
 

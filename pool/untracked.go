@@ -52,9 +52,9 @@ type funcSettings struct {
 	at  int64  // nanotime when judged
 }
 
-// judgedFunc returns the judgement of function f still in force, if any.
-func (c *clientSession) judgedFunc(f string, gen uint64, now int64) (funcSettings, bool) {
-	e, ok := c.srv.funcSettings.Load(c.database + "\x00" + f)
+// judgedFunc returns the judgement of function f of database still in force, if any.
+func (s *Server) judgedFunc(database, f string, gen uint64, now int64) (funcSettings, bool) {
+	e, ok := s.funcSettings.Load(database + "\x00" + f)
 	if !ok {
 		return funcSettings{}, false
 	}
@@ -78,7 +78,7 @@ func (l *lease) untrackedChanges() bool {
 	}
 	gen, now := c.srv.stmts.SchemaGen(), nanotime()
 	for _, f := range l.settingFuncs {
-		if fs, ok := c.judgedFunc(f, gen, now); !ok || fs.MayChange {
+		if fs, ok := c.srv.judgedFunc(c.database, f, gen, now); !ok || fs.MayChange {
 			return true
 		}
 	}
@@ -122,7 +122,7 @@ func (l *lease) syncUntracked() bool {
 	gen, now := c.srv.stmts.SchemaGen(), nanotime()
 	var judge []string
 	for _, f := range funcs {
-		fs, ok := c.judgedFunc(f, gen, now)
+		fs, ok := c.srv.judgedFunc(c.database, f, gen, now)
 		if !ok {
 			judge = append(judge, f)
 			continue

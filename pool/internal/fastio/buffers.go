@@ -220,7 +220,7 @@ func (b *Reader) Read(p []byte) (int, error) {
 
 // Writer is a buffered writer to the client that holds a bufio.Writer from
 // writeBufs only while it has unflushed data. Like the bufio.Writer it replaces, it is used
-// under clientSession.wmu or by the one goroutine that owns the client's writes.
+// under the client's write lock or by the one goroutine that owns the client's writes.
 type Writer struct {
 	dst io.Writer
 	w   *bufio.Writer // nil while nothing is buffered

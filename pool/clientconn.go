@@ -1,0 +1,116 @@
+package pool
+
+import (
+	"context"
+	"crypto/tls"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+
+	"github.com/cmlite/cmpool/pool/internal/auth"
+	"github.com/cmlite/cmpool/pool/internal/fastio"
+	"github.com/cmlite/cmpool/protocol"
+)
+
+// clientConn is a client's socket, with its buffered reader and writer. The client
+// goroutine reads (r, fr) and sets up TLS during startup; writes (w) go under wmu, since
+// both the relay (server replies) and the client goroutine (cmpool's own answers) write.
+type clientConn struct {
+	conn net.Conn
+	// tlsConn is the TLS layer over conn once TLS is negotiated; r and w then use it.
+	// tlsEndPoint is its tls-server-end-point channel binding data.
+	tlsConn     *tls.Conn
+	tlsEndPoint []byte
+	r           *fastio.Reader
+	fr          *protocol.FrameReader
+	maxPacket   int // the frame reader's largest message body (max_packet_size)
+	// w writes to the client, under wmu (see clientSession.client for the lock order).
+	w   *fastio.Writer
+	wmu sync.Mutex
+}
+
+// newClientConn reads and writes conn through r and the writer of w.
+func newClientConn(conn net.Conn, r *fastio.Reader, w *fastio.Writer, maxPacket int) clientConn {
+	return clientConn{conn: conn, r: r, fr: protocol.NewFrameReader(r, maxPacket), maxPacket: maxPacket, w: w}
+}
+
+// writeLocal sends bytes cmpool itself produced, when no lease is active.
+func (cc *clientConn) writeLocal(b []byte) error {
+	cc.wmu.Lock()
+	defer cc.wmu.Unlock()
+	if _, err := cc.w.Write(b); err != nil {
+		return err
+	}
+	return cc.w.Flush()
+}
+
+// negotiateSSL answers an SSLRequest: 'S' and a TLS handshake when client TLS is on
+// (tlsConf holds its configuration), else 'N'.
+func (cc *clientConn) negotiateSSL(ctx context.Context, tlsConf *atomic.Pointer[tls.Config], log *slog.Logger) error {
+	tc := tlsConf.Load()
+	if tc == nil {
+		_, err := cc.conn.Write([]byte{'N'})
+		return err
+	}
+	// Bytes after the SSLRequest would have been sent in the clear but read as if they
+	// came through TLS (CVE-2021-23214): refuse them.
+	if cc.r.Buffered() > 0 {
+		return protocol.NewFatal(protocol.CodeProtocolViolation, "received unencrypted data after SSL request")
+	}
+	if _, err := cc.conn.Write([]byte{'S'}); err != nil {
+		return err
+	}
+	return cc.handshake(ctx, tc, false, log)
+}
+
+// maybeDirectTLS starts TLS at once when the client's first byte begins a TLS handshake
+// (direct TLS, PostgreSQL 17's sslnegotiation=direct), with the configuration tlsConf holds
+// then (nil when client TLS is off). It reports whether it did.
+func (cc *clientConn) maybeDirectTLS(ctx context.Context, tlsConf *atomic.Pointer[tls.Config], log *slog.Logger) (bool, error) {
+	b, err := cc.r.Peek(1)
+	if err != nil {
+		return false, err
+	}
+	if !auth.StartsTLS(b[0]) {
+		return false, nil
+	}
+	tc := tlsConf.Load()
+	if tc == nil {
+		return false, protocol.NewFatal(protocol.CodeProtocolViolation, "direct TLS connection, but client TLS is disabled")
+	}
+	return true, cc.handshake(ctx, tc, true, log)
+}
+
+// handshake runs the TLS handshake on the raw connection; the reader and writer then go
+// through TLS.
+func (cc *clientConn) handshake(ctx context.Context, tc *tls.Config, direct bool, log *slog.Logger) error {
+	var conn = cc.conn
+	if direct {
+		// The first bytes are already in cc.r: hand them to TLS.
+		conn = &prefixConn{Conn: cc.conn, r: cc.r}
+	}
+	t, err := auth.Handshake(ctx, conn, tc, direct, log)
+	if err != nil {
+		return err
+	}
+	if direct {
+		// cc.r's buffer is drained into TLS; read through a fresh buffer.
+		cc.r = fastio.NewReader(t)
+		cc.fr = protocol.NewFrameReader(cc.r, cc.maxPacket)
+	} else {
+		cc.r.Reset(t)
+	}
+	cc.w.Reset(t)
+	cc.tlsConn = t
+	cc.tlsEndPoint = auth.EndPoint(tc)
+	return nil
+}
+
+// prefixConn reads through r, which holds bytes already read from Conn.
+type prefixConn struct {
+	net.Conn
+	r *fastio.Reader
+}
+
+func (p *prefixConn) Read(b []byte) (int, error) { return p.r.Read(b) }
