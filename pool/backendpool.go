@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/puddle/v2"
 
 	"github.com/cmlite/cmpool/pool/internal/backend"
 )
@@ -49,4 +50,18 @@ func newBackendPool(key poolKey, mode Mode, connCfg *pgconn.Config, size, minSiz
 		return nil, err
 	}
 	return &backendPool{Pool: p, key: key, mode: mode}, nil
+}
+
+// giveBackServer is the one place a server connection taken from a pool goes back to it,
+// or is closed when destroy is set. A lease's server comes here through lease.giveBack,
+// which settles cancels and moves the lease's state first; the few servers that never
+// become a lease (the one a login checks the client's parameters on, one whose
+// parameters failed to apply, one a function's volatility is looked up on) come here
+// directly.
+func (bp *backendPool) giveBackServer(res *puddle.Resource[*serverConn], destroy bool) {
+	if destroy {
+		res.Destroy()
+		return
+	}
+	bp.Release(res)
 }
