@@ -25,18 +25,19 @@ func AppendParse(dst []byte, name, query string, types []byte) []byte {
 
 // AppendClose appends a Close of a statement ('S') or portal ('P').
 func AppendClose(dst []byte, kind byte, name string) []byte {
-	start := len(dst)
-	dst = append(dst, 'C', 0, 0, 0, 0, kind)
-	dst = append(dst, name...)
-	dst = append(dst, 0)
-	binary.BigEndian.PutUint32(dst[start+1:], uint32(len(dst)-start-1))
-	return dst
+	return appendTarget(dst, 'C', kind, name)
 }
 
 // AppendDescribe appends a Describe of a statement ('S') or portal ('P').
 func AppendDescribe(dst []byte, kind byte, name string) []byte {
+	return appendTarget(dst, 'D', kind, name)
+}
+
+// appendTarget appends a message of type typ whose body names one statement ('S') or
+// portal ('P'): Close and Describe.
+func appendTarget(dst []byte, typ, kind byte, name string) []byte {
 	start := len(dst)
-	dst = append(dst, 'D', 0, 0, 0, 0, kind)
+	dst = append(dst, typ, 0, 0, 0, 0, kind)
 	dst = append(dst, name...)
 	dst = append(dst, 0)
 	binary.BigEndian.PutUint32(dst[start+1:], uint32(len(dst)-start-1))
