@@ -1,6 +1,7 @@
 package pool
 
 import (
+	"github.com/cmlite/cmpool/pool/internal/session"
 	"github.com/cmlite/cmpool/pool/internal/stmt"
 	"github.com/cmlite/cmpool/protocol"
 	"github.com/cmlite/cmpool/router"
@@ -10,10 +11,9 @@ import (
 // (lease.stmts) are kept by pool/internal/stmt; these are the session's and the lease's
 // entry points to them.
 
-// statementJudge returns the judge of the statement registry: a statement's traits, as a
-// *queryTraits.
-func statementJudge(cl *router.Classifier) func(string) any {
-	return func(q string) any {
+// statementJudge returns the judge of the statement registry: a statement's traits.
+func statementJudge(cl *router.Classifier) func(string) *session.Traits {
+	return func(q string) *session.Traits {
 		t := withSettingEffects(cl, q, traitsOf(q))
 		return &t
 	}
@@ -39,9 +39,9 @@ func (l *lease) planExtended(msg []byte, out []byte) (_ []byte, warn bool, err e
 		}
 	}
 	out, traits, err := l.stmts.Message(out, msg, s)
-	if t, ok := traits.(*queryTraits); ok {
-		warn = l.applyTraits(*t)
-		l.scheduleRestore(t.Resets, l.sentSeq+1) // the segment this Bind is in
+	if traits != nil {
+		warn = l.applyTraits(*traits)
+		l.scheduleRestore(traits.Resets, l.sentSeq+1) // the segment this Bind is in
 	}
 	return out, warn, err
 }

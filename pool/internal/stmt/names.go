@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sync/atomic"
 
+	"github.com/cmlite/cmpool/pool/internal/session"
 	"github.com/cmlite/cmpool/protocol"
 )
 
@@ -25,7 +26,7 @@ type Names struct {
 	// said of unnamedText, the text of the unnamed statement.
 	unnamed       []byte
 	unnamedGen    uint64
-	unnamedTraits any
+	unnamedTraits *session.Traits
 	unnamedText   string
 	// boundName is the statement name last bound, kept to be reused as long as it is
 	// the same.

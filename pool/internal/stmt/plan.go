@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"sync/atomic"
 
+	"github.com/cmlite/cmpool/pool/internal/session"
 	"github.com/cmlite/cmpool/protocol"
 )
 
@@ -70,7 +71,7 @@ func CachedPlanChanged(msg []byte) bool { return bytes.Contains(msg, cachedPlanC
 // Message appends to out what to send the server for the client's Parse, Bind, Describe
 // or Close msg, and records the replies to expect. traits are the Traits of the statement
 // a Bind binds, if any.
-func (p *Plan) Message(out, msg []byte, s Scope) (_ []byte, traits any, err error) {
+func (p *Plan) Message(out, msg []byte, s Scope) (_ []byte, traits *session.Traits, err error) {
 	typ, body := msg[0], msg[protocol.HeaderLen:]
 	n := s.Names
 	seg := s.Segment

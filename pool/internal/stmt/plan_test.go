@@ -8,6 +8,7 @@ import (
 	"github.com/jackc/pgx/v5/pgproto3"
 	"github.com/stretchr/testify/require"
 
+	settings "github.com/cmlite/cmpool/pool/internal/session"
 	"github.com/cmlite/cmpool/pool/internal/stmt"
 	"github.com/cmlite/cmpool/protocol"
 )
@@ -298,11 +299,11 @@ func TestNamesDeferredParses(t *testing.T) {
 
 func TestRegistry(t *testing.T) {
 	reg := stmt.NewRegistry()
-	reg.Judge = func(q string) any { return "judged " + q }
+	reg.Judge = func(q string) *settings.Traits { return &settings.Traits{SettingNames: []string{"judged " + q}} }
 	s1 := reg.Get("SELECT 1", noTypes)
 	require.Same(t, s1, reg.Get("SELECT 1", noTypes))
 	require.NotSame(t, s1, reg.Get("SELECT 1", []byte{0, 1, 0, 0, 0, 23}), "parameter types are part of the key")
-	require.Equal(t, "judged SELECT 1", s1.Traits)
+	require.Equal(t, []string{"judged SELECT 1"}, s1.Traits.SettingNames)
 	require.Equal(t, "SELECT 1", s1.Query)
 
 	reg.NoteCommandTag([]byte("SELECT 1"))

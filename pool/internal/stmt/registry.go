@@ -38,6 +38,7 @@ import (
 	"sync/atomic"
 	"weak"
 
+	"github.com/cmlite/cmpool/pool/internal/session"
 	"github.com/cmlite/cmpool/protocol"
 )
 
@@ -51,8 +52,9 @@ type Stmt struct {
 	key   string // query and parameter types
 	Query string
 	parse []byte // the Parse message servers get, header included
-	// Traits is what the registry's Judge said of Query; this package never reads it.
-	Traits any
+	// Traits is what the registry's Judge said of Query (nil without a Judge); this
+	// package never reads it.
+	Traits *session.Traits
 	gen    uint64 // the registry's schema generation when it was named
 }
 
@@ -79,7 +81,7 @@ type Registry struct {
 	schemaGen atomic.Uint64
 	// Judge, if set, gives a new statement's Traits from its text; it may be slow (it is
 	// called once per text, without the registry's lock). Set it before first use.
-	Judge func(query string) any
+	Judge func(query string) *session.Traits
 }
 
 // NewRegistry returns an empty registry.
@@ -113,7 +115,7 @@ func (r *Registry) Get(query string, types []byte) *Stmt {
 	}
 	r.mu.Unlock()
 	// A new text: judge it outside the lock (the judge may parse it).
-	var t any
+	var t *session.Traits
 	if r.Judge != nil {
 		t = r.Judge(query)
 	}
