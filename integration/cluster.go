@@ -71,7 +71,9 @@ type Node struct {
 	// Role is RolePrimary or RoleReplica. Promote turns a replica into a primary.
 	Role string
 
-	running bool // guarded by Cluster.mu
+	running      bool // guarded by Cluster.mu
+	paused       bool // PauseNode froze it; guarded by Cluster.mu
+	disconnected bool // DisconnectNode took it off the network; guarded by Cluster.mu
 }
 
 // URL returns a connection URL for the node, such as
@@ -200,8 +202,12 @@ func (c *Cluster) Stop() error {
 	c.stopped = true
 	nodes := slices.Clone(c.nodes)
 	c.mu.Unlock()
+	var resumeErrs []error
+	for _, n := range nodes {
+		resumeErrs = append(resumeErrs, c.resume(n)) // a frozen server cannot shut down
+	}
 	if c.docker != nil {
-		return c.docker.remove(c)
+		return errors.Join(append(resumeErrs, c.docker.remove(c))...)
 	}
 
 	errs := make([]error, len(nodes))
@@ -210,6 +216,7 @@ func (c *Cluster) Stop() error {
 		wg.Go(func() { errs[i] = c.stopServer(n, "immediate") })
 	}
 	wg.Wait()
+	errs = append(errs, resumeErrs...)
 	c.mu.Lock()
 	for _, n := range nodes {
 		n.running = false
@@ -237,6 +244,9 @@ func (c *Cluster) StopNode(n *Node) error {
 	c.mu.Unlock()
 	if !running {
 		return nil
+	}
+	if err := c.resume(n); err != nil {
+		return err
 	}
 	var err error
 	if c.docker != nil {
@@ -267,6 +277,9 @@ func (c *Cluster) KillNode(n *Node) error {
 	c.mu.Unlock()
 	if !running {
 		return nil
+	}
+	if err := c.resume(n); err != nil {
+		return err
 	}
 	if c.docker != nil {
 		if err := c.docker.killNode(n); err != nil {

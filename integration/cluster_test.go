@@ -3,6 +3,7 @@ package integration_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"strings"
 	"testing"
@@ -188,4 +189,49 @@ func TestStartFailureCleansUp(t *testing.T) {
 	entries, err := os.ReadDir(parent)
 	require.NoError(t, err)
 	require.Empty(t, entries, "a failed start removes its files")
+}
+
+// TestClusterPauseNode: a paused node keeps its connections but answers nothing on them until
+// it is resumed; then what was asked meanwhile is answered. On both backends.
+func TestClusterPauseNode(t *testing.T) {
+	t.Parallel()
+	c := integration.StartCluster(t, integration.Options{})
+	waiting := dial(t, c.Primary)
+	probe := dial(t, c.Primary)
+	require.NoError(t, c.PauseNode(c.Primary))
+	require.NoError(t, c.PauseNode(c.Primary), "pausing a paused node does nothing")
+
+	answered := make(chan error, 1)
+	go func() {
+		var n int
+		err := waiting.QueryRow(t.Context(), "SELECT 42").Scan(&n)
+		if err == nil && n != 42 {
+			err = fmt.Errorf("got %d", n)
+		}
+		answered <- err
+	}()
+	ctx, cancel := context.WithTimeout(t.Context(), time.Second)
+	defer cancel()
+	_, err := probe.Exec(ctx, "SELECT 1")
+	require.Error(t, err, "a paused server answers nothing")
+	select {
+	case err := <-answered:
+		t.Fatalf("a query was answered while the server was paused: %v", err)
+	default:
+	}
+
+	require.NoError(t, c.ResumeNode(c.Primary))
+	require.NoError(t, <-answered, "the query asked during the pause is answered after it")
+	var one int
+	require.NoError(t, dial(t, c.Primary).QueryRow(t.Context(), "SELECT 1").Scan(&one))
+
+	require.NoError(t, c.PauseNode(c.Primary))
+	require.NoError(t, c.StopNode(c.Primary), "a paused node can be stopped")
+	require.NoError(t, c.StartNode(t.Context(), c.Primary))
+	require.NoError(t, c.PauseNode(c.Primary))
+	// Stop, at the end of the test, resumes it first.
+
+	if c.Backend() == integration.BackendLocal {
+		require.ErrorIs(t, c.DisconnectNode(c.Primary), integration.ErrContainerBackendOnly)
+	}
 }

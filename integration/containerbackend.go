@@ -9,6 +9,7 @@ import (
 	"maps"
 	"net"
 	"net/netip"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -25,18 +26,30 @@ import (
 //   - Each replica runs containerReplicaEntrypoint as the postgres user: pg_basebackup -R from
 //     the primary by its network alias, then docker-entrypoint.sh, which finds the data
 //     directory initialized and starts the server as a standby.
-//   - Port 5432 of each container is published on a host port chosen like the local backend's
-//     ports, so that a node keeps its URL across StopNode and StartNode.
+//   - Each server listens on a port chosen like the local backend's ports ($PGPORT), which
+//     is published on the same host port: a node keeps its URL across StopNode and
+//     StartNode, and inet_server_port() is Node.Port on both backends.
+//   - Every container and the network carry the label org.cmpool.integration.owner, naming
+//     the machine and the process that made them. Stop removes them; a process that died
+//     before its Stop leaves them behind, and the next Start on that machine removes them.
+//     No reaper container (testcontainers-go's Ryuk) is needed.
 
 const (
-	containerPort    = 5432
-	containerPortTCP = "5432/tcp"
-	initScriptPath   = "/docker-entrypoint-initdb.d/cmpool-harness.sh"
+	initScriptPath = "/docker-entrypoint-initdb.d/cmpool-harness.sh"
 	// containerReadyTimeout bounds each wait for a container's server: the primary's first
 	// start runs initdb and restarts once, a replica's runs pg_basebackup.
 	containerReadyTimeout = 2 * time.Minute
 	containerShmSize      = 256 << 20 // Docker's default /dev/shm of 64 MB is small for parallel queries
 	heredocEnd            = "CMPOOL_HARNESS_EOF"
+	// exitCheckInterval is how often a wait for a container's server checks that the
+	// container still runs.
+	exitCheckInterval = 250 * time.Millisecond
+)
+
+// Labels on the containers and networks of the container backend.
+const (
+	LabelNode  = "org.cmpool.integration.node"  // the node's name
+	LabelOwner = "org.cmpool.integration.owner" // "HOSTNAME/PID" of the process that made it
 )
 
 // dockerCluster is the container backend's part of a Cluster.
@@ -68,6 +81,11 @@ func startContainers(ctx context.Context, opts Options, image string) (*Cluster,
 	if err != nil {
 		return nil, fmt.Errorf("integration: docker host: %w", err)
 	}
+	if opts.Image == "" && os.Getenv(EnvImage) == "" {
+		if ok, err := e.HasImage(ctx, LocalImage); err == nil && ok {
+			image = LocalImage
+		}
+	}
 	d := &dockerCluster{engine: e, image: image, logf: logf, containers: map[*Node]Container{}}
 	if isLoopbackHost(host) {
 		// A local engine: publish on loopback only, and connect there directly rather than
@@ -85,11 +103,12 @@ func startContainers(ctx context.Context, opts Options, image string) (*Cluster,
 
 	begin := time.Now()
 	c.logf("integration: starting postgres containers from %s", image)
-	if d.network, err = e.NewNetwork(ctx); err != nil {
+	removeLeftovers(ctx, e, logf)
+	if d.network, err = e.NewNetwork(ctx, map[string]string{LabelOwner: ownerLabel()}); err != nil {
 		return nil, fmt.Errorf("integration: create docker network: %w", err)
 	}
 	c.Primary = c.newContainerNode("primary", RolePrimary, host)
-	spec, err := d.nodeSpec(opts, c.Primary, "")
+	spec, err := d.nodeSpec(opts, c.Primary, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -126,45 +145,44 @@ func (c *Cluster) newContainerNode(name, role, host string) *Node {
 	return n
 }
 
-// nodeSpec is node n's container, but for its host port (runNode picks it):
+// nodeSpec is node n's container, but for its port (runNode picks it and sets Port, HostPort
+// and $PGPORT):
 //
-//   - every node is on the cluster's network with its name as alias, and publishes port
-//     5432 on the host, with a label naming it;
+//   - every node is on the cluster's network with its name as alias, and publishes its port
+//     on the host, with labels naming it and its owner;
 //   - the primary is initialized by the image's entrypoint, with trust authentication, which
 //     runs containerInitScript;
-//   - a replica runs containerReplicaEntrypoint (cloning primaryHost) as the postgres user.
-func (d *dockerCluster) nodeSpec(opts Options, n *Node, primaryHost string) (ContainerSpec, error) {
+//   - a replica runs containerReplicaEntrypoint (cloning primary) as the postgres user.
+func (d *dockerCluster) nodeSpec(opts Options, n *Node, primary *Node) (ContainerSpec, error) {
 	spec := ContainerSpec{
 		Image:   d.image,
 		Network: d.network,
 		Alias:   n.Name,
-		Port:    containerPortTCP,
 		HostIP:  d.bindIP,
 		ShmSize: containerShmSize,
-		Labels:  map[string]string{"org.cmpool.integration.node": n.Name},
+		Env:     map[string]string{},
+		Labels:  map[string]string{LabelNode: n.Name, LabelOwner: ownerLabel()},
 		Logf:    d.logf,
 	}
 	if n.Role != RolePrimary {
 		spec.User = Superuser
-		spec.Entrypoint = []string{"sh", "-c", containerReplicaEntrypoint(n.Name, primaryHost)}
+		spec.Entrypoint = []string{"sh", "-c", containerReplicaEntrypoint(n.Name, primary.Name, primary.Port)}
 		return spec, nil
 	}
 	script, err := containerInitScript(opts)
 	if err != nil {
 		return ContainerSpec{}, err
 	}
-	spec.Env = map[string]string{
-		"POSTGRES_USER":             Superuser,
-		"POSTGRES_HOST_AUTH_METHOD": "trust",
-		"POSTGRES_INITDB_ARGS":      "-E UTF8 --locale=C --no-sync",
-	}
+	spec.Env["POSTGRES_USER"] = Superuser
+	spec.Env["POSTGRES_HOST_AUTH_METHOD"] = "trust"
+	spec.Env["POSTGRES_INITDB_ARGS"] = "-E UTF8 --locale=C --no-sync"
 	spec.Files = []ContainerFile{{Path: initScriptPath, Content: script, Mode: 0o755}}
 	return spec, nil
 }
 
 // initReplica starts a replica container, which clones the primary, and waits until it streams.
 func (d *dockerCluster) initReplica(ctx context.Context, c *Cluster, opts Options, n *Node, backup *sync.Mutex) error {
-	spec, err := d.nodeSpec(opts, n, c.Primary.Name)
+	spec, err := d.nodeSpec(opts, n, c.Primary)
 	if err != nil {
 		return err
 	}
@@ -181,15 +199,16 @@ func (d *dockerCluster) initReplica(ctx context.Context, c *Cluster, opts Option
 	return nil
 }
 
-// runNode creates and starts n's container on a free host port, trying another port if the
+// runNode creates and starts n's container on a free port, trying another port if the
 // chosen one was taken meanwhile, and waits until the server accepts connections from the host.
+// The server listens on that port in the container too.
 func (d *dockerCluster) runNode(ctx context.Context, c *Cluster, n *Node, spec ContainerSpec) error {
 	var err error
 	for range portAttempts {
 		if n.Port, err = c.freePort(); err != nil {
 			return err
 		}
-		spec.HostPort = n.Port
+		spec = withPort(spec, n.Port)
 		var ctr Container
 		ctr, err = d.engine.Run(ctx, spec)
 		if ctr != nil {
@@ -221,13 +240,54 @@ func (d *dockerCluster) runNode(ctx context.Context, c *Cluster, n *Node, spec C
 	return d.awaitNode(ctx, c, n)
 }
 
+// withPort is spec with its server on port: $PGPORT, published on the same host port.
+func withPort(spec ContainerSpec, port int) ContainerSpec {
+	spec.Env = maps.Clone(spec.Env)
+	if spec.Env == nil {
+		spec.Env = map[string]string{}
+	}
+	spec.Env["PGPORT"] = strconv.Itoa(port)
+	spec.Port = strconv.Itoa(port) + "/tcp"
+	spec.HostPort = port
+	return spec
+}
+
+// errContainerExited ends a wait for a container's server when the container has exited.
+var errContainerExited = errors.New("container exited")
+
 // awaitNode marks n's started container running and waits until its server accepts
-// connections from the host.
+// connections from the host. It gives up as soon as the container has exited.
 func (d *dockerCluster) awaitNode(ctx context.Context, c *Cluster, n *Node) error {
 	c.mu.Lock()
 	n.running = true
 	c.mu.Unlock()
-	if err := c.poll(ctx, n, containerReadyTimeout, "SELECT 1", nil); err != nil {
+	ctr, err := d.container(n)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithCancelCause(ctx)
+	watched := make(chan struct{})
+	go func() {
+		defer close(watched)
+		for {
+			if running, err := ctr.Running(ctx); err == nil && !running {
+				cancel(errContainerExited)
+				return
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(exitCheckInterval):
+			}
+		}
+	}()
+	err = c.poll(ctx, n, containerReadyTimeout, "SELECT 1", nil)
+	cancel(nil)
+	<-watched
+	if err != nil {
+		if errors.Is(context.Cause(ctx), errContainerExited) {
+			err = errContainerExited
+		}
 		return fmt.Errorf("integration: %s does not accept connections on %s: %w%s", n.Name, n.Addr(), err, d.logTail(n))
 	}
 	return nil
@@ -400,4 +460,33 @@ func (d *dockerCluster) logTail(n *Node) string {
 		return ""
 	}
 	return "\n--- tail of the " + n.Name + " container's output ---\n" + strings.Join(lines, "\n")
+}
+
+// pauseNode pauses (docker pause) or unpauses n's container.
+func (d *dockerCluster) pauseNode(n *Node, pause bool) error {
+	ctr, err := d.container(n)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), stopTimeout)
+	defer cancel()
+	if pause {
+		return ctr.Pause(ctx)
+	}
+	return ctr.Unpause(ctx)
+}
+
+// connectNode connects n's container to the cluster's network, under its name, or
+// disconnects it.
+func (d *dockerCluster) connectNode(n *Node, connect bool) error {
+	ctr, err := d.container(n)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), stopTimeout)
+	defer cancel()
+	if connect {
+		return d.network.Connect(ctx, ctr.ID(), n.Name)
+	}
+	return d.network.Disconnect(ctx, ctr.ID())
 }

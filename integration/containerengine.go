@@ -21,18 +21,28 @@ type ContainerEngine interface {
 	Health(ctx context.Context) error
 	// Host is the engine's host as this process reaches its published ports.
 	Host(ctx context.Context) (string, error)
-	// NewNetwork creates a network for one cluster's containers.
-	NewNetwork(ctx context.Context) (ContainerNetwork, error)
+	// NewNetwork creates a network for one cluster's containers, with labels.
+	NewNetwork(ctx context.Context, labels map[string]string) (ContainerNetwork, error)
 	// Run creates and starts a container and waits for nothing more. It returns the container
 	// whenever one was created, also with an error (its start failed), so that it can be
 	// removed.
 	Run(ctx context.Context, spec ContainerSpec) (Container, error)
+	// HasImage reports whether the engine has image without pulling it.
+	HasImage(ctx context.Context, image string) (bool, error)
+	// RemoveLabeled removes the containers (with their volumes) and then the networks that
+	// carry label with a value for which stale returns true, and returns how many it removed.
+	RemoveLabeled(ctx context.Context, label string, stale func(value string) bool) (int, error)
 }
 
 // ContainerNetwork is a network made by ContainerEngine.NewNetwork.
 type ContainerNetwork interface {
 	Name() string
 	Remove(ctx context.Context) error
+	// Disconnect takes the container off the network: it reaches no other container there,
+	// and its published ports, which go through the network, answer nothing.
+	Disconnect(ctx context.Context, containerID string) error
+	// Connect puts the container back on the network under alias.
+	Connect(ctx context.Context, containerID, alias string) error
 }
 
 // Container is a container made by ContainerEngine.Run.
@@ -45,6 +55,9 @@ type Container interface {
 	Running(ctx context.Context) (bool, error)
 	// Start starts the stopped container again.
 	Start(ctx context.Context) error
+	// Pause freezes every process of the container (the cgroup freezer); Unpause thaws them.
+	Pause(ctx context.Context) error
+	Unpause(ctx context.Context) error
 	// Terminate removes the container and its volumes.
 	Terminate(ctx context.Context) error
 	// Logs returns the container's output so far.
@@ -56,7 +69,7 @@ type ContainerSpec struct {
 	Image   string
 	Network ContainerNetwork
 	Alias   string // the node's name on Network
-	// Port is the container port published on the host, as "5432/tcp", on HostIP:HostPort;
+	// Port is the container port published on the host, as "15432/tcp", on HostIP:HostPort;
 	// the zero HostIP means every address.
 	Port     string
 	HostIP   netip.Addr

@@ -11,11 +11,18 @@ import (
 // per-node settings and the TLS files.
 func containerInitScript(opts Options) (string, error) {
 	settings := maps.Clone(opts.Settings)
+	if settings == nil {
+		settings = map[string]string{}
+	}
+	// A partition (DisconnectNode) leaves streaming connections open with nobody at the other
+	// end: both sides give up on them after this, not the default minute.
+	for k, v := range map[string]string{"wal_sender_timeout": "5s", "wal_receiver_timeout": "5s"} {
+		if _, set := settings[k]; !set {
+			settings[k] = v
+		}
+	}
 	files := map[string]string{}
 	if opts.TLSCert != nil {
-		if settings == nil {
-			settings = map[string]string{}
-		}
 		files["server.crt"] = string(opts.TLSCert)
 		files["server.key"] = string(opts.TLSKey)
 		settings["ssl"] = "on"
@@ -56,17 +63,17 @@ func containerInitScript(opts Options) (string, error) {
 	return b.String(), nil
 }
 
-// containerNodeConf holds the settings that differ between the nodes of the container backend:
-// they all listen on 5432 in their own container.
+// containerNodeConf holds the settings that differ between the nodes of the container backend,
+// but for the port, which comes from $PGPORT.
 func containerNodeConf(name string) string {
 	return fmt.Sprintf("# Per-node settings, written by the cmpool integration harness.\ncluster_name = %s\n", quoteConf(name))
 }
 
 // containerReplicaEntrypoint is the shell script a replica's container runs as the postgres
-// user: on its first start it clones the primary (host primaryHost on the Docker network) with
-// pg_basebackup -R and writes its own per-node settings; then it hands over to the image's
-// docker-entrypoint.sh, which starts the server as a standby.
-func containerReplicaEntrypoint(name, primaryHost string) string {
+// user: on its first start it clones the primary (host primaryHost on the Docker network,
+// port primaryPort) with pg_basebackup -R and writes its own per-node settings; then it hands
+// over to the image's docker-entrypoint.sh, which starts the server as a standby.
+func containerReplicaEntrypoint(name, primaryHost string, primaryPort int) string {
 	return fmt.Sprintf(`set -e
 if [ ! -s "$PGDATA/PG_VERSION" ]; then
 	pg_basebackup -h %s -p %d -U %s -D "$PGDATA" -R -X stream -c fast --no-sync
@@ -75,7 +82,7 @@ if [ ! -s "$PGDATA/PG_VERSION" ]; then
 	chmod 700 "$PGDATA"
 fi
 exec docker-entrypoint.sh postgres
-`, shellQuote(primaryHost), containerPort, shellQuote(Superuser), nodeConfFile, heredocEnd, containerNodeConf(name), heredocEnd)
+`, shellQuote(primaryHost), primaryPort, shellQuote(Superuser), nodeConfFile, heredocEnd, containerNodeConf(name), heredocEnd)
 }
 
 // shellQuote quotes s for sh.

@@ -12,8 +12,12 @@ const (
 )
 
 // DefaultImage is the container image used by the container backend when Options.Image and
-// $CMPOOL_TEST_IMAGE are empty.
+// $CMPOOL_TEST_IMAGE are empty and the engine does not have LocalImage.
 const DefaultImage = "postgres:16-alpine"
+
+// LocalImage is the image integration/container/image/build.sh builds without any registry.
+// The container backend prefers it to DefaultImage when the engine has it.
+const LocalImage = "cmpool-test/postgres:15"
 
 // Environment variables that choose the backend when Options leaves it open.
 const (
@@ -39,7 +43,7 @@ type Options struct {
 
 	// Image is the container image for the container backend: an official postgres image or one
 	// built like it (docker-entrypoint.sh, $PGDATA, pg_basebackup). Empty means
-	// $CMPOOL_TEST_IMAGE, else DefaultImage.
+	// $CMPOOL_TEST_IMAGE, else LocalImage when the engine has it, else DefaultImage.
 	Image string
 
 	// Settings are extra postgresql.conf settings for the primary and the replicas. They override
