@@ -21,7 +21,7 @@ var ErrPostgresNotFound = errors.New("integration: PostgreSQL server binaries no
 
 // ErrContainerBackendUnavailable means the container backend cannot run because no Docker engine
 // is reachable (testcontainers-go's provider health check failed). StartCluster skips the test on
-// it, in CI too.
+// it, except in CI.
 var ErrContainerBackendUnavailable = errors.New("integration: container backend unavailable")
 
 // ErrLocalBackendOnly is returned by the operations that only the local backend offers, such as

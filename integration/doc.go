@@ -48,7 +48,7 @@
 // such as cmpool's demo, thus do not link Docker's client.
 //
 // When no Docker engine is reachable, Start returns ErrContainerBackendUnavailable and
-// StartCluster skips the test, in CI too; CheckDocker tells in advance. The container backend's
-// end-to-end test has not run on the machine where cmpool's CI runs, which has no Docker engine.
-// docs/testing.md walks through both backends.
+// StartCluster skips the test, except in CI (CI=true), where it fails it; CheckDocker tells in
+// advance. cmpool's CI starts a Docker engine and builds the image without a registry
+// (integration/container/image/build.sh). docs/testing.md walks through both backends.
 package integration

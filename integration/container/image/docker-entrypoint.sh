@@ -68,7 +68,7 @@ initialize() {
 	printf "\nlisten_addresses = '*'\n" >>"$PGDATA/postgresql.conf"
 
 	# A server for the init scripts that no TCP client can reach yet.
-	pg_ctl -D "$PGDATA" -o "-c listen_addresses=''" -w start >/dev/null
+	pg_ctl -D "$PGDATA" -o "-c listen_addresses=''" -w start
 	local -a psql=(psql -X -q -v ON_ERROR_STOP=1 --username "$user" --no-password)
 	if [ "$db" != "postgres" ]; then
 		"${psql[@]}" --dbname postgres -v db="$db" <<<'CREATE DATABASE :"db";'
@@ -94,7 +94,7 @@ initialize() {
 		*) log "ignoring $f" ;;
 		esac
 	done
-	pg_ctl -D "$PGDATA" -m fast -w stop >/dev/null
+	pg_ctl -D "$PGDATA" -m fast -w stop
 	log "initialization done; starting the server"
 }
 
