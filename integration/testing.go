@@ -54,3 +54,13 @@ func StartCluster(t testing.TB, opts Options) *Cluster {
 	})
 	return c
 }
+
+// LocalBackendOnly skips the test when c runs on the container backend, saying why: what the
+// test needs that only local server processes give, such as their pids (for signals), the data
+// directory, or clients that the server sees coming from 127.0.0.1.
+func LocalBackendOnly(t testing.TB, c *Cluster, why string) {
+	t.Helper()
+	if c.Backend() == BackendContainer {
+		t.Skipf("local backend only: %s", why)
+	}
+}
