@@ -88,7 +88,7 @@ func TestContainerInitScript(t *testing.T) {
 	script, err := integration.ContainerInitScript(integration.Options{
 		Replicas:     2,
 		Settings:     map[string]string{"max_connections": "50", "work_mem": "it's 4MB"},
-		HBA:          []string{"host all nobody 0.0.0.0/0 reject"},
+		HBA:          []string{"host all nobody 0.0.0.0/0 reject", "host all bob 127.0.0.1/32 md5", "hostssl  all carol ::1/128  trust", "local all dave 127.0.0.1/32 peer"},
 		PasswordAuth: true,
 		TLSCert:      []byte("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"),
 		TLSKey:       []byte("-----BEGIN PRIVATE KEY-----\nBBBB\n-----END PRIVATE KEY-----"),
@@ -118,8 +118,10 @@ func TestContainerInitScript(t *testing.T) {
 	require.Equal(t, 1, strings.Count(got, "max_connections = '50'"))
 
 	hba := read("pg_hba.conf")
-	require.NotContains(t, hba, "md5", "pg_hba.conf is replaced")
-	require.True(t, strings.HasPrefix(hba, "# Written by the cmpool integration harness.\nhost all nobody 0.0.0.0/0 reject\n"))
+	require.NotContains(t, hba, "host all all all md5", "pg_hba.conf is replaced")
+	require.True(t, strings.HasPrefix(hba, "# Written by the cmpool integration harness.\nhost all nobody 0.0.0.0/0 reject\n"+
+		"host all bob samenet md5\nhostssl all carol samenet trust\nlocal all dave 127.0.0.1/32 peer\n"),
+		"lines for the test's own address name the Docker network, from which its connections come:\n%s", hba)
 	require.Contains(t, hba, "host    replication  all        0.0.0.0/0     trust")
 	require.Contains(t, hba, "scram-sha-256")
 

@@ -44,7 +44,7 @@ func containerInitScript(opts Options) (string, error) {
 	if err := heredoc(">>", "postgresql.conf", serverConf("*", opts.Replicas, settings)); err != nil {
 		return "", err
 	}
-	if err := heredoc(">", "pg_hba.conf", hbaConf(opts.HBA, opts.PasswordAuth, anyNets)); err != nil {
+	if err := heredoc(">", "pg_hba.conf", hbaConf(containerHBA(opts.HBA), opts.PasswordAuth, anyNets)); err != nil {
 		return "", err
 	}
 	if err := heredoc(">", nodeConfFile, containerNodeConf("primary")); err != nil {
@@ -88,4 +88,20 @@ exec docker-entrypoint.sh postgres
 // shellQuote quotes s for sh.
 func shellQuote(s string) string {
 	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}
+
+// containerHBA is the HBA lines of Options for the container backend. A line for 127.0.0.1/32
+// or ::1/128 means the test's own connections, which a server in a container sees coming from
+// its Docker network's gateway: the address becomes samenet, the network's subnet.
+func containerHBA(lines []string) []string {
+	out := make([]string, len(lines))
+	for i, line := range lines {
+		f := strings.Fields(line)
+		if len(f) >= 5 && strings.HasPrefix(f[0], "host") && (f[3] == "127.0.0.1/32" || f[3] == "::1/128") {
+			f[3] = "samenet"
+			line = strings.Join(f, " ")
+		}
+		out[i] = line
+	}
+	return out
 }
