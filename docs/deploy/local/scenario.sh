@@ -101,13 +101,18 @@ read -r processed failed rc aborted <"$tmp2"
 # pgbench gives up on a client at its first error: the clients whose transactions the kill cut
 # stop there. That is what their applications see too; the count is for the record.
 echo "scenario: primary killed, replica promoted: load across the kill: $processed transactions, pgbench exit $rc, $aborted error lines"
-# cmpool follows the promotion by itself (replica_check_interval): the first write it
-# acknowledges, then a load that must not fail.
+# Each cmpool instance follows the promotion by itself (replica_check_interval): the first
+# write acknowledged through the balancer, then 10 in a row (new connections, spread over the
+# instances), then a load that must not fail.
 resumed=""
-for _ in $(seq 1 120); do
+streak=0
+for _ in $(seq 1 240); do
 	if psql -Atqc "create table if not exists scenario_writes (at timestamptz); insert into scenario_writes values (now())" >/dev/null 2>&1; then
-		resumed=$((SECONDS - promoted))
-		break
+		[ -n "$resumed" ] || resumed=$((SECONDS - promoted))
+		streak=$((streak + 1))
+		[ "$streak" -ge 10 ] && break
+	else
+		streak=0
 	fi
 	sleep 0.5
 done
