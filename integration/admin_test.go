@@ -795,6 +795,7 @@ func TestReloadUsers(t *testing.T) {
 // backend), the next client gets the server and its query runs untouched.
 func TestAdminCancelInFlight(t *testing.T) {
 	c := integration.StartCluster(t, integration.Options{}) // its own: its postmaster is stopped
+	integration.LocalBackendOnly(t, c, "stops the postmaster alone (SIGSTOP by pid) while its backends run on")
 	p := integration.StartProxy(t, c, pool.Config{DefaultPoolSize: 1, AdminUsers: []string{"postgres"}})
 	ctx := ctxT(t, 60*time.Second)
 	a := connect(t, p.URL("", ""), pgx.QueryExecModeSimpleProtocol)

@@ -3,6 +3,7 @@ package integration_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"strings"
 	"testing"
@@ -143,7 +144,9 @@ func TestClusterSettingsAndHBA(t *testing.T) {
 		HBA:      []string{"host all nobody 127.0.0.1/32 reject"},
 	})
 	require.Empty(t, c.Replicas)
-	require.True(t, strings.HasPrefix(c.Primary.DataDir, os.TempDir()), c.Primary.DataDir)
+	if c.Backend() == integration.BackendLocal { // containers keep their data inside
+		require.True(t, strings.HasPrefix(c.Primary.DataDir, os.TempDir()), c.Primary.DataDir)
+	}
 	conn := dial(t, c.Primary)
 	var maxConns, appName string
 	require.NoError(t, conn.QueryRow(t.Context(), "SELECT current_setting('max_connections'), current_setting('application_name')").Scan(&maxConns, &appName))
@@ -188,4 +191,49 @@ func TestStartFailureCleansUp(t *testing.T) {
 	entries, err := os.ReadDir(parent)
 	require.NoError(t, err)
 	require.Empty(t, entries, "a failed start removes its files")
+}
+
+// TestClusterPauseNode: a paused node keeps its connections but answers nothing on them until
+// it is resumed; then what was asked meanwhile is answered. On both backends.
+func TestClusterPauseNode(t *testing.T) {
+	t.Parallel()
+	c := integration.StartCluster(t, integration.Options{})
+	waiting := dial(t, c.Primary)
+	probe := dial(t, c.Primary)
+	require.NoError(t, c.PauseNode(c.Primary))
+	require.NoError(t, c.PauseNode(c.Primary), "pausing a paused node does nothing")
+
+	answered := make(chan error, 1)
+	go func() {
+		var n int
+		err := waiting.QueryRow(t.Context(), "SELECT 42").Scan(&n)
+		if err == nil && n != 42 {
+			err = fmt.Errorf("got %d", n)
+		}
+		answered <- err
+	}()
+	ctx, cancel := context.WithTimeout(t.Context(), time.Second)
+	defer cancel()
+	_, err := probe.Exec(ctx, "SELECT 1")
+	require.Error(t, err, "a paused server answers nothing")
+	select {
+	case err := <-answered:
+		t.Fatalf("a query was answered while the server was paused: %v", err)
+	default:
+	}
+
+	require.NoError(t, c.ResumeNode(c.Primary))
+	require.NoError(t, <-answered, "the query asked during the pause is answered after it")
+	var one int
+	require.NoError(t, dial(t, c.Primary).QueryRow(t.Context(), "SELECT 1").Scan(&one))
+
+	require.NoError(t, c.PauseNode(c.Primary))
+	require.NoError(t, c.StopNode(c.Primary), "a paused node can be stopped")
+	require.NoError(t, c.StartNode(t.Context(), c.Primary))
+	require.NoError(t, c.PauseNode(c.Primary))
+	// Stop, at the end of the test, resumes it first.
+
+	if c.Backend() == integration.BackendLocal {
+		require.ErrorIs(t, c.DisconnectNode(c.Primary), integration.ErrContainerBackendOnly)
+	}
 }

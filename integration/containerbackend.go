@@ -9,6 +9,7 @@ import (
 	"maps"
 	"net"
 	"net/netip"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -25,166 +26,31 @@ import (
 //   - Each replica runs containerReplicaEntrypoint as the postgres user: pg_basebackup -R from
 //     the primary by its network alias, then docker-entrypoint.sh, which finds the data
 //     directory initialized and starts the server as a standby.
-//   - Port 5432 of each container is published on a host port chosen like the local backend's
-//     ports, so that a node keeps its URL across StopNode and StartNode.
+//   - Each server listens on a port chosen like the local backend's ports ($PGPORT), which
+//     is published on the same host port: a node keeps its URL across StopNode and
+//     StartNode, and inet_server_port() is Node.Port on both backends.
+//   - Every container and the network carry the label org.cmpool.integration.owner, naming
+//     the machine and the process that made them. Stop removes them; a process that died
+//     before its Stop leaves them behind, and the next Start on that machine removes them.
+//     No reaper container (testcontainers-go's Ryuk) is needed.
 
 const (
-	containerPort    = 5432
-	containerPortTCP = "5432/tcp"
-	initScriptPath   = "/docker-entrypoint-initdb.d/cmpool-harness.sh"
+	initScriptPath = "/docker-entrypoint-initdb.d/cmpool-harness.sh"
 	// containerReadyTimeout bounds each wait for a container's server: the primary's first
 	// start runs initdb and restarts once, a replica's runs pg_basebackup.
 	containerReadyTimeout = 2 * time.Minute
 	containerShmSize      = 256 << 20 // Docker's default /dev/shm of 64 MB is small for parallel queries
 	heredocEnd            = "CMPOOL_HARNESS_EOF"
+	// exitCheckInterval is how often a wait for a container's server checks that the
+	// container still runs.
+	exitCheckInterval = 250 * time.Millisecond
 )
 
-// resolveBackend returns the backend and container image Start uses for opts, reading the
-// environment through getenv when opts leaves them empty.
-func resolveBackend(opts Options, getenv func(string) string) (backend, image string, err error) {
-	backend = opts.Backend
-	if backend == "" {
-		backend = strings.TrimSpace(getenv(EnvBackend))
-	}
-	switch backend {
-	case "", BackendLocal:
-		backend = BackendLocal
-	case BackendContainer:
-	default:
-		from := "Options.Backend"
-		if opts.Backend == "" {
-			from = "$" + EnvBackend
-		}
-		return "", "", fmt.Errorf("integration: unknown %s %q (want %q or %q)", from, backend, BackendLocal, BackendContainer)
-	}
-	image = opts.Image
-	if image == "" {
-		image = strings.TrimSpace(getenv(EnvImage))
-	}
-	if image == "" {
-		image = DefaultImage
-	}
-	return backend, image, nil
-}
-
-// ContainerEngine creates and runs the container backend's containers. Package
-// github.com/cmlite/cmpool/integration/container provides one over testcontainers-go and
-// registers it when imported, so that programs that only use the local backend (cmpool's
-// demo, the benchmark) do not link Docker's client:
-//
-//	import _ "github.com/cmlite/cmpool/integration/container"
-type ContainerEngine interface {
-	// Health returns nil when a Docker engine is reachable.
-	Health(ctx context.Context) error
-	// Host is the engine's host as this process reaches its published ports.
-	Host(ctx context.Context) (string, error)
-	// NewNetwork creates a network for one cluster's containers.
-	NewNetwork(ctx context.Context) (ContainerNetwork, error)
-	// Run creates and starts a container and waits for nothing more. It returns the container
-	// whenever one was created, also with an error (its start failed), so that it can be
-	// removed.
-	Run(ctx context.Context, spec ContainerSpec) (Container, error)
-}
-
-// ContainerNetwork is a network made by ContainerEngine.NewNetwork.
-type ContainerNetwork interface {
-	Name() string
-	Remove(ctx context.Context) error
-}
-
-// Container is a container made by ContainerEngine.Run.
-type Container interface {
-	ID() string
-	// Stop stops the container with its stop signal, killing it after timeout.
-	Stop(ctx context.Context, timeout time.Duration) error
-	// Kill sends SIGKILL; it does not wait for the container to exit.
-	Kill(ctx context.Context) error
-	Running(ctx context.Context) (bool, error)
-	// Start starts the stopped container again.
-	Start(ctx context.Context) error
-	// Terminate removes the container and its volumes.
-	Terminate(ctx context.Context) error
-	// Logs returns the container's output so far.
-	Logs(ctx context.Context) (io.ReadCloser, error)
-}
-
-// ContainerSpec is one node's container.
-type ContainerSpec struct {
-	Image   string
-	Network ContainerNetwork
-	Alias   string // the node's name on Network
-	// Port is the container port published on the host, as "5432/tcp", on HostIP:HostPort;
-	// the zero HostIP means every address.
-	Port     string
-	HostIP   netip.Addr
-	HostPort int
-	ShmSize  int64 // bytes of /dev/shm
-	Env      map[string]string
-	Files    []ContainerFile // copied in before the start
-	User     string          // empty means the image's
-	// Entrypoint replaces the image's; empty means the image's.
-	Entrypoint []string
-	Labels     map[string]string
-	// Logf receives the engine's messages.
-	Logf func(format string, args ...any)
-}
-
-// ContainerFile is a file copied into a container before it starts.
-type ContainerFile struct {
-	Path    string
-	Content string
-	Mode    int64
-}
-
-var (
-	engineMu sync.Mutex
-	engine   ContainerEngine
+// Labels on the containers and networks of the container backend.
+const (
+	LabelNode  = "org.cmpool.integration.node"  // the node's name
+	LabelOwner = "org.cmpool.integration.owner" // "HOSTNAME/PID" of the process that made it
 )
-
-// RegisterContainerEngine makes e the engine of the container backend. Package
-// integration/container calls it when imported.
-func RegisterContainerEngine(e ContainerEngine) {
-	engineMu.Lock()
-	defer engineMu.Unlock()
-	engine = e
-}
-
-func containerEngine() (ContainerEngine, error) {
-	engineMu.Lock()
-	defer engineMu.Unlock()
-	if engine == nil {
-		return nil, errNoContainerEngine
-	}
-	return engine, nil
-}
-
-// errNoContainerEngine: the container backend was asked for, but nothing registered an
-// engine. It is a mistake in the program, not a machine without Docker, so it does not
-// wrap ErrContainerBackendUnavailable: StartCluster fails rather than skips.
-var errNoContainerEngine = errors.New(`integration: the container backend is not linked in: import _ "github.com/cmlite/cmpool/integration/container"`)
-
-// CheckDocker returns nil when a Docker engine is reachable through the registered
-// ContainerEngine (testcontainers-go's default provider: DOCKER_HOST,
-// ~/.testcontainers.properties, the usual sockets), else an error wrapping
-// ErrContainerBackendUnavailable that says why. Without a registered engine it returns an
-// error saying which package to import.
-func CheckDocker(ctx context.Context) error {
-	e, _ := containerEngine()
-	return checkDocker(ctx, e)
-}
-
-// checkDocker is CheckDocker with engine e; nil means none registered.
-func checkDocker(ctx context.Context, e ContainerEngine) error {
-	if e == nil {
-		return errNoContainerEngine
-	}
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	if err := e.Health(ctx); err != nil {
-		return fmt.Errorf("%w: %w (start a Docker engine or set DOCKER_HOST)", ErrContainerBackendUnavailable, err)
-	}
-	return nil
-}
 
 // dockerCluster is the container backend's part of a Cluster.
 type dockerCluster struct {
@@ -215,6 +81,11 @@ func startContainers(ctx context.Context, opts Options, image string) (*Cluster,
 	if err != nil {
 		return nil, fmt.Errorf("integration: docker host: %w", err)
 	}
+	if opts.Image == "" && os.Getenv(EnvImage) == "" {
+		if ok, err := e.HasImage(ctx, LocalImage); err == nil && ok {
+			image = LocalImage
+		}
+	}
 	d := &dockerCluster{engine: e, image: image, logf: logf, containers: map[*Node]Container{}}
 	if isLoopbackHost(host) {
 		// A local engine: publish on loopback only, and connect there directly rather than
@@ -232,11 +103,12 @@ func startContainers(ctx context.Context, opts Options, image string) (*Cluster,
 
 	begin := time.Now()
 	c.logf("integration: starting postgres containers from %s", image)
-	if d.network, err = e.NewNetwork(ctx); err != nil {
+	removeLeftovers(ctx, e, logf)
+	if d.network, err = e.NewNetwork(ctx, map[string]string{LabelOwner: ownerLabel()}); err != nil {
 		return nil, fmt.Errorf("integration: create docker network: %w", err)
 	}
 	c.Primary = c.newContainerNode("primary", RolePrimary, host)
-	spec, err := d.nodeSpec(opts, c.Primary, "")
+	spec, err := d.nodeSpec(opts, c.Primary, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -273,45 +145,44 @@ func (c *Cluster) newContainerNode(name, role, host string) *Node {
 	return n
 }
 
-// nodeSpec is node n's container, but for its host port (runNode picks it):
+// nodeSpec is node n's container, but for its port (runNode picks it and sets Port, HostPort
+// and $PGPORT):
 //
-//   - every node is on the cluster's network with its name as alias, and publishes port
-//     5432 on the host, with a label naming it;
+//   - every node is on the cluster's network with its name as alias, and publishes its port
+//     on the host, with labels naming it and its owner;
 //   - the primary is initialized by the image's entrypoint, with trust authentication, which
 //     runs containerInitScript;
-//   - a replica runs containerReplicaEntrypoint (cloning primaryHost) as the postgres user.
-func (d *dockerCluster) nodeSpec(opts Options, n *Node, primaryHost string) (ContainerSpec, error) {
+//   - a replica runs containerReplicaEntrypoint (cloning primary) as the postgres user.
+func (d *dockerCluster) nodeSpec(opts Options, n *Node, primary *Node) (ContainerSpec, error) {
 	spec := ContainerSpec{
 		Image:   d.image,
 		Network: d.network,
 		Alias:   n.Name,
-		Port:    containerPortTCP,
 		HostIP:  d.bindIP,
 		ShmSize: containerShmSize,
-		Labels:  map[string]string{"org.cmpool.integration.node": n.Name},
+		Env:     map[string]string{},
+		Labels:  map[string]string{LabelNode: n.Name, LabelOwner: ownerLabel()},
 		Logf:    d.logf,
 	}
 	if n.Role != RolePrimary {
 		spec.User = Superuser
-		spec.Entrypoint = []string{"sh", "-c", containerReplicaEntrypoint(n.Name, primaryHost)}
+		spec.Entrypoint = []string{"sh", "-c", containerReplicaEntrypoint(n.Name, primary.Name, primary.Port)}
 		return spec, nil
 	}
 	script, err := containerInitScript(opts)
 	if err != nil {
 		return ContainerSpec{}, err
 	}
-	spec.Env = map[string]string{
-		"POSTGRES_USER":             Superuser,
-		"POSTGRES_HOST_AUTH_METHOD": "trust",
-		"POSTGRES_INITDB_ARGS":      "-E UTF8 --locale=C --no-sync",
-	}
+	spec.Env["POSTGRES_USER"] = Superuser
+	spec.Env["POSTGRES_HOST_AUTH_METHOD"] = "trust"
+	spec.Env["POSTGRES_INITDB_ARGS"] = "-E UTF8 --locale=C --no-sync"
 	spec.Files = []ContainerFile{{Path: initScriptPath, Content: script, Mode: 0o755}}
 	return spec, nil
 }
 
 // initReplica starts a replica container, which clones the primary, and waits until it streams.
 func (d *dockerCluster) initReplica(ctx context.Context, c *Cluster, opts Options, n *Node, backup *sync.Mutex) error {
-	spec, err := d.nodeSpec(opts, n, c.Primary.Name)
+	spec, err := d.nodeSpec(opts, n, c.Primary)
 	if err != nil {
 		return err
 	}
@@ -328,15 +199,16 @@ func (d *dockerCluster) initReplica(ctx context.Context, c *Cluster, opts Option
 	return nil
 }
 
-// runNode creates and starts n's container on a free host port, trying another port if the
+// runNode creates and starts n's container on a free port, trying another port if the
 // chosen one was taken meanwhile, and waits until the server accepts connections from the host.
+// The server listens on that port in the container too.
 func (d *dockerCluster) runNode(ctx context.Context, c *Cluster, n *Node, spec ContainerSpec) error {
 	var err error
 	for range portAttempts {
 		if n.Port, err = c.freePort(); err != nil {
 			return err
 		}
-		spec.HostPort = n.Port
+		spec = withPort(spec, n.Port)
 		var ctr Container
 		ctr, err = d.engine.Run(ctx, spec)
 		if ctr != nil {
@@ -368,13 +240,54 @@ func (d *dockerCluster) runNode(ctx context.Context, c *Cluster, n *Node, spec C
 	return d.awaitNode(ctx, c, n)
 }
 
+// withPort is spec with its server on port: $PGPORT, published on the same host port.
+func withPort(spec ContainerSpec, port int) ContainerSpec {
+	spec.Env = maps.Clone(spec.Env)
+	if spec.Env == nil {
+		spec.Env = map[string]string{}
+	}
+	spec.Env["PGPORT"] = strconv.Itoa(port)
+	spec.Port = strconv.Itoa(port) + "/tcp"
+	spec.HostPort = port
+	return spec
+}
+
+// errContainerExited ends a wait for a container's server when the container has exited.
+var errContainerExited = errors.New("container exited")
+
 // awaitNode marks n's started container running and waits until its server accepts
-// connections from the host.
+// connections from the host. It gives up as soon as the container has exited.
 func (d *dockerCluster) awaitNode(ctx context.Context, c *Cluster, n *Node) error {
 	c.mu.Lock()
 	n.running = true
 	c.mu.Unlock()
-	if err := c.poll(ctx, n, containerReadyTimeout, "SELECT 1", nil); err != nil {
+	ctr, err := d.container(n)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithCancelCause(ctx)
+	watched := make(chan struct{})
+	go func() {
+		defer close(watched)
+		for {
+			if running, err := ctr.Running(ctx); err == nil && !running {
+				cancel(errContainerExited)
+				return
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(exitCheckInterval):
+			}
+		}
+	}()
+	err = c.poll(ctx, n, containerReadyTimeout, "SELECT 1", nil)
+	cancel(nil)
+	<-watched
+	if err != nil {
+		if errors.Is(context.Cause(ctx), errContainerExited) {
+			err = errContainerExited
+		}
 		return fmt.Errorf("integration: %s does not accept connections on %s: %w%s", n.Name, n.Addr(), err, d.logTail(n))
 	}
 	return nil
@@ -549,79 +462,31 @@ func (d *dockerCluster) logTail(n *Node) string {
 	return "\n--- tail of the " + n.Name + " container's output ---\n" + strings.Join(lines, "\n")
 }
 
-// containerInitScript is the primary's init script, run by the image's docker-entrypoint.sh
-// after initdb: it appends the harness settings to postgresql.conf, writes pg_hba.conf, the
-// per-node settings and the TLS files.
-func containerInitScript(opts Options) (string, error) {
-	settings := maps.Clone(opts.Settings)
-	files := map[string]string{}
-	if opts.TLSCert != nil {
-		if settings == nil {
-			settings = map[string]string{}
-		}
-		files["server.crt"] = string(opts.TLSCert)
-		files["server.key"] = string(opts.TLSKey)
-		settings["ssl"] = "on"
-		settings["ssl_cert_file"] = "server.crt"
-		settings["ssl_key_file"] = "server.key"
+// pauseNode pauses (docker pause) or unpauses n's container.
+func (d *dockerCluster) pauseNode(n *Node, pause bool) error {
+	ctr, err := d.container(n)
+	if err != nil {
+		return err
 	}
-	var b strings.Builder
-	b.WriteString("#!/bin/sh\n# Written by the cmpool integration harness.\nset -e\n")
-	heredoc := func(op, name, content string) error {
-		if strings.Contains("\n"+content+"\n", "\n"+heredocEnd+"\n") {
-			return fmt.Errorf("integration: %s holds the line %s", name, heredocEnd)
-		}
-		if !strings.HasSuffix(content, "\n") {
-			content += "\n"
-		}
-		fmt.Fprintf(&b, "cat %s \"$PGDATA/%s\" <<'%s'\n%s%s\n", op, name, heredocEnd, content, heredocEnd)
-		return nil
+	ctx, cancel := context.WithTimeout(context.Background(), stopTimeout)
+	defer cancel()
+	if pause {
+		return ctr.Pause(ctx)
 	}
-	if err := heredoc(">>", "postgresql.conf", serverConf("*", opts.Replicas, settings)); err != nil {
-		return "", err
-	}
-	if err := heredoc(">", "pg_hba.conf", hbaConf(opts.HBA, opts.PasswordAuth, anyNets)); err != nil {
-		return "", err
-	}
-	if err := heredoc(">", nodeConfFile, containerNodeConf("primary")); err != nil {
-		return "", err
-	}
-	for _, name := range []string{"server.crt", "server.key"} {
-		content, ok := files[name]
-		if !ok {
-			continue
-		}
-		if err := heredoc(">", name, content); err != nil {
-			return "", err
-		}
-		fmt.Fprintf(&b, "chmod 600 \"$PGDATA/%s\"\n", name)
-	}
-	return b.String(), nil
+	return ctr.Unpause(ctx)
 }
 
-// containerNodeConf holds the settings that differ between the nodes of the container backend:
-// they all listen on 5432 in their own container.
-func containerNodeConf(name string) string {
-	return fmt.Sprintf("# Per-node settings, written by the cmpool integration harness.\ncluster_name = %s\n", quoteConf(name))
-}
-
-// containerReplicaEntrypoint is the shell script a replica's container runs as the postgres
-// user: on its first start it clones the primary (host primaryHost on the Docker network) with
-// pg_basebackup -R and writes its own per-node settings; then it hands over to the image's
-// docker-entrypoint.sh, which starts the server as a standby.
-func containerReplicaEntrypoint(name, primaryHost string) string {
-	return fmt.Sprintf(`set -e
-if [ ! -s "$PGDATA/PG_VERSION" ]; then
-	pg_basebackup -h %s -p %d -U %s -D "$PGDATA" -R -X stream -c fast --no-sync
-	cat > "$PGDATA/%s" <<'%s'
-%s%s
-	chmod 700 "$PGDATA"
-fi
-exec docker-entrypoint.sh postgres
-`, shellQuote(primaryHost), containerPort, shellQuote(Superuser), nodeConfFile, heredocEnd, containerNodeConf(name), heredocEnd)
-}
-
-// shellQuote quotes s for sh.
-func shellQuote(s string) string {
-	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+// connectNode connects n's container to the cluster's network, under its name, or
+// disconnects it.
+func (d *dockerCluster) connectNode(n *Node, connect bool) error {
+	ctr, err := d.container(n)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), stopTimeout)
+	defer cancel()
+	if connect {
+		return d.network.Connect(ctx, ctr.ID(), n.Name)
+	}
+	return d.network.Disconnect(ctx, ctr.ID())
 }

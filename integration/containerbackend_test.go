@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -87,7 +88,7 @@ func TestContainerInitScript(t *testing.T) {
 	script, err := integration.ContainerInitScript(integration.Options{
 		Replicas:     2,
 		Settings:     map[string]string{"max_connections": "50", "work_mem": "it's 4MB"},
-		HBA:          []string{"host all nobody 0.0.0.0/0 reject"},
+		HBA:          []string{"host all nobody 0.0.0.0/0 reject", "host all bob 127.0.0.1/32 md5", "hostssl  all carol ::1/128  trust", "local all dave 127.0.0.1/32 peer"},
 		PasswordAuth: true,
 		TLSCert:      []byte("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"),
 		TLSKey:       []byte("-----BEGIN PRIVATE KEY-----\nBBBB\n-----END PRIVATE KEY-----"),
@@ -117,8 +118,10 @@ func TestContainerInitScript(t *testing.T) {
 	require.Equal(t, 1, strings.Count(got, "max_connections = '50'"))
 
 	hba := read("pg_hba.conf")
-	require.NotContains(t, hba, "md5", "pg_hba.conf is replaced")
-	require.True(t, strings.HasPrefix(hba, "# Written by the cmpool integration harness.\nhost all nobody 0.0.0.0/0 reject\n"))
+	require.NotContains(t, hba, "host all all all md5", "pg_hba.conf is replaced")
+	require.True(t, strings.HasPrefix(hba, "# Written by the cmpool integration harness.\nhost all nobody 0.0.0.0/0 reject\n"+
+		"host all bob samenet md5\nhostssl all carol samenet trust\nlocal all dave 127.0.0.1/32 peer\n"),
+		"lines for the test's own address name the Docker network, from which its connections come:\n%s", hba)
 	require.Contains(t, hba, "host    replication  all        0.0.0.0/0     trust")
 	require.Contains(t, hba, "scram-sha-256")
 
@@ -148,13 +151,13 @@ echo "cluster_name = 'primary'" > "$PGDATA/cmpool_node.conf"
 	pgdata := filepath.Join(t.TempDir(), "data")
 	require.NoError(t, os.Mkdir(pgdata, 0o777))
 
-	script := integration.ContainerReplicaEntrypoint("replica2", "primary")
+	script := integration.ContainerReplicaEntrypoint("replica2", "primary", 15432)
 	runScript(t, script, pgdata, bin)
 	runScript(t, script, pgdata, bin) // a restart: the data directory is there
 
 	got, err := os.ReadFile(calls)
 	require.NoError(t, err)
-	require.Equal(t, "pg_basebackup -h primary -p 5432 -U postgres -D "+pgdata+" -R -X stream -c fast --no-sync\n"+
+	require.Equal(t, "pg_basebackup -h primary -p 15432 -U postgres -D "+pgdata+" -R -X stream -c fast --no-sync\n"+
 		"docker-entrypoint.sh postgres\n"+
 		"docker-entrypoint.sh postgres\n", string(got), "one base backup, then the image's entrypoint on every start")
 	node, err := os.ReadFile(filepath.Join(pgdata, "cmpool_node.conf"))
@@ -172,19 +175,25 @@ type testNetwork string
 func (n testNetwork) Name() string               { return string(n) }
 func (testNetwork) Remove(context.Context) error { return nil }
 
+func (testNetwork) Disconnect(context.Context, string) error      { return nil }
+func (testNetwork) Connect(context.Context, string, string) error { return nil }
+
 func TestContainerSpec(t *testing.T) {
 	net := testNetwork("cmpool-net")
 	primary := &integration.Node{Name: "primary", Role: integration.RolePrimary}
-	spec, err := integration.ContainerSpecFor(integration.Options{Replicas: 1}, primary, "", net, "127.0.0.1", 15432)
+	spec, err := integration.ContainerSpecFor(integration.Options{Replicas: 1}, primary, "", 0, net, "127.0.0.1", 15432)
 	require.NoError(t, err)
 	require.Equal(t, "postgres:16-alpine", spec.Image)
 	require.Equal(t, net, spec.Network)
 	require.Equal(t, "primary", spec.Alias, "replicas reach the primary by its name")
-	require.Equal(t, "5432/tcp", spec.Port)
+	require.Equal(t, "15432/tcp", spec.Port, "the server listens on the host port in the container too")
+	require.Equal(t, "15432", spec.Env["PGPORT"])
 	require.Equal(t, "127.0.0.1", spec.HostIP.String())
 	require.Equal(t, 15432, spec.HostPort)
 	require.Equal(t, int64(256<<20), spec.ShmSize)
 	require.Equal(t, "primary", spec.Labels["org.cmpool.integration.node"])
+	host, _ := os.Hostname()
+	require.Equal(t, host+"/"+strconv.Itoa(os.Getpid()), spec.Labels["org.cmpool.integration.owner"])
 	require.Equal(t, "trust", spec.Env["POSTGRES_HOST_AUTH_METHOD"])
 	require.Equal(t, "postgres", spec.Env["POSTGRES_USER"])
 	require.Len(t, spec.Files, 1)
@@ -197,13 +206,14 @@ func TestContainerSpec(t *testing.T) {
 	require.Empty(t, spec.User)
 
 	replica := &integration.Node{Name: "replica1", Role: integration.RoleReplica}
-	spec, err = integration.ContainerSpecFor(integration.Options{}, replica, "primary", net, "", 15433)
+	spec, err = integration.ContainerSpecFor(integration.Options{}, replica, "primary", 15432, net, "", 15433)
 	require.NoError(t, err)
 	require.Equal(t, "replica1", spec.Alias)
 	require.Empty(t, spec.Files)
-	require.Empty(t, spec.Env)
+	require.Equal(t, map[string]string{"PGPORT": "15433"}, spec.Env)
+	require.Equal(t, "15433/tcp", spec.Port)
 	require.Equal(t, "postgres", spec.User, "pg_basebackup and the server run as the postgres user")
-	require.Equal(t, []string{"sh", "-c", integration.ContainerReplicaEntrypoint("replica1", "primary")}, spec.Entrypoint)
+	require.Equal(t, []string{"sh", "-c", integration.ContainerReplicaEntrypoint("replica1", "primary", 15432)}, spec.Entrypoint)
 	require.False(t, spec.HostIP.IsValid(), "a remote engine publishes on every address")
 	require.Equal(t, 15433, spec.HostPort)
 }
@@ -236,6 +246,118 @@ func TestContainerBackendWithoutDocker(t *testing.T) {
 	}
 	_, err = integration.Start(t.Context(), integration.Options{Backend: integration.BackendContainer, Replicas: 1})
 	require.ErrorIs(t, err, integration.ErrContainerBackendUnavailable)
+}
+
+// requireDocker skips the test when no Docker engine is reachable, except in CI, where the
+// container backend must run.
+func requireDocker(t *testing.T) {
+	t.Helper()
+	if err := integration.CheckDocker(t.Context()); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("a Docker engine is required in CI: %v", err)
+		}
+		t.Skipf("no Docker engine reachable: %v", err)
+	}
+}
+
+// TestContainerStartFailure: a primary whose server refuses its configuration exits its
+// container. Start says so as soon as it has, with the server's complaint, instead of
+// waiting for connections until its timeout.
+func TestContainerStartFailure(t *testing.T) {
+	requireDocker(t)
+	t.Parallel()
+	_, err := integration.Start(ctxT(t, 5*time.Minute), integration.Options{
+		Backend:  integration.BackendContainer,
+		Settings: map[string]string{"shared_buffers": "plenty"},
+	})
+	t.Log(err)
+	require.ErrorContains(t, err, "container exited")
+	require.ErrorContains(t, err, `invalid value for parameter "shared_buffers"`, "the error carries the server's output")
+}
+
+// TestContainerNetworkPartition: a replica taken off the cluster's network (docker network
+// disconnect) can be reached by nobody, falls behind, and catches up once reconnected.
+func TestContainerNetworkPartition(t *testing.T) {
+	requireDocker(t)
+	t.Parallel()
+	c := integration.StartCluster(t, integration.Options{Backend: integration.BackendContainer, Replicas: 1})
+	replica := c.Replicas[0]
+	ctx := ctxT(t, 3*time.Minute)
+	primary := dial(t, c.Primary)
+	_, err := primary.Exec(ctx, "CREATE TABLE partition_items (id int); INSERT INTO partition_items VALUES (1)")
+	require.NoError(t, err)
+	require.NoError(t, c.WaitReplication(ctx))
+	open := dial(t, replica)
+
+	require.NoError(t, c.DisconnectNode(replica))
+	require.NoError(t, c.DisconnectNode(replica), "disconnecting a disconnected node does nothing")
+	short, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	_, err = pgx.Connect(short, replica.URL("", ""))
+	require.Error(t, err, "the replica's port answers nothing")
+	_, err = open.Exec(short, "SELECT 1")
+	require.Error(t, err, "a connection opened before the partition hangs")
+	_, err = primary.Exec(ctx, "INSERT INTO partition_items VALUES (2)")
+	require.NoError(t, err, "the primary goes on")
+
+	require.NoError(t, c.ReconnectNode(ctx, replica))
+	require.NoError(t, c.WaitReplication(ctx), "the replica streams again")
+	var n int
+	require.NoError(t, dial(t, replica).QueryRow(ctx, "SELECT count(*) FROM partition_items").Scan(&n))
+	require.Equal(t, 2, n)
+}
+
+// testImage is the image the container backend would choose for a test.
+func testImage(t *testing.T, e integration.ContainerEngine) string {
+	if image := os.Getenv("CMPOOL_TEST_IMAGE"); image != "" {
+		return image
+	}
+	if ok, err := e.HasImage(t.Context(), integration.LocalImage); err == nil && ok {
+		return integration.LocalImage
+	}
+	return integration.DefaultImage
+}
+
+// TestContainerLeftoversRemoved: the containers and networks of a process that died before
+// its Stop are removed by label; those of a live process stay.
+func TestContainerLeftoversRemoved(t *testing.T) {
+	requireDocker(t)
+	t.Parallel()
+	ctx := ctxT(t, 2*time.Minute)
+	e, err := integration.RegisteredEngine()
+	require.NoError(t, err)
+	image := testImage(t, e)
+
+	gone := exec.Command("true")
+	require.NoError(t, gone.Run())
+	host, err := os.Hostname()
+	require.NoError(t, err)
+	deadOwner := host + "/" + strconv.Itoa(gone.Process.Pid)
+	run := func(owner string, net integration.ContainerNetwork) integration.Container {
+		ctr, err := e.Run(ctx, integration.ContainerSpec{Image: image, Network: net, Alias: "leftover",
+			Entrypoint: []string{"sh", "-c", "trap exit INT TERM; sleep 600 & wait"}, Labels: map[string]string{integration.LabelOwner: owner}})
+		require.NoError(t, err)
+		return ctr
+	}
+	deadNet, err := e.NewNetwork(ctx, map[string]string{integration.LabelOwner: deadOwner})
+	require.NoError(t, err)
+	dead := run(deadOwner, deadNet)
+	live := run(integration.OwnerLabel(), nil)
+	t.Cleanup(func() { _ = live.Terminate(context.Background()) })
+	otherHost := run("elsewhere.example/1", nil)
+	t.Cleanup(func() { _ = otherHost.Terminate(context.Background()) })
+
+	n, err := integration.RemoveLeftovers(ctx, e)
+	require.NoError(t, err)
+	require.GreaterOrEqual(t, n, 2, "the dead process's container and network")
+	_, err = dead.Running(ctx)
+	require.Error(t, err, "the dead process's container is gone")
+	require.Error(t, deadNet.Remove(ctx), "the dead process's network is gone")
+	for _, ctr := range []integration.Container{live, otherHost} {
+		running, err := ctr.Running(ctx)
+		require.NoError(t, err)
+		require.True(t, running, "a live process's container, or another machine's, stays")
+	}
 }
 
 // TestContainerClusterThroughProxy starts a primary and a replica in containers and cmpool in

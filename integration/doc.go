@@ -16,8 +16,8 @@
 //
 // StartCluster stops the servers and removes their files when the test ends. It skips the test
 // when PostgreSQL is not installed, except when the environment variable CI is "true". Outside
-// tests, call Start and Cluster.Stop. StopNode, StartNode and Promote simulate failures and
-// failovers.
+// tests, call Start and Cluster.Stop. StopNode, StartNode, KillNode, PauseNode, ResumeNode,
+// DisconnectNode, ReconnectNode and Promote simulate failures and failovers.
 //
 // The binaries come from Options.PGBin, else $PG_BIN, else the newest /usr/lib/postgresql/*/bin
 // (Debian and Ubuntu's postgresql packages), else the directory of pg_ctl on $PATH. When the
@@ -32,14 +32,17 @@
 //
 //   - "local": the machine's PostgreSQL binaries, as above.
 //   - "container": Docker containers started with testcontainers-go, from Options.Image, else
-//     $CMPOOL_TEST_IMAGE, else postgres:16-alpine. The primary is configured for streaming
+//     $CMPOOL_TEST_IMAGE, else LocalImage when the engine has it (built without a registry by
+//     integration/container/image/build.sh), else postgres:16-alpine. The primary is configured for streaming
 //     replication (wal_level replica, max_wal_senders, a pg_hba.conf entry trusting
 //     replication connections); each replica is cloned from it with pg_basebackup -R over a
 //     Docker network of the cluster's own. Their ports are published on the Docker host, so
 //     Node.URL, StartProxy and WaitReplication work as with the local backend. StopNode and
-//     StartNode stop and start a container (the node keeps its host port), KillNode is docker
-//     kill, Promote runs pg_promote(). ServerPIDs returns ErrLocalBackendOnly, and Node.DataDir,
-//     SocketDir and LogFile are empty. Stop removes the containers and the network.
+//     StartNode stop and start a container (the node keeps its host port, on which its server
+//     also listens inside the container), KillNode is docker kill, PauseNode docker pause,
+//     DisconnectNode docker network disconnect, Promote runs pg_promote(). ServerPIDs returns
+//     ErrLocalBackendOnly, and Node.DataDir, SocketDir and LogFile are empty. Stop removes the
+//     containers and the network; leftovers of dead test processes are removed by label.
 //
 // The container backend's engine lives in package integration/container, which registers
 // itself when imported; a test binary that uses the container backend imports it for its
@@ -48,7 +51,7 @@
 // such as cmpool's demo, thus do not link Docker's client.
 //
 // When no Docker engine is reachable, Start returns ErrContainerBackendUnavailable and
-// StartCluster skips the test, in CI too; CheckDocker tells in advance. The container backend's
-// end-to-end test has not run on the machine where cmpool's CI runs, which has no Docker engine.
-// docs/testing.md walks through both backends.
+// StartCluster skips the test, except in CI (CI=true), where it fails it; CheckDocker tells in
+// advance. cmpool's CI starts a Docker engine and builds the image without a registry
+// (integration/container/image/build.sh). docs/testing.md walks through both backends.
 package integration

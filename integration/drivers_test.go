@@ -49,6 +49,49 @@ func TestDrivers(t *testing.T) {
 	var jdbcOnce sync.Once
 	var jdbcOut string
 	var jdbcErr error
+	// Prisma 7 over @prisma/adapter-pg: npm ci and prisma generate once. generate wants a
+	// schema engine it does not use for generation; any file stands in for it, so that it
+	// downloads nothing.
+	var prismaOnce sync.Once
+	var prismaErr error
+	prisma := func(mode string) func(t *testing.T, p *integration.Proxy, table string) *exec.Cmd {
+		return func(t *testing.T, p *integration.Proxy, table string) *exec.Cmd {
+			node, err := exec.LookPath("node")
+			driverNeeds(t, err, "node")
+			npm, err := exec.LookPath("npm")
+			driverNeeds(t, err, "npm")
+			dir := filepath.Join("drivers", "prisma")
+			prismaOnce.Do(func() {
+				if _, err := os.Stat(filepath.Join(dir, "node_modules", "prisma")); err != nil {
+					npmCI := exec.Command(npm, "ci", "--no-audit", "--no-fund", "--ignore-scripts")
+					npmCI.Dir = dir
+					if out, err := npmCI.CombinedOutput(); err != nil {
+						prismaErr = fmt.Errorf("npm ci in %s: %w: %s", dir, err, out)
+						return
+					}
+				}
+				standIn := filepath.Join(t.TempDir(), "no-schema-engine")
+				if prismaErr = os.WriteFile(standIn, nil, 0o755); prismaErr != nil {
+					return
+				}
+				generate := exec.Command(node, filepath.Join("node_modules", "prisma", "build", "index.js"), "generate", "--schema", "schema.prisma")
+				generate.Dir = dir
+				generate.Env = append(os.Environ(), "PRISMA_SCHEMA_ENGINE_BINARY="+standIn,
+					"PRISMA_HIDE_UPDATE_MESSAGE=1", "CHECKPOINT_DISABLE=1")
+				if out, err := generate.CombinedOutput(); err != nil {
+					prismaErr = fmt.Errorf("prisma generate: %w: %s", err, out)
+				}
+			})
+			require.NoError(t, prismaErr)
+			args := []string{"workload.js", p.URL("", ""), table}
+			if mode != "" {
+				args = append(args, mode)
+			}
+			cmd := exec.Command(node, args...)
+			cmd.Dir = dir
+			return cmd
+		}
+	}
 	jdbc := func(threshold int) func(t *testing.T, p *integration.Proxy, table string) *exec.Cmd {
 		return func(t *testing.T, p *integration.Proxy, table string) *exec.Cmd {
 			_, statErr := os.Stat(pgJDBCJar)
@@ -103,6 +146,8 @@ func TestDrivers(t *testing.T) {
 				cmd.Dir = dir
 				return cmd
 			}},
+		{name: "prisma", table: "drv_prisma", cmd: prisma("")},
+		{name: "prisma-named", table: "drv_prisma_named", cmd: prisma("named")},
 		{name: "jdbc-prepareThreshold=5", table: "drv_jdbc_t5", copies: true, cmd: jdbc(5)},
 		{name: "jdbc-prepareThreshold=1", table: "drv_jdbc_t1", copies: true, cmd: jdbc(1)},
 	}
@@ -123,6 +168,9 @@ func TestDrivers(t *testing.T) {
 			t.Logf("%s workload: %s", dc.name, time.Since(start).Round(time.Millisecond))
 			require.NoError(t, err, "%s workload failed:\n%s", dc.name, out)
 			lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+			if len(lines) > 1 {
+				t.Logf("%s workload says: %s", dc.name, lines[len(lines)-2])
+			}
 			require.Equal(t, "DRIVER-OK "+dc.name, strings.TrimSpace(lines[len(lines)-1]), "output:\n%s", out)
 
 			// What the workload left behind, seen on the primary directly.

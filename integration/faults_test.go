@@ -107,6 +107,7 @@ func TestFaults(t *testing.T) {
 		{name: "SIGSTOP backends > query_timeout", allowed: codesTimeout, inject: func(f *faultEnv) {
 			// Every backend of the primary serving cmpool stops: requests in flight on them
 			// hang until query_timeout.
+			integration.LocalBackendOnly(f.t, f.c, "SIGSTOP to the primary's backends by pid, while the postmaster runs on")
 			pids := f.backendPIDs(f.c.Primary)
 			require.NotEmpty(f.t, pids)
 			for _, pid := range pids {
@@ -433,7 +434,8 @@ func openFDs() string {
 // TestQueryTimeout: a server that stops answering is dropped after query_timeout with
 // FATAL 57014, and a transaction its client leaves idle is not timed.
 func TestQueryTimeout(t *testing.T) {
-	_, p := proxy(t, pool.Config{DefaultPoolSize: 1, QueryTimeout: time.Second})
+	c, p := proxy(t, pool.Config{DefaultPoolSize: 1, QueryTimeout: time.Second})
+	integration.LocalBackendOnly(t, c, "SIGSTOP to one server backend by pid")
 	ctx := ctxT(t, time.Minute)
 
 	// Idle in a transaction for longer than query_timeout: fine.

@@ -18,7 +18,8 @@ const (
 // StartCluster starts a cluster for a test and stops it in t.Cleanup. It skips the test when no
 // PostgreSQL binaries are found, unless the environment variable CI is "true": in CI a missing
 // PostgreSQL fails the test. With the container backend it skips the test when no Docker engine
-// is reachable, in CI too. Any other start error fails the test. A nil opts.Logf logs to t.Logf.
+// is reachable, also except in CI. Any other start error fails the test. A nil opts.Logf logs
+// to t.Logf.
 func StartCluster(t testing.TB, opts Options) *Cluster {
 	t.Helper()
 	if opts.Logf == nil {
@@ -38,6 +39,9 @@ func StartCluster(t testing.TB, opts Options) *Cluster {
 		t.Skipf("skipping: %v", err)
 	}
 	if errors.Is(err, ErrContainerBackendUnavailable) {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("integration: a Docker engine is required in CI: %v", err)
+		}
 		t.Skipf("no Docker engine reachable: %v", err)
 	}
 	if err != nil {
@@ -49,4 +53,14 @@ func StartCluster(t testing.TB, opts Options) *Cluster {
 		}
 	})
 	return c
+}
+
+// LocalBackendOnly skips the test when c runs on the container backend, saying why: what the
+// test needs that only local server processes give, such as their pids (for signals), the data
+// directory, or clients that the server sees coming from 127.0.0.1.
+func LocalBackendOnly(t testing.TB, c *Cluster, why string) {
+	t.Helper()
+	if c.Backend() == BackendContainer {
+		t.Skipf("local backend only: %s", why)
+	}
 }

@@ -16,8 +16,9 @@ import (
 	"github.com/cmlite/cmpool/pool"
 )
 
-// The deployment files in docs/deploy are not run in CI (no container engine, no
-// Kubernetes): these tests parse them and check what cmpool relies on.
+// These tests parse the deployment files in docs/deploy and check what cmpool relies on.
+// .ci/run also builds the Dockerfile and runs the compose stack (docs/deploy/local); the
+// Kubernetes manifests are only parsed.
 
 const deployDir = "../../docs/deploy"
 

@@ -24,8 +24,18 @@ import (
 	"github.com/cmlite/cmpool/pool"
 )
 
-// version is set at build time with -ldflags "-X main.version=...".
-var version = pool.Version
+// version is stamped at build time with -ldflags "-X main.version=..." (stamping
+// github.com/cmlite/cmpool/pool.Version works too). It must stay without an initializer: -X
+// does nothing to a variable initialized from another one. init hands it to pool.Version,
+// which SHOW VERSION reports.
+var version string
+
+func init() {
+	if version != "" {
+		pool.Version = version
+	}
+	version = pool.Version
+}
 
 func main() {
 	// Buffered for two: the first signal starts a graceful shutdown, the second cuts it short.

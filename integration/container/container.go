@@ -6,12 +6,19 @@
 //
 // It is a package of its own so that programs that only use the local backend, such as
 // cmpool's demo and benchmark, do not link Docker's client.
+//
+// Importing it turns testcontainers-go's reaper container (Ryuk) off unless
+// TESTCONTAINERS_RYUK_DISABLED is set: the harness removes its containers and networks
+// itself, by label, and needs no image from a registry for it.
 package container
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"net/url"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -25,7 +32,12 @@ import (
 	"github.com/cmlite/cmpool/integration"
 )
 
-func init() { integration.RegisterContainerEngine(Engine{}) }
+func init() {
+	if _, set := os.LookupEnv("TESTCONTAINERS_RYUK_DISABLED"); !set {
+		_ = os.Setenv("TESTCONTAINERS_RYUK_DISABLED", "true")
+	}
+	integration.RegisterContainerEngine(Engine{})
+}
 
 // Engine is an integration.ContainerEngine over testcontainers-go's default Docker provider
 // (DOCKER_HOST, ~/.testcontainers.properties, the usual sockets).
@@ -49,23 +61,102 @@ func (Engine) Health(ctx context.Context) (err error) {
 	return provider.Health(ctx)
 }
 
-// Host is the Docker daemon's host.
+// Host is the Docker daemon's host as this process reaches the ports it publishes:
+// $TESTCONTAINERS_HOST_OVERRIDE when set; 127.0.0.1 for an engine on a Unix socket or a
+// named pipe, which runs on this machine; else the host of the engine's address.
+// (testcontainers-go's own answer, inside a container, is the default gateway's address.)
 func (Engine) Host(ctx context.Context) (string, error) {
-	provider, err := testcontainers.NewDockerProvider()
+	if host, ok := os.LookupEnv("TESTCONTAINERS_HOST_OVERRIDE"); ok {
+		return host, nil
+	}
+	cli, err := testcontainers.NewDockerClientWithOpts(ctx)
 	if err != nil {
 		return "", fmt.Errorf("%w: %w", integration.ErrContainerBackendUnavailable, err)
 	}
-	defer provider.Close()
-	return provider.DaemonHost(ctx)
+	defer cli.Close()
+	return hostOf(cli.DaemonHost())
 }
 
-// NewNetwork creates a bridge network with a generated name.
-func (Engine) NewNetwork(ctx context.Context) (integration.ContainerNetwork, error) {
-	n, err := network.New(ctx)
+// hostOf is the host at which the ports of the engine at daemonURL are reached.
+func hostOf(daemonURL string) (string, error) {
+	u, err := url.Parse(daemonURL)
+	if err != nil {
+		return "", fmt.Errorf("docker host %q: %w", daemonURL, err)
+	}
+	switch u.Scheme {
+	case "unix", "npipe":
+		return "127.0.0.1", nil
+	case "tcp", "http", "https", "ssh":
+		if u.Hostname() != "" {
+			return u.Hostname(), nil
+		}
+	}
+	return "", fmt.Errorf("docker host %q: no host to reach its ports at; set TESTCONTAINERS_HOST_OVERRIDE", daemonURL)
+}
+
+// NewNetwork creates a bridge network with a generated name and labels.
+func (Engine) NewNetwork(ctx context.Context, labels map[string]string) (integration.ContainerNetwork, error) {
+	n, err := network.New(ctx, network.WithLabels(labels))
 	if err != nil {
 		return nil, err
 	}
 	return dockerNetwork{n}, nil
+}
+
+// HasImage lists the images named image.
+func (Engine) HasImage(ctx context.Context, image string) (bool, error) {
+	cli, err := testcontainers.NewDockerClientWithOpts(ctx)
+	if err != nil {
+		return false, err
+	}
+	defer cli.Close()
+	images, err := cli.ImageList(ctx, client.ImageListOptions{Filters: client.Filters{}.Add("reference", image)})
+	if err != nil {
+		return false, err
+	}
+	return len(images.Items) > 0, nil
+}
+
+// RemoveLabeled removes the containers, with their volumes, and then the networks that carry
+// label with a value stale accepts.
+func (Engine) RemoveLabeled(ctx context.Context, label string, stale func(string) bool) (int, error) {
+	cli, err := testcontainers.NewDockerClientWithOpts(ctx)
+	if err != nil {
+		return 0, err
+	}
+	defer cli.Close()
+	removed := 0
+	var errs []error
+	ctrs, err := cli.ContainerList(ctx, client.ContainerListOptions{All: true, Filters: client.Filters{}.Add("label", label)})
+	if err != nil {
+		return 0, err
+	}
+	for _, c := range ctrs.Items {
+		if !stale(c.Labels[label]) {
+			continue
+		}
+		_, err := cli.ContainerRemove(ctx, c.ID, client.ContainerRemoveOptions{Force: true, RemoveVolumes: true})
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		removed++
+	}
+	nets, err := cli.NetworkList(ctx, client.NetworkListOptions{Filters: client.Filters{}.Add("label", label)})
+	if err != nil {
+		return removed, errors.Join(append(errs, err)...)
+	}
+	for _, n := range nets.Items {
+		if !stale(n.Labels[label]) {
+			continue
+		}
+		if _, err := cli.NetworkRemove(ctx, n.ID, client.NetworkRemoveOptions{}); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		removed++
+	}
+	return removed, errors.Join(errs...)
 }
 
 // Run creates and starts spec's container.
@@ -147,6 +238,33 @@ type dockerNetwork struct{ n *testcontainers.DockerNetwork }
 func (d dockerNetwork) Name() string                     { return d.n.Name }
 func (d dockerNetwork) Remove(ctx context.Context) error { return d.n.Remove(ctx) }
 
+func (d dockerNetwork) Disconnect(ctx context.Context, containerID string) error {
+	return withClient(ctx, func(cli *testcontainers.DockerClient) error {
+		_, err := cli.NetworkDisconnect(ctx, d.n.ID, client.NetworkDisconnectOptions{Container: containerID, Force: true})
+		return err
+	})
+}
+
+func (d dockerNetwork) Connect(ctx context.Context, containerID, alias string) error {
+	return withClient(ctx, func(cli *testcontainers.DockerClient) error {
+		_, err := cli.NetworkConnect(ctx, d.n.ID, client.NetworkConnectOptions{
+			Container:      containerID,
+			EndpointConfig: &dockernetwork.EndpointSettings{Aliases: []string{alias}},
+		})
+		return err
+	})
+}
+
+// withClient runs f with a Docker client, closed after it.
+func withClient(ctx context.Context, f func(cli *testcontainers.DockerClient) error) error {
+	cli, err := testcontainers.NewDockerClientWithOpts(ctx)
+	if err != nil {
+		return err
+	}
+	defer cli.Close()
+	return f(cli)
+}
+
 type dockerContainer struct {
 	c *testcontainers.DockerContainer
 }
@@ -158,13 +276,24 @@ func (d dockerContainer) Stop(ctx context.Context, timeout time.Duration) error 
 }
 
 func (d dockerContainer) Kill(ctx context.Context) error {
-	cli, err := testcontainers.NewDockerClientWithOpts(ctx)
-	if err != nil {
+	return withClient(ctx, func(cli *testcontainers.DockerClient) error {
+		_, err := cli.ContainerKill(ctx, d.c.GetContainerID(), client.ContainerKillOptions{Signal: "KILL"})
 		return err
-	}
-	defer cli.Close()
-	_, err = cli.ContainerKill(ctx, d.c.GetContainerID(), client.ContainerKillOptions{Signal: "KILL"})
-	return err
+	})
+}
+
+func (d dockerContainer) Pause(ctx context.Context) error {
+	return withClient(ctx, func(cli *testcontainers.DockerClient) error {
+		_, err := cli.ContainerPause(ctx, d.c.GetContainerID(), client.ContainerPauseOptions{})
+		return err
+	})
+}
+
+func (d dockerContainer) Unpause(ctx context.Context) error {
+	return withClient(ctx, func(cli *testcontainers.DockerClient) error {
+		_, err := cli.ContainerUnpause(ctx, d.c.GetContainerID(), client.ContainerUnpauseOptions{})
+		return err
+	})
 }
 
 func (d dockerContainer) Running(ctx context.Context) (bool, error) {

@@ -100,3 +100,6 @@ type otherNetwork struct{}
 
 func (otherNetwork) Name() string                 { return "other" }
 func (otherNetwork) Remove(context.Context) error { return nil }
+
+func (otherNetwork) Disconnect(context.Context, string) error      { return nil }
+func (otherNetwork) Connect(context.Context, string, string) error { return nil }
