@@ -85,7 +85,10 @@ type Server struct {
 
 	nClients atomic.Int64
 	closing  atomic.Bool
-	wg       sync.WaitGroup
+	// waiting is set, under mu, once Shutdown waits for wg: from then on no connection
+	// joins it (see serveConn).
+	waiting bool
+	wg      sync.WaitGroup
 	// ctx is cancelled when Shutdown gives up waiting; it ends every wait for a server.
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -291,9 +294,12 @@ func (s *Server) DialContext(ctx context.Context, network, address string) (net.
 	return client, nil
 }
 
-// serveConn serves one client connection on a goroutine of its own. It reports false,
-// and serves nothing, once Shutdown has begun: the connection joins s.wg under s.mu, where
-// Shutdown sets closing, so none joins while Shutdown waits.
+// serveConn serves one client connection on a goroutine of its own. A connection
+// accepted just as Shutdown began (the listener returned it before it was closed) is
+// served as a client that was logging in when the drain began: it has drainGrace to
+// start a transaction, which then completes. It reports false, and serves nothing, once
+// Shutdown waits for the connections: the connection joins s.wg under s.mu, where
+// Shutdown sets waiting, so none joins while Shutdown waits.
 func (s *Server) serveConn(conn net.Conn) bool {
 	if tc, ok := conn.(*net.TCPConn); ok {
 		_ = tc.SetNoDelay(true)
@@ -311,8 +317,12 @@ func (s *Server) serveConn(conn net.Conn) bool {
 	c.idle = sync.NewCond(&c.mu)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.closing.Load() {
+	if s.waiting {
 		return false
+	}
+	if s.closing.Load() {
+		c.closeAt.Store(nanotime() + int64(drainGrace))
+		c.closing.Store(true) // startup reads it and keeps to the drain's deadline
 	}
 	s.conns[c] = struct{}{}
 	s.nClients.Add(1)
@@ -343,7 +353,11 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	for _, c := range clients {
 		c.requestClose()
 	}
-	// No connection joins s.wg from now on (see serveConn).
+	// No connection joins s.wg from now on (see serveConn). One accepted before the
+	// listeners closed and registered since is draining already.
+	s.mu.Lock()
+	s.waiting = true
+	s.mu.Unlock()
 	done := make(chan struct{})
 	go func() { s.wg.Wait(); close(done) }()
 	select {
