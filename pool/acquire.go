@@ -139,14 +139,14 @@ func (c *clientSession) acquire(ctx context.Context, typ byte, msg []byte) (*lea
 			if errors.As(err, &pe) {
 				// The server refused a setting: the client is told, and the server,
 				// whose state is now in doubt, is closed.
-				bp.giveBackServer(res, true)
+				bp.GiveBack(res, true)
 				if replica >= 0 {
 					rs.Done(replica)
 				}
 				pe.Severity = protocol.SeverityError
 				return nil, pe
 			}
-			bp.giveBackServer(res, true)
+			bp.GiveBack(res, true)
 			if replica >= 0 {
 				if attempt == 0 {
 					// Likely a replica that restarted: its idle connections are dead too.

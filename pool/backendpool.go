@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
-	"github.com/jackc/puddle/v2"
 
 	"github.com/cmlite/cmpool/pool/internal/backend"
 )
@@ -25,9 +24,8 @@ type poolKey struct {
 // backend's pool, with its pool mode and what the relay counts about it.
 type backendPool struct {
 	*backend.Pool
-	key      poolKey
-	mode     Mode
-	counters poolCounters
+	key  poolKey
+	mode Mode
 }
 
 func newBackendPool(key poolKey, mode Mode, connCfg *pgconn.Config, size, minSize, maxPrepared int, idleTimeout, lifetime, connectTimeout time.Duration, passthrough func() *passthroughKeys) (*backendPool, error) {
@@ -50,18 +48,4 @@ func newBackendPool(key poolKey, mode Mode, connCfg *pgconn.Config, size, minSiz
 		return nil, err
 	}
 	return &backendPool{Pool: p, key: key, mode: mode}, nil
-}
-
-// giveBackServer is the one place a server connection taken from a pool goes back to it,
-// or is closed when destroy is set. A lease's server comes here through lease.giveBack,
-// which settles cancels and moves the lease's state first; the few servers that never
-// become a lease (the one a login checks the client's parameters on, one whose
-// parameters failed to apply, one a function's volatility is looked up on) come here
-// directly.
-func (bp *backendPool) giveBackServer(res *puddle.Resource[*serverConn], destroy bool) {
-	if destroy {
-		res.Destroy()
-		return
-	}
-	bp.Release(res)
 }

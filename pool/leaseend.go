@@ -60,14 +60,14 @@ func (l *lease) giveBack(destroy bool) {
 		l.rs.Done(l.replica)
 	}
 	if !destroy {
-		l.pool.giveBackServer(l.res, false)
+		l.pool.GiveBack(l.res, false)
 		return
 	}
 	if l.queryTimer != nil {
 		l.queryTimer.Stop()
 	}
 	l.flushBytes()
-	l.pool.giveBackServer(l.res, true)
+	l.pool.GiveBack(l.res, true)
 }
 
 // endsLease runs at each ReadyForQuery, after it was written to the client. It decides

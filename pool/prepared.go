@@ -22,7 +22,7 @@ func statementJudge(cl *router.Classifier) func(string) *session.Traits {
 // stmtScope is what l plans statements in, for segment seg.
 func (l *lease) stmtScope(seg uint64) stmt.Scope {
 	c := l.c
-	return stmt.Scope{Names: &c.stmts, Server: l.sc.Prepared, Registry: c.srv.stmts, Counters: &l.pool.counters.stmt, Segment: seg}
+	return stmt.Scope{Names: &c.stmts, Server: l.sc.Prepared, Registry: c.srv.stmts, Counters: &l.pool.Counters.Stmt, Segment: seg}
 }
 
 // planExtended returns, appended to out, what to send the server for the client's Parse,
@@ -89,7 +89,7 @@ func (c *clientSession) deferParse(msg []byte) bool {
 // gets ReadyForQuery.
 func (c *clientSession) answerDeferred(sync bool) error {
 	c.mu.Lock()
-	out, failed := c.stmts.AnswerDeferred(nil, c.srv.stmts, &c.pools.primary.counters.stmt, func(query []byte) *protocol.Error {
+	out, failed := c.stmts.AnswerDeferred(nil, c.srv.stmts, &c.pools.primary.Counters.Stmt, func(query []byte) *protocol.Error {
 		if what := tempObjectOf(query); what != "" && c.mode != ModeSession {
 			return c.mode.refuseTempObject(what)
 		}

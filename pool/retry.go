@@ -121,7 +121,7 @@ func (l *lease) replayOnPrimary(status byte) bool {
 	cancel()
 	if err == nil {
 		if err = c.applyParams(c.srv.ctx, res.Value()); err != nil {
-			primary.giveBackServer(res, true)
+			primary.GiveBack(res, true)
 		}
 	}
 	c.client.wmu.Lock()

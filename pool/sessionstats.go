@@ -16,8 +16,8 @@ func (l *lease) noteReady(status byte) {
 	l.ready.backend = bp.Name
 	if l.qStart != 0 {
 		d := now - l.qStart
-		bp.counters.queries.Add(1)
-		bp.counters.queryTime.Add(d)
+		bp.Counters.Queries.Add(1)
+		bp.Counters.QueryTime.Add(d)
 		l.ready.query, l.ready.hasQuery = time.Duration(d), true
 		l.qStart = 0
 		if l.pending > 0 {
@@ -26,8 +26,8 @@ func (l *lease) noteReady(status byte) {
 	}
 	if status == 'I' && l.xStart != 0 {
 		d := now - l.xStart
-		bp.counters.xacts.Add(1)
-		bp.counters.xactTime.Add(d)
+		bp.Counters.Xacts.Add(1)
+		bp.Counters.XactTime.Add(d)
 		l.ready.xact, l.ready.hasXact = time.Duration(d), true
 		l.xStart = l.qStart
 	}
@@ -71,10 +71,10 @@ func (l *lease) reportReady() {
 // goroutine, which owns l.sentBytes.
 func (l *lease) flushBytes() {
 	if n := l.recvBytes.Swap(0); n > 0 {
-		l.pool.counters.received.Add(n)
+		l.pool.Counters.Received.Add(n)
 	}
 	if l.sentBytes > 0 {
-		l.pool.counters.sent.Add(l.sentBytes)
+		l.pool.Counters.Sent.Add(l.sentBytes)
 		l.sentBytes = 0
 	}
 }
@@ -102,7 +102,7 @@ func (l *lease) noteServerError(code string) {
 
 // noteWait counts a wait of d for a server of bp, by a client of database and user.
 func (s *Server) noteWait(database, user string, bp *backendPool, d time.Duration) {
-	bp.counters.waits.Add(1)
-	bp.counters.waitTime.Add(int64(d))
+	bp.Counters.Waits.Add(1)
+	bp.Counters.WaitTime.Add(int64(d))
 	s.observer.Observe(Event{Kind: EventWait, Database: database, User: user, Backend: bp.Name, Duration: d})
 }

@@ -49,12 +49,12 @@ func (s *Server) snapshot(parts admin.Parts) *admin.Snapshot {
 
 // totals returns bp's counters.
 func (bp *backendPool) totals() admin.Totals {
-	pc := &bp.counters
+	pc := &bp.Counters
 	return admin.Totals{
-		Xacts: pc.xacts.Load(), Queries: pc.queries.Load(), Assignments: bp.Stat().AcquireCount(),
-		Waits: pc.waits.Load(), Received: pc.received.Load(), Sent: pc.sent.Load(),
-		XactTime: pc.xactTime.Load(), QueryTime: pc.queryTime.Load(), WaitTime: pc.waitTime.Load(),
-		ClientParses: pc.stmt.ClientParses.Load(), ServerParses: pc.stmt.ServerParses.Load(), Binds: pc.stmt.Binds.Load(),
+		Xacts: pc.Xacts.Load(), Queries: pc.Queries.Load(), Assignments: bp.Stat().AcquireCount(),
+		Waits: pc.Waits.Load(), Received: pc.Received.Load(), Sent: pc.Sent.Load(),
+		XactTime: pc.XactTime.Load(), QueryTime: pc.QueryTime.Load(), WaitTime: pc.WaitTime.Load(),
+		ClientParses: pc.Stmt.ClientParses.Load(), ServerParses: pc.Stmt.ServerParses.Load(), Binds: pc.Stmt.Binds.Load(),
 	}
 }
 

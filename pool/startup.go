@@ -172,10 +172,10 @@ func (c *clientSession) startup(ctx context.Context) error {
 		var pe *protocol.Error
 		if errors.As(err, &pe) {
 			// The server refused a parameter value: the server itself is fine.
-			bp.giveBackServer(res, false)
+			bp.GiveBack(res, false)
 			return pe
 		}
-		bp.giveBackServer(res, true)
+		bp.GiveBack(res, true)
 		return protocol.NewFatal(protocol.CodeConnectionFailure, "server connection failed during login: "+err.Error())
 	}
 	c.srv.noteWelcome(welcomeKey{c.database, c.user}, sc.Defaults)
@@ -187,7 +187,7 @@ func (c *clientSession) startup(ctx context.Context) error {
 	c.settings.Adopt(report)
 	sc.ConfiguredFor, sc.ConfiguredVersion = c.id, c.settings.Version()
 	if err := c.welcome(report); err != nil {
-		bp.giveBackServer(res, false)
+		bp.GiveBack(res, false)
 		return err
 	}
 	if c.mode == ModeSession {
@@ -196,7 +196,7 @@ func (c *clientSession) startup(ctx context.Context) error {
 		l.start(bp, res)
 		c.ensureRelay()
 	} else {
-		bp.giveBackServer(res, false)
+		bp.GiveBack(res, false)
 		c.armIdleTimeout(false)
 	}
 	return nil

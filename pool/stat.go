@@ -1,10 +1,8 @@
 package pool
 
 import (
-	"sync/atomic"
 	"time"
 
-	"github.com/cmlite/cmpool/pool/internal/stmt"
 	"github.com/cmlite/cmpool/router"
 )
 
@@ -86,16 +84,6 @@ type PoolStat struct {
 	// flight, not lent to anyone until it is answered (ServersBeingCanceled). All zero
 	// for a pool replaced by a reload or a promotion.
 	CancelsWaiting, CancelsActive, CancelConns, ServersBeingCanceled int
-}
-
-// poolCounters are a pool's counters, added to as leases progress.
-type poolCounters struct {
-	stmt stmt.Counters // Parses and Binds
-	// Requests answered and transactions ended, and their total durations (ns).
-	queries, xacts      atomic.Int64
-	queryTime, xactTime atomic.Int64
-	received, sent      atomic.Int64 // bytes from and to clients
-	waitTime, waits     atomic.Int64 // clients' waits for a server (ns), and their count
 }
 
 // Stat returns a snapshot of the server's pools.

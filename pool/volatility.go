@@ -63,10 +63,10 @@ WHERE p.proname = %s AND (%s = '' OR n.nspname = %s)`, router.QuoteLiteral(name)
 	}
 	out, err := res.Value().Exec(ctx, q)
 	if err != nil {
-		bp.giveBackServer(res, true)
+		bp.GiveBack(res, true)
 		return true, err
 	}
-	bp.giveBackServer(res, false)
+	bp.GiveBack(res, false)
 	if out.Err != nil || len(out.Row) != 1 {
 		return true, errors.New("unexpected answer from pg_proc lookup")
 	}

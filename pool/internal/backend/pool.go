@@ -49,6 +49,8 @@ type Pool struct {
 	ConnConfig *pgconn.Config
 	// Cancels are the cancel requests in progress to the pool's servers.
 	Cancels CancelCounters
+	// Counters are what the pool's leases did, added to as they progress.
+	Counters Counters
 
 	p           *puddle.Pool[*Conn]
 	minSize     int
@@ -160,6 +162,29 @@ func (bp *Pool) DestroyIdle() {
 	for _, res := range bp.p.AcquireAllIdle() {
 		res.Destroy()
 	}
+}
+
+// Counters are a pool's counters, added to as leases progress.
+type Counters struct {
+	Stmt stmt.Counters // Parses and Binds
+	// Requests answered and transactions ended, and their total durations (ns).
+	Queries, Xacts      atomic.Int64
+	QueryTime, XactTime atomic.Int64
+	Received, Sent      atomic.Int64 // bytes from and to clients
+	WaitTime, Waits     atomic.Int64 // clients' waits for a server (ns), and their count
+}
+
+// GiveBack is the one place a server connection taken from the pool goes back to it, or
+// is closed when destroy is set. A lease's server comes here through its lease, which
+// settles cancels and moves the lease's state first; the few servers that never become a
+// lease (the one a login checks the client's parameters on, one whose parameters failed
+// to apply, one a function's volatility is looked up on) come here directly.
+func (bp *Pool) GiveBack(res *puddle.Resource[*Conn], destroy bool) {
+	if destroy {
+		res.Destroy()
+		return
+	}
+	bp.Release(res)
 }
 
 // Release returns a clean server connection, or closes it once it has lived too long.
