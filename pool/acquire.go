@@ -9,6 +9,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/puddle/v2"
 
+	"github.com/cmlite/cmpool/pool/internal/backend"
 	"github.com/cmlite/cmpool/pool/internal/session"
 	"github.com/cmlite/cmpool/protocol"
 )
@@ -54,7 +55,7 @@ func (s *Server) acquireError(err error, fatal bool) *protocol.Error {
 // At login a refused value is the client's error, returned as is (FATAL). Later, the
 // settings the server refuses are dropped from the client's and a *protocol.Error says
 // so; the caller closes the server.
-func (c *clientSession) applyParams(ctx context.Context, sc *serverConn) error {
+func (c *Client) applyParams(ctx context.Context, sc *serverConn) error {
 	c.mu.Lock()
 	version := c.settings.Version()
 	if sc.ConfiguredFor == c.id && sc.ConfiguredVersion == version {
@@ -66,7 +67,7 @@ func (c *clientSession) applyParams(ctx context.Context, sc *serverConn) error {
 	resetAll := sc.UnnamedSettings && sc.ConfiguredFor != c.id
 	steps := planParams(sc, params, resetAll)
 	if len(steps) > 0 {
-		ctx, cancel := context.WithTimeout(ctx, c.srv.conf().ServerConnectTimeout)
+		ctx, cancel := context.WithTimeout(ctx, c.host.Config().ServerConnectTimeout)
 		defer cancel()
 		res, err := sc.Exec(ctx, session.Query(steps))
 		if err != nil {
@@ -76,7 +77,7 @@ func (c *clientSession) applyParams(ctx context.Context, sc *serverConn) error {
 			if sc.TxStatus != 'I' {
 				return fmt.Errorf("server left in transaction after SET: %w", res.Err)
 			}
-			if !c.loggedIn.Load() {
+			if !c.host.LoggedIn() {
 				return &protocol.Error{Severity: protocol.SeverityFatal, Code: res.Err.Code, Message: res.Err.Message, Detail: res.Err.Detail}
 			}
 			return c.restoreFailed(ctx, sc, steps, res.Err)
@@ -173,21 +174,21 @@ func (c *clientSession) acquire(ctx context.Context, typ byte, msg []byte) (*lea
 		l := c.newLease()
 		l.replica, l.rs, l.forced = replica, rs, forced
 		l.needLSN = mayWrite && backend == backendPrimary && rs != nil && c.srv.conf().Consistency != "eventual"
-		l.start(bp, res)
+		l.start(bp.Pool, res)
 		return l, nil
 	}
 }
 
 // start makes res the client's server, on l (its routing fields set). Its replies are
 // relayed once requests are sent (relayAfter).
-func (l *lease) start(bp *backendPool, res *puddle.Resource[*serverConn]) {
+func (l *lease) start(bp *backend.Pool, res *puddle.Resource[*backend.Conn]) {
 	c := l.c
 	l.pool, l.res, l.sc = bp, res, res.Value()
 	l.sc.Linked.Store(c.id)
 	l.segDone = true
 	l.takeBuffers(c.prevLease)
 	c.prevLease = l
-	l.queryTimeout = 2 * c.srv.conf().QueryTimeout
+	l.queryTimeout = 2 * c.host.Config().QueryTimeout
 	c.mu.Lock()
 	l.to(leaseUnrelayed)
 	c.lease = l

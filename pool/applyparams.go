@@ -38,7 +38,7 @@ func recordApplied(sc *serverConn, params map[string]string, resetAll bool) {
 // the returned error, whose SQLSTATE is the server's. If only resetting the server's own
 // leftovers failed, the error is not the client's: a plain error is returned. Either way
 // the caller closes the server.
-func (c *clientSession) restoreFailed(ctx context.Context, sc *serverConn, steps []session.Step, first *pgconn.PgError) error {
+func (c *Client) restoreFailed(ctx context.Context, sc *serverConn, steps []session.Step, first *pgconn.PgError) error {
 	var dropped []string
 	var cause *pgconn.PgError
 	for _, st := range steps {

@@ -27,14 +27,14 @@ const settleTimeout = backend.CancelTimeout + time.Second
 // cancellableLocked reports whether a cancel request may go to l's server now: l is the
 // client's lease and the client has requests outstanding on it that cmpool is not
 // finishing itself. The caller holds c.mu.
-func (c *clientSession) cancellableLocked(l *lease) bool {
+func (c *Client) cancellableLocked(l *lease) bool {
 	return l != nil && c.lease == l && (l.pending > 0 || l.unsynced) && l.open()
 }
 
 // cancelRunning sends a cancel request to the server of the client's lease l, if l is
 // still cancellable (see cancellableLocked); fromClient tells a client's request from
 // query_timeout's. It reports whether a cancel was sent, and its error.
-func (c *clientSession) cancelRunning(ctx context.Context, l *lease, fromClient bool) (bool, error) {
+func (c *Client) cancelRunning(ctx context.Context, l *lease, fromClient bool) (bool, error) {
 	c.mu.Lock()
 	if !c.cancellableLocked(l) {
 		c.mu.Unlock()

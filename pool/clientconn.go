@@ -30,9 +30,9 @@ type clientConn struct {
 	wmu sync.Mutex
 }
 
-// newClientConn reads and writes conn through r and the writer of w.
-func newClientConn(conn net.Conn, r *fastio.Reader, w *fastio.Writer, maxPacket int) clientConn {
-	return clientConn{conn: conn, r: r, fr: protocol.NewFrameReader(r, maxPacket), maxPacket: maxPacket, w: w}
+// init reads and writes conn through r and w.
+func (cc *clientConn) init(conn net.Conn, r *fastio.Reader, w *fastio.Writer, maxPacket int) {
+	cc.conn, cc.r, cc.fr, cc.maxPacket, cc.w = conn, r, protocol.NewFrameReader(r, maxPacket), maxPacket, w
 }
 
 // writeLocal sends bytes cmpool itself produced, when no lease is active.

@@ -40,9 +40,9 @@ var beginReply = func() []byte {
 
 // deferBegin answers a plain BEGIN locally when it can be deferred; it reports whether it
 // did. The client goroutine calls it for each simple query before it needs a server.
-func (c *clientSession) deferBegin(q string) (bool, error) {
+func (c *Client) deferBegin(q string) (bool, error) {
 	if c.mode != ModeTransaction || c.beginDeferred || c.stmts.HasDeferred() || !router.IsPlainBegin(q) ||
-		c.srv.conf().Router != nil || c.currentLease() != nil {
+		c.host.Config().RouterHook || c.currentLease() != nil {
 		return false, nil
 	}
 	if err := c.client.fr.Skip(); err != nil {

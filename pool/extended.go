@@ -81,7 +81,7 @@ func (c *clientSession) simpleCommand(q string) (bool, error) {
 
 // waitIdle waits until every request sent on the current lease has been answered and
 // the lease is not being synced. The caller holds c.mu.
-func (c *clientSession) waitIdle() {
+func (c *Client) waitIdle() {
 	c.ensureRelayLocked() // the replies waited for must be read
 	for c.lease != nil && (c.lease.pending > 0 || c.lease.unsynced || !c.lease.open()) {
 		c.idle.Wait()
@@ -91,7 +91,7 @@ func (c *clientSession) waitIdle() {
 // replyLocally answers a simple query without a server: the reply, then ReadyForQuery
 // with the session's transaction status. With a lease it first waits until every earlier
 // request has been answered, so replies stay in order.
-func (c *clientSession) replyLocally(reply []byte) error {
+func (c *Client) replyLocally(reply []byte) error {
 	c.flushServer()
 	c.mu.Lock()
 	c.waitIdle()

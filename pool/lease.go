@@ -7,6 +7,7 @@ import (
 
 	"github.com/jackc/puddle/v2"
 
+	"github.com/cmlite/cmpool/pool/internal/backend"
 	"github.com/cmlite/cmpool/pool/internal/stmt"
 	"github.com/cmlite/cmpool/router"
 )
@@ -30,8 +31,8 @@ type lease struct {
 	// Set when the lease is made; read only after.
 
 	// c is the client the server is lent to.
-	c    *clientSession
-	pool *backendPool
+	c    *Client
+	pool *backend.Pool
 	res  *puddle.Resource[*serverConn]
 	sc   *serverConn
 	// replica is the index in rs of the replica the lease reads from, or -1 on the
@@ -103,7 +104,7 @@ type lease struct {
 	heldStatus [][2]string
 	// ready is what the last ReadyForQuery ended, not yet reported to the Observer
 	// (noteReady, reportReady).
-	ready readyNote
+	ready readyReport
 	// sentBytes are the bytes relayed to the client not yet added to the pool's counters.
 	sentBytes int64
 
@@ -130,7 +131,7 @@ type lease struct {
 // (finishLease returned its server, after its cancels in flight were answered), and it never
 // armed query_timeout (whose timer may still fire). Then a transaction allocates nothing.
 // Its buffers are kept; takeBuffers has nothing to do.
-func (c *clientSession) newLease() *lease {
+func (c *Client) newLease() *lease {
 	p := c.prevLease
 	// done first: a lease that never had a relay goroutine was only ever touched by this
 	// goroutine and by others under c.mu.

@@ -142,7 +142,7 @@ func (l *lease) onEnd() bool {
 	if !l.executed {
 		l.needLSN = false // only Parse, Describe or Close: nothing ran, nothing was written
 	}
-	c.routing.endTransaction(l.needLSN)
+	c.host.EndTransaction(l.needLSN)
 	if len(l.track) > 0 || c.mode != ModeSession && l.untrackedChanges() {
 		// The lease ends after syncLease has read the parameters back.
 		l.to(leaseSyncing)
@@ -172,7 +172,8 @@ func (l *lease) finishLease() {
 		l.giveBack(true)
 		return
 	}
-	if l.resetNeeded && !resetServer(l.sc, c.srv.conf().ServerConnectTimeout) {
+	cfg := c.host.Config()
+	if l.resetNeeded && !resetServer(l.sc, cfg.ServerConnectTimeout) {
 		l.giveBack(true)
 		return
 	}
@@ -180,9 +181,9 @@ func (l *lease) finishLease() {
 		l.giveBack(true)
 		return
 	}
-	if c.mode == ModeSession && c.srv.conf().ServerResetQuery != "-" {
-		ctx, cancel := context.WithTimeout(context.Background(), c.srv.conf().ServerConnectTimeout)
-		res, err := l.sc.Exec(ctx, c.srv.conf().ServerResetQuery)
+	if c.mode == ModeSession && cfg.ServerResetQuery != "-" {
+		ctx, cancel := context.WithTimeout(context.Background(), cfg.ServerConnectTimeout)
+		res, err := l.sc.Exec(ctx, cfg.ServerResetQuery)
 		cancel()
 		if err != nil || res.Err != nil || l.sc.TxStatus != 'I' {
 			l.giveBack(true)
@@ -255,7 +256,7 @@ func (l *lease) relayFailed(err error) {
 	if l.queryTimeout > 0 && isTimeout(err) {
 		// The server may be hung or unreachable; its state is unknown, so it is closed,
 		// and so is the client, whose transaction is gone with it.
-		c.log.Warn("query_timeout: server did not answer, even to a cancel request", "waited", l.queryTimeout, "backend", l.pool.key.backend)
+		c.log.Warn("query_timeout: server did not answer, even to a cancel request", "waited", l.queryTimeout, "backend", l.pool.Name)
 		l.relayFailedWith(protocol.NewFatal(protocol.CodeQueryCanceled,
 			fmt.Sprintf("query_timeout: the server did not answer within %s", l.queryTimeout)))
 		return
@@ -293,7 +294,7 @@ func (l *lease) relayFailedWith(pe *protocol.Error) {
 
 // endLease runs when the client leaves: a clean server goes back (session mode, after
 // the reset query); a busy one is closed, never reused dirty.
-func (c *clientSession) endLease() {
+func (c *Client) endLease() {
 	c.ensureRelay() // it stops the relay below, or sees the server closed
 	c.mu.Lock()
 	l := c.lease

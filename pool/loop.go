@@ -182,7 +182,7 @@ func (c *clientSession) failRequest(fr protocol.Frame, pe *protocol.Error) error
 
 // localStatus is the transaction status cmpool reports for a client that holds no server:
 // in a transaction if a BEGIN is deferred, else idle.
-func (c *clientSession) localStatus() byte {
+func (c *Client) localStatus() byte {
 	if c.beginDeferred {
 		return 'T'
 	}

@@ -4,6 +4,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/cmlite/cmpool/protocol"
 )
 
 // Observer receives the proxy's events as they happen, for metrics and tracing
@@ -99,3 +101,20 @@ var monoStart = time.Now()
 
 // nanotime is a monotonic clock reading in nanoseconds.
 func nanotime() int64 { return int64(time.Since(monoStart)) }
+
+// noteError counts an ErrorResponse cmpool itself sent to a client of database and user,
+// with SQLSTATE code. (Errors from servers are counted by noteServerError.)
+func (s *Server) noteError(database, user, code string) {
+	if code == "" {
+		code = protocol.CodeInternalError
+	}
+	s.errors.add(code)
+	s.observer.Observe(Event{Kind: EventError, Database: database, User: user, Code: code})
+}
+
+// noteWait counts a wait of d for a server of bp, by a client of database and user.
+func (s *Server) noteWait(database, user string, bp *backendPool, d time.Duration) {
+	bp.Counters.Waits.Add(1)
+	bp.Counters.WaitTime.Add(int64(d))
+	s.observer.Observe(Event{Kind: EventWait, Database: database, User: user, Backend: bp.Name, Duration: d})
+}

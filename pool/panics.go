@@ -14,7 +14,7 @@ import (
 
 // abandonAfterPanic ends a client whose goroutine panicked: the client is closed, and so
 // is its server, which may be half updated, so it is destroyed, never returned.
-func (c *clientSession) abandonAfterPanic() {
+func (c *Client) abandonAfterPanic() {
 	_ = c.client.conn.Close()
 	if !tryLockFor(&c.mu, panicLockWait) {
 		c.log.Error("client session panic left its lock held: its server is not closed")
@@ -68,7 +68,7 @@ func (l *lease) relayPanicked(p any, holdingW bool) {
 	if holdingW || tryLockFor(&c.client.wmu, panicLockWait) {
 		// Drop what is buffered: it may end in the middle of a message.
 		c.client.w.DropBuffered()
-		c.srv.noteError(c.database, c.user, protocol.CodeInternalError)
+		c.host.NoteError(protocol.CodeInternalError)
 		_ = c.client.conn.SetWriteDeadline(time.Now().Add(5 * time.Second))
 		_, _ = c.client.w.Write(protocol.AppendErrorResponse(nil, protocol.NewFatal(protocol.CodeInternalError,
 			"internal error in cmpool while relaying the server's reply; the connection is closed")))

@@ -22,7 +22,7 @@ func statementJudge(cl *router.Classifier) func(string) *session.Traits {
 // stmtScope is what l plans statements in, for segment seg.
 func (l *lease) stmtScope(seg uint64) stmt.Scope {
 	c := l.c
-	return stmt.Scope{Names: &c.stmts, Server: l.sc.Prepared, Registry: c.srv.stmts, Counters: &l.pool.Counters.Stmt, Segment: seg}
+	return stmt.Scope{Names: &c.stmts, Server: l.sc.Prepared, Registry: c.host.Statements(), Counters: &l.pool.Counters.Stmt, Segment: seg}
 }
 
 // planExtended returns, appended to out, what to send the server for the client's Parse,
@@ -77,7 +77,7 @@ func (l *lease) replyError(msg []byte) []byte {
 
 // deferParse holds a named Parse that arrives while the client has no server (see
 // stmt.Names.Defer), and reports whether it did.
-func (c *clientSession) deferParse(msg []byte) bool {
+func (c *Client) deferParse(msg []byte) bool {
 	if !stmt.Deferrable(msg) || c.currentLease() != nil {
 		return false
 	}
@@ -87,9 +87,9 @@ func (c *clientSession) deferParse(msg []byte) bool {
 
 // answerDeferred answers held Parses without a server, as a server would; a Sync then
 // gets ReadyForQuery.
-func (c *clientSession) answerDeferred(sync bool) error {
+func (c *Client) answerDeferred(sync bool) error {
 	c.mu.Lock()
-	out, failed := c.stmts.AnswerDeferred(nil, c.srv.stmts, &c.pools.primary.Counters.Stmt, func(query []byte) *protocol.Error {
+	out, failed := c.stmts.AnswerDeferred(nil, c.host.Statements(), c.host.StatementCounters(), func(query []byte) *protocol.Error {
 		if what := tempObjectOf(query); what != "" && c.mode != ModeSession {
 			return c.mode.refuseTempObject(what)
 		}

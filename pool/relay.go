@@ -60,7 +60,7 @@ var relayDone = func() chan struct{} {
 
 // ensureRelay starts a relay goroutine for the current lease if nothing relays its
 // replies yet. The client goroutine calls it, without c.mu.
-func (c *clientSession) ensureRelay() {
+func (c *Client) ensureRelay() {
 	if c.unrelayed != nil {
 		c.mu.Lock()
 		c.ensureRelayLocked()
@@ -69,7 +69,7 @@ func (c *clientSession) ensureRelay() {
 }
 
 // ensureRelayLocked is ensureRelay for the client goroutine holding c.mu.
-func (c *clientSession) ensureRelayLocked() {
+func (c *Client) ensureRelayLocked() {
 	if l := c.unrelayed; l != nil {
 		c.unrelayed = nil
 		l.to(leaseRelaying)
@@ -184,7 +184,7 @@ const (
 // relayOne passes one server message to the client. The caller holds c.client.wmu.
 func (l *lease) relayOne(fr protocol.Frame) (relayStep, byte, error) {
 	c := l.c
-	if f := c.srv.relayFault; f != nil {
+	if f := c.host.RelayFault(); f != nil {
 		f(fr.Type)
 	}
 	if !relayedTypes[fr.Type] {
@@ -289,7 +289,7 @@ func (l *lease) relayOne(fr protocol.Frame) (relayStep, byte, error) {
 		if err != nil {
 			return stepFailed, 0, err
 		}
-		c.srv.stmts.NoteCommandTag(msg[protocol.HeaderLen:])
+		c.host.Statements().NoteCommandTag(msg[protocol.HeaderLen:])
 		out = msg
 	case '1', '3', 'E':
 		msg, err := sc.Frames.Message()
@@ -391,7 +391,7 @@ func isClientWriteErr(err error) bool {
 }
 
 // noteParameterStatus keeps a parameter the server reported as the client's own.
-func (c *clientSession) noteParameterStatus(name, value string) {
+func (c *Client) noteParameterStatus(name, value string) {
 	if session.IsServerOnly(name) {
 		return
 	}

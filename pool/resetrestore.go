@@ -103,7 +103,7 @@ func (l *lease) restoreStartup() (ran bool, err error) {
 	l.heldStatus = nil
 	if !failed && len(values) > 0 {
 		l.wmu.Lock()
-		ctx, cancel := context.WithTimeout(context.Background(), c.srv.conf().ServerConnectTimeout)
+		ctx, cancel := context.WithTimeout(context.Background(), c.host.Config().ServerConnectTimeout)
 		res, err := l.sc.Exec(ctx, session.RestoreQuery(values))
 		cancel()
 		l.wmu.Unlock()

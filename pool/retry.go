@@ -4,8 +4,6 @@ import (
 	"bytes"
 	"encoding/binary"
 
-	"github.com/jackc/puddle/v2"
-
 	"github.com/cmlite/cmpool/pool/internal/stmt"
 	"github.com/cmlite/cmpool/protocol"
 )
@@ -112,15 +110,9 @@ func (l *lease) replayOnPrimary(status byte) bool {
 	l.giveBack(false)
 
 	// Take a primary server with the client's settings.
-	ctx, cancel := c.srv.waitContext(c.srv.ctx)
-	primary, err := c.pools.at(backendPrimary)
-	var res *puddle.Resource[*serverConn]
+	primary, res, err := c.host.AcquirePrimary(c.host.Context())
 	if err == nil {
-		res, err = primary.Acquire(ctx)
-	}
-	cancel()
-	if err == nil {
-		if err = c.applyParams(c.srv.ctx, res.Value()); err != nil {
+		if err = c.applyParams(c.host.Context(), res.Value()); err != nil {
 			primary.GiveBack(res, true)
 		}
 	}
@@ -139,7 +131,7 @@ func (l *lease) replayOnPrimary(status byte) bool {
 		return true
 	}
 	nl := &lease{c: c, pool: primary, res: res, sc: res.Value(), done: make(chan struct{}), segDone: true, replica: -1, needLSN: true,
-		queryTimeout: 2 * c.srv.conf().QueryTimeout}
+		queryTimeout: 2 * c.host.Config().QueryTimeout}
 	var out []byte
 	c.mu.Lock()
 	if seg[0] == 'Q' {
@@ -159,7 +151,7 @@ func (l *lease) replayOnPrimary(status byte) bool {
 	c.lease = nl
 	c.idle.Broadcast()
 	c.mu.Unlock()
-	c.srv.readOnlyReplays.Add(1)
+	c.host.ReadOnlyReplayed()
 
 	nl.wmu.Lock()
 	_, _ = nl.sc.Writer.Write(out)

@@ -9,7 +9,7 @@ import (
 
 // claim returns the current lease with a message of type typ accounted to it, so the
 // relay cannot end the lease before that message is answered; or nil with no lease.
-func (c *clientSession) claim(typ byte) *lease {
+func (c *Client) claim(typ byte) *lease {
 	c.mu.Lock()
 	for c.lease != nil && (!c.lease.open() || c.lease.restoring()) {
 		c.idle.Wait()
@@ -60,13 +60,13 @@ func (l *lease) account(typ byte) {
 // send passes one client message, already accounted to l, to the lease's server: msg
 // when it was read whole (and rewritten if it names a prepared statement), else the
 // current frame, streamed.
-func (c *clientSession) send(l *lease, msg []byte) error {
+func (c *Client) send(l *lease, msg []byte) error {
 	out := msg
 	if msg != nil && msg[0] == 'Q' {
 		l.sc.Prepared.ForgetUnnamed() // a simple query replaces the unnamed statement
 		if c.mode != ModeSession {
 			q := c.texts.text(queryText(msg))
-			t := withSettingEffects(c.srv.classifier, q, traitsOf(q))
+			t := withSettingEffects(c.host.Classifier(), q, traitsOf(q))
 			c.mu.Lock()
 			warn := l.applyTraits(t)
 			l.scheduleRestore(t.Resets, l.sentSeq)
@@ -125,7 +125,7 @@ func (c *clientSession) send(l *lease, msg []byte) error {
 // flushServer sends the messages send held back, before the client goroutine waits for
 // their replies. The server has not seen them, so the relay cannot be ending the lease
 // or writing to the server itself.
-func (c *clientSession) flushServer() {
+func (c *Client) flushServer() {
 	l := c.unflushed
 	if l == nil {
 		return

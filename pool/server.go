@@ -306,15 +306,11 @@ func (s *Server) serveConn(conn net.Conn) bool {
 	}
 	fio := fastio.New(conn)
 	r := fastio.NewReader(fio)
-	c := &clientSession{
-		srv:         s,
-		id:          s.lastClientID.Add(1),
-		client:      newClientConn(conn, r, fastio.NewWriter(fio), s.conf().MaxPacketSize),
-		log:         s.log.With("client", conn.RemoteAddr().String()),
-		connectedAt: time.Now(),
-	}
+	c := &clientSession{srv: s, connectedAt: time.Now()}
+	c.client.init(conn, r, fastio.NewWriter(fio), s.conf().MaxPacketSize)
+	c.Client.init(s.lastClientID.Add(1),
+		s.log.With("client", conn.RemoteAddr().String()), c)
 	c.routing.srv = s
-	c.idle = sync.NewCond(&c.mu)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.waiting {

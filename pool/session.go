@@ -19,11 +19,28 @@ import (
 	"github.com/cmlite/cmpool/protocol"
 )
 
-// clientSession is one client connection. Its goroutine reads client messages and
-// forwards them; while it holds a server (a lease), a relay goroutine copies the server's
-// replies back and decides, at each ReadyForQuery, whether the lease ends.
+// clientSession is one client connection: its login, its loop reading client messages,
+// and what cmpool knows of it for routing and the console. The half its leases share
+// (its socket, lock, settings, statements and current lease) is the embedded Client.
 type clientSession struct {
+	Client
 	srv *Server
+
+	key   cancelKey
+	pools clientPools // its server pools; set once database and user are known
+
+	routing routing // where its transactions go; under its own lock
+
+	// For the admin console's SHOW CLIENTS and SHOW POOLS.
+	admin        bool         // connected to the admin console
+	loggedIn     atomic.Bool  // startup is complete
+	connectedAt  time.Time    // when the connection was accepted
+	requestAt    atomic.Int64 // Unix ns of the last transaction start
+	waitingSince atomic.Int64 // nanotime when it began waiting for a server; 0 if not
+}
+
+// Client is the half of a client session its leases share.
+type Client struct {
 	// id names the session for the server connections it uses (never 0): a server
 	// records which client its settings and unnamed statement are for by id.
 	id uint64
@@ -31,7 +48,7 @@ type clientSession struct {
 	//
 	// Lock order for a client and its lease:
 	//
-	//	clientConn.wmu → lease.wmu → clientSession.mu → serverConn.Cancels.mu
+	//	clientConn.wmu → lease.wmu → Client.mu → serverConn.Cancels.mu
 	//
 	// Any of them may be taken alone, or under the ones before it (send asks under
 	// lease.wmu whether the client must wait, which takes mu); lease.wmu is never taken
@@ -46,11 +63,11 @@ type clientSession struct {
 	// or change the session's state. The idle condition is on mu (see idle).
 	client clientConn
 	log    *slog.Logger
+	// host is what the client's leases need of the rest of cmpool.
+	host leaseHost
 
-	key      cancelKey
 	database string
 	user     string
-	pools    clientPools // its server pools; set once database and user are known
 	mode     Mode
 
 	// settings are the session parameters this client wants on any server it uses, and
@@ -65,8 +82,6 @@ type clientSession struct {
 	stmts stmt.Names
 	out   []byte    // scratch for rewritten messages
 	texts textCache // the statement texts converted last; the client goroutine's only
-
-	routing routing // where its transactions go; under its own lock
 
 	mu   sync.Mutex // guards the lease and the fields marked so; see client for the lock order
 	idle *sync.Cond // on mu; signalled at every ReadyForQuery, and when a lease is open again or over
@@ -91,16 +106,16 @@ type clientSession struct {
 	// server: later messages are dropped until Sync, as a server would.
 	discarding bool
 
-	// For the admin console's SHOW CLIENTS and SHOW POOLS.
-	admin        bool         // connected to the admin console
-	loggedIn     atomic.Bool  // startup is complete
-	connectedAt  time.Time    // when the connection was accepted
-	requestAt    atomic.Int64 // Unix ns of the last transaction start
-	waitingSince atomic.Int64 // nanotime when it began waiting for a server; 0 if not
-	idleArmed    atomic.Bool  // an idle timeout is set as the read deadline
+	idleArmed atomic.Bool // an idle timeout is set as the read deadline
 	// idleSince is the nanotime the client last became idle (logged in, or a lease
 	// ended); closeAt is when a drain may close it (see requestClose).
 	idleSince, closeAt atomic.Int64
+}
+
+// init sets up a client; id names it for the servers it uses.
+func (c *Client) init(id uint64, log *slog.Logger, host leaseHost) {
+	c.id, c.log, c.host = id, log, host
+	c.idle = sync.NewCond(&c.mu)
 }
 
 // readyIdle is ReadyForQuery with status idle.
@@ -178,7 +193,7 @@ func isNormalClose(err error) bool {
 		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
 }
 
-func (c *clientSession) currentLease() *lease {
+func (c *Client) currentLease() *lease {
 	c.mu.Lock()
 	l := c.lease
 	c.mu.Unlock()

@@ -113,7 +113,7 @@ func (m Mode) sessionBoundWarning() []byte {
 func (l *lease) syncTracked() bool {
 	c := l.c
 	names := l.track
-	ctx, cancel := context.WithTimeout(context.Background(), c.srv.conf().ServerConnectTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), c.host.Config().ServerConnectTimeout)
 	res, err := l.sc.Exec(ctx, session.TrackedReadback(names))
 	cancel()
 	ok := err == nil && res.Err == nil && len(res.Row) == len(names) && l.sc.TxStatus == 'I'

@@ -22,7 +22,7 @@ func TestTraitsResets(t *testing.T) {
 }
 
 func TestScheduleRestore(t *testing.T) {
-	c := &clientSession{settings: session.NewSettings(map[string]string{"DateStyle": "German, DMY", "work_mem": "7MB"})}
+	c := &Client{settings: session.NewSettings(map[string]string{"DateStyle": "German, DMY", "work_mem": "7MB"})}
 	c.settings.MarkStartup()
 	l := &lease{c: c}
 	l.scheduleRestore([]string{"TimeZone"}, 3)

@@ -13,7 +13,6 @@ import (
 func (l *lease) noteReady(status byte) {
 	now := nanotime()
 	bp := l.pool
-	l.ready.backend = bp.Name
 	if l.qStart != 0 {
 		d := now - l.qStart
 		bp.Counters.Queries.Add(1)
@@ -34,37 +33,15 @@ func (l *lease) noteReady(status byte) {
 	l.flushBytes()
 }
 
-// readyNote is what the relay saw and has not reported yet: the durations of the
-// request and of the transaction that ended, on backend (noteReady), and the SQLSTATE
-// of an ErrorResponse from the server (noteServerError).
-type readyNote struct {
-	backend           string
-	query, xact       time.Duration
-	hasQuery, hasXact bool
-	errCode           string
-}
-
-// reportReady sends what noteReady saw on l to the Observer, and logs a slow
-// transaction. It runs on whatever relays l, holding no lock.
+// reportReady tells the host what noteReady saw on l. It runs on whatever relays l, holding no lock.
 func (l *lease) reportReady() {
-	c := l.c
 	n := l.ready
 	if !n.hasQuery && !n.hasXact && n.errCode == "" {
 		return
 	}
-	l.ready = readyNote{}
-	if n.errCode != "" {
-		c.srv.observer.Observe(Event{Kind: EventError, Database: c.database, User: c.user, Backend: l.pool.Name, Code: n.errCode})
-	}
-	if n.hasQuery {
-		c.srv.observer.Observe(Event{Kind: EventQuery, Database: c.database, User: c.user, Backend: n.backend, Duration: n.query})
-	}
-	if n.hasXact {
-		c.srv.observer.Observe(Event{Kind: EventTransaction, Database: c.database, User: c.user, Backend: n.backend, Duration: n.xact})
-		if slow := c.srv.conf().SlowTransaction; slow > 0 && n.xact > slow {
-			c.log.Warn("slow transaction", "duration", n.xact.Round(time.Microsecond), "backend", n.backend)
-		}
-	}
+	l.ready = readyReport{}
+	n.backend = l.pool.Name
+	l.c.host.Report(n)
 }
 
 // flushBytes adds the bytes l relayed to its pool's counters. It runs on the relay
@@ -79,16 +56,6 @@ func (l *lease) flushBytes() {
 	}
 }
 
-// noteError counts an ErrorResponse cmpool itself sent to a client of database and user,
-// with SQLSTATE code. (Errors from servers are counted by noteServerError.)
-func (s *Server) noteError(database, user, code string) {
-	if code == "" {
-		code = protocol.CodeInternalError
-	}
-	s.errors.add(code)
-	s.observer.Observe(Event{Kind: EventError, Database: database, User: user, Code: code})
-}
-
 // noteServerError counts an ErrorResponse from l's server on its way to the client. The
 // relay calls it holding c.client.wmu: the Observer hears of it from reportReady.
 func (l *lease) noteServerError(code string) {
@@ -96,13 +63,6 @@ func (l *lease) noteServerError(code string) {
 	if code == "" {
 		code = protocol.CodeInternalError
 	}
-	c.srv.errors.add(code)
+	c.host.NoteServerError(code)
 	l.ready.errCode = code
-}
-
-// noteWait counts a wait of d for a server of bp, by a client of database and user.
-func (s *Server) noteWait(database, user string, bp *backendPool, d time.Duration) {
-	bp.Counters.Waits.Add(1)
-	bp.Counters.WaitTime.Add(int64(d))
-	s.observer.Observe(Event{Kind: EventWait, Database: database, User: user, Backend: bp.Name, Duration: d})
 }

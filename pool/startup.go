@@ -193,7 +193,7 @@ func (c *clientSession) startup(ctx context.Context) error {
 	if c.mode == ModeSession {
 		l := c.newLease()
 		l.replica = -1
-		l.start(bp, res)
+		l.start(bp.Pool, res)
 		c.ensureRelay()
 	} else {
 		bp.GiveBack(res, false)

@@ -33,7 +33,7 @@ func (m Mode) refuseTempObject(what string) *protocol.Error {
 // server is usable.
 func (l *lease) dropTempObjects() bool {
 	c := l.c
-	timeout := c.srv.conf().ServerConnectTimeout
+	timeout := c.host.Config().ServerConnectTimeout
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	res, err := l.sc.Exec(ctx, session.TempObjectsQuery)
 	cancel()

@@ -17,8 +17,8 @@ import (
 
 // armIdleTimeout sets the client's read deadline for the state it is left in by a
 // ReadyForQuery with nothing outstanding: inTx tells idle in a transaction from idle.
-func (c *clientSession) armIdleTimeout(inTx bool) {
-	cfg := c.srv.conf()
+func (c *Client) armIdleTimeout(inTx bool) {
+	cfg := c.host.Config()
 	d := cfg.ClientIdleTimeout
 	if inTx {
 		d = cfg.IdleTransactionTimeout
@@ -35,7 +35,7 @@ func (c *clientSession) armIdleTimeout(inTx bool) {
 }
 
 // disarmIdleTimeout clears an idle deadline after the client sent something.
-func (c *clientSession) disarmIdleTimeout() {
+func (c *Client) disarmIdleTimeout() {
 	if c.idleArmed.Swap(false) && !c.closing.Load() {
 		_ = c.client.conn.SetReadDeadline(time.Time{})
 	}
@@ -43,7 +43,7 @@ func (c *clientSession) disarmIdleTimeout() {
 
 // idleTimeoutError is the error that ends a client whose idle deadline passed, or nil
 // when the deadline was not an idle timeout.
-func (c *clientSession) idleTimeoutError() *protocol.Error {
+func (c *Client) idleTimeoutError() *protocol.Error {
 	if !c.idleArmed.Load() {
 		return nil
 	}
@@ -68,7 +68,7 @@ func (c *clientSession) idleTimeoutError() *protocol.Error {
 // one outstanding (a pipelined request runs after the ones before it).
 func (l *lease) armQueryTimer() {
 	c := l.c
-	d := c.srv.conf().QueryTimeout
+	d := c.host.Config().QueryTimeout
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	owed := 1 // the request just sent, and a deferred BEGIN sent ahead of it
@@ -101,6 +101,6 @@ func (l *lease) queryTimedOut() {
 	case err != nil:
 		c.log.Warn("query_timeout: cancel request failed", "error", err)
 	case sent:
-		c.log.Warn("query_timeout: cancelled the running query", "timeout", c.srv.conf().QueryTimeout)
+		c.log.Warn("query_timeout: cancelled the running query", "timeout", c.host.Config().QueryTimeout)
 	}
 }

@@ -76,9 +76,9 @@ func (l *lease) untrackedChanges() bool {
 	if len(l.settingFuncs) == 0 {
 		return false
 	}
-	gen, now := c.srv.stmts.SchemaGen(), nanotime()
+	gen, now := c.host.Statements().SchemaGen(), nanotime()
 	for _, f := range l.settingFuncs {
-		if fs, ok := c.srv.judgedFunc(c.database, f, gen, now); !ok || fs.MayChange {
+		if j, ok := c.host.Judgement(f, gen, now); !ok || j.MayChange {
 			return true
 		}
 	}
@@ -119,10 +119,10 @@ func (l *lease) syncUntracked() bool {
 	for k := range sc.Set {
 		names = append(names, k)
 	}
-	gen, now := c.srv.stmts.SchemaGen(), nanotime()
+	gen, now := c.host.Statements().SchemaGen(), nanotime()
 	var judge []string
 	for _, f := range funcs {
-		fs, ok := c.srv.judgedFunc(c.database, f, gen, now)
+		fs, ok := c.host.Judgement(f, gen, now)
 		if !ok {
 			judge = append(judge, f)
 			continue
@@ -135,7 +135,7 @@ func (l *lease) syncUntracked() bool {
 	if full {
 		q = session.UntrackedReadback(names, judge)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), c.srv.conf().ServerConnectTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), c.host.Config().ServerConnectTimeout)
 	res, err := sc.Exec(ctx, q)
 	cancel()
 	ok := err == nil && res.Err == nil && len(res.Row) == 1 && sc.TxStatus == 'I'
@@ -149,7 +149,7 @@ func (l *lease) syncUntracked() bool {
 	for _, f := range judge {
 		j, found := judged[f]
 		if found {
-			c.srv.funcSettings.Store(c.database+"\x00"+f, funcSettings{Judgement: j, gen: gen, at: now})
+			c.host.Judged(f, j, gen, now)
 		}
 		unnamed = unnamed || j.Opaque || !found
 	}

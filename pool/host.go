@@ -1,0 +1,73 @@
+package pool
+
+import (
+	"context"
+	"time"
+
+	"github.com/jackc/puddle/v2"
+
+	"github.com/cmlite/cmpool/pool/internal/backend"
+	"github.com/cmlite/cmpool/pool/internal/session"
+	"github.com/cmlite/cmpool/pool/internal/stmt"
+	"github.com/cmlite/cmpool/router"
+)
+
+// leaseHost is what a client's leases need of the rest of cmpool: its configuration,
+// the shared registries, the counters and hooks, and a server on the primary. Its
+// methods take no lock of the client's and may be called under any of them.
+type leaseHost interface {
+	// Config returns the settings in force.
+	Config() leaseConfig
+	// Context ends when cmpool shuts down.
+	Context() context.Context
+	// Statements is the prepared-statement registry.
+	Statements() *stmt.Registry
+	// Classifier is the router's classifier.
+	Classifier() *router.Classifier
+	// StatementCounters are the counters of Parses answered without a server.
+	StatementCounters() *stmt.Counters
+	// NoteError counts an ErrorResponse cmpool itself sent the client.
+	NoteError(code string)
+	// NoteServerError counts an ErrorResponse from a server on its way to the client.
+	NoteServerError(code string)
+	// Report tells the observers what a ReadyForQuery ended. It is called with no lock
+	// held: an observer may block.
+	Report(r readyReport)
+	// RelayFault is a test hook, run for each server message relayed; nil in production.
+	RelayFault() func(typ byte)
+	// EndTransaction records that the client's transaction ended; wrote: it may have
+	// written on the primary (read-your-writes).
+	EndTransaction(wrote bool)
+	// AcquirePrimary takes a server on the primary for the client, waiting at most
+	// query_wait_timeout.
+	AcquirePrimary(ctx context.Context) (*backend.Pool, *puddle.Resource[*backend.Conn], error)
+	// ReadOnlyReplayed counts a read-only failure replayed on the primary.
+	ReadOnlyReplayed()
+	// Judgement returns the judgement of function f still in force, if any (gen is the
+	// registry's schema generation, now a nanotime); Judged stores one.
+	Judgement(f string, gen uint64, now int64) (session.Judgement, bool)
+	Judged(f string, j session.Judgement, gen uint64, now int64)
+	// LoggedIn reports whether the client's startup is complete.
+	LoggedIn() bool
+}
+
+// leaseConfig is the part of the configuration leases use.
+type leaseConfig struct {
+	QueryTimeout, ServerConnectTimeout        time.Duration
+	ClientIdleTimeout, IdleTransactionTimeout time.Duration
+	SlowTransaction                           time.Duration
+	// ServerResetQuery is run on a session-mode server before it goes back ("-": none).
+	ServerResetQuery string
+	// RouterHook: a Config.Router hook is set (a BEGIN is then never deferred).
+	RouterHook bool
+}
+
+// readyReport is what a ReadyForQuery ended, for the observers: the durations of the
+// request and of the transaction that ended, on backend, and the SQLSTATE of an
+// ErrorResponse from the server.
+type readyReport struct {
+	backend           string
+	query, xact       time.Duration
+	hasQuery, hasXact bool
+	errCode           string
+}

@@ -1,0 +1,76 @@
+package pool
+
+import (
+	"context"
+	"time"
+
+	"github.com/jackc/puddle/v2"
+
+	"github.com/cmlite/cmpool/pool/internal/backend"
+	"github.com/cmlite/cmpool/pool/internal/session"
+	"github.com/cmlite/cmpool/pool/internal/stmt"
+	"github.com/cmlite/cmpool/router"
+)
+
+// A clientSession is its leases' host: it answers for the Server, its routing and its
+// pools.
+
+func (c *clientSession) Config() leaseConfig {
+	cfg := c.srv.conf()
+	return leaseConfig{
+		QueryTimeout: cfg.QueryTimeout, ServerConnectTimeout: cfg.ServerConnectTimeout,
+		ClientIdleTimeout: cfg.ClientIdleTimeout, IdleTransactionTimeout: cfg.IdleTransactionTimeout,
+		SlowTransaction: cfg.SlowTransaction, ServerResetQuery: cfg.ServerResetQuery, RouterHook: cfg.Router != nil,
+	}
+}
+
+func (c *clientSession) Context() context.Context       { return c.srv.ctx }
+func (c *clientSession) Statements() *stmt.Registry     { return c.srv.stmts }
+func (c *clientSession) Classifier() *router.Classifier { return c.srv.classifier }
+func (c *clientSession) NoteError(code string)          { c.srv.noteError(c.database, c.user, code) }
+func (c *clientSession) RelayFault() func(typ byte)     { return c.srv.relayFault }
+func (c *clientSession) EndTransaction(wrote bool)      { c.routing.endTransaction(wrote) }
+func (c *clientSession) ReadOnlyReplayed()              { c.srv.readOnlyReplays.Add(1) }
+func (c *clientSession) LoggedIn() bool                 { return c.loggedIn.Load() }
+func (c *clientSession) NoteServerError(code string)    { c.srv.errors.add(code) }
+
+func (c *clientSession) StatementCounters() *stmt.Counters { return &c.pools.primary.Counters.Stmt }
+
+func (c *clientSession) Report(n readyReport) {
+	obs := c.srv.observer
+	if n.errCode != "" {
+		obs.Observe(Event{Kind: EventError, Database: c.database, User: c.user, Backend: n.backend, Code: n.errCode})
+	}
+	if n.hasQuery {
+		obs.Observe(Event{Kind: EventQuery, Database: c.database, User: c.user, Backend: n.backend, Duration: n.query})
+	}
+	if n.hasXact {
+		obs.Observe(Event{Kind: EventTransaction, Database: c.database, User: c.user, Backend: n.backend, Duration: n.xact})
+		if slow := c.srv.conf().SlowTransaction; slow > 0 && n.xact > slow {
+			c.log.Warn("slow transaction", "duration", n.xact.Round(time.Microsecond), "backend", n.backend)
+		}
+	}
+}
+
+func (c *clientSession) AcquirePrimary(ctx context.Context) (*backend.Pool, *puddle.Resource[*backend.Conn], error) {
+	primary, err := c.pools.at(backendPrimary)
+	if err != nil {
+		return nil, nil, err
+	}
+	ctx, cancel := c.srv.waitContext(ctx)
+	defer cancel()
+	res, err := primary.Acquire(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	return primary.Pool, res, nil
+}
+
+func (c *clientSession) Judgement(f string, gen uint64, now int64) (session.Judgement, bool) {
+	fs, ok := c.srv.judgedFunc(c.database, f, gen, now)
+	return fs.Judgement, ok
+}
+
+func (c *clientSession) Judged(f string, j session.Judgement, gen uint64, now int64) {
+	c.srv.funcSettings.Store(c.database+"\x00"+f, funcSettings{Judgement: j, gen: gen, at: now})
+}
