@@ -9,8 +9,6 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/puddle/v2"
 
-	"github.com/cmlite/cmpool/pool/internal/backend"
-	"github.com/cmlite/cmpool/pool/internal/session"
 	"github.com/cmlite/cmpool/protocol"
 )
 
@@ -44,48 +42,6 @@ func (s *Server) acquireError(err error, fatal bool) *protocol.Error {
 	default:
 		return &protocol.Error{Severity: sev, Code: protocol.CodeConnectionFailure, Message: "could not connect to server: " + err.Error()}
 	}
-}
-
-// applyParams makes sc's session parameters match the client's, with one round trip when
-// anything differs, in a defined order (see applyparams.go). Values go through
-// set_config, which parses them as a configuration file would, so list values such as
-// search_path keep their meaning. It works on a snapshot of the client's parameters
-// taken under c.mu: the relay goroutine calls it too (replayOnPrimary).
-//
-// At login a refused value is the client's error, returned as is (FATAL). Later, the
-// settings the server refuses are dropped from the client's and a *protocol.Error says
-// so; the caller closes the server.
-func (c *Client) applyParams(ctx context.Context, sc *serverConn) error {
-	c.mu.Lock()
-	version := c.settings.Version()
-	if sc.ConfiguredFor == c.id && sc.ConfiguredVersion == version {
-		c.mu.Unlock()
-		return nil
-	}
-	params := c.settings.Clone()
-	c.mu.Unlock()
-	resetAll := sc.UnnamedSettings && sc.ConfiguredFor != c.id
-	steps := planParams(sc, params, resetAll)
-	if len(steps) > 0 {
-		ctx, cancel := context.WithTimeout(ctx, c.host.Config().ServerConnectTimeout)
-		defer cancel()
-		res, err := sc.Exec(ctx, session.Query(steps))
-		if err != nil {
-			return err
-		}
-		if res.Err != nil {
-			if sc.TxStatus != 'I' {
-				return fmt.Errorf("server left in transaction after SET: %w", res.Err)
-			}
-			if !c.host.LoggedIn() {
-				return &protocol.Error{Severity: protocol.SeverityFatal, Code: res.Err.Code, Message: res.Err.Message, Detail: res.Err.Detail}
-			}
-			return c.restoreFailed(ctx, sc, steps, res.Err)
-		}
-		recordApplied(sc, params, resetAll)
-	}
-	sc.ConfiguredFor, sc.ConfiguredVersion = c.id, version
-	return nil
 }
 
 // acquire gets a server for the next request, makes its parameters match this client's
@@ -177,21 +133,4 @@ func (c *clientSession) acquire(ctx context.Context, typ byte, msg []byte) (*lea
 		l.start(bp.Pool, res)
 		return l, nil
 	}
-}
-
-// start makes res the client's server, on l (its routing fields set). Its replies are
-// relayed once requests are sent (relayAfter).
-func (l *lease) start(bp *backend.Pool, res *puddle.Resource[*backend.Conn]) {
-	c := l.c
-	l.pool, l.res, l.sc = bp, res, res.Value()
-	l.sc.Linked.Store(c.id)
-	l.segDone = true
-	l.takeBuffers(c.prevLease)
-	c.prevLease = l
-	l.queryTimeout = 2 * c.host.Config().QueryTimeout
-	c.mu.Lock()
-	l.to(leaseUnrelayed)
-	c.lease = l
-	c.mu.Unlock()
-	c.unrelayed = l
 }

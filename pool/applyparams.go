@@ -7,6 +7,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/cmlite/cmpool/pool/internal/session"
+	"github.com/cmlite/cmpool/protocol"
 )
 
 // A client's settings are applied on a server in one query, in the fixed order
@@ -65,4 +66,46 @@ func (c *Client) restoreFailed(ctx context.Context, sc *serverConn, steps []sess
 	c.mu.Unlock()
 	c.log.Warn("session setting could not be restored on a server connection; dropped", "settings", dropped, "error", cause.Message)
 	return session.RefusedError(dropped, cause.Code, cause.Message, cause.Detail)
+}
+
+// applyParams makes sc's session parameters match the client's, with one round trip when
+// anything differs, in a defined order (see applyparams.go). Values go through
+// set_config, which parses them as a configuration file would, so list values such as
+// search_path keep their meaning. It works on a snapshot of the client's parameters
+// taken under c.mu: the relay goroutine calls it too (replayOnPrimary).
+//
+// At login a refused value is the client's error, returned as is (FATAL). Later, the
+// settings the server refuses are dropped from the client's and a *protocol.Error says
+// so; the caller closes the server.
+func (c *Client) applyParams(ctx context.Context, sc *serverConn) error {
+	c.mu.Lock()
+	version := c.settings.Version()
+	if sc.ConfiguredFor == c.id && sc.ConfiguredVersion == version {
+		c.mu.Unlock()
+		return nil
+	}
+	params := c.settings.Clone()
+	c.mu.Unlock()
+	resetAll := sc.UnnamedSettings && sc.ConfiguredFor != c.id
+	steps := planParams(sc, params, resetAll)
+	if len(steps) > 0 {
+		ctx, cancel := context.WithTimeout(ctx, c.host.Config().ServerConnectTimeout)
+		defer cancel()
+		res, err := sc.Exec(ctx, session.Query(steps))
+		if err != nil {
+			return err
+		}
+		if res.Err != nil {
+			if sc.TxStatus != 'I' {
+				return fmt.Errorf("server left in transaction after SET: %w", res.Err)
+			}
+			if !c.host.LoggedIn() {
+				return &protocol.Error{Severity: protocol.SeverityFatal, Code: res.Err.Code, Message: res.Err.Message, Detail: res.Err.Detail}
+			}
+			return c.restoreFailed(ctx, sc, steps, res.Err)
+		}
+		recordApplied(sc, params, resetAll)
+	}
+	sc.ConfiguredFor, sc.ConfiguredVersion = c.id, version
+	return nil
 }

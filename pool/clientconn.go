@@ -5,45 +5,12 @@ import (
 	"crypto/tls"
 	"log/slog"
 	"net"
-	"sync"
 	"sync/atomic"
 
 	"github.com/cmlite/cmpool/pool/internal/auth"
 	"github.com/cmlite/cmpool/pool/internal/fastio"
 	"github.com/cmlite/cmpool/protocol"
 )
-
-// clientConn is a client's socket, with its buffered reader and writer. The client
-// goroutine reads (r, fr) and sets up TLS during startup; writes (w) go under wmu, since
-// both the relay (server replies) and the client goroutine (cmpool's own answers) write.
-type clientConn struct {
-	conn net.Conn
-	// tlsConn is the TLS layer over conn once TLS is negotiated; r and w then use it.
-	// tlsEndPoint is its tls-server-end-point channel binding data.
-	tlsConn     *tls.Conn
-	tlsEndPoint []byte
-	r           *fastio.Reader
-	fr          *protocol.FrameReader
-	maxPacket   int // the frame reader's largest message body (max_packet_size)
-	// w writes to the client, under wmu (see clientSession.client for the lock order).
-	w   *fastio.Writer
-	wmu sync.Mutex
-}
-
-// init reads and writes conn through r and w.
-func (cc *clientConn) init(conn net.Conn, r *fastio.Reader, w *fastio.Writer, maxPacket int) {
-	cc.conn, cc.r, cc.fr, cc.maxPacket, cc.w = conn, r, protocol.NewFrameReader(r, maxPacket), maxPacket, w
-}
-
-// writeLocal sends bytes cmpool itself produced, when no lease is active.
-func (cc *clientConn) writeLocal(b []byte) error {
-	cc.wmu.Lock()
-	defer cc.wmu.Unlock()
-	if _, err := cc.w.Write(b); err != nil {
-		return err
-	}
-	return cc.w.Flush()
-}
 
 // negotiateSSL answers an SSLRequest: 'S' and a TLS handshake when client TLS is on
 // (tlsConf holds its configuration), else 'N'.

@@ -79,28 +79,23 @@ func (c *clientSession) simpleCommand(q string) (bool, error) {
 	return true, c.replyLocally(reply)
 }
 
-// waitIdle waits until every request sent on the current lease has been answered and
-// the lease is not being synced. The caller holds c.mu.
-func (c *Client) waitIdle() {
-	c.ensureRelayLocked() // the replies waited for must be read
-	for c.lease != nil && (c.lease.pending > 0 || c.lease.unsynced || !c.lease.open()) {
-		c.idle.Wait()
-	}
+// refuseListen is the error for LISTEN in mode, when it is not session mode.
+func (m Mode) refuseListen() *protocol.Error {
+	pe := protocol.NewError(protocol.CodeFeatureNotSupported,
+		fmt.Sprintf("LISTEN is not supported in %s pooling mode: notifications would reach whichever client next uses the server", m))
+	pe.Hint = "listen on a connection with pool_mode = session, or connect directly"
+	return pe
 }
 
-// replyLocally answers a simple query without a server: the reply, then ReadyForQuery
-// with the session's transaction status. With a lease it first waits until every earlier
-// request has been answered, so replies stay in order.
-func (c *Client) replyLocally(reply []byte) error {
-	c.flushServer()
-	c.mu.Lock()
-	c.waitIdle()
-	// Inside a transaction block the server's status stands: a refused command does not
-	// abort the transaction, unlike a server-side error (see docs/pooling.md).
-	status := c.localStatus()
-	if c.lease != nil {
-		status = c.lease.sc.TxStatus
+// discardSettings returns the session's settings to their startup values for DISCARD
+// ALL, and returns the ParameterStatus messages a server would send for it. The caller
+// holds c.mu.
+func (c *clientSession) discardSettings() []byte {
+	var defaults map[string]string
+	if w, ok := c.srv.welcomes.Load(welcomeKey{c.database, c.user}); ok {
+		defaults = w.(map[string]string)
 	}
-	c.mu.Unlock()
-	return c.client.writeLocal(protocol.AppendReadyForQuery(reply, status))
+	out := c.settings.DiscardStatuses(nil, defaults)
+	c.settings.Discard()
+	return out
 }

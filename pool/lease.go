@@ -198,3 +198,20 @@ func reuseSlice[T any](s []T) []T {
 	clear(s)
 	return s[:0]
 }
+
+// start makes res the client's server, on l (its routing fields set). Its replies are
+// relayed once requests are sent (relayAfter).
+func (l *lease) start(bp *backend.Pool, res *puddle.Resource[*backend.Conn]) {
+	c := l.c
+	l.pool, l.res, l.sc = bp, res, res.Value()
+	l.sc.Linked.Store(c.id)
+	l.segDone = true
+	l.takeBuffers(c.prevLease)
+	c.prevLease = l
+	l.queryTimeout = 2 * c.host.Config().QueryTimeout
+	c.mu.Lock()
+	l.to(leaseUnrelayed)
+	c.lease = l
+	c.mu.Unlock()
+	c.unrelayed = l
+}

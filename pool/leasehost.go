@@ -74,3 +74,27 @@ func (c *clientSession) Judgement(f string, gen uint64, now int64) (session.Judg
 func (c *clientSession) Judged(f string, j session.Judgement, gen uint64, now int64) {
 	c.srv.funcSettings.Store(c.database+"\x00"+f, funcSettings{Judgement: j, gen: gen, at: now})
 }
+
+// funcSettingsTTL bounds how long cmpool trusts its judgement of a function (its
+// definition may change outside cmpool).
+const funcSettingsTTL = 10 * time.Second
+
+// funcSettings is a cached judgement of one function (Server.funcSettings).
+type funcSettings struct {
+	session.Judgement
+	gen uint64 // stmt.Registry.SchemaGen() when judged
+	at  int64  // nanotime when judged
+}
+
+// judgedFunc returns the judgement of function f of database still in force, if any.
+func (s *Server) judgedFunc(database, f string, gen uint64, now int64) (funcSettings, bool) {
+	e, ok := s.funcSettings.Load(database + "\x00" + f)
+	if !ok {
+		return funcSettings{}, false
+	}
+	fs := e.(funcSettings)
+	if fs.gen != gen || now-fs.at > int64(funcSettingsTTL) {
+		return funcSettings{}, false
+	}
+	return fs, true
+}

@@ -96,12 +96,6 @@ func (e *errorCounts) snapshot() map[string]int64 {
 	return out
 }
 
-// monoStart anchors nanotime.
-var monoStart = time.Now()
-
-// nanotime is a monotonic clock reading in nanoseconds.
-func nanotime() int64 { return int64(time.Since(monoStart)) }
-
 // noteError counts an ErrorResponse cmpool itself sent to a client of database and user,
 // with SQLSTATE code. (Errors from servers are counted by noteServerError.)
 func (s *Server) noteError(database, user, code string) {

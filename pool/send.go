@@ -4,6 +4,7 @@ import (
 	"time"
 
 	"github.com/cmlite/cmpool/pool/internal/session"
+	"github.com/cmlite/cmpool/protocol"
 	"github.com/cmlite/cmpool/router"
 )
 
@@ -140,3 +141,29 @@ func (c *Client) flushServer() {
 
 // maxScratch bounds the rewrite buffer a client keeps between messages.
 const maxScratch = 64 << 10
+
+// waitIdle waits until every request sent on the current lease has been answered and
+// the lease is not being synced. The caller holds c.mu.
+func (c *Client) waitIdle() {
+	c.ensureRelayLocked() // the replies waited for must be read
+	for c.lease != nil && (c.lease.pending > 0 || c.lease.unsynced || !c.lease.open()) {
+		c.idle.Wait()
+	}
+}
+
+// replyLocally answers a simple query without a server: the reply, then ReadyForQuery
+// with the session's transaction status. With a lease it first waits until every earlier
+// request has been answered, so replies stay in order.
+func (c *Client) replyLocally(reply []byte) error {
+	c.flushServer()
+	c.mu.Lock()
+	c.waitIdle()
+	// Inside a transaction block the server's status stands: a refused command does not
+	// abort the transaction, unlike a server-side error (see docs/pooling.md).
+	status := c.localStatus()
+	if c.lease != nil {
+		status = c.lease.sc.TxStatus
+	}
+	c.mu.Unlock()
+	return c.client.writeLocal(protocol.AppendReadyForQuery(reply, status))
+}

@@ -9,7 +9,6 @@ import (
 	"github.com/jackc/pgx/v5/pgproto3"
 
 	"github.com/cmlite/cmpool/pool/internal/session"
-	"github.com/cmlite/cmpool/protocol"
 )
 
 // Session state that outlives a transaction, in transaction and statement modes.
@@ -149,25 +148,4 @@ func resetServer(sc *serverConn, timeout time.Duration) bool {
 	sc.ConfiguredFor = 0
 	sc.Prepared.Clear()
 	return true
-}
-
-// refuseListen is the error for LISTEN in mode, when it is not session mode.
-func (m Mode) refuseListen() *protocol.Error {
-	pe := protocol.NewError(protocol.CodeFeatureNotSupported,
-		fmt.Sprintf("LISTEN is not supported in %s pooling mode: notifications would reach whichever client next uses the server", m))
-	pe.Hint = "listen on a connection with pool_mode = session, or connect directly"
-	return pe
-}
-
-// discardSettings returns the session's settings to their startup values for DISCARD
-// ALL, and returns the ParameterStatus messages a server would send for it. The caller
-// holds c.mu.
-func (c *clientSession) discardSettings() []byte {
-	var defaults map[string]string
-	if w, ok := c.srv.welcomes.Load(welcomeKey{c.database, c.user}); ok {
-		defaults = w.(map[string]string)
-	}
-	out := c.settings.DiscardStatuses(nil, defaults)
-	c.settings.Discard()
-	return out
 }

@@ -2,7 +2,6 @@ package pool
 
 import (
 	"context"
-	"time"
 
 	"github.com/cmlite/cmpool/pool/internal/session"
 	"github.com/cmlite/cmpool/router"
@@ -39,30 +38,6 @@ import (
 // without naming them (session.WithSettingEffects).
 func withSettingEffects(cl *router.Classifier, q string, t queryTraits) queryTraits {
 	return session.WithSettingEffects(cl, q, t)
-}
-
-// funcSettingsTTL bounds how long cmpool trusts its judgement of a function (its
-// definition may change outside cmpool).
-const funcSettingsTTL = 10 * time.Second
-
-// funcSettings is a cached judgement of one function (Server.funcSettings).
-type funcSettings struct {
-	session.Judgement
-	gen uint64 // stmt.Registry.SchemaGen() when judged
-	at  int64  // nanotime when judged
-}
-
-// judgedFunc returns the judgement of function f of database still in force, if any.
-func (s *Server) judgedFunc(database, f string, gen uint64, now int64) (funcSettings, bool) {
-	e, ok := s.funcSettings.Load(database + "\x00" + f)
-	if !ok {
-		return funcSettings{}, false
-	}
-	fs := e.(funcSettings)
-	if fs.gen != gen || now-fs.at > int64(funcSettingsTTL) {
-		return funcSettings{}, false
-	}
-	return fs, true
 }
 
 // untrackedChanges reports whether l ran something that may have changed settings it
