@@ -9,6 +9,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/puddle/v2"
 
+	"github.com/cmlite/cmpool/pool/internal/lease"
 	"github.com/cmlite/cmpool/protocol"
 )
 
@@ -46,7 +47,7 @@ func (s *Server) acquireError(err error, fatal bool) *protocol.Error {
 
 // acquire gets a server for the next request, makes its parameters match this client's
 // and starts the relay.
-func (c *clientSession) acquire(ctx context.Context, typ byte, msg []byte) (*lease, error) {
+func (c *clientSession) acquire(ctx context.Context, typ byte, msg []byte) (*lease.Lease, error) {
 	if c.srv.pauses.Load() != nil {
 		wctx, cancel := c.srv.waitContext(ctx)
 		err := c.waitUnpaused(wctx)
@@ -66,11 +67,11 @@ func (c *clientSession) acquire(ctx context.Context, typ byte, msg []byte) (*lea
 		res := bp.TryAcquire(ctx)
 		if res == nil {
 			actx, cancel := c.srv.waitContext(ctx)
-			start := nanotime()
+			start := lease.Nanotime()
 			c.waitingSince.Store(start)
 			res, err = bp.Acquire(actx)
 			c.waitingSince.Store(0)
-			c.srv.noteWait(c.database, c.user, bp, time.Duration(nanotime()-start))
+			c.srv.noteWait(c.Database, c.User, bp, time.Duration(lease.Nanotime()-start))
 			cancel()
 			if err != nil && replica >= 0 && !errors.Is(err, context.DeadlineExceeded) {
 				// The replica is unreachable: ban it and take the primary.
@@ -90,7 +91,7 @@ func (c *clientSession) acquire(ctx context.Context, typ byte, msg []byte) (*lea
 				return nil, c.srv.acquireError(err, false)
 			}
 		}
-		err = c.applyParams(ctx, res.Value())
+		err = c.ApplyParams(ctx, res.Value())
 		if err != nil {
 			var pe *protocol.Error
 			if errors.As(err, &pe) {
@@ -125,12 +126,9 @@ func (c *clientSession) acquire(ctx context.Context, typ byte, msg []byte) (*lea
 			if replica < 0 {
 				c.srv.routedPrimary.Add(1)
 			}
-			c.srv.observer.Observe(Event{Kind: EventRoute, Database: c.database, User: c.user, Backend: bp.Name})
+			c.srv.observer.Observe(Event{Kind: EventRoute, Database: c.Database, User: c.User, Backend: bp.Name})
 		}
-		l := c.newLease()
-		l.replica, l.rs, l.forced = replica, rs, forced
-		l.needLSN = mayWrite && backend == backendPrimary && rs != nil && c.srv.conf().Consistency != "eventual"
-		l.start(bp.Pool, res)
-		return l, nil
+		return c.Start(bp.Pool, res, lease.Route{Replica: replica, RS: rs, Forced: forced,
+			NeedLSN: mayWrite && backend == backendPrimary && rs != nil && c.srv.conf().Consistency != "eventual"}), nil
 	}
 }

@@ -102,10 +102,10 @@ func (s *Server) handleCancel(ctx context.Context, req *pgproto3.CancelRequest) 
 		s.log.Debug("cancel request for unknown client", "pid", req.ProcessID)
 		return
 	}
-	c.mu.Lock()
-	l := c.lease
-	c.mu.Unlock()
-	sent, err := c.cancelRunning(ctx, l, true)
+	c.Mu.Lock()
+	l := c.Lease
+	c.Mu.Unlock()
+	sent, err := c.CancelRunning(ctx, l, true)
 	switch {
 	case err != nil:
 		s.log.Warn("cancel request failed", "error", err)

@@ -7,6 +7,7 @@ import (
 	"net"
 	"time"
 
+	"github.com/cmlite/cmpool/pool/internal/lease"
 	"github.com/jackc/pgx/v5/pgconn"
 )
 
@@ -22,6 +23,17 @@ const (
 	// transactions are refused.
 	ModeStatement Mode = "statement"
 )
+
+// lease is m for the lease engine.
+func (m Mode) lease() lease.Mode {
+	switch m {
+	case ModeSession:
+		return lease.Session
+	case ModeStatement:
+		return lease.Statement
+	}
+	return lease.Transaction
+}
 
 // ParseMode parses "session", "transaction" or "statement".
 func ParseMode(s string) (Mode, error) {

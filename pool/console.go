@@ -33,25 +33,25 @@ func (s *Server) isAdminDatabase(database string) bool {
 // follows the AuthenticationOk that authenticate sent.
 func (c *clientSession) adminStartup() error {
 	c.admin = true
-	if (consoleControl{c.srv}).Role(c.user) == admin.RoleNone {
+	if (consoleControl{c.srv}).Role(c.User) == admin.RoleNone {
 		return protocol.NewFatal(protocol.CodeInvalidAuthorization,
-			fmt.Sprintf("not allowed: user %q is in neither admin_users nor stats_users", c.user))
+			fmt.Sprintf("not allowed: user %q is in neither admin_users nor stats_users", c.User))
 	}
 	c.key = c.srv.unregisteredKey()
-	out := admin.StartupReply(c.settings.Value("application_name"), c.key.pid, c.key.secret[:])
-	_ = c.client.conn.SetDeadline(time.Time{})
+	out := admin.StartupReply(c.Settings.Value("application_name"), c.key.pid, c.key.secret[:])
+	_ = c.Conn.Net.SetDeadline(time.Time{})
 	c.loggedIn.Store(true)
-	return c.client.writeLocal(out)
+	return c.Conn.WriteLocal(out)
 }
 
 // adminLoop serves console commands until the client leaves.
 func (c *clientSession) adminLoop(ctx context.Context) error {
-	console := &admin.Console{Ctl: consoleControl{c.srv}, Log: c.srv.log, User: c.user, Version: Version}
+	console := &admin.Console{Ctl: consoleControl{c.srv}, Log: c.srv.log, User: c.User, Version: Version}
 	return console.Serve(ctx, admin.Conn{
-		Frames:  c.client.fr,
-		Write:   c.client.writeLocal,
-		Closing: c.closing.Load,
-		Failed:  func(code string) { c.srv.noteError(c.database, c.user, code) },
+		Frames:  c.Conn.FR,
+		Write:   c.Conn.WriteLocal,
+		Closing: c.Closing.Load,
+		Failed:  func(code string) { c.srv.noteError(c.Database, c.User, code) },
 	})
 }
 

@@ -6,6 +6,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgproto3"
 
+	"github.com/cmlite/cmpool/pool/internal/lease"
 	"github.com/cmlite/cmpool/protocol"
 	"github.com/cmlite/cmpool/router"
 )
@@ -18,11 +19,11 @@ import (
 // reports whether the query was handled here.
 func (c *clientSession) simpleCommand(q string) (bool, error) {
 	kind, name := router.CommandOf(q)
-	sessionMode := c.mode == ModeSession
+	sessionMode := c.Mode == lease.Session
 	var reply []byte
 	if !sessionMode {
-		if what := tempObjectOf(q); what != "" {
-			return true, c.replyLocally(protocol.AppendErrorResponse(nil, c.mode.refuseTempObject(what)))
+		if what := lease.TempObjectOf(q); what != "" {
+			return true, c.ReplyLocally(protocol.AppendErrorResponse(nil, c.Mode.RefuseTempObject(what)))
 		}
 	}
 	switch kind {
@@ -32,19 +33,19 @@ func (c *clientSession) simpleCommand(q string) (bool, error) {
 		if sessionMode {
 			return false, nil
 		}
-		reply = protocol.AppendErrorResponse(nil, c.mode.refuseListen())
+		reply = protocol.AppendErrorResponse(nil, refuseListen(c.Mode))
 	case router.CommandPrepare, router.CommandExecute:
 		if sessionMode {
 			return false, nil
 		}
 		pe := protocol.NewError(protocol.CodeFeatureNotSupported,
-			fmt.Sprintf("SQL-level %s is not supported in %s pooling mode", strings.ToUpper(q[:strings.IndexAny(q+" ", " \t\n(")]), c.mode))
+			fmt.Sprintf("SQL-level %s is not supported in %s pooling mode", strings.ToUpper(q[:strings.IndexAny(q+" ", " \t\n(")]), c.Mode))
 		pe.Hint = "use protocol-level prepared statements (Parse/Bind, as drivers do), which cmpool maps across server connections, or pool_mode = session"
 		reply = protocol.AppendErrorResponse(nil, pe)
 	case router.CommandDeallocate:
-		c.mu.Lock()
-		known := c.stmts.Forget(name)
-		c.mu.Unlock()
+		c.Mu.Lock()
+		known := c.Stmts.Forget(name)
+		c.Mu.Unlock()
 		if !known {
 			if sessionMode {
 				return false, nil // an SQL-level statement of the session's own
@@ -55,20 +56,20 @@ func (c *clientSession) simpleCommand(q string) (bool, error) {
 		}
 	case router.CommandDeallocateAll, router.CommandDiscardAll:
 		var statuses []byte
-		c.mu.Lock()
-		c.stmts.ForgetAll()
+		c.Mu.Lock()
+		c.Stmts.ForgetAll()
 		if kind == router.CommandDiscardAll && !sessionMode {
 			// DISCARD ALL resets the session's settings to what it started with, and the
 			// client is told of the reported ones that change, as a server would.
 			statuses = c.discardSettings()
 		}
-		if sessionMode && c.lease != nil {
+		if sessionMode && c.Lease != nil {
 			// The server runs it: its statements, cmpool's included, are gone.
-			c.lease.sc.Prepared.Clear()
-			c.mu.Unlock()
+			c.Lease.Server().Prepared.Clear()
+			c.Mu.Unlock()
 			return false, nil
 		}
-		c.mu.Unlock()
+		c.Mu.Unlock()
 		tag := "DEALLOCATE ALL"
 		if kind == router.CommandDiscardAll {
 			tag = "DISCARD ALL"
@@ -76,11 +77,11 @@ func (c *clientSession) simpleCommand(q string) (bool, error) {
 		reply, _ = (&pgproto3.CommandComplete{CommandTag: []byte(tag)}).Encode(nil)
 		reply = append(reply, statuses...)
 	}
-	return true, c.replyLocally(reply)
+	return true, c.ReplyLocally(reply)
 }
 
 // refuseListen is the error for LISTEN in mode, when it is not session mode.
-func (m Mode) refuseListen() *protocol.Error {
+func refuseListen(m lease.Mode) *protocol.Error {
 	pe := protocol.NewError(protocol.CodeFeatureNotSupported,
 		fmt.Sprintf("LISTEN is not supported in %s pooling mode: notifications would reach whichever client next uses the server", m))
 	pe.Hint = "listen on a connection with pool_mode = session, or connect directly"
@@ -89,13 +90,13 @@ func (m Mode) refuseListen() *protocol.Error {
 
 // discardSettings returns the session's settings to their startup values for DISCARD
 // ALL, and returns the ParameterStatus messages a server would send for it. The caller
-// holds c.mu.
+// holds c.Mu.
 func (c *clientSession) discardSettings() []byte {
 	var defaults map[string]string
-	if w, ok := c.srv.welcomes.Load(welcomeKey{c.database, c.user}); ok {
+	if w, ok := c.srv.welcomes.Load(welcomeKey{c.Database, c.User}); ok {
 		defaults = w.(map[string]string)
 	}
-	out := c.settings.DiscardStatuses(nil, defaults)
-	c.settings.Discard()
+	out := c.Settings.DiscardStatuses(nil, defaults)
+	c.Settings.Discard()
 	return out
 }

@@ -7,6 +7,7 @@ import (
 	"github.com/jackc/puddle/v2"
 
 	"github.com/cmlite/cmpool/pool/internal/backend"
+	"github.com/cmlite/cmpool/pool/internal/lease"
 	"github.com/cmlite/cmpool/pool/internal/session"
 	"github.com/cmlite/cmpool/pool/internal/stmt"
 	"github.com/cmlite/cmpool/router"
@@ -15,9 +16,9 @@ import (
 // A clientSession is its leases' host: it answers for the Server, its routing and its
 // pools.
 
-func (c *clientSession) Config() leaseConfig {
+func (c *clientSession) Config() lease.Config {
 	cfg := c.srv.conf()
-	return leaseConfig{
+	return lease.Config{
 		QueryTimeout: cfg.QueryTimeout, ServerConnectTimeout: cfg.ServerConnectTimeout,
 		ClientIdleTimeout: cfg.ClientIdleTimeout, IdleTransactionTimeout: cfg.IdleTransactionTimeout,
 		SlowTransaction: cfg.SlowTransaction, ServerResetQuery: cfg.ServerResetQuery, RouterHook: cfg.Router != nil,
@@ -27,7 +28,7 @@ func (c *clientSession) Config() leaseConfig {
 func (c *clientSession) Context() context.Context       { return c.srv.ctx }
 func (c *clientSession) Statements() *stmt.Registry     { return c.srv.stmts }
 func (c *clientSession) Classifier() *router.Classifier { return c.srv.classifier }
-func (c *clientSession) NoteError(code string)          { c.srv.noteError(c.database, c.user, code) }
+func (c *clientSession) NoteError(code string)          { c.srv.noteError(c.Database, c.User, code) }
 func (c *clientSession) RelayFault() func(typ byte)     { return c.srv.relayFault }
 func (c *clientSession) EndTransaction(wrote bool)      { c.routing.endTransaction(wrote) }
 func (c *clientSession) ReadOnlyReplayed()              { c.srv.readOnlyReplays.Add(1) }
@@ -36,18 +37,18 @@ func (c *clientSession) NoteServerError(code string)    { c.srv.errors.add(code)
 
 func (c *clientSession) StatementCounters() *stmt.Counters { return &c.pools.primary.Counters.Stmt }
 
-func (c *clientSession) Report(n readyReport) {
+func (c *clientSession) Report(n lease.Report) {
 	obs := c.srv.observer
-	if n.errCode != "" {
-		obs.Observe(Event{Kind: EventError, Database: c.database, User: c.user, Backend: n.backend, Code: n.errCode})
+	if n.ErrCode != "" {
+		obs.Observe(Event{Kind: EventError, Database: c.Database, User: c.User, Backend: n.Backend, Code: n.ErrCode})
 	}
-	if n.hasQuery {
-		obs.Observe(Event{Kind: EventQuery, Database: c.database, User: c.user, Backend: n.backend, Duration: n.query})
+	if n.HasQuery {
+		obs.Observe(Event{Kind: EventQuery, Database: c.Database, User: c.User, Backend: n.Backend, Duration: n.Query})
 	}
-	if n.hasXact {
-		obs.Observe(Event{Kind: EventTransaction, Database: c.database, User: c.user, Backend: n.backend, Duration: n.xact})
-		if slow := c.srv.conf().SlowTransaction; slow > 0 && n.xact > slow {
-			c.log.Warn("slow transaction", "duration", n.xact.Round(time.Microsecond), "backend", n.backend)
+	if n.HasXact {
+		obs.Observe(Event{Kind: EventTransaction, Database: c.Database, User: c.User, Backend: n.Backend, Duration: n.Xact})
+		if slow := c.srv.conf().SlowTransaction; slow > 0 && n.Xact > slow {
+			c.Log.Warn("slow transaction", "duration", n.Xact.Round(time.Microsecond), "backend", n.Backend)
 		}
 	}
 }
@@ -67,12 +68,12 @@ func (c *clientSession) AcquirePrimary(ctx context.Context) (*backend.Pool, *pud
 }
 
 func (c *clientSession) Judgement(f string, gen uint64, now int64) (session.Judgement, bool) {
-	fs, ok := c.srv.judgedFunc(c.database, f, gen, now)
+	fs, ok := c.srv.judgedFunc(c.Database, f, gen, now)
 	return fs.Judgement, ok
 }
 
 func (c *clientSession) Judged(f string, j session.Judgement, gen uint64, now int64) {
-	c.srv.funcSettings.Store(c.database+"\x00"+f, funcSettings{Judgement: j, gen: gen, at: now})
+	c.srv.funcSettings.Store(c.Database+"\x00"+f, funcSettings{Judgement: j, gen: gen, at: now})
 }
 
 // funcSettingsTTL bounds how long cmpool trusts its judgement of a function (its

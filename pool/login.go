@@ -6,15 +6,16 @@ import (
 	"io"
 
 	"github.com/cmlite/cmpool/pool/internal/auth"
+	"github.com/cmlite/cmpool/pool/internal/lease"
 	"github.com/cmlite/cmpool/protocol"
 )
 
 // authenticate logs the client in (see auth.Authenticator.Login) and queues
 // AuthenticationOk.
 func (c *clientSession) authenticate(ctx context.Context) error {
-	who := auth.Client{Database: c.database, User: c.user, Addr: c.client.conn.RemoteAddr(), EndPoint: c.client.tlsEndPoint, Log: c.log}
-	if c.client.tlsConn != nil {
-		st := c.client.tlsConn.ConnectionState()
+	who := auth.Client{Database: c.Database, User: c.User, Addr: c.Conn.Net.RemoteAddr(), EndPoint: c.Conn.TLSEndPoint, Log: c.Log}
+	if c.Conn.TLS != nil {
+		st := c.Conn.TLS.ConnectionState()
 		who.TLS = &st
 	}
 	return c.srv.authn().Login(ctx, (*loginExchange)(c), who)
@@ -27,7 +28,7 @@ var _ auth.Exchange = (*loginExchange)(nil)
 
 // Send writes msg to the client's buffer.
 func (e *loginExchange) Send(msg []byte) error {
-	_, err := e.client.w.Write(msg)
+	_, err := e.Conn.W.Write(msg)
 	return err
 }
 
@@ -35,15 +36,15 @@ func (e *loginExchange) Send(msg []byte) error {
 // client_login_timeout's; the body of a 'p' message is copied.
 func (e *loginExchange) Receive() (byte, []byte, error) {
 	c := (*clientSession)(e)
-	if err := c.client.w.Flush(); err != nil {
+	if err := c.Conn.W.Flush(); err != nil {
 		return 0, nil, err
 	}
-	fr, err := c.client.fr.Next()
+	fr, err := c.Conn.FR.Next()
 	if err != nil {
-		if isTimeout(err) {
+		if lease.IsTimeout(err) {
 			return 0, nil, protocol.NewFatal(protocol.CodeProtocolViolation, "client_login_timeout: login not completed in time")
 		}
-		if errors.Is(err, io.EOF) || isNormalClose(err) {
+		if errors.Is(err, io.EOF) || lease.IsNormalClose(err) {
 			return 0, nil, err
 		}
 		return 0, nil, protocol.NewFatal(protocol.CodeProtocolViolation, err.Error())
@@ -54,7 +55,7 @@ func (e *loginExchange) Receive() (byte, []byte, error) {
 	if fr.BodyLen > auth.MaxMessage {
 		return fr.Type, nil, auth.ErrMessageTooLong
 	}
-	body, err := c.client.fr.Body()
+	body, err := c.Conn.FR.Body()
 	if err != nil {
 		return 0, nil, err
 	}

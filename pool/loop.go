@@ -5,26 +5,24 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/cmlite/cmpool/pool/internal/lease"
 	"github.com/cmlite/cmpool/protocol"
 )
 
 // loop reads client messages and forwards them until the client leaves.
 func (c *clientSession) loop(ctx context.Context) error {
 	for {
-		if c.closing.Load() && c.currentLease() == nil && nanotime() >= c.closeAt.Load() {
+		if c.Closing.Load() && c.CurrentLease() == nil && lease.Nanotime() >= c.CloseAt.Load() {
 			return protocol.NewFatal(protocol.CodeAdminShutdown, "terminating connection due to administrator command")
 		}
-		if l := c.unrelayed; l != nil && l.state != leaseParked && !c.client.fr.FrameBuffered() {
-			// Reading the client may block: the server's replies must be read meanwhile.
-			c.ensureRelay()
-		}
-		fr, err := c.client.fr.Next()
+		c.BeforeRead() // reading the client may block: the server's replies are read meanwhile
+		fr, err := c.Conn.FR.Next()
 		if err != nil {
-			if c.closing.Load() {
+			if c.Closing.Load() {
 				return protocol.NewFatal(protocol.CodeAdminShutdown, "terminating connection due to administrator command")
 			}
-			if isTimeout(err) {
-				if pe := c.idleTimeoutError(); pe != nil {
+			if lease.IsTimeout(err) {
+				if pe := c.IdleTimeoutError(); pe != nil {
 					return pe
 				}
 			}
@@ -37,7 +35,7 @@ func (c *clientSession) loop(ctx context.Context) error {
 			}
 			return err
 		}
-		c.disarmIdleTimeout()
+		c.DisarmIdleTimeout()
 		if f := c.srv.clientFault; f != nil {
 			f(fr.Type)
 		}
@@ -47,8 +45,8 @@ func (c *clientSession) loop(ctx context.Context) error {
 		case 'Q', 'F', 'S', 'P', 'B', 'D', 'E', 'C', 'H':
 		case 'd', 'c', 'f':
 			// Copy messages belong to a lease; outside one the server would ignore them.
-			if c.currentLease() == nil {
-				if err := c.client.fr.Skip(); err != nil {
+			if c.CurrentLease() == nil {
+				if err := c.Conn.FR.Skip(); err != nil {
 					return err
 				}
 				continue
@@ -57,14 +55,14 @@ func (c *clientSession) loop(ctx context.Context) error {
 			return protocol.NewFatal(protocol.CodeProtocolViolation, fmt.Sprintf("invalid frontend message type %q", fr.Type))
 		}
 
-		if c.discarding {
+		if c.Discarding {
 			// As a server does after an error in an extended-protocol batch.
-			if err := c.client.fr.Skip(); err != nil {
+			if err := c.Conn.FR.Skip(); err != nil {
 				return err
 			}
 			if fr.Type == 'S' {
-				c.discarding = false
-				if err := c.client.writeLocal(readyIdle); err != nil {
+				c.Discarding = false
+				if err := c.Conn.WriteLocal(lease.ReadyIdle); err != nil {
 					return err
 				}
 			}
@@ -75,12 +73,12 @@ func (c *clientSession) loop(ctx context.Context) error {
 		var msg []byte
 		switch fr.Type {
 		case 'Q', 'P', 'B', 'D', 'C', 'E':
-			if msg, err = c.client.fr.Message(); err != nil {
+			if msg, err = c.Conn.FR.Message(); err != nil {
 				return err
 			}
 		}
 		if fr.Type == 'Q' {
-			q := c.texts.text(queryText(msg))
+			q := c.Texts.Text(lease.QueryText(msg))
 			handled, err := c.proxyCommand(q)
 			if !handled && err == nil {
 				handled, err = c.simpleCommand(q)
@@ -91,7 +89,7 @@ func (c *clientSession) loop(ctx context.Context) error {
 				}
 				continue
 			}
-			if deferred, err := c.deferBegin(q); deferred || err != nil {
+			if deferred, err := c.DeferBegin(q); deferred || err != nil {
 				if err != nil {
 					return err
 				}
@@ -99,30 +97,30 @@ func (c *clientSession) loop(ctx context.Context) error {
 			}
 		}
 
-		if fr.Type == 'P' && c.deferParse(msg) {
+		if fr.Type == 'P' && c.DeferParse(msg) {
 			continue
 		}
-		if c.stmts.HasDeferred() && (fr.Type == 'S' || fr.Type == 'H') && c.currentLease() == nil {
-			if err := c.answerDeferred(fr.Type == 'S'); err != nil {
+		if c.Stmts.HasDeferred() && (fr.Type == 'S' || fr.Type == 'H') && c.CurrentLease() == nil {
+			if err := c.AnswerDeferred(fr.Type == 'S'); err != nil {
 				return err
 			}
 			continue
 		}
 
-		l := c.claim(fr.Type)
+		l := c.Claim(fr.Type)
 		if l == nil {
 			if fr.Type == 'S' {
 				// A Sync with nothing before it: nothing to ask a server.
-				if err := c.client.fr.Skip(); err != nil {
+				if err := c.Conn.FR.Skip(); err != nil {
 					return err
 				}
-				if err := c.client.writeLocal(protocol.AppendReadyForQuery(nil, c.localStatus())); err != nil {
+				if err := c.Conn.WriteLocal(protocol.AppendReadyForQuery(nil, c.LocalStatus())); err != nil {
 					return err
 				}
 				continue
 			}
 			if fr.Type == 'H' {
-				if err := c.client.fr.Skip(); err != nil {
+				if err := c.Conn.FR.Skip(); err != nil {
 					return err
 				}
 				continue
@@ -138,25 +136,11 @@ func (c *clientSession) loop(ctx context.Context) error {
 				}
 				continue
 			}
-			c.mu.Lock()
-			l.account(fr.Type)
-			c.mu.Unlock()
+			c.Account(l, fr.Type)
 		}
-		if c.beginDeferred {
-			l.sendBegin()
-		}
-		if err := l.sendDeferred(); err != nil {
+		if err := c.Forward(l, fr.Type, msg, protocol.HeaderLen+fr.BodyLen); err != nil {
 			return err
 		}
-		l.recordForRetry(fr.Type, msg)
-		if err := c.send(l, msg); err != nil {
-			return err
-		}
-		l.recvBytes.Add(int64(protocol.HeaderLen + fr.BodyLen))
-		if c.srv.conf().QueryTimeout > 0 && (fr.Type == 'Q' || fr.Type == 'S' || fr.Type == 'F') {
-			l.armQueryTimer()
-		}
-		l.relayAfter(fr.Type)
 	}
 }
 
@@ -164,27 +148,18 @@ func (c *clientSession) loop(ctx context.Context) error {
 // would: a simple query gets ReadyForQuery at once; an extended-protocol message makes
 // the session discard input until Sync.
 func (c *clientSession) failRequest(fr protocol.Frame, pe *protocol.Error) error {
-	if err := c.client.fr.Skip(); err != nil {
+	if err := c.Conn.FR.Skip(); err != nil {
 		return err
 	}
-	c.stmts.DropDeferred()  // a server would have skipped them too
-	c.beginDeferred = false // the transaction is over (deferbegin.go)
-	c.srv.noteError(c.database, c.user, pe.Code)
+	c.Stmts.DropDeferred()  // a server would have skipped them too
+	c.BeginDeferred = false // the transaction is over (deferbegin.go)
+	c.srv.noteError(c.Database, c.User, pe.Code)
 	out := protocol.AppendErrorResponse(nil, pe)
 	switch fr.Type {
 	case 'Q', 'F':
 		out = protocol.AppendReadyForQuery(out, 'I')
 	default:
-		c.discarding = true
+		c.Discarding = true
 	}
-	return c.client.writeLocal(out)
-}
-
-// localStatus is the transaction status cmpool reports for a client that holds no server:
-// in a transaction if a BEGIN is deferred, else idle.
-func (c *Client) localStatus() byte {
-	if c.beginDeferred {
-		return 'T'
-	}
-	return 'I'
+	return c.Conn.WriteLocal(out)
 }

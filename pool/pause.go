@@ -4,6 +4,8 @@ import (
 	"context"
 	"maps"
 	"time"
+
+	"github.com/cmlite/cmpool/pool/internal/lease"
 )
 
 // PAUSE, RESUME and KILL: databases whose new transactions wait.
@@ -159,12 +161,12 @@ func (s *Server) noteWelcome(k welcomeKey, params map[string]string) {
 // counts as waiting meanwhile.
 func (c *clientSession) waitUnpaused(ctx context.Context) error {
 	p := c.srv.pauses.Load()
-	if !p.covers(c.database) {
+	if !p.covers(c.Database) {
 		return nil
 	}
-	c.waitingSince.Store(nanotime())
+	c.waitingSince.Store(lease.Nanotime())
 	defer c.waitingSince.Store(0)
-	for p.covers(c.database) {
+	for p.covers(c.Database) {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
@@ -181,8 +183,8 @@ func (s *Server) clientsOf(database string) []*clientSession {
 	defer s.mu.Unlock()
 	out := make([]*clientSession, 0, len(s.conns))
 	for c := range s.conns {
-		// c.database is read only once startup, which writes it, is over.
-		if database == "" || c.loggedIn.Load() && c.database == database {
+		// c.Database is read only once startup, which writes it, is over.
+		if database == "" || c.loggedIn.Load() && c.Database == database {
 			out = append(out, c)
 		}
 	}
@@ -219,8 +221,8 @@ func (s *Server) kill(database string) {
 		if c.admin {
 			continue
 		}
-		c.log.Info("client killed by the admin console")
-		_ = c.client.conn.Close()
+		c.Log.Info("client killed by the admin console")
+		_ = c.Conn.Net.Close()
 	}
 	for _, bp := range s.poolsOf(database) {
 		bp.DestroyIdle()

@@ -21,9 +21,7 @@ func (c *clientSession) proxyCommand(q string) (bool, error) {
 		return false, nil
 	}
 	// Earlier requests first: their replies may change what SHOW reports.
-	c.mu.Lock()
-	c.waitIdle()
-	c.mu.Unlock()
+	c.WaitIdle()
 	var reply []byte
 	if v.ProxyShow != "" {
 		val, perr := c.routing.show(v.ProxyShow)
@@ -37,7 +35,7 @@ func (c *clientSession) proxyCommand(q string) (bool, error) {
 	} else {
 		reply, _ = (&pgproto3.CommandComplete{CommandTag: []byte("SET")}).Encode(nil)
 	}
-	return true, c.replyLocally(reply)
+	return true, c.ReplyLocally(reply)
 }
 
 // show answers SHOW of one of cmpool's own parameters.

@@ -5,6 +5,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/cmlite/cmpool/pool/internal/lease"
 	"github.com/cmlite/cmpool/protocol"
 	"github.com/cmlite/cmpool/router"
 )
@@ -28,8 +29,8 @@ const backendPrimary = 0
 // replica: replicas are configured (rs), the pool mode is not session (the client keeps
 // its first server), and the database is not mapped to another server (replicas
 // replicate the primary).
-func (s *Server) routable(rs *router.ReplicaSet, mode Mode, database string) bool {
-	return rs != nil && mode != ModeSession && s.conf().Databases[database].URL == ""
+func (s *Server) routable(rs *router.ReplicaSet, mode lease.Mode, database string) bool {
+	return rs != nil && mode != lease.Session && s.conf().Databases[database].URL == ""
 }
 
 // routeFor picks the backend for a transaction starting with msg (nil for a message
@@ -39,7 +40,7 @@ func (s *Server) routable(rs *router.ReplicaSet, mode Mode, database string) boo
 // or the Router hook chose the replica: then a write there fails instead of moving to
 // the primary.
 func (c *clientSession) routeFor(ctx context.Context, rs *router.ReplicaSet, typ byte, msg []byte) (backend, replica int, mayWrite, forced bool) {
-	if !c.srv.routable(rs, c.mode, c.database) || c.beginDeferred {
+	if !c.srv.routable(rs, c.Mode, c.Database) || c.BeginDeferred {
 		// Not routed, or a plain BEGIN held back opened the transaction: the primary, as
 		// for any plain BEGIN.
 		return backendPrimary, -1, true, false
@@ -51,7 +52,7 @@ func (c *clientSession) routeFor(ctx context.Context, rs *router.ReplicaSet, typ
 		in.Verdict = c.srv.classifier.Classify(q)
 	}
 	if hook := c.srv.conf().Router; hook != nil {
-		switch hook.Route(routeRequest(&in, c.database, c.user, q)) {
+		switch hook.Route(routeRequest(&in, c.Database, c.User, q)) {
 		case RoutePrimary:
 			in.Override = router.RoutePrimary
 		case RouteReplica:
@@ -62,12 +63,12 @@ func (c *clientSession) routeFor(ctx context.Context, rs *router.ReplicaSet, typ
 	if d.Target == router.TargetPrimary {
 		return backendPrimary, -1, d.MayWrite, d.Forced
 	}
-	if d.CheckFuncs && c.srv.volatile.any(ctx, c.log, c.database, in.Verdict.Funcs, c.pools.lookupVolatile) {
+	if d.CheckFuncs && c.srv.volatile.any(ctx, c.Log, c.Database, in.Verdict.Funcs, c.pools.lookupVolatile) {
 		return backendPrimary, -1, true, false
 	}
 	min, err := c.routing.readLSN(ctx, rs)
 	if err != nil {
-		c.log.Warn("could not read the primary's WAL position for read-your-writes; reading on the primary", "error", err)
+		c.Log.Warn("could not read the primary's WAL position for read-your-writes; reading on the primary", "error", err)
 		c.srv.routedPrimaryFallback.Add(1)
 		return backendPrimary, -1, false, false
 	}
@@ -107,13 +108,13 @@ func (c *clientSession) queryFor(typ byte, msg []byte) (q string, ok bool) {
 	body := msg[protocol.HeaderLen:]
 	switch typ {
 	case 'Q':
-		return c.texts.text(queryText(msg)), true
+		return c.Texts.Text(lease.QueryText(msg)), true
 	case 'P':
 		_, query, _, ok := protocol.ParseParse(body)
 		if !ok {
 			return "", false
 		}
-		return c.texts.text(query), true
+		return c.Texts.Text(query), true
 	case 'B', 'D':
 		var name []byte
 		if typ == 'B' {
@@ -127,13 +128,13 @@ func (c *clientSession) queryFor(typ byte, msg []byte) (q string, ok bool) {
 		} else {
 			return "", false
 		}
-		c.mu.Lock()
-		shared, raw, ok := c.stmts.Query(name)
-		c.mu.Unlock()
+		c.Mu.Lock()
+		shared, raw, ok := c.Stmts.Query(name)
+		c.Mu.Unlock()
 		if raw == nil {
 			return shared, ok
 		}
-		return c.texts.text(raw), true
+		return c.Texts.Text(raw), true
 	}
 	return "", false
 }

@@ -3,7 +3,6 @@ package pool
 import (
 	"testing"
 	"time"
-	"unsafe"
 
 	"github.com/stretchr/testify/require"
 
@@ -50,20 +49,4 @@ func TestRoutingEndTransactionNotesWrite(t *testing.T) {
 	r.endTransaction(true)
 	require.False(t, r.wroteAt.IsZero())
 	require.False(t, srv.lastWrite().IsZero(), "the server heard of the write")
-}
-
-// TestTextCache: a repeated statement text is converted once; a text pushed out by
-// textCacheSize others is converted again.
-func TestTextCache(t *testing.T) {
-	var tc textCache
-	q := []byte("SELECT 1")
-	first := tc.text(q)
-	require.Equal(t, "SELECT 1", first)
-	require.Same(t, unsafe.StringData(first), unsafe.StringData(tc.text(q)), "a repeated text is not converted again")
-	for i := range textCacheSize {
-		tc.text([]byte{'q', 'u', 'e', 'r', 'y', '0' + byte(i)})
-	}
-	again := tc.text(q)
-	require.Equal(t, "SELECT 1", again)
-	require.NotSame(t, unsafe.StringData(first), unsafe.StringData(again), "the text was pushed out")
 }

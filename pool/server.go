@@ -16,6 +16,7 @@ import (
 
 	"github.com/cmlite/cmpool/pool/internal/admin"
 	"github.com/cmlite/cmpool/pool/internal/fastio"
+	"github.com/cmlite/cmpool/pool/internal/lease"
 	"github.com/cmlite/cmpool/pool/internal/stmt"
 	"github.com/cmlite/cmpool/router"
 )
@@ -156,7 +157,7 @@ func New(cfg Config) (*Server, error) {
 	}
 	s.clientTLS.Store(tc)
 	s.classifier = router.NewClassifier(0)
-	s.stmts.Judge = statementJudge(s.classifier)
+	s.stmts.Judge = lease.StatementJudge(s.classifier)
 	if len(c.Replicas) > 0 {
 		rs, err := s.newReplicaSet(&c)
 		if err != nil {
@@ -307,8 +308,8 @@ func (s *Server) serveConn(conn net.Conn) bool {
 	fio := fastio.New(conn)
 	r := fastio.NewReader(fio)
 	c := &clientSession{srv: s, connectedAt: time.Now()}
-	c.client.init(conn, r, fastio.NewWriter(fio), s.conf().MaxPacketSize)
-	c.Client.init(s.lastClientID.Add(1),
+	c.Conn.Init(conn, r, fastio.NewWriter(fio), s.conf().MaxPacketSize)
+	c.Client.Init(s.lastClientID.Add(1),
 		s.log.With("client", conn.RemoteAddr().String()), c)
 	c.routing.srv = s
 	s.mu.Lock()
@@ -317,8 +318,8 @@ func (s *Server) serveConn(conn net.Conn) bool {
 		return false
 	}
 	if s.closing.Load() {
-		c.closeAt.Store(nanotime() + int64(drainGrace))
-		c.closing.Store(true) // startup reads it and keeps to the drain's deadline
+		c.CloseAt.Store(lease.Nanotime() + int64(drainGrace))
+		c.Closing.Store(true) // startup reads it and keeps to the drain's deadline
 	}
 	s.conns[c] = struct{}{}
 	s.nClients.Add(1)
@@ -347,7 +348,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	s.mu.Unlock()
 	for _, c := range clients {
-		c.requestClose()
+		c.RequestClose(drainGrace)
 	}
 	// No connection joins s.wg from now on (see serveConn). One accepted before the
 	// listeners closed and registered since is draining already.
@@ -362,7 +363,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		s.cancel()
 		s.mu.Lock()
 		for c := range s.conns {
-			_ = c.client.conn.Close()
+			_ = c.Conn.Net.Close()
 		}
 		s.mu.Unlock()
 	}
@@ -386,31 +387,6 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		return ctx.Err()
 	case <-ctx.Done():
 		return ctx.Err()
-	}
-}
-
-// requestClose asks the client to leave at its next transaction boundary: now, if it
-// holds no server.
-func (c *clientSession) requestClose() {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	// A client idle for less than drainGrace (one that has just logged in, or just ended a
-	// transaction and is about to send the next) gets until then to start a transaction,
-	// which then completes before it is closed.
-	now := nanotime()
-	closeAt := now
-	if since := c.idleSince.Load(); since == 0 {
-		closeAt = now + int64(drainGrace) // still logging in
-	} else if now-since < int64(drainGrace) {
-		closeAt = since + int64(drainGrace)
-	}
-	c.closeAt.Store(closeAt)
-	c.closing.Store(true)
-	l := c.lease
-	// A syncing lease is ending cleanly, and its relay is using the server (txStatus is
-	// the relay's until then).
-	if l == nil || !l.open() || l.pending == 0 && !l.unsynced && l.sc.TxStatus == 'I' {
-		_ = c.client.conn.SetReadDeadline(time.Now().Add(time.Duration(closeAt - now)))
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/cmlite/cmpool/pool/internal/lease"
 	"github.com/cmlite/cmpool/protocol"
 )
 
@@ -15,7 +16,7 @@ import (
 // and what cmpool knows of it for routing and the console. The half its leases share
 // (its socket, lock, settings, statements and current lease) is the embedded Client.
 type clientSession struct {
-	Client
+	lease.Client
 	srv *Server
 
 	key   cancelKey
@@ -35,11 +36,11 @@ type clientSession struct {
 func (c *clientSession) serve(ctx context.Context) {
 	defer func() {
 		if p := recover(); p != nil {
-			c.log.Error("client session panic: closing the client and its server", "panic", p, "stack", string(debug.Stack()))
-			c.abandonAfterPanic()
+			c.Log.Error("client session panic: closing the client and its server", "panic", p, "stack", string(debug.Stack()))
+			c.AbandonAfterPanic()
 		}
 		c.srv.forgetClient(c)
-		_ = c.client.conn.Close()
+		_ = c.Conn.Net.Close()
 	}()
 	err := c.startup(ctx)
 	if err == nil {
@@ -52,7 +53,7 @@ func (c *clientSession) serve(ctx context.Context) {
 	}
 	// The server goes back (or is destroyed) before cmpool writes to the client itself,
 	// since until then the relay owns the client's writer.
-	c.endLease()
+	c.EndLease()
 	if err != nil {
 		c.reportAndLog(err)
 	} else {
@@ -67,7 +68,7 @@ func (c *clientSession) logConnection(msg string, args ...any) {
 	if c.srv.conf().LogConnections {
 		lvl = slog.LevelInfo
 	}
-	c.log.Log(context.Background(), lvl, msg, args...)
+	c.Log.Log(context.Background(), lvl, msg, args...)
 }
 
 // reportAndLog sends a protocol error to the client when there is one, and logs the rest.
@@ -80,20 +81,20 @@ func (c *clientSession) reportAndLog(err error) {
 		if pe.Code == protocol.CodeAdminShutdown {
 			lvl = slog.LevelDebug
 		}
-		c.log.Log(context.Background(), lvl, "client closed", "code", pe.Code, "error", pe.Message)
-	case isNormalClose(err):
+		c.Log.Log(context.Background(), lvl, "client closed", "code", pe.Code, "error", pe.Message)
+	case lease.IsNormalClose(err):
 		c.logConnection("client closed", "error", err)
 	default:
-		c.log.Warn("client closed", "error", err)
+		c.Log.Warn("client closed", "error", err)
 	}
 }
 
 // sendError writes an ErrorResponse to the client, when nothing else is writing to it.
 func (c *clientSession) sendError(e *protocol.Error) {
-	c.srv.noteError(c.database, c.user, e.Code)
-	c.client.wmu.Lock()
-	defer c.client.wmu.Unlock()
-	_ = c.client.conn.SetWriteDeadline(time.Now().Add(5 * time.Second))
-	_, _ = c.client.w.Write(protocol.AppendErrorResponse(nil, e))
-	_ = c.client.w.Flush()
+	c.srv.noteError(c.Database, c.User, e.Code)
+	c.Conn.WMu.Lock()
+	defer c.Conn.WMu.Unlock()
+	_ = c.Conn.Net.SetWriteDeadline(time.Now().Add(5 * time.Second))
+	_, _ = c.Conn.W.Write(protocol.AppendErrorResponse(nil, e))
+	_ = c.Conn.W.Flush()
 }

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/cmlite/cmpool/pool/internal/admin"
+	"github.com/cmlite/cmpool/pool/internal/lease"
 )
 
 // snapshot takes the one snapshot of the server that the console shows and Stat
@@ -118,7 +119,7 @@ func serverPtr(sc *serverConn) string { return fmt.Sprintf("s%p", sc) }
 func (s *Server) clientSnapshot(details bool) []admin.Client {
 	conns := s.clientsOf("")
 	out := make([]admin.Client, 0, len(conns))
-	now := nanotime()
+	now := lease.Nanotime()
 	for _, c := range conns {
 		// What startup writes (user, database, parameters) is read only once the login
 		// is complete: loggedIn is set after it.
@@ -128,32 +129,32 @@ func (s *Server) clientSnapshot(details bool) []admin.Client {
 			cl.Waiting, cl.Wait = true, time.Duration(now-since)
 		}
 		if in {
-			cl.Admin, cl.User, cl.Database = c.admin, c.user, c.database
+			cl.Admin, cl.User, cl.Database = c.admin, c.User, c.Database
 			if c.admin {
 				cl.Database = AdminDatabase
 			}
 		}
 		if details {
 			if in {
-				c.mu.Lock()
-				if c.lease != nil {
-					cl.Link = serverPtr(c.lease.sc)
+				c.Mu.Lock()
+				if c.Lease != nil {
+					cl.Link = serverPtr(c.Lease.Server())
 				}
-				cl.ApplicationName = c.settings.Value("application_name")
-				cl.PreparedStatements = c.stmts.Len()
-				c.mu.Unlock()
-				if c.client.tlsConn != nil {
-					st := c.client.tlsConn.ConnectionState()
+				cl.ApplicationName = c.Settings.Value("application_name")
+				cl.PreparedStatements = c.Stmts.Len()
+				c.Mu.Unlock()
+				if c.Conn.TLS != nil {
+					st := c.Conn.TLS.ConnectionState()
 					cl.TLS = tls.VersionName(st.Version) + "/" + tls.CipherSuiteName(st.CipherSuite)
 				}
 			}
-			cl.Addr, cl.LocalAddr = c.client.conn.RemoteAddr().String(), c.client.conn.LocalAddr().String()
+			cl.Addr, cl.LocalAddr = c.Conn.Net.RemoteAddr().String(), c.Conn.Net.LocalAddr().String()
 			cl.ConnectTime, cl.RequestTime = c.connectedAt, c.connectedAt
 			if r := c.requestAt.Load(); r != 0 {
 				cl.RequestTime = time.Unix(0, r)
 			}
-			cl.CloseNeeded = c.closing.Load()
-			cl.Ptr = clientPtr(c.id)
+			cl.CloseNeeded = c.Closing.Load()
+			cl.Ptr = clientPtr(c.ID)
 		}
 		out = append(out, cl)
 	}

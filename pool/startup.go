@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5/pgproto3"
 	"github.com/jackc/puddle/v2"
 
+	"github.com/cmlite/cmpool/pool/internal/lease"
 	"github.com/cmlite/cmpool/pool/internal/session"
 	"github.com/cmlite/cmpool/protocol"
 	"github.com/cmlite/cmpool/router"
@@ -20,25 +21,25 @@ import (
 // startup negotiates SSL, reads the StartupMessage, logs the client in and sends the
 // initial parameter statuses, all under client_login_timeout.
 func (c *clientSession) startup(ctx context.Context) error {
-	_ = c.client.conn.SetDeadline(time.Now().Add(c.srv.conf().ClientLoginTimeout))
-	if c.closing.Load() {
+	_ = c.Conn.Net.SetDeadline(time.Now().Add(c.srv.conf().ClientLoginTimeout))
+	if c.Closing.Load() {
 		// Shutdown began before this goroutine ran: its drain deadline stands.
-		_ = c.client.conn.SetReadDeadline(time.Now().Add(drainGrace))
+		_ = c.Conn.Net.SetReadDeadline(time.Now().Add(drainGrace))
 	}
 	var req *protocol.StartupRequest
 	for sslDone, gssDone := false, false; ; {
 		var err error
 		if !sslDone {
-			sslDone, err = c.client.maybeDirectTLS(ctx, &c.srv.clientTLS, c.log)
+			sslDone, err = maybeDirectTLS(&c.Conn, ctx, &c.srv.clientTLS, c.Log)
 		}
 		if err == nil {
-			req, err = protocol.ReadStartupRequest(c.client.r)
+			req, err = protocol.ReadStartupRequest(c.Conn.R)
 		}
 		if err != nil {
-			if isTimeout(err) && c.closing.Load() {
+			if lease.IsTimeout(err) && c.Closing.Load() {
 				return protocol.NewFatal(protocol.CodeAdminShutdown, "cmpool is shutting down")
 			}
-			if isTimeout(err) {
+			if lease.IsTimeout(err) {
 				return protocol.NewFatal(protocol.CodeProtocolViolation, "client_login_timeout: startup not completed in time")
 			}
 			return err
@@ -46,13 +47,13 @@ func (c *clientSession) startup(ctx context.Context) error {
 		switch {
 		case req.SSL && !sslDone:
 			sslDone = true
-			if err := c.client.negotiateSSL(ctx, &c.srv.clientTLS, c.log); err != nil {
+			if err := negotiateSSL(&c.Conn, ctx, &c.srv.clientTLS, c.Log); err != nil {
 				return err
 			}
 			continue
 		case req.GSSENC && !gssDone:
 			gssDone = true
-			if _, err := c.client.conn.Write([]byte{'N'}); err != nil {
+			if _, err := c.Conn.Net.Write([]byte{'N'}); err != nil {
 				return err
 			}
 			continue
@@ -65,18 +66,18 @@ func (c *clientSession) startup(ctx context.Context) error {
 		break
 	}
 	sm := req.Startup
-	c.user = sm.Parameters["user"]
-	c.database = sm.Parameters["database"]
-	if c.database == "" {
-		c.database = c.user
+	c.User = sm.Parameters["user"]
+	c.Database = sm.Parameters["database"]
+	if c.Database == "" {
+		c.Database = c.User
 	}
-	c.log = c.log.With("user", c.user, "database", c.database)
+	c.Log = c.Log.With("user", c.User, "database", c.Database)
 	if sm.Parameters["replication"] != "" && sm.Parameters["replication"] != "false" && sm.Parameters["replication"] != "off" {
 		return protocol.NewFatal(protocol.CodeFeatureNotSupported, "replication connections are not supported through cmpool")
 	}
 	if req.NeedsNegotiation() {
 		b, _ := req.NegotiateMessage().Encode(nil)
-		_, _ = c.client.w.Write(b)
+		_, _ = c.Conn.W.Write(b)
 	}
 	if c.srv.overClientLimit() {
 		return protocol.NewFatal(protocol.CodeTooManyConnections,
@@ -106,33 +107,33 @@ func (c *clientSession) startup(ctx context.Context) error {
 		}
 		c.routing.route = route
 	}
-	if r := c.srv.conf().Databases[c.database].Route; r != "" {
+	if r := c.srv.conf().Databases[c.Database].Route; r != "" {
 		c.routing.route = r
 	}
-	c.settings = session.NewSettings(params)
+	c.Settings = session.NewSettings(params)
 	if err := c.authenticate(ctx); err != nil {
 		return err
 	}
-	if c.srv.isAdminDatabase(c.database) {
+	if c.srv.isAdminDatabase(c.Database) {
 		return c.adminStartup()
 	}
-	if c.srv.disabledDBs()[c.database] {
-		return protocol.NewFatal(protocol.CodeObjectNotInState, fmt.Sprintf("database %q is not currently accepting connections", c.database))
+	if c.srv.disabledDBs()[c.Database] {
+		return protocol.NewFatal(protocol.CodeObjectNotInState, fmt.Sprintf("database %q is not currently accepting connections", c.Database))
 	}
 
 	gen := c.srv.primaryGen.Load()
-	bp, err := c.srv.poolFor(c.database, c.user, backendPrimary)
+	bp, err := c.srv.poolFor(c.Database, c.User, backendPrimary)
 	if err != nil {
 		return protocol.NewFatal(protocol.CodeInvalidCatalogName, err.Error())
 	}
-	c.pools = clientPools{srv: c.srv, database: c.database, user: c.user, primary: bp, gen: gen}
-	c.mode = bp.mode
+	c.pools = clientPools{srv: c.srv, database: c.Database, user: c.User, primary: bp, gen: gen}
+	c.Mode = bp.mode.lease()
 
 	// While the database is paused, a transaction-mode client logs in without a server,
 	// as in PgBouncer, when an earlier login of the same user to it left the server's
 	// parameters; its first query waits for RESUME.
-	if p := c.srv.pauses.Load(); c.mode != ModeSession && p.covers(c.database) && !p.holdsLogins(c.database) {
-		if w, ok := c.srv.welcomes.Load(welcomeKey{c.database, c.user}); ok {
+	if p := c.srv.pauses.Load(); c.Mode != lease.Session && p.covers(c.Database) && !p.holdsLogins(c.Database) {
+		if w, ok := c.srv.welcomes.Load(welcomeKey{c.Database, c.User}); ok {
 			return c.loginWithoutServer(w.(map[string]string))
 		}
 	}
@@ -145,7 +146,7 @@ func (c *clientSession) startup(ctx context.Context) error {
 		return c.srv.acquireError(err, true)
 	}
 	// Waiting here counts as waiting for a server, as it does later.
-	start := nanotime()
+	start := lease.Nanotime()
 	c.waitingSince.Store(start)
 	res, err := bp.Acquire(acqCtx)
 	for attempt := 0; errors.Is(err, puddle.ErrClosedPool) && !c.srv.closing.Load() && attempt < 3; attempt++ {
@@ -155,19 +156,19 @@ func (c *clientSession) startup(ctx context.Context) error {
 		}
 	}
 	c.waitingSince.Store(0)
-	if d := time.Duration(nanotime() - start); d > time.Millisecond {
-		c.srv.noteWait(c.database, c.user, bp, d)
+	if d := time.Duration(lease.Nanotime() - start); d > time.Millisecond {
+		c.srv.noteWait(c.Database, c.User, bp, d)
 	}
 	if err != nil {
 		// With the primary down, a replica can log the client in: its reads still work.
-		rbp, rres := c.pools.loginOnReplica(ctx, err, c.mode, c.log)
+		rbp, rres := c.pools.loginOnReplica(ctx, err, c.Mode, c.Log)
 		if rres == nil {
 			return c.srv.acquireError(err, true)
 		}
 		bp, res = rbp, rres
 	}
 	sc := res.Value()
-	err = c.applyParams(ctx, sc)
+	err = c.ApplyParams(ctx, sc)
 	if err != nil {
 		var pe *protocol.Error
 		if errors.As(err, &pe) {
@@ -178,26 +179,24 @@ func (c *clientSession) startup(ctx context.Context) error {
 		bp.GiveBack(res, true)
 		return protocol.NewFatal(protocol.CodeConnectionFailure, "server connection failed during login: "+err.Error())
 	}
-	c.srv.noteWelcome(welcomeKey{c.database, c.user}, sc.Defaults)
+	c.srv.noteWelcome(welcomeKey{c.Database, c.User}, sc.Defaults)
 	// Report the server's values, then the client's canonical ones.
 	report := maps.Clone(sc.Defaults)
 	for k, v := range sc.Set {
 		report[k] = v
 	}
-	c.settings.Adopt(report)
-	sc.ConfiguredFor, sc.ConfiguredVersion = c.id, c.settings.Version()
+	c.Settings.Adopt(report)
+	sc.ConfiguredFor, sc.ConfiguredVersion = c.ID, c.Settings.Version()
 	if err := c.welcome(report); err != nil {
 		bp.GiveBack(res, false)
 		return err
 	}
-	if c.mode == ModeSession {
-		l := c.newLease()
-		l.replica = -1
-		l.start(bp.Pool, res)
-		c.ensureRelay()
+	if c.Mode == lease.Session {
+		c.Start(bp.Pool, res, lease.Route{Replica: -1})
+		c.EnsureRelay()
 	} else {
 		bp.GiveBack(res, false)
-		c.armIdleTimeout(false)
+		c.ArmIdleTimeout(false)
 	}
 	return nil
 }
@@ -208,11 +207,11 @@ func (c *clientSession) startup(ctx context.Context) error {
 // a server refuses a bad one at the first query).
 func (c *clientSession) loginWithoutServer(serverParams map[string]string) error {
 	report := maps.Clone(serverParams)
-	c.settings.Over(report)
+	c.Settings.Over(report)
 	if err := c.welcome(report); err != nil {
 		return err
 	}
-	c.armIdleTimeout(false)
+	c.ArmIdleTimeout(false)
 	return nil
 }
 
@@ -222,7 +221,7 @@ func (c *clientSession) welcome(report map[string]string) error {
 	if err := c.srv.registerClient(c); err != nil {
 		return err
 	}
-	c.settings.MarkStartup()
+	c.Settings.MarkStartup()
 	names := make([]string, 0, len(report))
 	for k := range report {
 		names = append(names, k)
@@ -234,18 +233,18 @@ func (c *clientSession) welcome(report map[string]string) error {
 	}
 	out, _ = (&pgproto3.BackendKeyData{ProcessID: c.key.pid, SecretKey: c.key.secret[:]}).Encode(out)
 	out = protocol.AppendReadyForQuery(out, 'I')
-	_ = c.client.conn.SetDeadline(time.Time{})
-	if err := c.client.writeLocal(out); err != nil {
+	_ = c.Conn.Net.SetDeadline(time.Time{})
+	if err := c.Conn.WriteLocal(out); err != nil {
 		return err
 	}
 	c.loggedIn.Store(true)
-	c.mu.Lock()
-	c.idleSince.Store(nanotime())
-	if c.closing.Load() {
+	c.Mu.Lock()
+	c.IdleSince.Store(lease.Nanotime())
+	if c.Closing.Load() {
 		// A drain began during the login: the client's first request is on its way.
-		c.closeAt.Store(nanotime() + int64(drainGrace))
-		_ = c.client.conn.SetReadDeadline(time.Now().Add(drainGrace))
+		c.CloseAt.Store(lease.Nanotime() + int64(drainGrace))
+		_ = c.Conn.Net.SetReadDeadline(time.Now().Add(drainGrace))
 	}
-	c.mu.Unlock()
+	c.Mu.Unlock()
 	return nil
 }

@@ -1,4 +1,4 @@
-package pool
+package lease
 
 import (
 	"context"
@@ -27,22 +27,22 @@ const settleTimeout = backend.CancelTimeout + time.Second
 // cancellableLocked reports whether a cancel request may go to l's server now: l is the
 // client's lease and the client has requests outstanding on it that cmpool is not
 // finishing itself. The caller holds c.mu.
-func (c *Client) cancellableLocked(l *lease) bool {
-	return l != nil && c.lease == l && (l.pending > 0 || l.unsynced) && l.open()
+func (c *Client) cancellableLocked(l *Lease) bool {
+	return l != nil && c.Lease == l && (l.pending > 0 || l.unsynced) && l.open()
 }
 
-// cancelRunning sends a cancel request to the server of the client's lease l, if l is
+// CancelRunning sends a cancel request to the server of the client's lease l, if l is
 // still cancellable (see cancellableLocked); fromClient tells a client's request from
 // query_timeout's. It reports whether a cancel was sent, and its error.
-func (c *Client) cancelRunning(ctx context.Context, l *lease, fromClient bool) (bool, error) {
-	c.mu.Lock()
+func (c *Client) CancelRunning(ctx context.Context, l *Lease, fromClient bool) (bool, error) {
+	c.Mu.Lock()
 	if !c.cancellableLocked(l) {
-		c.mu.Unlock()
+		c.Mu.Unlock()
 		return false, nil
 	}
 	sc, bp := l.sc, l.pool
 	sc.Cancels.Add()
-	c.mu.Unlock()
+	c.Mu.Unlock()
 	// Only sc and bp are used from here on: l may be reused for the next transaction.
 	return true, sc.Cancel(ctx, &bp.Cancels, fromClient)
 }

@@ -1,4 +1,4 @@
-package pool
+package lease
 
 import (
 	"errors"
@@ -38,36 +38,36 @@ var beginReply = func() []byte {
 	return protocol.AppendReadyForQuery(b, 'T')
 }()
 
-// deferBegin answers a plain BEGIN locally when it can be deferred; it reports whether it
+// DeferBegin answers a plain BEGIN locally when it can be deferred; it reports whether it
 // did. The client goroutine calls it for each simple query before it needs a server.
-func (c *Client) deferBegin(q string) (bool, error) {
-	if c.mode != ModeTransaction || c.beginDeferred || c.stmts.HasDeferred() || !router.IsPlainBegin(q) ||
-		c.host.Config().RouterHook || c.currentLease() != nil {
+func (c *Client) DeferBegin(q string) (bool, error) {
+	if c.Mode != Transaction || c.BeginDeferred || c.Stmts.HasDeferred() || !router.IsPlainBegin(q) ||
+		c.Host.Config().RouterHook || c.CurrentLease() != nil {
 		return false, nil
 	}
-	if err := c.client.fr.Skip(); err != nil {
+	if err := c.Conn.FR.Skip(); err != nil {
 		return true, err
 	}
-	c.beginDeferred = true
-	if err := c.client.writeLocal(beginReply); err != nil {
+	c.BeginDeferred = true
+	if err := c.Conn.WriteLocal(beginReply); err != nil {
 		return true, err
 	}
-	c.armIdleTimeout(true)
+	c.ArmIdleTimeout(true)
 	return true, nil
 }
 
 // sendBegin sends the deferred BEGIN on l, ahead of the message that needed the server.
 // Its replies are dropped by the relay (hiddenBegin).
-func (l *lease) sendBegin() {
+func (l *Lease) sendBegin() {
 	c := l.c
-	c.beginDeferred = false
-	c.mu.Lock()
+	c.BeginDeferred = false
+	c.Mu.Lock()
 	l.account('Q')
 	l.hiddenBegin = true
-	c.mu.Unlock()
+	c.Mu.Unlock()
 	l.wmu.Lock()
 	if _, err := l.sc.Writer.Write(beginQuery); err != nil {
-		c.log.Debug("write to server failed", "error", err)
+		c.Log.Debug("write to server failed", "error", err)
 	}
 	l.wmu.Unlock()
 }
@@ -75,7 +75,7 @@ func (l *lease) sendBegin() {
 // relayHiddenBegin handles a server message while the reply to a deferred BEGIN is due:
 // its CommandComplete and ReadyForQuery are dropped (the client had them from cmpool).
 // handled is false for anything else, which is relayed as usual. The caller holds c.client.wmu.
-func (l *lease) relayHiddenBegin(fr protocol.Frame) (step relayStep, handled bool, err error) {
+func (l *Lease) relayHiddenBegin(fr protocol.Frame) (step relayStep, handled bool, err error) {
 	c := l.c
 	switch fr.Type {
 	case 'C':
@@ -88,10 +88,10 @@ func (l *lease) relayHiddenBegin(fr protocol.Frame) (step relayStep, handled boo
 		if err != nil || len(msg) != 6 {
 			return stepFailed, true, errMalformedReady
 		}
-		c.mu.Lock()
+		c.Mu.Lock()
 		l.noteAnswer(msg[5])
 		l.hiddenBegin = false
-		c.mu.Unlock()
+		c.Mu.Unlock()
 		return stepHidden, true, nil
 	case 'E':
 		// A BEGIN on an idle server fails only when the server is going away.

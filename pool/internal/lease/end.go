@@ -1,4 +1,4 @@
-package pool
+package lease
 
 import (
 	"context"
@@ -10,21 +10,21 @@ import (
 
 // clientGone ends a lease whose client can no longer be written to: the server may be
 // mid-transaction or mid-result, so it is destroyed, and the client is closed.
-func (l *lease) clientGone() {
+func (l *Lease) clientGone() {
 	c := l.c
 	l.destroyLease()
-	_ = c.client.conn.Close()
+	_ = c.Conn.Net.Close()
 }
 
 // destroyLease ends l by closing its server, which may be in any state.
-func (l *lease) destroyLease() {
+func (l *Lease) destroyLease() {
 	c := l.c
-	c.mu.Lock()
-	if c.lease == l {
-		c.lease = nil
+	c.Mu.Lock()
+	if c.Lease == l {
+		c.Lease = nil
 	}
-	c.idle.Broadcast()
-	c.mu.Unlock()
+	c.Idle.Broadcast()
+	c.Mu.Unlock()
 	l.giveBack(true)
 }
 
@@ -36,7 +36,7 @@ func (l *lease) destroyLease() {
 // is: a panic's cleanup may come after the relay gave the server back. It does not
 // change clientSession.lease: the caller does, when the lease is still the client's. The
 // caller holds no lock.
-func (l *lease) giveBack(destroy bool) {
+func (l *Lease) giveBack(destroy bool) {
 	c := l.c
 	if !destroy {
 		l.wmu.Lock()
@@ -44,9 +44,9 @@ func (l *lease) giveBack(destroy bool) {
 		l.wmu.Unlock()
 		destroy = !l.sc.Cancels.Settle(settleTimeout)
 	}
-	c.mu.Lock()
+	c.Mu.Lock()
 	if l.over() {
-		c.mu.Unlock()
+		c.Mu.Unlock()
 		return
 	}
 	if destroy {
@@ -54,8 +54,8 @@ func (l *lease) giveBack(destroy bool) {
 	} else {
 		l.to(leaseReleased)
 	}
-	c.idle.Broadcast()
-	c.mu.Unlock()
+	c.Idle.Broadcast()
+	c.Mu.Unlock()
 	if l.replica >= 0 {
 		l.rs.Done(l.replica)
 	}
@@ -76,27 +76,27 @@ func (l *lease) giveBack(destroy bool) {
 // since after that the client goroutine may write to the client. What the ReadyForQuery
 // does to the lease is decided by onReady and onEnd, under c.mu; the flush, which may
 // block, is between them, with no lock held.
-func (l *lease) endsLease(status byte) (end, dead bool) {
+func (l *Lease) endsLease(status byte) (end, dead bool) {
 	c := l.c
-	c.mu.Lock()
+	c.Mu.Lock()
 	ends := l.onReady(status)
-	c.mu.Unlock()
+	c.Mu.Unlock()
 	if !ends {
 		return false, false
 	}
-	if ferr := c.client.w.Flush(); ferr != nil {
+	if ferr := c.Conn.W.Flush(); ferr != nil {
 		l.clientGone()
 		return false, true
 	}
-	c.mu.Lock()
+	c.Mu.Lock()
 	end = l.onEnd()
-	c.mu.Unlock()
+	c.Mu.Unlock()
 	return end, false
 }
 
 // noteAnswer records the ReadyForQuery that answers one request on l, and the
 // transaction status it reports. The caller holds c.mu.
-func (l *lease) noteAnswer(status byte) {
+func (l *Lease) noteAnswer(status byte) {
 	l.sc.TxStatus = status
 	l.recvSeq++
 	if l.pending > 0 {
@@ -108,21 +108,21 @@ func (l *lease) noteAnswer(status byte) {
 // is counted, timers and deadlines follow what is still outstanding, and it reports
 // whether the lease ends here (l is then ending: the client goroutine sends nothing on
 // it). The caller holds c.mu.
-func (l *lease) onReady(status byte) (ends bool) {
+func (l *Lease) onReady(status byte) (ends bool) {
 	c := l.c
 	l.noteAnswer(status)
 	l.noteReady(status)
 	if l.pending == 0 && !l.unsynced {
 		l.stopQueryTimer()
-		c.armIdleTimeout(status != 'I')
+		c.ArmIdleTimeout(status != 'I')
 	}
 	l.stmts.Answered(l.recvSeq)
 	if l.queryTimeout > 0 && l.pending == 0 {
 		// Idle, or idle in a transaction: the server owes nothing.
 		_ = l.sc.NetConn.SetReadDeadline(time.Time{})
 	}
-	c.idle.Broadcast()
-	ends = l.pending == 0 && !l.unsynced && status == 'I' && (c.mode != ModeSession || c.closing.Load())
+	c.Idle.Broadcast()
+	ends = l.pending == 0 && !l.unsynced && status == 'I' && (c.Mode != Session || c.Closing.Load())
 	if ends && l.state == leaseRelaying {
 		// The client's next message must not join this lease: it may belong elsewhere.
 		l.to(leaseEnding)
@@ -133,27 +133,27 @@ func (l *lease) onReady(status byte) (ends bool) {
 // onEnd ends l, once the reply that ended it is flushed: it leaves the client (returning),
 // or stays its lease while the relay reads settings back (syncing). It reports false when
 // the client left meanwhile (endLease took the lease over). The caller holds c.mu.
-func (l *lease) onEnd() bool {
+func (l *Lease) onEnd() bool {
 	c := l.c
-	c.idle.Broadcast()
+	c.Idle.Broadcast()
 	if l.state != leaseEnding {
 		return false
 	}
 	if !l.executed {
 		l.needLSN = false // only Parse, Describe or Close: nothing ran, nothing was written
 	}
-	c.host.EndTransaction(l.needLSN)
-	if len(l.track) > 0 || c.mode != ModeSession && l.untrackedChanges() {
+	c.Host.EndTransaction(l.needLSN)
+	if len(l.track) > 0 || c.Mode != Session && l.untrackedChanges() {
 		// The lease ends after syncLease has read the parameters back.
 		l.to(leaseSyncing)
 	} else {
 		l.to(leaseReturning)
-		c.lease = nil
+		c.Lease = nil
 	}
-	c.idleSince.Store(nanotime())
-	if c.closing.Load() {
+	c.IdleSince.Store(Nanotime())
+	if c.Closing.Load() {
 		// Wake the client goroutine so it can say goodbye.
-		_ = c.client.conn.SetReadDeadline(time.Now())
+		_ = c.Conn.Net.SetReadDeadline(time.Now())
 	}
 	return true
 }
@@ -162,7 +162,7 @@ func (l *lease) onEnd() bool {
 // lease is no longer cancellable (it is returning, or syncing), so no new cancel starts
 // meanwhile; a server whose cancel is not answered is closed. Whoever ends l calls it,
 // and nothing else changes l's state meanwhile.
-func (l *lease) finishLease() {
+func (l *Lease) finishLease() {
 	c := l.c
 	l.wmu.Lock()
 	//lint:ignore SA2001 waiting for the writer to finish is the point
@@ -172,16 +172,16 @@ func (l *lease) finishLease() {
 		l.giveBack(true)
 		return
 	}
-	cfg := c.host.Config()
+	cfg := c.Host.Config()
 	if l.resetNeeded && !resetServer(l.sc, cfg.ServerConnectTimeout) {
 		l.giveBack(true)
 		return
 	}
-	if l.tempCheck && !l.resetNeeded && c.mode != ModeSession && !l.dropTempObjects() {
+	if l.tempCheck && !l.resetNeeded && c.Mode != Session && !l.dropTempObjects() {
 		l.giveBack(true)
 		return
 	}
-	if c.mode == ModeSession && cfg.ServerResetQuery != "-" {
+	if c.Mode == Session && cfg.ServerResetQuery != "-" {
 		ctx, cancel := context.WithTimeout(context.Background(), cfg.ServerConnectTimeout)
 		res, err := l.sc.Exec(ctx, cfg.ServerResetQuery)
 		cancel()
@@ -199,15 +199,15 @@ func (l *lease) finishLease() {
 // refuseTransactionBlock handles a transaction left open in statement mode. The
 // ReadyForQuery is withheld; the server is rolled back and the client gets an error and an
 // idle ReadyForQuery. If more requests are queued behind this one, both ends are closed.
-func (l *lease) refuseTransactionBlock(status byte) {
+func (l *Lease) refuseTransactionBlock(status byte) {
 	c := l.c
 	pe := protocol.NewError(protocol.CodeFeatureNotSupported, "transaction blocks are not allowed in statement pooling mode")
 	pe.Hint = "use pool_mode = transaction for this database, or run each statement on its own"
-	c.mu.Lock()
+	c.Mu.Lock()
 	l.noteAnswer(status)
 	last := l.pending == 0 && !l.unsynced
-	c.idle.Broadcast()
-	c.mu.Unlock()
+	c.Idle.Broadcast()
+	c.Mu.Unlock()
 	if !last {
 		pe.Severity = protocol.SeverityFatal
 		l.relayFailedWith(pe)
@@ -216,26 +216,26 @@ func (l *lease) refuseTransactionBlock(status byte) {
 	l.wmu.Lock()
 	res, err := l.sc.Exec(context.Background(), "ROLLBACK")
 	l.wmu.Unlock()
-	c.client.wmu.Lock()
-	_, _ = c.client.w.Write(protocol.AppendErrorResponse(nil, pe))
-	_, _ = c.client.w.Write(protocol.AppendReadyForQuery(nil, 'I'))
-	werr := c.client.w.Flush()
-	c.client.wmu.Unlock()
+	c.Conn.WMu.Lock()
+	_, _ = c.Conn.W.Write(protocol.AppendErrorResponse(nil, pe))
+	_, _ = c.Conn.W.Write(protocol.AppendReadyForQuery(nil, 'I'))
+	werr := c.Conn.W.Flush()
+	c.Conn.WMu.Unlock()
 	if werr != nil {
 		l.clientGone()
 		return
 	}
-	c.mu.Lock()
-	if l.pending > 0 || l.unsynced || c.lease != l {
+	c.Mu.Lock()
+	if l.pending > 0 || l.unsynced || c.Lease != l {
 		// The client sent more while we rolled back: it cannot be told apart safely.
-		c.mu.Unlock()
+		c.Mu.Unlock()
 		pe.Severity = protocol.SeverityFatal
 		l.relayFailedWith(pe)
 		return
 	}
 	l.to(leaseReturning)
-	c.lease = nil
-	c.mu.Unlock()
+	c.Lease = nil
+	c.Mu.Unlock()
 	if err != nil || res.Err != nil || l.sc.TxStatus != 'I' {
 		l.giveBack(true)
 		return
@@ -244,74 +244,74 @@ func (l *lease) refuseTransactionBlock(status byte) {
 }
 
 // relayFailed ends a lease whose server failed or was closed under it.
-func (l *lease) relayFailed(err error) {
+func (l *Lease) relayFailed(err error) {
 	c := l.c
-	c.mu.Lock()
+	c.Mu.Lock()
 	abandoned, stopping := l.state == leaseAbandoned, l.state == leaseStopping
-	c.mu.Unlock()
-	if stopping && isTimeout(err) {
+	c.Mu.Unlock()
+	if stopping && IsTimeout(err) {
 		// The client goroutine stopped us to take the server back itself.
 		return
 	}
-	if l.queryTimeout > 0 && isTimeout(err) {
+	if l.queryTimeout > 0 && IsTimeout(err) {
 		// The server may be hung or unreachable; its state is unknown, so it is closed,
 		// and so is the client, whose transaction is gone with it.
-		c.log.Warn("query_timeout: server did not answer, even to a cancel request", "waited", l.queryTimeout, "backend", l.pool.Name)
+		c.Log.Warn("query_timeout: server did not answer, even to a cancel request", "waited", l.queryTimeout, "backend", l.pool.Name)
 		l.relayFailedWith(protocol.NewFatal(protocol.CodeQueryCanceled,
 			fmt.Sprintf("query_timeout: the server did not answer within %s", l.queryTimeout)))
 		return
 	}
 	if isBadServerMessage(err) {
-		c.log.Error("server broke the protocol: closing it and its client", "error", err)
+		c.Log.Error("server broke the protocol: closing it and its client", "error", err)
 		l.relayFailedWith(protocol.NewFatal(protocol.CodeProtocolViolation, "server sent an invalid message: "+err.Error()))
 		return
 	}
 	if !abandoned {
-		c.log.Warn("server connection lost", "error", err)
+		c.Log.Warn("server connection lost", "error", err)
 	}
 	l.relayFailedWith(protocol.NewFatal(protocol.CodeConnectionFailure, "server connection lost: "+err.Error()))
 }
 
 // relayFailedWith destroys the lease's server and, unless the client already left, sends
 // it pe and closes it. The error is written while the relay still owns the client writer.
-func (l *lease) relayFailedWith(pe *protocol.Error) {
+func (l *Lease) relayFailedWith(pe *protocol.Error) {
 	c := l.c
-	c.mu.Lock()
+	c.Mu.Lock()
 	abandoned := l.state == leaseAbandoned
-	c.mu.Unlock()
+	c.Mu.Unlock()
 	if !abandoned {
-		c.client.wmu.Lock()
-		_ = c.client.conn.SetWriteDeadline(time.Now().Add(5 * time.Second))
-		_, _ = c.client.w.Write(protocol.AppendErrorResponse(nil, pe))
-		_ = c.client.w.Flush()
-		c.client.wmu.Unlock()
+		c.Conn.WMu.Lock()
+		_ = c.Conn.Net.SetWriteDeadline(time.Now().Add(5 * time.Second))
+		_, _ = c.Conn.W.Write(protocol.AppendErrorResponse(nil, pe))
+		_ = c.Conn.W.Flush()
+		c.Conn.WMu.Unlock()
 	}
 	l.destroyLease()
 	if !abandoned {
-		_ = c.client.conn.Close()
+		_ = c.Conn.Net.Close()
 	}
 }
 
-// endLease runs when the client leaves: a clean server goes back (session mode, after
+// EndLease runs when the client leaves: a clean server goes back (session mode, after
 // the reset query); a busy one is closed, never reused dirty.
-func (c *Client) endLease() {
-	c.ensureRelay() // it stops the relay below, or sees the server closed
-	c.mu.Lock()
-	l := c.lease
+func (c *Client) EndLease() {
+	c.EnsureRelay() // it stops the relay below, or sees the server closed
+	c.Mu.Lock()
+	l := c.Lease
 	if l == nil {
-		c.mu.Unlock()
+		c.Mu.Unlock()
 		return
 	}
 	if l.state == leaseSyncing || l.over() {
 		// The relay is ending this lease itself (reading parameters back, or moving the
 		// request to the primary, which gives this server back first): let it, then look
 		// again.
-		c.mu.Unlock()
+		c.Mu.Unlock()
 		<-l.done
-		c.endLease()
+		c.EndLease()
 		return
 	}
-	c.lease = nil
+	c.Lease = nil
 	clean := l.pending == 0 && !l.unsynced && l.sc.TxStatus == 'I'
 	if clean {
 		l.to(leaseStopping)
@@ -320,14 +320,14 @@ func (c *Client) endLease() {
 		l.to(leaseAbandoned)
 		_ = l.sc.NetConn.Close()
 	}
-	c.mu.Unlock()
+	c.Mu.Unlock()
 	<-l.done
-	c.mu.Lock()
+	c.Mu.Lock()
 	stopped := l.state == leaseStopping
 	if stopped {
 		l.to(leaseReturning)
 	}
-	c.mu.Unlock()
+	c.Mu.Unlock()
 	if stopped {
 		_ = l.sc.NetConn.SetReadDeadline(time.Time{})
 		l.finishLease()

@@ -1,4 +1,4 @@
-package pool
+package lease
 
 import (
 	"context"
@@ -12,12 +12,12 @@ import (
 	"github.com/cmlite/cmpool/router"
 )
 
-// leaseHost is what a client's leases need of the rest of cmpool: its configuration,
+// Host is what a client's leases need of the rest of cmpool: its configuration,
 // the shared registries, the counters and hooks, and a server on the primary. Its
 // methods take no lock of the client's and may be called under any of them.
-type leaseHost interface {
+type Host interface {
 	// Config returns the settings in force.
-	Config() leaseConfig
+	Config() Config
 	// Context ends when cmpool shuts down.
 	Context() context.Context
 	// Statements is the prepared-statement registry.
@@ -32,7 +32,7 @@ type leaseHost interface {
 	NoteServerError(code string)
 	// Report tells the observers what a ReadyForQuery ended. It is called with no lock
 	// held: an observer may block.
-	Report(r readyReport)
+	Report(r Report)
 	// RelayFault is a test hook, run for each server message relayed; nil in production.
 	RelayFault() func(typ byte)
 	// EndTransaction records that the client's transaction ended; wrote: it may have
@@ -51,8 +51,8 @@ type leaseHost interface {
 	LoggedIn() bool
 }
 
-// leaseConfig is the part of the configuration leases use.
-type leaseConfig struct {
+// Config is the part of the configuration leases use.
+type Config struct {
 	QueryTimeout, ServerConnectTimeout        time.Duration
 	ClientIdleTimeout, IdleTransactionTimeout time.Duration
 	SlowTransaction                           time.Duration
@@ -62,12 +62,12 @@ type leaseConfig struct {
 	RouterHook bool
 }
 
-// readyReport is what a ReadyForQuery ended, for the observers: the durations of the
+// Report is what a ReadyForQuery ended, for the observers: the durations of the
 // request and of the transaction that ended, on backend, and the SQLSTATE of an
 // ErrorResponse from the server.
-type readyReport struct {
-	backend           string
-	query, xact       time.Duration
-	hasQuery, hasXact bool
-	errCode           string
+type Report struct {
+	Backend           string
+	Query, Xact       time.Duration
+	HasQuery, HasXact bool
+	ErrCode           string
 }

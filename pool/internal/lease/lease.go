@@ -1,4 +1,4 @@
-package pool
+package lease
 
 import (
 	"sync"
@@ -12,29 +12,29 @@ import (
 	"github.com/cmlite/cmpool/router"
 )
 
-// lease is one loan of a server connection to a client: from the request that needed a
+// Lease is one loan of a server connection to a client: from the request that needed a
 // server to the ReadyForQuery that ends it (or the client's exit, or a failure). Its life
 // is the state machine of leasestate.go; giveBack is the one place its server leaves it.
 //
 // Its fields are grouped by owner:
-//   - set when the lease is made, before any other goroutine sees it, and then only read;
+//   - set when the Lease is made, before any other goroutine sees it, and then only read;
 //   - guarded by clientSession.mu (the client goroutine, the relay, cancel requests,
 //     query_timeout and a drain all read or change them);
-//   - the relay's: whoever relays the lease (the client goroutine inline, or the relay
+//   - the relay's: whoever relays the Lease (the client goroutine inline, or the relay
 //     goroutine; never both, and done orders the hand-over) reads and writes them with no
 //     lock;
 //   - synchronisation: wmu, done, and the atomic recvBytes.
 //
-// Locks: a lease's wmu is taken after clientConn.wmu and before clientSession.mu,
+// Locks: a Lease's wmu is taken after clientConn.wmu and before clientSession.mu,
 // never under it (see clientConn.wmu for the whole order).
-type lease struct {
+type Lease struct {
 	// Set when the lease is made; read only after.
 
 	// c is the client the server is lent to.
 	c    *Client
 	pool *backend.Pool
-	res  *puddle.Resource[*serverConn]
-	sc   *serverConn
+	res  *puddle.Resource[*backend.Conn]
+	sc   *backend.Conn
 	// replica is the index in rs of the replica the lease reads from, or -1 on the
 	// primary; rs is the replica set in force when the lease began. forced: the client
 	// chose the replica, so a write refused there (25006) is not replayed on the primary.
@@ -104,7 +104,7 @@ type lease struct {
 	heldStatus [][2]string
 	// ready is what the last ReadyForQuery ended, not yet reported to the Observer
 	// (noteReady, reportReady).
-	ready readyReport
+	ready Report
 	// sentBytes are the bytes relayed to the client not yet added to the pool's counters.
 	sentBytes int64
 
@@ -131,18 +131,18 @@ type lease struct {
 // (finishLease returned its server, after its cancels in flight were answered), and it never
 // armed query_timeout (whose timer may still fire). Then a transaction allocates nothing.
 // Its buffers are kept; takeBuffers has nothing to do.
-func (c *Client) newLease() *lease {
+func (c *Client) newLease() *Lease {
 	p := c.prevLease
 	// done first: a lease that never had a relay goroutine was only ever touched by this
 	// goroutine and by others under c.mu.
 	if p == nil || p.done != relayDone || p.queryTimer != nil || p == c.unrelayed {
-		return &lease{c: c}
+		return &Lease{c: c}
 	}
-	c.mu.Lock()
-	reusable := p != c.lease && p.state == leaseReleased
-	c.mu.Unlock()
+	c.Mu.Lock()
+	reusable := p != c.Lease && p.state == leaseReleased
+	c.Mu.Unlock()
 	if !reusable {
-		return &lease{c: c}
+		return &Lease{c: c}
 	}
 	c.prevLease = nil
 	seg, heldReplies, heldErr := p.seg[:0], p.heldReplies[:0], p.heldErr[:0]
@@ -158,7 +158,7 @@ func (c *Client) newLease() *lease {
 	var stmts stmt.Plan
 	stmts.TakeBuffers(&p.stmts)
 	track := reuseSlice(p.track)
-	*p = lease{c: c}
+	*p = Lease{c: c}
 	p.seg, p.heldReplies, p.heldErr = seg, heldReplies, heldErr
 	p.stmts, p.track = stmts, track
 	return p
@@ -167,7 +167,7 @@ func (c *Client) newLease() *lease {
 // takeBuffers gives l the retry and reply buffers of p, the client's previous lease, if
 // its relay has exited (nothing touches them after that), so that they are not grown
 // again for every transaction. Buffers grown past maxScratch are left to the collector.
-func (l *lease) takeBuffers(p *lease) {
+func (l *Lease) takeBuffers(p *Lease) {
 	if p == nil {
 		return
 	}
@@ -199,19 +199,45 @@ func reuseSlice[T any](s []T) []T {
 	return s[:0]
 }
 
-// start makes res the client's server, on l (its routing fields set). Its replies are
-// relayed once requests are sent (relayAfter).
-func (l *lease) start(bp *backend.Pool, res *puddle.Resource[*backend.Conn]) {
+// Route is where a lease's server is: on a replica of a replica set, or on the primary.
+type Route struct {
+	// Replica is the index in RS of the replica, or -1 on the primary. RS is the replica
+	// set in force when the lease began (nil without replicas).
+	Replica int
+	RS      *router.ReplicaSet
+	// Forced: the client chose the replica, so a write refused there (25006) is not
+	// replayed on the primary.
+	Forced bool
+	// NeedLSN: the lease may write on the primary; its commit is noted when it ends, for
+	// read-your-writes.
+	NeedLSN bool
+}
+
+// Start makes res, taken from bp, the client's server, on a new lease. Its replies are
+// relayed once requests are sent (relayAfter). A replica's slot in r.RS is the lease's
+// to give back.
+func (c *Client) Start(bp *backend.Pool, res *puddle.Resource[*backend.Conn], r Route) *Lease {
+	l := c.newLease()
+	l.replica, l.rs, l.forced, l.needLSN = r.Replica, r.RS, r.Forced, r.NeedLSN
+	l.start(bp, res)
+	return l
+}
+
+// start makes res the client's server, on l (its routing fields set).
+func (l *Lease) start(bp *backend.Pool, res *puddle.Resource[*backend.Conn]) {
 	c := l.c
 	l.pool, l.res, l.sc = bp, res, res.Value()
-	l.sc.Linked.Store(c.id)
+	l.sc.Linked.Store(c.ID)
 	l.segDone = true
 	l.takeBuffers(c.prevLease)
 	c.prevLease = l
-	l.queryTimeout = 2 * c.host.Config().QueryTimeout
-	c.mu.Lock()
+	l.queryTimeout = 2 * c.Host.Config().QueryTimeout
+	c.Mu.Lock()
 	l.to(leaseUnrelayed)
-	c.lease = l
-	c.mu.Unlock()
+	c.Lease = l
+	c.Mu.Unlock()
 	c.unrelayed = l
 }
+
+// Server is l's server connection.
+func (l *Lease) Server() *backend.Conn { return l.sc }

@@ -1,4 +1,4 @@
-package pool
+package lease
 
 import (
 	"runtime/debug"
@@ -12,16 +12,16 @@ import (
 // server, never returns it to its pool: the server may be half updated. The process goes
 // on serving the others.
 
-// abandonAfterPanic ends a client whose goroutine panicked: the client is closed, and so
+// AbandonAfterPanic ends a client whose goroutine panicked: the client is closed, and so
 // is its server, which may be half updated, so it is destroyed, never returned.
-func (c *Client) abandonAfterPanic() {
-	_ = c.client.conn.Close()
-	if !tryLockFor(&c.mu, panicLockWait) {
-		c.log.Error("client session panic left its lock held: its server is not closed")
+func (c *Client) AbandonAfterPanic() {
+	_ = c.Conn.Net.Close()
+	if !tryLockFor(&c.Mu, panicLockWait) {
+		c.Log.Error("client session panic left its lock held: its server is not closed")
 		return
 	}
-	l := c.lease
-	c.lease = nil
+	l := c.Lease
+	c.Lease = nil
 	var relayed bool
 	if l != nil {
 		if l.open() || l.state == leaseEnding {
@@ -31,8 +31,8 @@ func (c *Client) abandonAfterPanic() {
 		_ = l.sc.NetConn.Close()
 		relayed = c.unrelayed != l && l.done != nil && l.done != relayDone
 	}
-	c.idle.Broadcast()
-	c.mu.Unlock()
+	c.Idle.Broadcast()
+	c.Mu.Unlock()
 	if l == nil {
 		return
 	}
@@ -62,30 +62,30 @@ func tryLockFor(mu *sync.Mutex, d time.Duration) bool {
 // relayPanicked ends a lease whose relay panicked. The server and what was written to
 // the client may be in any state: the server is destroyed, and the client gets XX000 and
 // is closed. holdingW says whether this goroutine holds c.client.wmu.
-func (l *lease) relayPanicked(p any, holdingW bool) {
+func (l *Lease) relayPanicked(p any, holdingW bool) {
 	c := l.c
-	c.log.Error("relay panic: closing the client and its server", "panic", p, "stack", string(debug.Stack()))
-	if holdingW || tryLockFor(&c.client.wmu, panicLockWait) {
+	c.Log.Error("relay panic: closing the client and its server", "panic", p, "stack", string(debug.Stack()))
+	if holdingW || tryLockFor(&c.Conn.WMu, panicLockWait) {
 		// Drop what is buffered: it may end in the middle of a message.
-		c.client.w.DropBuffered()
-		c.host.NoteError(protocol.CodeInternalError)
-		_ = c.client.conn.SetWriteDeadline(time.Now().Add(5 * time.Second))
-		_, _ = c.client.w.Write(protocol.AppendErrorResponse(nil, protocol.NewFatal(protocol.CodeInternalError,
+		c.Conn.W.DropBuffered()
+		c.Host.NoteError(protocol.CodeInternalError)
+		_ = c.Conn.Net.SetWriteDeadline(time.Now().Add(5 * time.Second))
+		_, _ = c.Conn.W.Write(protocol.AppendErrorResponse(nil, protocol.NewFatal(protocol.CodeInternalError,
 			"internal error in cmpool while relaying the server's reply; the connection is closed")))
-		_ = c.client.w.Flush()
-		c.client.wmu.Unlock()
+		_ = c.Conn.W.Flush()
+		c.Conn.WMu.Unlock()
 	}
-	_ = c.client.conn.Close()
+	_ = c.Conn.Net.Close()
 	_ = l.sc.NetConn.Close()
-	if !tryLockFor(&c.mu, panicLockWait) {
-		c.log.Error("relay panic left the client's lock held: its server is not returned")
+	if !tryLockFor(&c.Mu, panicLockWait) {
+		c.Log.Error("relay panic left the client's lock held: its server is not returned")
 		return
 	}
-	if c.lease == l {
-		c.lease = nil
+	if c.Lease == l {
+		c.Lease = nil
 	}
-	c.idle.Broadcast()
-	c.mu.Unlock()
+	c.Idle.Broadcast()
+	c.Mu.Unlock()
 	if l.queryTimer != nil {
 		l.queryTimer.Stop()
 	}

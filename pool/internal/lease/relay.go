@@ -1,4 +1,4 @@
-package pool
+package lease
 
 import (
 	"errors"
@@ -23,22 +23,22 @@ import (
 
 // relayAfter relays l's replies on the client goroutine when the message of type typ
 // just sent is the last of a request.
-func (l *lease) relayAfter(typ byte) {
+func (l *Lease) relayAfter(typ byte) {
 	c := l.c
 	if c.unrelayed != l || typ != 'Q' && typ != 'S' {
 		return
 	}
-	if c.client.fr.Buffered() > 0 {
+	if c.Conn.FR.Buffered() > 0 {
 		// A pipeline: its replies are relayed while the rest of it is sent, so that a
 		// write to the server never waits for replies nobody reads.
-		c.ensureRelay()
+		c.EnsureRelay()
 		return
 	}
 	c.unrelayed = nil
 	l.done = relayDone
-	c.mu.Lock()
+	c.Mu.Lock()
 	l.to(leaseRelaying)
-	c.mu.Unlock()
+	c.Mu.Unlock()
 	switch l.relayLoop(true) {
 	case relayHandOff:
 		l.done = make(chan struct{})
@@ -58,13 +58,13 @@ var relayDone = func() chan struct{} {
 	return ch
 }()
 
-// ensureRelay starts a relay goroutine for the current lease if nothing relays its
+// EnsureRelay starts a relay goroutine for the current lease if nothing relays its
 // replies yet. The client goroutine calls it, without c.mu.
-func (c *Client) ensureRelay() {
+func (c *Client) EnsureRelay() {
 	if c.unrelayed != nil {
-		c.mu.Lock()
+		c.Mu.Lock()
 		c.ensureRelayLocked()
-		c.mu.Unlock()
+		c.Mu.Unlock()
 	}
 }
 
@@ -79,7 +79,7 @@ func (c *Client) ensureRelayLocked() {
 }
 
 // relay copies the server's replies to the client until the lease ends.
-func (l *lease) relay() {
+func (l *Lease) relay() {
 	defer close(l.done)
 	l.relayLoop(false)
 }
@@ -90,7 +90,7 @@ func (l *lease) relay() {
 // in transaction mode (the server owes nothing), relayHandOff when a relay goroutine must
 // go on with the lease (COPY FROM STDIN, or a ReadyForQuery that keeps the lease in
 // session mode, where the server may send notifications at any time).
-func (l *lease) relayLoop(inline bool) (exit relayExit) {
+func (l *Lease) relayLoop(inline bool) (exit relayExit) {
 	c := l.c
 	holdingW := false // this goroutine holds c.client.wmu
 	defer func() {
@@ -105,30 +105,30 @@ func (l *lease) relayLoop(inline bool) (exit relayExit) {
 			l.relayFailed(err)
 			return relayDoneExit
 		}
-		c.client.wmu.Lock()
+		c.Conn.WMu.Lock()
 		holdingW = true
 		step, status, err := l.relayOne(fr)
 		if step == stepHidden {
 			holdingW = false
-			c.client.wmu.Unlock()
+			c.Conn.WMu.Unlock()
 			continue
 		}
 		if inline && step == stepContinue && (fr.Type == 'Z' || fr.Type == 'G' || fr.Type == 'W') {
-			ferr := c.client.w.Flush()
+			ferr := c.Conn.W.Flush()
 			holdingW = false
-			c.client.wmu.Unlock()
+			c.Conn.WMu.Unlock()
 			l.reportReady()
 			if ferr != nil {
 				l.clientGone()
 				return relayDoneExit
 			}
-			if fr.Type == 'Z' && c.mode == ModeTransaction && l.park() {
+			if fr.Type == 'Z' && c.Mode == Transaction && l.park() {
 				return relayPark
 			}
 			return relayHandOff
 		}
 		holdingW = false
-		c.client.wmu.Unlock()
+		c.Conn.WMu.Unlock()
 		l.reportReady()
 		switch step {
 		case stepContinue:
@@ -157,11 +157,11 @@ const (
 
 // park moves l to parked if it is still the client's lease, relaying, with no request
 // outstanding; it reports whether it did.
-func (l *lease) park() bool {
+func (l *Lease) park() bool {
 	c := l.c
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.lease != l || l.pending != 0 || l.unsynced || l.state != leaseRelaying {
+	c.Mu.Lock()
+	defer c.Mu.Unlock()
+	if c.Lease != l || l.pending != 0 || l.unsynced || l.state != leaseRelaying {
 		return false
 	}
 	l.to(leaseParked)
@@ -182,9 +182,9 @@ const (
 )
 
 // relayOne passes one server message to the client. The caller holds c.client.wmu.
-func (l *lease) relayOne(fr protocol.Frame) (relayStep, byte, error) {
+func (l *Lease) relayOne(fr protocol.Frame) (relayStep, byte, error) {
 	c := l.c
-	if f := c.host.RelayFault(); f != nil {
+	if f := c.Host.RelayFault(); f != nil {
 		f(fr.Type)
 	}
 	if !relayedTypes[fr.Type] {
@@ -196,9 +196,9 @@ func (l *lease) relayOne(fr protocol.Frame) (relayStep, byte, error) {
 	}
 	sc := l.sc
 	l.sentBytes += int64(protocol.HeaderLen + fr.BodyLen)
-	c.mu.Lock()
+	c.Mu.Lock()
 	hidden := l.hiddenBegin
-	c.mu.Unlock()
+	c.Mu.Unlock()
 	if hidden {
 		if step, handled, err := l.relayHiddenBegin(fr); handled {
 			return step, 0, err
@@ -222,7 +222,7 @@ func (l *lease) relayOne(fr protocol.Frame) (relayStep, byte, error) {
 		}
 	}
 	if len(l.heldReplies) > 0 && fr.Type != 'E' {
-		if _, err := c.client.w.Write(l.heldReplies); err != nil {
+		if _, err := c.Conn.W.Write(l.heldReplies); err != nil {
 			return stepClientGone, 0, nil
 		}
 		l.heldReplies = l.heldReplies[:0]
@@ -244,7 +244,7 @@ func (l *lease) relayOne(fr protocol.Frame) (relayStep, byte, error) {
 			if !l.toPrimary && l.retrySegment(status) {
 				return stepContinue, 0, nil
 			}
-			if _, err := c.client.w.Write(l.heldErr); err != nil {
+			if _, err := c.Conn.W.Write(l.heldErr); err != nil {
 				return stepClientGone, 0, nil
 			}
 			l.heldErr = l.heldErr[:0]
@@ -259,10 +259,10 @@ func (l *lease) relayOne(fr protocol.Frame) (relayStep, byte, error) {
 			msg = protocol.AppendReadyForQuery(nil, status) // msg was read over
 		}
 		l.answered = false
-		if c.mode == ModeStatement && status != 'I' {
+		if c.Mode == Statement && status != 'I' {
 			return stepTransactionBlock, status, nil
 		}
-		if _, err := c.client.w.Write(msg); err != nil {
+		if _, err := c.Conn.W.Write(msg); err != nil {
 			return stepClientGone, 0, nil
 		}
 		switch end, dead := l.endsLease(status); {
@@ -289,7 +289,7 @@ func (l *lease) relayOne(fr protocol.Frame) (relayStep, byte, error) {
 		if err != nil {
 			return stepFailed, 0, err
 		}
-		c.host.Statements().NoteCommandTag(msg[protocol.HeaderLen:])
+		c.Host.Statements().NoteCommandTag(msg[protocol.HeaderLen:])
 		out = msg
 	case '1', '3', 'E':
 		msg, err := sc.Frames.Message()
@@ -304,14 +304,14 @@ func (l *lease) relayOne(fr protocol.Frame) (relayStep, byte, error) {
 		default:
 			out = l.onErrorResponse(msg)
 			if out != nil && len(l.heldReplies) > 0 {
-				if _, err := c.client.w.Write(l.heldReplies); err != nil {
+				if _, err := c.Conn.W.Write(l.heldReplies); err != nil {
 					return stepClientGone, 0, nil
 				}
 				l.heldReplies = l.heldReplies[:0]
 			}
 		}
 	default:
-		if err := sc.Frames.Forward(c.client.w); err != nil {
+		if err := sc.Frames.Forward(c.Conn.W); err != nil {
 			if isClientWriteErr(err) {
 				return stepClientGone, 0, nil
 			}
@@ -319,7 +319,7 @@ func (l *lease) relayOne(fr protocol.Frame) (relayStep, byte, error) {
 		}
 	}
 	if out != nil {
-		if _, err := c.client.w.Write(out); err != nil {
+		if _, err := c.Conn.W.Write(out); err != nil {
 			return stepClientGone, 0, nil
 		}
 	}
@@ -327,7 +327,7 @@ func (l *lease) relayOne(fr protocol.Frame) (relayStep, byte, error) {
 		l.answered = true
 	}
 	if sc.Frames.Buffered() == 0 {
-		if err := c.client.w.Flush(); err != nil {
+		if err := c.Conn.W.Flush(); err != nil {
 			return stepClientGone, 0, nil
 		}
 	}
@@ -337,12 +337,12 @@ func (l *lease) relayOne(fr protocol.Frame) (relayStep, byte, error) {
 // onParameterStatus is what a ParameterStatus from the server does: the server's value is
 // noted, and the client's unless the message is held until startup values are restored.
 // It reports whether the message goes on to the client now. Relay only.
-func (l *lease) onParameterStatus(name, value string) bool {
+func (l *Lease) onParameterStatus(name, value string) bool {
 	l.sc.NoteParameterStatus(name, value)
 	if l.holdStatus(name, value) {
 		return false
 	}
-	l.c.noteParameterStatus(name, value)
+	l.c.NoteParameterStatus(name, value)
 	return true
 }
 
@@ -350,7 +350,7 @@ func (l *lease) onParameterStatus(name, value string) bool {
 // into what the client expects (prepared statements), and either held back for a retry
 // or replay (it returns nil, and the replies held with it are dropped) or returned, to be
 // written to the client. Relay only.
-func (l *lease) onErrorResponse(msg []byte) []byte {
+func (l *Lease) onErrorResponse(msg []byte) []byte {
 	l.noteServerError(protocol.ErrorCode(msg[protocol.HeaderLen:]))
 	out := l.replyError(msg)
 	if l.holdForRetry(out) {
@@ -390,16 +390,16 @@ func isClientWriteErr(err error) bool {
 	return errors.As(err, &oe) && oe.Op == "write"
 }
 
-// noteParameterStatus keeps a parameter the server reported as the client's own.
-func (c *Client) noteParameterStatus(name, value string) {
+// NoteParameterStatus keeps a parameter the server reported as the client's own.
+func (c *Client) NoteParameterStatus(name, value string) {
 	if session.IsServerOnly(name) {
 		return
 	}
-	c.mu.Lock()
-	c.settings.Set(name, value)
-	l := c.lease
-	c.mu.Unlock()
+	c.Mu.Lock()
+	c.Settings.Set(name, value)
+	l := c.Lease
+	c.Mu.Unlock()
 	if l != nil {
-		l.sc.ConfiguredFor, l.sc.ConfiguredVersion = c.id, c.settings.Version()
+		l.sc.ConfiguredFor, l.sc.ConfiguredVersion = c.ID, c.Settings.Version()
 	}
 }

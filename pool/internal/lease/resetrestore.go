@@ -1,4 +1,4 @@
-package pool
+package lease
 
 import (
 	"context"
@@ -38,10 +38,10 @@ import (
 // scheduleRestore marks Sync segment seg of l: after it, the startup values of the
 // parameters in names (session.ResetAll: all) that the client gave at startup are set
 // again. The caller holds c.mu.
-func (l *lease) scheduleRestore(names []string, seg uint64) {
+func (l *Lease) scheduleRestore(names []string, seg uint64) {
 	c := l.c
 	for _, n := range names {
-		if c.settings.HasStartupOf(n) {
+		if c.Settings.HasStartupOf(n) {
 			l.restore = appendUnique(l.restore, n)
 			l.restoreSeg = seg
 		}
@@ -51,32 +51,32 @@ func (l *lease) scheduleRestore(names []string, seg uint64) {
 // restoring reports whether the client must wait before sending more on l: the segment
 // after which startup values are restored has been sent and not yet answered. The
 // caller holds c.mu.
-func (l *lease) restoring() bool {
+func (l *Lease) restoring() bool {
 	return l.restoreSeg != 0 && l.sentSeq >= l.restoreSeg
 }
 
 // mustWait reports whether the client goroutine must wait for l's replies before it sends
 // more (restoring): what was sent must then reach the server now.
-func (l *lease) mustWait() bool {
+func (l *Lease) mustWait() bool {
 	c := l.c
-	c.mu.Lock()
-	defer c.mu.Unlock()
+	c.Mu.Lock()
+	defer c.Mu.Unlock()
 	return l.restoring()
 }
 
 // restoreDue reports whether the reply being relayed belongs to the segment after which
 // startup values are restored. The caller holds c.mu.
-func (l *lease) restoreDue() bool {
+func (l *Lease) restoreDue() bool {
 	return l.restoreSeg != 0 && l.restoreSeg == l.recvSeq+1
 }
 
 // holdStatus keeps a ParameterStatus of a segment whose startup values are to be
 // restored, to be sent (or not) once they are; it reports whether it did. Relay only.
-func (l *lease) holdStatus(name, value string) bool {
+func (l *Lease) holdStatus(name, value string) bool {
 	c := l.c
-	c.mu.Lock()
+	c.Mu.Lock()
 	due := l.restoreDue()
-	c.mu.Unlock()
+	c.Mu.Unlock()
 	if due {
 		l.heldStatus = append(l.heldStatus, [2]string{name, value})
 	}
@@ -90,20 +90,20 @@ func (l *lease) holdStatus(name, value string) bool {
 // from the server (the ReadyForQuery message read before is then overwritten). An error
 // means the server cannot be trusted (it may be in a failed transaction the client does
 // not know of).
-func (l *lease) restoreStartup() (ran bool, err error) {
+func (l *Lease) restoreStartup() (ran bool, err error) {
 	c := l.c
-	c.mu.Lock()
+	c.Mu.Lock()
 	if !l.restoreDue() {
-		c.mu.Unlock()
+		c.Mu.Unlock()
 		return false, nil
 	}
-	values, failed := c.settings.RestoreValues(l.restore), l.restoreFailed
-	c.mu.Unlock()
+	values, failed := c.Settings.RestoreValues(l.restore), l.restoreFailed
+	c.Mu.Unlock()
 	reported := l.heldStatus
 	l.heldStatus = nil
 	if !failed && len(values) > 0 {
 		l.wmu.Lock()
-		ctx, cancel := context.WithTimeout(context.Background(), c.host.Config().ServerConnectTimeout)
+		ctx, cancel := context.WithTimeout(context.Background(), c.Host.Config().ServerConnectTimeout)
 		res, err := l.sc.Exec(ctx, session.RestoreQuery(values))
 		cancel()
 		l.wmu.Unlock()
@@ -116,24 +116,24 @@ func (l *lease) restoreStartup() (ran bool, err error) {
 		reported = append(reported, res.Reported...)
 		ran = true
 	}
-	c.mu.Lock()
+	c.Mu.Lock()
 	l.restore, l.restoreSeg, l.restoreFailed = l.restore[:0], 0, false
-	c.idle.Broadcast() // the client goroutine may send again
-	c.mu.Unlock()
+	c.Idle.Broadcast() // the client goroutine may send again
+	c.Mu.Unlock()
 	var out []byte
 	for _, p := range session.FinalValues(reported) {
 		name, value := p[0], p[1]
-		c.mu.Lock()
-		seen, known := c.settings.Lookup(name)
-		c.mu.Unlock()
+		c.Mu.Lock()
+		seen, known := c.Settings.Lookup(name)
+		c.Mu.Unlock()
 		if known && seen == value {
 			continue // the client's view did not change
 		}
-		c.noteParameterStatus(name, value)
+		c.NoteParameterStatus(name, value)
 		out, _ = (&pgproto3.ParameterStatus{Name: name, Value: value}).Encode(out)
 	}
 	if len(out) > 0 {
-		if _, err := c.client.w.Write(out); err != nil {
+		if _, err := c.Conn.W.Write(out); err != nil {
 			return ran, errClientWrite
 		}
 	}
@@ -142,13 +142,13 @@ func (l *lease) restoreStartup() (ran bool, err error) {
 
 // noteRestoreFailed records an error in a segment whose startup values were to be
 // restored: the statement did not take effect. Relay only.
-func (l *lease) noteRestoreFailed() {
+func (l *Lease) noteRestoreFailed() {
 	c := l.c
-	c.mu.Lock()
+	c.Mu.Lock()
 	if l.restoreDue() {
 		l.restoreFailed = true
 	}
-	c.mu.Unlock()
+	c.Mu.Unlock()
 }
 
 // errClientWrite is restoreStartup's failure to write to the client.

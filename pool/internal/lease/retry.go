@@ -1,4 +1,4 @@
-package pool
+package lease
 
 import (
 	"bytes"
@@ -29,10 +29,10 @@ const maxRetrySegment = 16 << 10
 
 // recordForRetry keeps a copy of the client's extended-protocol messages of the current
 // Sync segment. It runs on the client goroutine for every message sent on l.
-func (l *lease) recordForRetry(typ byte, msg []byte) {
+func (l *Lease) recordForRetry(typ byte, msg []byte) {
 	c := l.c
-	c.mu.Lock()
-	defer c.mu.Unlock()
+	c.Mu.Lock()
+	defer c.Mu.Unlock()
 	switch typ {
 	case 'S':
 		l.segDone = true
@@ -61,15 +61,15 @@ func (l *lease) recordForRetry(typ byte, msg []byte) {
 
 // holdForRetry decides, at an ErrorResponse, whether to hide it and replay the segment
 // at its ReadyForQuery. It runs on the relay.
-func (l *lease) holdForRetry(msg []byte) bool {
+func (l *Lease) holdForRetry(msg []byte) bool {
 	c := l.c
 	stale := stmt.CachedPlanChanged(msg)
 	readOnly := l.replica >= 0 && !l.forced && bytes.Contains(msg, readOnlyCode)
 	if !stale && !readOnly || l.answered {
 		return false
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
+	c.Mu.Lock()
+	defer c.Mu.Unlock()
 	if !l.segOK || !l.segDone || l.retried || l.unsynced || l.sentSeq != l.recvSeq+1 || stale && !hasDescribe(l.seg) {
 		return false
 	}
@@ -91,49 +91,49 @@ var readOnlyCode = []byte("C25006\x00")
 // waits for the replica's cancels and for a primary server, and takes it back before it
 // returns. (Meanwhile the lease is syncing: the client goroutine writes nothing to the
 // client until it is over.)
-func (l *lease) replayOnPrimary(status byte) bool {
+func (l *Lease) replayOnPrimary(status byte) bool {
 	c := l.c
-	c.mu.Lock()
+	c.Mu.Lock()
 	if status != 'I' || l.unsynced || l.sentSeq != l.recvSeq+1 || l.state != leaseRelaying {
-		c.mu.Unlock()
+		c.Mu.Unlock()
 		return false
 	}
 	l.recvSeq++
 	l.pending = 0
 	l.to(leaseSyncing) // the client goroutine waits for the new lease
 	seg := bytes.Clone(l.seg)
-	c.mu.Unlock()
-	c.client.wmu.Unlock()
+	c.Mu.Unlock()
+	c.Conn.WMu.Unlock()
 
 	// Give the replica's server back. l is syncing: no new cancel starts, and l stays
 	// the client's lease, given back, until the new one replaces it.
 	l.giveBack(false)
 
 	// Take a primary server with the client's settings.
-	primary, res, err := c.host.AcquirePrimary(c.host.Context())
+	primary, res, err := c.Host.AcquirePrimary(c.Host.Context())
 	if err == nil {
-		if err = c.applyParams(c.host.Context(), res.Value()); err != nil {
+		if err = c.ApplyParams(c.Host.Context(), res.Value()); err != nil {
 			primary.GiveBack(res, true)
 		}
 	}
-	c.client.wmu.Lock()
+	c.Conn.WMu.Lock()
 	if err != nil {
-		c.log.Warn("cannot replay a read-only failure on the primary", "error", err)
-		_, _ = c.client.w.Write(l.heldErr)
-		_, _ = c.client.w.Write(readyIdle)
-		_ = c.client.w.Flush()
-		c.mu.Lock()
-		if c.lease == l {
-			c.lease = nil
+		c.Log.Warn("cannot replay a read-only failure on the primary", "error", err)
+		_, _ = c.Conn.W.Write(l.heldErr)
+		_, _ = c.Conn.W.Write(ReadyIdle)
+		_ = c.Conn.W.Flush()
+		c.Mu.Lock()
+		if c.Lease == l {
+			c.Lease = nil
 		}
-		c.idle.Broadcast()
-		c.mu.Unlock()
+		c.Idle.Broadcast()
+		c.Mu.Unlock()
 		return true
 	}
-	nl := &lease{c: c, pool: primary, res: res, sc: res.Value(), done: make(chan struct{}), segDone: true, replica: -1, needLSN: true,
-		queryTimeout: 2 * c.host.Config().QueryTimeout}
+	nl := &Lease{c: c, pool: primary, res: res, sc: res.Value(), done: make(chan struct{}), segDone: true, replica: -1, needLSN: true,
+		queryTimeout: 2 * c.Host.Config().QueryTimeout}
 	var out []byte
-	c.mu.Lock()
+	c.Mu.Lock()
 	if seg[0] == 'Q' {
 		nl.account('Q')
 		out = seg
@@ -148,15 +148,15 @@ func (l *lease) replayOnPrimary(status byte) bool {
 		out = append(out, 'S', 0, 0, 0, 4)
 	}
 	nl.to(leaseRelaying)
-	c.lease = nl
-	c.idle.Broadcast()
-	c.mu.Unlock()
-	c.host.ReadOnlyReplayed()
+	c.Lease = nl
+	c.Idle.Broadcast()
+	c.Mu.Unlock()
+	c.Host.ReadOnlyReplayed()
 
 	nl.wmu.Lock()
 	_, _ = nl.sc.Writer.Write(out)
 	if err := nl.sc.Writer.Flush(); err != nil {
-		c.log.Debug("replay write failed", "error", err)
+		c.Log.Debug("replay write failed", "error", err)
 	}
 	nl.wmu.Unlock()
 	go nl.relay()
@@ -166,11 +166,11 @@ func (l *lease) replayOnPrimary(status byte) bool {
 // retrySegment replays the held segment at the ReadyForQuery that closed its failure. It
 // reports false when the client sent more meanwhile: then the held error goes out and the
 // ReadyForQuery is handled as usual.
-func (l *lease) retrySegment(status byte) bool {
+func (l *Lease) retrySegment(status byte) bool {
 	c := l.c
-	c.mu.Lock()
+	c.Mu.Lock()
 	if status != 'I' || l.unsynced || l.sentSeq != l.recvSeq+1 {
-		c.mu.Unlock()
+		c.Mu.Unlock()
 		return false
 	}
 	l.recvSeq++ // the failed segment is answered; its replay is a new one
@@ -186,22 +186,22 @@ func (l *lease) retrySegment(status byte) bool {
 	}
 	out = append(out, 'S', 0, 0, 0, 4)
 	l.sentSeq++
-	c.mu.Unlock()
+	c.Mu.Unlock()
 
 	l.wmu.Lock()
 	_, _ = l.sc.Writer.Write(out)
 	err := l.sc.Writer.Flush()
 	l.wmu.Unlock()
 
-	c.mu.Lock()
+	c.Mu.Lock()
 	if syncing {
 		l.to(leaseRelaying)
 	}
-	c.idle.Broadcast()
-	c.mu.Unlock()
+	c.Idle.Broadcast()
+	c.Mu.Unlock()
 	l.heldErr = l.heldErr[:0]
 	if err != nil {
-		c.log.Debug("retry write failed", "error", err)
+		c.Log.Debug("retry write failed", "error", err)
 	}
 	return true
 }

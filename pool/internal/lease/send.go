@@ -1,4 +1,4 @@
-package pool
+package lease
 
 import (
 	"time"
@@ -8,28 +8,67 @@ import (
 	"github.com/cmlite/cmpool/router"
 )
 
-// claim returns the current lease with a message of type typ accounted to it, so the
-// relay cannot end the lease before that message is answered; or nil with no lease.
-func (c *Client) claim(typ byte) *lease {
-	c.mu.Lock()
-	for c.lease != nil && (!c.lease.open() || c.lease.restoring()) {
-		c.idle.Wait()
+// Account records a message of type typ sent on l, a lease just started for it.
+func (c *Client) Account(l *Lease, typ byte) {
+	c.Mu.Lock()
+	l.account(typ)
+	c.Mu.Unlock()
+}
+
+// Forward sends the client's message of type typ (msg when it was read whole, else the
+// current frame, of size bytes with its header) on l, to which it is accounted (claim,
+// Account): with the deferred BEGIN and held Parses ahead of it, recorded for a retry,
+// and timed by query_timeout. When it ends a request, its reply may be relayed here, on
+// the client goroutine, before Forward returns.
+func (c *Client) Forward(l *Lease, typ byte, msg []byte, size int) error {
+	if c.BeginDeferred {
+		l.sendBegin()
 	}
-	l := c.lease
+	if err := l.sendDeferred(); err != nil {
+		return err
+	}
+	l.recordForRetry(typ, msg)
+	if err := c.send(l, msg); err != nil {
+		return err
+	}
+	l.recvBytes.Add(int64(size))
+	if l.queryTimeout > 0 && (typ == 'Q' || typ == 'S' || typ == 'F') {
+		l.armQueryTimer()
+	}
+	l.relayAfter(typ)
+	return nil
+}
+
+// BeforeRead runs before the client goroutine reads the client: if that may block, a
+// relay goroutine reads the server's replies meanwhile.
+func (c *Client) BeforeRead() {
+	if l := c.unrelayed; l != nil && l.state != leaseParked && !c.Conn.FR.FrameBuffered() {
+		c.EnsureRelay()
+	}
+}
+
+// Claim returns the current lease with a message of type typ accounted to it, so the
+// relay cannot end the lease before that message is answered; or nil with no lease.
+func (c *Client) Claim(typ byte) *Lease {
+	c.Mu.Lock()
+	for c.Lease != nil && (!c.Lease.open() || c.Lease.restoring()) {
+		c.Idle.Wait()
+	}
+	l := c.Lease
 	if l != nil {
 		if l.state == leaseParked {
 			l.to(leaseUnrelayed) // it owes replies again
 		}
 		l.account(typ)
 	}
-	c.mu.Unlock()
+	c.Mu.Unlock()
 	return l
 }
 
 // account records a message sent on the lease. The caller holds clientSession.mu.
-func (l *lease) account(typ byte) {
+func (l *Lease) account(typ byte) {
 	if l.qStart == 0 {
-		l.qStart = nanotime()
+		l.qStart = Nanotime()
 		if l.xStart == 0 {
 			l.xStart = l.qStart
 		}
@@ -61,39 +100,39 @@ func (l *lease) account(typ byte) {
 // send passes one client message, already accounted to l, to the lease's server: msg
 // when it was read whole (and rewritten if it names a prepared statement), else the
 // current frame, streamed.
-func (c *Client) send(l *lease, msg []byte) error {
+func (c *Client) send(l *Lease, msg []byte) error {
 	out := msg
 	if msg != nil && msg[0] == 'Q' {
 		l.sc.Prepared.ForgetUnnamed() // a simple query replaces the unnamed statement
-		if c.mode != ModeSession {
-			q := c.texts.text(queryText(msg))
-			t := withSettingEffects(c.host.Classifier(), q, traitsOf(q))
-			c.mu.Lock()
+		if c.Mode != Session {
+			q := c.Texts.Text(QueryText(msg))
+			t := withSettingEffects(c.Host.Classifier(), q, traitsOf(q))
+			c.Mu.Lock()
 			warn := l.applyTraits(t)
 			l.scheduleRestore(t.Resets, l.sentSeq)
-			c.mu.Unlock()
+			c.Mu.Unlock()
 			if warn {
-				_ = c.client.writeLocal(c.mode.sessionBoundWarning())
+				_ = c.Conn.WriteLocal(c.Mode.sessionBoundWarning())
 			}
-		} else if q := c.texts.text(queryText(msg)); q != "" {
+		} else if q := c.Texts.Text(QueryText(msg)); q != "" {
 			kind, name := router.CommandOf(q)
 			if r := session.ResetsOfQuery(q, kind, name); r != nil {
-				c.mu.Lock()
+				c.Mu.Lock()
 				l.scheduleRestore(r, l.sentSeq)
-				c.mu.Unlock()
+				c.Mu.Unlock()
 			}
 		}
 	} else if msg != nil {
 		var err error
 		var warn bool
-		c.mu.Lock()
+		c.Mu.Lock()
 		out, warn, err = l.planExtended(msg, c.out[:0])
-		c.mu.Unlock()
+		c.Mu.Unlock()
 		if err != nil {
 			return err
 		}
 		if warn {
-			_ = c.client.writeLocal(c.mode.sessionBoundWarning())
+			_ = c.Conn.WriteLocal(c.Mode.sessionBoundWarning())
 		}
 		if cap(out) <= maxScratch {
 			c.out = out
@@ -104,20 +143,20 @@ func (c *Client) send(l *lease, msg []byte) error {
 	w := l.sc.Writer
 	if out != nil {
 		if _, err := w.Write(out); err != nil {
-			c.log.Debug("write to server failed", "error", err)
+			c.Log.Debug("write to server failed", "error", err)
 		}
-	} else if err := c.client.fr.Forward(w); err != nil {
+	} else if err := c.Conn.FR.Forward(w); err != nil {
 		return err
 	}
 	// Coalesce: flush unless the client's next message is already here whole (the rest
 	// of a message only partly received may be long in coming), and always when the
 	// client must wait for this request's reply before sending more (scheduleRestore).
 	c.unflushed = l
-	if !c.client.fr.FrameBuffered() || l.mustWait() {
+	if !c.Conn.FR.FrameBuffered() || l.mustWait() {
 		c.unflushed = nil
 		if err := w.Flush(); err != nil {
 			// The server is gone; the relay will see it and tell the client.
-			c.log.Debug("write to server failed", "error", err)
+			c.Log.Debug("write to server failed", "error", err)
 		}
 	}
 	return nil
@@ -135,35 +174,43 @@ func (c *Client) flushServer() {
 	l.wmu.Lock()
 	defer l.wmu.Unlock()
 	if err := l.sc.Writer.Flush(); err != nil {
-		c.log.Debug("write to server failed", "error", err)
+		c.Log.Debug("write to server failed", "error", err)
 	}
 }
 
 // maxScratch bounds the rewrite buffer a client keeps between messages.
 const maxScratch = 64 << 10
 
+// WaitIdle waits until every request sent on the current lease has been answered (see
+// waitIdle).
+func (c *Client) WaitIdle() {
+	c.Mu.Lock()
+	c.waitIdle()
+	c.Mu.Unlock()
+}
+
 // waitIdle waits until every request sent on the current lease has been answered and
 // the lease is not being synced. The caller holds c.mu.
 func (c *Client) waitIdle() {
 	c.ensureRelayLocked() // the replies waited for must be read
-	for c.lease != nil && (c.lease.pending > 0 || c.lease.unsynced || !c.lease.open()) {
-		c.idle.Wait()
+	for c.Lease != nil && (c.Lease.pending > 0 || c.Lease.unsynced || !c.Lease.open()) {
+		c.Idle.Wait()
 	}
 }
 
-// replyLocally answers a simple query without a server: the reply, then ReadyForQuery
+// ReplyLocally answers a simple query without a server: the reply, then ReadyForQuery
 // with the session's transaction status. With a lease it first waits until every earlier
 // request has been answered, so replies stay in order.
-func (c *Client) replyLocally(reply []byte) error {
+func (c *Client) ReplyLocally(reply []byte) error {
 	c.flushServer()
-	c.mu.Lock()
+	c.Mu.Lock()
 	c.waitIdle()
 	// Inside a transaction block the server's status stands: a refused command does not
 	// abort the transaction, unlike a server-side error (see docs/pooling.md).
-	status := c.localStatus()
-	if c.lease != nil {
-		status = c.lease.sc.TxStatus
+	status := c.LocalStatus()
+	if c.Lease != nil {
+		status = c.Lease.sc.TxStatus
 	}
-	c.mu.Unlock()
-	return c.client.writeLocal(protocol.AppendReadyForQuery(reply, status))
+	c.Mu.Unlock()
+	return c.Conn.WriteLocal(protocol.AppendReadyForQuery(reply, status))
 }

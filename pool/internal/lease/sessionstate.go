@@ -1,4 +1,4 @@
-package pool
+package lease
 
 import (
 	"context"
@@ -8,6 +8,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgproto3"
 
+	"github.com/cmlite/cmpool/pool/internal/backend"
 	"github.com/cmlite/cmpool/pool/internal/session"
 )
 
@@ -46,14 +47,14 @@ func traitsOf(q string) queryTraits { return session.TraitsOf(q) }
 
 // applyTraits records a statement sent on l. The caller holds c.mu. It reports whether
 // the client should be warned now (the first session-bound statement of the lease).
-func (l *lease) applyTraits(t queryTraits) (warn bool) {
+func (l *Lease) applyTraits(t queryTraits) (warn bool) {
 	c := l.c
-	if c.mode == ModeSession {
+	if c.Mode == Session {
 		return false
 	}
 	for _, n := range t.Track {
 		if n == "*" {
-			for k := range c.settings.Names() {
+			for k := range c.Settings.Names() {
 				if !session.IsReported(strings.ToLower(k)) {
 					l.track = appendUnique(l.track, k)
 				}
@@ -109,34 +110,34 @@ func (m Mode) sessionBoundWarning() []byte {
 // client's, and only then ends the lease. The client goroutine waits meanwhile (the lease
 // is marked syncing), so nothing else is sent on the server. It reports whether the server
 // is still usable.
-func (l *lease) syncTracked() bool {
+func (l *Lease) syncTracked() bool {
 	c := l.c
 	names := l.track
-	ctx, cancel := context.WithTimeout(context.Background(), c.host.Config().ServerConnectTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), c.Host.Config().ServerConnectTimeout)
 	res, err := l.sc.Exec(ctx, session.TrackedReadback(names))
 	cancel()
 	ok := err == nil && res.Err == nil && len(res.Row) == len(names) && l.sc.TxStatus == 'I'
 
-	c.mu.Lock()
+	c.Mu.Lock()
 	if !ok {
-		c.log.Warn("could not read back session state", "error", err, "server_error", res.Err)
+		c.Log.Warn("could not read back session state", "error", err, "server_error", res.Err)
 	} else if len(names) > 0 {
-		c.settings.ApplyTracked(l.sc.Set, names, res.Row)
-		l.sc.ConfiguredFor, l.sc.ConfiguredVersion = c.id, c.settings.Version()
+		c.Settings.ApplyTracked(l.sc.Set, names, res.Row)
+		l.sc.ConfiguredFor, l.sc.ConfiguredVersion = c.ID, c.Settings.Version()
 	}
 	l.track = nil
 	l.to(leaseReturning)
-	if c.lease == l {
-		c.lease = nil
+	if c.Lease == l {
+		c.Lease = nil
 	}
-	c.idle.Broadcast()
-	c.mu.Unlock()
+	c.Idle.Broadcast()
+	c.Mu.Unlock()
 	return ok
 }
 
 // resetServer runs DISCARD ALL on a server whose transaction used session-bound features,
 // and forgets what cmpool knew of its state. It reports whether the server is usable.
-func resetServer(sc *serverConn, timeout time.Duration) bool {
+func resetServer(sc *backend.Conn, timeout time.Duration) bool {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	res, err := sc.Exec(ctx, "DISCARD ALL")

@@ -1,4 +1,4 @@
-package pool
+package lease
 
 import (
 	"testing"
@@ -22,9 +22,9 @@ func TestTraitsResets(t *testing.T) {
 }
 
 func TestScheduleRestore(t *testing.T) {
-	c := &Client{settings: session.NewSettings(map[string]string{"DateStyle": "German, DMY", "work_mem": "7MB"})}
-	c.settings.MarkStartup()
-	l := &lease{c: c}
+	c := &Client{Settings: session.NewSettings(map[string]string{"DateStyle": "German, DMY", "work_mem": "7MB"})}
+	c.Settings.MarkStartup()
+	l := &Lease{c: c}
 	l.scheduleRestore([]string{"TimeZone"}, 3)
 	require.Zero(t, l.restoreSeg, "not a startup parameter: nothing to restore")
 	l.scheduleRestore([]string{"DateStyle"}, 3)

@@ -1,4 +1,4 @@
-package pool
+package lease
 
 // leaseState is where a lease is in its life. It is guarded by clientSession.mu: every
 // change goes through lease.to, under mu. While a lease is unrelayed or parked nothing
@@ -100,7 +100,7 @@ var leaseMoves = func() (m [len(leaseStateNames)]uint16) {
 
 // to moves l to state next. The caller holds clientSession.mu. A move the diagram on
 // leaseState does not allow is a bug in cmpool, and panics.
-func (l *lease) to(next leaseState) {
+func (l *Lease) to(next leaseState) {
 	if leaseMoves[l.state]&(1<<next) == 0 {
 		panic("bug: lease " + l.state.String() + " -> " + next.String())
 	}
@@ -110,7 +110,7 @@ func (l *lease) to(next leaseState) {
 // open reports whether l takes client requests: the client goroutine may send on it
 // (unrelayed, parked or relaying). Otherwise the relay is finishing something of
 // cmpool's own on it, or it is over. The caller holds clientSession.mu.
-func (l *lease) open() bool { return l.state >= leaseUnrelayed && l.state <= leaseRelaying }
+func (l *Lease) open() bool { return l.state >= leaseUnrelayed && l.state <= leaseRelaying }
 
 // over reports whether l's server was given back (released or destroyed).
-func (l *lease) over() bool { return l.state >= leaseReleased }
+func (l *Lease) over() bool { return l.state >= leaseReleased }

@@ -1,4 +1,4 @@
-package pool
+package lease
 
 import (
 	"testing"
@@ -24,7 +24,7 @@ func TestLeaseStateMoves(t *testing.T) {
 	}
 	for _, life := range lives {
 		t.Run(life.name, func(t *testing.T) {
-			l := &lease{}
+			l := &Lease{}
 			for _, s := range life.path {
 				require.NotPanics(t, func() { l.to(s) }, "%s -> %s", l.state, s)
 			}
@@ -47,7 +47,7 @@ func TestLeaseStateBadMoves(t *testing.T) {
 		{leaseAcquiring, leaseReleased},  //
 	}
 	for _, m := range bad {
-		l := &lease{state: m[0]}
+		l := &Lease{state: m[0]}
 		require.PanicsWithValue(t, "bug: lease "+m[0].String()+" -> "+m[1].String(), func() { l.to(m[1]) })
 		require.Equal(t, m[0], l.state, "a refused move leaves the state as it was")
 	}

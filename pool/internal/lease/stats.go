@@ -1,4 +1,4 @@
-package pool
+package lease
 
 import (
 	"time"
@@ -10,14 +10,14 @@ import (
 // transaction it ended. The caller holds c.mu; l.pending is already decremented. What
 // the Observer and the log are to hear of is kept in l.ready, for reportReady once the
 // relay holds no lock: a hook may block or call back into cmpool.
-func (l *lease) noteReady(status byte) {
-	now := nanotime()
+func (l *Lease) noteReady(status byte) {
+	now := Nanotime()
 	bp := l.pool
 	if l.qStart != 0 {
 		d := now - l.qStart
 		bp.Counters.Queries.Add(1)
 		bp.Counters.QueryTime.Add(d)
-		l.ready.query, l.ready.hasQuery = time.Duration(d), true
+		l.ready.Query, l.ready.HasQuery = time.Duration(d), true
 		l.qStart = 0
 		if l.pending > 0 {
 			l.qStart = now // the next pipelined request is running now
@@ -27,26 +27,26 @@ func (l *lease) noteReady(status byte) {
 		d := now - l.xStart
 		bp.Counters.Xacts.Add(1)
 		bp.Counters.XactTime.Add(d)
-		l.ready.xact, l.ready.hasXact = time.Duration(d), true
+		l.ready.Xact, l.ready.HasXact = time.Duration(d), true
 		l.xStart = l.qStart
 	}
 	l.flushBytes()
 }
 
 // reportReady tells the host what noteReady saw on l. It runs on whatever relays l, holding no lock.
-func (l *lease) reportReady() {
+func (l *Lease) reportReady() {
 	n := l.ready
-	if !n.hasQuery && !n.hasXact && n.errCode == "" {
+	if !n.HasQuery && !n.HasXact && n.ErrCode == "" {
 		return
 	}
-	l.ready = readyReport{}
-	n.backend = l.pool.Name
-	l.c.host.Report(n)
+	l.ready = Report{}
+	n.Backend = l.pool.Name
+	l.c.Host.Report(n)
 }
 
 // flushBytes adds the bytes l relayed to its pool's counters. It runs on the relay
 // goroutine, which owns l.sentBytes.
-func (l *lease) flushBytes() {
+func (l *Lease) flushBytes() {
 	if n := l.recvBytes.Swap(0); n > 0 {
 		l.pool.Counters.Received.Add(n)
 	}
@@ -58,11 +58,11 @@ func (l *lease) flushBytes() {
 
 // noteServerError counts an ErrorResponse from l's server on its way to the client. The
 // relay calls it holding c.client.wmu: the Observer hears of it from reportReady.
-func (l *lease) noteServerError(code string) {
+func (l *Lease) noteServerError(code string) {
 	c := l.c
 	if code == "" {
 		code = protocol.CodeInternalError
 	}
-	c.host.NoteServerError(code)
-	l.ready.errCode = code
+	c.Host.NoteServerError(code)
+	l.ready.ErrCode = code
 }

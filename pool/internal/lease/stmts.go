@@ -1,4 +1,4 @@
-package pool
+package lease
 
 import (
 	"github.com/cmlite/cmpool/pool/internal/session"
@@ -11,8 +11,8 @@ import (
 // (lease.stmts) are kept by pool/internal/stmt; these are the session's and the lease's
 // entry points to them.
 
-// statementJudge returns the judge of the statement registry: a statement's traits.
-func statementJudge(cl *router.Classifier) func(string) *session.Traits {
+// StatementJudge returns the judge of the statement registry: a statement's traits.
+func StatementJudge(cl *router.Classifier) func(string) *session.Traits {
 	return func(q string) *session.Traits {
 		t := withSettingEffects(cl, q, traitsOf(q))
 		return &t
@@ -20,21 +20,21 @@ func statementJudge(cl *router.Classifier) func(string) *session.Traits {
 }
 
 // stmtScope is what l plans statements in, for segment seg.
-func (l *lease) stmtScope(seg uint64) stmt.Scope {
+func (l *Lease) stmtScope(seg uint64) stmt.Scope {
 	c := l.c
-	return stmt.Scope{Names: &c.stmts, Server: l.sc.Prepared, Registry: c.host.Statements(), Counters: &l.pool.Counters.Stmt, Segment: seg}
+	return stmt.Scope{Names: &c.Stmts, Server: l.sc.Prepared, Registry: c.Host.Statements(), Counters: &l.pool.Counters.Stmt, Segment: seg}
 }
 
 // planExtended returns, appended to out, what to send the server for the client's Parse,
 // Bind, Describe or Close msg, and records the replies to expect. Outside session mode a
 // Parse that creates a temporary object is refused in its place. The caller holds c.mu.
-func (l *lease) planExtended(msg []byte, out []byte) (_ []byte, warn bool, err error) {
+func (l *Lease) planExtended(msg []byte, out []byte) (_ []byte, warn bool, err error) {
 	c := l.c
 	s := l.stmtScope(l.sentSeq)
-	if msg[0] == 'P' && c.mode != ModeSession {
+	if msg[0] == 'P' && c.Mode != Session {
 		if name, query, _, ok := protocol.ParseParse(msg[protocol.HeaderLen:]); ok {
-			if what := tempObjectOf(query); what != "" {
-				return l.stmts.Refuse(out, name, c.mode.refuseTempObject(what), s), false, nil
+			if what := TempObjectOf(query); what != "" {
+				return l.stmts.Refuse(out, name, c.Mode.RefuseTempObject(what), s), false, nil
 			}
 		}
 	}
@@ -47,11 +47,11 @@ func (l *lease) planExtended(msg []byte, out []byte) (_ []byte, warn bool, err e
 }
 
 // replyParseComplete decides what the client sees for a ParseComplete; nil hides it.
-func (l *lease) replyParseComplete(msg []byte) []byte {
+func (l *Lease) replyParseComplete(msg []byte) []byte {
 	c := l.c
-	c.mu.Lock()
+	c.Mu.Lock()
 	show := l.stmts.ParseComplete()
-	c.mu.Unlock()
+	c.Mu.Unlock()
 	if !show {
 		return nil
 	}
@@ -59,64 +59,64 @@ func (l *lease) replyParseComplete(msg []byte) []byte {
 }
 
 // replyCloseComplete decides what the client sees for a CloseComplete; nil hides it.
-func (l *lease) replyCloseComplete(msg []byte) []byte {
+func (l *Lease) replyCloseComplete(msg []byte) []byte {
 	c := l.c
-	c.mu.Lock()
-	defer c.mu.Unlock()
+	c.Mu.Lock()
+	defer c.Mu.Unlock()
 	return l.stmts.CloseComplete(msg)
 }
 
 // replyError runs at an ErrorResponse (see stmt.Plan.Error) and returns the message to
 // send.
-func (l *lease) replyError(msg []byte) []byte {
+func (l *Lease) replyError(msg []byte) []byte {
 	c := l.c
-	c.mu.Lock()
-	defer c.mu.Unlock()
+	c.Mu.Lock()
+	defer c.Mu.Unlock()
 	return l.stmts.Error(msg, l.stmtScope(l.recvSeq))
 }
 
-// deferParse holds a named Parse that arrives while the client has no server (see
+// DeferParse holds a named Parse that arrives while the client has no server (see
 // stmt.Names.Defer), and reports whether it did.
-func (c *Client) deferParse(msg []byte) bool {
-	if !stmt.Deferrable(msg) || c.currentLease() != nil {
+func (c *Client) DeferParse(msg []byte) bool {
+	if !stmt.Deferrable(msg) || c.CurrentLease() != nil {
 		return false
 	}
-	c.stmts.Defer(msg)
+	c.Stmts.Defer(msg)
 	return true
 }
 
-// answerDeferred answers held Parses without a server, as a server would; a Sync then
+// AnswerDeferred answers held Parses without a server, as a server would; a Sync then
 // gets ReadyForQuery.
-func (c *Client) answerDeferred(sync bool) error {
-	c.mu.Lock()
-	out, failed := c.stmts.AnswerDeferred(nil, c.host.Statements(), c.host.StatementCounters(), func(query []byte) *protocol.Error {
-		if what := tempObjectOf(query); what != "" && c.mode != ModeSession {
-			return c.mode.refuseTempObject(what)
+func (c *Client) AnswerDeferred(sync bool) error {
+	c.Mu.Lock()
+	out, failed := c.Stmts.AnswerDeferred(nil, c.Host.Statements(), c.Host.StatementCounters(), func(query []byte) *protocol.Error {
+		if what := TempObjectOf(query); what != "" && c.Mode != Session {
+			return c.Mode.RefuseTempObject(what)
 		}
 		return nil
 	})
-	c.mu.Unlock()
+	c.Mu.Unlock()
 	if failed && !sync {
-		c.discarding = true
+		c.Discarding = true
 	}
 	if sync {
-		out = protocol.AppendReadyForQuery(out, c.localStatus())
+		out = protocol.AppendReadyForQuery(out, c.LocalStatus())
 	}
-	return c.client.writeLocal(out)
+	return c.Conn.WriteLocal(out)
 }
 
 // sendDeferred sends held Parses on l, ahead of the message that needed a server.
-func (l *lease) sendDeferred() error {
+func (l *Lease) sendDeferred() error {
 	c := l.c
-	for _, msg := range c.stmts.Deferred() {
-		c.mu.Lock()
+	for _, msg := range c.Stmts.Deferred() {
+		c.Mu.Lock()
 		l.account('P')
-		c.mu.Unlock()
+		c.Mu.Unlock()
 		l.recordForRetry('P', msg)
 		if err := c.send(l, msg); err != nil {
 			return err
 		}
 	}
-	c.stmts.DropDeferred()
+	c.Stmts.DropDeferred()
 	return nil
 }

@@ -1,4 +1,4 @@
-package pool
+package lease
 
 import (
 	"context"
@@ -15,10 +15,10 @@ import (
 // ReadyForQuery leaves the client idle, or idle in a transaction; the client goroutine
 // disarms it when the next message arrives, and tells the two apart when it fires.
 
-// armIdleTimeout sets the client's read deadline for the state it is left in by a
+// ArmIdleTimeout sets the client's read deadline for the state it is left in by a
 // ReadyForQuery with nothing outstanding: inTx tells idle in a transaction from idle.
-func (c *Client) armIdleTimeout(inTx bool) {
-	cfg := c.host.Config()
+func (c *Client) ArmIdleTimeout(inTx bool) {
+	cfg := c.Host.Config()
 	d := cfg.ClientIdleTimeout
 	if inTx {
 		d = cfg.IdleTransactionTimeout
@@ -27,31 +27,31 @@ func (c *Client) armIdleTimeout(inTx bool) {
 		return
 	}
 	c.idleArmed.Store(true)
-	_ = c.client.conn.SetReadDeadline(time.Now().Add(d))
-	if c.closing.Load() {
+	_ = c.Conn.Net.SetReadDeadline(time.Now().Add(d))
+	if c.Closing.Load() {
 		// A drain has begun: close at its deadline for this client (see requestClose).
-		_ = c.client.conn.SetReadDeadline(time.Now().Add(time.Duration(max(0, c.closeAt.Load()-nanotime()))))
+		_ = c.Conn.Net.SetReadDeadline(time.Now().Add(time.Duration(max(0, c.CloseAt.Load()-Nanotime()))))
 	}
 }
 
-// disarmIdleTimeout clears an idle deadline after the client sent something.
-func (c *Client) disarmIdleTimeout() {
-	if c.idleArmed.Swap(false) && !c.closing.Load() {
-		_ = c.client.conn.SetReadDeadline(time.Time{})
+// DisarmIdleTimeout clears an idle deadline after the client sent something.
+func (c *Client) DisarmIdleTimeout() {
+	if c.idleArmed.Swap(false) && !c.Closing.Load() {
+		_ = c.Conn.Net.SetReadDeadline(time.Time{})
 	}
 }
 
-// idleTimeoutError is the error that ends a client whose idle deadline passed, or nil
+// IdleTimeoutError is the error that ends a client whose idle deadline passed, or nil
 // when the deadline was not an idle timeout.
-func (c *Client) idleTimeoutError() *protocol.Error {
+func (c *Client) IdleTimeoutError() *protocol.Error {
 	if !c.idleArmed.Load() {
 		return nil
 	}
-	c.mu.Lock()
-	l := c.lease
-	inTx := l != nil && l.pending == 0 && !l.unsynced && l.sc.TxStatus != 'I' || l == nil && c.beginDeferred
+	c.Mu.Lock()
+	l := c.Lease
+	inTx := l != nil && l.pending == 0 && !l.unsynced && l.sc.TxStatus != 'I' || l == nil && c.BeginDeferred
 	busy := l != nil && (l.pending > 0 || l.unsynced)
-	c.mu.Unlock()
+	c.Mu.Unlock()
 	switch {
 	case busy:
 		return nil
@@ -66,16 +66,16 @@ func (c *Client) idleTimeoutError() *protocol.Error {
 
 // armQueryTimer starts query_timeout for the request just sent on l, when it is the only
 // one outstanding (a pipelined request runs after the ones before it).
-func (l *lease) armQueryTimer() {
+func (l *Lease) armQueryTimer() {
 	c := l.c
-	d := c.host.Config().QueryTimeout
-	c.mu.Lock()
-	defer c.mu.Unlock()
+	d := c.Host.Config().QueryTimeout
+	c.Mu.Lock()
+	defer c.Mu.Unlock()
 	owed := 1 // the request just sent, and a deferred BEGIN sent ahead of it
 	if l.hiddenBegin {
 		owed++
 	}
-	if c.lease != l || l.pending != owed {
+	if c.Lease != l || l.pending != owed {
 		return
 	}
 	if l.queryTimer == nil {
@@ -86,7 +86,7 @@ func (l *lease) armQueryTimer() {
 }
 
 // stopQueryTimer stops query_timeout once nothing is outstanding. The caller holds c.mu.
-func (l *lease) stopQueryTimer() {
+func (l *Lease) stopQueryTimer() {
 	if l.queryTimer != nil && l.pending == 0 {
 		l.queryTimer.Stop()
 	}
@@ -94,13 +94,13 @@ func (l *lease) stopQueryTimer() {
 
 // queryTimedOut cancels the request running on l's server: the server then answers it
 // with 57014, which reaches the client as usual.
-func (l *lease) queryTimedOut() {
+func (l *Lease) queryTimedOut() {
 	c := l.c
-	sent, err := c.cancelRunning(context.Background(), l, false)
+	sent, err := c.CancelRunning(context.Background(), l, false)
 	switch {
 	case err != nil:
-		c.log.Warn("query_timeout: cancel request failed", "error", err)
+		c.Log.Warn("query_timeout: cancel request failed", "error", err)
 	case sent:
-		c.log.Warn("query_timeout: cancelled the running query", "timeout", c.host.Config().QueryTimeout)
+		c.Log.Warn("query_timeout: cancelled the running query", "timeout", c.Host.Config().QueryTimeout)
 	}
 }

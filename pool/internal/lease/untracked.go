@@ -1,4 +1,4 @@
-package pool
+package lease
 
 import (
 	"context"
@@ -43,7 +43,7 @@ func withSettingEffects(cl *router.Classifier, q string, t queryTraits) queryTra
 // untrackedChanges reports whether l ran something that may have changed settings it
 // does not name: a statement the router marked, or a function not known to leave them
 // alone. The caller holds c.mu.
-func (l *lease) untrackedChanges() bool {
+func (l *Lease) untrackedChanges() bool {
 	c := l.c
 	if l.untracked {
 		return true
@@ -51,9 +51,9 @@ func (l *lease) untrackedChanges() bool {
 	if len(l.settingFuncs) == 0 {
 		return false
 	}
-	gen, now := c.host.Statements().SchemaGen(), nanotime()
+	gen, now := c.Host.Statements().SchemaGen(), Nanotime()
 	for _, f := range l.settingFuncs {
-		if j, ok := c.host.Judgement(f, gen, now); !ok || j.MayChange {
+		if j, ok := c.Host.Judgement(f, gen, now); !ok || j.MayChange {
 			return true
 		}
 	}
@@ -62,11 +62,11 @@ func (l *lease) untrackedChanges() bool {
 
 // syncLease reads back what the lease's statements changed and ends the lease (see
 // syncTracked). It reports whether the server is still usable.
-func (l *lease) syncLease() bool {
+func (l *Lease) syncLease() bool {
 	c := l.c
-	c.mu.Lock()
+	c.Mu.Lock()
 	all := l.untrackedChanges()
-	c.mu.Unlock()
+	c.Mu.Unlock()
 	if all {
 		return l.syncUntracked()
 	}
@@ -80,24 +80,24 @@ func (l *lease) syncLease() bool {
 // When every setting that may have changed is named (by the statements, or by the
 // source of functions judged before), only those are read. Otherwise every setting whose
 // source is the session is, and functions not judged yet are judged in the same query.
-func (l *lease) syncUntracked() bool {
+func (l *Lease) syncUntracked() bool {
 	c := l.c
 	sc := l.sc
-	c.mu.Lock()
+	c.Mu.Lock()
 	names := append([]string{"role"}, l.track...)
 	names = append(names, l.settingNames...)
-	for k := range c.settings.Names() {
+	for k := range c.Settings.Names() {
 		names = append(names, k)
 	}
 	funcs, unnamed := l.settingFuncs, l.opaque
-	c.mu.Unlock()
+	c.Mu.Unlock()
 	for k := range sc.Set {
 		names = append(names, k)
 	}
-	gen, now := c.host.Statements().SchemaGen(), nanotime()
+	gen, now := c.Host.Statements().SchemaGen(), Nanotime()
 	var judge []string
 	for _, f := range funcs {
-		fs, ok := c.host.Judgement(f, gen, now)
+		fs, ok := c.Host.Judgement(f, gen, now)
 		if !ok {
 			judge = append(judge, f)
 			continue
@@ -110,7 +110,7 @@ func (l *lease) syncUntracked() bool {
 	if full {
 		q = session.UntrackedReadback(names, judge)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), c.host.Config().ServerConnectTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), c.Host.Config().ServerConnectTimeout)
 	res, err := sc.Exec(ctx, q)
 	cancel()
 	ok := err == nil && res.Err == nil && len(res.Row) == 1 && sc.TxStatus == 'I'
@@ -124,17 +124,17 @@ func (l *lease) syncUntracked() bool {
 	for _, f := range judge {
 		j, found := judged[f]
 		if found {
-			c.host.Judged(f, j, gen, now)
+			c.Host.Judged(f, j, gen, now)
 		}
 		unnamed = unnamed || j.Opaque || !found
 	}
 
-	c.mu.Lock()
+	c.Mu.Lock()
 	if !ok {
-		c.log.Warn("could not read back session state", "error", err, "server_error", res.Err)
+		c.Log.Warn("could not read back session state", "error", err, "server_error", res.Err)
 	} else {
-		c.settings.ApplyReadback(serverSettings(sc), got, full)
-		sc.ConfiguredFor, sc.ConfiguredVersion = c.id, c.settings.Version()
+		c.Settings.ApplyReadback(serverSettings(sc), got, full)
+		sc.ConfiguredFor, sc.ConfiguredVersion = c.ID, c.Settings.Version()
 		if unnamed {
 			// Custom placeholders nobody named may be set too: they are the client's, on
 			// this server only, until another client needs it (see applyParams).
@@ -144,10 +144,10 @@ func (l *lease) syncUntracked() bool {
 	l.track = nil
 	l.untracked, l.opaque, l.settingNames, l.settingFuncs = false, false, nil, nil
 	l.to(leaseReturning)
-	if c.lease == l {
-		c.lease = nil
+	if c.Lease == l {
+		c.Lease = nil
 	}
-	c.idle.Broadcast()
-	c.mu.Unlock()
+	c.Idle.Broadcast()
+	c.Mu.Unlock()
 	return ok
 }
