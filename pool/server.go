@@ -231,6 +231,9 @@ func (s *Server) Serve(ln net.Listener) error {
 		return ErrServerClosed
 	}
 	s.listeners[ln] = struct{}{}
+	// Serve holds a place in s.wg until it returns, so that every connection it accepted,
+	// even as Shutdown began, joins s.wg and is served (see serveConn).
+	s.wg.Add(1)
 	s.mu.Unlock()
 	s.start()
 	defer func() {
@@ -238,6 +241,7 @@ func (s *Server) Serve(ln net.Listener) error {
 		delete(s.listeners, ln)
 		s.mu.Unlock()
 		_ = ln.Close()
+		s.wg.Done()
 	}()
 	s.log.Info("listening", "addr", ln.Addr().String(), "pool_mode", string(s.conf().PoolMode))
 	s.warnTrust(ln.Addr())
@@ -257,9 +261,7 @@ func (s *Server) Serve(ln net.Listener) error {
 			return err
 		}
 		backoff = 0
-		if !s.serveConn(conn) {
-			_ = conn.Close() // Shutdown has begun; the listener is closed too
-		}
+		s.serveConn(conn, true)
 	}
 }
 
@@ -287,7 +289,7 @@ func (s *Server) DialContext(ctx context.Context, network, address string) (net.
 	}
 	s.start()
 	client, server := net.Pipe()
-	if !s.serveConn(server) {
+	if !s.serveConn(server, false) {
 		_ = server.Close()
 		_ = client.Close()
 		return nil, ErrServerClosed
@@ -298,10 +300,12 @@ func (s *Server) DialContext(ctx context.Context, network, address string) (net.
 // serveConn serves one client connection on a goroutine of its own. A connection
 // accepted just as Shutdown began (the listener returned it before it was closed) is
 // served as a client that was logging in when the drain began: it has drainGrace to
-// start a transaction, which then completes. It reports false, and serves nothing, once
-// Shutdown waits for the connections: the connection joins s.wg under s.mu, where
-// Shutdown sets waiting, so none joins while Shutdown waits.
-func (s *Server) serveConn(conn net.Conn) bool {
+// start a transaction, which then completes. A connection Serve accepted (accepted) is
+// always served: Serve holds a place in s.wg meanwhile. Another (DialContext) is not once
+// Shutdown waits for the connections: serveConn then reports false. The connection joins
+// s.wg under s.mu, where Shutdown sets waiting, so none joins an empty s.wg while
+// Shutdown waits.
+func (s *Server) serveConn(conn net.Conn, accepted bool) bool {
 	if tc, ok := conn.(*net.TCPConn); ok {
 		_ = tc.SetNoDelay(true)
 	}
@@ -314,7 +318,7 @@ func (s *Server) serveConn(conn net.Conn) bool {
 	c.routing.srv = s
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.waiting {
+	if s.waiting && !accepted {
 		return false
 	}
 	if s.closing.Load() {
