@@ -10,9 +10,6 @@ import (
 	"github.com/cmlite/cmpool/pool/internal/backend"
 )
 
-// serverConn is one server connection; see backend.Conn.
-type serverConn = backend.Conn
-
 // poolKey names one pool of server connections.
 type poolKey struct {
 	database string // as the client named it

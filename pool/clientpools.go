@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"strings"
 
+	"github.com/cmlite/cmpool/pool/internal/backend"
 	"github.com/cmlite/cmpool/pool/internal/lease"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/puddle/v2"
@@ -53,7 +54,7 @@ func (p *clientPools) lookupVolatile(ctx context.Context, f string) (bool, error
 // and the client's reads can be served while the primary is down. Session mode, and
 // databases mapped to another server, never use replicas. It returns nil when no replica
 // can serve.
-func (p *clientPools) loginOnReplica(ctx context.Context, err error, mode lease.Mode, log *slog.Logger) (*backendPool, *puddle.Resource[*serverConn]) {
+func (p *clientPools) loginOnReplica(ctx context.Context, err error, mode lease.Mode, log *slog.Logger) (*backendPool, *puddle.Resource[*backend.Conn]) {
 	rs := p.srv.rs()
 	if !p.srv.routable(rs, mode, p.database) {
 		return nil, nil

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/cmlite/cmpool/pool/internal/admin"
+	"github.com/cmlite/cmpool/pool/internal/backend"
 	"github.com/cmlite/cmpool/pool/internal/lease"
 )
 
@@ -111,8 +112,8 @@ func (s *Server) totalsByDatabase() map[string]admin.Totals {
 }
 
 // clientPtr names a client session by its id, as SHOW CLIENTS' ptr and SHOW SERVERS' link.
-func clientPtr(id uint64) string      { return fmt.Sprintf("c%x", id) }
-func serverPtr(sc *serverConn) string { return fmt.Sprintf("s%p", sc) }
+func clientPtr(id uint64) string        { return fmt.Sprintf("c%x", id) }
+func serverPtr(sc *backend.Conn) string { return fmt.Sprintf("s%p", sc) }
 
 // clientSnapshot describes every client connection; details adds what SHOW CLIENTS
 // shows beyond the counts.

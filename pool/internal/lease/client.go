@@ -42,7 +42,7 @@ type Client struct {
 	// while cmpool's or the Conn's messages are written to the server; mu only to read
 	// or change the session's state. The idle condition is on mu (see idle).
 	Conn ClientConn
-	Log    *slog.Logger
+	Log  *slog.Logger
 	// Host is what the client's leases need of the rest of cmpool.
 	Host Host
 
@@ -166,7 +166,7 @@ type ClientConn struct {
 	Net net.Conn
 	// TLS is the TLS layer over conn once TLS is negotiated; r and w then use it.
 	// tlsEndPoint is its tls-server-end-point channel binding data.
-	TLS     *tls.Conn
+	TLS         *tls.Conn
 	TLSEndPoint []byte
 	R           *fastio.Reader
 	FR          *protocol.FrameReader

@@ -39,15 +39,12 @@ import (
 // settings themselves, and the SQL that reads them back or applies them, are
 // pool/internal/session's.
 
-// queryTraits is what cmpool needs to know about a statement's text (session.Traits).
-type queryTraits = session.Traits
-
 // traitsOf inspects the first statement of a query (session.TraitsOf).
-func traitsOf(q string) queryTraits { return session.TraitsOf(q) }
+func traitsOf(q string) session.Traits { return session.TraitsOf(q) }
 
 // applyTraits records a statement sent on l. The caller holds c.mu. It reports whether
 // the client should be warned now (the first session-bound statement of the lease).
-func (l *Lease) applyTraits(t queryTraits) (warn bool) {
+func (l *Lease) applyTraits(t session.Traits) (warn bool) {
 	c := l.c
 	if c.Mode == Session {
 		return false

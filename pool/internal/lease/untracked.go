@@ -36,7 +36,7 @@ import (
 
 // withSettingEffects adds to t what the classifier says of how q may change settings
 // without naming them (session.WithSettingEffects).
-func withSettingEffects(cl *router.Classifier, q string, t queryTraits) queryTraits {
+func withSettingEffects(cl *router.Classifier, q string, t session.Traits) session.Traits {
 	return session.WithSettingEffects(cl, q, t)
 }
 
