@@ -4,10 +4,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"time"
 
 	"github.com/cmlite/cmpool/pool/internal/lease"
+	"github.com/cmlite/cmpool/router"
 	"github.com/jackc/pgx/v5/pgconn"
 )
 
@@ -466,12 +468,17 @@ func (c Config) withDefaults() (Config, error) {
 	if c.RWWait == 0 {
 		c.RWWait = 50 * time.Millisecond
 	}
+	c.Databases = maps.Clone(c.Databases) // the caller's map is left as it is
 	for name, d := range c.Databases {
-		switch d.Route {
-		case "", "auto", "primary", "replica":
-		default:
+		if d.Route == "" {
+			continue
+		}
+		route, err := router.ParseRoute(d.Route)
+		if err != nil {
 			return c, fmt.Errorf("pool: database %q: unknown route %q (want primary, replica or auto)", name, d.Route)
 		}
+		d.Route = route
+		c.Databases[name] = d
 	}
 	if c.ClientIdleTimeout < 0 || c.IdleTransactionTimeout < 0 || c.QueryTimeout < 0 || c.ShutdownTimeout < 0 || c.SlowTransaction < 0 {
 		return c, errors.New("pool: timeouts must not be negative")

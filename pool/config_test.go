@@ -27,6 +27,7 @@ func TestNewValidatesConfig(t *testing.T) {
 		{"peer id with too many clients", pool.Config{Primary: primary, PeerID: 1, MaxClientConn: 70000}, "max_client_conn"},
 		{"bad peer id", pool.Config{Primary: primary, PeerID: 1, Peers: map[int]string{0: "127.0.0.1:1"}}, "peer id 0"},
 		{"bad peer address", pool.Config{Primary: primary, PeerID: 1, Peers: map[int]string{2: "nowhere"}}, "peer 2"},
+		{"bad route", pool.Config{Primary: primary, Databases: map[string]pool.Database{"x": {Route: "sometimes"}}}, `unknown route "sometimes"`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := pool.New(tc.cfg)
@@ -34,6 +35,9 @@ func TestNewValidatesConfig(t *testing.T) {
 		})
 	}
 	_, err := pool.New(pool.Config{Primary: primary})
+	require.NoError(t, err)
+	// A route is read in any case, as cmpool.route is.
+	_, err = pool.New(pool.Config{Primary: primary, Databases: map[string]pool.Database{"x": {Route: "Replica"}}})
 	require.NoError(t, err)
 }
 
