@@ -236,41 +236,7 @@ func (l *Lease) relayOne(fr protocol.Frame) (relayStep, byte, error) {
 		if len(msg) != 6 || msg[5] != 'I' && msg[5] != 'T' && msg[5] != 'E' {
 			return stepFailed, 0, fmt.Errorf("%w: malformed ReadyForQuery %q", errBadServerMessage, msg[protocol.HeaderLen:])
 		}
-		status := msg[5]
-		if len(l.heldErr) > 0 {
-			if l.toPrimary && l.replayOnPrimary(status) {
-				return stepStop, 0, nil
-			}
-			if !l.toPrimary && l.retrySegment(status) {
-				return stepContinue, 0, nil
-			}
-			if _, err := c.Conn.W.Write(l.heldErr); err != nil {
-				return stepClientGone, 0, nil
-			}
-			l.heldErr = l.heldErr[:0]
-			l.noteRestoreFailed()
-		}
-		if ran, err := l.restoreStartup(); err != nil {
-			if err == errClientWrite {
-				return stepClientGone, 0, nil
-			}
-			return stepFailed, 0, err
-		} else if ran {
-			msg = protocol.AppendReadyForQuery(nil, status) // msg was read over
-		}
-		l.answered = false
-		if c.Mode == Statement && status != 'I' {
-			return stepTransactionBlock, status, nil
-		}
-		if _, err := c.Conn.W.Write(msg); err != nil {
-			return stepClientGone, 0, nil
-		}
-		switch end, dead := l.endsLease(status); {
-		case dead:
-			return stepStop, 0, nil
-		case end:
-			return stepEnd, 0, nil
-		}
+		return l.onReadyForQuery(msg)
 	case 'S':
 		msg, err := sc.Frames.Message()
 		if err != nil {
@@ -327,6 +293,57 @@ func (l *Lease) relayOne(fr protocol.Frame) (relayStep, byte, error) {
 		l.answered = true
 	}
 	if sc.Frames.Buffered() == 0 {
+		if err := c.Conn.W.Flush(); err != nil {
+			return stepClientGone, 0, nil
+		}
+	}
+	return stepContinue, 0, nil
+}
+
+// onReadyForQuery is what a ReadyForQuery from the server (msg, well formed) does, in
+// order: an error held for a retry is retried, replayed on the primary, or let go to the
+// client; startup values are restored after a RESET; statement mode refuses a
+// transaction block; then the client gets the ReadyForQuery, and the lease may end.
+// Relay only; the caller holds c.Conn.WMu.
+func (l *Lease) onReadyForQuery(msg []byte) (relayStep, byte, error) {
+	c := l.c
+	status := msg[5]
+	if len(l.heldErr) > 0 {
+		if l.toPrimary && l.replayOnPrimary(status) {
+			return stepStop, 0, nil
+		}
+		if !l.toPrimary && l.retrySegment(status) {
+			return stepContinue, 0, nil
+		}
+		if _, err := c.Conn.W.Write(l.heldErr); err != nil {
+			return stepClientGone, 0, nil
+		}
+		l.heldErr = l.heldErr[:0]
+		l.noteRestoreFailed()
+	}
+	if ran, err := l.restoreStartup(); err != nil {
+		if err == errClientWrite {
+			return stepClientGone, 0, nil
+		}
+		return stepFailed, 0, err
+	} else if ran {
+		msg = protocol.AppendReadyForQuery(nil, status) // msg was read over
+	}
+	l.answered = false
+	if c.Mode == Statement && status != 'I' {
+		return stepTransactionBlock, status, nil
+	}
+	if _, err := c.Conn.W.Write(msg); err != nil {
+		return stepClientGone, 0, nil
+	}
+	switch end, dead := l.endsLease(status); {
+	case dead:
+		return stepStop, 0, nil
+	case end:
+		return stepEnd, 0, nil
+	}
+	l.answered = true
+	if l.sc.Frames.Buffered() == 0 {
 		if err := c.Conn.W.Flush(); err != nil {
 			return stepClientGone, 0, nil
 		}
