@@ -342,7 +342,6 @@ func (l *Lease) onReadyForQuery(msg []byte) (relayStep, byte, error) {
 	case end:
 		return stepEnd, 0, nil
 	}
-	l.answered = true
 	if l.sc.Frames.Buffered() == 0 {
 		if err := c.Conn.W.Flush(); err != nil {
 			return stepClientGone, 0, nil
