@@ -158,6 +158,17 @@ func (l *Lease) onEnd() bool {
 	return true
 }
 
+// leaveClient moves l, ending after a read-back, to returning: it is no longer the
+// client's lease, and the client goroutine may go on. The caller holds c.Mu.
+func (l *Lease) leaveClient() {
+	c := l.c
+	l.to(leaseReturning)
+	if c.Lease == l {
+		c.Lease = nil
+	}
+	c.Idle.Broadcast()
+}
+
 // finishLease returns a clean server once no write or cancel is in progress on it. The
 // lease is no longer cancellable (it is returning, or syncing), so no new cancel starts
 // meanwhile; a server whose cancel is not answered is closed. Whoever ends l calls it,

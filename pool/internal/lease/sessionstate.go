@@ -123,11 +123,7 @@ func (l *Lease) syncTracked() bool {
 		l.sc.ConfiguredFor, l.sc.ConfiguredVersion = c.ID, c.Settings.Version()
 	}
 	l.track = nil
-	l.to(leaseReturning)
-	if c.Lease == l {
-		c.Lease = nil
-	}
-	c.Idle.Broadcast()
+	l.leaveClient()
 	c.Mu.Unlock()
 	return ok
 }

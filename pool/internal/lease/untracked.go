@@ -143,11 +143,7 @@ func (l *Lease) syncUntracked() bool {
 	}
 	l.track = nil
 	l.untracked, l.opaque, l.settingNames, l.settingFuncs = false, false, nil, nil
-	l.to(leaseReturning)
-	if c.Lease == l {
-		c.Lease = nil
-	}
-	c.Idle.Broadcast()
+	l.leaveClient()
 	c.Mu.Unlock()
 	return ok
 }
