@@ -298,6 +298,50 @@ type Config struct {
 
 	// Logger receives the server's logs. Nil means slog.Default().
 	Logger *slog.Logger
+
+	// PgBouncer's limits and server checks, with its meanings (see
+	// docs/migrating-from-pgbouncer.md). Zero values mean PgBouncer's defaults.
+
+	// MaxDBConnections bounds the server connections of one database, across its users
+	// and pools (max_db_connections). Zero means no limit.
+	MaxDBConnections int
+	// MaxUserConnections bounds the server connections of one user, across its databases
+	// (max_user_connections). Zero means no limit.
+	MaxUserConnections int
+	// ReservePoolSize is how many more connections a pool may open for clients that
+	// waited ReservePoolTimeout (reserve_pool_size, reserve_pool_timeout). Zero means
+	// none; a zero timeout means 5s.
+	ReservePoolSize    int
+	ReservePoolTimeout time.Duration
+	// ServerRoundRobin lends idle servers in turn instead of the most recently used
+	// (server_round_robin).
+	ServerRoundRobin bool
+	// ServerCheckQuery is run on a server idle for longer than ServerCheckDelay before it
+	// is lent (server_check_query, server_check_delay). Empty means an empty query; "-"
+	// disables the check. A zero delay means 30s.
+	ServerCheckQuery string
+	ServerCheckDelay time.Duration
+	// ServerLoginRetry is how long to wait after a failed server login before trying
+	// again (server_login_retry). Zero means 15s.
+	ServerLoginRetry time.Duration
+	// TransactionTimeout closes a client whose transaction has been open longer
+	// (transaction_timeout). Zero means none.
+	TransactionTimeout time.Duration
+	// TCP keepalive on client and server sockets (tcp_keepalive, tcp_keepidle,
+	// tcp_keepintvl, tcp_keepcnt, tcp_user_timeout). Zero durations and counts mean the
+	// operating system's; TCPKeepaliveOff turns keepalive off.
+	TCPKeepaliveOff bool
+	TCPKeepIdle     time.Duration
+	TCPKeepIntvl    time.Duration
+	TCPKeepCnt      int
+	TCPUserTimeout  time.Duration
+	// IgnoreStartupParameters are startup parameters clients may send that cmpool drops
+	// instead of refusing (ignore_startup_parameters).
+	IgnoreStartupParameters []string
+	// TrackExtraParameters are parameters, beyond the ones cmpool always follows, that it
+	// keeps per client and applies on every server the client uses
+	// (track_extra_parameters).
+	TrackExtraParameters []string
 }
 
 // Database is a [databases.NAME] entry.
@@ -326,6 +370,17 @@ type Database struct {
 	// AuthDBName overrides Config.AuthDBName for clients of this database: auth_query
 	// looks their users up there. Empty means Config.AuthDBName.
 	AuthDBName string
+	// MinPoolSize overrides Config.MinPoolSize for this database (min_pool_size).
+	MinPoolSize int
+	// ReservePool overrides Config.ReservePoolSize for this database (reserve_pool).
+	ReservePool int
+	// MaxDBConnections overrides Config.MaxDBConnections for this database.
+	MaxDBConnections int
+	// AuthUser overrides Config.AuthUser for clients of this database (auth_user).
+	AuthUser string
+	// ClientEncoding, DateStyle and TimeZone are set on this database's server
+	// connections at login (client_encoding, datestyle, timezone).
+	ClientEncoding, DateStyle, TimeZone string
 }
 
 // User is a [users.NAME] entry.
@@ -337,6 +392,11 @@ type User struct {
 	// AuthType overrides Config.AuthType and Database.AuthType for this user. Empty means
 	// theirs.
 	AuthType string
+	// PoolMode overrides the database's and Config's pool mode for this user's clients
+	// ([users] pool_mode). Empty means theirs.
+	PoolMode Mode
+	// MaxUserConnections overrides Config.MaxUserConnections for this user.
+	MaxUserConnections int
 }
 
 // Defaults applied by New.
@@ -362,6 +422,9 @@ var ErrNoPrimary = errors.New("pool: no primary configured (set Primary, --prima
 func (c Config) withDefaults() (Config, error) {
 	if c.Primary == "" {
 		return c, ErrNoPrimary
+	}
+	if err := c.unbuilt(); err != nil {
+		return c, err
 	}
 	if err := c.applyServerTLS(); err != nil {
 		return c, err
