@@ -4,6 +4,7 @@
 //	go run ./bench                      # the full benchmark (about 13 minutes on 2 cores)
 //	go run ./bench -quick               # a one-minute smoke run
 //	go run ./bench -workloads select -clients 20,200 -duration 5s -rounds 1 -idle 0
+//	go run ./bench -backend fake        # the proxies' own cost, in front of a fake server
 //
 // It starts a throwaway primary and a streaming replica with the integration harness, fills
 // database bench with pgbench -i, starts PgBouncer and a freshly built cmpool binary as
@@ -12,7 +13,9 @@
 // so that the machine's noise hits all three alike. cmpool is given the replica and routes
 // reads to it unless -route=false. Then it holds -idle idle client connections open against
 // each proxy and reports the proxy's RSS per client, and with -profile it profiles an
-// in-process cmpool under pgbench -S. Everything it starts is stopped on exit and on Ctrl-C.
+// in-process cmpool under pgbench -S. With -backend fake the proxies are in front of
+// fakePostgres instead, which answers every statement at once: what is measured is then the
+// proxies alone. Everything it starts is stopped on exit and on Ctrl-C.
 package main
 
 import (
@@ -52,6 +55,7 @@ type config struct {
 	jobs      int           // pgbench -j
 	warmup    time.Duration // select-only run per target before the first round; 0 means none
 	route     bool          // give cmpool the replica, so that it routes reads to it
+	fake      bool          // -backend fake: the proxies in front of fakePostgres, not PostgreSQL
 	directMax int           // most clients run directly against PostgreSQL; larger counts are not run direct
 	idle      int           // idle client connections held open against each proxy; 0 means no idle test
 	profile   string        // directory for cmpool's CPU and allocation profiles; "" means no profiling
@@ -94,6 +98,7 @@ func parseFlags(args []string, output io.Writer) (config, error) {
 	fs.IntVar(&cfg.jobs, "jobs", 2, "pgbench threads (-j)")
 	fs.DurationVar(&cfg.warmup, "warmup", 3*time.Second, "select-only warm-up run per target before the first round; 0 disables")
 	fs.IntVar(&cfg.directMax, "direct-max-clients", 200, "most pgbench clients to run directly against PostgreSQL; direct runs with more are skipped and reported n/a")
+	backend := fs.String("backend", "postgres", "what the proxies are in front of: postgres (a real primary and replica), or fake (a server that answers\nevery statement at once, so that the proxies' own cost is measured; it implies -route=false)")
 	fs.BoolVar(&cfg.route, "route", true, "give cmpool the replica (--replica), so that it routes reads to it; false points it at the primary only, like PgBouncer")
 	fs.IntVar(&cfg.idle, "idle", 10000, "idle client connections to hold open against each proxy for the RSS-per-client measurement; 0 disables")
 	fs.StringVar(&cfg.profile, "profile", "", "directory for CPU and allocation profiles of an in-process cmpool under pgbench -S with 20 clients; empty disables")
@@ -116,6 +121,13 @@ func parseFlags(args []string, output io.Writer) (config, error) {
 				}
 			}
 		}
+	}
+	switch *backend {
+	case "postgres":
+	case "fake":
+		cfg.fake, cfg.route = true, false
+	default:
+		return config{}, fmt.Errorf("-backend: %q is neither postgres nor fake", *backend)
 	}
 	for _, s := range strings.Split(*clients, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(s))
@@ -154,7 +166,7 @@ func parseFlags(args []string, output io.Writer) (config, error) {
 
 // runs reports whether target t is run with clients pgbench clients.
 func (cfg config) runs(t string, clients int) bool {
-	return t != targetDirect || clients <= cfg.directMax
+	return t != targetDirect || cfg.fake || clients <= cfg.directMax
 }
 
 // commandLine renders the invocation for the report.
@@ -226,24 +238,38 @@ func run(ctx context.Context, cfg config, command string) (err error) {
 	if err != nil {
 		return err
 	}
-	logf("starting postgres")
-	cluster, version, err := startPostgres(ctx, pgbench, cfg.scale, logf)
-	if cluster != nil {
-		defer func() {
-			logf("stopping postgres")
-			if serr := cluster.Stop(); serr != nil {
-				logf("stop postgres: %v", serr)
-			}
-		}()
-	}
-	if err != nil {
-		return err
-	}
-	machine.Postgres = version
-	pgPort := cluster.Primary.Port
-	replicaPort := 0
-	if cfg.route {
-		replicaPort = cluster.Replicas[0].Port
+	var pgPort, replicaPort int
+	var directURL string
+	if cfg.fake {
+		logf("starting the fake server")
+		fake, err := startFakePostgres()
+		if err != nil {
+			return err
+		}
+		defer fake.stop()
+		machine.Postgres = fakeVersion
+		pgPort = fake.port()
+		directURL = fakeURL(pgPort, "bench")
+	} else {
+		logf("starting postgres")
+		cluster, version, err := startPostgres(ctx, pgbench, cfg.scale, logf)
+		if cluster != nil {
+			defer func() {
+				logf("stopping postgres")
+				if serr := cluster.Stop(); serr != nil {
+					logf("stop postgres: %v", serr)
+				}
+			}()
+		}
+		if err != nil {
+			return err
+		}
+		machine.Postgres = version
+		pgPort = cluster.Primary.Port
+		directURL = cluster.Primary.URL("bench", "")
+		if cfg.route {
+			replicaPort = cluster.Replicas[0].Port
+		}
 	}
 
 	logf("starting pgbouncer")
@@ -264,9 +290,9 @@ func run(ctx context.Context, cfg config, command string) (err error) {
 		pgbench: pgbench,
 		logDir:  dirs["txlog"],
 		root:    root,
-		admin:   cluster.Primary.URL("bench", ""),
+		admin:   directURL,
 		urls: map[string]string{
-			targetDirect:    cluster.Primary.URL("bench", ""),
+			targetDirect:    directURL,
 			targetPgbouncer: bouncer.url("bench"),
 			targetCmpool:    pooler.url("bench"),
 		},

@@ -173,6 +173,7 @@ func (r *report) markdown() string {
 	b.WriteString("go run ./bench -quick     # a one-minute smoke run: pgbench -S, 20 clients, 1 round, 1000 idle clients\n")
 	b.WriteString("go run ./bench -workloads select,tpcb -clients 20,200 -duration 5s -rounds 1 -idle 0 -out /tmp/bench.md -chart /tmp/bench.png\n")
 	b.WriteString("go run ./bench -profile /tmp/cmpool-prof   # adds CPU and allocation profiles of cmpool under pgbench -S -c 20\n")
+	b.WriteString("go run ./bench -backend fake   # the proxies alone: in front of a fake server that answers at once\n")
 	b.WriteString("go test -run '^$' -bench . -benchmem ./protocol/ ./router/ ./pool/   # hot-path micro-benchmarks\n")
 	b.WriteString("```\n\n")
 	b.WriteString("It needs PostgreSQL's server binaries, pgbench and pgbouncer (`apt-get install postgresql-15 pgbouncer`); as root it runs them as the postgres OS user.\n\n")
@@ -181,7 +182,11 @@ func (r *report) markdown() string {
 	fmt.Fprintf(&b, "- Date: %s\n", m.Date)
 	fmt.Fprintf(&b, "- Machine: %d CPUs (%s), Linux %s, %s. The machine was shared with other work while it ran, so single runs are noisy; compare the medians and the ranges.\n", m.CPUs, m.CPUModel, m.Kernel, m.GoVersion)
 	fmt.Fprintf(&b, "- Load average (1, 5, 15 min) at the start: %s; at the end: %s.\n", m.LoadStart, m.LoadEnd)
-	fmt.Fprintf(&b, "- PostgreSQL %s from the integration harness, a primary and a streaming replica: max_connections=%d, fsync=off, synchronous_commit=off, shared_buffers=128MB. Direct runs go up to %d clients (`-direct-max-clients`): PostgreSQL forks a backend per connection, and on this machine 1000 clients took 8 s to connect when it was quiet and more than 18 s under load, so a timed run measured mostly the connection storm or nothing. Above that, direct is n/a.\n", m.Postgres, maxConnections, r.cfg.directMax)
+	if r.cfg.fake {
+		b.WriteString("- No PostgreSQL (`-backend fake`): the proxies are in front of the fake server of bench/fakepg.go, in the benchmark's own process, which answers every statement at once (one row of one int4 column, or the command tag). TPS and proxy CPU are then the proxies' own cost. `direct` is pgbench against the fake server itself: the ceiling of pgbench and the fake server on this machine.\n")
+	} else {
+		fmt.Fprintf(&b, "- PostgreSQL %s from the integration harness, a primary and a streaming replica: max_connections=%d, fsync=off, synchronous_commit=off, shared_buffers=128MB. Direct runs go up to %d clients (`-direct-max-clients`): PostgreSQL forks a backend per connection, and on this machine 1000 clients took 8 s to connect when it was quiet and more than 18 s under load, so a timed run measured mostly the connection storm or nothing. Above that, direct is n/a.\n", m.Postgres, maxConnections, r.cfg.directMax)
+	}
 	fmt.Fprintf(&b, "- %s in front of the primary: %s\n", m.PgBouncer, strings.ReplaceAll(strings.TrimSpace(pgbouncerSettings), "\n", ", "))
 	if r.cfg.route {
 		fmt.Fprintf(&b, "- cmpool %s (built with `go build ./cmd/cmpool`) in front of the primary and the replica (`--primary … --replica …`): `%s`. It routes the read-only transactions (all of `-S`) to the replica with up to 20 server connections there, and the rest to the primary; `-route=false` points it at the primary only, as PgBouncer is. Both servers share the same %d CPUs, so the replica adds no CPU.\n", m.Cmpool, strings.Join(cmpoolFlags, " "), m.CPUs)
