@@ -1,6 +1,9 @@
 package router
 
-import "strings"
+import (
+	"strings"
+	"unicode/utf8"
+)
 
 // Command is one of the few SQL commands cmpool answers or refuses itself, recognised on
 // simple-protocol queries by their leading keywords. Anything else, including these
@@ -16,7 +19,9 @@ const (
 	CommandPrepare
 	CommandPrepareTransaction // PREPARE TRANSACTION 'gid': two-phase commit, not a statement
 	CommandExecute
-	CommandListen
+	CommandListen      // LISTEN channel: name is the channel, "" when more follows
+	CommandUnlisten    // UNLISTEN channel: name is the channel, "" when more follows
+	CommandUnlistenAll // UNLISTEN *
 	CommandSet      // a non-LOCAL SET of parameter name
 	CommandReset    // RESET name
 	CommandResetAll // RESET ALL
@@ -33,7 +38,16 @@ func CommandOf(q string) (kind Command, name string) {
 	first := lx.word()
 	switch first {
 	case "listen":
-		return CommandListen, ""
+		return CommandListen, channelName(&lx)
+	case "unlisten":
+		if lx.at('*') {
+			lx.i++
+			if lx.end() {
+				return CommandUnlistenAll, ""
+			}
+			return CommandUnlisten, ""
+		}
+		return CommandUnlisten, channelName(&lx)
 	case "set":
 		w := lx.word()
 		if w == "local" || w == "transaction" || w == "constraints" || w == "" {
@@ -101,6 +115,32 @@ func CommandOf(q string) (kind Command, name string) {
 		return CommandDeallocate, w
 	}
 	return CommandOther, ""
+}
+
+// channelName reads the channel of a LISTEN or UNLISTEN that is the whole query, as
+// PostgreSQL names it: a bare word in lower case, a quoted one as written, either cut to
+// 63 bytes. It returns "" when there is no name or more follows.
+func channelName(lx *lexer) string {
+	ch, _ := lx.ident()
+	if ch == "" || !lx.end() {
+		return ""
+	}
+	if len(ch) > maxIdentLen {
+		ch = truncateIdent(ch)
+	}
+	return ch
+}
+
+// maxIdentLen is PostgreSQL's NAMEDATALEN - 1: longer identifiers are cut.
+const maxIdentLen = 63
+
+// truncateIdent cuts s to maxIdentLen bytes, not in the middle of a UTF-8 character.
+func truncateIdent(s string) string {
+	n := maxIdentLen
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
 }
 
 // IsSetToDefault reports whether q is SET [SESSION] name TO DEFAULT (or = DEFAULT), or SET

@@ -1,6 +1,7 @@
 package router_test
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -29,6 +30,15 @@ func TestCommandOf(t *testing.T) {
 		{"PREPARE q AS SELECT 1", router.CommandPrepare, ""},
 		{"COMMIT PREPARED 'x'", router.CommandOther, ""},
 		{"ROLLBACK PREPARED 'x'", router.CommandOther, ""},
+		{"LISTEN Jobs", router.CommandListen, "jobs"},
+		{"listen \"Jobs\";", router.CommandListen, "Jobs"},
+		{"LISTEN jobs; SELECT 1", router.CommandListen, ""},
+		{"LISTEN", router.CommandListen, ""},
+		{"LISTEN " + strings.Repeat("c", 70), router.CommandListen, strings.Repeat("c", 63)},
+		{"UNLISTEN jobs", router.CommandUnlisten, "jobs"},
+		{"UNLISTEN *", router.CommandUnlistenAll, ""},
+		{"unlisten * ; ", router.CommandUnlistenAll, ""},
+		{"UNLISTEN *; SELECT 1", router.CommandUnlisten, ""},
 	} {
 		t.Run(tc.q, func(t *testing.T) {
 			kind, name := router.CommandOf(tc.q)
@@ -55,13 +65,21 @@ func TestIsPlainBegin(t *testing.T) {
 
 func FuzzCommandOf(f *testing.F) {
 	for _, q := range []string{"SET work_mem TO DEFAULT", "set session \"x\".y = 1", "RESET ALL", "DEALLOCATE PREPARE \"s\"",
-		"prepare transaction 'x'", "/* a /* nested */ c */ DISCARD ALL;", "SET TIME ZONE LOCAL", "-- c\nlisten x"} {
+		"prepare transaction 'x'", "/* a /* nested */ c */ DISCARD ALL;", "SET TIME ZONE LOCAL", "-- c\nlisten x", "UNLISTEN *", "unlisten \"é\""} {
 		f.Add(q)
 	}
 	f.Fuzz(func(t *testing.T, q string) {
 		kind, name := router.CommandOf(q)
-		if name != "" && kind != router.CommandSet && kind != router.CommandReset && kind != router.CommandDeallocate {
-			t.Fatalf("command %d names %q", kind, name)
+		switch kind {
+		case router.CommandListen, router.CommandUnlisten:
+			if len(name) > 63 {
+				t.Fatalf("channel name %q longer than PostgreSQL's", name)
+			}
+		case router.CommandSet, router.CommandReset, router.CommandDeallocate:
+		default:
+			if name != "" {
+				t.Fatalf("command %d names %q", kind, name)
+			}
 		}
 		if router.IsSetToDefault(q) && kind != router.CommandSet {
 			t.Fatalf("a SET to DEFAULT judged command %d", kind)

@@ -140,7 +140,7 @@ var lexerKeywords = func() map[string]string {
 		// CommandOf and SessionBound
 		"all", "alter", "authorization", "characteristics", "constraints", "create", "deallocate", "declare", "do", "load",
 		"discard", "execute", "global", "listen", "local", "prepare", "reset", "role", "session",
-		"set", "temp", "temporary", "time", "transaction",
+		"set", "temp", "temporary", "time", "transaction", "unlisten",
 		// first words of common statements
 		"abort", "begin", "call", "commit", "copy", "delete", "end", "explain", "fetch", "insert",
 		"lock", "merge", "rollback", "savepoint", "select", "show", "start", "table", "truncate",
