@@ -29,11 +29,11 @@ func (c *clientSession) simpleCommand(q string) (bool, error) {
 	switch kind {
 	default:
 		return false, nil
-	case router.CommandListen:
+	case router.CommandListen, router.CommandUnlisten, router.CommandUnlistenAll:
 		if sessionMode {
 			return false, nil
 		}
-		reply = protocol.AppendErrorResponse(nil, refuseListen(c.Mode))
+		return true, c.listenCommand(kind, name)
 	case router.CommandPrepare, router.CommandExecute:
 		if sessionMode {
 			return false, nil
@@ -59,6 +59,7 @@ func (c *clientSession) simpleCommand(q string) (bool, error) {
 		c.Mu.Lock()
 		c.Stmts.ForgetAll()
 		if kind == router.CommandDiscardAll && !sessionMode {
+			c.unlistenAll() // as a server's DISCARD ALL runs UNLISTEN *
 			// DISCARD ALL resets the session's settings to what it started with, and the
 			// client is told of the reported ones that change, as a server would.
 			statuses = c.discardSettings()
@@ -78,14 +79,6 @@ func (c *clientSession) simpleCommand(q string) (bool, error) {
 		reply = append(reply, statuses...)
 	}
 	return true, c.ReplyLocally(reply)
-}
-
-// refuseListen is the error for LISTEN in mode, when it is not session mode.
-func refuseListen(m lease.Mode) *protocol.Error {
-	pe := protocol.NewError(protocol.CodeFeatureNotSupported,
-		fmt.Sprintf("LISTEN is not supported in %s pooling mode: notifications would reach whichever client next uses the server", m))
-	pe.Hint = "listen on a connection with pool_mode = session, or connect directly"
-	return pe
 }
 
 // discardSettings returns the session's settings to their startup values for DISCARD

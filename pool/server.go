@@ -17,6 +17,7 @@ import (
 	"github.com/cmlite/cmpool/pool/internal/admin"
 	"github.com/cmlite/cmpool/pool/internal/fastio"
 	"github.com/cmlite/cmpool/pool/internal/lease"
+	"github.com/cmlite/cmpool/pool/internal/notify"
 	"github.com/cmlite/cmpool/pool/internal/stmt"
 	"github.com/cmlite/cmpool/router"
 )
@@ -100,6 +101,9 @@ type Server struct {
 	cancelPIDBits uint
 	relayFault    func(typ byte)
 	clientFault   func(typ byte)
+
+	// notify holds the LISTEN connections of clients in transaction and statement modes.
+	notify *notify.Hub
 }
 
 // New validates cfg, fills in defaults and returns a Server that is not yet serving.
@@ -166,6 +170,7 @@ func New(cfg Config) (*Server, error) {
 		s.replicaSet.Store(rs)
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
+	s.notify = notify.NewHub(s.ctx, s.log)
 	return s, nil
 }
 
@@ -372,6 +377,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		s.mu.Unlock()
 	}
 	s.cancel()
+	s.notify.Close()
 	// Closing the pools waits for server logins in progress, which a server that
 	// accepted the connection and never answers can hold for server_connect_timeout:
 	// that goes on after ctx ends, without Shutdown.

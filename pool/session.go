@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/cmlite/cmpool/pool/internal/lease"
+	"github.com/cmlite/cmpool/pool/internal/notify"
 	"github.com/cmlite/cmpool/protocol"
 )
 
@@ -23,6 +24,10 @@ type clientSession struct {
 	pools clientPools // its server pools; set once database and user are known
 
 	routing routing // where its transactions go; under its own lock
+
+	// listening is the client's end of its LISTENs outside session mode (notifications.go);
+	// nil until its first LISTEN. The client goroutine's only.
+	listening *notify.Subscriber
 
 	// For the admin console's SHOW CLIENTS and SHOW POOLS.
 	admin        bool         // connected to the admin console
@@ -51,6 +56,7 @@ func (c *clientSession) serve(ctx context.Context) {
 			err = c.loop(ctx)
 		}
 	}
+	c.unlistenAll()
 	// The server goes back (or is destroyed) before cmpool writes to the client itself,
 	// since until then the relay owns the client's writer.
 	c.EndLease()

@@ -42,8 +42,9 @@ func TraitsOf(q string) Traits {
 	case router.CommandResetAll:
 		t.Track = []string{"*"}
 	case router.CommandListen, router.CommandPrepare:
-		// Refused as simple queries; through the extended protocol they reach the server,
-		// so the server is reset before anyone else gets it.
+		// Answered by cmpool as simple queries (LISTEN) or refused (PREPARE); through the
+		// extended protocol they reach the server, so the server is reset before anyone
+		// else gets it.
 		t.SessionBound = true
 		return t
 	}
