@@ -77,6 +77,9 @@ func (c *clientSession) loop(ctx context.Context) error {
 				return err
 			}
 		}
+		if c.listening != nil && (fr.Type == 'Q' || (fr.Type == 'P' || fr.Type == 'B') && c.CurrentLease() == nil) {
+			c.syncNotifications()
+		}
 		if fr.Type == 'Q' {
 			q := c.Texts.Text(lease.QueryText(msg))
 			handled, err := c.proxyCommand(q)

@@ -67,6 +67,17 @@ func (c *clientSession) listen(channel string) error {
 	return c.srv.notify.Listen(ctx, db, config, c.listening, channel)
 }
 
+// syncNotifications runs before each request of a client that listens: notifications
+// committed before it reach the client before its reply (notify.Hub.Sync).
+func (c *clientSession) syncNotifications() {
+	if c.listening == nil || !c.listening.Listening() {
+		return
+	}
+	ctx, cancel := context.WithTimeout(c.srv.ctx, notificationWriteTimeout)
+	defer cancel()
+	c.srv.notify.Sync(ctx, c.Database, c.listening)
+}
+
 // unlistenAll ends the client's LISTENs.
 func (c *clientSession) unlistenAll() {
 	if c.listening != nil {

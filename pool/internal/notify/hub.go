@@ -65,6 +65,31 @@ func (h *Hub) Unlisten(db string, s *Subscriber, channel string) {
 	}
 }
 
+// Sync waits until every notification the server had for database db's listening
+// connection when Sync was called has been written to s: a round trip on that connection
+// (the server sends what it holds for it before answering), then s's queue written out. A
+// client's request waits for it, so that a NOTIFY committed before the request reaches the
+// client before the request's reply, as on a direct connection.
+func (h *Hub) Sync(ctx context.Context, db string, s *Subscriber) {
+	h.mu.Lock()
+	l := h.dbs[db]
+	h.mu.Unlock()
+	if l == nil {
+		return
+	}
+	done := make(chan struct{})
+	l.mu.Lock()
+	l.syncs = append(l.syncs, done)
+	l.wakeLocked()
+	l.mu.Unlock()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		return
+	}
+	s.waitDrained()
+}
+
 // Close closes every listening connection.
 func (h *Hub) Close() {
 	h.mu.Lock()
@@ -111,6 +136,8 @@ type listener struct {
 	mu   sync.Mutex
 	subs map[string]map[*Subscriber]struct{} // channel -> its subscribers
 	reqs []request                          // to run, in order
+	// syncs are closed after the next round trip on the connection (Sync).
+	syncs []chan struct{}
 	wake context.CancelFunc                 // interrupts the wait for notifications
 	stop context.CancelFunc
 	done chan struct{}
@@ -133,7 +160,10 @@ func (l *listener) listen(ctx context.Context, s *Subscriber, channel string) er
 		subs = map[*Subscriber]struct{}{}
 		l.subs[channel] = subs
 	}
-	subs[s] = struct{}{}
+	if _, ok := subs[s]; !ok {
+		subs[s] = struct{}{}
+		s.addChannels(1)
+	}
 	var done chan error
 	if first {
 		done = make(chan error, 1)
@@ -169,6 +199,7 @@ func (l *listener) unlisten(s *Subscriber, channel string) {
 			continue
 		}
 		delete(subs, s)
+		s.addChannels(-1)
 		if len(subs) == 0 {
 			delete(l.subs, ch)
 			l.reqs = append(l.reqs, request{sql: "UNLISTEN " + quoteIdent(ch)})
@@ -229,7 +260,7 @@ func (l *listener) run(ctx context.Context) {
 		waitCtx, cancel := context.WithCancel(ctx)
 		l.mu.Lock()
 		l.wake = cancel
-		pending := len(l.reqs) > 0
+		pending := len(l.reqs) > 0 || len(l.syncs) > 0
 		l.mu.Unlock()
 		if pending {
 			cancel()
@@ -301,9 +332,27 @@ func (l *listener) connect(ctx context.Context, lost bool) (*pgconn.PgConn, erro
 	return conn, nil
 }
 
-// runRequests runs the LISTEN and UNLISTEN requests queued, in order. An error means the
-// connection is lost; the requests not run stay queued.
+// runRequests runs the LISTEN and UNLISTEN requests queued, in order, and a round trip
+// for the syncs waiting. An error means the connection is lost; the requests not run stay
+// queued.
 func (l *listener) runRequests(ctx context.Context, conn *pgconn.PgConn) error {
+	l.mu.Lock()
+	syncs := l.syncs
+	l.syncs = nil
+	l.mu.Unlock()
+	if len(syncs) > 0 {
+		rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		_, err := conn.Exec(rctx, "").ReadAll()
+		cancel()
+		// Released even on failure: a lost connection has nothing more to deliver.
+		for _, done := range syncs {
+			close(done)
+		}
+		if err != nil {
+			_ = conn.Close(context.Background())
+			return err
+		}
+	}
 	for {
 		l.mu.Lock()
 		if len(l.reqs) == 0 {

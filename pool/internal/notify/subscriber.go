@@ -18,17 +18,44 @@ type Subscriber struct {
 	write    func(msg []byte) error // writes one message to the client and flushes
 	overflow func()                 // disconnects a client whose queue is full
 
-	mu      sync.Mutex
-	queue   [][]byte
-	running bool // a goroutine writes the queue
-	closed  bool
+	mu       sync.Mutex
+	drained  *sync.Cond // on mu: signalled when the queue is written out
+	queue    [][]byte
+	running  bool // a goroutine writes the queue
+	closed   bool
+	channels int // the channels it listens on, over every database
 }
 
 // NewSubscriber returns the end of a client: write sends it one message (between whole
 // messages of anything else it is sent); overflow is called once when it has MaxQueued
 // notifications waiting, and should disconnect it.
 func NewSubscriber(write func(msg []byte) error, overflow func()) *Subscriber {
-	return &Subscriber{write: write, overflow: overflow}
+	s := &Subscriber{write: write, overflow: overflow}
+	s.drained = sync.NewCond(&s.mu)
+	return s
+}
+
+// Listening reports whether s listens on any channel.
+func (s *Subscriber) Listening() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.channels > 0
+}
+
+// addChannels counts n more (or fewer) channels s listens on.
+func (s *Subscriber) addChannels(n int) {
+	s.mu.Lock()
+	s.channels += n
+	s.mu.Unlock()
+}
+
+// waitDrained waits until everything queued for s has been written (or dropped).
+func (s *Subscriber) waitDrained() {
+	s.mu.Lock()
+	for s.running && !s.closed {
+		s.drained.Wait()
+	}
+	s.mu.Unlock()
 }
 
 // enqueue queues msg for the client, and starts the writer if it is not running.
@@ -59,6 +86,7 @@ func (s *Subscriber) drain() {
 		s.mu.Lock()
 		if len(s.queue) == 0 || s.closed {
 			s.running = false
+			s.drained.Broadcast()
 			s.mu.Unlock()
 			return
 		}
@@ -76,6 +104,7 @@ func (s *Subscriber) drain() {
 func (s *Subscriber) Close() {
 	s.mu.Lock()
 	s.closed, s.queue = true, nil
+	s.drained.Broadcast()
 	s.mu.Unlock()
 }
 
