@@ -60,10 +60,8 @@ func main() {
 	timeout := flag.Duration("timeout", 30*time.Minute, "go test -timeout per mode")
 	// Tests that cannot fail cleanly in transaction mode, and would take the rest of the run
 	// down with them: TestConnExecBatchImplicitTransaction's temporary table is gone by its
-	// second statement and it indexes the empty result (a panic ends the package's run);
-	// TestListenNotifyWhileBusyIsSafe's listener fails at LISTEN and its notifier then
-	// waits forever (the run hangs until -timeout).
-	skipTx := flag.String("skip-transaction", "^(TestConnExecBatchImplicitTransaction|TestListenNotifyWhileBusyIsSafe)$", "go test -skip pattern for transaction and statement mode")
+	// second statement and it indexes the empty result (a panic ends the package's run).
+	skipTx := flag.String("skip-transaction", "^(TestConnExecBatchImplicitTransaction)$", "go test -skip pattern for transaction and statement mode")
 	flag.Parse()
 	if err := runSuite(*modes, *pkgs, *run, *skipTx, *replicas, *out, *timeout); err != nil {
 		fmt.Fprintln(os.Stderr, "pgxsuite:", err)
