@@ -225,19 +225,23 @@ func (n *monitoredNode) closeConn(ctx context.Context) {
 
 // applyPrimaryLocked records a primary check that began at start.
 func (rs *ReplicaSet) applyPrimaryLocked(c primaryCheck, start time.Time) {
+	rs.primaryChecked = true
 	if c.err != nil {
 		if !rs.primaryFailing {
 			rs.log.Warn("primary check failed", "host", rs.primary.host, "error", c.err)
+			rs.primaryDownSince = start
 		} else {
 			rs.log.Debug("primary check failed", "host", rs.primary.host, "error", c.err)
 		}
 		rs.primaryFailing = true
+		rs.primaryErr = c.err.Error()
 		return
 	}
 	if rs.primaryFailing {
 		rs.log.Info("primary check succeeded again", "host", rs.primary.host)
 	}
 	rs.primaryFailing = false
+	rs.primaryErr, rs.primaryDownSince = "", time.Time{}
 	if c.inRecovery && !rs.primaryInRecovery {
 		rs.log.Warn("primary is in recovery", "host", rs.primary.host)
 	}
