@@ -69,7 +69,10 @@ func (rc *readClients) run(url string, mode pgx.QueryExecMode, conn *pgx.Conn) {
 			if err == nil {
 				cfg.DefaultQueryExecMode = mode
 				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-				conn, err = pgx.ConnectConfig(ctx, cfg)
+				var nc *pgx.Conn
+				if nc, err = pgx.ConnectConfig(ctx, cfg); err == nil {
+					conn = nc
+				}
 				cancel()
 			}
 			if err != nil {
@@ -268,10 +271,14 @@ func TestPromotionAfterFlappingReplica(t *testing.T) {
 	}
 	require.Eventually(t, func() bool { return !firstAckAfter(time.Time{}).IsZero() }, 20*time.Second, 20*time.Millisecond)
 
-	// The replica flaps: killed long enough for its ban to double, then started again.
+	// The replica flaps: killed long enough for its ban to double twice (5 s, 10 s, then
+	// 20 s with the defaults), then started again.
 	replica := c.Replicas[0]
 	require.NoError(t, c.KillNode(replica))
-	time.Sleep(7 * time.Second)
+	require.Eventually(t, func() bool {
+		r := p.Server.Stat().Replicas[0]
+		return r.State == "banned" && time.Until(r.BannedUntil) > 15*time.Second
+	}, 40*time.Second, 50*time.Millisecond, "the ban does not grow: %+v", p.Server.Stat().Replicas)
 	require.NoError(t, c.StartNode(ctx, replica))
 	require.NoError(t, c.WaitReplication(ctx))
 	banned := p.Server.Stat().Replicas[0]
@@ -282,13 +289,15 @@ func TestPromotionAfterFlappingReplica(t *testing.T) {
 	require.NoError(t, c.StopNode(c.Primary))
 	require.NoError(t, c.Promote(ctx, replica))
 	promoted := time.Now()
+	require.Greater(t, banned.BannedUntil.Sub(promoted), 5*time.Second,
+		"the scenario needs the ban to outlast the promotion by more than the bound below")
 	require.Eventually(t, func() bool { return !firstAckAfter(promoted).IsZero() }, 60*time.Second, 10*time.Millisecond,
 		"no write acknowledged after the promotion")
 	elapsed := firstAckAfter(promoted).Sub(promoted)
 	st := p.Server.Stat()
-	t.Logf("fault %-55s pg_ctl promote to first write %s  (replica banned until %s after the promotion; promotions followed %d)",
+	t.Logf("fault %-55s pg_ctl promote to first write %s  (its ban had %s left at the promotion; promotions followed %d)",
 		"promote a banned, flapping replica after the primary stops:", elapsed.Round(time.Millisecond),
-		st.Replicas[0].BannedUntil.Sub(promoted).Round(time.Millisecond), st.Promotions)
+		banned.BannedUntil.Sub(promoted).Round(time.Millisecond), st.Promotions)
 	close(stop)
 	wg.Wait()
 	rc.halt()
