@@ -169,3 +169,19 @@ func TestAliveSeesAMessageOnAnIdleServer(t *testing.T) {
 	require.Eventually(t, func() bool { return !sc.Alive() }, 5*time.Second, time.Millisecond)
 	require.False(t, sc.Alive())
 }
+
+// BenchmarkAlive is the cost of checking an idle connection before it is lent.
+func BenchmarkAlive(b *testing.B) {
+	s := pgmock.NewServer(b, pgmock.Options{})
+	cfg, err := pgconn.ParseConfig(s.URL("app", "app"))
+	require.NoError(b, err)
+	sc, err := backend.Connect(context.Background(), cfg)
+	require.NoError(b, err)
+	b.Cleanup(func() { _ = sc.Close() })
+	b.ReportAllocs()
+	for b.Loop() {
+		if !sc.Alive() {
+			b.Fatal("not alive")
+		}
+	}
+}
