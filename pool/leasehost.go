@@ -2,6 +2,7 @@ package pool
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"github.com/jackc/puddle/v2"
@@ -65,6 +66,50 @@ func (c *clientSession) AcquirePrimary(ctx context.Context) (*backend.Pool, *pud
 		return nil, nil, err
 	}
 	return primary.Pool, res, nil
+}
+
+func (c *clientSession) AcquireRead(ctx context.Context, replicaOnly bool) (*backend.Pool, *puddle.Resource[*backend.Conn], lease.Route, error) {
+	rs := c.srv.rs()
+	if rs != nil {
+		if min, err := c.routing.readLSN(ctx, rs); err == nil {
+			if idx, ok := rs.Pick(min); ok {
+				bp, res, err := c.acquireOn(ctx, idx+1)
+				if err == nil {
+					return bp, res, lease.Route{Replica: idx, RS: rs, Forced: replicaOnly}, nil
+				}
+				rs.Done(idx)
+				if !errors.Is(err, context.DeadlineExceeded) {
+					rs.Ban(idx, err)
+				}
+			}
+		}
+	}
+	if replicaOnly {
+		return nil, nil, lease.Route{}, errNoReplica
+	}
+	bp, res, err := c.AcquirePrimary(ctx)
+	return bp, res, lease.Route{Replica: -1, RS: rs}, err
+}
+
+func (c *clientSession) ReadReplayed() { c.srv.readReplays.Add(1) }
+
+// errNoReplica: a read that must run on a replica found none usable.
+var errNoReplica = errors.New("no usable replica")
+
+// acquireOn takes a server of backend index for the client, waiting at most
+// query_wait_timeout.
+func (c *clientSession) acquireOn(ctx context.Context, index int) (*backend.Pool, *puddle.Resource[*backend.Conn], error) {
+	bp, err := c.pools.at(index)
+	if err != nil {
+		return nil, nil, err
+	}
+	ctx, cancel := c.srv.waitContext(ctx)
+	defer cancel()
+	res, err := bp.Acquire(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	return bp.Pool, res, nil
 }
 
 func (c *clientSession) Judgement(f string, gen uint64, now int64) (session.Judgement, bool) {

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/cmlite/cmpool/router"
 )
 
 // readyCache remembers the last readiness probe of the primary for a second, so that
@@ -67,11 +69,28 @@ func (s *Server) probeReady(p *readyProbe) {
 		err = conn.Close(ctx)
 	}
 	if err != nil {
-		err = fmt.Errorf("primary unreachable: %w", err)
+		err = fmt.Errorf("primary unreachable%s: %w", s.readsElsewhere(), err)
 	}
 	s.readiness.mu.Lock()
 	s.readiness.at, s.readiness.err, s.readiness.probe = time.Now(), err, nil
 	s.readiness.mu.Unlock()
 	p.err = err
 	close(p.done)
+}
+
+// readsElsewhere says, for Ready's error, where reads go while the primary is
+// unreachable: to how many usable replicas, if any are configured.
+func (s *Server) readsElsewhere() string {
+	rs := s.rs()
+	if rs == nil {
+		return ""
+	}
+	replicas := rs.Snapshot()
+	usable := 0
+	for _, r := range replicas {
+		if r.Role == router.RoleReplica && r.State == router.ReplicaOK {
+			usable++
+		}
+	}
+	return fmt.Sprintf(" (writes fail; reads go to %d usable replica(s) of %d)", usable, len(replicas))
 }

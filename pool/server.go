@@ -45,6 +45,7 @@ type Server struct {
 	lastWriteNS           atomic.Int64  // when a write last committed, in ns since started (consistency = global); 0 if never
 	routedPrimaryFallback atomic.Int64  // reads sent to the primary for want of a usable replica
 	readOnlyReplays       atomic.Int64  // requests a replica refused with 25006, replayed on the primary
+	readReplays           atomic.Int64  // reads replayed elsewhere after their replica failed
 	primaryGen            atomic.Uint64 // counts promotions followed; see clientPools.at
 	promotions            atomic.Int64
 	readWaits             atomic.Int64 // reads that waited for a replica to replay their writes

@@ -24,7 +24,7 @@ func (s *Server) snapshot(parts admin.Parts) *admin.Snapshot {
 		Now:          time.Now(),
 	}
 	if rs := s.rs(); rs != nil {
-		snap.Replicas = rs.Snapshot()
+		snap.Replicas, snap.Primary = rs.Snapshot(), rs.PrimaryStatus()
 	}
 	if p := s.averages.Load(); p != nil {
 		snap.Averages = *p

@@ -25,6 +25,9 @@ type Stat struct {
 	ReadsOnPrimary, ReadOnlyReplays int64
 	// Promotions counts replicas that became the primary and that cmpool followed.
 	Promotions int64
+	// ReadReplays counts reads whose replica failed under them before they had answered
+	// anything, run again on another replica or on the primary.
+	ReadReplays int64
 	// ReadWaits counts reads that waited (up to rw_wait) for a replica to replay the
 	// writes they must see.
 	ReadWaits int64
@@ -96,6 +99,7 @@ func (s *Server) Stat() Stat {
 		ReadsOnPrimary:     s.routedPrimaryFallback.Load(),
 		ReadOnlyReplays:    s.readOnlyReplays.Load(),
 		Promotions:         s.promotions.Load(),
+		ReadReplays:        s.readReplays.Load(),
 		ReadWaits:          s.readWaits.Load(),
 		RoutedPrimary:      s.routedPrimary.Load(),
 		Errors:             s.errors.snapshot(),

@@ -100,8 +100,11 @@ func (rs *ReplicaSet) checkRound(ctx context.Context, withPrimary bool) (promote
 	}
 	start := time.Now()
 	rs.mu.Lock()
+	primaryFailing := rs.primaryFailing
 	for _, r := range rs.replicas {
-		r.due = !start.Before(r.bannedUntil)
+		// While the primary fails, a banned replica is checked too: it may be the one
+		// promoted in the primary's place, and its ban must not hide that.
+		r.due = !start.Before(r.bannedUntil) || withPrimary && primaryFailing
 	}
 	rs.mu.Unlock()
 
@@ -116,6 +119,17 @@ func (rs *ReplicaSet) checkRound(ctx context.Context, withPrimary bool) (promote
 		}
 	}
 	wg.Wait()
+	if withPrimary && pc.err != nil && !primaryFailing {
+		// The primary has just begun to fail: the banned replicas are checked at once
+		// rather than at the next round.
+		for _, r := range rs.replicas {
+			if !r.due {
+				r.due = true
+				wg.Go(func() { r.res = rs.checkReplica(ctx, r) })
+			}
+		}
+		wg.Wait()
+	}
 
 	now := time.Now()
 	rs.mu.Lock()
@@ -211,19 +225,23 @@ func (n *monitoredNode) closeConn(ctx context.Context) {
 
 // applyPrimaryLocked records a primary check that began at start.
 func (rs *ReplicaSet) applyPrimaryLocked(c primaryCheck, start time.Time) {
+	rs.primaryChecked = true
 	if c.err != nil {
 		if !rs.primaryFailing {
 			rs.log.Warn("primary check failed", "host", rs.primary.host, "error", c.err)
+			rs.primaryDownSince = start
 		} else {
 			rs.log.Debug("primary check failed", "host", rs.primary.host, "error", c.err)
 		}
 		rs.primaryFailing = true
+		rs.primaryErr = c.err.Error()
 		return
 	}
 	if rs.primaryFailing {
 		rs.log.Info("primary check succeeded again", "host", rs.primary.host)
 	}
 	rs.primaryFailing = false
+	rs.primaryErr, rs.primaryDownSince = "", time.Time{}
 	if c.inRecovery && !rs.primaryInRecovery {
 		rs.log.Warn("primary is in recovery", "host", rs.primary.host)
 	}
@@ -240,7 +258,15 @@ func (rs *ReplicaSet) applyLocked(r *replica, now time.Time) (promoted bool) {
 		return false
 	}
 	if now.Before(r.bannedUntil) {
-		return false // banned by Ban during the check: the ban stands
+		if c.inRecovery || r.role == RolePrimary {
+			// Banned before or during the check: the ban stands. (A banned replica is
+			// checked only while the primary fails, to see a promotion.)
+			return false
+		}
+		// Promoted while banned: the ban was about serving reads, which a primary never
+		// does; what matters now is that it takes the writes.
+		rs.log.Info("a banned replica answers again, promoted", "replica", r.index, "host", r.host)
+		r.bannedUntil = now
 	}
 	was := r.state
 	r.failures = 0

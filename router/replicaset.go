@@ -170,6 +170,27 @@ type ReplicaSet struct {
 	primaryLSNAt      time.Time  // when the round that read primaryLSN began
 	primaryFailing    bool
 	primaryInRecovery bool
+	primaryChecked    bool      // a primary check has ended
+	primaryErr        string    // the error of the failing primary's last check
+	primaryDownSince  time.Time // when the primary's checks began to fail; zero while it answers
+}
+
+// States of the primary in PrimaryStatus.State.
+const (
+	PrimaryOK         = "ok"          // the last check succeeded
+	PrimaryDown       = "down"        // the last check failed; see LastError and DownSince
+	PrimaryInRecovery = "in_recovery" // it answers, but pg_is_in_recovery() is true: it takes no writes
+	PrimaryUnknown    = "unknown"     // not checked yet
+)
+
+// PrimaryStatus is the monitor's view of the primary (ReplicaSetConfig.Primary).
+type PrimaryStatus struct {
+	Host  string // "host:port"
+	State string // PrimaryOK, PrimaryDown, PrimaryInRecovery or PrimaryUnknown
+	// LastError is the error of the last check while down; DownSince is when the checks
+	// began to fail (zero while it answers).
+	LastError string
+	DownSince time.Time
 }
 
 // replica is one replica of the set.
@@ -436,6 +457,22 @@ func (rs *ReplicaSet) Ban(index int, err error) {
 	defer rs.mu.Unlock()
 	rs.failLocked(r, err, time.Now())
 	rs.publishLocked()
+}
+
+// PrimaryStatus returns the monitor's view of the primary.
+func (rs *ReplicaSet) PrimaryStatus() PrimaryStatus {
+	rs.mu.Lock()
+	defer rs.mu.Unlock()
+	st := PrimaryStatus{Host: rs.primary.host, State: PrimaryOK, LastError: rs.primaryErr, DownSince: rs.primaryDownSince}
+	switch {
+	case !rs.primaryChecked:
+		st.State = PrimaryUnknown
+	case rs.primaryFailing:
+		st.State = PrimaryDown
+	case rs.primaryInRecovery:
+		st.State = PrimaryInRecovery
+	}
+	return st
 }
 
 // Snapshot returns the state of every replica, in the order of ReplicaSetConfig.Replicas.

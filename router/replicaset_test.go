@@ -510,6 +510,57 @@ func TestReplicaSetPromotionFake(t *testing.T) {
 	mu.Unlock()
 }
 
+// TestReplicaSetPromotionWhileBanned: a replica that failed often (its ban doubled to 8x)
+// and then came back is promoted after the primary fails. The monitor checks it while the
+// primary fails, ban or not, and follows the promotion in the round that first sees the
+// primary down.
+func TestReplicaSetPromotionWhileBanned(t *testing.T) {
+	var promoted atomic.Int64
+	cfg := router.ReplicaSetConfig{BanTime: time.Hour, OnPromotion: func(int) { promoted.Add(1) }}
+	fs := newFakeSet(t, cfg, "0/100", "0/100")
+	rs, r := fs.rs, fs.replicas[0]
+	rs.CheckNow(t.Context())
+	rs.Ban(0, fmt.Errorf("connection reset"))
+	require.Equal(t, []string{router.ReplicaBanned}, replicaStates(rs))
+
+	// The primary is up: the banned replica is left alone, and stays banned.
+	attempts := r.attempts.Load()
+	rs.CheckNow(t.Context())
+	require.Equal(t, attempts, r.attempts.Load())
+
+	// Healthy again but banned, while the primary fails: checked, still banned.
+	fs.primary.setDown(true)
+	rs.CheckNow(t.Context())
+	require.Greater(t, r.attempts.Load(), attempts, "checked in the round that saw the primary fail")
+	require.Equal(t, []string{router.ReplicaBanned}, replicaStates(rs))
+	require.Zero(t, promoted.Load())
+
+	// Promoted: seen at the next round, ban or not.
+	r.set("0/100", "0/100", "-1", false)
+	rs.CheckNow(t.Context())
+	require.Equal(t, int64(1), promoted.Load())
+	s := rs.Snapshot()[0]
+	require.Equal(t, router.RolePrimary, s.Role)
+	require.Equal(t, router.ReplicaOK, s.State)
+	require.Equal(t, map[int]int{-1: 3}, countPicks(rs, 0, 3), "a promoted replica takes no reads")
+}
+
+// TestReplicaSetBannedReplicaCheckedAsThePrimaryFails: the round whose primary check fails
+// first also checks the banned replicas, so a promotion that happened just before is
+// followed within that round.
+func TestReplicaSetBannedReplicaCheckedAsThePrimaryFails(t *testing.T) {
+	var promoted atomic.Int64
+	cfg := router.ReplicaSetConfig{BanTime: time.Hour, OnPromotion: func(int) { promoted.Add(1) }}
+	fs := newFakeSet(t, cfg, "0/100", "0/100")
+	fs.rs.CheckNow(t.Context())
+	fs.rs.Ban(0, fmt.Errorf("connection reset"))
+	fs.primary.setDown(true)
+	fs.replicas[0].set("0/100", "0/100", "-1", false)
+	fs.rs.CheckNow(t.Context())
+	require.Equal(t, int64(1), promoted.Load())
+	require.Equal(t, router.RolePrimary, fs.rs.Snapshot()[0].Role)
+}
+
 func TestReplicaSetWaitForFake(t *testing.T) {
 	// A long CheckInterval: only WaitFor's own polling can see the replay advance in time.
 	fs := newFakeSet(t, router.ReplicaSetConfig{CheckInterval: time.Hour}, "0/200", "0/100", "0/100")

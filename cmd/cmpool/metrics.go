@@ -127,13 +127,14 @@ var (
 	descPromos    = prometheus.NewDesc("cmpool_promotions_total", "Replica promotions cmpool followed.", nil, nil)
 	descPaused    = prometheus.NewDesc("cmpool_paused", "1 while PAUSE holds new transactions.", []string{"database"}, nil)
 	descPrepared  = prometheus.NewDesc("cmpool_prepared_statements", "Distinct statements clients have prepared.", nil, nil)
+	descReadRuns  = prometheus.NewDesc("cmpool_read_replays_total", "Reads whose replica failed before they answered anything, run again elsewhere.", nil, nil)
 )
 
 func (statCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descXacts, descQueries, descXactTime, descQueryTime, descRecv, descSent,
 		descAcquires, descWaits, descWaitTime, descSvActive, descSvIdle, descSvMax, descSvUsed, descCancels, descSvCancel, descClActive,
 		descClWaiting, descClMaxWait, descClients, descReplLag, descReplLagS, descReplUp, descReplRoute,
-		descFallback, descReplays, descPromos, descPaused, descPrepared} {
+		descFallback, descReplays, descPromos, descPaused, descPrepared, descReadRuns} {
 		ch <- d
 	}
 }
@@ -197,6 +198,7 @@ func (c statCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(descFallback, float64(st.ReadsOnPrimary))
 	counter(descReplays, float64(st.ReadOnlyReplays))
 	counter(descPromos, float64(st.Promotions))
+	counter(descReadRuns, float64(st.ReadReplays))
 	for _, db := range st.Paused {
 		gauge(descPaused, 1, db)
 	}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/cmlite/cmpool/protocol"
+	"github.com/cmlite/cmpool/router"
 )
 
 // help is SHOW HELP's notice.
@@ -347,5 +348,28 @@ func showState(s *Snapshot) *table {
 	t.row("paused", paused)
 	t.row("shutting_down", shutting)
 	t.row("uptime", s.Uptime.Round(time.Second).String())
+	if p := s.Primary; p.Host != "" {
+		// With replicas, the monitor's view of the primary, and where reads and writes go.
+		t.row("primary", p.Host)
+		t.row("primary_state", p.State)
+		if p.State == router.PrimaryDown {
+			t.row("primary_down_for", s.Now.Sub(p.DownSince).Round(time.Millisecond).String())
+			t.row("primary_error", p.LastError)
+		}
+		usable := 0
+		var promoted []string
+		for _, r := range s.Replicas {
+			switch {
+			case r.Role == router.RolePrimary:
+				promoted = append(promoted, r.Host)
+			case r.State == router.ReplicaOK:
+				usable++
+			}
+		}
+		t.row("usable_replicas", strconv.Itoa(usable))
+		if len(promoted) > 0 {
+			t.row("promoted_replicas", strings.Join(promoted, ","))
+		}
+	}
 	return t
 }

@@ -40,6 +40,8 @@ type Snapshot struct {
 	Config []ConfigEntry
 	// Replicas describes each configured replica; empty without replicas.
 	Replicas []router.ReplicaStatus
+	// Primary is the replica monitor's view of the primary; zero without replicas.
+	Primary router.PrimaryStatus
 	// Peers are the [peers] in force: peer id -> "host:port".
 	Peers map[int]string
 	// Averages are the per-database averages of the last stats period; nil before the

@@ -124,10 +124,17 @@ func (sc *Conn) NoteParameterStatus(name, value string) {
 }
 
 // Alive reports whether an idle server connection still looks usable: nothing is waiting
-// to be read and the peer has not closed it. It never blocks.
+// to be read and the peer has not closed it. It never blocks. An idle server sends nothing
+// unprompted, so any byte waiting (a FATAL at shutdown, a TLS alert) or an end of stream
+// means the connection is done. The socket is peeked without consuming anything (see
+// peekSocket); where that is not possible, a read with a past deadline is the fallback,
+// which sees only what reached the buffers before the deadline check.
 func (sc *Conn) Alive() bool {
 	if sc.r.Buffered() > 0 {
 		return false
+	}
+	if alive, ok := peekSocket(sc.NetConn); ok {
+		return alive
 	}
 	_ = sc.NetConn.SetReadDeadline(time.Now().Add(-time.Second))
 	_, err := sc.r.Peek(1)

@@ -128,3 +128,60 @@ func TestNoteParameterStatus(t *testing.T) {
 		})
 	}
 }
+
+// TestAliveSeesAClosedIdleServer: a server that closed an idle connection (a restart, an
+// idle timeout, a crash) is seen dead at once, before any read of the connection.
+func TestAliveSeesAClosedIdleServer(t *testing.T) {
+	t.Parallel()
+	s := pgmock.NewServer(t, pgmock.Options{})
+	s.Expect(
+		pgmock.ExpectQuery("SELECT 1"),
+		pgmock.Send(pgmock.Reply([]string{"x"}, [][]string{{"1"}}, "SELECT 1", 'I')...),
+		pgmock.CloseConn(),
+	)
+	sc := connect(t, s)
+	res, err := sc.Exec(context.Background(), "SELECT 1")
+	require.NoError(t, err)
+	require.Nil(t, res.Err)
+	s.Wait(5 * time.Second)
+	require.Eventually(t, func() bool { return !sc.Alive() }, 5*time.Second, time.Millisecond,
+		"the server closed its side of the idle connection")
+	require.False(t, sc.Alive(), "and Alive keeps saying so")
+}
+
+// TestAliveSeesAMessageOnAnIdleServer: an idle server sends nothing unprompted; a
+// message waiting (a FATAL from a shutdown) means the connection is done, even while the
+// server keeps it open.
+func TestAliveSeesAMessageOnAnIdleServer(t *testing.T) {
+	t.Parallel()
+	s := pgmock.NewServer(t, pgmock.Options{})
+	hold := make(chan struct{})
+	t.Cleanup(func() { close(hold) })
+	s.Expect(
+		pgmock.ExpectQuery("SELECT 1"),
+		pgmock.Send(pgmock.Reply([]string{"x"}, [][]string{{"1"}}, "SELECT 1", 'I')...),
+		pgmock.Send(pgmock.Error("57P01", "terminating connection due to administrator command")),
+		pgmock.Do(func(*pgmock.Conn) error { <-hold; return nil }),
+	)
+	sc := connect(t, s)
+	_, err := sc.Exec(context.Background(), "SELECT 1")
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { return !sc.Alive() }, 5*time.Second, time.Millisecond)
+	require.False(t, sc.Alive())
+}
+
+// BenchmarkAlive is the cost of checking an idle connection before it is lent.
+func BenchmarkAlive(b *testing.B) {
+	s := pgmock.NewServer(b, pgmock.Options{})
+	cfg, err := pgconn.ParseConfig(s.URL("app", "app"))
+	require.NoError(b, err)
+	sc, err := backend.Connect(context.Background(), cfg)
+	require.NoError(b, err)
+	b.Cleanup(func() { _ = sc.Close() })
+	b.ReportAllocs()
+	for b.Loop() {
+		if !sc.Alive() {
+			b.Fatal("not alive")
+		}
+	}
+}

@@ -264,6 +264,17 @@ func (l *Lease) relayFailed(err error) {
 		// The client goroutine stopped us to take the server back itself.
 		return
 	}
+	if !abandoned && !stopping && !isBadServerMessage(err) && l.failedOnReplica(err) {
+		// The replica failed under a read, which runs again elsewhere (retry.go).
+		return
+	}
+	if len(l.heldErr) > 0 && !abandoned {
+		// An error held for a replay that cannot happen: the client gets it first.
+		c.Conn.WMu.Lock()
+		_, _ = c.Conn.W.Write(l.heldErr)
+		c.Conn.WMu.Unlock()
+		l.heldErr = l.heldErr[:0]
+	}
 	if l.queryTimeout > 0 && IsTimeout(err) {
 		// The server may be hung or unreachable; its state is unknown, so it is closed,
 		// and so is the client, whose transaction is gone with it.

@@ -43,6 +43,13 @@ type Host interface {
 	AcquirePrimary(ctx context.Context) (*backend.Pool, *puddle.Resource[*backend.Conn], error)
 	// ReadOnlyReplayed counts a read-only failure replayed on the primary.
 	ReadOnlyReplayed()
+	// AcquireRead takes a server for a read whose replica failed under it: a usable
+	// replica that has replayed the client's writes (the failed one is banned by then),
+	// else the primary unless replicaOnly. It waits at most query_wait_timeout. The
+	// route says where the server is; a replica's slot is the caller's to give back.
+	AcquireRead(ctx context.Context, replicaOnly bool) (*backend.Pool, *puddle.Resource[*backend.Conn], Route, error)
+	// ReadReplayed counts a read replayed elsewhere after its replica failed.
+	ReadReplayed()
 	// Judgement returns the judgement of function f still in force, if any (gen is the
 	// registry's schema generation, now a nanotime); Judged stores one.
 	Judgement(f string, gen uint64, now int64) (session.Judgement, bool)

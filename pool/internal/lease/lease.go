@@ -94,10 +94,12 @@ type Lease struct {
 
 	// answered: the segment being answered has sent the client something. heldErr is an
 	// error held back for a retry; toPrimary: it is a replica's 25006, to be replayed on
-	// the primary.
+	// the primary; away: it says the replica is going away (57P01…), and the request is
+	// replayed elsewhere once its connection ends (replayElsewhere).
 	answered  bool
 	heldErr   []byte
 	toPrimary bool
+	away      bool
 	// heldReplies are a replica's describing replies, held until the first row or end.
 	heldReplies []byte
 	// heldStatus are ParameterStatus messages held until startup values are restored.

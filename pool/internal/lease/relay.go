@@ -222,6 +222,7 @@ func (l *Lease) relayOne(fr protocol.Frame) (relayStep, byte, error) {
 		}
 	}
 	if len(l.heldReplies) > 0 && fr.Type != 'E' {
+		l.answered = true
 		if _, err := c.Conn.W.Write(l.heldReplies); err != nil {
 			return stepClientGone, 0, nil
 		}
@@ -270,6 +271,7 @@ func (l *Lease) relayOne(fr protocol.Frame) (relayStep, byte, error) {
 		default:
 			out = l.onErrorResponse(msg)
 			if out != nil && len(l.heldReplies) > 0 {
+				l.answered = true
 				if _, err := c.Conn.W.Write(l.heldReplies); err != nil {
 					return stepClientGone, 0, nil
 				}
@@ -277,6 +279,8 @@ func (l *Lease) relayOne(fr protocol.Frame) (relayStep, byte, error) {
 			}
 		}
 	default:
+		// Part of it may reach the client even if the server fails while it is forwarded.
+		l.answered = true
 		if err := sc.Frames.Forward(c.Conn.W); err != nil {
 			if isClientWriteErr(err) {
 				return stepClientGone, 0, nil
@@ -312,7 +316,7 @@ func (l *Lease) onReadyForQuery(msg []byte) (relayStep, byte, error) {
 		if l.toPrimary && l.replayOnPrimary(status) {
 			return stepStop, 0, nil
 		}
-		if !l.toPrimary && l.retrySegment(status) {
+		if !l.toPrimary && !l.away && l.retrySegment(status) {
 			return stepContinue, 0, nil
 		}
 		if _, err := c.Conn.W.Write(l.heldErr); err != nil {

@@ -3,6 +3,7 @@ package lease
 import (
 	"bytes"
 	"encoding/binary"
+	"fmt"
 
 	"github.com/cmlite/cmpool/pool/internal/stmt"
 	"github.com/cmlite/cmpool/protocol"
@@ -65,7 +66,8 @@ func (l *Lease) holdForRetry(msg []byte) bool {
 	c := l.c
 	stale := stmt.CachedPlanChanged(msg)
 	readOnly := l.replica >= 0 && !l.forced && bytes.Contains(msg, readOnlyCode)
-	if !stale && !readOnly || l.answered {
+	gone := l.replica >= 0 && replicaGoing(msg)
+	if !stale && !readOnly && !gone || l.answered {
 		return false
 	}
 	c.Mu.Lock()
@@ -75,8 +77,145 @@ func (l *Lease) holdForRetry(msg []byte) bool {
 	}
 	l.retried = true
 	l.toPrimary = readOnly
+	l.away = gone
 	l.heldErr = append(l.heldErr[:0], msg...)
 	return true
+}
+
+// replicaGoing reports whether ErrorResponse msg says the server is going away under
+// the request: shut down (57P01 admin_shutdown, 57P02 crash_shutdown) or not accepting
+// connections (57P03 cannot_connect_now). Its connection closes next.
+func replicaGoing(msg []byte) bool {
+	for _, code := range goingCodes {
+		if bytes.Contains(msg, code) {
+			return true
+		}
+	}
+	return false
+}
+
+// goingCodes are the SQLSTATE fields replicaGoing looks for.
+var goingCodes = [][]byte{[]byte("C57P01\x00"), []byte("C57P02\x00"), []byte("C57P03\x00")}
+
+// Replaying a read whose replica failed.
+//
+// A replica that dies (kill -9, a crash, a fast shutdown, a cut network) fails the reads
+// running on it: its connection ends (EOF, a reset, query_timeout with no answer even to
+// a cancel), sometimes after an ErrorResponse 57P01/57P02 that holdForRetry holds back.
+// The replica is banned at once, so that the next reads of every client avoid it. The
+// read itself runs again elsewhere, on a new lease (replayElsewhere), when the same rules
+// as for the 25006 safety net say that is safe: one Query, or one Sync segment of
+// extended-protocol messages, sent while the server was idle (no transaction block to
+// lose), with nothing else sent after it, and nothing of its replies has reached the
+// client. It goes to another usable replica that has replayed the client's writes, or
+// to the primary; a read the client forced onto replicas (a hint, cmpool.route) goes to
+// a replica only. Otherwise, or when no server can be had, the client gets the error, as
+// for any lost server.
+
+// failedOnReplica runs on the relay when l's server failed with err (not a protocol
+// violation, and not a stop by the client goroutine). On a replica, it bans the replica
+// and, when it can, replays the request elsewhere (replayElsewhere); it reports whether it
+// did, in which case l is over and the client has a new lease. The caller holds no lock.
+func (l *Lease) failedOnReplica(err error) bool {
+	if l.replica < 0 || l.rs == nil {
+		return false
+	}
+	l.rs.Ban(l.replica, fmt.Errorf("server connection lost: %w", err))
+	return l.replayElsewhere(err)
+}
+
+// replayElsewhere replays the request of l, whose replica failed, on a new lease: see
+// above. It reports false, changing nothing, when the request cannot be replayed; then
+// the client gets the error. Once it has begun, the outcome is the new lease's, or, when
+// no server could be had, the failure's: the client is told and closed.
+func (l *Lease) replayElsewhere(cause error) bool {
+	c := l.c
+	if l.answered || len(l.heldErr) > 0 && !l.away || l.retried && !l.away {
+		return false
+	}
+	c.Mu.Lock()
+	if !l.segOK || !l.segDone || l.unsynced || l.sentSeq != l.recvSeq+1 || l.state != leaseRelaying || len(l.seg) == 0 {
+		c.Mu.Unlock()
+		return false
+	}
+	l.recvSeq++
+	l.pending = 0
+	l.to(leaseSyncing) // the client goroutine waits for the new lease
+	seg := bytes.Clone(l.seg)
+	c.Mu.Unlock()
+	l.heldReplies = l.heldReplies[:0]
+	l.giveBack(true)
+	c.Log.Info("replica failed under a read: running it again elsewhere", "backend", l.pool.Name, "error", cause)
+
+	bp, res, route, err := c.Host.AcquireRead(c.Host.Context(), l.forced)
+	if err == nil {
+		if err = c.ApplyParams(c.Host.Context(), res.Value()); err != nil {
+			bp.GiveBack(res, true)
+			if route.Replica >= 0 {
+				route.RS.Done(route.Replica)
+			}
+		}
+	}
+	if err != nil {
+		c.Log.Warn("cannot run a read again after its replica failed", "error", err)
+		if len(l.heldErr) > 0 {
+			c.Conn.WMu.Lock()
+			_, _ = c.Conn.W.Write(l.heldErr)
+			c.Conn.WMu.Unlock()
+		}
+		l.relayFailedWith(protocol.NewFatal(protocol.CodeConnectionFailure, "server connection lost: "+cause.Error()))
+		return true
+	}
+	nl := &Lease{c: c, pool: bp, res: res, sc: res.Value(), done: make(chan struct{}), segDone: true,
+		replica: route.Replica, rs: route.RS, forced: route.Forced,
+		queryTimeout: 2 * c.Host.Config().QueryTimeout}
+	nl.sc.Linked.Store(c.ID)
+	out := nl.planSegment(seg)
+	c.Mu.Lock()
+	nl.to(leaseRelaying)
+	c.Lease = nl
+	c.Idle.Broadcast()
+	c.Mu.Unlock()
+	c.Host.ReadReplayed()
+
+	nl.wmu.Lock()
+	_, _ = nl.sc.Writer.Write(out)
+	if err := nl.sc.Writer.Flush(); err != nil {
+		c.Log.Debug("replay write failed", "error", err)
+	}
+	nl.wmu.Unlock()
+	go nl.relay()
+	return true
+}
+
+// planSegment accounts for seg, a Query or a Sync segment's messages kept for a retry,
+// as sent on l, a new lease, and returns the bytes to send its server: the Query, or the
+// segment planned for that server's prepared statements and its Sync. On a replica, the
+// replay is kept for the safety nets as the original was. The caller holds no lock; l is
+// not the client's lease yet.
+func (l *Lease) planSegment(seg []byte) []byte {
+	c := l.c
+	c.Mu.Lock()
+	defer c.Mu.Unlock()
+	if seg[0] == 'Q' {
+		l.account('Q')
+		if l.replica >= 0 {
+			l.seg, l.segOK, l.segDone = append(l.seg[:0], seg...), true, true
+		}
+		return seg
+	}
+	var out []byte
+	for b := seg; len(b) >= protocol.HeaderLen; {
+		n := frameLen(b)
+		l.account(b[0])
+		out, _, _ = l.planExtended(b[:n], out)
+		b = b[n:]
+	}
+	l.account('S')
+	if l.replica >= 0 {
+		l.seg, l.segOK, l.segDone = append(l.seg[:0], seg...), true, true
+	}
+	return append(out, 'S', 0, 0, 0, 4)
 }
 
 // readOnlyCode is the SQLSTATE field of read_only_sql_transaction (25006), which a

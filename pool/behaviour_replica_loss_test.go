@@ -1,0 +1,106 @@
+package pool_test
+
+import (
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgproto3"
+	"github.com/stretchr/testify/require"
+
+	"github.com/cmlite/cmpool/pool"
+	"github.com/cmlite/cmpool/pool/internal/pgmock"
+	"github.com/cmlite/cmpool/router"
+)
+
+// A replica that dies under a read which has answered nothing: the read runs again on the
+// primary, the client sees only the primary's answer, and the replica is banned.
+
+// replicaLossPool starts cmpool over primary and replica, with the replica usable.
+func replicaLossPool(t *testing.T, primary, replica *pgmock.Server) (string, *pool.Server) {
+	t.Helper()
+	var srv *pool.Server
+	addr := startPoolServer(t, primary, func(c *pool.Config) {
+		c.Replicas = []string{replica.URL("app", "app")}
+		c.ReplicaCheckInterval = 10 * time.Millisecond
+		c.ReplicaBanTime = time.Minute
+	}, &srv)
+	waitReplicaUsable(t, srv)
+	return addr, srv
+}
+
+// TestBehaviourReplicaLossQuery: the replica's connection ends (EOF) under a simple Query.
+func TestBehaviourReplicaLossQuery(t *testing.T) {
+	t.Parallel()
+	const query = "SELECT n FROM t"
+	answer := pgmock.Reply([]string{"n"}, [][]string{{"1"}}, "SELECT 1", 'I')
+	primary := pgmock.NewServer(t, pgmock.Options{})
+	replica := pgmock.NewServer(t, pgmock.Options{Housekeeping: pgmock.ReplicaHousekeeping})
+	replica.Expect(pgmock.ExpectQuery(query), pgmock.CloseConn())
+	// The replay, then the session's next read, on the primary while the replica is banned.
+	primary.Expect(pgmock.ExpectQuery(query), pgmock.Send(answer...), pgmock.ExpectQuery(query), pgmock.Send(answer...))
+	addr, srv := replicaLossPool(t, primary, replica)
+
+	c := connectClient(t, addr)
+	c.send(&pgproto3.Query{String: query})
+	c.expect(answer...)
+	replica.Wait(behaviourTimeout)
+	st := srv.Stat()
+	require.Equal(t, int64(1), st.ReadReplays)
+	require.Equal(t, router.ReplicaBanned, st.Replicas[0].State)
+
+	c.send(&pgproto3.Query{String: query})
+	c.expect(answer...)
+	primary.Wait(behaviourTimeout)
+}
+
+// TestBehaviourReplicaLossExtended: a replica shutting down sends FATAL 57P01 after
+// replies that only describe the read, and closes. The client gets the primary's replies
+// only, once.
+func TestBehaviourReplicaLossExtended(t *testing.T) {
+	t.Parallel()
+	const query = "SELECT n FROM t"
+	batch := []pgproto3.FrontendMessage{&pgproto3.Parse{Query: query}, &pgproto3.Bind{}, &pgproto3.Describe{ObjectType: 'P'}, executeAll, syncMsg}
+	steps := func() []pgmock.Step {
+		var s []pgmock.Step
+		for _, m := range batch {
+			s = append(s, pgmock.Expect(m))
+		}
+		return s
+	}
+	replies := []pgproto3.BackendMessage{parseComplete, bindComplete, pgmock.RowDescription("n"), pgmock.DataRow("1"), completeMsg("SELECT 1"), readyMsg('I')}
+	primary := pgmock.NewServer(t, pgmock.Options{})
+	replica := pgmock.NewServer(t, pgmock.Options{Housekeeping: pgmock.ReplicaHousekeeping})
+	fatal := pgmock.Error("57P01", "terminating connection due to administrator command")
+	fatal.Severity, fatal.SeverityUnlocalized = "FATAL", "FATAL"
+	replica.Expect(append(steps(), pgmock.Send(parseComplete, bindComplete, pgmock.RowDescription("n"), fatal), pgmock.CloseConn())...)
+	primary.Expect(append(steps(), pgmock.Send(replies...))...)
+	addr, srv := replicaLossPool(t, primary, replica)
+
+	c := connectClient(t, addr)
+	c.send(batch...)
+	c.expect(replies...)
+	replica.Wait(behaviourTimeout)
+	primary.Wait(behaviourTimeout)
+	require.Equal(t, int64(1), srv.Stat().ReadReplays)
+}
+
+// TestBehaviourReplicaLossAfterRows: rows had reached the client when the replica died:
+// the read cannot run again, and the client gets FATAL 08006.
+func TestBehaviourReplicaLossAfterRows(t *testing.T) {
+	t.Parallel()
+	const query = "SELECT n FROM t"
+	primary := pgmock.NewServer(t, pgmock.Options{})
+	replica := pgmock.NewServer(t, pgmock.Options{Housekeeping: pgmock.ReplicaHousekeeping})
+	replica.Expect(pgmock.ExpectQuery(query), pgmock.Send(pgmock.RowDescription("n"), pgmock.DataRow("1")), pgmock.CloseConn())
+	addr, srv := replicaLossPool(t, primary, replica)
+
+	c := connectClient(t, addr)
+	c.send(&pgproto3.Query{String: query})
+	c.expect(pgmock.RowDescription("n"), pgmock.DataRow("1"))
+	e := c.expectError("08006")
+	require.Equal(t, "FATAL", e.Severity)
+	replica.Wait(behaviourTimeout)
+	st := srv.Stat()
+	require.Zero(t, st.ReadReplays)
+	require.Equal(t, router.ReplicaBanned, st.Replicas[0].State, "banned all the same")
+}
