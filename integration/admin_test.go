@@ -95,7 +95,7 @@ func TestAdminShowColumns(t *testing.T) {
 	var one int
 	require.NoError(t, app.QueryRow(ctxT(t, 10*time.Second), "select 1").Scan(&one))
 
-	const text, int4, numeric = 25, 23, 1700
+	const text, int4, int8, numeric = 25, 23, 20, 1700
 	for _, db := range []string{"cmpool", "pgbouncer"} {
 		conn := adminConn(t, p, db, "postgres")
 		for _, tc := range []struct {
@@ -121,12 +121,12 @@ func TestAdminShowColumns(t *testing.T) {
 			{"SHOW STATS_AVERAGES", []string{"database", "xact_count", "query_count", "server_assignment_count",
 				"bytes_received", "bytes_sent", "xact_time", "query_time", "wait_time",
 				"client_parse_count", "server_parse_count", "bind_count"}, nil},
-			{"SHOW CLIENTS", []string{"type", "user", "database", "state", "addr", "port", "local_addr", "local_port",
+			{"SHOW CLIENTS", []string{"type", "user", "database", "replication", "state", "addr", "port", "local_addr", "local_port",
 				"connect_time", "request_time", "wait", "wait_us", "close_needed", "ptr", "link", "remote_pid", "tls",
-				"application_name", "prepared_statements"}, map[string]uint32{"port": int4, "connect_time": text}},
-			{"SHOW SERVERS", []string{"type", "user", "database", "state", "addr", "port", "local_addr", "local_port",
+				"application_name", "prepared_statements", "id"}, map[string]uint32{"port": int4, "connect_time": text, "id": int8}},
+			{"SHOW SERVERS", []string{"type", "user", "database", "replication", "state", "addr", "port", "local_addr", "local_port",
 				"connect_time", "request_time", "wait", "wait_us", "close_needed", "ptr", "link", "remote_pid", "tls",
-				"application_name", "prepared_statements"}, nil},
+				"application_name", "prepared_statements", "id"}, nil},
 			{"SHOW DATABASES", []string{"name", "host", "port", "database", "force_user", "pool_size", "min_pool_size",
 				"reserve_pool", "pool_mode", "max_connections", "current_connections", "paused", "disabled"},
 				map[string]uint32{"pool_size": int4, "paused": int4}},
