@@ -255,8 +255,6 @@ func (c *Console) command(ctx context.Context, words []string) ([]byte, *protoco
 			"SUSPEND is not supported: it exists for PgBouncer's online restart, which passes sockets to a new process; cmpool does not")
 		pe.Hint = "restart with no refused connection by running a second cmpool with so_reuseport and sending SHUTDOWN WAIT_FOR_CLIENTS (or SIGTERM) to the old one; PAUSE stops the traffic to servers"
 		return nil, pe
-	case "SELECT":
-		return nil, protocol.NewError(protocol.CodeFeatureNotSupported, "the admin console runs console commands, not SQL; see SHOW HELP")
 	}
 	return nil, protocol.NewError(protocol.CodeSyntaxError, fmt.Sprintf("invalid command %q for the admin console; see SHOW HELP", strings.Join(words, " ")))
 }

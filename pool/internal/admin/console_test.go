@@ -193,7 +193,6 @@ func TestConsoleCommands(t *testing.T) {
 		{name: "set session parameter ignored", query: "SET client_encoding = 'UTF8'", tags: []string{"SET"},
 			notices: []string{"SET ignored: client_encoding is a session parameter, and the console's are fixed"}},
 		{name: "suspend", query: "SUSPEND", code: "0A000"},
-		{name: "select", query: "SELECT 1", code: "0A000"},
 		{name: "show fds", query: "SHOW FDS", code: "0A000"},
 		{name: "unknown command", query: "FLY away", code: "42601"},
 		{name: "stops at the first error", query: "RECONNECT a; KILL; RECONNECT b", calls: []string{"reconnect a"}, tags: []string{"RECONNECT"}, code: "42601"},
