@@ -93,7 +93,9 @@ func (cc consoleControl) Shutdown(mode admin.ShutdownMode) { cc.s.shutdownFromCo
 
 func (cc consoleControl) KillClient(id uint64) bool { return cc.s.killClient(id) }
 
-func (cc consoleControl) Set(key, value string) *protocol.Error { return cc.s.setFromConsole(key, value) }
+func (cc consoleControl) Set(key, value string) *protocol.Error {
+	return cc.s.setFromConsole(key, value)
+}
 
 // consoleShutdown is a shutdown the console began.
 type consoleShutdown struct {

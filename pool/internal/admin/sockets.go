@@ -14,8 +14,8 @@ var socketDebugColumns = []column{{"recv_pos", oidInt4}, {"pkt_pos", oidInt4}, {
 // showSockets is SHOW SOCKETS, or SHOW ACTIVE_SOCKETS when activeOnly is set: every
 // client and server socket with SHOW CLIENTS' columns and PgBouncer's list names as the
 // state (cl_active, cl_waiting, cl_login, sv_active, sv_idle). The active ones are the
-// clients linked to a server or waiting for one, and the servers lent to a client: the
-// sockets with a request in flight.
+// sockets with something in flight: clients logging in, waiting for a server or linked
+// to one, and the servers lent to a client; idle clients and servers are left out.
 func showSockets(s *Snapshot, activeOnly bool) *table {
 	t := newTable(append(connColumns(), socketDebugColumns...)...)
 	zeros := make([]any, len(socketDebugColumns))
@@ -30,8 +30,8 @@ func showSockets(s *Snapshot, activeOnly bool) *table {
 		case c.Waiting:
 			state = "cl_waiting"
 		}
-		if activeOnly && c.Link == "" && !c.Waiting {
-			continue
+		if activeOnly && state == "cl_active" && c.Link == "" {
+			continue // idle between transactions
 		}
 		t.row(append(clientRow(&c, state), zeros...)...)
 	}
