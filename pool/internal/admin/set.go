@@ -185,3 +185,82 @@ func (c *Console) set(stmt string) ([]byte, *protocol.Error) {
 	c.Log.Info("setting changed by the admin console", "setting", key, "value", value, "user", c.User)
 	return commandComplete("SET"), nil
 }
+
+// restartOnly are the settings cmpool has that SET cannot change, with the reason.
+var restartOnly = map[string]string{
+	"listen_addr":    "the listening socket is opened at start",
+	"listen_port":    "the listening socket is opened at start",
+	"listen":         "the listening socket is opened at start",
+	"so_reuseport":   "the listening socket is opened at start",
+	"peer_id":        "the cancel keys of connected clients carry it",
+	"peer_listen":    "the listening socket is opened at start",
+	"metrics_listen": "the metrics listener is opened at start",
+	"primary":        "it is the [databases] connection, set in the configuration file; change it there and RELOAD",
+	"replicas":       "it is a list, set in the configuration file; change it there and RELOAD",
+	"log_level":      "the logger is made at start",
+	"log_format":     "the logger is made at start",
+}
+
+// notInCmpool are PgBouncer settings cmpool does not have, with what takes their place.
+var notInCmpool = map[string]string{
+	"logfile":                     "cmpool logs to stderr",
+	"pidfile":                     "cmpool runs in the foreground under a supervisor",
+	"unix_socket_dir":             "cmpool listens on TCP only",
+	"unix_socket_mode":            "cmpool listens on TCP only",
+	"unix_socket_group":           "cmpool listens on TCP only",
+	"user":                        "cmpool does not change its user",
+	"syslog":                      "cmpool logs to stderr",
+	"syslog_ident":                "cmpool logs to stderr",
+	"syslog_facility":             "cmpool logs to stderr",
+	"log_disconnections":          "log_connections logs both",
+	"log_pooler_errors":           "pooler errors are always logged",
+	"log_stats":                   "statistics are in SHOW STATS and the Prometheus metrics",
+	"stats_period":                "the averages are over 60 s",
+	"verbose":                     "use log_level",
+	"dns_max_ttl":                 "cmpool keeps no DNS cache",
+	"dns_nxdomain_ttl":            "cmpool keeps no DNS cache",
+	"dns_zone_check_period":       "cmpool keeps no DNS cache",
+	"resolv_conf":                 "cmpool keeps no DNS cache",
+	"autodb_idle_timeout":         "cmpool has no automatic databases",
+	"pool_idle_timeout":           "server_idle_timeout closes idle server connections",
+	"suspend_timeout":             "cmpool has no SUSPEND",
+	"pkt_buf":                     "cmpool sizes its buffers itself",
+	"sbuf_loopcnt":                "cmpool has no event loop to share",
+	"listen_backlog":              "cmpool uses the operating system's backlog",
+	"server_fast_close":           "RECONNECT and PAUSE close servers as they come back",
+	"server_reset_query_always":   "server_reset_query runs only in session mode",
+	"disable_pqexec":              "cmpool takes multi-statement queries",
+	"application_name_add_host":   "cmpool passes application_name as the client sets it",
+	"conffile":                    "the configuration file is given at start",
+	"service_name":                "cmpool has no Windows service",
+	"job_name":                    "cmpool has no Windows service",
+	"scram_iterations":            "cmpool does not store SCRAM secrets",
+	"auth_ident_file":             "cmpool has no ident authentication",
+	"auth_ldap_options":           "cmpool has no LDAP authentication",
+	"query_wait_notify":           "cmpool does not notify waiting clients",
+	"login_notify_message":        "cmpool sends no login notice",
+	"client_tls13_ciphers":        "Go chooses the TLS 1.3 cipher suites",
+	"client_tls_ecdhcurve":        "Go chooses the curves",
+	"client_tls_dheparams":        "Go does not use DHE",
+	"server_tls_protocols":        "Go chooses the protocol versions for server connections",
+	"server_tls_ciphers":          "Go chooses the cipher suites for server connections",
+	"server_tls13_ciphers":        "Go chooses the TLS 1.3 cipher suites",
+	"cancel_wait_timeout":         "a cancel request is sent as soon as it arrives",
+	"max_db_client_connections":   "max_client_conn bounds the clients",
+	"max_user_client_connections": "max_client_conn bounds the clients",
+}
+
+// RefuseSetting is SET's error for a key it cannot change: 55000 for a cmpool setting
+// that needs a restart (or the configuration file), 0A000 for a PgBouncer setting cmpool
+// does not have, 42704 for any other key.
+func RefuseSetting(key string) *protocol.Error {
+	if why, ok := restartOnly[key]; ok {
+		return protocol.NewError(protocol.CodeObjectNotInState, fmt.Sprintf("%s cannot be changed while cmpool runs: %s", key, why))
+	}
+	if why, ok := notInCmpool[key]; ok {
+		return protocol.NewError(protocol.CodeFeatureNotSupported, fmt.Sprintf("cmpool has no setting %s: %s", key, why))
+	}
+	pe := protocol.NewError(codeUndefinedObject, fmt.Sprintf("unrecognized configuration parameter %q", key))
+	pe.Hint = "SHOW CONFIG lists the settings"
+	return pe
+}

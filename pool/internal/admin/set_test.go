@@ -58,3 +58,15 @@ func FuzzConsoleRun(f *testing.F) {
 		}
 	})
 }
+
+func TestRefuseSetting(t *testing.T) {
+	for key, code := range map[string]string{
+		"listen_addr": "55000", "so_reuseport": "55000", "peer_id": "55000", // cmpool's, fixed at start
+		"logfile": "0A000", "dns_max_ttl": "0A000", "suspend_timeout": "0A000", // PgBouncer's only
+		"no_such_setting": "42704",
+	} {
+		pe := admin.RefuseSetting(key)
+		require.Equal(t, code, pe.Code, key)
+		require.Contains(t, pe.Message, key)
+	}
+}
