@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"net"
+	"net/http"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -291,4 +293,53 @@ func TestConsoleShutdownWaitForClients(t *testing.T) {
 	}
 	_, err = console.Exec(ctx, "SHOW STATE")
 	require.Error(t, err, "the console is closed by the shutdown")
+}
+
+// TestBinaryShutdownWaitForClients: the binary, told SHUTDOWN WAIT_FOR_CLIENTS on its
+// console, stops accepting at once and exits (code 0) only once its last client has left.
+func TestBinaryShutdownWaitForClients(t *testing.T) {
+	c := sharedCluster(t)
+	ctx := ctxT(t, 90*time.Second)
+	cfgPath := filepath.Join(t.TempDir(), "cmpool.toml")
+	writeConfig(t, cfgPath, c, "shutdown_timeout = \"20s\"\n")
+	p := startBinary(t, cfgPath, freeAddr(t), freeAddr(t))
+
+	client := connect(t, p.url("postgres", "postgres"), pgx.QueryExecModeExec)
+	_, err := client.Exec(ctx, "begin")
+	require.NoError(t, err)
+	console := connect(t, p.url("pgbouncer", "postgres"), pgx.QueryExecModeSimpleProtocol)
+	_, err = console.Exec(ctx, "SHUTDOWN WAIT_FOR_CLIENTS")
+	require.NoError(t, err)
+
+	require.Eventually(t, func() bool {
+		code, _ := httpGet(t, "http://"+p.metrics+"/readyz")
+		return code == http.StatusServiceUnavailable
+	}, 5*time.Second, 20*time.Millisecond, "/readyz still ready while waiting for clients")
+	require.Eventually(t, func() bool {
+		conn, err := pgx.Connect(ctx, p.url("postgres", "postgres"))
+		if err == nil {
+			_ = conn.Close(ctx)
+		}
+		return err != nil
+	}, 5*time.Second, 20*time.Millisecond, "a new client was accepted")
+
+	_, err = client.Exec(ctx, "commit")
+	require.NoError(t, err)
+	time.Sleep(1500 * time.Millisecond)
+	var n int
+	require.NoError(t, client.QueryRow(ctx, "select 4").Scan(&n), "a client is not asked to leave")
+	select {
+	case <-p.exited:
+		t.Fatalf("cmpool exited with a client connected:\n%s", p.logs.String())
+	default:
+	}
+
+	require.NoError(t, client.Close(ctx))
+	select {
+	case <-p.exited:
+		require.NoError(t, p.err, "exit code 0")
+	case <-time.After(30 * time.Second):
+		t.Fatalf("cmpool did not exit after its last client left:\n%s", p.logs.String())
+	}
+	require.Contains(t, p.logs.String(), "the last client has left")
 }
