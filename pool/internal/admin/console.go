@@ -179,7 +179,9 @@ func (c *Console) command(ctx context.Context, words []string) ([]byte, *protoco
 			return nil, pe
 		}
 		if db == "" {
-			return nil, protocol.NewError(protocol.CodeSyntaxError, "KILL needs a database name")
+			pe := protocol.NewError(protocol.CodeSyntaxError, "KILL needs a database name: cmpool does not kill every database at once")
+			pe.Hint = "KILL each database, KILL_CLIENT one client, or PAUSE to stop all traffic to servers"
+			return nil, pe
 		}
 		c.Ctl.Kill(db)
 		c.Log.Warn("database killed by the admin console: its clients were disconnected", "database", db, "user", c.User)
