@@ -343,3 +343,47 @@ func TestBinaryShutdownWaitForClients(t *testing.T) {
 	}
 	require.Contains(t, p.logs.String(), "the last client has left")
 }
+
+// TestConsoleKillWaitingClient: a client waiting for a server when it is killed is closed,
+// and the request it was waiting to send never runs.
+func TestConsoleKillWaitingClient(t *testing.T) {
+	c, p := adminProxy(t, pool.Config{DefaultPoolSize: 1, QueryWaitTimeout: 30 * time.Second})
+	ctx := ctxT(t, 60*time.Second)
+	db := direct(t, c)
+	_, err := db.Exec(ctx, "create table if not exists kill_waiting (v int)")
+	require.NoError(t, err)
+	_, err = db.Exec(ctx, "truncate kill_waiting")
+	require.NoError(t, err)
+
+	// Both log in first: a login takes a server too.
+	holder := connect(t, p.URL("", ""), pgx.QueryExecModeExec)
+	waiter := connect(t, p.URL("", "")+"&application_name=waiter", pgx.QueryExecModeSimpleProtocol)
+	_, err = holder.Exec(ctx, "begin")
+	require.NoError(t, err)
+	_, err = holder.Exec(ctx, "select 1")
+	require.NoError(t, err)
+
+	done := make(chan error, 1)
+	go func() { _, err := waiter.Exec(ctx, "insert into kill_waiting values (1)"); done <- err }()
+	console := adminConn(t, p, "cmpool", "postgres")
+	require.Eventually(t, func() bool {
+		names, _, rows := show(t, console, "SHOW CLIENTS")
+		return column(t, names, rows, "application_name", "waiter", "state") == "waiting"
+	}, 10*time.Second, 20*time.Millisecond)
+	_, err = console.Exec(ctx, "KILL_CLIENT "+clientID(t, console, "waiter"))
+	require.NoError(t, err)
+	select {
+	case err := <-done:
+		require.Equal(t, "57P01", pgCode(err), "the killed client's request fails: %v", err)
+	case <-time.After(10 * time.Second): // at once, but the machine may be loaded
+		t.Fatal("the killed waiting client is still waiting")
+	}
+	_, err = holder.Exec(ctx, "commit")
+	require.NoError(t, err)
+	// The server is free again: the holder goes on, and the killed request never ran.
+	var n int
+	require.NoError(t, holder.QueryRow(ctx, "select count(*) from kill_waiting").Scan(&n))
+	time.Sleep(500 * time.Millisecond)
+	require.NoError(t, db.QueryRow(ctx, "select count(*) from kill_waiting").Scan(&n))
+	require.Zero(t, n, "the killed client's insert ran")
+}

@@ -170,8 +170,27 @@ func (s *Server) waitClientsGone(drain <-chan struct{}) {
 	}
 }
 
-// killGrace is how long KILL_CLIENT waits for a client that is not reading (waiting for
-// a server, or logging in) to notice, before closing its socket without a message.
+// killableWait makes cancel the way KILL_CLIENT ends c's wait for a server; nil when the
+// wait is over.
+func (c *clientSession) killableWait(cancel context.CancelFunc) {
+	if cancel == nil {
+		c.waitKill.Store(nil)
+		return
+	}
+	c.waitKill.Store(&cancel)
+	if c.killed.Load() {
+		cancel() // killed just before
+	}
+}
+
+// killedError is what a client killed by KILL_CLIENT is told.
+func killedError() *protocol.Error {
+	return protocol.NewFatal(protocol.CodeAdminShutdown, "terminating connection due to administrator command")
+}
+
+// killGrace is how long KILL_CLIENT waits for a client that is neither reading nor
+// waiting for a server (logging in, say) to notice, before closing its socket without a
+// message.
 const killGrace = time.Second
 
 // killClient is the console's KILL_CLIENT: client id is closed at once with FATAL 57P01.
@@ -191,6 +210,12 @@ func (s *Server) killClient(id uint64) bool {
 		return false
 	}
 	target.Log.Info("client killed by the admin console (KILL_CLIENT)")
+	// A client waiting for a server stops waiting, and one that gets a server gives it
+	// back unused (see acquire): its request is never sent.
+	target.killed.Store(true)
+	if cancel := target.waitKill.Load(); cancel != nil {
+		(*cancel)()
+	}
 	// The loop reads Closing when its read fails and answers FATAL 57P01.
 	target.CloseAt.Store(lease.Nanotime())
 	target.Closing.Store(true)
