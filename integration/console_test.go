@@ -386,4 +386,28 @@ func TestConsoleKillWaitingClient(t *testing.T) {
 	time.Sleep(500 * time.Millisecond)
 	require.NoError(t, db.QueryRow(ctx, "select count(*) from kill_waiting").Scan(&n))
 	require.Zero(t, n, "the killed client's insert ran")
+
+	// The same for a client waiting for RESUME.
+	paused := connect(t, p.URL("", "")+"&application_name=paused", pgx.QueryExecModeSimpleProtocol)
+	_, err = console.Exec(ctx, "PAUSE")
+	require.NoError(t, err)
+	go func() { _, err := paused.Exec(ctx, "insert into kill_waiting values (2)"); done <- err }()
+	require.Eventually(t, func() bool {
+		names, _, rows := show(t, console, "SHOW CLIENTS")
+		return column(t, names, rows, "application_name", "paused", "state") == "waiting"
+	}, 10*time.Second, 20*time.Millisecond)
+	_, err = console.Exec(ctx, "KILL_CLIENT "+clientID(t, console, "paused"))
+	require.NoError(t, err)
+	select {
+	case err := <-done:
+		require.Equal(t, "57P01", pgCode(err), "the killed client's request fails: %v", err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("the killed paused client is still waiting")
+	}
+	_, err = console.Exec(ctx, "RESUME")
+	require.NoError(t, err)
+	require.NoError(t, holder.QueryRow(ctx, "select count(*) from kill_waiting").Scan(&n))
+	time.Sleep(500 * time.Millisecond)
+	require.NoError(t, db.QueryRow(ctx, "select count(*) from kill_waiting").Scan(&n))
+	require.Zero(t, n, "the killed client's insert ran")
 }
