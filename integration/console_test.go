@@ -49,7 +49,12 @@ func TestConsoleKillClient(t *testing.T) {
 	var one int
 	require.NoError(t, bystander.QueryRow(ctx, "select 1").Scan(&one))
 
-	_, err := victim.Exec(ctx, "begin")
+	// Session state the victim leaves behind must never reach the other client.
+	_, err := victim.Exec(ctx, "set statement_timeout = '4242ms'")
+	require.NoError(t, err)
+	_, err = victim.Exec(ctx, "begin")
+	require.NoError(t, err)
+	_, err = victim.Exec(ctx, "set local work_mem = '4242kB'")
 	require.NoError(t, err)
 	var pid int
 	require.NoError(t, victim.QueryRow(ctx, "select pg_backend_pid()").Scan(&pid))
@@ -75,9 +80,14 @@ func TestConsoleKillClient(t *testing.T) {
 		return errors.Is(err, pgx.ErrNoRows) || err == nil && state == "idle"
 	}, 20*time.Second, 50*time.Millisecond)
 
-	// The other client is untouched, and gets the only server.
+	// The other client is untouched, and gets the only server, without the victim's
+	// settings.
 	require.NoError(t, bystander.QueryRow(ctx, "select 2").Scan(&one))
 	require.Equal(t, 2, one)
+	var timeout, workMem string
+	require.NoError(t, bystander.QueryRow(ctx, "select current_setting('statement_timeout'), current_setting('work_mem')").Scan(&timeout, &workMem))
+	require.NotEqual(t, "4242ms", timeout)
+	require.NotEqual(t, "4242kB", workMem)
 	require.Eventually(t, func() bool {
 		_, _, rows := show(t, console, "SHOW CLIENTS")
 		for _, r := range rows {
