@@ -327,10 +327,26 @@ func (s *Snapshot) users() map[string]bool {
 	return users
 }
 
+// showUsers is SHOW USERS with PgBouncer 1.25's columns. cmpool has no per-user pool
+// size, reserve or mode (empty and NULL, as PgBouncer shows a user without its own) and
+// no per-user limits (0); current_connections counts the user's server connections,
+// current_client_connections its logged-in clients.
 func showUsers(s *Snapshot) *table {
-	t := newTable(column{"name", oidText}, column{"pool_mode", oidText})
+	t := newTable(column{"name", oidText}, column{"pool_size", oidText}, column{"reserve_pool_size", oidText},
+		column{"pool_mode", oidText}, column{"max_user_connections", oidInt4}, column{"current_connections", oidInt4},
+		column{"max_user_client_connections", oidInt4}, column{"current_client_connections", oidInt4})
+	servers := make(map[string]int)
+	for _, p := range s.Pools {
+		servers[p.User] += p.Servers // zero for a pool that was replaced
+	}
+	clients := make(map[string]int)
+	for _, c := range s.Clients {
+		if c.LoggedIn && !c.Admin {
+			clients[c.User]++
+		}
+	}
 	for _, u := range sortedKeys(s.users()) {
-		t.row(u, nil)
+		t.row(u, "", "", nil, 0, servers[u], 0, clients[u])
 	}
 	return t
 }

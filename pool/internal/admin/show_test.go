@@ -175,8 +175,10 @@ func TestShowDatabasesUsersLists(t *testing.T) {
 		{"cmpool", "<null>", "0", "cmpool", "cmpool", "2", "0", "0", "statement", "0", "0", "0", "0"},
 	}, rows)
 
-	_, rows, _ = show(t, handMade(), "USERS")
-	require.Equal(t, [][]string{{"alice", "<null>"}, {"bob", "<null>"}}, rows) // carol's pool was replaced
+	cols, rows, _ = show(t, handMade(), "USERS")
+	require.Equal(t, []string{"name", "pool_size", "reserve_pool_size", "pool_mode", "max_user_connections", "current_connections",
+		"max_user_client_connections", "current_client_connections"}, cols)
+	require.Equal(t, [][]string{{"alice", "", "", "<null>", "0", "5", "0", "3"}, {"bob", "", "", "<null>", "0", "1", "0", "0"}}, rows) // carol's pool was replaced
 
 	_, rows, f = show(t, handMade(), "LISTS")
 	require.Equal(t, []admin.Parts{admin.WithDatabases}, f.parts)
