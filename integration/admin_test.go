@@ -95,7 +95,7 @@ func TestAdminShowColumns(t *testing.T) {
 	var one int
 	require.NoError(t, app.QueryRow(ctxT(t, 10*time.Second), "select 1").Scan(&one))
 
-	const text, int4, numeric = 25, 23, 1700
+	const text, int4, int8, numeric = 25, 23, 20, 1700
 	for _, db := range []string{"cmpool", "pgbouncer"} {
 		conn := adminConn(t, p, db, "postgres")
 		for _, tc := range []struct {
@@ -121,19 +121,21 @@ func TestAdminShowColumns(t *testing.T) {
 			{"SHOW STATS_AVERAGES", []string{"database", "xact_count", "query_count", "server_assignment_count",
 				"bytes_received", "bytes_sent", "xact_time", "query_time", "wait_time",
 				"client_parse_count", "server_parse_count", "bind_count"}, nil},
-			{"SHOW CLIENTS", []string{"type", "user", "database", "state", "addr", "port", "local_addr", "local_port",
+			{"SHOW CLIENTS", []string{"type", "user", "database", "replication", "state", "addr", "port", "local_addr", "local_port",
 				"connect_time", "request_time", "wait", "wait_us", "close_needed", "ptr", "link", "remote_pid", "tls",
-				"application_name", "prepared_statements"}, map[string]uint32{"port": int4, "connect_time": text}},
-			{"SHOW SERVERS", []string{"type", "user", "database", "state", "addr", "port", "local_addr", "local_port",
+				"application_name", "prepared_statements", "id"}, map[string]uint32{"port": int4, "connect_time": text, "id": int8}},
+			{"SHOW SERVERS", []string{"type", "user", "database", "replication", "state", "addr", "port", "local_addr", "local_port",
 				"connect_time", "request_time", "wait", "wait_us", "close_needed", "ptr", "link", "remote_pid", "tls",
-				"application_name", "prepared_statements"}, nil},
+				"application_name", "prepared_statements", "id"}, nil},
 			{"SHOW DATABASES", []string{"name", "host", "port", "database", "force_user", "pool_size", "min_pool_size",
 				"reserve_pool", "pool_mode", "max_connections", "current_connections", "paused", "disabled"},
 				map[string]uint32{"pool_size": int4, "paused": int4}},
 			{"SHOW LISTS", []string{"list", "items"}, map[string]uint32{"list": text, "items": int4}},
 			{"SHOW CONFIG", []string{"key", "value", "default", "changeable"}, nil},
 			{"SHOW VERSION", []string{"version"}, map[string]uint32{"version": text}},
-			{"SHOW USERS", []string{"name", "pool_mode"}, nil},
+			{"SHOW USERS", []string{"name", "pool_size", "reserve_pool_size", "pool_mode", "max_user_connections",
+				"current_connections", "max_user_client_connections", "current_client_connections"},
+				map[string]uint32{"pool_size": text, "current_connections": int4}},
 			{"SHOW TOTALS", []string{"name", "value"}, nil},
 			{"SHOW REPLICAS", []string{"index", "host", "role", "state", "lag_bytes", "lag_ms", "replay_lsn", "routed",
 				"outstanding", "banned_until", "last_error"}, nil},
@@ -882,11 +884,11 @@ func TestAdminShowClientsDuringLogins(t *testing.T) {
 	defer raw.Close()
 	sawLogin := false
 	for range 200 {
-		_, _, rows := show(t, console, "SHOW CLIENTS")
+		names, _, rows := show(t, console, "SHOW CLIENTS")
 		for _, r := range rows {
-			if r[3] == "login" {
+			if r[slices.Index(names, "state")] == "login" {
 				sawLogin = true
-				require.Empty(t, r[1], "a client still logging in has no user yet")
+				require.Empty(t, r[slices.Index(names, "user")], "a client still logging in has no user yet")
 			}
 		}
 		show(t, console, "SHOW POOLS")

@@ -50,8 +50,13 @@ func (s *Server) acquireError(err error, fatal bool) *protocol.Error {
 func (c *clientSession) acquire(ctx context.Context, typ byte, msg []byte) (*lease.Lease, error) {
 	if c.srv.pauses.Load() != nil {
 		wctx, cancel := c.srv.waitContext(ctx)
+		c.killableWait(cancel)
 		err := c.waitUnpaused(wctx)
+		c.killableWait(nil)
 		cancel()
+		if c.killed.Load() {
+			return nil, killedError()
+		}
 		if err != nil {
 			return nil, c.srv.acquireError(err, false)
 		}
@@ -67,12 +72,20 @@ func (c *clientSession) acquire(ctx context.Context, typ byte, msg []byte) (*lea
 		res := bp.TryAcquire(ctx)
 		if res == nil {
 			actx, cancel := c.srv.waitContext(ctx)
+			c.killableWait(cancel)
 			start := lease.Nanotime()
 			c.waitingSince.Store(start)
 			res, err = bp.Acquire(actx)
 			c.waitingSince.Store(0)
+			c.killableWait(nil)
 			c.srv.noteWait(c.Database, c.User, bp, time.Duration(lease.Nanotime()-start))
 			cancel()
+			if err != nil && c.killed.Load() {
+				if replica >= 0 {
+					rs.Done(replica)
+				}
+				return nil, killedError()
+			}
 			if err != nil && replica >= 0 && !errors.Is(err, context.DeadlineExceeded) {
 				// The replica is unreachable: ban it and take the primary.
 				rs.Ban(replica, err)
@@ -90,6 +103,14 @@ func (c *clientSession) acquire(ctx context.Context, typ byte, msg []byte) (*lea
 				}
 				return nil, c.srv.acquireError(err, false)
 			}
+		}
+		if c.killed.Load() {
+			// KILL_CLIENT: the request this server was for is not sent.
+			bp.GiveBack(res, false)
+			if replica >= 0 {
+				rs.Done(replica)
+			}
+			return nil, killedError()
 		}
 		err = c.ApplyParams(ctx, res.Value())
 		if err != nil {

@@ -3,9 +3,11 @@ package pool
 import (
 	"context"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/cmlite/cmpool/pool/internal/admin"
+	"github.com/cmlite/cmpool/pool/internal/lease"
 	"github.com/cmlite/cmpool/protocol"
 )
 
@@ -87,10 +89,137 @@ func (cc consoleControl) Reconnect(database string) { cc.s.reconnect(database) }
 
 func (cc consoleControl) Reload() ([]string, error) { return cc.s.reloadFromSource() }
 
-func (cc consoleControl) Shutdown() {
+func (cc consoleControl) Shutdown(mode admin.ShutdownMode) { cc.s.shutdownFromConsole(mode) }
+
+func (cc consoleControl) KillClient(id uint64) bool { return cc.s.killClient(id) }
+
+func (cc consoleControl) Set(key, value string) *protocol.Error {
+	return cc.s.setFromConsole(key, value)
+}
+
+// consoleShutdown is a shutdown the console began.
+type consoleShutdown struct {
+	// done is closed once the shutdown is over (Serve waits for it).
+	done chan struct{}
+	// drain is closed when a SHUTDOWN (or SHUTDOWN WAIT_FOR_SERVERS) follows a SHUTDOWN
+	// WAIT_FOR_CLIENTS: the wait for clients ends and the drain begins.
+	drain     chan struct{}
+	drainOnce sync.Once
+}
+
+// shutdownFromConsole begins a shutdown of mode in the background. WAIT_FOR_CLIENTS
+// closes the listeners and waits, with no time limit, until no client but console
+// clients is left (or a drain is asked for meanwhile: a later SHUTDOWN, SIGTERM or
+// Shutdown); then, as for the other modes, the drain of Shutdown runs within
+// shutdown_timeout and closes what is left, console clients included.
+func (s *Server) shutdownFromConsole(mode admin.ShutdownMode) {
+	cs := &consoleShutdown{done: make(chan struct{}), drain: make(chan struct{})}
+	if !s.stopping.CompareAndSwap(nil, cs) {
+		// A shutdown is under way: a plain one now ends a wait for clients.
+		if mode == admin.ShutdownDrain {
+			cs = s.stopping.Load()
+			cs.drainOnce.Do(func() { close(cs.drain) })
+		}
+		return
+	}
+	if mode == admin.ShutdownWaitForClients {
+		s.mu.Lock()
+		s.noAccept.Store(true)
+		for ln := range s.listeners {
+			_ = ln.Close()
+		}
+		s.mu.Unlock()
+		s.log.Info("waiting for every client to leave before shutting down (SHUTDOWN WAIT_FOR_CLIENTS)")
+	}
 	go func() {
-		ctx, cancel := context.WithTimeout(context.Background(), cc.s.conf().ShutdownTimeout)
+		defer close(cs.done)
+		if mode == admin.ShutdownWaitForClients {
+			s.waitClientsGone(cs.drain)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), s.conf().ShutdownTimeout)
 		defer cancel()
-		_ = cc.s.Shutdown(ctx)
+		_ = s.Shutdown(ctx)
 	}()
+}
+
+// waitClientsGone returns once no client but console clients is connected, or when
+// drain is closed or a Shutdown has begun.
+func (s *Server) waitClientsGone(drain <-chan struct{}) {
+	tick := time.NewTicker(pollInterval)
+	defer tick.Stop()
+	for {
+		if s.closing.Load() {
+			return
+		}
+		gone := true
+		for _, c := range s.clientsOf("") {
+			if !c.loggedIn.Load() || !c.admin {
+				gone = false
+				break
+			}
+		}
+		if gone {
+			s.log.Info("the last client has left: shutting down")
+			return
+		}
+		select {
+		case <-drain:
+			return
+		case <-tick.C:
+		}
+	}
+}
+
+// killableWait makes cancel the way KILL_CLIENT ends c's wait for a server; nil when the
+// wait is over.
+func (c *clientSession) killableWait(cancel context.CancelFunc) {
+	if cancel == nil {
+		c.waitKill.Store(nil)
+		return
+	}
+	c.waitKill.Store(&cancel)
+	if c.killed.Load() {
+		cancel() // killed just before
+	}
+}
+
+// killedError is what a client killed by KILL_CLIENT is told.
+func killedError() *protocol.Error {
+	return protocol.NewFatal(protocol.CodeAdminShutdown, "terminating connection due to administrator command")
+}
+
+// killGrace is how long KILL_CLIENT waits for a client that is neither reading nor
+// waiting for a server (logging in, say) to notice, before closing its socket without a
+// message.
+const killGrace = time.Second
+
+// killClient is the console's KILL_CLIENT: client id is closed at once with FATAL 57P01.
+// Its server, if it holds one, is given back when idle and closed otherwise (a
+// transaction in progress is rolled back by the server).
+func (s *Server) killClient(id uint64) bool {
+	var target *clientSession
+	s.mu.Lock()
+	for c := range s.conns {
+		if c.ID == id {
+			target = c
+			break
+		}
+	}
+	s.mu.Unlock()
+	if target == nil {
+		return false
+	}
+	target.Log.Info("client killed by the admin console (KILL_CLIENT)")
+	// A client waiting for a server stops waiting, and one that gets a server gives it
+	// back unused (see acquire): its request is never sent.
+	target.killed.Store(true)
+	if cancel := target.waitKill.Load(); cancel != nil {
+		(*cancel)()
+	}
+	// The loop reads Closing when its read fails and answers FATAL 57P01.
+	target.CloseAt.Store(lease.Nanotime())
+	target.Closing.Store(true)
+	_ = target.Conn.Net.SetReadDeadline(time.Now())
+	time.AfterFunc(killGrace, func() { _ = target.Conn.Net.Close() })
+	return true
 }

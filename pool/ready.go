@@ -32,7 +32,7 @@ type readyProbe struct {
 // readiness probes (cmd/cmpool's /readyz). The login is bounded by
 // server_connect_timeout; Ready returns when ctx ends even if the login goes on.
 func (s *Server) Ready(ctx context.Context) error {
-	if s.closing.Load() {
+	if s.closing.Load() || s.noAccept.Load() {
 		return ErrServerClosed
 	}
 	s.readiness.mu.Lock()

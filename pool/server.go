@@ -88,6 +88,12 @@ type Server struct {
 
 	nClients atomic.Int64
 	closing  atomic.Bool
+	// noAccept is set by SHUTDOWN WAIT_FOR_CLIENTS: the listeners are closed, and the
+	// clients connected are served until they leave (see console.go).
+	noAccept atomic.Bool
+	// stopping is the shutdown the admin console began, or nil; Serve returns only once
+	// it is over.
+	stopping atomic.Pointer[consoleShutdown]
 	// waiting is set, under mu, once Shutdown waits for wg: from then on no connection
 	// joins it (see serveConn).
 	waiting bool
@@ -228,10 +234,20 @@ func (s *Server) ListenAndServe() error {
 }
 
 // Serve accepts client connections on ln until Shutdown, then returns ErrServerClosed.
-// Serve closes ln.
+// Serve closes ln. After a SHUTDOWN from the admin console, Serve returns once that
+// shutdown is over.
 func (s *Server) Serve(ln net.Listener) error {
+	err := s.acceptLoop(ln)
+	if cs := s.stopping.Load(); cs != nil && errors.Is(err, ErrServerClosed) {
+		<-cs.done
+	}
+	return err
+}
+
+// acceptLoop is Serve until its listener closes.
+func (s *Server) acceptLoop(ln net.Listener) error {
 	s.mu.Lock()
-	if s.closing.Load() {
+	if s.closing.Load() || s.noAccept.Load() {
 		s.mu.Unlock()
 		_ = ln.Close()
 		return ErrServerClosed
@@ -255,7 +271,7 @@ func (s *Server) Serve(ln net.Listener) error {
 	for {
 		conn, err := ln.Accept()
 		if err != nil {
-			if s.closing.Load() {
+			if s.closing.Load() || s.noAccept.Load() {
 				return ErrServerClosed
 			}
 			var ne net.Error
@@ -290,7 +306,7 @@ func (s *Server) DialContext(ctx context.Context, network, address string) (net.
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	if s.closing.Load() {
+	if s.closing.Load() || s.noAccept.Load() {
 		return nil, ErrServerClosed
 	}
 	s.start()

@@ -35,6 +35,11 @@ type clientSession struct {
 	connectedAt  time.Time    // when the connection was accepted
 	requestAt    atomic.Int64 // Unix ns of the last transaction start
 	waitingSince atomic.Int64 // nanotime when it began waiting for a server; 0 if not
+
+	// KILL_CLIENT (console.go): killed is set once the client is killed; waitKill ends
+	// its wait for a server, while it waits.
+	killed   atomic.Bool
+	waitKill atomic.Pointer[context.CancelFunc]
 }
 
 // serve runs one client connection from startup to close.

@@ -19,7 +19,7 @@ func (s *Server) snapshot(parts admin.Parts) *admin.Snapshot {
 	snap := &admin.Snapshot{
 		Pools:        s.poolSnapshot(live),
 		Peers:        cfg.Peers,
-		ShuttingDown: s.closing.Load(),
+		ShuttingDown: s.closing.Load() || s.stopping.Load() != nil,
 		Uptime:       time.Since(s.started),
 		Now:          time.Now(),
 	}
@@ -155,7 +155,7 @@ func (s *Server) clientSnapshot(details bool) []admin.Client {
 				cl.RequestTime = time.Unix(0, r)
 			}
 			cl.CloseNeeded = c.Closing.Load()
-			cl.Ptr = clientPtr(c.ID)
+			cl.ID, cl.Ptr = c.ID, clientPtr(c.ID)
 		}
 		out = append(out, cl)
 	}

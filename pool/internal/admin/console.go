@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/jackc/pgx/v5/pgproto3"
@@ -66,9 +67,28 @@ type Controller interface {
 	// Reload reads the configuration again and applies it; fixed lists the settings
 	// that need a restart and were left as they were.
 	Reload() (fixed []string, err error)
-	// Shutdown begins a shutdown in the background.
-	Shutdown()
+	// Shutdown begins a shutdown of mode in the background.
+	Shutdown(mode ShutdownMode)
+	// KillClient closes the client connection id (SHOW CLIENTS' id) at once, with
+	// FATAL 57P01; it reports false when there is no such client.
+	KillClient(id uint64) bool
+	// Set changes the setting key (PgBouncer's name) to value as a RELOAD would, or
+	// returns why it cannot.
+	Set(key, value string) *protocol.Error
 }
+
+// ShutdownMode is how SHUTDOWN lets clients go.
+type ShutdownMode int
+
+const (
+	// ShutdownDrain (SHUTDOWN, SHUTDOWN WAIT_FOR_SERVERS) stops accepting, lets each
+	// transaction in flight finish and closes each client at its next transaction
+	// boundary, within shutdown_timeout.
+	ShutdownDrain ShutdownMode = iota
+	// ShutdownWaitForClients (SHUTDOWN WAIT_FOR_CLIENTS) stops accepting and waits, with
+	// no time limit, until the last client has left on its own.
+	ShutdownWaitForClients
+)
 
 // Console runs the commands of one console client.
 type Console struct {
@@ -86,13 +106,19 @@ type Console struct {
 // its ErrorResponse, and failed is that error.
 func (c *Console) Run(ctx context.Context, query string) (reply []byte, failed *protocol.Error) {
 	ran := false
-	for stmt := range strings.SplitSeq(query, ";") {
+	for _, stmt := range splitStatements(query) {
 		words := strings.Fields(stmt)
 		if len(words) == 0 {
 			continue
 		}
 		ran = true
-		out, pe := c.command(ctx, words)
+		var out []byte
+		var pe *protocol.Error
+		if isSet(stmt) {
+			out, pe = c.set(stmt)
+		} else {
+			out, pe = c.command(ctx, words)
+		}
 		if pe != nil {
 			return protocol.AppendErrorResponse(reply, pe), pe
 		}
@@ -153,7 +179,9 @@ func (c *Console) command(ctx context.Context, words []string) ([]byte, *protoco
 			return nil, pe
 		}
 		if db == "" {
-			return nil, protocol.NewError(protocol.CodeSyntaxError, "KILL needs a database name")
+			pe := protocol.NewError(protocol.CodeSyntaxError, "KILL needs a database name: cmpool does not kill every database at once")
+			pe.Hint = "KILL each database, KILL_CLIENT one client, or PAUSE to stop all traffic to servers"
+			return nil, pe
 		}
 		c.Ctl.Kill(db)
 		c.Log.Warn("database killed by the admin console: its clients were disconnected", "database", db, "user", c.User)
@@ -199,9 +227,48 @@ func (c *Console) command(ctx context.Context, words []string) ([]byte, *protoco
 		}
 		return append(out, commandComplete("RELOAD")...), nil
 	case "SHUTDOWN":
-		c.Log.Warn("shutdown requested from the admin console", "user", c.User)
-		c.Ctl.Shutdown()
+		mode := ShutdownDrain
+		switch strings.ToUpper(strings.Join(args, " ")) {
+		case "", "WAIT_FOR_SERVERS":
+		case "WAIT_FOR_CLIENTS":
+			mode = ShutdownWaitForClients
+		default:
+			return nil, protocol.NewError(protocol.CodeSyntaxError, "SHUTDOWN takes WAIT_FOR_SERVERS, WAIT_FOR_CLIENTS or nothing")
+		}
+		c.Log.Warn("shutdown requested from the admin console", "user", c.User, "mode", strings.Join(args, " "))
+		c.Ctl.Shutdown(mode)
 		return commandComplete("SHUTDOWN"), nil
+	case "KILL_CLIENT":
+		if len(args) != 1 {
+			return nil, protocol.NewError(protocol.CodeSyntaxError, "KILL_CLIENT takes one client id, from SHOW CLIENTS")
+		}
+		id, ok := parseClientID(args[0])
+		if !ok {
+			return nil, protocol.NewError(protocol.CodeInvalidParameterValue,
+				fmt.Sprintf("KILL_CLIENT: %q is not a client id: use the id column of SHOW CLIENTS (or its ptr)", args[0]))
+		}
+		if !c.Ctl.KillClient(id) {
+			return nil, protocol.NewError(protocol.CodeObjectNotInState, fmt.Sprintf("KILL_CLIENT: client %d not found", id))
+		}
+		c.Log.Warn("client killed by the admin console", "client_id", id, "user", c.User)
+		return commandComplete("KILL_CLIENT"), nil
+	case "SUSPEND":
+		pe := protocol.NewError(protocol.CodeFeatureNotSupported,
+			"SUSPEND is not supported: it exists for PgBouncer's online restart, which passes sockets to a new process; cmpool does not")
+		pe.Hint = "restart with no refused connection by running a second cmpool with so_reuseport and sending SHUTDOWN WAIT_FOR_CLIENTS (or SIGTERM) to the old one; PAUSE stops the traffic to servers"
+		return nil, pe
 	}
 	return nil, protocol.NewError(protocol.CodeSyntaxError, fmt.Sprintf("invalid command %q for the admin console; see SHOW HELP", strings.Join(words, " ")))
+}
+
+// parseClientID parses a client id as SHOW CLIENTS shows it: the id column (decimal) or
+// the ptr column ("c" and the id in hex).
+func parseClientID(s string) (uint64, bool) {
+	s = strings.Trim(s, `"'`)
+	base := 10
+	if rest, ok := strings.CutPrefix(s, "c"); ok {
+		s, base = rest, 16
+	}
+	id, err := strconv.ParseUint(s, base, 64)
+	return id, err == nil && id > 0
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"strings"
@@ -13,6 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/cmlite/cmpool/pool/internal/admin"
+	"github.com/cmlite/cmpool/protocol"
 )
 
 // fakeController records the console's calls and answers from its fields.
@@ -24,6 +26,7 @@ type fakeController struct {
 	notPaused bool
 	fixed     []string
 	err       error
+	setErr    *protocol.Error
 }
 
 func (f *fakeController) Snapshot(parts admin.Parts) *admin.Snapshot {
@@ -66,7 +69,19 @@ func (f *fakeController) Reload() ([]string, error) {
 	return f.fixed, f.err
 }
 
-func (f *fakeController) Shutdown() { f.calls = append(f.calls, "shutdown") }
+func (f *fakeController) Shutdown(mode admin.ShutdownMode) {
+	f.calls = append(f.calls, fmt.Sprintf("shutdown %d", mode))
+}
+
+func (f *fakeController) KillClient(id uint64) bool {
+	f.calls = append(f.calls, fmt.Sprintf("kill_client %d", id))
+	return id != 404
+}
+
+func (f *fakeController) Set(key, value string) *protocol.Error {
+	f.calls = append(f.calls, "set "+key+"="+value)
+	return f.setErr
+}
 
 var _ admin.Controller = (*fakeController)(nil)
 
@@ -132,6 +147,7 @@ func TestConsoleCommands(t *testing.T) {
 		notPaused   bool
 		fixed       []string
 		err         error
+		setErr      *protocol.Error
 		calls       []string
 		tags        []string
 		notices     []string
@@ -155,14 +171,36 @@ func TestConsoleCommands(t *testing.T) {
 			notices: []string{"these settings need a restart to change and were left as they are: listen_addr, logger"}},
 		{name: "reload fails", query: "RELOAD", err: errors.New("bad file"), calls: []string{"reload"}, code: "22023"},
 		{name: "reload takes no arguments", query: "RELOAD now", code: "42601"},
-		{name: "shutdown", query: "SHUTDOWN", calls: []string{"shutdown"}, tags: []string{"SHUTDOWN"}},
+		{name: "shutdown", query: "SHUTDOWN", calls: []string{"shutdown 0"}, tags: []string{"SHUTDOWN"}},
+		{name: "shutdown wait_for_servers", query: "shutdown wait_for_servers", calls: []string{"shutdown 0"}, tags: []string{"SHUTDOWN"}},
+		{name: "shutdown wait_for_clients", query: "SHUTDOWN WAIT_FOR_CLIENTS", calls: []string{"shutdown 1"}, tags: []string{"SHUTDOWN"}},
+		{name: "shutdown bad mode", query: "SHUTDOWN NOW", code: "42601"},
+		{name: "kill_client by id", query: "KILL_CLIENT 42", calls: []string{"kill_client 42"}, tags: []string{"KILL_CLIENT"}},
+		{name: "kill_client by ptr", query: "kill_client c2a", calls: []string{"kill_client 42"}, tags: []string{"KILL_CLIENT"}},
+		{name: "kill_client not found", query: "KILL_CLIENT 404", calls: []string{"kill_client 404"}, code: "55000"},
+		{name: "kill_client not an id", query: "KILL_CLIENT 0x12", code: "22023"},
+		{name: "kill_client zero", query: "KILL_CLIENT 0", code: "22023"},
+		{name: "kill_client needs an id", query: "KILL_CLIENT", code: "42601"},
+		{name: "set", query: "SET default_pool_size = 5", calls: []string{"set default_pool_size=5"}, tags: []string{"SET"}},
+		{name: "set to, quoted", query: "set server_reset_query to 'DISCARD ALL; SELECT ''x'''; RELOAD",
+			calls: []string{"set server_reset_query=DISCARD ALL; SELECT 'x'", "reload"}, tags: []string{"SET", "RELOAD"}},
+		{name: "set key case", query: `SET "Query_Timeout"=2.5`, calls: []string{"set query_timeout=2.5"}, tags: []string{"SET"}},
+		{name: "set refused", query: "SET listen_addr = x", setErr: protocol.NewError("55000", "no"), calls: []string{"set listen_addr=x"}, code: "55000"},
+		{name: "set no value", query: "SET query_timeout =", code: "42601"},
+		{name: "set no equals", query: "SET query_timeout 5", code: "42601"},
+		{name: "set trailing words", query: "SET query_timeout = 5 6", code: "42601"},
+		{name: "set unclosed quote", query: "SET server_reset_query = 'abc", code: "42601"},
+		{name: "set session parameter ignored", query: "SET client_encoding = 'UTF8'", tags: []string{"SET"},
+			notices: []string{"SET ignored: client_encoding is a session parameter, and the console's are fixed"}},
+		{name: "suspend", query: "SUSPEND", code: "0A000"},
+		{name: "show fds", query: "SHOW FDS", code: "0A000"},
 		{name: "unknown command", query: "FLY away", code: "42601"},
 		{name: "stops at the first error", query: "RECONNECT a; KILL; RECONNECT b", calls: []string{"reconnect a"}, tags: []string{"RECONNECT"}, code: "42601"},
 		{name: "show needs one word", query: "SHOW", code: "42601"},
 		{name: "unknown show", query: "SHOW NOTHING", code: "42601"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			f := &fakeController{roles: map[string]admin.Role{"root": admin.RoleAdmin}, notPaused: tc.notPaused, fixed: tc.fixed, err: tc.err}
+			f := &fakeController{roles: map[string]admin.Role{"root": admin.RoleAdmin}, notPaused: tc.notPaused, fixed: tc.fixed, err: tc.err, setErr: tc.setErr}
 			out, failed := newConsole(f, "root").Run(context.Background(), tc.query)
 			r := decode(t, out)
 			require.Equal(t, tc.calls, f.calls)

@@ -127,7 +127,7 @@ func TestServeEnds(t *testing.T) {
 	var pe *protocol.Error
 	require.ErrorAs(t, err, &pe)
 	require.Equal(t, protocol.CodeAdminShutdown, pe.Code)
-	require.Equal(t, []string{"shutdown"}, f.calls)
+	require.Equal(t, []string{"shutdown 0"}, f.calls)
 
 	_, _, err = serve(t, f, 0, &pgproto3.CopyDone{})
 	require.ErrorAs(t, err, &pe)

@@ -15,8 +15,10 @@ import (
 
 // help is SHOW HELP's notice.
 const help = "Console usage\n" +
-	"\tSHOW HELP|POOLS|STATS|STATS_TOTALS|STATS_AVERAGES|TOTALS|CLIENTS|SERVERS|DATABASES|USERS|PEERS|CONFIG|LISTS|VERSION|REPLICAS|STATE\n" +
-	"\tPAUSE [<db>]\n\tRESUME [<db>]\n\tDISABLE <db>\n\tENABLE <db>\n\tKILL <db>\n\tRECONNECT [<db>]\n\tWAIT_CLOSE [<db>]\n\tRELOAD\n\tSHUTDOWN"
+	"\tSHOW HELP|POOLS|STATS|STATS_TOTALS|STATS_AVERAGES|TOTALS|CLIENTS|SERVERS|SOCKETS|ACTIVE_SOCKETS|DATABASES|USERS|PEERS|PEER_POOLS|CONFIG|LISTS|MEM|DNS_HOSTS|DNS_ZONES|VERSION|REPLICAS|STATE\n" +
+	"\tSET key = arg\n" +
+	"\tPAUSE [<db>]\n\tRESUME [<db>]\n\tDISABLE <db>\n\tENABLE <db>\n\tKILL <db>\n\tKILL_CLIENT <id>\n\tRECONNECT [<db>]\n\tWAIT_CLOSE [<db>]\n\tRELOAD\n" +
+	"\tSHUTDOWN\n\tSHUTDOWN WAIT_FOR_SERVERS|WAIT_FOR_CLIENTS"
 
 // shows are the SHOW commands that render a snapshot, with the parts each needs.
 var shows = map[string]struct {
@@ -37,6 +39,11 @@ var shows = map[string]struct {
 	"REPLICAS":       {0, showReplicas},
 	"STATE":          {0, showState},
 	"PEERS":          {0, showPeers},
+	"PEER_POOLS":     {0, showPeerPools},
+	"SOCKETS":        {WithConnections, func(s *Snapshot) *table { return showSockets(s, false) }},
+	"ACTIVE_SOCKETS": {WithConnections, func(s *Snapshot) *table { return showSockets(s, true) }},
+	"DNS_HOSTS":      {0, showDNSHosts},
+	"DNS_ZONES":      {0, showDNSZones},
 }
 
 // show answers SHOW what.
@@ -48,6 +55,18 @@ func (c *Console) show(what string) ([]byte, *protocol.Error) {
 		return t.encode("SHOW"), nil
 	case "HELP":
 		return append(appendNotice(nil, help), commandComplete("SHOW")...), nil
+	case "MEM":
+		return showMem().encode("SHOW"), nil
+	case "FDS":
+		pe := protocol.NewError(protocol.CodeFeatureNotSupported,
+			"SHOW FDS is not supported: it exists for PgBouncer's online restart, which passes sockets to a new process; cmpool does not")
+		pe.Hint = "SHOW SOCKETS lists the client and server sockets; to restart with no refused connection, run a second cmpool with so_reuseport and send SHUTDOWN WAIT_FOR_CLIENTS (or SIGTERM) to the old one"
+		return nil, pe
+	}
+	if v, ok := fakeParams[strings.ToLower(what)]; ok {
+		t := newTable(column{strings.ToLower(what), oidText})
+		t.row(v)
+		return t.encode("SHOW"), nil
 	}
 	sh, ok := shows[what]
 	if !ok {
@@ -154,11 +173,11 @@ func showTotals(s *Snapshot) *table {
 
 // connColumns are the columns SHOW CLIENTS and SHOW SERVERS share.
 func connColumns() []column {
-	return []column{{"type", oidText}, {"user", oidText}, {"database", oidText}, {"state", oidText},
+	return []column{{"type", oidText}, {"user", oidText}, {"database", oidText}, {"replication", oidText}, {"state", oidText},
 		{"addr", oidText}, {"port", oidInt4}, {"local_addr", oidText}, {"local_port", oidInt4},
 		{"connect_time", oidText}, {"request_time", oidText}, {"wait", oidInt4}, {"wait_us", oidInt4},
 		{"close_needed", oidInt4}, {"ptr", oidText}, {"link", oidText}, {"remote_pid", oidInt4},
-		{"tls", oidText}, {"application_name", oidText}, {"prepared_statements", oidInt4}}
+		{"tls", oidText}, {"application_name", oidText}, {"prepared_statements", oidInt4}, {"id", oidInt8}}
 }
 
 func splitAddr(a string) (string, int) {
@@ -172,42 +191,82 @@ func splitAddr(a string) (string, int) {
 
 func showClients(s *Snapshot) *table {
 	t := newTable(connColumns()...)
-	clients := slices.Clone(s.Clients)
-	sort.Slice(clients, func(i, j int) bool { return clients[i].ConnectTime.Before(clients[j].ConnectTime) })
-	for _, c := range clients {
-		state := "active"
-		var wait time.Duration
-		switch {
-		case !c.LoggedIn:
-			state = "login"
-		case c.Waiting:
-			state = "waiting"
-			wait = c.Wait
-		}
-		addr, port := splitAddr(c.Addr)
-		laddr, lport := splitAddr(c.LocalAddr)
-		t.row("C", c.User, c.Database, state, addr, port, laddr, lport, c.ConnectTime, c.RequestTime,
-			int(wait/time.Second), int((wait%time.Second)/time.Microsecond), boolInt(c.CloseNeeded), c.Ptr, c.Link,
-			0, c.TLS, c.ApplicationName, c.PreparedStatements)
+	for _, c := range s.sortedClients() {
+		t.row(clientRow(&c, clientState(&c))...)
 	}
 	return t
 }
 
+// sortedClients returns the clients by connect time.
+func (s *Snapshot) sortedClients() []Client {
+	clients := slices.Clone(s.Clients)
+	sort.Slice(clients, func(i, j int) bool { return clients[i].ConnectTime.Before(clients[j].ConnectTime) })
+	return clients
+}
+
+// clientState is SHOW CLIENTS' state of c.
+func clientState(c *Client) string {
+	switch {
+	case !c.LoggedIn:
+		return "login"
+	case c.Waiting:
+		return "waiting"
+	}
+	return "active"
+}
+
+// clientRow is c's row of the connection columns, with state.
+func clientRow(c *Client, state string) []any {
+	var wait time.Duration
+	if c.LoggedIn && c.Waiting {
+		wait = c.Wait
+	}
+	addr, port := splitAddr(c.Addr)
+	laddr, lport := splitAddr(c.LocalAddr)
+	return []any{"C", c.User, c.Database, "none", state, addr, port, laddr, lport, c.ConnectTime, c.RequestTime,
+		int(wait / time.Second), int((wait % time.Second) / time.Microsecond), boolInt(c.CloseNeeded), c.Ptr, c.Link,
+		0, c.TLS, c.ApplicationName, c.PreparedStatements, c.ID}
+}
+
 func showServers(s *Snapshot) *table {
 	t := newTable(connColumns()...)
-	servers := slices.Clone(s.Servers)
-	sort.Slice(servers, func(i, j int) bool { return servers[i].ConnectTime.Before(servers[j].ConnectTime) })
-	for _, sc := range servers {
+	apps := s.applicationNames()
+	for _, sc := range s.sortedServers() {
 		state := "idle"
 		if sc.Active {
 			state = "active"
 		}
-		addr, port := splitAddr(sc.Addr)
-		laddr, lport := splitAddr(sc.LocalAddr)
-		t.row("S", sc.User, sc.Database, state, addr, port, laddr, lport, sc.ConnectTime, sc.ConnectTime,
-			0, 0, boolInt(sc.CloseNeeded), sc.Ptr, sc.Link, sc.RemotePID, "", "", sc.PreparedStatements)
+		t.row(serverRow(&sc, state, apps[sc.Link])...)
 	}
 	return t
+}
+
+// applicationNames maps each client's ptr to its application_name, for the servers
+// linked to it.
+func (s *Snapshot) applicationNames() map[string]string {
+	out := make(map[string]string)
+	for _, c := range s.Clients {
+		if c.Ptr != "" {
+			out[c.Ptr] = c.ApplicationName
+		}
+	}
+	return out
+}
+
+// sortedServers returns the servers by connect time.
+func (s *Snapshot) sortedServers() []ServerConn {
+	servers := slices.Clone(s.Servers)
+	sort.Slice(servers, func(i, j int) bool { return servers[i].ConnectTime.Before(servers[j].ConnectTime) })
+	return servers
+}
+
+// serverRow is sc's row of the connection columns, with state and the application_name
+// of the client linked to it. A server connection has no id of its own: ptr names it.
+func serverRow(sc *ServerConn, state, applicationName string) []any {
+	addr, port := splitAddr(sc.Addr)
+	laddr, lport := splitAddr(sc.LocalAddr)
+	return []any{"S", sc.User, sc.Database, "none", state, addr, port, laddr, lport, sc.ConnectTime, sc.ConnectTime,
+		0, 0, boolInt(sc.CloseNeeded), sc.Ptr, sc.Link, sc.RemotePID, "", applicationName, sc.PreparedStatements, nil}
 }
 
 func showDatabases(s *Snapshot) *table {
@@ -269,10 +328,26 @@ func (s *Snapshot) users() map[string]bool {
 	return users
 }
 
+// showUsers is SHOW USERS with PgBouncer 1.25's columns. cmpool has no per-user pool
+// size, reserve or mode (empty and NULL, as PgBouncer shows a user without its own) and
+// no per-user limits (0); current_connections counts the user's server connections,
+// current_client_connections its logged-in clients.
 func showUsers(s *Snapshot) *table {
-	t := newTable(column{"name", oidText}, column{"pool_mode", oidText})
+	t := newTable(column{"name", oidText}, column{"pool_size", oidText}, column{"reserve_pool_size", oidText},
+		column{"pool_mode", oidText}, column{"max_user_connections", oidInt4}, column{"current_connections", oidInt4},
+		column{"max_user_client_connections", oidInt4}, column{"current_client_connections", oidInt4})
+	servers := make(map[string]int)
+	for _, p := range s.Pools {
+		servers[p.User] += p.Servers // zero for a pool that was replaced
+	}
+	clients := make(map[string]int)
+	for _, c := range s.Clients {
+		if c.LoggedIn && !c.Admin {
+			clients[c.User]++
+		}
+	}
 	for _, u := range sortedKeys(s.users()) {
-		t.row(u, nil)
+		t.row(u, "", "", nil, 0, servers[u], 0, clients[u])
 	}
 	return t
 }
@@ -345,7 +420,13 @@ func showState(s *Snapshot) *table {
 	if s.ShuttingDown {
 		shutting = "yes"
 	}
+	active := "yes"
+	if paused != "no" || s.ShuttingDown {
+		active = "no"
+	}
+	t.row("active", active)
 	t.row("paused", paused)
+	t.row("suspended", "no")
 	t.row("shutting_down", shutting)
 	t.row("uptime", s.Uptime.Round(time.Second).String())
 	if p := s.Primary; p.Host != "" {

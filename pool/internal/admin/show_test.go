@@ -32,14 +32,14 @@ func handMade() admin.Snapshot {
 		Clients: []admin.Client{
 			{LoggedIn: true, User: "alice", Database: "app", Waiting: true, Wait: 2500 * time.Millisecond,
 				Addr: "127.0.0.1:40001", LocalAddr: "127.0.0.1:6432", ConnectTime: t0.Add(2 * time.Second), RequestTime: t0.Add(3 * time.Second),
-				Ptr: "c0x2", ApplicationName: "psql", PreparedStatements: 4},
+				ID: 2, Ptr: "c0x2", ApplicationName: "psql", PreparedStatements: 4},
 			{LoggedIn: true, User: "alice", Database: "app", Waiting: true, Wait: time.Second,
-				Addr: "127.0.0.1:40002", LocalAddr: "127.0.0.1:6432", ConnectTime: t0.Add(3 * time.Second), RequestTime: t0.Add(3 * time.Second), Ptr: "c0x3"},
+				Addr: "127.0.0.1:40002", LocalAddr: "127.0.0.1:6432", ConnectTime: t0.Add(3 * time.Second), RequestTime: t0.Add(3 * time.Second), ID: 3, Ptr: "c0x3"},
 			{LoggedIn: true, User: "alice", Database: "app", Addr: "[::1]:40003", LocalAddr: "[::1]:6432",
-				ConnectTime: t0.Add(time.Second), RequestTime: t0.Add(time.Second), Ptr: "c0x1", Link: "s0x1", TLS: "TLS 1.3/TLS_AES_128_GCM_SHA256", CloseNeeded: true},
-			{LoggedIn: true, Admin: true, User: "root", Database: admin.DatabaseName, ConnectTime: t0, RequestTime: t0, Ptr: "c0x0",
+				ConnectTime: t0.Add(time.Second), RequestTime: t0.Add(time.Second), ID: 1, Ptr: "c0x1", Link: "s0x1", ApplicationName: "billing-job", TLS: "TLS 1.3/TLS_AES_128_GCM_SHA256", CloseNeeded: true},
+			{LoggedIn: true, Admin: true, User: "root", Database: admin.DatabaseName, ConnectTime: t0, RequestTime: t0, ID: 7, Ptr: "c0x0",
 				Addr: "127.0.0.1:40000", LocalAddr: "127.0.0.1:6432"},
-			{Waiting: true, Wait: time.Hour, ConnectTime: t0.Add(4 * time.Second), RequestTime: t0.Add(4 * time.Second), Ptr: "c0x4",
+			{Waiting: true, Wait: time.Hour, ConnectTime: t0.Add(4 * time.Second), RequestTime: t0.Add(4 * time.Second), ID: 4, Ptr: "c0x4",
 				Addr: "127.0.0.1:40004", LocalAddr: "127.0.0.1:6432"},
 		},
 		Servers: []admin.ServerConn{
@@ -137,30 +137,30 @@ func TestAveragesOf(t *testing.T) {
 func TestShowClientsAndServers(t *testing.T) {
 	cols, rows, f := show(t, handMade(), "CLIENTS")
 	require.Equal(t, []admin.Parts{admin.WithConnections}, f.parts)
-	require.Equal(t, []string{"type", "user", "database", "state", "addr", "port", "local_addr", "local_port",
+	require.Equal(t, []string{"type", "user", "database", "replication", "state", "addr", "port", "local_addr", "local_port",
 		"connect_time", "request_time", "wait", "wait_us", "close_needed", "ptr", "link", "remote_pid",
-		"tls", "application_name", "prepared_statements"}, cols)
+		"tls", "application_name", "prepared_statements", "id"}, cols)
 	require.Equal(t, [][]string{ // by connect time
-		{"C", "root", "cmpool", "active", "127.0.0.1", "40000", "127.0.0.1", "6432", "2026-01-02 03:04:05 UTC", "2026-01-02 03:04:05 UTC",
-			"0", "0", "0", "c0x0", "", "0", "", "", "0"},
-		{"C", "alice", "app", "active", "::1", "40003", "::1", "6432", "2026-01-02 03:04:06 UTC", "2026-01-02 03:04:06 UTC",
-			"0", "0", "1", "c0x1", "s0x1", "0", "TLS 1.3/TLS_AES_128_GCM_SHA256", "", "0"},
-		{"C", "alice", "app", "waiting", "127.0.0.1", "40001", "127.0.0.1", "6432", "2026-01-02 03:04:07 UTC", "2026-01-02 03:04:08 UTC",
-			"2", "500000", "0", "c0x2", "", "0", "", "psql", "4"},
-		{"C", "alice", "app", "waiting", "127.0.0.1", "40002", "127.0.0.1", "6432", "2026-01-02 03:04:08 UTC", "2026-01-02 03:04:08 UTC",
-			"1", "0", "0", "c0x3", "", "0", "", "", "0"},
+		{"C", "root", "cmpool", "none", "active", "127.0.0.1", "40000", "127.0.0.1", "6432", "2026-01-02 03:04:05 UTC", "2026-01-02 03:04:05 UTC",
+			"0", "0", "0", "c0x0", "", "0", "", "", "0", "7"},
+		{"C", "alice", "app", "none", "active", "::1", "40003", "::1", "6432", "2026-01-02 03:04:06 UTC", "2026-01-02 03:04:06 UTC",
+			"0", "0", "1", "c0x1", "s0x1", "0", "TLS 1.3/TLS_AES_128_GCM_SHA256", "billing-job", "0", "1"},
+		{"C", "alice", "app", "none", "waiting", "127.0.0.1", "40001", "127.0.0.1", "6432", "2026-01-02 03:04:07 UTC", "2026-01-02 03:04:08 UTC",
+			"2", "500000", "0", "c0x2", "", "0", "", "psql", "4", "2"},
+		{"C", "alice", "app", "none", "waiting", "127.0.0.1", "40002", "127.0.0.1", "6432", "2026-01-02 03:04:08 UTC", "2026-01-02 03:04:08 UTC",
+			"1", "0", "0", "c0x3", "", "0", "", "", "0", "3"},
 		// Still logging in: no user, no database, no wait.
-		{"C", "", "", "login", "127.0.0.1", "40004", "127.0.0.1", "6432", "2026-01-02 03:04:09 UTC", "2026-01-02 03:04:09 UTC",
-			"0", "0", "0", "c0x4", "", "0", "", "", "0"},
+		{"C", "", "", "none", "login", "127.0.0.1", "40004", "127.0.0.1", "6432", "2026-01-02 03:04:09 UTC", "2026-01-02 03:04:09 UTC",
+			"0", "0", "0", "c0x4", "", "0", "", "", "0", "4"},
 	}, rows)
 
 	_, rows, f = show(t, handMade(), "SERVERS")
 	require.Equal(t, []admin.Parts{admin.WithConnections}, f.parts)
-	require.Equal(t, [][]string{
-		{"S", "alice", "app", "active", "127.0.0.1", "5432", "127.0.0.1", "50000", "2026-01-02 03:04:05 UTC", "2026-01-02 03:04:05 UTC",
-			"0", "0", "1", "s0x1", "c0x1", "4241", "", "", "3"},
-		{"S", "app_owner", "app", "idle", "127.0.0.1", "5432", "127.0.0.1", "50001", "2026-01-02 03:05:05 UTC", "2026-01-02 03:05:05 UTC",
-			"0", "0", "0", "s0x2", "", "4242", "", "", "0"},
+	require.Equal(t, [][]string{ // application_name is the linked client's; a server has no id
+		{"S", "alice", "app", "none", "active", "127.0.0.1", "5432", "127.0.0.1", "50000", "2026-01-02 03:04:05 UTC", "2026-01-02 03:04:05 UTC",
+			"0", "0", "1", "s0x1", "c0x1", "4241", "", "billing-job", "3", "<null>"},
+		{"S", "app_owner", "app", "none", "idle", "127.0.0.1", "5432", "127.0.0.1", "50001", "2026-01-02 03:05:05 UTC", "2026-01-02 03:05:05 UTC",
+			"0", "0", "0", "s0x2", "", "4242", "", "", "0", "<null>"},
 	}, rows)
 }
 
@@ -175,8 +175,10 @@ func TestShowDatabasesUsersLists(t *testing.T) {
 		{"cmpool", "<null>", "0", "cmpool", "cmpool", "2", "0", "0", "statement", "0", "0", "0", "0"},
 	}, rows)
 
-	_, rows, _ = show(t, handMade(), "USERS")
-	require.Equal(t, [][]string{{"alice", "<null>"}, {"bob", "<null>"}}, rows) // carol's pool was replaced
+	cols, rows, _ = show(t, handMade(), "USERS")
+	require.Equal(t, []string{"name", "pool_size", "reserve_pool_size", "pool_mode", "max_user_connections", "current_connections",
+		"max_user_client_connections", "current_client_connections"}, cols)
+	require.Equal(t, [][]string{{"alice", "", "", "<null>", "0", "5", "0", "3"}, {"bob", "", "", "<null>", "0", "1", "0", "0"}}, rows) // carol's pool was replaced
 
 	_, rows, f = show(t, handMade(), "LISTS")
 	require.Equal(t, []admin.Parts{admin.WithDatabases}, f.parts)
@@ -188,13 +190,19 @@ func TestShowDatabasesUsersLists(t *testing.T) {
 func TestShowStatePeersReplicasConfig(t *testing.T) {
 	snap := handMade()
 	_, rows, _ := show(t, snap, "STATE")
-	require.Equal(t, [][]string{{"paused", "app,billing"}, {"shutting_down", "no"}, {"uptime", "1h30m0s"}}, rows)
+	require.Equal(t, [][]string{{"active", "no"}, {"paused", "app,billing"}, {"suspended", "no"}, {"shutting_down", "no"},
+		{"uptime", "1h30m0s"}}, rows)
 	snap.PausedAll, snap.ShuttingDown = true, true
 	_, rows, _ = show(t, snap, "STATE")
-	require.Equal(t, [][]string{{"paused", "all"}, {"shutting_down", "yes"}, {"uptime", "1h30m0s"}}, rows)
+	require.Equal(t, [][]string{{"active", "no"}, {"paused", "all"}, {"suspended", "no"}, {"shutting_down", "yes"},
+		{"uptime", "1h30m0s"}}, rows)
 	snap.PausedAll, snap.Paused = false, nil
 	_, rows, _ = show(t, snap, "STATE")
-	require.Equal(t, []string{"paused", "no"}, rows[0])
+	require.Equal(t, []string{"paused", "no"}, rows[1])
+	require.Equal(t, []string{"active", "no"}, rows[0]) // shutting down
+	snap.ShuttingDown = false
+	_, rows, _ = show(t, snap, "STATE")
+	require.Equal(t, []string{"active", "yes"}, rows[0])
 
 	// With replicas: the primary as the monitor sees it, and where reads can go.
 	snap.Primary = router.PrimaryStatus{Host: "10.0.0.1:5432", State: router.PrimaryOK}

@@ -100,7 +100,9 @@ type Client struct {
 	ConnectTime, RequestTime time.Time
 	// CloseNeeded is set once the connection is being closed.
 	CloseNeeded bool
-	// Ptr names the connection; Link is the Ptr of the server it holds, or "".
+	// ID is the client's id (SHOW CLIENTS' id, KILL_CLIENT's argument); Ptr names the
+	// connection ("c" and ID in hex); Link is the Ptr of the server it holds, or "".
+	ID        uint64
 	Ptr, Link string
 	// TLS is "version/cipher suite" for a TLS connection, else "".
 	TLS             string

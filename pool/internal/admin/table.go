@@ -61,6 +61,8 @@ func (t *table) row(vals ...any) {
 			s = strconv.FormatInt(v, 10)
 		case uint32:
 			s = strconv.FormatUint(uint64(v), 10)
+		case uint64:
+			s = strconv.FormatUint(v, 10)
 		case time.Time:
 			s = v.UTC().Format("2006-01-02 15:04:05 MST")
 		default:
