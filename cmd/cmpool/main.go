@@ -60,8 +60,12 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer, si
 		printUsage(stdout)
 		return 0
 	default:
-		fmt.Fprintf(stderr, "cmpool: unknown command %q\nRun 'cmpool help' for usage.\n", cmd)
-		return 2
+		if !isConfigFile(cmd) {
+			fmt.Fprintf(stderr, "cmpool: unknown command %q\nRun 'cmpool help' for usage.\n", cmd)
+			return 2
+		}
+		// "cmpool pgbouncer.ini", as PgBouncer is started.
+		cmd, args = "serve", append(args, cmd)
 	}
 	if len(args) == 1 && (args[0] == "--version" || args[0] == "-version") {
 		fmt.Fprintf(stdout, "cmpool %s\n", version)
