@@ -234,7 +234,7 @@ func loadConfig(args []string, getenv func(string) string) (settings, error) {
 	}
 	path := probe.ConfigFile
 	// As with PgBouncer, the configuration file may be the last argument.
-	if fs.NArg() == 1 && path == "" {
+	if fs.NArg() == 1 && path == "" && isConfigFile(fs.Arg(0)) {
 		path = fs.Arg(0)
 		args = args[:len(args)-1]
 	} else if fs.NArg() > 0 {

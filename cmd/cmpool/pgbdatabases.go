@@ -159,4 +159,3 @@ func connString(params [][2]string) string {
 	}
 	return b.String()
 }
-

@@ -162,9 +162,17 @@ var pgbouncerKeys = []pgbKey{
 	refused("syslog_ident", "pgbouncer", "cmpool", "cmpool does not log to syslog"),
 	refused("syslog_facility", "daemon", "local0", "cmpool does not log to syslog"),
 	differs("log_connections", "0", "Logs connections and disconnections together: either key at 1 logs both.",
-		func(_ *settings, st *iniState, v string) error { b, err := iniBool(v); st.logConnections = &b; return err }),
+		func(_ *settings, st *iniState, v string) error {
+			b, err := iniBool(v)
+			st.logConnections = &b
+			return err
+		}),
 	differs("log_disconnections", "0", "Logs connections and disconnections together: either key at 1 logs both.",
-		func(_ *settings, st *iniState, v string) error { b, err := iniBool(v); st.logDisconnections = &b; return err }),
+		func(_ *settings, st *iniState, v string) error {
+			b, err := iniBool(v)
+			st.logDisconnections = &b
+			return err
+		}),
 	refused("log_pooler_errors", "1", "0", "cmpool always logs the errors it sends to clients"),
 	refused("log_stats", "0", "1", "cmpool does not log statistics: use SHOW STATS or metrics_listen"),
 	differs("verbose", "1", "0 logs at info, 1 and more at debug (log_level).", func(s *settings, _ *iniState, v string) error {
