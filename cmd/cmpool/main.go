@@ -41,7 +41,8 @@ func main() {
 	// Buffered for two: the first signal starts a graceful shutdown, the second cuts it short.
 	// SIGHUP reloads the configuration, as in PgBouncer.
 	sigs := make(chan os.Signal, 4)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+	// SIGUSR1 and SIGUSR2 pause and resume, and SIGQUIT shuts down at once, as in PgBouncer.
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGQUIT, syscall.SIGUSR1, syscall.SIGUSR2)
 	os.Exit(run(os.Args[1:], os.Getenv, os.Stdout, os.Stderr, sigs))
 }
 
@@ -81,12 +82,28 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer, si
 		fmt.Fprintf(stderr, "cmpool: %v\nRun 'cmpool help' for usage.\n", err)
 		return 2
 	}
-	logger := newLogger(stderr, s.LogLevel, s.LogFormat)
+	var lf *logFile
+	if s.LogFile != "" {
+		if lf, err = openLogFile(s.LogFile); err != nil {
+			fmt.Fprintf(stderr, "cmpool: %v\n", err)
+			return 1
+		}
+		defer lf.Close()
+	}
+	logger := newLogger(logWriter(stderr, lf), s.LogLevel, s.LogFormat)
 	if cmd == "demo" {
 		return runDemo(s, logger, stdout, sigs)
 	}
+	if s.PidFile != "" {
+		remove, err := writePidFile(s.PidFile)
+		if err != nil {
+			logger.Error("cannot start", "error", err)
+			return 1
+		}
+		defer remove()
+	}
 	reload := func() (settings, error) { return loadConfig(args, getenv) }
-	return runServe(s, reload, logger, sigs)
+	return runServe(s, reload, logger, lf, sigs)
 }
 
 // printUsage writes the help text, with every flag, its environment twin and its default.
