@@ -348,11 +348,9 @@ func applyINI(entries []iniEntry, s *settings) error {
 	s.UnixSocketDir = iniSocketDir
 	var st iniState
 	var dbs []iniEntry
-	hasMain := false
 	for _, e := range entries {
 		switch e.Section {
 		case "pgbouncer":
-			hasMain = true
 			k, ok := lookupKey(pgbouncerKeys, e.Key)
 			if !ok {
 				return fmt.Errorf("%s: unknown key %q in [pgbouncer]", e.where(), e.Key)
@@ -379,11 +377,6 @@ func applyINI(entries []iniEntry, s *settings) error {
 		default:
 			return fmt.Errorf("%s: unknown section [%s] (want pgbouncer, databases, users or peers)", e.where(), e.Section)
 		}
-	}
-	if !hasMain && len(entries) > 0 {
-		// PgBouncer refuses a file without its main section; so does cmpool, since such a
-		// file is more likely not a pgbouncer.ini at all.
-		return errors.New("no [pgbouncer] section")
 	}
 	if err := applyDatabases(dbs, s); err != nil {
 		return err
