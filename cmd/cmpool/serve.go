@@ -131,7 +131,6 @@ func startProxy(s settings, reload func() (settings, error), logger *slog.Logger
 	logger.Info("cmpool starting", "version", pool.Version, "addr", p.addr.String(), "replicas", len(s.Replicas))
 	go func() { p.served <- srv.Serve(ln) }()
 	for _, extra := range lns[1:] {
-		logger.Info("listening", "addr", extra.Addr().String())
 		go func() {
 			if err := srv.Serve(extra); !errors.Is(err, pool.ErrServerClosed) {
 				logger.Error("listener stopped", "addr", extra.Addr().String(), "error", err)
