@@ -3,12 +3,14 @@
 // Usage:
 //
 //	cmpool [serve] [flags]   run the proxy
+//	cmpool [flags] FILE      run the proxy on a config file (TOML or pgbouncer.ini)
 //	cmpool demo [flags]      run the proxy in front of a throwaway primary and replica
 //	cmpool version           print the version
 //	cmpool help              print the usage
 //
 // Every flag has an environment twin; flags win over the environment, which wins over the
-// TOML file named by --config. Run "cmpool help" for the list.
+// config file named by --config: TOML, or a PgBouncer pgbouncer.ini. Run "cmpool help" for
+// the list.
 package main
 
 import (
@@ -143,5 +145,14 @@ balance, max_replica_lag_bytes, max_replica_lag, replica_check_interval, replica
 consistency and rw_wait; [databases.NAME] sections with url, dbname, user, password,
 pool_size, pool_mode and route; and a [peers] section mapping peer ids to "host:port".
 Durations are Go durations ("2s", "500ms") or a bare number of seconds.
+
+The config file may be a PgBouncer pgbouncer.ini instead (a name ending in .ini, or a
+[pgbouncer] section), also given as the last argument: cmpool /etc/pgbouncer/pgbouncer.ini.
+The PgBouncer images' variables work too (DATABASES_HOST, DATABASES_PORT, DATABASES_USER,
+DATABASES_PASSWORD, DATABASES_DBNAME, LISTEN_ADDR, LISTEN_PORT, AUTH_TYPE, AUTH_FILE,
+ADMIN_USERS, STATS_USERS, PGBOUNCER_<KEY>, and REPLICA_URL to add a replica); they come
+after the file and before cmpool's own variables. See docs/migrating-from-pgbouncer.md.
+Signals: SIGHUP reloads, SIGTERM drains, SIGINT and SIGQUIT stop at once, SIGUSR1 pauses
+and SIGUSR2 resumes.
 `)
 }
