@@ -21,6 +21,8 @@ import (
 type settings struct {
 	// ConfigFile is the TOML file that was read. Empty means none.
 	ConfigFile string `toml:"-"`
+	// Quiet (PgBouncer's -q) logs to the logfile only, not to stderr.
+	Quiet bool `toml:"-"`
 
 	Listen          string     `toml:"listen"`
 	Primary         string     `toml:"primary"`
@@ -224,7 +226,8 @@ func newFlagSet(s *settings) *flag.FlagSet {
 // returns flag.ErrHelp.
 func loadConfig(args []string, getenv func(string) string) (settings, error) {
 	// A first pass validates the arguments and finds --config.
-	if err := refusePgBouncerFlags(args); err != nil {
+	args, verbose, quiet, err := pgbouncerFlags(args)
+	if err != nil {
 		return settings{}, err
 	}
 	probe := defaultSettings()
@@ -262,6 +265,10 @@ func loadConfig(args []string, getenv func(string) string) (settings, error) {
 	if err := newFlagSet(&s).Parse(args); err != nil {
 		return settings{}, err // cannot happen: the first pass accepted args
 	}
+	if verbose {
+		s.LogLevel = slog.LevelDebug
+	}
+	s.Quiet = quiet
 	s.ConfigFile = path
 	return s, nil
 }

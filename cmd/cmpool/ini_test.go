@@ -2,6 +2,7 @@ package main
 
 import (
 	"errors"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -235,6 +236,18 @@ func TestLoadINIErrors(t *testing.T) {
 		_, err := loadConfig([]string{writeINI(t, tc.ini)}, envMap{}.get)
 		require.ErrorContains(t, err, tc.want, tc.ini)
 	}
+}
+
+func TestPgBouncerFlags(t *testing.T) {
+	path := writeINI(t, "[pgbouncer]\n")
+	s, err := loadConfig([]string{"-v", "-q", path}, envMap{}.get)
+	require.NoError(t, err)
+	require.Equal(t, slog.LevelDebug, s.LogLevel)
+	require.True(t, s.Quiet)
+	s, err = loadConfig([]string{path}, envMap{}.get)
+	require.NoError(t, err)
+	require.False(t, s.Quiet)
+	require.Equal(t, slog.LevelInfo, s.LogLevel)
 }
 
 func TestPgBouncerFlagsRefused(t *testing.T) {

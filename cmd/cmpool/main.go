@@ -92,6 +92,9 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer, si
 		}
 		defer lf.Close()
 	}
+	if s.Quiet {
+		stderr = io.Discard
+	}
 	logger := newLogger(logWriter(stderr, lf), s.LogLevel, s.LogFormat)
 	if cmd == "demo" {
 		return runDemo(s, logger, stdout, sigs)

@@ -19,12 +19,16 @@ import (
 
 // Key statuses.
 const (
-	keyWorks       = "works"
-	keyDiffers     = "works differently"
-	keyRefused     = "refused"
-	iniSocketDir   = "/tmp" // PgBouncer's default unix_socket_dir
+	keyWorks   = "works"
+	keyDiffers = "works differently"
+	keyRefused = "refused"
+)
+
+// PgBouncer's defaults that differ from cmpool's, which a pgbouncer.ini gets.
+const (
+	iniSocketDir   = "/tmp"
 	iniDefaultMode = "session"
-	iniMaxClients  = 100 // PgBouncer's default max_client_conn
+	iniMaxClients  = 100
 )
 
 // pgbKey is one PgBouncer setting.
@@ -498,21 +502,40 @@ func isConfigFile(arg string) bool {
 	return err == nil && fi.Mode().IsRegular()
 }
 
-// refusePgBouncerFlags refuses PgBouncer's command-line options that cmpool has no
-// equivalent for, saying what to use instead.
-func refusePgBouncerFlags(args []string) error {
-	for _, a := range args {
+// pgbouncerFlags takes PgBouncer's command-line options out of args: -v (--verbose) logs
+// at debug level and -q (--quiet) logs to the logfile only, as in PgBouncer; -R, -d and -u
+// are refused, saying what to use instead. It returns the other arguments.
+func pgbouncerFlags(args []string) (rest []string, verbose, quiet bool, err error) {
+	for i, a := range args {
 		switch a {
-		case "-R", "--reboot":
-			return errors.New("-R (online restart) is not supported: run the new process with so_reuseport = 1 " +
-				"(--reuse-port) next to the old one, then send the old one SIGTERM to drain it")
-		case "-d", "--daemon":
-			return errors.New("-d (daemon) is not supported: cmpool runs in the foreground; let systemd or the container runtime run it in the background")
-		case "-u", "--user":
-			return errors.New("-u (switch user) is not supported: start cmpool as that user")
+		case "-v", "--verbose", "-vv":
+			verbose = true
+			continue
+		case "-q", "--quiet":
+			quiet = true
+			continue
 		case "--":
-			return nil
+			return append(rest, args[i:]...), verbose, quiet, nil
 		}
+		if err := refusePgBouncerFlag(a); err != nil {
+			return nil, false, false, err
+		}
+		rest = append(rest, a)
+	}
+	return rest, verbose, quiet, nil
+}
+
+// refusePgBouncerFlag refuses a PgBouncer command-line option that cmpool has no
+// equivalent for, saying what to use instead.
+func refusePgBouncerFlag(a string) error {
+	switch a {
+	case "-R", "--reboot":
+		return errors.New("-R (online restart) is not supported: run the new process with so_reuseport = 1 " +
+			"(--reuse-port) next to the old one, then send the old one SIGTERM to drain it")
+	case "-d", "--daemon":
+		return errors.New("-d (daemon) is not supported: cmpool runs in the foreground; let systemd or the container runtime run it in the background")
+	case "-u", "--user":
+		return errors.New("-u (switch user) is not supported: start cmpool as that user")
 	}
 	return nil
 }
