@@ -343,3 +343,16 @@ func FuzzParseINI(f *testing.F) {
 		_ = applyINI(entries, &s)
 	})
 }
+
+func TestRunTakesTheConfigFileFirst(t *testing.T) {
+	// "cmpool pgbouncer.ini", as PgBouncer is started: the file is read (here it refuses a
+	// key), it is not taken for an unknown command.
+	path := writeINI(t, "[pgbouncer]\nsuspend_timeout = 30\n")
+	var stdout, stderr strings.Builder
+	code := run([]string{path}, envMap{}.get, &stdout, &stderr, make(chan os.Signal))
+	require.Equal(t, 2, code)
+	require.Contains(t, stderr.String(), "suspend_timeout = 30 is not supported")
+	code = run([]string{"missing.ini"}, envMap{}.get, &stdout, &stderr, make(chan os.Signal))
+	require.Equal(t, 2, code)
+	require.Contains(t, stderr.String(), "missing.ini: no such file")
+}
