@@ -256,7 +256,7 @@ func TestPgBouncerDropInINI(t *testing.T) {
 [databases]
 * = host=%[1]s port=%[2]s
 appdb = host=%[1]s port=%[2]s dbname=app_real pool_size=3
-reports = host=%[1]s port=%[2]s dbname=app_real pool_mode=session
+reports = host=localhost port=%[2]s dbname=app_real pool_mode=session
 
 %%include %[3]s
 
@@ -298,6 +298,10 @@ log_disconnections = 1
 	alice := connect(t, url("appdb", "alice", "alice-pw"), pgx.QueryExecModeCacheStatement)
 	require.NoError(t, alice.QueryRow(ctx, "SELECT current_user, current_database()").Scan(&user, &db))
 	require.Equal(t, []string{"alice", "app_real"}, []string{user, db})
+	// An entry on another host name gets a server of its own.
+	reports := connect(t, url("reports", "alice", "alice-pw"), pgx.QueryExecModeCacheStatement)
+	require.NoError(t, reports.QueryRow(ctx, "SELECT current_database()").Scan(&db))
+	require.Equal(t, "app_real", db)
 	// "*" serves a database that is not listed, under its own name.
 	other := connect(t, url("other", "alice", "alice-pw"), pgx.QueryExecModeCacheStatement)
 	require.NoError(t, other.QueryRow(ctx, "SELECT current_database()").Scan(&db))
@@ -344,6 +348,8 @@ log_disconnections = 1
 	require.Equal(t, "app_real", dbs["appdb"]["database"])
 	require.Equal(t, "3", dbs["appdb"]["pool_size"])
 	require.Equal(t, "session", dbs["reports"]["pool_mode"])
+	require.Equal(t, "localhost", dbs["reports"]["host"])
+	require.Equal(t, "127.0.0.1", dbs["appdb"]["host"])
 	require.Equal(t, port, dbs["appdb"]["port"])
 	pools := map[string]map[string]string{}
 	for _, row := range consoleRows(t, console, "SHOW POOLS") {

@@ -185,6 +185,9 @@ func (p *proxy) wait(sigs <-chan os.Signal) int {
 			sig = s
 		}
 	}
+	if p.pauseStop != nil {
+		p.pauseStop() // a SIGUSR1 pause stops waiting; Shutdown closes what is left
+	}
 	timeout := p.shutdown
 	if sig == syscall.SIGINT || sig == syscall.SIGQUIT {
 		timeout = fastShutdownTimeout
