@@ -219,6 +219,7 @@ func TestPgBouncerDropInINI(t *testing.T) {
 		"CREATE ROLE bob LOGIN PASSWORD 'bob-pw'",
 		"CREATE DATABASE app_real OWNER alice",
 		"CREATE DATABASE other OWNER alice",
+		"CREATE DATABASE limited_real OWNER alice",
 	} {
 		_, err := admin.Exec(ctx, sql)
 		require.NoError(t, err, sql)
@@ -247,6 +248,12 @@ func TestPgBouncerDropInINI(t *testing.T) {
 	if userPoolMode {
 		users += "bob = pool_mode=session\n"
 	}
+	// So is max_db_connections.
+	dbLimit := !pendingInPool(t, pool.Config{Databases: map[string]pool.Database{"limited": {MaxDBConnections: 2}}})
+	limited := ""
+	if dbLimit {
+		limited = fmt.Sprintf("limited = host=%s port=%s dbname=limited_real max_db_connections=2\n", host, port)
+	}
 	usersFile := filepath.Join(dir, "users.ini")
 	require.NoError(t, os.WriteFile(usersFile, []byte(users), 0o600))
 
@@ -257,7 +264,7 @@ func TestPgBouncerDropInINI(t *testing.T) {
 * = host=%[1]s port=%[2]s
 appdb = host=%[1]s port=%[2]s dbname=app_real pool_size=3
 reports = host=localhost port=%[2]s dbname=app_real pool_mode=session
-
+%[9]s
 %%include %[3]s
 
 [pgbouncer]
@@ -282,7 +289,7 @@ pkt_buf = 4096
 syslog = 0
 log_connections = 1
 log_disconnections = 1
-`, host, port, usersFile, logfile, pidfile, listenPort, sockDir, userlist)
+`, host, port, usersFile, logfile, pidfile, listenPort, sockDir, userlist, limited)
 	iniPath := filepath.Join(dir, "pgbouncer.ini")
 	require.NoError(t, os.WriteFile(iniPath, []byte(ini), 0o600))
 
@@ -370,6 +377,34 @@ log_disconnections = 1
 	require.NoError(t, admin.QueryRow(ctx,
 		"SELECT count(*) FROM pg_stat_activity WHERE datname = 'app_real' AND usename = 'alice'").Scan(&n))
 	require.Positive(t, n)
+
+	if dbLimit {
+		// Two users' clients of "limited", in parallel, share its 2 server connections.
+		var wg sync.WaitGroup
+		errs := make(chan error, 8)
+		for i := range 8 {
+			who, pw := "alice", "alice-pw"
+			if i%2 == 1 {
+				who, pw = "bob", "bob-pw"
+			}
+			wg.Go(func() {
+				conn, err := pgx.Connect(ctx, url("limited", who, pw))
+				if err == nil {
+					_, err = conn.Exec(ctx, "SELECT pg_sleep(0.3)")
+					conn.Close(context.Background())
+				}
+				errs <- err
+			})
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			require.NoError(t, err)
+		}
+		require.NoError(t, admin.QueryRow(ctx, "SELECT count(*) FROM pg_stat_activity WHERE datname = 'limited_real'").Scan(&n))
+		require.LessOrEqual(t, n, 2)
+		require.Positive(t, n)
+	}
 
 	// pidfile and logfile.
 	pid, err := os.ReadFile(pidfile)
