@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"slices"
 	"strings"
 )
 
@@ -55,7 +56,7 @@ func applyImageEnv(s *settings, getenv func(string) string) error {
 	var st iniState
 	for _, k := range pgbouncerKeys {
 		for _, env := range []string{strings.ToUpper(k.name), "PGBOUNCER_" + strings.ToUpper(k.name)} {
-			if env == strings.ToUpper(k.name) && !containsString(imageKeys, k.name) {
+			if env == strings.ToUpper(k.name) && !slices.Contains(imageKeys, k.name) {
 				continue
 			}
 			v := getenv(env)
@@ -99,7 +100,8 @@ func applyListenEnv(s *settings, getenv func(string) string) error {
 			port = port0
 		}
 		var st iniState
-		if err := (lookupKeyMust("listen_port")).set(s, &st, port); err != nil {
+		listenPort, _ := lookupKey(pgbouncerKeys, "listen_port")
+		if err := listenPort.set(s, &st, port); err != nil {
 			return fmt.Errorf("LISTEN_PORT: %w", err)
 		}
 		s.Listen = listenAddrs(addr, st.listenPort)
@@ -110,11 +112,6 @@ func applyListenEnv(s *settings, getenv func(string) string) error {
 	return nil
 }
 
-func lookupKeyMust(name string) pgbKey {
-	k, _ := lookupKey(pgbouncerKeys, name)
-	return k
-}
-
 func firstEnv(getenv func(string) string, names ...string) string {
 	for _, n := range names {
 		if v := getenv(n); v != "" {
@@ -122,13 +119,4 @@ func firstEnv(getenv func(string) string, names ...string) string {
 		}
 	}
 	return ""
-}
-
-func containsString(list []string, s string) bool {
-	for _, e := range list {
-		if e == s {
-			return true
-		}
-	}
-	return false
 }
