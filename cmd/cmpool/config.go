@@ -159,7 +159,7 @@ type option struct {
 
 // options lists the flags in the order the usage text shows them.
 var options = []option{
-	{"config", "CMPOOL_CONFIG", "FILE", "TOML configuration file"},
+	{"config", "CMPOOL_CONFIG", "FILE", "configuration file: TOML, or a PgBouncer pgbouncer.ini"},
 	{"listen", "CMPOOL_LISTEN", "ADDR", "address to accept clients on"},
 	{"primary", "DATABASE_URL", "URL", "connection URL of the primary server"},
 	{"replica", "REPLICA_URLS", "URL", "connection URL of a streaming replica; repeatable (env: comma-separated)"},
