@@ -21,6 +21,8 @@ import (
 type settings struct {
 	// ConfigFile is the TOML file that was read. Empty means none.
 	ConfigFile string `toml:"-"`
+	// Quiet (PgBouncer's -q) logs to the logfile only, not to stderr.
+	Quiet bool `toml:"-"`
 
 	Listen          string     `toml:"listen"`
 	Primary         string     `toml:"primary"`
@@ -86,6 +88,32 @@ type settings struct {
 	ServerTLSCertFile   string   `toml:"server_tls_cert_file"`
 	ServerTLSKeyFile    string   `toml:"server_tls_key_file"`
 
+	// PgBouncer's limits and server checks (pool.Config's fields of the same names).
+	MaxDBConnections        count      `toml:"max_db_connections"`
+	MaxUserConnections      count      `toml:"max_user_connections"`
+	ReservePoolSize         count      `toml:"reserve_pool_size"`
+	ReservePoolTimeout      duration   `toml:"reserve_pool_timeout"`
+	ServerRoundRobin        bool       `toml:"server_round_robin"`
+	ServerCheckQuery        string     `toml:"server_check_query"`
+	ServerCheckDelay        duration   `toml:"server_check_delay"`
+	ServerLoginRetry        duration   `toml:"server_login_retry"`
+	TransactionTimeout      duration   `toml:"transaction_timeout"`
+	TCPKeepalive            *bool      `toml:"tcp_keepalive"`
+	TCPKeepIdle             duration   `toml:"tcp_keepidle"`
+	TCPKeepIntvl            duration   `toml:"tcp_keepintvl"`
+	TCPKeepCnt              count      `toml:"tcp_keepcnt"`
+	TCPUserTimeout          duration   `toml:"tcp_user_timeout"`
+	IgnoreStartupParameters stringList `toml:"ignore_startup_parameters"`
+	TrackExtraParameters    stringList `toml:"track_extra_parameters"`
+
+	// Where and how the process runs, as PgBouncer's settings of the same names.
+	// UnixSocketDir empty means no Unix socket; a pgbouncer.ini defaults it to /tmp.
+	UnixSocketDir   string `toml:"unix_socket_dir"`
+	UnixSocketMode  string `toml:"unix_socket_mode"`
+	UnixSocketGroup string `toml:"unix_socket_group"`
+	PidFile         string `toml:"pidfile"`
+	LogFile         string `toml:"logfile"`
+
 	Databases map[string]databaseSettings `toml:"databases"`
 	// Peers is the [peers] section: peer id = "host:port".
 	Peers map[string]string       `toml:"peers"`
@@ -94,8 +122,10 @@ type settings struct {
 
 // userSettings is a [users.NAME] section.
 type userSettings struct {
-	Password string `toml:"password"`
-	AuthType string `toml:"auth_type"`
+	Password           string   `toml:"password"`
+	AuthType           string   `toml:"auth_type"`
+	PoolMode           poolMode `toml:"pool_mode"`
+	MaxUserConnections count    `toml:"max_user_connections"`
 }
 
 // databaseSettings is a [databases.NAME] section.
@@ -109,6 +139,14 @@ type databaseSettings struct {
 	Route      string   `toml:"route"`
 	AuthType   string   `toml:"auth_type"`
 	AuthDBName string   `toml:"auth_dbname"`
+
+	MinPoolSize      count  `toml:"min_pool_size"`
+	ReservePool      count  `toml:"reserve_pool"`
+	MaxDBConnections count  `toml:"max_db_connections"`
+	AuthUser         string `toml:"auth_user"`
+	ClientEncoding   string `toml:"client_encoding"`
+	DateStyle        string `toml:"datestyle"`
+	TimeZone         string `toml:"timezone"`
 }
 
 // option is a command-line flag and its environment twin.
@@ -121,7 +159,7 @@ type option struct {
 
 // options lists the flags in the order the usage text shows them.
 var options = []option{
-	{"config", "CMPOOL_CONFIG", "FILE", "TOML configuration file"},
+	{"config", "CMPOOL_CONFIG", "FILE", "configuration file: TOML, or a PgBouncer pgbouncer.ini"},
 	{"listen", "CMPOOL_LISTEN", "ADDR", "address to accept clients on"},
 	{"primary", "DATABASE_URL", "URL", "connection URL of the primary server"},
 	{"replica", "REPLICA_URLS", "URL", "connection URL of a streaming replica; repeatable (env: comma-separated)"},
@@ -188,17 +226,25 @@ func newFlagSet(s *settings) *flag.FlagSet {
 // returns flag.ErrHelp.
 func loadConfig(args []string, getenv func(string) string) (settings, error) {
 	// A first pass validates the arguments and finds --config.
+	args, verbose, quiet, err := pgbouncerFlags(args)
+	if err != nil {
+		return settings{}, err
+	}
 	probe := defaultSettings()
 	fs := newFlagSet(&probe)
 	if err := fs.Parse(args); err != nil {
 		return settings{}, err
 	}
-	if fs.NArg() > 0 {
+	path := probe.ConfigFile
+	// As with PgBouncer, the configuration file may be the last argument.
+	if fs.NArg() == 1 && path == "" && isConfigFile(fs.Arg(0)) {
+		path = fs.Arg(0)
+		args = args[:len(args)-1]
+	} else if fs.NArg() > 0 {
 		return settings{}, fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
 
 	s := defaultSettings()
-	path := probe.ConfigFile
 	if path == "" {
 		path = getenv("CMPOOL_CONFIG")
 	}
@@ -207,12 +253,22 @@ func loadConfig(args []string, getenv func(string) string) (settings, error) {
 			return settings{}, err
 		}
 	}
+	if err := applyImageEnv(&s, getenv); err != nil {
+		return settings{}, err
+	}
 	if err := applyEnv(&s, getenv); err != nil {
+		return settings{}, err
+	}
+	if err := applyListenEnv(&s, getenv); err != nil {
 		return settings{}, err
 	}
 	if err := newFlagSet(&s).Parse(args); err != nil {
 		return settings{}, err // cannot happen: the first pass accepted args
 	}
+	if verbose {
+		s.LogLevel = slog.LevelDebug
+	}
+	s.Quiet = quiet
 	s.ConfigFile = path
 	return s, nil
 }
@@ -249,6 +305,9 @@ func loadFile(path string, s *settings) error {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return fmt.Errorf("config file: %w", err)
+	}
+	if looksLikeINI(path, data) {
+		return loadINI(path, s)
 	}
 	md, err := toml.NewDecoder(bytes.NewReader(data)).Decode(s)
 	if err != nil {
@@ -390,6 +449,23 @@ func (s *settings) poolConfig(logger *slog.Logger) pool.Config {
 		ServerTLSCertFile:      s.ServerTLSCertFile,
 		ServerTLSKeyFile:       s.ServerTLSKeyFile,
 		Logger:                 logger,
+
+		MaxDBConnections:        int(s.MaxDBConnections),
+		MaxUserConnections:      int(s.MaxUserConnections),
+		ReservePoolSize:         int(s.ReservePoolSize),
+		ReservePoolTimeout:      s.ReservePoolTimeout.d,
+		ServerRoundRobin:        s.ServerRoundRobin,
+		ServerCheckQuery:        s.ServerCheckQuery,
+		ServerCheckDelay:        s.ServerCheckDelay.d,
+		ServerLoginRetry:        s.ServerLoginRetry.d,
+		TransactionTimeout:      s.TransactionTimeout.d,
+		TCPKeepaliveOff:         s.TCPKeepalive != nil && !*s.TCPKeepalive,
+		TCPKeepIdle:             s.TCPKeepIdle.d,
+		TCPKeepIntvl:            s.TCPKeepIntvl.d,
+		TCPKeepCnt:              int(s.TCPKeepCnt),
+		TCPUserTimeout:          s.TCPUserTimeout.d,
+		IgnoreStartupParameters: s.IgnoreStartupParameters,
+		TrackExtraParameters:    s.TrackExtraParameters,
 	}
 	if len(s.Peers) > 0 {
 		cfg.Peers = make(map[int]string, len(s.Peers))
@@ -401,7 +477,8 @@ func (s *settings) poolConfig(logger *slog.Logger) pool.Config {
 	if len(s.Users) > 0 {
 		cfg.Users = make(map[string]pool.User, len(s.Users))
 		for name, u := range s.Users {
-			cfg.Users[name] = pool.User{Password: u.Password, AuthType: u.AuthType}
+			cfg.Users[name] = pool.User{Password: u.Password, AuthType: u.AuthType,
+				PoolMode: pool.Mode(u.PoolMode), MaxUserConnections: int(u.MaxUserConnections)}
 		}
 	}
 	if len(s.Databases) > 0 {
@@ -417,6 +494,14 @@ func (s *settings) poolConfig(logger *slog.Logger) pool.Config {
 				Route:      d.Route,
 				AuthType:   d.AuthType,
 				AuthDBName: d.AuthDBName,
+
+				MinPoolSize:      int(d.MinPoolSize),
+				ReservePool:      int(d.ReservePool),
+				MaxDBConnections: int(d.MaxDBConnections),
+				AuthUser:         d.AuthUser,
+				ClientEncoding:   d.ClientEncoding,
+				DateStyle:        d.DateStyle,
+				TimeZone:         d.TimeZone,
 			}
 		}
 	}

@@ -3,12 +3,14 @@
 // Usage:
 //
 //	cmpool [serve] [flags]   run the proxy
+//	cmpool [flags] FILE      run the proxy on a config file (TOML or pgbouncer.ini)
 //	cmpool demo [flags]      run the proxy in front of a throwaway primary and replica
 //	cmpool version           print the version
 //	cmpool help              print the usage
 //
 // Every flag has an environment twin; flags win over the environment, which wins over the
-// TOML file named by --config. Run "cmpool help" for the list.
+// config file named by --config: TOML, or a PgBouncer pgbouncer.ini. Run "cmpool help" for
+// the list.
 package main
 
 import (
@@ -41,7 +43,8 @@ func main() {
 	// Buffered for two: the first signal starts a graceful shutdown, the second cuts it short.
 	// SIGHUP reloads the configuration, as in PgBouncer.
 	sigs := make(chan os.Signal, 4)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+	// SIGUSR1 and SIGUSR2 pause and resume, and SIGQUIT shuts down at once, as in PgBouncer.
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGQUIT, syscall.SIGUSR1, syscall.SIGUSR2)
 	os.Exit(run(os.Args[1:], os.Getenv, os.Stdout, os.Stderr, sigs))
 }
 
@@ -60,8 +63,12 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer, si
 		printUsage(stdout)
 		return 0
 	default:
-		fmt.Fprintf(stderr, "cmpool: unknown command %q\nRun 'cmpool help' for usage.\n", cmd)
-		return 2
+		if !isConfigFile(cmd) {
+			fmt.Fprintf(stderr, "cmpool: unknown command %q\nRun 'cmpool help' for usage.\n", cmd)
+			return 2
+		}
+		// "cmpool pgbouncer.ini", as PgBouncer is started.
+		cmd, args = "serve", append(args, cmd)
 	}
 	if len(args) == 1 && (args[0] == "--version" || args[0] == "-version") {
 		fmt.Fprintf(stdout, "cmpool %s\n", version)
@@ -77,12 +84,31 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer, si
 		fmt.Fprintf(stderr, "cmpool: %v\nRun 'cmpool help' for usage.\n", err)
 		return 2
 	}
-	logger := newLogger(stderr, s.LogLevel, s.LogFormat)
+	var lf *logFile
+	if s.LogFile != "" {
+		if lf, err = openLogFile(s.LogFile); err != nil {
+			fmt.Fprintf(stderr, "cmpool: %v\n", err)
+			return 1
+		}
+		defer lf.Close()
+	}
+	if s.Quiet {
+		stderr = io.Discard
+	}
+	logger := newLogger(logWriter(stderr, lf), s.LogLevel, s.LogFormat)
 	if cmd == "demo" {
 		return runDemo(s, logger, stdout, sigs)
 	}
+	if s.PidFile != "" {
+		remove, err := writePidFile(s.PidFile)
+		if err != nil {
+			logger.Error("cannot start", "error", err)
+			return 1
+		}
+		defer remove()
+	}
 	reload := func() (settings, error) { return loadConfig(args, getenv) }
-	return runServe(s, reload, logger, sigs)
+	return runServe(s, reload, logger, lf, sigs)
 }
 
 // printUsage writes the help text, with every flag, its environment twin and its default.
@@ -122,5 +148,14 @@ balance, max_replica_lag_bytes, max_replica_lag, replica_check_interval, replica
 consistency and rw_wait; [databases.NAME] sections with url, dbname, user, password,
 pool_size, pool_mode and route; and a [peers] section mapping peer ids to "host:port".
 Durations are Go durations ("2s", "500ms") or a bare number of seconds.
+
+The config file may be a PgBouncer pgbouncer.ini instead (a name ending in .ini, or a
+[pgbouncer] section), also given as the last argument: cmpool /etc/pgbouncer/pgbouncer.ini.
+The PgBouncer images' variables work too (DATABASES_HOST, DATABASES_PORT, DATABASES_USER,
+DATABASES_PASSWORD, DATABASES_DBNAME, LISTEN_ADDR, LISTEN_PORT, AUTH_TYPE, AUTH_FILE,
+ADMIN_USERS, STATS_USERS, PGBOUNCER_<KEY>, and REPLICA_URL to add a replica); they come
+after the file and before cmpool's own variables. See docs/migrating-from-pgbouncer.md.
+Signals: SIGHUP reloads, SIGTERM drains, SIGINT and SIGQUIT stop at once, SIGUSR1 pauses
+and SIGUSR2 resumes.
 `)
 }

@@ -28,7 +28,7 @@ func newLogger(w io.Writer, level slog.Level, format string) *slog.Logger {
 
 // runServe runs the proxy until a signal and returns the exit code. reload re-reads the
 // settings, for SIGHUP and the console's RELOAD.
-func runServe(s settings, reload func() (settings, error), logger *slog.Logger, sigs <-chan os.Signal) int {
+func runServe(s settings, reload func() (settings, error), logger *slog.Logger, lf *logFile, sigs <-chan os.Signal) int {
 	if s.ConfigFile != "" {
 		logger.Info("read config file", "path", s.ConfigFile)
 	}
@@ -37,6 +37,7 @@ func runServe(s settings, reload func() (settings, error), logger *slog.Logger, 
 		logger.Error("cannot start", "error", err)
 		return 1
 	}
+	p.logFile = lf
 	return p.wait(sigs)
 }
 
@@ -56,6 +57,8 @@ type proxy struct {
 	logger    *slog.Logger
 	newConfig func() (pool.Config, error) // nil: nothing to reload from
 	shutdown  time.Duration               // the graceful shutdown's bound
+	logFile   *logFile                    // reopened on SIGHUP; nil when none
+	pauseStop context.CancelFunc          // ends a SIGUSR1 pause's wait; nil when none
 }
 
 // startProxy builds the pool.Server, binds the listeners and starts serving. It listens
@@ -91,16 +94,22 @@ func startProxy(s settings, reload func() (settings, error), logger *slog.Logger
 	if err != nil {
 		return nil, err
 	}
-	ln, err := pool.Listen(context.Background(), s.Listen, s.ReusePort)
+	lns, err := openListeners(s)
 	if err != nil {
 		return nil, err
+	}
+	ln := lns[0]
+	closeAll := func() {
+		for _, l := range lns {
+			l.Close()
+		}
 	}
 	var peerLn net.Listener
 	if s.PeerListen != "" {
 		// This instance's own address, for the cancel requests its peers forward: the
 		// shared address could lead back to any instance.
 		if peerLn, err = net.Listen("tcp", s.PeerListen); err != nil {
-			ln.Close()
+			closeAll()
 			return nil, err
 		}
 	}
@@ -112,7 +121,7 @@ func startProxy(s settings, reload func() (settings, error), logger *slog.Logger
 	if m != nil {
 		m.setServer(srv)
 		if p.metrics, err = startMetrics(s.MetricsListen, m, logger); err != nil {
-			ln.Close()
+			closeAll()
 			if peerLn != nil {
 				peerLn.Close()
 			}
@@ -121,6 +130,13 @@ func startProxy(s settings, reload func() (settings, error), logger *slog.Logger
 	}
 	logger.Info("cmpool starting", "version", pool.Version, "addr", p.addr.String(), "replicas", len(s.Replicas))
 	go func() { p.served <- srv.Serve(ln) }()
+	for _, extra := range lns[1:] {
+		go func() {
+			if err := srv.Serve(extra); !errors.Is(err, pool.ErrServerClosed) {
+				logger.Error("listener stopped", "addr", extra.Addr().String(), "error", err)
+			}
+		}()
+	}
 	if peerLn != nil {
 		logger.Info("serving peers", "addr", peerLn.Addr().String(), "peer_id", int(s.PeerID))
 		go func() {
@@ -154,15 +170,26 @@ func (p *proxy) wait(sigs <-chan os.Signal) int {
 			p.metrics.close()
 			return 1
 		case s := <-sigs:
-			if s == syscall.SIGHUP {
+			switch s {
+			case syscall.SIGHUP:
+				p.reopenLog()
 				p.reload()
+				continue
+			case syscall.SIGUSR1:
+				p.pause()
+				continue
+			case syscall.SIGUSR2:
+				p.resume()
 				continue
 			}
 			sig = s
 		}
 	}
+	if p.pauseStop != nil {
+		p.pauseStop() // a SIGUSR1 pause stops waiting; Shutdown closes what is left
+	}
 	timeout := p.shutdown
-	if sig == syscall.SIGINT {
+	if sig == syscall.SIGINT || sig == syscall.SIGQUIT {
 		timeout = fastShutdownTimeout
 		p.logger.Info("fast shutdown: closing every client now", "signal", sig.String())
 	} else {
@@ -180,7 +207,7 @@ func (p *proxy) wait(sigs <-chan os.Signal) int {
 		select {
 		case err := <-done:
 			switch {
-			case err != nil && sig == syscall.SIGINT:
+			case err != nil && (sig == syscall.SIGINT || sig == syscall.SIGQUIT):
 				p.logger.Info("shut down")
 			case err != nil:
 				p.logger.Warn("drain timed out: remaining clients were closed", "error", err)
@@ -191,7 +218,7 @@ func (p *proxy) wait(sigs <-chan os.Signal) int {
 			p.metrics.close()
 			return code
 		case s := <-sigs:
-			if s == syscall.SIGHUP {
+			if s == syscall.SIGHUP || s == syscall.SIGUSR1 || s == syscall.SIGUSR2 {
 				continue
 			}
 			p.logger.Warn("second signal, closing every client now", "signal", s.String())
@@ -227,4 +254,56 @@ func clientURL(addr net.Addr, database, user string) string {
 		host = "127.0.0.1"
 	}
 	return fmt.Sprintf("postgres://%s@%s/%s?sslmode=disable", user, net.JoinHostPort(host, port), database)
+}
+
+// pauser is the part of *pool.Server that SIGUSR1 and SIGUSR2 drive.
+type pauser interface {
+	Pause(ctx context.Context, database string) error
+	Resume(database string) bool
+}
+
+// pause is SIGUSR1, PgBouncer's PAUSE: new transactions wait, and the server connections
+// are closed once back in their pools. It returns at once; the wait goes on in the
+// background until it ends or SIGUSR2 resumes.
+func (p *proxy) pause() {
+	ps, ok := p.srv.(pauser)
+	if !ok {
+		return
+	}
+	if p.pauseStop != nil {
+		p.pauseStop()
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	p.pauseStop = cancel
+	p.logger.Info("SIGUSR1: pausing: new transactions wait until SIGUSR2")
+	go func() {
+		if err := ps.Pause(ctx, ""); err == nil {
+			p.logger.Info("paused: every server connection is closed")
+		}
+	}()
+}
+
+// resume is SIGUSR2, PgBouncer's RESUME.
+func (p *proxy) resume() {
+	ps, ok := p.srv.(pauser)
+	if !ok {
+		return
+	}
+	if p.pauseStop != nil {
+		p.pauseStop()
+		p.pauseStop = nil
+	}
+	if ps.Resume("") {
+		p.logger.Info("SIGUSR2: resumed")
+	}
+}
+
+// reopenLog reopens the logfile (SIGHUP), for logrotate.
+func (p *proxy) reopenLog() {
+	if p.logFile == nil {
+		return
+	}
+	if err := p.logFile.reopen(); err != nil {
+		p.logger.Error("cannot reopen the logfile", "error", err)
+	}
 }
