@@ -208,14 +208,14 @@ func TestShowStatePeersReplicasConfig(t *testing.T) {
 	snap.Primary = router.PrimaryStatus{Host: "10.0.0.1:5432", State: router.PrimaryOK}
 	snap.Replicas = []router.ReplicaStatus{{Index: 0, Host: "10.0.0.2:5432", Role: "replica", State: "ok"}}
 	_, rows, _ = show(t, snap, "STATE")
-	require.Equal(t, [][]string{{"paused", "no"}, {"shutting_down", "yes"}, {"uptime", "1h30m0s"},
+	require.Equal(t, [][]string{{"active", "yes"}, {"paused", "no"}, {"suspended", "no"}, {"shutting_down", "no"}, {"uptime", "1h30m0s"},
 		{"primary", "10.0.0.1:5432"}, {"primary_state", "ok"}, {"usable_replicas", "1"}}, rows)
 	snap.Primary = router.PrimaryStatus{Host: "10.0.0.1:5432", State: router.PrimaryDown, LastError: "connection refused",
 		DownSince: snap.Now.Add(-1500 * time.Millisecond)}
 	snap.Replicas[0].Role = router.RolePrimary
 	_, rows, _ = show(t, snap, "STATE")
 	require.Equal(t, [][]string{{"primary", "10.0.0.1:5432"}, {"primary_state", "down"}, {"primary_down_for", "1.5s"},
-		{"primary_error", "connection refused"}, {"usable_replicas", "0"}, {"promoted_replicas", "10.0.0.2:5432"}}, rows[3:])
+		{"primary_error", "connection refused"}, {"usable_replicas", "0"}, {"promoted_replicas", "10.0.0.2:5432"}}, rows[5:])
 	snap.Primary, snap.Replicas = router.PrimaryStatus{}, handMade().Replicas
 
 	_, rows, _ = show(t, snap, "PEERS")
