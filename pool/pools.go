@@ -7,6 +7,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/cmlite/cmpool/pool/internal/admin"
+	"github.com/cmlite/cmpool/pool/internal/netopt"
 )
 
 // poolFor returns the pool of connections to a backend (backendPrimary, or replica i as
@@ -53,6 +54,16 @@ func (s *Server) poolFor(database, user string, backend int) (*backendPool, erro
 		cc.Password = db.Password
 	}
 	cc.ConnectTimeout = s.conf().ServerConnectTimeout
+	cc.DialFunc = s.conf().keepalive().Dialer(cc.ConnectTimeout)
+	cc.RuntimeParams = maps.Clone(cc.RuntimeParams)
+	for k, v := range map[string]string{"client_encoding": db.ClientEncoding, "DateStyle": db.DateStyle, "TimeZone": db.TimeZone} {
+		if v != "" {
+			if cc.RuntimeParams == nil {
+				cc.RuntimeParams = make(map[string]string)
+			}
+			cc.RuntimeParams[k] = v
+		}
+	}
 	size := s.conf().DefaultPoolSize
 	if db.PoolSize > 0 {
 		size = db.PoolSize
@@ -61,14 +72,27 @@ func (s *Server) poolFor(database, user string, backend int) (*backendPool, erro
 	if db.PoolMode != "" {
 		mode = db.PoolMode
 	}
+	if m := s.conf().Users[user].PoolMode; m != "" {
+		mode = m // the user's pool_mode wins, as in PgBouncer
+	}
 	cfg := s.conf()
-	bp, err := newBackendPool(key, mode, cc, size, cfg.MinPoolSize, cfg.MaxPreparedStatements, cfg.ServerIdleTimeout, cfg.ServerLifetime, cfg.ServerConnectTimeout,
+	minSize := cfg.MinPoolSize
+	if db.MinPoolSize > 0 {
+		minSize = db.MinPoolSize
+	}
+	bp, err := newBackendPool(key, mode, cc, size, minSize, cfg.MaxPreparedStatements, cfg.ServerIdleTimeout, cfg.ServerLifetime, cfg.ServerConnectTimeout,
 		func() *passthroughKeys { return s.authn().PassthroughFor(serverUser) })
 	if err != nil {
 		return nil, err
 	}
 	s.pools[key] = bp
 	return bp, nil
+}
+
+// keepalive is c's TCP keepalive settings, for client and server sockets.
+func (c *Config) keepalive() netopt.Keepalive {
+	return netopt.Keepalive{Off: c.TCPKeepaliveOff, Idle: c.TCPKeepIdle, Interval: c.TCPKeepIntvl,
+		Count: c.TCPKeepCnt, UserTimeout: c.TCPUserTimeout}
 }
 
 // databaseTargetLocked returns the connection settings of a client-visible database name

@@ -308,6 +308,7 @@ func (s *Server) DialContext(ctx context.Context, network, address string) (net.
 func (s *Server) serveConn(conn net.Conn, accepted bool) bool {
 	if tc, ok := conn.(*net.TCPConn); ok {
 		_ = tc.SetNoDelay(true)
+		_ = s.conf().keepalive().Apply(tc)
 	}
 	fio := fastio.New(conn)
 	r := fastio.NewReader(fio)

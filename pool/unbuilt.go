@@ -23,28 +23,20 @@ func (c Config) unbuilt() error {
 		{"server_check_delay", c.ServerCheckDelay != 0},
 		{"server_login_retry", c.ServerLoginRetry != 0},
 		{"transaction_timeout", c.TransactionTimeout != 0},
-		{"tcp_keepalive", c.TCPKeepaliveOff},
-		{"tcp_keepidle", c.TCPKeepIdle != 0},
-		{"tcp_keepintvl", c.TCPKeepIntvl != 0},
-		{"tcp_keepcnt", c.TCPKeepCnt != 0},
-		{"tcp_user_timeout", c.TCPUserTimeout != 0},
-		{"ignore_startup_parameters", len(c.IgnoreStartupParameters) > 0},
 		{"track_extra_parameters", len(c.TrackExtraParameters) > 0},
 	}
 	for _, name := range slices.Sorted(maps.Keys(c.Databases)) {
 		d := c.Databases[name]
 		for _, s := range []setting{
-			{"min_pool_size", d.MinPoolSize != 0}, {"reserve_pool", d.ReservePool != 0},
+			{"reserve_pool", d.ReservePool != 0},
 			{"max_db_connections", d.MaxDBConnections != 0}, {"auth_user", d.AuthUser != ""},
-			{"client_encoding", d.ClientEncoding != ""}, {"datestyle", d.DateStyle != ""}, {"timezone", d.TimeZone != ""},
 		} {
 			list = append(list, setting{"database " + name + ": " + s.name, s.set})
 		}
 	}
 	for _, name := range slices.Sorted(maps.Keys(c.Users)) {
 		u := c.Users[name]
-		list = append(list, setting{"user " + name + ": pool_mode", u.PoolMode != ""},
-			setting{"user " + name + ": max_user_connections", u.MaxUserConnections != 0})
+		list = append(list, setting{"user " + name + ": max_user_connections", u.MaxUserConnections != 0})
 	}
 	for _, s := range list {
 		if s.set {

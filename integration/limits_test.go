@@ -1,0 +1,156 @@
+package integration_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/stretchr/testify/require"
+
+	"github.com/cmlite/cmpool/integration"
+	"github.com/cmlite/cmpool/pool"
+)
+
+// loginRoles creates login roles (superusers, so that they may read pg_stat_activity
+// and kill backends) on the cluster, once.
+func loginRoles(t *testing.T, c *integration.Cluster, names ...string) {
+	t.Helper()
+	admin := direct(t, c)
+	for _, n := range names {
+		_, err := admin.Exec(ctxT(t, 30*time.Second), fmt.Sprintf(
+			"DO $$BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '%s') THEN CREATE ROLE %s LOGIN SUPERUSER; END IF; END$$", n, n))
+		require.NoError(t, err)
+	}
+}
+
+// trustUsers lists users for a proxy with trust authentication (listing users admits
+// only them).
+func trustUsers(cfg pool.Config, users map[string]pool.User) pool.Config {
+	cfg.AuthType = pool.AuthTrust
+	cfg.Users = users
+	if _, ok := users["postgres"]; !ok {
+		cfg.Users["postgres"] = pool.User{}
+	}
+	return cfg
+}
+
+func backendPID(t *testing.T, conn *pgx.Conn) int {
+	t.Helper()
+	var pid int
+	require.NoError(t, conn.QueryRow(ctxT(t, 30*time.Second), "select pg_backend_pid()").Scan(&pid))
+	return pid
+}
+
+// TestUserPoolMode: a user's pool_mode wins over the database's and the global one. With
+// session mode everywhere else and one server per pool, two clients of a transaction-mode
+// user share their one server, transaction by transaction; a session-mode user's client
+// keeps its server, and a second client of that user waits for it in vain.
+func TestUserPoolMode(t *testing.T) {
+	c := sharedCluster(t)
+	loginRoles(t, c, "lim_sess", "lim_tx")
+	p := integration.StartProxy(t, c, trustUsers(pool.Config{
+		PoolMode: pool.ModeSession, DefaultPoolSize: 1, QueryWaitTimeout: time.Second,
+		Databases: map[string]pool.Database{"postgres": {PoolMode: pool.ModeSession}},
+	}, map[string]pool.User{"lim_sess": {}, "lim_tx": {PoolMode: pool.ModeTransaction}}))
+
+	tx1 := connect(t, p.URL("postgres", "lim_tx"), pgx.QueryExecModeSimpleProtocol)
+	tx2 := connect(t, p.URL("postgres", "lim_tx"), pgx.QueryExecModeSimpleProtocol)
+	pid := backendPID(t, tx1)
+	require.Equal(t, pid, backendPID(t, tx2), "both transaction-mode clients use the one server")
+	require.Equal(t, pid, backendPID(t, tx1))
+
+	s1 := connect(t, p.URL("postgres", "lim_sess"), pgx.QueryExecModeSimpleProtocol)
+	spid := backendPID(t, s1)
+	require.NotEqual(t, pid, spid)
+	_, err := s1.Exec(ctxT(t, 10*time.Second), "select 1")
+	require.NoError(t, err)
+	require.Equal(t, spid, backendPID(t, s1), "a session-mode client keeps its server")
+	// The session's one server is held: a second client of that user gets none in time.
+	cfg, err := pgx.ParseConfig(p.URL("postgres", "lim_sess"))
+	require.NoError(t, err)
+	_, err = pgx.ConnectConfig(ctxT(t, 30*time.Second), cfg)
+	var pgErr *pgconn.PgError
+	require.True(t, errors.As(err, &pgErr), "%v", err)
+	require.Equal(t, "57014", pgErr.Code)
+
+	modes := map[string]pool.Mode{}
+	for _, ps := range p.Server.Stat().Pools {
+		if ps.Database == "postgres" {
+			modes[ps.User] = ps.Mode
+		}
+	}
+	require.Equal(t, pool.ModeTransaction, modes["lim_tx"])
+	require.Equal(t, pool.ModeSession, modes["lim_sess"])
+}
+
+// TestDatabaseServerParams: a database's client_encoding, datestyle and timezone are set
+// on its server connections at login, so that clients that ask for none see them, while a
+// client's own value still wins; another database keeps the server's defaults.
+func TestDatabaseServerParams(t *testing.T) {
+	c := sharedCluster(t)
+	p := integration.StartProxy(t, c, pool.Config{
+		Databases: map[string]pool.Database{
+			"tzdb": {DBName: "postgres", ClientEncoding: "LATIN1", DateStyle: "SQL, DMY", TimeZone: "Asia/Tokyo", MinPoolSize: 2},
+		},
+	})
+	ctx := ctxT(t, 30*time.Second)
+	// pgconn asks for no client_encoding unless told.
+	conn, err := pgconn.Connect(ctx, p.URL("tzdb", ""))
+	require.NoError(t, err)
+	defer conn.Close(context.Background())
+	res := conn.ExecParams(ctx, "select current_setting('TimeZone'), current_setting('DateStyle'), current_setting('client_encoding')", nil, nil, nil, nil).Read()
+	require.NoError(t, res.Err)
+	require.Equal(t, []string{"Asia/Tokyo", "SQL, DMY", "LATIN1"}, []string{string(res.Rows[0][0]), string(res.Rows[0][1]), string(res.Rows[0][2])})
+	require.Equal(t, "Asia/Tokyo", conn.ParameterStatus("TimeZone"))
+
+	own := connect(t, p.URL("tzdb", "")+"&timezone=UTC&client_encoding=UTF8", pgx.QueryExecModeSimpleProtocol)
+	var tz string
+	require.NoError(t, own.QueryRow(ctx, "select current_setting('TimeZone')").Scan(&tz))
+	require.Equal(t, "UTC", tz, "the client's own value wins")
+
+	plain := connect(t, p.URL("postgres", ""), pgx.QueryExecModeSimpleProtocol)
+	require.NoError(t, plain.QueryRow(ctx, "select current_setting('TimeZone')").Scan(&tz))
+	require.NotEqual(t, "Asia/Tokyo", tz)
+
+	// min_pool_size for the database: two servers stay open once it has been used.
+	require.Eventually(t, func() bool {
+		servers := 0
+		for _, ps := range p.Server.Stat().Pools {
+			if ps.Database == "tzdb" {
+				servers += ps.Servers
+			}
+		}
+		return servers == 2
+	}, 20*time.Second, 50*time.Millisecond)
+}
+
+// TestIgnoreStartupParameters: a client sending a startup parameter the server does not
+// know is refused, unless ignore_startup_parameters lists it; then it is let in and the
+// parameter is dropped.
+func TestIgnoreStartupParameters(t *testing.T) {
+	c := sharedCluster(t)
+	ctx := ctxT(t, 30*time.Second)
+	strict := integration.StartProxy(t, c, pool.Config{})
+	cfg, err := pgconn.ParseConfig(strict.URL("", ""))
+	require.NoError(t, err)
+	cfg.RuntimeParams["cmpool_test_unknown"] = "1"
+	cfg.RuntimeParams["extra_float_digits"] = "2"
+	_, err = pgconn.ConnectConfig(ctx, cfg)
+	require.Error(t, err, "an unknown startup parameter is refused")
+
+	lax := integration.StartProxy(t, c, pool.Config{IgnoreStartupParameters: []string{"CMPOOL_TEST_UNKNOWN", "extra_float_digits"}})
+	cfg, err = pgconn.ParseConfig(lax.URL("", ""))
+	require.NoError(t, err)
+	cfg.RuntimeParams["cmpool_test_unknown"] = "1"
+	cfg.RuntimeParams["extra_float_digits"] = "2"
+	conn, err := pgconn.ConnectConfig(ctx, cfg)
+	require.NoError(t, err)
+	defer conn.Close(context.Background())
+	res := conn.ExecParams(ctx, "select current_setting('extra_float_digits')", nil, nil, nil, nil).Read()
+	require.NoError(t, res.Err)
+	require.Equal(t, "1", string(res.Rows[0][0]), "an ignored parameter is not applied")
+}

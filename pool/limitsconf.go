@@ -1,0 +1,50 @@
+package pool
+
+import (
+	"fmt"
+	"maps"
+	"slices"
+)
+
+// checkLimits validates PgBouncer's limit, check and keepalive settings in c, and fills
+// in their defaults.
+func (c *Config) checkLimits() error {
+	for _, v := range []struct {
+		name string
+		bad  bool
+	}{
+		{"max_db_connections", c.MaxDBConnections < 0},
+		{"max_user_connections", c.MaxUserConnections < 0},
+		{"reserve_pool_size", c.ReservePoolSize < 0},
+		{"reserve_pool_timeout", c.ReservePoolTimeout < 0},
+		{"server_check_delay", c.ServerCheckDelay < 0},
+		{"server_login_retry", c.ServerLoginRetry < 0},
+		{"transaction_timeout", c.TransactionTimeout < 0},
+		{"tcp_keepidle", c.TCPKeepIdle < 0},
+		{"tcp_keepintvl", c.TCPKeepIntvl < 0},
+		{"tcp_keepcnt", c.TCPKeepCnt < 0},
+		{"tcp_user_timeout", c.TCPUserTimeout < 0},
+	} {
+		if v.bad {
+			return fmt.Errorf("pool: %s must not be negative", v.name)
+		}
+	}
+	for _, name := range slices.Sorted(maps.Keys(c.Databases)) {
+		d := c.Databases[name]
+		if d.MinPoolSize < 0 || d.ReservePool < 0 || d.MaxDBConnections < 0 {
+			return fmt.Errorf("pool: database %q: min_pool_size, reserve_pool and max_db_connections must not be negative", name)
+		}
+	}
+	for _, name := range slices.Sorted(maps.Keys(c.Users)) {
+		u := c.Users[name]
+		if u.PoolMode != "" {
+			if _, err := ParseMode(string(u.PoolMode)); err != nil {
+				return fmt.Errorf("pool: user %q: %w", name, err)
+			}
+		}
+		if u.MaxUserConnections < 0 {
+			return fmt.Errorf("pool: user %q: max_user_connections must not be negative", name)
+		}
+	}
+	return nil
+}
