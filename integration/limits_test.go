@@ -4,6 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os/exec"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -153,4 +158,131 @@ func TestIgnoreStartupParameters(t *testing.T) {
 	res := conn.ExecParams(ctx, "select current_setting('extra_float_digits')", nil, nil, nil, nil).Read()
 	require.NoError(t, res.Err)
 	require.Equal(t, "1", string(res.Rows[0][0]), "an ignored parameter is not applied")
+}
+
+// sampleBackends counts, every 20ms until stop is called, the server connections of the
+// given role or database (datname or usename = name) and returns the most it saw.
+func sampleBackends(t *testing.T, c *integration.Cluster, column, name string) (stop func() int) {
+	t.Helper()
+	admin := direct(t, c)
+	ctx, cancel := context.WithCancel(context.Background())
+	most := 0
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for ctx.Err() == nil {
+			var n int
+			if err := admin.QueryRow(ctx, "select count(*) from pg_stat_activity where "+column+" = $1 and pid <> pg_backend_pid()", name).Scan(&n); err == nil {
+				most = max(most, n)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}()
+	return func() int {
+		cancel()
+		<-done
+		return most
+	}
+}
+
+// runPgbench runs pgbench with args against url and checks that every transaction
+// succeeded; it returns pgbench's output.
+func runPgbench(t *testing.T, want int, args ...string) string {
+	t.Helper()
+	out, err := exec.Command(pgTool(t, "pgbench"), args...).CombinedOutput()
+	require.NoError(t, err, string(out))
+	processed := regexp.MustCompile(`number of transactions actually processed: (\d+)`).FindStringSubmatch(string(out))
+	require.NotNil(t, processed, string(out))
+	n, _ := strconv.Atoi(processed[1])
+	require.Equal(t, want, n, string(out))
+	if strings.Contains(string(out), "number of failed transactions") {
+		require.Contains(t, string(out), "number of failed transactions: 0 ", string(out))
+	}
+	return string(out)
+}
+
+// TestMaxDBConnections: 200 pgbench clients, as two users with pools of 20 each, on one
+// database limited to 8 server connections: the database never has more than 8 backends,
+// and every transaction succeeds (clients wait for a connection to free up, and idle
+// servers of the other user's pool are closed to make room).
+func TestMaxDBConnections(t *testing.T) {
+	c := sharedCluster(t)
+	loginRoles(t, c, "lim_a", "lim_b")
+	const maxDB = 8
+	p := integration.StartProxy(t, c, trustUsers(pool.Config{DefaultPoolSize: 20, MaxDBConnections: maxDB},
+		map[string]pool.User{"lim_a": {}, "lim_b": {}}))
+	admin := direct(t, c)
+	freshDatabase(t, admin, "limdb")
+	out, err := exec.Command(pgTool(t, "pgbench"), "-i", "-q", "-s", "1", c.Primary.URL("limdb", "")).CombinedOutput()
+	require.NoError(t, err, string(out))
+	ctx := ctxT(t, 5*time.Minute)
+	require.Eventually(t, func() bool {
+		var n int
+		return admin.QueryRow(ctx, "select count(*) from pg_stat_activity where datname = 'limdb'").Scan(&n) == nil && n == 0
+	}, 10*time.Second, 20*time.Millisecond)
+
+	stop := sampleBackends(t, c, "datname", "limdb")
+	var wg sync.WaitGroup
+	for _, user := range []string{"lim_a", "lim_b"} {
+		wg.Go(func() {
+			runPgbench(t, 100*25, "-n", "-c", "100", "-j", "2", "-t", "25", "-S", p.URL("limdb", user))
+		})
+	}
+	wg.Wait()
+	most := stop()
+	require.Greater(t, most, 0)
+	// A backend cmpool closed may still be exiting for a few milliseconds; cmpool's own
+	// count is exact.
+	require.LessOrEqual(t, most, maxDB+1, "backends of limdb")
+	servers := 0
+	for _, ps := range p.Server.Stat().Pools {
+		if ps.Database == "limdb" {
+			servers += ps.Servers
+		}
+	}
+	require.LessOrEqual(t, servers, maxDB)
+	t.Logf("at most %d backends of limdb seen for 200 clients (max_db_connections %d)", most, maxDB)
+}
+
+// TestMaxUserConnections: one user's server connections over two databases stay within
+// its max_user_connections; a client that finds the limit full waits for a connection of
+// the other database to go idle, which is closed for it.
+func TestMaxUserConnections(t *testing.T) {
+	c := sharedCluster(t)
+	loginRoles(t, c, "lim_u")
+	p := integration.StartProxy(t, c, trustUsers(pool.Config{DefaultPoolSize: 5, QueryWaitTimeout: 20 * time.Second},
+		map[string]pool.User{"lim_u": {MaxUserConnections: 2}}))
+	admin := direct(t, c)
+	freshDatabase(t, admin, "limdb2")
+	ctx := ctxT(t, time.Minute)
+	stop := sampleBackends(t, c, "usename", "lim_u")
+
+	// A client of limdb2 logs in; its server stays idle in the pool.
+	other := connect(t, p.URL("limdb2", "lim_u"), pgx.QueryExecModeSimpleProtocol)
+	// Two clients of postgres hold two servers in transactions: the limit is full, and
+	// the idle server of limdb2 was closed to make room.
+	var held []*pgx.Conn
+	for range 2 {
+		conn := connect(t, p.URL("postgres", "lim_u"), pgx.QueryExecModeSimpleProtocol)
+		_, err := conn.Exec(ctx, "begin; select 1")
+		require.NoError(t, err)
+		held = append(held, conn)
+	}
+	got := make(chan error, 1)
+	go func() {
+		_, err := other.Exec(ctx, "select pg_sleep(0)")
+		got <- err
+	}()
+	select {
+	case err := <-got:
+		t.Fatalf("a third server connection of lim_u was opened: %v", err)
+	case <-time.After(500 * time.Millisecond):
+	}
+	// One transaction ends: its server goes idle and is closed to make room.
+	_, err := held[0].Exec(ctx, "commit")
+	require.NoError(t, err)
+	require.NoError(t, <-got)
+	_, err = held[1].Exec(ctx, "commit")
+	require.NoError(t, err)
+	require.LessOrEqual(t, stop(), 2+1, "backends of lim_u (one may be exiting)")
 }

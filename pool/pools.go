@@ -7,13 +7,15 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/cmlite/cmpool/pool/internal/admin"
+	"github.com/cmlite/cmpool/pool/internal/backend"
+	"github.com/cmlite/cmpool/pool/internal/limit"
 	"github.com/cmlite/cmpool/pool/internal/netopt"
 )
 
 // poolFor returns the pool of connections to a backend (backendPrimary, or replica i as
 // i+1) for a client's database and user.
-func (s *Server) poolFor(database, user string, backend int) (*backendPool, error) {
-	key := poolKey{database: database, user: user, backend: backend}
+func (s *Server) poolFor(database, user string, which int) (*backendPool, error) {
+	key := poolKey{database: database, user: user, backend: which}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if bp := s.pools[key]; bp != nil {
@@ -24,11 +26,11 @@ func (s *Server) poolFor(database, user string, backend int) (*backendPool, erro
 	}
 	db := s.conf().Databases[database]
 	var cc *pgconn.Config
-	if backend > backendPrimary {
-		if backend > len(s.replicaCfgs) {
-			return nil, fmt.Errorf("pool: no replica %d", backend)
+	if which > backendPrimary {
+		if which > len(s.replicaCfgs) {
+			return nil, fmt.Errorf("pool: no replica %d", which)
 		}
-		cc = s.replicaCfgs[backend-1].Copy()
+		cc = s.replicaCfgs[which-1].Copy()
 		cc.Database = database
 		if db.DBName != "" {
 			cc.Database = db.DBName
@@ -80,8 +82,28 @@ func (s *Server) poolFor(database, user string, backend int) (*backendPool, erro
 	if db.MinPoolSize > 0 {
 		minSize = db.MinPoolSize
 	}
-	bp, err := newBackendPool(key, mode, cc, size, minSize, cfg.MaxPreparedStatements, cfg.ServerIdleTimeout, cfg.ServerLifetime, cfg.ServerConnectTimeout,
-		func() *passthroughKeys { return s.authn().PassthroughFor(serverUser) })
+	maxDB, maxUser := cfg.MaxDBConnections, cfg.MaxUserConnections
+	if db.MaxDBConnections > 0 {
+		maxDB = db.MaxDBConnections
+	}
+	if u := cfg.Users[serverUser]; u.MaxUserConnections > 0 {
+		maxUser = u.MaxUserConnections
+	}
+	bp, err := newBackendPool(key, mode, backend.PoolConfig{
+		ConnConfig:     cc,
+		Size:           size,
+		MinSize:        minSize,
+		IdleTimeout:    cfg.ServerIdleTimeout,
+		Lifetime:       cfg.ServerLifetime,
+		ConnectTimeout: cfg.ServerConnectTimeout,
+		MaxPrepared:    cfg.MaxPreparedStatements,
+		Passthrough:    func() *passthroughKeys { return s.authn().PassthroughFor(serverUser) },
+		Limits: []*limit.Limit{
+			s.limits.Get(limit.Key{Kind: "database", Name: database, Backend: which, Max: maxDB}),
+			s.limits.Get(limit.Key{Kind: "user", Name: serverUser, Backend: which, Max: maxUser}),
+		},
+		LimitWait: cfg.QueryWaitTimeout,
+	})
 	if err != nil {
 		return nil, err
 	}

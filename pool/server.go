@@ -17,6 +17,7 @@ import (
 	"github.com/cmlite/cmpool/pool/internal/admin"
 	"github.com/cmlite/cmpool/pool/internal/fastio"
 	"github.com/cmlite/cmpool/pool/internal/lease"
+	"github.com/cmlite/cmpool/pool/internal/limit"
 	"github.com/cmlite/cmpool/pool/internal/stmt"
 	"github.com/cmlite/cmpool/router"
 )
@@ -75,6 +76,7 @@ type Server struct {
 	// (clientSession.mu, wmu, lease.wmu) is taken while it is held.
 	mu        sync.Mutex
 	pools     map[poolKey]*backendPool
+	limits    limit.Registry // max_db_connections and max_user_connections
 	listeners map[net.Listener]struct{}
 	// conns holds every client connection served, from accept to close; clients holds
 	// those that logged in, by cancel key pid (a key is given at the end of a login).

@@ -14,8 +14,6 @@ func (c Config) unbuilt() error {
 		set  bool
 	}
 	list := []setting{
-		{"max_db_connections", c.MaxDBConnections != 0},
-		{"max_user_connections", c.MaxUserConnections != 0},
 		{"reserve_pool_size", c.ReservePoolSize != 0},
 		{"reserve_pool_timeout", c.ReservePoolTimeout != 0},
 		{"server_round_robin", c.ServerRoundRobin},
@@ -29,14 +27,10 @@ func (c Config) unbuilt() error {
 		d := c.Databases[name]
 		for _, s := range []setting{
 			{"reserve_pool", d.ReservePool != 0},
-			{"max_db_connections", d.MaxDBConnections != 0}, {"auth_user", d.AuthUser != ""},
+			{"auth_user", d.AuthUser != ""},
 		} {
 			list = append(list, setting{"database " + name + ": " + s.name, s.set})
 		}
-	}
-	for _, name := range slices.Sorted(maps.Keys(c.Users)) {
-		u := c.Users[name]
-		list = append(list, setting{"user " + name + ": max_user_connections", u.MaxUserConnections != 0})
 	}
 	for _, s := range list {
 		if s.set {

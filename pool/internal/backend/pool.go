@@ -11,6 +11,7 @@ import (
 	"github.com/jackc/puddle/v2"
 
 	"github.com/cmlite/cmpool/pool/internal/auth"
+	"github.com/cmlite/cmpool/pool/internal/limit"
 	"github.com/cmlite/cmpool/pool/internal/stmt"
 )
 
@@ -38,6 +39,12 @@ type PoolConfig struct {
 	// secret, cleartext password), for servers the pool has no password for; nil, or a
 	// nil result, means none.
 	Passthrough func() *auth.Passthrough
+	// Limits are the limits the pool's connections count against (max_db_connections,
+	// max_user_connections); nil entries are none.
+	Limits []*limit.Limit
+	// LimitWait bounds how long opening a connection waits for a slot of Limits; 0 waits
+	// until the pool closes.
+	LimitWait time.Duration
 }
 
 // Pool is the set of server connections to one server for one (database, user): a
@@ -62,6 +69,8 @@ type Pool struct {
 	// conns holds every open server connection (*Conn -> struct{}), for SHOW SERVERS.
 	conns       sync.Map
 	passthrough func() *auth.Passthrough
+	limits      []*limit.Limit
+	limitWait   time.Duration
 
 	stopOnce sync.Once
 	stop     chan struct{}
@@ -84,6 +93,7 @@ func NewPool(cfg PoolConfig) (*Pool, error) {
 		minSize:     cfg.MinSize,
 		idleTimeout: cfg.IdleTimeout,
 		lifetime:    cfg.Lifetime,
+		limitWait:   cfg.LimitWait,
 		stop:        make(chan struct{}),
 		done:        make(chan struct{}),
 	}
@@ -91,6 +101,9 @@ func NewPool(cfg PoolConfig) (*Pool, error) {
 	bp.upkeep, bp.cancelUpkeep = context.WithCancel(context.Background())
 	p, err := puddle.NewPool(&puddle.Config[*Conn]{
 		Constructor: func(ctx context.Context) (*Conn, error) {
+			if err := bp.takeSlots(ctx); err != nil {
+				return nil, err
+			}
 			ctx, cancel := context.WithTimeout(ctx, connectTimeout)
 			defer cancel()
 			var sc *Conn
@@ -106,6 +119,7 @@ func NewPool(cfg PoolConfig) (*Pool, error) {
 				sc, err = Connect(ctx, connCfg)
 			}
 			if err != nil {
+				bp.giveSlots()
 				return nil, err
 			}
 			sc.Prepared = stmt.NewPrepared(cfg.MaxPrepared)
@@ -115,6 +129,7 @@ func NewPool(cfg PoolConfig) (*Pool, error) {
 		Destructor: func(sc *Conn) {
 			bp.conns.Delete(sc)
 			_ = sc.Close()
+			bp.giveSlots()
 		},
 		MaxSize: int32(cfg.Size),
 	})
@@ -122,6 +137,12 @@ func NewPool(cfg PoolConfig) (*Pool, error) {
 		return nil, err
 	}
 	bp.p = p
+	for _, l := range cfg.Limits {
+		if l != nil {
+			bp.limits = append(bp.limits, l)
+			l.Join(bp)
+		}
+	}
 	go bp.maintain()
 	return bp, nil
 }
@@ -225,7 +246,7 @@ func (bp *Pool) maintain() {
 		}
 		for i := total; i < bp.minSize; i++ {
 			ctx, cancel := context.WithTimeout(bp.upkeep, 30*time.Second)
-			err := bp.p.CreateResource(ctx)
+			err := bp.p.CreateResource(context.WithValue(ctx, noWaitKey{}, true))
 			cancel()
 			if err != nil {
 				break
@@ -241,6 +262,9 @@ func (bp *Pool) Close() {
 		bp.cancelUpkeep() // a login for min_pool_size in progress is given up
 		<-bp.done
 		bp.p.Close()
+		for _, l := range bp.limits {
+			l.Leave(bp)
+		}
 	})
 }
 
