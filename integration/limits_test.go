@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -285,4 +286,90 @@ func TestMaxUserConnections(t *testing.T) {
 	_, err = held[1].Exec(ctx, "commit")
 	require.NoError(t, err)
 	require.LessOrEqual(t, stop(), 2+1, "backends of lim_u (one may be exiting)")
+}
+
+// poolServers is how many server connections p holds for database.
+func poolServers(p *integration.Proxy, database string) int {
+	n := 0
+	for _, ps := range p.Server.Stat().Pools {
+		if ps.Database == database {
+			n += ps.Servers
+		}
+	}
+	return n
+}
+
+// TestReservePool: with the pool's one server held, a second client waits; only once it
+// has waited reserve_pool_timeout does it get a reserve connection. With the reserve full
+// too, a third client waits for one of them to free up.
+func TestReservePool(t *testing.T) {
+	const wait = 1500 * time.Millisecond
+	_, p := proxy(t, pool.Config{DefaultPoolSize: 1, ReservePoolSize: 1, ReservePoolTimeout: wait, QueryWaitTimeout: time.Minute})
+	ctx := ctxT(t, time.Minute)
+	a := connect(t, p.URL("", ""), pgx.QueryExecModeSimpleProtocol)
+	b := connect(t, p.URL("", ""), pgx.QueryExecModeSimpleProtocol)
+	c3 := connect(t, p.URL("", ""), pgx.QueryExecModeSimpleProtocol)
+	_, err := a.Exec(ctx, "begin; select 1")
+	require.NoError(t, err)
+	require.Equal(t, 1, poolServers(p, "postgres"))
+
+	start := time.Now()
+	got := make(chan error, 1)
+	go func() {
+		_, err := b.Exec(ctx, "begin; select 1")
+		got <- err
+	}()
+	time.Sleep(wait / 2)
+	require.Equal(t, 1, poolServers(p, "postgres"), "no reserve connection before reserve_pool_timeout")
+	require.NoError(t, <-got)
+	require.GreaterOrEqual(t, time.Since(start), wait, "the reserve is used only after reserve_pool_timeout")
+	require.Equal(t, 2, poolServers(p, "postgres"), "one reserve connection")
+
+	// Pool and reserve are both in use: a third client waits for a server to free up.
+	go func() {
+		_, err := c3.Exec(ctx, "select 1")
+		got <- err
+	}()
+	select {
+	case err := <-got:
+		t.Fatalf("a third server was lent past pool and reserve: %v", err)
+	case <-time.After(2 * wait):
+	}
+	_, err = b.Exec(ctx, "commit")
+	require.NoError(t, err)
+	require.NoError(t, <-got)
+	require.Equal(t, 2, poolServers(p, "postgres"))
+	_, err = a.Exec(ctx, "commit")
+	require.NoError(t, err)
+}
+
+// TestServerCheckQuery: a server idle longer than server_check_delay is checked before it
+// is lent. One killed while idle (pg_terminate_backend), and one whose backend is stopped
+// (SIGSTOP: its socket looks fine, but it never answers), are closed, and the client gets
+// another server without seeing an error.
+func TestServerCheckQuery(t *testing.T) {
+	c := sharedCluster(t)
+	integration.LocalBackendOnly(t, c, "stops a server process with SIGSTOP")
+	p := integration.StartProxy(t, c, pool.Config{DefaultPoolSize: 1, ServerCheckQuery: "select 1",
+		ServerCheckDelay: 300 * time.Millisecond, ServerConnectTimeout: 2 * time.Second})
+	ctx := ctxT(t, time.Minute)
+	admin := direct(t, c)
+	client := connect(t, p.URL("", ""), pgx.QueryExecModeSimpleProtocol)
+
+	pid := backendPID(t, client)
+	_, err := admin.Exec(ctx, "select pg_terminate_backend($1)", pid)
+	require.NoError(t, err)
+	time.Sleep(600 * time.Millisecond)
+	next := backendPID(t, client)
+	require.NotEqual(t, pid, next, "a new server after the killed one")
+
+	require.NoError(t, syscall.Kill(next, syscall.SIGSTOP))
+	t.Cleanup(func() {
+		_ = syscall.Kill(next, syscall.SIGCONT)
+		_, _ = admin.Exec(context.Background(), "select pg_terminate_backend($1)", next)
+	})
+	time.Sleep(600 * time.Millisecond)
+	third := backendPID(t, client)
+	require.NotEqual(t, next, third, "the stopped server was not lent")
+	require.NotEqual(t, pid, third)
 }

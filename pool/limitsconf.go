@@ -4,6 +4,13 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"time"
+)
+
+// PgBouncer's defaults of its limit and check settings.
+const (
+	DefaultReservePoolTimeout = 5 * time.Second
+	DefaultServerCheckDelay   = 30 * time.Second
 )
 
 // checkLimits validates PgBouncer's limit, check and keepalive settings in c, and fills
@@ -28,6 +35,12 @@ func (c *Config) checkLimits() error {
 		if v.bad {
 			return fmt.Errorf("pool: %s must not be negative", v.name)
 		}
+	}
+	if c.ReservePoolTimeout == 0 {
+		c.ReservePoolTimeout = DefaultReservePoolTimeout
+	}
+	if c.ServerCheckDelay == 0 {
+		c.ServerCheckDelay = DefaultServerCheckDelay
 	}
 	for _, name := range slices.Sorted(maps.Keys(c.Databases)) {
 		d := c.Databases[name]

@@ -89,6 +89,14 @@ func (s *Server) poolFor(database, user string, which int) (*backendPool, error)
 	if u := cfg.Users[serverUser]; u.MaxUserConnections > 0 {
 		maxUser = u.MaxUserConnections
 	}
+	reserve := cfg.ReservePoolSize
+	if db.ReservePool > 0 {
+		reserve = db.ReservePool
+	}
+	checkDelay := cfg.ServerCheckDelay
+	if cfg.ServerCheckQuery == "-" {
+		checkDelay = 0
+	}
 	bp, err := newBackendPool(key, mode, backend.PoolConfig{
 		ConnConfig:     cc,
 		Size:           size,
@@ -102,7 +110,11 @@ func (s *Server) poolFor(database, user string, which int) (*backendPool, error)
 			s.limits.Get(limit.Key{Kind: "database", Name: database, Backend: which, Max: maxDB}),
 			s.limits.Get(limit.Key{Kind: "user", Name: serverUser, Backend: which, Max: maxUser}),
 		},
-		LimitWait: cfg.QueryWaitTimeout,
+		LimitWait:      cfg.QueryWaitTimeout,
+		Reserve:        reserve,
+		ReserveTimeout: cfg.ReservePoolTimeout,
+		CheckQuery:     cfg.ServerCheckQuery,
+		CheckDelay:     checkDelay,
 	})
 	if err != nil {
 		return nil, err

@@ -14,11 +14,7 @@ func (c Config) unbuilt() error {
 		set  bool
 	}
 	list := []setting{
-		{"reserve_pool_size", c.ReservePoolSize != 0},
-		{"reserve_pool_timeout", c.ReservePoolTimeout != 0},
 		{"server_round_robin", c.ServerRoundRobin},
-		{"server_check_query", c.ServerCheckQuery != ""},
-		{"server_check_delay", c.ServerCheckDelay != 0},
 		{"server_login_retry", c.ServerLoginRetry != 0},
 		{"transaction_timeout", c.TransactionTimeout != 0},
 		{"track_extra_parameters", len(c.TrackExtraParameters) > 0},
@@ -26,7 +22,6 @@ func (c Config) unbuilt() error {
 	for _, name := range slices.Sorted(maps.Keys(c.Databases)) {
 		d := c.Databases[name]
 		for _, s := range []setting{
-			{"reserve_pool", d.ReservePool != 0},
 			{"auth_user", d.AuthUser != ""},
 		} {
 			list = append(list, setting{"database " + name + ": " + s.name, s.set})

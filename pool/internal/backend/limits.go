@@ -56,7 +56,10 @@ func (bp *Pool) giveSlots() {
 // EvictIdle closes the connection idle longest, if any is idle, so that another pool
 // sharing a limit can open one; it reports whether it closed one.
 func (bp *Pool) EvictIdle() bool {
-	idle := bp.p.AcquireAllIdle()
+	var idle []*puddle.Resource[*Conn]
+	for _, p := range bp.puddles() {
+		idle = append(idle, p.AcquireAllIdle()...)
+	}
 	if len(idle) == 0 {
 		return false
 	}

@@ -45,6 +45,15 @@ type PoolConfig struct {
 	// LimitWait bounds how long opening a connection waits for a slot of Limits; 0 waits
 	// until the pool closes.
 	LimitWait time.Duration
+	// Reserve is how many more connections than Size clients that waited ReserveTimeout
+	// may open (reserve_pool_size, reserve_pool_timeout); 0 is none.
+	Reserve        int
+	ReserveTimeout time.Duration
+	// CheckQuery is run on a connection idle longer than CheckDelay before it is lent
+	// (server_check_query, server_check_delay); a connection it fails on is closed and
+	// another taken. A CheckDelay of 0 is no check.
+	CheckQuery string
+	CheckDelay time.Duration
 }
 
 // Pool is the set of server connections to one server for one (database, user): a
@@ -71,6 +80,13 @@ type Pool struct {
 	passthrough func() *auth.Passthrough
 	limits      []*limit.Limit
 	limitWait   time.Duration
+	// reserve holds the connections opened past the pool's size for clients that waited
+	// reserveTimeout; nil when there is no reserve.
+	reserve        *puddle.Pool[*Conn]
+	reserveTimeout time.Duration
+	checkQuery     string
+	checkDelay     time.Duration
+	checkTimeout   time.Duration
 
 	stopOnce sync.Once
 	stop     chan struct{}
@@ -87,19 +103,23 @@ const aliveCheckAfter = time.Second
 // NewPool makes a pool and starts its maintenance; Close stops it.
 func NewPool(cfg PoolConfig) (*Pool, error) {
 	bp := &Pool{
-		Name:        cfg.Name,
-		ConnConfig:  cfg.ConnConfig,
-		passthrough: cfg.Passthrough,
-		minSize:     cfg.MinSize,
-		idleTimeout: cfg.IdleTimeout,
-		lifetime:    cfg.Lifetime,
-		limitWait:   cfg.LimitWait,
-		stop:        make(chan struct{}),
-		done:        make(chan struct{}),
+		Name:           cfg.Name,
+		ConnConfig:     cfg.ConnConfig,
+		passthrough:    cfg.Passthrough,
+		minSize:        cfg.MinSize,
+		idleTimeout:    cfg.IdleTimeout,
+		lifetime:       cfg.Lifetime,
+		limitWait:      cfg.LimitWait,
+		reserveTimeout: cfg.ReserveTimeout,
+		checkQuery:     cfg.CheckQuery,
+		checkDelay:     cfg.CheckDelay,
+		checkTimeout:   cfg.ConnectTimeout,
+		stop:           make(chan struct{}),
+		done:           make(chan struct{}),
 	}
 	connCfg, connectTimeout := cfg.ConnConfig, cfg.ConnectTimeout
 	bp.upkeep, bp.cancelUpkeep = context.WithCancel(context.Background())
-	p, err := puddle.NewPool(&puddle.Config[*Conn]{
+	pc := &puddle.Config[*Conn]{
 		Constructor: func(ctx context.Context) (*Conn, error) {
 			if err := bp.takeSlots(ctx); err != nil {
 				return nil, err
@@ -132,11 +152,19 @@ func NewPool(cfg PoolConfig) (*Pool, error) {
 			bp.giveSlots()
 		},
 		MaxSize: int32(cfg.Size),
-	})
+	}
+	p, err := puddle.NewPool(pc)
 	if err != nil {
 		return nil, err
 	}
 	bp.p = p
+	if cfg.Reserve > 0 {
+		rc := *pc
+		rc.MaxSize = int32(cfg.Reserve)
+		if bp.reserve, err = puddle.NewPool(&rc); err != nil {
+			return nil, err
+		}
+	}
 	for _, l := range cfg.Limits {
 		if l != nil {
 			bp.limits = append(bp.limits, l)
@@ -155,7 +183,7 @@ func (bp *Pool) TryAcquire(ctx context.Context) *puddle.Resource[*Conn] {
 		if err != nil {
 			return nil
 		}
-		if res.IdleDuration() > aliveCheckAfter && !res.Value().Alive() {
+		if !bp.usable(ctx, res) {
 			res.Destroy()
 			continue
 		}
@@ -163,25 +191,12 @@ func (bp *Pool) TryAcquire(ctx context.Context) *puddle.Resource[*Conn] {
 	}
 }
 
-// Acquire returns a server connection that looks alive, waiting for one until ctx ends.
-func (bp *Pool) Acquire(ctx context.Context) (*puddle.Resource[*Conn], error) {
-	for {
-		res, err := bp.p.Acquire(ctx)
-		if err != nil {
-			return nil, err
-		}
-		if res.IdleDuration() > aliveCheckAfter && !res.Value().Alive() {
-			res.Destroy()
-			continue
-		}
-		return res, nil
-	}
-}
-
 // DestroyIdle closes every idle connection, after one of them turned out dead.
 func (bp *Pool) DestroyIdle() {
-	for _, res := range bp.p.AcquireAllIdle() {
-		res.Destroy()
+	for _, p := range bp.puddles() {
+		for _, res := range p.AcquireAllIdle() {
+			res.Destroy()
+		}
 	}
 }
 
@@ -230,20 +245,10 @@ func (bp *Pool) maintain() {
 			return
 		case <-tick.C:
 		}
-		total := int(bp.p.Stat().TotalResources())
-		for _, res := range bp.p.AcquireAllIdle() {
-			if bp.idleTimeout > 0 && res.IdleDuration() > bp.idleTimeout && total > bp.minSize {
-				res.Destroy()
-				total--
-				continue
-			}
-			if bp.lifetime > 0 && time.Since(res.CreationTime()) > bp.lifetime {
-				res.Destroy()
-				total--
-				continue
-			}
-			res.ReleaseUnused()
+		if bp.reserve != nil {
+			bp.expire(bp.reserve, 0)
 		}
+		total := bp.expire(bp.p, bp.minSize)
 		for i := total; i < bp.minSize; i++ {
 			ctx, cancel := context.WithTimeout(bp.upkeep, 30*time.Second)
 			err := bp.p.CreateResource(context.WithValue(ctx, noWaitKey{}, true))
@@ -255,13 +260,35 @@ func (bp *Pool) maintain() {
 	}
 }
 
+// expire closes p's connections idle past idleTimeout, while more than minSize are open,
+// and those older than lifetime; it returns how many are left open.
+func (bp *Pool) expire(p *puddle.Pool[*Conn], minSize int) int {
+	total := int(p.Stat().TotalResources())
+	for _, res := range p.AcquireAllIdle() {
+		if bp.idleTimeout > 0 && res.IdleDuration() > bp.idleTimeout && total > minSize {
+			res.Destroy()
+			total--
+			continue
+		}
+		if bp.lifetime > 0 && time.Since(res.CreationTime()) > bp.lifetime {
+			res.Destroy()
+			total--
+			continue
+		}
+		res.ReleaseUnused()
+	}
+	return total
+}
+
 // Close stops maintenance and closes every connection; acquired ones close on return.
 func (bp *Pool) Close() {
 	bp.stopOnce.Do(func() {
 		close(bp.stop)
 		bp.cancelUpkeep() // a login for min_pool_size in progress is given up
 		<-bp.done
-		bp.p.Close()
+		for _, p := range bp.puddles() {
+			p.Close()
+		}
 		for _, l := range bp.limits {
 			l.Leave(bp)
 		}
@@ -275,9 +302,6 @@ func (bp *Pool) passthroughKeys() *auth.Passthrough {
 	}
 	return bp.passthrough()
 }
-
-// Stat returns puddle's statistics of the pool.
-func (bp *Pool) Stat() *puddle.Stat { return bp.p.Stat() }
 
 // Conns yields every open server connection of the pool, idle or in use.
 func (bp *Pool) Conns() iter.Seq[*Conn] {
