@@ -373,3 +373,38 @@ func TestServerCheckQuery(t *testing.T) {
 	require.NotEqual(t, next, third, "the stopped server was not lent")
 	require.NotEqual(t, pid, third)
 }
+
+// TestServerRoundRobin: with three idle servers, one client's transactions go to each in
+// turn with server_round_robin, and all to the most recently used one without it.
+func TestServerRoundRobin(t *testing.T) {
+	for _, rr := range []bool{false, true} {
+		t.Run(fmt.Sprint("round_robin=", rr), func(t *testing.T) {
+			_, p := proxy(t, pool.Config{DefaultPoolSize: 3, ServerRoundRobin: rr})
+			ctx := ctxT(t, time.Minute)
+			var conns []*pgx.Conn
+			for range 3 {
+				conn := connect(t, p.URL("", ""), pgx.QueryExecModeSimpleProtocol)
+				_, err := conn.Exec(ctx, "begin; select 1")
+				require.NoError(t, err)
+				conns = append(conns, conn)
+			}
+			for _, conn := range conns {
+				_, err := conn.Exec(ctx, "commit")
+				require.NoError(t, err)
+			}
+			require.Equal(t, 3, poolServers(p, "postgres"))
+			seen := map[int]int{}
+			for range 6 {
+				seen[backendPID(t, conns[0])]++
+			}
+			if rr {
+				require.Len(t, seen, 3, "each server in turn: %v", seen)
+				for pid, n := range seen {
+					require.Equal(t, 2, n, "server %d", pid)
+				}
+			} else {
+				require.Len(t, seen, 1, "the most recently used server: %v", seen)
+			}
+		})
+	}
+}

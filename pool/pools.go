@@ -115,6 +115,7 @@ func (s *Server) poolFor(database, user string, which int) (*backendPool, error)
 		ReserveTimeout: cfg.ReservePoolTimeout,
 		CheckQuery:     cfg.ServerCheckQuery,
 		CheckDelay:     checkDelay,
+		RoundRobin:     cfg.ServerRoundRobin,
 	})
 	if err != nil {
 		return nil, err

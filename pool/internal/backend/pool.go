@@ -54,6 +54,9 @@ type PoolConfig struct {
 	// another taken. A CheckDelay of 0 is no check.
 	CheckQuery string
 	CheckDelay time.Duration
+	// RoundRobin lends the connection idle longest instead of the one idle shortest
+	// (server_round_robin).
+	RoundRobin bool
 }
 
 // Pool is the set of server connections to one server for one (database, user): a
@@ -87,6 +90,7 @@ type Pool struct {
 	checkQuery     string
 	checkDelay     time.Duration
 	checkTimeout   time.Duration
+	roundRobin     bool
 
 	stopOnce sync.Once
 	stop     chan struct{}
@@ -114,6 +118,7 @@ func NewPool(cfg PoolConfig) (*Pool, error) {
 		checkQuery:     cfg.CheckQuery,
 		checkDelay:     cfg.CheckDelay,
 		checkTimeout:   cfg.ConnectTimeout,
+		roundRobin:     cfg.RoundRobin,
 		stop:           make(chan struct{}),
 		done:           make(chan struct{}),
 	}
@@ -178,6 +183,9 @@ func NewPool(cfg PoolConfig) (*Pool, error) {
 // TryAcquire returns an idle server connection that looks alive, or nil without waiting.
 // When none is idle and the pool has room, a new connection starts in the background.
 func (bp *Pool) TryAcquire(ctx context.Context) *puddle.Resource[*Conn] {
+	if res := bp.oldestIdle(ctx, bp.p); res != nil {
+		return res
+	}
 	for {
 		res, err := bp.p.TryAcquire(ctx)
 		if err != nil {

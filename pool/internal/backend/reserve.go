@@ -1,8 +1,10 @@
 package backend
 
 import (
+	"cmp"
 	"context"
 	"errors"
+	"slices"
 	"time"
 
 	"github.com/jackc/puddle/v2"
@@ -51,6 +53,9 @@ func (bp *Pool) Acquire(ctx context.Context) (*puddle.Resource[*Conn], error) {
 
 // acquireFrom takes a usable connection from p, waiting until ctx ends.
 func (bp *Pool) acquireFrom(ctx context.Context, p *puddle.Pool[*Conn]) (*puddle.Resource[*Conn], error) {
+	if res := bp.oldestIdle(ctx, p); res != nil {
+		return res, nil
+	}
 	for {
 		res, err := p.Acquire(ctx)
 		if err != nil {
@@ -61,6 +66,32 @@ func (bp *Pool) acquireFrom(ctx context.Context, p *puddle.Pool[*Conn]) (*puddle
 			continue
 		}
 		return res, nil
+	}
+}
+
+// oldestIdle takes the usable connection of p idle longest, with server_round_robin;
+// it returns nil without it, or when none is idle. puddle lends the connection idle
+// shortest (a stack): to lend in turn, the idle ones are taken and all but the oldest put
+// back.
+func (bp *Pool) oldestIdle(ctx context.Context, p *puddle.Pool[*Conn]) *puddle.Resource[*Conn] {
+	if !bp.roundRobin {
+		return nil
+	}
+	for {
+		idle := p.AcquireAllIdle()
+		if len(idle) == 0 {
+			return nil
+		}
+		oldest := slices.MaxFunc(idle, func(a, b *puddle.Resource[*Conn]) int { return cmp.Compare(a.IdleDuration(), b.IdleDuration()) })
+		for _, res := range idle {
+			if res != oldest {
+				res.ReleaseUnused()
+			}
+		}
+		if bp.usable(ctx, oldest) {
+			return oldest
+		}
+		oldest.Destroy()
 	}
 }
 
