@@ -408,3 +408,26 @@ func TestServerRoundRobin(t *testing.T) {
 		})
 	}
 }
+
+// TestDatabaseAuthUser: a database's auth_user looks up the secrets of its clients with
+// auth_query; a database without one (and no global auth_user) has no auth_query, so a
+// user listed nowhere is refused there.
+func TestDatabaseAuthUser(t *testing.T) {
+	c, _ := secCluster(t)
+	admin := connect(t, c.Primary.URL("", ""), pgx.QueryExecModeSimpleProtocol)
+	freshDatabase(t, admin, "noauthq")
+	p := integration.StartProxy(t, c, pool.Config{
+		AuthType:     pool.AuthSCRAM,
+		AuthCacheTTL: -1,
+		Databases: map[string]pool.Database{
+			"postgres": {AuthUser: integration.Superuser},
+		},
+	})
+	got, err := loginAs(t, "pgx", userURL(p.Addr, "frank", "frank-pw", "postgres", ""))
+	require.NoError(t, err)
+	require.Equal(t, "frank", got)
+	_, err = loginAs(t, "pgx", userURL(p.Addr, "frank", "wrong", "postgres", ""))
+	require.Equal(t, "28P01", sqlState(err), "%v", err)
+	_, err = loginAs(t, "pgx", userURL(p.Addr, "frank", "frank-pw", "noauthq", ""))
+	require.Equal(t, "28P01", sqlState(err), "no auth_query for a database without auth_user: %v", err)
+}

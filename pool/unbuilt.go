@@ -2,8 +2,6 @@ package pool
 
 import (
 	"fmt"
-	"maps"
-	"slices"
 )
 
 // unbuilt returns an error naming the first PgBouncer setting in c that cmpool does not
@@ -17,14 +15,6 @@ func (c Config) unbuilt() error {
 		{"server_login_retry", c.ServerLoginRetry != 0},
 		{"transaction_timeout", c.TransactionTimeout != 0},
 		{"track_extra_parameters", len(c.TrackExtraParameters) > 0},
-	}
-	for _, name := range slices.Sorted(maps.Keys(c.Databases)) {
-		d := c.Databases[name]
-		for _, s := range []setting{
-			{"auth_user", d.AuthUser != ""},
-		} {
-			list = append(list, setting{"database " + name + ": " + s.name, s.set})
-		}
 	}
 	for _, s := range list {
 		if s.set {
