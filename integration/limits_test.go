@@ -431,3 +431,46 @@ func TestDatabaseAuthUser(t *testing.T) {
 	_, err = loginAs(t, "pgx", userURL(p.Addr, "frank", "frank-pw", "noauthq", ""))
 	require.Equal(t, "28P01", sqlState(err), "no auth_query for a database without auth_user: %v", err)
 }
+
+// TestTrackExtraParameters: a parameter a client sets follows it to every server it uses
+// (two servers, lent in turn), and no other client of the pool ever sees it, with one
+// server or two.
+func TestTrackExtraParameters(t *testing.T) {
+	for _, size := range []int{1, 2} {
+		t.Run(fmt.Sprint("pool_size=", size), func(t *testing.T) {
+			_, p := proxy(t, pool.Config{DefaultPoolSize: size, ServerRoundRobin: true,
+				TrackExtraParameters: []string{"work_mem", "Statement_Timeout"}})
+			ctx := ctxT(t, time.Minute)
+			a := connect(t, p.URL("", "")+"&statement_timeout=4321", pgx.QueryExecModeSimpleProtocol)
+			b := connect(t, p.URL("", ""), pgx.QueryExecModeSimpleProtocol)
+			if size == 2 {
+				// Open the second server: two transactions at once.
+				for _, sql := range []string{"begin; select 1", "commit"} {
+					for _, conn := range []*pgx.Conn{a, b} {
+						_, err := conn.Exec(ctx, sql)
+						require.NoError(t, err)
+					}
+				}
+			}
+			_, err := a.Exec(ctx, "set work_mem = '7MB'")
+			require.NoError(t, err)
+			pids := map[int]bool{}
+			for range 6 {
+				for _, conn := range []*pgx.Conn{a, b} {
+					var wm, st string
+					var pid int
+					require.NoError(t, conn.QueryRow(ctx, "select current_setting('work_mem'), current_setting('statement_timeout'), pg_backend_pid()").Scan(&wm, &st, &pid))
+					pids[pid] = true
+					if conn == a {
+						require.Equal(t, "7MB", wm, "client A's work_mem on server %d", pid)
+						require.Equal(t, "4321ms", st, "client A's statement_timeout on server %d", pid)
+					} else {
+						require.NotEqual(t, "7MB", wm, "client B sees A's work_mem on server %d", pid)
+						require.NotEqual(t, "4321ms", st, "client B sees A's statement_timeout on server %d", pid)
+					}
+				}
+			}
+			require.Len(t, pids, size)
+		})
+	}
+}

@@ -3,7 +3,9 @@ package pool
 import (
 	"fmt"
 	"maps"
+	"regexp"
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -12,6 +14,9 @@ const (
 	DefaultReservePoolTimeout = 5 * time.Second
 	DefaultServerCheckDelay   = 30 * time.Second
 )
+
+// parameterName is what a run-time parameter's name looks like (a custom one has a dot).
+var parameterName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_$]*(\.[A-Za-z_][A-Za-z0-9_$]*)?$`)
 
 // checkLimits validates PgBouncer's limit, check and keepalive settings in c, and fills
 // in their defaults.
@@ -41,6 +46,16 @@ func (c *Config) checkLimits() error {
 	}
 	if c.ServerCheckDelay == 0 {
 		c.ServerCheckDelay = DefaultServerCheckDelay
+	}
+	for _, list := range []struct {
+		key   string
+		names []string
+	}{{"ignore_startup_parameters", c.IgnoreStartupParameters}, {"track_extra_parameters", c.TrackExtraParameters}} {
+		for _, n := range list.names {
+			if !parameterName.MatchString(strings.TrimSpace(n)) {
+				return fmt.Errorf("pool: %s: %q is not a parameter name", list.key, n)
+			}
+		}
 	}
 	for _, name := range slices.Sorted(maps.Keys(c.Databases)) {
 		d := c.Databases[name]
