@@ -474,3 +474,45 @@ func TestTrackExtraParameters(t *testing.T) {
 		})
 	}
 }
+
+// TestTransactionTimeout: a client whose transaction has been open longer than
+// transaction_timeout, idle in it or running a query, is closed with FATAL 25P04, and
+// what it did is rolled back; a client whose transactions are each short is left alone
+// however long it stays.
+func TestTransactionTimeout(t *testing.T) {
+	c := sharedCluster(t)
+	const timeout = time.Second
+	p := integration.StartProxy(t, c, pool.Config{DefaultPoolSize: 2, TransactionTimeout: timeout})
+	ctx := ctxT(t, time.Minute)
+	admin := direct(t, c)
+	_, err := admin.Exec(ctx, "drop table if exists xact_to; create table xact_to(x int)")
+	require.NoError(t, err)
+
+	steady := connect(t, p.URL("", ""), pgx.QueryExecModeSimpleProtocol)
+	idle := connect(t, p.URL("", ""), pgx.QueryExecModeSimpleProtocol)
+	_, err = idle.Exec(ctx, "begin; insert into xact_to values (1)")
+	require.NoError(t, err)
+	for range 12 { // 2.4 s of short transactions
+		_, err := steady.Exec(ctx, "select 1")
+		require.NoError(t, err)
+		time.Sleep(200 * time.Millisecond)
+	}
+	_, err = idle.Exec(ctx, "insert into xact_to values (2)")
+	require.Equal(t, "25P04", sqlState(err), "%v", err)
+
+	busy := connect(t, p.URL("", ""), pgx.QueryExecModeSimpleProtocol)
+	start := time.Now()
+	_, err = busy.Exec(ctx, "begin; insert into xact_to values (3); select pg_sleep(30)")
+	require.Equal(t, "25P04", sqlState(err), "%v", err)
+	require.Less(t, time.Since(start), 20*time.Second, "the query was not left to run")
+
+	_, err = steady.Exec(ctx, "select 1")
+	require.NoError(t, err)
+	var n int
+	require.NoError(t, admin.QueryRow(ctx, "select count(*) from xact_to").Scan(&n))
+	require.Zero(t, n, "the timed-out transactions were rolled back")
+	require.Eventually(t, func() bool {
+		var n int
+		return admin.QueryRow(ctx, "select count(*) from pg_stat_activity where state like 'idle in transaction%' or query like '%pg_sleep(30)%' and pid <> pg_backend_pid()").Scan(&n) == nil && n == 0
+	}, 10*time.Second, 50*time.Millisecond, "no server is left in the transaction")
+}

@@ -77,6 +77,7 @@ type Server struct {
 	mu        sync.Mutex
 	pools     map[poolKey]*backendPool
 	limits    limit.Registry // max_db_connections and max_user_connections
+	xactWatch sync.Once      // starts watchTransactions with the first client
 	listeners map[net.Listener]struct{}
 	// conns holds every client connection served, from accept to close; clients holds
 	// those that logged in, by cancel key pid (a key is given at the end of a login).
@@ -330,6 +331,7 @@ func (s *Server) serveConn(conn net.Conn, accepted bool) bool {
 	}
 	s.conns[c] = struct{}{}
 	s.nClients.Add(1)
+	s.xactWatch.Do(func() { go s.watchTransactions() })
 	s.wg.Go(func() { c.serve(s.ctx) })
 	return true
 }

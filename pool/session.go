@@ -30,6 +30,7 @@ type clientSession struct {
 	connectedAt  time.Time    // when the connection was accepted
 	requestAt    atomic.Int64 // Unix ns of the last transaction start
 	waitingSince atomic.Int64 // nanotime when it began waiting for a server; 0 if not
+	xactTimedOut atomic.Bool  // its transaction outlived transaction_timeout
 }
 
 // serve runs one client connection from startup to close.

@@ -13,7 +13,6 @@ func (c Config) unbuilt() error {
 	}
 	list := []setting{
 		{"server_login_retry", c.ServerLoginRetry != 0},
-		{"transaction_timeout", c.TransactionTimeout != 0},
 	}
 	for _, s := range list {
 		if s.set {
