@@ -516,3 +516,35 @@ func TestTransactionTimeout(t *testing.T) {
 		return admin.QueryRow(ctx, "select count(*) from pg_stat_activity where state like 'idle in transaction%' or query like '%pg_sleep(30)%' and pid <> pg_backend_pid()").Scan(&n) == nil && n == 0
 	}, 10*time.Second, 50*time.Millisecond, "no server is left in the transaction")
 }
+
+// TestServerLoginRetry: after a failed server login (a database that does not exist yet),
+// logins within server_login_retry get that error at once, even once the database exists;
+// after it, the server is tried again.
+func TestServerLoginRetry(t *testing.T) {
+	c := sharedCluster(t)
+	const retry = 3 * time.Second
+	admin := direct(t, c)
+	ctx := ctxT(t, time.Minute)
+	_, err := admin.Exec(ctx, "drop database if exists login_retry")
+	require.NoError(t, err)
+	p := integration.StartProxy(t, c, pool.Config{ServerLoginRetry: retry,
+		Databases: map[string]pool.Database{"lr": {DBName: "login_retry"}}})
+	login := func() error {
+		conn, err := pgx.Connect(ctx, p.URL("lr", ""))
+		if err == nil {
+			_ = conn.Close(ctx)
+		}
+		return err
+	}
+	require.Equal(t, "3D000", sqlState(login()))
+	failed := time.Now()
+	_, err = admin.Exec(ctx, "create database login_retry")
+	require.NoError(t, err)
+	t.Cleanup(func() { _, _ = admin.Exec(context.Background(), "drop database if exists login_retry with (force)") })
+	err = login()
+	if time.Since(failed) < retry {
+		require.Equal(t, "3D000", sqlState(err), "within server_login_retry the server is not tried again")
+	}
+	time.Sleep(time.Until(failed.Add(retry)))
+	require.NoError(t, login(), "after server_login_retry the server is tried again")
+}

@@ -13,6 +13,7 @@ import (
 const (
 	DefaultReservePoolTimeout = 5 * time.Second
 	DefaultServerCheckDelay   = 30 * time.Second
+	DefaultServerLoginRetry   = 15 * time.Second
 )
 
 // parameterName is what a run-time parameter's name looks like (a custom one has a dot).
@@ -43,6 +44,9 @@ func (c *Config) checkLimits() error {
 	}
 	if c.ReservePoolTimeout == 0 {
 		c.ReservePoolTimeout = DefaultReservePoolTimeout
+	}
+	if c.ServerLoginRetry == 0 {
+		c.ServerLoginRetry = DefaultServerLoginRetry
 	}
 	if c.ServerCheckDelay == 0 {
 		c.ServerCheckDelay = DefaultServerCheckDelay

@@ -93,6 +93,10 @@ func (s *Server) poolFor(database, user string, which int) (*backendPool, error)
 	if db.ReservePool > 0 {
 		reserve = db.ReservePool
 	}
+	loginRetry := cfg.ServerLoginRetry
+	if which > backendPrimary {
+		loginRetry = 0 // a failing replica is banned instead (replica_ban_time)
+	}
 	checkDelay := cfg.ServerCheckDelay
 	if cfg.ServerCheckQuery == "-" {
 		checkDelay = 0
@@ -116,6 +120,7 @@ func (s *Server) poolFor(database, user string, which int) (*backendPool, error)
 		CheckQuery:     cfg.ServerCheckQuery,
 		CheckDelay:     checkDelay,
 		RoundRobin:     cfg.ServerRoundRobin,
+		LoginRetry:     loginRetry,
 	})
 	if err != nil {
 		return nil, err

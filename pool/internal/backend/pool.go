@@ -57,6 +57,9 @@ type PoolConfig struct {
 	// RoundRobin lends the connection idle longest instead of the one idle shortest
 	// (server_round_robin).
 	RoundRobin bool
+	// LoginRetry is how long after a failed login the pool fails new logins at once with
+	// that login's error, without trying (server_login_retry); 0 always tries.
+	LoginRetry time.Duration
 }
 
 // Pool is the set of server connections to one server for one (database, user): a
@@ -91,6 +94,8 @@ type Pool struct {
 	checkDelay     time.Duration
 	checkTimeout   time.Duration
 	roundRobin     bool
+	loginRetry     time.Duration
+	loginFailure   atomic.Pointer[loginFailure]
 
 	stopOnce sync.Once
 	stop     chan struct{}
@@ -119,6 +124,7 @@ func NewPool(cfg PoolConfig) (*Pool, error) {
 		checkDelay:     cfg.CheckDelay,
 		checkTimeout:   cfg.ConnectTimeout,
 		roundRobin:     cfg.RoundRobin,
+		loginRetry:     cfg.LoginRetry,
 		stop:           make(chan struct{}),
 		done:           make(chan struct{}),
 	}
@@ -126,6 +132,9 @@ func NewPool(cfg PoolConfig) (*Pool, error) {
 	bp.upkeep, bp.cancelUpkeep = context.WithCancel(context.Background())
 	pc := &puddle.Config[*Conn]{
 		Constructor: func(ctx context.Context) (*Conn, error) {
+			if err := bp.recentLoginFailure(); err != nil {
+				return nil, err
+			}
 			if err := bp.takeSlots(ctx); err != nil {
 				return nil, err
 			}
@@ -145,6 +154,7 @@ func NewPool(cfg PoolConfig) (*Pool, error) {
 			}
 			if err != nil {
 				bp.giveSlots()
+				bp.noteLoginFailure(err)
 				return nil, err
 			}
 			sc.Prepared = stmt.NewPrepared(cfg.MaxPrepared)
