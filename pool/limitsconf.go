@@ -80,3 +80,15 @@ func (c *Config) checkLimits() error {
 	}
 	return nil
 }
+
+// limitsChanged reports whether a reload from old to c changes a setting that pools take
+// when they are made: the limits, the reserve, the server checks, the login retry and
+// the keepalive of server sockets. (Per-database and per-user ones change with
+// Databases and Users.)
+func (c *Config) limitsChanged(old *Config) bool {
+	return c.MaxDBConnections != old.MaxDBConnections || c.MaxUserConnections != old.MaxUserConnections ||
+		c.ReservePoolSize != old.ReservePoolSize || c.ReservePoolTimeout != old.ReservePoolTimeout ||
+		c.ServerRoundRobin != old.ServerRoundRobin || c.ServerCheckQuery != old.ServerCheckQuery ||
+		c.ServerCheckDelay != old.ServerCheckDelay || c.ServerLoginRetry != old.ServerLoginRetry ||
+		c.keepalive() != old.keepalive() || c.QueryWaitTimeout != old.QueryWaitTimeout && (c.MaxDBConnections > 0 || c.MaxUserConnections > 0)
+}

@@ -111,7 +111,7 @@ func (s *Server) reload(cfg Config) ([]string, error) {
 		!reflect.DeepEqual(c.Databases, old.Databases) || c.AuthFile != old.AuthFile ||
 		!reflect.DeepEqual(c.Users, old.Users) || c.ServerTLSSSLMode != old.ServerTLSSSLMode ||
 		c.ServerTLSCAFile != old.ServerTLSCAFile || c.ServerTLSCertFile != old.ServerTLSCertFile ||
-		c.ServerTLSKeyFile != old.ServerTLSKeyFile
+		c.ServerTLSKeyFile != old.ServerTLSKeyFile || c.limitsChanged(old)
 	replicasChanged := !slices.Equal(c.Replicas, old.Replicas) || c.Primary != old.Primary ||
 		c.ReplicaCheckInterval != old.ReplicaCheckInterval || c.MaxReplicaLagBytes != old.MaxReplicaLagBytes ||
 		c.MaxReplicaLag != old.MaxReplicaLag || c.ReplicaBanTime != old.ReplicaBanTime || c.Balance != old.Balance
