@@ -5,6 +5,7 @@ import (
 	"maps"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -91,4 +92,26 @@ func (c *Config) limitsChanged(old *Config) bool {
 		c.ServerRoundRobin != old.ServerRoundRobin || c.ServerCheckQuery != old.ServerCheckQuery ||
 		c.ServerCheckDelay != old.ServerCheckDelay || c.ServerLoginRetry != old.ServerLoginRetry ||
 		c.keepalive() != old.keepalive() || c.QueryWaitTimeout != old.QueryWaitTimeout && (c.MaxDBConnections > 0 || c.MaxUserConnections > 0)
+}
+
+// limitConfigEntries are SHOW CONFIG's rows of the limit, check, keepalive and startup
+// settings, with PgBouncer's key names and defaults.
+func (c *Config) limitConfigEntries() []configEntry {
+	n := strconv.Itoa
+	return []configEntry{
+		{"reserve_pool_size", n(c.ReservePoolSize), "0", true},
+		{"reserve_pool_timeout", seconds(c.ReservePoolTimeout), seconds(DefaultReservePoolTimeout), true},
+		{"server_round_robin", boolString(c.ServerRoundRobin), "0", true},
+		{"server_check_query", c.ServerCheckQuery, "", true},
+		{"server_check_delay", seconds(c.ServerCheckDelay), seconds(DefaultServerCheckDelay), true},
+		{"server_login_retry", seconds(c.ServerLoginRetry), seconds(DefaultServerLoginRetry), true},
+		{"transaction_timeout", seconds(c.TransactionTimeout), "0", true},
+		{"tcp_keepalive", boolString(!c.TCPKeepaliveOff), "1", true},
+		{"tcp_keepidle", seconds(c.TCPKeepIdle), "0", true},
+		{"tcp_keepintvl", seconds(c.TCPKeepIntvl), "0", true},
+		{"tcp_keepcnt", n(c.TCPKeepCnt), "0", true},
+		{"tcp_user_timeout", n(int(c.TCPUserTimeout / time.Millisecond)), "0", true},
+		{"ignore_startup_parameters", strings.Join(c.IgnoreStartupParameters, ","), "", true},
+		{"track_extra_parameters", strings.Join(c.TrackExtraParameters, ","), "", true},
+	}
 }
