@@ -304,7 +304,8 @@ func poolServers(p *integration.Proxy, database string) int {
 // too, a third client waits for one of them to free up.
 func TestReservePool(t *testing.T) {
 	const wait = 1500 * time.Millisecond
-	_, p := proxy(t, pool.Config{DefaultPoolSize: 1, ReservePoolSize: 1, ReservePoolTimeout: wait, QueryWaitTimeout: time.Minute})
+	_, p := adminProxy(t, pool.Config{DefaultPoolSize: 1, ReservePoolSize: 1, ReservePoolTimeout: wait, QueryWaitTimeout: time.Minute,
+		MaxDBConnections: 5})
 	ctx := ctxT(t, time.Minute)
 	a := connect(t, p.URL("", ""), pgx.QueryExecModeSimpleProtocol)
 	b := connect(t, p.URL("", ""), pgx.QueryExecModeSimpleProtocol)
@@ -324,6 +325,13 @@ func TestReservePool(t *testing.T) {
 	require.NoError(t, <-got)
 	require.GreaterOrEqual(t, time.Since(start), wait, "the reserve is used only after reserve_pool_timeout")
 	require.Equal(t, 2, poolServers(p, "postgres"), "one reserve connection")
+	console := adminConn(t, p, "pgbouncer", "postgres")
+	names, _, rows := show(t, console, "SHOW POOLS")
+	require.Equal(t, "2", column(t, names, rows, "database", "postgres", "sv_active"))
+	names, _, rows = show(t, console, "SHOW DATABASES")
+	require.Equal(t, "1", column(t, names, rows, "name", "postgres", "reserve_pool"))
+	require.Equal(t, "5", column(t, names, rows, "name", "postgres", "max_connections"))
+	require.Equal(t, "2", column(t, names, rows, "name", "postgres", "current_connections"))
 
 	// Pool and reserve are both in use: a third client waits for a server to free up.
 	go func() {

@@ -1,6 +1,7 @@
 package pool
 
 import (
+	"cmp"
 	"crypto/tls"
 	"fmt"
 	"sort"
@@ -214,6 +215,8 @@ func (s *Server) databaseSnapshot(cfg *Config, live []*backendPool) []admin.Data
 		if db.PoolMode != "" {
 			d.Mode = string(db.PoolMode)
 		}
+		d.MinPoolSize, d.ReservePool, d.MaxConnections = cmp.Or(db.MinPoolSize, d.MinPoolSize),
+			cmp.Or(db.ReservePool, cfg.ReservePoolSize), cmp.Or(db.MaxDBConnections, cfg.MaxDBConnections)
 		out = append(out, d)
 	}
 	return out
