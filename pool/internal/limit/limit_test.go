@@ -123,3 +123,25 @@ func TestRegistry(t *testing.T) {
 	require.NotSame(t, x, r.Get(limit.Key{Kind: "database", Name: "a", Max: 4}))
 	require.Equal(t, 3, x.Max())
 }
+
+// BenchmarkLimit measures taking and giving back a slot, as each server login and close
+// does, uncontended and with goroutines competing for fewer slots than they are.
+func BenchmarkLimit(b *testing.B) {
+	b.Run("free", func(b *testing.B) {
+		l := limit.New(1 << 20)
+		for b.Loop() {
+			_ = l.Acquire(context.Background(), nil)
+			l.Release()
+		}
+	})
+	b.Run("contended", func(b *testing.B) {
+		l := limit.New(4)
+		b.SetParallelism(4) // 4×GOMAXPROCS goroutines for 4 slots
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				_ = l.Acquire(context.Background(), nil)
+				l.Release()
+			}
+		})
+	})
+}
