@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"maps"
 	"net"
+	"slices"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
@@ -72,7 +73,7 @@ func (c *Config) checkAuth() error {
 			c.Users[name] = u
 		}
 	}
-	if c.AuthUser != "" && c.AuthQuery == "" {
+	if c.AuthQuery == "" && (c.AuthUser != "" || slices.ContainsFunc(slices.Collect(maps.Values(c.Databases)), func(d Database) bool { return d.AuthUser != "" })) {
 		c.AuthQuery = DefaultAuthQuery
 	}
 	if c.AuthCacheTTL == 0 {
@@ -118,7 +119,7 @@ func authOptions(cfg *Config, target func(string) (*pgconn.Config, error), fileS
 	if len(cfg.Databases) > 0 {
 		o.Databases = make(map[string]auth.Database, len(cfg.Databases))
 		for name, d := range cfg.Databases {
-			o.Databases[name] = auth.Database{Method: d.AuthType, AuthDBName: d.AuthDBName, User: d.User, Password: d.Password, URL: d.URL}
+			o.Databases[name] = auth.Database{Method: d.AuthType, AuthDBName: d.AuthDBName, AuthUser: d.AuthUser, User: d.User, Password: d.Password, URL: d.URL}
 		}
 	}
 	return o

@@ -3,9 +3,6 @@ package pool
 import (
 	"net"
 	"strconv"
-	"time"
-
-	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/cmlite/cmpool/pool/internal/backend"
 )
@@ -25,22 +22,13 @@ type backendPool struct {
 	mode Mode
 }
 
-func newBackendPool(key poolKey, mode Mode, connCfg *pgconn.Config, size, minSize, maxPrepared int, idleTimeout, lifetime, connectTimeout time.Duration, passthrough func() *passthroughKeys) (*backendPool, error) {
-	name := "primary"
+// newBackendPool makes the pool of key with cfg (its Name is filled in here).
+func newBackendPool(key poolKey, mode Mode, cfg backend.PoolConfig) (*backendPool, error) {
+	cfg.Name = "primary"
 	if key.backend > 0 {
-		name = net.JoinHostPort(connCfg.Host, strconv.Itoa(int(connCfg.Port)))
+		cfg.Name = net.JoinHostPort(cfg.ConnConfig.Host, strconv.Itoa(int(cfg.ConnConfig.Port)))
 	}
-	p, err := backend.NewPool(backend.PoolConfig{
-		Name:           name,
-		ConnConfig:     connCfg,
-		Size:           size,
-		MinSize:        minSize,
-		IdleTimeout:    idleTimeout,
-		Lifetime:       lifetime,
-		ConnectTimeout: connectTimeout,
-		MaxPrepared:    maxPrepared,
-		Passthrough:    passthrough,
-	})
+	p, err := backend.NewPool(cfg)
 	if err != nil {
 		return nil, err
 	}

@@ -426,6 +426,9 @@ func (c Config) withDefaults() (Config, error) {
 	if err := c.unbuilt(); err != nil {
 		return c, err
 	}
+	if err := c.checkLimits(); err != nil {
+		return c, err
+	}
 	if err := c.applyServerTLS(); err != nil {
 		return c, err
 	}

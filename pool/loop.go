@@ -21,6 +21,9 @@ func (c *clientSession) loop(ctx context.Context) error {
 			if c.Closing.Load() {
 				return protocol.NewFatal(protocol.CodeAdminShutdown, "terminating connection due to administrator command")
 			}
+			if lease.IsTimeout(err) && c.xactTimedOut.Load() {
+				return transactionTimeoutError()
+			}
 			if lease.IsTimeout(err) {
 				if pe := c.IdleTimeoutError(); pe != nil {
 					return pe

@@ -198,7 +198,7 @@ func (s *Server) pause(ctx context.Context, database string) error {
 	s.setPause(database, true, false)
 	err := pollUntil(ctx, func() bool {
 		for _, bp := range s.poolsOf(database) {
-			if bp.Stat().AcquiredResources() > 0 {
+			if bp.Stat().Acquired > 0 {
 				return false
 			}
 		}

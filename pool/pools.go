@@ -7,12 +7,15 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/cmlite/cmpool/pool/internal/admin"
+	"github.com/cmlite/cmpool/pool/internal/backend"
+	"github.com/cmlite/cmpool/pool/internal/limit"
+	"github.com/cmlite/cmpool/pool/internal/netopt"
 )
 
 // poolFor returns the pool of connections to a backend (backendPrimary, or replica i as
 // i+1) for a client's database and user.
-func (s *Server) poolFor(database, user string, backend int) (*backendPool, error) {
-	key := poolKey{database: database, user: user, backend: backend}
+func (s *Server) poolFor(database, user string, which int) (*backendPool, error) {
+	key := poolKey{database: database, user: user, backend: which}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if bp := s.pools[key]; bp != nil {
@@ -23,11 +26,11 @@ func (s *Server) poolFor(database, user string, backend int) (*backendPool, erro
 	}
 	db := s.conf().Databases[database]
 	var cc *pgconn.Config
-	if backend > backendPrimary {
-		if backend > len(s.replicaCfgs) {
-			return nil, fmt.Errorf("pool: no replica %d", backend)
+	if which > backendPrimary {
+		if which > len(s.replicaCfgs) {
+			return nil, fmt.Errorf("pool: no replica %d", which)
 		}
-		cc = s.replicaCfgs[backend-1].Copy()
+		cc = s.replicaCfgs[which-1].Copy()
 		cc.Database = database
 		if db.DBName != "" {
 			cc.Database = db.DBName
@@ -53,6 +56,16 @@ func (s *Server) poolFor(database, user string, backend int) (*backendPool, erro
 		cc.Password = db.Password
 	}
 	cc.ConnectTimeout = s.conf().ServerConnectTimeout
+	cc.DialFunc = s.conf().keepalive().Dialer(cc.ConnectTimeout)
+	cc.RuntimeParams = maps.Clone(cc.RuntimeParams)
+	for k, v := range map[string]string{"client_encoding": db.ClientEncoding, "DateStyle": db.DateStyle, "TimeZone": db.TimeZone} {
+		if v != "" {
+			if cc.RuntimeParams == nil {
+				cc.RuntimeParams = make(map[string]string)
+			}
+			cc.RuntimeParams[k] = v
+		}
+	}
 	size := s.conf().DefaultPoolSize
 	if db.PoolSize > 0 {
 		size = db.PoolSize
@@ -61,14 +74,65 @@ func (s *Server) poolFor(database, user string, backend int) (*backendPool, erro
 	if db.PoolMode != "" {
 		mode = db.PoolMode
 	}
+	if m := s.conf().Users[user].PoolMode; m != "" {
+		mode = m // the user's pool_mode wins, as in PgBouncer
+	}
 	cfg := s.conf()
-	bp, err := newBackendPool(key, mode, cc, size, cfg.MinPoolSize, cfg.MaxPreparedStatements, cfg.ServerIdleTimeout, cfg.ServerLifetime, cfg.ServerConnectTimeout,
-		func() *passthroughKeys { return s.authn().PassthroughFor(serverUser) })
+	minSize := cfg.MinPoolSize
+	if db.MinPoolSize > 0 {
+		minSize = db.MinPoolSize
+	}
+	maxDB, maxUser := cfg.MaxDBConnections, cfg.MaxUserConnections
+	if db.MaxDBConnections > 0 {
+		maxDB = db.MaxDBConnections
+	}
+	if u := cfg.Users[serverUser]; u.MaxUserConnections > 0 {
+		maxUser = u.MaxUserConnections
+	}
+	reserve := cfg.ReservePoolSize
+	if db.ReservePool > 0 {
+		reserve = db.ReservePool
+	}
+	loginRetry := cfg.ServerLoginRetry
+	if which > backendPrimary {
+		loginRetry = 0 // a failing replica is banned instead (replica_ban_time)
+	}
+	checkDelay := cfg.ServerCheckDelay
+	if cfg.ServerCheckQuery == "-" {
+		checkDelay = 0
+	}
+	bp, err := newBackendPool(key, mode, backend.PoolConfig{
+		ConnConfig:     cc,
+		Size:           size,
+		MinSize:        minSize,
+		IdleTimeout:    cfg.ServerIdleTimeout,
+		Lifetime:       cfg.ServerLifetime,
+		ConnectTimeout: cfg.ServerConnectTimeout,
+		MaxPrepared:    cfg.MaxPreparedStatements,
+		Passthrough:    func() *passthroughKeys { return s.authn().PassthroughFor(serverUser) },
+		Limits: []*limit.Limit{
+			s.limits.Get(limit.Key{Kind: "database", Name: database, Backend: which, Max: maxDB}),
+			s.limits.Get(limit.Key{Kind: "user", Name: serverUser, Backend: which, Max: maxUser}),
+		},
+		LimitWait:      cfg.QueryWaitTimeout,
+		Reserve:        reserve,
+		ReserveTimeout: cfg.ReservePoolTimeout,
+		CheckQuery:     cfg.ServerCheckQuery,
+		CheckDelay:     checkDelay,
+		RoundRobin:     cfg.ServerRoundRobin,
+		LoginRetry:     loginRetry,
+	})
 	if err != nil {
 		return nil, err
 	}
 	s.pools[key] = bp
 	return bp, nil
+}
+
+// keepalive is c's TCP keepalive settings, for client and server sockets.
+func (c *Config) keepalive() netopt.Keepalive {
+	return netopt.Keepalive{Off: c.TCPKeepaliveOff, Idle: c.TCPKeepIdle, Interval: c.TCPKeepIntvl,
+		Count: c.TCPKeepCnt, UserTimeout: c.TCPUserTimeout}
 }
 
 // databaseTargetLocked returns the connection settings of a client-visible database name

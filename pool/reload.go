@@ -111,7 +111,7 @@ func (s *Server) reload(cfg Config) ([]string, error) {
 		!reflect.DeepEqual(c.Databases, old.Databases) || c.AuthFile != old.AuthFile ||
 		!reflect.DeepEqual(c.Users, old.Users) || c.ServerTLSSSLMode != old.ServerTLSSSLMode ||
 		c.ServerTLSCAFile != old.ServerTLSCAFile || c.ServerTLSCertFile != old.ServerTLSCertFile ||
-		c.ServerTLSKeyFile != old.ServerTLSKeyFile
+		c.ServerTLSKeyFile != old.ServerTLSKeyFile || c.limitsChanged(old)
 	replicasChanged := !slices.Equal(c.Replicas, old.Replicas) || c.Primary != old.Primary ||
 		c.ReplicaCheckInterval != old.ReplicaCheckInterval || c.MaxReplicaLagBytes != old.MaxReplicaLagBytes ||
 		c.MaxReplicaLag != old.MaxReplicaLag || c.ReplicaBanTime != old.ReplicaBanTime || c.Balance != old.Balance
@@ -222,8 +222,8 @@ func (s *Server) configEntries() []admin.ConfigEntry {
 		{"default_pool_size", n(c.DefaultPoolSize), n(DefaultPoolSizeValue), true},
 		{"min_pool_size", n(c.MinPoolSize), "0", true},
 		{"max_client_conn", n(c.MaxClientConn), n(DefaultMaxClientConn), true},
-		{"max_user_connections", "0", "0", false},
-		{"max_db_connections", "0", "0", false},
+		{"max_user_connections", n(c.MaxUserConnections), "0", true},
+		{"max_db_connections", n(c.MaxDBConnections), "0", true},
 		{"server_idle_timeout", seconds(c.ServerIdleTimeout), seconds(DefaultServerIdleTimeout), true},
 		{"server_lifetime", seconds(c.ServerLifetime), seconds(DefaultServerLifetime), true},
 		{"server_connect_timeout", seconds(c.ServerConnectTimeout), seconds(DefaultServerConnectTimeout), true},
@@ -258,6 +258,7 @@ func (s *Server) configEntries() []admin.ConfigEntry {
 		{"consistency", c.Consistency, "session", true},
 		{"rw_wait", seconds(c.RWWait), "0.05", true},
 	}
+	entries = append(entries, c.limitConfigEntries()...)
 	out := make([]admin.ConfigEntry, len(entries))
 	for i, e := range entries {
 		out[i] = admin.ConfigEntry{Key: e.key, Value: e.value, Default: e.def, Changeable: e.changeable}

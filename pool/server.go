@@ -17,6 +17,7 @@ import (
 	"github.com/cmlite/cmpool/pool/internal/admin"
 	"github.com/cmlite/cmpool/pool/internal/fastio"
 	"github.com/cmlite/cmpool/pool/internal/lease"
+	"github.com/cmlite/cmpool/pool/internal/limit"
 	"github.com/cmlite/cmpool/pool/internal/notify"
 	"github.com/cmlite/cmpool/pool/internal/stmt"
 	"github.com/cmlite/cmpool/router"
@@ -77,6 +78,8 @@ type Server struct {
 	// (clientSession.mu, wmu, lease.wmu) is taken while it is held.
 	mu        sync.Mutex
 	pools     map[poolKey]*backendPool
+	limits    limit.Registry // max_db_connections and max_user_connections
+	xactWatch sync.Once      // starts watchTransactions with the first client
 	listeners map[net.Listener]struct{}
 	// conns holds every client connection served, from accept to close; clients holds
 	// those that logged in, by cancel key pid (a key is given at the end of a login).
@@ -330,6 +333,7 @@ func (s *Server) DialContext(ctx context.Context, network, address string) (net.
 func (s *Server) serveConn(conn net.Conn, accepted bool) bool {
 	if tc, ok := conn.(*net.TCPConn); ok {
 		_ = tc.SetNoDelay(true)
+		_ = s.conf().keepalive().Apply(tc)
 	}
 	fio := fastio.New(conn)
 	r := fastio.NewReader(fio)
@@ -349,6 +353,7 @@ func (s *Server) serveConn(conn net.Conn, accepted bool) bool {
 	}
 	s.conns[c] = struct{}{}
 	s.nClients.Add(1)
+	s.xactWatch.Do(func() { go s.watchTransactions() })
 	s.wg.Go(func() { c.serve(s.ctx) })
 	return true
 }

@@ -40,6 +40,8 @@ type clientSession struct {
 	// its wait for a server, while it waits.
 	killed   atomic.Bool
 	waitKill atomic.Pointer[context.CancelFunc]
+
+	xactTimedOut atomic.Bool // its transaction outlived transaction_timeout
 }
 
 // serve runs one client connection from startup to close.

@@ -1,6 +1,7 @@
 package pool
 
 import (
+	"cmp"
 	"crypto/tls"
 	"fmt"
 	"sort"
@@ -53,7 +54,7 @@ func (s *Server) snapshot(parts admin.Parts) *admin.Snapshot {
 func (bp *backendPool) totals() admin.Totals {
 	pc := &bp.Counters
 	return admin.Totals{
-		Xacts: pc.Xacts.Load(), Queries: pc.Queries.Load(), Assignments: bp.Stat().AcquireCount(),
+		Xacts: pc.Xacts.Load(), Queries: pc.Queries.Load(), Assignments: bp.Stat().Acquires,
 		Waits: pc.Waits.Load(), Received: pc.Received.Load(), Sent: pc.Sent.Load(),
 		XactTime: pc.XactTime.Load(), QueryTime: pc.QueryTime.Load(), WaitTime: pc.WaitTime.Load(),
 		ClientParses: pc.Stmt.ClientParses.Load(), ServerParses: pc.Stmt.ServerParses.Load(), Binds: pc.Stmt.Binds.Load(),
@@ -84,8 +85,8 @@ func (s *Server) poolSnapshot(live []*backendPool) []admin.Pool {
 		p.Totals = p.Totals.Plus(bp.totals())
 		st := bp.Stat()
 		p.Live, p.Backend, p.Mode = true, bp.Name, string(bp.mode)
-		p.Servers, p.Idle, p.Active = int(st.TotalResources()), int(st.IdleResources()), int(st.AcquiredResources())
-		p.Login, p.Max = int(st.ConstructingResources()), int(st.MaxResources())
+		p.Servers, p.Idle, p.Active = st.Total, st.Idle, st.Acquired
+		p.Login, p.Max = st.Constructing, st.Max
 		p.CancelsWaiting, p.CancelsActive, p.CancelConns = bp.Cancels.Snapshot()
 		p.BeingCanceled = bp.BeingCanceled()
 	}
@@ -214,6 +215,8 @@ func (s *Server) databaseSnapshot(cfg *Config, live []*backendPool) []admin.Data
 		if db.PoolMode != "" {
 			d.Mode = string(db.PoolMode)
 		}
+		d.MinPoolSize, d.ReservePool, d.MaxConnections = cmp.Or(db.MinPoolSize, d.MinPoolSize),
+			cmp.Or(db.ReservePool, cfg.ReservePoolSize), cmp.Or(db.MaxDBConnections, cfg.MaxDBConnections)
 		out = append(out, d)
 	}
 	return out

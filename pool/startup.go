@@ -84,18 +84,21 @@ func (c *clientSession) startup(ctx context.Context) error {
 			fmt.Sprintf("no more connections allowed (max_client_conn %d)", c.srv.conf().MaxClientConn))
 	}
 	params := make(map[string]string, len(sm.Parameters))
+	ignored := session.Names(c.srv.conf().IgnoreStartupParameters)
 	for k, v := range sm.Parameters {
-		if !session.IgnoredStartup(k) {
+		if !session.IgnoredStartup(k) && !ignored[session.CanonicalName(k)] {
 			params[session.CanonicalName(k)] = v
 		}
 	}
-	if opts := sm.Parameters["options"]; opts != "" {
+	if opts := sm.Parameters["options"]; opts != "" && !ignored["options"] {
 		o, err := protocol.ParseOptions(opts)
 		if err != nil {
 			return protocol.NewFatal(protocol.CodeFeatureNotSupported, err.Error())
 		}
 		for k, v := range o {
-			params[session.CanonicalName(k)] = v
+			if !ignored[session.CanonicalName(k)] {
+				params[session.CanonicalName(k)] = v
+			}
 		}
 	}
 	c.routing.route = router.RouteAuto

@@ -282,7 +282,7 @@ func showDatabases(s *Snapshot) *table {
 	dbs := slices.Clone(s.Databases)
 	sort.Slice(dbs, func(i, j int) bool { return dbs[i].Name < dbs[j].Name })
 	for _, db := range dbs {
-		t.row(db.Name, db.Host, db.Port, db.DBName, db.ForceUser, db.PoolSize, db.MinPoolSize, 0, db.Mode, 0,
+		t.row(db.Name, db.Host, db.Port, db.DBName, db.ForceUser, db.PoolSize, db.MinPoolSize, db.ReservePool, db.Mode, db.MaxConnections,
 			current[db.Name], boolInt(s.covers(db.Name)), boolInt(db.Disabled))
 	}
 	t.row(DatabaseName, nil, 0, DatabaseName, DatabaseName, 2, 0, 0, "statement", 0, 0, 0, 0)

@@ -142,6 +142,9 @@ type Database struct {
 	PoolSize, MinPoolSize int
 	Mode                  string
 	Disabled              bool
+	// ReservePool and MaxConnections are its reserve_pool and max_db_connections (0 is
+	// none).
+	ReservePool, MaxConnections int
 }
 
 // ConfigEntry is one row of SHOW CONFIG.

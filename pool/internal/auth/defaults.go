@@ -17,7 +17,17 @@ import (
 // PgBouncer, where trust still needs the user in the auth file).
 func (a *Authenticator) hasUserList() bool {
 	c := a.cfg
-	return c.AuthFile != "" || len(c.Users) > 0 || c.AuthUser != "" || c.Source != nil
+	return c.AuthFile != "" || len(c.Users) > 0 || c.AuthUser != "" || c.Source != nil || c.databaseAuthUser()
+}
+
+// databaseAuthUser reports whether a database has its own auth_user.
+func (c *Options) databaseAuthUser() bool {
+	for _, d := range c.Databases {
+		if d.AuthUser != "" {
+			return true
+		}
+	}
+	return false
 }
 
 // TrustConfigured reports whether some clients may log in with trust: auth_type trust,

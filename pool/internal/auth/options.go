@@ -91,6 +91,8 @@ type Database struct {
 	Method string
 	// AuthDBName overrides Options.AuthDBName; "" means none.
 	AuthDBName string
+	// AuthUser overrides Options.AuthUser for the database's clients; "" means none.
+	AuthUser string
 	// User and Password are what cmpool logs in to the database's server with; URL is
 	// the entry's server. "" means the primary URL's.
 	User, Password, URL string

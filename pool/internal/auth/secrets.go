@@ -25,19 +25,28 @@ func (a *Authenticator) authDBName(database string) string {
 	return a.cfg.AuthDBName
 }
 
-// queryConfig returns the connection settings of auth_user for auth_query in authDB (see
+// authUser is the user that runs auth_query for a client of database: its Databases
+// entry's auth_user, else the global one; "" is none (auth_query is off).
+func (a *Authenticator) authUser(database string) string {
+	if u := a.cfg.Databases[database].AuthUser; u != "" {
+		return u
+	}
+	return a.cfg.AuthUser
+}
+
+// queryConfig returns the connection settings of authUser for auth_query in authDB (see
 // authDBName) on the current primary.
-func (a *Authenticator) queryConfig(authDB string) (*pgconn.Config, error) {
+func (a *Authenticator) queryConfig(authDB, authUser string) (*pgconn.Config, error) {
 	base, err := a.target(authDB)
 	if err != nil {
 		return nil, fmt.Errorf("auth_dbname %q: %w", authDB, err)
 	}
 	qc := base.Copy()
-	if qc.User != a.cfg.AuthUser {
+	if qc.User != authUser {
 		qc.Password = ""
 	}
-	qc.User = a.cfg.AuthUser
-	if p, ok := a.PlainPassword(a.cfg.AuthUser); ok {
+	qc.User = authUser
+	if p, ok := a.PlainPassword(authUser); ok {
 		qc.Password = p
 	}
 	qc.ConnectTimeout = a.cfg.ConnectTimeout
@@ -84,11 +93,13 @@ func (a *Authenticator) listedSecret(ctx context.Context, database, user string)
 			return s, found, err
 		}
 	}
-	if a.cfg.AuthUser == "" {
+	authUser := a.authUser(database)
+	if authUser == "" {
 		return "", false, nil
 	}
 	authDB := a.authDBName(database)
-	key := authDB + "\x00" + user // secrets are kept per database auth_query runs in
+	// Secrets are kept per database auth_query runs in, and per user that runs it.
+	key := authDB + "\x00" + authUser + "\x00" + user
 	now := time.Now()
 	a.mu.Lock()
 	e, ok := a.cache[key]
@@ -98,7 +109,7 @@ func (a *Authenticator) listedSecret(ctx context.Context, database, user string)
 	}
 	// Logins of one user that miss the cache together share one query.
 	v, err, _ := a.inflight.Do(key, func() (any, error) {
-		secret, found, err := a.query(context.WithoutCancel(ctx), authDB, user)
+		secret, found, err := a.query(context.WithoutCancel(ctx), authDB, authUser, user)
 		return cachedSecret{secret: secret, found: found}, err
 	})
 	if err != nil {
@@ -116,17 +127,17 @@ func (a *Authenticator) listedSecret(ctx context.Context, database, user string)
 	return secret, found, nil
 }
 
-// query runs auth_query as auth_user on the primary (see queryConfig).
-func (a *Authenticator) query(ctx context.Context, authDB, user string) (string, bool, error) {
+// query runs auth_query as authUser on the primary (see queryConfig).
+func (a *Authenticator) query(ctx context.Context, authDB, authUser, user string) (string, bool, error) {
 	ctx, cancel := context.WithTimeout(ctx, a.cfg.ConnectTimeout)
 	defer cancel()
-	qc, err := a.queryConfig(authDB)
+	qc, err := a.queryConfig(authDB, authUser)
 	if err != nil {
 		return "", false, fmt.Errorf("auth_query: %w", err)
 	}
 	pc, err := pgconn.ConnectConfig(ctx, qc)
 	if err != nil {
-		return "", false, fmt.Errorf("auth_query: connect as %s: %w", a.cfg.AuthUser, err)
+		return "", false, fmt.Errorf("auth_query: connect as %s: %w", authUser, err)
 	}
 	defer pc.Close(context.Background())
 	res := pc.ExecParams(ctx, a.cfg.AuthQuery, [][]byte{[]byte(user)}, nil, nil, nil).Read()

@@ -11,6 +11,7 @@ import (
 	"github.com/jackc/puddle/v2"
 
 	"github.com/cmlite/cmpool/pool/internal/auth"
+	"github.com/cmlite/cmpool/pool/internal/limit"
 	"github.com/cmlite/cmpool/pool/internal/stmt"
 )
 
@@ -38,6 +39,27 @@ type PoolConfig struct {
 	// secret, cleartext password), for servers the pool has no password for; nil, or a
 	// nil result, means none.
 	Passthrough func() *auth.Passthrough
+	// Limits are the limits the pool's connections count against (max_db_connections,
+	// max_user_connections); nil entries are none.
+	Limits []*limit.Limit
+	// LimitWait bounds how long opening a connection waits for a slot of Limits; 0 waits
+	// until the pool closes.
+	LimitWait time.Duration
+	// Reserve is how many more connections than Size clients that waited ReserveTimeout
+	// may open (reserve_pool_size, reserve_pool_timeout); 0 is none.
+	Reserve        int
+	ReserveTimeout time.Duration
+	// CheckQuery is run on a connection idle longer than CheckDelay before it is lent
+	// (server_check_query, server_check_delay); a connection it fails on is closed and
+	// another taken. A CheckDelay of 0 is no check.
+	CheckQuery string
+	CheckDelay time.Duration
+	// RoundRobin lends the connection idle longest instead of the one idle shortest
+	// (server_round_robin).
+	RoundRobin bool
+	// LoginRetry is how long after a failed login the pool fails new logins at once with
+	// that login's error, without trying (server_login_retry); 0 always tries.
+	LoginRetry time.Duration
 }
 
 // Pool is the set of server connections to one server for one (database, user): a
@@ -62,6 +84,18 @@ type Pool struct {
 	// conns holds every open server connection (*Conn -> struct{}), for SHOW SERVERS.
 	conns       sync.Map
 	passthrough func() *auth.Passthrough
+	limits      []*limit.Limit
+	limitWait   time.Duration
+	// reserve holds the connections opened past the pool's size for clients that waited
+	// reserveTimeout; nil when there is no reserve.
+	reserve        *puddle.Pool[*Conn]
+	reserveTimeout time.Duration
+	checkQuery     string
+	checkDelay     time.Duration
+	checkTimeout   time.Duration
+	roundRobin     bool
+	loginRetry     time.Duration
+	loginFailure   atomic.Pointer[loginFailure]
 
 	stopOnce sync.Once
 	stop     chan struct{}
@@ -78,19 +112,32 @@ const aliveCheckAfter = time.Second
 // NewPool makes a pool and starts its maintenance; Close stops it.
 func NewPool(cfg PoolConfig) (*Pool, error) {
 	bp := &Pool{
-		Name:        cfg.Name,
-		ConnConfig:  cfg.ConnConfig,
-		passthrough: cfg.Passthrough,
-		minSize:     cfg.MinSize,
-		idleTimeout: cfg.IdleTimeout,
-		lifetime:    cfg.Lifetime,
-		stop:        make(chan struct{}),
-		done:        make(chan struct{}),
+		Name:           cfg.Name,
+		ConnConfig:     cfg.ConnConfig,
+		passthrough:    cfg.Passthrough,
+		minSize:        cfg.MinSize,
+		idleTimeout:    cfg.IdleTimeout,
+		lifetime:       cfg.Lifetime,
+		limitWait:      cfg.LimitWait,
+		reserveTimeout: cfg.ReserveTimeout,
+		checkQuery:     cfg.CheckQuery,
+		checkDelay:     cfg.CheckDelay,
+		checkTimeout:   cfg.ConnectTimeout,
+		roundRobin:     cfg.RoundRobin,
+		loginRetry:     cfg.LoginRetry,
+		stop:           make(chan struct{}),
+		done:           make(chan struct{}),
 	}
 	connCfg, connectTimeout := cfg.ConnConfig, cfg.ConnectTimeout
 	bp.upkeep, bp.cancelUpkeep = context.WithCancel(context.Background())
-	p, err := puddle.NewPool(&puddle.Config[*Conn]{
+	pc := &puddle.Config[*Conn]{
 		Constructor: func(ctx context.Context) (*Conn, error) {
+			if err := bp.recentLoginFailure(); err != nil {
+				return nil, err
+			}
+			if err := bp.takeSlots(ctx); err != nil {
+				return nil, err
+			}
 			ctx, cancel := context.WithTimeout(ctx, connectTimeout)
 			defer cancel()
 			var sc *Conn
@@ -106,6 +153,8 @@ func NewPool(cfg PoolConfig) (*Pool, error) {
 				sc, err = Connect(ctx, connCfg)
 			}
 			if err != nil {
+				bp.giveSlots()
+				bp.noteLoginFailure(err)
 				return nil, err
 			}
 			sc.Prepared = stmt.NewPrepared(cfg.MaxPrepared)
@@ -115,13 +164,28 @@ func NewPool(cfg PoolConfig) (*Pool, error) {
 		Destructor: func(sc *Conn) {
 			bp.conns.Delete(sc)
 			_ = sc.Close()
+			bp.giveSlots()
 		},
 		MaxSize: int32(cfg.Size),
-	})
+	}
+	p, err := puddle.NewPool(pc)
 	if err != nil {
 		return nil, err
 	}
 	bp.p = p
+	if cfg.Reserve > 0 {
+		rc := *pc
+		rc.MaxSize = int32(cfg.Reserve)
+		if bp.reserve, err = puddle.NewPool(&rc); err != nil {
+			return nil, err
+		}
+	}
+	for _, l := range cfg.Limits {
+		if l != nil {
+			bp.limits = append(bp.limits, l)
+			l.Join(bp)
+		}
+	}
 	go bp.maintain()
 	return bp, nil
 }
@@ -129,12 +193,15 @@ func NewPool(cfg PoolConfig) (*Pool, error) {
 // TryAcquire returns an idle server connection that looks alive, or nil without waiting.
 // When none is idle and the pool has room, a new connection starts in the background.
 func (bp *Pool) TryAcquire(ctx context.Context) *puddle.Resource[*Conn] {
+	if res := bp.oldestIdle(ctx, bp.p); res != nil {
+		return res
+	}
 	for {
 		res, err := bp.p.TryAcquire(ctx)
 		if err != nil {
 			return nil
 		}
-		if res.IdleDuration() > aliveCheckAfter && !res.Value().Alive() {
+		if !bp.usable(ctx, res) {
 			res.Destroy()
 			continue
 		}
@@ -142,25 +209,12 @@ func (bp *Pool) TryAcquire(ctx context.Context) *puddle.Resource[*Conn] {
 	}
 }
 
-// Acquire returns a server connection that looks alive, waiting for one until ctx ends.
-func (bp *Pool) Acquire(ctx context.Context) (*puddle.Resource[*Conn], error) {
-	for {
-		res, err := bp.p.Acquire(ctx)
-		if err != nil {
-			return nil, err
-		}
-		if res.IdleDuration() > aliveCheckAfter && !res.Value().Alive() {
-			res.Destroy()
-			continue
-		}
-		return res, nil
-	}
-}
-
 // DestroyIdle closes every idle connection, after one of them turned out dead.
 func (bp *Pool) DestroyIdle() {
-	for _, res := range bp.p.AcquireAllIdle() {
-		res.Destroy()
+	for _, p := range bp.puddles() {
+		for _, res := range p.AcquireAllIdle() {
+			res.Destroy()
+		}
 	}
 }
 
@@ -209,23 +263,13 @@ func (bp *Pool) maintain() {
 			return
 		case <-tick.C:
 		}
-		total := int(bp.p.Stat().TotalResources())
-		for _, res := range bp.p.AcquireAllIdle() {
-			if bp.idleTimeout > 0 && res.IdleDuration() > bp.idleTimeout && total > bp.minSize {
-				res.Destroy()
-				total--
-				continue
-			}
-			if bp.lifetime > 0 && time.Since(res.CreationTime()) > bp.lifetime {
-				res.Destroy()
-				total--
-				continue
-			}
-			res.ReleaseUnused()
+		if bp.reserve != nil {
+			bp.expire(bp.reserve, 0)
 		}
+		total := bp.expire(bp.p, bp.minSize)
 		for i := total; i < bp.minSize; i++ {
 			ctx, cancel := context.WithTimeout(bp.upkeep, 30*time.Second)
-			err := bp.p.CreateResource(ctx)
+			err := bp.p.CreateResource(context.WithValue(ctx, noWaitKey{}, true))
 			cancel()
 			if err != nil {
 				break
@@ -234,13 +278,38 @@ func (bp *Pool) maintain() {
 	}
 }
 
+// expire closes p's connections idle past idleTimeout, while more than minSize are open,
+// and those older than lifetime; it returns how many are left open.
+func (bp *Pool) expire(p *puddle.Pool[*Conn], minSize int) int {
+	total := int(p.Stat().TotalResources())
+	for _, res := range p.AcquireAllIdle() {
+		if bp.idleTimeout > 0 && res.IdleDuration() > bp.idleTimeout && total > minSize {
+			res.Destroy()
+			total--
+			continue
+		}
+		if bp.lifetime > 0 && time.Since(res.CreationTime()) > bp.lifetime {
+			res.Destroy()
+			total--
+			continue
+		}
+		res.ReleaseUnused()
+	}
+	return total
+}
+
 // Close stops maintenance and closes every connection; acquired ones close on return.
 func (bp *Pool) Close() {
 	bp.stopOnce.Do(func() {
 		close(bp.stop)
 		bp.cancelUpkeep() // a login for min_pool_size in progress is given up
 		<-bp.done
-		bp.p.Close()
+		for _, p := range bp.puddles() {
+			p.Close()
+		}
+		for _, l := range bp.limits {
+			l.Leave(bp)
+		}
 	})
 }
 
@@ -251,9 +320,6 @@ func (bp *Pool) passthroughKeys() *auth.Passthrough {
 	}
 	return bp.passthrough()
 }
-
-// Stat returns puddle's statistics of the pool.
-func (bp *Pool) Stat() *puddle.Stat { return bp.p.Stat() }
 
 // Conns yields every open server connection of the pool, idle or in use.
 func (bp *Pool) Conns() iter.Seq[*Conn] {

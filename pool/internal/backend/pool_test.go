@@ -43,7 +43,7 @@ func TestPoolReleaseAndReconnect(t *testing.T) {
 	sc.Linked.Store(42)
 	p.Release(res)
 	require.Zero(t, sc.Linked.Load(), "a returned server is linked to no client")
-	require.EqualValues(t, 1, p.Stat().IdleResources())
+	require.EqualValues(t, 1, p.Stat().Idle)
 
 	res = p.TryAcquire(ctx)
 	require.NotNil(t, res)
@@ -63,7 +63,7 @@ func TestPoolReleaseAndReconnect(t *testing.T) {
 		for range p.Conns() {
 			return false
 		}
-		return p.Stat().TotalResources() == 0
+		return p.Stat().Total == 0
 	}, 5*time.Second, time.Millisecond, "closed on return")
 }
 

@@ -259,9 +259,14 @@ func (l *Lease) relayFailed(err error) {
 	c := l.c
 	c.Mu.Lock()
 	abandoned, stopping := l.state == leaseAbandoned, l.state == leaseStopping
+	abort := l.abortWith
 	c.Mu.Unlock()
 	if stopping && IsTimeout(err) {
 		// The client goroutine stopped us to take the server back itself.
+		return
+	}
+	if abort != nil && IsTimeout(err) {
+		l.relayFailedWith(abort)
 		return
 	}
 	if !abandoned && !stopping && !isBadServerMessage(err) && l.failedOnReplica(err) {

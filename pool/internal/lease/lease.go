@@ -9,6 +9,7 @@ import (
 
 	"github.com/cmlite/cmpool/pool/internal/backend"
 	"github.com/cmlite/cmpool/pool/internal/stmt"
+	"github.com/cmlite/cmpool/protocol"
 	"github.com/cmlite/cmpool/router"
 )
 
@@ -41,6 +42,9 @@ type Lease struct {
 	replica int
 	rs      *router.ReplicaSet
 	forced  bool
+	// abortWith, when set (under c.mu), is what the client is told when the relay's read
+	// of the server times out: the lease was aborted (AbortRunning).
+	abortWith *protocol.Error
 	// queryTimeout is twice query_timeout (a cancel request went out at query_timeout):
 	// while requests are outstanding the server's read deadline is this far past the
 	// last one sent. Zero means none.

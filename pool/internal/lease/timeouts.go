@@ -104,3 +104,35 @@ func (l *Lease) queryTimedOut() {
 		c.Log.Warn("query_timeout: cancelled the running query", "timeout", c.Host.Config().QueryTimeout)
 	}
 }
+
+// TransactionStart is when (Nanotime) the transaction the client has open on its server
+// began, from its first request, or 0 when it has none open (transaction_timeout).
+func (c *Client) TransactionStart() int64 {
+	c.Mu.Lock()
+	defer c.Mu.Unlock()
+	if l := c.Lease; l != nil && l.open() {
+		return l.xStart
+	}
+	return 0
+}
+
+// AbortRunning ends the client's lease while its server is working on a request
+// (transaction_timeout): the relay's read of the server is cut short, so that the relay
+// closes the server and sends the client pe and closes it, and a cancel request stops
+// what the server was running. It reports false, doing nothing, when no request is
+// outstanding.
+func (c *Client) AbortRunning(ctx context.Context, pe *protocol.Error) bool {
+	c.Mu.Lock()
+	l := c.Lease
+	if !c.cancellableLocked(l) || l.state != leaseRelaying {
+		c.Mu.Unlock()
+		return false
+	}
+	l.abortWith = pe
+	sc, bp := l.sc, l.pool
+	sc.Cancels.Add()
+	c.Mu.Unlock()
+	_ = sc.NetConn.SetReadDeadline(time.Now())
+	_ = sc.Cancel(ctx, &bp.Cancels, false)
+	return true
+}

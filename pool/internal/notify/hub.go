@@ -135,12 +135,12 @@ type listener struct {
 
 	mu   sync.Mutex
 	subs map[string]map[*Subscriber]struct{} // channel -> its subscribers
-	reqs []request                          // to run, in order
+	reqs []request                           // to run, in order
 	// syncs are closed after the next round trip on the connection (Sync).
 	syncs []chan struct{}
-	wake context.CancelFunc                 // interrupts the wait for notifications
-	stop context.CancelFunc
-	done chan struct{}
+	wake  context.CancelFunc // interrupts the wait for notifications
+	stop  context.CancelFunc
+	done  chan struct{}
 }
 
 func newListener(h *Hub, db string, config ConfigFunc) *listener {

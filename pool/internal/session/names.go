@@ -82,3 +82,13 @@ var serverOnly = map[string]bool{
 // IsServerOnly reports whether name is a reported parameter that describes the server and
 // cannot be set (server_version, in_hot_standby, …).
 func IsServerOnly(name string) bool { return serverOnly[name] }
+
+// Names returns the set of the canonical spellings (see CanonicalName) of names, as
+// ignore_startup_parameters and track_extra_parameters list them.
+func Names(names []string) map[string]bool {
+	set := make(map[string]bool, len(names))
+	for _, n := range names {
+		set[CanonicalName(strings.TrimSpace(n))] = true
+	}
+	return set
+}
