@@ -31,6 +31,7 @@ func (c *clientSession) Classifier() *router.Classifier { return c.srv.classifie
 func (c *clientSession) NoteError(code string)          { c.srv.noteError(c.Database, c.User, code) }
 func (c *clientSession) RelayFault() func(typ byte)     { return c.srv.relayFault }
 func (c *clientSession) EndTransaction(wrote bool)      { c.routing.endTransaction(wrote) }
+func (c *clientSession) NoteCommit()                    { c.routing.noteCommit(c.Database, c.User) }
 func (c *clientSession) ReadOnlyReplayed()              { c.srv.readOnlyReplays.Add(1) }
 func (c *clientSession) LoggedIn() bool                 { return c.loggedIn.Load() }
 func (c *clientSession) NoteServerError(code string)    { c.srv.errors.add(code) }

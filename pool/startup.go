@@ -66,6 +66,9 @@ func (c *clientSession) startup(ctx context.Context) error {
 		break
 	}
 	sm := req.Startup
+	if kind, ok := sm.Parameters[peerStartupParam]; ok {
+		return c.servePeerLink(kind)
+	}
 	c.User = sm.Parameters["user"]
 	c.Database = sm.Parameters["database"]
 	if c.Database == "" {
