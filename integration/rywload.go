@@ -23,6 +23,9 @@ type RYWLoad struct {
 	URL, Table string
 	// Tasks, Conns and Pairs (write+read pairs per task). Zero means 50, 20 and 20.
 	Tasks, Conns, Pairs int
+	// Warmup pairs per task run first and are not counted: they open the connections
+	// and prepare the statements. Zero means 2; negative means none.
+	Warmup int
 }
 
 // RYWResult is what a RYWLoad run measured.
@@ -30,7 +33,7 @@ type RYWResult struct {
 	Reads, Stale, OnReplica int
 	// ReadP50 and ReadP99 are percentiles of the reads' latency, as the task saw it.
 	ReadP50, ReadP99 time.Duration
-	Elapsed          time.Duration
+	Elapsed          time.Duration // warmup included
 }
 
 // ReplicaShare is the part of the reads a replica served.
@@ -62,6 +65,10 @@ func PrepareRYWLoad(ctx context.Context, url, table string) error {
 // Run runs the workload once.
 func (w RYWLoad) Run(ctx context.Context) (RYWResult, error) {
 	tasks, conns, pairs := cmpOr(w.Tasks, 50), cmpOr(w.Conns, 20), cmpOr(w.Pairs, 20)
+	warmup := cmpOr(w.Warmup, 2)
+	if w.Warmup < 0 {
+		warmup = 0
+	}
 	cfg, err := pgxpool.ParseConfig(w.URL)
 	if err != nil {
 		return RYWResult{}, err
@@ -87,7 +94,7 @@ func (w RYWLoad) Run(ctx context.Context) (RYWResult, error) {
 	start := time.Now()
 	for task := range tasks {
 		wg.Go(func() {
-			for range pairs {
+			for k := range warmup + pairs {
 				id := next.Add(1)
 				if _, err := p.Exec(ctx, insert, id, task); err != nil {
 					mu.Lock()
@@ -105,6 +112,10 @@ func (w RYWLoad) Run(ctx context.Context) (RYWResult, error) {
 					errOne = errors.Join(errOne, err)
 					mu.Unlock()
 					return
+				}
+				if k < warmup {
+					mu.Unlock()
+					continue
 				}
 				res.Reads++
 				if n == 0 {
