@@ -70,8 +70,9 @@ func TestConsistencyPooledApplication(t *testing.T) {
 			res, err := integration.RYWLoad{URL: p.URL("", ""), Table: table}.Run(ctx)
 			require.NoError(t, err)
 			st := p.Server.Stat()
-			t.Logf("consistency %s: %v; reads that waited %d, reads on the primary %d",
-				name, res, st.ReadWaits-before.ReadWaits, st.ReadsOnPrimary-before.ReadsOnPrimary)
+			t.Logf("consistency %s: %v; reads that waited %d, reads on the primary %d (at once, write not flushed: %d), reads of the write position %d",
+				name, res, st.ReadWaits-before.ReadWaits, st.ReadsOnPrimary-before.ReadsOnPrimary,
+				st.ReadsNotWaited-before.ReadsNotWaited, st.WritePositionReads-before.WritePositionReads)
 			switch mode {
 			case "", "global":
 				require.Zero(t, res.Stale, "reads that missed their own task's write")
@@ -141,9 +142,13 @@ func TestConsistencyPeers(t *testing.T) {
 	writer := connect(t, one.URL("", ""), pgx.QueryExecModeCacheStatement)
 	reader := connect(t, two.URL("", ""), pgx.QueryExecModeCacheStatement)
 	const pairs = 20
+	var writing time.Duration // the writes' time in the last stale call
 	stale := func(base int) (n int) {
+		writing = 0
 		for i := base; i < base+pairs; i++ {
+			t0 := time.Now()
 			_, err := writer.Exec(ctx, "insert into ryw_peers values ($1)", i)
+			writing += time.Since(t0)
 			require.NoError(t, err)
 			var seen int
 			require.NoError(t, reader.QueryRow(ctx, "select count(*) from ryw_peers where id = $1", i).Scan(&seen))
@@ -156,7 +161,8 @@ func TestConsistencyPeers(t *testing.T) {
 
 	// Not peered yet: the second instance knows nothing of the write.
 	unpeered := stale(0)
-	t.Logf("without peering: %d of %d reads through the other instance missed the write", unpeered, pairs)
+	t.Logf("without peering: %d of %d reads through the other instance missed the write; a write took %v on average",
+		unpeered, pairs, writing/pairs)
 	require.Positive(t, unpeered, "the replica was never behind: this test shows nothing")
 
 	peers := map[int]string{1: one.Addr, 2: two.Addr}
@@ -172,6 +178,6 @@ func TestConsistencyPeers(t *testing.T) {
 	before := two.Server.Stat()
 	require.Zero(t, stale(1000), "reads through the peer missed writes")
 	st := two.Server.Stat()
-	t.Logf("peered: reads through the other instance that waited %d, went to the primary %d",
-		st.ReadWaits-before.ReadWaits, st.ReadsOnPrimary-before.ReadsOnPrimary)
+	t.Logf("peered: reads through the other instance that waited %d, went to the primary %d; a write took %v on average",
+		st.ReadWaits-before.ReadWaits, st.ReadsOnPrimary-before.ReadsOnPrimary, writing/pairs)
 }
