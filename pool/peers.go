@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -131,17 +132,30 @@ const (
 // peerLinks holds this instance's links to its peers, by address. The zero value has
 // none and is ready.
 type peerLinks struct {
-	mu    sync.Mutex
-	links map[string]*peerLink // guarded by mu
+	mu     sync.Mutex
+	links  map[string]*peerLink // guarded by mu
+	closed bool                 // closeAll was called; guarded by mu
 }
 
-// peerLink is one link to a peer. mu serializes notices and guards the fields.
+// peerLink is one link to a peer. Notices to it are batched: while one batch is on the
+// wire, the notices of other writes queue, and the first of them sends them all at once
+// when it is answered, as PostgreSQL's group commit does with WAL flushes.
 type peerLink struct {
-	addr     string
-	mu       sync.Mutex
+	addr string
+
+	mu      sync.Mutex
+	queue   []byte       // notices not sent yet; guarded by mu
+	waiters []chan error // one per notice in queue, in order; guarded by mu
+	busy    bool         // a batch is being sent; guarded by mu
+	closed  bool         // the server shut down: nothing more is sent; guarded by mu
+
+	// Used only by the sender of the batch in flight (busy hands them over).
 	conn     net.Conn // nil until dialed, and after a failure
 	failedAt time.Time
 }
+
+// errPeerYourTurn tells a waiting notice that it sends the next batch.
+var errPeerYourTurn = errors.New("send the next batch")
 
 // link returns the link to addr, made on first use.
 func (p *peerLinks) link(addr string) *peerLink {
@@ -152,21 +166,22 @@ func (p *peerLinks) link(addr string) *peerLink {
 	}
 	l := p.links[addr]
 	if l == nil {
-		l = &peerLink{addr: addr}
+		l = &peerLink{addr: addr, closed: p.closed}
 		p.links[addr] = l
 	}
 	return l
 }
 
-// closeAll closes every link.
+// closeAll closes every link, at shutdown; later notices are dropped.
 func (p *peerLinks) closeAll() {
 	p.mu.Lock()
 	links := p.links
-	p.links = nil
+	p.links, p.closed = nil, true
 	p.mu.Unlock()
 	for _, l := range links {
 		l.mu.Lock()
-		if l.conn != nil {
+		l.closed = true
+		if !l.busy && l.conn != nil { // else its sender closes it
 			_ = l.conn.Close()
 			l.conn = nil
 		}
@@ -216,10 +231,50 @@ func parsePeerNotice(body []byte) (database, user, addr string, ok bool) {
 	return f[0], f[1], f[2], len(body) == 0
 }
 
-// send sends one notice on the link, dialing it first if needed, and waits for its 'K'.
+// send sends one notice on the link, with those queued behind a batch in flight, and
+// waits for its answer.
 func (l *peerLink) send(notice []byte) error {
+	done := make(chan error, 1)
 	l.mu.Lock()
-	defer l.mu.Unlock()
+	l.queue = append(l.queue, notice...)
+	l.waiters = append(l.waiters, done)
+	if l.busy {
+		l.mu.Unlock()
+		if err := <-done; err != errPeerYourTurn {
+			return err
+		}
+		l.mu.Lock()
+	}
+	l.busy = true
+	batch, waiters, closed := l.queue, l.waiters, l.closed
+	l.queue, l.waiters = nil, nil
+	l.mu.Unlock()
+	var err error
+	if !closed {
+		err = l.sendBatch(batch, len(waiters))
+	}
+	for _, w := range waiters {
+		if w != done {
+			w <- err
+		}
+	}
+	l.mu.Lock()
+	if l.closed && l.conn != nil {
+		_ = l.conn.Close()
+		l.conn = nil
+	}
+	if len(l.waiters) > 0 {
+		l.waiters[0] <- errPeerYourTurn
+	} else {
+		l.busy = false
+	}
+	l.mu.Unlock()
+	return err
+}
+
+// sendBatch sends n notices, dialing the link first if needed, and waits for their 'K's.
+// Only the sender of the batch in flight calls it.
+func (l *peerLink) sendBatch(batch []byte, n int) error {
 	if l.conn == nil {
 		if !l.failedAt.IsZero() && time.Since(l.failedAt) < peerRetryAfter {
 			return nil // failed lately: reported then
@@ -229,7 +284,7 @@ func (l *peerLink) send(notice []byte) error {
 			return err
 		}
 	}
-	err := l.roundTrip(notice)
+	err := l.roundTrip(batch, n)
 	if err != nil {
 		_ = l.conn.Close()
 		l.conn, l.failedAt = nil, time.Now()
@@ -237,7 +292,7 @@ func (l *peerLink) send(notice []byte) error {
 	return err
 }
 
-// dial opens the link. The caller holds l.mu.
+// dial opens the link. Only the sender of the batch in flight calls it.
 func (l *peerLink) dial() error {
 	conn, err := net.DialTimeout("tcp", l.addr, peerNoticeTimeout)
 	if err != nil {
@@ -261,18 +316,21 @@ func (l *peerLink) dial() error {
 	return nil
 }
 
-// roundTrip sends notice and reads its answer. The caller holds l.mu.
-func (l *peerLink) roundTrip(notice []byte) error {
+// roundTrip sends n notices and reads their answers. Only the sender of the batch in
+// flight calls it.
+func (l *peerLink) roundTrip(notices []byte, n int) error {
 	_ = l.conn.SetDeadline(time.Now().Add(peerNoticeTimeout))
-	if _, err := l.conn.Write(notice); err != nil {
+	if _, err := l.conn.Write(notices); err != nil {
 		return err
 	}
-	var ack [1]byte
-	if _, err := io.ReadFull(l.conn, ack[:]); err != nil {
+	acks := make([]byte, n)
+	if _, err := io.ReadFull(l.conn, acks); err != nil {
 		return err
 	}
-	if ack[0] != 'K' {
-		return fmt.Errorf("peer answered a write notice with %q", ack[0])
+	for _, a := range acks {
+		if a != 'K' {
+			return fmt.Errorf("peer answered a write notice with %q", a)
+		}
 	}
 	return nil
 }
