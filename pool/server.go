@@ -17,6 +17,7 @@ import (
 	"github.com/cmlite/cmpool/pool/internal/admin"
 	"github.com/cmlite/cmpool/pool/internal/fastio"
 	"github.com/cmlite/cmpool/pool/internal/lease"
+	"github.com/cmlite/cmpool/pool/internal/peer"
 	"github.com/cmlite/cmpool/pool/internal/stmt"
 	"github.com/cmlite/cmpool/router"
 )
@@ -49,7 +50,7 @@ type Server struct {
 	readWaits             atomic.Int64 // reads that waited for a replica to replay their writes
 	readsNotWaited        atomic.Int64 // reads sent to the primary at once: their writes could not reach a replica yet
 	scopes                writeScopes  // the last writes shared by clients (see router.ScopeKey)
-	peerLinks             peerLinks    // connections that tell the peers of writes
+	peerLinks             peer.Links   // connections that tell the peers of writes
 	routedPrimary         atomic.Int64 // transactions sent to the primary while replicas are configured
 	errors                errorCounts
 	observer              Observer // never nil
@@ -391,7 +392,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		if s.rs() != nil {
 			s.rs().Close()
 		}
-		s.peerLinks.closeAll()
+		s.peerLinks.CloseAll()
 	}()
 	select {
 	case <-stopped:
