@@ -157,15 +157,18 @@ type ReplicaSet struct {
 
 	// PrimaryLSNAfter's reads: its own connection to the primary, so that they never wait
 	// for a check round.
-	lsnConnMu  sync.Mutex    // guards lsnNode's connection
-	lsnNode    monitoredNode // the primary, for PrimaryLSNAfter
-	lsnMu      sync.Mutex    // guards the fields below
-	lsnCall    *lsnCall      // the read in flight, if any
-	lsnLast    LSN           // the newest position read
-	lsnLastAt  time.Time     // when the read of lsnLast was sent; zero before the first
-	lsnFlushed LSN           // the newest flush position read with a position
-	lsnClosed  bool
-	lsnReads   atomic.Int64 // reads sent
+	lsnConnMu sync.Mutex    // guards lsnNode's connection
+	lsnNode   monitoredNode // the primary, for PrimaryLSNAfter
+	lsnMu     sync.Mutex    // guards the fields below
+	lsnCall   *lsnCall      // the read in flight, if any
+	lsnLast   LSN           // the newest position read
+	lsnLastAt time.Time     // when the read of lsnLast was sent; zero before the first
+	lsnClosed bool
+	lsnReads  atomic.Int64 // reads sent
+
+	// lsnFlushed is the newest primary flush position read with a PrimaryLSNAfter
+	// position (see CanArrive). Guarded by lsnMu.
+	lsnFlushed LSN
 
 	mu                sync.Mutex // guards the replicas' check state, the fields below and the publication of views
 	primaryLSNAt      time.Time  // when the round that read primaryLSN began
