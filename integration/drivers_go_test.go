@@ -33,7 +33,9 @@ type pgxQuerier interface {
 }
 
 func TestDriversGo(t *testing.T) {
-	c, p := routedProxy(t, pool.Config{})
+	// Per connection: each driver's first reads must reach the replica right after the
+	// writes of the driver before it.
+	c, p := routedProxy(t, pool.Config{Consistency: "session"})
 
 	type goCase struct {
 		name string

@@ -44,7 +44,9 @@ type driverCase struct {
 }
 
 func TestDrivers(t *testing.T) {
-	c, p := routedProxy(t, pool.Config{})
+	// Per connection: each driver's first reads must reach the replica right after the
+	// writes of the driver before it.
+	c, p := routedProxy(t, pool.Config{Consistency: "session"})
 	jdbcDir := t.TempDir()
 	var jdbcOnce sync.Once
 	var jdbcOut string

@@ -119,8 +119,10 @@ func TestTwoReplicasBalanceBanAndReadYourWrites(t *testing.T) {
 			}
 		}
 		st := p.Server.Stat()
-		t.Logf("%d of 1000 reads were served by the unpaused replica; %d reads waited, %d went to the primary",
-			onReplica.Load(), st.ReadWaits, st.ReadsOnPrimary)
-		require.Positive(t, st.ReadWaits)
+		t.Logf("%d of 1000 reads were served by the unpaused replica; %d reads waited, %d went to the primary (%d at once: their write was not flushed)",
+			onReplica.Load(), st.ReadWaits, st.ReadsOnPrimary, st.ReadsNotWaited)
+		// With synchronous_commit = off (the harness's) most writes are not flushed yet
+		// when their read comes: those reads go to the primary without waiting.
+		require.Positive(t, st.ReadWaits+st.ReadsNotWaited)
 	})
 }

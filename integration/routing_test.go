@@ -47,7 +47,8 @@ func onReplica(t *testing.T, conn *pgx.Conn, sql string, args ...any) bool {
 }
 
 func TestRoutingReadsAndWrites(t *testing.T) {
-	c, p := routedProxy(t, pool.Config{})
+	// Per connection: each new connection below starts with no writes to see.
+	c, p := routedProxy(t, pool.Config{Consistency: "session"})
 	ctx := ctxT(t, 30*time.Second)
 	admin := direct(t, c)
 	_, err := admin.Exec(ctx, `drop table if exists routed; create table routed(id int);
@@ -118,7 +119,7 @@ func TestRoutingDatabaseRoute(t *testing.T) {
 // TestReadYourWrites pauses replay on the replica, so that only read-your-writes keeps a
 // client from reading a snapshot without its own write.
 func TestReadYourWrites(t *testing.T) {
-	c, p := routedProxy(t, pool.Config{RWWait: 50 * time.Millisecond})
+	c, p := routedProxy(t, pool.Config{Consistency: "session", RWWait: 50 * time.Millisecond})
 	ctx := ctxT(t, 30*time.Second)
 	admin := direct(t, c)
 	_, err := admin.Exec(ctx, "drop table if exists ryw; create table ryw(id int)")

@@ -128,7 +128,8 @@ func TestPgbench(t *testing.T) {
 // fails a transaction that does not run on the replica, and its TPC-B workload, which
 // writes, run in each of pgbench's protocols (simple, extended, prepared).
 func TestToolsRouted(t *testing.T) {
-	c, p := routedProxy(t, pool.Config{})
+	// Per connection: the replica-only pgbench runs right after the TPC-B runs' writes.
+	c, p := routedProxy(t, pool.Config{Consistency: "session"})
 	ctx := ctxT(t, 5*time.Minute)
 	admin := direct(t, c)
 

@@ -99,9 +99,11 @@ type Config struct {
 	// replica keeps failing. Zero means 5s.
 	ReplicaBanTime time.Duration
 
-	// Consistency is the read-your-writes mode: "session" (a client's reads see its own
-	// committed writes), "global" (every client's reads see every write cmpool has seen
-	// commit) or "eventual" (no waiting). Empty means session.
+	// Consistency is the read-your-writes mode: "user" (a client's reads see every write
+	// committed through cmpool by the same user on the same database, on any connection
+	// and through any peer), "origin" (the same, from the same client address only),
+	// "session" (the client connection's own writes), "global" (every write cmpool has
+	// seen commit) or "eventual" (no waiting). Empty means user.
 	Consistency string
 
 	// RWWait is how long a read waits for a replica to replay the writes it must see
@@ -526,10 +528,10 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	switch c.Consistency {
 	case "":
-		c.Consistency = "session"
-	case "session", "global", "eventual":
+		c.Consistency = router.ConsistencyUser
+	case router.ConsistencyUser, router.ConsistencyOrigin, router.ConsistencySession, router.ConsistencyGlobal, router.ConsistencyEventual:
 	default:
-		return c, fmt.Errorf("pool: unknown consistency %q (want session, global or eventual)", c.Consistency)
+		return c, fmt.Errorf("pool: unknown consistency %q (want user, origin, session, global or eventual)", c.Consistency)
 	}
 	if c.RWWait == 0 {
 		c.RWWait = 50 * time.Millisecond

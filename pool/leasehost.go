@@ -32,6 +32,7 @@ func (c *clientSession) Classifier() *router.Classifier { return c.srv.classifie
 func (c *clientSession) NoteError(code string)          { c.srv.noteError(c.Database, c.User, code) }
 func (c *clientSession) RelayFault() func(typ byte)     { return c.srv.relayFault }
 func (c *clientSession) EndTransaction(wrote bool)      { c.routing.endTransaction(wrote) }
+func (c *clientSession) NoteCommit()                    { c.routing.noteCommit(c.Database, c.User) }
 func (c *clientSession) ReadOnlyReplayed()              { c.srv.readOnlyReplays.Add(1) }
 func (c *clientSession) LoggedIn() bool                 { return c.loggedIn.Load() }
 func (c *clientSession) NoteServerError(code string)    { c.srv.errors.add(code) }
@@ -71,7 +72,7 @@ func (c *clientSession) AcquirePrimary(ctx context.Context) (*backend.Pool, *pud
 func (c *clientSession) AcquireRead(ctx context.Context, replicaOnly bool) (*backend.Pool, *puddle.Resource[*backend.Conn], lease.Route, error) {
 	rs := c.srv.rs()
 	if rs != nil {
-		if min, err := c.routing.readLSN(ctx, rs); err == nil {
+		if min, err := c.routing.readLSN(ctx, rs, c.Database, c.User); err == nil {
 			if idx, ok := rs.Pick(min); ok {
 				bp, res, err := c.acquireOn(ctx, idx+1)
 				if err == nil {

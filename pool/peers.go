@@ -4,10 +4,15 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/binary"
+	"io"
 	"net"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgproto3"
+
+	"github.com/cmlite/cmpool/pool/internal/peer"
+	"github.com/cmlite/cmpool/protocol"
+	"github.com/cmlite/cmpool/router"
 )
 
 // Several cmpool instances behind one address (SO_REUSEPORT or a TCP load balancer) see
@@ -89,4 +94,44 @@ func (s *Server) forwardCancel(ctx context.Context, addr string, req *pgproto3.C
 	var one [1]byte
 	_, _ = conn.Read(one[:])
 	s.log.Debug("cancel request forwarded to its peer", "peer", addr, "pid", req.ProcessID)
+}
+
+// tellPeers tells every peer but this instance of a write by user on database from the
+// client address addr, and waits for their answers (see package peer).
+func (s *Server) tellPeers(database, user, addr string) {
+	cfg := s.conf()
+	if len(cfg.Peers) == 0 {
+		return
+	}
+	notice := peer.AppendNotice(nil, database, user, addr)
+	for id, to := range cfg.Peers {
+		if id == s.cfg.PeerID {
+			continue
+		}
+		if err := s.peerLinks.Link(to).Send(notice); err != nil {
+			s.log.Warn("cannot tell a peer of a write", "peer", to, "error", err)
+		}
+	}
+}
+
+// servePeerLink serves the receiving end of a peer's link (the client c opened it with
+// peer.StartupParam): each write notice counts as a write of its scope committed now.
+// It refuses links when this instance has no peers.
+func (c *clientSession) servePeerLink(kind string) error {
+	s := c.srv
+	if kind != peer.LinkWrites || len(s.conf().Peers) == 0 {
+		return protocol.NewFatal(protocol.CodeProtocolViolation, "not a cmpool peer link this instance accepts")
+	}
+	stop := func() bool { return c.Closing.Load() || s.closing.Load() }
+	err := peer.Serve(c.Conn.Net, c.Conn.R, stop, func(database, user, addr string) {
+		now := time.Now()
+		s.noteWrite(now)
+		if key := router.ScopeKey(s.conf().Consistency, addr, database, user); key != "" {
+			s.scopes.note(key, now)
+		}
+	})
+	if err != nil {
+		return protocol.NewFatal(protocol.CodeProtocolViolation, err.Error())
+	}
+	return io.EOF
 }

@@ -255,7 +255,7 @@ func (s *Server) configEntries() []admin.ConfigEntry {
 		{"max_replica_lag", seconds(c.MaxReplicaLag), "0", true},
 		{"replica_check_interval", seconds(c.ReplicaCheckInterval), "1", true},
 		{"replica_ban_time", seconds(c.ReplicaBanTime), "5", true},
-		{"consistency", c.Consistency, "session", true},
+		{"consistency", c.Consistency, "user", true},
 		{"rw_wait", seconds(c.RWWait), "0.05", true},
 	}
 	entries = append(entries, c.limitConfigEntries()...)

@@ -66,13 +66,20 @@ func (c *clientSession) routeFor(ctx context.Context, rs *router.ReplicaSet, typ
 	if d.CheckFuncs && c.srv.volatile.any(ctx, c.Log, c.Database, in.Verdict.Funcs, c.pools.lookupVolatile) {
 		return backendPrimary, -1, true, false
 	}
-	min, err := c.routing.readLSN(ctx, rs)
+	min, err := c.routing.readLSN(ctx, rs, c.Database, c.User)
 	if err != nil {
 		c.Log.Warn("could not read the primary's WAL position for read-your-writes; reading on the primary", "error", err)
 		c.srv.routedPrimaryFallback.Add(1)
 		return backendPrimary, -1, false, false
 	}
 	idx, ok := rs.Pick(min)
+	if !ok && min > 0 && c.srv.conf().RWWait > 0 && !router.CanArrive(min, rs.PrimaryFlushedLSN(), rs.ReceivedLSN()) {
+		// Not flushed on the primary yet (synchronous_commit = off): no replica can have
+		// it within rw_wait.
+		c.srv.readsNotWaited.Add(1)
+		c.srv.routedPrimaryFallback.Add(1)
+		return backendPrimary, -1, false, false
+	}
 	if !ok && min > 0 && c.srv.conf().RWWait > 0 {
 		c.srv.readWaits.Add(1)
 		wctx, cancel := context.WithTimeout(ctx, c.srv.conf().RWWait)
@@ -145,7 +152,10 @@ func (c *clientSession) queryFor(typ byte, msg []byte) (q string, ok bool) {
 // clears the one-transaction route and notes a write when a lease ends. mu is a leaf
 // lock: it is taken alone or under clientSession.mu, and held across no I/O.
 type routing struct {
-	srv *Server // for the configuration and the server-wide last write (consistency = global)
+	srv *Server // for the configuration and the shared last writes (see writeScopes)
+	// addr is the client's address without its port, "" for a Unix socket; set before
+	// the client logs in.
+	addr string
 
 	mu               sync.Mutex
 	route, routeOnce string // guarded by mu
@@ -155,6 +165,9 @@ type routing struct {
 	// wroteAt is when a transaction that may have written last committed on the primary,
 	// if its position is not read yet (see endTransaction); zero otherwise. Guarded by mu.
 	wroteAt time.Time
+	// scopeMode and scope cache router.ScopeKey for the client in mode scopeMode (the
+	// mode may change with a reload). Guarded by mu.
+	scopeMode, scope string
 }
 
 // requested is the client's cmpool.route for the session and for the next transaction.
@@ -164,11 +177,36 @@ func (r *routing) requested() (session, local string) {
 	return r.route, r.routeOnce
 }
 
+// scopeKey returns the key of the writes the client shares with others in the mode in
+// force (router.ScopeKey), "" when it shares none.
+func (r *routing) scopeKey(database, user string) string {
+	mode := r.srv.conf().Consistency
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.scopeMode != mode {
+		r.scopeMode, r.scope = mode, router.ScopeKey(mode, r.addr, database, user)
+	}
+	return r.scope
+}
+
+// noteCommit records, before the client is told, that a transaction of the client that
+// may have written committed on the primary: the writes of its scope (router.ScopeKey)
+// and the server's last write are now, and the peers are told. Reads of other clients
+// that the application sends once it has the commit's answer then see it.
+func (r *routing) noteCommit(database, user string) {
+	now := time.Now()
+	r.srv.noteWrite(now)
+	if key := r.scopeKey(database, user); key != "" {
+		r.srv.scopes.note(key, now)
+		r.srv.tellPeers(database, user, r.addr)
+	}
+}
+
 // endTransaction forgets the route for the next transaction only, once a transaction
 // ended, and records, when wrote is set, that the transaction may have written on the
 // primary and has just committed (its server said ReadyForQuery, idle). Its position is
-// not read now: the next read of this client (of any client, with consistency = global)
-// resolves it, so that a write transaction costs no extra round trip.
+// not read now: the next read of this client (of any client of the same scope) resolves
+// it, so that a write transaction costs no extra round trip.
 func (r *routing) endTransaction(wrote bool) {
 	r.mu.Lock()
 	r.routeOnce = ""
@@ -177,9 +215,13 @@ func (r *routing) endTransaction(wrote bool) {
 		now = time.Now()
 		r.wroteAt = now
 	}
+	key := r.scope
 	r.mu.Unlock()
 	if wrote {
 		r.srv.noteWrite(now)
+		if key != "" {
+			r.srv.scopes.note(key, now)
+		}
 	}
 }
 
@@ -187,18 +229,24 @@ func (r *routing) endTransaction(wrote bool) {
 // position (see endTransaction) is resolved here, by a read of the primary's insert
 // position sent after the write committed (rs.PrimaryLSNAfter). An error means no position
 // could be read; the caller sends the read to the primary.
-func (r *routing) readLSN(ctx context.Context, rs *router.ReplicaSet) (router.LSN, error) {
+func (r *routing) readLSN(ctx context.Context, rs *router.ReplicaSet, database, user string) (router.LSN, error) {
 	consistency := r.srv.conf().Consistency
+	key := r.scopeKey(database, user)
 	r.mu.Lock()
 	min, wrote := max(r.lastWriteLSN, r.minLSN), r.wroteAt
-	if consistency == "eventual" {
+	if consistency == router.ConsistencyEventual {
 		min, wrote = r.minLSN, time.Time{}
 	}
 	r.mu.Unlock()
-	if consistency == "global" {
-		if g := r.srv.lastWrite(); g.After(wrote) {
-			wrote = g
-		}
+	var shared time.Time
+	switch {
+	case consistency == router.ConsistencyGlobal:
+		shared = r.srv.lastWrite()
+	case key != "":
+		shared = r.srv.scopes.last(key)
+	}
+	if shared.After(wrote) {
+		wrote = shared
 	}
 	if wrote.IsZero() {
 		return min, nil
@@ -239,4 +287,47 @@ func (r *routing) lastWritePosition(ctx context.Context) (router.LSN, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.lastWriteLSN, nil
+}
+
+// writeScopes holds, per scope key (router.ScopeKey) other than the global one, when a
+// transaction of that scope that may have written last committed. The zero value is
+// empty and ready.
+type writeScopes struct {
+	mu sync.Mutex
+	at map[string]time.Time // guarded by mu
+}
+
+// maxWriteScopes is the number of scopes above which note forgets the scopes with no
+// write for scopeForget: enough for every (database, user) of a large installation; per
+// client address (consistency = origin) the old addresses go.
+const (
+	maxWriteScopes = 10000
+	scopeForget    = time.Minute
+)
+
+// note records a write of scope key committed at t.
+func (w *writeScopes) note(key string, t time.Time) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.at == nil {
+		w.at = make(map[string]time.Time)
+	}
+	if old, ok := w.at[key]; ok && !t.After(old) {
+		return
+	}
+	if len(w.at) >= maxWriteScopes {
+		for k, at := range w.at {
+			if t.Sub(at) > scopeForget {
+				delete(w.at, k)
+			}
+		}
+	}
+	w.at[key] = t
+}
+
+// last returns when a write of scope key last committed; zero if none is known.
+func (w *writeScopes) last(key string) time.Time {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.at[key]
 }

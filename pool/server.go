@@ -19,6 +19,7 @@ import (
 	"github.com/cmlite/cmpool/pool/internal/lease"
 	"github.com/cmlite/cmpool/pool/internal/limit"
 	"github.com/cmlite/cmpool/pool/internal/notify"
+	"github.com/cmlite/cmpool/pool/internal/peer"
 	"github.com/cmlite/cmpool/pool/internal/stmt"
 	"github.com/cmlite/cmpool/router"
 )
@@ -50,6 +51,9 @@ type Server struct {
 	primaryGen            atomic.Uint64 // counts promotions followed; see clientPools.at
 	promotions            atomic.Int64
 	readWaits             atomic.Int64 // reads that waited for a replica to replay their writes
+	readsNotWaited        atomic.Int64 // reads sent to the primary at once: their writes could not reach a replica yet
+	scopes                writeScopes  // the last writes shared by clients (see router.ScopeKey)
+	peerLinks             peer.Links   // connections that tell the peers of writes
 	routedPrimary         atomic.Int64 // transactions sent to the primary while replicas are configured
 	errors                errorCounts
 	observer              Observer // never nil
@@ -342,6 +346,9 @@ func (s *Server) serveConn(conn net.Conn, accepted bool) bool {
 	c.Client.Init(s.lastClientID.Add(1),
 		s.log.With("client", conn.RemoteAddr().String()), c)
 	c.routing.srv = s
+	if a, ok := conn.RemoteAddr().(*net.TCPAddr); ok {
+		c.routing.addr = a.IP.String()
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.waiting && !accepted {
@@ -413,6 +420,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		if s.rs() != nil {
 			s.rs().Close()
 		}
+		s.peerLinks.CloseAll()
 	}()
 	select {
 	case <-stopped:

@@ -13,6 +13,7 @@ import (
 	"github.com/jackc/puddle/v2"
 
 	"github.com/cmlite/cmpool/pool/internal/lease"
+	"github.com/cmlite/cmpool/pool/internal/peer"
 	"github.com/cmlite/cmpool/pool/internal/session"
 	"github.com/cmlite/cmpool/protocol"
 	"github.com/cmlite/cmpool/router"
@@ -66,6 +67,9 @@ func (c *clientSession) startup(ctx context.Context) error {
 		break
 	}
 	sm := req.Startup
+	if kind, ok := sm.Parameters[peer.StartupParam]; ok {
+		return c.servePeerLink(kind)
+	}
 	c.User = sm.Parameters["user"]
 	c.Database = sm.Parameters["database"]
 	if c.Database == "" {

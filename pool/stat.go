@@ -31,6 +31,11 @@ type Stat struct {
 	// ReadWaits counts reads that waited (up to rw_wait) for a replica to replay the
 	// writes they must see.
 	ReadWaits int64
+	// ReadsNotWaited counts reads that went to the primary at once, without waiting,
+	// because the writes they must see were not flushed on the primary yet (with
+	// synchronous_commit = off): no replica could have them within rw_wait. They are
+	// also in ReadsOnPrimary.
+	ReadsNotWaited int64
 	// WritePositionReads counts reads of the primary's WAL position for read-your-writes
 	// by the current replica set: one per read that follows a write, shared by the reads
 	// waiting at the same time; none for a write that no read follows.
@@ -101,6 +106,7 @@ func (s *Server) Stat() Stat {
 		Promotions:         s.promotions.Load(),
 		ReadReplays:        s.readReplays.Load(),
 		ReadWaits:          s.readWaits.Load(),
+		ReadsNotWaited:     s.readsNotWaited.Load(),
 		RoutedPrimary:      s.routedPrimary.Load(),
 		Errors:             s.errors.snapshot(),
 		ShuttingDown:       snap.ShuttingDown,

@@ -8,8 +8,9 @@ import (
 
 // commitLSNSQL reads the primary's WAL insert position: the end of every commit record
 // already made, whether or not it has been flushed (with synchronous_commit = off it may not
-// be), which is what a replica's replay position is compared against.
-const commitLSNSQL = "select pg_current_wal_insert_lsn()::text"
+// be), which is what a replica's replay position is compared against. Then its flush
+// position, read after it: whether the replicas can have that position yet (CanArrive).
+const commitLSNSQL = "select pg_current_wal_insert_lsn()::text, pg_current_wal_flush_lsn()::text"
 
 // lsnCall is one read of the primary's insert position, shared by every caller that asked
 // for a position read after a time no later than start.
@@ -76,14 +77,20 @@ func (rs *ReplicaSet) PrimaryLSNAfter(ctx context.Context, after time.Time) (LSN
 func (rs *ReplicaSet) readCommitLSN(call *lsnCall) {
 	rs.lsnReads.Add(1)
 	rs.lsnConnMu.Lock()
-	row, err := rs.query(rs.ctx, &rs.lsnNode, commitLSNSQL, 1)
+	row, err := rs.query(rs.ctx, &rs.lsnNode, commitLSNSQL, 2)
 	rs.lsnConnMu.Unlock()
-	var lsn LSN
+	var lsn, flushed LSN
 	if err == nil {
 		lsn, err = ParseLSN(row[0])
 	}
+	if err == nil {
+		flushed, err = ParseLSN(row[1])
+	}
 	rs.lsnMu.Lock()
 	call.lsn, call.err = lsn, err
+	if err == nil {
+		rs.lsnFlushed = max(rs.lsnFlushed, flushed)
+	}
 	if err == nil && call.start.After(rs.lsnLastAt) {
 		rs.lsnLast, rs.lsnLastAt = lsn, call.start
 	}
@@ -100,6 +107,29 @@ func (rs *ReplicaSet) closeLSN(ctx context.Context) {
 	rs.lsnConnMu.Lock()
 	rs.lsnNode.closeConn(ctx)
 	rs.lsnConnMu.Unlock()
+}
+
+// PrimaryFlushedLSN returns the newest flush position of the primary read with a
+// PrimaryLSNAfter position (pg_current_wal_flush_lsn(), read just after it); 0 before
+// the first read.
+func (rs *ReplicaSet) PrimaryFlushedLSN() LSN {
+	rs.lsnMu.Lock()
+	defer rs.lsnMu.Unlock()
+	return rs.lsnFlushed
+}
+
+// ReceivedLSN returns the largest pg_last_wal_receive_lsn() of the replicas that are in
+// recovery, at their last successful check; 0 if none is known.
+func (rs *ReplicaSet) ReceivedLSN() LSN {
+	rs.mu.Lock()
+	defer rs.mu.Unlock()
+	var out LSN
+	for _, r := range rs.replicas {
+		if r.role == RoleReplica {
+			out = max(out, r.receiveLSN)
+		}
+	}
+	return out
 }
 
 // PrimaryLSNReads counts the reads of the primary's position PrimaryLSNAfter has sent.

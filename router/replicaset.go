@@ -166,6 +166,10 @@ type ReplicaSet struct {
 	lsnClosed bool
 	lsnReads  atomic.Int64 // reads sent
 
+	// lsnFlushed is the newest primary flush position read with a PrimaryLSNAfter
+	// position (see CanArrive). Guarded by lsnMu.
+	lsnFlushed LSN
+
 	mu                sync.Mutex // guards the replicas' check state, the fields below and the publication of views
 	primaryLSNAt      time.Time  // when the round that read primaryLSN began
 	primaryFailing    bool

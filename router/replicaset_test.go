@@ -169,7 +169,7 @@ func (f *fakeNode) answer(sql string) ([]string, bool) {
 	}
 	if strings.Contains(sql, "pg_current_wal_insert_lsn") {
 		f.insertReads.Add(1)
-		return []string{f.lsn}, true
+		return []string{f.lsn, f.lsn}, true // insert and flush positions
 	}
 	if strings.Contains(sql, "pg_current_wal_lsn") {
 		return []string{f.lsn, recovery}, true

@@ -111,3 +111,49 @@ func (v *Verdict) PrimaryOnly() bool {
 func mayWrite(v *Verdict) bool {
 	return v == nil || v.Write && !v.SessionOnly || v.Begin && !v.ReadOnly || v.End || len(v.Funcs) > 0
 }
+
+// Consistency modes: whose writes a read must see (see docs/routing.md).
+const (
+	// ConsistencyUser: every write made through cmpool by the same user on the same
+	// database. It is the default: an application that spreads one request over several
+	// connections, or over several containers that log in as one user, reads its writes.
+	ConsistencyUser = "user"
+	// ConsistencyOrigin: every write by the same user on the same database from the same
+	// client address (one application host or container).
+	ConsistencyOrigin = "origin"
+	// ConsistencySession: the client connection's own writes only.
+	ConsistencySession = "session"
+	// ConsistencyGlobal: every write made through cmpool.
+	ConsistencyGlobal = "global"
+	// ConsistencyEventual: no write; only cmpool.min_lsn.
+	ConsistencyEventual = "eventual"
+)
+
+// ScopeKey returns the key of the writes a client's reads must see besides its own, in
+// consistency mode consistency: clients with the same key see each other's writes. addr
+// is the client's address without its port ("" for a Unix socket). It returns "" when
+// the mode shares no writes between clients (session, eventual, or a mode not known).
+// The key is also what peered cmpool instances send each other about a write.
+func ScopeKey(consistency, addr, database, user string) string {
+	switch consistency {
+	case ConsistencyGlobal:
+		return "g"
+	case ConsistencyUser:
+		return "u\x00" + database + "\x00" + user
+	case ConsistencyOrigin:
+		return "o\x00" + database + "\x00" + user + "\x00" + addr
+	}
+	return ""
+}
+
+// CanArrive reports whether a replica may replay a write position target soon: the
+// primary has flushed it (flushed, the newest pg_current_wal_flush_lsn() read), so that
+// it is being streamed, or some replica has already received it (received, the largest
+// pg_last_wal_receive_lsn() seen). Otherwise the commit is still in the primary's WAL
+// buffers, as with synchronous_commit = off until the WAL writer flushes it (every
+// wal_writer_delay, 200 ms by default): no replica can have it within rw_wait, and the
+// read goes to the primary at once instead of waiting. A zero flushed (not read) does
+// not say anything: the read may wait.
+func CanArrive(target, flushed, received LSN) bool {
+	return flushed == 0 || target <= flushed || target <= received
+}

@@ -131,3 +131,52 @@ func TestDecideClassified(t *testing.T) {
 		require.Equal(t, tc.target, d.Target, tc.sql)
 	}
 }
+
+func TestScopeKey(t *testing.T) {
+	for _, tc := range []struct {
+		name, mode string
+		same, diff [2][3]string // two clients (addr, database, user) that share, and two that do not
+	}{
+		{"user", router.ConsistencyUser,
+			[2][3]string{{"10.0.0.1", "app", "api"}, {"10.0.0.2", "app", "api"}},
+			[2][3]string{{"10.0.0.1", "app", "api"}, {"10.0.0.1", "app", "batch"}}},
+		{"origin", router.ConsistencyOrigin,
+			[2][3]string{{"10.0.0.1", "app", "api"}, {"10.0.0.1", "app", "api"}},
+			[2][3]string{{"10.0.0.1", "app", "api"}, {"10.0.0.2", "app", "api"}}},
+		{"global", router.ConsistencyGlobal,
+			[2][3]string{{"10.0.0.1", "app", "api"}, {"10.0.0.2", "other", "batch"}},
+			[2][3]string{}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			key := func(c [3]string) string { return router.ScopeKey(tc.mode, c[0], c[1], c[2]) }
+			require.NotEmpty(t, key(tc.same[0]))
+			require.Equal(t, key(tc.same[0]), key(tc.same[1]))
+			if tc.diff[0][2] != "" {
+				require.NotEqual(t, key(tc.diff[0]), key(tc.diff[1]))
+			}
+		})
+	}
+	// A separator that cannot appear in a name keeps ("ab", "c") and ("a", "bc") apart.
+	require.NotEqual(t, router.ScopeKey(router.ConsistencyUser, "", "ab", "c"), router.ScopeKey(router.ConsistencyUser, "", "a", "bc"))
+	for _, mode := range []string{router.ConsistencySession, router.ConsistencyEventual, "bogus"} {
+		require.Empty(t, router.ScopeKey(mode, "10.0.0.1", "app", "api"), mode)
+	}
+}
+
+func TestCanArrive(t *testing.T) {
+	for _, tc := range []struct {
+		name                      string
+		target, flushed, received router.LSN
+		want                      bool
+	}{
+		{"flushed on the primary", 100, 100, 0, true},
+		{"flushed past it", 100, 200, 50, true},
+		{"not flushed, not received: synchronous_commit = off", 100, 90, 90, false},
+		{"not flushed when read, received since", 100, 90, 100, true},
+		{"flush position not read yet", 100, 0, 0, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			require.Equal(t, tc.want, router.CanArrive(tc.target, tc.flushed, tc.received))
+		})
+	}
+}

@@ -38,6 +38,10 @@ type Host interface {
 	// EndTransaction records that the client's transaction ended; wrote: it may have
 	// written on the primary (read-your-writes).
 	EndTransaction(wrote bool)
+	// NoteCommit records that a transaction that may have written on the primary has
+	// just committed, before the client is told (read-your-writes across connections).
+	// It may tell the peers, and so take a round trip to each.
+	NoteCommit()
 	// AcquirePrimary takes a server on the primary for the client, waiting at most
 	// query_wait_timeout.
 	AcquirePrimary(ctx context.Context) (*backend.Pool, *puddle.Resource[*backend.Conn], error)

@@ -337,6 +337,9 @@ func (l *Lease) onReadyForQuery(msg []byte) (relayStep, byte, error) {
 	if c.Mode == Statement && status != 'I' {
 		return stepTransactionBlock, status, nil
 	}
+	if status == 'I' && l.needLSN && l.executed {
+		c.Host.NoteCommit()
+	}
 	if _, err := c.Conn.W.Write(msg); err != nil {
 		return stepClientGone, 0, nil
 	}
