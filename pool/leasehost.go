@@ -14,11 +14,14 @@ import (
 	"github.com/cmlite/cmpool/router"
 )
 
-// A clientSession is its leases' host: it answers for the Server, its routing and its
-// pools.
+// leaseHost is a client session in its role as its leases' host (lease.Host): it answers
+// for the Server, the session's routing and its pools.
+type leaseHost clientSession
 
-func (c *clientSession) Config() lease.Config {
-	cfg := c.srv.conf()
+var _ lease.Host = (*leaseHost)(nil)
+
+func (h *leaseHost) Config() lease.Config {
+	cfg := h.srv.conf()
 	return lease.Config{
 		QueryTimeout: cfg.QueryTimeout, ServerConnectTimeout: cfg.ServerConnectTimeout,
 		ClientIdleTimeout: cfg.ClientIdleTimeout, IdleTransactionTimeout: cfg.IdleTransactionTimeout,
@@ -26,41 +29,47 @@ func (c *clientSession) Config() lease.Config {
 	}
 }
 
-func (c *clientSession) Context() context.Context       { return c.srv.ctx }
-func (c *clientSession) Statements() *stmt.Registry     { return c.srv.stmts }
-func (c *clientSession) Classifier() *router.Classifier { return c.srv.classifier }
-func (c *clientSession) NoteError(code string)          { c.srv.noteError(c.Database, c.User, code) }
-func (c *clientSession) RelayFault() func(typ byte)     { return c.srv.relayFault }
-func (c *clientSession) EndTransaction(wrote bool)      { c.routing.endTransaction(wrote) }
-func (c *clientSession) NoteCommit()                    { c.routing.noteCommit(c.Database, c.User) }
-func (c *clientSession) ReadOnlyReplayed()              { c.srv.readOnlyReplays.Add(1) }
-func (c *clientSession) LoggedIn() bool                 { return c.loggedIn.Load() }
-func (c *clientSession) NoteServerError(code string)    { c.srv.errors.add(code) }
+func (h *leaseHost) Context() context.Context       { return h.srv.ctx }
+func (h *leaseHost) Statements() *stmt.Registry     { return h.srv.stmts }
+func (h *leaseHost) Classifier() *router.Classifier { return h.srv.classifier }
+func (h *leaseHost) NoteError(code string) {
+	h.srv.noteError(h.Database, h.User, code)
+}
+func (h *leaseHost) RelayFault() func(typ byte) { return h.srv.relayFault }
+func (h *leaseHost) EndTransaction(wrote bool)  { h.routing.endTransaction(wrote) }
+func (h *leaseHost) NoteCommit() {
+	h.routing.noteCommit(h.Database, h.User)
+}
+func (h *leaseHost) ReadOnlyReplayed()           { h.srv.readOnlyReplays.Add(1) }
+func (h *leaseHost) LoggedIn() bool              { return h.loggedIn.Load() }
+func (h *leaseHost) NoteServerError(code string) { h.srv.errors.add(code) }
 
-func (c *clientSession) StatementCounters() *stmt.Counters { return &c.pools.primary.Counters.Stmt }
+func (h *leaseHost) StatementCounters() *stmt.Counters {
+	return &h.pools.primary.Counters.Stmt
+}
 
-func (c *clientSession) Report(n lease.Report) {
-	obs := c.srv.observer
+func (h *leaseHost) Report(n lease.Report) {
+	obs := h.srv.observer
 	if n.ErrCode != "" {
-		obs.Observe(Event{Kind: EventError, Database: c.Database, User: c.User, Backend: n.Backend, Code: n.ErrCode})
+		obs.Observe(Event{Kind: EventError, Database: h.Database, User: h.User, Backend: n.Backend, Code: n.ErrCode})
 	}
 	if n.HasQuery {
-		obs.Observe(Event{Kind: EventQuery, Database: c.Database, User: c.User, Backend: n.Backend, Duration: n.Query})
+		obs.Observe(Event{Kind: EventQuery, Database: h.Database, User: h.User, Backend: n.Backend, Duration: n.Query})
 	}
 	if n.HasXact {
-		obs.Observe(Event{Kind: EventTransaction, Database: c.Database, User: c.User, Backend: n.Backend, Duration: n.Xact})
-		if slow := c.srv.conf().SlowTransaction; slow > 0 && n.Xact > slow {
-			c.Log.Warn("slow transaction", "duration", n.Xact.Round(time.Microsecond), "backend", n.Backend)
+		obs.Observe(Event{Kind: EventTransaction, Database: h.Database, User: h.User, Backend: n.Backend, Duration: n.Xact})
+		if slow := h.srv.conf().SlowTransaction; slow > 0 && n.Xact > slow {
+			h.Log.Warn("slow transaction", "duration", n.Xact.Round(time.Microsecond), "backend", n.Backend)
 		}
 	}
 }
 
-func (c *clientSession) AcquirePrimary(ctx context.Context) (*backend.Pool, *puddle.Resource[*backend.Conn], error) {
-	primary, err := c.pools.at(backendPrimary)
+func (h *leaseHost) AcquirePrimary(ctx context.Context) (*backend.Pool, *puddle.Resource[*backend.Conn], error) {
+	primary, err := h.pools.at(backendPrimary)
 	if err != nil {
 		return nil, nil, err
 	}
-	ctx, cancel := c.srv.waitContext(ctx)
+	ctx, cancel := h.srv.waitContext(ctx)
 	defer cancel()
 	res, err := primary.Acquire(ctx)
 	if err != nil {
@@ -69,12 +78,12 @@ func (c *clientSession) AcquirePrimary(ctx context.Context) (*backend.Pool, *pud
 	return primary.Pool, res, nil
 }
 
-func (c *clientSession) AcquireRead(ctx context.Context, replicaOnly bool) (*backend.Pool, *puddle.Resource[*backend.Conn], lease.Route, error) {
-	rs := c.srv.rs()
+func (h *leaseHost) AcquireRead(ctx context.Context, replicaOnly bool) (*backend.Pool, *puddle.Resource[*backend.Conn], lease.Route, error) {
+	rs := h.srv.rs()
 	if rs != nil {
-		if min, err := c.routing.readLSN(ctx, rs, c.Database, c.User); err == nil {
+		if min, err := h.routing.readLSN(ctx, rs, h.Database, h.User); err == nil {
 			if idx, ok := rs.Pick(min); ok {
-				bp, res, err := c.acquireOn(ctx, idx+1)
+				bp, res, err := h.acquireOn(ctx, idx+1)
 				if err == nil {
 					return bp, res, lease.Route{Replica: idx, RS: rs, Forced: replicaOnly}, nil
 				}
@@ -88,23 +97,23 @@ func (c *clientSession) AcquireRead(ctx context.Context, replicaOnly bool) (*bac
 	if replicaOnly {
 		return nil, nil, lease.Route{}, errNoReplica
 	}
-	bp, res, err := c.AcquirePrimary(ctx)
+	bp, res, err := h.AcquirePrimary(ctx)
 	return bp, res, lease.Route{Replica: -1, RS: rs}, err
 }
 
-func (c *clientSession) ReadReplayed() { c.srv.readReplays.Add(1) }
+func (h *leaseHost) ReadReplayed() { h.srv.readReplays.Add(1) }
 
 // errNoReplica: a read that must run on a replica found none usable.
 var errNoReplica = errors.New("no usable replica")
 
 // acquireOn takes a server of backend index for the client, waiting at most
 // query_wait_timeout.
-func (c *clientSession) acquireOn(ctx context.Context, index int) (*backend.Pool, *puddle.Resource[*backend.Conn], error) {
-	bp, err := c.pools.at(index)
+func (h *leaseHost) acquireOn(ctx context.Context, index int) (*backend.Pool, *puddle.Resource[*backend.Conn], error) {
+	bp, err := h.pools.at(index)
 	if err != nil {
 		return nil, nil, err
 	}
-	ctx, cancel := c.srv.waitContext(ctx)
+	ctx, cancel := h.srv.waitContext(ctx)
 	defer cancel()
 	res, err := bp.Acquire(ctx)
 	if err != nil {
@@ -113,13 +122,13 @@ func (c *clientSession) acquireOn(ctx context.Context, index int) (*backend.Pool
 	return bp.Pool, res, nil
 }
 
-func (c *clientSession) Judgement(f string, gen uint64, now int64) (session.Judgement, bool) {
-	fs, ok := c.srv.judgedFunc(c.Database, f, gen, now)
+func (h *leaseHost) Judgement(f string, gen uint64, now int64) (session.Judgement, bool) {
+	fs, ok := h.srv.judgedFunc(h.Database, f, gen, now)
 	return fs.Judgement, ok
 }
 
-func (c *clientSession) Judged(f string, j session.Judgement, gen uint64, now int64) {
-	c.srv.funcSettings.Store(c.Database+"\x00"+f, funcSettings{Judgement: j, gen: gen, at: now})
+func (h *leaseHost) Judged(f string, j session.Judgement, gen uint64, now int64) {
+	h.srv.funcSettings.Store(h.Database+"\x00"+f, funcSettings{Judgement: j, gen: gen, at: now})
 }
 
 // funcSettingsTTL bounds how long cmpool trusts its judgement of a function (its

@@ -344,7 +344,7 @@ func (s *Server) serveConn(conn net.Conn, accepted bool) bool {
 	c := &clientSession{srv: s, connectedAt: time.Now()}
 	c.Conn.Init(conn, r, fastio.NewWriter(fio), s.conf().MaxPacketSize)
 	c.Client.Init(s.lastClientID.Add(1),
-		s.log.With("client", conn.RemoteAddr().String()), c)
+		s.log.With("client", conn.RemoteAddr().String()), (*leaseHost)(c))
 	c.routing.srv = s
 	if a, ok := conn.RemoteAddr().(*net.TCPAddr); ok {
 		c.routing.addr = a.IP.String()
