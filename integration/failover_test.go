@@ -165,6 +165,9 @@ func TestReplicaLossUnderReads(t *testing.T) {
 		{"fast shutdown of the replica", func() error { return c.StopNode(replica) }},
 	} {
 		t.Run(strings.ReplaceAll(fault.name, " ", "_"), func(t *testing.T) {
+			if strings.HasPrefix(fault.name, "fast shutdown") {
+				integration.LocalBackendOnly(t, c, "stopping a container is docker stop (SIGTERM, PostgreSQL's smart shutdown, then SIGKILL), not pg_ctl's fast shutdown")
+			}
 			require.Eventually(t, func() bool { return replicaOK(p) }, 30*time.Second, 50*time.Millisecond, "%+v", p.Server.Stat().Replicas)
 			replays0 := p.Server.Stat().ReadReplays
 			rc := startReadClients(t, p.URL("", ""), 8)
@@ -320,6 +323,7 @@ func TestPromotionAfterFlappingReplica(t *testing.T) {
 // reads go. Once it is back, writes resume and the console says so.
 func TestPrimaryLoss(t *testing.T) {
 	c := integration.StartCluster(t, integration.Options{Replicas: 1})
+	integration.LocalBackendOnly(t, c, "the container engine's kill lets the server end its sessions with 57P01 first; this test is about connections that just drop (kill -9 of the postmaster)")
 	cfg := pool.Config{Replicas: c.ReplicaURLs(), DefaultPoolSize: 10, ServerConnectTimeout: 2 * time.Second,
 		AdminUsers: []string{"postgres"}}
 	p := integration.StartProxy(t, c, cfg)
