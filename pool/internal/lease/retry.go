@@ -172,20 +172,31 @@ func (l *Lease) replayElsewhere(cause error) bool {
 	nl.sc.Linked.Store(c.ID)
 	out := nl.planSegment(seg)
 	c.Mu.Lock()
+	nl.takeOverLocked()
+	c.Mu.Unlock()
+	c.Host.ReadReplayed()
+	nl.sendReplay(out)
+	return true
+}
+
+// takeOverLocked makes nl, the new lease of a replay, the client's lease, relaying. The
+// caller holds c.Mu.
+func (nl *Lease) takeOverLocked() {
+	c := nl.c
 	nl.to(leaseRelaying)
 	c.Lease = nl
 	c.Idle.Broadcast()
-	c.Mu.Unlock()
-	c.Host.ReadReplayed()
+}
 
+// sendReplay writes out, the replayed request, to nl's server, and starts nl's relay.
+func (nl *Lease) sendReplay(out []byte) {
 	nl.wmu.Lock()
 	_, _ = nl.sc.Writer.Write(out)
 	if err := nl.sc.Writer.Flush(); err != nil {
-		c.Log.Debug("replay write failed", "error", err)
+		nl.c.Log.Debug("replay write failed", "error", err)
 	}
 	nl.wmu.Unlock()
 	go nl.relay()
-	return true
 }
 
 // planSegment accounts for seg, a Query or a Sync segment's messages kept for a retry,
@@ -286,19 +297,10 @@ func (l *Lease) replayOnPrimary(status byte) bool {
 		nl.account('S')
 		out = append(out, 'S', 0, 0, 0, 4)
 	}
-	nl.to(leaseRelaying)
-	c.Lease = nl
-	c.Idle.Broadcast()
+	nl.takeOverLocked()
 	c.Mu.Unlock()
 	c.Host.ReadOnlyReplayed()
-
-	nl.wmu.Lock()
-	_, _ = nl.sc.Writer.Write(out)
-	if err := nl.sc.Writer.Flush(); err != nil {
-		c.Log.Debug("replay write failed", "error", err)
-	}
-	nl.wmu.Unlock()
-	go nl.relay()
+	nl.sendReplay(out)
 	return true
 }
 
