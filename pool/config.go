@@ -324,7 +324,7 @@ type Config struct {
 	ServerCheckQuery string
 	ServerCheckDelay time.Duration
 	// ServerLoginRetry is how long to wait after a failed server login before trying
-	// again (server_login_retry). Zero means 15s.
+	// again (server_login_retry). Zero means 1s (PgBouncer: 15s).
 	ServerLoginRetry time.Duration
 	// TransactionTimeout closes a client whose transaction has been open longer
 	// (transaction_timeout). Zero means none.

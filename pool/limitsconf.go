@@ -14,7 +14,7 @@ import (
 const (
 	DefaultReservePoolTimeout = 5 * time.Second
 	DefaultServerCheckDelay   = 30 * time.Second
-	DefaultServerLoginRetry   = 15 * time.Second
+	DefaultServerLoginRetry   = time.Second
 )
 
 // parameterName is what a run-time parameter's name looks like (a custom one has a dot).

@@ -207,7 +207,7 @@ var pgbouncerKeys = []pgbKey{
 	differs("server_lifetime", "1800", "0 (use each connection once) is refused.", setTime(func(s *settings) *duration { return &s.ServerLifetime })),
 	works("server_idle_timeout", "300", setTime(func(s *settings) *duration { return &s.ServerIdleTimeout })),
 	works("server_connect_timeout", "5", setTime(func(s *settings) *duration { return &s.ServerConnectTimeout })),
-	works("server_login_retry", "5", setTime(func(s *settings) *duration { return &s.ServerLoginRetry })),
+	differs("server_login_retry", "5", "Same meaning; the default is 1 s (PgBouncer: 15 s), so that a restarted primary is served again within a second. Set 15 for PgBouncer's.", setTime(func(s *settings) *duration { return &s.ServerLoginRetry })),
 	works("client_login_timeout", "30", setTime(func(s *settings) *duration { return &s.ClientLoginTimeout })),
 	refused("autodb_idle_timeout", "3600", "60", "pools of databases cmpool creates on demand close their servers after server_idle_timeout"),
 	refused("dns_max_ttl", "15", "60", "cmpool resolves host names with the system resolver at each connection"),
