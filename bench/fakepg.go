@@ -81,7 +81,7 @@ type fakeSession struct {
 	tx      byte              // transaction status: 'I', 'T' or 'E'
 	stmts   map[string]string // prepared statement name -> query text
 	portals map[string]fakePortal
-	failed  bool              // an extended-protocol message failed: skip to Sync
+	failed  bool // an extended-protocol message failed: skip to Sync
 }
 
 // serveFakeConn serves one connection until the client leaves.

@@ -22,9 +22,9 @@ const (
 	CommandListen      // LISTEN channel: name is the channel, "" when more follows
 	CommandUnlisten    // UNLISTEN channel: name is the channel, "" when more follows
 	CommandUnlistenAll // UNLISTEN *
-	CommandSet      // a non-LOCAL SET of parameter name
-	CommandReset    // RESET name
-	CommandResetAll // RESET ALL
+	CommandSet         // a non-LOCAL SET of parameter name
+	CommandReset       // RESET name
+	CommandResetAll    // RESET ALL
 )
 
 // CharacteristicsParams are what SET SESSION CHARACTERISTICS AS TRANSACTION changes.
