@@ -96,6 +96,22 @@ func startBinary(t *testing.T, configPath, addr, metrics string) *cmpoolProcess 
 	t.Helper()
 	cmd := exec.Command(cmpoolBinary(t), "--config", configPath, "--listen", addr, "--metrics-listen", metrics)
 	cmd.Env = append(os.Environ(), "DATABASE_URL=", "REPLICA_URLS=")
+	p := launch(t, cmd, addr, metrics)
+	require.Eventually(t, func() bool {
+		resp, err := http.Get("http://" + metrics + "/readyz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	}, 20*time.Second, 50*time.Millisecond, "cmpool did not become ready:\n%s", p.logs.String())
+	return p
+}
+
+// launch starts cmd, the cmpool binary serving on addr (metrics on metrics), and stops it
+// with SIGINT when the test ends, printing its logs if the test failed.
+func launch(t *testing.T, cmd *exec.Cmd, addr, metrics string) *cmpoolProcess {
+	t.Helper()
 	p := &cmpoolProcess{cmd: cmd, addr: addr, metrics: metrics, logs: &syncBuffer{}, exited: make(chan struct{})}
 	cmd.Stdout, cmd.Stderr = p.logs, p.logs
 	require.NoError(t, cmd.Start())
@@ -114,14 +130,6 @@ func startBinary(t *testing.T, configPath, addr, metrics string) *cmpoolProcess 
 			t.Logf("cmpool %s logs:\n%s", addr, p.logs.String())
 		}
 	})
-	require.Eventually(t, func() bool {
-		resp, err := http.Get("http://" + metrics + "/readyz")
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK
-	}, 20*time.Second, 50*time.Millisecond, "cmpool did not become ready:\n%s", p.logs.String())
 	return p
 }
 

@@ -70,24 +70,7 @@ func runBinary(t *testing.T, env []string, listen, metrics string, args ...strin
 	t.Helper()
 	cmd := exec.Command(cmpoolBinary(t), append([]string{"--metrics-listen", metrics}, args...)...)
 	cmd.Env = append(append(os.Environ(), "DATABASE_URL=", "REPLICA_URLS=", "CMPOOL_LISTEN=", "CMPOOL_CONFIG="), env...)
-	p := &cmpoolProcess{cmd: cmd, addr: listen, metrics: metrics, logs: &syncBuffer{}, exited: make(chan struct{})}
-	cmd.Stdout, cmd.Stderr = p.logs, p.logs
-	require.NoError(t, cmd.Start())
-	go func() {
-		p.err = cmd.Wait()
-		close(p.exited)
-	}()
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGINT)
-		select {
-		case <-p.exited:
-		case <-time.After(10 * time.Second):
-			_ = cmd.Process.Kill()
-		}
-		if t.Failed() {
-			t.Logf("cmpool logs:\n%s", p.logs.String())
-		}
-	})
+	p := launch(t, cmd, listen, metrics)
 	require.Eventually(t, func() bool {
 		select {
 		case <-p.exited:
