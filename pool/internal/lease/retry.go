@@ -138,10 +138,7 @@ func (l *Lease) replayElsewhere(cause error) bool {
 		c.Mu.Unlock()
 		return false
 	}
-	l.recvSeq++
-	l.pending = 0
-	l.to(leaseSyncing) // the client goroutine waits for the new lease
-	seg := bytes.Clone(l.seg)
+	seg := l.beginReplayLocked()
 	c.Mu.Unlock()
 	l.heldReplies = l.heldReplies[:0]
 	l.giveBack(true)
@@ -177,6 +174,16 @@ func (l *Lease) replayElsewhere(cause error) bool {
 	c.Host.ReadReplayed()
 	nl.sendReplay(out)
 	return true
+}
+
+// beginReplayLocked counts l's failed request as answered and moves l to syncing, so that
+// the client goroutine waits for the replay's new lease; it returns a copy of the request.
+// The caller holds c.Mu.
+func (l *Lease) beginReplayLocked() []byte {
+	l.recvSeq++
+	l.pending = 0
+	l.to(leaseSyncing)
+	return bytes.Clone(l.seg)
 }
 
 // takeOverLocked makes nl, the new lease of a replay, the client's lease, relaying. The
@@ -248,10 +255,7 @@ func (l *Lease) replayOnPrimary(status byte) bool {
 		c.Mu.Unlock()
 		return false
 	}
-	l.recvSeq++
-	l.pending = 0
-	l.to(leaseSyncing) // the client goroutine waits for the new lease
-	seg := bytes.Clone(l.seg)
+	seg := l.beginReplayLocked()
 	c.Mu.Unlock()
 	c.Conn.WMu.Unlock()
 
