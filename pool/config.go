@@ -192,6 +192,12 @@ type Config struct {
 	// gets FATAL 25P03. Zero means never.
 	IdleTransactionTimeout time.Duration
 
+	// ParkIdleAfter is how long a client holds no server before its goroutine ends and its
+	// socket waits in an epoll set with the other idle clients (Linux; see park.go): an idle
+	// client then costs its socket and a small struct. Zero means 1s; negative keeps a
+	// goroutine per client. Not changed by a reload.
+	ParkIdleAfter time.Duration
+
 	// ShutdownTimeout is how long Shutdown-by-signal and the console's SHUTDOWN wait for
 	// transactions in flight before closing every client. Zero means 30s.
 	ShutdownTimeout time.Duration
@@ -550,6 +556,9 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.ClientIdleTimeout < 0 || c.IdleTransactionTimeout < 0 || c.QueryTimeout < 0 || c.ShutdownTimeout < 0 || c.SlowTransaction < 0 {
 		return c, errors.New("pool: timeouts must not be negative")
+	}
+	if c.ParkIdleAfter == 0 {
+		c.ParkIdleAfter = defaultParkIdleAfter
 	}
 	if c.ShutdownTimeout == 0 {
 		c.ShutdownTimeout = DefaultShutdownTimeout

@@ -18,6 +18,14 @@ func (c *clientSession) loop(ctx context.Context) error {
 		c.BeforeRead() // reading the client may block: the server's replies are read meanwhile
 		fr, err := c.Conn.FR.Next()
 		if err != nil {
+			if lease.IsTimeout(err) && c.parkReq.Swap(false) {
+				// The sweeper asks the client to park (park.go).
+				if c.tryPark() {
+					return errParked
+				}
+				c.afterPark()
+				continue
+			}
 			if c.Closing.Load() {
 				return protocol.NewFatal(protocol.CodeAdminShutdown, "terminating connection due to administrator command")
 			}

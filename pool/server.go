@@ -19,6 +19,7 @@ import (
 	"github.com/cmlite/cmpool/pool/internal/lease"
 	"github.com/cmlite/cmpool/pool/internal/limit"
 	"github.com/cmlite/cmpool/pool/internal/notify"
+	"github.com/cmlite/cmpool/pool/internal/park"
 	"github.com/cmlite/cmpool/pool/internal/peer"
 	"github.com/cmlite/cmpool/pool/internal/stmt"
 	"github.com/cmlite/cmpool/router"
@@ -84,6 +85,8 @@ type Server struct {
 	pools     map[poolKey]*backendPool
 	limits    limit.Registry // max_db_connections and max_user_connections
 	xactWatch sync.Once      // starts watchTransactions with the first client
+	parkWatch sync.Once      // starts parkIdle with the first client
+	parker    *park.Set      // idle clients' sockets (park.go); nil when parking is off
 	listeners map[net.Listener]struct{}
 	// conns holds every client connection served, from accept to close; clients holds
 	// those that logged in, by cancel key pid (a key is given at the end of a login).
@@ -185,6 +188,12 @@ func New(cfg Config) (*Server, error) {
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.notify = notify.NewHub(s.ctx, s.log)
+	if c.ParkIdleAfter >= 0 {
+		if s.parker, err = park.New(); err != nil {
+			s.log.Debug("idle clients keep their goroutines", "error", err)
+			s.parker = nil
+		}
+	}
 	return s, nil
 }
 
@@ -341,8 +350,11 @@ func (s *Server) serveConn(conn net.Conn, accepted bool) bool {
 	}
 	fio := fastio.New(conn)
 	r := fastio.NewReader(fio)
-	c := &clientSession{srv: s, connectedAt: time.Now()}
-	c.Conn.Init(conn, r, fastio.NewWriter(fio), s.conf().MaxPacketSize)
+	c := &clientSession{srv: s, connectedAt: time.Now(), fd: -1}
+	if s.parker != nil {
+		c.fd = parkable(conn)
+	}
+	c.Conn.Init(&wakeConn{Conn: conn, c: c}, r, fastio.NewWriter(fio), s.conf().MaxPacketSize)
 	c.Client.Init(s.lastClientID.Add(1),
 		s.log.With("client", conn.RemoteAddr().String()), (*leaseHost)(c))
 	c.routing.srv = s
@@ -361,7 +373,11 @@ func (s *Server) serveConn(conn net.Conn, accepted bool) bool {
 	s.conns[c] = struct{}{}
 	s.nClients.Add(1)
 	s.xactWatch.Do(func() { go s.watchTransactions() })
-	s.wg.Go(func() { c.serve(s.ctx) })
+	if s.parker != nil {
+		s.parkWatch.Do(func() { go s.parkIdle(s.conf().ParkIdleAfter) })
+	}
+	s.wg.Add(1) // done when the client leaves, whichever goroutine runs it then (park.go)
+	go c.serve(s.ctx)
 	return true
 }
 
@@ -407,6 +423,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	s.cancel()
 	s.notify.Close()
+	if s.parker != nil {
+		s.parker.Close() // resumes the clients still parked, which then see their sockets closed
+	}
 	// Closing the pools waits for server logins in progress, which a server that
 	// accepted the connection and never answers can hold for server_connect_timeout:
 	// that goes on after ctx ends, without Shutdown.

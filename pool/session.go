@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"runtime/debug"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -42,26 +43,50 @@ type clientSession struct {
 	waitKill atomic.Pointer[context.CancelFunc]
 
 	xactTimedOut atomic.Bool // its transaction outlived transaction_timeout
+
+	// Parking (park.go): fd is the socket's descriptor, -1 if it cannot be parked;
+	// parkReq is the sweeper's request to park; parkTok, while parked, wakes it (0 when
+	// not parked), changed under parkMu.
+	fd      int32
+	parkReq atomic.Bool
+	parkTok atomic.Uint64
+	parkMu  sync.Mutex
 }
 
 // serve runs one client connection from startup to close.
-func (c *clientSession) serve(ctx context.Context) {
+func (c *clientSession) serve(ctx context.Context) { c.run(ctx, false) }
+
+// run runs the client from its startup, or from its next message when it was parked and
+// is resumed, until it leaves or is parked (park.go). The client's place in the server's
+// wait group is given back when it leaves.
+func (c *clientSession) run(ctx context.Context, resumed bool) {
+	parked := false
 	defer func() {
 		if p := recover(); p != nil {
 			c.Log.Error("client session panic: closing the client and its server", "panic", p, "stack", string(debug.Stack()))
 			c.AbandonAfterPanic()
+		} else if parked {
+			return
 		}
 		c.srv.forgetClient(c)
 		_ = c.Conn.Net.Close()
+		c.srv.wg.Done()
 	}()
-	err := c.startup(ctx)
-	if err == nil {
+	var err error
+	if resumed {
+		c.afterPark() // a drain may have begun while it was parked
+		err = c.loop(ctx)
+	} else if err = c.startup(ctx); err == nil {
 		c.logConnection("client logged in", "admin", c.admin)
 		if c.admin {
 			err = c.adminLoop(ctx)
 		} else {
 			err = c.loop(ctx)
 		}
+	}
+	if err == errParked {
+		parked = true
+		return
 	}
 	c.unlistenAll()
 	// The server goes back (or is destroyed) before cmpool writes to the client itself,

@@ -10,6 +10,9 @@ import (
 type Stat struct {
 	// Clients is the number of client connections open now.
 	Clients int
+	// ParkedClients are those of Clients that are parked: idle, with no goroutine, their
+	// sockets in the epoll set of idle clients (Config.ParkIdleAfter).
+	ParkedClients int
 	// PreparedStatements is the number of distinct statements (text and parameter types)
 	// that clients have prepared, each with one server-side name, and that a client or a
 	// server still holds (statements dropped everywhere leave at the next collection).
@@ -99,6 +102,7 @@ func (s *Server) Stat() Stat {
 	snap := s.snapshot(0)
 	st := Stat{
 		Clients:            int(s.nClients.Load()),
+		ParkedClients:      s.parker.Len(),
 		PreparedStatements: s.stmts.Len(),
 		Replicas:           snap.Replicas,
 		ReadsOnPrimary:     s.routedPrimaryFallback.Load(),

@@ -55,6 +55,7 @@ type settings struct {
 	ClientIdleTimeout      duration   `toml:"client_idle_timeout"`
 	IdleTransactionTimeout duration   `toml:"idle_transaction_timeout"`
 	ShutdownTimeout        duration   `toml:"shutdown_timeout"`
+	ParkIdleAfter          duration   `toml:"park_idle_after"`
 	SlowTransaction        duration   `toml:"slow_transaction"`
 	LogConnections         bool       `toml:"log_connections"`
 	LogFormat              string     `toml:"log_format"`
@@ -352,7 +353,7 @@ func unknownKeys(undecoded []toml.Key) []string {
 // it, and refuses it where it cannot, instead of silently using pool's default.
 func (s *settings) checkDurations() error {
 	// 0 disables these in PgBouncer; pool.Config disables them with a negative value.
-	for _, d := range []*duration{&s.ServerIdleTimeout, &s.QueryWaitTimeout, &s.AuthCacheTTL} {
+	for _, d := range []*duration{&s.ServerIdleTimeout, &s.QueryWaitTimeout, &s.AuthCacheTTL, &s.ParkIdleAfter} {
 		if d.set && d.d == 0 {
 			d.d = -1
 		}
@@ -423,6 +424,7 @@ func (s *settings) poolConfig(logger *slog.Logger) pool.Config {
 		AdminUsers:             s.AdminUsers,
 		StatsUsers:             s.StatsUsers,
 		ClientIdleTimeout:      s.ClientIdleTimeout.d,
+		ParkIdleAfter:          s.ParkIdleAfter.d,
 		IdleTransactionTimeout: s.IdleTransactionTimeout.d,
 		QueryTimeout:           s.QueryTimeout.d,
 		ReusePort:              s.ReusePort,

@@ -118,6 +118,7 @@ var (
 	descClWaiting = prometheus.NewDesc("cmpool_clients_waiting", "Clients waiting for a server connection.", clientLabels, nil)
 	descClMaxWait = prometheus.NewDesc("cmpool_clients_maxwait_seconds", "How long the oldest waiting client has waited.", clientLabels, nil)
 	descClients   = prometheus.NewDesc("cmpool_clients", "Client connections open, including those logging in.", nil, nil)
+	descParked    = prometheus.NewDesc("cmpool_clients_parked", "Idle client connections parked: no goroutine, the socket in the epoll set of idle clients.", nil, nil)
 	descReplLag   = prometheus.NewDesc("cmpool_replica_lag_bytes", "A replica's replay lag behind the primary, in bytes of WAL.", []string{"host"}, nil)
 	descReplLagS  = prometheus.NewDesc("cmpool_replica_lag_seconds", "A replica's replay lag behind the primary, in time.", []string{"host"}, nil)
 	descReplUp    = prometheus.NewDesc("cmpool_replica_usable", "1 when a replica takes reads (healthy, in recovery, not lagging).", []string{"host", "state"}, nil)
@@ -133,7 +134,7 @@ var (
 func (statCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descXacts, descQueries, descXactTime, descQueryTime, descRecv, descSent,
 		descAcquires, descWaits, descWaitTime, descSvActive, descSvIdle, descSvMax, descSvUsed, descCancels, descSvCancel, descClActive,
-		descClWaiting, descClMaxWait, descClients, descReplLag, descReplLagS, descReplUp, descReplRoute,
+		descClWaiting, descClMaxWait, descClients, descParked, descReplLag, descReplLagS, descReplUp, descReplRoute,
 		descFallback, descReplays, descPromos, descPaused, descPrepared, descReadRuns} {
 		ch <- d
 	}
@@ -185,6 +186,7 @@ func (c statCollector) Collect(ch chan<- prometheus.Metric) {
 		gauge(descClMaxWait, g.MaxWait.Seconds(), g.Database, g.User)
 	}
 	gauge(descClients, float64(st.Clients))
+	gauge(descParked, float64(st.ParkedClients))
 	for _, r := range st.Replicas {
 		gauge(descReplLag, float64(r.LagBytes), r.Host)
 		gauge(descReplLagS, r.LagTime.Seconds(), r.Host)

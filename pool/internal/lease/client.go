@@ -87,6 +87,8 @@ type Client struct {
 	Discarding bool
 
 	idleArmed atomic.Bool // an idle timeout is set as the read deadline
+	// idleDeadline is that deadline, in Unix nanoseconds (RestoreReadDeadline).
+	idleDeadline atomic.Int64
 	// IdleSince is the nanotime the client last became idle (logged in, or a lease
 	// ended); CloseAt is when a drain may close it (see requestClose).
 	IdleSince, CloseAt atomic.Int64

@@ -26,8 +26,10 @@ func (c *Client) ArmIdleTimeout(inTx bool) {
 	if d <= 0 {
 		return
 	}
+	deadline := time.Now().Add(d)
+	c.idleDeadline.Store(deadline.UnixNano())
 	c.idleArmed.Store(true)
-	_ = c.Conn.Net.SetReadDeadline(time.Now().Add(d))
+	_ = c.Conn.Net.SetReadDeadline(deadline)
 	if c.Closing.Load() {
 		// A drain has begun: close at its deadline for this client (see requestClose).
 		_ = c.Conn.Net.SetReadDeadline(time.Now().Add(time.Duration(max(0, c.CloseAt.Load()-Nanotime()))))
@@ -40,6 +42,23 @@ func (c *Client) DisarmIdleTimeout() {
 		_ = c.Conn.Net.SetReadDeadline(time.Time{})
 	}
 }
+
+// RestoreReadDeadline sets the client's read deadline back to what the timeouts want
+// (the drain's, an idle timeout's, or none) after something else moved it: the client
+// goroutine calls it when a wake-up it asked for (parking, in pool) is not used.
+func (c *Client) RestoreReadDeadline() {
+	switch {
+	case c.Closing.Load():
+		_ = c.Conn.Net.SetReadDeadline(time.Now().Add(time.Duration(max(0, c.CloseAt.Load()-Nanotime()))))
+	case c.idleArmed.Load():
+		_ = c.Conn.Net.SetReadDeadline(time.Unix(0, c.idleDeadline.Load()))
+	default:
+		_ = c.Conn.Net.SetReadDeadline(time.Time{})
+	}
+}
+
+// IdleArmed reports whether an idle timeout is the client's read deadline.
+func (c *Client) IdleArmed() bool { return c.idleArmed.Load() }
 
 // IdleTimeoutError is the error that ends a client whose idle deadline passed, or nil
 // when the deadline was not an idle timeout.

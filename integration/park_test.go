@@ -1,0 +1,108 @@
+package integration_test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/stretchr/testify/require"
+
+	"github.com/cmlite/cmpool/integration"
+	"github.com/cmlite/cmpool/pool"
+)
+
+// Idle clients are parked (pool/park.go): no goroutine, their sockets in an epoll set.
+// These tests drive parked clients through everything that can reach them: their own next
+// request, session state kept across parking, disconnection, KILL_CLIENT, a drain, and
+// the idle timeouts, which keep a client from being parked.
+
+// parked waits until the proxy has n parked clients.
+func parked(t *testing.T, p *integration.Proxy, n int) {
+	t.Helper()
+	require.Eventually(t, func() bool { return p.Server.Stat().ParkedClients == n }, 30*time.Second, 20*time.Millisecond,
+		"parked clients: %d, want %d", p.Server.Stat().ParkedClients, n)
+}
+
+func TestParkedClients(t *testing.T) {
+	// One server for 100 clients: every request of a resumed client needs it in turn.
+	_, p := adminProxy(t, pool.Config{DefaultPoolSize: 1, ParkIdleAfter: 100 * time.Millisecond})
+	ctx := ctxT(t, 2*time.Minute)
+	const n = 100
+	conns := make([]*pgx.Conn, n)
+	for i := range conns {
+		mode := pgx.QueryExecModeCacheStatement // prepared statements kept across parking
+		if i%2 == 1 {
+			mode = pgx.QueryExecModeSimpleProtocol
+		}
+		conns[i] = connect(t, p.URL("", "")+fmt.Sprintf("&application_name=park%d", i), mode)
+		_, err := conns[i].Exec(ctx, fmt.Sprintf("set work_mem = '%dkB'", 4100+i))
+		require.NoError(t, err)
+	}
+	parked(t, p, n)
+
+	// Each client, resumed by its own request, still has its own settings and its
+	// statements; then it is parked again.
+	for round := range 2 {
+		for i, conn := range conns {
+			var app, timeout string
+			var x int
+			require.NoError(t, conn.QueryRow(ctx, "select current_setting('application_name'), current_setting('work_mem'), $1::int",
+				i).Scan(&app, &timeout, &x), "round %d client %d", round, i)
+			require.Equal(t, fmt.Sprintf("park%d", i), app)
+			require.Equal(t, fmt.Sprintf("%dkB", 4100+i), timeout)
+			require.Equal(t, i, x)
+		}
+		parked(t, p, n)
+	}
+
+	// Clients that hang up while parked are gone from the server's count.
+	for _, conn := range conns[n/2:] {
+		require.NoError(t, conn.Close(ctx))
+	}
+	parked(t, p, n/2)
+	require.Eventually(t, func() bool { return p.Server.Stat().Clients == n/2 }, 10*time.Second, 20*time.Millisecond,
+		"clients: %d", p.Server.Stat().Clients)
+
+	// KILL_CLIENT reaches a parked client: it hears why at its next request.
+	console := adminConn(t, p, "pgbouncer", "postgres")
+	parked(t, p, n/2) // the console's own client is never parked
+	_, err := console.Exec(ctx, "KILL_CLIENT "+clientID(t, console, "park0"))
+	require.NoError(t, err)
+	_, err = conns[0].Exec(ctx, "select 1")
+	require.Error(t, err)
+	require.Equal(t, "57P01", pgCode(err), "killed parked client: %v", err)
+
+	// A drain closes the parked clients at once and ends.
+	sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	require.NoError(t, p.Server.Shutdown(sctx))
+	for _, conn := range conns[1 : n/2] {
+		_, err := conn.Exec(ctx, "select 1")
+		require.Error(t, err, "a parked client still served after the drain")
+	}
+	require.Zero(t, p.Server.Stat().Clients)
+}
+
+func TestParkingKeepsIdleTimeouts(t *testing.T) {
+	_, p := proxy(t, pool.Config{DefaultPoolSize: 2, ParkIdleAfter: 50 * time.Millisecond,
+		ClientIdleTimeout: 1500 * time.Millisecond, IdleTransactionTimeout: 1500 * time.Millisecond})
+	ctx := ctxT(t, time.Minute)
+	idle := connect(t, p.URL("", ""), pgx.QueryExecModeSimpleProtocol)
+	inTx := connect(t, p.URL("", ""), pgx.QueryExecModeSimpleProtocol)
+	_, err := idle.Exec(ctx, "select 1")
+	require.NoError(t, err)
+	_, err = inTx.Exec(ctx, "begin")
+	require.NoError(t, err)
+	// Neither is parked while its timeout runs, and both timeouts fire.
+	time.Sleep(500 * time.Millisecond)
+	require.Zero(t, p.Server.Stat().ParkedClients)
+	time.Sleep(1500 * time.Millisecond)
+	_, err = idle.Exec(ctx, "select 1")
+	require.Error(t, err)
+	require.Equal(t, "57P05", pgCode(err), "idle client: %v", err)
+	_, err = inTx.Exec(ctx, "select 1")
+	require.Error(t, err)
+	require.Equal(t, "25P03", pgCode(err), "idle in transaction: %v", err)
+}

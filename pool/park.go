@@ -1,0 +1,184 @@
+package pool
+
+import (
+	"errors"
+	"net"
+	"syscall"
+	"time"
+
+	"github.com/cmlite/cmpool/pool/internal/lease"
+	"github.com/cmlite/cmpool/pool/internal/park"
+)
+
+// Idle clients without goroutines.
+//
+// A client that has held no server for Config.ParkIdleAfter is parked: its goroutine ends,
+// and its socket waits in the server's epoll set (pool/internal/park) with nothing else
+// held (its read and write buffers are already given back while it is idle; see
+// pool/internal/fastio). When the client sends something, or hangs up, a new goroutine
+// resumes its loop where it stopped.
+//
+// How a client gets there: the sweeper (parkIdle) looks at the clients every half
+// ParkIdleAfter and, for each idle long enough, sets parkReq and a read deadline in the
+// past. The client goroutine, blocked reading, sees the timeout and parks if it still may
+// (tryPark): no server, nothing buffered, no timer on its socket, no LISTEN, no TLS (the
+// TLS layer may hold decrypted bytes). Otherwise it puts its read deadline back and
+// reads on.
+//
+// Whatever needs a parked client's goroutine sets a read deadline on its socket or closes
+// it (a drain, KILL_CLIENT, KILL, a forced shutdown): Conn.Net is a wakeConn, which wakes
+// the client first. So the rest of cmpool does not know about parking.
+
+// defaultParkIdleAfter is Config.ParkIdleAfter's default.
+const defaultParkIdleAfter = time.Second
+
+// errParked ends a client goroutine whose client is parked: serve does not clean up.
+var errParked = errors.New("pool: client parked")
+
+// wakeConn is a client's socket as cmpool uses it: setting a read deadline on it, or
+// closing it, resumes the client first if it is parked, so that its goroutine sees the
+// deadline or the close.
+type wakeConn struct {
+	net.Conn
+	c *clientSession
+}
+
+func (w *wakeConn) SetReadDeadline(t time.Time) error {
+	err := w.Conn.SetReadDeadline(t)
+	w.c.wake()
+	return err
+}
+
+func (w *wakeConn) SetDeadline(t time.Time) error {
+	err := w.Conn.SetDeadline(t)
+	w.c.wake()
+	return err
+}
+
+func (w *wakeConn) Close() error {
+	w.c.wake() // before the descriptor goes: it leaves the epoll set while it is valid
+	return w.Conn.Close()
+}
+
+// parkable returns the socket's descriptor when conn can be parked: a plain TCP or Unix
+// socket; -1 otherwise.
+func parkable(conn net.Conn) int32 {
+	switch conn.(type) {
+	case *net.TCPConn, *net.UnixConn:
+	default:
+		return -1
+	}
+	rc, err := conn.(syscall.Conn).SyscallConn()
+	if err != nil {
+		return -1
+	}
+	fd := int32(-1)
+	if rc.Control(func(f uintptr) { fd = int32(f) }) != nil {
+		return -1
+	}
+	return fd
+}
+
+// wake resumes c if it is parked.
+func (c *clientSession) wake() {
+	if c.parkTok.Load() == 0 {
+		return
+	}
+	c.parkMu.Lock()
+	t := park.Token(c.parkTok.Swap(0))
+	c.parkMu.Unlock()
+	if t != 0 {
+		c.srv.parker.Wake(t)
+	}
+}
+
+// Resume runs the parked client's loop again, on the goroutine the park set started for it.
+func (c *clientSession) Resume() {
+	c.parkMu.Lock()
+	c.parkTok.Store(0)
+	c.parkMu.Unlock()
+	c.run(c.srv.ctx, true)
+}
+
+// parkReady reports whether c, as the sweeper sees it at now, has been idle long enough to
+// be asked to park, as far as its atomic fields tell (the sweeper holds Server.mu, and
+// checks for a lease after).
+func (c *clientSession) parkReady(now int64, after time.Duration) bool {
+	if c.fd < 0 || !c.loggedIn.Load() || c.admin || c.parkTok.Load() != 0 || c.parkReq.Load() ||
+		c.Closing.Load() || c.IdleArmed() || c.waitingSince.Load() != 0 {
+		return false
+	}
+	since := c.IdleSince.Load()
+	return since != 0 && now-since >= int64(after)
+}
+
+// tryPark parks c if it still may, and reports whether it did; the client goroutine calls
+// it when its read timed out at the sweeper's request, and ends at once if it did.
+func (c *clientSession) tryPark() bool {
+	if c.Conn.TLS != nil || c.listening != nil || c.Discarding || c.BeginDeferred || c.Stmts.HasDeferred() ||
+		c.Conn.R.Buffered() > 0 || c.killed.Load() || c.Closing.Load() || c.IdleArmed() || c.xactTimedOut.Load() ||
+		c.CurrentLease() != nil {
+		return false
+	}
+	raw := c.Conn.Net.(*wakeConn).Conn
+	if raw.SetReadDeadline(time.Time{}) != nil {
+		return false
+	}
+	c.parkMu.Lock()
+	t, err := c.srv.parker.Park(int(c.fd), c)
+	if err == nil {
+		c.parkTok.Store(uint64(t))
+	}
+	c.parkMu.Unlock()
+	if err != nil {
+		return false
+	}
+	// A drain or a kill that began meanwhile woke nothing: wake now.
+	if c.Closing.Load() || c.killed.Load() {
+		c.wake()
+	}
+	return true
+}
+
+// afterPark is what the client goroutine does when its read timed out at the sweeper's
+// request and it could not park: its read deadline goes back to what its timers want.
+func (c *clientSession) afterPark() {
+	if c.xactTimedOut.Load() {
+		_ = c.Conn.Net.SetReadDeadline(time.Now().Add(-time.Second))
+		return
+	}
+	c.RestoreReadDeadline()
+}
+
+// parkIdle is the sweeper: every half ParkIdleAfter it asks the clients idle for that long
+// to park. It ends with the server.
+func (s *Server) parkIdle(after time.Duration) {
+	tick := time.NewTicker(max(after/2, 10*time.Millisecond))
+	defer tick.Stop()
+	var ready []*clientSession
+	for {
+		select {
+		case <-s.ctx.Done():
+			return
+		case <-tick.C:
+		}
+		now := lease.Nanotime()
+		ready = ready[:0]
+		s.mu.Lock()
+		for c := range s.conns {
+			if c.parkReady(now, after) {
+				ready = append(ready, c)
+			}
+		}
+		s.mu.Unlock()
+		past := time.Now().Add(-time.Second)
+		for _, c := range ready {
+			if c.CurrentLease() != nil {
+				continue
+			}
+			c.parkReq.Store(true)
+			_ = c.Conn.Net.(*wakeConn).Conn.SetReadDeadline(past)
+		}
+		clear(ready)
+	}
+}
