@@ -360,7 +360,9 @@ func TestPrimaryLoss(t *testing.T) {
 		slowest = max(slowest, took)
 		var pgErr *pgconn.PgError
 		require.ErrorAs(t, err, &pgErr)
-		require.Equal(t, "08006", pgErr.Code, "%v", err)
+		// 57P01 when a backend saw the postmaster die before it was killed itself, and
+		// said so on its idle connection.
+		require.Contains(t, []string{"08006", "57P01"}, pgErr.Code, "%v", err)
 		require.Less(t, took, cfg.ServerConnectTimeout+3*time.Second)
 	}
 
