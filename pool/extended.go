@@ -21,10 +21,8 @@ func (c *clientSession) simpleCommand(q string) (bool, error) {
 	kind, name := router.CommandOf(q)
 	sessionMode := c.Mode == lease.Session
 	var reply []byte
-	if !sessionMode {
-		if what := lease.TempObjectOf(q); what != "" {
-			return true, c.ReplyLocally(protocol.AppendErrorResponse(nil, c.Mode.RefuseTempObject(what)))
-		}
+	if pe := c.SessionStateRefusal(q); pe != nil {
+		return true, c.ReplyLocally(protocol.AppendErrorResponse(nil, pe))
 	}
 	switch kind {
 	default:

@@ -107,10 +107,21 @@ func (c *Client) send(l *Lease, msg []byte) error {
 		if c.Mode != Session {
 			q := c.Texts.Text(QueryText(msg))
 			t := withSettingEffects(c.Host.Classifier(), q, traitsOf(q))
+			// A temporary object pins; it is parsed for only when no slot is reserved.
+			temp := c.Pin.On && !c.pinReserved && t.MentionsTemp && TempObjectOf(q) != ""
+			var warn, refused bool
 			c.Mu.Lock()
-			warn := l.applyTraits(t)
-			l.scheduleRestore(t.Resets, l.sentSeq)
+			if refused = l.refusePinLocked(&t, temp); !refused {
+				if l.pinned != nil {
+					t.MayRelease = router.MayReleaseSession(q)
+				}
+				warn = l.applyTraits(t)
+				l.scheduleRestore(t.Resets, l.sentSeq)
+			}
 			c.Mu.Unlock()
+			if refused {
+				out = pinRefusalQuery(c.Pin.Group.refusal())
+			}
 			if warn {
 				_ = c.Conn.WriteLocal(c.Mode.sessionBoundWarning())
 			}

@@ -62,8 +62,11 @@ func (l *Lease) applyTraits(t session.Traits) (warn bool) {
 		l.track = appendUnique(l.track, session.CanonicalName(n))
 	}
 	// Code cmpool cannot see (a user-defined function, DO, EXECUTE) may create temporary
-	// objects as well as change settings: the server is checked for them too.
-	if t.MentionsTemp || t.Untracked || len(t.SettingFuncs) > 0 {
+	// objects as well as change settings: the server is checked for them too (with
+	// pinning, by the check that pins the client).
+	if c.Pin.On {
+		l.notePinTraits(&t)
+	} else if t.MentionsTemp || t.Untracked || len(t.SettingFuncs) > 0 {
 		l.tempCheck = true
 	}
 	l.untracked = l.untracked || t.Untracked
@@ -74,7 +77,7 @@ func (l *Lease) applyTraits(t session.Traits) (warn bool) {
 	for _, f := range t.SettingFuncs {
 		l.settingFuncs = appendUnique(l.settingFuncs, f)
 	}
-	if t.SessionBound && !l.resetNeeded {
+	if t.SessionBound && !(c.Pin.On && t.Pins) && !l.resetNeeded {
 		l.resetNeeded = true
 		return true
 	}
