@@ -14,11 +14,11 @@ const PinCheckQuery = "SELECT (SELECT pg_catalog.count(*) FROM pg_catalog.pg_loc
 
 // The reasons a client is pinned to its server, as SHOW CLIENTS' pinned column shows them.
 const (
-	PinAdvisoryLock  = "advisory_lock"
-	PinWithHold      = "with_hold_cursor"
-	PinTempObject    = "temp_table"
-	PinUnknown       = "unknown"
-	pinCheckColumns  = 3
+	PinAdvisoryLock = "advisory_lock"
+	PinWithHold     = "with_hold_cursor"
+	PinTempObject   = "temp_table"
+	PinUnknown      = "unknown"
+	pinCheckColumns = 3
 )
 
 // pinReasonSets are the reason lists, shared: index bit 0 advisory locks, bit 1 holdable
