@@ -13,12 +13,9 @@ func SessionBound(q string) bool { return PinsSession(q) }
 // transaction-level locks (pg_advisory_xact_lock, pg_try_advisory_xact_lock) end with
 // the transaction and do not count, nor does pg_advisory_unlock.
 func PinsSession(q string) bool {
-	lx := lexer{s: q}
-	switch lx.word() {
-	case "declare":
-		if ContainsFold(q, "with hold") {
-			return true
-		}
+	if ContainsFold(q, "with hold") && ContainsFold(q, "declare") {
+		// DECLARE first, or later in a query string ("BEGIN; DECLARE … WITH HOLD …").
+		return true
 	}
 	// "advisory_lock" is in pg_advisory_lock, pg_try_advisory_lock and their _shared
 	// variants, and in none of the _xact_ or unlock functions.

@@ -32,6 +32,7 @@ func TestPinsSession(t *testing.T) {
 		{"declare c cursor without hold for select 1", false},
 		{"DECLARE c CURSOR FOR SELECT 1", false},
 		{"SELECT 'with hold'", false},
+		{"begin; declare c cursor with hold for select 1; commit", true},
 	} {
 		t.Run(tc.q, func(t *testing.T) {
 			require.Equal(t, tc.want, router.PinsSession(tc.q))
