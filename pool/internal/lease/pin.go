@@ -127,7 +127,7 @@ func (c *Client) SessionStateRefusal(q string) *protocol.Error {
 		}
 		return nil
 	}
-	if c.pinReserved || !router.PinsSession(q) && TempObjectOf(q) == "" {
+	if c.pinReserved || !router.PinsSession(q) && c.tempObjectOf(q) == "" {
 		return nil
 	}
 	c.Mu.Lock()
@@ -139,6 +139,15 @@ func (c *Client) SessionStateRefusal(q string) *protocol.Error {
 		return nil
 	}
 	return c.Pin.Group.refusal()
+}
+
+// tempObjectOf is TempObjectOf for the client goroutine, which judges a simple query twice
+// (SessionStateRefusal, then send): the last answer is kept, so the query is parsed once.
+func (c *Client) tempObjectOf(q string) string {
+	if c.lastTemp.q != q || q == "" {
+		c.lastTemp.q, c.lastTemp.what = q, TempObjectOf(q)
+	}
+	return c.lastTemp.what
 }
 
 // pinRefusalQuery returns the Query message sent in place of a simple query refused by

@@ -107,8 +107,8 @@ func (c *Client) send(l *Lease, msg []byte) error {
 		if c.Mode != Session {
 			q := c.Texts.Text(QueryText(msg))
 			t := withSettingEffects(c.Host.Classifier(), q, traitsOf(q))
-			// A temporary object pins; it is parsed for only when no slot is reserved.
-			temp := c.Pin.On && !c.pinReserved && t.MentionsTemp && TempObjectOf(q) != ""
+			// A temporary object pins; judged once (SessionStateRefusal judged it first).
+			temp := c.Pin.On && !c.pinReserved && t.MentionsTemp && c.tempObjectOf(q) != ""
 			var warn, refused bool
 			c.Mu.Lock()
 			if refused = l.refusePinLocked(&t, temp); !refused {
