@@ -20,9 +20,12 @@ import (
 // ends, cmpool reads the values back with current_setting before the server goes back to
 // the pool; they are then applied, like startup parameters, on any server the client uses.
 //
-// Session advisory locks and WITH HOLD cursors cannot follow a client from server to
-// server. cmpool warns the client, and resets the server with DISCARD ALL before another
-// client can get it, so nothing leaks.
+// Session advisory locks, WITH HOLD cursors and temporary objects cannot follow a client
+// from server to server. With pin_session_state (the default) the client keeps its server
+// while it holds any (pin.go). Without it, the rest of this comment applies.
+//
+// For session advisory locks and WITH HOLD cursors, cmpool warns the client, and resets
+// the server with DISCARD ALL before another client can get it, so nothing leaks.
 //
 // Temporary objects cannot follow it either, and a warning is not enough for them: once the
 // server is reset, a later statement naming a temporary table reaches the permanent table
