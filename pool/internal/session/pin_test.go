@@ -33,3 +33,20 @@ func TestPinReasons(t *testing.T) {
 		})
 	}
 }
+
+// FuzzPinReasons: any row a server sends reads as reasons or as not ok, never a panic, and
+// reasons come only from counts that are positive numbers.
+func FuzzPinReasons(f *testing.F) {
+	f.Add("0", "0", "0")
+	f.Add("1", "0", "12")
+	f.Add("-1", "x", "")
+	f.Add("99999999999999999999", "0", "0")
+	f.Fuzz(func(t *testing.T, a, b, c string) {
+		reasons, ok := session.PinReasons([]string{a, b, c})
+		if !ok {
+			require.Nil(t, reasons)
+			return
+		}
+		require.LessOrEqual(t, len(reasons), 3)
+	})
+}
