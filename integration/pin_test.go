@@ -126,6 +126,13 @@ func TestPinMigration(t *testing.T) {
 		_, err := m2.Exec(ctx, "select pg_advisory_lock(4242)")
 		got2 <- err
 	}()
+	waiters := func() int {
+		var n int
+		require.NoError(t, d.QueryRow(ctx, "select count(*) from pg_locks where locktype = 'advisory' and objid = 4242 and not granted").Scan(&n))
+		return n
+	}
+	require.Eventually(t, func() bool { return waiters() == 1 }, 30*time.Second, 20*time.Millisecond,
+		"the second migrator waits in pg_advisory_lock")
 
 	for _, ddl := range []string{
 		"create table pin_mig(id int primary key)",
@@ -148,9 +155,7 @@ func TestPinMigration(t *testing.T) {
 		t.Fatalf("the second migrator got the lock while the first held it (%v)", err)
 	default:
 	}
-	var waiting int
-	require.NoError(t, d.QueryRow(ctx, "select count(*) from pg_locks where locktype = 'advisory' and objid = 4242 and not granted").Scan(&waiting))
-	require.Equal(t, 1, waiting, "the second migrator waits in pg_advisory_lock")
+	require.Equal(t, 1, waiters(), "the second migrator still waits")
 
 	require.NoError(t, m.QueryRow(ctx, "select pg_advisory_unlock($1)::text", 4242).Scan(&ok))
 	require.Equal(t, "true", ok)

@@ -4,13 +4,17 @@ import "strconv"
 
 // PinCheckQuery asks a server, idle, which session state it holds that cannot follow a
 // client to another server: its one row counts the session advisory locks its backend
-// holds, its holdable (WITH HOLD) cursors, and its temporary objects (relations,
-// functions and types in its temporary schema). Read with PinReasons.
+// holds and its holdable (WITH HOLD) cursors, and is 1 if it has temporary objects. Read
+// with PinReasons.
+//
+// Every object created in a schema (a relation, function, type, …) depends on it in
+// pg_depend, which has an index on the referenced object: so the temporary schema's
+// objects are found without scanning pg_class, pg_proc and pg_type (a scan of pg_proc
+// alone costs more than the rest of the query).
 const PinCheckQuery = "SELECT (SELECT pg_catalog.count(*) FROM pg_catalog.pg_locks WHERE locktype = 'advisory' AND pid = pg_catalog.pg_backend_pid())," +
 	" (SELECT pg_catalog.count(*) FROM pg_catalog.pg_cursors WHERE is_holdable)," +
-	" (SELECT pg_catalog.count(*) FROM pg_catalog.pg_class WHERE relnamespace = pg_catalog.pg_my_temp_schema())" +
-	" + (SELECT pg_catalog.count(*) FROM pg_catalog.pg_proc WHERE pronamespace = pg_catalog.pg_my_temp_schema())" +
-	" + (SELECT pg_catalog.count(*) FROM pg_catalog.pg_type WHERE typnamespace = pg_catalog.pg_my_temp_schema())"
+	" CASE WHEN EXISTS (SELECT FROM pg_catalog.pg_depend WHERE refclassid = 'pg_catalog.pg_namespace'::pg_catalog.regclass" +
+	" AND refobjid = pg_catalog.pg_my_temp_schema()) THEN 1 ELSE 0 END"
 
 // The reasons a client is pinned to its server, as SHOW CLIENTS' pinned column shows them.
 const (
