@@ -518,3 +518,40 @@ func TestPinMetrics(t *testing.T) {
 	_, body = httpGet(t, metricsURL)
 	require.Equal(t, 0.0, metricValue(t, body, "cmpool_pinned_clients", `database="postgres"`))
 }
+
+// TestPinDiscardAll: a pinned client's DISCARD ALL runs on its server, as on a direct
+// connection: it releases the lock, the cursor and the temporary table, and the client is
+// unpinned; its server is clean for the next client.
+func TestPinDiscardAll(t *testing.T) {
+	c, p := adminProxy(t, pool.Config{DefaultPoolSize: 1})
+	ctx := ctxT(t, 60*time.Second)
+	console := adminConn(t, p, "pgbouncer", "postgres")
+	d := direct(t, c)
+	a := connectApp(t, p, "discard_a", pgx.QueryExecModeCacheStatement)
+	var n int
+	require.NoError(t, a.QueryRow(ctx, "select $1::int", 1).Scan(&n)) // a prepared statement
+	_, err := a.Exec(ctx, "set work_mem = '3MB'")
+	require.NoError(t, err)
+	_, err = a.Exec(ctx, "select pg_advisory_lock(61); create temp table pin_dt(x int)")
+	require.NoError(t, err)
+	require.Equal(t, "advisory_lock,temp_table", pinnedOf(t, console, "discard_a"))
+	_, err = a.Exec(ctx, "discard all")
+	require.NoError(t, err)
+	require.Equal(t, "", pinnedOf(t, console, "discard_a"))
+	require.Zero(t, pinnedCount(p))
+	require.False(t, advisoryHeld(t, ctx, d, 61))
+	var wm string
+	require.NoError(t, a.QueryRow(ctx, "show work_mem").Scan(&wm))
+	require.Equal(t, "4MB", wm, "DISCARD ALL reset the setting")
+	// As on a direct connection, the statements prepared before are gone.
+	require.Equal(t, "26000", pgCode(a.QueryRow(ctx, "select $1::int", 2).Scan(&n)))
+	require.NoError(t, a.QueryRow(ctx, "select $1::int * 2", 2).Scan(&n), "new statements work after DISCARD ALL")
+	require.Equal(t, 4, n)
+
+	b := connectApp(t, p, "discard_b", pgx.QueryExecModeCacheStatement)
+	var temp bool
+	require.NoError(t, b.QueryRow(ctx, "select to_regclass('pg_temp.pin_dt') is not null").Scan(&temp))
+	require.False(t, temp)
+	require.NoError(t, b.QueryRow(ctx, "select $1::int", 3).Scan(&n))
+	require.Equal(t, 3, n)
+}

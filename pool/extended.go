@@ -24,6 +24,17 @@ func (c *clientSession) simpleCommand(q string) (bool, error) {
 	if pe := c.SessionStateRefusal(q); pe != nil {
 		return true, c.ReplyLocally(protocol.AppendErrorResponse(nil, pe))
 	}
+	if kind == router.CommandDiscardAll && !sessionMode {
+		c.Mu.Lock()
+		pinned := c.DiscardPinnedLocked()
+		if pinned {
+			c.unlistenAll()
+		}
+		c.Mu.Unlock()
+		if pinned {
+			return false, nil // the pinned client's server runs it
+		}
+	}
 	switch kind {
 	default:
 		return false, nil

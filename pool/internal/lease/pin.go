@@ -269,6 +269,25 @@ func (c *Client) releasePinReservation() {
 	}
 }
 
+// DiscardPinnedLocked prepares a DISCARD ALL of a pinned client for its server: on a
+// direct connection it releases advisory locks, closes cursors and drops temporary
+// objects, so the client's server runs it, as in session mode (the check that follows
+// unpins the client). The client's prepared statements and settings are forgotten as the
+// server forgets them, and the server is reset again when the lease ends, since what cmpool
+// recorded of its settings no longer holds. It reports false when the client is not
+// pinned: cmpool answers DISCARD ALL itself then. The caller holds c.Mu.
+func (c *Client) DiscardPinnedLocked() bool {
+	l := c.Lease
+	if c.Mode == Session || l == nil || l.pinned == nil {
+		return false
+	}
+	c.Stmts.ForgetAll()
+	l.sc.Prepared.Clear()
+	c.Settings.Discard()
+	l.resetNeeded = true
+	return true
+}
+
 // PinnedLocked returns the session state that pins the client to its server (nil: none),
 // shared and read only. The caller holds c.Mu.
 func (c *Client) PinnedLocked() []string {

@@ -115,6 +115,14 @@ func (c *Client) send(l *Lease, msg []byte) error {
 				if l.pinned != nil {
 					t.MayRelease = router.MayReleaseSession(q)
 				}
+				if t.Resets != nil {
+					if kind, _ := router.CommandOf(q); kind == router.CommandDiscardAll {
+						// A pinned client's DISCARD ALL runs on its server (pool's
+						// simpleCommand): the server forgets its statements and settings.
+						l.sc.Prepared.Clear()
+						l.resetNeeded = true
+					}
+				}
 				warn = l.applyTraits(t)
 				l.scheduleRestore(t.Resets, l.sentSeq)
 			}
