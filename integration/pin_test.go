@@ -555,3 +555,39 @@ func TestPinDiscardAll(t *testing.T) {
 	require.NoError(t, b.QueryRow(ctx, "select $1::int", 3).Scan(&n))
 	require.Equal(t, 3, n)
 }
+
+// TestPinStatementMode: pinning works in statement mode too: the pinned client keeps its
+// server across statements, and gives it back once its state is gone.
+func TestPinStatementMode(t *testing.T) {
+	c, p := adminProxy(t, pool.Config{DefaultPoolSize: 2, PoolMode: pool.ModeStatement})
+	ctx := ctxT(t, 60*time.Second)
+	console := adminConn(t, p, "pgbouncer", "postgres")
+	d := direct(t, c)
+	for _, mode := range []pgx.QueryExecMode{pgx.QueryExecModeSimpleProtocol, pgx.QueryExecModeCacheStatement} {
+		t.Run(mode.String(), func(t *testing.T) {
+			a := connectApp(t, p, "stmt_a", mode)
+			var s string
+			require.NoError(t, a.QueryRow(ctx, "select pg_advisory_lock($1::int)::text", 71).Scan(&s))
+			_, err := a.Exec(ctx, "create temp table pin_st(x int)")
+			require.NoError(t, err)
+			require.Equal(t, "advisory_lock,temp_table", pinnedOf(t, console, "stmt_a"))
+			var pid1, pid2 uint32
+			require.NoError(t, a.QueryRow(ctx, "select pg_backend_pid()").Scan(&pid1))
+			_, err = a.Exec(ctx, "insert into pin_st values (1)")
+			require.NoError(t, err)
+			require.NoError(t, a.QueryRow(ctx, "select pg_backend_pid()").Scan(&pid2))
+			require.Equal(t, pid1, pid2)
+			require.True(t, advisoryHeld(t, ctx, d, 71))
+			// Another client is served by the other server meanwhile.
+			b := connect(t, p.URL("", ""), mode)
+			var n int
+			require.NoError(t, b.QueryRow(ctx, "select 1").Scan(&n))
+			require.NoError(t, a.QueryRow(ctx, "select pg_advisory_unlock($1::int)::text", 71).Scan(&s))
+			_, err = a.Exec(ctx, "drop table pin_st")
+			require.NoError(t, err)
+			require.Equal(t, "", pinnedOf(t, console, "stmt_a"))
+			require.Zero(t, pinnedCount(p))
+			require.NoError(t, a.Close(ctx))
+		})
+	}
+}
