@@ -232,7 +232,7 @@ func TestPinOneServer(t *testing.T) {
 		}
 	}
 
-	for _, mode := range []pgx.QueryExecMode{pgx.QueryExecModeSimpleProtocol, pgx.QueryExecModeCacheStatement} {
+	for _, mode := range []pgx.QueryExecMode{pgx.QueryExecModeSimpleProtocol, pgx.QueryExecModeCacheStatement, pgx.QueryExecModeExec} {
 		t.Run(mode.String(), func(t *testing.T) {
 			a := connectApp(t, p, "pin_a", mode)
 			b := connectApp(t, p, "pin_b", mode)
@@ -327,7 +327,7 @@ func TestPinTryLockAndXactLock(t *testing.T) {
 	_, err := d.Exec(ctx, "select pg_advisory_lock(77)")
 	require.NoError(t, err)
 
-	for _, mode := range []pgx.QueryExecMode{pgx.QueryExecModeSimpleProtocol, pgx.QueryExecModeCacheStatement} {
+	for _, mode := range []pgx.QueryExecMode{pgx.QueryExecModeSimpleProtocol, pgx.QueryExecModeCacheStatement, pgx.QueryExecModeExec} {
 		t.Run(mode.String(), func(t *testing.T) {
 			a := connectApp(t, p, "try_a", mode)
 			b := connectApp(t, p, "try_b", mode)
@@ -383,7 +383,7 @@ func TestPinMaxPinned(t *testing.T) {
 		require.Contains(t, pe.Message, "postgres/postgres")
 		require.Contains(t, pe.Hint, "max_pinned")
 	}
-	for _, mode := range []pgx.QueryExecMode{pgx.QueryExecModeSimpleProtocol, pgx.QueryExecModeCacheStatement} {
+	for _, mode := range []pgx.QueryExecMode{pgx.QueryExecModeSimpleProtocol, pgx.QueryExecModeCacheStatement, pgx.QueryExecModeExec} {
 		t.Run(mode.String(), func(t *testing.T) {
 			cc := connectApp(t, p, "max_c", mode)
 			refused0 := pinRefused(p)
@@ -563,7 +563,7 @@ func TestPinStatementMode(t *testing.T) {
 	ctx := ctxT(t, 60*time.Second)
 	console := adminConn(t, p, "pgbouncer", "postgres")
 	d := direct(t, c)
-	for _, mode := range []pgx.QueryExecMode{pgx.QueryExecModeSimpleProtocol, pgx.QueryExecModeCacheStatement} {
+	for _, mode := range []pgx.QueryExecMode{pgx.QueryExecModeSimpleProtocol, pgx.QueryExecModeCacheStatement, pgx.QueryExecModeExec} {
 		t.Run(mode.String(), func(t *testing.T) {
 			a := connectApp(t, p, "stmt_a", mode)
 			var s string
