@@ -123,7 +123,7 @@ func TestAdminShowColumns(t *testing.T) {
 				"client_parse_count", "server_parse_count", "bind_count"}, nil},
 			{"SHOW CLIENTS", []string{"type", "user", "database", "replication", "state", "addr", "port", "local_addr", "local_port",
 				"connect_time", "request_time", "wait", "wait_us", "close_needed", "ptr", "link", "remote_pid", "tls",
-				"application_name", "prepared_statements", "id"}, map[string]uint32{"port": int4, "connect_time": text, "id": int8}},
+				"application_name", "prepared_statements", "id", "pinned"}, map[string]uint32{"port": int4, "connect_time": text, "id": int8, "pinned": text}},
 			{"SHOW SERVERS", []string{"type", "user", "database", "replication", "state", "addr", "port", "local_addr", "local_port",
 				"connect_time", "request_time", "wait", "wait_us", "close_needed", "ptr", "link", "remote_pid", "tls",
 				"application_name", "prepared_statements", "id"}, nil},

@@ -564,9 +564,9 @@ func TestResultTypeChangeAfterDDL(t *testing.T) {
 
 // TestSessionOnlyFeatures checks features that outlive a transaction: LISTEN with other
 // statements and temp tables are refused, and session advisory locks are cleaned up with a
-// warning.
+// warning: with pin_session_state = false (pin_test.go tests pinning, the default).
 func TestSessionOnlyFeatures(t *testing.T) {
-	c, p := proxy(t, pool.Config{DefaultPoolSize: 1})
+	c, p := proxy(t, pool.Config{DefaultPoolSize: 1, PinSessionStateOff: true})
 	ctx := ctxT(t, 60*time.Second)
 
 	var mu sync.Mutex

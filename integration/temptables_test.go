@@ -19,8 +19,10 @@ import (
 // resets the server after the transaction, and a later DROP TABLE t would drop the
 // permanent table t. So creating one is refused with 0A000 before anything reaches the
 // server, in the simple and the extended protocol, unless it is created ON COMMIT DROP.
+// That is with pin_session_state = false; with pinning (the default) the client keeps its
+// server instead (pin_test.go).
 func TestTempTableRefused(t *testing.T) {
-	c, p := proxy(t, pool.Config{DefaultPoolSize: 1})
+	c, p := proxy(t, pool.Config{DefaultPoolSize: 1, PinSessionStateOff: true})
 	ctx := ctxT(t, 60*time.Second)
 	admin := direct(t, c)
 	_, err := admin.Exec(ctx, "drop table if exists tt_perm; create table tt_perm(x int); insert into tt_perm values (1), (2), (3)")
@@ -142,9 +144,10 @@ func TestTempTableRefused(t *testing.T) {
 }
 
 // TestTempTableSafetyNet creates a temporary table where the grammar cannot see it, in a
-// DO block: the server is checked when released, and reset before another client gets it.
+// DO block: the server is checked when released, and reset before another client gets it
+// (pin_session_state = false; with pinning the client is pinned instead, pin_test.go).
 func TestTempTableSafetyNet(t *testing.T) {
-	c, p := proxy(t, pool.Config{DefaultPoolSize: 1})
+	c, p := proxy(t, pool.Config{DefaultPoolSize: 1, PinSessionStateOff: true})
 	ctx := ctxT(t, 60*time.Second)
 	admin := direct(t, c)
 	a := connect(t, p.URL("", ""), pgx.QueryExecModeSimpleProtocol)

@@ -350,6 +350,18 @@ type Config struct {
 	// keeps per client and applies on every server the client uses
 	// (track_extra_parameters).
 	TrackExtraParameters []string
+
+	// Session pinning in transaction and statement modes (docs/pooling.md).
+
+	// PinSessionStateOff turns session pinning off (pin_session_state = false): session
+	// advisory locks and WITH HOLD cursors then get a warning and the server is reset
+	// when the transaction ends, and temporary objects are refused. False means a client
+	// that leaves such state on its server keeps that server until the state is gone.
+	PinSessionStateOff bool
+	// MaxPinned is the most clients of one pool (database, user) pinned to a server at
+	// once (max_pinned); a statement that would pin one more is refused (53400). Zero
+	// means half the pool's size, at least 1.
+	MaxPinned int
 }
 
 // Database is a [databases.NAME] entry.
@@ -389,6 +401,12 @@ type Database struct {
 	// ClientEncoding, DateStyle and TimeZone are set on this database's server
 	// connections at login (client_encoding, datestyle, timezone).
 	ClientEncoding, DateStyle, TimeZone string
+	// PinSessionState overrides Config.PinSessionStateOff for this database
+	// (pin_session_state). Nil means Config's.
+	PinSessionState *bool
+	// MaxPinned overrides Config.MaxPinned for this database (max_pinned). Zero means
+	// Config's.
+	MaxPinned int
 }
 
 // User is a [users.NAME] entry.
@@ -435,6 +453,9 @@ func (c Config) withDefaults() (Config, error) {
 		return c, err
 	}
 	if err := c.checkLimits(); err != nil {
+		return c, err
+	}
+	if err := c.checkPinning(); err != nil {
 		return c, err
 	}
 	if err := c.applyServerTLS(); err != nil {

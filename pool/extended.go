@@ -21,9 +21,18 @@ func (c *clientSession) simpleCommand(q string) (bool, error) {
 	kind, name := router.CommandOf(q)
 	sessionMode := c.Mode == lease.Session
 	var reply []byte
-	if !sessionMode {
-		if what := lease.TempObjectOf(q); what != "" {
-			return true, c.ReplyLocally(protocol.AppendErrorResponse(nil, c.Mode.RefuseTempObject(what)))
+	if pe := c.SessionStateRefusal(q); pe != nil {
+		return true, c.ReplyLocally(protocol.AppendErrorResponse(nil, pe))
+	}
+	if kind == router.CommandDiscardAll && !sessionMode {
+		c.Mu.Lock()
+		pinned := c.DiscardPinnedLocked()
+		if pinned {
+			c.unlistenAll()
+		}
+		c.Mu.Unlock()
+		if pinned {
+			return false, nil // the pinned client's server runs it
 		}
 	}
 	switch kind {

@@ -12,3 +12,11 @@ func PreparedRegistryLen(s *Server) int { return s.stmts.Len() }
 
 // SetClientFault makes f run before a logged-in client's each message is handled.
 func SetClientFault(s *Server, f func(typ byte)) { s.clientFault = f }
+
+// Pinning returns pin_session_state and max_pinned for database under cfg, with defaults.
+func Pinning(cfg Config, database string) (bool, int) {
+	if cfg.DefaultPoolSize == 0 {
+		cfg.DefaultPoolSize = DefaultPoolSizeValue
+	}
+	return cfg.pinning(database)
+}

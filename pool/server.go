@@ -69,6 +69,8 @@ type Server struct {
 	// closingPools holds the pools a reload or a promotion replaced until they are closed
 	// (*backendPool -> struct{}), for WAIT_CLOSE.
 	closingPools sync.Map
+	// pinGroups counts the pinned clients of each pool (pinKey -> *lease.PinGroup).
+	pinGroups sync.Map
 	// disabled holds the databases DISABLE refuses new logins to (see setDisabled).
 	disabled  atomic.Pointer[map[string]bool]
 	retired   atomic.Pointer[retiredTotals]

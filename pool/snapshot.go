@@ -144,6 +144,7 @@ func (s *Server) clientSnapshot(details bool) []admin.Client {
 				}
 				cl.ApplicationName = c.Settings.Value("application_name")
 				cl.PreparedStatements = c.Stmts.Len()
+				cl.Pinned = c.PinnedLocked()
 				c.Mu.Unlock()
 				if c.Conn.TLS != nil {
 					st := c.Conn.TLS.ConnectionState()

@@ -135,6 +135,7 @@ func (c *clientSession) startup(ctx context.Context) error {
 	}
 	c.pools = clientPools{srv: c.srv, database: c.Database, user: c.User, primary: bp, gen: gen}
 	c.Mode = bp.mode.lease()
+	c.Pin = c.srv.pinPolicy(c.Database, c.User)
 
 	// While the database is paused, a transaction-mode client logs in without a server,
 	// as in PgBouncer, when an earlier login of the same user to it left the server's

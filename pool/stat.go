@@ -66,6 +66,12 @@ type ClientGroupStat struct {
 	// (or for RESUME); MaxWait is how long the oldest of them has waited.
 	Active, Waiting int
 	MaxWait         time.Duration
+	// Pinned clients keep their server past the transaction for session state that
+	// cannot follow them (advisory locks, temporary tables, WITH HOLD cursors); MaxPinned
+	// is the pool's max_pinned, and PinRefused counts statements refused because it was
+	// reached. All zero without session pinning.
+	Pinned, MaxPinned int
+	PinRefused        int64
 }
 
 // PoolStat describes one pool of server connections.
@@ -139,8 +145,12 @@ func (s *Server) Stat() Stat {
 		})
 	}
 	for _, g := range snap.ClientGroups() { // sorted by database and user
-		st.ClientGroups = append(st.ClientGroups, ClientGroupStat{Database: g.Database, User: g.User,
-			Active: g.Active, Waiting: g.Waiting, MaxWait: g.MaxWait})
+		cg := ClientGroupStat{Database: g.Database, User: g.User,
+			Active: g.Active, Waiting: g.Waiting, MaxWait: g.MaxWait}
+		if pg := s.pinGroup(g.Database, g.User); pg != nil {
+			cg.Pinned, cg.MaxPinned, cg.PinRefused = pg.Pinned(), pg.Max(), pg.Refused()
+		}
+		st.ClientGroups = append(st.ClientGroups, cg)
 	}
 	return st
 }

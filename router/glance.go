@@ -5,15 +5,33 @@ import "strings"
 // SessionBound reports whether a query uses something that outlives its transaction on
 // the server: a session advisory lock or a WITH HOLD cursor. (Temporary objects are
 // refused before they reach the server, unless created ON COMMIT DROP: see TempObject.)
-func SessionBound(q string) bool {
+func SessionBound(q string) bool { return PinsSession(q) }
+
+// PinsSession reports whether a query may take a session advisory lock
+// (pg_advisory_lock, pg_try_advisory_lock and their _shared variants) or declare a WITH
+// HOLD cursor: session state that stays on the server after the transaction. The
+// transaction-level locks (pg_advisory_xact_lock, pg_try_advisory_xact_lock) end with
+// the transaction and do not count, nor does pg_advisory_unlock.
+func PinsSession(q string) bool {
+	if ContainsFold(q, "with hold") && ContainsFold(q, "declare") {
+		// DECLARE first, or later in a query string ("BEGIN; DECLARE … WITH HOLD …").
+		return true
+	}
+	// "advisory_lock" is in pg_advisory_lock, pg_try_advisory_lock and their _shared
+	// variants, and in none of the _xact_ or unlock functions.
+	return ContainsFold(q, "advisory_lock")
+}
+
+// MayReleaseSession reports whether a query may release session state that PinsSession
+// or a temporary object left on the server: an advisory unlock, CLOSE, DISCARD, DROP or
+// RESET (or code that cmpool cannot see, which the caller judges apart).
+func MayReleaseSession(q string) bool {
 	lx := lexer{s: q}
 	switch lx.word() {
-	case "declare":
-		if ContainsFold(q, "with hold") {
-			return true
-		}
+	case "close", "discard", "drop", "reset":
+		return true
 	}
-	return ContainsFold(q, "advisory_lock")
+	return ContainsFold(q, "unlock")
 }
 
 // MayChangeSettings reports whether q may change session settings without naming them in

@@ -14,6 +14,53 @@ func TestSessionBound(t *testing.T) {
 	require.False(t, router.SessionBound("SELECT abalance FROM pgbench_accounts WHERE aid = 1"))
 }
 
+func TestPinsSession(t *testing.T) {
+	for _, tc := range []struct {
+		q    string
+		want bool
+	}{
+		{"SELECT pg_advisory_lock(4242)", true},
+		{"select pg_try_advisory_lock(1, 2)", true},
+		{"SELECT pg_advisory_lock_shared(7)", true},
+		{"SELECT PG_TRY_ADVISORY_LOCK_SHARED(7)", true},
+		{"SELECT pg_advisory_xact_lock(1)", false},
+		{"SELECT pg_try_advisory_xact_lock(1)", false},
+		{"SELECT pg_advisory_xact_lock_shared(1)", false},
+		{"SELECT pg_advisory_unlock(4242)", false},
+		{"SELECT pg_advisory_unlock_all()", false},
+		{"DECLARE c CURSOR WITH HOLD FOR SELECT 1", true},
+		{"declare c cursor without hold for select 1", false},
+		{"DECLARE c CURSOR FOR SELECT 1", false},
+		{"SELECT 'with hold'", false},
+		{"begin; declare c cursor with hold for select 1; commit", true},
+	} {
+		t.Run(tc.q, func(t *testing.T) {
+			require.Equal(t, tc.want, router.PinsSession(tc.q))
+		})
+	}
+}
+
+func TestMayReleaseSession(t *testing.T) {
+	for _, tc := range []struct {
+		q    string
+		want bool
+	}{
+		{"SELECT pg_advisory_unlock(4242)", true},
+		{"SELECT pg_advisory_unlock_all()", true},
+		{"CLOSE c", true},
+		{"close all", true},
+		{"DISCARD TEMP", true},
+		{"DROP TABLE t", true},
+		{"RESET ALL", true},
+		{"SELECT 1", false},
+		{"INSERT INTO t VALUES (1)", false},
+	} {
+		t.Run(tc.q, func(t *testing.T) {
+			require.Equal(t, tc.want, router.MayReleaseSession(tc.q))
+		})
+	}
+}
+
 func TestMayChangeSettings(t *testing.T) {
 	for _, tc := range []struct {
 		q    string

@@ -107,6 +107,10 @@ type settings struct {
 	IgnoreStartupParameters stringList `toml:"ignore_startup_parameters"`
 	TrackExtraParameters    stringList `toml:"track_extra_parameters"`
 
+	// Session pinning in transaction and statement modes (docs/pooling.md).
+	PinSessionState *bool `toml:"pin_session_state"`
+	MaxPinned       count `toml:"max_pinned"`
+
 	// Where and how the process runs, as PgBouncer's settings of the same names.
 	// UnixSocketDir empty means no Unix socket; a pgbouncer.ini defaults it to /tmp.
 	UnixSocketDir   string `toml:"unix_socket_dir"`
@@ -148,6 +152,9 @@ type databaseSettings struct {
 	ClientEncoding   string `toml:"client_encoding"`
 	DateStyle        string `toml:"datestyle"`
 	TimeZone         string `toml:"timezone"`
+
+	PinSessionState *bool `toml:"pin_session_state"`
+	MaxPinned       count `toml:"max_pinned"`
 }
 
 // option is a command-line flag and its environment twin.
@@ -468,6 +475,8 @@ func (s *settings) poolConfig(logger *slog.Logger) pool.Config {
 		TCPUserTimeout:          s.TCPUserTimeout.d,
 		IgnoreStartupParameters: s.IgnoreStartupParameters,
 		TrackExtraParameters:    s.TrackExtraParameters,
+		PinSessionStateOff:      s.PinSessionState != nil && !*s.PinSessionState,
+		MaxPinned:               int(s.MaxPinned),
 	}
 	if len(s.Peers) > 0 {
 		cfg.Peers = make(map[int]string, len(s.Peers))
@@ -504,6 +513,8 @@ func (s *settings) poolConfig(logger *slog.Logger) pool.Config {
 				ClientEncoding:   d.ClientEncoding,
 				DateStyle:        d.DateStyle,
 				TimeZone:         d.TimeZone,
+				PinSessionState:  d.PinSessionState,
+				MaxPinned:        int(d.MaxPinned),
 			}
 		}
 	}

@@ -324,6 +324,45 @@ dbname = "analytics"
 	}, s.poolConfig(nil).Databases)
 }
 
+func TestLoadConfigPinning(t *testing.T) {
+	file := writeConfig(t, `
+primary = "postgres://p/db"
+pin_session_state = false
+max_pinned = 4
+
+[databases.app]
+pin_session_state = true
+max_pinned = 2
+
+[databases.reports]
+dbname = "analytics"
+`)
+	s, err := loadConfig([]string{"--config", file}, envMap{}.get)
+	require.NoError(t, err)
+	cfg := s.poolConfig(nil)
+	require.True(t, cfg.PinSessionStateOff)
+	require.Equal(t, 4, cfg.MaxPinned)
+	require.NotNil(t, cfg.Databases["app"].PinSessionState)
+	require.True(t, *cfg.Databases["app"].PinSessionState)
+	require.Equal(t, 2, cfg.Databases["app"].MaxPinned)
+	require.Nil(t, cfg.Databases["reports"].PinSessionState, "unset: the global setting")
+	require.Zero(t, cfg.Databases["reports"].MaxPinned)
+
+	file = writeConfig(t, `
+primary = "postgres://p/db"
+`)
+	s, err = loadConfig([]string{"--config", file}, envMap{}.get)
+	require.NoError(t, err)
+	require.False(t, s.poolConfig(nil).PinSessionStateOff, "pinning is on by default")
+
+	file = writeConfig(t, `
+primary = "postgres://p/db"
+max_pinned = -1
+`)
+	_, err = loadConfig([]string{"--config", file}, envMap{}.get)
+	require.Error(t, err)
+}
+
 func TestLoadConfigErrors(t *testing.T) {
 	tests := []struct {
 		name    string

@@ -129,13 +129,15 @@ var (
 	descPaused    = prometheus.NewDesc("cmpool_paused", "1 while PAUSE holds new transactions.", []string{"database"}, nil)
 	descPrepared  = prometheus.NewDesc("cmpool_prepared_statements", "Distinct statements clients have prepared.", nil, nil)
 	descReadRuns  = prometheus.NewDesc("cmpool_read_replays_total", "Reads whose replica failed before they answered anything, run again elsewhere.", nil, nil)
+	descClPinned  = prometheus.NewDesc("cmpool_pinned_clients", "Clients pinned to a server by session state (advisory locks, temporary tables, WITH HOLD cursors).", clientLabels, nil)
+	descPinRefuse = prometheus.NewDesc("cmpool_pin_refused_total", "Statements refused because the pool had max_pinned pinned clients.", clientLabels, nil)
 )
 
 func (statCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descXacts, descQueries, descXactTime, descQueryTime, descRecv, descSent,
 		descAcquires, descWaits, descWaitTime, descSvActive, descSvIdle, descSvMax, descSvUsed, descCancels, descSvCancel, descClActive,
 		descClWaiting, descClMaxWait, descClients, descParked, descReplLag, descReplLagS, descReplUp, descReplRoute,
-		descFallback, descReplays, descPromos, descPaused, descPrepared, descReadRuns} {
+		descFallback, descReplays, descPromos, descPaused, descPrepared, descReadRuns, descClPinned, descPinRefuse} {
 		ch <- d
 	}
 }
@@ -184,6 +186,8 @@ func (c statCollector) Collect(ch chan<- prometheus.Metric) {
 		gauge(descClActive, float64(g.Active), g.Database, g.User)
 		gauge(descClWaiting, float64(g.Waiting), g.Database, g.User)
 		gauge(descClMaxWait, g.MaxWait.Seconds(), g.Database, g.User)
+		gauge(descClPinned, float64(g.Pinned), g.Database, g.User)
+		counter(descPinRefuse, float64(g.PinRefused), g.Database, g.User)
 	}
 	gauge(descClients, float64(st.Clients))
 	gauge(descParked, float64(st.ParkedClients))

@@ -190,9 +190,9 @@ func splitAddr(a string) (string, int) {
 }
 
 func showClients(s *Snapshot) *table {
-	t := newTable(connColumns()...)
+	t := newTable(append(connColumns(), column{"pinned", oidText})...)
 	for _, c := range s.sortedClients() {
-		t.row(clientRow(&c, clientState(&c))...)
+		t.row(append(clientRow(&c, clientState(&c)), strings.Join(c.Pinned, ","))...)
 	}
 	return t
 }

@@ -36,7 +36,8 @@ func handMade() admin.Snapshot {
 			{LoggedIn: true, User: "alice", Database: "app", Waiting: true, Wait: time.Second,
 				Addr: "127.0.0.1:40002", LocalAddr: "127.0.0.1:6432", ConnectTime: t0.Add(3 * time.Second), RequestTime: t0.Add(3 * time.Second), ID: 3, Ptr: "c0x3"},
 			{LoggedIn: true, User: "alice", Database: "app", Addr: "[::1]:40003", LocalAddr: "[::1]:6432",
-				ConnectTime: t0.Add(time.Second), RequestTime: t0.Add(time.Second), ID: 1, Ptr: "c0x1", Link: "s0x1", ApplicationName: "billing-job", TLS: "TLS 1.3/TLS_AES_128_GCM_SHA256", CloseNeeded: true},
+				ConnectTime: t0.Add(time.Second), RequestTime: t0.Add(time.Second), ID: 1, Ptr: "c0x1", Link: "s0x1", ApplicationName: "billing-job", TLS: "TLS 1.3/TLS_AES_128_GCM_SHA256", CloseNeeded: true,
+				Pinned: []string{"advisory_lock", "temp_table"}},
 			{LoggedIn: true, Admin: true, User: "root", Database: admin.DatabaseName, ConnectTime: t0, RequestTime: t0, ID: 7, Ptr: "c0x0",
 				Addr: "127.0.0.1:40000", LocalAddr: "127.0.0.1:6432"},
 			{Waiting: true, Wait: time.Hour, ConnectTime: t0.Add(4 * time.Second), RequestTime: t0.Add(4 * time.Second), ID: 4, Ptr: "c0x4",
@@ -139,19 +140,19 @@ func TestShowClientsAndServers(t *testing.T) {
 	require.Equal(t, []admin.Parts{admin.WithConnections}, f.parts)
 	require.Equal(t, []string{"type", "user", "database", "replication", "state", "addr", "port", "local_addr", "local_port",
 		"connect_time", "request_time", "wait", "wait_us", "close_needed", "ptr", "link", "remote_pid",
-		"tls", "application_name", "prepared_statements", "id"}, cols)
+		"tls", "application_name", "prepared_statements", "id", "pinned"}, cols)
 	require.Equal(t, [][]string{ // by connect time
 		{"C", "root", "cmpool", "none", "active", "127.0.0.1", "40000", "127.0.0.1", "6432", "2026-01-02 03:04:05 UTC", "2026-01-02 03:04:05 UTC",
-			"0", "0", "0", "c0x0", "", "0", "", "", "0", "7"},
+			"0", "0", "0", "c0x0", "", "0", "", "", "0", "7", ""},
 		{"C", "alice", "app", "none", "active", "::1", "40003", "::1", "6432", "2026-01-02 03:04:06 UTC", "2026-01-02 03:04:06 UTC",
-			"0", "0", "1", "c0x1", "s0x1", "0", "TLS 1.3/TLS_AES_128_GCM_SHA256", "billing-job", "0", "1"},
+			"0", "0", "1", "c0x1", "s0x1", "0", "TLS 1.3/TLS_AES_128_GCM_SHA256", "billing-job", "0", "1", "advisory_lock,temp_table"},
 		{"C", "alice", "app", "none", "waiting", "127.0.0.1", "40001", "127.0.0.1", "6432", "2026-01-02 03:04:07 UTC", "2026-01-02 03:04:08 UTC",
-			"2", "500000", "0", "c0x2", "", "0", "", "psql", "4", "2"},
+			"2", "500000", "0", "c0x2", "", "0", "", "psql", "4", "2", ""},
 		{"C", "alice", "app", "none", "waiting", "127.0.0.1", "40002", "127.0.0.1", "6432", "2026-01-02 03:04:08 UTC", "2026-01-02 03:04:08 UTC",
-			"1", "0", "0", "c0x3", "", "0", "", "", "0", "3"},
+			"1", "0", "0", "c0x3", "", "0", "", "", "0", "3", ""},
 		// Still logging in: no user, no database, no wait.
 		{"C", "", "", "none", "login", "127.0.0.1", "40004", "127.0.0.1", "6432", "2026-01-02 03:04:09 UTC", "2026-01-02 03:04:09 UTC",
-			"0", "0", "0", "c0x4", "", "0", "", "", "0", "4"},
+			"0", "0", "0", "c0x4", "", "0", "", "", "0", "4", ""},
 	}, rows)
 
 	_, rows, f = show(t, handMade(), "SERVERS")

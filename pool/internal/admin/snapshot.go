@@ -109,6 +109,9 @@ type Client struct {
 	ApplicationName string
 	// PreparedStatements counts the client's prepared statements.
 	PreparedStatements int
+	// Pinned lists the session state that keeps the client's server past the
+	// transaction ("advisory_lock", "temp_table", "with_hold_cursor"); nil if none.
+	Pinned []string
 }
 
 // ServerConn is one server connection of a live pool.

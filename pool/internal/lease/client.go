@@ -49,6 +49,14 @@ type Client struct {
 	Database string
 	User     string
 	Mode     Mode
+	// Pin is how session state pins the client to its server (pin.go); set at login.
+	Pin PinPolicy
+	// pinReserved: a max_pinned slot is reserved for a statement that pins, not yet on a
+	// lease. The client goroutine's only.
+	pinReserved bool
+	// lastTemp is the last simple query judged for temporary objects, and the answer
+	// (tempObjectOf). The client goroutine's only.
+	lastTemp struct{ q, what string }
 
 	// Settings are the session parameters this client wants on any server it uses, and
 	// their startup values. Guarded by mu: the client goroutine reads them between leases;

@@ -54,6 +54,7 @@ func (l *Lease) giveBack(destroy bool) {
 	} else {
 		l.to(leaseReleased)
 	}
+	l.releasePinLocked()
 	c.Idle.Broadcast()
 	c.Mu.Unlock()
 	if l.replica >= 0 {
@@ -122,7 +123,7 @@ func (l *Lease) onReady(status byte) (ends bool) {
 		_ = l.sc.NetConn.SetReadDeadline(time.Time{})
 	}
 	c.Idle.Broadcast()
-	ends = l.pending == 0 && !l.unsynced && status == 'I' && (c.Mode != Session || c.Closing.Load())
+	ends = l.pending == 0 && !l.unsynced && status == 'I' && (c.Mode != Session && !l.pinnedLocked() || c.Closing.Load())
 	if ends && l.state == leaseRelaying {
 		// The client's next message must not join this lease: it may belong elsewhere.
 		l.to(leaseEnding)
@@ -184,11 +185,15 @@ func (l *Lease) finishLease() {
 		return
 	}
 	cfg := c.Host.Config()
-	if l.resetNeeded && !resetServer(l.sc, cfg.ServerConnectTimeout) {
+	c.Mu.Lock()
+	// Session state that pinned the client, or that a statement may have left unchecked.
+	pinState := l.pinned != nil || l.pinCandidate
+	c.Mu.Unlock()
+	if (l.resetNeeded || pinState) && !resetServer(l.sc, cfg.ServerConnectTimeout) {
 		l.giveBack(true)
 		return
 	}
-	if l.tempCheck && !l.resetNeeded && c.Mode != Session && !l.dropTempObjects() {
+	if l.tempCheck && !l.resetNeeded && !pinState && c.Mode != Session && !l.dropTempObjects() {
 		l.giveBack(true)
 		return
 	}
@@ -322,6 +327,7 @@ func (l *Lease) relayFailedWith(pe *protocol.Error) {
 // EndLease runs when the client leaves: a clean server goes back (session mode, after
 // the reset query); a busy one is closed, never reused dirty.
 func (c *Client) EndLease() {
+	c.releasePinReservation()
 	c.EnsureRelay() // it stops the relay below, or sees the server closed
 	c.Mu.Lock()
 	l := c.Lease

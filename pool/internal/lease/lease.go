@@ -67,6 +67,13 @@ type Lease struct {
 	track       []string  // parameters changed by this lease's statements, to read back
 	resetNeeded bool      // session-bound features were used: DISCARD ALL before reuse
 	tempCheck   bool      // temporary objects were mentioned: check for them before reuse
+	// Session pinning (pin.go): pinned lists the session state that keeps the server
+	// with the client (nil: none); pinCandidate: a statement sent since the last check
+	// may have left or released some; pinSlot: the lease holds one of its pool's
+	// max_pinned slots.
+	pinned       []string
+	pinCandidate bool
+	pinSlot      bool
 	// hiddenBegin: a deferred BEGIN was sent first on this lease and its replies are
 	// still due; the relay drops them.
 	hiddenBegin bool
@@ -129,6 +136,9 @@ type Lease struct {
 	// recvBytes are the bytes from the client not yet added to the pool's counters: the
 	// client goroutine adds, the relay takes them.
 	recvBytes atomic.Int64
+	// pinWatch is pinCandidate, for the relay to read without c.mu at each
+	// ReadyForQuery.
+	pinWatch atomic.Bool
 }
 
 // newLease returns an empty lease for the client's next transaction. That is the previous

@@ -307,7 +307,8 @@ func (l *Lease) relayOne(fr protocol.Frame) (relayStep, byte, error) {
 // onReadyForQuery is what a ReadyForQuery from the server (msg, well formed) does, in
 // order: an error held for a retry is retried, replayed on the primary, or let go to the
 // client; startup values are restored after a RESET; statement mode refuses a
-// transaction block; then the client gets the ReadyForQuery, and the lease may end.
+// transaction block; a pin candidate has its session state checked; then the client gets
+// the ReadyForQuery, and the lease may end.
 // Relay only; the caller holds c.Conn.WMu.
 func (l *Lease) onReadyForQuery(msg []byte) (relayStep, byte, error) {
 	c := l.c
@@ -339,6 +340,14 @@ func (l *Lease) onReadyForQuery(msg []byte) (relayStep, byte, error) {
 	}
 	if status == 'I' && l.needLSN && l.executed {
 		c.Host.NoteCommit()
+	}
+	if status == 'I' && l.pinWatch.Load() {
+		// Session state may have been left or released: the server says (pin.go).
+		if ran, err := l.checkPin(); err != nil {
+			return stepFailed, 0, err
+		} else if ran {
+			msg = ReadyIdle // msg was read over
+		}
 	}
 	if _, err := c.Conn.W.Write(msg); err != nil {
 		return stepClientGone, 0, nil

@@ -251,7 +251,9 @@ var readOnlyCode = []byte("C25006\x00")
 func (l *Lease) replayOnPrimary(status byte) bool {
 	c := l.c
 	c.Mu.Lock()
-	if status != 'I' || l.unsynced || l.sentSeq != l.recvSeq+1 || l.state != leaseRelaying {
+	// A pinned lease keeps its server: its session state is there (the client gets the
+	// 25006).
+	if status != 'I' || l.unsynced || l.sentSeq != l.recvSeq+1 || l.state != leaseRelaying || l.pinnedLocked() {
 		c.Mu.Unlock()
 		return false
 	}

@@ -107,10 +107,29 @@ func (c *Client) send(l *Lease, msg []byte) error {
 		if c.Mode != Session {
 			q := c.Texts.Text(QueryText(msg))
 			t := withSettingEffects(c.Host.Classifier(), q, traitsOf(q))
+			// A temporary object pins; judged once (SessionStateRefusal judged it first).
+			temp := c.Pin.On && !c.pinReserved && t.MentionsTemp && c.tempObjectOf(q) != ""
+			var warn, refused bool
 			c.Mu.Lock()
-			warn := l.applyTraits(t)
-			l.scheduleRestore(t.Resets, l.sentSeq)
+			if refused = l.refusePinLocked(&t, temp); !refused {
+				if l.pinned != nil {
+					t.MayRelease = router.MayReleaseSession(q)
+				}
+				if t.Resets != nil {
+					if kind, _ := router.CommandOf(q); kind == router.CommandDiscardAll {
+						// A pinned client's DISCARD ALL runs on its server (pool's
+						// simpleCommand): the server forgets its statements and settings.
+						l.sc.Prepared.Clear()
+						l.resetNeeded = true
+					}
+				}
+				warn = l.applyTraits(t)
+				l.scheduleRestore(t.Resets, l.sentSeq)
+			}
 			c.Mu.Unlock()
+			if refused {
+				out = pinRefusalQuery(c.Pin.Group.refusal())
+			}
 			if warn {
 				_ = c.Conn.WriteLocal(c.Mode.sessionBoundWarning())
 			}

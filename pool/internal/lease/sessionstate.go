@@ -20,9 +20,12 @@ import (
 // ends, cmpool reads the values back with current_setting before the server goes back to
 // the pool; they are then applied, like startup parameters, on any server the client uses.
 //
-// Session advisory locks and WITH HOLD cursors cannot follow a client from server to
-// server. cmpool warns the client, and resets the server with DISCARD ALL before another
-// client can get it, so nothing leaks.
+// Session advisory locks, WITH HOLD cursors and temporary objects cannot follow a client
+// from server to server. With pin_session_state (the default) the client keeps its server
+// while it holds any (pin.go). Without it, the rest of this comment applies.
+//
+// For session advisory locks and WITH HOLD cursors, cmpool warns the client, and resets
+// the server with DISCARD ALL before another client can get it, so nothing leaks.
 //
 // Temporary objects cannot follow it either, and a warning is not enough for them: once the
 // server is reset, a later statement naming a temporary table reaches the permanent table
@@ -62,8 +65,11 @@ func (l *Lease) applyTraits(t session.Traits) (warn bool) {
 		l.track = appendUnique(l.track, session.CanonicalName(n))
 	}
 	// Code cmpool cannot see (a user-defined function, DO, EXECUTE) may create temporary
-	// objects as well as change settings: the server is checked for them too.
-	if t.MentionsTemp || t.Untracked || len(t.SettingFuncs) > 0 {
+	// objects as well as change settings: the server is checked for them too (with
+	// pinning, by the check that pins the client).
+	if c.Pin.On {
+		l.notePinTraits(&t)
+	} else if t.MentionsTemp || t.Untracked || len(t.SettingFuncs) > 0 {
 		l.tempCheck = true
 	}
 	l.untracked = l.untracked || t.Untracked
@@ -74,7 +80,7 @@ func (l *Lease) applyTraits(t session.Traits) (warn bool) {
 	for _, f := range t.SettingFuncs {
 		l.settingFuncs = appendUnique(l.settingFuncs, f)
 	}
-	if t.SessionBound && !l.resetNeeded {
+	if t.SessionBound && !(c.Pin.On && t.Pins) && !l.resetNeeded {
 		l.resetNeeded = true
 		return true
 	}

@@ -15,6 +15,8 @@ import (
 func StatementJudge(cl *router.Classifier) func(string) *session.Traits {
 	return func(q string) *session.Traits {
 		t := withSettingEffects(cl, q, traitsOf(q))
+		t.TempObject = TempObjectOf(q) != ""
+		t.MayRelease = router.MayReleaseSession(q)
 		return &t
 	}
 }
@@ -31,7 +33,7 @@ func (l *Lease) stmtScope(seg uint64) stmt.Scope {
 func (l *Lease) planExtended(msg []byte, out []byte) (_ []byte, warn bool, err error) {
 	c := l.c
 	s := l.stmtScope(l.sentSeq)
-	if msg[0] == 'P' && c.Mode != Session {
+	if msg[0] == 'P' && c.Mode != Session && !c.Pin.On {
 		if name, query, _, ok := protocol.ParseParse(msg[protocol.HeaderLen:]); ok {
 			if what := TempObjectOf(query); what != "" {
 				return l.stmts.Refuse(out, name, c.Mode.RefuseTempObject(what), s), false, nil
@@ -39,12 +41,21 @@ func (l *Lease) planExtended(msg []byte, out []byte) (_ []byte, warn bool, err e
 		}
 	}
 	out, traits, err := l.stmts.Message(out, msg, s)
+	if traits != nil && l.refusePinLocked(traits, traits.TempObject) {
+		// After the Bind, a Parse the server fails at once stands for the refusal: the
+		// rest of the batch is skipped to Sync, and nothing of the statement runs.
+		return l.stmts.Refuse(out, refusedPinName, c.Pin.Group.refusal(), s), false, err
+	}
 	if traits != nil {
 		warn = l.applyTraits(*traits)
 		l.scheduleRestore(traits.Resets, l.sentSeq+1) // the segment this Bind is in
 	}
 	return out, warn, err
 }
+
+// refusedPinName names the refusal that stands for a Bind refused by max_pinned (a named
+// one, so that the client's unnamed statement stays).
+var refusedPinName = []byte("max_pinned")
 
 // replyParseComplete decides what the client sees for a ParseComplete; nil hides it.
 func (l *Lease) replyParseComplete(msg []byte) []byte {
@@ -90,7 +101,7 @@ func (c *Client) DeferParse(msg []byte) bool {
 func (c *Client) AnswerDeferred(sync bool) error {
 	c.Mu.Lock()
 	out, failed := c.Stmts.AnswerDeferred(nil, c.Host.Statements(), c.Host.StatementCounters(), func(query []byte) *protocol.Error {
-		if what := TempObjectOf(query); what != "" && c.Mode != Session {
+		if what := TempObjectOf(query); what != "" && c.Mode != Session && !c.Pin.On {
 			return c.Mode.RefuseTempObject(what)
 		}
 		return nil

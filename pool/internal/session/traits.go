@@ -20,6 +20,15 @@ type Traits struct {
 	// change settings too (shared, read only; see router.Verdict).
 	Untracked, Opaque          bool
 	SettingNames, SettingFuncs []string
+	// Pins: it may take a session advisory lock or declare a WITH HOLD cursor
+	// (router.PinsSession), session state that pins the client to its server outside
+	// session mode (pool/internal/lease/pin.go).
+	Pins bool
+	// TempObject: it creates a temporary object that can outlive its transaction
+	// (router.TempObject). MayRelease: it may release session state that pins
+	// (router.MayReleaseSession). Both are set for prepared statements only
+	// (lease.StatementJudge): the simple protocol judges the text as it is sent.
+	TempObject, MayRelease bool
 }
 
 // TraitsOf inspects the first statement of a query.
@@ -48,7 +57,8 @@ func TraitsOf(q string) Traits {
 		t.SessionBound = true
 		return t
 	}
-	t.SessionBound = router.SessionBound(q)
+	t.Pins = router.PinsSession(q)
+	t.SessionBound = t.Pins
 	t.MentionsTemp = router.ContainsFold(q, "temp")
 	return t
 }
