@@ -114,6 +114,9 @@ func (c *Client) send(l *Lease, msg []byte) error {
 			if warn {
 				_ = c.Conn.WriteLocal(c.Mode.sessionBoundWarning())
 			}
+			if c.SQLCommand != nil {
+				out = l.planSQLCommand(q, msg) // sqlprepare.go
+			}
 		} else if q := c.Texts.Text(QueryText(msg)); q != "" {
 			kind, name := router.CommandOf(q)
 			if r := session.ResetsOfQuery(q, kind, name); r != nil {

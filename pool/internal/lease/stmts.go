@@ -36,6 +36,9 @@ func (l *Lease) planExtended(msg []byte, out []byte) (_ []byte, warn bool, err e
 			if what := TempObjectOf(query); what != "" {
 				return l.stmts.Refuse(out, name, c.Mode.RefuseTempObject(what), s), false, nil
 			}
+			if pe := c.refuseParse(name, query); pe != nil {
+				return l.stmts.Refuse(out, name, pe, s), false, nil
+			}
 		}
 	}
 	out, traits, err := l.stmts.Message(out, msg, s)
@@ -89,11 +92,14 @@ func (c *Client) DeferParse(msg []byte) bool {
 // gets ReadyForQuery.
 func (c *Client) AnswerDeferred(sync bool) error {
 	c.Mu.Lock()
-	out, failed := c.Stmts.AnswerDeferred(nil, c.Host.Statements(), c.Host.StatementCounters(), func(query []byte) *protocol.Error {
-		if what := TempObjectOf(query); what != "" && c.Mode != Session {
+	out, failed := c.Stmts.AnswerDeferred(nil, c.Host.Statements(), c.Host.StatementCounters(), func(name, query []byte) *protocol.Error {
+		if c.Mode == Session {
+			return nil
+		}
+		if what := TempObjectOf(query); what != "" {
 			return c.Mode.RefuseTempObject(what)
 		}
-		return nil
+		return c.refuseParse(name, query)
 	})
 	c.Mu.Unlock()
 	if failed && !sync {

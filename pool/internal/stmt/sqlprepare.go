@@ -1,0 +1,207 @@
+package stmt
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+
+	"github.com/cmlite/cmpool/protocol"
+)
+
+// SQL-level prepared statements (PREPARE name AS …, EXECUTE name).
+//
+// A client's PREPARE foo (types) AS body is sent as PREPARE of cmpool's name for that text,
+// which is derived from a hash of types and body: clients preparing the same text share
+// one server-side statement, as with the protocol-level registry. Once the server's
+// CommandComplete arrives, foo maps to it in the client's Names; a PREPARE that fails maps
+// nothing. EXECUTE foo (also under EXPLAIN or CREATE TABLE AS) is sent with cmpool's name
+// in place of foo; on a server that lacks the statement the same Query first prepares it,
+// and that PREPARE's CommandComplete is hidden. A PREPARE of a statement the server
+// already has deallocates it first (hidden), so that the server checks the text again
+// and answers the PREPARE itself.
+//
+// What each server has of these is kept in its Prepared (the sql set), cleared with the
+// rest when the server's statements go (DISCARD ALL). Each step is recorded only when the
+// server's CommandComplete for it arrives; an ErrorResponse skips the rest of the Query,
+// and what those statements would have done is dropped.
+
+// sqlPrefix starts the server-side names of SQL-level statements.
+const sqlPrefix = prefix + "sql_"
+
+// SQLStmt is a statement text prepared with SQL PREPARE, under cmpool's server-side name.
+type SQLStmt struct {
+	Name    string // server-side name
+	Prepare string // the PREPARE a server gets for it
+}
+
+// NewSQLStmt returns the statement for PREPARE … types AS body (types as written, with
+// parentheses, or "").
+func NewSQLStmt(types, body string) *SQLStmt {
+	sum := sha256.Sum256([]byte(types + "\x00" + body))
+	name := sqlPrefix + hex.EncodeToString(sum[:12])
+	prep := "PREPARE " + name
+	if types != "" {
+		prep += " " + types
+	}
+	// The newline ends any comment the body may end with before more is appended.
+	return &SQLStmt{Name: name, Prepare: prep + " AS " + body + "\n"}
+}
+
+// SQL returns the client's SQL-level statement name, or nil.
+func (n *Names) SQL(name string) *SQLStmt { return n.sql[name] }
+
+// Has reports whether the client has a statement called name, prepared with SQL or with
+// the protocol: they share one namespace, as on a server.
+func (n *Names) Has(name string) bool {
+	_, p := n.byName[name]
+	_, s := n.sql[name]
+	return p || s
+}
+
+// setSQL maps the client's name to s.
+func (n *Names) setSQL(name string, s *SQLStmt) {
+	if n.sql == nil {
+		n.sql = make(map[string]*SQLStmt)
+	}
+	n.sql[name] = s
+}
+
+// HasSQL reports whether the server has s.
+func (l *Prepared) HasSQL(s *SQLStmt) bool {
+	_, ok := l.sql[s.Name]
+	return ok
+}
+
+// SQLLen is the number of SQL-level statements the server has.
+func (l *Prepared) SQLLen() int { return len(l.sql) }
+
+// addSQL records that the server has s.
+func (l *Prepared) addSQL(s *SQLStmt) {
+	if l.sql == nil {
+		l.sql = make(map[string]struct{})
+	}
+	l.sql[s.Name] = struct{}{}
+}
+
+// SQLCommand is a client's PREPARE or EXECUTE, judged on the client goroutine and planned
+// when it is sent (SQLPlan.Command), on whatever server the client then holds.
+type SQLCommand struct {
+	// Query is the client's query text.
+	Query string
+	// Prepare: a PREPARE of Stmt as Client; else a statement that runs Client's Stmt,
+	// naming it in Query[NameStart:NameEnd].
+	Prepare            bool
+	Client             string
+	Stmt               *SQLStmt
+	NameStart, NameEnd int
+}
+
+// sqlAction is what a CommandComplete of a statement cmpool sent does.
+type sqlAction int
+
+const (
+	sqlDeallocated    sqlAction = iota // hidden DEALLOCATE: the server no longer has stmt
+	sqlPrepared                        // hidden PREPARE: the server has stmt
+	sqlClientPrepared                  // the client's PREPARE, shown: the server has stmt, and client maps to it
+)
+
+// sqlDue is a CommandComplete due for a statement cmpool rewrote, in Query segment.
+type sqlDue struct {
+	action  sqlAction
+	segment uint64
+	stmt    *SQLStmt
+	client  string
+}
+
+// SQLPlan is one lease's bookkeeping of SQL-level prepared statements: the
+// CommandCompletes due for the statements it rewrote. Like Plan, it does no I/O; the
+// caller holds the client's session lock for every method.
+type SQLPlan struct {
+	due []sqlDue
+}
+
+// Pending reports whether replies are due.
+func (p *SQLPlan) Pending() bool { return len(p.due) > 0 }
+
+// Command returns the Query message to send for cmd on the server of s, in segment
+// s.Segment, and records the replies due.
+func (p *SQLPlan) Command(out []byte, cmd *SQLCommand, s Scope) []byte {
+	st := cmd.Stmt
+	var q string
+	switch {
+	case cmd.Prepare && s.Server.HasSQL(st):
+		p.due = append(p.due,
+			sqlDue{action: sqlDeallocated, segment: s.Segment, stmt: st},
+			sqlDue{action: sqlClientPrepared, segment: s.Segment, stmt: st, client: cmd.Client})
+		q = "DEALLOCATE " + st.Name + ";\n" + st.Prepare
+	case cmd.Prepare:
+		p.due = append(p.due, sqlDue{action: sqlClientPrepared, segment: s.Segment, stmt: st, client: cmd.Client})
+		q = st.Prepare
+	default:
+		rewritten := cmd.Query[:cmd.NameStart] + st.Name + cmd.Query[cmd.NameEnd:]
+		if s.Server.HasSQL(st) {
+			q = rewritten
+		} else {
+			p.due = append(p.due, sqlDue{action: sqlPrepared, segment: s.Segment, stmt: st})
+			q = st.Prepare + ";\n" + rewritten
+		}
+	}
+	return appendQuery(out, q)
+}
+
+// appendQuery appends a Query message for q.
+func appendQuery(out []byte, q string) []byte {
+	out = append(out, 'Q', 0, 0, 0, 0)
+	start := len(out) - 4
+	out = append(out, q...)
+	out = append(out, 0)
+	n := len(out) - start
+	out[start], out[start+1], out[start+2], out[start+3] = byte(n>>24), byte(n>>16), byte(n>>8), byte(n)
+	return out
+}
+
+// CommandComplete runs at a CommandComplete of segment s.Segment and reports whether it
+// answers a statement of cmpool's own, to be hidden from the client.
+func (p *SQLPlan) CommandComplete(s Scope) (hide bool) {
+	if len(p.due) == 0 || p.due[0].segment != s.Segment {
+		return false
+	}
+	d := p.due[0]
+	p.due[0] = sqlDue{}
+	p.due = p.due[1:]
+	switch d.action {
+	case sqlDeallocated:
+		delete(s.Server.sql, d.stmt.Name)
+		return true
+	case sqlPrepared:
+		s.Server.addSQL(d.stmt)
+		return true
+	}
+	s.Server.addSQL(d.stmt)
+	s.Names.setSQL(d.client, d.stmt)
+	return false
+}
+
+// Answered drops what is still due in segments up to seg: an ErrorResponse or the
+// ReadyForQuery of seg came, so those statements did not run.
+func (p *SQLPlan) Answered(seg uint64) {
+	i := 0
+	for i < len(p.due) && p.due[i].segment <= seg {
+		p.due[i] = sqlDue{}
+		i++
+	}
+	p.due = p.due[i:]
+	if len(p.due) == 0 {
+		p.due = nil
+	}
+}
+
+// NotFound is the error for an EXECUTE or DEALLOCATE of a name the client never prepared.
+func NotFound(name string) *protocol.Error {
+	return protocol.NewError("26000", fmt.Sprintf("prepared statement %q does not exist", name))
+}
+
+// Duplicate is the error for a PREPARE of a name the client has.
+func Duplicate(name string) *protocol.Error {
+	return protocol.NewError("42P05", fmt.Sprintf("prepared statement %q already exists", name))
+}
