@@ -87,7 +87,7 @@ func FuzzPreparedSQLOf(f *testing.F) {
 	for _, q := range []string{
 		"PREPARE foo (int) AS SELECT $1", `EXECUTE "Foo"(1)`, "EXPLAIN EXECUTE x", "CREATE TABLE t AS EXECUTE x",
 		"PREPARE a AS SELECT 1; EXECUTE a", "PREPARE p (", "EXECUTE x(", "PREPARE p AS SELECT 1 -- c",
-		"prepare /* c */ \"a\"\"b\" ( int[] ) as values ($1)",
+		"prepare /* c */ \"a\"\"b\" ( int[] ) as values ($1)", `EXECUTE"x"(1)`,
 	} {
 		f.Add(q)
 	}
@@ -106,7 +106,7 @@ func FuzzPreparedSQLOf(f *testing.F) {
 				t.Fatalf("EXECUTE %q: %+v", q, p)
 			}
 			// The rewritten query must still parse as the same kind of command.
-			re := q[:p.NameStart] + "cmpool_x" + q[p.NameEnd:]
+			re := q[:p.NameStart] + " cmpool_x " + q[p.NameEnd:]
 			if r, ok := router.PreparedSQLOf(re); !ok || r.Kind != router.SQLExecute || r.Name != "cmpool_x" {
 				t.Fatalf("rewritten %q: %+v %v", re, r, ok)
 			}

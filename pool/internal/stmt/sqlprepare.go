@@ -138,7 +138,8 @@ func (p *SQLPlan) Command(out []byte, cmd *SQLCommand, s Scope) []byte {
 		p.due = append(p.due, sqlDue{action: sqlClientPrepared, segment: s.Segment, stmt: st, client: cmd.Client})
 		q = st.Prepare
 	default:
-		rewritten := cmd.Query[:cmd.NameStart] + st.Name + cmd.Query[cmd.NameEnd:]
+		// Spaced: a quoted name may touch the words around it (EXECUTE"s"(1)).
+		rewritten := cmd.Query[:cmd.NameStart] + " " + st.Name + " " + cmd.Query[cmd.NameEnd:]
 		if s.Server.HasSQL(st) {
 			q = rewritten
 		} else {
