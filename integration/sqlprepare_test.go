@@ -146,6 +146,13 @@ func TestSQLPrepareTwoClientsOneServer(t *testing.T) {
 			exec1(t, ctx, b, "PREPARE s AS SELECT 'b again'")
 			require.Equal(t, "b again", one(t, ctx, b, "EXECUTE s"))
 
+			// A setting changed by what an EXECUTE runs is A's alone.
+			exec1(t, ctx, a, "PREPARE wm AS SELECT set_config('work_mem', '7MB', false)")
+			exec1(t, ctx, a, "EXECUTE wm")
+			require.NotEqual(t, "7MB", one(t, ctx, b, "SHOW work_mem"))
+			require.Equal(t, "7MB", one(t, ctx, a, "SHOW work_mem"))
+			require.NotEqual(t, "7MB", one(t, ctx, b, "SHOW work_mem"))
+
 			// Once A is gone, nothing of A's is B's by name.
 			exec1(t, ctx, a, "PREPARE gone AS SELECT 'a'")
 			require.Equal(t, "a", one(t, ctx, a, "EXECUTE gone"))

@@ -106,7 +106,8 @@ func (c *Client) send(l *Lease, msg []byte) error {
 		l.sc.Prepared.ForgetUnnamed() // a simple query replaces the unnamed statement
 		if c.Mode != Session {
 			q := c.Texts.Text(QueryText(msg))
-			t := withSettingEffects(c.Host.Classifier(), q, traitsOf(q))
+			tq := c.traitsText(q) // an EXECUTE is judged by what it runs (sqlprepare.go)
+			t := withSettingEffects(c.Host.Classifier(), tq, traitsOf(tq))
 			c.Mu.Lock()
 			warn := l.applyTraits(t)
 			l.scheduleRestore(t.Resets, l.sentSeq)

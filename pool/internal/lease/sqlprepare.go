@@ -54,6 +54,16 @@ func (c *Client) JudgePreparedSQL(q string) *protocol.Error {
 	return nil
 }
 
+// traitsText is the text whose traits (session.Traits) stand for q's: for an EXECUTE
+// judged by JudgePreparedSQL, the statement it runs, so that a prepared SELECT costs no
+// more than the SELECT; else q.
+func (c *Client) traitsText(q string) string {
+	if cmd := c.SQLCommand; cmd != nil && !cmd.Prepare && cmd.Query == q {
+		return cmd.Stmt.Body
+	}
+	return q
+}
+
 // planSQLCommand returns the Query to send on l for msg, the client's Query of text q:
 // the rewrite of the PREPARE or EXECUTE JudgePreparedSQL judged, or msg itself.
 func (l *Lease) planSQLCommand(q string, msg []byte) []byte {

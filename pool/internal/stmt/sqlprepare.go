@@ -31,6 +31,7 @@ const sqlPrefix = prefix + "sql_"
 // SQLStmt is a statement text prepared with SQL PREPARE, under cmpool's server-side name.
 type SQLStmt struct {
 	Name    string // server-side name
+	Body    string // the statement prepared, as the client wrote it
 	Prepare string // the PREPARE a server gets for it
 }
 
@@ -44,7 +45,7 @@ func NewSQLStmt(types, body string) *SQLStmt {
 		prep += " " + types
 	}
 	// The newline ends any comment the body may end with before more is appended.
-	return &SQLStmt{Name: name, Prepare: prep + " AS " + body + "\n"}
+	return &SQLStmt{Name: name, Body: body, Prepare: prep + " AS " + body + "\n"}
 }
 
 // SQL returns the client's SQL-level statement name, or nil.
