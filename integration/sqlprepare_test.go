@@ -294,3 +294,21 @@ func TestSQLPrepareSessionMode(t *testing.T) {
 	require.Equal(t, []string{"2"}, rows)
 }
 
+
+// TestSQLPrepareEvicts: a server keeps at most max_prepared_statements SQL-level
+// statements; the others are prepared again when used.
+func TestSQLPrepareEvicts(t *testing.T) {
+	_, p := proxy(t, pool.Config{DefaultPoolSize: 1, MaxPreparedStatements: 2})
+	ctx := ctxT(t, 60*time.Second)
+	conn := connect(t, p.URL("", ""), pgx.QueryExecModeSimpleProtocol)
+	for i := range 5 {
+		exec1(t, ctx, conn, fmt.Sprintf("PREPARE e%d AS SELECT %d", i, i))
+	}
+	for round := range 3 {
+		for i := range 5 {
+			require.Equal(t, fmt.Sprint(i), one(t, ctx, conn, fmt.Sprintf("EXECUTE e%d", i)), "round %d", round)
+		}
+		n := one(t, ctx, conn, "SELECT count(*) FROM pg_prepared_statements WHERE name LIKE 'cmpool_sql_%'")
+		require.Equal(t, "2", n)
+	}
+}

@@ -111,6 +111,7 @@ type sqlDue struct {
 	action  sqlAction
 	segment uint64
 	stmt    *SQLStmt
+	name    string // sqlDeallocated: the server-side name
 	client  string
 }
 
@@ -128,27 +129,69 @@ func (p *SQLPlan) Pending() bool { return len(p.due) > 0 }
 // s.Segment, and records the replies due.
 func (p *SQLPlan) Command(out []byte, cmd *SQLCommand, s Scope) []byte {
 	st := cmd.Stmt
-	var q string
+	q := p.evictSQLFor(st, s)
 	switch {
-	case cmd.Prepare && s.Server.HasSQL(st):
+	case cmd.Prepare && p.has(st, s):
 		p.due = append(p.due,
-			sqlDue{action: sqlDeallocated, segment: s.Segment, stmt: st},
+			sqlDue{action: sqlDeallocated, segment: s.Segment, name: st.Name},
 			sqlDue{action: sqlClientPrepared, segment: s.Segment, stmt: st, client: cmd.Client})
-		q = "DEALLOCATE " + st.Name + ";\n" + st.Prepare
+		q += "DEALLOCATE " + st.Name + ";\n" + st.Prepare
 	case cmd.Prepare:
 		p.due = append(p.due, sqlDue{action: sqlClientPrepared, segment: s.Segment, stmt: st, client: cmd.Client})
-		q = st.Prepare
+		q += st.Prepare
 	default:
 		// Spaced: a quoted name may touch the words around it (EXECUTE"s"(1)).
 		rewritten := cmd.Query[:cmd.NameStart] + " " + st.Name + " " + cmd.Query[cmd.NameEnd:]
-		if s.Server.HasSQL(st) {
-			q = rewritten
+		if p.has(st, s) {
+			q += rewritten
 		} else {
 			p.due = append(p.due, sqlDue{action: sqlPrepared, segment: s.Segment, stmt: st})
-			q = st.Prepare + ";\n" + rewritten
+			q += st.Prepare + ";\n" + rewritten
 		}
 	}
 	return appendQuery(out, q)
+}
+
+// evictSQLFor returns the hidden DEALLOCATE that makes room on the server of s for st,
+// which is to be prepared there, or "": the server keeps at most as many SQL-level
+// statements as protocol-level ones (max_prepared_statements, 0: no limit). The one to
+// go is any other; a client that uses it again prepares it again.
+func (p *SQLPlan) evictSQLFor(st *SQLStmt, s Scope) string {
+	l := s.Server
+	if l.cap <= 0 || len(l.sql) < l.cap || p.has(st, s) {
+		return ""
+	}
+	for name := range l.sql {
+		if name == st.Name || p.deallocating(name) {
+			continue
+		}
+		p.due = append(p.due, sqlDue{action: sqlDeallocated, segment: s.Segment, name: name})
+		return "DEALLOCATE " + name + ";\n"
+	}
+	return ""
+}
+
+// deallocating reports whether a DEALLOCATE of server-side name is due.
+func (p *SQLPlan) deallocating(name string) bool {
+	for _, d := range p.due {
+		if d.action == sqlDeallocated && d.name == name {
+			return true
+		}
+	}
+	return false
+}
+
+// has reports whether the server of s has st, or will once the replies due come.
+func (p *SQLPlan) has(st *SQLStmt, s Scope) bool {
+	if s.Server.HasSQL(st) {
+		return !p.deallocating(st.Name)
+	}
+	for _, d := range p.due {
+		if d.stmt == st && d.action != sqlDeallocated {
+			return true
+		}
+	}
+	return false
 }
 
 // appendQuery appends a Query message for q.
@@ -173,7 +216,7 @@ func (p *SQLPlan) CommandComplete(s Scope) (hide bool) {
 	p.due = p.due[1:]
 	switch d.action {
 	case sqlDeallocated:
-		delete(s.Server.sql, d.stmt.Name)
+		delete(s.Server.sql, d.name)
 		return true
 	case sqlPrepared:
 		s.Server.addSQL(d.stmt)

@@ -138,3 +138,32 @@ func TestSQLErrors(t *testing.T) {
 	require.Equal(t, `prepared statement "x" does not exist`, stmt.NotFound("x").Message)
 	require.Equal(t, "42P05", stmt.Duplicate("x").Code)
 }
+
+func TestSQLPlanEvicts(t *testing.T) {
+	server := stmt.NewPrepared(1)
+	c := &sqlClient{names: new(stmt.Names)}
+	a, b := stmt.NewSQLStmt("", "SELECT 'a'"), stmt.NewSQLStmt("", "SELECT 'b'")
+	c.plan.Command(nil, &stmt.SQLCommand{Prepare: true, Client: "a", Stmt: a}, c.scope(server, 1))
+	c.plan.CommandComplete(c.scope(server, 1))
+	c.plan.Answered(1)
+	c.plan.Command(nil, &stmt.SQLCommand{Prepare: true, Client: "b", Stmt: b}, c.scope(new(stmt.Prepared), 2))
+	c.plan.CommandComplete(c.scope(server, 2)) // maps b; it lands on the server below
+	c.plan.Answered(2)
+	server.Clear()
+	c.plan.Command(nil, &stmt.SQLCommand{Query: "EXECUTE a", Client: "a", Stmt: a, NameStart: 8, NameEnd: 9}, c.scope(server, 3))
+	require.True(t, c.plan.CommandComplete(c.scope(server, 3)))
+	c.plan.CommandComplete(c.scope(server, 3))
+	c.plan.Answered(3)
+	require.Equal(t, 1, server.SQLLen())
+
+	// The server keeps one: B's EXECUTE deallocates A's statement first.
+	q := queryText(t, c.plan.Command(nil, &stmt.SQLCommand{Query: "EXECUTE b", Client: "b", Stmt: b, NameStart: 8, NameEnd: 9}, c.scope(server, 4)))
+	require.Equal(t, "DEALLOCATE "+a.Name+";\n"+b.Prepare+";\nEXECUTE  "+b.Name+" ", q)
+	require.True(t, c.plan.CommandComplete(c.scope(server, 4)))
+	require.True(t, c.plan.CommandComplete(c.scope(server, 4)))
+	require.False(t, c.plan.CommandComplete(c.scope(server, 4)))
+	c.plan.Answered(4)
+	require.False(t, server.HasSQL(a))
+	require.True(t, server.HasSQL(b))
+	require.Equal(t, 1, server.SQLLen())
+}
