@@ -294,7 +294,6 @@ func TestSQLPrepareSessionMode(t *testing.T) {
 	require.Equal(t, []string{"2"}, rows)
 }
 
-
 // TestSQLPrepareEvicts: a server keeps at most max_prepared_statements SQL-level
 // statements; the others are prepared again when used.
 func TestSQLPrepareEvicts(t *testing.T) {
