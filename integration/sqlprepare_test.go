@@ -311,3 +311,44 @@ func TestSQLPrepareEvicts(t *testing.T) {
 		require.Equal(t, "2", n)
 	}
 }
+
+// TestSQLPrepareAfterDDL: a PREPARE after DDL is analysed against the new schema on
+// every server, not served by a copy another client prepared before the DDL.
+func TestSQLPrepareAfterDDL(t *testing.T) {
+	_, p := proxy(t, pool.Config{DefaultPoolSize: 2})
+	ctx := ctxT(t, 60*time.Second)
+	x := connect(t, p.URL("", ""), pgx.QueryExecModeSimpleProtocol)
+	y := connect(t, p.URL("", ""), pgx.QueryExecModeSimpleProtocol)
+	exec1(t, ctx, x, "DROP TABLE IF EXISTS sqlprepare_ddl")
+	exec1(t, ctx, x, "CREATE TABLE sqlprepare_ddl (a int)")
+	t.Cleanup(func() { _, _ = x.Exec(context.Background(), "DROP TABLE IF EXISTS sqlprepare_ddl") })
+	exec1(t, ctx, x, "INSERT INTO sqlprepare_ddl VALUES (1)")
+	exec1(t, ctx, x, "PREPARE s AS SELECT * FROM sqlprepare_ddl")
+	exec1(t, ctx, y, "PREPARE s AS SELECT * FROM sqlprepare_ddl")
+	// Both servers get the statement: X holds one while Y runs it on the other.
+	exec1(t, ctx, x, "BEGIN")
+	exec1(t, ctx, x, "EXECUTE s")
+	exec1(t, ctx, y, "EXECUTE s")
+	exec1(t, ctx, x, "COMMIT")
+
+	exec1(t, ctx, x, "ALTER TABLE sqlprepare_ddl ADD COLUMN b int DEFAULT 7")
+	z := connect(t, p.URL("", ""), pgx.QueryExecModeSimpleProtocol)
+	exec1(t, ctx, z, "PREPARE s AS SELECT * FROM sqlprepare_ddl")
+	pids := map[string]bool{}
+	for i := 0; i < 40 && len(pids) < 2; i++ {
+		if i%2 == 1 {
+			exec1(t, ctx, x, "BEGIN")
+			exec1(t, ctx, x, "SELECT 1")
+		}
+		exec1(t, ctx, z, "BEGIN")
+		res, err := z.PgConn().Exec(ctx, "EXECUTE s").ReadAll()
+		require.NoError(t, err)
+		require.Len(t, res[0].FieldDescriptions, 2, "the statement sees the new column")
+		pids[one(t, ctx, z, "SELECT pg_backend_pid()")] = true
+		exec1(t, ctx, z, "COMMIT")
+		if i%2 == 1 {
+			exec1(t, ctx, x, "COMMIT")
+		}
+	}
+	require.Len(t, pids, 2, "z ran on both servers")
+}

@@ -35,7 +35,7 @@ func (c *Client) JudgePreparedSQL(q string) *protocol.Error {
 		if dup {
 			return stmt.Duplicate(p.Name)
 		}
-		c.SQLCommand = &stmt.SQLCommand{Query: q, Prepare: true, Client: p.Name, Stmt: stmt.NewSQLStmt(p.Types, p.Body)}
+		c.SQLCommand = &stmt.SQLCommand{Query: q, Prepare: true, Client: p.Name, Stmt: stmt.NewSQLStmt(p.Types, p.Body, c.Host.Statements().SchemaGen())}
 	case router.SQLExecute:
 		c.Mu.Lock()
 		st, protocolLevel := c.Stmts.SQL(p.Name), c.Stmts.Has(p.Name)

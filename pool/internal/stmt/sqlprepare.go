@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"strconv"
 
 	"github.com/cmlite/cmpool/protocol"
 )
@@ -36,9 +37,11 @@ type SQLStmt struct {
 }
 
 // NewSQLStmt returns the statement for PREPARE … types AS body (types as written, with
-// parentheses, or "").
-func NewSQLStmt(types, body string) *SQLStmt {
-	sum := sha256.Sum256([]byte(types + "\x00" + body))
+// parentheses, or ""), prepared in schema generation gen (Registry.SchemaGen): after DDL
+// through cmpool the same text gets a new name, so that a client's new PREPARE is
+// analysed against the new schema on every server, not served by a copy analysed before.
+func NewSQLStmt(types, body string, gen uint64) *SQLStmt {
+	sum := sha256.Sum256([]byte(strconv.FormatUint(gen, 10) + "\x00" + types + "\x00" + body))
 	name := sqlPrefix + hex.EncodeToString(sum[:12])
 	prep := "PREPARE " + name
 	if types != "" {

@@ -20,10 +20,11 @@ func queryText(t *testing.T, msg []byte) string {
 }
 
 func TestSQLStmtNames(t *testing.T) {
-	a := stmt.NewSQLStmt("(int)", "SELECT $1")
-	require.Equal(t, a, stmt.NewSQLStmt("(int)", "SELECT $1"), "the same text, the same server-side statement")
-	require.NotEqual(t, a.Name, stmt.NewSQLStmt("(text)", "SELECT $1").Name)
-	require.NotEqual(t, a.Name, stmt.NewSQLStmt("", "SELECT $1").Name)
+	a := stmt.NewSQLStmt("(int)", "SELECT $1", 0)
+	require.Equal(t, a, stmt.NewSQLStmt("(int)", "SELECT $1", 0), "the same text, the same server-side statement")
+	require.NotEqual(t, a.Name, stmt.NewSQLStmt("(text)", "SELECT $1", 0).Name)
+	require.NotEqual(t, a.Name, stmt.NewSQLStmt("", "SELECT $1", 0).Name)
+	require.NotEqual(t, a.Name, stmt.NewSQLStmt("(int)", "SELECT $1", 1).Name, "after DDL, a new name")
 	require.True(t, strings.HasPrefix(a.Name, "cmpool_sql_"))
 	require.LessOrEqual(t, len(a.Name), 63)
 	require.Equal(t, "PREPARE "+a.Name+" (int) AS SELECT $1\n", a.Prepare)
@@ -42,7 +43,7 @@ func (c *sqlClient) scope(server *stmt.Prepared, seg uint64) stmt.Scope {
 func TestSQLPlanPrepareAndExecute(t *testing.T) {
 	server := stmt.NewPrepared(0)
 	a := &sqlClient{names: new(stmt.Names)}
-	st := stmt.NewSQLStmt("", "SELECT 1")
+	st := stmt.NewSQLStmt("", "SELECT 1", 0)
 
 	// A's PREPARE s: sent under cmpool's name; s maps once its CommandComplete came.
 	q := queryText(t, a.plan.Command(nil, &stmt.SQLCommand{Query: "PREPARE s AS SELECT 1", Prepare: true, Client: "s", Stmt: st}, a.scope(server, 1)))
@@ -87,7 +88,7 @@ func TestSQLPlanPrepareAndExecute(t *testing.T) {
 
 func TestSQLPlanPrepareOnServerThatHasIt(t *testing.T) {
 	server := stmt.NewPrepared(0)
-	st := stmt.NewSQLStmt("(int)", "SELECT $1")
+	st := stmt.NewSQLStmt("(int)", "SELECT $1", 0)
 	a := &sqlClient{names: new(stmt.Names)}
 	a.plan.Command(nil, &stmt.SQLCommand{Prepare: true, Client: "x", Stmt: st}, a.scope(server, 1))
 	a.plan.CommandComplete(a.scope(server, 1))
@@ -119,7 +120,7 @@ func TestSQLNamesForget(t *testing.T) {
 	server := stmt.NewPrepared(0)
 	c := &sqlClient{names: new(stmt.Names)}
 	for i, name := range []string{"a", "B"} {
-		st := stmt.NewSQLStmt("", "SELECT "+name)
+		st := stmt.NewSQLStmt("", "SELECT "+name, 0)
 		c.plan.Command(nil, &stmt.SQLCommand{Prepare: true, Client: name, Stmt: st}, c.scope(server, uint64(i+1)))
 		c.plan.CommandComplete(c.scope(server, uint64(i+1)))
 	}
@@ -142,7 +143,7 @@ func TestSQLErrors(t *testing.T) {
 func TestSQLPlanEvicts(t *testing.T) {
 	server := stmt.NewPrepared(1)
 	c := &sqlClient{names: new(stmt.Names)}
-	a, b := stmt.NewSQLStmt("", "SELECT 'a'"), stmt.NewSQLStmt("", "SELECT 'b'")
+	a, b := stmt.NewSQLStmt("", "SELECT 'a'", 0), stmt.NewSQLStmt("", "SELECT 'b'", 0)
 	c.plan.Command(nil, &stmt.SQLCommand{Prepare: true, Client: "a", Stmt: a}, c.scope(server, 1))
 	c.plan.CommandComplete(c.scope(server, 1))
 	c.plan.Answered(1)
