@@ -141,6 +141,10 @@ func TestSQLPrepareTwoClientsOneServer(t *testing.T) {
 			exec1(t, ctx, a, "DEALLOCATE PREPARE ALL")
 			failsWith(t, ctx, a, "EXECUTE s", "26000")
 			failsWith(t, ctx, a, "EXECUTE only_a(1)", "26000")
+			// A protocol-level Close drops an SQL-level name too, as on a server.
+			exec1(t, ctx, a, "PREPARE closed AS SELECT 1")
+			require.NoError(t, a.PgConn().Deallocate(ctx, "closed"))
+			failsWith(t, ctx, a, "EXECUTE closed", "26000")
 			exec1(t, ctx, b, "DISCARD ALL")
 			failsWith(t, ctx, b, "EXECUTE s", "26000")
 			exec1(t, ctx, b, "PREPARE s AS SELECT 'b again'")

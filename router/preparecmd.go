@@ -19,6 +19,9 @@ const (
 	// SQLMultiple is a query of several statements, one of which is PREPARE, EXECUTE
 	// (also under EXPLAIN or CREATE TABLE AS) or DEALLOCATE.
 	SQLMultiple
+	// SQLUnparsed is a query that starts with PREPARE but that the grammar does not
+	// accept; Err says why.
+	SQLUnparsed
 )
 
 // PreparedSQL is an SQL-level prepared-statement command, found by PreparedSQLOf.
@@ -34,13 +37,17 @@ type PreparedSQL struct {
 	// NameStart and NameEnd are where EXECUTE's name is written in the query (quotes
 	// included): the bytes to replace to run another statement name.
 	NameStart, NameEnd int
+	// Err is the grammar's complaint about an SQLUnparsed query.
+	Err string
 }
 
 // PreparedSQLOf reports whether q, a simple-protocol query, prepares or runs an SQL-level
 // prepared statement, and how. A query that only deallocates one is not reported unless
 // it has other statements too (CommandOf finds DEALLOCATE alone). A query the grammar
 // does not accept is not reported either: the server refuses it, and nothing is
-// prepared. PREPARE TRANSACTION is two-phase commit, not reported.
+// prepared; except a PREPARE, reported as SQLUnparsed, so that it never reaches a
+// server under the client's own name. PREPARE TRANSACTION is two-phase commit, not
+// reported.
 //
 // Most queries are judged by a glance, without the grammar: only a query whose first
 // word is PREPARE, EXECUTE, EXPLAIN or CREATE, or one of several statements that names
@@ -50,7 +57,13 @@ func PreparedSQLOf(q string) (PreparedSQL, bool) {
 		return PreparedSQL{}, false
 	}
 	tree, err := pg_query.Parse(q)
-	if err != nil || len(tree.Stmts) == 0 {
+	if err != nil {
+		if lx := (lexer{s: q}); lx.word() == "prepare" {
+			return PreparedSQL{Kind: SQLUnparsed, Err: err.Error()}, true
+		}
+		return PreparedSQL{}, false
+	}
+	if len(tree.Stmts) == 0 {
 		return PreparedSQL{}, false
 	}
 	if len(tree.Stmts) > 1 {

@@ -61,7 +61,6 @@ func TestPreparedSQLOfOthers(t *testing.T) {
 		"SELECT 'prepare; execute'",
 		"SELECT 1; SELECT 'execute'",
 		"PREPARE TRANSACTION 'gid'",
-		"PREPARE foo AS SELEC 1", // the server reports the syntax error
 		"EXECUTE",
 		"DEALLOCATE foo", // CommandOf's
 		"EXPLAIN SELECT 1",
@@ -70,6 +69,12 @@ func TestPreparedSQLOfOthers(t *testing.T) {
 	} {
 		_, ok := router.PreparedSQLOf(q)
 		require.False(t, ok, q)
+	}
+	for _, q := range []string{"PREPARE foo AS SELEC 1", "prepare", "PREPARE TRANSACTION"} {
+		p, ok := router.PreparedSQLOf(q)
+		require.True(t, ok, q)
+		require.Equal(t, router.SQLUnparsed, p.Kind, q)
+		require.Contains(t, p.Err, "syntax error", q)
 	}
 	for _, q := range []string{
 		"SELECT 1; EXECUTE foo",
@@ -111,6 +116,10 @@ func FuzzPreparedSQLOf(f *testing.F) {
 				t.Fatalf("rewritten %q: %+v %v", re, r, ok)
 			}
 		case router.SQLMultiple:
+		case router.SQLUnparsed:
+			if p.Err == "" {
+				t.Fatalf("unparsed %q without a reason", q)
+			}
 		default:
 			t.Fatalf("kind %d", p.Kind)
 		}

@@ -23,6 +23,10 @@ func (c *Client) JudgePreparedSQL(q string) *protocol.Error {
 		return nil
 	}
 	switch p.Kind {
+	case router.SQLUnparsed:
+		// The server's grammar would refuse it too; it must not reach a server under the
+		// client's own name.
+		return protocol.NewError(protocol.CodeSyntaxError, p.Err)
 	case router.SQLMultiple:
 		pe := protocol.NewError(protocol.CodeFeatureNotSupported,
 			"PREPARE, EXECUTE and DEALLOCATE must be sent as queries of their own in "+c.Mode.String()+" pooling mode")
