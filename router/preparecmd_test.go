@@ -125,3 +125,14 @@ func FuzzPreparedSQLOf(f *testing.F) {
 		}
 	})
 }
+
+func BenchmarkPreparedSQLOf(b *testing.B) {
+	for _, q := range []string{"SELECT abalance FROM pgbench_accounts WHERE aid = 5", "EXECUTE m(5)", "PREPARE m (int) AS SELECT $1 + 1"} {
+		b.Run(strings.Fields(q)[0], func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				router.PreparedSQLOf(q)
+			}
+		})
+	}
+}
