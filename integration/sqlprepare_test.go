@@ -356,3 +356,36 @@ func TestSQLPrepareAfterDDL(t *testing.T) {
 	}
 	require.Len(t, pids, 2, "z ran on both servers")
 }
+
+// TestSQLPrepareRouted: with a replica, an EXECUTE is routed by the statement it runs,
+// as a Bind of a protocol-level statement is: reads to the replica, writes to the
+// primary, and a read after the client's write sees it.
+func TestSQLPrepareRouted(t *testing.T) {
+	c := sharedCluster(t)
+	p := routedOn(t, c, pool.Config{DefaultPoolSize: 2})
+	ctx := ctxT(t, 60*time.Second)
+	conn := connect(t, p.URL("", ""), pgx.QueryExecModeSimpleProtocol)
+	exec1(t, ctx, conn, "DROP TABLE IF EXISTS sqlprepare_routed")
+	exec1(t, ctx, conn, "CREATE TABLE sqlprepare_routed (id int)")
+	t.Cleanup(func() { _, _ = conn.Exec(context.Background(), "DROP TABLE IF EXISTS sqlprepare_routed") })
+
+	exec1(t, ctx, conn, "PREPARE where_am_i AS SELECT pg_is_in_recovery()")
+	exec1(t, ctx, conn, "PREPARE ins (int) AS INSERT INTO sqlprepare_routed VALUES ($1)")
+	exec1(t, ctx, conn, "PREPARE cnt AS SELECT count(*) FROM sqlprepare_routed")
+	// Once the replica has replayed the client's writes (read-your-writes), reads go there.
+	require.Eventually(t, func() bool {
+		rows, err := simpleText(ctx, conn, "EXECUTE where_am_i")
+		return err == nil && len(rows) == 1 && rows[0] == "t"
+	}, 20*time.Second, 50*time.Millisecond, "an EXECUTE of a read never ran on the replica")
+	for i := range 5 {
+		exec1(t, ctx, conn, fmt.Sprintf("EXECUTE ins(%d)", i))
+		require.Equal(t, fmt.Sprint(i+1), one(t, ctx, conn, "EXECUTE cnt"), "the client's own write is seen")
+	}
+	// EXPLAIN ANALYZE and CREATE TABLE AS of an EXECUTE go by their own text.
+	_, err := simpleText(ctx, conn, "EXPLAIN ANALYZE EXECUTE ins(9)")
+	require.NoError(t, err)
+	exec1(t, ctx, conn, "DROP TABLE IF EXISTS sqlprepare_routed_copy")
+	exec1(t, ctx, conn, "CREATE TABLE sqlprepare_routed_copy AS EXECUTE where_am_i")
+	exec1(t, ctx, conn, "DROP TABLE sqlprepare_routed_copy")
+	require.Equal(t, "6", one(t, ctx, conn, "EXECUTE cnt"))
+}

@@ -37,6 +37,9 @@ type PreparedSQL struct {
 	// NameStart and NameEnd are where EXECUTE's name is written in the query (quotes
 	// included): the bytes to replace to run another statement name.
 	NameStart, NameEnd int
+	// Plain: the query is EXECUTE itself (not under EXPLAIN or CREATE TABLE AS), so it
+	// does what the statement it runs does.
+	Plain bool
 	// Err is the grammar's complaint about an SQLUnparsed query.
 	Err string
 }
@@ -185,7 +188,7 @@ func executeAt(q, name string) (PreparedSQL, bool) {
 		}
 		t := toks[i+1]
 		if i == 0 { // EXECUTE name: the grammar says the name comes next
-			return PreparedSQL{Kind: SQLExecute, Name: name, NameStart: int(t.Start), NameEnd: int(t.End)}, true
+			return PreparedSQL{Kind: SQLExecute, Name: name, NameStart: int(t.Start), NameEnd: int(t.End), Plain: true}, true
 		}
 		lx := lexer{s: q[:t.End], i: int(t.Start)}
 		w, _ := lx.ident()

@@ -53,7 +53,7 @@ func (c *Client) JudgePreparedSQL(q string) *protocol.Error {
 			}
 			return stmt.NotFound(p.Name)
 		}
-		c.SQLCommand = &stmt.SQLCommand{Query: q, Client: p.Name, Stmt: st, NameStart: p.NameStart, NameEnd: p.NameEnd}
+		c.SQLCommand = &stmt.SQLCommand{Query: q, Client: p.Name, Stmt: st, NameStart: p.NameStart, NameEnd: p.NameEnd, Plain: p.Plain}
 	}
 	return nil
 }
@@ -63,6 +63,16 @@ func (c *Client) JudgePreparedSQL(q string) *protocol.Error {
 // more than the SELECT; else q.
 func (c *Client) traitsText(q string) string {
 	if cmd := c.SQLCommand; cmd != nil && !cmd.Prepare && cmd.Query == q {
+		return cmd.Stmt.Body
+	}
+	return q
+}
+
+// RouteText is the text a transaction that starts with simple query q is routed by: for
+// an EXECUTE alone judged by JudgePreparedSQL, the statement it runs, as for a Bind of a
+// protocol-level statement; else q.
+func (c *Client) RouteText(q string) string {
+	if cmd := c.SQLCommand; cmd != nil && cmd.Plain && cmd.Query == q {
 		return cmd.Stmt.Body
 	}
 	return q

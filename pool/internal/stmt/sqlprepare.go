@@ -98,6 +98,9 @@ type SQLCommand struct {
 	Client             string
 	Stmt               *SQLStmt
 	NameStart, NameEnd int
+	// Plain: Query is EXECUTE alone, which does what Stmt does (not EXPLAIN or CREATE
+	// TABLE AS).
+	Plain bool
 }
 
 // sqlAction is what a CommandComplete of a statement cmpool sent does.
