@@ -59,6 +59,80 @@ func PreparedSQLOf(q string) (PreparedSQL, bool) {
 	if !mayUsePreparedSQL(q) {
 		return PreparedSQL{}, false
 	}
+	if p, ok := plainExecute(q); ok {
+		return p, true
+	}
+	return preparedSQLByGrammar(q)
+}
+
+// plainExecute reads q when it is EXECUTE name [(args)] alone, in the simplest spelling,
+// without the grammar: the common case, kept cheap. The name is an ASCII bare word or a
+// quoted one; no semicolon anywhere (a second statement, or one inside a literal: the
+// grammar decides). The arguments are left to the server. ok is false for anything
+// else, which preparedSQLByGrammar reads.
+func plainExecute(q string) (PreparedSQL, bool) {
+	if strings.IndexByte(q, ';') >= 0 {
+		return PreparedSQL{}, false
+	}
+	lx := lexer{s: q}
+	if lx.word() != "execute" {
+		return PreparedSQL{}, false
+	}
+	lx.skip()
+	start := lx.i
+	if start >= len(q) {
+		return PreparedSQL{}, false
+	}
+	if c := q[start]; c != '"' && !(c == '_' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z') {
+		return PreparedSQL{}, false
+	}
+	name, quoted := lx.ident()
+	end := lx.i
+	if name == "" {
+		return PreparedSQL{}, false
+	}
+	if !quoted {
+		for i := start; i < end; i++ {
+			if q[i] >= 0x80 {
+				return PreparedSQL{}, false // PostgreSQL folds only ASCII letters
+			}
+		}
+		if reservedWords[name] {
+			return PreparedSQL{}, false
+		}
+	}
+	if len(name) > maxIdentLen {
+		name = truncateIdent(name)
+	}
+	if !lx.at('(') && !lx.end() {
+		return PreparedSQL{}, false
+	}
+	return PreparedSQL{Kind: SQLExecute, Name: name, NameStart: start, NameEnd: end, Plain: true}, true
+}
+
+// reservedWords are the keywords that cannot name a statement unquoted (PostgreSQL's
+// reserved and type/function-name keywords): EXECUTE of one is left to the grammar,
+// which refuses it.
+var reservedWords = func() map[string]bool {
+	m := make(map[string]bool)
+	for _, w := range strings.Fields(`all analyse analyze and any array as asc asymmetric both
+		case cast check collate column constraint create current_catalog current_date
+		current_role current_time current_timestamp current_user default deferrable desc
+		distinct do else end except false fetch for foreign from grant group having in
+		initially intersect into lateral leading limit localtime localtimestamp not null
+		offset on only or order placing primary references returning select session_user
+		some symmetric system_user table then to trailing true union unique user using
+		variadic when where window with
+		authorization binary collation concurrently cross current_schema freeze full ilike
+		inner is isnull join left like natural notnull outer overlaps right similar
+		tablesample verbose`) {
+		m[w] = true
+	}
+	return m
+}()
+
+// preparedSQLByGrammar is PreparedSQLOf with PostgreSQL's grammar and scanner.
+func preparedSQLByGrammar(q string) (PreparedSQL, bool) {
 	tree, err := pg_query.Parse(q)
 	if err != nil {
 		if lx := (lexer{s: q}); lx.word() == "prepare" {

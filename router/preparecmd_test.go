@@ -98,6 +98,12 @@ func FuzzPreparedSQLOf(f *testing.F) {
 		f.Add(q)
 	}
 	f.Fuzz(func(t *testing.T, q string) {
+		if fast, ok := router.PlainExecute(q); ok {
+			// The grammar agrees, or refuses the arguments (the server will too).
+			if slow, ok := router.PreparedSQLByGrammar(q); ok && slow != fast {
+				t.Fatalf("EXECUTE %q: read %+v, grammar %+v", q, fast, slow)
+			}
+		}
 		p, ok := router.PreparedSQLOf(q)
 		if !ok {
 			return
@@ -135,5 +141,33 @@ func BenchmarkPreparedSQLOf(b *testing.B) {
 				router.PreparedSQLOf(q)
 			}
 		})
+	}
+}
+
+// TestPlainExecuteAgreesWithGrammar: the cheap reading of EXECUTE finds what the grammar
+// finds, and leaves the rest to it.
+func TestPlainExecuteAgreesWithGrammar(t *testing.T) {
+	for _, q := range []string{
+		"EXECUTE foo", "execute Foo(1, 'a')", `EXECUTE "Mixed Case" (1)`, "  /* c */ EXECUTE s -- x",
+		`EXECUTE"s"(1)`, "EXECUTE " + strings.Repeat("x", 70) + "(1)", "EXECUTE transaction", "EXECUTE execute(1)",
+	} {
+		fast, ok := router.PlainExecute(q)
+		require.True(t, ok, q)
+		slow, ok := router.PreparedSQLByGrammar(q)
+		require.True(t, ok, q)
+		require.Equal(t, slow, fast, q)
+	}
+	for _, q := range []string{
+		"EXECUTE select", "EXECUTE foo; SELECT 1", "EXECUTE ÉTÉ", "EXECUTE 1x", "EXECUTE", `EXECUTE ""`,
+		"EXECUTE foo bar", "EXECUTE foo(';')",
+	} {
+		_, ok := router.PlainExecute(q)
+		require.False(t, ok, q)
+	}
+	// Every word taken as reserved is one the grammar refuses as a statement name.
+	for w := range router.ReservedWords {
+		p, ok := router.PreparedSQLOf("PREPARE " + w + " AS SELECT 1")
+		require.True(t, ok, w)
+		require.Equal(t, router.SQLUnparsed, p.Kind, w)
 	}
 }
