@@ -144,9 +144,9 @@ func (n *Names) Deferred() [][]byte { return n.deferred }
 func (n *Names) DropDeferred() { n.deferred = n.deferred[:0] }
 
 // AnswerDeferred answers the held Parses without a server, as a server would, and drops
-// them: each maps the name, or fails if refuse refuses its name or text, or with 42P05 if the name
-// is taken, which skips the rest. It returns the replies appended to out, and whether
-// one failed. The caller holds the client's session lock.
+// them: each maps the name, or fails if refuse refuses its name or text, or with 42P05 if
+// the name is taken, which skips the rest. It returns the replies appended to out, and
+// whether one failed. The caller holds the client's session lock.
 func (n *Names) AnswerDeferred(out []byte, reg *Registry, counters *Counters, refuse func(name, query []byte) *protocol.Error) ([]byte, bool) {
 	failed := false
 	for _, msg := range n.deferred {
