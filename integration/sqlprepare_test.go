@@ -389,3 +389,17 @@ func TestSQLPrepareRouted(t *testing.T) {
 	exec1(t, ctx, conn, "DROP TABLE sqlprepare_routed_copy")
 	require.Equal(t, "6", one(t, ctx, conn, "EXECUTE cnt"))
 }
+
+// TestSQLPrepareLostOnServer: when a server loses a statement where cmpool cannot see it
+// (DEALLOCATE ALL run by a function), the EXECUTE that finds out fails with 26000, and
+// the next one prepares it again.
+func TestSQLPrepareLostOnServer(t *testing.T) {
+	_, p := proxy(t, pool.Config{DefaultPoolSize: 1})
+	ctx := ctxT(t, 60*time.Second)
+	conn := connect(t, p.URL("", ""), pgx.QueryExecModeSimpleProtocol)
+	exec1(t, ctx, conn, "PREPARE lost AS SELECT 'here'")
+	require.Equal(t, "here", one(t, ctx, conn, "EXECUTE lost"))
+	exec1(t, ctx, conn, "DO $$BEGIN EXECUTE 'DEALLOCATE ALL'; END$$")
+	failsWith(t, ctx, conn, "EXECUTE lost", "26000")
+	require.Equal(t, "here", one(t, ctx, conn, "EXECUTE lost"))
+}

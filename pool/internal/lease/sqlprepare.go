@@ -95,9 +95,9 @@ func (l *Lease) planSQLCommand(q string, msg []byte) []byte {
 }
 
 // relaySQLReply handles a server message while replies to rewritten SQL-level statements
-// are due: a CommandComplete of cmpool's own statement is dropped; an ErrorResponse or
-// a ReadyForQuery ends what was due in its Query. handled is false when the message is
-// relayed as usual. The caller holds c.client.wmu.
+// are due: a CommandComplete of cmpool's own statement is dropped; a ReadyForQuery ends
+// what was due in its Query. handled is false when the message is relayed as usual. The
+// caller holds c.client.wmu.
 func (l *Lease) relaySQLReply(fr protocol.Frame) (step relayStep, handled bool, err error) {
 	c := l.c
 	switch fr.Type {
@@ -112,12 +112,22 @@ func (l *Lease) relaySQLReply(fr protocol.Frame) (step relayStep, handled bool, 
 			return stepFailed, true, err
 		}
 		return stepHidden, true, nil
-	case 'E', 'Z':
+	case 'Z':
 		c.Mu.Lock()
 		l.sqlStmts.Answered(l.recvSeq + 1)
 		c.Mu.Unlock()
 	}
+	// An ErrorResponse goes to replyError, which ends what was due (sqlErrorLocked).
 	return stepContinue, false, nil
+}
+
+// sqlErrorLocked runs at an ErrorResponse msg while replies to rewritten statements are
+// due: the server skips the rest of the Query, so nothing more is due in it. The caller
+// holds c.mu.
+func (l *Lease) sqlErrorLocked(msg []byte) {
+	s := l.stmtScope(l.recvSeq + 1)
+	l.sqlStmts.Error(msg, s)
+	l.sqlStmts.Answered(s.Segment)
 }
 
 // refuseParse returns the error for a client's Parse (statement name, text query) that

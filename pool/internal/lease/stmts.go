@@ -75,6 +75,9 @@ func (l *Lease) replyError(msg []byte) []byte {
 	c := l.c
 	c.Mu.Lock()
 	defer c.Mu.Unlock()
+	if l.sqlStmts.Pending() {
+		l.sqlErrorLocked(msg) // sqlprepare.go
+	}
 	return l.stmts.Error(msg, l.stmtScope(l.recvSeq))
 }
 

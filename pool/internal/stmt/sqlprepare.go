@@ -1,6 +1,7 @@
 package stmt
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
@@ -110,6 +111,7 @@ const (
 	sqlDeallocated    sqlAction = iota // hidden DEALLOCATE: the server no longer has stmt
 	sqlPrepared                        // hidden PREPARE: the server has stmt
 	sqlClientPrepared                  // the client's PREPARE, shown: the server has stmt, and client maps to it
+	sqlExecuted                        // the client's EXECUTE of stmt, shown (see Error)
 )
 
 // sqlDue is a CommandComplete due for a statement cmpool rewrote, in Query segment.
@@ -149,6 +151,7 @@ func (p *SQLPlan) Command(out []byte, cmd *SQLCommand, s Scope) []byte {
 		// Spaced: a quoted name may touch the words around it (EXECUTE"s"(1)).
 		rewritten := cmd.Query[:cmd.NameStart] + " " + st.Name + " " + cmd.Query[cmd.NameEnd:]
 		if p.has(st, s) {
+			p.due = append(p.due, sqlDue{action: sqlExecuted, segment: s.Segment, stmt: st})
 			q += rewritten
 		} else {
 			p.due = append(p.due, sqlDue{action: sqlPrepared, segment: s.Segment, stmt: st})
@@ -221,6 +224,8 @@ func (p *SQLPlan) CommandComplete(s Scope) (hide bool) {
 	p.due[0] = sqlDue{}
 	p.due = p.due[1:]
 	switch d.action {
+	case sqlExecuted:
+		return false
 	case sqlDeallocated:
 		delete(s.Server.sql, d.name)
 		return true
@@ -232,6 +237,21 @@ func (p *SQLPlan) CommandComplete(s Scope) (hide bool) {
 	s.Names.setSQL(d.client, d.stmt)
 	return false
 }
+
+// Error runs at an ErrorResponse msg of segment s.Segment, before Answered. An EXECUTE
+// of a statement the server was thought to have that fails with 26000 naming it means the
+// server lost it (a DEALLOCATE ALL run where cmpool could not see it, as in a function):
+// the record goes, so that the next EXECUTE prepares it again. The client gets the error.
+func (p *SQLPlan) Error(msg []byte, s Scope) {
+	if len(p.due) == 0 || p.due[0].segment != s.Segment || p.due[0].action != sqlExecuted ||
+		!bytes.Contains(msg, undefinedStatementCode) || !bytes.Contains(msg, []byte(p.due[0].stmt.Name)) {
+		return
+	}
+	delete(s.Server.sql, p.due[0].stmt.Name)
+}
+
+// undefinedStatementCode is the SQLSTATE field of invalid_sql_statement_name (26000).
+var undefinedStatementCode = []byte("C26000\x00")
 
 // Answered drops what is still due in segments up to seg: an ErrorResponse or the
 // ReadyForQuery of seg came, so those statements did not run.

@@ -62,7 +62,25 @@ func TestSQLPlanPrepareAndExecute(t *testing.T) {
 	exec := &stmt.SQLCommand{Query: `EXECUTE"s"(1)`, Client: "s", Stmt: st, NameStart: 7, NameEnd: 10}
 	q = queryText(t, a.plan.Command(nil, exec, a.scope(server, 2)))
 	require.Equal(t, "EXECUTE "+st.Name+" (1)", q)
+	require.False(t, a.plan.CommandComplete(a.scope(server, 2)), "the EXECUTE's reply is shown")
+	a.plan.Answered(2)
 	require.False(t, a.plan.Pending())
+
+	// The server lost it where cmpool could not see (DEALLOCATE ALL in a function): the
+	// EXECUTE's 26000 naming it drops the record, and the next EXECUTE prepares it again.
+	a.plan.Command(nil, exec, a.scope(server, 5))
+	a.plan.Error(errorResponse("42601", "syntax error"), a.scope(server, 5))
+	require.True(t, server.HasSQL(st), "another error says nothing of the statement")
+	a.plan.Error(errorResponse("26000", `prepared statement "`+st.Name+`" does not exist`), a.scope(server, 5))
+	a.plan.Answered(5)
+	require.False(t, server.HasSQL(st))
+	q = queryText(t, a.plan.Command(nil, exec, a.scope(server, 6)))
+	require.Equal(t, st.Prepare+";\nEXECUTE "+st.Name+" (1)", q)
+	a.plan.Answered(6)
+	server.Clear()
+	a.plan.Command(nil, &stmt.SQLCommand{Prepare: true, Client: "s", Stmt: st}, a.scope(server, 7))
+	a.plan.CommandComplete(a.scope(server, 7))
+	a.plan.Answered(7)
 
 	// On another server: prepared first, its CommandComplete hidden.
 	other := stmt.NewPrepared(0)
