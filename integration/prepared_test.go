@@ -181,19 +181,6 @@ func TestDeallocateAndDiscard(t *testing.T) {
 	require.NoError(t, err)
 }
 
-func TestSQLPrepareRefusedInTransactionMode(t *testing.T) {
-	_, p := proxy(t, pool.Config{})
-	ctx := ctxT(t, 30*time.Second)
-	conn := connect(t, p.URL("", ""), pgx.QueryExecModeSimpleProtocol)
-	_, err := conn.Exec(ctx, "prepare q as select 1")
-	require.Equal(t, "0A000", pgCode(err), "got %v", err)
-	require.Contains(t, err.Error(), "PREPARE is not supported in transaction pooling mode")
-	_, err = conn.Exec(ctx, "execute q")
-	require.Equal(t, "0A000", pgCode(err))
-	var n int
-	require.NoError(t, conn.QueryRow(ctx, "select 1").Scan(&n))
-}
-
 func TestPreparedStatementsShareAndEvict(t *testing.T) {
 	_, p := proxy(t, pool.Config{DefaultPoolSize: 1, MaxPreparedStatements: 3})
 	ctx := ctxT(t, 30*time.Second)

@@ -1,12 +1,10 @@
 package pool
 
 import (
-	"fmt"
-	"strings"
-
 	"github.com/jackc/pgx/v5/pgproto3"
 
 	"github.com/cmlite/cmpool/pool/internal/lease"
+	"github.com/cmlite/cmpool/pool/internal/stmt"
 	"github.com/cmlite/cmpool/protocol"
 	"github.com/cmlite/cmpool/router"
 )
@@ -14,9 +12,10 @@ import (
 // This file answers the SQL commands that manage prepared statements and session state
 // where pooling changes their meaning.
 
-// simpleCommand answers DEALLOCATE, DISCARD ALL and SQL PREPARE/EXECUTE where pooling
-// changes their meaning, and refuses LISTEN and temporary objects outside session mode. It
-// reports whether the query was handled here.
+// simpleCommand answers DEALLOCATE and DISCARD ALL where pooling changes their meaning,
+// judges SQL PREPARE and EXECUTE (which go on to a server, rewritten), and refuses LISTEN
+// and temporary objects outside session mode. It reports whether the query was handled
+// here.
 func (c *clientSession) simpleCommand(q string) (bool, error) {
 	kind, name := router.CommandOf(q)
 	sessionMode := c.Mode == lease.Session
@@ -37,6 +36,14 @@ func (c *clientSession) simpleCommand(q string) (bool, error) {
 	}
 	switch kind {
 	default:
+		if sessionMode {
+			return false, nil
+		}
+		// EXPLAIN … EXECUTE, CREATE TABLE … AS EXECUTE, several statements naming
+		// prepared statements: see JudgePreparedSQL.
+		if pe := c.JudgePreparedSQL(q); pe != nil {
+			return true, c.ReplyLocally(protocol.AppendErrorResponse(nil, pe))
+		}
 		return false, nil
 	case router.CommandListen, router.CommandUnlisten, router.CommandUnlistenAll:
 		if sessionMode {
@@ -47,10 +54,11 @@ func (c *clientSession) simpleCommand(q string) (bool, error) {
 		if sessionMode {
 			return false, nil
 		}
-		pe := protocol.NewError(protocol.CodeFeatureNotSupported,
-			fmt.Sprintf("SQL-level %s is not supported in %s pooling mode", strings.ToUpper(q[:strings.IndexAny(q+" ", " \t\n(")]), c.Mode))
-		pe.Hint = "use protocol-level prepared statements (Parse/Bind, as drivers do), which cmpool maps across server connections, or pool_mode = session"
-		reply = protocol.AppendErrorResponse(nil, pe)
+		// Rewritten to cmpool's statement names when sent (pool/internal/lease/sqlprepare.go).
+		if pe := c.JudgePreparedSQL(q); pe != nil {
+			return true, c.ReplyLocally(protocol.AppendErrorResponse(nil, pe))
+		}
+		return false, nil
 	case router.CommandDeallocate:
 		c.Mu.Lock()
 		known := c.Stmts.Forget(name)
@@ -59,7 +67,7 @@ func (c *clientSession) simpleCommand(q string) (bool, error) {
 			if sessionMode {
 				return false, nil // an SQL-level statement of the session's own
 			}
-			reply = protocol.AppendErrorResponse(nil, protocol.NewError("26000", fmt.Sprintf("prepared statement %q does not exist", name)))
+			reply = protocol.AppendErrorResponse(nil, stmt.NotFound(name))
 		} else {
 			reply, _ = (&pgproto3.CommandComplete{CommandTag: []byte("DEALLOCATE")}).Encode(nil)
 		}

@@ -115,7 +115,7 @@ func (c *clientSession) queryFor(typ byte, msg []byte) (q string, ok bool) {
 	body := msg[protocol.HeaderLen:]
 	switch typ {
 	case 'Q':
-		return c.Texts.Text(lease.QueryText(msg)), true
+		return c.RouteText(c.Texts.Text(lease.QueryText(msg))), true // EXECUTE: what it runs
 	case 'P':
 		_, query, _, ok := protocol.ParseParse(body)
 		if !ok {

@@ -56,8 +56,13 @@ def main():
     for i in range(1, 11):
         n = one(cur, f"select count(*) from {table} where id <= %s", (i,))
         assert n == i, f"count of ids <= {i} is {n} (read-your-writes)"
-    # SQL-level PREPARE is refused in transaction mode; the connection keeps working.
-    expect_error(cur, "prepare drv_p as select 1", psycopg2.errorcodes.FEATURE_NOT_SUPPORTED)
+    # SQL-level PREPARE works in transaction mode: the name is this client's, on any server.
+    cur.execute("prepare drv_p (int) as select $1 + 1")
+    for i in range(5):
+        assert one(cur, f"execute drv_p({i})") == i + 1
+    expect_error(cur, "prepare drv_p as select 1", psycopg2.errorcodes.DUPLICATE_PREPARED_STATEMENT)
+    cur.execute("deallocate drv_p")
+    expect_error(cur, "execute drv_p(1)", psycopg2.errorcodes.INVALID_SQL_STATEMENT_NAME)
     assert one(cur, "select 1") == 1
 
     # A transaction rolled back: its row is visible inside it and gone afterwards.

@@ -71,6 +71,10 @@ type Client struct {
 	out   []byte    // scratch for rewritten messages
 	Texts TextCache // the statement texts converted last; the client goroutine's only
 
+	// SQLCommand is the SQL-level PREPARE or EXECUTE judged for the query being sent
+	// (JudgePreparedSQL), or nil. The client goroutine's only.
+	SQLCommand *stmt.SQLCommand
+
 	Mu   sync.Mutex // guards the lease and the fields marked so; see client for the lock order
 	Idle *sync.Cond // on mu; signalled at every ReadyForQuery, and when a lease is open again or over
 	// Lease is the server held now, or nil. Guarded by mu; the client goroutine sets it

@@ -77,6 +77,9 @@ type Lease struct {
 	// hiddenBegin: a deferred BEGIN was sent first on this lease and its replies are
 	// still due; the relay drops them.
 	hiddenBegin bool
+	// sqlStmts: the replies due to SQL-level PREPARE and EXECUTE rewritten on this lease
+	// (sqlprepare.go).
+	sqlStmts stmt.SQLPlan
 	// restoreSeg is the Sync segment after which the startup values of the parameters in
 	// restore are set again (restoreStartup); 0 if none. restoreFailed: that segment
 	// failed, so nothing was reset.

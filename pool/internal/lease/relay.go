@@ -197,10 +197,15 @@ func (l *Lease) relayOne(fr protocol.Frame) (relayStep, byte, error) {
 	sc := l.sc
 	l.sentBytes += int64(protocol.HeaderLen + fr.BodyLen)
 	c.Mu.Lock()
-	hidden := l.hiddenBegin
+	hidden, sqlDue := l.hiddenBegin, l.sqlStmts.Pending()
 	c.Mu.Unlock()
 	if hidden {
 		if step, handled, err := l.relayHiddenBegin(fr); handled {
+			return step, 0, err
+		}
+	}
+	if sqlDue {
+		if step, handled, err := l.relaySQLReply(fr); handled {
 			return step, 0, err
 		}
 	}

@@ -106,9 +106,10 @@ func (c *Client) send(l *Lease, msg []byte) error {
 		l.sc.Prepared.ForgetUnnamed() // a simple query replaces the unnamed statement
 		if c.Mode != Session {
 			q := c.Texts.Text(QueryText(msg))
-			t := withSettingEffects(c.Host.Classifier(), q, traitsOf(q))
+			tq := c.traitsText(q) // an EXECUTE is judged by what it runs (sqlprepare.go)
+			t := withSettingEffects(c.Host.Classifier(), tq, traitsOf(tq))
 			// A temporary object pins; judged once (SessionStateRefusal judged it first).
-			temp := c.Pin.On && !c.pinReserved && t.MentionsTemp && c.tempObjectOf(q) != ""
+			temp := c.Pin.On && !c.pinReserved && (t.MentionsTemp || tq != q) && c.tempObjectOf(q) != ""
 			var warn, refused bool
 			c.Mu.Lock()
 			if refused = l.refusePinLocked(&t, temp); !refused {
@@ -127,11 +128,14 @@ func (c *Client) send(l *Lease, msg []byte) error {
 				l.scheduleRestore(t.Resets, l.sentSeq)
 			}
 			c.Mu.Unlock()
-			if refused {
-				out = pinRefusalQuery(c.Pin.Group.refusal())
-			}
 			if warn {
 				_ = c.Conn.WriteLocal(c.Mode.sessionBoundWarning())
+			}
+			if refused {
+				c.SQLCommand = nil
+				out = pinRefusalQuery(c.Pin.Group.refusal())
+			} else if c.SQLCommand != nil {
+				out = l.planSQLCommand(q, msg) // sqlprepare.go
 			}
 		} else if q := c.Texts.Text(QueryText(msg)); q != "" {
 			kind, name := router.CommandOf(q)

@@ -38,6 +38,9 @@ func (l *Lease) planExtended(msg []byte, out []byte) (_ []byte, warn bool, err e
 			if what := TempObjectOf(query); what != "" {
 				return l.stmts.Refuse(out, name, c.Mode.RefuseTempObject(what), s), false, nil
 			}
+			if pe := c.refuseParse(name, query); pe != nil {
+				return l.stmts.Refuse(out, name, pe, s), false, nil
+			}
 		}
 	}
 	out, traits, err := l.stmts.Message(out, msg, s)
@@ -83,6 +86,9 @@ func (l *Lease) replyError(msg []byte) []byte {
 	c := l.c
 	c.Mu.Lock()
 	defer c.Mu.Unlock()
+	if l.sqlStmts.Pending() {
+		l.sqlErrorLocked(msg) // sqlprepare.go
+	}
 	return l.stmts.Error(msg, l.stmtScope(l.recvSeq))
 }
 
@@ -100,11 +106,14 @@ func (c *Client) DeferParse(msg []byte) bool {
 // gets ReadyForQuery.
 func (c *Client) AnswerDeferred(sync bool) error {
 	c.Mu.Lock()
-	out, failed := c.Stmts.AnswerDeferred(nil, c.Host.Statements(), c.Host.StatementCounters(), func(query []byte) *protocol.Error {
-		if what := TempObjectOf(query); what != "" && c.Mode != Session && !c.Pin.On {
+	out, failed := c.Stmts.AnswerDeferred(nil, c.Host.Statements(), c.Host.StatementCounters(), func(name, query []byte) *protocol.Error {
+		if c.Mode == Session {
+			return nil
+		}
+		if what := TempObjectOf(query); what != "" && !c.Pin.On {
 			return c.Mode.RefuseTempObject(what)
 		}
-		return nil
+		return c.refuseParse(name, query)
 	})
 	c.Mu.Unlock()
 	if failed && !sync {

@@ -50,10 +50,10 @@ func TraitsOf(q string) Traits {
 		}
 	case router.CommandResetAll:
 		t.Track = []string{"*"}
-	case router.CommandListen, router.CommandPrepare:
-		// Answered by cmpool as simple queries (LISTEN) or refused (PREPARE); through the
-		// extended protocol they reach the server, so the server is reset before anyone
-		// else gets it.
+	case router.CommandListen:
+		// Answered by cmpool as a simple query; through the extended protocol it reaches
+		// the server, so the server is reset before anyone else gets it. (SQL PREPARE is
+		// mapped to cmpool's statement names, or refused through the extended protocol.)
 		t.SessionBound = true
 		return t
 	}

@@ -25,7 +25,7 @@ func TestTraitsOf(t *testing.T) {
 		{q: "RESET ALL", track: []string{"*"}},
 		{q: "SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY", track: router.CharacteristicsParams},
 		{q: "LISTEN ch", sessionBound: true},
-		{q: "PREPARE p AS SELECT 1", sessionBound: true},
+		{q: "PREPARE p AS SELECT 1"}, // mapped to cmpool's statement names (stmt/sqlprepare.go)
 		{q: "SELECT pg_advisory_lock(1)", sessionBound: true},
 		{q: "CREATE TEMP TABLE t (a int) ON COMMIT DROP", temp: true},
 	} {

@@ -21,6 +21,9 @@ type Names struct {
 	// 0 until first needed.
 	id     uint64
 	byName map[string]*Stmt
+	// sql are the statements the client prepared with SQL PREPARE (sqlprepare.go); their
+	// names share the namespace of byName's, as on a server.
+	sql map[string]*SQLStmt
 	// unnamed is the client's last Parse of the unnamed statement (the whole message),
 	// and unnamedGen counts those Parses. unnamedTraits are what the registry's judge
 	// said of unnamedText, the text of the unnamed statement.
@@ -63,12 +66,17 @@ func (n *Names) set(name string, s *Stmt) {
 // prepared.
 func (n *Names) Forget(name string) bool {
 	_, known := n.byName[name]
+	_, knownSQL := n.sql[name]
 	delete(n.byName, name)
-	return known
+	delete(n.sql, name)
+	return known || knownSQL
 }
 
 // ForgetAll drops every named statement of the client (DEALLOCATE ALL, DISCARD ALL).
-func (n *Names) ForgetAll() { clear(n.byName) }
+func (n *Names) ForgetAll() {
+	clear(n.byName)
+	clear(n.sql)
+}
 
 // Query returns the text a Bind or Describe of the client's statement name runs: that
 // of the unnamed statement, of a named one, or of a named Parse held back. A named
@@ -136,19 +144,19 @@ func (n *Names) Deferred() [][]byte { return n.deferred }
 func (n *Names) DropDeferred() { n.deferred = n.deferred[:0] }
 
 // AnswerDeferred answers the held Parses without a server, as a server would, and drops
-// them: each maps the name, or fails if refuse refuses its text or with 42P05 if the name
-// is taken, which skips the rest. It returns the replies appended to out, and whether
-// one failed. The caller holds the client's session lock.
-func (n *Names) AnswerDeferred(out []byte, reg *Registry, counters *Counters, refuse func(query []byte) *protocol.Error) ([]byte, bool) {
+// them: each maps the name, or fails if refuse refuses its name or text, or with 42P05 if
+// the name is taken, which skips the rest. It returns the replies appended to out, and
+// whether one failed. The caller holds the client's session lock.
+func (n *Names) AnswerDeferred(out []byte, reg *Registry, counters *Counters, refuse func(name, query []byte) *protocol.Error) ([]byte, bool) {
 	failed := false
 	for _, msg := range n.deferred {
 		name, query, types, _ := protocol.ParseParse(msg[protocol.HeaderLen:])
-		if pe := refuse(query); pe != nil {
+		if pe := refuse(name, query); pe != nil {
 			out = protocol.AppendErrorResponse(out, pe)
 			failed = true
 			break
 		}
-		if _, taken := n.byName[string(name)]; taken {
+		if n.Has(string(name)) {
 			out = protocol.AppendErrorResponse(out, protocol.NewError("42P05", fmt.Sprintf("prepared statement %q already exists", name)))
 			failed = true
 			break

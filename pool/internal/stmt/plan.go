@@ -180,8 +180,10 @@ func (p *Plan) Message(out, msg []byte, s Scope) (_ []byte, traits *session.Trai
 			s.Server.unnamedOwner = 0
 		}
 		if body[0] == 'S' && len(name) > 0 {
-			// The server's copy may serve other clients: only the mapping goes.
+			// The server's copy may serve other clients: only the mapping goes (an SQL-level
+			// statement's too, as a server's Close drops either).
 			delete(n.byName, string(name))
+			delete(n.sql, string(name))
 			return protocol.AppendClose(out, 'S', noopStmtName), nil, nil
 		}
 		return append(out, msg...), nil, nil

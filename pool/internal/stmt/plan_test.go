@@ -267,7 +267,7 @@ func TestNamesDeferredParses(t *testing.T) {
 	n.Defer(parse("s2", "CREATE TEMP TABLE x ()"))
 	n.Defer(parse("s3", "SELECT 3"))
 	counters := new(stmt.Counters)
-	refuse := func(q []byte) *protocol.Error {
+	refuse := func(_, q []byte) *protocol.Error {
 		if strings.Contains(string(q), "TEMP") {
 			return protocol.NewError(protocol.CodeFeatureNotSupported, "no")
 		}

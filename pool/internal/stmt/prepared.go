@@ -19,6 +19,8 @@ type Prepared struct {
 	// unnamedOwner is the id of the Names whose unnamed statement (of generation
 	// unnamedGen) the server holds, or 0.
 	unnamedOwner, unnamedGen uint64
+	// sql are the server-side names of the SQL-level statements it has (sqlprepare.go).
+	sql map[string]struct{}
 }
 
 // Len is the number of statements prepared, safe to call from any goroutine.
@@ -80,6 +82,7 @@ func (l *Prepared) Clear() {
 	clear(l.byName)
 	l.size.Store(0)
 	l.unnamedOwner = 0
+	clear(l.sql)
 }
 
 // ForgetUnnamed records that the server's unnamed statement is no client's, after a
