@@ -29,13 +29,14 @@ func (l *Lease) stmtScope(seg uint64) stmt.Scope {
 
 // planExtended returns, appended to out, what to send the server for the client's Parse,
 // Bind, Describe or Close msg, and records the replies to expect. Outside session mode a
-// Parse that creates a temporary object is refused in its place. The caller holds c.mu.
+// Parse that creates a temporary object (with pinning off), or that names a statement
+// the client prepared with SQL PREPARE, is refused in its place. The caller holds c.mu.
 func (l *Lease) planExtended(msg []byte, out []byte) (_ []byte, warn bool, err error) {
 	c := l.c
 	s := l.stmtScope(l.sentSeq)
-	if msg[0] == 'P' && c.Mode != Session && !c.Pin.On {
+	if msg[0] == 'P' && c.Mode != Session {
 		if name, query, _, ok := protocol.ParseParse(msg[protocol.HeaderLen:]); ok {
-			if what := TempObjectOf(query); what != "" {
+			if what := TempObjectOf(query); what != "" && !c.Pin.On {
 				return l.stmts.Refuse(out, name, c.Mode.RefuseTempObject(what), s), false, nil
 			}
 			if pe := c.refuseParse(name, query); pe != nil {
