@@ -252,17 +252,6 @@ func (r *routing) readLSN(ctx context.Context, rs *router.ReplicaSet, database, 
 		return min, nil
 	}
 	lsn, err := r.resolveWrites(ctx, rs, wrote)
-	if err != nil {
-		// The primary cannot say where it is: it is down, or being failed over, and a read
-		// sent there would fail too. What the replicas had received from it after the
-		// writes is the bound instead (router.ReceivedLSNSince).
-		wctx, cancel := context.WithTimeout(ctx, r.srv.conf().ServerConnectTimeout)
-		received, ok := rs.ReceivedLSNSince(wctx, wrote)
-		cancel()
-		if ok {
-			return max(min, received), nil
-		}
-	}
 	return max(min, lsn), err
 }
 

@@ -132,50 +132,5 @@ func (rs *ReplicaSet) ReceivedLSN() LSN {
 	return out
 }
 
-// ReceivedLSNSince returns, once a check that began at or after since has answered, the
-// largest pg_last_wal_receive_lsn() it read from a replica in recovery. It is the bound a
-// read of the writes made before since falls back on when the primary cannot say where it
-// is (it is down, or being failed over): everything the replicas had received from it by
-// then, which with synchronous replication holds every commit acknowledged before since.
-// It waits for such a check (and asks the monitor for one) until ctx ends; ok is false
-// then, or when no replica in recovery answers.
-func (rs *ReplicaSet) ReceivedLSNSince(ctx context.Context, since time.Time) (lsn LSN, ok bool) {
-	received := func() (LSN, bool) {
-		rs.mu.Lock()
-		defer rs.mu.Unlock()
-		var out LSN
-		var seen bool
-		for _, r := range rs.replicas {
-			if r.role == RoleReplica && !r.receiveAt.Before(since) {
-				out, seen = max(out, r.receiveLSN), true
-			}
-		}
-		return out, seen
-	}
-	if lsn, ok := received(); ok {
-		return lsn, true
-	}
-	// The monitor checks the replicas every waitPollInterval while someone waits.
-	rs.waiters.Add(1)
-	defer rs.waiters.Add(-1)
-	select {
-	case rs.wake <- struct{}{}:
-	default:
-	}
-	tick := time.NewTicker(waitPollInterval / 2)
-	defer tick.Stop()
-	for !rs.view.Load().closed {
-		select {
-		case <-ctx.Done():
-			return 0, false
-		case <-tick.C:
-		}
-		if lsn, ok := received(); ok {
-			return lsn, true
-		}
-	}
-	return 0, false
-}
-
 // PrimaryLSNReads counts the reads of the primary's position PrimaryLSNAfter has sent.
 func (rs *ReplicaSet) PrimaryLSNReads() int64 { return rs.lsnReads.Load() }

@@ -138,9 +138,6 @@ func (rs *ReplicaSet) checkRound(ctx context.Context, withPrimary bool) (promote
 		rs.applyPrimaryLocked(pc, start)
 	}
 	for _, r := range rs.replicas {
-		if r.due && r.res.err == nil {
-			r.receiveAt = start
-		}
 		if r.due && rs.applyLocked(r, now) {
 			promoted = append(promoted, r.index)
 		}

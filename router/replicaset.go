@@ -217,7 +217,6 @@ type replica struct {
 	lastErr     string
 	replayLSN   LSN
 	receiveLSN  LSN
-	receiveAt   time.Time // when the check that read receiveLSN began
 	lagBytes    int64
 	lagTime     time.Duration
 	caughtUpAt  time.Time // the last time the replica was seen caught up with the primary; zero if unknown
