@@ -199,8 +199,13 @@ func runFault(t *testing.T, fc faultCase) {
 		require.Eventually(t, func() bool { return f.l.readsAfter(time.Now().Add(-time.Second), true) > 0 },
 			60*time.Second, 100*time.Millisecond, "reads never went back to the replica; errors %s", f.l.errorSummary())
 	}
-	// Reads kept being served by the survivors while the fault lasted.
-	require.Positive(t, f.l.readsAfter(f.start, false)-f.l.readsAfter(f.repaired, false), "no read was served during the fault")
+	// Reads kept being served by the survivors while the fault lasted. Not while the
+	// primary is dead and not yet replaced: every read of the workload follows a write of
+	// the same user, and no replica can be shown to hold that write without the primary's
+	// position (docs/routing.md), so those reads fail with the primary.
+	if !fc.noReplicaAfter {
+		require.Positive(t, f.l.readsAfter(f.start, false)-f.l.readsAfter(f.repaired, false), "no read was served during the fault")
+	}
 	time.Sleep(time.Second)
 	f.l.halt()
 
