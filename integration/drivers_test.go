@@ -124,29 +124,11 @@ func TestDrivers(t *testing.T) {
 	cases := []driverCase{
 		{name: "psycopg2", table: "drv_psycopg2", copies: true,
 			cmd: func(t *testing.T, p *integration.Proxy, table string) *exec.Cmd {
-				out, err := exec.Command(systemPython, "-c", "import psycopg2").CombinedOutput()
-				if err != nil {
-					err = fmt.Errorf("%w: %s", err, out)
-				}
-				driverNeeds(t, err, "psycopg2 for "+systemPython+" (Debian python3-psycopg2)")
-				return exec.Command(systemPython, filepath.Join("drivers", "psycopg2_workload.py"), p.URL("", ""), table)
+				return psycopg2Command(t, "psycopg2_workload.py", p.URL("", ""), table)
 			}},
 		{name: "node-pg", table: "drv_node_pg",
 			cmd: func(t *testing.T, p *integration.Proxy, table string) *exec.Cmd {
-				node, err := exec.LookPath("node")
-				driverNeeds(t, err, "node")
-				npm, err := exec.LookPath("npm")
-				driverNeeds(t, err, "npm")
-				dir := filepath.Join("drivers", "node")
-				if _, err := os.Stat(filepath.Join(dir, "node_modules", "pg")); err != nil {
-					npmCI := exec.Command(npm, "ci", "--no-audit", "--no-fund")
-					npmCI.Dir = dir
-					out, err := npmCI.CombinedOutput()
-					require.NoError(t, err, "npm ci in %s: %s", dir, out)
-				}
-				cmd := exec.Command(node, "workload.js", p.URL("", ""), table)
-				cmd.Dir = dir
-				return cmd
+				return nodePgCommand(t, "workload.js", p.URL("", ""), table)
 			}},
 		{name: "prisma", table: "drv_prisma", cmd: prisma("")},
 		{name: "prisma-named", table: "drv_prisma_named", cmd: prisma("named")},
@@ -187,6 +169,37 @@ func TestDrivers(t *testing.T) {
 			require.Zero(t, rolledBack, "the rolled-back row exists")
 		})
 	}
+}
+
+// psycopg2Command returns the command that runs the psycopg2 program drivers/script with
+// args, or skips (fails in CI) t when psycopg2 is missing.
+func psycopg2Command(t *testing.T, script string, args ...string) *exec.Cmd {
+	out, err := exec.Command(systemPython, "-c", "import psycopg2").CombinedOutput()
+	if err != nil {
+		err = fmt.Errorf("%w: %s", err, out)
+	}
+	driverNeeds(t, err, "psycopg2 for "+systemPython+" (Debian python3-psycopg2)")
+	return exec.Command(systemPython, append([]string{filepath.Join("drivers", script)}, args...)...)
+}
+
+// nodePgCommand returns the command that runs the node-postgres program drivers/node/script
+// with args, installing pg from the lock file first if needed; it skips (fails in CI) t
+// when node or npm is missing.
+func nodePgCommand(t *testing.T, script string, args ...string) *exec.Cmd {
+	node, err := exec.LookPath("node")
+	driverNeeds(t, err, "node")
+	npm, err := exec.LookPath("npm")
+	driverNeeds(t, err, "npm")
+	dir := filepath.Join("drivers", "node")
+	if _, err := os.Stat(filepath.Join(dir, "node_modules", "pg")); err != nil {
+		npmCI := exec.Command(npm, "ci", "--no-audit", "--no-fund")
+		npmCI.Dir = dir
+		out, err := npmCI.CombinedOutput()
+		require.NoError(t, err, "npm ci in %s: %s", dir, out)
+	}
+	cmd := exec.Command(node, append([]string{script}, args...)...)
+	cmd.Dir = dir
+	return cmd
 }
 
 // driverNeeds skips t when err says a driver or runtime is missing, or fails it in CI.

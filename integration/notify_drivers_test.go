@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -31,28 +30,10 @@ func TestListenNotifyDrivers(t *testing.T) {
 		cmd  func(t *testing.T, channels ...string) *exec.Cmd
 	}{
 		{"psycopg2", func(t *testing.T, channels ...string) *exec.Cmd {
-			out, err := exec.Command(systemPython, "-c", "import psycopg2").CombinedOutput()
-			if err != nil {
-				err = fmt.Errorf("%w: %s", err, out)
-			}
-			driverNeeds(t, err, "psycopg2 for "+systemPython+" (Debian python3-psycopg2)")
-			return exec.Command(systemPython, append([]string{filepath.Join("drivers", "psycopg2_notify.py"), p.URL("", "")}, channels...)...)
+			return psycopg2Command(t, "psycopg2_notify.py", append([]string{p.URL("", "")}, channels...)...)
 		}},
 		{"node-pg", func(t *testing.T, channels ...string) *exec.Cmd {
-			node, err := exec.LookPath("node")
-			driverNeeds(t, err, "node")
-			npm, err := exec.LookPath("npm")
-			driverNeeds(t, err, "npm")
-			dir := filepath.Join("drivers", "node")
-			if _, err := os.Stat(filepath.Join(dir, "node_modules", "pg")); err != nil {
-				npmCI := exec.Command(npm, "ci", "--no-audit", "--no-fund")
-				npmCI.Dir = dir
-				out, err := npmCI.CombinedOutput()
-				require.NoError(t, err, "npm ci in %s: %s", dir, out)
-			}
-			cmd := exec.Command(node, append([]string{"notify.js", p.URL("", "")}, channels...)...)
-			cmd.Dir = dir
-			return cmd
+			return nodePgCommand(t, "notify.js", append([]string{p.URL("", "")}, channels...)...)
 		}},
 	}
 	for _, dc := range cases {
