@@ -3,6 +3,7 @@ package pool
 import (
 	"errors"
 	"net"
+	"runtime/debug"
 	"syscall"
 	"time"
 
@@ -150,19 +151,38 @@ func (c *clientSession) afterPark() {
 	c.RestoreReadDeadline()
 }
 
+// Returning memory after many clients parked: their goroutines' stacks are free, but the
+// runtime gives free memory back to the system only slowly. When at least releaseAfterParked
+// more clients are parked than at the last release, and releaseEvery has passed since, the
+// sweeper returns it at once (debug.FreeOSMemory: a collection, then the release). It
+// happens after a burst of logins has gone idle, not in steady traffic.
+const (
+	releaseAfterParked = 2000
+	releaseEvery       = 30 * time.Second
+)
+
 // parkIdle is the sweeper: every half ParkIdleAfter it asks the clients idle for that long
 // to park. It ends with the server.
 func (s *Server) parkIdle(after time.Duration) {
 	tick := time.NewTicker(max(after/2, 10*time.Millisecond))
 	defer tick.Stop()
 	var ready []*clientSession
+	releasedAt, releasedParked := time.Time{}, 0
 	for {
 		select {
 		case <-s.ctx.Done():
 			return
 		case <-tick.C:
 		}
+		if n := s.parker.Len(); n < releasedParked {
+			releasedParked = n
+		} else if n-releasedParked >= releaseAfterParked && len(ready) == 0 && time.Since(releasedAt) >= releaseEvery {
+			// The last sweep asked nobody to park: the burst is parked.
+			debug.FreeOSMemory()
+			releasedAt, releasedParked = time.Now(), n
+		}
 		now := lease.Nanotime()
+		clear(ready)
 		ready = ready[:0]
 		s.mu.Lock()
 		for c := range s.conns {
@@ -179,6 +199,5 @@ func (s *Server) parkIdle(after time.Duration) {
 			c.parkReq.Store(true)
 			_ = c.Conn.Net.(*wakeConn).Conn.SetReadDeadline(past)
 		}
-		clear(ready)
 	}
 }
