@@ -20,7 +20,7 @@ import (
 
 const (
 	idleDialers  = 64               // connections being opened at once
-	idleSettle   = 2 * time.Second  // wait before reading the RSS, so that the proxy is done with the logins
+	idleSettle   = 5 * time.Second  // wait before reading the RSS: the proxy is done with the logins, and cmpool has parked the idle clients
 	idleDeadline = 60 * time.Second // bound on one connection's login
 )
 
