@@ -481,9 +481,20 @@ func TestPinSessionStateOffForDatabase(t *testing.T) {
 	require.Eventually(t, func() bool { return !advisoryHeld(t, ctx, d, 5) }, 20*time.Second, 50*time.Millisecond,
 		"the server was reset after the transaction")
 
+	// LISTEN and SQL PREPARE / EXECUTE are off with it, as before they worked in
+	// transaction mode.
+	for _, q := range []string{"listen nopin_ch", "prepare nopin_s as select 1", "execute nopin_s"} {
+		_, err = a.Exec(ctx, q)
+		require.Equal(t, "0A000", pgCode(err), "%s: got %v", q, err)
+	}
+
 	b, bWarnings := connectNotices(t, p.URL("", ""))
 	_, err = b.Exec(ctx, "create temp table nopin_t(x int)")
 	require.NoError(t, err, "pinning is on for the other database")
+	for _, q := range []string{"listen nopin_ch", "prepare nopin_s as select 1", "execute nopin_s", "unlisten *", "deallocate nopin_s"} {
+		_, err = b.Exec(ctx, q)
+		require.NoError(t, err, q)
+	}
 	_, err = b.Exec(ctx, "select pg_advisory_lock(5)")
 	require.NoError(t, err)
 	require.Empty(t, bWarnings())

@@ -1,6 +1,8 @@
 package pool
 
 import (
+	"fmt"
+
 	"github.com/jackc/pgx/v5/pgproto3"
 
 	"github.com/cmlite/cmpool/pool/internal/lease"
@@ -49,10 +51,20 @@ func (c *clientSession) simpleCommand(q string) (bool, error) {
 		if sessionMode {
 			return false, nil
 		}
+		if kind == router.CommandListen && !c.Pin.On {
+			return true, c.ReplyLocally(protocol.AppendErrorResponse(nil, sessionFeatureOff("LISTEN", c.Mode)))
+		}
 		return true, c.listenCommand(kind, name)
 	case router.CommandPrepare, router.CommandExecute:
 		if sessionMode {
 			return false, nil
+		}
+		if !c.Pin.On {
+			what := "PREPARE"
+			if kind == router.CommandExecute {
+				what = "EXECUTE"
+			}
+			return true, c.ReplyLocally(protocol.AppendErrorResponse(nil, sessionFeatureOff("SQL-level "+what, c.Mode)))
 		}
 		// Rewritten to cmpool's statement names when sent (pool/internal/lease/sqlprepare.go).
 		if pe := c.JudgePreparedSQL(q); pe != nil {
@@ -96,6 +108,16 @@ func (c *clientSession) simpleCommand(q string) (bool, error) {
 		reply = append(reply, statuses...)
 	}
 	return true, c.ReplyLocally(reply)
+}
+
+// sessionFeatureOff is the error for a session feature (LISTEN, SQL PREPARE and EXECUTE)
+// used in mode on a database with pin_session_state = false, which turns them off as it
+// turns off pinning.
+func sessionFeatureOff(what string, mode lease.Mode) *protocol.Error {
+	pe := protocol.NewError(protocol.CodeFeatureNotSupported,
+		fmt.Sprintf("%s is not supported in %s pooling mode with pin_session_state = false", what, mode))
+	pe.Hint = "set pin_session_state = true (the default) for this database, or use pool_mode = session"
+	return pe
 }
 
 // discardSettings returns the session's settings to their startup values for DISCARD
