@@ -133,6 +133,14 @@ var errPortInUse = errors.New("port in use")
 func (c *Cluster) startServer(ctx context.Context, n *Node) error {
 	logStart := fileSize(n.LogFile)
 	_, err := c.run(ctx, "pg_ctl", "start", "-D", n.DataDir, "-l", n.LogFile, "-w", "-t", waitSeconds(ctx))
+	// After a kill -9, a backend the postmaster was forking as it died can outlive it for a
+	// moment, attached to the old shared memory: PostgreSQL refuses to start until it exits.
+	for try := 0; err != nil && try < 20 && ctx.Err() == nil &&
+		strings.Contains(logTail(n.LogFile, logStart), "pre-existing shared memory block"); try++ {
+		time.Sleep(250 * time.Millisecond)
+		logStart = fileSize(n.LogFile)
+		_, err = c.run(ctx, "pg_ctl", "start", "-D", n.DataDir, "-l", n.LogFile, "-w", "-t", waitSeconds(ctx))
+	}
 	if err != nil {
 		tail := logTail(n.LogFile, logStart)
 		if strings.Contains(tail, "Address already in use") {

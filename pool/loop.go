@@ -46,6 +46,10 @@ func (c *clientSession) loop(ctx context.Context) error {
 			}
 			return err
 		}
+		if c.killed.Load() {
+			// KILL_CLIENT: the deadline it set may lose to a message that arrived with it.
+			return protocol.NewFatal(protocol.CodeAdminShutdown, "terminating connection due to administrator command")
+		}
 		c.DisarmIdleTimeout()
 		if f := c.srv.clientFault; f != nil {
 			f(fr.Type)
