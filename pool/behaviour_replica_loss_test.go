@@ -104,3 +104,35 @@ func TestBehaviourReplicaLossAfterRows(t *testing.T) {
 	require.Zero(t, st.ReadReplays)
 	require.Equal(t, router.ReplicaBanned, st.Replicas[0].State, "banned all the same")
 }
+
+// TestBehaviourReplicaLossNamedParse: the read that runs again prepares a named statement
+// (a driver's first use of it, as pgx's statement cache does). Its Parse is planned again for
+// the primary as the new Parse it is to the client, not refused as a duplicate of the
+// mapping made for the replica that died; and the name then works.
+func TestBehaviourReplicaLossNamedParse(t *testing.T) {
+	t.Parallel()
+	const query = "SELECT n FROM t WHERE n = $1"
+	var onReplica, onPrimary string
+	steps := func(name *string) []pgmock.Step {
+		return []pgmock.Step{serverStmt(query, name), pgmock.ExpectType(&pgproto3.Describe{}), pgmock.ExpectType(&pgproto3.Sync{})}
+	}
+	described := []pgproto3.BackendMessage{parseComplete, &pgproto3.ParameterDescription{ParameterOIDs: []uint32{23}},
+		pgmock.RowDescription("n"), readyMsg('I')}
+	primary := pgmock.NewServer(t, pgmock.Options{})
+	replica := pgmock.NewServer(t, pgmock.Options{Housekeeping: pgmock.ReplicaHousekeeping})
+	replica.Expect(append(steps(&onReplica), pgmock.CloseConn())...)
+	primary.Expect(append(steps(&onPrimary), pgmock.Send(described...),
+		bindOf(&onPrimary), pgmock.ExpectType(&pgproto3.Describe{}), pgmock.ExpectType(&pgproto3.Execute{}), pgmock.ExpectType(&pgproto3.Sync{}),
+		pgmock.Send(bindComplete, pgmock.RowDescription("n"), pgmock.DataRow("1"), completeMsg("SELECT 1"), readyMsg('I')))...)
+	addr, srv := replicaLossPool(t, primary, replica)
+
+	c := connectClient(t, addr)
+	c.send(&pgproto3.Parse{Name: "s1", Query: query}, &pgproto3.Describe{ObjectType: 'S', Name: "s1"}, syncMsg)
+	c.expect(described...)
+	replica.Wait(behaviourTimeout)
+	require.Equal(t, int64(1), srv.Stat().ReadReplays)
+
+	c.send(&pgproto3.Bind{PreparedStatement: "s1", Parameters: [][]byte{[]byte("1")}}, &pgproto3.Describe{ObjectType: 'P'}, executeAll, syncMsg)
+	c.expect(bindComplete, pgmock.RowDescription("n"), pgmock.DataRow("1"), completeMsg("SELECT 1"), readyMsg('I'))
+	primary.Wait(behaviourTimeout)
+}

@@ -226,6 +226,9 @@ func (l *Lease) planSegment(seg []byte) []byte {
 	for b := seg; len(b) >= protocol.HeaderLen; {
 		n := frameLen(b)
 		l.account(b[0])
+		if b[0] == 'P' {
+			c.Stmts.ForgetReplayed(b[:n]) // it is planned again here
+		}
 		out, _, _ = l.planExtended(b[:n], out)
 		b = b[n:]
 	}
@@ -297,6 +300,9 @@ func (l *Lease) replayOnPrimary(status byte) bool {
 		for b := seg; len(b) >= protocol.HeaderLen; {
 			n := frameLen(b)
 			nl.account(b[0])
+			if b[0] == 'P' {
+				c.Stmts.ForgetReplayed(b[:n]) // it is planned again here
+			}
 			out, _, _ = nl.planExtended(b[:n], out)
 			b = b[n:]
 		}

@@ -78,6 +78,22 @@ func (n *Names) ForgetAll() {
 	clear(n.sql)
 }
 
+// ForgetReplayed drops the name a named Parse, msg, mapped when it was planned for a
+// server that did not answer it (a read whose replica failed, or that a replica refused
+// with 25006), so that the Parse can be planned again for another server as the new
+// Parse it is to the client. A mapping of the name to another text is kept: the Parse
+// then fails with 42P05, as it did the first time. The caller holds the client's session
+// lock.
+func (n *Names) ForgetReplayed(msg []byte) {
+	name, query, _, ok := protocol.ParseParse(msg[protocol.HeaderLen:])
+	if !ok || len(name) == 0 {
+		return
+	}
+	if st := n.byName[string(name)]; st != nil && st.Query == string(query) {
+		delete(n.byName, string(name))
+	}
+}
+
 // Query returns the text a Bind or Describe of the client's statement name runs: that
 // of the unnamed statement, of a named one, or of a named Parse held back. A named
 // statement's text comes as shared, the others as raw, the bytes of the client's Parse.
