@@ -13,7 +13,7 @@ import (
 // cmpoolFlags are the cmpool flags besides --listen and --primary; the report prints them.
 // Authentication is trust, as on PgBouncer's side (pgbouncerSettings): both listen on
 // loopback, in front of a throwaway cluster.
-var cmpoolFlags = []string{"--pool-mode", "transaction", "--default-pool-size", "20", "--max-client-conn", "20000", "--auth-type", "trust", "--log-level", "warn"}
+var cmpoolFlags = []string{"--pool-mode", "transaction", "--default-pool-size", "20", "--max-client-conn", "60000", "--auth-type", "trust", "--log-level", "warn"}
 
 // buildCmpool builds ./cmd/cmpool of the module in root into dir and returns the binary's path,
 // so that cmpool runs as a separate process, as PgBouncer does.

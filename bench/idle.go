@@ -20,6 +20,8 @@ import (
 
 const (
 	idleDialers  = 64               // connections being opened at once
+	idleSources  = 8                // loopback source addresses the idle connections come from
+	maxIdle      = 55000            // the most -idle: the proxies take 60000 clients
 	idleSettle   = 5 * time.Second  // wait before reading the RSS: the proxy is done with the logins, and cmpool has parked the idle clients
 	idleDeadline = 60 * time.Second // bound on one connection's login
 )
@@ -118,7 +120,12 @@ func openIdle(ctx context.Context, addr string, n int, user, db string) ([]net.C
 		next  = 0
 		wg    sync.WaitGroup
 	)
-	var d net.Dialer
+	// One source address takes at most the ephemeral port range (about 28,000 ports): the
+	// connections are spread over idleSources loopback addresses.
+	dialers := make([]net.Dialer, idleSources)
+	for i := range dialers {
+		dialers[i].LocalAddr = &net.TCPAddr{IP: net.IPv4(127, 0, 0, byte(2+i))}
+	}
 	for range min(idleDialers, n) {
 		wg.Go(func() {
 			for {
@@ -127,9 +134,10 @@ func openIdle(ctx context.Context, addr string, n int, user, db string) ([]net.C
 					mu.Unlock()
 					return
 				}
+				k := next
 				next++
 				mu.Unlock()
-				c, err := login(ctx, &d, addr, startup)
+				c, err := login(ctx, &dialers[k%idleSources], addr, startup)
 				if err != nil {
 					cancel(err)
 					return

@@ -17,7 +17,7 @@ import (
 // report prints them.
 const pgbouncerSettings = `pool_mode = transaction
 default_pool_size = 20
-max_client_conn = 12000
+max_client_conn = 60000
 auth_type = trust
 log_connections = 0
 log_disconnections = 0

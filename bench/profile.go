@@ -53,7 +53,7 @@ func profileCmpool(ctx context.Context, b *benchmark, primaryPort, replicaPort i
 			Primary:         loopbackURL(primaryPort),
 			PoolMode:        pool.ModeTransaction,
 			DefaultPoolSize: 20,
-			MaxClientConn:   20000,
+			MaxClientConn:   60000,
 			AuthType:        pool.AuthTrust, // on loopback, as cmpoolFlags
 			Logger:          slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
 		}

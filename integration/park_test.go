@@ -25,9 +25,28 @@ func parked(t *testing.T, p *integration.Proxy, n int) {
 		"parked clients: %d, want %d", p.Server.Stat().ParkedClients, n)
 }
 
+// idleModes are the two ways an idle client gives up its goroutine: parked after
+// ParkIdleAfter, or suspended at once on an event loop (pool/loops.go).
+var idleModes = []struct {
+	name string
+	cfg  pool.Config
+}{
+	{"parked", pool.Config{ParkIdleAfter: 100 * time.Millisecond}},
+	{"event-loops", pool.Config{EventLoops: 2}},
+}
+
 func TestParkedClients(t *testing.T) {
-	// One server for 100 clients: every request of a resumed client needs it in turn.
-	_, p := adminProxy(t, pool.Config{DefaultPoolSize: 1, ParkIdleAfter: 100 * time.Millisecond})
+	for _, m := range idleModes {
+		t.Run(m.name, func(t *testing.T) {
+			cfg := m.cfg
+			cfg.DefaultPoolSize = 1 // one server for 100 clients: every request of a resumed client needs it in turn
+			testParkedClients(t, cfg)
+		})
+	}
+}
+
+func testParkedClients(t *testing.T, cfg pool.Config) {
+	_, p := adminProxy(t, cfg)
 	ctx := ctxT(t, 2*time.Minute)
 	const n = 100
 	conns := make([]*pgx.Conn, n)
@@ -86,8 +105,21 @@ func TestParkedClients(t *testing.T) {
 }
 
 func TestParkingKeepsIdleTimeouts(t *testing.T) {
-	_, p := proxy(t, pool.Config{DefaultPoolSize: 2, ParkIdleAfter: 50 * time.Millisecond,
-		ClientIdleTimeout: 1500 * time.Millisecond, IdleTransactionTimeout: 1500 * time.Millisecond})
+	for _, m := range idleModes {
+		t.Run(m.name, func(t *testing.T) {
+			cfg := m.cfg
+			cfg.DefaultPoolSize = 2
+			if cfg.EventLoops == 0 {
+				cfg.ParkIdleAfter = 50 * time.Millisecond
+			}
+			cfg.ClientIdleTimeout, cfg.IdleTransactionTimeout = 1500*time.Millisecond, 1500*time.Millisecond
+			testParkingKeepsIdleTimeouts(t, cfg)
+		})
+	}
+}
+
+func testParkingKeepsIdleTimeouts(t *testing.T, cfg pool.Config) {
+	_, p := proxy(t, cfg)
 	ctx := ctxT(t, time.Minute)
 	idle := connect(t, p.URL("", ""), pgx.QueryExecModeSimpleProtocol)
 	inTx := connect(t, p.URL("", ""), pgx.QueryExecModeSimpleProtocol)

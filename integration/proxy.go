@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
+	"strconv"
 	"testing"
 	"time"
 
@@ -88,6 +90,14 @@ func ServeProxy(cfg pool.Config) (*Proxy, error) {
 }
 
 func serveProxy(cfg pool.Config) (*Proxy, error) {
+	if v := os.Getenv("CMPOOL_TEST_EVENT_LOOPS"); v != "" && cfg.EventLoops == 0 {
+		// The whole suite can run on event loops: CMPOOL_TEST_EVENT_LOOPS=2 go test ./integration/
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			return nil, fmt.Errorf("CMPOOL_TEST_EVENT_LOOPS: %w", err)
+		}
+		cfg.EventLoops = n
+	}
 	srv, err := pool.New(cfg)
 	if err != nil {
 		return nil, err

@@ -49,6 +49,7 @@ func (s *Server) acquireError(err error, fatal bool) *protocol.Error {
 // and starts the relay.
 func (c *clientSession) acquire(ctx context.Context, typ byte, msg []byte) (*lease.Lease, error) {
 	if c.srv.pauses.Load() != nil {
+		c.detachLoop()
 		wctx, cancel := c.srv.waitContext(ctx)
 		c.killableWait(cancel)
 		err := c.waitUnpaused(wctx)
@@ -71,6 +72,7 @@ func (c *clientSession) acquire(ctx context.Context, typ byte, msg []byte) (*lea
 		}
 		res := bp.TryAcquire(ctx)
 		if res == nil {
+			c.detachLoop() // the wait must not hold an event loop
 			actx, cancel := c.srv.waitContext(ctx)
 			c.killableWait(cancel)
 			start := lease.Nanotime()

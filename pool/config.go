@@ -198,6 +198,15 @@ type Config struct {
 	// goroutine per client. Not changed by a reload.
 	ParkIdleAfter time.Duration
 
+	// EventLoops is how many event loops run client sessions (Linux; see loops.go): a
+	// session then has a goroutine only while it has something to do, and a loop runs its
+	// requests and their replies as the sockets become ready. Zero (the default) means
+	// none: each client has a goroutine while it is not parked (ParkIdleAfter); negative
+	// means one per usable CPU (GOMAXPROCS). The loops are off by default because they do
+	// not pay yet on the benchmark machine (docs/benchmarks/analysis.md). Not changed by a
+	// reload.
+	EventLoops int
+
 	// ShutdownTimeout is how long Shutdown-by-signal and the console's SHUTDOWN wait for
 	// transactions in flight before closing every client. Zero means 30s.
 	ShutdownTimeout time.Duration

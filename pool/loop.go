@@ -16,6 +16,9 @@ func (c *clientSession) loop(ctx context.Context) error {
 			return protocol.NewFatal(protocol.CodeAdminShutdown, "terminating connection due to administrator command")
 		}
 		c.BeforeRead() // reading the client may block: the server's replies are read meanwhile
+		if c.srv.loops != nil && c.waitClient() {
+			return lease.ErrSuspended // an event loop runs c when the client sends more
+		}
 		fr, err := c.Conn.FR.Next()
 		if err != nil {
 			if lease.IsTimeout(err) && c.parkReq.Swap(false) {

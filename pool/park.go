@@ -58,6 +58,7 @@ func (w *wakeConn) SetDeadline(t time.Time) error {
 
 func (w *wakeConn) Close() error {
 	w.c.wake() // before the descriptor goes: it leaves the epoll set while it is valid
+	w.c.ep.Remove()
 	return w.Conn.Close()
 }
 
@@ -80,8 +81,11 @@ func parkable(conn net.Conn) int32 {
 	return fd
 }
 
-// wake resumes c if it is parked.
+// wake resumes c if it is parked, or suspended on an event loop (loops.go).
 func (c *clientSession) wake() {
+	if ep := c.waitingOn.Load(); ep != nil {
+		ep.Wake()
+	}
 	if c.parkTok.Load() == 0 {
 		return
 	}
@@ -98,7 +102,7 @@ func (c *clientSession) Resume() {
 	c.parkMu.Lock()
 	c.parkTok.Store(0)
 	c.parkMu.Unlock()
-	c.run(c.srv.ctx, true)
+	c.run(c.srv.ctx, resumePark)
 }
 
 // parkReady reports whether c, as the sweeper sees it at now, has been idle long enough to

@@ -21,6 +21,7 @@ import (
 	"github.com/cmlite/cmpool/pool/internal/notify"
 	"github.com/cmlite/cmpool/pool/internal/park"
 	"github.com/cmlite/cmpool/pool/internal/peer"
+	"github.com/cmlite/cmpool/pool/internal/reactor"
 	"github.com/cmlite/cmpool/pool/internal/stmt"
 	"github.com/cmlite/cmpool/router"
 )
@@ -89,6 +90,8 @@ type Server struct {
 	xactWatch sync.Once      // starts watchTransactions with the first client
 	parkWatch sync.Once      // starts parkIdle with the first client
 	parker    *park.Set      // idle clients' sockets (park.go); nil when parking is off
+	loops     *reactor.Set   // the event loops (loops.go); nil when off
+	loopIdle  atomic.Int64   // clients suspended between requests on the loops
 	listeners map[net.Listener]struct{}
 	// conns holds every client connection served, from accept to close; clients holds
 	// those that logged in, by cancel key pid (a key is given at the end of a login).
@@ -190,7 +193,8 @@ func New(cfg Config) (*Server, error) {
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.notify = notify.NewHub(s.ctx, s.log)
-	if c.ParkIdleAfter >= 0 {
+	s.loops = s.newLoops(c.EventLoops)
+	if c.ParkIdleAfter >= 0 && s.loops == nil {
 		if s.parker, err = park.New(); err != nil {
 			s.log.Debug("idle clients keep their goroutines", "error", err)
 			s.parker = nil
@@ -353,8 +357,13 @@ func (s *Server) serveConn(conn net.Conn, accepted bool) bool {
 	fio := fastio.New(conn)
 	r := fastio.NewReader(fio)
 	c := &clientSession{srv: s, connectedAt: time.Now(), fd: -1}
-	if s.parker != nil {
+	if s.parker != nil || s.loops != nil {
 		c.fd = parkable(conn)
+	}
+	c.blockFn = c.detachLoop
+	if s.loops != nil && c.fd >= 0 {
+		c.waitC.Task, c.waitS.Task = (*clientResume)(c), (*relayResume)(c)
+		fastio.Watch(fio, c)
 	}
 	c.Conn.Init(&wakeConn{Conn: conn, c: c}, r, fastio.NewWriter(fio), s.conf().MaxPacketSize)
 	c.Client.Init(s.lastClientID.Add(1),
@@ -427,6 +436,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.notify.Close()
 	if s.parker != nil {
 		s.parker.Close() // resumes the clients still parked, which then see their sockets closed
+	}
+	if s.loops != nil {
+		s.loops.Close() // the clients are gone: their sockets left the loops as they closed
 	}
 	// Closing the pools waits for server logins in progress, which a server that
 	// accepted the connection and never answers can hold for server_connect_timeout:

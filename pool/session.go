@@ -11,6 +11,7 @@ import (
 
 	"github.com/cmlite/cmpool/pool/internal/lease"
 	"github.com/cmlite/cmpool/pool/internal/notify"
+	"github.com/cmlite/cmpool/pool/internal/reactor"
 	"github.com/cmlite/cmpool/protocol"
 )
 
@@ -51,15 +52,36 @@ type clientSession struct {
 	parkReq atomic.Bool
 	parkTok atomic.Uint64
 	parkMu  sync.Mutex
+
+	// Event loops (loops.go): ep is the socket in a loop's epoll set once registered;
+	// loopW is the loop worker running the session now, if any; waitC and waitS resume it
+	// after a wait for the client or for its server; waitingOn is the endpoint it is
+	// suspended on (for wake), or nil; blockFn is detachLoop, bound once.
+	ep        reactor.Endpoint
+	loopW     atomic.Pointer[reactor.Worker]
+	waitC     reactor.Waiter
+	waitS     reactor.Waiter
+	waitingOn atomic.Pointer[reactor.Endpoint]
+	blockFn   func()
 }
 
-// serve runs one client connection from startup to close.
-func (c *clientSession) serve(ctx context.Context) { c.run(ctx, false) }
+// runFrom is where run starts a client session.
+type runFrom int
 
-// run runs the client from its startup, or from its next message when it was parked and
-// is resumed, until it leaves or is parked (park.go). The client's place in the server's
-// wait group is given back when it leaves.
-func (c *clientSession) run(ctx context.Context, resumed bool) {
+const (
+	resumeLoop  runFrom = iota // suspended between requests on an event loop
+	resumeRelay                // its inline relay suspended on an event loop
+	runFresh                   // a new connection: startup first
+	resumePark                 // parked (park.go)
+)
+
+// serve runs one client connection from startup to close.
+func (c *clientSession) serve(ctx context.Context) { c.run(ctx, runFresh) }
+
+// run runs the client from its startup, or from where it was parked (park.go) or
+// suspended (loops.go), until it leaves, or is parked or suspended again. The client's
+// place in the server's wait group is given back when it leaves.
+func (c *clientSession) run(ctx context.Context, from runFrom) {
 	parked := false
 	defer func() {
 		if p := recover(); p != nil {
@@ -73,18 +95,28 @@ func (c *clientSession) run(ctx context.Context, resumed bool) {
 		c.srv.wg.Done()
 	}()
 	var err error
-	if resumed {
-		c.afterPark() // a drain may have begun while it was parked
+	switch from {
+	case resumeLoop:
 		err = c.loop(ctx)
-	} else if err = c.startup(ctx); err == nil {
-		c.logConnection("client logged in", "admin", c.admin)
-		if c.admin {
-			err = c.adminLoop(ctx)
-		} else {
+	case resumeRelay:
+		if err = c.ResumeRelay(); err == nil {
 			err = c.loop(ctx)
 		}
+	case resumePark:
+		c.afterPark() // a drain may have begun while it was parked
+		err = c.loop(ctx)
+	default:
+		if err = c.startup(ctx); err == nil {
+			c.logConnection("client logged in", "admin", c.admin)
+			if c.admin {
+				err = c.adminLoop(ctx)
+			} else {
+				err = c.loop(ctx)
+			}
+		}
 	}
-	if err == errParked {
+	if err == errParked || err == lease.ErrSuspended {
+		// Another goroutine may run c already.
 		parked = true
 		return
 	}

@@ -10,8 +10,9 @@ import (
 type Stat struct {
 	// Clients is the number of client connections open now.
 	Clients int
-	// ParkedClients are those of Clients that are parked: idle, with no goroutine, their
-	// sockets in the epoll set of idle clients (Config.ParkIdleAfter).
+	// ParkedClients are those of Clients that are idle with no goroutine: suspended between
+	// requests on an event loop (Config.EventLoops), or, with the loops off, parked in the
+	// epoll set of idle clients (Config.ParkIdleAfter).
 	ParkedClients int
 	// PreparedStatements is the number of distinct statements (text and parameter types)
 	// that clients have prepared, each with one server-side name, and that a client or a
@@ -108,7 +109,7 @@ func (s *Server) Stat() Stat {
 	snap := s.snapshot(0)
 	st := Stat{
 		Clients:            int(s.nClients.Load()),
-		ParkedClients:      s.parker.Len(),
+		ParkedClients:      s.parker.Len() + int(s.loopIdle.Load()),
 		PreparedStatements: s.stmts.Len(),
 		Replicas:           snap.Replicas,
 		ReadsOnPrimary:     s.routedPrimaryFallback.Load(),

@@ -56,6 +56,7 @@ type settings struct {
 	IdleTransactionTimeout duration   `toml:"idle_transaction_timeout"`
 	ShutdownTimeout        duration   `toml:"shutdown_timeout"`
 	ParkIdleAfter          duration   `toml:"park_idle_after"`
+	EventLoops             *int       `toml:"event_loops"`
 	SlowTransaction        duration   `toml:"slow_transaction"`
 	LogConnections         bool       `toml:"log_connections"`
 	LogFormat              string     `toml:"log_format"`
@@ -356,6 +357,15 @@ func unknownKeys(undecoded []toml.Key) []string {
 	return keys
 }
 
+// eventLoops is pool.Config.EventLoops for event_loops: unset or 0 is none, a negative
+// number one per CPU.
+func (s *settings) eventLoops() int {
+	if s.EventLoops == nil {
+		return 0
+	}
+	return *s.EventLoops
+}
+
 // checkDurations applies PgBouncer's meaning of an explicit 0 where pool.Config can express
 // it, and refuses it where it cannot, instead of silently using pool's default.
 func (s *settings) checkDurations() error {
@@ -432,6 +442,7 @@ func (s *settings) poolConfig(logger *slog.Logger) pool.Config {
 		StatsUsers:             s.StatsUsers,
 		ClientIdleTimeout:      s.ClientIdleTimeout.d,
 		ParkIdleAfter:          s.ParkIdleAfter.d,
+		EventLoops:             s.eventLoops(),
 		IdleTransactionTimeout: s.IdleTransactionTimeout.d,
 		QueryTimeout:           s.QueryTimeout.d,
 		ReusePort:              s.ReusePort,

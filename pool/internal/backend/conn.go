@@ -16,6 +16,7 @@ import (
 	"github.com/jackc/pgx/v5/pgproto3"
 
 	"github.com/cmlite/cmpool/pool/internal/fastio"
+	"github.com/cmlite/cmpool/pool/internal/reactor"
 	"github.com/cmlite/cmpool/pool/internal/session"
 	"github.com/cmlite/cmpool/pool/internal/stmt"
 	"github.com/cmlite/cmpool/protocol"
@@ -60,6 +61,77 @@ type Conn struct {
 	// UnnamedSettings: code run by ConfiguredFor may have set custom placeholders cmpool
 	// could not name; RESET ALL clears them before another client's settings are applied.
 	UnnamedSettings bool
+
+	// EP is the socket in the event loops (pool/internal/reactor), once a lease waited
+	// there for the server's reply; fd is its descriptor, -1 when it cannot be (TLS).
+	EP reactor.Endpoint
+	fd int
+	// blockHook, when set, is called before a read or write of the socket waits: the
+	// holder's client may be running on an event loop, which must not wait.
+	blockHook atomic.Pointer[func()]
+}
+
+// takeOver makes conn, logged in, the connection's socket: its reader, writer and, for a
+// plain TCP or Unix socket, its raw I/O watched for the event loops.
+func (sc *Conn) takeOver(conn net.Conn) {
+	_ = conn.SetDeadline(time.Time{})
+	fio := fastio.New(conn)
+	sc.fd = -1
+	if fastio.Watch(fio, sc) {
+		sc.fd = fastio.FD(conn)
+	}
+	r := bufio.NewReaderSize(fio, serverBufSize)
+	sc.NetConn, sc.r = &wakeNet{Conn: conn, sc: sc}, r
+	sc.Frames = protocol.NewFrameReader(r, 0)
+	sc.Writer = bufio.NewWriterSize(fio, serverBufSize)
+}
+
+// FD is the socket's descriptor for the event loops, or -1.
+func (sc *Conn) FD() int { return sc.fd }
+
+// SetBlockHook makes h (nil for none) what a read or write that is about to wait calls.
+func (sc *Conn) SetBlockHook(h *func()) { sc.blockHook.Store(h) }
+
+// ReadStart, ReadDone and WillBlock watch the socket's raw I/O (fastio.Watcher).
+func (sc *Conn) ReadStart()            { sc.EP.ReadStart() }
+func (sc *Conn) ReadDone(drained bool) { sc.EP.ReadDone(drained) }
+func (sc *Conn) WillBlock() {
+	if h := sc.blockHook.Load(); h != nil {
+		(*h)()
+	}
+}
+
+// wakeNet is the server socket as cmpool uses it: a deadline set on it, or its close,
+// first wakes a lease suspended in an event loop waiting for the server, so that its relay
+// runs and sees the deadline or the close.
+type wakeNet struct {
+	net.Conn
+	sc *Conn
+}
+
+func (w *wakeNet) SetReadDeadline(t time.Time) error {
+	err := w.Conn.SetReadDeadline(t)
+	w.sc.EP.Wake()
+	return err
+}
+
+func (w *wakeNet) SetDeadline(t time.Time) error {
+	err := w.Conn.SetDeadline(t)
+	w.sc.EP.Wake()
+	return err
+}
+
+// unwrapNet is the socket under a wakeNet.
+func unwrapNet(c net.Conn) net.Conn {
+	if w, ok := c.(*wakeNet); ok {
+		return w.Conn
+	}
+	return c
+}
+
+func (w *wakeNet) Close() error {
+	w.sc.EP.Remove() // while the descriptor is valid; it wakes a waiter
+	return w.Conn.Close()
 }
 
 const serverBufSize = 32 * 1024
@@ -80,14 +152,7 @@ func Connect(ctx context.Context, cfg *pgconn.Config) (*Conn, error) {
 		pc.Close(ctx)
 		return nil, err
 	}
-	_ = hc.Conn.SetDeadline(time.Time{})
-	fio := fastio.New(hc.Conn)
-	r := bufio.NewReaderSize(fio, serverBufSize)
 	sc := &Conn{
-		NetConn:   hc.Conn,
-		r:         r,
-		Frames:    protocol.NewFrameReader(r, 0),
-		Writer:    bufio.NewWriterSize(fio, serverBufSize),
 		PID:       hc.PID,
 		secretKey: hc.SecretKey,
 		Defaults:  hc.ParameterStatuses,
@@ -95,6 +160,7 @@ func Connect(ctx context.Context, cfg *pgconn.Config) (*Conn, error) {
 		TxStatus:  hc.TxStatus,
 		CreatedAt: time.Now(),
 	}
+	sc.takeOver(hc.Conn)
 	return sc, nil
 }
 
@@ -133,7 +199,7 @@ func (sc *Conn) Alive() bool {
 	if sc.r.Buffered() > 0 {
 		return false
 	}
-	if alive, ok := peekSocket(sc.NetConn); ok {
+	if alive, ok := peekSocket(unwrapNet(sc.NetConn)); ok {
 		return alive
 	}
 	_ = sc.NetConn.SetReadDeadline(time.Now().Add(-time.Second))

@@ -1,7 +1,6 @@
 package backend
 
 import (
-	"bufio"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -15,7 +14,6 @@ import (
 	"github.com/jackc/pgx/v5/pgproto3"
 
 	"github.com/cmlite/cmpool/pool/internal/auth"
-	"github.com/cmlite/cmpool/pool/internal/fastio"
 	"github.com/cmlite/cmpool/protocol"
 )
 
@@ -152,12 +150,7 @@ func loginPassthroughAt(ctx context.Context, cfg *pgconn.Config, host string, po
 			return nil, pgconn.ErrorResponseToPgError(m)
 		case *pgproto3.ReadyForQuery:
 			sc.TxStatus = m.TxStatus
-			_ = conn.SetDeadline(time.Time{})
-			fio := fastio.New(conn)
-			r := bufio.NewReaderSize(fio, serverBufSize)
-			sc.NetConn, sc.r = conn, r
-			sc.Frames = protocol.NewFrameReader(r, 0)
-			sc.Writer = bufio.NewWriterSize(fio, serverBufSize)
+			sc.takeOver(conn)
 			return sc, nil
 		case *pgproto3.NoticeResponse:
 		default:

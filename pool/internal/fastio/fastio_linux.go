@@ -58,6 +58,18 @@ type rawIO struct {
 	wbuf   []byte // the Write in progress
 	wn     int
 	werrno syscall.Errno
+
+	watch Watcher // nil, or told about each read and each wait
+}
+
+// Watch makes w watch rw's reads and waits, when rw is the raw socket I/O of New, and
+// reports whether it is. Call it before rw is used, or from the goroutines that use it.
+func Watch(rw io.ReadWriter, w Watcher) bool {
+	r, ok := rw.(*rawIO)
+	if ok {
+		r.watch = w
+	}
+	return ok
 }
 
 func (r *rawIO) Read(p []byte) (int, error) {
@@ -68,17 +80,6 @@ func (r *rawIO) Read(p []byte) (int, error) {
 	n, err := r.read()
 	r.rbuf = nil
 	return n, err
-}
-
-// ReleasingBuffer is a read buffer held only while it holds data (the client's reader):
-// ReadRelease takes it for each read attempt and, when the socket has nothing and the
-// buffer holds no data, gives it back for the wait.
-type ReleasingBuffer interface {
-	// Free takes the buffer if it is not held and returns its free space, after the
-	// buffered bytes.
-	Free() []byte
-	// ReleaseIfEmpty gives the buffer back when it holds no data.
-	ReleaseIfEmpty()
 }
 
 // ReadRelease reads once into b's free space, like Read, but takes the buffer only for
@@ -111,7 +112,11 @@ func (r *rawIO) readSyscall(fd uintptr) bool {
 	if b != nil {
 		p = b.Free()
 	}
+	w := r.watch
 	for {
+		if w != nil {
+			w.ReadStart()
+		}
 		m, _, e := syscall.RawSyscall(syscall.SYS_READ, fd, uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
 		switch e {
 		case syscall.EINTR:
@@ -120,7 +125,14 @@ func (r *rawIO) readSyscall(fd uintptr) bool {
 			if b != nil {
 				b.ReleaseIfEmpty()
 			}
+			if w != nil {
+				w.ReadDone(true)
+				w.WillBlock()
+			}
 			return false
+		}
+		if w != nil {
+			w.ReadDone(e != 0 || int(m) < len(p))
 		}
 		r.rn, r.rerrno = int(m), e
 		return true
@@ -155,6 +167,9 @@ func (r *rawIO) writeSyscall(fd uintptr) bool {
 			r.wn += int(m)
 		case syscall.EINTR:
 		case syscall.EAGAIN:
+			if r.watch != nil {
+				r.watch.WillBlock()
+			}
 			return false
 		default:
 			r.werrno = e

@@ -85,6 +85,9 @@ type Client struct {
 	// relay has exited. unrelayed is the current lease while nothing relays its replies
 	// (its state is unrelayed or parked; see relayAfter). The client goroutine's only.
 	prevLease, unrelayed *Lease
+	// suspended is the lease whose inline relay waits on an event loop for its server
+	// (relayAfter, ResumeRelay). The client goroutine's only.
+	suspended *Lease
 	// unflushed is the lease whose server has messages from send still in its write
 	// buffer (held back while the client's next message was already here), or nil. The
 	// client goroutine's only.

@@ -60,6 +60,12 @@ type Host interface {
 	Judged(f string, j session.Judgement, gen uint64, now int64)
 	// LoggedIn reports whether the client's startup is complete.
 	LoggedIn() bool
+	// WaitServer suspends the client's inline relay of l on an event loop until l's server
+	// sends more, and reports whether it did (see relayAfter); false means read on.
+	WaitServer(l *Lease) bool
+	// BlockHook is what a read or write of a server socket calls before it waits, while
+	// the client holds it (backend.Conn.SetBlockHook).
+	BlockHook() *func()
 }
 
 // Config is the part of the configuration leases use.

@@ -247,6 +247,7 @@ func (l *Lease) start(bp *backend.Pool, res *puddle.Resource[*backend.Conn]) {
 	c := l.c
 	l.pool, l.res, l.sc = bp, res, res.Value()
 	l.sc.Linked.Store(c.ID)
+	l.sc.SetBlockHook(c.Host.BlockHook())
 	l.segDone = true
 	l.takeBuffers(c.prevLease)
 	c.prevLease = l

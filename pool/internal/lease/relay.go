@@ -23,22 +23,38 @@ import (
 
 // relayAfter relays l's replies on the client goroutine when the message of type typ
 // just sent is the last of a request.
-func (l *Lease) relayAfter(typ byte) {
+//
+// On an event loop (pool/internal/reactor), the inline relay may also be suspended while
+// the server has not answered: relayAfter then returns ErrSuspended, the client's
+// goroutine returns without touching the client again, and ResumeRelay goes on when the
+// server's reply arrives.
+func (l *Lease) relayAfter(typ byte) error {
 	c := l.c
 	if c.unrelayed != l || typ != 'Q' && typ != 'S' {
-		return
+		return nil
 	}
 	if c.Conn.FR.Buffered() > 0 {
 		// A pipeline: its replies are relayed while the rest of it is sent, so that a
 		// write to the server never waits for replies nobody reads.
 		c.EnsureRelay()
-		return
+		return nil
 	}
 	c.unrelayed = nil
 	l.done = relayDone
 	c.Mu.Lock()
 	l.to(leaseRelaying)
 	c.Mu.Unlock()
+	return l.relayInline()
+}
+
+// ErrSuspended is returned up the client goroutine's stack when its inline relay, or its
+// wait for the client's next message, is suspended on an event loop: the goroutine must
+// return at once, without touching the client, which a loop may already be running.
+var ErrSuspended = errors.New("lease: suspended on an event loop")
+
+// relayInline relays l's replies on the client goroutine (relayAfter, ResumeRelay).
+func (l *Lease) relayInline() error {
+	c := l.c
 	switch l.relayLoop(true) {
 	case relayHandOff:
 		l.done = make(chan struct{})
@@ -48,7 +64,18 @@ func (l *Lease) relayAfter(typ byte) {
 		// too. Nothing reads the server until then; a server that fails meanwhile is seen
 		// at that request.
 		c.unrelayed = l
+	case relaySuspend:
+		return ErrSuspended
 	}
+	return nil
+}
+
+// ResumeRelay goes on with the inline relay suspended on an event loop (relayAfter). It
+// returns ErrSuspended when the relay is suspended again.
+func (c *Client) ResumeRelay() error {
+	l := c.suspended
+	c.suspended = nil
+	return l.relayInline()
 }
 
 // relayDone is the done channel of leases relayed on the client goroutine.
@@ -100,6 +127,15 @@ func (l *Lease) relayLoop(inline bool) (exit relayExit) {
 		}
 	}()
 	for {
+		if inline && l.queryTimeout == 0 && !l.sc.Frames.FrameBuffered() {
+			// Nothing to relay until the server sends more: an event loop may run the
+			// rest when it does. c.suspended is set first: once suspended, c is not ours.
+			c.suspended = l
+			if c.Host.WaitServer(l) {
+				return relaySuspend
+			}
+			c.suspended = nil
+		}
 		fr, err := l.sc.Frames.Next()
 		if err != nil {
 			l.relayFailed(err)
@@ -153,6 +189,7 @@ const (
 	relayDoneExit relayExit = iota // the lease ended, or failed
 	relayHandOff                   // a relay goroutine must go on
 	relayPark                      // idle in a transaction: relay the next request inline
+	relaySuspend                   // suspended on an event loop until the server sends more
 )
 
 // park moves l to parked if it is still the client's lease, relaying, with no request

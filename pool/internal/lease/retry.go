@@ -167,6 +167,7 @@ func (l *Lease) replayElsewhere(cause error) bool {
 		replica: route.Replica, rs: route.RS, forced: route.Forced,
 		queryTimeout: 2 * c.Host.Config().QueryTimeout}
 	nl.sc.Linked.Store(c.ID)
+	nl.sc.SetBlockHook(c.Host.BlockHook())
 	out := nl.planSegment(seg)
 	c.Mu.Lock()
 	nl.takeOverLocked()
@@ -291,6 +292,7 @@ func (l *Lease) replayOnPrimary(status byte) bool {
 	}
 	nl := &Lease{c: c, pool: primary, res: res, sc: res.Value(), done: make(chan struct{}), segDone: true, replica: -1, needLSN: true,
 		queryTimeout: 2 * c.Host.Config().QueryTimeout}
+	nl.sc.SetBlockHook(c.Host.BlockHook())
 	var out []byte
 	c.Mu.Lock()
 	if seg[0] == 'Q' {

@@ -19,7 +19,8 @@ func (c *Client) Account(l *Lease, typ byte) {
 // current frame, of size bytes with its header) on l, to which it is accounted (claim,
 // Account): with the deferred BEGIN and held Parses ahead of it, recorded for a retry,
 // and timed by query_timeout. When it ends a request, its reply may be relayed here, on
-// the client goroutine, before Forward returns.
+// the client goroutine, before Forward returns, or suspended on an event loop: then
+// Forward returns ErrSuspended (see relayAfter).
 func (c *Client) Forward(l *Lease, typ byte, msg []byte, size int) error {
 	if c.BeginDeferred {
 		l.sendBegin()
@@ -35,8 +36,7 @@ func (c *Client) Forward(l *Lease, typ byte, msg []byte, size int) error {
 	if l.queryTimeout > 0 && (typ == 'Q' || typ == 'S' || typ == 'F') {
 		l.armQueryTimer()
 	}
-	l.relayAfter(typ)
-	return nil
+	return l.relayAfter(typ)
 }
 
 // BeforeRead runs before the client goroutine reads the client: if that may block, a

@@ -1,0 +1,263 @@
+//go:build linux
+
+package reactor
+
+import (
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+	"unsafe"
+)
+
+// Set is a few event loops; see the package comment. Its methods are safe for concurrent
+// use.
+type Set struct {
+	loops []*loop
+	next  atomic.Uint32 // round robin over the loops for Add
+	slots slots
+
+	events   atomic.Uint64
+	detached atomic.Uint64
+	watchdog atomic.Uint64
+
+	stop   chan struct{}
+	closed atomic.Bool
+	wg     sync.WaitGroup
+}
+
+// loop is one epoll set and the worker running it.
+type loop struct {
+	s     *Set
+	epfd  int
+	wakeR int // read end of a pipe in the set: a byte on it stops the loop
+	wakeW int
+
+	mu      sync.Mutex
+	cur     *Worker              // the worker running the loop
+	queue   []syscall.EpollEvent // events read and not yet run
+	head    int
+	lastSeq uint64 // the watchdog's: cur.seq at its last look
+	stopped bool
+}
+
+// epollET is EPOLLET as the uint32 of an event's mask.
+const epollET = 1 << 31
+
+// watchdogEvery is how often the watchdog looks at the loops: a worker found on the same
+// event twice in a row is detached, so a wait nobody announced holds a loop for at most
+// two periods.
+const watchdogEvery = 2 * time.Millisecond
+
+// New starts n event loops (at least 1) and their watchdog.
+func New(n int) (*Set, error) {
+	s := &Set{stop: make(chan struct{})}
+	for range max(n, 1) {
+		l, err := newLoop(s)
+		if err != nil {
+			s.Close()
+			return nil, err
+		}
+		s.loops = append(s.loops, l)
+	}
+	for _, l := range s.loops {
+		w := &Worker{l: l}
+		l.cur = w
+		s.wg.Add(1)
+		go l.run(w)
+	}
+	s.wg.Add(1)
+	go s.watch()
+	return s, nil
+}
+
+func newLoop(s *Set) (*loop, error) {
+	epfd, err := syscall.EpollCreate1(syscall.EPOLL_CLOEXEC)
+	if err != nil {
+		return nil, err
+	}
+	var p [2]int
+	if err := syscall.Pipe2(p[:], syscall.O_CLOEXEC|syscall.O_NONBLOCK); err != nil {
+		_ = syscall.Close(epfd)
+		return nil, err
+	}
+	// The pipe's events carry slot 0 and generation 0, which no endpoint has.
+	ev := syscall.EpollEvent{Events: syscall.EPOLLIN}
+	if err := syscall.EpollCtl(epfd, syscall.EPOLL_CTL_ADD, p[0], &ev); err != nil {
+		_ = syscall.Close(epfd)
+		_ = syscall.Close(p[0])
+		_ = syscall.Close(p[1])
+		return nil, err
+	}
+	return &loop{s: s, epfd: epfd, wakeR: p[0], wakeW: p[1], queue: make([]syscall.EpollEvent, 0, 128)}, nil
+}
+
+// Add registers the socket fd as ep in one of the loops. The socket must stay open until
+// Remove. What ep's reader noted before stays valid: data already queued when the socket
+// joins the set is signalled at once.
+func (s *Set) Add(ep *Endpoint, fd int) error {
+	if s.closed.Load() {
+		return ErrClosed
+	}
+	if err := s.slots.alloc(ep); err != nil {
+		return err
+	}
+	l := s.loops[int(s.next.Add(1))%len(s.loops)]
+	ep.set, ep.fd = s, fd
+	ep.l.Store(l)
+	ev := syscall.EpollEvent{Events: syscall.EPOLLIN | syscall.EPOLLRDHUP | epollET, Fd: int32(ep.slot), Pad: int32(ep.gen)}
+	if err := syscall.EpollCtl(l.epfd, syscall.EPOLL_CTL_ADD, fd, &ev); err != nil {
+		s.slots.release(ep)
+		ep.l.Store(nil)
+		return err
+	}
+	return nil
+}
+
+// Remove takes ep out of its loop, before its socket is closed; a waiter still suspended
+// is woken on a goroutine of its own (it then finds the socket closed). Remove on an
+// unregistered endpoint does nothing.
+func (ep *Endpoint) Remove() {
+	l := ep.l.Swap(nil)
+	if l == nil {
+		return
+	}
+	_ = syscall.EpollCtl(l.epfd, syscall.EPOLL_CTL_DEL, ep.fd, nil)
+	ep.set.slots.release(ep)
+	ep.Wake()
+}
+
+// Close stops the loops. Waiters still suspended stay so: their owners close their
+// sockets (which wakes them) before the Set is closed.
+func (s *Set) Close() {
+	if s.closed.Swap(true) {
+		return
+	}
+	close(s.stop)
+	for _, l := range s.loops {
+		l.mu.Lock()
+		l.stopped = true
+		l.mu.Unlock()
+		_, _ = syscall.Write(l.wakeW, []byte{0})
+	}
+	s.wg.Wait()
+	for _, l := range s.loops {
+		_ = syscall.Close(l.epfd)
+		_ = syscall.Close(l.wakeR)
+		_ = syscall.Close(l.wakeW)
+	}
+}
+
+// run is worker w running loop l until it is detached or the loop stops.
+func (l *loop) run(w *Worker) {
+	events := make([]syscall.EpollEvent, 128)
+	l.mu.Lock()
+	for {
+		w.busy = false
+		if w.detached {
+			l.mu.Unlock()
+			return
+		}
+		if l.stopped {
+			l.mu.Unlock()
+			l.s.wg.Done()
+			return
+		}
+		if l.head == len(l.queue) {
+			l.queue, l.head = l.queue[:0], 0
+			l.mu.Unlock()
+			n := l.wait(events)
+			l.mu.Lock()
+			for _, ev := range events[:n] {
+				if ev.Fd == 0 && ev.Pad == 0 {
+					continue // the stop pipe: l.stopped is set
+				}
+				l.queue = append(l.queue, ev)
+			}
+			continue
+		}
+		ev := l.queue[l.head]
+		l.head++
+		w.busy = true
+		w.seq++
+		l.mu.Unlock()
+		if ep := l.s.slots.lookup(uint32(ev.Fd), uint32(ev.Pad)); ep != nil {
+			l.s.events.Add(1)
+			ep.signal(w, ev.Events&(syscall.EPOLLRDHUP|syscall.EPOLLHUP|syscall.EPOLLERR) != 0)
+		}
+		l.mu.Lock()
+	}
+}
+
+// wait returns the next events of the loop's epoll set: at once if some are ready,
+// without the runtime's system-call bookkeeping, else after blocking for them.
+func (l *loop) wait(events []syscall.EpollEvent) int {
+	for {
+		n, _, e := syscall.RawSyscall6(syscall.SYS_EPOLL_PWAIT, uintptr(l.epfd), uintptr(unsafe.Pointer(&events[0])), uintptr(len(events)), 0, 0, 0)
+		if e == 0 && n > 0 {
+			return int(n)
+		}
+		if e != 0 && e != syscall.EINTR {
+			return 0
+		}
+		if e == 0 {
+			break
+		}
+	}
+	for {
+		n, err := syscall.EpollWait(l.epfd, events, -1)
+		if err == syscall.EINTR {
+			continue
+		}
+		if err != nil {
+			return 0
+		}
+		return n
+	}
+}
+
+// detachLocked detaches w if it runs l's current event: a new worker takes the loop over,
+// with the events not yet run. The caller holds l.mu.
+func (l *loop) detachLocked(w *Worker) bool {
+	if w.detached || !w.busy || l.cur != w || l.stopped {
+		return false
+	}
+	w.detached = true
+	nw := &Worker{l: l}
+	l.cur = nw
+	l.s.detached.Add(1)
+	go l.run(nw)
+	return true
+}
+
+// watch is the watchdog; see watchdogEvery.
+func (s *Set) watch() {
+	defer s.wg.Done()
+	t := time.NewTicker(watchdogEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-t.C:
+		}
+		for _, l := range s.loops {
+			l.mu.Lock()
+			if w := l.cur; w.busy && w.seq == l.lastSeq {
+				if l.detachLocked(w) {
+					s.watchdog.Add(1)
+				}
+			}
+			l.lastSeq = l.cur.seq
+			l.mu.Unlock()
+		}
+	}
+}
+
+// Stats returns the Set's counters (zero for a nil Set).
+func (s *Set) Stats() Stats {
+	if s == nil {
+		return Stats{}
+	}
+	return Stats{Loops: len(s.loops), Events: s.events.Load(), Detached: s.detached.Load(), Watchdog: s.watchdog.Load()}
+}

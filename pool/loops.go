@@ -1,0 +1,145 @@
+package pool
+
+import (
+	"runtime"
+
+	"github.com/cmlite/cmpool/pool/internal/lease"
+	"github.com/cmlite/cmpool/pool/internal/reactor"
+)
+
+// Client sessions on event loops.
+//
+// With Config.EventLoops set, a client session has a goroutine only while it has
+// something to do. Two places in its life wait for a socket, and both can be suspended
+// on an event loop (pool/internal/reactor):
+//
+//   - (a) between requests, at the top of loop, when nothing of the client's next message
+//     is buffered: its socket waits in a loop's epoll set, and the loop runs the session
+//     (clientResume) when the client sends something or hangs up;
+//   - (b) in the inline relay, when the server has not answered yet (lease.relayAfter):
+//     the server's socket waits, and the loop goes on with the relay (relayResume), and
+//     then with the session.
+//
+// The loop runs the session on its own goroutine, so a request and its reply cost no
+// goroutine wake-up, and no read is made only to find a socket empty: the raw socket I/O
+// tells the endpoint whether its last read drained the socket (fastio.Watcher). Whatever
+// would block on a loop detaches the loop's worker first (detachLoop): a read or write
+// that must wait for the socket, waiting for a server or for a pause to end. The session
+// then goes on as an ordinary goroutine until it is suspended again, and the loop goes on
+// with a new one. A watchdog detaches any worker held for milliseconds.
+//
+// A session suspends only when nothing else needs its goroutine: not over TLS (the TLS
+// layer may hold decrypted bytes), not while it LISTENs, and not while a read deadline
+// times it (client_idle_timeout, idle_transaction_timeout, query_timeout, a drain, a
+// kill). Everything that sets a deadline on, or closes, a suspended session's socket wakes
+// it first (wakeConn, and backend's wakeNet for server sockets), so that it runs on a
+// goroutine of its own and sees the deadline as before.
+
+// newLoops starts n event loops (Config.EventLoops; negative: one per usable CPU), or
+// returns nil when they are off (0) or unsupported.
+func (s *Server) newLoops(n int) *reactor.Set {
+	if n == 0 {
+		return nil
+	}
+	if n < 0 {
+		n = runtime.GOMAXPROCS(0)
+	}
+	set, err := reactor.New(n)
+	if err != nil {
+		s.log.Debug("client sessions keep their goroutines", "error", err)
+		return nil
+	}
+	return set
+}
+
+// clientResume runs a session suspended between requests.
+type clientResume clientSession
+
+func (r *clientResume) RunReady(w *reactor.Worker) {
+	c := (*clientSession)(r)
+	c.srv.loopIdle.Add(-1)
+	c.resumed(w, false)
+}
+
+// relayResume runs a session whose inline relay was suspended.
+type relayResume clientSession
+
+func (r *relayResume) RunReady(w *reactor.Worker) {
+	(*clientSession)(r).resumed(w, true)
+}
+
+// resumed runs c from where it was suspended, on w (nil: on a goroutine of its own).
+func (c *clientSession) resumed(w *reactor.Worker, relay bool) {
+	c.waitingOn.Store(nil)
+	c.loopW.Store(w)
+	c.run(c.srv.ctx, resumeLoop+boolInt(relay))
+	// c may be suspended again, and run by another goroutine: not touched from here.
+}
+
+func boolInt(b bool) runFrom {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// detachLoop lets the event loop running c go on without c's goroutine, before c blocks.
+func (c *clientSession) detachLoop() {
+	if w := c.loopW.Swap(nil); w != nil {
+		w.Detach()
+	}
+}
+
+// ReadStart, ReadDone and WillBlock watch the client socket's raw I/O (fastio.Watcher).
+func (c *clientSession) ReadStart()            { c.ep.ReadStart() }
+func (c *clientSession) ReadDone(drained bool) { c.ep.ReadDone(drained) }
+func (c *clientSession) WillBlock()            { c.detachLoop() }
+
+// waitClient suspends c between requests when it may (see above), and reports whether it
+// did: then the caller returns lease.ErrSuspended at once.
+func (c *clientSession) waitClient() bool {
+	loops := c.srv.loops
+	if c.fd < 0 || c.admin || c.Conn.TLS != nil || c.listening != nil || c.IdleArmed() || c.killed.Load() ||
+		c.Closing.Load() || c.xactTimedOut.Load() || c.Conn.FR.FrameBuffered() {
+		return false
+	}
+	if !c.ep.Registered() && loops.Add(&c.ep, int(c.fd)) != nil {
+		c.fd = -1
+		return false
+	}
+	c.Conn.R.ReleaseIfEmpty() // a short read kept it: an idle client holds no buffer
+	w := c.loopW.Swap(nil)
+	c.waitingOn.Store(&c.ep)
+	c.srv.loopIdle.Add(1)
+	if c.ep.Wait(&c.waitC) {
+		return true
+	}
+	c.srv.loopIdle.Add(-1)
+	c.waitingOn.Store(nil)
+	c.loopW.Store(w)
+	return false
+}
+
+// WaitServer suspends l's inline relay until its server sends more (lease.Host).
+func (h *leaseHost) WaitServer(l *lease.Lease) bool {
+	c := (*clientSession)(h)
+	loops := c.srv.loops
+	sc := l.Server()
+	if loops == nil || sc.FD() < 0 || c.waitS.Task == nil {
+		return false
+	}
+	if !sc.EP.Registered() && loops.Add(&sc.EP, sc.FD()) != nil {
+		return false
+	}
+	w := c.loopW.Swap(nil)
+	c.waitingOn.Store(&sc.EP)
+	if sc.EP.Wait(&c.waitS) {
+		return true
+	}
+	c.waitingOn.Store(nil)
+	c.loopW.Store(w)
+	return false
+}
+
+// BlockHook is c's detachLoop (lease.Host).
+func (h *leaseHost) BlockHook() *func() { return &h.blockFn }
