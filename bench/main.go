@@ -100,7 +100,7 @@ func parseFlags(args []string, output io.Writer) (config, error) {
 	fs.IntVar(&cfg.directMax, "direct-max-clients", 200, "most pgbench clients to run directly against PostgreSQL; direct runs with more are skipped and reported n/a")
 	backend := fs.String("backend", "postgres", "what the proxies are in front of: postgres (a real primary and replica), or fake (a server that answers\nevery statement at once, so that the proxies' own cost is measured; it implies -route=false)")
 	fs.BoolVar(&cfg.route, "route", true, "give cmpool the replica (--replica), so that it routes reads to it; false points it at the primary only, like PgBouncer")
-	fs.IntVar(&cfg.idle, "idle", 50000, "idle client connections to hold open against each proxy for the RSS-per-client measurement; 0 disables")
+	fs.IntVar(&cfg.idle, "idle", 18000, "idle client connections to hold open against each proxy for the RSS-per-client measurement; 0 disables")
 	fs.StringVar(&cfg.profile, "profile", "", "directory for CPU and allocation profiles of an in-process cmpool under pgbench -S with 20 clients; empty disables")
 	fs.StringVar(&cfg.out, "out", "docs/benchmarks/README.md", "markdown report file")
 	fs.StringVar(&cfg.chart, "chart", "docs/benchmarks/tps.png", "PNG chart of TPS by client count; empty disables")

@@ -51,7 +51,7 @@ func TestParseFlagsQuick(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, workloadNames, cfg.workloads)
 	require.Equal(t, []int{20, 200, 1000}, cfg.clients)
-	require.Equal(t, 50000, cfg.idle)
+	require.Equal(t, 18000, cfg.idle)
 
 	_, err = parseFlags([]string{"-clients", "5000"}, io.Discard)
 	require.ErrorContains(t, err, "-clients")

@@ -55,6 +55,10 @@ func TestEventLoopTraffic(t *testing.T) {
 	require.NoError(t, setup.QueryRow(ctx, "select count(*) from evloop").Scan(&rows))
 	require.Equal(t, clients*rounds, rows, "every committed insert is there")
 	parked(t, p, clients+1) // all of them, setup included, wait on the loops
+	st := p.Server.Stat().EventLoops
+	require.Equal(t, 2, st.Loops)
+	require.Greater(t, st.Events, uint64(clients*rounds), "the loops ran the requests")
+	t.Logf("event loops: %d events, %d workers detached (%d by the watchdog)", st.Events, st.Detached, st.Watchdog)
 }
 
 // evloopClient runs rounds of statements on conn as client i and checks their answers.

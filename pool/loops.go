@@ -46,9 +46,10 @@ func (s *Server) newLoops(n int) *reactor.Set {
 	}
 	set, err := reactor.New(n)
 	if err != nil {
-		s.log.Debug("client sessions keep their goroutines", "error", err)
+		s.log.Warn("event loops unavailable: client sessions keep their goroutines", "error", err)
 		return nil
 	}
+	s.log.Info("client sessions run on event loops", "loops", n)
 	return set
 }
 
@@ -107,6 +108,9 @@ func (c *clientSession) waitClient() bool {
 		c.fd = -1
 		return false
 	}
+	if !c.ep.Drained() && c.Conn.R.FillNow() {
+		return false // read on: its last read filled the buffer (the startup packet), and there was more
+	}
 	c.Conn.R.ReleaseIfEmpty() // a short read kept it: an idle client holds no buffer
 	w := c.loopW.Swap(nil)
 	c.waitingOn.Store(&c.ep)
@@ -143,3 +147,9 @@ func (h *leaseHost) WaitServer(l *lease.Lease) bool {
 
 // BlockHook is c's detachLoop (lease.Host).
 func (h *leaseHost) BlockHook() *func() { return &h.blockFn }
+
+// loopStat is Stat's EventLoops.
+func (s *Server) loopStat() EventLoopStat {
+	st := s.loops.Stats()
+	return EventLoopStat{Loops: st.Loops, Events: st.Events, Detached: st.Detached, Watchdog: st.Watchdog}
+}

@@ -165,26 +165,59 @@ const (
 	releaseEvery       = 30 * time.Second
 )
 
-// parkIdle is the sweeper: every half ParkIdleAfter it asks the clients idle for that long
-// to park. It ends with the server.
-func (s *Server) parkIdle(after time.Duration) {
-	tick := time.NewTicker(max(after/2, 10*time.Millisecond))
+// memReleaser returns memory after a burst of idle clients gave up their goroutines; see
+// above.
+type memReleaser struct {
+	at   time.Time
+	idle int // idle clients at the last release
+}
+
+// tick is called periodically with the clients idle without a goroutine now; settled
+// tells that no more are on their way.
+func (m *memReleaser) tick(idle int, settled bool) {
+	if idle < m.idle {
+		m.idle = idle
+	} else if idle-m.idle >= releaseAfterParked && settled && time.Since(m.at) >= releaseEvery {
+		debug.FreeOSMemory()
+		m.at, m.idle = time.Now(), idle
+	}
+}
+
+// releaseLoopIdle returns memory after bursts of clients suspended on the event loops
+// (loops.go), which give up their goroutines at once: a burst has settled when a second
+// passes with no more of them. It ends with the server.
+func (s *Server) releaseLoopIdle() {
+	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
-	var ready []*clientSession
-	releasedAt, releasedParked := time.Time{}, 0
+	var rel memReleaser
+	last := int64(-1)
 	for {
 		select {
 		case <-s.ctx.Done():
 			return
 		case <-tick.C:
 		}
-		if n := s.parker.Len(); n < releasedParked {
-			releasedParked = n
-		} else if n-releasedParked >= releaseAfterParked && len(ready) == 0 && time.Since(releasedAt) >= releaseEvery {
-			// The last sweep asked nobody to park: the burst is parked.
-			debug.FreeOSMemory()
-			releasedAt, releasedParked = time.Now(), n
+		n := s.loopIdle.Load()
+		rel.tick(int(n), n <= last)
+		last = n
+	}
+}
+
+// parkIdle is the sweeper: every half ParkIdleAfter it asks the clients idle for that long
+// to park. It ends with the server.
+func (s *Server) parkIdle(after time.Duration) {
+	tick := time.NewTicker(max(after/2, 10*time.Millisecond))
+	defer tick.Stop()
+	var ready []*clientSession
+	var rel memReleaser
+	for {
+		select {
+		case <-s.ctx.Done():
+			return
+		case <-tick.C:
 		}
+		// When the last sweep asked nobody to park, the burst is parked.
+		rel.tick(s.parker.Len(), len(ready) == 0)
 		now := lease.Nanotime()
 		clear(ready)
 		ready = ready[:0]

@@ -387,6 +387,9 @@ func (s *Server) serveConn(conn net.Conn, accepted bool) bool {
 	if s.parker != nil {
 		s.parkWatch.Do(func() { go s.parkIdle(s.conf().ParkIdleAfter) })
 	}
+	if s.loops != nil {
+		s.parkWatch.Do(func() { go s.releaseLoopIdle() })
+	}
 	s.wg.Add(1) // done when the client leaves, whichever goroutine runs it then (park.go)
 	go c.serve(s.ctx)
 	return true

@@ -14,6 +14,8 @@ type Stat struct {
 	// requests on an event loop (Config.EventLoops), or, with the loops off, parked in the
 	// epoll set of idle clients (Config.ParkIdleAfter).
 	ParkedClients int
+	// EventLoops are the event loops' counters (Config.EventLoops); zero without them.
+	EventLoops EventLoopStat
 	// PreparedStatements is the number of distinct statements (text and parameter types)
 	// that clients have prepared, each with one server-side name, and that a client or a
 	// server still holds (statements dropped everywhere leave at the next collection).
@@ -104,12 +106,27 @@ type PoolStat struct {
 	CancelsWaiting, CancelsActive, CancelConns, ServersBeingCanceled int
 }
 
+// EventLoopStat counts what the event loops did (pool/loops.go).
+type EventLoopStat struct {
+	// Loops is how many run; 0 when they are off.
+	Loops int
+	// Events counts socket events the loops handled: each ran a session from where it
+	// waited.
+	Events uint64
+	// Detached counts loop workers that left their loop to a new goroutine because the
+	// session they ran was about to block (waiting for a server, a socket full or empty
+	// mid-message); Watchdog counts those the watchdog detached, held for milliseconds by a
+	// wait nobody announced.
+	Detached, Watchdog uint64
+}
+
 // Stat returns a snapshot of the server's pools.
 func (s *Server) Stat() Stat {
 	snap := s.snapshot(0)
 	st := Stat{
 		Clients:            int(s.nClients.Load()),
 		ParkedClients:      s.parker.Len() + int(s.loopIdle.Load()),
+		EventLoops:         s.loopStat(),
 		PreparedStatements: s.stmts.Len(),
 		Replicas:           snap.Replicas,
 		ReadsOnPrimary:     s.routedPrimaryFallback.Load(),

@@ -118,7 +118,9 @@ var (
 	descClWaiting = prometheus.NewDesc("cmpool_clients_waiting", "Clients waiting for a server connection.", clientLabels, nil)
 	descClMaxWait = prometheus.NewDesc("cmpool_clients_maxwait_seconds", "How long the oldest waiting client has waited.", clientLabels, nil)
 	descClients   = prometheus.NewDesc("cmpool_clients", "Client connections open, including those logging in.", nil, nil)
-	descParked    = prometheus.NewDesc("cmpool_clients_parked", "Idle client connections parked: no goroutine, the socket in the epoll set of idle clients.", nil, nil)
+	descParked    = prometheus.NewDesc("cmpool_clients_parked", "Idle client connections with no goroutine: parked, or waiting on an event loop.", nil, nil)
+	descLoopEv    = prometheus.NewDesc("cmpool_event_loop_events_total", "Socket events the event loops handled (event_loops).", nil, nil)
+	descLoopDet   = prometheus.NewDesc("cmpool_event_loop_detached_total", "Event loop workers that left their loop to a new goroutine before blocking, by cause: announced (a wait for a server, a full or empty socket) or watchdog.", []string{"cause"}, nil)
 	descReplLag   = prometheus.NewDesc("cmpool_replica_lag_bytes", "A replica's replay lag behind the primary, in bytes of WAL.", []string{"host"}, nil)
 	descReplLagS  = prometheus.NewDesc("cmpool_replica_lag_seconds", "A replica's replay lag behind the primary, in time.", []string{"host"}, nil)
 	descReplUp    = prometheus.NewDesc("cmpool_replica_usable", "1 when a replica takes reads (healthy, in recovery, not lagging).", []string{"host", "state"}, nil)
@@ -137,7 +139,8 @@ func (statCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descXacts, descQueries, descXactTime, descQueryTime, descRecv, descSent,
 		descAcquires, descWaits, descWaitTime, descSvActive, descSvIdle, descSvMax, descSvUsed, descCancels, descSvCancel, descClActive,
 		descClWaiting, descClMaxWait, descClients, descParked, descReplLag, descReplLagS, descReplUp, descReplRoute,
-		descFallback, descReplays, descPromos, descPaused, descPrepared, descReadRuns, descClPinned, descPinRefuse} {
+		descFallback, descReplays, descPromos, descPaused, descPrepared, descReadRuns, descClPinned, descPinRefuse,
+		descLoopEv, descLoopDet} {
 		ch <- d
 	}
 }
@@ -191,6 +194,11 @@ func (c statCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	gauge(descClients, float64(st.Clients))
 	gauge(descParked, float64(st.ParkedClients))
+	if st.EventLoops.Loops > 0 {
+		counter(descLoopEv, float64(st.EventLoops.Events))
+		counter(descLoopDet, float64(st.EventLoops.Detached-st.EventLoops.Watchdog), "announced")
+		counter(descLoopDet, float64(st.EventLoops.Watchdog), "watchdog")
+	}
 	for _, r := range st.Replicas {
 		gauge(descReplLag, float64(r.LagBytes), r.Host)
 		gauge(descReplLagS, r.LagTime.Seconds(), r.Host)

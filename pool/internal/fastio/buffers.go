@@ -2,6 +2,7 @@ package fastio
 
 import (
 	"bufio"
+	"errors"
 	"io"
 	"sync"
 )
@@ -138,6 +139,43 @@ func (b *Reader) fill(tries int) {
 		// A read that failed (a deadline, EOF) leaves nothing buffered.
 		b.ReleaseIfEmpty()
 	}
+}
+
+// nowSource is a source that can read without waiting (the raw socket I/O of New).
+type nowSource interface {
+	ReadReleaseNow(b ReleasingBuffer) (int, error)
+}
+
+// FillNow reads once from the source if that does not wait, and reports whether it read
+// anything, or an error (kept for the next read, as any read error). It reports false when
+// the socket has nothing yet, or when the source cannot be read without waiting.
+func (b *Reader) FillNow() bool {
+	src, ok := b.src.(nowSource)
+	if !ok || b.err != nil {
+		return b.err != nil
+	}
+	b.take()
+	if b.r > 0 {
+		copy(b.buf[:], b.buf[b.r:b.w])
+		b.w -= b.r
+		b.r = 0
+	}
+	n, err := src.ReadReleaseNow(b)
+	if n < 0 || n > BufSize-b.w {
+		panic("pool: invalid read count")
+	}
+	b.w += n
+	if errors.Is(err, ErrWouldBlock) {
+		b.ReleaseIfEmpty()
+		return false
+	}
+	if err != nil {
+		b.err = err
+	}
+	if b.r == b.w {
+		b.ReleaseIfEmpty()
+	}
+	return true
 }
 
 // readErr returns the pending read error and clears it, as bufio.Reader does.

@@ -59,7 +59,8 @@ type rawIO struct {
 	wn     int
 	werrno syscall.Errno
 
-	watch Watcher // nil, or told about each read and each wait
+	watch  Watcher // nil, or told about each read and each wait
+	nowait bool    // the read in progress must not wait (ReadReleaseNow)
 }
 
 // Watch makes w watch rw's reads and waits, when rw is the raw socket I/O of New, and
@@ -91,6 +92,15 @@ func (r *rawIO) ReadRelease(b ReleasingBuffer) (int, error) {
 	return n, err
 }
 
+// ReadReleaseNow is ReadRelease that never waits: when the socket has nothing, it returns
+// ErrWouldBlock at once.
+func (r *rawIO) ReadReleaseNow(b ReleasingBuffer) (int, error) {
+	r.rrel, r.nowait = b, true
+	n, err := r.read()
+	r.rrel, r.nowait = nil, false
+	return n, err
+}
+
 func (r *rawIO) read() (int, error) {
 	r.rn, r.rerrno = 0, 0
 	err := r.rc.Read(r.readFn)
@@ -98,6 +108,8 @@ func (r *rawIO) read() (int, error) {
 	switch {
 	case err != nil:
 		return 0, err
+	case errno == syscall.EAGAIN:
+		return 0, ErrWouldBlock
 	case errno != 0:
 		return 0, r.opError("read", errno)
 	case n == 0:
@@ -127,6 +139,12 @@ func (r *rawIO) readSyscall(fd uintptr) bool {
 			}
 			if w != nil {
 				w.ReadDone(true)
+			}
+			if r.nowait {
+				r.rerrno = e
+				return true
+			}
+			if w != nil {
 				w.WillBlock()
 			}
 			return false

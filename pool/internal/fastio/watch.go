@@ -1,9 +1,13 @@
 package fastio
 
 import (
+	"errors"
 	"net"
 	"syscall"
 )
+
+// ErrWouldBlock is what a read that must not wait returns when the socket has nothing.
+var ErrWouldBlock = errors.New("fastio: read would block")
 
 // Watcher is told about the reads and waits of a socket's raw I/O (see Watch), for the
 // event loops of pool/internal/reactor: which reads found the socket empty, and when a

@@ -72,6 +72,9 @@ func (ep *Endpoint) ReadStart() { ep.pend.Store(false) }
 // socket empty (it returned less than it could take, or would have blocked).
 func (ep *Endpoint) ReadDone(drained bool) { ep.drained = drained }
 
+// Drained reports whether the last read found the socket empty.
+func (ep *Endpoint) Drained() bool { return ep.drained }
+
 // MarkUnknown forgets that the socket was found empty: the next Wait reads first.
 func (ep *Endpoint) MarkUnknown() { ep.drained = false }
 
