@@ -366,8 +366,7 @@ func (s *Server) serveConn(conn net.Conn, accepted bool) bool {
 		fastio.Watch(fio, c)
 	}
 	c.Conn.Init(&wakeConn{Conn: conn, c: c}, r, fastio.NewWriter(fio), s.conf().MaxPacketSize)
-	c.Client.Init(s.lastClientID.Add(1),
-		s.log.With("client", conn.RemoteAddr().String()), (*leaseHost)(c))
+	c.Client.Init(s.lastClientID.Add(1), newClientLog(s.log.Handler(), conn.RemoteAddr().String()), (*leaseHost)(c))
 	c.routing.srv = s
 	if a, ok := conn.RemoteAddr().(*net.TCPAddr); ok {
 		c.routing.addr = a.IP.String()

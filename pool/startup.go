@@ -75,7 +75,7 @@ func (c *clientSession) startup(ctx context.Context) error {
 	if c.Database == "" {
 		c.Database = c.User
 	}
-	c.Log = c.Log.With("user", c.User, "database", c.Database)
+	setClientIdent(c.Log, c.User, c.Database)
 	if sm.Parameters["replication"] != "" && sm.Parameters["replication"] != "false" && sm.Parameters["replication"] != "off" {
 		return protocol.NewFatal(protocol.CodeFeatureNotSupported, "replication connections are not supported through cmpool")
 	}
