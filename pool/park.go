@@ -4,9 +4,9 @@ import (
 	"errors"
 	"net"
 	"runtime/debug"
-	"syscall"
 	"time"
 
+	"github.com/cmlite/cmpool/pool/internal/fastio"
 	"github.com/cmlite/cmpool/pool/internal/lease"
 	"github.com/cmlite/cmpool/pool/internal/park"
 )
@@ -62,24 +62,9 @@ func (w *wakeConn) Close() error {
 	return w.Conn.Close()
 }
 
-// parkable returns the socket's descriptor when conn can be parked: a plain TCP or Unix
-// socket; -1 otherwise.
-func parkable(conn net.Conn) int32 {
-	switch conn.(type) {
-	case *net.TCPConn, *net.UnixConn:
-	default:
-		return -1
-	}
-	rc, err := conn.(syscall.Conn).SyscallConn()
-	if err != nil {
-		return -1
-	}
-	fd := int32(-1)
-	if rc.Control(func(f uintptr) { fd = int32(f) }) != nil {
-		return -1
-	}
-	return fd
-}
+// parkable returns the socket's descriptor when conn can be parked, or wait on an event
+// loop: a plain TCP or Unix socket; -1 otherwise.
+func parkable(conn net.Conn) int32 { return int32(fastio.FD(conn)) }
 
 // wake resumes c if it is parked, or suspended on an event loop (loops.go).
 func (c *clientSession) wake() {

@@ -122,7 +122,10 @@ func (ep *Endpoint) Remove() {
 	if l == nil {
 		return
 	}
-	_ = syscall.EpollCtl(l.epfd, syscall.EPOLL_CTL_DEL, ep.fd, nil)
+	if !ep.set.closed.Load() {
+		// After Close the epoll sets are gone, and their descriptors may be reused.
+		_ = syscall.EpollCtl(l.epfd, syscall.EPOLL_CTL_DEL, ep.fd, nil)
+	}
 	ep.set.slots.release(ep)
 	ep.Wake()
 }

@@ -224,3 +224,17 @@ func TestDetachLetsTheLoopGoOn(t *testing.T) {
 		})
 	}
 }
+
+func TestRemoveAfterCloseAndAddFails(t *testing.T) {
+	s, err := New(2)
+	require.NoError(t, err)
+	a, _ := socketPair(t)
+	var ep Endpoint
+	require.NoError(t, s.Add(&ep, a))
+	s.Close()
+	s.Close() // twice is fine
+	ep.Remove()
+	require.False(t, ep.Registered())
+	var ep2 Endpoint
+	require.ErrorIs(t, s.Add(&ep2, a), ErrClosed)
+}
