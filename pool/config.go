@@ -198,13 +198,10 @@ type Config struct {
 	// goroutine per client. Not changed by a reload.
 	ParkIdleAfter time.Duration
 
-	// EventLoops is how many event loops run client sessions (Linux; see loops.go): a
-	// session then has a goroutine only while it has something to do, and a loop runs its
-	// requests and their replies as the sockets become ready. Zero (the default) means
-	// none: each client has a goroutine while it is not parked (ParkIdleAfter); negative
-	// means one per usable CPU (GOMAXPROCS). The loops are off by default because they do
-	// not pay yet on the benchmark machine (docs/benchmarks/analysis.md). Not changed by a
-	// reload.
+	// EventLoops is how many event loops run client sessions (Linux; see loops.go), so
+	// that a session has a goroutine only while it has something to do. Zero means none
+	// (the default: they do not pay yet, docs/benchmarks/analysis.md); negative means one
+	// per usable CPU. Not changed by a reload.
 	EventLoops int
 
 	// ShutdownTimeout is how long Shutdown-by-signal and the console's SHUTDOWN wait for

@@ -59,29 +59,22 @@ type clientResume clientSession
 func (r *clientResume) RunReady(w *reactor.Worker) {
 	c := (*clientSession)(r)
 	c.srv.loopIdle.Add(-1)
-	c.resumed(w, false)
+	c.resumed(w, resumeLoop)
 }
 
 // relayResume runs a session whose inline relay was suspended.
 type relayResume clientSession
 
 func (r *relayResume) RunReady(w *reactor.Worker) {
-	(*clientSession)(r).resumed(w, true)
+	(*clientSession)(r).resumed(w, resumeRelay)
 }
 
 // resumed runs c from where it was suspended, on w (nil: on a goroutine of its own).
-func (c *clientSession) resumed(w *reactor.Worker, relay bool) {
+func (c *clientSession) resumed(w *reactor.Worker, from runFrom) {
 	c.waitingOn.Store(nil)
 	c.loopW.Store(w)
-	c.run(c.srv.ctx, resumeLoop+boolInt(relay))
+	c.run(c.srv.ctx, from)
 	// c may be suspended again, and run by another goroutine: not touched from here.
-}
-
-func boolInt(b bool) runFrom {
-	if b {
-		return 1
-	}
-	return 0
 }
 
 // detachLoop lets the event loop running c go on without c's goroutine, before c blocks.
@@ -112,37 +105,40 @@ func (c *clientSession) waitClient() bool {
 		return false // read on: its last read filled the buffer (the startup packet), and there was more
 	}
 	c.Conn.R.ReleaseIfEmpty() // a short read kept it: an idle client holds no buffer
-	w := c.loopW.Swap(nil)
-	c.waitingOn.Store(&c.ep)
 	c.srv.loopIdle.Add(1)
-	if c.ep.Wait(&c.waitC) {
+	if c.suspendOn(&c.ep, &c.waitC) {
 		return true
 	}
 	c.srv.loopIdle.Add(-1)
+	return false
+}
+
+// suspendOn waits on ep with wt, and reports whether c is suspended: then c is no longer
+// this goroutine's to touch. Otherwise c goes on, on the worker it ran on.
+func (c *clientSession) suspendOn(ep *reactor.Endpoint, wt *reactor.Waiter) bool {
+	w := c.loopW.Swap(nil)
+	c.waitingOn.Store(ep)
+	if ep.Wait(wt) {
+		return true
+	}
 	c.waitingOn.Store(nil)
 	c.loopW.Store(w)
 	return false
 }
 
-// WaitServer suspends l's inline relay until its server sends more (lease.Host).
+// WaitServer suspends l's inline relay until its server sends more (lease.Host); only
+// called for a client on the loops (OnLoops).
 func (h *leaseHost) WaitServer(l *lease.Lease) bool {
 	c := (*clientSession)(h)
 	loops := c.srv.loops
 	sc := l.Server()
-	if loops == nil || sc.FD() < 0 || c.waitS.Task == nil {
+	if sc.FD() < 0 {
 		return false
 	}
 	if !sc.EP.Registered() && loops.Add(&sc.EP, sc.FD()) != nil {
 		return false
 	}
-	w := c.loopW.Swap(nil)
-	c.waitingOn.Store(&sc.EP)
-	if sc.EP.Wait(&c.waitS) {
-		return true
-	}
-	c.waitingOn.Store(nil)
-	c.loopW.Store(w)
-	return false
+	return c.suspendOn(&sc.EP, &c.waitS)
 }
 
 // BlockHook is c's detachLoop (lease.Host).

@@ -362,7 +362,7 @@ func (s *Server) serveConn(conn net.Conn, accepted bool) bool {
 	}
 	c.blockFn = c.detachLoop
 	if s.loops != nil && c.fd >= 0 {
-		c.waitC.Task, c.waitS.Task = (*clientResume)(c), (*relayResume)(c)
+		c.waitC.Task, c.waitS.Task, c.OnLoops = (*clientResume)(c), (*relayResume)(c), true
 		fastio.Watch(fio, c)
 	}
 	c.Conn.Init(&wakeConn{Conn: conn, c: c}, r, fastio.NewWriter(fio), s.conf().MaxPacketSize)

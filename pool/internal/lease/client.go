@@ -86,8 +86,10 @@ type Client struct {
 	// (its state is unrelayed or parked; see relayAfter). The client goroutine's only.
 	prevLease, unrelayed *Lease
 	// suspended is the lease whose inline relay waits on an event loop for its server
-	// (relayAfter, ResumeRelay). The client goroutine's only.
+	// (relayAfter, ResumeRelay). The client goroutine's only. OnLoops: the client may wait
+	// on event loops (Host.WaitServer); set before it runs.
 	suspended *Lease
+	OnLoops   bool
 	// unflushed is the lease whose server has messages from send still in its write
 	// buffer (held back while the client's next message was already here), or nil. The
 	// client goroutine's only.

@@ -127,7 +127,7 @@ func (l *Lease) relayLoop(inline bool) (exit relayExit) {
 		}
 	}()
 	for {
-		if inline && l.queryTimeout == 0 && !l.sc.Frames.FrameBuffered() {
+		if inline && c.OnLoops && l.queryTimeout == 0 && !l.sc.Frames.FrameBuffered() {
 			// Nothing to relay until the server sends more: an event loop may run the
 			// rest when it does. c.suspended is set first: once suspended, c is not ours.
 			c.suspended = l
