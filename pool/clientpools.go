@@ -17,19 +17,18 @@ import (
 // is used by the goroutine that acquires a server for the client: the client goroutine,
 // or the relay when it replays a request on the primary (replayOnPrimary).
 type clientPools struct {
-	srv            *Server
-	database, user string
-	primary        *backendPool // see at
-	gen            uint64       // Server.primaryGen when primary was looked up
+	c       *clientSession // whose pools: its server, database and user
+	primary *backendPool   // see at
+	gen     uint64         // Server.primaryGen when primary was looked up
 }
 
 // at returns the client's pool on a backend.
 func (p *clientPools) at(backend int) (*backendPool, error) {
 	if backend != backendPrimary {
-		return p.srv.poolFor(p.database, p.user, backend)
+		return p.c.srv.poolFor(p.c.Database, p.c.User, backend)
 	}
-	if gen := p.srv.primaryGen.Load(); gen != p.gen {
-		bp, err := p.srv.poolFor(p.database, p.user, backendPrimary)
+	if gen := p.c.srv.primaryGen.Load(); gen != p.gen {
+		bp, err := p.c.srv.poolFor(p.c.Database, p.c.User, backendPrimary)
 		if err != nil {
 			return nil, err
 		}
@@ -44,7 +43,7 @@ func (p *clientPools) lookupVolatile(ctx context.Context, f string) (bool, error
 	if err != nil {
 		return true, err
 	}
-	ctx, cancel := context.WithTimeout(ctx, p.srv.conf().ServerConnectTimeout)
+	ctx, cancel := context.WithTimeout(ctx, p.c.srv.conf().ServerConnectTimeout)
 	defer cancel()
 	return lookupVolatile(ctx, bp, f)
 }
@@ -55,8 +54,8 @@ func (p *clientPools) lookupVolatile(ctx context.Context, f string) (bool, error
 // databases mapped to another server, never use replicas. It returns nil when no replica
 // can serve.
 func (p *clientPools) loginOnReplica(ctx context.Context, err error, mode lease.Mode, log *slog.Logger) (*backendPool, *puddle.Resource[*backend.Conn]) {
-	rs := p.srv.rs()
-	if !p.srv.routable(rs, mode, p.database) {
+	rs := p.c.srv.rs()
+	if !p.c.srv.routable(rs, mode, p.c.Database) {
 		return nil, nil
 	}
 	var pgErr *pgconn.PgError
@@ -69,11 +68,11 @@ func (p *clientPools) loginOnReplica(ctx context.Context, err error, mode lease.
 		return nil, nil
 	}
 	defer rs.Done(idx)
-	bp, err := p.srv.poolFor(p.database, p.user, idx+1)
+	bp, err := p.c.srv.poolFor(p.c.Database, p.c.User, idx+1)
 	if err != nil {
 		return nil, nil
 	}
-	actx, cancel := p.srv.waitContext(ctx)
+	actx, cancel := p.c.srv.waitContext(ctx)
 	defer cancel()
 	res, err := bp.Acquire(actx)
 	if err != nil {

@@ -99,7 +99,7 @@ func (c *clientSession) loop(ctx context.Context) error {
 			c.syncNotifications()
 		}
 		if fr.Type == 'Q' {
-			q := c.Texts.Text(lease.QueryText(msg))
+			q := c.Text(lease.QueryText(msg))
 			handled, err := c.proxyCommand(q)
 			if !handled && err == nil {
 				handled, err = c.simpleCommand(q)

@@ -1,8 +1,11 @@
 package pool
 
 import (
+	"io"
 	"runtime"
+	"sync/atomic"
 
+	"github.com/cmlite/cmpool/pool/internal/fastio"
 	"github.com/cmlite/cmpool/pool/internal/lease"
 	"github.com/cmlite/cmpool/pool/internal/reactor"
 )
@@ -53,6 +56,28 @@ func (s *Server) newLoops(n int) *reactor.Set {
 	return set
 }
 
+// onLoop is a session's state on the event loops, allocated only when they are on: ep is
+// its socket in a loop's epoll set once registered; w is the loop worker running the
+// session now, if any; waitC and waitS resume it after a wait for the client or for its
+// server; waitingOn is the endpoint it is suspended on (for wake), or nil; blockFn is
+// detachLoop, bound once.
+type onLoop struct {
+	ep        reactor.Endpoint
+	w         atomic.Pointer[reactor.Worker]
+	waitC     reactor.Waiter
+	waitS     reactor.Waiter
+	waitingOn atomic.Pointer[reactor.Endpoint]
+	blockFn   func()
+}
+
+// onLoops gives c its event-loop state; c's socket (fio) can wait on the loops.
+func (c *clientSession) onLoops(fio io.ReadWriter) {
+	lp := &onLoop{}
+	lp.waitC.Task, lp.waitS.Task, lp.blockFn = (*clientResume)(c), (*relayResume)(c), c.detachLoop
+	c.lp, c.OnLoops = lp, true
+	fastio.Watch(fio, c)
+}
+
 // clientResume runs a session suspended between requests.
 type clientResume clientSession
 
@@ -71,42 +96,45 @@ func (r *relayResume) RunReady(w *reactor.Worker) {
 
 // resumed runs c from where it was suspended, on w (nil: on a goroutine of its own).
 func (c *clientSession) resumed(w *reactor.Worker, from runFrom) {
-	c.waitingOn.Store(nil)
-	c.loopW.Store(w)
+	c.lp.waitingOn.Store(nil)
+	c.lp.w.Store(w)
 	c.run(c.srv.ctx, from)
 	// c may be suspended again, and run by another goroutine: not touched from here.
 }
 
 // detachLoop lets the event loop running c go on without c's goroutine, before c blocks.
 func (c *clientSession) detachLoop() {
-	if w := c.loopW.Swap(nil); w != nil {
+	if c.lp == nil {
+		return
+	}
+	if w := c.lp.w.Swap(nil); w != nil {
 		w.Detach()
 	}
 }
 
 // ReadStart, ReadDone and WillBlock watch the client socket's raw I/O (fastio.Watcher).
-func (c *clientSession) ReadStart()            { c.ep.ReadStart() }
-func (c *clientSession) ReadDone(drained bool) { c.ep.ReadDone(drained) }
+func (c *clientSession) ReadStart()            { c.lp.ep.ReadStart() }
+func (c *clientSession) ReadDone(drained bool) { c.lp.ep.ReadDone(drained) }
 func (c *clientSession) WillBlock()            { c.detachLoop() }
 
 // waitClient suspends c between requests when it may (see above), and reports whether it
 // did: then the caller returns lease.ErrSuspended at once.
 func (c *clientSession) waitClient() bool {
-	loops := c.srv.loops
-	if c.fd < 0 || c.admin || c.Conn.TLS != nil || c.listening != nil || c.IdleArmed() || c.killed.Load() ||
+	loops, lp := c.srv.loops, c.lp
+	if lp == nil || c.fd < 0 || c.admin || c.Conn.TLS != nil || c.listening != nil || c.IdleArmed() || c.killed.Load() ||
 		c.Closing.Load() || c.xactTimedOut.Load() || c.Conn.FR.FrameBuffered() {
 		return false
 	}
-	if !c.ep.Registered() && loops.Add(&c.ep, int(c.fd)) != nil {
+	if !lp.ep.Registered() && loops.Add(&lp.ep, int(c.fd)) != nil {
 		c.fd = -1
 		return false
 	}
-	if !c.ep.Drained() && c.Conn.R.FillNow() {
+	if !lp.ep.Drained() && c.Conn.R.FillNow() {
 		return false // read on: its last read filled the buffer (the startup packet), and there was more
 	}
 	c.Conn.R.ReleaseIfEmpty() // a short read kept it: an idle client holds no buffer
 	c.srv.loopIdle.Add(1)
-	if c.suspendOn(&c.ep, &c.waitC) {
+	if c.suspendOn(&lp.ep, &lp.waitC) {
 		return true
 	}
 	c.srv.loopIdle.Add(-1)
@@ -116,13 +144,14 @@ func (c *clientSession) waitClient() bool {
 // suspendOn waits on ep with wt, and reports whether c is suspended: then c is no longer
 // this goroutine's to touch. Otherwise c goes on, on the worker it ran on.
 func (c *clientSession) suspendOn(ep *reactor.Endpoint, wt *reactor.Waiter) bool {
-	w := c.loopW.Swap(nil)
-	c.waitingOn.Store(ep)
+	lp := c.lp
+	w := lp.w.Swap(nil)
+	lp.waitingOn.Store(ep)
 	if ep.Wait(wt) {
 		return true
 	}
-	c.waitingOn.Store(nil)
-	c.loopW.Store(w)
+	lp.waitingOn.Store(nil)
+	lp.w.Store(w)
 	return false
 }
 
@@ -138,11 +167,16 @@ func (h *leaseHost) WaitServer(l *lease.Lease) bool {
 	if !sc.EP.Registered() && loops.Add(&sc.EP, sc.FD()) != nil {
 		return false
 	}
-	return c.suspendOn(&sc.EP, &c.waitS)
+	return c.suspendOn(&sc.EP, &c.lp.waitS)
 }
 
-// BlockHook is c's detachLoop (lease.Host).
-func (h *leaseHost) BlockHook() *func() { return &h.blockFn }
+// BlockHook is c's detachLoop (lease.Host); nil off the loops, where nothing needs it.
+func (h *leaseHost) BlockHook() *func() {
+	if h.lp == nil {
+		return nil
+	}
+	return &h.lp.blockFn
+}
 
 // loopStat is Stat's EventLoops.
 func (s *Server) loopStat() EventLoopStat {

@@ -58,7 +58,9 @@ func (w *wakeConn) SetDeadline(t time.Time) error {
 
 func (w *wakeConn) Close() error {
 	w.c.wake() // before the descriptor goes: it leaves the epoll set while it is valid
-	w.c.ep.Remove()
+	if w.c.lp != nil {
+		w.c.lp.ep.Remove()
+	}
 	return w.Conn.Close()
 }
 
@@ -68,8 +70,10 @@ func parkable(conn net.Conn) int32 { return int32(fastio.FD(conn)) }
 
 // wake resumes c if it is parked, or suspended on an event loop (loops.go).
 func (c *clientSession) wake() {
-	if ep := c.waitingOn.Load(); ep != nil {
-		ep.Wake()
+	if c.lp != nil {
+		if ep := c.lp.waitingOn.Load(); ep != nil {
+			ep.Wake()
+		}
 	}
 	if c.parkTok.Load() == 0 {
 		return
@@ -114,6 +118,7 @@ func (c *clientSession) tryPark() bool {
 	if raw.SetReadDeadline(time.Time{}) != nil {
 		return false
 	}
+	c.ForgetIdle() // before Park: from there the client may run on another goroutine
 	c.parkMu.Lock()
 	t, err := c.srv.parker.Park(int(c.fd), c)
 	if err == nil {
@@ -147,7 +152,7 @@ func (c *clientSession) afterPark() {
 // happens after a burst of logins has gone idle, not in steady traffic.
 const (
 	releaseAfterParked = 2000
-	releaseEvery       = 30 * time.Second
+	releaseEvery       = 5 * time.Second
 )
 
 // memReleaser returns memory after a burst of idle clients gave up their goroutines; see

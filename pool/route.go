@@ -115,13 +115,13 @@ func (c *clientSession) queryFor(typ byte, msg []byte) (q string, ok bool) {
 	body := msg[protocol.HeaderLen:]
 	switch typ {
 	case 'Q':
-		return c.RouteText(c.Texts.Text(lease.QueryText(msg))), true // EXECUTE: what it runs
+		return c.RouteText(c.Text(lease.QueryText(msg))), true // EXECUTE: what it runs
 	case 'P':
 		_, query, _, ok := protocol.ParseParse(body)
 		if !ok {
 			return "", false
 		}
-		return c.Texts.Text(query), true
+		return c.Text(query), true
 	case 'B', 'D':
 		var name []byte
 		if typ == 'B' {
@@ -141,7 +141,7 @@ func (c *clientSession) queryFor(typ byte, msg []byte) (q string, ok bool) {
 		if raw == nil {
 			return shared, ok
 		}
-		return c.Texts.Text(raw), true
+		return c.Text(raw), true
 	}
 	return "", false
 }

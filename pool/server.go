@@ -356,14 +356,12 @@ func (s *Server) serveConn(conn net.Conn, accepted bool) bool {
 	}
 	fio := fastio.New(conn)
 	r := fastio.NewReader(fio)
-	c := &clientSession{srv: s, connectedAt: time.Now(), fd: -1}
+	c := &clientSession{srv: s, connectedAt: time.Now().UnixNano(), fd: -1}
 	if s.parker != nil || s.loops != nil {
 		c.fd = parkable(conn)
 	}
-	c.blockFn = c.detachLoop
 	if s.loops != nil && c.fd >= 0 {
-		c.waitC.Task, c.waitS.Task, c.OnLoops = (*clientResume)(c), (*relayResume)(c), true
-		fastio.Watch(fio, c)
+		c.onLoops(fio)
 	}
 	c.Conn.Init(&wakeConn{Conn: conn, c: c}, r, fastio.NewWriter(fio), s.conf().MaxPacketSize)
 	c.Client.Init(s.lastClientID.Add(1), newClientLog(s.log.Handler(), conn.RemoteAddr().String()), (*leaseHost)(c))

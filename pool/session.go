@@ -11,7 +11,6 @@ import (
 
 	"github.com/cmlite/cmpool/pool/internal/lease"
 	"github.com/cmlite/cmpool/pool/internal/notify"
-	"github.com/cmlite/cmpool/pool/internal/reactor"
 	"github.com/cmlite/cmpool/protocol"
 )
 
@@ -34,14 +33,14 @@ type clientSession struct {
 	// For the admin console's SHOW CLIENTS and SHOW POOLS.
 	admin        bool         // connected to the admin console
 	loggedIn     atomic.Bool  // startup is complete
-	connectedAt  time.Time    // when the connection was accepted
+	connectedAt  int64        // Unix ns when the connection was accepted
 	requestAt    atomic.Int64 // Unix ns of the last transaction start
 	waitingSince atomic.Int64 // nanotime when it began waiting for a server; 0 if not
 
 	// KILL_CLIENT (console.go): killed is set once the client is killed; waitKill ends
 	// its wait for a server, while it waits.
-	killed   atomic.Bool
 	waitKill atomic.Pointer[context.CancelFunc]
+	killed   atomic.Bool
 
 	xactTimedOut atomic.Bool // its transaction outlived transaction_timeout
 
@@ -53,16 +52,9 @@ type clientSession struct {
 	parkTok atomic.Uint64
 	parkMu  sync.Mutex
 
-	// Event loops (loops.go): ep is the socket in a loop's epoll set once registered;
-	// loopW is the loop worker running the session now, if any; waitC and waitS resume it
-	// after a wait for the client or for its server; waitingOn is the endpoint it is
-	// suspended on (for wake), or nil; blockFn is detachLoop, bound once.
-	ep        reactor.Endpoint
-	loopW     atomic.Pointer[reactor.Worker]
-	waitC     reactor.Waiter
-	waitS     reactor.Waiter
-	waitingOn atomic.Pointer[reactor.Endpoint]
-	blockFn   func()
+	// lp is the session's event-loop state (loops.go); nil when the loops are off or the
+	// socket cannot wait on them.
+	lp *onLoop
 }
 
 // runFrom is where run starts a client session.

@@ -152,7 +152,8 @@ func (s *Server) clientSnapshot(details bool) []admin.Client {
 				}
 			}
 			cl.Addr, cl.LocalAddr = c.Conn.Net.RemoteAddr().String(), c.Conn.Net.LocalAddr().String()
-			cl.ConnectTime, cl.RequestTime = c.connectedAt, c.connectedAt
+			cl.ConnectTime = time.Unix(0, c.connectedAt)
+			cl.RequestTime = cl.ConnectTime
 			if r := c.requestAt.Load(); r != 0 {
 				cl.RequestTime = time.Unix(0, r)
 			}

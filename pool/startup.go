@@ -133,7 +133,7 @@ func (c *clientSession) startup(ctx context.Context) error {
 	if err != nil {
 		return protocol.NewFatal(protocol.CodeInvalidCatalogName, err.Error())
 	}
-	c.pools = clientPools{srv: c.srv, database: c.Database, user: c.User, primary: bp, gen: gen}
+	c.pools = clientPools{c: c, primary: bp, gen: gen}
 	c.Mode = bp.mode.lease()
 	c.Pin = c.srv.pinPolicy(c.Database, c.User)
 

@@ -48,15 +48,15 @@ type Client struct {
 
 	Database string
 	User     string
-	Mode     Mode
 	// Pin is how session state pins the client to its server (pin.go); set at login.
-	Pin PinPolicy
+	Pin  PinPolicy
+	Mode Mode
 	// pinReserved: a max_pinned slot is reserved for a statement that pins, not yet on a
 	// lease. The client goroutine's only.
 	pinReserved bool
 	// lastTemp is the last simple query judged for temporary objects, and the answer
-	// (tempObjectOf). The client goroutine's only.
-	lastTemp struct{ q, what string }
+	// (tempObjectOf), or nil. The client goroutine's only.
+	lastTemp *tempJudged
 
 	// Settings are the session parameters this client wants on any server it uses, and
 	// their startup values. Guarded by mu: the client goroutine reads them between leases;
@@ -68,8 +68,8 @@ type Client struct {
 	// server. Guarded by mu (the relay forgets statements whose Parse failed), except the
 	// held Parses, which are the client goroutine's only.
 	Stmts stmt.Names
-	out   []byte    // scratch for rewritten messages
-	Texts TextCache // the statement texts converted last; the client goroutine's only
+	out   []byte     // scratch for rewritten messages
+	texts *TextCache // the statement texts converted last (Text); the client goroutine's only
 
 	// SQLCommand is the SQL-level PREPARE or EXECUTE judged for the query being sent
 	// (JudgePreparedSQL), or nil. The client goroutine's only.
@@ -86,23 +86,22 @@ type Client struct {
 	// (its state is unrelayed or parked; see relayAfter). The client goroutine's only.
 	prevLease, unrelayed *Lease
 	// suspended is the lease whose inline relay waits on an event loop for its server
-	// (relayAfter, ResumeRelay). The client goroutine's only. OnLoops: the client may wait
-	// on event loops (Host.WaitServer); set before it runs.
+	// (relayAfter, ResumeRelay). The client goroutine's only.
 	suspended *Lease
-	OnLoops   bool
 	// unflushed is the lease whose server has messages from send still in its write
 	// buffer (held back while the client's next message was already here), or nil. The
 	// client goroutine's only.
 	unflushed *Lease
+	// OnLoops: the client may wait on event loops (Host.WaitServer); set before it runs.
+	OnLoops bool
 	// BeginDeferred: a plain BEGIN was answered by cmpool and is sent with the next
 	// request that needs a server (deferbegin.go). The client goroutine's only.
 	BeginDeferred bool
-	Closing       atomic.Bool // Shutdown asked this client to go
-
 	// Discarding is set after an extended-protocol message failed before reaching a
 	// server: later messages are dropped until Sync, as a server would.
 	Discarding bool
 
+	Closing   atomic.Bool // Shutdown asked this client to go
 	idleArmed atomic.Bool // an idle timeout is set as the read deadline
 	// idleDeadline is that deadline, in Unix nanoseconds (RestoreReadDeadline).
 	idleDeadline atomic.Int64
@@ -116,6 +115,12 @@ func (c *Client) Init(id uint64, log *slog.Logger, host Host) {
 	c.ID, c.Log, c.Host = id, log, host
 	c.Idle = sync.NewCond(&c.Mu)
 }
+
+// ForgetIdle drops what the client keeps between leases only to allocate less under
+// traffic: the last lease, with its buffers, the scratch for rewritten messages and the
+// statement texts. The client goroutine calls it when the client holds no server and goes
+// idle for long (it is parked): its next transaction allocates them again.
+func (c *Client) ForgetIdle() { c.prevLease, c.out, c.texts, c.lastTemp = nil, nil, nil, nil }
 
 // ReadyIdle is ReadyForQuery with status idle.
 var ReadyIdle = protocol.AppendReadyForQuery(nil, 'I')
@@ -156,6 +161,15 @@ func (tc *TextCache) Text(b []byte) string {
 	tc.texts[tc.next] = t
 	tc.next = (tc.next + 1) % textCacheSize
 	return t
+}
+
+// Text returns statement text b as a string, from the client's cache of the texts
+// converted last when it is there.
+func (c *Client) Text(b []byte) string {
+	if c.texts == nil {
+		c.texts = new(TextCache)
+	}
+	return c.texts.Text(b)
 }
 
 // QueryText is the query string of a whole simple Query message, without its

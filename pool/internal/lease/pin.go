@@ -144,11 +144,17 @@ func (c *Client) SessionStateRefusal(q string) *protocol.Error {
 // tempObjectOf is TempObjectOf for the client goroutine, which judges a simple query twice
 // (SessionStateRefusal, then send): the last answer is kept, so the query is parsed once.
 func (c *Client) tempObjectOf(q string) string {
-	if c.lastTemp.q != q || q == "" {
-		c.lastTemp.q, c.lastTemp.what = q, TempObjectOf(q)
+	if c.lastTemp == nil {
+		c.lastTemp = new(tempJudged)
+	}
+	if t := c.lastTemp; t.q != q || q == "" {
+		t.q, t.what = q, TempObjectOf(q)
 	}
 	return c.lastTemp.what
 }
+
+// tempJudged is a simple query and what TempObjectOf said of it (Client.lastTemp).
+type tempJudged struct{ q, what string }
 
 // pinRefusalQuery returns the Query message sent in place of a simple query refused by
 // max_pinned on a server the client holds: it fails with the refusal, so that the server

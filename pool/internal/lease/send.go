@@ -105,7 +105,7 @@ func (c *Client) send(l *Lease, msg []byte) error {
 	if msg != nil && msg[0] == 'Q' {
 		l.sc.Prepared.ForgetUnnamed() // a simple query replaces the unnamed statement
 		if c.Mode != Session {
-			q := c.Texts.Text(QueryText(msg))
+			q := c.Text(QueryText(msg))
 			tq := c.traitsText(q) // an EXECUTE is judged by what it runs (sqlprepare.go)
 			t := withSettingEffects(c.Host.Classifier(), tq, traitsOf(tq))
 			// A temporary object pins; judged once (SessionStateRefusal judged it first).
@@ -137,7 +137,7 @@ func (c *Client) send(l *Lease, msg []byte) error {
 			} else if c.SQLCommand != nil {
 				out = l.planSQLCommand(q, msg) // sqlprepare.go
 			}
-		} else if q := c.Texts.Text(QueryText(msg)); q != "" {
+		} else if q := c.Text(QueryText(msg)); q != "" {
 			kind, name := router.CommandOf(q)
 			if r := session.ResetsOfQuery(q, kind, name); r != nil {
 				c.Mu.Lock()

@@ -11,10 +11,22 @@ import (
 //
 // Settings is not safe for concurrent use: its owner guards it (pool: the session
 // mutex). A map returned by Clone is the caller's.
+//
+// Most sessions never change what they started with, so the startup values share the
+// parameters' map until the first change (shared), which copies it: an idle client holds
+// one map, not two.
 type Settings struct {
 	params  map[string]string
 	version uint64
 	startup map[string]string
+	shared  bool // params and startup are the same map; neither may be written in place
+}
+
+// own makes params a map of its own before it is written in place.
+func (s *Settings) own() {
+	if s.shared {
+		s.params, s.shared = maps.Clone(s.params), false
+	}
 }
 
 // NewSettings returns settings holding params, which it keeps.
@@ -53,6 +65,7 @@ func (s *Settings) Set(name, value string) bool {
 	if s.params == nil {
 		s.params = make(map[string]string)
 	}
+	s.own()
 	s.params[name] = value
 	s.version++
 	return true
@@ -60,7 +73,7 @@ func (s *Settings) Set(name, value string) bool {
 
 // Replace makes params the parameters, as a new version; it keeps params.
 func (s *Settings) Replace(params map[string]string) {
-	s.params = params
+	s.params, s.shared = params, false
 	s.version++
 }
 
@@ -77,8 +90,9 @@ func (s *Settings) Drop(names []string) {
 // spelling of it, such as its time zone name), without a new version: it is the same
 // setting.
 func (s *Settings) Adopt(report map[string]string) {
-	for k := range s.params {
-		if v, ok := report[k]; ok {
+	for k, now := range s.params {
+		if v, ok := report[k]; ok && v != now {
+			s.own()
 			s.params[k] = v
 		}
 	}
@@ -94,8 +108,11 @@ func (s *Settings) Over(report map[string]string) {
 }
 
 // MarkStartup records the parameters as they are now as the session's startup values.
-func (s *Settings) MarkStartup() { s.startup = maps.Clone(s.params) }
+func (s *Settings) MarkStartup() { s.startup, s.shared = s.params, true }
 
 // Discard returns the parameters to their startup values, as DISCARD ALL does, as a new
 // version.
-func (s *Settings) Discard() { s.Replace(maps.Clone(s.startup)) }
+func (s *Settings) Discard() {
+	s.Replace(s.startup)
+	s.shared = true
+}

@@ -80,6 +80,18 @@ func TestSettingsStartup(t *testing.T) {
 	s.Discard()
 	require.Greater(t, s.Version(), before)
 	require.Equal(t, map[string]string{"TimeZone": "UTC", "work_mem": "4MB", "client_encoding": "auto"}, s.Clone())
+
+	// The startup values share the parameters' map until a change: no change by any
+	// means after Discard may reach them.
+	s.Set("work_mem", "16MB")
+	s.Adopt(map[string]string{"TimeZone": "Etc/UTC"})
+	require.Equal(t, map[string]string{"work_mem": "4MB", "TimeZone": "UTC"}, s.RestoreValues(session.ResetAll))
+	s.Discard()
+	s.Drop([]string{"work_mem"})
+	s.ApplyTracked(map[string]string{}, []string{"TimeZone"}, []string{"GMT"})
+	require.Equal(t, map[string]string{"work_mem": "4MB", "TimeZone": "UTC"}, s.RestoreValues(session.ResetAll))
+	s.Discard()
+	require.Equal(t, map[string]string{"TimeZone": "UTC", "work_mem": "4MB", "client_encoding": "auto"}, s.Clone())
 }
 
 func TestDiscardStatuses(t *testing.T) {
