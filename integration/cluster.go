@@ -295,8 +295,12 @@ func (c *Cluster) KillNode(n *Node) error {
 	if err != nil {
 		return fmt.Errorf("integration: kill %s: %w", n.Name, err)
 	}
+	// Stopped first, so that it forks nothing between the list of its children and the
+	// kill: a backend forked meanwhile would outlive it, holding the shared memory that
+	// keeps the node from starting again. Then killed first, so that it restarts nothing.
+	_ = syscall.Kill(pid, syscall.SIGSTOP)
 	pids := append(childPIDs(pid), pid)
-	_ = syscall.Kill(pid, syscall.SIGKILL) // first, so that it restarts nothing
+	_ = syscall.Kill(pid, syscall.SIGKILL)
 	for _, p := range pids {
 		_ = syscall.Kill(p, syscall.SIGKILL)
 	}
