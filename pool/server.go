@@ -67,6 +67,9 @@ type Server struct {
 	// login (map[string]string, not changed once stored): a login during a PAUSE uses
 	// them instead of a server.
 	welcomes sync.Map
+	// startupParams shares the startup parameters of clients that sent the same ones
+	// (sharedparams.go).
+	startupParams sharedParams
 	// closingPools holds the pools a reload or a promotion replaced until they are closed
 	// (*backendPool -> struct{}), for WAIT_CLOSE.
 	closingPools sync.Map

@@ -117,7 +117,7 @@ func (c *clientSession) startup(ctx context.Context) error {
 	if r := c.srv.conf().Databases[c.Database].Route; r != "" {
 		c.routing.route = r
 	}
-	c.Settings = session.NewSettings(params)
+	c.Settings = c.srv.startupParams.settings(params)
 	if err := c.authenticate(ctx); err != nil {
 		return err
 	}

@@ -14,12 +14,13 @@ import (
 //
 // Most sessions never change what they started with, so the startup values share the
 // parameters' map until the first change (shared), which copies it: an idle client holds
-// one map, not two.
+// one map, not two. The parameters may also be a map other sessions hold
+// (NewSharedSettings), copied the same way.
 type Settings struct {
 	params  map[string]string
 	version uint64
 	startup map[string]string
-	shared  bool // params and startup are the same map; neither may be written in place
+	shared  bool // params is also startup's, or another's (NewSharedSettings): not written in place
 }
 
 // own makes params a map of its own before it is written in place.
@@ -35,6 +36,12 @@ func NewSettings(params map[string]string) Settings {
 		params = make(map[string]string)
 	}
 	return Settings{params: params}
+}
+
+// NewSharedSettings returns settings holding params, a map others may hold too: it is
+// never written, but copied at the first change.
+func NewSharedSettings(params map[string]string) Settings {
+	return Settings{params: params, shared: true}
 }
 
 // Version counts the changes: a server configured at one version needs no comparison
@@ -62,10 +69,10 @@ func (s *Settings) Set(name, value string) bool {
 	if s.params[name] == value {
 		return false
 	}
+	s.own()
 	if s.params == nil {
 		s.params = make(map[string]string)
 	}
-	s.own()
 	s.params[name] = value
 	s.version++
 	return true

@@ -123,3 +123,26 @@ func TestFinalValues(t *testing.T) {
 	require.Equal(t, [][2]string{{"TimeZone", "UTC"}, {"DateStyle", "ISO"}},
 		session.FinalValues([][2]string{{"TimeZone", "GMT"}, {"DateStyle", "ISO"}, {"TimeZone", "UTC"}}))
 }
+
+func TestSharedSettings(t *testing.T) {
+	params := map[string]string{"application_name": "app", "TimeZone": "utc"}
+	a, b := session.NewSharedSettings(params), session.NewSharedSettings(params)
+	a.Adopt(map[string]string{"TimeZone": "UTC"}) // at login, as the server spells it
+	a.MarkStartup()
+	b.MarkStartup()
+	require.True(t, a.Set("application_name", "a"))
+	a.Drop([]string{"TimeZone"})
+	require.Equal(t, map[string]string{"application_name": "app", "TimeZone": "utc"}, params, "a shared map is never written")
+	require.Equal(t, "app", b.Value("application_name"))
+	require.Equal(t, "utc", b.Value("TimeZone"))
+	a.Discard()
+	require.Equal(t, map[string]string{"application_name": "app", "TimeZone": "UTC"}, a.Clone(),
+		"a's startup values are its own once adopted")
+	require.True(t, b.Set("TimeZone", "GMT"))
+	b.Discard()
+	require.Equal(t, "utc", b.Value("TimeZone"))
+	require.Equal(t, map[string]string{"application_name": "app", "TimeZone": "utc"}, params)
+
+	empty := session.NewSharedSettings(nil)
+	require.True(t, empty.Set("work_mem", "1MB"), "shared nil settings take a setting")
+}
