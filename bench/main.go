@@ -307,13 +307,30 @@ func run(ctx context.Context, cfg config, command string) (err error) {
 	rep := report{cfg: cfg, command: command, machine: machine, runs: b.results}
 
 	if cfg.idle > 0 {
-		for _, p := range []*proxyProcess{bouncer, pooler} {
-			logf("idle: %d client connections to %s", cfg.idle, p.name)
-			res := measureIdle(ctx, p, cfg.idle, "postgres", "bench")
-			if res.Err != nil {
-				logf("idle %s: FAILED: %v", p.name, res.Err)
+		// Each proxy is measured started afresh: memory the workloads left free in a proxy
+		// would be reused by the idle clients and hide what they cost.
+		stopProxy(bouncer)
+		stopProxy(pooler)
+		for _, fresh := range []struct {
+			name  string
+			start func() (*proxyProcess, error)
+		}{
+			{targetPgbouncer, func() (*proxyProcess, error) { return startPgbouncer(ctx, pgbouncer, dirs["pgbouncer"], pgPort) }},
+			{targetCmpool, func() (*proxyProcess, error) { return startCmpool(ctx, cmpool, dirs["cmpool"], pgPort, replicaPort) }},
+		} {
+			var res idleResult
+			p, err := fresh.start()
+			if err != nil {
+				res = idleResult{Target: fresh.name, Err: fmt.Errorf("start afresh: %w", err)}
 			} else {
-				logf("idle %s: RSS %.1f MiB -> %.1f MiB, %.1f KiB per idle client", p.name,
+				logf("idle: %d client connections to %s, started afresh", cfg.idle, p.name)
+				res = measureIdle(ctx, p, cfg.idle, "postgres", "bench")
+				stopProxy(p)
+			}
+			if res.Err != nil {
+				logf("idle %s: FAILED: %v", res.Target, res.Err)
+			} else {
+				logf("idle %s: RSS %.1f MiB -> %.1f MiB, %.1f KiB per idle client", res.Target,
 					float64(res.BaseRSS)/(1<<20), float64(res.HeldRSS)/(1<<20), res.PerClient/1024)
 			}
 			rep.idle = append(rep.idle, res)

@@ -242,7 +242,7 @@ func (r *report) markdown() string {
 	}
 	if len(r.idle) > 0 {
 		b.WriteString("\n## Idle clients\n\n")
-		b.WriteString("Each proxy in turn gets idle client connections, opened with a bare StartupMessage and left idle after ReadyForQuery. RSS is VmRSS of /proc/PID/status, read just before and 5 s after the last login (cmpool parks a client idle for 1 s and returns the freed memory once a burst is parked); the growth divided by the connections is the RSS per idle client.\n\n")
+		b.WriteString("Each proxy in turn gets idle client connections, opened with a bare StartupMessage and left idle after ReadyForQuery. Each proxy is started afresh for it, after the workloads, so that memory they left free is not reused. RSS is VmRSS of /proc/PID/status, read just before and 5 s after the last login (cmpool parks a client idle for 1 s and returns the freed memory once a burst is parked); the growth divided by the connections is the RSS per idle client.\n\n")
 		b.WriteString("| target | idle clients | RSS before MiB | RSS held MiB | RSS per idle client KiB |\n")
 		b.WriteString("|---|---:|---:|---:|---:|\n")
 		for _, res := range r.idle {
