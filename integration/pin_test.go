@@ -602,3 +602,41 @@ func TestPinStatementMode(t *testing.T) {
 		})
 	}
 }
+
+// TestPinReservationAfterFailedWait: a statement that would pin reserves a max_pinned slot
+// before it waits for a server; when the wait fails (query_wait_timeout), the statement
+// never ran, and the slot is free again for the other clients at once, not when the client
+// leaves.
+func TestPinReservationAfterFailedWait(t *testing.T) {
+	c, p := adminProxy(t, pool.Config{DefaultPoolSize: 1, MaxPinned: 1, QueryWaitTimeout: 300 * time.Millisecond})
+	ctx := ctxT(t, 60*time.Second)
+	d := direct(t, c)
+
+	holder := connectApp(t, p, "wait_holder", pgx.QueryExecModeSimpleProtocol)
+	a := connectApp(t, p, "wait_a", pgx.QueryExecModeSimpleProtocol)
+	b := connectApp(t, p, "wait_b", pgx.QueryExecModeSimpleProtocol)
+	tx, err := holder.Begin(ctx)
+	require.NoError(t, err)
+	var n int
+	require.NoError(t, tx.QueryRow(ctx, "select 1").Scan(&n), "the only server is held")
+
+	_, err = a.Exec(ctx, "select pg_advisory_lock(7)")
+	require.Equal(t, "57014", pgCode(err), "query_wait_timeout: got %v", err)
+	require.False(t, advisoryHeld(t, ctx, d, 7))
+	require.NoError(t, tx.Rollback(ctx))
+
+	_, err = b.Exec(ctx, "select pg_advisory_lock(8)")
+	require.NoError(t, err, "A's failed statement left no max_pinned slot taken")
+	require.True(t, advisoryHeld(t, ctx, d, 8))
+	require.Equal(t, 1, pinnedCount(p))
+	_, err = b.Exec(ctx, "select pg_advisory_unlock(8)")
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { return pinnedCount(p) == 0 }, 20*time.Second, 50*time.Millisecond)
+
+	// A is still usable, and may pin now.
+	_, err = a.Exec(ctx, "select pg_advisory_lock(7)")
+	require.NoError(t, err)
+	_, err = a.Exec(ctx, "select pg_advisory_unlock(7)")
+	require.NoError(t, err)
+	assertNoDirtyServers(t, c)
+}

@@ -172,8 +172,9 @@ func (c *clientSession) failRequest(fr protocol.Frame, pe *protocol.Error) error
 	if err := c.Conn.FR.Skip(); err != nil {
 		return err
 	}
-	c.Stmts.DropDeferred()  // a server would have skipped them too
-	c.BeginDeferred = false // the transaction is over (deferbegin.go)
+	c.Stmts.DropDeferred()    // a server would have skipped them too
+	c.BeginDeferred = false   // the transaction is over (deferbegin.go)
+	c.ReleasePinReservation() // what it reserved a max_pinned slot for never ran
 	c.srv.noteError(c.Database, c.User, pe.Code)
 	out := protocol.AppendErrorResponse(nil, pe)
 	switch fr.Type {

@@ -327,7 +327,7 @@ func (l *Lease) relayFailedWith(pe *protocol.Error) {
 // EndLease runs when the client leaves: a clean server goes back (session mode, after
 // the reset query); a busy one is closed, never reused dirty.
 func (c *Client) EndLease() {
-	c.releasePinReservation()
+	c.ReleasePinReservation()
 	c.EnsureRelay() // it stops the relay below, or sees the server closed
 	c.Mu.Lock()
 	l := c.Lease

@@ -266,9 +266,10 @@ func (l *Lease) releasePinLocked() {
 	l.pinned = nil
 }
 
-// releasePinReservation gives back a slot reserved for a statement that never reached a
-// server. The client goroutine calls it, as the client leaves.
-func (c *Client) releasePinReservation() {
+// ReleasePinReservation gives back a slot reserved for a statement that never reached a
+// server. The client goroutine calls it when the statement failed before it got a server
+// (a failed wait, say), and as the client leaves.
+func (c *Client) ReleasePinReservation() {
 	if c.pinReserved {
 		c.pinReserved = false
 		c.Pin.Group.release()
