@@ -138,3 +138,56 @@ func testParkingKeepsIdleTimeouts(t *testing.T, cfg pool.Config) {
 	require.Error(t, err)
 	require.Equal(t, "25P03", pgCode(err), "idle in transaction: %v", err)
 }
+
+// TestIdleTimeoutTurnedOnByReload: a client_idle_timeout turned on by a reload times the
+// clients idle at that moment, parked (or waiting on an event loop) or not, from the
+// reload on, as it times clients that become idle later; a client busy in a transaction is
+// not touched by it.
+func TestIdleTimeoutTurnedOnByReload(t *testing.T) {
+	for _, m := range idleModes {
+		t.Run(m.name, func(t *testing.T) {
+			cfg := m.cfg
+			cfg.DefaultPoolSize = 2
+			if cfg.EventLoops == 0 {
+				cfg.ParkIdleAfter = 50 * time.Millisecond
+			}
+			testIdleTimeoutTurnedOnByReload(t, cfg)
+		})
+	}
+}
+
+func testIdleTimeoutTurnedOnByReload(t *testing.T, cfg pool.Config) {
+	c, p := proxy(t, cfg)
+	ctx := ctxT(t, time.Minute)
+	idle := connect(t, p.URL("", ""), pgx.QueryExecModeSimpleProtocol)
+	inTx := connect(t, p.URL("", ""), pgx.QueryExecModeSimpleProtocol)
+	_, err := idle.Exec(ctx, "select 1")
+	require.NoError(t, err)
+	_, err = inTx.Exec(ctx, "begin")
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { return p.Server.Stat().ParkedClients >= 1 }, 10*time.Second, 20*time.Millisecond,
+		"the idle client gives up its goroutine")
+
+	next := cfg
+	next.Primary = c.Primary.URL("", "")
+	next.ClientIdleTimeout = time.Second
+	require.NoError(t, p.Server.Reload(integration.WithTestAuth(next)))
+	start := time.Now()
+	require.Eventually(t, func() bool { return p.Server.Stat().ParkedClients == 0 }, 5*time.Second, 20*time.Millisecond,
+		"the parked client is woken to be timed")
+	time.Sleep(1500 * time.Millisecond)
+	_, err = idle.Exec(ctx, "select 1")
+	require.Equal(t, "57P05", pgCode(err), "the idle client is closed by the timeout the reload turned on: %v", err)
+	require.Less(t, time.Since(start), 10*time.Second)
+
+	// The transaction is untouched by client_idle_timeout (idle_transaction_timeout is off).
+	var n int
+	require.NoError(t, inTx.QueryRow(ctx, "select 41 + 1").Scan(&n))
+	_, err = inTx.Exec(ctx, "commit")
+	require.NoError(t, err)
+	// A client that logs in after the reload is timed too.
+	late := connect(t, p.URL("", ""), pgx.QueryExecModeSimpleProtocol)
+	time.Sleep(1500 * time.Millisecond)
+	_, err = late.Exec(ctx, "select 1")
+	require.Equal(t, "57P05", pgCode(err), "%v", err)
+}

@@ -21,6 +21,10 @@ func (c *clientSession) loop(ctx context.Context) error {
 		}
 		fr, err := c.Conn.FR.Next()
 		if err != nil {
+			if lease.IsTimeout(err) && c.rearmIdle.Swap(false) && !c.Closing.Load() && !c.xactTimedOut.Load() && !c.killed.Load() {
+				c.rearm() // a reload turned client_idle_timeout on (park.go)
+				continue
+			}
 			if lease.IsTimeout(err) && c.parkReq.Swap(false) {
 				// The sweeper asks the client to park (park.go).
 				if c.tryPark() {

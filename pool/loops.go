@@ -121,7 +121,7 @@ func (c *clientSession) WillBlock()            { c.detachLoop() }
 // did: then the caller returns lease.ErrSuspended at once.
 func (c *clientSession) waitClient() bool {
 	loops, lp := c.srv.loops, c.lp
-	if lp == nil || c.fd < 0 || c.admin || c.Conn.TLS != nil || c.listening != nil || c.IdleArmed() || c.killed.Load() ||
+	if lp == nil || c.fd < 0 || c.admin || c.Conn.TLS != nil || c.listening != nil || c.IdleArmed() || c.rearmIdle.Load() || c.killed.Load() ||
 		c.Closing.Load() || c.xactTimedOut.Load() || c.Conn.FR.FrameBuffered() {
 		return false
 	}

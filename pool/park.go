@@ -109,7 +109,7 @@ func (c *clientSession) parkReady(now int64, after time.Duration) bool {
 // tryPark parks c if it still may, and reports whether it did; the client goroutine calls
 // it when its read timed out at the sweeper's request, and ends at once if it did.
 func (c *clientSession) tryPark() bool {
-	if c.Conn.TLS != nil || c.listening != nil || c.Discarding || c.BeginDeferred || c.Stmts.HasDeferred() ||
+	if c.Conn.TLS != nil || c.listening != nil || c.rearmIdle.Load() || c.Discarding || c.BeginDeferred || c.Stmts.HasDeferred() ||
 		c.Conn.R.Buffered() > 0 || c.killed.Load() || c.Closing.Load() || c.IdleArmed() || c.xactTimedOut.Load() ||
 		c.CurrentLease() != nil {
 		return false
@@ -133,6 +133,41 @@ func (c *clientSession) tryPark() bool {
 		c.wake()
 	}
 	return true
+}
+
+// rearmIdleClients times the clients idle now by a client_idle_timeout a reload turned on
+// or changed: otherwise a client would see it only after its next transaction, and a
+// parked client (which parks only without the timeout) never. Like the parking sweeper, it
+// asks each idle client (rearmIdle) and sets a read deadline in the past, which wakes a
+// parked or suspended client; the client goroutine then arms the timeout from now
+// (rearm).
+func (s *Server) rearmIdleClients() {
+	var idle []*clientSession
+	s.mu.Lock()
+	for c := range s.conns {
+		if c.loggedIn.Load() && !c.admin && !c.Closing.Load() && c.waitingSince.Load() == 0 && c.IdleSince.Load() != 0 {
+			idle = append(idle, c)
+		}
+	}
+	s.mu.Unlock()
+	past := time.Now().Add(-time.Second)
+	for _, c := range idle {
+		if c.CurrentLease() != nil {
+			continue
+		}
+		c.rearmIdle.Store(true)
+		_ = c.Conn.Net.SetReadDeadline(past)
+	}
+}
+
+// rearm is what the client goroutine does when its read timed out at rearmIdleClients'
+// request: an idle client's timeout is armed from now, and the read deadline set back to
+// what the timeouts want.
+func (c *clientSession) rearm() {
+	if !c.IdleArmed() && c.CurrentLease() == nil && !c.BeginDeferred {
+		c.ArmIdleTimeout(false)
+	}
+	c.RestoreReadDeadline()
 }
 
 // afterPark is what the client goroutine does when its read timed out at the sweeper's

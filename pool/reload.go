@@ -165,6 +165,9 @@ func (s *Server) reload(cfg Config) ([]string, error) {
 		oldRS.Close()
 	}
 	s.closeRetired(retire)
+	if c.ClientIdleTimeout > 0 && c.ClientIdleTimeout != old.ClientIdleTimeout {
+		s.rearmIdleClients()
+	}
 	// Function volatility may have changed with the schema: look it up again.
 	s.volatile.clear()
 	s.funcSettings.Clear()

@@ -49,8 +49,11 @@ type clientSession struct {
 	// not parked), changed under parkMu.
 	fd      int32
 	parkReq atomic.Bool
-	parkTok atomic.Uint64
-	parkMu  sync.Mutex
+	// rearmIdle asks the client goroutine to arm client_idle_timeout, which a reload
+	// turned on (rearmIdleClients).
+	rearmIdle atomic.Bool
+	parkTok   atomic.Uint64
+	parkMu    sync.Mutex
 
 	// lp is the session's event-loop state (loops.go); nil when the loops are off or the
 	// socket cannot wait on them.
