@@ -105,6 +105,15 @@ func testParkedClients(t *testing.T, cfg pool.Config) {
 }
 
 func TestParkingKeepsIdleTimeouts(t *testing.T) {
+	forIdleTimeoutModes(t, func(t *testing.T, cfg pool.Config) {
+		cfg.ClientIdleTimeout, cfg.IdleTransactionTimeout = 1500*time.Millisecond, 1500*time.Millisecond
+		testParkingKeepsIdleTimeouts(t, cfg)
+	})
+}
+
+// forIdleTimeoutModes runs test in each idle mode, with two servers and clients parked
+// soon after they go idle.
+func forIdleTimeoutModes(t *testing.T, test func(*testing.T, pool.Config)) {
 	for _, m := range idleModes {
 		t.Run(m.name, func(t *testing.T) {
 			cfg := m.cfg
@@ -112,21 +121,28 @@ func TestParkingKeepsIdleTimeouts(t *testing.T) {
 			if cfg.EventLoops == 0 {
 				cfg.ParkIdleAfter = 50 * time.Millisecond
 			}
-			cfg.ClientIdleTimeout, cfg.IdleTransactionTimeout = 1500*time.Millisecond, 1500*time.Millisecond
-			testParkingKeepsIdleTimeouts(t, cfg)
+			test(t, cfg)
 		})
 	}
 }
 
-func testParkingKeepsIdleTimeouts(t *testing.T, cfg pool.Config) {
-	_, p := proxy(t, cfg)
-	ctx := ctxT(t, time.Minute)
-	idle := connect(t, p.URL("", ""), pgx.QueryExecModeSimpleProtocol)
-	inTx := connect(t, p.URL("", ""), pgx.QueryExecModeSimpleProtocol)
+// idleAndInTx starts a proxy with cfg and two clients of it: idle, which has run a query,
+// and inTx, which has begun a transaction.
+func idleAndInTx(t *testing.T, cfg pool.Config) (c *integration.Cluster, p *integration.Proxy, ctx context.Context, idle, inTx *pgx.Conn) {
+	c, p = proxy(t, cfg)
+	ctx = ctxT(t, time.Minute)
+	idle = connect(t, p.URL("", ""), pgx.QueryExecModeSimpleProtocol)
+	inTx = connect(t, p.URL("", ""), pgx.QueryExecModeSimpleProtocol)
 	_, err := idle.Exec(ctx, "select 1")
 	require.NoError(t, err)
 	_, err = inTx.Exec(ctx, "begin")
 	require.NoError(t, err)
+	return c, p, ctx, idle, inTx
+}
+
+func testParkingKeepsIdleTimeouts(t *testing.T, cfg pool.Config) {
+	_, p, ctx, idle, inTx := idleAndInTx(t, cfg)
+	var err error
 	// Neither is parked while its timeout runs, and both timeouts fire.
 	time.Sleep(500 * time.Millisecond)
 	require.Zero(t, p.Server.Stat().ParkedClients)
@@ -144,27 +160,12 @@ func testParkingKeepsIdleTimeouts(t *testing.T, cfg pool.Config) {
 // reload on, as it times clients that become idle later; a client busy in a transaction is
 // not touched by it.
 func TestIdleTimeoutTurnedOnByReload(t *testing.T) {
-	for _, m := range idleModes {
-		t.Run(m.name, func(t *testing.T) {
-			cfg := m.cfg
-			cfg.DefaultPoolSize = 2
-			if cfg.EventLoops == 0 {
-				cfg.ParkIdleAfter = 50 * time.Millisecond
-			}
-			testIdleTimeoutTurnedOnByReload(t, cfg)
-		})
-	}
+	forIdleTimeoutModes(t, testIdleTimeoutTurnedOnByReload)
 }
 
 func testIdleTimeoutTurnedOnByReload(t *testing.T, cfg pool.Config) {
-	c, p := proxy(t, cfg)
-	ctx := ctxT(t, time.Minute)
-	idle := connect(t, p.URL("", ""), pgx.QueryExecModeSimpleProtocol)
-	inTx := connect(t, p.URL("", ""), pgx.QueryExecModeSimpleProtocol)
-	_, err := idle.Exec(ctx, "select 1")
-	require.NoError(t, err)
-	_, err = inTx.Exec(ctx, "begin")
-	require.NoError(t, err)
+	c, p, ctx, idle, inTx := idleAndInTx(t, cfg)
+	var err error
 	require.Eventually(t, func() bool { return p.Server.Stat().ParkedClients >= 1 }, 10*time.Second, 20*time.Millisecond,
 		"the idle client gives up its goroutine")
 

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net"
 	"runtime/debug"
+	"sync/atomic"
 	"time"
 
 	"github.com/cmlite/cmpool/pool/internal/fastio"
@@ -142,22 +143,39 @@ func (c *clientSession) tryPark() bool {
 // parked or suspended client; the client goroutine then arms the timeout from now
 // (rearm).
 func (s *Server) rearmIdleClients() {
-	var idle []*clientSession
+	s.askIdle(nil, func(c *clientSession) bool {
+		return c.loggedIn.Load() && !c.admin && !c.Closing.Load() && c.waitingSince.Load() == 0 && c.IdleSince.Load() != 0
+	}, func(c *clientSession) *atomic.Bool { return &c.rearmIdle }, true)
+}
+
+// askIdle asks the clients pick selects (under s.mu) that hold no server to look at the
+// request flag returns: it sets the flag, then a read deadline in the past, which ends the
+// client goroutine's read. wake: through the client's wakeConn, which first resumes a
+// parked or suspended client; otherwise on the socket itself. It returns the clients
+// picked, in buf's storage (the caller's to reuse).
+func (s *Server) askIdle(buf []*clientSession, pick func(*clientSession) bool, flag func(*clientSession) *atomic.Bool, wake bool) []*clientSession {
+	clear(buf)
+	buf = buf[:0]
 	s.mu.Lock()
 	for c := range s.conns {
-		if c.loggedIn.Load() && !c.admin && !c.Closing.Load() && c.waitingSince.Load() == 0 && c.IdleSince.Load() != 0 {
-			idle = append(idle, c)
+		if pick(c) {
+			buf = append(buf, c)
 		}
 	}
 	s.mu.Unlock()
 	past := time.Now().Add(-time.Second)
-	for _, c := range idle {
+	for _, c := range buf {
 		if c.CurrentLease() != nil {
 			continue
 		}
-		c.rearmIdle.Store(true)
-		_ = c.Conn.Net.SetReadDeadline(past)
+		flag(c).Store(true)
+		if wake {
+			_ = c.Conn.Net.SetReadDeadline(past)
+		} else {
+			_ = c.Conn.Net.(*wakeConn).Conn.SetReadDeadline(past)
+		}
 	}
+	return buf
 }
 
 // rearm is what the client goroutine does when its read timed out at rearmIdleClients'
@@ -244,22 +262,7 @@ func (s *Server) parkIdle(after time.Duration) {
 		// When the last sweep asked nobody to park, the burst is parked.
 		rel.tick(s.parker.Len(), len(ready) == 0)
 		now := lease.Nanotime()
-		clear(ready)
-		ready = ready[:0]
-		s.mu.Lock()
-		for c := range s.conns {
-			if c.parkReady(now, after) {
-				ready = append(ready, c)
-			}
-		}
-		s.mu.Unlock()
-		past := time.Now().Add(-time.Second)
-		for _, c := range ready {
-			if c.CurrentLease() != nil {
-				continue
-			}
-			c.parkReq.Store(true)
-			_ = c.Conn.Net.(*wakeConn).Conn.SetReadDeadline(past)
-		}
+		ready = s.askIdle(ready, func(c *clientSession) bool { return c.parkReady(now, after) },
+			func(c *clientSession) *atomic.Bool { return &c.parkReq }, false)
 	}
 }
