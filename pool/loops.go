@@ -60,8 +60,9 @@ func (s *Server) newLoops(n int) *reactor.Set {
 // its socket in a loop's epoll set once registered; w is the loop worker running the
 // session now, if any; waitC and waitS resume it after a wait for the client or for its
 // server; waitingOn is the endpoint it is suspended on (for wake), or nil; blockFn is
-// detachLoop, bound once.
+// detachLoop, bound once; fd is the socket's descriptor, -1 once it failed to join a loop.
 type onLoop struct {
+	fd        int32
 	ep        reactor.Endpoint
 	w         atomic.Pointer[reactor.Worker]
 	waitC     reactor.Waiter
@@ -70,9 +71,10 @@ type onLoop struct {
 	blockFn   func()
 }
 
-// onLoops gives c its event-loop state; c's socket (fio) can wait on the loops.
-func (c *clientSession) onLoops(fio io.ReadWriter) {
-	lp := &onLoop{}
+// onLoops gives c its event-loop state; c's socket (fio, descriptor fd) can wait on the
+// loops.
+func (c *clientSession) onLoops(fio io.ReadWriter, fd int32) {
+	lp := &onLoop{fd: fd}
 	lp.waitC.Task, lp.waitS.Task, lp.blockFn = (*clientResume)(c), (*relayResume)(c), c.detachLoop
 	c.lp, c.OnLoops = lp, true
 	fastio.Watch(fio, c)
@@ -121,12 +123,12 @@ func (c *clientSession) WillBlock()            { c.detachLoop() }
 // did: then the caller returns lease.ErrSuspended at once.
 func (c *clientSession) waitClient() bool {
 	loops, lp := c.srv.loops, c.lp
-	if lp == nil || c.fd < 0 || c.admin || c.Conn.TLS != nil || c.listening != nil || c.IdleArmed() || c.rearmIdle.Load() || c.killed.Load() ||
+	if lp == nil || lp.fd < 0 || c.admin || c.Conn.TLS != nil || c.listening != nil || c.IdleArmed() || c.rearmIdle.Load() || c.killed.Load() ||
 		c.Closing.Load() || c.xactTimedOut.Load() || c.Conn.FR.FrameBuffered() {
 		return false
 	}
-	if !lp.ep.Registered() && loops.Add(&lp.ep, int(c.fd)) != nil {
-		c.fd = -1
+	if !lp.ep.Registered() && loops.Add(&lp.ep, int(lp.fd)) != nil {
+		lp.fd = -1
 		return false
 	}
 	if !lp.ep.Drained() && c.Conn.R.FillNow() {

@@ -37,34 +37,6 @@ const defaultParkIdleAfter = time.Second
 // errParked ends a client goroutine whose client is parked: serve does not clean up.
 var errParked = errors.New("pool: client parked")
 
-// wakeConn is a client's socket as cmpool uses it: setting a read deadline on it, or
-// closing it, resumes the client first if it is parked, so that its goroutine sees the
-// deadline or the close.
-type wakeConn struct {
-	net.Conn
-	c *clientSession
-}
-
-func (w *wakeConn) SetReadDeadline(t time.Time) error {
-	err := w.Conn.SetReadDeadline(t)
-	w.c.wake()
-	return err
-}
-
-func (w *wakeConn) SetDeadline(t time.Time) error {
-	err := w.Conn.SetDeadline(t)
-	w.c.wake()
-	return err
-}
-
-func (w *wakeConn) Close() error {
-	w.c.wake() // before the descriptor goes: it leaves the epoll set while it is valid
-	if w.c.lp != nil {
-		w.c.lp.ep.Remove()
-	}
-	return w.Conn.Close()
-}
-
 // parkable returns the socket's descriptor when conn can be parked, or wait on an event
 // loop: a plain TCP or Unix socket; -1 otherwise.
 func parkable(conn net.Conn) int32 { return int32(fastio.FD(conn)) }
@@ -92,6 +64,7 @@ func (c *clientSession) Resume() {
 	c.parkMu.Lock()
 	c.parkTok.Store(0)
 	c.parkMu.Unlock()
+	c.Conn.Net.(*wakeConn).attach()
 	c.run(c.srv.ctx, resumePark)
 }
 
@@ -99,7 +72,7 @@ func (c *clientSession) Resume() {
 // be asked to park, as far as its atomic fields tell (the sweeper holds Server.mu, and
 // checks for a lease after).
 func (c *clientSession) parkReady(now int64, after time.Duration) bool {
-	if c.fd < 0 || !c.loggedIn.Load() || c.admin || c.parkTok.Load() != 0 || c.parkReq.Load() ||
+	if !c.parkable || !c.loggedIn.Load() || c.admin || c.parkTok.Load() != 0 || c.parkReq.Load() ||
 		c.Closing.Load() || c.IdleArmed() || c.waitingSince.Load() != 0 {
 		return false
 	}
@@ -115,22 +88,28 @@ func (c *clientSession) tryPark() bool {
 		c.CurrentLease() != nil {
 		return false
 	}
-	raw := c.Conn.Net.(*wakeConn).Conn
-	if raw.SetReadDeadline(time.Time{}) != nil {
-		return false
+	w := c.Conn.Net.(*wakeConn)
+	fd := w.detach() // parkconn.go
+	if fd < 0 {
+		// Parked with its connection.
+		if fd = fastio.FD(w.Conn); fd < 0 || w.Conn.SetReadDeadline(time.Time{}) != nil {
+			return false
+		}
 	}
 	c.ForgetIdle() // before Park: from there the client may run on another goroutine
 	c.parkMu.Lock()
-	t, err := c.srv.parker.Park(int(c.fd), c)
+	t, err := c.srv.parker.Park(fd, c)
 	if err == nil {
 		c.parkTok.Store(uint64(t))
 	}
 	c.parkMu.Unlock()
 	if err != nil {
+		w.attach()
 		return false
 	}
-	// A drain or a kill that began meanwhile woke nothing: wake now.
-	if c.Closing.Load() || c.killed.Load() {
+	// A drain or a kill that began meanwhile, or a deadline or close asked for while the
+	// socket was detached, woke nothing: wake now.
+	if c.Closing.Load() || c.killed.Load() || w.asked() {
 		c.wake()
 	}
 	return true
@@ -172,7 +151,7 @@ func (s *Server) askIdle(buf []*clientSession, pick func(*clientSession) bool, f
 		if wake {
 			_ = c.Conn.Net.SetReadDeadline(past)
 		} else {
-			_ = c.Conn.Net.(*wakeConn).Conn.SetReadDeadline(past)
+			_ = c.Conn.Net.(*wakeConn).setReadDeadline(past)
 		}
 	}
 	return buf

@@ -359,12 +359,14 @@ func (s *Server) serveConn(conn net.Conn, accepted bool) bool {
 	}
 	fio := fastio.New(conn)
 	r := fastio.NewReader(fio)
-	c := &clientSession{srv: s, connectedAt: time.Now().UnixNano(), fd: -1}
+	c := &clientSession{srv: s, connectedAt: time.Now().UnixNano()}
+	fd := int32(-1)
 	if s.parker != nil || s.loops != nil {
-		c.fd = parkable(conn)
+		fd = parkable(conn)
 	}
-	if s.loops != nil && c.fd >= 0 {
-		c.onLoops(fio)
+	c.parkable = fd >= 0 && s.parker != nil
+	if s.loops != nil && fd >= 0 {
+		c.onLoops(fio, fd)
 	}
 	c.Conn.Init(&wakeConn{Conn: conn, c: c}, r, fastio.NewWriter(fio), s.conf().MaxPacketSize)
 	c.Client.Init(s.lastClientID.Add(1), newClientLog(s.log.Handler(), conn.RemoteAddr().String()), (*leaseHost)(c))

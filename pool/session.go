@@ -32,6 +32,7 @@ type clientSession struct {
 
 	// For the admin console's SHOW CLIENTS and SHOW POOLS.
 	admin        bool         // connected to the admin console
+	parkable     bool         // see Parking below (next to admin: they share a word)
 	loggedIn     atomic.Bool  // startup is complete
 	connectedAt  int64        // Unix ns when the connection was accepted
 	requestAt    atomic.Int64 // Unix ns of the last transaction start
@@ -44,10 +45,9 @@ type clientSession struct {
 
 	xactTimedOut atomic.Bool // its transaction outlived transaction_timeout
 
-	// Parking (park.go): fd is the socket's descriptor, -1 if it cannot be parked;
-	// parkReq is the sweeper's request to park; parkTok, while parked, wakes it (0 when
-	// not parked), changed under parkMu.
-	fd      int32
+	// Parking (park.go): parkable is set when its socket can be parked; parkReq is the
+	// sweeper's request to park; parkTok, while parked, wakes it (0 when not parked),
+	// changed under parkMu.
 	parkReq atomic.Bool
 	// rearmIdle asks the client goroutine to arm client_idle_timeout, which a reload
 	// turned on (rearmIdleClients).

@@ -75,8 +75,10 @@ type Client struct {
 	// (JudgePreparedSQL), or nil. The client goroutine's only.
 	SQLCommand *stmt.SQLCommand
 
-	Mu   sync.Mutex // guards the lease and the fields marked so; see client for the lock order
-	Idle *sync.Cond // on mu; signalled at every ReadyForQuery, and when a lease is open again or over
+	Mu sync.Mutex // guards the lease and the fields marked so; see client for the lock order
+	// idle, on Mu, is signalled at every ReadyForQuery, and when a lease is open again or
+	// over (broadcastIdle); nil until the client first waits on it (waitIdleCond).
+	idle *sync.Cond
 	// Lease is the server held now, or nil. Guarded by mu; the client goroutine sets it
 	// (Lease.start), the relay clears it when the Lease ends, or replaces it when a
 	// request moves to the primary (replayOnPrimary).
@@ -113,7 +115,22 @@ type Client struct {
 // Init sets up a client; id names it for the servers it uses.
 func (c *Client) Init(id uint64, log *slog.Logger, host Host) {
 	c.ID, c.Log, c.Host = id, log, host
-	c.Idle = sync.NewCond(&c.Mu)
+}
+
+// waitIdleCond waits for broadcastIdle. The caller holds c.Mu.
+func (c *Client) waitIdleCond() {
+	if c.idle == nil {
+		c.idle = sync.NewCond(&c.Mu)
+	}
+	c.idle.Wait()
+}
+
+// broadcastIdle wakes the client goroutine if it waits in waitIdleCond. The caller holds
+// c.Mu.
+func (c *Client) broadcastIdle() {
+	if c.idle != nil {
+		c.idle.Broadcast()
+	}
 }
 
 // ForgetIdle drops what the client keeps between leases only to allocate less under

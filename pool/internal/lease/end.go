@@ -23,7 +23,7 @@ func (l *Lease) destroyLease() {
 	if c.Lease == l {
 		c.Lease = nil
 	}
-	c.Idle.Broadcast()
+	c.broadcastIdle()
 	c.Mu.Unlock()
 	l.giveBack(true)
 }
@@ -55,7 +55,7 @@ func (l *Lease) giveBack(destroy bool) {
 		l.to(leaseReleased)
 	}
 	l.releasePinLocked()
-	c.Idle.Broadcast()
+	c.broadcastIdle()
 	c.Mu.Unlock()
 	if l.replica >= 0 {
 		l.rs.Done(l.replica)
@@ -122,7 +122,7 @@ func (l *Lease) onReady(status byte) (ends bool) {
 		// Idle, or idle in a transaction: the server owes nothing.
 		_ = l.sc.NetConn.SetReadDeadline(time.Time{})
 	}
-	c.Idle.Broadcast()
+	c.broadcastIdle()
 	ends = l.pending == 0 && !l.unsynced && status == 'I' && (c.Mode != Session && !l.pinnedLocked() || c.Closing.Load())
 	if ends && l.state == leaseRelaying {
 		// The client's next message must not join this lease: it may belong elsewhere.
@@ -136,7 +136,7 @@ func (l *Lease) onReady(status byte) (ends bool) {
 // the client left meanwhile (endLease took the lease over). The caller holds c.mu.
 func (l *Lease) onEnd() bool {
 	c := l.c
-	c.Idle.Broadcast()
+	c.broadcastIdle()
 	if l.state != leaseEnding {
 		return false
 	}
@@ -167,7 +167,7 @@ func (l *Lease) leaveClient() {
 	if c.Lease == l {
 		c.Lease = nil
 	}
-	c.Idle.Broadcast()
+	c.broadcastIdle()
 }
 
 // finishLease returns a clean server once no write or cancel is in progress on it. The
@@ -222,7 +222,7 @@ func (l *Lease) refuseTransactionBlock(status byte) {
 	c.Mu.Lock()
 	l.noteAnswer(status)
 	last := l.pending == 0 && !l.unsynced
-	c.Idle.Broadcast()
+	c.broadcastIdle()
 	c.Mu.Unlock()
 	if !last {
 		pe.Severity = protocol.SeverityFatal

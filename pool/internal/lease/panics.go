@@ -31,7 +31,7 @@ func (c *Client) AbandonAfterPanic() {
 		_ = l.sc.NetConn.Close()
 		relayed = c.unrelayed != l && l.done != nil && l.done != relayDone
 	}
-	c.Idle.Broadcast()
+	c.broadcastIdle()
 	c.Mu.Unlock()
 	if l == nil {
 		return
@@ -84,7 +84,7 @@ func (l *Lease) relayPanicked(p any, holdingW bool) {
 	if c.Lease == l {
 		c.Lease = nil
 	}
-	c.Idle.Broadcast()
+	c.broadcastIdle()
 	c.Mu.Unlock()
 	if l.queryTimer != nil {
 		l.queryTimer.Stop()

@@ -227,7 +227,7 @@ func (l *Lease) checkPin() (ran bool, err error) {
 	c.Mu.Lock()
 	defer c.Mu.Unlock()
 	l.to(leaseRelaying)
-	c.Idle.Broadcast()
+	c.broadcastIdle()
 	if err != nil {
 		return true, err
 	}

@@ -118,7 +118,7 @@ func (l *Lease) restoreStartup() (ran bool, err error) {
 	}
 	c.Mu.Lock()
 	l.restore, l.restoreSeg, l.restoreFailed = l.restore[:0], 0, false
-	c.Idle.Broadcast() // the client goroutine may send again
+	c.broadcastIdle() // the client goroutine may send again
 	c.Mu.Unlock()
 	var out []byte
 	for _, p := range session.FinalValues(reported) {

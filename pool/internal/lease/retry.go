@@ -193,7 +193,7 @@ func (nl *Lease) takeOverLocked() {
 	c := nl.c
 	nl.to(leaseRelaying)
 	c.Lease = nl
-	c.Idle.Broadcast()
+	c.broadcastIdle()
 }
 
 // sendReplay writes out, the replayed request, to nl's server, and starts nl's relay.
@@ -286,7 +286,7 @@ func (l *Lease) replayOnPrimary(status byte) bool {
 		if c.Lease == l {
 			c.Lease = nil
 		}
-		c.Idle.Broadcast()
+		c.broadcastIdle()
 		c.Mu.Unlock()
 		return true
 	}
@@ -352,7 +352,7 @@ func (l *Lease) retrySegment(status byte) bool {
 	if syncing {
 		l.to(leaseRelaying)
 	}
-	c.Idle.Broadcast()
+	c.broadcastIdle()
 	c.Mu.Unlock()
 	l.heldErr = l.heldErr[:0]
 	if err != nil {

@@ -52,7 +52,7 @@ func (c *Client) BeforeRead() {
 func (c *Client) Claim(typ byte) *Lease {
 	c.Mu.Lock()
 	for c.Lease != nil && (!c.Lease.open() || c.Lease.restoring()) {
-		c.Idle.Wait()
+		c.waitIdleCond()
 	}
 	l := c.Lease
 	if l != nil {
@@ -217,7 +217,7 @@ func (c *Client) WaitIdle() {
 func (c *Client) waitIdle() {
 	c.ensureRelayLocked() // the replies waited for must be read
 	for c.Lease != nil && (c.Lease.pending > 0 || c.Lease.unsynced || !c.Lease.open()) {
-		c.Idle.Wait()
+		c.waitIdleCond()
 	}
 }
 
