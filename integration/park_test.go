@@ -3,6 +3,8 @@ package integration_test
 import (
 	"context"
 	"fmt"
+	"net"
+	"strconv"
 	"testing"
 	"time"
 
@@ -87,6 +89,20 @@ func testParkedClients(t *testing.T, cfg pool.Config) {
 	// KILL_CLIENT reaches a parked client: it hears why at its next request.
 	console := adminConn(t, p, "pgbouncer", "postgres")
 	parked(t, p, n/2) // the console's own client is never parked
+	// SHOW CLIENTS shows a parked client's addresses (a parked client has given up its
+	// net.Conn and kept them: pool/parkconn.go).
+	names, _, rows := show(t, console, "SHOW CLIENTS")
+	for _, i := range []int{1, 2} {
+		app := fmt.Sprintf("park%d", i)
+		local := conns[i].PgConn().Conn().LocalAddr().(*net.TCPAddr)
+		remote := conns[i].PgConn().Conn().RemoteAddr().(*net.TCPAddr)
+		require.Equal(t, local.IP.String(), column(t, names, rows, "application_name", app, "addr"), app)
+		require.Equal(t, strconv.Itoa(local.Port), column(t, names, rows, "application_name", app, "port"), app)
+		require.Equal(t, remote.IP.String(), column(t, names, rows, "application_name", app, "local_addr"), app)
+		require.Equal(t, strconv.Itoa(remote.Port), column(t, names, rows, "application_name", app, "local_port"), app)
+	}
+	parked(t, p, n/2)
+
 	_, err := console.Exec(ctx, "KILL_CLIENT "+clientID(t, console, "park0"))
 	require.NoError(t, err)
 	_, err = conns[0].Exec(ctx, "select 1")

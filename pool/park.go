@@ -80,6 +80,26 @@ func (c *clientSession) parkReady(now int64, after time.Duration) bool {
 	return since != 0 && now-since >= int64(after)
 }
 
+// parkAtLoginOver is how many logged-in clients may hold a goroutine (not parked) before
+// a client that has just logged in is parked at once; see parkAtLogin.
+const parkAtLoginOver = 256
+
+// parkAtLogin parks c, which has just logged in and sent nothing more, at once instead of
+// after ParkIdleAfter, when more than parkAtLoginOver clients hold a goroutine, and
+// reports whether it did. A burst of connections that then stay idle (an application's
+// pool filling up, the bench's idle clients) would otherwise hold a goroutine and a
+// net.Conn each for ParkIdleAfter, all at once: the runtime never frees the goroutine
+// structs and poll descriptors of such a peak, and the stacks only slowly. Under the
+// limit a new client keeps its goroutine, so that its first request, usually on its way,
+// costs no wake-up.
+func (c *clientSession) parkAtLogin() bool {
+	s := c.srv
+	if !c.parkable || s.parker == nil || s.nClients.Load()-int64(s.parker.Len()) <= parkAtLoginOver {
+		return false
+	}
+	return c.tryPark()
+}
+
 // tryPark parks c if it still may, and reports whether it did; the client goroutine calls
 // it when its read timed out at the sweeper's request, and ends at once if it did.
 func (c *clientSession) tryPark() bool {
@@ -232,14 +252,18 @@ func (s *Server) parkIdle(after time.Duration) {
 	defer tick.Stop()
 	var ready []*clientSession
 	var rel memReleaser
+	last := -1
 	for {
 		select {
 		case <-s.ctx.Done():
 			return
 		case <-tick.C:
 		}
-		// When the last sweep asked nobody to park, the burst is parked.
-		rel.tick(s.parker.Len(), len(ready) == 0)
+		// When the last sweep asked nobody to park, and no more parked since (at login:
+		// parkAtLogin), the burst is parked.
+		n := s.parker.Len()
+		rel.tick(n, len(ready) == 0 && n <= last)
+		last = n
 		now := lease.Nanotime()
 		ready = s.askIdle(ready, func(c *clientSession) bool { return c.parkReady(now, after) },
 			func(c *clientSession) *atomic.Bool { return &c.parkReq }, false)

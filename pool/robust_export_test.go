@@ -20,3 +20,20 @@ func Pinning(cfg Config, database string) (bool, int) {
 	}
 	return cfg.pinning(database)
 }
+
+// DetachedClients counts the clients parked without their net.Conn (parkconn.go).
+func DetachedClients(s *Server) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for c := range s.conns {
+		if w, ok := c.Conn.Net.(*wakeConn); ok {
+			w.mu.Lock()
+			if w.det != nil {
+				n++
+			}
+			w.mu.Unlock()
+		}
+	}
+	return n
+}

@@ -103,9 +103,12 @@ func (c *clientSession) run(ctx context.Context, from runFrom) {
 	default:
 		if err = c.startup(ctx); err == nil {
 			c.logConnection("client logged in", "admin", c.admin)
-			if c.admin {
+			switch {
+			case c.admin:
 				err = c.adminLoop(ctx)
-			} else {
+			case c.parkAtLogin():
+				err = errParked
+			default:
 				err = c.loop(ctx)
 			}
 		}
