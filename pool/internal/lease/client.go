@@ -54,6 +54,15 @@ type Client struct {
 	// pinReserved: a max_pinned slot is reserved for a statement that pins, not yet on a
 	// lease. The client goroutine's only.
 	pinReserved bool
+	// OnLoops: the client may wait on event loops (Host.WaitServer); set before it runs.
+	OnLoops bool
+	// BeginDeferred: a plain BEGIN was answered by cmpool and is sent with the next
+	// request that needs a server (deferbegin.go). The client goroutine's only.
+	BeginDeferred bool
+	// Discarding is set after an extended-protocol message failed before reaching a
+	// server: later messages are dropped until Sync, as a server would.
+	Discarding bool
+	// (The bools are together: they share a word.)
 	// lastTemp is the last simple query judged for temporary objects, and the answer
 	// (tempObjectOf), or nil. The client goroutine's only.
 	lastTemp *tempJudged
@@ -68,7 +77,7 @@ type Client struct {
 	// server. Guarded by mu (the relay forgets statements whose Parse failed), except the
 	// held Parses, which are the client goroutine's only.
 	Stmts stmt.Names
-	out   []byte     // scratch for rewritten messages
+	out   *[]byte    // scratch for rewritten messages; nil until first needed
 	texts *TextCache // the statement texts converted last (Text); the client goroutine's only
 
 	// SQLCommand is the SQL-level PREPARE or EXECUTE judged for the query being sent
@@ -94,14 +103,6 @@ type Client struct {
 	// buffer (held back while the client's next message was already here), or nil. The
 	// client goroutine's only.
 	unflushed *Lease
-	// OnLoops: the client may wait on event loops (Host.WaitServer); set before it runs.
-	OnLoops bool
-	// BeginDeferred: a plain BEGIN was answered by cmpool and is sent with the next
-	// request that needs a server (deferbegin.go). The client goroutine's only.
-	BeginDeferred bool
-	// Discarding is set after an extended-protocol message failed before reaching a
-	// server: later messages are dropped until Sync, as a server would.
-	Discarding bool
 
 	Closing   atomic.Bool // Shutdown asked this client to go
 	idleArmed atomic.Bool // an idle timeout is set as the read deadline

@@ -148,8 +148,11 @@ func (c *Client) send(l *Lease, msg []byte) error {
 	} else if msg != nil {
 		var err error
 		var warn bool
+		if c.out == nil {
+			c.out = new([]byte)
+		}
 		c.Mu.Lock()
-		out, warn, err = l.planExtended(msg, c.out[:0])
+		out, warn, err = l.planExtended(msg, (*c.out)[:0])
 		c.Mu.Unlock()
 		if err != nil {
 			return err
@@ -158,7 +161,7 @@ func (c *Client) send(l *Lease, msg []byte) error {
 			_ = c.Conn.WriteLocal(c.Mode.sessionBoundWarning())
 		}
 		if cap(out) <= maxScratch {
-			c.out = out
+			*c.out = out
 		}
 	}
 	l.wmu.Lock()

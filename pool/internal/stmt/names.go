@@ -24,6 +24,13 @@ type Names struct {
 	// sql are the statements the client prepared with SQL PREPARE (sqlprepare.go); their
 	// names share the namespace of byName's, as on a server.
 	sql map[string]*SQLStmt
+	// x is what only a client of the extended protocol needs; nil until it is first
+	// needed, so that the others (most idle clients) do not carry it.
+	x *extended
+}
+
+// extended is the part of Names a client of the extended protocol uses.
+type extended struct {
 	// unnamed is the client's last Parse of the unnamed statement (the whole message),
 	// and unnamedGen counts those Parses. unnamedTraits are what the registry's judge
 	// said of unnamedText, the text of the unnamed statement.
@@ -38,6 +45,22 @@ type Names struct {
 	// anywhere (see Defer).
 	deferred [][]byte
 	evicted  []*Stmt // scratch for evictFor
+}
+
+// ext returns n.x, making it first if needed.
+func (n *Names) ext() *extended {
+	if n.x == nil {
+		n.x = &extended{}
+	}
+	return n.x
+}
+
+// unnamedTraits are the traits of the client's unnamed statement, if it has one.
+func (n *Names) unnamedTraits() *session.Traits {
+	if n.x == nil {
+		return nil
+	}
+	return n.x.unnamedTraits
 }
 
 // lastNamesID numbers the Names whose unnamed statement a server has held.
@@ -99,16 +122,16 @@ func (n *Names) ForgetReplayed(msg []byte) {
 // statement's text comes as shared, the others as raw, the bytes of the client's Parse.
 func (n *Names) Query(name []byte) (shared string, raw []byte, ok bool) {
 	if len(name) == 0 {
-		if len(n.unnamed) == 0 {
+		if n.x == nil || len(n.x.unnamed) == 0 {
 			return "", nil, false
 		}
-		_, query, _, _ := protocol.ParseParse(n.unnamed[protocol.HeaderLen:])
+		_, query, _, _ := protocol.ParseParse(n.x.unnamed[protocol.HeaderLen:])
 		return "", query, true
 	}
 	if s := n.byName[string(name)]; s != nil {
 		return s.Query, nil, true
 	}
-	for _, d := range n.deferred { // prepared in this batch, not sent yet
+	for _, d := range n.Deferred() { // prepared in this batch, not sent yet
 		if pname, query, _, ok := protocol.ParseParse(d[protocol.HeaderLen:]); ok && string(pname) == string(name) {
 			return "", query, true
 		}
@@ -146,18 +169,28 @@ func Deferrable(msg []byte) bool {
 // The cost: a statement that does not parse fails at its first Bind rather than at
 // Parse. The caller checks Deferrable first.
 func (n *Names) Defer(msg []byte) {
-	n.deferred = append(n.deferred, bytes.Clone(msg))
+	x := n.ext()
+	x.deferred = append(x.deferred, bytes.Clone(msg))
 }
 
 // HasDeferred reports whether Parses are held back.
-func (n *Names) HasDeferred() bool { return len(n.deferred) > 0 }
+func (n *Names) HasDeferred() bool { return n.x != nil && len(n.x.deferred) > 0 }
 
 // Deferred returns the Parses held back, in order.
-func (n *Names) Deferred() [][]byte { return n.deferred }
+func (n *Names) Deferred() [][]byte {
+	if n.x == nil {
+		return nil
+	}
+	return n.x.deferred
+}
 
 // DropDeferred forgets the Parses held back: they were sent, or a server would have
 // skipped them.
-func (n *Names) DropDeferred() { n.deferred = n.deferred[:0] }
+func (n *Names) DropDeferred() {
+	if n.x != nil {
+		n.x.deferred = n.x.deferred[:0]
+	}
+}
 
 // AnswerDeferred answers the held Parses without a server, as a server would, and drops
 // them: each maps the name, or fails if refuse refuses its name or text, or with 42P05 if
@@ -165,7 +198,7 @@ func (n *Names) DropDeferred() { n.deferred = n.deferred[:0] }
 // whether one failed. The caller holds the client's session lock.
 func (n *Names) AnswerDeferred(out []byte, reg *Registry, counters *Counters, refuse func(name, query []byte) *protocol.Error) ([]byte, bool) {
 	failed := false
-	for _, msg := range n.deferred {
+	for _, msg := range n.Deferred() {
 		name, query, types, _ := protocol.ParseParse(msg[protocol.HeaderLen:])
 		if pe := refuse(name, query); pe != nil {
 			out = protocol.AppendErrorResponse(out, pe)
@@ -181,6 +214,6 @@ func (n *Names) AnswerDeferred(out []byte, reg *Registry, counters *Counters, re
 		counters.ClientParses.Add(1)
 		out = append(out, parseCompleteMsg...)
 	}
-	n.deferred = n.deferred[:0]
+	n.DropDeferred()
 	return out, failed
 }

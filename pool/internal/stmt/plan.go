@@ -85,16 +85,17 @@ func (p *Plan) Message(out, msg []byte, s Scope) (_ []byte, traits *session.Trai
 		if len(name) == 0 {
 			// The unnamed statement is the client's too: keep it, so that a Bind in a
 			// later transaction (on whatever server) binds this client's statement.
-			n.unnamed = append(n.unnamed[:0], msg...)
-			n.unnamedGen++
-			if string(query) != n.unnamedText {
-				n.unnamedText = string(query)
-				n.unnamedTraits = nil
+			x := n.ext()
+			x.unnamed = append(x.unnamed[:0], msg...)
+			x.unnamedGen++
+			if string(query) != x.unnamedText {
+				x.unnamedText = string(query)
+				x.unnamedTraits = nil
 				if s.Registry.Judge != nil {
-					n.unnamedTraits = s.Registry.Judge(n.unnamedText)
+					x.unnamedTraits = s.Registry.Judge(x.unnamedText)
 				}
 			}
-			s.Server.unnamedOwner, s.Server.unnamedGen = n.ownerID(), n.unnamedGen
+			s.Server.unnamedOwner, s.Server.unnamedGen = n.ownerID(), x.unnamedGen
 			p.parses.push(inflight{action: replyForward, segment: seg})
 			s.Counters.ServerParses.Add(1)
 			return append(out, msg...), nil, nil
@@ -130,17 +131,18 @@ func (p *Plan) Message(out, msg []byte, s Scope) (_ []byte, traits *session.Trai
 		}
 		if len(name) == 0 {
 			out = p.ensureUnnamed(out, s)
-			return append(out, msg...), n.unnamedTraits, nil
+			return append(out, msg...), n.unnamedTraits(), nil
 		}
 		st := n.lookupForUse(name)
 		if st == nil {
 			return append(out, msg...), nil, nil
 		}
 		out = p.ensurePrepared(out, st, s)
-		if string(name) != n.boundName {
-			n.boundName = string(name)
+		x := n.ext()
+		if string(name) != x.boundName {
+			x.boundName = string(name)
 		}
-		p.bound = append(p.bound, boundStmt{stmt: st, client: n.boundName, segment: seg})
+		p.bound = append(p.bound, boundStmt{stmt: st, client: x.boundName, segment: seg})
 		out = protocol.AppendBind(out, portal, st.Name, rest)
 		return out, st.Traits, nil
 
@@ -175,8 +177,8 @@ func (p *Plan) Message(out, msg []byte, s Scope) (_ []byte, traits *session.Trai
 			return out, nil, ErrMalformed
 		}
 		p.closes.push(inflight{action: replyForward, segment: seg})
-		if body[0] == 'S' && len(name) == 0 {
-			n.unnamed = n.unnamed[:0]
+		if body[0] == 'S' && len(name) == 0 && n.x != nil {
+			n.x.unnamed = n.x.unnamed[:0]
 			s.Server.unnamedOwner = 0
 		}
 		if body[0] == 'S' && len(name) > 0 {
@@ -203,7 +205,9 @@ func (p *Plan) Refuse(out, name []byte, refusal *protocol.Error, s Scope) []byte
 	stand := refusedStmtName
 	if len(name) == 0 {
 		stand = ""
-		s.Names.unnamed = s.Names.unnamed[:0]
+		if x := s.Names.x; x != nil {
+			x.unnamed = x.unnamed[:0]
+		}
 		s.Server.unnamedOwner = 0
 	}
 	p.parses.push(inflight{action: replyRefused, segment: s.Segment, refusal: refusal})
@@ -214,13 +218,14 @@ func (p *Plan) Refuse(out, name []byte, refusal *protocol.Error, s Scope) []byte
 // unnamed statement is not that one (another client's, or none).
 func (p *Plan) ensureUnnamed(out []byte, s Scope) []byte {
 	n := s.Names
-	if len(n.unnamed) == 0 || s.Server.unnamedOwner == n.id && s.Server.unnamedGen == n.unnamedGen {
+	x := n.x
+	if x == nil || len(x.unnamed) == 0 || s.Server.unnamedOwner == n.id && s.Server.unnamedGen == x.unnamedGen {
 		return out
 	}
-	s.Server.unnamedOwner, s.Server.unnamedGen = n.ownerID(), n.unnamedGen
+	s.Server.unnamedOwner, s.Server.unnamedGen = n.ownerID(), x.unnamedGen
 	p.parses.push(inflight{action: replyHide, segment: s.Segment})
 	s.Counters.ServerParses.Add(1)
-	return append(out, n.unnamed...)
+	return append(out, x.unnamed...)
 }
 
 // ensurePrepared appends a hidden Parse of st when the server lacks it.
@@ -237,13 +242,13 @@ func (p *Plan) ensurePrepared(out []byte, st *Stmt, s Scope) []byte {
 // evictFor records st as prepared on the server and appends hidden Closes of the
 // statements evicted to make room.
 func (p *Plan) evictFor(out []byte, st *Stmt, s Scope) []byte {
-	n := s.Names
-	n.evicted = s.Server.add(st, n.evicted[:0])
-	for _, old := range n.evicted {
+	x := s.Names.ext()
+	x.evicted = s.Server.add(st, x.evicted[:0])
+	for _, old := range x.evicted {
 		p.closes.push(inflight{action: replyHide, segment: s.Segment, stmt: old})
 		out = protocol.AppendClose(out, 'S', old.Name)
 	}
-	clear(n.evicted)
+	clear(x.evicted)
 	return out
 }
 
