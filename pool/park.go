@@ -104,7 +104,7 @@ func (c *clientSession) parkAtLogin() bool {
 // it when its read timed out at the sweeper's request, and ends at once if it did.
 func (c *clientSession) tryPark() bool {
 	if c.Conn.TLS != nil || c.listening != nil || c.rearmIdle.Load() || c.Discarding || c.BeginDeferred || c.Stmts.HasDeferred() ||
-		c.Conn.R.Buffered() > 0 || c.killed.Load() || c.Closing.Load() || c.IdleArmed() || c.xactTimedOut.Load() ||
+		c.Conn.R.Buffered() > 0 || c.Conn.FR.Pending() || c.killed.Load() || c.Closing.Load() || c.IdleArmed() || c.xactTimedOut.Load() ||
 		c.CurrentLease() != nil {
 		return false
 	}

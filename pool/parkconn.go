@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/cmlite/cmpool/pool/internal/fastio"
+	"github.com/cmlite/cmpool/protocol"
 )
 
 // Parked clients without their net.Conn.
@@ -39,11 +40,32 @@ type wakeConn struct {
 
 // detached is what a client parked without its connection keeps of it.
 type detached struct {
-	fd           int32 // a duplicate of the connection's descriptor
-	rset, wset   bool  // a read or write deadline was set while detached:
-	closed       bool  // Close was called
-	rdl, wdl     int64 // the deadlines, Unix ns; 0 for none
-	raddr, laddr netip.AddrPort
+	fd         int32 // a duplicate of the connection's descriptor
+	rset, wset bool  // a read or write deadline was set while detached:
+	closed     bool  // Close was called
+	rdl, wdl   int64 // the deadlines, Unix ns; 0 for none
+	raddr      tcpAddr
+	laddr      tcpAddr
+}
+
+// tcpAddr is a TCP address without a zone, in 18 bytes (a netip.AddrPort takes 32).
+type tcpAddr struct {
+	ip   [16]byte
+	port uint16
+}
+
+// compactAddr returns a as a tcpAddr; false if it has a zone.
+func compactAddr(a *net.TCPAddr) (tcpAddr, bool) {
+	ap := a.AddrPort()
+	if ap.Addr().Zone() != "" {
+		return tcpAddr{}, false
+	}
+	return tcpAddr{ip: ap.Addr().As16(), port: ap.Port()}, true
+}
+
+// net returns a as Go's net prints it: an IPv4 (or IPv4-mapped) address as IPv4.
+func (a tcpAddr) net() *net.TCPAddr {
+	return net.TCPAddrFromAddrPort(netip.AddrPortFrom(netip.AddrFrom16(a.ip).Unmap(), a.port))
 }
 
 // unixNano is t as a detached deadline.
@@ -120,7 +142,7 @@ func (w *wakeConn) RemoteAddr() net.Addr {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if d := w.det; d != nil {
-		return net.TCPAddrFromAddrPort(d.raddr)
+		return d.raddr.net()
 	}
 	return w.Conn.RemoteAddr()
 }
@@ -129,7 +151,7 @@ func (w *wakeConn) LocalAddr() net.Addr {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if d := w.det; d != nil {
-		return net.TCPAddrFromAddrPort(d.laddr)
+		return d.laddr.net()
 	}
 	return w.Conn.LocalAddr()
 }
@@ -148,16 +170,21 @@ func (w *wakeConn) detach() int {
 	if !rok || !lok {
 		return -1
 	}
+	raddr, rok := compactAddr(ra)
+	laddr, lok := compactAddr(la)
+	if !rok || !lok {
+		return -1 // an IPv6 zone: kept with the connection
+	}
 	fd, err := fastio.Dup(tc)
 	if err != nil {
 		return -1
 	}
-	d := &detached{fd: int32(fd), raddr: unmapped(ra.AddrPort()), laddr: unmapped(la.AddrPort())}
+	d := &detached{fd: int32(fd), raddr: raddr, laddr: laddr}
 	w.mu.Lock()
 	w.det, w.Conn = d, nil
 	_ = tc.Close() // a deadline set meanwhile went with it, as tryPark's clearing would
 	w.mu.Unlock()
-	w.setIO(nil) // the raw I/O state goes too
+	w.setIO(nil) // the raw I/O state, the reader and the writer go too
 	return fd
 }
 
@@ -198,33 +225,36 @@ func (w *wakeConn) attach() {
 	w.setIO(fastio.New(conn)) // outside mu: the lock order is Conn.WMu, then mu
 }
 
-// setIO makes the client's reader and writer, which hold nothing (the client is idle),
-// read and write rw.
+// setIO gives the client a new reader, frame reader and writer over rw, or with rw nil
+// takes them away: a detached client holds none. The old ones hold nothing (the client is
+// idle: tryPark checked). Only the client goroutine reads; the writer is changed under
+// Conn.WMu.
 func (w *wakeConn) setIO(rw io.ReadWriter) {
 	cc := &w.c.Conn
+	var r *fastio.Reader
+	var fr *protocol.FrameReader
+	var wr *fastio.Writer
+	if rw != nil {
+		r, wr = fastio.NewReader(rw), fastio.NewWriter(rw)
+		fr = protocol.NewFrameReader(r, cc.MaxPacket)
+	}
 	cc.WMu.Lock()
-	cc.R.Reset(rw)
-	cc.W.Reset(rw)
+	cc.R, cc.FR, cc.W = r, fr, wr
 	cc.WMu.Unlock()
-}
-
-// unmapped is a's address as Go's net prints a TCPAddr: an IPv4-mapped IPv6 address as IPv4.
-func unmapped(a netip.AddrPort) netip.AddrPort {
-	return netip.AddrPortFrom(a.Addr().Unmap(), a.Port())
 }
 
 // lostConn is a detached client's connection that could not be made again: every read
 // and write fails.
 type lostConn struct {
 	err          error
-	raddr, laddr netip.AddrPort
+	raddr, laddr tcpAddr
 }
 
 func (l *lostConn) Read([]byte) (int, error)         { return 0, l.err }
 func (l *lostConn) Write([]byte) (int, error)        { return 0, l.err }
 func (l *lostConn) Close() error                     { return nil }
-func (l *lostConn) LocalAddr() net.Addr              { return net.TCPAddrFromAddrPort(l.laddr) }
-func (l *lostConn) RemoteAddr() net.Addr             { return net.TCPAddrFromAddrPort(l.raddr) }
+func (l *lostConn) LocalAddr() net.Addr              { return l.laddr.net() }
+func (l *lostConn) RemoteAddr() net.Addr             { return l.raddr.net() }
 func (l *lostConn) SetDeadline(time.Time) error      { return nil }
 func (l *lostConn) SetReadDeadline(time.Time) error  { return nil }
 func (l *lostConn) SetWriteDeadline(time.Time) error { return nil }

@@ -66,6 +66,9 @@ func NewFrameReader(r BufferedReader, maxBody int) *FrameReader {
 // Buffered reports how many bytes can be read without blocking.
 func (f *FrameReader) Buffered() int { return f.r.Buffered() }
 
+// Pending reports whether a message's header was read and its body not yet consumed.
+func (f *FrameReader) Pending() bool { return f.pending }
+
 // FrameBuffered reports whether the next frame is buffered whole, so that Next and
 // reading the frame will not block. It is false while a frame is being read.
 func (f *FrameReader) FrameBuffered() bool {
