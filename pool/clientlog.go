@@ -4,6 +4,8 @@ import (
 	"context"
 	"log/slog"
 	"sync/atomic"
+
+	"github.com/cmlite/cmpool/pool/internal/lease"
 )
 
 // clientLog is the handler of a client session's logger. It adds who the client is (its
@@ -12,23 +14,25 @@ import (
 // every connection up front: that cost about 150 bytes per client, held for the life of
 // every idle connection, for records that are rarely written.
 type clientLog struct {
-	h     slog.Handler
-	addr  string
-	ident *atomic.Pointer[clientIdent] // shared by the handlers derived with WithAttrs
+	h    slog.Handler
+	addr string
+	root *clientLog // the handler newClientLog made (itself there), which the derived ones share
+	// who, on root, is the client once it has sent its startup packet: its User and
+	// Database, which do not change from then on.
+	who atomic.Pointer[lease.Client]
 }
-
-// clientIdent is the user and database a client asked for.
-type clientIdent struct{ user, database string }
 
 func newClientLog(h slog.Handler, addr string) *slog.Logger {
-	return slog.New(&clientLog{h: h, addr: addr, ident: new(atomic.Pointer[clientIdent])})
+	l := &clientLog{h: h, addr: addr}
+	l.root = l
+	return slog.New(l)
 }
 
-// setClientIdent adds user and database to what log, a clientLog logger, tells of its
-// client.
-func setClientIdent(log *slog.Logger, user, database string) {
+// setClientIdent adds the user and database of c to what log, a clientLog logger, tells of
+// its client.
+func setClientIdent(log *slog.Logger, c *lease.Client) {
 	if cl, ok := log.Handler().(*clientLog); ok {
-		cl.ident.Store(&clientIdent{user: user, database: database})
+		cl.root.who.Store(c)
 	}
 }
 
@@ -39,16 +43,16 @@ func (l *clientLog) Enabled(ctx context.Context, level slog.Level) bool {
 func (l *clientLog) Handle(ctx context.Context, r slog.Record) error {
 	r = r.Clone()
 	r.AddAttrs(slog.String("client", l.addr))
-	if id := l.ident.Load(); id != nil {
-		r.AddAttrs(slog.String("user", id.user), slog.String("database", id.database))
+	if c := l.root.who.Load(); c != nil {
+		r.AddAttrs(slog.String("user", c.User), slog.String("database", c.Database))
 	}
 	return l.h.Handle(ctx, r)
 }
 
 func (l *clientLog) WithAttrs(attrs []slog.Attr) slog.Handler {
-	return &clientLog{h: l.h.WithAttrs(attrs), addr: l.addr, ident: l.ident}
+	return &clientLog{h: l.h.WithAttrs(attrs), addr: l.addr, root: l.root}
 }
 
 func (l *clientLog) WithGroup(name string) slog.Handler {
-	return &clientLog{h: l.h.WithGroup(name), addr: l.addr, ident: l.ident}
+	return &clientLog{h: l.h.WithGroup(name), addr: l.addr, root: l.root}
 }

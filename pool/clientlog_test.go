@@ -6,6 +6,8 @@ import (
 	"testing"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/cmlite/cmpool/pool/internal/lease"
 )
 
 func TestClientLogAddsWhoTheClientIs(t *testing.T) {
@@ -17,7 +19,7 @@ func TestClientLogAddsWhoTheClientIs(t *testing.T) {
 
 	buf.Reset()
 	derived := log.With("extra", "x")
-	setClientIdent(log, "app", "appdb")
+	setClientIdent(log, &lease.Client{User: "app", Database: "appdb"})
 	derived.Warn("after startup")
 	require.Contains(t, buf.String(), `msg="after startup" extra=x client=127.0.0.1:5000 user=app database=appdb`)
 

@@ -75,7 +75,7 @@ func (c *clientSession) startup(ctx context.Context) error {
 	if c.Database == "" {
 		c.Database = c.User
 	}
-	setClientIdent(c.Log, c.User, c.Database)
+	setClientIdent(c.Log, &c.Client)
 	if sm.Parameters["replication"] != "" && sm.Parameters["replication"] != "false" && sm.Parameters["replication"] != "off" {
 		return protocol.NewFatal(protocol.CodeFeatureNotSupported, "replication connections are not supported through cmpool")
 	}
