@@ -1,17 +1,11 @@
 package pool_test
 
 import (
-	"context"
-	"errors"
-	"log/slog"
-	"net"
 	"runtime"
 	"runtime/metrics"
-	"syscall"
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgproto3"
 	"github.com/stretchr/testify/require"
 
 	"github.com/cmlite/cmpool/pool"
@@ -35,58 +29,20 @@ func TestIdleClientMemory(t *testing.T) {
 		// A parked client has given up its net.Conn (pool/parkconn.go): no netFD or
 		// addresses, and no poll descriptor and finalizer record (about 520 bytes more,
 		// outside the heap).
-		{"parked", 0, 2.5 * 1024, true},
+		{"parked", 0, 2 * 1024, true},
 		// On the loops a client keeps its connection, and its last lease for the next
 		// transaction (about 600 bytes), since it waits there between every two requests.
 		{"event loops", 2, 4 * 1024, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			srv, err := pool.New(pool.Config{Primary: "postgres://bench@" + cannedBackend(t) + "/bench?sslmode=disable",
-				DefaultPoolSize: 2, AuthType: pool.AuthTrust, ParkIdleAfter: 100 * time.Millisecond, MaxClientConn: 3000,
-				EventLoops: tc.loops, Logger: slog.New(slog.DiscardHandler)})
-			require.NoError(t, err)
-			ln, err := net.Listen("tcp", "127.0.0.1:0")
-			require.NoError(t, err)
-			done := make(chan error, 1)
-			go func() { done <- srv.Serve(ln) }()
-			defer func() {
-				_ = srv.Shutdown(context.Background())
-				if err := <-done; !errors.Is(err, pool.ErrServerClosed) {
-					t.Error(err)
-				}
-			}()
-			port := ln.Addr().(*net.TCPAddr).Port
-			startup, err := (&pgproto3.StartupMessage{ProtocolVersion: pgproto3.ProtocolVersionNumber,
-				Parameters: map[string]string{"user": "bench", "database": "bench", "application_name": "idle-app"}}).Encode(nil)
-			require.NoError(t, err)
-			query, err := (&pgproto3.Query{String: "select 1"}).Encode(nil)
-			require.NoError(t, err)
+			srv, port := cannedProxy(t, pool.Config{DefaultPoolSize: 2, ParkIdleAfter: 100 * time.Millisecond,
+				MaxClientConn: 3000, EventLoops: tc.loops})
+			startup, query := rawStartup(t, map[string]string{"application_name": "idle-app"}), rawQuery(t, "select 1")
 			scratch := make([]byte, 64<<10)
-			// untilReady reads fd's messages up to ReadyForQuery, which the canned server
-			// sends last, alone at the end of a reply.
-			untilReady := func(fd int) {
-				got := 0
-				for {
-					n, err := syscall.Read(fd, scratch[got:])
-					require.NoError(t, err)
-					require.Positive(t, n, "the proxy hung up")
-					got += n
-					require.NotEqual(t, byte('E'), scratch[0], "ErrorResponse: %q", scratch[:got])
-					if got >= 6 && scratch[got-6] == 'Z' {
-						return
-					}
-				}
-			}
 			open := func() {
-				fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
-				require.NoError(t, err)
-				t.Cleanup(func() { _ = syscall.Close(fd) })
-				require.NoError(t, syscall.Connect(fd, &syscall.SockaddrInet4{Port: port, Addr: [4]byte{127, 0, 0, 1}}))
-				for _, req := range [][]byte{startup, query} {
-					_, err = syscall.Write(fd, req)
-					require.NoError(t, err)
-					untilReady(fd)
-				}
+				fd := rawDial(t, port)
+				require.NoError(t, rawRoundTrip(fd, startup, scratch))
+				require.NoError(t, rawRoundTrip(fd, query, scratch))
 			}
 			other := []metrics.Sample{{Name: "/memory/classes/other:bytes"}}
 			heap := func() (uint64, uint64, int) {

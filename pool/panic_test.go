@@ -99,22 +99,9 @@ func serveFaulty(conn net.Conn) {
 
 // faultyProxy serves cmpool in front of a faulty backend, with two servers at most.
 func faultyProxy(t *testing.T, mode pool.Mode) (*pool.Server, string) {
-	srv, err := pool.New(pool.Config{AuthType: "trust", Primary: "postgres://bench@" + faultyBackend(t) + "/bench?sslmode=disable",
-		DefaultPoolSize: 2, PoolMode: mode, Logger: slog.New(slog.DiscardHandler)})
-	require.NoError(t, err)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ln) }()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		require.NoError(t, srv.Shutdown(ctx))
-		if err := <-done; !errors.Is(err, pool.ErrServerClosed) {
-			t.Error(err)
-		}
-	})
-	return srv, "postgres://bench@" + ln.Addr().String() + "/bench?sslmode=disable"
+	srv, addr := serveProxy(t, pool.Config{AuthType: "trust", Primary: "postgres://bench@" + faultyBackend(t) + "/bench?sslmode=disable",
+		DefaultPoolSize: 2, PoolMode: mode})
+	return srv, "postgres://bench@" + addr.String() + "/bench?sslmode=disable"
 }
 
 // serverCount is the number of server connections of srv's only pool.

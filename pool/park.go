@@ -72,7 +72,10 @@ func (c *clientSession) Resume() {
 // be asked to park, as far as its atomic fields tell (the sweeper holds Server.mu, and
 // checks for a lease after).
 func (c *clientSession) parkReady(now int64, after time.Duration) bool {
-	if !c.parkable || !c.loggedIn.Load() || c.admin || c.parkTok.Load() != 0 || c.parkReq.Load() ||
+	// A client asked before and not parked yet is asked again (parkReq stays set): its
+	// goroutine may have put its read deadline back (after a transaction) between the
+	// sweeper's request and its deadline, and would otherwise never see the request.
+	if !c.parkable || !c.loggedIn.Load() || c.admin || c.parkTok.Load() != 0 ||
 		c.Closing.Load() || c.IdleArmed() || c.waitingSince.Load() != 0 {
 		return false
 	}

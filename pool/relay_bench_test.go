@@ -117,22 +117,9 @@ func serveFake(conn net.Conn) {
 
 // benchProxy serves cmpool in front of a fake backend and returns a client connection.
 func benchProxy(b *testing.B) *pgconn.PgConn {
-	addr := fakeBackend(b)
-	srv, err := pool.New(pool.Config{Primary: "postgres://bench@" + addr + "/bench?sslmode=disable", DefaultPoolSize: 2,
-		AuthType: pool.AuthTrust, // on loopback, measuring the relay
-		Logger:   slog.New(slog.DiscardHandler)})
-	require.NoError(b, err)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(b, err)
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ln) }()
-	b.Cleanup(func() {
-		_ = srv.Shutdown(context.Background())
-		if err := <-done; !errors.Is(err, pool.ErrServerClosed) {
-			b.Error(err)
-		}
-	})
-	conn, err := pgconn.Connect(context.Background(), "postgres://bench@"+ln.Addr().String()+"/bench?sslmode=disable")
+	_, addr := serveProxy(b, pool.Config{Primary: "postgres://bench@" + fakeBackend(b) + "/bench?sslmode=disable", DefaultPoolSize: 2,
+		AuthType: pool.AuthTrust}) // on loopback, measuring the relay
+	conn, err := pgconn.Connect(context.Background(), "postgres://bench@"+addr.String()+"/bench?sslmode=disable")
 	require.NoError(b, err)
 	b.Cleanup(func() { _ = conn.Close(context.Background()) })
 	return conn
