@@ -131,6 +131,9 @@ var (
 	descPaused    = prometheus.NewDesc("cmpool_paused", "1 while PAUSE holds new transactions.", []string{"database"}, nil)
 	descPrepared  = prometheus.NewDesc("cmpool_prepared_statements", "Distinct statements clients have prepared.", nil, nil)
 	descReadRuns  = prometheus.NewDesc("cmpool_read_replays_total", "Reads whose replica failed before they answered anything, run again elsewhere.", nil, nil)
+	descReadWaits = prometheus.NewDesc("cmpool_read_waits_total", "Reads that waited (up to rw_wait) for a replica to replay the writes they must see.", nil, nil)
+	descNotWaited = prometheus.NewDesc("cmpool_reads_not_waited_total", "Reads sent to the primary at once because the writes they must see were not flushed on the primary yet (also in cmpool_reads_on_primary_total).", nil, nil)
+	descWALReads  = prometheus.NewDesc("cmpool_write_position_reads_total", "Reads of the primary's WAL position for read-your-writes: one per read that follows a write, shared by the reads waiting at the same time.", nil, nil)
 	descClPinned  = prometheus.NewDesc("cmpool_pinned_clients", "Clients pinned to a server by session state (advisory locks, temporary tables, WITH HOLD cursors).", clientLabels, nil)
 	descPinRefuse = prometheus.NewDesc("cmpool_pin_refused_total", "Statements refused because the pool had max_pinned pinned clients.", clientLabels, nil)
 )
@@ -139,7 +142,8 @@ func (statCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descXacts, descQueries, descXactTime, descQueryTime, descRecv, descSent,
 		descAcquires, descWaits, descWaitTime, descSvActive, descSvIdle, descSvMax, descSvUsed, descCancels, descSvCancel, descClActive,
 		descClWaiting, descClMaxWait, descClients, descParked, descReplLag, descReplLagS, descReplUp, descReplRoute,
-		descFallback, descReplays, descPromos, descPaused, descPrepared, descReadRuns, descClPinned, descPinRefuse,
+		descFallback, descReplays, descPromos, descPaused, descPrepared, descReadRuns, descReadWaits, descNotWaited, descWALReads,
+		descClPinned, descPinRefuse,
 		descLoopEv, descLoopDet} {
 		ch <- d
 	}
@@ -213,6 +217,9 @@ func (c statCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(descReplays, float64(st.ReadOnlyReplays))
 	counter(descPromos, float64(st.Promotions))
 	counter(descReadRuns, float64(st.ReadReplays))
+	counter(descReadWaits, float64(st.ReadWaits))
+	counter(descNotWaited, float64(st.ReadsNotWaited))
+	counter(descWALReads, float64(st.WritePositionReads))
 	for _, db := range st.Paused {
 		gauge(descPaused, 1, db)
 	}
