@@ -75,7 +75,8 @@ func (c *clientSession) parkReady(now int64, after time.Duration) bool {
 	// A client asked before and not parked yet is asked again (parkReq stays set): its
 	// goroutine may have put its read deadline back (after a transaction) between the
 	// sweeper's request and its deadline, and would otherwise never see the request.
-	if !c.parkable || !c.loggedIn.Load() || c.admin || c.parkTok.Load() != 0 ||
+	// loggedIn comes first: parkable and admin are final once it is set.
+	if !c.loggedIn.Load() || !c.parkable || c.admin || c.parkTok.Load() != 0 ||
 		c.Closing.Load() || c.IdleArmed() || c.waitingSince.Load() != 0 {
 		return false
 	}

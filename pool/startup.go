@@ -245,6 +245,9 @@ func (c *clientSession) welcome(report map[string]string) error {
 	if err := c.Conn.WriteLocal(out); err != nil {
 		return err
 	}
+	// A TLS client never parks (its TLS layer may hold decrypted bytes): the sweeper must
+	// not wake it every sweep to ask. Set before loggedIn, which the sweeper reads first.
+	c.parkable = c.parkable && c.Conn.TLS == nil
 	c.loggedIn.Store(true)
 	c.Mu.Lock()
 	c.IdleSince.Store(lease.Nanotime())
