@@ -4,7 +4,9 @@ import (
 	"bufio"
 	"errors"
 	"io"
+	"maps"
 	"net"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -81,7 +83,9 @@ type fakeSession struct {
 	tx      byte              // transaction status: 'I', 'T' or 'E'
 	stmts   map[string]string // prepared statement name -> query text
 	portals map[string]fakePortal
-	failed  bool // an extended-protocol message failed: skip to Sync
+	failed  bool              // an extended-protocol message failed: skip to Sync
+	params  map[string]string // the reported parameters (ParameterStatus) and their values
+	initial map[string]string // their values at login, what RESET ALL returns to
 }
 
 // serveFakeConn serves one connection until the client leaves.
@@ -188,6 +192,7 @@ func (s *fakeSession) startup() error {
 			for k, v := range params {
 				s.send(&pgproto3.ParameterStatus{Name: k, Value: v})
 			}
+			s.params, s.initial = params, maps.Clone(params)
 			s.send(&pgproto3.BackendKeyData{ProcessID: 1, SecretKey: []byte{0, 0, 0, 1}})
 			s.send(&pgproto3.ReadyForQuery{TxStatus: 'I'})
 			return s.be.Flush()
@@ -285,6 +290,7 @@ func (s *fakeSession) execute(q string, simple, binary bool) {
 		s.send(&pgproto3.ErrorResponse{Severity: "ERROR", Code: "25P02", Message: "current transaction is aborted"})
 		return
 	}
+	s.reportSettings(q, word)
 	if returnsRows(q) {
 		if simple {
 			s.send(fakeRowDescription)
@@ -327,6 +333,59 @@ func (s *fakeSession) execute(q string, simple, binary bool) {
 		tag = "DISCARD ALL"
 	}
 	s.send(&pgproto3.CommandComplete{CommandTag: []byte(tag)})
+}
+
+// setConfig matches a set_config call with a literal name and value (or NULL), as the
+// proxies apply a client's settings.
+var setConfig = regexp.MustCompile(`(?i)set_config\(\s*'((?:[^']|'')*)'\s*,\s*(NULL|'((?:[^']|'')*)')\s*,\s*false\s*\)`)
+
+// reportSettings reports, as PostgreSQL does, the reported parameters statement q changes
+// (word is its first word, upper case): SET, set_config calls, RESET ALL and DISCARD
+// ALL. A proxy learns from them that the server now holds the client's values.
+func (s *fakeSession) reportSettings(q, word string) {
+	if all := strings.ToUpper(strings.Join(strings.Fields(q), " ")); all == "RESET ALL" || all == "DISCARD ALL" {
+		for k, v := range s.initial {
+			if s.params[k] != v {
+				s.params[k] = v
+				s.send(&pgproto3.ParameterStatus{Name: k, Value: v})
+			}
+		}
+		return
+	}
+	if word == "SET" {
+		if m := setStatement.FindStringSubmatch(q); m != nil {
+			v := strings.Trim(m[2], "'")
+			if strings.HasPrefix(m[2], "'") {
+				v = strings.ReplaceAll(v, "''", "'")
+			}
+			s.setReported(strings.Trim(m[1], `"`), v, !strings.HasPrefix(m[2], "'") && strings.EqualFold(v, "DEFAULT"))
+		}
+		return
+	}
+	if word != "SELECT" {
+		return
+	}
+	for _, m := range setConfig.FindAllStringSubmatch(q, -1) {
+		s.setReported(strings.ReplaceAll(m[1], "''", "'"), strings.ReplaceAll(m[3], "''", "'"), strings.EqualFold(m[2], "NULL"))
+	}
+}
+
+// setStatement matches SET [SESSION] name {=|TO} value.
+var setStatement = regexp.MustCompile(`(?is)^\s*SET\s+(?:SESSION\s+)?("?[\w.]+"?)\s*(?:=|\bTO\b)\s*('(?:[^']|'')*'|\S+)\s*$`)
+
+// setReported gives reported parameter name (any case) value, or its login value when
+// reset, and reports it; other parameters are not reported.
+func (s *fakeSession) setReported(name, value string, reset bool) {
+	for k := range s.params {
+		if !strings.EqualFold(k, name) {
+			continue
+		}
+		if reset {
+			value = s.initial[k]
+		}
+		s.params[k] = value
+		s.send(&pgproto3.ParameterStatus{Name: k, Value: value})
+	}
 }
 
 // returnsRows reports whether statement q returns rows: a SELECT, SHOW, VALUES, WITH or a

@@ -52,6 +52,27 @@ func TestFakePostgres(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, results, 3)
 	require.Equal(t, "DISCARD ALL", results[2].CommandTag.String())
+	require.Equal(t, "", conn.PgConn().ParameterStatus("application_name"), "DISCARD ALL resets it")
 	_, err = conn.PgConn().Exec(ctx, "").ReadAll()
 	require.NoError(t, err)
+
+	// Settings are reported as PostgreSQL reports them: by SET, by the proxies'
+	// set_config, and by RESET ALL.
+	for _, c := range []struct{ sql, want string }{
+		{"SET application_name = 'it''s'", "it's"},
+		{"SET SESSION application_name TO plain", "plain"},
+		{"SELECT set_config('application_name', 'pgbench', false), set_config('work_mem', '8MB', false)", "pgbench"},
+		{"SELECT set_config('application_name', NULL, false)", ""},
+		{"SET application_name = 'again'; SELECT 1", "again"},
+		{"RESET ALL", ""},
+		{"SET application_name = 'x'", "x"},
+		{"DISCARD ALL", ""},
+	} {
+		_, err = conn.PgConn().Exec(ctx, c.sql).ReadAll()
+		require.NoError(t, err, c.sql)
+		require.Equal(t, c.want, conn.PgConn().ParameterStatus("application_name"), c.sql)
+	}
+	_, err = conn.PgConn().Exec(ctx, "SET TimeZone = 'Europe/Paris'").ReadAll()
+	require.NoError(t, err)
+	require.Equal(t, "Europe/Paris", conn.PgConn().ParameterStatus("TimeZone"))
 }

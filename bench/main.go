@@ -59,6 +59,7 @@ type config struct {
 	directMax int           // most clients run directly against PostgreSQL; larger counts are not run direct
 	idle      int           // idle client connections held open against each proxy; 0 means no idle test
 	profile   string        // directory for cmpool's CPU and allocation profiles; "" means no profiling
+	profileWL string        // the workload profiled
 	out       string        // markdown report file
 	chart     string        // PNG chart file; "" means none
 }
@@ -101,7 +102,8 @@ func parseFlags(args []string, output io.Writer) (config, error) {
 	backend := fs.String("backend", "postgres", "what the proxies are in front of: postgres (a real primary and replica), or fake (a server that answers\nevery statement at once, so that the proxies' own cost is measured; it implies -route=false)")
 	fs.BoolVar(&cfg.route, "route", true, "give cmpool the replica (--replica), so that it routes reads to it; false points it at the primary only, like PgBouncer")
 	fs.IntVar(&cfg.idle, "idle", 18000, "idle client connections to hold open against each proxy for the RSS-per-client measurement; 0 disables")
-	fs.StringVar(&cfg.profile, "profile", "", "directory for CPU and allocation profiles of an in-process cmpool under pgbench -S with 20 clients; empty disables")
+	fs.StringVar(&cfg.profile, "profile", "", "directory for CPU and allocation profiles of an in-process cmpool under pgbench with 20 clients; empty disables")
+	fs.StringVar(&cfg.profileWL, "profile-workload", "select", "the workload -profile runs: "+strings.Join(workloadNames, ", "))
 	fs.StringVar(&cfg.out, "out", "docs/benchmarks/README.md", "markdown report file")
 	fs.StringVar(&cfg.chart, "chart", "docs/benchmarks/tps.png", "PNG chart of TPS by client count; empty disables")
 	if err := fs.Parse(args); err != nil {
@@ -142,6 +144,9 @@ func parseFlags(args []string, output io.Writer) (config, error) {
 			return config{}, fmt.Errorf("-workloads: unknown workload %q (want %s)", w, strings.Join(workloadNames, ", "))
 		}
 		cfg.workloads = append(cfg.workloads, w)
+	}
+	if _, ok := workloads[cfg.profileWL]; !ok {
+		return config{}, fmt.Errorf("-profile-workload: unknown workload %q (want %s)", cfg.profileWL, strings.Join(workloadNames, ", "))
 	}
 	switch {
 	case cfg.duration < time.Second:
@@ -340,7 +345,7 @@ func run(ctx context.Context, cfg config, command string) (err error) {
 		}
 	}
 	if cfg.profile != "" {
-		logf("profiling an in-process cmpool under pgbench -S -c %d", profileClients)
+		logf("profiling an in-process cmpool under pgbench %s -c %d", cfg.profileWL, profileClients)
 		prof := profileCmpool(ctx, b, pgPort, replicaPort, cfg.profile, cfg.duration)
 		if prof.Err != nil {
 			logf("profile: FAILED: %v", prof.Err)

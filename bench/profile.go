@@ -40,7 +40,7 @@ type profileTop struct {
 }
 
 // profileCmpool serves cmpool in this process, configured like the cmpool binary under test,
-// runs pgbench -S with 20 clients through it for d, and writes CPU and allocation profiles of
+// runs pgbench's -profile-workload with 20 clients through it for d, and writes CPU and allocation profiles of
 // that run into dir. The allocation profile is taken before and after the run; the listings
 // show the difference.
 func profileCmpool(ctx context.Context, b *benchmark, primaryPort, replicaPort int, dir string, d time.Duration) profileResult {
@@ -79,7 +79,7 @@ func profileCmpool(ctx context.Context, b *benchmark, primaryPort, replicaPort i
 			}
 		}()
 		url := "postgres://postgres@" + ln.Addr().String() + "/bench?sslmode=disable"
-		run := pgbenchRun{Bin: b.pgbench, URL: url, Workload: "select", Clients: profileClients, Jobs: b.cfg.jobs} // no per-transaction logs: parsing them would show in the profiles
+		run := pgbenchRun{Bin: b.pgbench, URL: url, Workload: b.cfg.profileWL, Clients: profileClients, Jobs: b.cfg.jobs} // no per-transaction logs: parsing them would show in the profiles
 
 		run.Duration = profileWarmup
 		if _, _, out, err := run.run(ctx); err != nil {
@@ -97,6 +97,11 @@ func profileCmpool(ctx context.Context, b *benchmark, primaryPort, replicaPort i
 			return err
 		}
 		run.Duration = d
+		if writes(run.Workload) {
+			if err := resetTables(ctx, b.admin); err != nil {
+				return err
+			}
+		}
 		sum, _, out, err := run.run(ctx)
 		pprof.StopCPUProfile()
 		if err != nil {

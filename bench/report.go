@@ -255,7 +255,7 @@ func (r *report) markdown() string {
 		}
 	}
 	if p := r.profile; p != nil {
-		fmt.Fprintf(&b, "\n## cmpool profile under pgbench -S, %d clients\n\n", profileClients)
+		fmt.Fprintf(&b, "\n## cmpool profile under pgbench %s, %d clients\n\n", r.cfg.profileWL, profileClients)
 		if p.Err != nil {
 			fmt.Fprintf(&b, "**FAILED**: %s\n", oneLine(p.Err.Error()))
 		} else {
