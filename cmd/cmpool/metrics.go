@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -36,6 +37,34 @@ type metrics struct {
 	errorsTotal *prometheus.CounterVec
 	routed      *prometheus.CounterVec
 	srv         atomic.Pointer[pool.Server]
+	// byBackend caches, by database and backend (a backendKey), the backendMetrics every
+	// request observes, so that a request looks its labels up once, in a sync.Map, not
+	// once per metric in the vectors.
+	byBackend sync.Map
+}
+
+// backendKey is a database and a backend, the labels of byBackend's entries.
+type backendKey struct{ database, backend string }
+
+// backendMetrics are the children of the vectors for one backendKey.
+type backendMetrics struct {
+	query, xact prometheus.Observer
+	routed      prometheus.Counter
+}
+
+// backend returns the metrics of database's backend, made at first use.
+func (m *metrics) backend(database, backend string) *backendMetrics {
+	k := backendKey{database, backend}
+	if bm, ok := m.byBackend.Load(k); ok {
+		return bm.(*backendMetrics)
+	}
+	bm := &backendMetrics{
+		query:  m.queryDur.WithLabelValues(database, backend),
+		xact:   m.xactDur.WithLabelValues(database, backend),
+		routed: m.routed.WithLabelValues(database, backend),
+	}
+	v, _ := m.byBackend.LoadOrStore(k, bm)
+	return v.(*backendMetrics)
 }
 
 // newMetrics makes the registry. Its Observe method is the pool's Observer; the Stat
@@ -74,9 +103,9 @@ func newMetrics() *metrics {
 func (m *metrics) Observe(e pool.Event) {
 	switch e.Kind {
 	case pool.EventQuery:
-		m.queryDur.WithLabelValues(e.Database, e.Backend).Observe(e.Duration.Seconds())
+		m.backend(e.Database, e.Backend).query.Observe(e.Duration.Seconds())
 	case pool.EventTransaction:
-		m.xactDur.WithLabelValues(e.Database, e.Backend).Observe(e.Duration.Seconds())
+		m.backend(e.Database, e.Backend).xact.Observe(e.Duration.Seconds())
 	case pool.EventWait:
 		m.waitDur.WithLabelValues(e.Database).Observe(e.Duration.Seconds())
 	case pool.EventError:
@@ -86,7 +115,7 @@ func (m *metrics) Observe(e pool.Event) {
 		}
 		m.errorsTotal.WithLabelValues(e.Database, class).Inc()
 	case pool.EventRoute:
-		m.routed.WithLabelValues(e.Database, e.Backend).Inc()
+		m.backend(e.Database, e.Backend).routed.Inc()
 	}
 }
 

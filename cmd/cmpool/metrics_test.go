@@ -5,10 +5,13 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
 	"go.yaml.in/yaml/v2"
+
+	"github.com/cmlite/cmpool/pool"
 )
 
 // TestOpsFilesUseRealMetrics checks that every cmpool metric the alert rules and the
@@ -70,5 +73,19 @@ func TestOpsFilesUseRealMetrics(t *testing.T) {
 			continue // the Go and process collectors' own
 		}
 		require.Contains(t, string(ops), "`"+n+"`", "docs/operations.md does not list %s", n)
+	}
+}
+
+// BenchmarkObserve is what the metrics cost each request: a query and a transaction
+// observed, as for an autocommit statement.
+func BenchmarkObserve(b *testing.B) {
+	m := newMetrics()
+	q := pool.Event{Kind: pool.EventQuery, Database: "app", User: "app", Backend: "primary", Duration: time.Millisecond}
+	x := q
+	x.Kind = pool.EventTransaction
+	b.ReportAllocs()
+	for b.Loop() {
+		m.Observe(q)
+		m.Observe(x)
 	}
 }
