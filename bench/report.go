@@ -172,7 +172,7 @@ func (r *report) markdown() string {
 	b.WriteString("go run ./bench            # everything below: 4 workloads × 20/200/1000 clients × 3 targets, 3 rounds, idle clients (~13 min)\n")
 	b.WriteString("go run ./bench -quick     # a one-minute smoke run: pgbench -S, 20 clients, 1 round, 1000 idle clients\n")
 	b.WriteString("go run ./bench -workloads select,tpcb -clients 20,200 -duration 5s -rounds 1 -idle 0 -out /tmp/bench.md -chart /tmp/bench.png\n")
-	b.WriteString("go run ./bench -profile /tmp/cmpool-prof   # adds CPU and allocation profiles of cmpool under pgbench -S -c 20\n")
+	b.WriteString("go run ./bench -profile /tmp/cmpool-prof   # adds CPU and allocation profiles of cmpool under pgbench -S -c 20 (-profile-workload tpcb: under TPC-B)\n")
 	b.WriteString("go run ./bench -backend fake   # the proxies alone: in front of a fake server that answers at once\n")
 	b.WriteString("go test -run '^$' -bench . -benchmem ./protocol/ ./router/ ./pool/   # hot-path micro-benchmarks\n")
 	b.WriteString("```\n\n")
