@@ -7,8 +7,10 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"io"
 	"net"
 	"os"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -34,6 +36,7 @@ type Conn struct {
 	// relay owns Frames while a lease is active; the holder serializes writes to Writer.
 	Frames *protocol.FrameReader
 	Writer *bufio.Writer
+	fio    io.ReadWriter // what r and Writer do their I/O through
 	// PID and secretKey are the server's BackendKeyData, for cancel requests.
 	PID       uint32
 	secretKey []byte
@@ -80,10 +83,19 @@ func (sc *Conn) takeOver(conn net.Conn) {
 	if fastio.Watch(fio, sc) {
 		sc.fd = fastio.FD(conn)
 	}
+	sc.fio = fio
 	r := bufio.NewReaderSize(fio, serverBufSize)
 	sc.NetConn, sc.r = &wakeNet{Conn: conn, sc: sc}, r
 	sc.Frames = protocol.NewFrameReader(r, 0)
 	sc.Writer = bufio.NewWriterSize(fio, serverBufSize)
+}
+
+// FlushAwaitingReply flushes Writer, a request whose reply the caller reads next on this
+// goroutine, and waits until the reply can be read, so that the read finds it; held, which
+// the caller holds over Writer, is unlocked once Writer is flushed. See
+// fastio.FlushAwaitingReply for where it must not be used.
+func (sc *Conn) FlushAwaitingReply(held *sync.Mutex) error {
+	return fastio.FlushAwaitingReply(sc.Writer, sc.fio, held)
 }
 
 // FD is the socket's descriptor for the event loops, or -1.

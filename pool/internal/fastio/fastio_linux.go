@@ -3,9 +3,11 @@
 package fastio
 
 import (
+	"bufio"
 	"io"
 	"net"
 	"os"
+	"sync"
 	"syscall"
 	"unsafe"
 )
@@ -37,7 +39,7 @@ func New(conn net.Conn) io.ReadWriter {
 	}
 	r := &rawIO{conn: conn, rc: rc}
 	// Bound once: a closure per call would be allocated per call.
-	r.readFn, r.writeFn = r.readSyscall, r.writeSyscall
+	r.readFn, r.writeFn, r.awaitFn = r.readSyscall, r.writeSyscall, r.awaitSyscall
 	return r
 }
 
@@ -61,6 +63,17 @@ type rawIO struct {
 
 	watch  Watcher // nil, or told about each read and each wait
 	nowait bool    // the read in progress must not wait (ReadReleaseNow)
+
+	awaitFn func(fd uintptr) bool
+	aw      awaiting // the FlushAwaitingReply in progress
+}
+
+// awaiting is the state of a FlushAwaitingReply, the awaiting goroutine's alone.
+type awaiting struct {
+	w       *bufio.Writer
+	held    *sync.Mutex
+	started bool // the flush was made, inside the read call
+	err     error
 }
 
 // Watch makes w watch rw's reads and waits, when rw is the raw socket I/O of New, and
@@ -195,6 +208,62 @@ func (r *rawIO) writeSyscall(fd uintptr) bool {
 		}
 	}
 	return true
+}
+
+// FlushAwaitingReply flushes w, whose writes go to rw, and then waits until rw's socket
+// has something to read, without reading it; held, a lock the caller holds over w, is
+// unlocked once w is flushed, before the wait. For a request whose reply the caller reads
+// next: that read then finds the reply, where a read right after the write would find
+// the socket empty (under load the usual case), costing a system call.
+//
+// Why not a read that waits after a plain flush: the runtime forgets the socket's
+// readiness at the start of each read call, so a reply that arrived between the flush and
+// that call would not wake it. Here the flush is made inside the read call, after that
+// point, so every reply wakes the wait. The wait ends as a read would: data, the end of
+// the stream, a deadline or a close; whatever ended it, the read that follows meets too.
+// It must not be used where another goroutine may read rw meanwhile, nor where nothing
+// answers what is flushed.
+//
+// Off the raw socket I/O of New (TLS, tests), it only flushes and unlocks held.
+func FlushAwaitingReply(w *bufio.Writer, rw io.ReadWriter, held *sync.Mutex) error {
+	r, ok := rw.(*rawIO)
+	if !ok || w.Buffered() == 0 {
+		err := w.Flush()
+		held.Unlock()
+		return err
+	}
+	a := &r.aw
+	a.w, a.held, a.started, a.err = w, held, false, nil
+	_ = r.rc.Read(r.awaitFn) // what ended the wait, the caller's next read meets too
+	if !a.started {
+		// The read call ended before its first attempt (the socket is closed, or a read
+		// deadline has passed): flush as any flush, which meets what a write meets.
+		a.err = w.Flush()
+		held.Unlock()
+	}
+	err := a.err
+	a.w, a.held, a.err = nil, nil, nil
+	return err
+}
+
+// awaitSyscall is FlushAwaitingReply's attempt inside the read call: the first flushes
+// and waits; the next means the socket is readable (or the wait was woken early, which
+// the caller's read handles).
+func (r *rawIO) awaitSyscall(fd uintptr) bool {
+	a := &r.aw
+	if a.started {
+		return true
+	}
+	a.started = true
+	a.err = a.w.Flush() // the write lock of the descriptor is apart from the read lock held here
+	a.held.Unlock()
+	if a.err != nil {
+		return true
+	}
+	if r.watch != nil {
+		r.watch.WillBlock()
+	}
+	return false
 }
 
 func (r *rawIO) opError(op string, errno syscall.Errno) error {

@@ -3,13 +3,22 @@
 package fastio
 
 import (
+	"bufio"
 	"errors"
 	"io"
 	"net"
+	"sync"
 )
 
 // New returns conn: the raw system-call path is Linux only.
 func New(conn net.Conn) io.ReadWriter { return conn }
+
+// FlushAwaitingReply flushes w and unlocks held: the wait is Linux only.
+func FlushAwaitingReply(w *bufio.Writer, rw io.ReadWriter, held *sync.Mutex) error {
+	err := w.Flush()
+	held.Unlock()
+	return err
+}
 
 // Watch does nothing here and reports false.
 func Watch(rw io.ReadWriter, w Watcher) bool { return false }

@@ -165,27 +165,47 @@ func (c *Client) send(l *Lease, msg []byte) error {
 		}
 	}
 	l.wmu.Lock()
-	defer l.wmu.Unlock()
 	w := l.sc.Writer
 	if out != nil {
 		if _, err := w.Write(out); err != nil {
 			c.Log.Debug("write to server failed", "error", err)
 		}
 	} else if err := c.Conn.FR.Forward(w); err != nil {
+		l.wmu.Unlock()
 		return err
 	}
 	// Coalesce: flush unless the client's next message is already here whole (the rest
 	// of a message only partly received may be long in coming), and always when the
 	// client must wait for this request's reply before sending more (scheduleRestore).
 	c.unflushed = l
-	if !c.Conn.FR.FrameBuffered() || l.mustWait() {
-		c.unflushed = nil
-		if err := w.Flush(); err != nil {
-			// The server is gone; the relay will see it and tell the client.
-			c.Log.Debug("write to server failed", "error", err)
-		}
+	if c.Conn.FR.FrameBuffered() && !l.mustWait() {
+		l.wmu.Unlock()
+		return nil
+	}
+	c.unflushed = nil
+	var err error
+	if c.repliesInline(l, msg) {
+		err = l.sc.FlushAwaitingReply(&l.wmu) // unlocks l.wmu
+	} else {
+		err = w.Flush()
+		l.wmu.Unlock()
+	}
+	if err != nil {
+		// The server is gone; the relay will see it and tell the client.
+		c.Log.Debug("write to server failed", "error", err)
 	}
 	return nil
+}
+
+// repliesInline reports whether client message msg, about to be flushed to l's server,
+// ends a request whose reply the client goroutine relays next, inline (relayAfter),
+// with nothing else to send first and no query_timeout: then the flush waits for the
+// reply to be readable (FlushAwaitingReply), so that the relay's first read finds it and
+// does not find the socket empty first. Not on the event loops, which suspend the relay
+// instead of waiting.
+func (c *Client) repliesInline(l *Lease, msg []byte) bool {
+	return msg != nil && (msg[0] == 'Q' || msg[0] == 'S') && c.unrelayed == l && !c.OnLoops &&
+		l.queryTimeout == 0 && c.Conn.FR.Buffered() == 0
 }
 
 // flushServer sends the messages send held back, before the client goroutine waits for
