@@ -77,6 +77,9 @@ type Lease struct {
 	// hiddenBegin: a deferred BEGIN was sent first on this lease and its replies are
 	// still due; the relay drops them.
 	hiddenBegin bool
+	// awaited: send flushed the request and waited for its reply (FlushAwaitingReply),
+	// having moved the lease to relaying first; relayAfter relays it inline.
+	awaited bool
 	// sqlStmts: the replies due to SQL-level PREPARE and EXECUTE rewritten on this lease
 	// (sqlprepare.go).
 	sqlStmts stmt.SQLPlan

@@ -30,6 +30,10 @@ import (
 // server's reply arrives.
 func (l *Lease) relayAfter(typ byte) error {
 	c := l.c
+	if l.awaited {
+		l.awaited = false // send started the inline relay (repliesInline)
+		return l.relayInline()
+	}
 	if c.unrelayed != l || typ != 'Q' && typ != 'S' {
 		return nil
 	}
@@ -39,12 +43,18 @@ func (l *Lease) relayAfter(typ byte) error {
 		c.EnsureRelay()
 		return nil
 	}
+	l.startInline()
+	return l.relayInline()
+}
+
+// startInline makes the client goroutine l's relay: l is relaying, inline.
+func (l *Lease) startInline() {
+	c := l.c
 	c.unrelayed = nil
 	l.done = relayDone
 	c.Mu.Lock()
 	l.to(leaseRelaying)
 	c.Mu.Unlock()
-	return l.relayInline()
 }
 
 // ErrSuspended is returned up the client goroutine's stack when its inline relay, or its

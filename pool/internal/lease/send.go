@@ -185,6 +185,11 @@ func (c *Client) send(l *Lease, msg []byte) error {
 	c.unflushed = nil
 	var err error
 	if c.repliesInline(l, msg) {
+		// From here the lease is relayed inline, as relayAfter would make it: what looks at
+		// a lease being relayed (transaction_timeout's abort, a pin check) must see it so
+		// while the reply is waited for.
+		l.startInline()
+		l.awaited = true
 		err = l.sc.FlushAwaitingReply(&l.wmu) // unlocks l.wmu
 	} else {
 		err = w.Flush()
@@ -199,10 +204,10 @@ func (c *Client) send(l *Lease, msg []byte) error {
 
 // repliesInline reports whether client message msg, about to be flushed to l's server,
 // ends a request whose reply the client goroutine relays next, inline (relayAfter),
-// with nothing else to send first and no query_timeout: then the flush waits for the
-// reply to be readable (FlushAwaitingReply), so that the relay's first read finds it and
-// does not find the socket empty first. Not on the event loops, which suspend the relay
-// instead of waiting.
+// with nothing else to send first and no query_timeout: then send starts the inline relay
+// and the flush waits for the reply to be readable (FlushAwaitingReply), so that the
+// relay's first read finds it and does not find the socket empty first. Not on the event
+// loops, which suspend the relay instead of waiting.
 func (c *Client) repliesInline(l *Lease, msg []byte) bool {
 	return msg != nil && (msg[0] == 'Q' || msg[0] == 'S') && c.unrelayed == l && !c.OnLoops &&
 		l.queryTimeout == 0 && c.Conn.FR.Buffered() == 0
