@@ -165,13 +165,18 @@ func (c *Client) send(l *Lease, msg []byte) error {
 		}
 	}
 	l.wmu.Lock()
+	held := true // until FlushAwaitingReply takes the lock over; a panic lets it go too
+	defer func() {
+		if held {
+			l.wmu.Unlock()
+		}
+	}()
 	w := l.sc.Writer
 	if out != nil {
 		if _, err := w.Write(out); err != nil {
 			c.Log.Debug("write to server failed", "error", err)
 		}
 	} else if err := c.Conn.FR.Forward(w); err != nil {
-		l.wmu.Unlock()
 		return err
 	}
 	// Coalesce: flush unless the client's next message is already here whole (the rest
@@ -179,7 +184,6 @@ func (c *Client) send(l *Lease, msg []byte) error {
 	// client must wait for this request's reply before sending more (scheduleRestore).
 	c.unflushed = l
 	if c.Conn.FR.FrameBuffered() && !l.mustWait() {
-		l.wmu.Unlock()
 		return nil
 	}
 	c.unflushed = nil
@@ -190,10 +194,10 @@ func (c *Client) send(l *Lease, msg []byte) error {
 		// while the reply is waited for.
 		l.startInline()
 		l.awaited = true
-		err = l.sc.FlushAwaitingReply(&l.wmu) // unlocks l.wmu
+		held = false
+		err = l.sc.FlushAwaitingReply(&l.wmu) // unlocks l.wmu once flushed
 	} else {
 		err = w.Flush()
-		l.wmu.Unlock()
 	}
 	if err != nil {
 		// The server is gone; the relay will see it and tell the client.
