@@ -343,7 +343,7 @@ var setConfig = regexp.MustCompile(`(?i)set_config\(\s*'((?:[^']|'')*)'\s*,\s*(N
 // (word is its first word, upper case): SET, set_config calls, RESET ALL and DISCARD
 // ALL. A proxy learns from them that the server now holds the client's values.
 func (s *fakeSession) reportSettings(q, word string) {
-	if all := strings.ToUpper(strings.Join(strings.Fields(q), " ")); all == "RESET ALL" || all == "DISCARD ALL" {
+	if (word == "RESET" || word == "DISCARD") && strings.EqualFold(strings.Join(strings.Fields(q), " "), word+" ALL") {
 		for k, v := range s.initial {
 			if s.params[k] != v {
 				s.params[k] = v
