@@ -1,6 +1,9 @@
 package router
 
-import "strings"
+import (
+	"strings"
+	"unsafe"
+)
 
 // SessionBound reports whether a query uses something that outlives its transaction on
 // the server: a session advisory lock or a WITH HOLD cursor. (Temporary objects are
@@ -148,20 +151,59 @@ func WithoutNumbers(q string) string {
 }
 
 // ContainsFold reports whether s contains the lower-case ASCII substr, ignoring case.
+// It runs on every statement, several times, so it looks for the first byte of substr
+// with strings.IndexByte (vectorised) and compares the rest only there.
 func ContainsFold[T string | []byte](s T, substr string) bool {
-	n := len(substr)
-outer:
-	for i := 0; i+n <= len(s); i++ {
-		for j := 0; j < n; j++ {
-			c := s[i+j]
-			if 'A' <= c && c <= 'Z' {
-				c += 'a' - 'A'
-			}
-			if c != substr[j] {
-				continue outer
-			}
-		}
-		return true
+	switch v := any(s).(type) {
+	case string:
+		return containsFold(v, substr)
+	case []byte:
+		return containsFold(unsafe.String(unsafe.SliceData(v), len(v)), substr)
 	}
 	return false
+}
+
+func containsFold(s, substr string) bool {
+	n := len(substr)
+	if n == 0 {
+		return true
+	}
+	first, upper := substr[0], substr[0]
+	if 'a' <= first && first <= 'z' {
+		upper = first - ('a' - 'A')
+	}
+	for len(s) >= n {
+		span := s[:len(s)-n+1] // where a match can start
+		i := strings.IndexByte(span, first)
+		if upper != first {
+			if j := strings.IndexByte(span, upper); j >= 0 && (i < 0 || j < i) {
+				i = j
+			}
+		}
+		if i < 0 {
+			return false
+		}
+		if hasLowerPrefix(s[i+1:], substr[1:]) {
+			return true
+		}
+		s = s[i+1:]
+	}
+	return false
+}
+
+// hasLowerPrefix reports whether s starts with the lower-case ASCII prefix, ignoring case.
+func hasLowerPrefix(s, prefix string) bool {
+	if len(s) < len(prefix) {
+		return false
+	}
+	for j := 0; j < len(prefix); j++ {
+		c := s[j]
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		if c != prefix[j] {
+			return false
+		}
+	}
+	return true
 }

@@ -85,7 +85,7 @@ func (c *Client) ApplyParams(ctx context.Context, sc *backend.Conn) error {
 		c.Mu.Unlock()
 		return nil
 	}
-	params := c.Settings.Clone()
+	params := c.Settings.Snapshot() // only read below, and copied by the next change
 	c.Mu.Unlock()
 	resetAll := sc.UnnamedSettings && sc.ConfiguredFor != c.ID
 	steps := planParams(sc, params, resetAll)

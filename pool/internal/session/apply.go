@@ -64,6 +64,33 @@ func isIdentityParam(n string) bool { return n == "session_authorization" || n =
 // Plan returns the steps that take sv from what cmpool recorded of it to params, in the
 // order above. resetAll clears the server's settings first.
 func Plan(sv Server, params map[string]string, resetAll bool) []Step {
+	if !resetAll && inSync(sv, params) {
+		return nil // the common case, a server that already holds params: no allocation
+	}
+	return planSteps(sv, params, resetAll)
+}
+
+// inSync reports whether sv already holds params, so that Plan, without RESET ALL, has
+// nothing to do: each parameter has the wanted value (a role of "none" may be absent),
+// and nothing else was set.
+func inSync(sv Server, params map[string]string) bool {
+	for n := range sv.Set {
+		if _, ok := params[n]; !ok {
+			return false
+		}
+	}
+	for n, want := range params {
+		cur, ok := sv.Value(n)
+		if ok && cur == want || !ok && n == "role" && want == "none" {
+			continue
+		}
+		return false
+	}
+	return true
+}
+
+// planSteps is Plan without the in-sync shortcut.
+func planSteps(sv Server, params map[string]string, resetAll bool) []Step {
 	// recorded is the server's value of an ordinary parameter once steps 1 and 2 ran.
 	recorded := func(n string) (string, bool) {
 		if resetAll {

@@ -10,7 +10,7 @@ import (
 // they had when the session started (what RESET and DISCARD ALL return to).
 //
 // Settings is not safe for concurrent use: its owner guards it (pool: the session
-// mutex). A map returned by Clone is the caller's.
+// mutex). A map returned by Clone is the caller's; one returned by Snapshot is only read.
 //
 // Most sessions never change what they started with, so the startup values share the
 // parameters' map until the first change (shared), which copies it: an idle client holds
@@ -59,6 +59,14 @@ func (s *Settings) Value(name string) string { return s.params[name] }
 
 // Clone returns a copy of the parameters.
 func (s *Settings) Clone() map[string]string { return maps.Clone(s.params) }
+
+// Snapshot returns the parameters as they are now, for reading only. The map stays
+// shared until the next change, which copies it: where Clone copies on every call, a
+// snapshot costs a copy only when the parameters change after it.
+func (s *Settings) Snapshot() map[string]string {
+	s.shared = true
+	return s.params
+}
 
 // Names returns the parameters' names, in no order.
 func (s *Settings) Names() iter.Seq[string] { return maps.Keys(s.params) }

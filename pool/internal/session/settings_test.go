@@ -146,3 +146,20 @@ func TestSharedSettings(t *testing.T) {
 	empty := session.NewSharedSettings(nil)
 	require.True(t, empty.Set("work_mem", "1MB"), "shared nil settings take a setting")
 }
+
+func TestSettingsSnapshot(t *testing.T) {
+	s := session.NewSettings(map[string]string{"work_mem": "4MB"})
+	snap := s.Snapshot()
+	require.Equal(t, map[string]string{"work_mem": "4MB"}, snap)
+	require.Zero(t, testing.AllocsPerRun(10, func() { _ = s.Snapshot() }), "a snapshot copies nothing")
+
+	require.True(t, s.Set("work_mem", "8MB"))
+	require.True(t, s.Set("search_path", "x"))
+	require.Equal(t, map[string]string{"work_mem": "4MB"}, snap, "a change after a snapshot copies the map first")
+	require.Equal(t, "8MB", s.Value("work_mem"))
+
+	snap = s.Snapshot()
+	s.Adopt(map[string]string{"work_mem": "8192kB"})
+	require.Equal(t, "8MB", snap["work_mem"], "Adopt copies a snapshotted map too")
+	require.Equal(t, "8192kB", s.Value("work_mem"))
+}
