@@ -168,27 +168,42 @@ func containsFold(s, substr string) bool {
 	if n == 0 {
 		return true
 	}
+	last := len(s) - n // the last place a match can start
 	first, upper := substr[0], substr[0]
 	if 'a' <= first && first <= 'z' {
 		upper = first - ('a' - 'A')
 	}
-	for len(s) >= n {
-		span := s[:len(s)-n+1] // where a match can start
-		i := strings.IndexByte(span, first)
-		if upper != first {
-			if j := strings.IndexByte(span, upper); j >= 0 && (i < 0 || j < i) {
-				i = j
-			}
+	// lo and up are the next places of the first byte in each case at or after i (last+1
+	// for none): each is searched again only once passed, so that a long statement full of
+	// one case is scanned once for the other.
+	lo, up := -1, -1
+	for i := 0; i <= last; {
+		if lo < i {
+			lo = indexByteFrom(s, first, i, last)
 		}
-		if i < 0 {
+		if upper == first {
+			up = lo
+		} else if up < i {
+			up = indexByteFrom(s, upper, i, last)
+		}
+		c := min(lo, up)
+		if c > last {
 			return false
 		}
-		if hasLowerPrefix(s[i+1:], substr[1:]) {
+		if hasLowerPrefix(s[c+1:], substr[1:]) {
 			return true
 		}
-		s = s[i+1:]
+		i = c + 1
 	}
 	return false
+}
+
+// indexByteFrom returns the first place of b in s[i:last+1], as an index into s, or last+1.
+func indexByteFrom(s string, b byte, i, last int) int {
+	if j := strings.IndexByte(s[i:last+1], b); j >= 0 {
+		return i + j
+	}
+	return last + 1
 }
 
 // hasLowerPrefix reports whether s starts with the lower-case ASCII prefix, ignoring case.

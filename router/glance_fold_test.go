@@ -84,3 +84,15 @@ func BenchmarkContainsFold(b *testing.B) {
 		}
 	}
 }
+
+// A long statement full of one case of substr's first byte: each case is scanned once,
+// not once per candidate.
+func BenchmarkContainsFoldManyCandidates(b *testing.B) {
+	q := strings.Repeat("t", 1<<20) + "TEMP"
+	b.ReportAllocs()
+	for b.Loop() {
+		if !ContainsFold(q, "temp") {
+			b.Fatal("not found")
+		}
+	}
+}
