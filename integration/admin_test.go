@@ -752,8 +752,34 @@ func TestTimeouts(t *testing.T) {
 		_, err = waiter.Exec(ctx, "select 1")
 		require.Equal(t, "57014", pgCode(err), "got %v", err)
 		require.True(t, strings.Contains(err.Error(), "query_wait_timeout"), "%v", err)
+		// Again on the same session: each wait has its own bound.
+		start := time.Now()
+		_, err = waiter.Exec(ctx, "select 1")
+		require.Equal(t, "57014", pgCode(err), "got %v", err)
+		require.GreaterOrEqual(t, time.Since(start), 300*time.Millisecond)
 		_, err = holder.Exec(ctx, "rollback")
 		require.NoError(t, err)
+
+		// A wait that ends with a server, well within the bound, then one that does not:
+		// the second is bounded from its own start.
+		_, err = holder.Exec(ctx, "begin isolation level read committed")
+		require.NoError(t, err)
+		got := make(chan error, 1)
+		go func() { _, err := waiter.Exec(ctx, "select 1"); got <- err }()
+		time.Sleep(100 * time.Millisecond)
+		_, err = holder.Exec(ctx, "rollback")
+		require.NoError(t, err)
+		require.NoError(t, <-got, "it got the server the holder gave back")
+		_, err = holder.Exec(ctx, "begin isolation level read committed")
+		require.NoError(t, err)
+		start = time.Now()
+		_, err = waiter.Exec(ctx, "select 1")
+		require.Equal(t, "57014", pgCode(err), "got %v", err)
+		require.GreaterOrEqual(t, time.Since(start), 300*time.Millisecond)
+		_, err = holder.Exec(ctx, "rollback")
+		require.NoError(t, err)
+		var one int
+		require.NoError(t, waiter.QueryRow(ctx, "select 1").Scan(&one))
 	})
 }
 

@@ -21,6 +21,24 @@ func (s *Server) waitContext(ctx context.Context) (context.Context, context.Canc
 	return context.WithCancel(ctx)
 }
 
+// waiter returns the session's waiter for a server (waiter.go), made when there is none.
+// ctx is the session's context: the server's, which every waiter of the session has.
+func (c *clientSession) waiter(ctx context.Context) *waiter {
+	if c.wait == nil || c.wait.parent != ctx {
+		c.dropWaiter()
+		c.wait = newWaiter(ctx)
+	}
+	return c.wait
+}
+
+// dropWaiter lets go of the session's waiter, when it leaves or parks.
+func (c *clientSession) dropWaiter() {
+	if c.wait != nil {
+		c.wait.release()
+		c.wait = nil
+	}
+}
+
 // acquireError turns a failure to get a server into the error the client sees.
 func (s *Server) acquireError(err error, fatal bool) *protocol.Error {
 	sev := protocol.SeverityError
@@ -73,15 +91,21 @@ func (c *clientSession) acquire(ctx context.Context, typ byte, msg []byte) (*lea
 		res := bp.TryAcquire(ctx)
 		if res == nil {
 			c.detachLoop() // the wait must not hold an event loop
-			actx, cancel := c.srv.waitContext(ctx)
-			c.killableWait(cancel)
+			w := c.waiter(ctx)
+			w.begin(c.srv.conf().QueryWaitTimeout)
+			c.waitKill.Store(&w.kill)
+			if c.killed.Load() {
+				w.cancel() // killed just before
+			}
 			start := lease.Nanotime()
 			c.waitingSince.Store(start)
-			res, err = bp.Acquire(actx)
+			res, err = bp.Acquire(w)
 			c.waitingSince.Store(0)
 			c.killableWait(nil)
 			c.srv.noteWait(c.Database, c.User, bp, time.Duration(lease.Nanotime()-start))
-			cancel()
+			if !w.end() {
+				c.wait = nil
+			}
 			if err != nil && c.killed.Load() {
 				if replica >= 0 {
 					rs.Done(replica)

@@ -120,6 +120,7 @@ func (c *clientSession) tryPark() bool {
 			return false
 		}
 	}
+	c.dropWaiter()
 	c.ForgetIdle() // before Park: from there the client may run on another goroutine
 	c.parkMu.Lock()
 	t, err := c.srv.parker.Park(fd, c)

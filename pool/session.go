@@ -42,6 +42,9 @@ type clientSession struct {
 	// its wait for a server, while it waits.
 	waitKill atomic.Pointer[context.CancelFunc]
 	killed   atomic.Bool
+	// wait is what the client goroutine waits for a server under (waiter.go); nil until
+	// its first wait, and after a park.
+	wait *waiter
 
 	xactTimedOut atomic.Bool // its transaction outlived transaction_timeout
 
@@ -85,6 +88,7 @@ func (c *clientSession) run(ctx context.Context, from runFrom) {
 		} else if parked {
 			return
 		}
+		c.dropWaiter()
 		c.srv.forgetClient(c)
 		_ = c.Conn.Net.Close()
 		c.srv.wg.Done()
