@@ -29,7 +29,13 @@ type waiter struct {
 	err      error     // why done was closed; nil while open
 	active   bool      // a wait is under way (between begin and end)
 	deadline time.Time // of the wait under way; zero when it has none
-	timer    *time.Timer
+	// timer runs expire at fireAt, when armed. It is left armed when a wait ends, and a
+	// wait that begins later, with a later deadline, leaves it be: when it fires, expire
+	// arms it again for what is left of the wait under way. So a session whose waits
+	// end within query_wait_timeout resets no timer per wait, only one per timeout.
+	timer  *time.Timer
+	armed  bool
+	fireAt time.Time
 }
 
 func newWaiter(parent context.Context) *waiter {
@@ -63,11 +69,15 @@ func (w *waiter) begin(timeout time.Duration) {
 	w.active = true
 	if timeout > 0 {
 		w.deadline = time.Now().Add(timeout)
-		if w.timer == nil {
+		switch {
+		case w.timer == nil:
 			w.timer = time.AfterFunc(timeout, w.expire)
-		} else {
-			w.timer.Reset(timeout)
+		case w.armed && !w.fireAt.After(w.deadline):
+			// It fires first, and expire arms it again for the rest.
+		default:
+			w.timer.Reset(timeout) // not armed, or armed past the deadline (a reload shortened query_wait_timeout)
 		}
+		w.armed, w.fireAt = true, w.deadline
 	}
 	w.mu.Unlock()
 }
@@ -78,9 +88,6 @@ func (w *waiter) end() bool {
 	w.mu.Lock()
 	w.active = false
 	w.deadline = time.Time{}
-	if w.timer != nil {
-		w.timer.Stop()
-	}
 	open := w.err == nil
 	w.mu.Unlock()
 	if !open {
@@ -94,19 +101,29 @@ func (w *waiter) release() {
 	w.mu.Lock()
 	if w.timer != nil {
 		w.timer.Stop()
+		w.armed = false
 	}
 	w.mu.Unlock()
 	w.unregister()
 }
 
-// expire is the timer's: the wait under way has reached its deadline. A timer that
-// fired for an earlier wait, and ran late, finds no wait or one whose deadline is ahead.
+// expire is the timer's. The wait under way may have reached its deadline; or the timer
+// was armed for an earlier wait, and then it is armed again for this one, or left
+// unarmed between waits.
 func (w *waiter) expire() {
 	w.mu.Lock()
-	if w.err == nil && w.active && !time.Now().Before(w.deadline) {
-		w.closeLocked(context.DeadlineExceeded)
+	defer w.mu.Unlock()
+	if w.err != nil || !w.active {
+		w.armed = false
+		return
 	}
-	w.mu.Unlock()
+	if left := time.Until(w.deadline); left > 0 {
+		w.timer.Reset(left)
+		w.armed, w.fireAt = true, w.deadline
+		return
+	}
+	w.armed = false
+	w.closeLocked(context.DeadlineExceeded)
 }
 
 // cancel ends the wait under way, if any (KILL_CLIENT). A kill that comes between waits

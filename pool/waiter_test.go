@@ -68,6 +68,37 @@ func TestWaiter(t *testing.T) {
 		require.False(t, closed(w.Done()))
 	})
 
+	t.Run("a timer left armed by an earlier wait bounds the next by its own deadline", func(t *testing.T) {
+		w := newWaiter(parent)
+		const bound = 80 * time.Millisecond
+		w.begin(bound)
+		require.True(t, w.end()) // the timer stays armed for the first wait's deadline
+		time.Sleep(bound / 2)
+		start := time.Now()
+		w.begin(bound)
+		select {
+		case <-w.Done():
+		case <-time.After(5 * time.Second):
+			t.Fatal("the second wait was not ended")
+		}
+		require.GreaterOrEqual(t, time.Since(start), bound, "ended at the first wait's deadline")
+		require.ErrorIs(t, w.Err(), context.DeadlineExceeded)
+		require.False(t, w.end())
+	})
+
+	t.Run("a shorter bound than the armed timer's is kept", func(t *testing.T) {
+		w := newWaiter(parent)
+		w.begin(time.Hour)
+		require.True(t, w.end())
+		w.begin(20 * time.Millisecond) // query_wait_timeout shortened by a reload
+		select {
+		case <-w.Done():
+		case <-time.After(5 * time.Second):
+			t.Fatal("the wait outlived its bound")
+		}
+		require.False(t, w.end())
+	})
+
 	t.Run("a kill ends the wait under way, and only that", func(t *testing.T) {
 		w := newWaiter(parent)
 		w.kill() // between waits: nothing to end
