@@ -22,16 +22,16 @@ func (s *Server) waitContext(ctx context.Context) (context.Context, context.Canc
 }
 
 // waiter returns the session's waiter for a server (waiter.go), made when there is none.
-// ctx is the session's context: the server's, which every waiter of the session has.
+// ctx is the session's context, the server's (run).
 func (c *clientSession) waiter(ctx context.Context) *waiter {
-	if c.wait == nil || c.wait.parent != ctx {
-		c.dropWaiter()
+	if c.wait == nil {
 		c.wait = newWaiter(ctx)
 	}
 	return c.wait
 }
 
-// dropWaiter lets go of the session's waiter, when it leaves or parks.
+// dropWaiter lets go of the session's waiter, when it leaves, parks or waits on an event
+// loop for its next request: an idle client holds none.
 func (c *clientSession) dropWaiter() {
 	if c.wait != nil {
 		c.wait.release()
@@ -69,7 +69,7 @@ func (c *clientSession) acquire(ctx context.Context, typ byte, msg []byte) (*lea
 	if c.srv.pauses.Load() != nil {
 		c.detachLoop()
 		wctx, cancel := c.srv.waitContext(ctx)
-		c.killableWait(cancel)
+		c.killableWait(&cancel)
 		err := c.waitUnpaused(wctx)
 		c.killableWait(nil)
 		cancel()
@@ -93,10 +93,7 @@ func (c *clientSession) acquire(ctx context.Context, typ byte, msg []byte) (*lea
 			c.detachLoop() // the wait must not hold an event loop
 			w := c.waiter(ctx)
 			w.begin(c.srv.conf().QueryWaitTimeout)
-			c.waitKill.Store(&w.kill)
-			if c.killed.Load() {
-				w.cancel() // killed just before
-			}
+			c.killableWait(&w.kill)
 			start := lease.Nanotime()
 			c.waitingSince.Store(start)
 			res, err = bp.Acquire(w)

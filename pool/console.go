@@ -170,16 +170,12 @@ func (s *Server) waitClientsGone(drain <-chan struct{}) {
 	}
 }
 
-// killableWait makes cancel the way KILL_CLIENT ends c's wait for a server; nil when the
+// killableWait makes *cancel the way KILL_CLIENT ends c's wait for a server; nil when the
 // wait is over.
-func (c *clientSession) killableWait(cancel context.CancelFunc) {
-	if cancel == nil {
-		c.waitKill.Store(nil)
-		return
-	}
-	c.waitKill.Store(&cancel)
-	if c.killed.Load() {
-		cancel() // killed just before
+func (c *clientSession) killableWait(cancel *context.CancelFunc) {
+	c.waitKill.Store(cancel)
+	if cancel != nil && c.killed.Load() {
+		(*cancel)() // killed just before
 	}
 }
 

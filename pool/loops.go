@@ -135,6 +135,7 @@ func (c *clientSession) waitClient() bool {
 		return false // read on: its last read filled the buffer (the startup packet), and there was more
 	}
 	c.Conn.R.ReleaseIfEmpty() // a short read kept it: an idle client holds no buffer
+	c.dropWaiter()            // nor a waiter
 	c.srv.loopIdle.Add(1)
 	if c.suspendOn(&lp.ep, &lp.waitC) {
 		return true

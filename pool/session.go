@@ -43,7 +43,7 @@ type clientSession struct {
 	waitKill atomic.Pointer[context.CancelFunc]
 	killed   atomic.Bool
 	// wait is what the client goroutine waits for a server under (waiter.go); nil until
-	// its first wait, and after a park.
+	// its first wait, and while idle on an event loop or parked (dropWaiter).
 	wait *waiter
 
 	xactTimedOut atomic.Bool // its transaction outlived transaction_timeout
