@@ -91,12 +91,13 @@ func (w *waiter) end() bool {
 	open := w.err == nil
 	w.mu.Unlock()
 	if !open {
-		w.unregister()
+		w.release()
 	}
 	return open
 }
 
-// release lets go of w for good: the session ends, or parks.
+// release lets go of w for good: it was closed, or the session leaves, parks or goes idle
+// on an event loop.
 func (w *waiter) release() {
 	w.mu.Lock()
 	if w.timer != nil {
