@@ -1,4 +1,4 @@
-// Command floor is the least a relay written in Go costs per round trip on this machine: a
+// Command floor measures what a relay written in Go costs per round trip on this machine: a
 // plain TCP relay, one server connection per client, that parses nothing. Put in front of
 // PostgreSQL beside PgBouncer and cmpool, it separates what the Go runtime's way of waiting
 // for sockets costs from what a pooler's own work costs (docs/benchmarks/analysis.md).
