@@ -30,9 +30,9 @@ func buildCmpool(ctx context.Context, root, dir string) (string, error) {
 }
 
 // startCmpool starts the cmpool binary in front of the primary on pgPort and, when replicaPort
-// is not 0, the replica on replicaPort.
-func startCmpool(ctx context.Context, bin, dir string, pgPort, replicaPort int) (*proxyProcess, error) {
-	return startProxy(ctx, "cmpool", filepath.Join(dir, "cmpool.log"), "bench", func(port int) *exec.Cmd {
+// is not 0, the replica on replicaPort; with ownSession, in a session of its own (-sessions).
+func startCmpool(ctx context.Context, bin, dir string, pgPort, replicaPort int, ownSession bool) (*proxyProcess, error) {
+	return startProxy(ctx, "cmpool", filepath.Join(dir, "cmpool.log"), "bench", ownSession, func(port int) *exec.Cmd {
 		args := append([]string{"--listen", "127.0.0.1:" + strconv.Itoa(port)}, serverFlags(pgPort, replicaPort)...)
 		args = append(args, cmpoolFlags...)
 		cmd := exec.Command(bin, args...)

@@ -22,6 +22,9 @@ type machineInfo struct {
 	Cmpool    string // git commit of the module
 	LoadStart string // /proc/loadavg's first three fields when the benchmark started
 	LoadEnd   string // the same when it ended
+	// Autogroup is /proc/sys/kernel/sched_autogroup_enabled ("1": each session is a CPU
+	// scheduling group), "" when unknown.
+	Autogroup string
 }
 
 // loadAverage returns the 1, 5 and 15 minute load averages from /proc/loadavg.
@@ -49,6 +52,9 @@ func readMachine(ctx context.Context, pgbouncer, pgbench, root string) machineIn
 		Pgbench:   toolVersion(ctx, pgbench),
 		Cmpool:    gitCommit(ctx, root),
 		LoadStart: loadAverage(),
+	}
+	if data, err := os.ReadFile("/proc/sys/kernel/sched_autogroup_enabled"); err == nil {
+		m.Autogroup = strings.TrimSpace(string(data))
 	}
 	if data, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
 		m.Kernel = strings.TrimSpace(string(data))

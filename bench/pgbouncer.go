@@ -48,9 +48,10 @@ func pgbouncerVersion(ctx context.Context, bin string) string {
 }
 
 // startPgbouncer writes a configuration into dir that pools database bench of the server on
-// pgPort, and starts PgBouncer with it. PgBouncer refuses to run as root, so when running as
-// root it runs as the postgres OS user, which then owns dir.
-func startPgbouncer(ctx context.Context, bin, dir string, pgPort int) (*proxyProcess, error) {
+// pgPort, and starts PgBouncer with it (in a session of its own with ownSession). PgBouncer
+// refuses to run as root, so when running as root it runs as the postgres OS user, which then
+// owns dir.
+func startPgbouncer(ctx context.Context, bin, dir string, pgPort int, ownSession bool) (*proxyProcess, error) {
 	runAs, err := pgbouncerCredential()
 	if err != nil {
 		return nil, err
@@ -85,7 +86,7 @@ func startPgbouncer(ctx context.Context, bin, dir string, pgPort int) (*proxyPro
 		}
 	}
 	var iniErr error
-	p, err := startProxy(ctx, "pgbouncer", filepath.Join(dir, "pgbouncer.out"), "bench", func(port int) *exec.Cmd {
+	p, err := startProxy(ctx, "pgbouncer", filepath.Join(dir, "pgbouncer.out"), "bench", ownSession, func(port int) *exec.Cmd {
 		if err := writeIni(port); err != nil {
 			iniErr = err
 		}

@@ -30,21 +30,25 @@ type proxyProcess struct {
 	addr    string // host:port it listens on
 	logPath string // its stdout and stderr (and, for PgBouncer, its logfile)
 	cmd     *exec.Cmd
-	done    chan struct{} // closed when the process has exited
-	waitErr error         // valid after done is closed
+	// ownSession starts it in a session of its own, and so its own process group and,
+	// with the kernel's autogroup scheduling, its own CPU scheduling group (-sessions).
+	ownSession bool
+	done       chan struct{} // closed when the process has exited
+	waitErr    error         // valid after done is closed
 }
 
 // startProxy starts the command that newCmd returns for a free loopback port, and waits until a
 // query on database db through it succeeds. A process that exits before that is retried on
-// another port, in case the port was taken meanwhile.
-func startProxy(ctx context.Context, name, logPath, db string, newCmd func(port int) *exec.Cmd) (*proxyProcess, error) {
+// another port, in case the port was taken meanwhile. With ownSession the process starts a
+// session of its own (-sessions).
+func startProxy(ctx context.Context, name, logPath, db string, ownSession bool, newCmd func(port int) *exec.Cmd) (*proxyProcess, error) {
 	var lastErr error
 	for range startTries {
 		port, err := freePort()
 		if err != nil {
 			return nil, err
 		}
-		p := &proxyProcess{name: name, addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), logPath: logPath, cmd: newCmd(port), done: make(chan struct{})}
+		p := &proxyProcess{name: name, addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), logPath: logPath, cmd: newCmd(port), ownSession: ownSession, done: make(chan struct{})}
 		if err := p.start(); err != nil {
 			return nil, err
 		}
@@ -60,8 +64,8 @@ func startProxy(ctx context.Context, name, logPath, db string, newCmd func(port 
 	return nil, lastErr
 }
 
-// start starts the process in its own process group, so that a terminal's Ctrl-C reaches only
-// the benchmark, which then stops it.
+// start starts the process in its own process group (or session, with ownSession), so that a
+// terminal's Ctrl-C reaches only the benchmark, which then stops it.
 func (p *proxyProcess) start() error {
 	logFile, err := os.OpenFile(p.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
@@ -72,7 +76,11 @@ func (p *proxyProcess) start() error {
 	if p.cmd.SysProcAttr == nil {
 		p.cmd.SysProcAttr = &syscall.SysProcAttr{}
 	}
-	p.cmd.SysProcAttr.Setpgid = true
+	if p.ownSession {
+		p.cmd.SysProcAttr.Setsid = true // a session leader leads its process group too
+	} else {
+		p.cmd.SysProcAttr.Setpgid = true
+	}
 	p.cmd.SysProcAttr.Pdeathsig = syscall.SIGKILL
 	if err := p.cmd.Start(); err != nil {
 		logFile.Close()

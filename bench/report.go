@@ -174,6 +174,7 @@ func (r *report) markdown() string {
 	b.WriteString("go run ./bench -workloads select,tpcb -clients 20,200 -duration 5s -rounds 1 -idle 0 -out /tmp/bench.md -chart /tmp/bench.png\n")
 	b.WriteString("go run ./bench -profile /tmp/cmpool-prof   # adds CPU and allocation profiles of cmpool under pgbench -S -c 20 (-profile-workload tpcb: under TPC-B)\n")
 	b.WriteString("go run ./bench -backend fake   # the proxies alone: in front of a fake server that answers at once\n")
+	b.WriteString("go run ./bench -sessions       # each proxy in a CPU scheduling group of its own, as a service under systemd\n")
 	b.WriteString("go test -run '^$' -bench . -benchmem ./protocol/ ./router/ ./pool/   # hot-path micro-benchmarks\n")
 	b.WriteString("```\n\n")
 	b.WriteString("It needs PostgreSQL's server binaries, pgbench and pgbouncer (`apt-get install postgresql-15 pgbouncer`); as root it runs them as the postgres OS user.\n\n")
@@ -182,6 +183,7 @@ func (r *report) markdown() string {
 	fmt.Fprintf(&b, "- Date: %s\n", m.Date)
 	fmt.Fprintf(&b, "- Machine: %d CPUs (%s), Linux %s, %s. The machine was shared with other work while it ran, so single runs are noisy; compare the medians and the ranges.\n", m.CPUs, m.CPUModel, m.Kernel, m.GoVersion)
 	fmt.Fprintf(&b, "- Load average (1, 5, 15 min) at the start: %s; at the end: %s.\n", m.LoadStart, m.LoadEnd)
+	b.WriteString(schedulingLine(m.Autogroup, r.cfg.sessions, r.cfg.fake))
 	if r.cfg.fake {
 		b.WriteString("- No PostgreSQL (`-backend fake`): the proxies are in front of the fake server of bench/fakepg.go, in the benchmark's own process, which answers every statement at once (one row of one int4 column, or the command tag). TPS and proxy CPU are then the proxies' own cost. `direct` is pgbench against the fake server itself: the ceiling of pgbench and the fake server on this machine.\n")
 	} else {
@@ -474,3 +476,27 @@ func oneLine(s string) string {
 
 // formatDate is the report's timestamp format.
 func formatDate(t time.Time) string { return t.UTC().Format("2006-01-02 15:04 MST") }
+
+// schedulingLine describes the CPU scheduling groups the targets ran in: with the kernel's
+// autogroup on, each session is a group, and the groups share the CPUs evenly, which
+// changes what a proxy costs (docs/benchmarks/analysis.md).
+func schedulingLine(autogroup string, sessions, fake bool) string {
+	switch autogroup {
+	case "1":
+	case "0":
+		return "- CPU scheduling: the kernel's autogroup is off (`/proc/sys/kernel/sched_autogroup_enabled` = 0): every process is scheduled on its own.\n"
+	default:
+		return "- CPU scheduling: whether the kernel groups processes by session (autogroup) is unknown.\n"
+	}
+	var b strings.Builder
+	b.WriteString("- CPU scheduling: the kernel's autogroup is on (`/proc/sys/kernel/sched_autogroup_enabled` = 1), so each session is a scheduling group and the groups share the CPUs evenly. ")
+	if !fake {
+		b.WriteString("PostgreSQL, started by `pg_ctl`, has a group of its own. ")
+	}
+	if sessions {
+		b.WriteString("Each proxy has a group of its own (`-sessions`), as a service under systemd has; pgbench shares the benchmark's.\n")
+	} else {
+		b.WriteString("pgbench and both proxies share the benchmark's group (`-sessions` gives each proxy its own, as a service under systemd has).\n")
+	}
+	return b.String()
+}

@@ -141,3 +141,19 @@ func TestWriteChart(t *testing.T) {
 	r.cfg.workloads, r.cfg.clients = []string{"select"}, []int{20}
 	require.NoError(t, r.writeChart(r.cfg.chart))
 }
+
+func TestSchedulingLine(t *testing.T) {
+	require.Contains(t, schedulingLine("1", false, false), "pgbench and both proxies share the benchmark's group")
+	require.Contains(t, schedulingLine("1", false, false), "PostgreSQL, started by `pg_ctl`, has a group of its own")
+	require.Contains(t, schedulingLine("1", true, false), "Each proxy has a group of its own (`-sessions`)")
+	require.NotContains(t, schedulingLine("1", true, true), "PostgreSQL")
+	require.Contains(t, schedulingLine("0", true, false), "autogroup is off")
+	require.Contains(t, schedulingLine("", false, false), "unknown")
+
+	cfg, err := parseFlags([]string{"-sessions"}, io.Discard)
+	require.NoError(t, err)
+	require.True(t, cfg.sessions)
+	cfg, err = parseFlags(nil, io.Discard)
+	require.NoError(t, err)
+	require.False(t, cfg.sessions)
+}
