@@ -195,6 +195,77 @@ func TestReplicaLossUnderReads(t *testing.T) {
 	}
 }
 
+// TestReplicaLossAfterRows: a read on the replica has produced its first rows when its
+// server is terminated (pg_terminate_backend, the same 57P01 as a fast shutdown). The rows
+// wait in the server's output buffer and reach cmpool together with the FATAL after them,
+// before any CommandComplete. None of them has reached the client, so the read runs again
+// on the primary, and the client gets its whole result once, with no error. Both
+// protocols.
+func TestReplicaLossAfterRows(t *testing.T) {
+	c := integration.StartCluster(t, integration.Options{Replicas: 1})
+	p := integration.StartProxy(t, c, pool.Config{Replicas: c.ReplicaURLs(), DefaultPoolSize: 2,
+		ReplicaCheckInterval: 200 * time.Millisecond, ReplicaBanTime: time.Second})
+	onReplica := connect(t, c.Replicas[0].URL("", ""), pgx.QueryExecModeSimpleProtocol)
+	const read = "select g, pg_is_in_recovery() from generate_series(1, 3) g" +
+		" union all select 4, pg_is_in_recovery() from pg_sleep(1.5) /* rows then sleep */"
+
+	for _, mode := range []pgx.QueryExecMode{pgx.QueryExecModeCacheStatement, pgx.QueryExecModeSimpleProtocol} {
+		t.Run(mode.String(), func(t *testing.T) {
+			ctx := ctxT(t, time.Minute)
+			require.Eventually(t, func() bool { return replicaOK(p) }, 30*time.Second, 50*time.Millisecond, "%+v", p.Server.Stat().Replicas)
+			conn := connect(t, p.URL("", ""), mode)
+			replays0 := p.Server.Stat().ReadReplays
+
+			type row struct {
+				g          int
+				inRecovery bool
+			}
+			done := make(chan error, 1)
+			var got []row
+			go func() {
+				rows, err := conn.Query(ctx, read)
+				if err != nil {
+					done <- err
+					return
+				}
+				for rows.Next() {
+					var r row
+					if err := rows.Scan(&r.g, &r.inRecovery); err != nil {
+						rows.Close()
+						done <- err
+						return
+					}
+					got = append(got, r)
+				}
+				rows.Close()
+				done <- rows.Err()
+			}()
+
+			// The read's server on the replica, once it sleeps after its first three rows.
+			var pid int
+			require.Eventually(t, func() bool {
+				err := onReplica.QueryRow(ctx, "select pid from pg_stat_activity where pid <> pg_backend_pid()"+
+					" and state = 'active' and query like '%rows then sleep%'").Scan(&pid)
+				return err == nil
+			}, 10*time.Second, 10*time.Millisecond, "the read does not run on the replica")
+			time.Sleep(200 * time.Millisecond)
+			var ok bool
+			require.NoError(t, onReplica.QueryRow(ctx, "select pg_terminate_backend($1)", pid).Scan(&ok))
+			require.True(t, ok)
+
+			select {
+			case err := <-done:
+				require.NoError(t, err, "the client saw the replica's failure")
+			case <-ctx.Done():
+				t.Fatal("the read did not end")
+			}
+			require.Equal(t, []row{{1, false}, {2, false}, {3, false}, {4, false}}, got,
+				"the whole result, once, from the primary")
+			require.Equal(t, replays0+1, p.Server.Stat().ReadReplays)
+		})
+	}
+}
+
 // TestPromotionAfterFlappingReplica: the replica was killed and restarted, so its ban has
 // doubled and still runs, when the primary stops and the replica is promoted. The monitor
 // checks banned replicas while the primary fails, so writes through the same cmpool, with

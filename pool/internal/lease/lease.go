@@ -117,7 +117,8 @@ type Lease struct {
 	heldErr   []byte
 	toPrimary bool
 	away      bool
-	// heldReplies are a replica's describing replies, held until the first row or end.
+	// heldReplies are the replies to a replica's replayable read, held until its
+	// ReadyForQuery (relayOne).
 	heldReplies []byte
 	// heldStatus are ParameterStatus messages held until startup values are restored.
 	heldStatus [][2]string

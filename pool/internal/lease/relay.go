@@ -257,17 +257,27 @@ func (l *Lease) relayOne(fr protocol.Frame) (relayStep, byte, error) {
 		}
 	}
 	var out []byte // a message read whole, possibly replaced; nil when streamed
-	// On a replica, a statement may yet be refused with 25006 and move to the primary,
-	// until its first row: so the replies that only describe it are held until then.
+	// On a replica, a read may yet be refused with 25006 and move to the primary, or lose
+	// its server (a fast shutdown's 57P01 can come after its last row, even after its
+	// CommandComplete) and run again elsewhere, as long as nothing of its replies has
+	// reached the client. So a replayable segment's replies are held until its
+	// ReadyForQuery, up to maxHeldReplies bytes: only a larger result, once it passes
+	// that, streams (and can no longer be replayed).
 	if l.replica >= 0 && !l.answered && l.segOK {
 		switch fr.Type {
-		case '1', '2', 't', 'T', 'n':
+		case '1', '2', 't', 'T', 'n', 'D', 'C', 'I', 's':
+			if len(l.heldReplies)+protocol.HeaderLen+fr.BodyLen > maxHeldReplies {
+				break
+			}
 			msg, err := sc.Frames.Message()
 			if err != nil {
 				return stepFailed, 0, err
 			}
-			if fr.Type == '1' {
+			switch fr.Type {
+			case '1':
 				msg = l.replyParseComplete(msg)
+			case 'C':
+				c.Host.Statements().NoteCommandTag(msg[protocol.HeaderLen:])
 			}
 			l.heldReplies = append(l.heldReplies, msg...)
 			return stepContinue, 0, nil
@@ -444,6 +454,10 @@ func (l *Lease) onErrorResponse(msg []byte) []byte {
 	l.noteRestoreFailed()
 	return out
 }
+
+// maxHeldReplies bounds the replies of a replica's read held until its ReadyForQuery
+// (relayOne), so that the read can still run elsewhere if the replica fails under it.
+const maxHeldReplies = 16 << 10
 
 // errBadServerMessage is a server message that breaks the protocol: malformed, or of a
 // kind no server sends in a session.
