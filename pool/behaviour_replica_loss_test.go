@@ -1,6 +1,7 @@
 package pool_test
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -84,19 +85,53 @@ func TestBehaviourReplicaLossExtended(t *testing.T) {
 	require.Equal(t, int64(1), srv.Stat().ReadReplays)
 }
 
-// TestBehaviourReplicaLossAfterRows: rows had reached the client when the replica died:
-// the read cannot run again, and the client gets FATAL 08006.
+// TestBehaviourReplicaLossAfterRows: the replica dies after sending rows, a
+// CommandComplete, and a fast shutdown's FATAL 57P01 before the ReadyForQuery (as a
+// server does when the signal comes after its last row). The replies were held, so
+// nothing reached the client: the read runs again on the primary and the client gets the
+// primary's answer only, once.
 func TestBehaviourReplicaLossAfterRows(t *testing.T) {
 	t.Parallel()
 	const query = "SELECT n FROM t"
+	answer := pgmock.Reply([]string{"n"}, [][]string{{"1"}}, "SELECT 1", 'I')
+	fatal := pgmock.Error("57P01", "terminating connection due to administrator command")
+	fatal.Severity, fatal.SeverityUnlocalized = "FATAL", "FATAL"
 	primary := pgmock.NewServer(t, pgmock.Options{})
 	replica := pgmock.NewServer(t, pgmock.Options{Housekeeping: pgmock.ReplicaHousekeeping})
-	replica.Expect(pgmock.ExpectQuery(query), pgmock.Send(pgmock.RowDescription("n"), pgmock.DataRow("1")), pgmock.CloseConn())
+	replica.Expect(pgmock.ExpectQuery(query),
+		pgmock.Send(pgmock.RowDescription("n"), pgmock.DataRow("0"), completeMsg("SELECT 1"), fatal), pgmock.CloseConn())
+	primary.Expect(pgmock.ExpectQuery(query), pgmock.Send(answer...))
 	addr, srv := replicaLossPool(t, primary, replica)
 
 	c := connectClient(t, addr)
 	c.send(&pgproto3.Query{String: query})
-	c.expect(pgmock.RowDescription("n"), pgmock.DataRow("1"))
+	c.expect(answer...)
+	replica.Wait(behaviourTimeout)
+	primary.Wait(behaviourTimeout)
+	st := srv.Stat()
+	require.Equal(t, int64(1), st.ReadReplays)
+	require.Equal(t, router.ReplicaBanned, st.Replicas[0].State)
+}
+
+// TestBehaviourReplicaLossAfterLargeResult: rows past the 16 KiB held for a replay had
+// reached the client when the replica died: the read cannot run again, and the client gets
+// FATAL 08006 after the rows it had.
+func TestBehaviourReplicaLossAfterLargeResult(t *testing.T) {
+	t.Parallel()
+	const query = "SELECT n FROM t"
+	row := strings.Repeat("x", 1000)
+	sent := []pgproto3.BackendMessage{pgmock.RowDescription("n")}
+	for range 20 {
+		sent = append(sent, pgmock.DataRow(row))
+	}
+	primary := pgmock.NewServer(t, pgmock.Options{})
+	replica := pgmock.NewServer(t, pgmock.Options{Housekeeping: pgmock.ReplicaHousekeeping})
+	replica.Expect(pgmock.ExpectQuery(query), pgmock.Send(sent...), pgmock.CloseConn())
+	addr, srv := replicaLossPool(t, primary, replica)
+
+	c := connectClient(t, addr)
+	c.send(&pgproto3.Query{String: query})
+	c.expect(sent...)
 	e := c.expectError("08006")
 	require.Equal(t, "FATAL", e.Severity)
 	replica.Wait(behaviourTimeout)
