@@ -115,7 +115,6 @@ type Cluster struct {
 
 	mu      sync.Mutex
 	nodes   []*Node // every node created so far, for Stop
-	ports   map[int]bool
 	stopped bool
 }
 
@@ -152,7 +151,7 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 	if logf == nil {
 		logf = func(string, ...any) {}
 	}
-	c := &Cluster{bin: bin, baseDir: baseDir, runAs: runAs, logf: logf, ports: map[int]bool{}}
+	c := &Cluster{bin: bin, baseDir: baseDir, runAs: runAs, logf: logf}
 	started := false
 	defer func() {
 		if !started {
@@ -476,21 +475,7 @@ func (c *Cluster) check(n *Node) error {
 	return nil
 }
 
-// freePort returns a loopback port that was free a moment ago and that this cluster does not use.
+// freePort returns a port for one of the cluster's nodes (FreePort).
 func (c *Cluster) freePort() (int, error) {
-	for {
-		l, err := net.Listen("tcp", net.JoinHostPort(loopback, "0"))
-		if err != nil {
-			return 0, fmt.Errorf("integration: find a free port: %w", err)
-		}
-		port := l.Addr().(*net.TCPAddr).Port
-		_ = l.Close()
-		c.mu.Lock()
-		taken := c.ports[port]
-		c.ports[port] = true
-		c.mu.Unlock()
-		if !taken {
-			return port, nil
-		}
-	}
+	return FreePort()
 }

@@ -93,7 +93,7 @@ func startContainers(ctx context.Context, opts Options, image string) (*Cluster,
 		d.bindIP = netip.MustParseAddr(loopback)
 		host = loopback
 	}
-	c := &Cluster{docker: d, logf: logf, ports: map[int]bool{}}
+	c := &Cluster{docker: d, logf: logf}
 	started := false
 	defer func() {
 		if !started {
