@@ -293,24 +293,8 @@ func (l *Lease) replayOnPrimary(status byte) bool {
 	nl := &Lease{c: c, pool: primary, res: res, sc: res.Value(), done: make(chan struct{}), segDone: true, replica: -1, needLSN: true,
 		queryTimeout: 2 * c.Host.Config().QueryTimeout}
 	nl.sc.SetBlockHook(c.Host.BlockHook())
-	var out []byte
+	out := nl.planSegment(seg)
 	c.Mu.Lock()
-	if seg[0] == 'Q' {
-		nl.account('Q')
-		out = seg
-	} else {
-		for b := seg; len(b) >= protocol.HeaderLen; {
-			n := frameLen(b)
-			nl.account(b[0])
-			if b[0] == 'P' {
-				c.Stmts.ForgetReplayed(b[:n]) // it is planned again here
-			}
-			out, _, _ = nl.planExtended(b[:n], out)
-			b = b[n:]
-		}
-		nl.account('S')
-		out = append(out, 'S', 0, 0, 0, 4)
-	}
 	nl.takeOverLocked()
 	c.Mu.Unlock()
 	c.Host.ReadOnlyReplayed()
