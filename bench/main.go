@@ -5,7 +5,7 @@
 //	go run ./bench -quick               # a one-minute smoke run
 //	go run ./bench -workloads select -clients 20,200 -duration 5s -rounds 1 -idle 0
 //	go run ./bench -backend fake        # the proxies' own cost, in front of a fake server
-//	go run ./bench -sessions            # each proxy in a CPU scheduling group of its own
+//	go run ./bench -sessions=false      # both proxies in the benchmark's CPU scheduling group, with pgbench
 //
 // It starts a throwaway primary and a streaming replica with the integration harness, fills
 // database bench with pgbench -i, starts PgBouncer and a freshly built cmpool binary as
@@ -103,7 +103,7 @@ func parseFlags(args []string, output io.Writer) (config, error) {
 	fs.IntVar(&cfg.directMax, "direct-max-clients", 200, "most pgbench clients to run directly against PostgreSQL; direct runs with more are skipped and reported n/a")
 	backend := fs.String("backend", "postgres", "what the proxies are in front of: postgres (a real primary and replica), or fake (a server that answers\nevery statement at once, so that the proxies' own cost is measured; it implies -route=false)")
 	fs.BoolVar(&cfg.route, "route", true, "give cmpool the replica (--replica), so that it routes reads to it; false points it at the primary only, like PgBouncer")
-	fs.BoolVar(&cfg.sessions, "sessions", false, "start each proxy in a session of its own (setsid), which with the kernel's autogroup scheduling\n(/proc/sys/kernel/sched_autogroup_enabled) is a CPU scheduling group of its own, as a service under systemd\nhas; by default both proxies share the benchmark's, with pgbench")
+	fs.BoolVar(&cfg.sessions, "sessions", true, "start each proxy in a session of its own (setsid), which with the kernel's autogroup scheduling\n(/proc/sys/kernel/sched_autogroup_enabled) is a CPU scheduling group of its own, as a service under systemd\nhas; with -sessions=false both proxies share the benchmark's, with pgbench")
 	fs.IntVar(&cfg.idle, "idle", 18000, "idle client connections to hold open against each proxy for the RSS-per-client measurement; 0 disables")
 	fs.StringVar(&cfg.profile, "profile", "", "directory for CPU and allocation profiles of an in-process cmpool under pgbench with 20 clients; empty disables")
 	fs.StringVar(&cfg.profileWL, "profile-workload", "select", "the workload -profile runs: "+strings.Join(workloadNames, ", "))

@@ -174,7 +174,7 @@ func (r *report) markdown() string {
 	b.WriteString("go run ./bench -workloads select,tpcb -clients 20,200 -duration 5s -rounds 1 -idle 0 -out /tmp/bench.md -chart /tmp/bench.png\n")
 	b.WriteString("go run ./bench -profile /tmp/cmpool-prof   # adds CPU and allocation profiles of cmpool under pgbench -S -c 20 (-profile-workload tpcb: under TPC-B)\n")
 	b.WriteString("go run ./bench -backend fake   # the proxies alone: in front of a fake server that answers at once\n")
-	b.WriteString("go run ./bench -sessions       # each proxy in a CPU scheduling group of its own, as a service under systemd\n")
+	b.WriteString("go run ./bench -sessions=false # both proxies in the benchmark's CPU scheduling group, with pgbench (before 7 December, the default)\n")
 	b.WriteString("go test -run '^$' -bench . -benchmem ./protocol/ ./router/ ./pool/   # hot-path micro-benchmarks\n")
 	b.WriteString("```\n\n")
 	b.WriteString("It needs PostgreSQL's server binaries, pgbench and pgbouncer (`apt-get install postgresql-15 pgbouncer`); as root it runs them as the postgres OS user.\n\n")
@@ -494,9 +494,9 @@ func schedulingLine(autogroup string, sessions, fake bool) string {
 		b.WriteString("PostgreSQL, started by `pg_ctl`, has a group of its own. ")
 	}
 	if sessions {
-		b.WriteString("Each proxy has a group of its own (`-sessions`), as a service under systemd has; pgbench shares the benchmark's.\n")
+		b.WriteString("Each proxy has a group of its own (`setsid`), as a service under systemd has; pgbench shares the benchmark's.\n")
 	} else {
-		b.WriteString("pgbench and both proxies share the benchmark's group (`-sessions` gives each proxy its own, as a service under systemd has).\n")
+		b.WriteString("pgbench and both proxies share the benchmark's group (`-sessions=false`; by default each proxy has its own, as a service under systemd has).\n")
 	}
 	return b.String()
 }

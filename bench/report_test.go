@@ -145,15 +145,15 @@ func TestWriteChart(t *testing.T) {
 func TestSchedulingLine(t *testing.T) {
 	require.Contains(t, schedulingLine("1", false, false), "pgbench and both proxies share the benchmark's group")
 	require.Contains(t, schedulingLine("1", false, false), "PostgreSQL, started by `pg_ctl`, has a group of its own")
-	require.Contains(t, schedulingLine("1", true, false), "Each proxy has a group of its own (`-sessions`)")
+	require.Contains(t, schedulingLine("1", true, false), "Each proxy has a group of its own (`setsid`)")
 	require.NotContains(t, schedulingLine("1", true, true), "PostgreSQL")
 	require.Contains(t, schedulingLine("0", true, false), "autogroup is off")
 	require.Contains(t, schedulingLine("", false, false), "unknown")
 
-	cfg, err := parseFlags([]string{"-sessions"}, io.Discard)
+	cfg, err := parseFlags(nil, io.Discard)
 	require.NoError(t, err)
-	require.True(t, cfg.sessions)
-	cfg, err = parseFlags(nil, io.Discard)
+	require.True(t, cfg.sessions, "each proxy in a group of its own by default")
+	cfg, err = parseFlags([]string{"-sessions=false"}, io.Discard)
 	require.NoError(t, err)
 	require.False(t, cfg.sessions)
 }
