@@ -207,7 +207,7 @@ func TestReplicaLossAfterRows(t *testing.T) {
 		ReplicaCheckInterval: 200 * time.Millisecond, ReplicaBanTime: time.Second})
 	onReplica := connect(t, c.Replicas[0].URL("", ""), pgx.QueryExecModeSimpleProtocol)
 	const read = "select g, pg_is_in_recovery() from generate_series(1, 3) g" +
-		" union all select 4, pg_is_in_recovery() from pg_sleep(1.5) /* rows then sleep */"
+		" union all select 4, pg_is_in_recovery() from pg_sleep(2) /* rows then sleep */"
 
 	for _, mode := range []pgx.QueryExecMode{pgx.QueryExecModeCacheStatement, pgx.QueryExecModeSimpleProtocol} {
 		t.Run(mode.String(), func(t *testing.T) {
