@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/cmlite/cmpool/integration"
 )
 
 const (
@@ -44,7 +46,7 @@ type proxyProcess struct {
 func startProxy(ctx context.Context, name, logPath, db string, ownSession bool, newCmd func(port int) *exec.Cmd) (*proxyProcess, error) {
 	var lastErr error
 	for range startTries {
-		port, err := freePort()
+		port, err := integration.FreePort()
 		if err != nil {
 			return nil, err
 		}
@@ -213,14 +215,4 @@ func (p *proxyProcess) logTail() string {
 		return ""
 	}
 	return "\n--- tail of " + p.logPath + " ---\n" + string(data)
-}
-
-// freePort returns a loopback port that was free a moment ago.
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, fmt.Errorf("find a free port: %w", err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
 }
