@@ -9,8 +9,10 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/puddle/v2"
 
+	"github.com/cmlite/cmpool/pool/internal/backend"
 	"github.com/cmlite/cmpool/pool/internal/lease"
 	"github.com/cmlite/cmpool/protocol"
+	"github.com/cmlite/cmpool/router"
 )
 
 // waitContext bounds waiting for a server by query_wait_timeout.
@@ -63,9 +65,23 @@ func (s *Server) acquireError(err error, fatal bool) *protocol.Error {
 	}
 }
 
-// acquire gets a server for the next request, makes its parameters match this client's
-// and starts the relay.
-func (c *clientSession) acquire(ctx context.Context, typ byte, msg []byte) (*lease.Lease, error) {
+// acquireState is a request's way to a server: where it is routed, how many attempts it
+// made, and, while it waits for a server on an event loop (claim.go), the request itself.
+type acquireState struct {
+	rs                        *router.ReplicaSet
+	backend, replica, attempt int
+	mayWrite, forced          bool
+	fr                        protocol.Frame
+	msg                       []byte
+	bp                        *backendPool
+	start                     int64
+}
+
+// acquire gets a server for the request fr (msg is its body when read whole), makes its
+// parameters match this client's and starts the relay. On an event loop it may return
+// lease.ErrSuspended: the session waits for a server as a claim, and goes on in
+// afterClaim.
+func (c *clientSession) acquire(ctx context.Context, fr protocol.Frame, msg []byte) (*lease.Lease, error) {
 	if c.srv.pauses.Load() != nil {
 		c.detachLoop()
 		wctx, cancel := c.srv.waitContext(ctx)
@@ -81,51 +97,73 @@ func (c *clientSession) acquire(ctx context.Context, typ byte, msg []byte) (*lea
 		}
 	}
 	c.requestAt.Store(time.Now().UnixNano())
-	rs := c.srv.rs()
-	backend, replica, mayWrite, forced := c.routeFor(ctx, rs, typ, msg)
-	for attempt := 0; ; attempt++ {
-		bp, err := c.pools.at(backend)
-		if err != nil {
-			return nil, c.srv.acquireError(err, false)
-		}
-		res := bp.TryAcquire(ctx)
-		if res == nil {
-			c.detachLoop() // the wait must not hold an event loop
-			w := c.waiter(ctx)
-			w.begin(c.srv.conf().QueryWaitTimeout)
-			c.killableWait(&w.kill)
-			start := lease.Nanotime()
-			c.waitingSince.Store(start)
-			res, err = bp.Acquire(w)
-			c.waitingSince.Store(0)
-			c.killableWait(nil)
-			c.srv.noteWait(c.Database, c.User, bp, time.Duration(lease.Nanotime()-start))
-			if !w.end() {
-				c.wait = nil
+	var local acquireState
+	a := &local
+	if c.lp != nil {
+		a = &c.lp.acq
+	}
+	a.rs = c.srv.rs()
+	a.backend, a.replica, a.mayWrite, a.forced = c.routeFor(ctx, a.rs, fr.Type, msg)
+	a.attempt, a.fr, a.msg = 0, fr, msg
+	return c.acquireFrom(ctx, a, false)
+}
+
+// acquireFrom makes acquire's attempts from a; claimed is set when the session comes back
+// from a wait filed as a claim, whose end is in c.lp.claim.
+func (c *clientSession) acquireFrom(ctx context.Context, a *acquireState, claimed bool) (*lease.Lease, error) {
+	for ; ; a.attempt++ {
+		var res *puddle.Resource[*backend.Conn]
+		var err error
+		bp := a.bp
+		switch {
+		case claimed:
+			claimed = false
+			cl := &c.lp.claim
+			res, err = cl.Res, cl.Err
+			retry := cl.Retry
+			cl.Res, cl.Err = nil, nil
+			c.claimEnded(a, res != nil)
+			if retry {
+				res, err = c.waitServer(ctx, bp)
 			}
-			if err != nil && c.killed.Load() {
-				if replica >= 0 {
-					rs.Done(replica)
-				}
-				return nil, killedError()
-			}
-			if err != nil && replica >= 0 && !errors.Is(err, context.DeadlineExceeded) {
-				// The replica is unreachable: ban it and take the primary.
-				rs.Ban(replica, err)
-				rs.Done(replica)
-				backend, replica, mayWrite = backendPrimary, -1, true
-				continue
-			}
-			if errors.Is(err, puddle.ErrClosedPool) && !c.srv.closing.Load() && attempt < 3 {
-				// A reload or a promotion replaced the pool meanwhile: take the new one.
-				continue
-			}
-			if err != nil {
-				if replica >= 0 {
-					rs.Done(replica)
-				}
+		default:
+			if bp, err = c.pools.at(a.backend); err != nil {
 				return nil, c.srv.acquireError(err, false)
 			}
+			if res = bp.TryAcquire(ctx); res != nil {
+				break
+			}
+			var filed bool
+			if res, filed, err = c.fileClaim(ctx, a, bp); filed {
+				return nil, lease.ErrSuspended
+			}
+			if res == nil && err == nil {
+				res, err = c.waitServer(ctx, bp)
+			}
+		}
+		replica, rs := a.replica, a.rs
+		if err != nil && c.killed.Load() {
+			if replica >= 0 {
+				rs.Done(replica)
+			}
+			return nil, killedError()
+		}
+		if err != nil && replica >= 0 && !errors.Is(err, context.DeadlineExceeded) {
+			// The replica is unreachable: ban it and take the primary.
+			rs.Ban(replica, err)
+			rs.Done(replica)
+			a.backend, a.replica, a.mayWrite = backendPrimary, -1, true
+			continue
+		}
+		if errors.Is(err, puddle.ErrClosedPool) && !c.srv.closing.Load() && a.attempt < 3 {
+			// A reload or a promotion replaced the pool meanwhile: take the new one.
+			continue
+		}
+		if err != nil {
+			if replica >= 0 {
+				rs.Done(replica)
+			}
+			return nil, c.srv.acquireError(err, false)
 		}
 		if c.killed.Load() {
 			// KILL_CLIENT: the request this server was for is not sent.
@@ -150,7 +188,7 @@ func (c *clientSession) acquire(ctx context.Context, typ byte, msg []byte) (*lea
 			}
 			bp.GiveBack(res, true)
 			if replica >= 0 {
-				if attempt == 0 {
+				if a.attempt == 0 {
 					// Likely a replica that restarted: its idle connections are dead too.
 					bp.DestroyIdle()
 					continue
@@ -158,10 +196,10 @@ func (c *clientSession) acquire(ctx context.Context, typ byte, msg []byte) (*lea
 				// Still failing: ban it and take the primary.
 				rs.Ban(replica, err)
 				rs.Done(replica)
-				backend, replica, mayWrite = backendPrimary, -1, true
+				a.backend, a.replica, a.mayWrite = backendPrimary, -1, true
 				continue
 			}
-			if attempt < 2 {
+			if a.attempt < 2 {
 				continue
 			}
 			return nil, c.srv.acquireError(err, false)
@@ -172,7 +210,26 @@ func (c *clientSession) acquire(ctx context.Context, typ byte, msg []byte) (*lea
 			}
 			c.srv.observer.Observe(Event{Kind: EventRoute, Database: c.Database, User: c.User, Backend: bp.Name})
 		}
-		return c.Start(bp.Pool, res, lease.Route{Replica: replica, RS: rs, Forced: forced,
-			NeedLSN: mayWrite && backend == backendPrimary && rs != nil && c.srv.conf().Consistency != "eventual"}), nil
+		return c.Start(bp.Pool, res, lease.Route{Replica: replica, RS: rs, Forced: a.forced,
+			NeedLSN: a.mayWrite && a.backend == backendPrimary && rs != nil && c.srv.conf().Consistency != "eventual"}), nil
 	}
+}
+
+// waitServer waits for a server of bp as a goroutine, bounded by query_wait_timeout and
+// ended by KILL_CLIENT.
+func (c *clientSession) waitServer(ctx context.Context, bp *backendPool) (*puddle.Resource[*backend.Conn], error) {
+	c.detachLoop() // the wait must not hold an event loop
+	w := c.waiter(ctx)
+	w.begin(c.srv.conf().QueryWaitTimeout)
+	c.killableWait(&w.kill)
+	start := lease.Nanotime()
+	c.waitingSince.Store(start)
+	res, err := bp.Acquire(w)
+	c.waitingSince.Store(0)
+	c.killableWait(nil)
+	c.srv.noteWait(c.Database, c.User, bp, time.Duration(lease.Nanotime()-start))
+	if !w.end() {
+		c.wait = nil
+	}
+	return res, err
 }

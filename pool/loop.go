@@ -150,13 +150,12 @@ func (c *clientSession) loop(ctx context.Context) error {
 				}
 				continue
 			}
-			l, err = c.acquire(ctx, fr.Type, msg)
+			l, err = c.acquire(ctx, fr, msg)
 			if err != nil {
-				var pe *protocol.Error
-				if !errors.As(err, &pe) || pe.Fatal() {
-					return err
+				if err == lease.ErrSuspended {
+					return err // it waits for a server on an event loop, and goes on in afterClaim
 				}
-				if err := c.failRequest(fr, pe); err != nil {
+				if err := c.acquireFailed(fr, err); err != nil {
 					return err
 				}
 				continue
@@ -167,6 +166,16 @@ func (c *clientSession) loop(ctx context.Context) error {
 			return err
 		}
 	}
+}
+
+// acquireFailed answers the request fr that acquire failed to get a server for with err,
+// when the session can go on; a fatal error is returned.
+func (c *clientSession) acquireFailed(fr protocol.Frame, err error) error {
+	var pe *protocol.Error
+	if !errors.As(err, &pe) || pe.Fatal() {
+		return err
+	}
+	return c.failRequest(fr, pe)
 }
 
 // failRequest answers a request that could not reach a server with pe, as a server

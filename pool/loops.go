@@ -60,7 +60,8 @@ func (s *Server) newLoops(n int) *reactor.Set {
 // its socket in a loop's epoll set once registered; w is the loop worker running the
 // session now, if any; waitC and waitS resume it after a wait for the client or for its
 // server; waitingOn is the endpoint it is suspended on (for wake), or nil; blockFn is
-// detachLoop, bound once; fd is the socket's descriptor, -1 once it failed to join a loop.
+// detachLoop, bound once; fd is the socket's descriptor, -1 once it failed to join a loop;
+// claimState is its wait for a server (claim.go).
 type onLoop struct {
 	fd        int32
 	ep        reactor.Endpoint
@@ -69,6 +70,7 @@ type onLoop struct {
 	waitS     reactor.Waiter
 	waitingOn atomic.Pointer[reactor.Endpoint]
 	blockFn   func()
+	claimState
 }
 
 // onLoops gives c its event-loop state; c's socket (fio, descriptor fd) can wait on the
@@ -77,6 +79,7 @@ func (c *clientSession) onLoops(fio io.ReadWriter, fd int32) {
 	lp := &onLoop{fd: fd}
 	lp.waitC.Task, lp.waitS.Task, lp.blockFn = (*clientResume)(c), (*relayResume)(c), c.detachLoop
 	c.lp, c.OnLoops = lp, true
+	c.initClaims()
 	fastio.Watch(fio, c)
 }
 
@@ -184,5 +187,6 @@ func (h *leaseHost) BlockHook() *func() {
 // loopStat is Stat's EventLoops.
 func (s *Server) loopStat() EventLoopStat {
 	st := s.loops.Stats()
-	return EventLoopStat{Loops: st.Loops, Events: st.Events, Detached: st.Detached, Watchdog: st.Watchdog}
+	return EventLoopStat{Loops: st.Loops, Events: st.Events, Detached: st.Detached, Watchdog: st.Watchdog,
+		ServerWaits: s.claimWaits.Load(), Handoffs: s.claimHandoffs.Load()}
 }

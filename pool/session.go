@@ -67,10 +67,11 @@ type clientSession struct {
 type runFrom int
 
 const (
-	resumeLoop  runFrom = iota // suspended between requests on an event loop
-	resumeRelay                // its inline relay suspended on an event loop
-	runFresh                   // a new connection: startup first
-	resumePark                 // parked (park.go)
+	resumeLoop    runFrom = iota // suspended between requests on an event loop
+	resumeRelay                  // its inline relay suspended on an event loop
+	runFresh                     // a new connection: startup first
+	resumePark                   // parked (park.go)
+	resumeAcquire                // it waited for a server as a claim on an event loop (claim.go)
 )
 
 // serve runs one client connection from startup to close.
@@ -99,6 +100,10 @@ func (c *clientSession) run(ctx context.Context, from runFrom) {
 		err = c.loop(ctx)
 	case resumeRelay:
 		if err = c.ResumeRelay(); err == nil {
+			err = c.loop(ctx)
+		}
+	case resumeAcquire:
+		if err = c.afterClaim(ctx); err == nil {
 			err = c.loop(ctx)
 		}
 	case resumePark:

@@ -118,6 +118,10 @@ type EventLoopStat struct {
 	// mid-message); Watchdog counts those the watchdog detached, held for milliseconds by a
 	// wait nobody announced.
 	Detached, Watchdog uint64
+	// ServerWaits counts waits for a server that sessions on the loops took as claims,
+	// without a goroutine (claim.go); Handoffs counts those that ended with a server handed
+	// over by the session that gave it back.
+	ServerWaits, Handoffs uint64
 }
 
 // Stat returns a snapshot of the server's pools.

@@ -60,6 +60,9 @@ type PoolConfig struct {
 	// LoginRetry is how long after a failed login the pool fails new logins at once with
 	// that login's error, without trying (server_login_retry); 0 always tries.
 	LoginRetry time.Duration
+	// Claims lets client sessions on event loops wait for a server without a goroutine
+	// (File, claim.go).
+	Claims bool
 }
 
 // Pool is the set of server connections to one server for one (database, user): a
@@ -96,6 +99,9 @@ type Pool struct {
 	roundRobin     bool
 	loginRetry     time.Duration
 	loginFailure   atomic.Pointer[loginFailure]
+	// claims are the sessions waiting for a server without a goroutine (claim.go).
+	claims   claims
+	claimsOn bool
 
 	stopOnce sync.Once
 	stop     chan struct{}
@@ -125,6 +131,7 @@ func NewPool(cfg PoolConfig) (*Pool, error) {
 		checkTimeout:   cfg.ConnectTimeout,
 		roundRobin:     cfg.RoundRobin,
 		loginRetry:     cfg.LoginRetry,
+		claimsOn:       cfg.Claims,
 		stop:           make(chan struct{}),
 		done:           make(chan struct{}),
 	}
@@ -202,7 +209,7 @@ func (bp *Pool) TryAcquire(ctx context.Context) *puddle.Resource[*Conn] {
 			return nil
 		}
 		if !bp.usable(ctx, res) {
-			res.Destroy()
+			bp.destroy(res)
 			continue
 		}
 		return res
@@ -235,21 +242,22 @@ type Counters struct {
 // to apply, one a function's volatility is looked up on) come here directly.
 func (bp *Pool) GiveBack(res *puddle.Resource[*Conn], destroy bool) {
 	if destroy {
-		res.Destroy()
+		bp.destroy(res)
 		return
 	}
 	bp.Release(res)
 }
 
 // Release returns a clean server connection, or closes it once it has lived too long.
+// A session waiting for a server on an event loop gets it directly (claim.go).
 func (bp *Pool) Release(res *puddle.Resource[*Conn]) {
 	res.Value().Linked.Store(0)
 	if bp.lifetime > 0 && time.Since(res.CreationTime()) > bp.lifetime ||
 		res.CreationTime().UnixNano() < bp.reconnectBefore.Load() {
-		res.Destroy()
+		bp.destroy(res)
 		return
 	}
-	res.Release()
+	bp.giveBack(res)
 }
 
 // maintain closes connections idle past idleTimeout and keeps minSize open.
@@ -267,6 +275,7 @@ func (bp *Pool) maintain() {
 			bp.expire(bp.reserve, 0)
 		}
 		total := bp.expire(bp.p, bp.minSize)
+		bp.sweepClaims()
 		for i := total; i < bp.minSize; i++ {
 			ctx, cancel := context.WithTimeout(bp.upkeep, 30*time.Second)
 			err := bp.p.CreateResource(context.WithValue(ctx, noWaitKey{}, true))
@@ -301,6 +310,7 @@ func (bp *Pool) expire(p *puddle.Pool[*Conn], minSize int) int {
 // Close stops maintenance and closes every connection; acquired ones close on return.
 func (bp *Pool) Close() {
 	bp.stopOnce.Do(func() {
+		bp.closeClaims()
 		close(bp.stop)
 		bp.cancelUpkeep() // a login for min_pool_size in progress is given up
 		<-bp.done

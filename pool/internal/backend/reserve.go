@@ -56,13 +56,15 @@ func (bp *Pool) acquireFrom(ctx context.Context, p *puddle.Pool[*Conn]) (*puddle
 	if res := bp.oldestIdle(ctx, p); res != nil {
 		return res, nil
 	}
+	bp.claims.goWaiting.Add(1)
+	defer bp.claims.goWaiting.Add(-1)
 	for {
 		res, err := p.Acquire(ctx)
 		if err != nil {
 			return nil, err
 		}
 		if !bp.usable(ctx, res) {
-			res.Destroy()
+			bp.destroy(res)
 			continue
 		}
 		return res, nil
@@ -150,6 +152,9 @@ func (bp *Pool) Stat() Stat {
 		out.Constructing += int(st.ConstructingResources())
 		out.Max += int(st.MaxResources())
 		out.Acquires += st.AcquireCount()
+		if i == 0 {
+			out.Acquires += bp.claims.handoffs.Load()
+		}
 		if i > 0 {
 			out.Reserve = int(st.TotalResources())
 		}

@@ -30,13 +30,17 @@ type Set struct {
 type loop struct {
 	s     *Set
 	epfd  int
-	wakeR int // read end of a pipe in the set: a byte on it stops the loop
+	wakeR int // read end of a pipe in the set: a byte on it stops the loop, or wakes it for Post
 	wakeW int
 
 	mu      sync.Mutex
 	cur     *Worker              // the worker running the loop
 	queue   []syscall.EpollEvent // events read and not yet run
 	head    int
+	ready   []*Waiter // posted, not yet run (Post)
+	rhead   int
+	waiting bool   // the worker is in, or about to be in, epoll_wait: Post wakes it
+	woken   bool   // a byte is on its way to the wake pipe
 	lastSeq uint64 // the watchdog's: cur.seq at its last look
 	stopped bool
 }
@@ -130,6 +134,30 @@ func (ep *Endpoint) Remove() {
 	ep.Wake()
 }
 
+// Post runs wt on ep's loop, after the event the loop runs now, if any, and before it
+// waits for more: for a session that a server was handed to while it waited for one. wt
+// runs on a new goroutine when ep is in no loop.
+func (ep *Endpoint) Post(wt *Waiter) {
+	l := ep.l.Load()
+	if l == nil {
+		go wt.Task.RunReady(nil)
+		return
+	}
+	l.mu.Lock()
+	if l.stopped {
+		l.mu.Unlock()
+		go wt.Task.RunReady(nil)
+		return
+	}
+	l.ready = append(l.ready, wt)
+	wake := l.waiting && !l.woken
+	l.woken = l.woken || wake
+	l.mu.Unlock()
+	if wake {
+		_, _ = syscall.Write(l.wakeW, []byte{1})
+	}
+}
+
 // Close stops the loops. Waiters still suspended stay so: their owners close their
 // sockets (which wakes them) before the Set is closed.
 func (s *Set) Close() {
@@ -166,14 +194,34 @@ func (l *loop) run(w *Worker) {
 			l.s.wg.Done()
 			return
 		}
+		if l.rhead < len(l.ready) {
+			wt := l.ready[l.rhead]
+			l.ready[l.rhead] = nil
+			if l.rhead++; l.rhead == len(l.ready) {
+				l.ready, l.rhead = l.ready[:0], 0
+			}
+			w.busy = true
+			w.seq++
+			l.mu.Unlock()
+			wt.Task.RunReady(w)
+			l.mu.Lock()
+			continue
+		}
 		if l.head == len(l.queue) {
 			l.queue, l.head = l.queue[:0], 0
+			l.waiting = true
 			l.mu.Unlock()
 			n := l.wait(events)
 			l.mu.Lock()
+			l.waiting = false
 			for _, ev := range events[:n] {
 				if ev.Fd == 0 && ev.Pad == 0 {
-					continue // the stop pipe: l.stopped is set
+					// The wake pipe: l.stopped is set, or something was posted.
+					if l.woken {
+						l.drainWake()
+						l.woken = false
+					}
+					continue
 				}
 				l.queue = append(l.queue, ev)
 			}
@@ -189,6 +237,17 @@ func (l *loop) run(w *Worker) {
 			ep.signal(w, ev.Events&(syscall.EPOLLRDHUP|syscall.EPOLLHUP|syscall.EPOLLERR) != 0)
 		}
 		l.mu.Lock()
+	}
+}
+
+// drainWake empties the wake pipe of Post's bytes.
+func (l *loop) drainWake() {
+	var b [64]byte
+	for {
+		n, err := syscall.Read(l.wakeR, b[:])
+		if n < len(b) || err != nil {
+			return
+		}
 	}
 }
 

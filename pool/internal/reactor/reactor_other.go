@@ -17,6 +17,9 @@ func (s *Set) Add(ep *Endpoint, fd int) error { return ErrUnsupported }
 // Remove does nothing.
 func (ep *Endpoint) Remove() {}
 
+// Post runs wt on a new goroutine.
+func (ep *Endpoint) Post(wt *Waiter) { go wt.Task.RunReady(nil) }
+
 // Close does nothing.
 func (s *Set) Close() {}
 
