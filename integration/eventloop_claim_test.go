@@ -80,7 +80,7 @@ func TestEventLoopClaimHandoff(t *testing.T) {
 		require.NotEqual(t, "4321s", s.timeout, "B sees A's statement_timeout")
 		require.NotEqual(t, "7777kB", s.workMem, "B sees A's SET LOCAL")
 		after := p.Server.Stat().EventLoops
-		require.Greater(t, after.Handoffs, before.Handoffs, "the server was handed to B's claim")
+		require.Greater(t, after.ServerWaitsHanded, before.ServerWaitsHanded, "the server was handed to B's claim")
 
 		var app, timeout string
 		require.NoError(t, a.QueryRow(ctx, "select current_setting('application_name'), current_setting('statement_timeout')").Scan(&app, &timeout))
@@ -127,6 +127,8 @@ func TestEventLoopClaimEnds(t *testing.T) {
 	case <-time.After(500 * time.Millisecond):
 		t.Fatal("KILL_CLIENT did not end the wait before query_wait_timeout")
 	}
+
+	require.GreaterOrEqual(t, p.Server.Stat().EventLoops.ServerWaitsOther, uint64(3), "two timeouts and a kill ended claims")
 
 	// Nothing was lent to the ended waits: the holder still has the only server, and once
 	// it commits, B gets it.
@@ -224,7 +226,7 @@ func TestEventLoopClaimLoad(t *testing.T) {
 		require.NoError(t, err)
 	}
 	st := p.Server.Stat().EventLoops
-	waits, handoffs := st.ServerWaits-before.ServerWaits, st.Handoffs-before.Handoffs
+	waits, handoffs := st.ServerWaits-before.ServerWaits, st.ServerWaitsHanded-before.ServerWaitsHanded
 	t.Logf("claims: %d waits, %d handed a server; workers detached %d (watchdog %d)", waits, handoffs, st.Detached-before.Detached, st.Watchdog-before.Watchdog)
 	require.Positive(t, waits, "requests waited for a server as claims")
 	require.Positive(t, handoffs)

@@ -103,7 +103,9 @@ func (c *clientSession) stopClaimWait() {
 func (c *clientSession) claimEnded(a *acquireState, handed bool) {
 	c.stopClaimWait()
 	if handed {
-		c.srv.claimHandoffs.Add(1)
+		c.srv.claimHanded.Add(1)
+	} else {
+		c.srv.claimOther.Add(1)
 	}
 	c.srv.noteWait(c.Database, c.User, a.bp, time.Duration(lease.Nanotime()-a.start))
 }

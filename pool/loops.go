@@ -188,5 +188,5 @@ func (h *leaseHost) BlockHook() *func() {
 func (s *Server) loopStat() EventLoopStat {
 	st := s.loops.Stats()
 	return EventLoopStat{Loops: st.Loops, Events: st.Events, Detached: st.Detached, Watchdog: st.Watchdog,
-		ServerWaits: s.claimWaits.Load(), Handoffs: s.claimHandoffs.Load()}
+		ServerWaits: s.claimWaits.Load(), ServerWaitsHanded: s.claimHanded.Load(), ServerWaitsOther: s.claimOther.Load()}
 }

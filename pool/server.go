@@ -95,8 +95,9 @@ type Server struct {
 	parker    *park.Set      // idle clients' sockets (park.go); nil when parking is off
 	loops     *reactor.Set   // the event loops (loops.go); nil when off
 	loopIdle  atomic.Int64   // clients suspended between requests on the loops
-	// claimWaits and claimHandoffs are EventLoopStat's ServerWaits and Handoffs.
-	claimWaits, claimHandoffs atomic.Uint64
+	// claimWaits, claimHanded and claimOther are EventLoopStat's ServerWaits,
+	// ServerWaitsHanded and ServerWaitsOther.
+	claimWaits, claimHanded, claimOther atomic.Uint64
 	listeners                 map[net.Listener]struct{}
 	// conns holds every client connection served, from accept to close; clients holds
 	// those that logged in, by cancel key pid (a key is given at the end of a login).

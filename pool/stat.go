@@ -119,9 +119,11 @@ type EventLoopStat struct {
 	// wait nobody announced.
 	Detached, Watchdog uint64
 	// ServerWaits counts waits for a server that sessions on the loops took as claims,
-	// without a goroutine (claim.go); Handoffs counts those that ended with a server handed
-	// over by the session that gave it back.
-	ServerWaits, Handoffs uint64
+	// without a goroutine (claim.go). Of those that ended, ServerWaitsHanded ended with a
+	// server handed over by the session that gave it back, ServerWaitsOther otherwise
+	// (query_wait_timeout, KILL_CLIENT, a server closed instead of given back, the pool
+	// closed).
+	ServerWaits, ServerWaitsHanded, ServerWaitsOther uint64
 }
 
 // Stat returns a snapshot of the server's pools.

@@ -119,6 +119,9 @@ type settings struct {
 	UnixSocketGroup string `toml:"unix_socket_group"`
 	PidFile         string `toml:"pidfile"`
 	LogFile         string `toml:"logfile"`
+	// Workers is how many threads run Go code at once (GOMAXPROCS), as PgDog's workers;
+	// 0 leaves the runtime's default, one per usable CPU.
+	Workers int `toml:"workers"`
 
 	Databases map[string]databaseSettings `toml:"databases"`
 	// Peers is the [peers] section: peer id = "host:port".
@@ -387,6 +390,9 @@ func (s *settings) checkDurations() error {
 		if c.d.d < 0 {
 			return fmt.Errorf("%s must not be negative (0 disables it), got %s", c.key, c.d.d)
 		}
+	}
+	if s.Workers < 0 {
+		return fmt.Errorf("workers must not be negative (0 is one per CPU), got %d", s.Workers)
 	}
 	switch s.LogFormat {
 	case "", "text", "json":

@@ -383,6 +383,11 @@ func TestLoadConfigErrors(t *testing.T) {
 			wantErr: []string{`"databases.app.port"`, `"databases.app.host"`},
 		},
 		{
+			name:    "negative workers",
+			file:    "workers = -2\n",
+			wantErr: []string{"workers must not be negative", "-2"},
+		},
+		{
 			name:    "unknown section",
 			file:    "[groups.admins]\nmembers = \"x\"\n",
 			wantErr: []string{`unknown key "groups.admins"`},

@@ -102,6 +102,10 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer, si
 		stderr = io.Discard
 	}
 	logger := newLogger(logWriter(stderr, lf), s.LogLevel, s.LogFormat)
+	if s.Workers > 0 {
+		runtime.GOMAXPROCS(s.Workers) // before anything starts; a reload does not change it
+		logger.Info("Go code runs on a set number of threads", "workers", s.Workers)
+	}
 	if cmd == "demo" {
 		return runDemo(s, logger, stdout, sigs)
 	}

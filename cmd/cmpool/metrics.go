@@ -149,7 +149,8 @@ var (
 	descClients   = prometheus.NewDesc("cmpool_clients", "Client connections open, including those logging in.", nil, nil)
 	descParked    = prometheus.NewDesc("cmpool_clients_parked", "Idle client connections with no goroutine: parked, or waiting on an event loop.", nil, nil)
 	descLoopEv    = prometheus.NewDesc("cmpool_event_loop_events_total", "Socket events the event loops handled (event_loops).", nil, nil)
-	descLoopDet   = prometheus.NewDesc("cmpool_event_loop_detached_total", "Event loop workers that left their loop to a new goroutine before blocking, by cause: announced (a wait for a server, a full or empty socket) or watchdog.", []string{"cause"}, nil)
+	descLoopDet   = prometheus.NewDesc("cmpool_event_loop_detached_total", "Event loop workers that left their loop to a new goroutine before blocking, by cause: announced (a wait for a server that a claim cannot serve, a full or empty socket) or watchdog.", []string{"cause"}, nil)
+	descLoopWaits = prometheus.NewDesc("cmpool_event_loop_server_waits_total", "Waits for a server that sessions on the event loops took as claims, without a goroutine, by how they ended: handed (a server given back was handed over) or other (query_wait_timeout, KILL_CLIENT, a server closed, the pool closed).", []string{"end"}, nil)
 	descReplLag   = prometheus.NewDesc("cmpool_replica_lag_bytes", "A replica's replay lag behind the primary, in bytes of WAL.", []string{"host"}, nil)
 	descReplLagS  = prometheus.NewDesc("cmpool_replica_lag_seconds", "A replica's replay lag behind the primary, in time.", []string{"host"}, nil)
 	descReplUp    = prometheus.NewDesc("cmpool_replica_usable", "1 when a replica takes reads (healthy, in recovery, not lagging).", []string{"host", "state"}, nil)
@@ -173,7 +174,7 @@ func (statCollector) Describe(ch chan<- *prometheus.Desc) {
 		descClWaiting, descClMaxWait, descClients, descParked, descReplLag, descReplLagS, descReplUp, descReplRoute,
 		descFallback, descReplays, descPromos, descPaused, descPrepared, descReadRuns, descReadWaits, descNotWaited, descWALReads,
 		descClPinned, descPinRefuse,
-		descLoopEv, descLoopDet} {
+		descLoopEv, descLoopDet, descLoopWaits} {
 		ch <- d
 	}
 }
@@ -231,6 +232,8 @@ func (c statCollector) Collect(ch chan<- prometheus.Metric) {
 		counter(descLoopEv, float64(st.EventLoops.Events))
 		counter(descLoopDet, float64(st.EventLoops.Detached-st.EventLoops.Watchdog), "announced")
 		counter(descLoopDet, float64(st.EventLoops.Watchdog), "watchdog")
+		counter(descLoopWaits, float64(st.EventLoops.ServerWaitsHanded), "handed")
+		counter(descLoopWaits, float64(st.EventLoops.ServerWaitsOther), "other")
 	}
 	for _, r := range st.Replicas {
 		gauge(descReplLag, float64(r.LagBytes), r.Host)

@@ -3,6 +3,7 @@
 package reactor
 
 import (
+	"runtime"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -238,3 +239,95 @@ func TestRemoveAfterCloseAndAddFails(t *testing.T) {
 	var ep2 Endpoint
 	require.ErrorIs(t, s.Add(&ep2, a), ErrClosed)
 }
+
+// TestPostRunsOnTheLoop: a posted waiter runs on the endpoint's loop, woken from its wait,
+// and a waiter posted to an endpoint in no loop runs on a goroutine of its own.
+func TestPostRunsOnTheLoop(t *testing.T) {
+	s := newSet(t, 1)
+	a, _ := socketPair(t)
+	var ep Endpoint
+	require.NoError(t, s.Add(&ep, a))
+	time.Sleep(20 * time.Millisecond) // the loop gives its kept waits up and blocks
+	tk := newTask()
+	for range 3 {
+		ep.Post(&Waiter{Task: tk})
+		select {
+		case w := <-tk.ran:
+			require.NotNil(t, w, "run by the loop")
+		case <-time.After(5 * time.Second):
+			t.Fatal("a posted waiter did not run")
+		}
+	}
+	var loose Endpoint
+	loose.Post(&Waiter{Task: tk})
+	require.Nil(t, <-tk.ran, "no loop: a goroutine of its own")
+}
+
+// TestKeptWaitLetsOthersRun: with one processor, a loop that keeps it while it waits, and
+// one kept busy by a socket that is always readable, still let other goroutines run and a
+// garbage collection finish.
+func TestKeptWaitLetsOthersRun(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
+	s := newSet(t, 1)
+	a, b := socketPair(t)
+	var ep Endpoint
+	require.NoError(t, s.Add(&ep, a))
+	stop := make(chan struct{})
+	defer close(stop)
+	// The loop's waiter reads what comes and waits again; the writer keeps it coming.
+	var runs atomic.Int64
+	busy := &funcTask{}
+	wt := &Waiter{Task: busy}
+	busy.f = func(w *Worker) {
+		runs.Add(1)
+		drain(&ep, a)
+		select {
+		case <-stop:
+		default:
+			ep.Wait(wt)
+		}
+	}
+	drain(&ep, a)
+	require.True(t, ep.Wait(wt))
+	go func() {
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			_, _ = syscall.Write(b, []byte("x"))
+			runtime.Gosched()
+		}
+	}()
+	for _, phase := range []string{"busy", "idle"} {
+		done := make(chan struct{})
+		go func() {
+			ping := make(chan int)
+			go func() {
+				for i := range 100 {
+					ping <- i
+				}
+				close(ping)
+			}()
+			for range ping {
+			}
+			runtime.GC()
+			time.Sleep(time.Millisecond)
+			close(done)
+		}()
+		select {
+		case <-done:
+		case <-time.After(20 * time.Second):
+			t.Fatalf("%s loop: other goroutines and the GC did not get the processor", phase)
+		}
+		if phase == "busy" {
+			require.Positive(t, runs.Load(), "the loop ran events meanwhile")
+		}
+	}
+}
+
+// funcTask runs f.
+type funcTask struct{ f func(w *Worker) }
+
+func (t *funcTask) RunReady(w *Worker) { t.f(w) }
