@@ -98,7 +98,7 @@ type Server struct {
 	// claimWaits, claimHanded and claimOther are EventLoopStat's ServerWaits,
 	// ServerWaitsHanded and ServerWaitsOther.
 	claimWaits, claimHanded, claimOther atomic.Uint64
-	listeners                 map[net.Listener]struct{}
+	listeners                           map[net.Listener]struct{}
 	// conns holds every client connection served, from accept to close; clients holds
 	// those that logged in, by cancel key pid (a key is given at the end of a login).
 	conns   map[*clientSession]struct{}
