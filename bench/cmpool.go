@@ -30,11 +30,22 @@ func buildCmpool(ctx context.Context, root, dir string) (string, error) {
 }
 
 // startCmpool starts the cmpool binary in front of the primary on pgPort and, when replicaPort
-// is not 0, the replica on replicaPort; with ownSession, in a session of its own (-sessions).
-func startCmpool(ctx context.Context, bin, dir string, pgPort, replicaPort int, ownSession bool) (*proxyProcess, error) {
+// is not 0, the replica on replicaPort; with ownSession, in a session of its own (-sessions);
+// with configFile, reading it (-cmpool-config).
+func startCmpool(ctx context.Context, bin, dir string, pgPort, replicaPort int, ownSession bool, configFile string) (*proxyProcess, error) {
+	if configFile != "" {
+		abs, err := filepath.Abs(configFile)
+		if err != nil {
+			return nil, err
+		}
+		configFile = abs
+	}
 	return startProxy(ctx, "cmpool", filepath.Join(dir, "cmpool.log"), "bench", ownSession, func(port int) *exec.Cmd {
 		args := append([]string{"--listen", "127.0.0.1:" + strconv.Itoa(port)}, serverFlags(pgPort, replicaPort)...)
 		args = append(args, cmpoolFlags...)
+		if configFile != "" {
+			args = append(args, "--config", configFile)
+		}
 		cmd := exec.Command(bin, args...)
 		cmd.Dir = dir
 		return cmd

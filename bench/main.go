@@ -60,6 +60,7 @@ type config struct {
 	directMax int           // most clients run directly against PostgreSQL; larger counts are not run direct
 	idle      int           // idle client connections held open against each proxy; 0 means no idle test
 	sessions  bool          // start each proxy in a session, and so a CPU scheduling group, of its own
+	cmpoolCfg string        // a cmpool TOML file the cmpool target reads (--config); "" means none
 	profile   string        // directory for cmpool's CPU and allocation profiles; "" means no profiling
 	profileWL string        // the workload profiled
 	out       string        // markdown report file
@@ -104,6 +105,7 @@ func parseFlags(args []string, output io.Writer) (config, error) {
 	backend := fs.String("backend", "postgres", "what the proxies are in front of: postgres (a real primary and replica), or fake (a server that answers\nevery statement at once, so that the proxies' own cost is measured; it implies -route=false)")
 	fs.BoolVar(&cfg.route, "route", true, "give cmpool the replica (--replica), so that it routes reads to it; false points it at the primary only, like PgBouncer")
 	fs.BoolVar(&cfg.sessions, "sessions", true, "start each proxy in a session of its own (setsid), which with the kernel's autogroup scheduling\n(/proc/sys/kernel/sched_autogroup_enabled) is a CPU scheduling group of its own, as a service under systemd\nhas; with -sessions=false both proxies share the benchmark's, with pgbench")
+	fs.StringVar(&cfg.cmpoolCfg, "cmpool-config", "", "a cmpool TOML file for the cmpool target (--config), such as one with workers = 1 and event_loops = 1;\nthe report prints its contents")
 	fs.IntVar(&cfg.idle, "idle", 18000, "idle client connections to hold open against each proxy for the RSS-per-client measurement; 0 disables")
 	fs.StringVar(&cfg.profile, "profile", "", "directory for CPU and allocation profiles of an in-process cmpool under pgbench with 20 clients; empty disables")
 	fs.StringVar(&cfg.profileWL, "profile-workload", "select", "the workload -profile runs: "+strings.Join(workloadNames, ", "))
@@ -289,7 +291,7 @@ func run(ctx context.Context, cfg config, command string) (err error) {
 	}
 	defer stopProxy(bouncer)
 	logf("starting cmpool")
-	pooler, err := startCmpool(ctx, cmpool, dirs["cmpool"], pgPort, replicaPort, cfg.sessions)
+	pooler, err := startCmpool(ctx, cmpool, dirs["cmpool"], pgPort, replicaPort, cfg.sessions, cfg.cmpoolCfg)
 	if err != nil {
 		return err
 	}
@@ -327,7 +329,7 @@ func run(ctx context.Context, cfg config, command string) (err error) {
 				return startPgbouncer(ctx, pgbouncer, dirs["pgbouncer"], pgPort, cfg.sessions)
 			}},
 			{targetCmpool, func() (*proxyProcess, error) {
-				return startCmpool(ctx, cmpool, dirs["cmpool"], pgPort, replicaPort, cfg.sessions)
+				return startCmpool(ctx, cmpool, dirs["cmpool"], pgPort, replicaPort, cfg.sessions, cfg.cmpoolCfg)
 			}},
 		} {
 			var res idleResult

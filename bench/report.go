@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"fmt"
 	"math"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -194,6 +195,16 @@ func (r *report) markdown() string {
 		fmt.Fprintf(&b, "- cmpool %s (built with `go build ./cmd/cmpool`) in front of the primary and the replica (`--primary … --replica …`): `%s`. It routes the read-only transactions (all of `-S`) to the replica with up to 20 server connections there, and the rest to the primary; `-route=false` points it at the primary only, as PgBouncer is. Both servers share the same %d CPUs, so the replica adds no CPU.\n", m.Cmpool, strings.Join(cmpoolFlags, " "), m.CPUs)
 	} else {
 		fmt.Fprintf(&b, "- cmpool %s (built with `go build ./cmd/cmpool`) in front of the primary only (`-route=false`): `%s`\n", m.Cmpool, strings.Join(cmpoolFlags, " "))
+	}
+	if r.cfg.cmpoolCfg != "" {
+		content, _ := os.ReadFile(r.cfg.cmpoolCfg)
+		var lines []string
+		for _, l := range strings.Split(string(content), "\n") {
+			if l = strings.TrimSpace(l); l != "" {
+				lines = append(lines, l)
+			}
+		}
+		fmt.Fprintf(&b, "- cmpool also reads a configuration file (`-cmpool-config`), whose settings the flags above override: `%s`\n", strings.Join(lines, "; "))
 	}
 	fmt.Fprintf(&b, "- pgbench %s: scale %d, `-n -j %d -T %d --max-tries=1 -l`, %d round(s); each round runs every workload and client count against the three targets in turn, rotating their order from round to round", m.Pgbench, r.cfg.scale, r.cfg.jobs, int(math.Ceil(r.cfg.duration.Seconds())), r.cfg.rounds)
 	if r.cfg.warmup > 0 {

@@ -157,3 +157,12 @@ func TestSchedulingLine(t *testing.T) {
 	require.NoError(t, err)
 	require.False(t, cfg.sessions)
 }
+
+func TestReportCmpoolConfig(t *testing.T) {
+	r := sampleReport(t)
+	require.NotContains(t, r.markdown(), "-cmpool-config")
+	path := filepath.Join(t.TempDir(), "one-loop.toml")
+	require.NoError(t, os.WriteFile(path, []byte("workers = 1\n\nevent_loops = 1\n"), 0o600))
+	r.cfg.cmpoolCfg = path
+	require.Contains(t, r.markdown(), "configuration file (`-cmpool-config`), whose settings the flags above override: `workers = 1; event_loops = 1`")
+}
