@@ -233,3 +233,52 @@ func TestEventLoopClaimLoad(t *testing.T) {
 	require.Positive(t, waits, "requests waited for a server as claims")
 	require.Positive(t, handoffs)
 }
+
+// TestEventLoopClaimShutdown: a shutdown whose time is up ends the waits for a server
+// taken as claims at once, as it ends goroutines' waits: the waiting client hears
+// "shutting down" while the one server is still busy.
+func TestEventLoopClaimShutdown(t *testing.T) {
+	c, p := proxy(t, pool.Config{DefaultPoolSize: 1, EventLoops: 2, QueryWaitTimeout: time.Minute})
+	ctx := ctxT(t, time.Minute)
+	a := connect(t, p.URL("", ""), pgx.QueryExecModeSimpleProtocol)
+	b := connect(t, p.URL("", ""), pgx.QueryExecModeCacheStatement)
+	sleeping := asyncExec(ctx, a, "select pg_sleep(6)")
+	admin := direct(t, c)
+	require.Eventually(t, func() bool {
+		var n int
+		err := admin.QueryRow(ctx, "select count(*) from pg_stat_activity where query = 'select pg_sleep(6)' and state = 'active'").Scan(&n)
+		return err == nil && n == 1
+	}, 10*time.Second, 10*time.Millisecond)
+	st := p.Server.Stat().EventLoops
+	before, other, handed := st.ServerWaits, st.ServerWaitsOther, st.ServerWaitsHanded
+	waiting := asyncExec(ctx, b, "select 1")
+	claimWaits(t, p, before+1)
+
+	sctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	start := time.Now()
+	shut := make(chan error, 1)
+	go func() { shut <- p.Server.Shutdown(sctx) }()
+	// Before A's statement ends and gives the server back, which would serve B. The client
+	// may hear the FATAL, or find its socket closed first by the same shutdown.
+	select {
+	case err := <-waiting:
+		require.Error(t, err)
+		if code := pgCode(err); code != "" {
+			require.Equal(t, "57P01", code, "got %v", err)
+			require.Contains(t, err.Error(), "shutting down")
+		}
+	case <-time.After(4 * time.Second):
+		t.Fatal("the claim outlived the shutdown")
+	}
+	require.Eventually(t, func() bool { return p.Server.Stat().EventLoops.ServerWaitsOther > other }, time.Second, 5*time.Millisecond,
+		"the claim was ended, not handed A's server")
+	require.Less(t, time.Since(start), 5*time.Second)
+	require.Equal(t, handed, p.Server.Stat().EventLoops.ServerWaitsHanded)
+	select {
+	case <-shut:
+	case <-time.After(15 * time.Second):
+		t.Fatal("Shutdown did not return")
+	}
+	<-sleeping
+}

@@ -433,7 +433,10 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	select {
 	case <-done:
 	case <-ctx.Done():
-		s.cancel()
+		s.cancel() // ends the waits for a server of goroutines (waiter.go)...
+		for _, bp := range s.poolsOf("") {
+			bp.EndClaims(context.Canceled) // ...and of claims (claim.go)
+		}
 		s.mu.Lock()
 		for c := range s.conns {
 			_ = c.Conn.Net.Close()

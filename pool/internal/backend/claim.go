@@ -220,7 +220,12 @@ func (bp *Pool) sweepClaims() {
 
 // closeClaims fails every claim with puddle.ErrClosedPool, and files no more: Close waits
 // for the servers lent, and those must go back to puddle, not to a claim.
-func (bp *Pool) closeClaims() {
+func (bp *Pool) closeClaims() { bp.EndClaims(puddle.ErrClosedPool) }
+
+// EndClaims ends every claim with err, and files no more (File returns
+// puddle.ErrClosedPool): for Close, and for a shutdown that stops waiting for its clients,
+// as the end of its context ends goroutines' waits.
+func (bp *Pool) EndClaims(err error) {
 	q := &bp.claims
 	q.mu.Lock()
 	q.closed = true
@@ -230,7 +235,7 @@ func (bp *Pool) closeClaims() {
 	}
 	q.mu.Unlock()
 	for _, cl := range woken {
-		cl.Err = puddle.ErrClosedPool
+		cl.Err = err
 		cl.Ready()
 	}
 }
