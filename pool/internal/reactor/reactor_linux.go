@@ -192,6 +192,12 @@ func (l *loop) run(w *Worker) {
 			return
 		}
 		if l.stopped {
+			// What was posted and not run yet runs on goroutines of its own, as Post
+			// does once the loop is stopped.
+			for _, wt := range l.ready[l.rhead:] {
+				go wt.Task.RunReady(nil)
+			}
+			l.ready, l.rhead = nil, 0
 			l.mu.Unlock()
 			l.s.wg.Done()
 			return

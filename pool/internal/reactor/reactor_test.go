@@ -331,3 +331,31 @@ func TestKeptWaitLetsOthersRun(t *testing.T) {
 type funcTask struct{ f func(w *Worker) }
 
 func (t *funcTask) RunReady(w *Worker) { t.f(w) }
+
+// TestPostedRunsAfterClose: a waiter posted to a loop that stops before running it still
+// runs, on a goroutine of its own.
+func TestPostedRunsAfterClose(t *testing.T) {
+	s, err := New(1)
+	require.NoError(t, err)
+	a, _ := socketPair(t)
+	var ep Endpoint
+	require.NoError(t, s.Add(&ep, a))
+	// Hold the loop on an event while a waiter is posted behind it, then stop the set.
+	hold, release := make(chan struct{}), make(chan struct{})
+	holder := &funcTask{f: func(*Worker) { close(hold); <-release }}
+	l := ep.l.Load()
+	ep.Post(&Waiter{Task: holder})
+	<-hold
+	tk := newTask()
+	ep.Post(&Waiter{Task: tk})
+	l.mu.Lock()
+	l.stopped = true // as Close does, before it wakes the loop
+	l.mu.Unlock()
+	close(release)
+	select {
+	case <-tk.ran:
+	case <-time.After(5 * time.Second):
+		t.Fatal("a waiter posted before the loop stopped never ran")
+	}
+	s.Close()
+}
