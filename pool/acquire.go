@@ -105,7 +105,12 @@ func (c *clientSession) acquire(ctx context.Context, fr protocol.Frame, msg []by
 	a.rs = c.srv.rs()
 	a.backend, a.replica, a.mayWrite, a.forced = c.routeFor(ctx, a.rs, fr.Type, msg)
 	a.attempt, a.fr, a.msg = 0, fr, msg
-	return c.acquireFrom(ctx, a, false)
+	l, err := c.acquireFrom(ctx, a, false)
+	if err != lease.ErrSuspended {
+		// Kept only for a claim: an idle session must not hold its read buffer.
+		a.msg, a.bp, a.rs = nil, nil, nil
+	}
+	return l, err
 }
 
 // acquireFrom makes acquire's attempts from a; claimed is set when the session comes back

@@ -138,7 +138,7 @@ func (c *clientSession) afterClaim(ctx context.Context) error {
 		return err
 	}
 	fr, msg := a.fr, a.msg
-	a.msg, a.bp = nil, nil
+	a.msg, a.bp, a.rs = nil, nil, nil
 	if err != nil {
 		return c.acquireFailed(fr, err)
 	}
