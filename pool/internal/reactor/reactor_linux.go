@@ -22,6 +22,11 @@ type Set struct {
 	detached atomic.Uint64
 	watchdog atomic.Uint64
 
+	// The watchdog rests while every loop waits for events (see watch): resting is set
+	// then, and a worker that starts on an event wakes it through watchWake.
+	resting   atomic.Bool
+	watchWake chan struct{}
+
 	stop   chan struct{}
 	closed atomic.Bool
 	wg     sync.WaitGroup
@@ -57,7 +62,7 @@ const watchdogEvery = 2 * time.Millisecond
 
 // New starts n event loops (at least 1) and their watchdog.
 func New(n int) (*Set, error) {
-	s := &Set{stop: make(chan struct{})}
+	s := &Set{stop: make(chan struct{}), watchWake: make(chan struct{}, 1)}
 	for range max(n, 1) {
 		l, err := newLoop(s)
 		if err != nil {
@@ -211,6 +216,7 @@ func (l *loop) run(w *Worker) {
 			w.busy = true
 			w.seq++
 			l.mu.Unlock()
+			l.s.wakeWatch()
 			wt.Task.RunReady(w)
 			l.mu.Lock()
 			continue
@@ -240,6 +246,7 @@ func (l *loop) run(w *Worker) {
 		w.busy = true
 		w.seq++
 		l.mu.Unlock()
+		l.s.wakeWatch()
 		if ep := l.s.slots.lookup(uint32(ev.Fd), uint32(ev.Pad)); ep != nil {
 			l.s.events.Add(1)
 			ep.signal(w, ev.Events&(syscall.EPOLLRDHUP|syscall.EPOLLHUP|syscall.EPOLLERR) != 0)
@@ -334,7 +341,10 @@ func (l *loop) detachLocked(w *Worker) bool {
 	return true
 }
 
-// watch is the watchdog; see watchdogEvery.
+// watch is the watchdog; see watchdogEvery. While every loop waits for events, nothing can
+// be held, and the watchdog rests instead of waking every period: an idle cmpool with
+// the loops on is then woken by nothing of theirs. A worker that starts on an event wakes
+// it (wakeWatch).
 func (s *Set) watch() {
 	defer s.wg.Done()
 	t := time.NewTicker(watchdogEvery)
@@ -345,6 +355,22 @@ func (s *Set) watch() {
 			return
 		case <-t.C:
 		}
+		if s.allWaiting() {
+			// Rest, then look again: a worker that started before resting was set did not
+			// wake the watchdog, and is seen busy here.
+			s.resting.Store(true)
+			if s.allWaiting() {
+				t.Stop()
+				select {
+				case <-s.stop:
+					return
+				case <-s.watchWake:
+				}
+				t.Reset(watchdogEvery)
+			}
+			s.resting.Store(false)
+			continue
+		}
 		for _, l := range s.loops {
 			l.mu.Lock()
 			if w := l.cur; w.busy && w.seq == l.lastSeq {
@@ -354,6 +380,31 @@ func (s *Set) watch() {
 			}
 			l.lastSeq = l.cur.seq
 			l.mu.Unlock()
+		}
+	}
+}
+
+// allWaiting reports whether every loop's worker waits for events, with nothing queued
+// or posted to run.
+func (s *Set) allWaiting() bool {
+	for _, l := range s.loops {
+		l.mu.Lock()
+		idle := l.waiting && !l.cur.busy
+		l.mu.Unlock()
+		if !idle {
+			return false
+		}
+	}
+	return true
+}
+
+// wakeWatch wakes the watchdog if it rests; called by a worker that starts on an event.
+// Under load the watchdog does not rest, and this is one atomic load.
+func (s *Set) wakeWatch() {
+	if s.resting.Load() && s.resting.CompareAndSwap(true, false) {
+		select {
+		case s.watchWake <- struct{}{}:
+		default:
 		}
 	}
 }

@@ -4,6 +4,7 @@ package reactor
 
 import (
 	"runtime"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -358,4 +359,28 @@ func TestPostedRunsAfterClose(t *testing.T) {
 		t.Fatal("a waiter posted before the loop stopped never ran")
 	}
 	s.Close()
+}
+
+// TestWatchdogRestsWhileIdle: with every loop waiting the watchdog stops waking; a worker
+// then held by a waiter that blocks without announcing it still gets detached.
+func TestWatchdogRestsWhileIdle(t *testing.T) {
+	s := newSet(t, 2)
+	require.Eventually(t, s.resting.Load, 5*time.Second, time.Millisecond, "idle loops: the watchdog rests")
+	a, b := socketPair(t)
+	var ep Endpoint
+	require.NoError(t, s.Add(&ep, a))
+	drain(&ep, a)
+	release := make(chan struct{})
+	var releaseOnce sync.Once
+	t.Cleanup(func() { releaseOnce.Do(func() { close(release) }) }) // before the Set closes
+	blocker := newTask()
+	blocker.onRun = func(*Worker) { <-release }
+	require.True(t, ep.Wait(&Waiter{Task: blocker}))
+	_, err := syscall.Write(b, []byte("1"))
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { return s.Stats().Watchdog == 1 }, 5*time.Second, time.Millisecond,
+		"a worker held from rest is detached by the watchdog")
+	releaseOnce.Do(func() { close(release) })
+	<-blocker.ran
+	require.Eventually(t, s.resting.Load, 5*time.Second, time.Millisecond, "idle again: the watchdog rests again")
 }
