@@ -97,24 +97,15 @@ func (c *clientSession) acquire(ctx context.Context, fr protocol.Frame, msg []by
 		}
 	}
 	c.requestAt.Store(time.Now().UnixNano())
-	var local acquireState
-	a := &local
-	if c.lp != nil {
-		a = &c.lp.acq
-	}
+	var a acquireState // copied into the claim state if the session waits as a claim
 	a.rs = c.srv.rs()
 	a.backend, a.replica, a.mayWrite, a.forced = c.routeFor(ctx, a.rs, fr.Type, msg)
 	a.attempt, a.fr, a.msg = 0, fr, msg
-	l, err := c.acquireFrom(ctx, a, false)
-	if err != lease.ErrSuspended {
-		// Kept only for a claim: an idle session must not hold its read buffer.
-		a.msg, a.bp, a.rs = nil, nil, nil
-	}
-	return l, err
+	return c.acquireFrom(ctx, &a, false)
 }
 
 // acquireFrom makes acquire's attempts from a; claimed is set when the session comes back
-// from a wait filed as a claim, whose end is in c.lp.claim.
+// from a wait filed as a claim, whose end is in c.lp.claims.claim.
 func (c *clientSession) acquireFrom(ctx context.Context, a *acquireState, claimed bool) (*lease.Lease, error) {
 	for ; ; a.attempt++ {
 		var res *puddle.Resource[*backend.Conn]
@@ -123,7 +114,7 @@ func (c *clientSession) acquireFrom(ctx context.Context, a *acquireState, claime
 		switch {
 		case claimed:
 			claimed = false
-			cl := &c.lp.claim
+			cl := &c.lp.claims.claim
 			res, err = cl.Res, cl.Err
 			retry := cl.Retry
 			cl.Res, cl.Err = nil, nil

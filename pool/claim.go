@@ -25,9 +25,10 @@ import (
 // a reserve, a server closed instead of given back) makes the session wait as a
 // goroutine, as off the loops (waitServer).
 
-// claimState is a session's claim, in its onLoop.
+// claimState is a session's claim, in its onLoop: allocated on the session's first wait
+// for a server as a claim (claimsOf), so that a client that never waited holds none.
 type claimState struct {
-	acq      acquireState
+	acq      acquireState // the request waiting, while filed
 	claim    backend.Claim
 	waitA    reactor.Waiter // runs afterClaim on the loop
 	bp       atomic.Pointer[backendPool]
@@ -37,13 +38,20 @@ type claimState struct {
 	expireFn func()
 }
 
-// initClaims binds c's claim callbacks, once.
-func (c *clientSession) initClaims() {
+// claimsOf returns c's claim state, made and its callbacks bound on first use. Only c's
+// own goroutine calls it, before a claim is filed; the callbacks run after.
+func (c *clientSession) claimsOf() *claimState {
 	lp := c.lp
-	lp.waitA.Task = (*acquireResume)(c)
-	lp.claim.Ready = func() { lp.ep.Post(&lp.waitA) }
-	lp.kill = func() { c.cancelClaim(context.Canceled) }
-	lp.expireFn = c.claimExpired
+	if cs := lp.claims; cs != nil {
+		return cs
+	}
+	cs := &claimState{}
+	cs.waitA.Task = (*acquireResume)(c)
+	cs.claim.Ready = func() { lp.ep.Post(&cs.waitA) }
+	cs.kill = func() { c.cancelClaim(context.Canceled) }
+	cs.expireFn = c.claimExpired
+	lp.claims = cs
+	return cs
 }
 
 // acquireResume runs a session whose claim ended.
@@ -61,39 +69,44 @@ func (c *clientSession) fileClaim(ctx context.Context, a *acquireState, bp *back
 	if lp == nil || lp.w.Load() == nil || !lp.ep.Registered() {
 		return nil, false, nil
 	}
+	cs := c.claimsOf()
 	a.bp = bp
-	lp.bp.Store(bp)
+	cs.bp.Store(bp)
 	a.start = lease.Nanotime()
 	c.waitingSince.Store(a.start)
 	if t := c.srv.conf().QueryWaitTimeout; t > 0 {
-		lp.deadline.Store(a.start + int64(t))
-		if lp.timer == nil {
-			lp.timer = time.AfterFunc(t, lp.expireFn)
+		cs.deadline.Store(a.start + int64(t))
+		if cs.timer == nil {
+			cs.timer = time.AfterFunc(t, cs.expireFn)
 		} else {
-			lp.timer.Reset(t)
+			cs.timer.Reset(t)
 		}
 	}
-	c.killableWait(&lp.kill)
+	c.killableWait(&cs.kill)
+	if a != &cs.acq {
+		cs.acq = *a // afterClaim goes on from it, maybe before File returns
+	}
 	w := lp.w.Swap(nil)
-	res, filed, err := bp.File(ctx, &lp.claim)
+	res, filed, err := bp.File(ctx, &cs.claim)
 	if filed {
 		c.srv.claimWaits.Add(1)
 		if c.killed.Load() {
-			lp.kill() // killed before the claim was filed: KILL_CLIENT found nothing to end
+			cs.kill() // killed before the claim was filed: KILL_CLIENT found nothing to end
 		}
 		return nil, true, nil
 	}
 	lp.w.Store(w)
+	cs.acq.msg, cs.acq.bp, cs.acq.rs = nil, nil, nil // an idle session must not hold its read buffer
 	c.stopClaimWait()
 	return res, false, err
 }
 
 // stopClaimWait undoes fileClaim's bookkeeping, when its wait ends.
 func (c *clientSession) stopClaimWait() {
-	lp := c.lp
-	lp.deadline.Store(0)
-	if lp.timer != nil {
-		lp.timer.Stop()
+	cs := c.lp.claims
+	cs.deadline.Store(0)
+	if cs.timer != nil {
+		cs.timer.Stop()
 	}
 	c.killableWait(nil)
 	c.waitingSince.Store(0)
@@ -113,7 +126,7 @@ func (c *clientSession) claimEnded(a *acquireState, handed bool) {
 // claimExpired is the claim timer's: query_wait_timeout ends the wait under way. A timer
 // of an earlier wait that fires late finds no wait, or one whose deadline is ahead.
 func (c *clientSession) claimExpired() {
-	if d := c.lp.deadline.Load(); d == 0 || lease.Nanotime() < d {
+	if d := c.lp.claims.deadline.Load(); d == 0 || lease.Nanotime() < d {
 		return
 	}
 	c.cancelClaim(context.DeadlineExceeded)
@@ -122,17 +135,17 @@ func (c *clientSession) claimExpired() {
 // cancelClaim ends c's wait with err, if its claim is still queued; the session then
 // goes on on its loop, as if it had been handed a server.
 func (c *clientSession) cancelClaim(err error) {
-	lp := c.lp
-	if bp := lp.bp.Load(); bp != nil && bp.Cancel(&lp.claim) {
-		lp.claim.Err = err
-		lp.ep.Post(&lp.waitA)
+	lp, cs := c.lp, c.lp.claims
+	if bp := cs.bp.Load(); bp != nil && bp.Cancel(&cs.claim) {
+		cs.claim.Err = err
+		lp.ep.Post(&cs.waitA)
 	}
 }
 
 // afterClaim goes on with the request whose wait for a server ended: it takes the server
 // (or tries again), and forwards the request, or answers it with the error.
 func (c *clientSession) afterClaim(ctx context.Context) error {
-	a := &c.lp.acq
+	a := &c.lp.claims.acq
 	l, err := c.acquireFrom(ctx, a, true)
 	if err == lease.ErrSuspended {
 		return err

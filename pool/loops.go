@@ -61,7 +61,7 @@ func (s *Server) newLoops(n int) *reactor.Set {
 // session now, if any; waitC and waitS resume it after a wait for the client or for its
 // server; waitingOn is the endpoint it is suspended on (for wake), or nil; blockFn is
 // detachLoop, bound once; fd is the socket's descriptor, -1 once it failed to join a loop;
-// claimState is its wait for a server (claim.go).
+// claims is its wait for a server (claim.go), nil until its first.
 type onLoop struct {
 	fd        int32
 	ep        reactor.Endpoint
@@ -70,7 +70,7 @@ type onLoop struct {
 	waitS     reactor.Waiter
 	waitingOn atomic.Pointer[reactor.Endpoint]
 	blockFn   func()
-	claimState
+	claims    *claimState
 }
 
 // onLoops gives c its event-loop state; c's socket (fio, descriptor fd) can wait on the
@@ -79,7 +79,6 @@ func (c *clientSession) onLoops(fio io.ReadWriter, fd int32) {
 	lp := &onLoop{fd: fd}
 	lp.waitC.Task, lp.waitS.Task, lp.blockFn = (*clientResume)(c), (*relayResume)(c), c.detachLoop
 	c.lp, c.OnLoops = lp, true
-	c.initClaims()
 	fastio.Watch(fio, c)
 }
 
