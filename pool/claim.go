@@ -96,7 +96,9 @@ func (c *clientSession) fileClaim(ctx context.Context, a *acquireState, bp *back
 		return nil, true, nil
 	}
 	lp.w.Store(w)
-	cs.acq.msg, cs.acq.bp, cs.acq.rs = nil, nil, nil // an idle session must not hold its read buffer
+	if a != &cs.acq {
+		cs.acq.msg, cs.acq.bp, cs.acq.rs = nil, nil, nil // an idle session must not hold its read buffer
+	}
 	c.stopClaimWait()
 	return res, false, err
 }
