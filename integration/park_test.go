@@ -27,14 +27,26 @@ func parked(t *testing.T, p *integration.Proxy, n int) {
 		"parked clients: %d, want %d", p.Server.Stat().ParkedClients, n)
 }
 
-// idleModes are the two ways an idle client gives up its goroutine: parked after
-// ParkIdleAfter, or suspended at once on an event loop (pool/loops.go).
+// idleModes are the ways an idle client gives up its goroutine: parked after
+// ParkIdleAfter; suspended at once on an event loop (pool/loops.go), with parking off; and
+// suspended on a loop, then parked after ParkIdleAfter, with its socket out of the loop.
 var idleModes = []struct {
 	name string
 	cfg  pool.Config
 }{
 	{"parked", pool.Config{ParkIdleAfter: 100 * time.Millisecond}},
-	{"event-loops", pool.Config{EventLoops: 2}},
+	{"event-loops", pool.Config{EventLoops: 2, ParkIdleAfter: -1}},
+	{"event-loops-parked", pool.Config{EventLoops: 2, ParkIdleAfter: 100 * time.Millisecond}},
+}
+
+// parkedOffLoops waits until n clients are parked in the park set, none of them left
+// suspended on an event loop.
+func parkedOffLoops(t *testing.T, p *integration.Proxy, n int) {
+	t.Helper()
+	require.Eventually(t, func() bool {
+		st := p.Server.Stat()
+		return st.ParkedClients == n && st.EventLoops.Idle == 0
+	}, 30*time.Second, 20*time.Millisecond, "parked clients: %+v, want %d off the loops", p.Server.Stat(), n)
 }
 
 func TestParkedClients(t *testing.T) {
@@ -62,6 +74,9 @@ func testParkedClients(t *testing.T, cfg pool.Config) {
 		require.NoError(t, err)
 	}
 	parked(t, p, n)
+	if cfg.EventLoops != 0 && cfg.ParkIdleAfter > 0 {
+		parkedOffLoops(t, p, n)
+	}
 
 	// Each client, resumed by its own request, still has its own settings and its
 	// statements; then it is parked again.
@@ -134,7 +149,7 @@ func forIdleTimeoutModes(t *testing.T, test func(*testing.T, pool.Config)) {
 		t.Run(m.name, func(t *testing.T) {
 			cfg := m.cfg
 			cfg.DefaultPoolSize = 2
-			if cfg.EventLoops == 0 {
+			if cfg.ParkIdleAfter > 0 {
 				cfg.ParkIdleAfter = 50 * time.Millisecond
 			}
 			test(t, cfg)

@@ -192,10 +192,10 @@ type Config struct {
 	// gets FATAL 25P03. Zero means never.
 	IdleTransactionTimeout time.Duration
 
-	// ParkIdleAfter is how long a client holds no server before its goroutine ends and its
-	// socket waits in an epoll set with the other idle clients (Linux; see park.go): an idle
-	// client then costs its socket and a small struct. Zero means 1s; negative keeps a
-	// goroutine per client. Not changed by a reload.
+	// ParkIdleAfter is how long a client holds no server before it is parked, on the event
+	// loops too: its socket waits in an epoll set with the other idle clients (Linux; see
+	// park.go), and the client costs its socket and a small struct. Zero means 1s; negative:
+	// never parked (a goroutine each, or waiting on a loop). Not changed by a reload.
 	ParkIdleAfter time.Duration
 
 	// EventLoops is how many event loops run client sessions (Linux; see loops.go), so

@@ -21,21 +21,25 @@ import (
 // alone.
 func TestIdleClientMemory(t *testing.T) {
 	for _, tc := range []struct {
-		name     string
-		loops    int
-		most     float64 // heap bytes per client
-		detached bool    // the clients give up their net.Conn
+		name      string
+		loops     int
+		parkAfter time.Duration
+		most      float64 // heap bytes per client
+		detached  bool    // the clients give up their net.Conn
 	}{
 		// A parked client has given up its net.Conn (pool/parkconn.go): no netFD or
 		// addresses, and no poll descriptor and finalizer record (about 520 bytes more,
 		// outside the heap).
-		{"parked", 0, 2 * 1024, true},
-		// On the loops a client keeps its connection, and its last lease for the next
-		// transaction (about 600 bytes), since it waits there between every two requests.
-		{"event loops", 2, 4 * 1024, false},
+		{"parked", 0, 100 * time.Millisecond, 2 * 1024, true},
+		// Suspended on the loops (parking off), a client keeps its connection, and its last
+		// lease for the next transaction (about 600 bytes), since it waits there between
+		// every two requests.
+		{"event loops", 2, -1, 4 * 1024, false},
+		// On the loops, a client idle for park_idle_after is parked as without them.
+		{"event loops, parked", 2, 100 * time.Millisecond, 2 * 1024, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			srv, port := cannedProxy(t, pool.Config{DefaultPoolSize: 2, ParkIdleAfter: 100 * time.Millisecond,
+			srv, port := cannedProxy(t, pool.Config{DefaultPoolSize: 2, ParkIdleAfter: tc.parkAfter,
 				MaxClientConn: 3000, EventLoops: tc.loops})
 			startup, query := rawStartup(t, map[string]string{"application_name": "idle-app"}), rawQuery(t, "select 1")
 			scratch := make([]byte, 64<<10)

@@ -125,7 +125,7 @@ func (c *clientSession) WillBlock()            { c.detachLoop() }
 // did: then the caller returns lease.ErrSuspended at once.
 func (c *clientSession) waitClient() bool {
 	loops, lp := c.srv.loops, c.lp
-	if lp == nil || lp.fd < 0 || c.admin || c.Conn.TLS != nil || c.listening != nil || c.IdleArmed() || c.rearmIdle.Load() || c.killed.Load() ||
+	if lp == nil || lp.fd < 0 || c.admin || c.Conn.TLS != nil || c.listening != nil || c.IdleArmed() || c.rearmIdle.Load() || c.parkReq.Load() || c.killed.Load() ||
 		c.Closing.Load() || c.xactTimedOut.Load() || c.Conn.FR.FrameBuffered() {
 		return false
 	}
@@ -187,5 +187,6 @@ func (h *leaseHost) BlockHook() *func() {
 func (s *Server) loopStat() EventLoopStat {
 	st := s.loops.Stats()
 	return EventLoopStat{Loops: st.Loops, Events: st.Events, Detached: st.Detached, Watchdog: st.Watchdog,
-		ServerWaits: s.claimWaits.Load(), ServerWaitsHanded: s.claimHanded.Load(), ServerWaitsOther: s.claimOther.Load()}
+		ServerWaits: s.claimWaits.Load(), ServerWaitsHanded: s.claimHanded.Load(), ServerWaitsOther: s.claimOther.Load(),
+		Idle: int(s.loopIdle.Load())}
 }

@@ -98,7 +98,7 @@ const parkAtLoginOver = 256
 // costs no wake-up.
 func (c *clientSession) parkAtLogin() bool {
 	s := c.srv
-	if !c.parkable || s.parker == nil || s.nClients.Load()-int64(s.parker.Len()) <= parkAtLoginOver {
+	if !c.parkable || s.parker == nil || c.lp != nil || s.nClients.Load()-int64(s.parker.Len()) <= parkAtLoginOver {
 		return false
 	}
 	return c.tryPark()
@@ -113,6 +113,10 @@ func (c *clientSession) tryPark() bool {
 		return false
 	}
 	w := c.Conn.Net.(*wakeConn)
+	if c.lp != nil {
+		c.lp.ep.Remove() // out of its event loop's epoll set while the descriptor is valid
+		c.lp.ep.MarkUnknown()
+	}
 	fd := w.detach() // parkconn.go
 	if fd < 0 {
 		// Parked with its connection.
@@ -270,7 +274,9 @@ func (s *Server) parkIdle(after time.Duration) {
 		rel.tick(n, len(ready) == 0 && n <= last)
 		last = n
 		now := lease.Nanotime()
+		// A client suspended on an event loop is woken to park; a client goroutine blocked
+		// reading sees its read time out.
 		ready = s.askIdle(ready, func(c *clientSession) bool { return c.parkReady(now, after) },
-			func(c *clientSession) *atomic.Bool { return &c.parkReq }, false)
+			func(c *clientSession) *atomic.Bool { return &c.parkReq }, s.loops != nil)
 	}
 }

@@ -222,7 +222,15 @@ func (w *wakeConn) attach() {
 		_ = conn.Close()
 	}
 	w.mu.Unlock()
-	w.setIO(fastio.New(conn)) // outside mu: the lock order is Conn.WMu, then mu
+	rw := fastio.New(conn)
+	w.setIO(rw) // outside mu: the lock order is Conn.WMu, then mu
+	if lp := w.c.lp; lp != nil {
+		// On the event loops: the new descriptor joins a loop when the client next waits
+		// (waitClient), and its reads are watched again; what it last read is unknown.
+		lp.fd = parkable(conn)
+		fastio.Watch(rw, w.c)
+		lp.ep.MarkUnknown()
+	}
 }
 
 // setIO gives the client a new reader, frame reader and writer over rw, or with rw nil

@@ -200,7 +200,7 @@ func New(cfg Config) (*Server, error) {
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.notify = notify.NewHub(s.ctx, s.log)
 	s.loops = s.newLoops(c.EventLoops)
-	if c.ParkIdleAfter >= 0 && s.loops == nil {
+	if c.ParkIdleAfter >= 0 {
 		if s.parker, err = park.New(); err != nil {
 			s.log.Debug("idle clients keep their goroutines", "error", err)
 			s.parker = nil
@@ -392,7 +392,7 @@ func (s *Server) serveConn(conn net.Conn, accepted bool) bool {
 	if s.parker != nil {
 		s.parkWatch.Do(func() { go s.parkIdle(s.conf().ParkIdleAfter) })
 	}
-	if s.loops != nil {
+	if s.loops != nil && s.parker == nil {
 		s.parkWatch.Do(func() { go s.releaseLoopIdle() })
 	}
 	s.wg.Add(1) // done when the client leaves, whichever goroutine runs it then (park.go)

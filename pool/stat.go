@@ -124,6 +124,10 @@ type EventLoopStat struct {
 	// (query_wait_timeout, KILL_CLIENT, a server closed instead of given back, the pool
 	// closed).
 	ServerWaits, ServerWaitsHanded, ServerWaitsOther uint64
+	// Idle is how many clients wait between requests on the loops now, without a goroutine
+	// (counted in ParkedClients too). Those idle for park_idle_after leave the loops for
+	// the park set.
+	Idle int
 }
 
 // Stat returns a snapshot of the server's pools.
