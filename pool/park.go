@@ -98,7 +98,7 @@ const parkAtLoginOver = 256
 // costs no wake-up.
 func (c *clientSession) parkAtLogin() bool {
 	s := c.srv
-	if !c.parkable || s.parker == nil || c.lp != nil || s.nClients.Load()-int64(s.parker.Len()) <= parkAtLoginOver {
+	if !c.parkable || s.parker == nil || s.nClients.Load()-int64(s.parker.Len()) <= parkAtLoginOver {
 		return false
 	}
 	return c.tryPark()
