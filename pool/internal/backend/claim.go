@@ -118,16 +118,18 @@ func (bp *Pool) File(ctx context.Context, cl *Claim) (res *puddle.Resource[*Conn
 		}
 		st := bp.p.Stat()
 		if st.IdleResources() > 0 {
-			res, err := bp.p.TryAcquire(ctx)
-			q.mu.Unlock()
-			if err != nil {
-				return nil, false, nil
+			if res, err := bp.p.TryAcquire(ctx); err == nil {
+				q.mu.Unlock()
+				if !bp.usable(ctx, res) {
+					bp.destroy(res)
+					continue
+				}
+				return res, false, nil
 			}
-			if !bp.usable(ctx, res) {
-				bp.destroy(res)
-				continue
-			}
-			return res, false, nil
+			// The idle server is promised to a session waiting in Acquire (Release handed
+			// it that session's turn): wait for the next one as a claim. As a goroutine,
+			// this session would make the next server given back the goroutines' turn
+			// too, and so on: under load, waits that never go back to the loop.
 		}
 		if st.TotalResources() < st.MaxResources() || st.ConstructingResources() > 0 {
 			q.mu.Unlock()
