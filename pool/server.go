@@ -411,21 +411,24 @@ func (s *Server) overClientLimit() bool {
 // hold the pools open: those are closed as soon as the logins end.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
-	s.closing.Store(true)
-	for ln := range s.listeners {
-		_ = ln.Close()
-	}
+	s.closing.Store(true) // a client that registers from now on drains from the start
 	clients := make([]*clientSession, 0, len(s.conns))
 	for c := range s.conns {
 		clients = append(clients, c)
 	}
 	s.mu.Unlock()
+	// The clients are asked to leave before the listeners close: once a new connection is
+	// refused, every client connected before it has been told, and a request it sends
+	// after that is one the drain answers (with 57P01, past its grace).
 	for _, c := range clients {
 		c.RequestClose(drainGrace)
 	}
 	// No connection joins s.wg from now on (see serveConn). One accepted before the
 	// listeners closed and registered since is draining already.
 	s.mu.Lock()
+	for ln := range s.listeners {
+		_ = ln.Close()
+	}
 	s.waiting = true
 	s.mu.Unlock()
 	done := make(chan struct{})
