@@ -58,6 +58,9 @@ func (c *clientSession) loop(ctx context.Context) error {
 			return protocol.NewFatal(protocol.CodeAdminShutdown, "terminating connection due to administrator command")
 		}
 		c.DisarmIdleTimeout()
+		if c.parkRefused.Load() != 0 {
+			c.parkRefused.Store(0) // the sweeper may ask again (tryPark)
+		}
 		if f := c.srv.clientFault; f != nil {
 			f(fr.Type)
 		}

@@ -81,7 +81,7 @@ func (c *clientSession) parkReady(now int64, after time.Duration) bool {
 		return false
 	}
 	since := c.IdleSince.Load()
-	return since != 0 && now-since >= int64(after)
+	return since != 0 && now-since >= int64(after) && since != c.parkRefused.Load()
 }
 
 // parkAtLoginOver is how many logged-in clients may hold a goroutine (not parked) before
@@ -107,9 +107,14 @@ func (c *clientSession) parkAtLogin() bool {
 // tryPark parks c if it still may, and reports whether it did; the client goroutine calls
 // it when its read timed out at the sweeper's request, and ends at once if it did.
 func (c *clientSession) tryPark() bool {
-	if c.Conn.TLS != nil || c.listening != nil || c.rearmIdle.Load() || c.Discarding || c.BeginDeferred || c.Stmts.HasDeferred() ||
-		c.Conn.R.Buffered() > 0 || c.Conn.FR.Pending() || c.killed.Load() || c.Closing.Load() || c.IdleArmed() || c.xactTimedOut.Load() ||
-		c.CurrentLease() != nil {
+	if c.listening != nil || c.Discarding || c.BeginDeferred || c.Stmts.HasDeferred() {
+		// Until the client sends something, asking again would be refused again: on the
+		// event loops each ask is a wake onto a goroutine (parkReady).
+		c.parkRefused.Store(c.IdleSince.Load())
+		return false
+	}
+	if c.Conn.TLS != nil || c.rearmIdle.Load() || c.Conn.R.Buffered() > 0 || c.Conn.FR.Pending() || c.killed.Load() ||
+		c.Closing.Load() || c.IdleArmed() || c.xactTimedOut.Load() || c.CurrentLease() != nil {
 		return false
 	}
 	w := c.Conn.Net.(*wakeConn)
@@ -278,5 +283,6 @@ func (s *Server) parkIdle(after time.Duration) {
 		// reading sees its read time out.
 		ready = s.askIdle(ready, func(c *clientSession) bool { return c.parkReady(now, after) },
 			func(c *clientSession) *atomic.Bool { return &c.parkReq }, s.loops != nil)
+		s.parkAsks.Add(uint64(len(ready)))
 	}
 }

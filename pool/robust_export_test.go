@@ -37,3 +37,6 @@ func DetachedClients(s *Server) int {
 	}
 	return n
 }
+
+// ParkAsks counts the clients s's sweeper asked to park.
+func ParkAsks(s *Server) uint64 { return s.parkAsks.Load() }

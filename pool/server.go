@@ -95,6 +95,7 @@ type Server struct {
 	parker    *park.Set      // idle clients' sockets (park.go); nil when parking is off
 	loops     *reactor.Set   // the event loops (loops.go); nil when off
 	loopIdle  atomic.Int64   // clients suspended between requests on the loops
+	parkAsks  atomic.Uint64  // clients the sweeper asked to park (parkIdle)
 	// claimWaits, claimHanded and claimOther are EventLoopStat's ServerWaits,
 	// ServerWaitsHanded and ServerWaitsOther.
 	claimWaits, claimHanded, claimOther atomic.Uint64

@@ -52,6 +52,10 @@ type clientSession struct {
 	// sweeper's request to park; parkTok, while parked, wakes it (0 when not parked),
 	// changed under parkMu.
 	parkReq atomic.Bool
+	// parkRefused is the IdleSince at which the client last refused to park for a state
+	// only its next message ends (a held-back BEGIN, LISTEN...): the sweeper asks it again
+	// once it has sent something (the loop clears it) or become idle anew.
+	parkRefused atomic.Int64
 	// rearmIdle asks the client goroutine to arm client_idle_timeout, which a reload
 	// turned on (rearmIdleClients).
 	rearmIdle atomic.Bool
