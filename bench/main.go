@@ -417,7 +417,9 @@ type benchmark struct {
 func (b *benchmark) runAll(ctx context.Context) error {
 	if b.cfg.warmup > 0 {
 		for _, t := range targetNames {
-			b.runOne(ctx, 0, "select", slices.Min(b.cfg.clients), t, b.cfg.warmup)
+			if c := slices.Min(b.cfg.clients); b.cfg.runs(t, c) { // direct only up to -direct-max-clients
+				b.runOne(ctx, 0, "select", c, t, b.cfg.warmup)
+			}
 		}
 	}
 	for round := 1; round <= b.cfg.rounds; round++ {
