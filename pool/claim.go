@@ -83,7 +83,9 @@ func (c *clientSession) fileClaim(ctx context.Context, a *acquireState, bp *back
 		}
 	}
 	c.killableWait(&cs.kill)
-	if a != &cs.acq {
+	// A first wait's request is the caller's; a retried one (afterClaim) is cs.acq already.
+	first := a != &cs.acq
+	if first {
 		cs.acq = *a // afterClaim goes on from it, maybe before File returns
 	}
 	w := lp.w.Swap(nil)
@@ -96,7 +98,7 @@ func (c *clientSession) fileClaim(ctx context.Context, a *acquireState, bp *back
 		return nil, true, nil
 	}
 	lp.w.Store(w)
-	if a != &cs.acq {
+	if first {
 		cs.acq.msg, cs.acq.bp, cs.acq.rs = nil, nil, nil // an idle session must not hold its read buffer
 	}
 	c.stopClaimWait()
