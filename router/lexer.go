@@ -126,30 +126,116 @@ func lowerWord(w string) string {
 			}
 			buf[i] = c
 		}
-		if kw, ok := lexerKeywords[string(buf[:len(w)])]; ok {
+		if kw := keyword(buf[:len(w)]); kw != "" {
 			return kw
 		}
 	}
 	return strings.ToLower(w)
 }
 
-// lexerKeywords are the words lowerWord returns without allocating.
-var lexerKeywords = func() map[string]string {
-	m := make(map[string]string)
-	for _, w := range []string{
-		// CommandOf and SessionBound
-		"all", "alter", "authorization", "characteristics", "constraints", "create", "deallocate", "declare", "do", "load",
-		"discard", "execute", "global", "listen", "local", "prepare", "reset", "role", "session",
-		"set", "temp", "temporary", "time", "transaction", "unlisten",
-		// first words of common statements
-		"abort", "begin", "call", "commit", "copy", "delete", "end", "explain", "fetch", "insert",
-		"lock", "merge", "rollback", "savepoint", "select", "show", "start", "table", "truncate",
-		"update", "values", "with",
-	} {
-		m[w] = w
+// keyword returns the keyword that lower-case word b spells, from the words lowerWord
+// returns without allocating, or "": the words CommandOf and SessionBound look for, and
+// the usual first words of a statement. A switch, which compares by length and then
+// bytes, costs half what hashing b for a map did.
+func keyword(b []byte) string {
+	switch string(b) {
+	case "all":
+		return "all"
+	case "alter":
+		return "alter"
+	case "authorization":
+		return "authorization"
+	case "characteristics":
+		return "characteristics"
+	case "constraints":
+		return "constraints"
+	case "create":
+		return "create"
+	case "deallocate":
+		return "deallocate"
+	case "declare":
+		return "declare"
+	case "do":
+		return "do"
+	case "load":
+		return "load"
+	case "discard":
+		return "discard"
+	case "execute":
+		return "execute"
+	case "global":
+		return "global"
+	case "listen":
+		return "listen"
+	case "local":
+		return "local"
+	case "prepare":
+		return "prepare"
+	case "reset":
+		return "reset"
+	case "role":
+		return "role"
+	case "session":
+		return "session"
+	case "set":
+		return "set"
+	case "temp":
+		return "temp"
+	case "temporary":
+		return "temporary"
+	case "time":
+		return "time"
+	case "transaction":
+		return "transaction"
+	case "unlisten":
+		return "unlisten"
+	case "abort":
+		return "abort"
+	case "begin":
+		return "begin"
+	case "call":
+		return "call"
+	case "commit":
+		return "commit"
+	case "copy":
+		return "copy"
+	case "delete":
+		return "delete"
+	case "end":
+		return "end"
+	case "explain":
+		return "explain"
+	case "fetch":
+		return "fetch"
+	case "insert":
+		return "insert"
+	case "lock":
+		return "lock"
+	case "merge":
+		return "merge"
+	case "rollback":
+		return "rollback"
+	case "savepoint":
+		return "savepoint"
+	case "select":
+		return "select"
+	case "show":
+		return "show"
+	case "start":
+		return "start"
+	case "table":
+		return "table"
+	case "truncate":
+		return "truncate"
+	case "update":
+		return "update"
+	case "values":
+		return "values"
+	case "with":
+		return "with"
 	}
-	return m
-}()
+	return ""
+}
 
 // end reports whether only whitespace, comments and semicolons remain.
 func (lx *lexer) end() bool {

@@ -23,3 +23,21 @@ func TestLowerWord(t *testing.T) {
 		})
 	}
 }
+
+func TestLowerWordKeywordsDoNotAllocate(t *testing.T) {
+	for _, w := range []string{"SELECT", "Begin", "COMMIT", "Set", "TRANSACTION", "Update"} {
+		if n := testing.AllocsPerRun(100, func() { sinkWord = lowerWord(w) }); n != 0 {
+			t.Errorf("lowerWord(%q) allocates %v times", w, n)
+		}
+	}
+}
+
+var sinkWord string
+
+// BenchmarkLowerWord folds the words judging pgbench's statements meets.
+func BenchmarkLowerWord(b *testing.B) {
+	words := []string{"SELECT", "abalance", "FROM", "UPDATE", "BEGIN", "END", "INSERT", "INTO"}
+	for i := 0; i < b.N; i++ {
+		sinkWord = lowerWord(words[i%len(words)])
+	}
+}
