@@ -74,19 +74,25 @@ func Plan(sv Server, params map[string]string, resetAll bool) []Step {
 // nothing to do: each parameter has the wanted value (a role of "none" may be absent),
 // and nothing else was set.
 func inSync(sv Server, params map[string]string) bool {
-	for n := range sv.Set {
-		if _, ok := params[n]; !ok {
-			return false
-		}
+	if len(sv.Set) > len(params) {
+		return false // something else was set
 	}
+	// One walk, over params: each of sv.Set's names found there is counted, and if all
+	// are, nothing else was set (a map's names are distinct).
+	inSet := 0
 	for n, want := range params {
-		cur, ok := sv.Value(n)
+		cur, ok := sv.Set[n]
+		if ok {
+			inSet++
+		} else {
+			cur, ok = sv.Defaults[n]
+		}
 		if ok && cur == want || !ok && n == "role" && want == "none" {
 			continue
 		}
 		return false
 	}
-	return true
+	return inSet == len(sv.Set)
 }
 
 // planSteps is Plan without the in-sync shortcut.

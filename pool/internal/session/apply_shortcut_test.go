@@ -66,3 +66,16 @@ func TestPlanInSyncAllocatesNothing(t *testing.T) {
 	})
 	require.Zero(t, allocs)
 }
+
+// BenchmarkPlanInSync is the check made each time a client gets a server that last ran
+// another client with the same settings (pgbench's clients, on a pool of servers).
+func BenchmarkPlanInSync(b *testing.B) {
+	sv := Server{Defaults: map[string]string{"TimeZone": "UTC", "application_name": "", "client_encoding": "UTF8", "DateStyle": "ISO, MDY"},
+		Set: map[string]string{"application_name": "pgbench"}}
+	params := map[string]string{"application_name": "pgbench", "client_encoding": "UTF8"}
+	for i := 0; i < b.N; i++ {
+		if Plan(sv, params, false) != nil {
+			b.Fatal("steps for a server in sync")
+		}
+	}
+}
