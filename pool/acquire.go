@@ -96,7 +96,7 @@ func (c *clientSession) acquire(ctx context.Context, fr protocol.Frame, msg []by
 			return nil, c.srv.acquireError(err, false)
 		}
 	}
-	c.requestAt.Store(time.Now().UnixNano())
+	c.requestAt.Store(lease.Nanotime())
 	var a acquireState // copied into the claim state if the session waits as a claim
 	a.rs = c.srv.rs()
 	a.backend, a.replica, a.mayWrite, a.forced = c.routeFor(ctx, a.rs, fr.Type, msg)

@@ -35,7 +35,7 @@ type clientSession struct {
 	parkable     bool         // see Parking below (next to admin: they share a word)
 	loggedIn     atomic.Bool  // startup is complete
 	connectedAt  int64        // Unix ns when the connection was accepted
-	requestAt    atomic.Int64 // Unix ns of the last transaction start
+	requestAt    atomic.Int64 // lease.Nanotime of the last transaction start
 	waitingSince atomic.Int64 // nanotime when it began waiting for a server; 0 if not
 
 	// KILL_CLIENT (console.go): killed is set once the client is killed; waitKill ends

@@ -155,7 +155,7 @@ func (s *Server) clientSnapshot(details bool) []admin.Client {
 			cl.ConnectTime = time.Unix(0, c.connectedAt)
 			cl.RequestTime = cl.ConnectTime
 			if r := c.requestAt.Load(); r != 0 {
-				cl.RequestTime = time.Unix(0, r)
+				cl.RequestTime = lease.WallTime(r)
 			}
 			cl.CloseNeeded = c.Closing.Load()
 			cl.ID, cl.Ptr = c.ID, clientPtr(c.ID)

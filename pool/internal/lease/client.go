@@ -207,6 +207,9 @@ func IsTimeout(err error) bool {
 // Nanotime is a monotonic clock reading in nanoseconds.
 func Nanotime() int64 { return int64(time.Since(monoStart)) }
 
+// WallTime is the wall-clock time of Nanotime reading mono.
+func WallTime(mono int64) time.Time { return monoStart.Add(time.Duration(mono)) }
+
 // monoStart anchors nanotime.
 var monoStart = time.Now()
 

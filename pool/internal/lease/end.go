@@ -151,7 +151,7 @@ func (l *Lease) onEnd() bool {
 		l.to(leaseReturning)
 		c.Lease = nil
 	}
-	c.IdleSince.Store(Nanotime())
+	c.IdleSince.Store(l.readyAt) // read by noteReady in this endsLease: one clock read fewer
 	if c.Closing.Load() {
 		// Wake the client goroutine so it can say goodbye.
 		_ = c.Conn.Net.SetReadDeadline(time.Now())

@@ -100,8 +100,8 @@ type Lease struct {
 	untracked, opaque          bool
 	settingNames, settingFuncs []string
 	// Statistics: nanotime of the oldest unanswered request and of the transaction's
-	// first request (0: none).
-	qStart, xStart int64
+	// first request (0: none); readyAt, of the last ReadyForQuery (noteReady).
+	qStart, xStart, readyAt int64
 	// queryTimer cancels a request running past query_timeout; nil until first armed
 	// (armQueryTimer, by the client goroutine). Stopped without the lock, once the lease
 	// owes nothing or is destroyed.

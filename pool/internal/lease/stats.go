@@ -12,6 +12,7 @@ import (
 // relay holds no lock: a hook may block or call back into cmpool.
 func (l *Lease) noteReady(status byte) {
 	now := Nanotime()
+	l.readyAt = now
 	bp := l.pool
 	if l.qStart != 0 {
 		d := now - l.qStart
