@@ -19,7 +19,8 @@ import (
 // and temporary objects outside session mode. It reports whether the query was handled
 // here.
 func (c *clientSession) simpleCommand(q string) (bool, error) {
-	kind, name := router.CommandOf(q)
+	j := c.Judge(q)
+	kind, name := j.Kind, j.Name
 	sessionMode := c.Mode == lease.Session
 	var reply []byte
 	if pe := c.SessionStateRefusal(q); pe != nil {

@@ -13,7 +13,7 @@ import (
 // proxyCommand answers SET and SHOW of cmpool's own parameters. It reports whether the
 // query was one.
 func (c *clientSession) proxyCommand(q string) (bool, error) {
-	if !router.ContainsFold(q, "cmpool.") {
+	if !c.Judge(q).G.Has(router.MentionsCmpool) {
 		return false, nil
 	}
 	v := c.srv.classifier.Classify(q)

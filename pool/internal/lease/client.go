@@ -63,9 +63,9 @@ type Client struct {
 	// server: later messages are dropped until Sync, as a server would.
 	Discarding bool
 	// (The bools are together: they share a word.)
-	// lastTemp is the last simple query judged for temporary objects, and the answer
-	// (tempObjectOf), or nil. The client goroutine's only.
-	lastTemp *tempJudged
+	// judged is the last simple query judged, and what its checks share (Judge), or
+	// nil. The client goroutine's only.
+	judged *Judged
 
 	// Settings are the session parameters this client wants on any server it uses, and
 	// their startup values. Guarded by mu: the client goroutine reads them between leases;
@@ -138,7 +138,7 @@ func (c *Client) broadcastIdle() {
 // traffic: the last lease, with its buffers, the scratch for rewritten messages and the
 // statement texts. The client goroutine calls it when the client holds no server and goes
 // idle for long (it is parked): its next transaction allocates them again.
-func (c *Client) ForgetIdle() { c.prevLease, c.out, c.texts, c.lastTemp = nil, nil, nil, nil }
+func (c *Client) ForgetIdle() { c.prevLease, c.out, c.texts, c.judged = nil, nil, nil, nil }
 
 // ReadyIdle is ReadyForQuery with status idle.
 var ReadyIdle = protocol.AppendReadyForQuery(nil, 'I')

@@ -122,12 +122,12 @@ func (c *Client) SessionStateRefusal(q string) *protocol.Error {
 		return nil
 	}
 	if !c.Pin.On {
-		if what := TempObjectOf(q); what != "" {
+		if what := c.Judge(q).TempObject(); what != "" {
 			return c.Mode.RefuseTempObject(what)
 		}
 		return nil
 	}
-	if c.pinReserved || !router.PinsSession(q) && c.tempObjectOf(q) == "" {
+	if j := c.Judge(q); c.pinReserved || !j.G.PinsSession() && j.TempObject() == "" {
 		return nil
 	}
 	c.Mu.Lock()
@@ -140,21 +140,6 @@ func (c *Client) SessionStateRefusal(q string) *protocol.Error {
 	}
 	return c.Pin.Group.refusal()
 }
-
-// tempObjectOf is TempObjectOf for the client goroutine, which judges a simple query twice
-// (SessionStateRefusal, then send): the last answer is kept, so the query is parsed once.
-func (c *Client) tempObjectOf(q string) string {
-	if c.lastTemp == nil {
-		c.lastTemp = new(tempJudged)
-	}
-	if t := c.lastTemp; t.q != q || q == "" {
-		t.q, t.what = q, TempObjectOf(q)
-	}
-	return c.lastTemp.what
-}
-
-// tempJudged is a simple query and what TempObjectOf said of it (Client.lastTemp).
-type tempJudged struct{ q, what string }
 
 // pinRefusalQuery returns the Query message sent in place of a simple query refused by
 // max_pinned on a server the client holds: it fails with the refusal, so that the server

@@ -107,9 +107,10 @@ func (c *Client) send(l *Lease, msg []byte) error {
 		if c.Mode != Session {
 			q := c.Text(QueryText(msg))
 			tq := c.traitsText(q) // an EXECUTE is judged by what it runs (sqlprepare.go)
-			t := withSettingEffects(c.Host.Classifier(), tq, traitsOf(tq))
+			j := c.Judge(tq)
+			t := withSettingEffects(c.Host.Classifier(), tq, session.TraitsOfJudged(tq, j.Kind, j.Name, j.G))
 			// A temporary object pins; judged once (SessionStateRefusal judged it first).
-			temp := c.Pin.On && !c.pinReserved && (t.MentionsTemp || tq != q) && c.tempObjectOf(q) != ""
+			temp := c.Pin.On && !c.pinReserved && (t.MentionsTemp || tq != q) && c.Judge(q).TempObject() != ""
 			var warn, refused bool
 			c.Mu.Lock()
 			if refused = l.refusePinLocked(&t, temp); !refused {

@@ -18,6 +18,9 @@ import (
 // an EXECUTE (c.SQLCommand).
 func (c *Client) JudgePreparedSQL(q string) *protocol.Error {
 	c.SQLCommand = nil
+	if !c.Judge(q).G.MayUsePreparedSQL() {
+		return nil // none of its words: PreparedSQLOf would say so after a scan of its own
+	}
 	p, ok := router.PreparedSQLOf(q)
 	if !ok {
 		return nil

@@ -33,8 +33,14 @@ type Traits struct {
 
 // TraitsOf inspects the first statement of a query.
 func TraitsOf(q string) Traits {
-	var t Traits
 	kind, name := router.CommandOf(q)
+	return TraitsOfJudged(q, kind, name, router.GlanceAt(q))
+}
+
+// TraitsOfJudged is TraitsOf for a query whose first command (router.CommandOf) and
+// glance (router.GlanceAt) are known.
+func TraitsOfJudged(q string, kind router.Command, name string, g router.Glance) Traits {
+	var t Traits
 	t.Resets = ResetsOfQuery(q, kind, name)
 	switch kind {
 	case router.CommandSet, router.CommandReset:
@@ -57,9 +63,9 @@ func TraitsOf(q string) Traits {
 		t.SessionBound = true
 		return t
 	}
-	t.Pins = router.PinsSession(q)
+	t.Pins = g.PinsSession()
 	t.SessionBound = t.Pins
-	t.MentionsTemp = router.ContainsFold(q, "temp")
+	t.MentionsTemp = g.Has(router.MentionsTemp)
 	return t
 }
 
