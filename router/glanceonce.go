@@ -39,13 +39,23 @@ var glanceFirst = func() (t [256]Glance) {
 	return t
 }()
 
-// GlanceAt scans q once for every word of a Glance.
+// GlanceAt scans q once for every word of a Glance. A byte that starts a word not found
+// yet has the next byte compared first, and only then the rest of the word: in SQL most
+// letters that start a word are followed by another.
 func GlanceAt(q string) Glance {
 	g := glanced
-	for i := 0; i < len(q); i++ {
-		for m := glanceFirst[q[i]] &^ g; m != 0; m &= m - 1 {
+	for i := 0; i+1 < len(q); i++ {
+		m := glanceFirst[q[i]] &^ g
+		if m == 0 {
+			continue
+		}
+		next := q[i+1]
+		if 'A' <= next && next <= 'Z' {
+			next += 'a' - 'A'
+		}
+		for ; m != 0; m &= m - 1 {
 			k := bits.TrailingZeros16(uint16(m))
-			if hasLowerPrefix(q[i+1:], glanceWords[k][1:]) {
+			if w := glanceWords[k]; w[1] == next && hasLowerPrefix(q[i+2:], w[2:]) {
 				g |= 1 << k
 			}
 		}

@@ -86,3 +86,38 @@ func BenchmarkGlanceManyCandidates(b *testing.B) {
 		}
 	}
 }
+
+// pgbench's TPC-B statements, for BenchmarkGlanceTPCB and BenchmarkContainsFoldTPCB.
+var tpcbStatements = []string{
+	"UPDATE pgbench_accounts SET abalance = abalance + -4321 WHERE aid = 765432;",
+	"SELECT abalance FROM pgbench_accounts WHERE aid = 765432;",
+	"UPDATE pgbench_tellers SET tbalance = tbalance + -4321 WHERE tid = 42;",
+	"UPDATE pgbench_branches SET bbalance = bbalance + -4321 WHERE bid = 7;",
+	"INSERT INTO pgbench_history (tid, bid, aid, delta, mtime) VALUES (42, 7, 765432, -4321, CURRENT_TIMESTAMP);",
+}
+
+func BenchmarkGlanceTPCB(b *testing.B) {
+	b.ReportAllocs()
+	for b.Loop() {
+		for _, q := range tpcbStatements {
+			if GlanceAt(q).Has(MentionsTemp) {
+				b.Fatal("found")
+			}
+		}
+	}
+}
+
+// BenchmarkContainsFoldTPCB is what judging the statements cost before GlanceAt: the
+// scans of the checks, one word at a time.
+func BenchmarkContainsFoldTPCB(b *testing.B) {
+	b.ReportAllocs()
+	for b.Loop() {
+		for _, q := range tpcbStatements {
+			for _, w := range []string{"cmpool.", "with hold", "advisory_lock", "temp", "prepare", "execute", "deallocate"} {
+				if ContainsFold(q, w) {
+					b.Fatal("found")
+				}
+			}
+		}
+	}
+}
