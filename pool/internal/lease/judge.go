@@ -18,7 +18,8 @@ type Judged struct {
 }
 
 // Judge returns what the checks of simple query q share: the last query's when q is the
-// same text, else made now. The client goroutine's only.
+// same text, else made now. The client goroutine's only. There is one Judged per client:
+// a call for another text overwrites what an earlier call returned.
 func (c *Client) Judge(q string) *Judged {
 	j := c.judged
 	if j == nil {
