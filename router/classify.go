@@ -101,6 +101,35 @@ func (c *Classifier) Classify(sql string) *Verdict {
 	return v
 }
 
+// ClassifyWithoutNumbers is Classify(WithoutNumbers(q)), for statements that differ only
+// in numbers to share a verdict. The text without numbers is built in a pooled buffer
+// and made a string only when its verdict is not cached yet: a statement run again with
+// other numbers (pgbench's INSERT) allocates nothing.
+func (c *Classifier) ClassifyWithoutNumbers(q string) *Verdict {
+	bp := numberlessBufs.Get().(*[]byte)
+	defer numberlessBufs.Put(bp)
+	b, replaced := appendWithoutNumbers((*bp)[:0], q)
+	if cap(b) <= maxNumberlessBuf {
+		*bp = b[:0]
+	}
+	if !replaced {
+		return c.Classify(q)
+	}
+	c.mu.RLock()
+	v, ok := c.cache[string(b)] // no copy made for the lookup
+	c.mu.RUnlock()
+	if ok {
+		return v
+	}
+	return c.Classify(string(b))
+}
+
+// numberlessBufs are ClassifyWithoutNumbers' buffers; one over maxNumberlessBuf bytes is
+// not kept.
+var numberlessBufs = sync.Pool{New: func() any { return new([]byte) }}
+
+const maxNumberlessBuf = 16 << 10
+
 var plainRead = &Verdict{Statements: 1}
 
 // classify does the work without the cache.

@@ -71,7 +71,17 @@ func MayChangeSettings(q string) bool {
 // statement may change settings). Quoted text, quoted identifiers, comments and $n
 // parameters are left as they are. q itself is returned when it has no number to replace.
 func WithoutNumbers(q string) string {
-	var b []byte
+	b, replaced := appendWithoutNumbers(nil, q)
+	if !replaced {
+		return q
+	}
+	return string(b)
+}
+
+// appendWithoutNumbers appends WithoutNumbers(q) to b and reports true when q has a
+// number to replace; else it returns b as it was, and false.
+func appendWithoutNumbers(b []byte, q string) ([]byte, bool) {
+	start, replaced := len(b), false
 	last := 0 // q[last:i] is still to be copied into b
 	for i := 0; i < len(q); {
 		c := q[i]
@@ -139,15 +149,15 @@ func WithoutNumbers(q string) string {
 			}
 			b = append(b, q[last:i]...)
 			b = append(b, '0')
-			last, i = j, j
+			last, i, replaced = j, j, true
 		default:
 			i++
 		}
 	}
-	if b == nil {
-		return q
+	if !replaced {
+		return b[:start], false
 	}
-	return string(append(b, q[last:]...))
+	return append(b, q[last:]...), true
 }
 
 // ContainsFold reports whether s contains the lower-case ASCII substr, ignoring case.

@@ -102,3 +102,37 @@ func TestWithoutNumbers(t *testing.T) {
 	q := "SELECT abalance FROM pgbench_accounts WHERE aid = $1"
 	require.Zero(t, testing.AllocsPerRun(100, func() { router.WithoutNumbers(q) }))
 }
+
+// ClassifyWithoutNumbers gives the verdict Classify gives the text without numbers, from
+// the same cache, and allocates nothing once that verdict is cached.
+func TestClassifyWithoutNumbers(t *testing.T) {
+	cl := router.NewClassifier(0)
+	for _, q := range []string{
+		"INSERT INTO pgbench_history (tid, bid, aid, delta, mtime) VALUES (42, 7, 765432, -4321, CURRENT_TIMESTAMP);",
+		"SELECT set_config('work_mem', '64MB', false), 12", "SELECT f(0)", "SELECT 1; SET work_mem = 1", "",
+	} {
+		v := cl.ClassifyWithoutNumbers(q)
+		require.Same(t, cl.Classify(router.WithoutNumbers(q)), v, q)
+		require.Same(t, v, cl.ClassifyWithoutNumbers(q), q)
+		require.Zero(t, testing.AllocsPerRun(100, func() { cl.ClassifyWithoutNumbers(q) }), q)
+	}
+}
+
+func BenchmarkClassifyWithoutNumbers(b *testing.B) {
+	cl := router.NewClassifier(0)
+	q := "INSERT INTO pgbench_history (tid, bid, aid, delta, mtime) VALUES (42, 7, 765432, -4321, CURRENT_TIMESTAMP);"
+	b.ReportAllocs()
+	for b.Loop() {
+		cl.ClassifyWithoutNumbers(q)
+	}
+}
+
+// BenchmarkClassifyOfWithoutNumbers is what ClassifyWithoutNumbers replaced.
+func BenchmarkClassifyOfWithoutNumbers(b *testing.B) {
+	cl := router.NewClassifier(0)
+	q := "INSERT INTO pgbench_history (tid, bid, aid, delta, mtime) VALUES (42, 7, 765432, -4321, CURRENT_TIMESTAMP);"
+	b.ReportAllocs()
+	for b.Loop() {
+		cl.Classify(router.WithoutNumbers(q))
+	}
+}

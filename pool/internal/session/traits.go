@@ -75,7 +75,7 @@ func WithSettingEffects(cl *router.Classifier, q string, t Traits) Traits {
 	if cl == nil || !router.MayChangeSettings(q) {
 		return t
 	}
-	v := cl.Classify(router.WithoutNumbers(q))
+	v := cl.ClassifyWithoutNumbers(q)
 	t.Untracked, t.Opaque = v.UntrackedSettings, v.OpaqueSettings
 	t.SettingNames, t.SettingFuncs = v.SettingNames, v.SettingFuncs
 	return t
