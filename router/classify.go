@@ -102,16 +102,12 @@ func (c *Classifier) Classify(sql string) *Verdict {
 }
 
 // ClassifyWithoutNumbers is Classify(WithoutNumbers(q)), for statements that differ only
-// in numbers to share a verdict. The text without numbers is built in a pooled buffer
-// and made a string only when its verdict is not cached yet: a statement run again with
-// other numbers (pgbench's INSERT) allocates nothing.
+// in numbers to share a verdict. The text without numbers is built on the stack (on the
+// heap past numberlessStack bytes) and made a string only when its verdict is not cached
+// yet: a statement run again with other numbers (pgbench's INSERT) allocates nothing.
 func (c *Classifier) ClassifyWithoutNumbers(q string) *Verdict {
-	bp := numberlessBufs.Get().(*[]byte)
-	defer numberlessBufs.Put(bp)
-	b, replaced := appendWithoutNumbers((*bp)[:0], q)
-	if cap(b) <= maxNumberlessBuf {
-		*bp = b[:0]
-	}
+	var buf [numberlessStack]byte
+	b, replaced := appendWithoutNumbers(buf[:0], q)
 	if !replaced {
 		return c.Classify(q)
 	}
@@ -124,11 +120,8 @@ func (c *Classifier) ClassifyWithoutNumbers(q string) *Verdict {
 	return c.Classify(string(b))
 }
 
-// numberlessBufs are ClassifyWithoutNumbers' buffers; one over maxNumberlessBuf bytes is
-// not kept.
-var numberlessBufs = sync.Pool{New: func() any { return new([]byte) }}
-
-const maxNumberlessBuf = 16 << 10
+// numberlessStack is the size of ClassifyWithoutNumbers' buffer on the stack.
+const numberlessStack = 512
 
 var plainRead = &Verdict{Statements: 1}
 
