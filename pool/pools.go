@@ -121,7 +121,7 @@ func (s *Server) poolFor(database, user string, which int) (*backendPool, error)
 		CheckDelay:     checkDelay,
 		RoundRobin:     cfg.ServerRoundRobin,
 		LoginRetry:     loginRetry,
-		Claims:         s.loops != nil,
+		Claims:         true,
 	})
 	if err != nil {
 		return nil, err
