@@ -32,14 +32,13 @@ func (c *clientSession) waiter(ctx context.Context) *waiter {
 	return c.wait
 }
 
-// dropWaiter lets go of the session's waiter and goroutine claim, when it leaves, parks or waits on an event
+// dropWaiter lets go of the session's waiter, when it leaves, parks or waits on an event
 // loop for its next request: an idle client holds none.
 func (c *clientSession) dropWaiter() {
 	if c.wait != nil {
 		c.wait.release()
 		c.wait = nil
 	}
-	c.gclaim = nil // empty between waits (claimOrAcquire)
 }
 
 // acquireError turns a failure to get a server into the error the client sees.
@@ -221,7 +220,7 @@ func (c *clientSession) waitServer(ctx context.Context, bp *backendPool) (*puddl
 	c.killableWait(&w.kill)
 	start := lease.Nanotime()
 	c.waitingSince.Store(start)
-	res, err := c.claimOrAcquire(w, bp)
+	res, err := bp.Acquire(w)
 	c.waitingSince.Store(0)
 	c.killableWait(nil)
 	c.srv.noteWait(c.Database, c.User, bp, time.Duration(lease.Nanotime()-start))

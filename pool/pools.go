@@ -121,7 +121,7 @@ func (s *Server) poolFor(database, user string, which int) (*backendPool, error)
 		CheckDelay:     checkDelay,
 		RoundRobin:     cfg.ServerRoundRobin,
 		LoginRetry:     loginRetry,
-		Claims:         true,
+		Claims:         s.loops != nil,
 	})
 	if err != nil {
 		return nil, err

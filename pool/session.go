@@ -45,9 +45,6 @@ type clientSession struct {
 	// wait is what the client goroutine waits for a server under (waiter.go); nil until
 	// its first wait, and while idle on an event loop or parked (dropWaiter).
 	wait *waiter
-	// gclaim is its claim for waits for a server as a goroutine (goclaim.go); nil until
-	// its first such wait.
-	gclaim *goClaim
 
 	xactTimedOut atomic.Bool // its transaction outlived transaction_timeout
 

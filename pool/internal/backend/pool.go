@@ -60,8 +60,8 @@ type PoolConfig struct {
 	// LoginRetry is how long after a failed login the pool fails new logins at once with
 	// that login's error, without trying (server_login_retry); 0 always tries.
 	LoginRetry time.Duration
-	// Claims lets client sessions wait for a server as claims (File, claim.go): on event
-	// loops without a goroutine, on goroutines without puddle's semaphore.
+	// Claims lets client sessions on event loops wait for a server without a goroutine
+	// (File, claim.go).
 	Claims bool
 }
 
