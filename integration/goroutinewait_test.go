@@ -12,10 +12,10 @@ import (
 	"github.com/cmlite/cmpool/pool"
 )
 
-// Waiting for a server as a goroutine (pool/goclaim.go): without event loops, a session
-// that finds no idle server in a full pool files a claim and sleeps on its own channel;
-// the server given back next is handed to it. These tests drive every way such a wait
-// ends, with the two-clients-one-server rules.
+// Waiting for a server as a goroutine (waitServer, pool/acquire.go): without event loops, a
+// session that finds no idle server waits in the pool's Acquire. These tests drive every
+// way such a wait ends, with the two-clients-one-server rules, as eventloop_claim_test.go
+// does for the waits on the loops.
 
 // waitingClients waits until the console shows n clients waiting for a server.
 func waitingClients(t *testing.T, console *pgx.Conn, n int) {
@@ -30,16 +30,16 @@ func waitingClients(t *testing.T, console *pgx.Conn, n int) {
 	}, 10*time.Second, 5*time.Millisecond, "%d clients waiting", n)
 }
 
-// TestGoroutineClaimEnds: pool size 1, no loops. A holds the server in a transaction
+// TestGoroutineWaitEnds: pool size 1, no loops. A holds the server in a transaction
 // after SET and SET LOCAL. B's wait ends by query_wait_timeout (57014), twice; K's by
 // KILL_CLIENT (57P01), at once. Neither is lent the server, and once A commits, B gets it
 // without any of A's session, and A keeps its own.
-func TestGoroutineClaimEnds(t *testing.T) {
+func TestGoroutineWaitEnds(t *testing.T) {
 	_, p := adminProxy(t, pool.Config{DefaultPoolSize: 1, QueryWaitTimeout: 700 * time.Millisecond})
 	ctx := ctxT(t, time.Minute)
 	a := connect(t, p.URL("", "")+"&application_name=client_a", pgx.QueryExecModeSimpleProtocol)
-	b := connect(t, p.URL("", "")+"&application_name=claim_b", pgx.QueryExecModeCacheStatement)
-	k := connect(t, p.URL("", "")+"&application_name=claim_k", pgx.QueryExecModeSimpleProtocol)
+	b := connect(t, p.URL("", "")+"&application_name=wait_b", pgx.QueryExecModeCacheStatement)
+	k := connect(t, p.URL("", "")+"&application_name=wait_k", pgx.QueryExecModeSimpleProtocol)
 	console := adminConn(t, p, "pgbouncer", "postgres")
 
 	_, err := a.Exec(ctx, "set statement_timeout = '4321s'")
@@ -49,7 +49,7 @@ func TestGoroutineClaimEnds(t *testing.T) {
 	_, err = tx.Exec(ctx, "set local work_mem = '7777kB'")
 	require.NoError(t, err)
 
-	for range 2 { // the second wait reuses the session's claim
+	for range 2 { // the second wait makes a new waiter: the first was closed
 		start := time.Now()
 		_, err = b.Exec(ctx, "select 1")
 		require.Equal(t, "57014", pgCode(err), "got %v", err)
@@ -59,7 +59,7 @@ func TestGoroutineClaimEnds(t *testing.T) {
 
 	done := asyncExec(ctx, k, "select 2")
 	waitingClients(t, console, 1)
-	_, err = console.Exec(ctx, "KILL_CLIENT "+clientID(t, console, "claim_k"))
+	_, err = console.Exec(ctx, "KILL_CLIENT "+clientID(t, console, "wait_k"))
 	require.NoError(t, err)
 	select {
 	case err := <-done:
@@ -84,7 +84,7 @@ func TestGoroutineClaimEnds(t *testing.T) {
 	require.NoError(t, tx.Commit(ctx))
 	s := <-got
 	require.NoError(t, s.err)
-	require.Equal(t, "claim_b", s.app)
+	require.Equal(t, "wait_b", s.app)
 	require.NotEqual(t, "4321s", s.timeout, "B sees A's statement_timeout")
 	require.NotEqual(t, "7777kB", s.workMem, "B sees A's SET LOCAL")
 	var timeout string
@@ -101,10 +101,9 @@ func TestGoroutineClaimEnds(t *testing.T) {
 	}, 5*time.Second, 10*time.Millisecond, "the one server is idle, and nobody waits")
 }
 
-// TestGoroutineClaimServerClosed: the server A holds dies while B waits for it. It is
-// closed, not given back, so B's claim cannot be handed it: B must get a new connection,
-// long before query_wait_timeout.
-func TestGoroutineClaimServerClosed(t *testing.T) {
+// TestGoroutineWaitServerClosed: the server A holds dies while B waits for it. It is
+// closed, not given back: B must get a new connection, long before query_wait_timeout.
+func TestGoroutineWaitServerClosed(t *testing.T) {
 	c, p := adminProxy(t, pool.Config{DefaultPoolSize: 1, QueryWaitTimeout: 20 * time.Second})
 	ctx := ctxT(t, time.Minute)
 	a := connect(t, p.URL("", ""), pgx.QueryExecModeSimpleProtocol)
@@ -136,9 +135,9 @@ func TestGoroutineClaimServerClosed(t *testing.T) {
 	_ = tx.Rollback(ctx)
 }
 
-// TestGoroutineClaimShutdown: a shutdown whose time is up ends a goroutine's wait for a
+// TestGoroutineWaitShutdown: a shutdown whose time is up ends a goroutine's wait for a
 // server at once: the waiting client hears "shutting down" while the one server is busy.
-func TestGoroutineClaimShutdown(t *testing.T) {
+func TestGoroutineWaitShutdown(t *testing.T) {
 	c, p := adminProxy(t, pool.Config{DefaultPoolSize: 1, QueryWaitTimeout: time.Minute})
 	ctx := ctxT(t, time.Minute)
 	a := connect(t, p.URL("", ""), pgx.QueryExecModeSimpleProtocol)
