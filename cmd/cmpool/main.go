@@ -21,6 +21,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime"
+	"runtime/pprof"
 	"strings"
 	"syscall"
 
@@ -106,6 +107,15 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer, si
 		runtime.GOMAXPROCS(s.Workers) // before anything starts; a reload does not change it
 		logger.Info("Go code runs on a set number of threads", "workers", s.Workers)
 	}
+	if path := getenv("CMPOOL_CPUPROFILE"); path != "" {
+		stop, err := startCPUProfile(path)
+		if err != nil {
+			logger.Error("cannot start", "error", err)
+			return 1
+		}
+		defer stop()
+		logger.Info("writing a CPU profile until the process stops", "path", path)
+	}
 	if cmd == "demo" {
 		return runDemo(s, logger, stdout, sigs)
 	}
@@ -119,6 +129,24 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer, si
 	}
 	reload := func() (settings, error) { return loadConfig(args, getenv) }
 	return runServe(s, reload, logger, lf, sigs)
+}
+
+// startCPUProfile profiles the process's CPU into a new file at path, until stop is called
+// (when run returns, after a shutdown): what an operator can send with a performance
+// report, and what a profile-guided build takes (go build -pgo; docs/operations.md#profiling).
+func startCPUProfile(path string) (stop func(), err error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("CMPOOL_CPUPROFILE: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		_ = f.Close()
+		return nil, fmt.Errorf("CMPOOL_CPUPROFILE: %w", err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		_ = f.Close()
+	}, nil
 }
 
 // printUsage writes the help text, with every flag, its environment twin and its default.

@@ -100,3 +100,24 @@ func TestMetricsHealthz(t *testing.T) {
 	require.Equal(t, http.StatusServiceUnavailable, code)
 	require.Equal(t, "shutting down", body)
 }
+
+// TestCPUProfile: CMPOOL_CPUPROFILE writes a CPU profile (gzipped protobuf, what go build
+// -pgo takes) until run returns; a path that cannot be created stops the start.
+func TestCPUProfile(t *testing.T) {
+	path := t.TempDir() + "/cpu.pprof"
+	var stdout, stderr bytes.Buffer
+	env := envMap{"CMPOOL_CPUPROFILE": path}
+	code := run([]string{"--listen", "127.0.0.1:0"}, env.get, &stdout, &stderr, make(chan os.Signal))
+	require.Equal(t, 1, code, "no primary: it stops after the profile started")
+	require.Contains(t, stderr.String(), "writing a CPU profile")
+	b, err := os.ReadFile(path)
+	require.NoError(t, err)
+	require.Greater(t, len(b), 2)
+	require.Equal(t, []byte{0x1f, 0x8b}, b[:2], "a gzipped profile")
+
+	stderr.Reset()
+	env = envMap{"CMPOOL_CPUPROFILE": t.TempDir() + "/missing/cpu.pprof"}
+	code = run([]string{"--listen", "127.0.0.1:0", "--primary", "postgres://127.0.0.1:1/x"}, env.get, &stdout, &stderr, make(chan os.Signal))
+	require.Equal(t, 1, code)
+	require.Contains(t, stderr.String(), "CMPOOL_CPUPROFILE")
+}
