@@ -56,17 +56,7 @@ func TestEventLoopClaimHandoff(t *testing.T) {
 		require.NoError(t, err)
 
 		before := p.Server.Stat().EventLoops
-		type seen struct {
-			app, timeout, workMem string
-			err                   error
-		}
-		got := make(chan seen, 1)
-		go func() {
-			var s seen
-			s.err = b.QueryRow(ctx, "select current_setting('application_name'), current_setting('statement_timeout'), current_setting('work_mem')").
-				Scan(&s.app, &s.timeout, &s.workMem)
-			got <- s
-		}()
+		got := sessionSettings(ctx, b)
 		claimWaits(t, p, before.ServerWaits+1)
 		select {
 		case s := <-got:
@@ -150,41 +140,17 @@ func TestEventLoopClaimEnds(t *testing.T) {
 	}, 5*time.Second, 10*time.Millisecond, "the one server is idle, and nobody waits")
 }
 
-// TestEventLoopClaimServerClosed: the server A holds dies while B waits for it as a claim.
-// It is closed, not given back, so B's wait cannot end with it: B must get a new
-// connection, long before query_wait_timeout.
-func TestEventLoopClaimServerClosed(t *testing.T) {
-	c, p := proxy(t, pool.Config{DefaultPoolSize: 1, EventLoops: 2, QueryWaitTimeout: 20 * time.Second})
-	ctx := ctxT(t, time.Minute)
-	a := connect(t, p.URL("", ""), pgx.QueryExecModeSimpleProtocol)
-	b := connect(t, p.URL("", ""), pgx.QueryExecModeCacheStatement)
-	tx, err := a.Begin(ctx)
-	require.NoError(t, err)
-	var pid int
-	require.NoError(t, tx.QueryRow(ctx, "select pg_backend_pid()").Scan(&pid))
-
+// claimWaiting is the waitMark of the event loops: the wait is taken as a claim.
+func claimWaiting(t *testing.T, p *integration.Proxy) func() {
 	before := p.Server.Stat().EventLoops.ServerWaits
-	got := make(chan error, 1)
-	var bPID int
-	go func() { got <- b.QueryRow(ctx, "select pg_backend_pid()").Scan(&bPID) }()
-	claimWaits(t, p, before+1)
+	return func() { claimWaits(t, p, before+1) }
+}
 
-	admin := direct(t, c)
-	_, err = admin.Exec(ctx, "select pg_terminate_backend($1)", pid)
-	require.NoError(t, err)
-	start := time.Now()
-	// A learns of it at its next request; the server is closed then.
-	_, err = tx.Exec(ctx, "select 1")
-	require.Error(t, err)
-	select {
-	case err := <-got:
-		require.NoError(t, err)
-		require.NotEqual(t, pid, bPID, "B got a new server")
-	case <-time.After(10 * time.Second):
-		t.Fatal("B still waits after the server it waited for was closed")
-	}
-	require.Less(t, time.Since(start), 5*time.Second)
-	_ = tx.Rollback(ctx)
+// TestEventLoopClaimServerClosed: the server A holds dies while B waits for it as a claim
+// (serverClosedWhileWaiting, goroutinewait_test.go). It is closed, not given back, so B's
+// wait cannot end with it: B must get a new connection.
+func TestEventLoopClaimServerClosed(t *testing.T) {
+	serverClosedWhileWaiting(t, pool.Config{DefaultPoolSize: 1, EventLoops: 2, QueryWaitTimeout: 20 * time.Second}, claimWaiting)
 }
 
 // TestEventLoopClaimLoad: 60 clients of three pgx modes on 3 servers, with a
@@ -235,50 +201,17 @@ func TestEventLoopClaimLoad(t *testing.T) {
 }
 
 // TestEventLoopClaimShutdown: a shutdown whose time is up ends the waits for a server
-// taken as claims at once, as it ends goroutines' waits: the waiting client hears
-// "shutting down" while the one server is still busy.
+// taken as claims at once, as it ends goroutines' waits (shutdownWhileWaiting), and the
+// claim is ended, not handed the busy server.
 func TestEventLoopClaimShutdown(t *testing.T) {
-	c, p := proxy(t, pool.Config{DefaultPoolSize: 1, EventLoops: 2, QueryWaitTimeout: time.Minute})
-	ctx := ctxT(t, time.Minute)
-	a := connect(t, p.URL("", ""), pgx.QueryExecModeSimpleProtocol)
-	b := connect(t, p.URL("", ""), pgx.QueryExecModeCacheStatement)
-	sleeping := asyncExec(ctx, a, "select pg_sleep(6)")
-	admin := direct(t, c)
-	require.Eventually(t, func() bool {
-		var n int
-		err := admin.QueryRow(ctx, "select count(*) from pg_stat_activity where query = 'select pg_sleep(6)' and state = 'active'").Scan(&n)
-		return err == nil && n == 1
-	}, 10*time.Second, 10*time.Millisecond)
-	st := p.Server.Stat().EventLoops
-	before, other, handed := st.ServerWaits, st.ServerWaitsOther, st.ServerWaitsHanded
-	waiting := asyncExec(ctx, b, "select 1")
-	claimWaits(t, p, before+1)
-
-	sctx, cancel := context.WithTimeout(ctx, time.Second)
-	defer cancel()
-	start := time.Now()
-	shut := make(chan error, 1)
-	go func() { shut <- p.Server.Shutdown(sctx) }()
-	// Before A's statement ends and gives the server back, which would serve B. The client
-	// may hear the FATAL, or find its socket closed first by the same shutdown.
-	select {
-	case err := <-waiting:
-		require.Error(t, err)
-		if code := pgCode(err); code != "" {
-			require.Equal(t, "57P01", code, "got %v", err)
-			require.Contains(t, err.Error(), "shutting down")
-		}
-	case <-time.After(4 * time.Second):
-		t.Fatal("the claim outlived the shutdown")
+	var p *integration.Proxy
+	var st pool.EventLoopStat
+	mark := func(t *testing.T, px *integration.Proxy) func() {
+		p, st = px, px.Server.Stat().EventLoops
+		return claimWaiting(t, px)
 	}
-	require.Eventually(t, func() bool { return p.Server.Stat().EventLoops.ServerWaitsOther > other }, time.Second, 5*time.Millisecond,
-		"the claim was ended, not handed A's server")
-	require.Less(t, time.Since(start), 5*time.Second)
-	require.Equal(t, handed, p.Server.Stat().EventLoops.ServerWaitsHanded)
-	select {
-	case <-shut:
-	case <-time.After(15 * time.Second):
-		t.Fatal("Shutdown did not return")
-	}
-	<-sleeping
+	shutdownWhileWaiting(t, pool.Config{DefaultPoolSize: 1, EventLoops: 2, QueryWaitTimeout: time.Minute}, mark)
+	require.Eventually(t, func() bool { return p.Server.Stat().EventLoops.ServerWaitsOther > st.ServerWaitsOther }, 5*time.Second, 5*time.Millisecond,
+		"the claim was ended")
+	require.Equal(t, st.ServerWaitsHanded, p.Server.Stat().EventLoops.ServerWaitsHanded, "the claim was not handed A's server")
 }

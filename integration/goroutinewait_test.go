@@ -9,6 +9,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 
+	"github.com/cmlite/cmpool/integration"
 	"github.com/cmlite/cmpool/pool"
 )
 
@@ -69,17 +70,7 @@ func TestGoroutineWaitEnds(t *testing.T) {
 	}
 
 	// B waits again, and is handed the server when A commits.
-	type seen struct {
-		app, timeout, workMem string
-		err                   error
-	}
-	got := make(chan seen, 1)
-	go func() {
-		var s seen
-		s.err = b.QueryRow(ctx, "select current_setting('application_name'), current_setting('statement_timeout'), current_setting('work_mem')").
-			Scan(&s.app, &s.timeout, &s.workMem)
-		got <- s
-	}()
+	got := sessionSettings(ctx, b)
 	waitingClients(t, console, 1)
 	require.NoError(t, tx.Commit(ctx))
 	s := <-got
@@ -101,23 +92,55 @@ func TestGoroutineWaitEnds(t *testing.T) {
 	}, 5*time.Second, 10*time.Millisecond, "the one server is idle, and nobody waits")
 }
 
-// TestGoroutineWaitServerClosed: the server A holds dies while B waits for it. It is
-// closed, not given back: B must get a new connection, long before query_wait_timeout.
-func TestGoroutineWaitServerClosed(t *testing.T) {
-	c, p := adminProxy(t, pool.Config{DefaultPoolSize: 1, QueryWaitTimeout: 20 * time.Second})
+// seenSettings is what a client saw of its session: application_name, statement_timeout
+// and work_mem.
+type seenSettings struct {
+	app, timeout, workMem string
+	err                   error
+}
+
+// sessionSettings asks conn for its session's settings, in a goroutine: for a client that
+// waits for the server another client changed its session on.
+func sessionSettings(ctx context.Context, conn *pgx.Conn) <-chan seenSettings {
+	got := make(chan seenSettings, 1)
+	go func() {
+		var s seenSettings
+		s.err = conn.QueryRow(ctx, "select current_setting('application_name'), current_setting('statement_timeout'), current_setting('work_mem')").
+			Scan(&s.app, &s.timeout, &s.workMem)
+		got <- s
+	}()
+	return got
+}
+
+// waitMark is called before B's request for a server that A holds; it returns a function
+// that returns once B waits. The tests below run on goroutines and on the event loops
+// (eventloop_claim_test.go), each marking the wait its own way.
+type waitMark func(t *testing.T, p *integration.Proxy) (waiting func())
+
+// consoleWaiting is the waitMark of goroutines: the console shows one client waiting.
+func consoleWaiting(t *testing.T, p *integration.Proxy) func() {
+	console := adminConn(t, p, "pgbouncer", "postgres")
+	return func() { waitingClients(t, console, 1) }
+}
+
+// serverClosedWhileWaiting: pool size 1 (cfg), the server A holds dies while B waits for
+// it. It is closed, not given back: B must get a new connection, long before
+// query_wait_timeout.
+func serverClosedWhileWaiting(t *testing.T, cfg pool.Config, mark waitMark) {
+	c, p := adminProxy(t, cfg)
 	ctx := ctxT(t, time.Minute)
 	a := connect(t, p.URL("", ""), pgx.QueryExecModeSimpleProtocol)
 	b := connect(t, p.URL("", ""), pgx.QueryExecModeCacheStatement)
-	console := adminConn(t, p, "pgbouncer", "postgres")
 	tx, err := a.Begin(ctx)
 	require.NoError(t, err)
 	var pid int
 	require.NoError(t, tx.QueryRow(ctx, "select pg_backend_pid()").Scan(&pid))
 
+	waiting := mark(t, p)
 	got := make(chan error, 1)
 	var bPID int
 	go func() { got <- b.QueryRow(ctx, "select pg_backend_pid()").Scan(&bPID) }()
-	waitingClients(t, console, 1)
+	waiting()
 
 	_, err = direct(t, c).Exec(ctx, "select pg_terminate_backend($1)", pid)
 	require.NoError(t, err)
@@ -135,14 +158,14 @@ func TestGoroutineWaitServerClosed(t *testing.T) {
 	_ = tx.Rollback(ctx)
 }
 
-// TestGoroutineWaitShutdown: a shutdown whose time is up ends a goroutine's wait for a
-// server at once: the waiting client hears "shutting down" while the one server is busy.
-func TestGoroutineWaitShutdown(t *testing.T) {
-	c, p := adminProxy(t, pool.Config{DefaultPoolSize: 1, QueryWaitTimeout: time.Minute})
+// shutdownWhileWaiting: pool size 1 (cfg), a shutdown whose time is up ends B's wait for
+// the server A's statement holds at once: B hears "shutting down" (or finds its socket
+// closed by the same shutdown) before A's statement ends, which would serve it.
+func shutdownWhileWaiting(t *testing.T, cfg pool.Config, mark waitMark) {
+	c, p := adminProxy(t, cfg)
 	ctx := ctxT(t, time.Minute)
 	a := connect(t, p.URL("", ""), pgx.QueryExecModeSimpleProtocol)
 	b := connect(t, p.URL("", ""), pgx.QueryExecModeCacheStatement)
-	console := adminConn(t, p, "pgbouncer", "postgres")
 	sleeping := asyncExec(ctx, a, "select pg_sleep(6)")
 	admin := direct(t, c)
 	require.Eventually(t, func() bool {
@@ -150,8 +173,9 @@ func TestGoroutineWaitShutdown(t *testing.T) {
 		err := admin.QueryRow(ctx, "select count(*) from pg_stat_activity where query = 'select pg_sleep(6)' and state = 'active'").Scan(&n)
 		return err == nil && n == 1
 	}, 10*time.Second, 10*time.Millisecond)
-	waiting := asyncExec(ctx, b, "select 1")
-	waitingClients(t, console, 1)
+	waiting := mark(t, p)
+	waitErr := asyncExec(ctx, b, "select 1")
+	waiting()
 
 	sctx, cancel := context.WithTimeout(ctx, time.Second)
 	defer cancel()
@@ -159,7 +183,7 @@ func TestGoroutineWaitShutdown(t *testing.T) {
 	shut := make(chan error, 1)
 	go func() { shut <- p.Server.Shutdown(sctx) }()
 	select {
-	case err := <-waiting:
+	case err := <-waitErr:
 		require.Error(t, err)
 		if code := pgCode(err); code != "" {
 			require.Equal(t, "57P01", code, "got %v", err)
@@ -175,4 +199,12 @@ func TestGoroutineWaitShutdown(t *testing.T) {
 		t.Fatal("Shutdown did not return")
 	}
 	<-sleeping
+}
+
+func TestGoroutineWaitServerClosed(t *testing.T) {
+	serverClosedWhileWaiting(t, pool.Config{DefaultPoolSize: 1, QueryWaitTimeout: 20 * time.Second}, consoleWaiting)
+}
+
+func TestGoroutineWaitShutdown(t *testing.T) {
+	shutdownWhileWaiting(t, pool.Config{DefaultPoolSize: 1, QueryWaitTimeout: time.Minute}, consoleWaiting)
 }
